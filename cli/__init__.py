@@ -1,0 +1,1 @@
+"""The ``simplebits`` command line (installed as ``simplebits_audit.cli``)."""

@@ -1,0 +1,23 @@
+"""simplebits-audit: explain and audit PyTorch image classifiers by simplification.
+
+SimpleBits (Schirrmeister, Liu, Hooker, Ball 2022) looks for the simplest image -- fewest bits
+under a pretrained generative model, the *bit estimator* -- that the frozen classifier still
+answers the same way for. What survives is what the model needs.
+"""
+
+from .estimators import BitEstimator, list_estimators, load_estimator
+from .explainer import SimpleBits, attribution_map
+from .simplification import SimplificationResult, simplify
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BitEstimator",
+    "SimpleBits",
+    "SimplificationResult",
+    "__version__",
+    "attribution_map",
+    "list_estimators",
+    "load_estimator",
+    "simplify",
+]

@@ -1,0 +1,142 @@
+"""Analytic predictive coder: no weights, the bar every learned estimator must beat.
+
+The design follows lossless image codecs (LOCO-I / JPEG-LS, WebP lossless):
+
+1. reversible colour transform "subtract green": planes G, R - G, B - G (grayscale: one plane);
+2. median-edge (MED) prediction of each plane from its causal neighbours W, N, NW;
+3. each residual coded with a discretised Laplace whose scale is the mean absolute residual of
+   the causal neighbours (W, N, NW, NE), shrunk towards a prior scale.
+
+Everything is written with differentiable tensor ops, so gradients with respect to the pixels
+exist almost everywhere. Grayscale is rated natively (one plane, no colour transform).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .base import BitEstimator
+
+_LOG2 = math.log(2.0)
+
+
+def _shift(p: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """Value of the neighbour at (y - dy, x - dx), zero outside the image."""
+    h, w = p.shape[-2:]
+    padded = F.pad(p, (max(dx, 0), max(-dx, 0), max(dy, 0), 0))
+    x0 = max(-dx, 0)
+    return padded[..., :h, x0 : x0 + w]
+
+
+def med_predict(p: torch.Tensor, start: float) -> torch.Tensor:
+    """Median-edge prediction of plane ``p`` (B, C, H, W) from W, N and NW.
+
+    On the first row the missing N and NW are taken as W, on the first column W and NW as N; the
+    first pixel is predicted as ``start``.
+    """
+    h, w = p.shape[-2:]
+    west, north, northwest = _shift(p, 0, 1), _shift(p, 1, 0), _shift(p, 1, 1)
+    row0 = torch.zeros(h, w, dtype=torch.bool, device=p.device)
+    row0[0] = True
+    col0 = torch.zeros_like(row0)
+    col0[:, 0] = True
+    north = torch.where(row0, west, north)
+    northwest = torch.where(row0, west, northwest)
+    west = torch.where(col0, north, west)
+    northwest = torch.where(col0, north, northwest)
+    corner = row0 & col0
+    lo, hi = torch.minimum(west, north), torch.maximum(west, north)
+    pred = torch.where(northwest >= hi, lo, torch.where(northwest <= lo, hi, west + north - northwest))
+    return torch.where(corner, torch.full_like(pred, start), pred)
+
+
+def _laplace_log_cdf(t: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """log P(e <= t) for a zero-mean Laplace with scale b, stable on both sides."""
+    neg = torch.clamp(t, max=0) / b + math.log(0.5)
+    pos = torch.log1p(-0.5 * torch.exp(-torch.clamp(t, min=0) / b))
+    return torch.where(t < 0, neg, pos)
+
+
+def discretized_laplace_log_prob(
+    value: torch.Tensor, pred: torch.Tensor, scale: torch.Tensor, low: torch.Tensor, high: torch.Tensor
+) -> torch.Tensor:
+    """Log-probability (nats) of the unit-width bin around ``value`` (0..255 units).
+
+    ``low`` and ``high`` are the smallest and largest values the variable can take; the edge bins
+    collect the tail mass, so the probabilities of all bins sum to one.
+    """
+    e = value - pred
+    t_lo, t_hi = e - 0.5, e + 0.5
+    log_cdf_hi = _laplace_log_cdf(t_hi, scale)
+    log_sf_lo = _laplace_log_cdf(-t_lo, scale)  # log P(e > t_lo), by symmetry
+    log_width = torch.log1p(-torch.exp(-1.0 / scale))
+    # Interior bins: one-sided closed forms keep far tails finite.
+    right = log_sf_lo + log_width  # bin entirely right of the mode
+    left = log_cdf_hi + log_width  # bin entirely left of the mode
+    centre = torch.log(
+        torch.clamp(1 - 0.5 * torch.exp(torch.clamp(t_lo, max=0) / scale) - 0.5 * torch.exp(-torch.clamp(t_hi, min=0) / scale), min=1e-12)
+    )
+    interior = torch.where(t_lo >= 0, right, torch.where(t_hi <= 0, left, centre))
+    return torch.where(value < low + 0.5, log_cdf_hi, torch.where(value > high - 0.5, log_sf_lo, interior))
+
+
+class AnalyticCoder(BitEstimator):
+    """Median-edge predictor + subtract-green + locally scaled discretised Laplace.
+
+    No training, no weights; any image size; grayscale rated natively. About 3.8 bpd on held-out
+    32x32 photo crops (see ``benchmarks/estimators.py``).
+
+    Parameters
+    ----------
+    prior_scale : float
+        Laplace scale (0..255 units) assumed where no neighbouring residual is known.
+    prior_weight : float
+        How many neighbour residuals the prior scale counts as.
+    scale_gain : float
+        Multiplier on the neighbours' mean absolute residual.
+    min_scale : float
+        Floor of the scale, so that flat regions still cost a little.
+    """
+
+    name = "analytic"
+    native_channels = (1, 3)
+
+    def __init__(self, prior_scale: float = 6.0, prior_weight: float = 0.5, scale_gain: float = 1.0, min_scale: float = 0.35) -> None:
+        super().__init__()
+        self.prior_scale = prior_scale
+        self.prior_weight = prior_weight
+        self.scale_gain = scale_gain
+        self.min_scale = min_scale
+        self.card = {
+            "name": self.name,
+            "description": "Median-edge predictor, subtract-green colour transform, discretised Laplace with a locally estimated scale.",
+            "training_data": "none (analytic)",
+            "parameters": 0,
+            "licence": "n/a",
+        }
+
+    def _bits_map(self, x: torch.Tensor, noise: bool, generator: torch.Generator | None) -> torch.Tensor:
+        v = x * 255.0
+        if v.shape[1] == 3:
+            r, g, b = v[:, 0:1], v[:, 1:2], v[:, 2:3]
+            planes = torch.cat([g, r - g, b - g], 1)
+            # Each plane's range given the already coded green value.
+            low = torch.cat([torch.zeros_like(g), -g, -g], 1)
+            high = torch.cat([torch.full_like(g, 255.0), 255.0 - g, 255.0 - g], 1)
+            start = torch.tensor([128.0, 0.0, 0.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        else:
+            planes, low, high = v, torch.zeros_like(v), torch.full_like(v, 255.0)
+            start = torch.full((1, 1, 1, 1), 128.0, device=x.device, dtype=x.dtype)
+        pred = torch.cat([med_predict(planes[:, c : c + 1], float(start[0, c])) for c in range(planes.shape[1])], 1)
+        abs_res = (planes - pred).abs()
+        neighbours = [(0, 1), (1, 0), (1, 1), (1, -1)]  # W, N, NW, NE
+        total = sum(_shift(abs_res, dy, dx) for dy, dx in neighbours)
+        ones = torch.ones_like(abs_res[:1, :1])
+        count = sum(_shift(ones, dy, dx) for dy, dx in neighbours)
+        local = (total + self.prior_weight * self.prior_scale) / (count + self.prior_weight)
+        scale = torch.clamp(self.scale_gain * local, min=self.min_scale)
+        log_p = discretized_laplace_log_prob(planes, pred, scale, low, high)
+        return (-log_p / _LOG2).sum(1, keepdim=True)

@@ -1,0 +1,207 @@
+"""``SimpleBits``: the simplification explainer as a Captum ``Attribution``.
+
+It plugs into Captum's own tools (``NoiseTunnel``, ``captum.metrics.infidelity`` and
+``sensitivity_max``, ``visualize_image_attr``) and returns maps shaped like the inputs.
+
+What the map means (``attribution=``):
+
+``"survival"`` (default)
+    For each pixel, the share of the knob's path (lambda growing) along which the simplified image
+    still agrees with the original there (max channel difference below ``survival_tolerance``).
+    Regions the classifier needs survive to large lambda; regions it does not are simplified away
+    early. Values in [0, 1].
+``"bits_removed"``
+    The bit-reduction map: bits per pixel under the estimator before minus after simplification
+    (positive where information was removed).
+``"kept"``
+    ``1 - |x - x'|`` (max over channels): where the simplified image equals the original. It
+    confuses regions that were already flat with regions that were kept (SPEC section 6).
+``"ablation"``
+    Occlusion of the *simplified* image over SLIC superpixels (Captum ``FeatureAblation``, each
+    segment replaced by its mean colour): how much the target's probability falls without each
+    segment of what survived.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from captum.attr import Attribution, FeatureAblation
+from captum.log import log_usage
+
+from .estimators import BitEstimator, load_estimator
+from .simplification import SimplificationResult, normalize_target, simplify
+from .spaces import Transform, make_spaces
+
+ATTRIBUTIONS = ("survival", "bits_removed", "kept", "ablation")
+
+
+def attribution_map(
+    result: SimplificationResult,
+    kind: str = "survival",
+    *,
+    forward_func: Callable[..., torch.Tensor] | None = None,
+    to_model: Transform | None = None,
+    additional_forward_args: Any = None,
+    survival_tolerance: float = 8 / 255,
+    n_segments: int = 40,
+) -> torch.Tensor:
+    """A per-pixel map (B, 1, H, W) read off a :class:`SimplificationResult`.
+
+    ``kind`` is one of :data:`ATTRIBUTIONS` (see the module docstring). ``"ablation"`` needs the
+    classifier (``forward_func``, ``to_model``).
+    """
+    if kind == "bits_removed":
+        return result.bit_reduction_map
+    if kind == "kept":
+        return 1 - (result.original - result.simplified).abs().amax(1, keepdim=True)
+    if kind == "survival":
+        path = result.path_images.to(result.original.dtype) / 255  # (S, B, C, H, W)
+        close = (path - result.original.unsqueeze(0)).abs().amax(2, keepdim=True) <= survival_tolerance + 1e-6
+        return close.to(result.original.dtype).mean(0)
+    if kind == "ablation":
+        if forward_func is None:
+            raise ValueError("forward_func: needed for attribution='ablation'")
+        return _segment_ablation(result, forward_func, to_model or (lambda x: x), additional_forward_args, n_segments)
+    raise ValueError(f"attribution: expected one of {ATTRIBUTIONS}, got {kind!r}")
+
+
+def _segment_ablation(result, forward_func, to_model, additional_forward_args, n_segments) -> torch.Tensor:
+    from skimage.segmentation import slic
+
+    simplified = result.simplified
+    segments = []
+    for img in simplified.detach().cpu():
+        seg = slic(img.permute(1, 2, 0).double().numpy(), n_segments=n_segments, compactness=10, start_label=0, channel_axis=-1)
+        segments.append(torch.from_numpy(seg).long())
+    mask = torch.stack(segments).unsqueeze(1).to(simplified.device)  # (B, 1, H, W)
+    # Baseline: every segment replaced by its mean colour.
+    baseline = torch.empty_like(simplified)
+    for b in range(len(simplified)):
+        n = int(mask[b].max()) + 1
+        flat = mask[b, 0].flatten()
+        sums = torch.zeros(simplified.shape[1], n, device=simplified.device).index_add_(1, flat, simplified[b].flatten(1))
+        counts = torch.bincount(flat, minlength=n).clamp_min(1)
+        baseline[b] = (sums / counts)[:, flat].view_as(simplified[b])
+
+    def prob(x: torch.Tensor, *args: Any) -> torch.Tensor:
+        return torch.softmax(forward_func(to_model(x), *args), 1)
+
+    ablation = FeatureAblation(prob)
+    attr = ablation.attribute(
+        simplified, baselines=baseline, target=result.target, additional_forward_args=additional_forward_args,
+        feature_mask=mask.expand_as(simplified),
+    )
+    return attr.mean(1, keepdim=True)
+
+
+class SimpleBits(Attribution):
+    """Explain predictions by simplification: what survives is what the classifier needs.
+
+    Parameters
+    ----------
+    forward_func : callable
+        The classifier (model space in, logits (B, K) out). Never modified.
+    estimator : BitEstimator or str, optional
+        The bit estimator (default: the package default).
+    normalization : (mean, std), optional
+        The model takes ``(pixels - mean) / std``; pixels are in [0, 1].
+    transforms : (to_pixels, to_model), optional
+        Differentiable conversions instead of ``normalization``.
+    **defaults
+        Default keyword arguments of :func:`simplebits_audit.simplify` (``steps``, ``objective``,
+        ``keep``, ...), overridable per call.
+
+    Examples
+    --------
+    >>> sb = SimpleBits(model, normalization=([0.5] * 3, [0.25] * 3))
+    >>> attr = sb.attribute(inputs, target=labels)             # like inputs, (B, C, H, W)
+    >>> attr, result = sb.attribute(inputs, target=labels, return_result=True)
+    >>> result.simplified                                       # the simplified images (pixels)
+    """
+
+    def __init__(
+        self,
+        forward_func: Callable[..., torch.Tensor],
+        estimator: BitEstimator | str | None = None,
+        *,
+        normalization: tuple | None = None,
+        transforms: tuple[Transform, Transform] | None = None,
+        **defaults: Any,
+    ) -> None:
+        super().__init__(forward_func)
+        self.estimator = estimator if isinstance(estimator, BitEstimator) else load_estimator(estimator)
+        self.spaces = make_spaces(normalization, transforms)
+        self._space_args = {"normalization": normalization, "transforms": transforms}
+        self.defaults = defaults
+
+    def has_convergence_delta(self) -> bool:
+        return False
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        return False
+
+    @log_usage()
+    def attribute(
+        self,
+        inputs: torch.Tensor | tuple[torch.Tensor, ...],
+        target: Any = None,
+        additional_forward_args: Any = None,
+        *,
+        attribution: str = "survival",
+        out_of_range: str = "error",
+        return_result: bool = False,
+        **options: Any,
+    ):
+        """Simplify the inputs and return a map shaped like them.
+
+        Parameters
+        ----------
+        inputs : Tensor (B, C, H, W) or tuple of tensors
+            Model-space images. With a tuple, the first tensor is simplified and explained; the
+            others are passed to the model unchanged and receive zero attribution.
+        target : int, list, tuple or Tensor, optional
+            Captum-style target: one class for all, or one per example. Default: the prediction.
+        additional_forward_args : any, optional
+            Extra arguments for ``forward_func`` after the inputs.
+        attribution : {"survival", "bits_removed", "kept", "ablation"}
+            Which map to return (see the module docstring).
+        out_of_range : {"error", "clamp"}
+            What to do with pixel values outside [0, 1] (``"clamp"`` suits ``NoiseTunnel``).
+        return_result : bool
+            Also return the :class:`SimplificationResult`.
+        **options
+            Keyword arguments of :func:`simplebits_audit.simplify`, overriding the defaults.
+
+        Returns
+        -------
+        Tensor or tuple of Tensors (, SimplificationResult)
+            Same type and shapes as ``inputs``.
+        """
+        is_tuple = isinstance(inputs, tuple)
+        tensors = inputs if is_tuple else (inputs,)
+        if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors):
+            raise TypeError("inputs: expected a tensor or a tuple of tensors")
+        if attribution not in ATTRIBUTIONS:
+            raise ValueError(f"attribution: expected one of {ATTRIBUTIONS}, got {attribution!r}")
+        if out_of_range not in ("error", "clamp"):
+            raise ValueError(f"out_of_range: expected 'error' or 'clamp', got {out_of_range!r}")
+        image, rest = tensors[0], tensors[1:]
+        extra = (additional_forward_args if isinstance(additional_forward_args, tuple) else (additional_forward_args,)) if additional_forward_args is not None else ()
+        forward_args = tuple(rest) + extra or None
+        if out_of_range == "clamp":
+            with torch.no_grad():
+                image = self.spaces.to_model(self.spaces.to_pixels(image.detach()).clamp(0, 1))
+        if target is not None and isinstance(target, tuple):
+            target = list(target)
+        normalize_target(target, image.shape[0], None)  # shape errors before any work
+        kwargs = {**self.defaults, **options, **self._space_args}
+        result = simplify(self.forward_func, image.detach(), target, estimator=self.estimator, additional_forward_args=forward_args, **kwargs)
+        attr_map = attribution_map(
+            result, attribution, forward_func=self.forward_func, to_model=self.spaces.to_model, additional_forward_args=forward_args,
+        )
+        attr = attr_map.expand_as(image).to(image.dtype).contiguous()
+        out = (attr, *(torch.zeros_like(t) for t in rest)) if is_tuple else attr
+        return (out, result) if return_result else out

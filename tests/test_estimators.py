@@ -1,0 +1,119 @@
+"""The estimator contract (SPEC section 3), checked on every registered estimator."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import torch
+
+from simplebits_audit import list_estimators, load_estimator
+from simplebits_audit.estimators import ARCHITECTURES, DEFAULT_ESTIMATOR, Glow, model_card
+from simplebits_audit.photos import held_out_crops
+
+
+@pytest.fixture(scope="module", params=sorted(ARCHITECTURES))
+def estimator(request):
+    return load_estimator(request.param)
+
+
+@pytest.fixture(scope="module")
+def photos32():
+    return held_out_crops(8, size=32, seed=5)
+
+
+def test_every_architecture_is_registered_with_weights():
+    assert sorted(list_estimators()) == sorted(ARCHITECTURES)
+    assert DEFAULT_ESTIMATOR in list_estimators()
+
+
+def test_map_sums_to_total_and_shapes(estimator, photos32):
+    bmap = estimator.bits_map(photos32)
+    assert bmap.shape == (8, 1, 32, 32)
+    bits = estimator.bits(photos32)
+    assert bits.shape == (8,)
+    torch.testing.assert_close(bmap.flatten(1).sum(1), bits, rtol=1e-5, atol=1e-2)
+    torch.testing.assert_close(estimator.bpd(photos32), bits / (3 * 32 * 32))
+
+
+def test_gradients_are_finite_and_nonzero(estimator, photos32):
+    x = photos32.clone().requires_grad_(True)
+    estimator.bits(x).sum().backward()
+    assert torch.isfinite(x.grad).all()
+    assert x.grad.abs().sum() > 0
+
+
+def test_frozen_and_deterministic(estimator, photos32):
+    assert not estimator.training
+    assert all(not p.requires_grad for p in estimator.parameters())
+    torch.testing.assert_close(estimator.bits(photos32), estimator.bits(photos32), rtol=0, atol=0)
+
+
+def test_noise_is_only_used_when_asked(estimator, photos32):
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    noisy1 = estimator.bits(photos32, noise=True, generator=g1)
+    noisy2 = estimator.bits(photos32, noise=True, generator=g2)
+    torch.testing.assert_close(noisy1, noisy2)
+
+
+def test_smooth_images_cost_fewer_bits_than_noise(estimator):
+    torch.manual_seed(0)
+    ramp = torch.linspace(0.2, 0.8, 32).view(1, 1, 1, 32).expand(2, 3, 32, 32).contiguous()
+    noise = torch.rand(2, 3, 32, 32)
+    assert (estimator.bpd(ramp) + 2 < estimator.bpd(noise)).all()
+
+
+def test_grayscale_and_odd_sizes(estimator):
+    torch.manual_seed(0)
+    gray = torch.rand(2, 1, 13, 21)
+    bmap = estimator.bits_map(gray)
+    assert bmap.shape == (2, 1, 13, 21)
+    torch.testing.assert_close(bmap.flatten(1).sum(1), estimator.bits(gray), rtol=1e-5, atol=1e-2)
+    assert torch.isfinite(bmap).all()
+
+
+def test_clear_errors(estimator):
+    with pytest.raises(ValueError, match="dimensions"):
+        estimator.bits(torch.rand(3, 8, 8))
+    with pytest.raises(ValueError, match="channels"):
+        estimator.bits(torch.rand(1, 2, 8, 8))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        estimator.bits(torch.rand(1, 3, 8, 8) * 255)
+    with pytest.raises(ValueError, match="NaN"):
+        estimator.bits(torch.full((1, 3, 8, 8), float("nan")))
+    with pytest.raises(TypeError, match="floating"):
+        estimator.bits(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
+
+
+def test_unknown_names_and_files_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="name_or_path"):
+        load_estimator("no-such-estimator")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable estimator checkpoint"):
+        load_estimator(bad)
+
+
+def test_shipped_weights_load_without_network(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket, "socket", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    for name in list_estimators():
+        est = load_estimator(name)
+        card = model_card(name)
+        assert card["parameters"] == est.num_parameters
+        if name != "analytic":
+            assert card["held_out_bpd"] < card["held_out_webp_bpd"]
+
+
+def test_glow_encode_decode_roundtrip(photos32):
+    glow = load_estimator("glow")
+    assert isinstance(glow, Glow)
+    latents = glow.encode(photos32)
+    assert [z.shape[1:] for z in latents] == [(6, 16, 16), (12, 8, 8), (48, 4, 4)]
+    torch.testing.assert_close(glow.decode(latents), photos32, atol=1e-3, rtol=0)
+    # The all-zeros latent (the prior's mode) is a valid, simple image.
+    simple = glow.decode([torch.zeros_like(z) for z in latents])
+    assert glow.bpd(simple).mean() < glow.bpd(photos32).mean()
