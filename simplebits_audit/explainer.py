@@ -57,7 +57,7 @@ def attribution_map(
     if kind == "kept":
         return 1 - (result.original - result.simplified).abs().amax(1, keepdim=True)
     if kind == "survival":
-        path = result.path_images.to(result.original.dtype) / 255  # (S, B, C, H, W)
+        path = result.path_images[1:].to(result.original.dtype) / 255  # (S, B, C, H, W), without the original
         close = (path - result.original.unsqueeze(0)).abs().amax(2, keepdim=True) <= survival_tolerance + 1e-6
         return close.to(result.original.dtype).mean(0)
     if kind == "ablation":

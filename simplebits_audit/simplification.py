@@ -63,7 +63,7 @@ class SimplificationResult:
     path_bits, path_target_prob : Tensor (S, B)
     path_kept : Tensor (S, B) bool
     path_images : Tensor (S, B, C, H, W) uint8
-        The trade-off path: every snapshot along the knob.
+        The trade-off path: the original (lambda = 0) and every snapshot along the knob.
     status : list[str]
         ``"ok"``, ``"not kept"`` or ``"non-finite"`` per image.
     steps : int
@@ -250,7 +250,7 @@ def simplify(
     latent_init: str = "prior",
     keep: Keep = "top1",
     steps: int = 60,
-    lr: float = 0.15,
+    lr: float = 0.01,
     lambda_start: float = 0.2,
     lambda_end: float = 20.0,
     n_snapshots: int = 10,
@@ -364,7 +364,10 @@ def simplify(
     lambdas = torch.logspace(math.log10(lambda_start), math.log10(lambda_end), steps).tolist()
     snapshot_steps = sorted({round((i + 1) * steps / n_snapshots) - 1 for i in range(n_snapshots)})
     active = torch.ones(batch, dtype=torch.bool, device=device)
-    path_images, path_bits, path_probs, path_lambdas = [], [], [], []
+    # The path starts at the original (lambda = 0), so the answer is never more complex than it.
+    original_8bit = _round_8bit(pixels, False)
+    bits_before, _ = _evaluate(classifier, estimator, original_8bit)
+    path_images, path_bits, path_probs, path_lambdas = [original_8bit], [bits_before], [probs_before], [0.0]
 
     with Progress(disable=not show_progress, transient=True) as progress:
         task = progress.add_task("simplifying", total=steps)
@@ -406,7 +409,6 @@ def simplify(
 
     # ---- choose, per image, the simplest snapshot that keeps the prediction
     with torch.no_grad():
-        bits_before, _ = _evaluate(classifier, estimator, pixels)
         images = torch.stack(path_images)  # (S, B, C, H, W)
         bits_path = torch.stack(path_bits)  # (S, B)
         probs_path = torch.stack(path_probs)  # (S, B, K)
@@ -414,13 +416,13 @@ def simplify(
         snapshots_ok = torch.isfinite(bits_path) & torch.isfinite(probs_path).all(2)
         score = torch.where(kept_path & snapshots_ok, bits_path, torch.full_like(bits_path, math.inf))
         any_kept = torch.isfinite(score).any(0)
-        # Nothing kept: return the least simplified snapshot (the first) and say so.
+        # Nothing kept (not even the original, e.g. target != prediction): return the original.
         choice = torch.where(any_kept, score.argmin(0), torch.zeros_like(any_kept, dtype=torch.long))
         idx = torch.arange(batch, device=device)
         simplified = images[choice, idx]
         probs_after = probs_path[choice, idx]
         kept = kept_path[choice, idx]
-        bits_map_before = estimator.bits_map(_round_8bit(pixels, False))
+        bits_map_before = estimator.bits_map(original_8bit)
         bits_map_after = estimator.bits_map(simplified)
         bits_after = bits_map_after.flatten(1).sum(1)
         dims = math.prod(pixels.shape[1:])
