@@ -153,7 +153,7 @@ def main() -> None:
         if hasattr(err, "show") and hasattr(err, "exit_code"):  # a usage error from typer's click
             err.show()
             sys.exit(err.exit_code)
-        err_console.print(f"[bold red]error:[/] {err}", markup=True, highlight=False)
+        print(f"error: {err}", file=sys.stderr)  # one line, never wrapped
         sys.exit(2)
 
 

@@ -17,7 +17,14 @@ from PIL import Image
 #: package photos (RGB, natural scenes) held out whole from every training corpus
 HELD_OUT = ("chelsea.png", "coffee.png", "rocket.jpg", "china.jpg", "grace_hopper.jpg")
 #: package photos used for training
-TRAIN_PACKAGE = ("astronaut.png", "hubble_deep_field.jpg", "ihc.png", "motorcycle_left.png", "retina.jpg", "flower.jpg")
+TRAIN_PACKAGE = (
+    "astronaut.png", "hubble_deep_field.jpg", "ihc.png", "motorcycle_left.png", "retina.jpg", "flower.jpg",
+    # grayscale textures, used as RGB
+    "camera.png", "coins.png", "brick.png", "grass.png", "gravel.png",
+)
+#: wallpapers whose crops cost fewer bits than this under the analytic coder are smooth digital
+#: renders rather than photographs; they would teach a model that the world is smooth
+MIN_PHOTO_BPD = 2.7
 #: where Debian's plasma-workspace-wallpapers puts its photographs
 WALLPAPER_DIR = Path("/usr/share/wallpapers")
 
@@ -62,9 +69,14 @@ def wallpaper_photos(root: Path = WALLPAPER_DIR) -> list[Path]:
     return photos
 
 
-def training_photos() -> list[Path]:
-    """Default training corpus: package photos not held out plus any wallpapers installed."""
-    return package_photos(TRAIN_PACKAGE) + wallpaper_photos()
+def training_photos(min_bpd: float = MIN_PHOTO_BPD) -> list[Path]:
+    """Default training corpus: package photos not held out plus the installed wallpapers that are
+    photographs (crops costing at least ``min_bpd`` under the analytic coder)."""
+    from .estimators.analytic import AnalyticCoder
+
+    coder = AnalyticCoder()
+    natural = [p for p in wallpaper_photos() if float(coder.bpd(CropSampler([load_rgb(p)], seed=0, n_scales=4).sample(64)).mean()) >= min_bpd]
+    return package_photos(TRAIN_PACKAGE) + natural
 
 
 def image_files(directory: str | Path) -> list[Path]:

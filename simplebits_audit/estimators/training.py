@@ -136,7 +136,7 @@ def train_estimator(
             if done % config.checkpoint_every == 0 or done == config.steps:
                 elapsed += time.perf_counter() - t0
                 t0 = time.perf_counter()
-                history.append({"step": done, "train_bpd": float(loss), "held_out_bpd": _held_out_eval(model, eval_crops)})
+                history.append({"step": done, "train_bpd": loss.item(), "held_out_bpd": _held_out_eval(model, eval_crops)})
                 save_state(done)
 
     model.eval()

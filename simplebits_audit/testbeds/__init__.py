@@ -7,8 +7,10 @@ with a ``generate(n, split, seed)`` function plus one entry in :data:`TESTBEDS`.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import Callable
+from importlib import resources
+from typing import Any, Callable
 
 import torch
 from torch.utils.data import Dataset
@@ -59,4 +61,30 @@ def load(name: str, split: str = "train", n: int | None = None, seed: int = 0) -
     return Testbed(name, split, images, labels, masks, classes)
 
 
-__all__ = ["TESTBEDS", "SmallCNN", "Testbed", "list_testbeds", "load", "train_classifier"]
+_WEIGHTS = resources.files(__package__) / "weights"
+
+
+def load_classifier(name: str, device: str | torch.device | None = None) -> SmallCNN:
+    """The shipped :class:`SmallCNN` trained on testbed ``name`` (eval mode, weights only).
+
+    Trained offline by ``scripts/train_testbed_classifier.py``; its card (test accuracy, ...) is
+    :func:`classifier_card`.
+    """
+    weights = _WEIGHTS / f"{name}.pt"
+    if name not in TESTBEDS or not weights.is_file():
+        raise ValueError(f"name: no shipped classifier for testbed {name!r}")
+    with resources.as_file(weights) as path:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    model = SmallCNN(**ckpt["config"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(device or "cpu").eval()
+
+
+def classifier_card(name: str) -> dict[str, Any]:
+    """Training facts of the shipped classifier for testbed ``name``."""
+    return json.loads((_WEIGHTS / f"{name}.json").read_text())
+
+
+__all__ = [
+    "classifier_card",
+    "load_classifier","TESTBEDS", "SmallCNN", "Testbed", "list_testbeds", "load", "train_classifier"]
