@@ -75,7 +75,7 @@ def run_demo(
     sb = SimpleBits(model)
     attr, result = sb.attribute(x, target=pred[idx], return_result=True, seed=seed, show_progress=show_progress)
     ig = IntegratedGradients(model).attribute(x, target=pred[idx], n_steps=50)
-    _figure(result, {"SimpleBits (survival)": attr, "bits removed": result.bit_reduction_map, "Integrated Gradients": ig}, y.tolist(), out / "demo.png")
+    _figure(result, {"SimpleBits (ablation)": attr, "bits removed": result.bit_reduction_map, "Integrated Gradients": ig}, y.tolist(), out / "demo.png")
     webp_before, webp_after = codec_bpd(result.original), codec_bpd(result.simplified)
     records = [
         {

@@ -5,7 +5,13 @@ It plugs into Captum's own tools (``NoiseTunnel``, ``captum.metrics.infidelity``
 
 What the map means (``attribution=``):
 
-``"survival"`` (default)
+``"ablation"`` (default)
+    Occlusion of the *simplified* image over SLIC superpixels (Captum ``FeatureAblation``, each
+    segment replaced by its mean colour): how much the target's probability falls without each
+    segment of what survived. Simplification first removes what the classifier does not need;
+    ablating what is left then says which of the survivors carry the decision. Of the four maps
+    it localised best on ``digits-on-photos`` (``benchmarks/attribution_maps.py``).
+``"survival"``
     For each pixel, the share of the knob's path (lambda growing) along which the simplified image
     still agrees with the original there (max channel difference below ``survival_tolerance``).
     Regions the classifier needs survive to large lambda; regions it does not are simplified away
@@ -16,10 +22,6 @@ What the map means (``attribution=``):
 ``"kept"``
     ``1 - |x - x'|`` (max over channels): where the simplified image equals the original. It
     confuses regions that were already flat with regions that were kept (SPEC section 6).
-``"ablation"``
-    Occlusion of the *simplified* image over SLIC superpixels (Captum ``FeatureAblation``, each
-    segment replaced by its mean colour): how much the target's probability falls without each
-    segment of what survived.
 """
 
 from __future__ import annotations
@@ -34,12 +36,12 @@ from .estimators import BitEstimator, load_estimator
 from .simplification import SimplificationResult, normalize_target, simplify
 from .spaces import Transform, make_spaces
 
-ATTRIBUTIONS = ("survival", "bits_removed", "kept", "ablation")
+ATTRIBUTIONS = ("ablation", "survival", "bits_removed", "kept")
 
 
 def attribution_map(
     result: SimplificationResult,
-    kind: str = "survival",
+    kind: str = "ablation",
     *,
     forward_func: Callable[..., torch.Tensor] | None = None,
     to_model: Transform | None = None,
@@ -150,7 +152,7 @@ class SimpleBits(Attribution):
         target: Any = None,
         additional_forward_args: Any = None,
         *,
-        attribution: str = "survival",
+        attribution: str = "ablation",
         out_of_range: str = "error",
         return_result: bool = False,
         **options: Any,
@@ -166,7 +168,7 @@ class SimpleBits(Attribution):
             Captum-style target: one class for all, or one per example. Default: the prediction.
         additional_forward_args : any, optional
             Extra arguments for ``forward_func`` after the inputs.
-        attribution : {"survival", "bits_removed", "kept", "ablation"}
+        attribution : {"ablation", "survival", "bits_removed", "kept"}
             Which map to return (see the module docstring).
         out_of_range : {"error", "clamp"}
             What to do with pixel values outside [0, 1] (``"clamp"`` suits ``NoiseTunnel``).

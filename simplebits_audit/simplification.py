@@ -251,6 +251,7 @@ def simplify(
     keep: Keep = "top1",
     steps: int = 60,
     lr: float = 0.01,
+    adam_eps: float = 1e-8,
     lambda_start: float = 0.2,
     lambda_end: float = 20.0,
     n_snapshots: int = 10,
@@ -291,6 +292,9 @@ def simplify(
         Optimisation steps (Adam).
     lr : float
         Adam learning rate.
+    adam_eps : float
+        Adam's epsilon, in bits per unit step of the parameters (the loss is optimised in bits):
+        larger values leave pixels with tiny gradients alone.
     lambda_start, lambda_end : float
         The knob: lambda grows geometrically from start to end over the run.
     n_snapshots : int
@@ -360,7 +364,11 @@ def simplify(
     params = (
         _LatentParams(estimator, _round_8bit(pixels, False), latent_init) if parameterization == "latent" else _PixelParams(pixels)
     )
-    optimizer = torch.optim.Adam(params.tensors(), lr=lr)
+    # The loss is optimised in bits (bpd * dims): Adam's eps is then in bits per unit step, and
+    # pixels whose gradient is far below it (already at their predicted value) are left alone
+    # instead of jittering, which would add bits.
+    dims = math.prod(pixels.shape[1:])
+    optimizer = torch.optim.Adam(params.tensors(), lr=lr, eps=adam_eps)
     lambdas = torch.logspace(math.log10(lambda_start), math.log10(lambda_end), steps).tolist()
     snapshot_steps = sorted({round((i + 1) * steps / n_snapshots) - 1 for i in range(n_snapshots)})
     active = torch.ones(batch, dtype=torch.bool, device=device)
@@ -384,7 +392,7 @@ def simplify(
                     task_loss = -log_q.gather(1, target_t[:, None])[:, 0]
                 bpd = estimator.bpd(x_new, noise=dequantization_noise, generator=generator)
                 per_image = task_loss + lam * bpd
-                grads = torch.autograd.grad(per_image.sum(), params.tensors())
+                grads = torch.autograd.grad(per_image.sum() * dims, params.tensors())
             # A non-finite loss or gradient stops that image; the batch goes on.
             finite = torch.isfinite(per_image.detach())
             for g in grads:
@@ -425,7 +433,6 @@ def simplify(
         bits_map_before = estimator.bits_map(original_8bit)
         bits_map_after = estimator.bits_map(simplified)
         bits_after = bits_map_after.flatten(1).sum(1)
-        dims = math.prod(pixels.shape[1:])
         log_after = torch.log(probs_after.clamp_min(1e-30))
         kl = (probs_before * (torch.log(probs_before.clamp_min(1e-30)) - log_after)).sum(1)
         status = ["non-finite" if not a else ("ok" if k else "not kept") for a, k in zip(active.tolist(), kept.tolist())]
