@@ -78,7 +78,7 @@ def main() -> None:
     for name, amap in maps.items():
         scores = torch.tensor([auroc(amap[i], masks[i]) for i in range(len(x))])
         table.add_row(name, f"{scores.nanmean():.3f}", f"{scores[~scores.isnan()].std():.3f}", f"{seconds.get(name, 0):.1f}")
-    Console().print(table)
+    Console(width=200).print(table)
     print(f"SimpleBits simplification: {seconds['SimpleBits (simplification)']:.1f} s; kept top-1 {result.kept.float().mean():.0%}; "
           f"bpd {result.bpd_before.mean():.2f} -> {result.bpd_after.mean():.2f}")
 

@@ -55,7 +55,7 @@ def main() -> None:
             row += [f"{bpd:.3f}", f"{png:.3f}", f"{webp:.3f}", f"{bpd / webp:.2f}"]
         row += [f"{forward_backward_ms(est):.0f}", f"{est.num_parameters:,}"]
         table.add_row(*row)
-    Console().print(table)
+    Console(width=200).print(table)
 
 
 if __name__ == "__main__":

@@ -69,6 +69,14 @@ def wallpaper_photos(root: Path = WALLPAPER_DIR) -> list[Path]:
     return photos
 
 
+def photo_id(path: Path) -> str:
+    """A readable identifier: ``wallpapers/<theme>`` for Debian wallpapers, else the file name."""
+    path = Path(path)
+    if WALLPAPER_DIR in path.parents:
+        return f"wallpapers/{path.relative_to(WALLPAPER_DIR).parts[0]}"
+    return path.name
+
+
 def training_photos(min_bpd: float = MIN_PHOTO_BPD) -> list[Path]:
     """Default training corpus: package photos not held out plus the installed wallpapers that are
     photographs (crops costing at least ``min_bpd`` under the analytic coder)."""

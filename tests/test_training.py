@@ -9,7 +9,6 @@ import torch
 from PIL import Image
 
 from simplebits_audit import load_estimator, photos
-from simplebits_audit.estimators import training
 from simplebits_audit.estimators.training import TrainingConfig, train_estimator
 
 

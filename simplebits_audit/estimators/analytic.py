@@ -31,11 +31,11 @@ def _shift(p: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     return padded[..., :h, x0 : x0 + w]
 
 
-def med_predict(p: torch.Tensor, start: float) -> torch.Tensor:
-    """Median-edge prediction of plane ``p`` (B, C, H, W) from W, N and NW.
+def med_predict(p: torch.Tensor, start: float | torch.Tensor) -> torch.Tensor:
+    """Median-edge prediction of each plane of ``p`` (B, C, H, W) from W, N and NW.
 
     On the first row the missing N and NW are taken as W, on the first column W and NW as N; the
-    first pixel is predicted as ``start``.
+    first pixel is predicted as ``start`` (a number, or a tensor broadcastable to (1, C, 1, 1)).
     """
     h, w = p.shape[-2:]
     west, north, northwest = _shift(p, 0, 1), _shift(p, 1, 0), _shift(p, 1, 1)
@@ -50,7 +50,7 @@ def med_predict(p: torch.Tensor, start: float) -> torch.Tensor:
     corner = row0 & col0
     lo, hi = torch.minimum(west, north), torch.maximum(west, north)
     pred = torch.where(northwest >= hi, lo, torch.where(northwest <= lo, hi, west + north - northwest))
-    return torch.where(corner, torch.full_like(pred, start), pred)
+    return torch.where(corner, torch.as_tensor(start, dtype=pred.dtype, device=pred.device).expand_as(pred), pred)
 
 
 def _laplace_log_cdf(t: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -130,7 +130,7 @@ class AnalyticCoder(BitEstimator):
         else:
             planes, low, high = v, torch.zeros_like(v), torch.full_like(v, 255.0)
             start = torch.full((1, 1, 1, 1), 128.0, device=x.device, dtype=x.dtype)
-        pred = torch.cat([med_predict(planes[:, c : c + 1], float(start[0, c])) for c in range(planes.shape[1])], 1)
+        pred = med_predict(planes, start)
         abs_res = (planes - pred).abs()
         neighbours = [(0, 1), (1, 0), (1, 1), (1, -1)]  # W, N, NW, NE
         total = sum(_shift(abs_res, dy, dx) for dy, dx in neighbours)

@@ -146,7 +146,7 @@ def train_estimator(
         "arch": config.arch,
         "config": model.config,
         "training": {k: v for k, v in vars(config).items() if k != "model_config"},
-        "training_data": {"photos": [p.name for p in train_paths], "held_out_photos": [p.name for p in eval_paths]},
+        "training_data": {"photos": [photo_data.photo_id(p) for p in train_paths], "held_out_photos": [photo_data.photo_id(p) for p in eval_paths]},
         "data_licence": "photos shipped with scikit-image, scikit-learn and matplotlib (see their data READMEs); "
         "Debian plasma-workspace-wallpapers (licences per wallpaper, see /usr/share/wallpapers/*/metadata*)",
         "steps": config.steps,
