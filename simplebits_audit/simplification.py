@@ -364,9 +364,8 @@ def simplify(
     params = (
         _LatentParams(estimator, _round_8bit(pixels, False), latent_init) if parameterization == "latent" else _PixelParams(pixels)
     )
-    # The loss is optimised in bits (bpd * dims): Adam's eps is then in bits per unit step, and
-    # pixels whose gradient is far below it (already at their predicted value) are left alone
-    # instead of jittering, which would add bits.
+    # Gradients are taken of the loss in bits (bpd * dims), so ``adam_eps`` is in bits per unit
+    # step whatever the image size.
     dims = math.prod(pixels.shape[1:])
     optimizer = torch.optim.Adam(params.tensors(), lr=lr, eps=adam_eps)
     lambdas = torch.logspace(math.log10(lambda_start), math.log10(lambda_end), steps).tolist()

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from .. import photos
 
 SIZE = 32
+#: smallest and largest side of the pasted digit, in pixels
+DIGIT_SIDES = (16, 24)
 #: background photos of the train split (the test split uses photos.HELD_OUT)
 TRAIN_BACKGROUNDS = ("astronaut.png", "hubble_deep_field.jpg", "ihc.png", "motorcycle_left.png", "retina.jpg", "flower.jpg")
 
@@ -47,7 +49,7 @@ def generate(n: int, split: str, seed: int) -> tuple[torch.Tensor, torch.Tensor,
     fill = background.mean((2, 3), keepdim=True) + shift
     texture = (fill + 0.25 * (texture - texture.mean((1, 2, 3), keepdim=True))).clamp(0, 1)
 
-    side = torch.from_numpy(rng.integers(16, 25, n))
+    side = torch.from_numpy(rng.integers(DIGIT_SIDES[0], DIGIT_SIDES[1] + 1, n))
     alpha = torch.zeros(n, 1, SIZE, SIZE)
     for i in range(n):
         s = int(side[i])
