@@ -1,0 +1,135 @@
+"""Loading the user's classifier from a file or a name, safely.
+
+Accepted forms of ``spec``:
+
+* a TorchScript file (``torch.jit.save``);
+* a ``torch.export`` archive (``.pt2``);
+* ``"package.module:factory"`` -- the factory is called without arguments, then ``weights``
+  (a state dict) is loaded with ``weights_only=True``;
+* a torchvision architecture name (``"resnet18"``) plus ``weights`` (a state dict);
+* a fully pickled ``nn.Module`` only with ``trust_pickle=True``: unpickling runs arbitrary code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+def _load_state_dict(weights: str | Path | None, spec: str) -> dict:
+    if weights is None:
+        raise ValueError(f"weights: {spec!r} builds an architecture; give its trained weights (a state dict file)")
+    path = Path(weights)
+    if not path.is_file():
+        raise ValueError(f"weights: {str(path)!r} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for foreign or corrupt files
+        raise ValueError(f"weights: {str(path)!r} is not a state dict loadable with weights_only=True ({err.__class__.__name__})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"weights: {str(path)!r} does not hold a state dict")
+    return state
+
+
+def _from_file(path: Path, trust_pickle: bool) -> nn.Module:
+    if path.suffix == ".pt2":
+        try:
+            return torch.export.load(str(path)).module()
+        except Exception as err:
+            raise ValueError(f"model: {str(path)!r} is not a readable torch.export archive ({err.__class__.__name__}: {err})") from None
+    if zipfile.is_zipfile(path):
+        try:
+            return torch.jit.load(str(path), map_location="cpu")
+        except RuntimeError:
+            pass  # a zip written by torch.save: a pickle
+    if not trust_pickle:
+        raise ValueError(
+            f"model: {str(path)!r} is not TorchScript or a torch.export archive; if it is a pickled model, "
+            "loading it runs code from the file: pass trust_pickle=True (--trust-pickle) only if you trust its source"
+        )
+    try:
+        model = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise ValueError(f"model: {str(path)!r} could not be unpickled ({err.__class__.__name__}: {err})") from None
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model: {str(path)!r} holds a {type(model).__name__}, not an nn.Module (a state dict needs an architecture)")
+    return model
+
+
+def _from_factory(spec: str, weights: str | Path | None) -> nn.Module:
+    module_name, _, attr = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"model: cannot import {spec!r} ({err})") from None
+    model = factory()
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model: {spec!r} returned a {type(model).__name__}, not an nn.Module")
+    model.load_state_dict(_load_state_dict(weights, spec))
+    return model
+
+
+def _from_torchvision(name: str, weights: str | Path | None, num_classes: int | None) -> nn.Module:
+    import torchvision
+
+    state = _load_state_dict(weights, name)
+    if num_classes is None:  # read it off the classifier's last bias
+        biases = [v for k, v in state.items() if k.endswith("bias") and v.dim() == 1]
+        num_classes = int(biases[-1].numel()) if biases else 1000
+    model = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+    model.load_state_dict(state)
+    return model
+
+
+def load_model(
+    spec: str | Path,
+    *,
+    weights: str | Path | None = None,
+    trust_pickle: bool = False,
+    num_classes: int | None = None,
+    device: str | torch.device | None = None,
+) -> nn.Module:
+    """Load a classifier (in eval mode) from a file, a factory or a torchvision name.
+
+    Parameters
+    ----------
+    spec : str or Path
+        A TorchScript file, a ``.pt2`` export archive, ``"package.module:factory"``, a
+        torchvision architecture name, or (with ``trust_pickle``) a pickled ``nn.Module``.
+    weights : path, optional
+        State dict for factory and torchvision specs (loaded with ``weights_only=True``).
+    trust_pickle : bool
+        Allow unpickling a full model (runs code from the file).
+    num_classes : int, optional
+        Output classes of a torchvision architecture (default: read off the weights).
+    device : str or torch.device, optional
+    """
+    spec_str = str(spec)
+    path = Path(spec_str)
+    if path.is_file():
+        model = _from_file(path, trust_pickle)
+    elif path.is_dir():
+        raise ValueError(f"model: {spec_str!r} is a directory, expected a model file")
+    elif ":" in spec_str and not spec_str.startswith((".", "/")):
+        model = _from_factory(spec_str, weights)
+    else:
+        import torchvision
+
+        if spec_str in torchvision.models.list_models():
+            model = _from_torchvision(spec_str, weights, num_classes)
+        else:
+            raise ValueError(
+                f"model: {spec_str!r} is not a file, a 'package.module:factory' or a torchvision architecture name"
+            )
+    model = model.to(device or "cpu")
+    try:
+        model.eval()
+    except NotImplementedError:  # torch.export modules keep the mode they were exported in
+        pass
+    return model
