@@ -373,7 +373,9 @@ def simplify(
     active = torch.ones(batch, dtype=torch.bool, device=device)
     # The path starts at the original (lambda = 0), so the answer is never more complex than it.
     original_8bit = _round_8bit(pixels, False)
-    bits_before, _ = _evaluate(classifier, estimator, original_8bit)
+    with torch.no_grad():
+        bits_map_before = estimator.bits_map(original_8bit)
+    bits_before = bits_map_before.flatten(1).sum(1)
     path_images, path_bits, path_probs, path_lambdas = [original_8bit], [bits_before], [probs_before], [0.0]
 
     with Progress(disable=not show_progress, transient=True) as progress:
@@ -429,7 +431,6 @@ def simplify(
         simplified = images[choice, idx]
         probs_after = probs_path[choice, idx]
         kept = kept_path[choice, idx]
-        bits_map_before = estimator.bits_map(original_8bit)
         bits_map_after = estimator.bits_map(simplified)
         bits_after = bits_map_after.flatten(1).sum(1)
         log_after = torch.log(probs_after.clamp_min(1e-30))
