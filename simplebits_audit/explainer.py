@@ -33,7 +33,7 @@ from captum.attr import Attribution, FeatureAblation
 from captum.log import log_usage
 
 from .estimators import BitEstimator, load_estimator
-from .simplification import SimplificationResult, normalize_target, simplify
+from .simplification import SimplificationResult, _as_tuple, normalize_target, simplify
 from .spaces import Transform, make_spaces
 
 ATTRIBUTIONS = ("ablation", "survival", "bits_removed", "kept")
@@ -135,7 +135,6 @@ class SimpleBits(Attribution):
         super().__init__(forward_func)
         self.estimator = estimator if isinstance(estimator, BitEstimator) else load_estimator(estimator)
         self.spaces = make_spaces(normalization, transforms)
-        self._space_args = {"normalization": normalization, "transforms": transforms}
         self.defaults = defaults
 
     def has_convergence_delta(self) -> bool:
@@ -191,15 +190,14 @@ class SimpleBits(Attribution):
         if out_of_range not in ("error", "clamp"):
             raise ValueError(f"out_of_range: expected 'error' or 'clamp', got {out_of_range!r}")
         image, rest = tensors[0], tensors[1:]
-        extra = (additional_forward_args if isinstance(additional_forward_args, tuple) else (additional_forward_args,)) if additional_forward_args is not None else ()
-        forward_args = tuple(rest) + extra or None
+        forward_args = tuple(rest) + _as_tuple(additional_forward_args) or None
         if out_of_range == "clamp":
             with torch.no_grad():
                 image = self.spaces.to_model(self.spaces.to_pixels(image.detach()).clamp(0, 1))
-        if target is not None and isinstance(target, tuple):
+        if isinstance(target, tuple):
             target = list(target)
         normalize_target(target, image.shape[0], None)  # shape errors before any work
-        kwargs = {**self.defaults, **options, **self._space_args}
+        kwargs = {**self.defaults, **options, "transforms": (self.spaces.to_pixels, self.spaces.to_model)}
         result = simplify(self.forward_func, image.detach(), target, estimator=self.estimator, additional_forward_args=forward_args, **kwargs)
         attr_map = attribution_map(
             result, attribution, forward_func=self.forward_func, to_model=self.spaces.to_model, additional_forward_args=forward_args,

@@ -1,4 +1,4 @@
-"""Reading and writing images for users: clear errors for missing, unreadable or odd files."""
+"""Reading images for users: clear errors for missing, unreadable or odd files."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from ._io import atomic_write
-from .codecs import to_uint8_images
 
 
 def load_image(path: str | Path, *, grayscale: bool = False, size: int | tuple[int, int] | None = None, name: str = "image") -> torch.Tensor:
@@ -47,11 +45,3 @@ def load_image(path: str | Path, *, grayscale: bool = False, size: int | tuple[i
     if arr.ndim == 2:
         arr = arr[..., None]
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).unsqueeze(0).float().div(255)
-
-
-def save_image(x: torch.Tensor, path: str | Path) -> Path:
-    """Write one pixel image (C, H, W) or (1, C, H, W) in [0, 1] as PNG, atomically."""
-    if x.dim() == 3:
-        x = x.unsqueeze(0)
-    (img,) = to_uint8_images(x[:1])
-    return atomic_write(path, lambda tmp: Image.fromarray(img).save(tmp, format="PNG"))
