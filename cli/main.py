@@ -137,6 +137,126 @@ def demo(out: Path = typer.Option(Path("simplebits-demo"), help="Folder for the 
     run_demo(out, device=options.device, seed=options.seed, show_progress=not options.quiet, console=None if options.quiet else console)
 
 
+# ------------------------------------------------------------------------------------------
+# The user's model and preprocessing: the same options on every command that takes a model.
+
+MODEL = typer.Option(..., "--model", "-m", help="TorchScript file, .pt2 export, 'package.module:factory' or a torchvision name (e.g. resnet18).")
+WEIGHTS = typer.Option(None, help="State dict for a factory or torchvision --model (loaded with weights_only=True).")
+TRUST_PICKLE = typer.Option(False, "--trust-pickle", help="Allow a fully pickled model file: runs code from the file; only for files you trust.")
+NUM_CLASSES = typer.Option(None, help="Output classes of a torchvision architecture (default: read off --weights).")
+SIZE = typer.Option(None, help="Resize the shorter image side to this many pixels.")
+CROP = typer.Option(None, help="Centre-crop to CROP x CROP after resizing.")
+MEAN = typer.Option(None, help="Normalisation mean per channel, e.g. 0.485,0.456,0.406.")
+STD = typer.Option(None, help="Normalisation std per channel, e.g. 0.229,0.224,0.225.")
+PRESET = typer.Option(None, help="Normalisation preset instead of --mean/--std: imagenet or none.")
+GRAYSCALE = typer.Option(False, "--grayscale", help="Read images with one channel.")
+LABELS = typer.Option(None, help="Class names: a text file (one per line) or JSON (list or {\"0\": name}).")
+ESTIMATOR = typer.Option(None, "--estimator", "-e", help="Bit estimator name or checkpoint file (default: the package default).")
+
+
+def _floats(text: Optional[str], name: str) -> Optional[tuple[float, ...]]:
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"expected numbers separated by commas, got {text!r}", param_hint=name) from None
+
+
+def _preprocessing(size, crop, mean, std, preset, grayscale):
+    from simplebits_audit.preprocessing import Preprocessing
+
+    if preset is not None:
+        if mean is not None or std is not None:
+            raise typer.BadParameter("give --preset or --mean/--std, not both", param_hint="--preset")
+        return Preprocessing.from_preset(preset, size=size, crop=crop, grayscale=grayscale)
+    return Preprocessing(size=size, crop=crop, mean=_floats(mean, "--mean"), std=_floats(std, "--std"), grayscale=grayscale)
+
+
+def _model(spec: str, weights, trust_pickle: bool, num_classes):
+    from simplebits_audit.models import load_model
+
+    return load_model(spec, weights=weights, trust_pickle=trust_pickle, num_classes=num_classes, device=options.device)
+
+
+def _labels(path: Optional[Path]):
+    from simplebits_audit.preprocessing import load_labels
+
+    return None if path is None else load_labels(path)
+
+
+def _methods(text: Optional[str]) -> list[str]:
+    return [m.strip() for m in text.split(",") if m.strip()] if text else []
+
+
+@app.command()
+def explain(
+    images: list[Path] = typer.Argument(..., help="Image files (any format Pillow reads)."),
+    model: str = MODEL,
+    out: Path = typer.Option(Path("simplebits-explain"), "--out", "-o", help="Output folder: report.html, results.json, PNGs."),
+    target: Optional[int] = typer.Option(None, help="Class index to explain (default: the prediction)."),
+    target_name: Optional[str] = typer.Option(None, help="Class to explain, by name (needs --labels)."),
+    baselines: Optional[str] = typer.Option(None, help="Captum baselines beside SimpleBits, comma-separated, e.g. ig,occlusion,gradcam."),
+    attribution: str = typer.Option("ablation", help="SimpleBits map: ablation, survival, bits_removed or kept."),
+    steps: Optional[int] = typer.Option(None, help="Optimisation steps of the simplification (default 60)."),
+    objective: str = typer.Option("kl", help="kl: keep the whole predicted distribution; ce: keep the target class."),
+    batch_size: int = typer.Option(16, help="Images simplified together."),
+    estimator: Optional[str] = ESTIMATOR,
+    weights: Optional[Path] = WEIGHTS,
+    trust_pickle: bool = TRUST_PICKLE,
+    num_classes: Optional[int] = NUM_CLASSES,
+    size: Optional[int] = SIZE,
+    crop: Optional[int] = CROP,
+    mean: Optional[str] = MEAN,
+    std: Optional[str] = STD,
+    preset: Optional[str] = PRESET,
+    grayscale: bool = GRAYSCALE,
+    labels: Optional[Path] = LABELS,
+    open_report: bool = typer.Option(False, "--open", help="Open the report in a browser when done."),
+) -> None:
+    """Explain predictions: simplify each image, write an interactive report.
+
+    Examples:
+
+      simplebits explain cat.jpg --model resnet18 --weights r18.pt --preset imagenet --size 256 --crop 224 --labels classes.txt
+
+      simplebits explain digit.png --model model.ts --baselines ig,occlusion,gradcam --out report/
+    """
+    from simplebits_audit.audit import explain_images
+
+    prep = _preprocessing(size, crop, mean, std, preset, grayscale)
+    class_names = _labels(labels)
+    net = _model(model, weights, trust_pickle, num_classes)
+    simplify_options = {"objective": objective, **({"steps": steps} if steps is not None else {})}
+    result = explain_images(
+        net, images, out, preprocessing=prep, class_names=class_names, target=target, target_name=target_name,
+        baselines=_methods(baselines), estimator=estimator, attribution=attribution, batch_size=batch_size,
+        model_name=model, device=options.device, seed=options.seed, show_progress=not options.quiet, simplify_options=simplify_options,
+    )
+    if not options.quiet:
+        table = Table("image", "target", "prediction before -> after", "kept", "bits/dim before -> after", "WebP bits/dim before -> after")
+        for r in result.records:
+            table.add_row(r["name"], r["target_name"], f"{r['pred_before_name']} -> {r['pred_after_name']}", "yes" if r["kept"] else "no",
+                          f"{r['bpd_before']:.3f} -> {r['bpd_after']:.3f}", f"{r['webp_bpd_before']:.3f} -> {r['webp_bpd_after']:.3f}")
+        console.print(table)
+    console.print(f"report: {result.report_path}")
+    if open_report:
+        import webbrowser
+
+        webbrowser.open(result.report_path.resolve().as_uri())
+
+
+@app.command()
+def report(folder: Path = typer.Argument(..., help="Output folder of an explain, demo or audit run.")) -> None:
+    """Rebuild a run's report.html from its results, without recomputing.
+
+    Example: ``simplebits report simplebits-explain/``.
+    """
+    from simplebits_audit.report import build_report
+
+    console.print(f"report: {build_report(folder)}")
+
+
 def main() -> None:
     """Console-script entry point: one-line errors unless ``--debug``."""
     try:

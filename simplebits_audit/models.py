@@ -133,3 +133,22 @@ def load_model(
     except NotImplementedError:  # torch.export modules keep the mode they were exported in
         pass
     return model
+
+
+def check_classifier_output(model, inputs: torch.Tensor, *, name: str = "model") -> int:
+    """Call ``model`` on a small batch; return its number of classes or raise a clear error.
+
+    The output must be logits of shape (B, classes); anything else (a tuple, a feature map, a
+    detection dict) is refused before any long work starts.
+    """
+    try:
+        with torch.no_grad():
+            out = model(inputs)
+    except Exception as err:  # the user's model may raise anything
+        raise ValueError(f"{name}: failed on an input of shape {tuple(inputs.shape)} ({err.__class__.__name__}: {err})") from None
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != inputs.shape[0]:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"{name}: output must be logits of shape (B, classes) = ({inputs.shape[0]}, K), got {got}")
+    if out.shape[1] < 2:
+        raise ValueError(f"{name}: output has {out.shape[1]} class; a classifier needs at least 2")
+    return int(out.shape[1])

@@ -1,0 +1,9 @@
+"""Jobs over image files and datasets: explain a few predictions, audit a whole dataset.
+
+Both write per-image records (``records``) and arrays that the reports (:mod:`simplebits_audit.report`)
+are built from, so a report can always be rebuilt without recomputing.
+"""
+
+from .explain import ExplainOutput, explain_images
+
+__all__ = ["ExplainOutput", "explain_images"]

@@ -1,0 +1,149 @@
+"""Per-image records and artefacts: what the explain and audit jobs write and the reports read.
+
+A record is a JSON-able dict (ids, names, predictions and probabilities before and after, bits,
+codec sizes, the trade-off path, status, file names). Its arrays (original and simplified image,
+maps) go beside it: PNGs to look at and an ``arrays.npz`` (no pickles) from which a report can be
+rebuilt without recomputing.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .._io import atomic_write
+from ..codecs import codec_bpd, to_uint8_images
+from ..simplification import SimplificationResult
+
+#: Display names of the maps the jobs write (baseline names are shown as they are).
+MAP_TITLES = {"simplebits": "SimpleBits", "bits_removed": "bits removed"}
+
+
+def safe_stem(name: str, max_len: int = 40) -> str:
+    """A file-name-safe version of ``name`` (letters, digits, ``._-``)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem).strip("._") or "image"
+    return stem[:max_len]
+
+
+def class_name(index: int, class_names: Sequence[str] | None) -> str:
+    return str(class_names[index]) if class_names and 0 <= index < len(class_names) else str(index)
+
+
+def _top(probs: torch.Tensor, k: int, class_names: Sequence[str] | None) -> list[list[Any]]:
+    values, indices = probs.topk(min(k, probs.numel()))
+    return [[int(i), class_name(int(i), class_names), round(float(v), 6)] for v, i in zip(values, indices)]
+
+
+def simplification_records(
+    result: SimplificationResult,
+    *,
+    ids: Sequence[str],
+    names: Sequence[str],
+    class_names: Sequence[str] | None = None,
+    labels: Sequence[int | None] | None = None,
+    paths: Sequence[str | None] | None = None,
+    top_k: int = 5,
+) -> list[dict[str, Any]]:
+    """One JSON-able record per image of ``result`` (codec sizes included)."""
+    n = len(result)
+    labels = labels if labels is not None else [None] * n
+    paths = paths if paths is not None else [None] * n
+    webp_before, webp_after = codec_bpd(result.original), codec_bpd(result.simplified)
+    dims = result.original[0].numel()
+    records = []
+    for i in range(n):
+        target = int(result.target[i])
+        label = labels[i]
+        records.append({
+            "id": ids[i],
+            "name": names[i],
+            "path": paths[i],
+            "label": None if label is None else int(label),
+            "label_name": None if label is None else class_name(int(label), class_names),
+            "target": target,
+            "target_name": class_name(target, class_names),
+            "pred_before": int(result.pred_before[i]),
+            "pred_before_name": class_name(int(result.pred_before[i]), class_names),
+            "pred_after": int(result.pred_after[i]),
+            "pred_after_name": class_name(int(result.pred_after[i]), class_names),
+            "prob_target_before": float(result.probs_before[i, target]),
+            "prob_target_after": float(result.probs_after[i, target]),
+            "confidence": float(result.probs_before[i].max()),
+            "top_before": _top(result.probs_before[i], top_k, class_names),
+            "top_after": _top(result.probs_after[i], top_k, class_names),
+            "bits_before": float(result.bits_before[i]),
+            "bits_after": float(result.bits_after[i]),
+            "bpd_before": float(result.bpd_before[i]),
+            "bpd_after": float(result.bpd_after[i]),
+            "bits_retained": float(result.bits_after[i] / result.bits_before[i].clamp_min(1e-9)),
+            "webp_bpd_before": float(webp_before[i]),
+            "webp_bpd_after": float(webp_after[i]),
+            "kept": bool(result.kept[i]),
+            "lambda": float(result.lambda_chosen[i]),
+            "kl": float(result.kl[i]),
+            "status": result.status[i],
+            "seconds": result.seconds_per_image,
+            "path_lambdas": [float(v) for v in result.path_lambdas],
+            "path_bpd": [float(v) / dims for v in result.path_bits[:, i]],
+            "path_target_prob": [float(v) for v in result.path_target_prob[:, i]],
+            "path_kept": [bool(v) for v in result.path_kept[:, i]],
+        })
+    return records
+
+
+def colour_map(values: np.ndarray) -> np.ndarray:
+    """A map (H, W) as an RGB uint8 picture: inferno for maps >= 0, a diverging scale centred at 0 otherwise."""
+    import matplotlib
+
+    values = np.nan_to_num(values.astype(np.float64))
+    if values.min() < 0:
+        scale = max(np.abs(values).max(), 1e-12)
+        rgba = matplotlib.colormaps["RdBu_r"](0.5 + 0.5 * values / scale)
+    else:
+        scale = max(values.max(), 1e-12)
+        rgba = matplotlib.colormaps["inferno"](values / scale)
+    return (rgba[..., :3] * 255).round().astype(np.uint8)
+
+
+def save_artifacts(folder: str | Path, original: torch.Tensor, simplified: torch.Tensor, maps: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Write one image's PNGs and ``arrays.npz`` into ``folder`` (atomically); return their names.
+
+    ``original``/``simplified`` are pixel images (C, H, W); ``maps`` maps names to (1, H, W) or
+    (H, W) tensors. Names in the returned dict are relative to ``folder``'s parent's parent (the
+    job's output directory) so that records stay valid when the directory moves.
+    """
+    from PIL import Image
+
+    folder = Path(folder)
+    rel = Path(folder.parent.name) / folder.name
+    images = dict(zip(("original", "simplified"), to_uint8_images(torch.stack([original, simplified]))))
+    arrays = {f"image_{k}": v for k, v in images.items()}
+    files: dict[str, Any] = {"maps": {}}
+    for key, img in images.items():
+        atomic_write(folder / f"{key}.png", lambda tmp, img=img: Image.fromarray(img).save(tmp, format="PNG"))
+        files[key] = str(rel / f"{key}.png")
+    for key, value in maps.items():
+        array = value.detach().float().cpu().reshape(value.shape[-2:]).numpy()
+        arrays[f"map_{key}"] = array.astype(np.float32)
+        name = f"map_{safe_stem(key)}.png"
+        atomic_write(folder / name, lambda tmp, a=array: Image.fromarray(colour_map(a)).save(tmp, format="PNG"))
+        files["maps"][key] = str(rel / name)
+
+    def write_npz(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+
+    atomic_write(folder / "arrays.npz", write_npz)
+    files["arrays"] = str(rel / "arrays.npz")
+    return files
+
+
+def load_arrays(out_dir: str | Path, record: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The arrays saved for a record (``image_original``, ``image_simplified``, ``map_<name>``); no pickles."""
+    path = Path(out_dir) / record["files"]["arrays"]
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}

@@ -1,0 +1,24 @@
+"""Self-contained interactive HTML reports (plotly.js embedded; they open offline).
+
+``build_report(out_dir)`` rebuilds the report of an ``explain`` run (``results.json``) from what
+the run wrote, without recomputing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .explanation import write_explanation_report
+
+
+def build_report(out_dir: str | Path) -> Path:
+    """Rebuild ``out_dir/report.html`` from the results a job wrote there."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        raise ValueError(f"out_dir: {str(out_dir)!r} is not a folder")
+    if (out_dir / "results.json").is_file():
+        return write_explanation_report(out_dir)
+    raise ValueError(f"out_dir: {str(out_dir)!r} holds no results.json of a simplebits run")
+
+
+__all__ = ["build_report", "write_explanation_report"]

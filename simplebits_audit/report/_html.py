@@ -1,0 +1,133 @@
+"""The page shell shared by every report: self-contained HTML, plotly.js embedded, strings escaped.
+
+Every user-supplied string (file names, class names) goes through :func:`esc` before it reaches
+the page; plotly serialises figure data with ``<``, ``>`` and ``/`` escaped, so text inside
+figures cannot close a ``<script>`` either. A small script records JavaScript errors and how many
+figures rendered on ``<body>`` (``data-errors``, ``data-figures-rendered``) for browser tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from functools import lru_cache
+from typing import Iterable
+
+import numpy as np
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1200px; padding: 1.5rem; color: #1d1d1f; }
+h1 { font-size: 1.5rem; margin-bottom: .2rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
+.sub { color: #666; margin-top: 0; }
+table { border-collapse: collapse; margin: .5rem 0; font-size: .9rem; }
+th, td { border-bottom: 1px solid #e4e4e4; padding: .25rem .6rem; text-align: left; }
+th { background: #f6f6f6; cursor: default; } th.sortable { cursor: pointer; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.bad { color: #b00020; } .good { color: #1b7f3b; }
+.gallery { display: flex; flex-wrap: wrap; gap: .75rem; }
+.card { border: 1px solid #ddd; border-radius: 6px; padding: .4rem; font-size: .8rem; width: 12.5rem; }
+.card img { width: 6rem; height: 6rem; image-rendering: pixelated; }
+img.px { image-rendering: pixelated; }
+.note { background: #f6f6f6; padding: .5rem .8rem; border-radius: 4px; font-size: .9rem; }
+"""
+
+# Records JS errors and counts rendered plotly figures, for people and for the browser test.
+RENDER_CHECK = """
+<script>
+window.__errors = [];
+window.addEventListener("error", function (e) { window.__errors.push(String(e.message)); });
+window.addEventListener("load", function () {
+  var graphs = document.querySelectorAll(".plotly-graph-div");
+  var rendered = 0;
+  graphs.forEach(function (g) { if (g.querySelector(".main-svg")) { rendered += 1; } });
+  document.body.setAttribute("data-figures", String(graphs.length));
+  document.body.setAttribute("data-figures-rendered", String(rendered));
+  document.body.setAttribute("data-errors", window.__errors.join(" | "));
+});
+</script>
+"""
+
+SORT_SCRIPT = """
+<script>
+function sortTable(th) {
+  var table = th.closest("table"), body = table.tBodies[0], col = th.cellIndex;
+  var asc = th.getAttribute("data-asc") !== "true";
+  th.setAttribute("data-asc", String(asc));
+  var rows = Array.prototype.slice.call(body.rows);
+  rows.sort(function (a, b) {
+    var x = a.cells[col].getAttribute("data-v") || a.cells[col].textContent;
+    var y = b.cells[col].getAttribute("data-v") || b.cells[col].textContent;
+    var nx = parseFloat(x), ny = parseFloat(y);
+    var c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+    return asc ? c : -c;
+  });
+  rows.forEach(function (r) { body.appendChild(r); });
+}
+</script>
+"""
+
+
+def esc(value: object) -> str:
+    """HTML-escape any value (quotes included) for text and attribute positions."""
+    return html.escape(str(value), quote=True)
+
+
+@lru_cache(maxsize=1)
+def plotly_js() -> str:
+    """The plotly.js bundle shipped with the plotly package (no network needed)."""
+    from plotly.offline import get_plotlyjs
+
+    return get_plotlyjs()
+
+
+def figure_html(fig, div_id: str) -> str:
+    """A plotly figure as a ``<div>`` plus its script (plotly.js comes once, in the page head).
+
+    ``div_id`` (letters, digits, ``-``) makes the page reproducible: plotly would draw a random one.
+    """
+    if not all(c.isalnum() or c == "-" for c in div_id):
+        raise ValueError(f"div_id: only letters, digits and '-' allowed, got {div_id!r}")
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config={"displaylogo": False, "displayModeBar": "hover"})
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    """Encode an (H, W, 3) or (H, W) uint8 array as PNG."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def img_tag(png: bytes, alt: str, *, width: int | None = None, css_class: str = "px") -> str:
+    size = f' width="{width}"' if width else ""
+    return f'<img class="{css_class}" src="{data_uri(png)}" alt="{esc(alt)}"{size}>'
+
+
+def table_html(header: Iterable[str], rows: Iterable[Iterable[str]], *, sortable: bool = False, raw: bool = False) -> str:
+    """A table; cells are escaped unless ``raw`` (cells already HTML).
+
+    With ``sortable`` a click on a column header sorts the rows (numbers numerically).
+    """
+    th_attr = ' class="sortable" onclick="sortTable(this)"' if sortable else ""
+    head = "".join(f"<th{th_attr}>{esc(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c if raw else esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def page(title: str, body: str, *, subtitle: str = "") -> str:
+    """A complete, self-contained HTML page (plotly.js inline, works offline)."""
+    sub = f'<p class="sub">{esc(subtitle)}</p>' if subtitle else ""
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{esc(title)}</title>"
+        f"<style>{CSS}</style>{RENDER_CHECK}{SORT_SCRIPT}"
+        f"<script type=\"text/javascript\">{plotly_js()}</script></head>"
+        f"<body><h1>{esc(title)}</h1>{sub}{body}"
+        "<p class=\"sub\">Made by simplebits-audit. Self-contained: opens offline.</p></body></html>\n"
+    )

@@ -1,0 +1,97 @@
+"""The report of ``simplebits explain`` (and the demo): one section per explained image."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from .._io import atomic_write
+from ..audit.records import load_arrays
+from ._html import esc, figure_html, page, table_html
+from .figures import panels_figure, topk_figure, tradeoff_figure
+
+RESULTS_FILE = "results.json"
+REPORT_FILE = "report.html"
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return f"{value:.{digits}f}"
+
+
+def _summary_table(records: Sequence[dict[str, Any]]) -> str:
+    rows = []
+    for r in records:
+        pred = f"{esc(r['pred_before_name'])} → {esc(r['pred_after_name'])}"
+        label = "" if r.get("label") is None else esc(r["label_name"])
+        wrong = r.get("label") is not None and r["label"] != r["pred_before"]
+        kept = '<span class="good">yes</span>' if r["kept"] else '<span class="bad">no</span>'
+        rows.append([
+            f'<a href="#img-{esc(r["id"])}">{esc(r["name"])}</a>',
+            f'<span class="bad">{label}</span>' if wrong else label,
+            esc(r["target_name"]), pred, kept,
+            f"{_fmt(r['bpd_before'])} → {_fmt(r['bpd_after'])}",
+            f"{_fmt(r['webp_bpd_before'])} → {_fmt(r['webp_bpd_after'])}",
+            esc(r["status"]),
+        ])
+    header = ["image", "label", "target", "prediction before → after", "kept", "bits/dim before → after", "WebP bits/dim", "status"]
+    return table_html(header, rows, raw=True)
+
+
+def _image_section(out_dir: Path, index: int, record: dict[str, Any], map_keys: list[str]) -> str:
+    arrays = load_arrays(out_dir, record)
+    keys = [k for k in map_keys if f"map_{k}" in arrays]
+    facts = [
+        ["file", esc(record.get("path") or record["name"])],
+        ["label", "—" if record.get("label") is None else esc(record["label_name"])],
+        ["target (explained class)", esc(record["target_name"])],
+        ["prediction", f"{esc(record['pred_before_name'])} → {esc(record['pred_after_name'])}"],
+        ["p(target)", f"{_fmt(record['prob_target_before'])} → {_fmt(record['prob_target_after'])}"],
+        ["bits", f"{record['bits_before']:.0f} → {record['bits_after']:.0f} ({100 * record['bits_retained']:.0f}% retained)"],
+        ["bits per dim", f"{_fmt(record['bpd_before'])} → {_fmt(record['bpd_after'])}"],
+        ["WebP lossless bits per dim", f"{_fmt(record['webp_bpd_before'])} → {_fmt(record['webp_bpd_after'])}"],
+        ["prediction kept", "yes" if record["kept"] else '<span class="bad">no</span>'],
+        ["lambda chosen", _fmt(record["lambda"])],
+        ["status", esc(record["status"])],
+    ]
+    charts = (
+        '<div style="display:flex;flex-wrap:wrap;gap:1rem">'
+        f"{figure_html(tradeoff_figure(record), f'fig-{index}-tradeoff')}{figure_html(topk_figure(record), f'fig-{index}-topk')}</div>"
+    )
+    return (
+        f'<h2 id="img-{esc(record["id"])}">{esc(record["name"])}</h2>'
+        f"{table_html(['', ''], facts, raw=True)}"
+        f"{figure_html(panels_figure(arrays, keys), f'fig-{index}-panels')}{charts}"
+    )
+
+
+def render_explanation_report(out_dir: str | Path, records: Sequence[dict[str, Any]], settings: dict[str, Any]) -> str:
+    """The HTML page for explained images (records and arrays as written into ``out_dir``)."""
+    out_dir = Path(out_dir)
+    map_keys = list(settings.get("maps", ["simplebits", "bits_removed"]))
+    timing = settings.get("seconds_per_image", {})
+    timing_rows = [[esc(k), f"{v:.3f}"] for k, v in timing.items()]
+    note = (
+        '<p class="note">Each image was simplified: the simplest image (fewest bits under the estimator '
+        f"<b>{esc(settings.get('estimator', '?'))}</b>) for which the classifier still gives the same answer. "
+        "What survives is what the classifier needs. Maps: <b>SimpleBits</b> = "
+        f"{esc(settings.get('attribution', 'ablation'))} map of the simplified image; <b>bits removed</b> = bits per "
+        "pixel before minus after; others are Captum baselines.</p>"
+    )
+    body = note + _summary_table(records)
+    if timing_rows:
+        body += "<h3>Seconds per image</h3>" + table_html(["method", "seconds"], timing_rows, raw=True)
+    body += "".join(_image_section(out_dir, i, r, map_keys) for i, r in enumerate(records))
+    subtitle = f"{len(records)} image(s); model {settings.get('model', '?')}"
+    return page(settings.get("title", "SimpleBits explanations"), body, subtitle=subtitle)
+
+
+def write_explanation_report(out_dir: str | Path) -> Path:
+    """(Re)build ``out_dir/report.html`` from ``out_dir/results.json`` without recomputing."""
+    out_dir = Path(out_dir)
+    results_path = out_dir / RESULTS_FILE
+    if not results_path.is_file():
+        raise ValueError(f"out_dir: {str(out_dir)!r} has no {RESULTS_FILE}")
+    results = json.loads(results_path.read_text(encoding="utf-8"))
+    html_text = render_explanation_report(out_dir, results["images"], results["settings"])
+    return atomic_write(out_dir / REPORT_FILE, lambda tmp: tmp.write_text(html_text, encoding="utf-8"))
