@@ -21,23 +21,7 @@ from rich.table import Table
 
 from simplebits_audit import SimpleBits, attribution_map, load_estimator, testbeds
 from simplebits_audit.explainer import ATTRIBUTIONS
-
-
-def auroc(score: torch.Tensor, mask: torch.Tensor) -> float:
-    """Probability that a random mask pixel scores above a random background pixel (ties count 1/2)."""
-    s, m = score.flatten().double(), mask.flatten().bool()
-    pos, neg = s[m], s[~m]
-    if len(pos) == 0 or len(neg) == 0:
-        return float("nan")
-    ranks = torch.empty_like(s)
-    order = s.argsort()
-    ranks[order] = torch.arange(1, len(s) + 1, dtype=torch.double)
-    # average ranks of ties
-    uniq, inverse = torch.unique(s, return_inverse=True)
-    sums = torch.zeros(len(uniq), dtype=torch.double).index_add_(0, inverse, ranks)
-    counts = torch.zeros(len(uniq), dtype=torch.double).index_add_(0, inverse, torch.ones_like(ranks))
-    ranks = (sums / counts)[inverse]
-    return float((ranks[m].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+from simplebits_audit.metrics import auroc
 
 
 def main() -> None:
@@ -76,7 +60,7 @@ def main() -> None:
     for col in ("map", "AUROC mean", "AUROC std", "seconds"):
         table.add_column(col, justify="right")
     for name, amap in maps.items():
-        scores = torch.tensor([auroc(amap[i], masks[i]) for i in range(len(x))])
+        scores = auroc(amap, masks)
         table.add_row(name, f"{scores.nanmean():.3f}", f"{scores[~scores.isnan()].std():.3f}", f"{seconds.get(name, 0):.1f}")
     Console(width=200).print(table)
     print(f"SimpleBits simplification: {seconds['SimpleBits (simplification)']:.1f} s; kept top-1 {result.kept.float().mean():.0%}; "
