@@ -44,6 +44,11 @@ class BaselineSpec:
     reference : bool
         A trivial map that ignores the model (brightness, centre prior, ...): comparison tables
         label these; a testbed on which one wins is flawed (SPEC section 6).
+    map_reduce : {"abs", "sum"}
+        How :func:`to_map` should collapse this method's channels for a relevance map: ``"abs"``
+        for per-pixel gradient methods (their sign flips from pixel to pixel), ``"sum"`` for
+        region methods whose sign means "supports / opposes the target" (occlusion, ablation,
+        LIME, Kernel SHAP, Grad-CAM) and for the references.
     description : str
         One line for tables and help texts.
     """
@@ -52,6 +57,7 @@ class BaselineSpec:
     fn: Callable[..., torch.Tensor]
     captum: str | None = None
     reference: bool = False
+    map_reduce: str = "abs"
     description: str = ""
 
     @property
@@ -65,8 +71,8 @@ class BaselineSpec:
         return not self.reference
 
 
-def _spec(name: str, fn: Callable[..., torch.Tensor], captum: str | None = None, reference: bool = False) -> BaselineSpec:
-    return BaselineSpec(name, fn, captum, reference, (inspect.getdoc(fn) or "").split("\n")[0])
+def _spec(name: str, fn: Callable[..., torch.Tensor], captum: str | None = None, reference: bool = False, map_reduce: str = "abs") -> BaselineSpec:
+    return BaselineSpec(name, fn, captum, reference, "sum" if reference else map_reduce, (inspect.getdoc(fn) or "").split("\n")[0])
 
 
 #: name -> method. Real methods first, then the trivial references.
@@ -78,11 +84,11 @@ BASELINES: dict[str, BaselineSpec] = {
         _spec("input_x_gradient", _captum.input_x_gradient, "InputXGradient"),
         _spec("gradient_shap", _captum.gradient_shap, "GradientShap"),
         _spec("deeplift", _captum.deeplift, "DeepLift"),
-        _spec("occlusion", _captum.occlusion, "Occlusion"),
-        _spec("feature_ablation", _captum.feature_ablation, "FeatureAblation"),
-        _spec("gradcam", _captum.gradcam, "LayerGradCam"),
-        _spec("lime", _captum.lime, "Lime"),
-        _spec("kernel_shap", _captum.kernel_shap, "KernelShap"),
+        _spec("occlusion", _captum.occlusion, "Occlusion", map_reduce="sum"),
+        _spec("feature_ablation", _captum.feature_ablation, "FeatureAblation", map_reduce="sum"),
+        _spec("gradcam", _captum.gradcam, "LayerGradCam", map_reduce="sum"),
+        _spec("lime", _captum.lime, "Lime", map_reduce="sum"),
+        _spec("kernel_shap", _captum.kernel_shap, "KernelShap", map_reduce="sum"),
         _spec("brightness", _reference.brightness, reference=True),
         _spec("darkness", _reference.darkness, reference=True),
         _spec("max_channel", _reference.max_channel, reference=True),

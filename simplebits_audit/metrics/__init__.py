@@ -3,11 +3,11 @@
 Localisation against a ground-truth mask (:func:`auroc`, :func:`pointing_game`,
 :func:`relevance_mass`, :func:`relevance_rank`), faithfulness (:func:`deletion_auc`,
 :func:`insertion_auc`, Captum's :func:`infidelity` and :func:`sensitivity`), bits-efficiency
-(:func:`bits_efficiency_curve`, :func:`simplebits_curve`, :func:`curve_auc`) and simplicity
+(:func:`bits_efficiency_curve`, :func:`simplebits_curve`, :func:`curve_auc`, :func:`bits_needed`) and simplicity
 (:func:`bits_removed`, :func:`codec_check`). Callers average (``nanmean`` where a value can be NaN).
 """
 
-from .bits import FRACTIONS, BitsCurve, bits_efficiency_curve, curve_auc, simplebits_curve
+from .bits import FRACTIONS, BitsCurve, bits_efficiency_curve, bits_needed, curve_auc, simplebits_curve
 from .faithfulness import deletion_auc, infidelity, insertion_auc, make_reference, perturbation_curve, pixel_order, sensitivity
 from .localisation import auroc, average_ranks, pointing_game, relevance_mass, relevance_rank
 from .simplicity import bits_removed, codec_check
@@ -18,6 +18,7 @@ __all__ = [
     "auroc",
     "average_ranks",
     "bits_efficiency_curve",
+    "bits_needed",
     "bits_removed",
     "codec_check",
     "curve_auc",

@@ -9,17 +9,20 @@ One curve per image, a :class:`BitsCurve`: points (bits fraction, target probabi
   :class:`~simplebits_audit.SimplificationResult` (original first, then every snapshot).
 
 The definition, identical for both: x = bpd of the image shown to the model divided by bpd of
-the 8-bit original (same estimator), y = the target's softmax probability (absolute, not relative
-to the original's). :func:`curve_auc` integrates the *budget envelope*
-P(b) = max {y_s : x_s <= b} over b in [0, 1]: the best probability reachable within a bit budget
-(0 below the cheapest point). Higher is better; a method whose cheapest images keep the
-prediction scores close to the original's probability. A map's curve can never go below the
-reference's bits (its fraction 0 is the reference alone), while SimpleBits can rewrite pixels;
-that difference is what the axis measures, and the reference choice matters (report it).
+the 8-bit original (same estimator); y = *probability kept*, the target's softmax probability
+divided by the original's, clipped to [0, 1]. :func:`curve_auc` integrates the *budget envelope*
+Y(b) = max {y_s : x_s <= b} over b in [0, 1]: the best share of the probability reachable within a
+bit budget (0 below the cheapest point). Higher is better; 1 would mean "all of the prediction
+on no bits". :func:`bits_needed` is the cheapest x keeping at least ``keep`` of the probability
+(lower is better; the original, x = 1, always qualifies). A map's curve can never go below its
+reference's bits (fraction 0 is the reference alone) while SimpleBits rewrites pixels; that
+difference is what the axis measures. The reference choice matters: report it. Explain the
+predicted class (``target=None``): for a class the model gives little probability, "kept" is easy.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -63,6 +66,11 @@ class BitsCurve:
     lambdas: torch.Tensor | None = None
 
     @property
+    def prob_kept(self) -> torch.Tensor:
+        """y of every point: target probability / the original's, clipped to [0, 1], (S, B)."""
+        return (self.target_prob / self.prob_original.clamp_min(1e-12)).clamp(0, 1)
+
+    @property
     def bits_fraction(self) -> torch.Tensor:
         """x of every point: bpd / bpd of the original, (S, B)."""
         return self.bpd / self.bpd_original.clamp_min(1e-12)
@@ -76,12 +84,21 @@ class BitsCurve:
 def curve_auc(curve: BitsCurve) -> torch.Tensor:
     """Area under the budget envelope of each image's curve, (B,), in [0, 1] (see the module docstring)."""
     x = curve.bits_fraction.double().clamp(0, 1)
-    y = curve.target_prob.double().to(x.device)
+    y = curve.prob_kept.double().to(x.device)
     order = x.argsort(0)
     xs, ys = x.gather(0, order), y.gather(0, order)
     envelope = ys.cummax(0).values  # best probability at or below each budget
     right = torch.cat([xs[1:], torch.ones_like(xs[:1])])
     return (envelope * (right - xs)).sum(0)
+
+
+def bits_needed(curve: BitsCurve, keep: float = 0.9) -> torch.Tensor:
+    """Smallest bits fraction among the points keeping at least ``keep`` of the probability, (B,); lower is better."""
+    if not 0 < keep <= 1:
+        raise ValueError(f"keep: expected a fraction in (0, 1], got {keep}")
+    x = curve.bits_fraction.double()
+    ok = curve.prob_kept.double().to(x.device) >= keep - 1e-9
+    return torch.where(ok, x, torch.full_like(x, math.inf)).amin(0).clamp(max=1.0)
 
 
 @torch.no_grad()

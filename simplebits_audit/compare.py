@@ -1,0 +1,408 @@
+"""SimpleBits and the Captum baselines side by side, on the same images and model, judged by the same metrics.
+
+>>> from simplebits_audit.compare import compare
+>>> cmp = compare(model, inputs, labels, masks=masks)          # masks: (B, 1, H, W) ground truth
+>>> cmp.to_rows()                                               # one dict per method, with a rank
+>>> cmp.to_csv("compare.csv"); cmp.to_json("compare.json")
+
+Every table carries the trivial reference maps (SPEC section 6) unless ``methods`` leaves them out;
+:meth:`Comparison.reference_beats_real` says when one of them wins (the testbed is then flawed).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from rich.progress import Progress
+
+from . import baselines as bl
+from . import metrics as M
+from ._io import atomic_write, save_json
+from ._validation import check_pixel_images
+from .baselines._utils import check_inputs, model_guard, resolve_target
+from .estimators import BitEstimator, load_estimator
+from .simplification import SimplificationResult, _as_tuple
+from .spaces import Transform, make_spaces
+
+SIMPLEBITS = "simplebits"
+
+#: what :func:`compare` runs when not told otherwise
+DEFAULT_METHODS: tuple[str, ...] = (SIMPLEBITS, "ig", "occlusion", "gradcam", *bl.list_baselines(reference=True))
+
+#: metric -> True if higher is better; the ``rank`` column averages the per-metric ranks of these
+RANKED_METRICS: dict[str, bool] = {
+    "bits_auc": True,
+    "auroc": True,
+    "pointing_game": True,
+    "relevance_mass": True,
+    "relevance_rank": True,
+    "deletion_auc": False,
+    "insertion_auc": True,
+}
+
+#: every metric column, in table order, with whether higher is better (None: no direction)
+METRICS: dict[str, bool | None] = {
+    "bits_auc": True,
+    "bits_needed": False,
+    "bits_auc_map": True,
+    "auroc": True,
+    "pointing_game": True,
+    "relevance_mass": True,
+    "relevance_rank": True,
+    "deletion_auc": False,
+    "insertion_auc": True,
+    "infidelity": False,
+    "sensitivity": False,
+    "bits_removed": True,
+    "png_bpd_before": None,
+    "png_bpd_after": None,
+    "webp_bpd_before": None,
+    "webp_bpd_after": None,
+    "kept": True,
+}
+
+LOCALISATION = ("auroc", "pointing_game", "relevance_mass", "relevance_rank")
+
+
+def all_methods() -> list[str]:
+    """Every name :func:`compare` accepts: ``"simplebits"`` and the baseline registry."""
+    return [SIMPLEBITS, *bl.list_baselines()]
+
+
+@dataclass
+class Comparison:
+    """Maps, timings and metrics of several explanation methods on one batch.
+
+    Attributes
+    ----------
+    methods : list of str
+        In the order run.
+    maps : dict str -> Tensor (B, 1, H, W)
+        Each method's relevance map (the one every metric saw).
+    seconds_per_image : dict str -> float
+        Wall time of the method's attribution divided by the batch size.
+    per_image : dict str -> dict str -> Tensor (B,)
+        Every metric per image (NaN where it does not apply to an image).
+    curves : dict str -> BitsCurve
+        Bits-efficiency curves (``"simplebits"``: the lambda path; ``"simplebits (map)"``: its map).
+    reference : dict str -> bool
+        True for trivial reference maps.
+    settings : dict
+        Options the comparison ran with (JSON-able).
+    result : SimplificationResult or None
+        SimpleBits' result, when it ran.
+    """
+
+    methods: list[str]
+    maps: dict[str, torch.Tensor]
+    seconds_per_image: dict[str, float]
+    per_image: dict[str, dict[str, torch.Tensor]]
+    curves: dict[str, M.BitsCurve] = field(default_factory=dict)
+    reference: dict[str, bool] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    result: SimplificationResult | None = None
+
+    def mean(self, method: str, metric: str) -> float | None:
+        """Mean of a metric over images (NaNs ignored); ``None`` if it was not measured."""
+        values = self.per_image.get(method, {}).get(metric)
+        if values is None:
+            return None
+        v = values.double().nanmean()
+        return None if math.isnan(float(v)) else float(v)
+
+    def columns(self) -> list[str]:
+        """The metric columns measured for at least one method, in :data:`METRICS` order."""
+        present = {k for d in self.per_image.values() for k in d}
+        return [m for m in METRICS if m in present]
+
+    def ranks(self) -> dict[str, int]:
+        """Position (1 = best) by the mean over :data:`RANKED_METRICS` of each method's rank on that metric."""
+        mean_rank = {m: 0.0 for m in self.methods}
+        count = {m: 0 for m in self.methods}
+        for metric, higher in RANKED_METRICS.items():
+            values = {m: self.mean(m, metric) for m in self.methods}
+            values = {m: v for m, v in values.items() if v is not None}
+            for m, v in values.items():
+                better = sum(1 for w in values.values() if (w > v if higher else w < v))
+                ties = sum(1 for w in values.values() if w == v) - 1
+                mean_rank[m] += 1 + better + ties / 2
+                count[m] += 1
+        score = {m: mean_rank[m] / count[m] if count[m] else math.inf for m in self.methods}
+        return {m: 1 + sum(1 for w in score.values() if w < score[m]) for m in self.methods}
+
+    def to_rows(self) -> list[dict[str, Any]]:
+        """One dict per method: method, reference, seconds_per_image, x_ig, every metric's mean, rank."""
+        ranks = self.ranks()
+        ig = self.seconds_per_image.get("ig")
+        rows = []
+        for m in self.methods:
+            sec = self.seconds_per_image[m]
+            row: dict[str, Any] = {
+                "method": m,
+                "reference": self.reference.get(m, False),
+                "seconds_per_image": sec,
+                "x_ig": sec / ig if ig else None,
+            }
+            for col in self.columns():
+                row[col] = self.mean(m, col)
+            row["rank"] = ranks[m]
+            rows.append(row)
+        return rows
+
+    def best(self, metric: str, reference: bool | None = False) -> str | None:
+        """The best method on ``metric`` among real methods (``reference=False``), references (True) or all (None)."""
+        higher = METRICS.get(metric)
+        if higher is None:
+            raise ValueError(f"metric: {metric!r} has no direction; choose from {[k for k, v in METRICS.items() if v is not None]}")
+        cands = [(m, self.mean(m, metric)) for m in self.methods if reference is None or self.reference.get(m, False) == reference]
+        cands = [(m, v) for m, v in cands if v is not None]
+        if not cands:
+            return None
+        return (max if higher else min)(cands, key=lambda mv: mv[1])[0]
+
+    def reference_beats_real(self, metrics: Sequence[str] = ("auroc", "deletion_auc", "insertion_auc", "bits_auc")) -> list[tuple[str, str, str]]:
+        """(metric, reference map, best real method) wherever a trivial map beats every real method."""
+        out = []
+        for metric in metrics:
+            ref, real = self.best(metric, True), self.best(metric, False)
+            if ref is None or real is None:
+                continue
+            r, b = self.mean(ref, metric), self.mean(real, metric)
+            if (r > b) if METRICS[metric] else (r < b):
+                out.append((metric, ref, real))
+        return out
+
+    def to_csv(self, path: str | Path) -> Path:
+        """Write :meth:`to_rows` as CSV, atomically (empty cell = not measured)."""
+        rows = self.to_rows()
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["method"], lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if v is None else v for k, v in row.items()})
+        return atomic_write(path, lambda tmp: tmp.write_text(buf.getvalue(), encoding="utf-8"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able: settings, rows, per-image metrics and the bits curves."""
+        return {
+            "settings": self.settings,
+            "rows": self.to_rows(),
+            "per_image": {m: {k: [None if math.isnan(x) else x for x in v.double().tolist()] for k, v in d.items()} for m, d in self.per_image.items()},
+            "curves": {m: c.to_dict() for m, c in self.curves.items()},
+        }
+
+    def to_json(self, path: str | Path) -> Path:
+        """Write :meth:`to_dict` as JSON, atomically."""
+        return save_json(self.to_dict(), path)
+
+
+def _check_methods(methods: Sequence[str], method_options: dict[str, dict[str, Any]] | None) -> list[str]:
+    if isinstance(methods, str) or not isinstance(methods, Sequence) or len(methods) == 0:
+        raise ValueError(f"methods: expected a non-empty sequence of names from {all_methods()}")
+    unknown = [m for m in methods if m not in all_methods()]
+    if unknown:
+        raise ValueError(f"methods: unknown method {unknown[0]!r}; choose from {all_methods()}")
+    if len(set(methods)) != len(methods):
+        raise ValueError(f"methods: listed twice: {sorted({m for m in methods if list(methods).count(m) > 1})}")
+    for name, opts in (method_options or {}).items():
+        if name not in methods or name == SIMPLEBITS:
+            raise ValueError(f"method_options: {name!r} is not a baseline among methods {list(methods)} (SimpleBits takes simplebits_options)")
+        bl.check_options(name, opts)
+    return list(methods)
+
+
+def compare(
+    model: Callable[..., torch.Tensor],
+    inputs: torch.Tensor,
+    target: Any = None,
+    *,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    masks: torch.Tensor | None = None,
+    estimator: BitEstimator | str | None = None,
+    normalization: tuple | None = None,
+    transforms: tuple[Transform, Transform] | None = None,
+    additional_forward_args: Any = None,
+    method_options: dict[str, dict[str, Any]] | None = None,
+    simplebits_options: dict[str, Any] | None = None,
+    deletion_steps: int = 16,
+    fractions: Sequence[float] = M.FRACTIONS,
+    reference: str = "blur",
+    bits_keep: float = 0.9,
+    infidelity_samples: int = 10,
+    sensitivity_images: int = 8,
+    sensitivity_samples: int = 3,
+    codecs: bool = True,
+    seed: int = 0,
+    show_progress: bool = False,
+) -> Comparison:
+    """Run several explanation methods on one batch and score them all with the same metrics.
+
+    Parameters
+    ----------
+    model : callable
+        Model-space images (B, C, H, W) -> logits (B, K). Never modified.
+    inputs : Tensor (B, C, H, W)
+        Model-space images; ``to_pixels(inputs)`` must lie in [0, 1].
+    target : None, int, list or Tensor (B,)
+        Class explained per image; ``None`` = the model's prediction.
+    methods : sequence of str
+        ``"simplebits"`` and/or names from :func:`simplebits_audit.baselines.list_baselines`.
+    masks : Tensor (B, 1, H, W) bool, optional
+        Ground truth; enables the localisation metrics (AUROC, pointing game, relevance mass/rank).
+    estimator : BitEstimator or str, optional
+        Bit estimator for SimpleBits and the bits-efficiency curves (default: the package default).
+    normalization : (mean, std), optional / transforms : (to_pixels, to_model), optional
+        Pixel <-> model space, as for :class:`~simplebits_audit.SimpleBits`.
+    additional_forward_args : any, optional
+        Extra arguments for ``model`` after the inputs.
+    method_options : dict name -> dict, optional
+        Options per baseline (e.g. ``{"lime": {"n_samples": 100}}``).
+    simplebits_options : dict, optional
+        Keyword arguments of :class:`~simplebits_audit.SimpleBits` (``steps``, ``attribution``, ...).
+    deletion_steps : int
+        Points of the deletion / insertion curves (minus one).
+    fractions : sequence of float
+        Fractions of pixels kept on the bits-efficiency curves of maps.
+    reference : {"blur", "mean"}
+        What replaces removed pixels in deletion/insertion and the bits-efficiency curves.
+    bits_keep : float
+        ``bits_needed``: the cheapest bits fraction keeping this share of the target probability.
+    infidelity_samples : int
+        Captum infidelity's ``n_perturb_samples`` (0 skips infidelity).
+    sensitivity_images, sensitivity_samples : int
+        Captum ``sensitivity_max`` re-runs each method ``sensitivity_samples`` times on the first
+        ``sensitivity_images`` images (0 skips it; the rest of the batch gets NaN).
+    codecs : bool
+        PNG/WebP sizes of SimpleBits' original vs. simplified images.
+    seed : int
+        Seeds every random choice (tie-breaking, noise, LIME/SHAP samples, random map).
+    show_progress : bool
+        A rich progress bar over methods.
+
+    Returns
+    -------
+    Comparison
+    """
+    # ---- every check before any long work
+    methods = _check_methods(methods, method_options)
+    method_options = {k: dict(v) for k, v in (method_options or {}).items()}
+    x = check_inputs(inputs, "inputs")
+    if not callable(model):
+        raise TypeError(f"model: expected a callable returning logits (B, K), got {type(model).__name__}")
+    spaces = make_spaces(normalization, transforms)
+    with torch.no_grad():
+        pixels = check_pixel_images(spaces.to_pixels(x), "inputs (in pixel space)")
+    if masks is not None:
+        if not isinstance(masks, torch.Tensor) or masks.shape != (x.shape[0], 1, *x.shape[-2:]):
+            raise ValueError(f"masks: expected a tensor of shape {(x.shape[0], 1, *x.shape[-2:])}, got {getattr(masks, 'shape', type(masks).__name__)}")
+        masks = masks.to(x.device).bool()
+    if reference not in ("blur", "mean"):
+        raise ValueError(f"reference: expected 'blur' or 'mean', got {reference!r}")
+    if not 0 < bits_keep <= 1:
+        raise ValueError(f"bits_keep: expected a fraction in (0, 1], got {bits_keep}")
+    if deletion_steps < 1:
+        raise ValueError(f"deletion_steps: need at least 1, got {deletion_steps}")
+    with model_guard(model):
+        t = resolve_target(model, x, target, additional_forward_args)
+    if not isinstance(estimator, BitEstimator):
+        estimator = load_estimator(estimator, device=x.device)
+    batch = x.shape[0]
+    extra = _as_tuple(additional_forward_args)
+
+    def forward(inp: torch.Tensor, *args: Any) -> torch.Tensor:
+        return model(inp, *args)
+
+    sb = None
+    if SIMPLEBITS in methods:
+        from .explainer import SimpleBits
+
+        sb = SimpleBits(model, estimator, normalization=normalization, transforms=transforms, **(simplebits_options or {}))
+
+    def explainer(name: str) -> Callable[..., torch.Tensor]:
+        # what sensitivity_max re-runs on perturbed inputs (it repeats target and extra args itself)
+        def explain(inp: torch.Tensor, target: torch.Tensor, additional_forward_args: Any = None) -> torch.Tensor:
+            if name == SIMPLEBITS:
+                return sb.attribute(inp, target, additional_forward_args, out_of_range="clamp")
+            return bl.attribute(name, model, inp, target, additional_forward_args=additional_forward_args, **method_options.get(name, {}))
+        return explain
+
+    for name in methods:
+        if name != SIMPLEBITS and "to_pixels" in bl.get_spec(name).options:
+            method_options.setdefault(name, {}).setdefault("to_pixels", spaces.to_pixels)
+        if name != SIMPLEBITS and "seed" in bl.get_spec(name).options:
+            method_options.setdefault(name, {}).setdefault("seed", seed)
+
+    out = Comparison(methods, {}, {}, {}, settings={
+        "batch": batch, "methods": methods, "estimator": estimator.name, "reference": reference, "bits_keep": bits_keep,
+        "deletion_steps": deletion_steps, "fractions": list(fractions), "infidelity_samples": infidelity_samples,
+        "sensitivity_images": min(sensitivity_images, batch), "sensitivity_samples": sensitivity_samples, "seed": seed,
+        "masks": masks is not None, "torch_threads": torch.get_num_threads(),
+        "method_options": {k: {o: v for o, v in d.items() if isinstance(v, (int, float, str, bool, type(None)))} for k, d in method_options.items()},
+        "simplebits_options": {k: v for k, v in (simplebits_options or {}).items() if isinstance(v, (int, float, str, bool, type(None)))},
+    })
+    curve_kw = dict(estimator=estimator, fractions=fractions, reference=reference, to_model=spaces.to_model,
+                    additional_forward_args=additional_forward_args, seed=seed)
+    faith_kw = dict(steps=deletion_steps, reference=reference, additional_forward_args=additional_forward_args, seed=seed)
+
+    with model_guard(model), Progress(disable=not show_progress, transient=True) as progress:
+        task = progress.add_task("comparing", total=len(methods))
+        for name in methods:
+            progress.update(task, description=f"comparing: {name}")
+            is_ref = name != SIMPLEBITS and bl.get_spec(name).reference
+            out.reference[name] = is_ref
+            # ---- the attribution, timed
+            t0 = time.perf_counter()
+            if name == SIMPLEBITS:
+                attr, result = sb.attribute(x, t, additional_forward_args, return_result=True)
+                amap = attr[:, :1].contiguous()
+                out.result = result
+            else:
+                attr = bl.attribute(name, model, x, t, additional_forward_args=additional_forward_args, **method_options.get(name, {}))
+                amap = bl.to_map(attr, bl.get_spec(name).map_reduce)
+            out.seconds_per_image[name] = (time.perf_counter() - t0) / batch
+            out.maps[name] = amap.detach()
+            values: dict[str, torch.Tensor] = {}
+            # ---- bits-efficiency
+            curve_map = M.bits_efficiency_curve(forward, pixels, amap, t, **curve_kw)
+            values["bits_auc_map"] = M.curve_auc(curve_map)
+            if name == SIMPLEBITS:
+                curve = M.simplebits_curve(result)
+                out.curves[SIMPLEBITS] = curve
+                out.curves[f"{SIMPLEBITS} (map)"] = curve_map
+            else:
+                curve = curve_map
+                out.curves[name] = curve_map
+            values["bits_auc"] = M.curve_auc(curve)
+            values["bits_needed"] = M.bits_needed(curve, bits_keep)
+            # ---- localisation
+            if masks is not None:
+                for metric in LOCALISATION:
+                    values[metric] = getattr(M, metric)(amap, masks)
+            # ---- faithfulness
+            values["deletion_auc"] = M.deletion_auc(forward, x, amap, t, **faith_kw)
+            values["insertion_auc"] = M.insertion_auc(forward, x, amap, t, **faith_kw)
+            if infidelity_samples > 0:
+                values["infidelity"] = M.infidelity(forward, x, attr, t, n_perturb_samples=infidelity_samples,
+                                                    additional_forward_args=additional_forward_args, seed=seed)
+            k = min(sensitivity_images, batch)
+            if k > 0 and sensitivity_samples > 0:
+                sub_args = tuple(a[:k] if isinstance(a, torch.Tensor) and a.dim() > 0 and a.shape[0] == batch else a for a in extra) or None
+                sens = M.sensitivity(explainer(name), x[:k], t[:k], n_perturb_samples=sensitivity_samples, seed=seed,
+                                     additional_forward_args=sub_args)
+                values["sensitivity"] = torch.cat([sens.double().cpu(), torch.full((batch - k,), float("nan"), dtype=torch.double)])
+            # ---- simplicity (SimpleBits only: the others produce no simplified image)
+            if name == SIMPLEBITS:
+                values["bits_removed"] = result.bpd_before - result.bpd_after
+                values["kept"] = result.kept.double()
+                if codecs:
+                    values.update(M.codec_check(result.original, result.simplified))
+            out.per_image[name] = {k_: v.detach().double().cpu() for k_, v in values.items()}
+            progress.advance(task)
+    return out
