@@ -13,6 +13,7 @@ Accepted forms of ``spec``:
 from __future__ import annotations
 
 import importlib
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -45,7 +46,9 @@ def _from_file(path: Path, trust_pickle: bool) -> nn.Module:
             raise ValueError(f"model: {str(path)!r} is not a readable torch.export archive ({err.__class__.__name__}: {err})") from None
     if zipfile.is_zipfile(path):
         try:
-            return torch.jit.load(str(path), map_location="cpu")
+            with warnings.catch_warnings():  # TorchScript is deprecated upstream but still what many users have
+                warnings.simplefilter("ignore", FutureWarning)
+                return torch.jit.load(str(path), map_location="cpu")
         except RuntimeError:
             pass  # a zip written by torch.save: a pickle
     if not trust_pickle:

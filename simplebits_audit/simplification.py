@@ -164,10 +164,17 @@ def _check_keep(keep: Keep) -> None:
         raise ValueError(f"keep: expected 'top1' or a fraction in (0, 1], got {keep!r}")
 
 
-def _kept(keep: Keep, probs: torch.Tensor, target: torch.Tensor, prob_before: torch.Tensor) -> torch.Tensor:
+#: With ``keep="top1"`` a target that was not the original's top class must keep this share of its probability.
+NON_TOP_TARGET_FRACTION = 0.9
+
+
+def _kept(keep: Keep, probs: torch.Tensor, target: torch.Tensor, prob_before: torch.Tensor, top_before: torch.Tensor) -> torch.Tensor:
+    target_prob = probs.gather(1, target[:, None])[:, 0]
     if keep == "top1":
-        return probs.argmax(1) == target
-    return probs.gather(1, target[:, None])[:, 0] >= float(keep) * prob_before
+        # A class the model did not predict cannot "stay top-1": keep most of its probability instead.
+        relative = target_prob >= NON_TOP_TARGET_FRACTION * prob_before
+        return torch.where(top_before == target, probs.argmax(1) == target, relative)
+    return target_prob >= float(keep) * prob_before
 
 
 def _as_tuple(args: Any) -> tuple:
@@ -286,7 +293,8 @@ def simplify(
     latent_init : {"prior", "input"}
         For ``"latent"``: start at the prior's mode (z = 0, as the paper) or at the input's latents.
     keep : "top1" or float
-        Which snapshots count as keeping the prediction: same top class as ``target``, or target
+        Which snapshots count as keeping the prediction: same top class as ``target`` (for a target
+        the original did not rank first: at least 90% of its original probability), or target
         probability at least this fraction of the original's.
     steps : int
         Optimisation steps (Adam).
@@ -421,7 +429,8 @@ def simplify(
         images = torch.stack(path_images)  # (S, B, C, H, W)
         bits_path = torch.stack(path_bits)  # (S, B)
         probs_path = torch.stack(path_probs)  # (S, B, K)
-        kept_path = torch.stack([_kept(keep, p, target_t, prob_before) for p in probs_path])
+        top_before = probs_before.argmax(1)
+        kept_path = torch.stack([_kept(keep, p, target_t, prob_before, top_before) for p in probs_path])
         snapshots_ok = torch.isfinite(bits_path) & torch.isfinite(probs_path).all(2)
         score = torch.where(kept_path & snapshots_ok, bits_path, torch.full_like(bits_path, math.inf))
         any_kept = torch.isfinite(score).any(0)

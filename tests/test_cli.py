@@ -74,3 +74,66 @@ def test_train_estimator_then_use_it(image_folder, tmp_path):
     assert out.exists() and out.with_suffix(".json").exists()
     res = run("bits", str(image_folder / "img1.png"), "--estimator", str(out))
     assert res.returncode == 0, res.stderr
+
+
+@pytest.fixture(scope="module")
+def user_files(tmp_path_factory):
+    """What a user has: a TorchScript model, a pickled one, a non-classifier, images, class names."""
+    import torch
+
+    from simplebits_audit import testbeds
+
+    root = tmp_path_factory.mktemp("user")
+    data = testbeds.load("digits-on-photos", "test", n=2, seed=5)
+    model = testbeds.load_classifier("digits-on-photos")
+    torch.jit.save(torch.jit.script(model), str(root / "model.ts"))
+    torch.save(model, root / "pickled.pt")
+    torch.jit.save(torch.jit.script(torch.nn.Conv2d(3, 4, 3)), str(root / "features.ts"))
+    for i, img in enumerate(data.images):
+        Image.fromarray((img.permute(1, 2, 0) * 255).round().byte().numpy()).save(root / f"digit{i}.png")
+    (root / "labels.json").write_text('["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]')
+    (root / "corrupt.png").write_bytes(b"\x89PNG not really")
+    return root
+
+
+def test_explain_writes_report_and_rebuilds_it(user_files, tmp_path):
+    out = tmp_path / "out"
+    images = [str(user_files / "digit0.png"), str(user_files / "digit1.png")]
+    res = run("explain", *images, "--model", str(user_files / "model.ts"), "--labels", str(user_files / "labels.json"), "--steps", "10", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    assert "digit0.png" in res.stdout and f"report: {out / 'report.html'}" in res.stdout.replace("\n", "")
+    assert "Warning" not in res.stderr
+    first = (out / "report.html").read_text()
+    (out / "report.html").unlink()
+    res = run("report", str(out))
+    assert res.returncode == 0, res.stderr
+    assert (out / "report.html").read_text() == first
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("pickle", "--trust-pickle"),
+        ("features", "output must be logits of shape (B, classes)"),
+        ("corrupt", "not a readable image"),
+        ("directory", "is a directory"),
+        ("missing", "does not exist"),
+        ("target", "target_name"),
+    ],
+)
+def test_explain_refuses_bad_input_before_writing(user_files, tmp_path, case, expected):
+    image, model, extra = str(user_files / "digit0.png"), str(user_files / "model.ts"), []
+    if case == "pickle":
+        model = str(user_files / "pickled.pt")
+    elif case == "features":
+        model = str(user_files / "features.ts")
+    elif case in ("corrupt", "directory", "missing"):
+        image = str(user_files / {"corrupt": "corrupt.png", "directory": ".", "missing": "nope.png"}[case])
+    else:
+        extra = ["--labels", str(user_files / "labels.json"), "--target-name", "eleven"]
+    out = tmp_path / "out"
+    res = run("explain", image, "--model", model, "--out", str(out), *extra)
+    assert res.returncode == 2, res.stdout + res.stderr
+    message = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(message) == 1 and expected in message[0] and "Traceback" not in res.stderr
+    assert not out.exists()  # nothing half-written

@@ -157,6 +157,8 @@ def explain_images(
         raise ValueError(f"class_names: {len(class_names)} names but the model has {n_classes} outputs")
     targets = resolve_target(target, target_name, class_names, n_classes, n)
     est = estimator if isinstance(estimator, BitEstimator) else load_estimator(estimator, device=device)
+    for name in baselines:  # a method that cannot run on this model fails here, not after the simplification
+        _baseline_map(name, model, preprocessing.to_model(pixels[:1].to(device)), torch.zeros(1, dtype=torch.long) if targets is None else targets[:1])
 
     explainer = SimpleBits(model, est, normalization=preprocessing.normalization, **(simplify_options or {}))
     seconds = {"simplebits": 0.0, **{b: 0.0 for b in baselines}}

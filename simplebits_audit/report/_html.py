@@ -81,14 +81,14 @@ def plotly_js() -> str:
     return get_plotlyjs()
 
 
-def figure_html(fig, div_id: str) -> str:
+def figure_html(fig, div_id: str, *, modebar: bool = True) -> str:
     """A plotly figure as a ``<div>`` plus its script (plotly.js comes once, in the page head).
 
     ``div_id`` (letters, digits, ``-``) makes the page reproducible: plotly would draw a random one.
     """
     if not all(c.isalnum() or c == "-" for c in div_id):
         raise ValueError(f"div_id: only letters, digits and '-' allowed, got {div_id!r}")
-    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config={"displaylogo": False, "displayModeBar": "hover"})
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config={"displaylogo": False, "displayModeBar": "hover" if modebar else False})
 
 
 def png_bytes(array: np.ndarray) -> bytes:

@@ -61,7 +61,7 @@ def _image_section(out_dir: Path, index: int, record: dict[str, Any], map_keys: 
     return (
         f'<h2 id="img-{esc(record["id"])}">{esc(record["name"])}</h2>'
         f"{table_html(['', ''], facts, raw=True)}"
-        f"{figure_html(panels_figure(arrays, keys), f'fig-{index}-panels')}{charts}"
+        f"{figure_html(panels_figure(arrays, keys), f'fig-{index}-panels', modebar=False)}{charts}"
     )
 
 
