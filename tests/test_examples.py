@@ -23,14 +23,22 @@ def test_captum_workflow_example(tmp_path):
         assert all(v == v for v in s.values())  # not NaN
 
 
+def test_explain_one_image_example(tmp_path):
+    module = runpy.run_path(str(ROOT / "examples" / "explain_one_image.py"))
+    report = module["main"](str(tmp_path / "example"), open_report=False)
+    html = report.read_text()
+    assert "digit.png" in html and html.count('class="plotly-graph-div') == 3
+
+
 def test_demo_through_console_script(tmp_path):
     script = shutil.which("simplebits", path=str(Path(sys.executable).parent)) or shutil.which("simplebits")
     if script is None:
         pytest.skip("console script not installed")
     res = subprocess.run([script, "demo", "--out", str(tmp_path / "demo")], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
-    summary = json.loads((tmp_path / "demo" / "results.json").read_text())
-    assert len(summary["images"]) == 8
-    assert any(r["label"] != r["pred"] for r in summary["images"])  # misclassified ones are shown
-    assert (tmp_path / "demo" / "demo.png").stat().st_size > 0
-    assert "results.json" in res.stdout
+    results = json.loads((tmp_path / "demo" / "results.json").read_text())
+    assert len(results["images"]) == 8
+    assert any(r["label"] != r["pred_before"] for r in results["images"])  # misclassified ones are shown
+    assert set(results["settings"]["seconds_per_image"]) == {"simplebits", "ig", "occlusion", "gradcam"}
+    assert (tmp_path / "demo" / "report.html").stat().st_size > 0
+    assert "report.html" in res.stdout
