@@ -247,6 +247,63 @@ def explain(
 
 
 @app.command()
+def compare(
+    images: list[Path] = typer.Argument(..., help="Image files (any format Pillow reads)."),
+    model: str = MODEL,
+    out: Path = typer.Option(Path("simplebits-compare"), "--out", "-o", help="Output folder: comparison.csv and comparison.json."),
+    methods: Optional[str] = typer.Option(None, help="Comma-separated: simplebits and baseline names (default: simplebits, ig, occlusion, gradcam and the trivial reference maps)."),
+    target: Optional[int] = typer.Option(None, help="Class index to explain (default: the prediction)."),
+    target_name: Optional[str] = typer.Option(None, help="Class to explain, by name (needs --labels)."),
+    steps: Optional[int] = typer.Option(None, help="Optimisation steps of the simplification (default 60)."),
+    estimator: Optional[str] = ESTIMATOR,
+    weights: Optional[Path] = WEIGHTS,
+    trust_pickle: bool = TRUST_PICKLE,
+    num_classes: Optional[int] = NUM_CLASSES,
+    size: Optional[int] = SIZE,
+    crop: Optional[int] = CROP,
+    mean: Optional[str] = MEAN,
+    std: Optional[str] = STD,
+    preset: Optional[str] = PRESET,
+    grayscale: bool = GRAYSCALE,
+    labels: Optional[Path] = LABELS,
+) -> None:
+    """Score SimpleBits and Captum baselines side by side on your images (faithfulness, bits-efficiency, time).
+
+    Localisation metrics need ground-truth masks: run ``python benchmarks/compare.py --testbed NAME`` for those.
+
+    Example: ``simplebits compare a.png b.png --model model.ts --methods simplebits,ig,occlusion``.
+    """
+    from simplebits_audit.audit.explain import resolve_target
+    from simplebits_audit.compare import DEFAULT_METHODS, compare as compare_methods
+    from simplebits_audit.models import check_classifier_output
+    from simplebits_audit.preprocessing import load_images
+
+    prep = _preprocessing(size, crop, mean, std, preset, grayscale)
+    class_names = _labels(labels)
+    pixels = load_images(images, prep, name="IMAGES").to(options.device)
+    net = _model(model, weights, trust_pickle, num_classes)
+    inputs = prep.to_model(pixels)
+    n_classes = check_classifier_output(net, inputs[:1], name="--model")
+    if class_names is not None and len(class_names) != n_classes:
+        raise typer.BadParameter(f"{len(class_names)} names but the model has {n_classes} outputs", param_hint="--labels")
+    targets = resolve_target(target, target_name, class_names, n_classes, len(inputs))
+    result = compare_methods(
+        net, inputs, targets, methods=_methods(methods) or DEFAULT_METHODS, estimator=estimator, normalization=prep.normalization,
+        simplebits_options={"steps": steps} if steps else None, seed=options.seed, show_progress=not options.quiet,
+    )
+    result.to_csv(out / "comparison.csv")
+    result.to_json(out / "comparison.json")
+    rows = result.to_rows()
+    # One column per method (metrics as rows) keeps the table readable in a terminal.
+    table = Table("metric", *(r["method"] + (" (ref.)" if r["reference"] else "") for r in rows))
+    for metric in [c for c in rows[0] if c not in ("method", "reference")]:
+        table.add_row(metric, *("-" if r[metric] is None else f"{r[metric]:.3g}" if isinstance(r[metric], float) else str(r[metric]) for r in rows))
+    if not options.quiet:
+        console.print(table)
+    console.print(f"table: {out / 'comparison.csv'}")
+
+
+@app.command()
 def report(folder: Path = typer.Argument(..., help="Output folder of an explain, demo or audit run.")) -> None:
     """Rebuild a run's report.html from its results, without recomputing.
 

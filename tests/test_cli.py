@@ -137,3 +137,18 @@ def test_explain_refuses_bad_input_before_writing(user_files, tmp_path, case, ex
     message = [line for line in res.stderr.splitlines() if line.strip()]
     assert len(message) == 1 and expected in message[0] and "Traceback" not in res.stderr
     assert not out.exists()  # nothing half-written
+
+
+def test_compare_prints_and_writes_the_table(user_files, tmp_path):
+    import csv
+
+    out = tmp_path / "cmp"
+    images = [str(user_files / "digit0.png"), str(user_files / "digit1.png")]
+    res = run("compare", *images, "--model", str(user_files / "model.ts"), "--methods", "simplebits,ig,centre", "--steps", "5", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    assert "deletion_auc" in res.stdout and "centre (ref.)" in res.stdout
+    rows = list(csv.DictReader((out / "comparison.csv").open()))
+    assert [r["method"] for r in rows] == ["simplebits", "ig", "centre"]
+    assert all(float(r["seconds_per_image"]) >= 0 for r in rows)
+    res = run("compare", *images, "--model", str(user_files / "model.ts"), "--methods", "simplebits,nope", "--out", str(tmp_path / "x"))
+    assert res.returncode == 2 and "methods" in res.stderr and not (tmp_path / "x").exists()
