@@ -2,7 +2,14 @@
 
 ``load(name, split="train"|"test", n=None, seed=0)`` returns a :class:`Testbed`, a torch
 ``Dataset`` of (image, label) pairs that also carries the masks. Adding a testbed is one module
-with a ``generate(n, split, seed)`` function plus one entry in :data:`TESTBEDS`.
+with a ``generate(n, split, seed)`` function plus one entry in :data:`TESTBEDS` (and, for the
+localisation flag, :data:`HAS_LOCALISATION`).
+
+- ``digits-on-photos``: label = a handwritten digit pasted anywhere on a photo crop; mask = strokes.
+- ``stripes``: label = orientation of faint stripes blended into a photo; mask all True (the
+  stripes are everywhere): localisation metrics do not apply (``has_localisation`` is False).
+- ``shortcut``: digits-on-photos plus a corner marker whose colour gives the label away in the train
+  split and is shuffled in the test split (``variant=`` chooses); mask = the marker square.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from typing import Any, Callable
 import torch
 from torch.utils.data import Dataset
 
-from . import digits_on_photos
+from . import digits_on_photos, shortcut, stripes
 from .classifier import SmallCNN, train_classifier
 
 
@@ -29,6 +36,9 @@ class Testbed(Dataset):
     labels: torch.Tensor
     masks: torch.Tensor
     classes: list[str]
+    #: whether the masks localise something (False: all True, localisation metrics do not apply)
+    has_localisation: bool = True
+    variant: str | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -40,15 +50,25 @@ class Testbed(Dataset):
 #: name -> (generator(n, split, seed) -> (images, labels, masks), class names, default sizes)
 TESTBEDS: dict[str, tuple[Callable, list[str], dict[str, int]]] = {
     "digits-on-photos": (digits_on_photos.generate, [str(d) for d in range(10)], {"train": 6000, "test": 1000}),
+    "stripes": (stripes.generate, list(stripes.CLASSES), {"train": 6000, "test": 1000}),
+    "shortcut": (shortcut.generate, [str(d) for d in range(10)], {"train": 6000, "test": 1000}),
 }
+#: testbeds whose masks localise the evidence (``stripes``: the mask is the whole image)
+HAS_LOCALISATION: dict[str, bool] = {"digits-on-photos": True, "stripes": False, "shortcut": True}
+#: testbeds with variants: name -> allowed ``variant`` values (None is always allowed)
+VARIANTS: dict[str, tuple[str, ...]] = {"shortcut": shortcut.VARIANTS}
 
 
 def list_testbeds() -> list[str]:
     return sorted(TESTBEDS)
 
 
-def load(name: str, split: str = "train", n: int | None = None, seed: int = 0) -> Testbed:
-    """Generate a testbed split (deterministic for a given name, split, n and seed)."""
+def load(name: str, split: str = "train", n: int | None = None, seed: int = 0, variant: str | None = None) -> Testbed:
+    """Generate a testbed split (deterministic for a given name, split, n, seed and variant).
+
+    ``variant`` selects a variant where a testbed has them (``shortcut``: ``"correlated"``,
+    ``"consistent"``, ``"shuffled"``, ``"absent"``; default: correlated in train, shuffled in test).
+    """
     if name not in TESTBEDS:
         raise ValueError(f"name: unknown testbed {name!r}; choose from {list_testbeds()}")
     if split not in ("train", "test"):
@@ -57,8 +77,13 @@ def load(name: str, split: str = "train", n: int | None = None, seed: int = 0) -
     n = sizes[split] if n is None else n
     if n < 1:
         raise ValueError(f"n: need at least one image, got {n}")
-    images, labels, masks = generate(n, split, seed)
-    return Testbed(name, split, images, labels, masks, classes)
+    if variant is not None:
+        if variant not in VARIANTS.get(name, ()):
+            raise ValueError(f"variant: testbed {name!r} has variants {list(VARIANTS.get(name, ()))}, got {variant!r}")
+        images, labels, masks = generate(n, split, seed, variant=variant)
+    else:
+        images, labels, masks = generate(n, split, seed)
+    return Testbed(name, split, images, labels, masks, classes, HAS_LOCALISATION.get(name, True), variant)
 
 
 _WEIGHTS = resources.files(__package__) / "weights"
@@ -82,9 +107,12 @@ def load_classifier(name: str, device: str | torch.device | None = None) -> Smal
 
 def classifier_card(name: str) -> dict[str, Any]:
     """Training facts of the shipped classifier for testbed ``name``."""
+    if name not in TESTBEDS or not (_WEIGHTS / f"{name}.json").is_file():
+        raise ValueError(f"name: no shipped classifier card for testbed {name!r}")
     return json.loads((_WEIGHTS / f"{name}.json").read_text())
 
 
 __all__ = [
-    "classifier_card",
-    "load_classifier","TESTBEDS", "SmallCNN", "Testbed", "list_testbeds", "load", "train_classifier"]
+    "HAS_LOCALISATION", "TESTBEDS", "VARIANTS", "SmallCNN", "Testbed", "classifier_card", "list_testbeds", "load",
+    "load_classifier", "train_classifier",
+]

@@ -13,17 +13,25 @@ def _conv(cin: int, cout: int) -> list[nn.Module]:
 
 
 class SmallCNN(nn.Module):
-    """Four conv-BN-ReLU layers, three poolings and a linear head for 32x32 images (~0.1 M parameters)."""
+    """Four conv-BN-ReLU layers, three poolings and a linear head for square images (~0.1 M parameters).
 
-    def __init__(self, n_classes: int = 10, in_channels: int = 3, width: int = 32, size: int = 32) -> None:
+    ``early_pool=False`` (default): two convolutions at full resolution before the first pooling.
+    ``early_pool=True``: pool after the first convolution (about twice as fast to train on CPU, the
+    layout of the shipped testbed classifiers); the last convolution then runs at size/8.
+    """
+
+    def __init__(self, n_classes: int = 10, in_channels: int = 3, width: int = 32, size: int = 32, early_pool: bool = False) -> None:
         super().__init__()
         w = width
         self.config = {"n_classes": n_classes, "in_channels": in_channels, "width": width, "size": size}
-        self.features = nn.Sequential(
-            *_conv(in_channels, w), *_conv(w, w), nn.MaxPool2d(2),
-            *_conv(w, 2 * w), nn.MaxPool2d(2),
-            *_conv(2 * w, 2 * w), nn.MaxPool2d(2),
-        )
+        if early_pool:
+            self.config["early_pool"] = True
+            layers = [*_conv(in_channels, w), nn.MaxPool2d(2), *_conv(w, 2 * w), nn.MaxPool2d(2),
+                      *_conv(2 * w, 2 * w), nn.MaxPool2d(2), *_conv(2 * w, 2 * w)]
+        else:
+            layers = [*_conv(in_channels, w), *_conv(w, w), nn.MaxPool2d(2), *_conv(w, 2 * w), nn.MaxPool2d(2),
+                      *_conv(2 * w, 2 * w), nn.MaxPool2d(2)]
+        self.features = nn.Sequential(*layers)
         self.head = nn.Linear(2 * w * (size // 8) ** 2, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -39,15 +47,23 @@ def train_classifier(
     batch_size: int = 64,
     lr: float = 2e-3,
     seed: int = 0,
+    early_pool: bool = False,
+    weight_decay: float = 0.0,
     show_progress: bool = False,
 ) -> SmallCNN:
-    """Train a :class:`SmallCNN` on pixel images (N, C, H, W) in [0, 1]; returned in eval mode."""
+    """Train a :class:`SmallCNN` on pixel images (N, C, H, W) in [0, 1]; returned in eval mode.
+
+    Adam with a cosine learning-rate schedule; channels-last memory layout while training (about
+    three times faster on CPU; the returned weights are ordinary contiguous tensors).
+    """
     torch.manual_seed(seed)
     n_classes = int(labels.max()) + 1 if n_classes is None else n_classes
-    model = SmallCNN(n_classes, images.shape[1], size=images.shape[-1])
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model = SmallCNN(n_classes, images.shape[1], size=images.shape[-1], early_pool=early_pool)
+    model = model.to(memory_format=torch.channels_last)
+    images = images.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps = epochs * ((len(labels) + batch_size - 1) // batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
     model.train()
     with Progress(disable=not show_progress, transient=True) as progress:
         task = progress.add_task("training classifier", total=steps)
@@ -59,4 +75,5 @@ def train_classifier(
                 opt.step()
                 sched.step()
                 progress.advance(task)
+    model = model.to(memory_format=torch.contiguous_format)
     return model.eval()
