@@ -55,20 +55,27 @@ def model_guard(forward_func: object) -> Iterator[None]:
     """Restore every parameter's ``requires_grad`` and ``.grad`` and every module's mode on exit.
 
     Captum's gradient methods take gradients with respect to the inputs only, but hooks and
-    ``requires_grad`` juggling must never leak into the user's model (SPEC section 4).
+    ``requires_grad`` juggling must never leak into the user's model (SPEC section 4). A model
+    with modules in training mode gets a warning, and its buffers (BatchNorm running statistics,
+    which every forward pass in training mode updates) are restored too.
     """
     if not isinstance(forward_func, nn.Module):
         yield
         return
-    if forward_func.training:
+    if any(m.training for m in forward_func.modules()):
         warnings.warn("forward_func is in training mode; explanations of eval-mode behaviour need model.eval()", stacklevel=3)
     params = list(forward_func.parameters())
     flags = [p.requires_grad for p in params]
     grads = [p.grad for p in params]
     modes = [(m, m.training) for m in forward_func.modules()]
+    training = any(mode for _, mode in modes)
+    buffers = [(b, b.detach().clone()) for b in forward_func.buffers()] if training else []
     try:
         yield
     finally:
+        with torch.no_grad():
+            for b, saved in buffers:
+                b.copy_(saved)
         for p, flag, grad in zip(params, flags, grads):
             p.requires_grad_(flag)
             p.grad = grad

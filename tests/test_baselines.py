@@ -1,0 +1,219 @@
+"""The baseline registry: one call signature over Captum, trivial references, the model left alone."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from captum.attr import LayerAttribution, LayerGradCam
+from torch import nn
+
+from simplebits_audit import baselines as bl
+
+#: keep every method quick on 16x16 images
+FAST: dict[str, dict] = {
+    "ig": {"n_steps": 8},
+    "gradient_shap": {"n_samples": 4},
+    "lime": {"n_samples": 24, "n_segments": 8},
+    "kernel_shap": {"n_samples": 24, "n_segments": 8},
+    "feature_ablation": {"n_segments": 8},
+}
+
+
+def _snapshot(model: nn.Module) -> dict:
+    return {
+        "state": {k: v.clone() for k, v in model.state_dict().items()},
+        "requires_grad": [p.requires_grad for p in model.parameters()],
+        "grads": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
+        "modes": [m.training for m in model.modules()],
+        "hooks": [(len(m._forward_hooks), len(m._backward_hooks), len(m._forward_pre_hooks)) for m in model.modules()],
+    }
+
+
+def _assert_same(a: dict, b: dict) -> None:
+    assert a["state"].keys() == b["state"].keys()
+    for k in a["state"]:
+        assert torch.equal(a["state"][k], b["state"][k]), k
+    assert a["requires_grad"] == b["requires_grad"]
+    assert a["modes"] == b["modes"]
+    assert a["hooks"] == b["hooks"]
+    for ga, gb in zip(a["grads"], b["grads"]):
+        assert (ga is None and gb is None) or torch.equal(ga, gb)
+
+
+def test_registry_lists_methods_and_references():
+    names = bl.list_baselines()
+    for required in ("ig", "saliency", "input_x_gradient", "gradient_shap", "deeplift", "occlusion", "feature_ablation", "gradcam", "lime", "kernel_shap"):
+        assert required in names and not bl.BASELINES[required].reference and bl.BASELINES[required].captum
+    for ref in ("brightness", "max_channel", "centre", "random"):
+        assert bl.BASELINES[ref].reference and ref in bl.list_baselines(reference=True)
+    assert "simplebits" not in names
+    assert set(bl.list_baselines(reference=False)) | set(bl.list_baselines(reference=True)) == set(names)
+    assert bl.BASELINES["ig"].options["n_steps"] == 50 and "internal_batch_size" in bl.BASELINES["ig"].options
+    assert bl.BASELINES["lime"].options["n_samples"] == 200
+
+
+@pytest.mark.parametrize("name", bl.list_baselines())
+def test_every_method_returns_input_shape_and_finite_values(name, bright_dark_model, photos16):
+    x = photos16[:3]
+    attr = bl.attribute(name, bright_dark_model, x, target=1, **FAST.get(name, {}))
+    assert attr.shape == x.shape and attr.dtype == x.dtype and attr.is_contiguous()
+    assert torch.isfinite(attr).all()
+    amap = bl.to_map(attr, bl.BASELINES[name].map_reduce)
+    assert amap.shape == (3, 1, 16, 16)
+
+
+@pytest.mark.parametrize("target", [None, 0, [0, 1, 1], torch.tensor([1, 0, 1]), torch.tensor(1), (1, 1, 0)])
+def test_target_forms(target, bright_dark_model, photos16):
+    x = photos16[:3]
+    attr = bl.attribute("saliency", bright_dark_model, x, target)
+    assert attr.shape == x.shape
+
+
+def test_none_target_explains_the_prediction(bright_dark_model, photos16):
+    x = photos16[:4]
+    pred = bright_dark_model(x).argmax(1)
+    assert torch.equal(bl.attribute("input_x_gradient", bright_dark_model, x), bl.attribute("input_x_gradient", bright_dark_model, x, pred))
+
+
+def test_errors_name_the_argument(bright_dark_model, photos16):
+    with pytest.raises(ValueError, match=r"name: unknown baseline 'foo'.*'ig'"):
+        bl.attribute("foo", bright_dark_model, photos16)
+    with pytest.raises(TypeError, match=r"options: 'ig' does not take \['n_stepz'\]"):
+        bl.attribute("ig", bright_dark_model, photos16, n_stepz=3)
+    with pytest.raises(ValueError, match="inputs"):
+        bl.attribute("ig", bright_dark_model, photos16[0])
+    with pytest.raises(ValueError, match="target"):
+        bl.attribute("ig", bright_dark_model, photos16[:2], [0, 1, 1])
+    with pytest.raises(ValueError, match=r"target: class indices"):
+        bl.attribute("saliency", bright_dark_model, photos16[:2], 5)
+    with pytest.raises(TypeError, match="forward_func"):
+        bl.attribute("ig", None, photos16[:2])
+    nan = photos16[:2].clone()
+    nan[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="inputs contains NaN"):
+        bl.attribute("saliency", bright_dark_model, nan)
+    with pytest.raises(ValueError, match="reduce"):
+        bl.to_map(photos16, "max")
+
+
+def test_model_and_inputs_unchanged(bright_dark_model, photos16):
+    model = copy.deepcopy(bright_dark_model)
+    # a state a careless method would overwrite: frozen first layer, leftover gradients, one
+    # BatchNorm in train mode (its running statistics move with every forward pass)
+    first = next(model.parameters())
+    first.requires_grad_(False)
+    last = list(model.parameters())[-1]
+    last.grad = torch.full_like(last, 0.5)
+    model.features[1].train()
+    before = _snapshot(model)
+    x = photos16[:2].clone()
+    x_before = x.clone()
+    for name in bl.list_baselines():
+        with pytest.warns(UserWarning, match="training mode"):
+            bl.attribute(name, model, x, target=1, **FAST.get(name, {}))
+        _assert_same(before, _snapshot(model))
+    assert torch.equal(x, x_before) and not x.requires_grad and x.grad is None
+
+
+def test_model_guard_restores_after_a_failure(bright_dark_model, photos16):
+    model = copy.deepcopy(bright_dark_model)
+    before = _snapshot(model)
+    with pytest.raises(ValueError):
+        bl.attribute("occlusion", model, photos16[:2], window=99)
+    _assert_same(before, _snapshot(model))
+
+
+class _RegisteredOutOfOrder(nn.Module):
+    """``late`` is registered first but runs last; a Linear head after the convs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.late = nn.Conv2d(4, 4, 3, padding=1)
+        self.early = nn.Conv2d(3, 4, 3, padding=1)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.late(torch.relu(self.early(x)))).mean((2, 3)))
+
+
+def test_gradcam_finds_the_last_executed_conv(bright_dark_model, photos16):
+    net = _RegisteredOutOfOrder()
+    assert bl.find_last_conv(net, photos16[:1]) is net.late
+    convs = [m for m in bright_dark_model.modules() if isinstance(m, nn.Conv2d)]
+    assert bl.find_last_conv(bright_dark_model, photos16[:1]) is convs[-1]
+    # the registry's gradcam is Captum's LayerGradCam on that layer, upsampled and repeated over channels
+    x = photos16[:2]
+    ours = bl.attribute("gradcam", bright_dark_model, x, 1)
+    cam = LayerGradCam(bright_dark_model, convs[-1]).attribute(x, target=1, relu_attributions=True)
+    expected = LayerAttribution.interpolate(cam, (16, 16), "bilinear")
+    assert torch.allclose(ours[:, :1], expected, atol=1e-6) and torch.equal(ours[:, 0], ours[:, 2])
+
+
+def test_gradcam_without_conv_is_a_clear_error(photos16):
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 2)).eval()
+    with pytest.raises(ValueError, match=r"forward_func: 'gradcam' needs a model with a torch.nn.Conv2d"):
+        bl.attribute("gradcam", mlp, photos16[:2])
+    with pytest.raises(ValueError, match=r"forward_func: 'gradcam' needs a torch.nn.Module"):
+        bl.attribute("gradcam", lambda x: mlp(x), photos16[:2])
+
+
+def test_deeplift_refuses_reused_activations(photos16):
+    class Reused(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1, self.conv2, self.relu = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3), nn.ReLU()
+            self.head = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.head(self.relu(self.conv2(self.relu(self.conv1(x)))).mean((2, 3)))
+
+    with pytest.raises(ValueError, match=r"forward_func: 'deeplift' needs each non-linear module used once.*relu"):
+        bl.attribute("deeplift", Reused().eval(), photos16[:2])
+    with pytest.raises(ValueError, match=r"forward_func: 'deeplift' needs a torch.nn.Module"):
+        bl.attribute("deeplift", lambda x: Reused()(x), photos16[:2])
+
+
+def test_reference_maps_need_no_model(photos16):
+    x = photos16[:2]
+    bright = bl.attribute("brightness", None, x)
+    assert torch.allclose(bright[:, :1], bl.unit_range(x).mean(1, keepdim=True))
+    # with to_pixels the references read real pixel values
+    mean, std = 0.5, 0.25
+    model_space = (x - mean) / std
+    assert torch.allclose(bl.attribute("max_channel", None, model_space, to_pixels=lambda z: z * std + mean)[:, :1], x.amax(1, keepdim=True), atol=1e-6)
+    centre = bl.attribute("centre", None, x)[0, 0]
+    assert centre[7:9, 7:9].min() == centre.max() and centre[0, 0] < centre[8, 8]
+    r1, r2 = bl.attribute("random", None, x, seed=3), bl.attribute("random", None, x, seed=3)
+    assert torch.equal(r1, r2) and not torch.equal(r1, bl.attribute("random", None, x, seed=4))
+    assert bl.attribute("edges", None, x).shape == x.shape
+
+
+def test_to_map_and_timing(bright_dark_model, photos16):
+    attr = torch.tensor([[[[1.0, -2.0]], [[-3.0, 1.0]]]])  # (1, 2, 1, 2)
+    assert torch.equal(bl.to_map(attr), torch.tensor([[[[4.0, 3.0]]]]))
+    assert torch.equal(bl.to_map(attr, "sum"), torch.tensor([[[[-2.0, -1.0]]]]))
+    out, seconds = bl.attribute_timed("saliency", bright_dark_model, photos16[:2])
+    assert out.shape == photos16[:2].shape and seconds > 0
+
+
+def test_seeded_methods_are_deterministic_and_leave_global_rng(bright_dark_model, photos16):
+    x = photos16[:2]
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    a = bl.attribute("lime", bright_dark_model, x, 1, **FAST["lime"])
+    assert torch.equal(torch.get_rng_state(), state)
+    b = bl.attribute("lime", bright_dark_model, x, 1, **FAST["lime"])
+    assert torch.equal(a, b)
+
+
+def test_additional_forward_args(bright_dark_model, photos16):
+    def scaled(x, scale):
+        return bright_dark_model(x) * scale
+
+    x = photos16[:2]
+    scale = torch.tensor([[1.0], [2.0]])
+    for name in ("ig", "gradient_shap", "occlusion"):
+        attr = bl.attribute(name, scaled, x, 1, additional_forward_args=scale, **FAST.get(name, {}))
+        assert attr.shape == x.shape and torch.isfinite(attr).all()
