@@ -304,6 +304,69 @@ def compare(
 
 
 @app.command()
+def audit(
+    data: str = typer.Argument(..., help="An ImageFolder directory, a CSV of path,label, or a testbed name (its test split)."),
+    model: str = MODEL,
+    out: Path = typer.Option(Path("simplebits-audit"), "--out", "-o", help="Output folder; rerun the same command to resume."),
+    select: str = typer.Option("misclassified", help="misclassified | all | low-confidence:P | class:NAME"),
+    limit: Optional[int] = typer.Option(None, help="Explain at most this many selected images (the first ones)."),
+    explain_target: str = typer.Option("pred", "--explain", help="Class to keep: pred (the prediction), true (the label) or both."),
+    baselines: Optional[str] = typer.Option(None, help="Captum baselines beside SimpleBits, comma-separated, e.g. ig,gradcam."),
+    attribution: str = typer.Option("ablation", help="SimpleBits map: ablation, survival, bits_removed or kept."),
+    steps: Optional[int] = typer.Option(None, help="Optimisation steps of the simplification (default 60)."),
+    batch_size: int = typer.Option(16, help="Images simplified together (fixed batches: results do not depend on the number of processes)."),
+    predict_batch_size: int = typer.Option(128, help="Images per prediction batch."),
+    testbed_n: Optional[int] = typer.Option(None, help="Number of images when DATA is a testbed."),
+    estimator: Optional[str] = ESTIMATOR,
+    weights: Optional[Path] = WEIGHTS,
+    trust_pickle: bool = TRUST_PICKLE,
+    num_classes: Optional[int] = NUM_CLASSES,
+    size: Optional[int] = SIZE,
+    crop: Optional[int] = CROP,
+    mean: Optional[str] = MEAN,
+    std: Optional[str] = STD,
+    preset: Optional[str] = PRESET,
+    grayscale: bool = GRAYSCALE,
+    labels: Optional[Path] = LABELS,
+) -> None:
+    """Audit a dataset: predict everything, simplify the misclassified (or selected) images, write a report.
+
+    Resumable: rerun the same command after an interruption. Across processes:
+    ``torchrun --nproc_per_node=2 -m simplebits_audit.cli.main audit ...`` (gloo on CPU, nccl on GPU).
+
+    Examples:
+
+      simplebits audit val/ --model model.ts --preset imagenet --size 256 --crop 224 --limit 200
+
+      simplebits audit digits-on-photos --model testbed:digits-on-photos --explain both
+    """
+    from simplebits_audit.audit import run_audit
+
+    prep = _preprocessing(size, crop, mean, std, preset, grayscale)
+    class_names = _labels(labels)
+    net = _model(model, weights, trust_pickle, num_classes)
+    simplify_options = {"steps": steps} if steps is not None else {}
+    summary = run_audit(
+        net, data, out, preprocessing=prep, class_names=class_names, select=select, limit=limit, explain=explain_target,
+        baselines=_methods(baselines), estimator=estimator, attribution=attribution, batch_size=batch_size,
+        predict_batch_size=predict_batch_size, model_name=model, device=options.device, seed=options.seed,
+        testbed_n=testbed_n, show_progress=not options.quiet, simplify_options=simplify_options,
+    )
+    if not summary:  # a torchrun rank other than 0: rank 0 reports
+        return
+    if not options.quiet:
+        acc = "-" if summary["accuracy"] is None else f"{100 * summary['accuracy']:.1f}%"
+        console.print(f"{summary['items']} images, {len(summary['skipped'])} skipped, accuracy {acc}; "
+                      f"{summary['explained']} explanations, kept {100 * (summary['kept_rate'] or 0):.0f}%, "
+                      f"bits/dim {summary['bpd_before'] or 0:.3f} -> {summary['bpd_after'] or 0:.3f}")
+        if summary["shortcut"]:
+            s = summary["shortcut"]
+            console.print(f"mask: {100 * s['mask_area_share']:.1f}% of the area, {100 * s['mask_bits_share_after']:.1f}% of the retained bits, "
+                          f"{100 * s['mask_attribution_share']:.1f}% of the attribution")
+    console.print(f"report: {out / 'report.html'}")
+
+
+@app.command()
 def report(folder: Path = typer.Argument(..., help="Output folder of an explain, demo or audit run.")) -> None:
     """Rebuild a run's report.html from its results, without recomputing.
 

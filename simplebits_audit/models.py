@@ -7,6 +7,7 @@ Accepted forms of ``spec``:
 * ``"package.module:factory"`` -- the factory is called without arguments, then ``weights``
   (a state dict) is loaded with ``weights_only=True``;
 * a torchvision architecture name (``"resnet18"``) plus ``weights`` (a state dict);
+* ``"testbed:NAME"`` -- the small CNN shipped for an offline testbed;
 * a fully pickled ``nn.Module`` only with ``trust_pickle=True``: unpickling runs arbitrary code.
 """
 
@@ -115,6 +116,10 @@ def load_model(
     """
     spec_str = str(spec)
     path = Path(spec_str)
+    if spec_str.startswith("testbed:") and not path.exists():
+        from . import testbeds
+
+        return testbeds.load_classifier(spec_str.removeprefix("testbed:"), device)
     if path.is_file():
         model = _from_file(path, trust_pickle)
     elif path.is_dir():

@@ -4,6 +4,8 @@ Both write per-image records (``records``) and arrays that the reports (:mod:`si
 are built from, so a report can always be rebuilt without recomputing.
 """
 
+from .batch import Selection, run_audit
+from .data import AuditItem, AuditSource, open_source
 from .explain import ExplainOutput, explain_images
 
-__all__ = ["ExplainOutput", "explain_images"]
+__all__ = ["AuditItem", "AuditSource", "ExplainOutput", "Selection", "explain_images", "open_source", "run_audit"]

@@ -1,13 +1,14 @@
 """Self-contained interactive HTML reports (plotly.js embedded; they open offline).
 
-``build_report(out_dir)`` rebuilds the report of an ``explain`` run (``results.json``) from what
-the run wrote, without recomputing.
+``build_report(out_dir)`` rebuilds the report of an ``explain`` run (``results.json``) or of an
+``audit`` (``results.jsonl`` + ``summary.json``) from what the run wrote, without recomputing.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from .audit import write_audit_report
 from .explanation import write_explanation_report
 
 
@@ -16,9 +17,11 @@ def build_report(out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         raise ValueError(f"out_dir: {str(out_dir)!r} is not a folder")
+    if (out_dir / "results.jsonl").is_file():
+        return write_audit_report(out_dir)
     if (out_dir / "results.json").is_file():
         return write_explanation_report(out_dir)
-    raise ValueError(f"out_dir: {str(out_dir)!r} holds no results.json of a simplebits run")
+    raise ValueError(f"out_dir: {str(out_dir)!r} holds no results of a simplebits run (results.json or results.jsonl)")
 
 
-__all__ = ["build_report", "write_explanation_report"]
+__all__ = ["build_report", "write_audit_report", "write_explanation_report"]

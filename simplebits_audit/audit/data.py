@@ -1,0 +1,169 @@
+"""What an audit reads: an ``ImageFolder`` directory, a CSV of ``path,label``, or a testbed.
+
+Every source is a list of :class:`AuditItem` (id, path, label, index) plus a way to load one
+item's pixels. Items are listed without reading any image, and images are read lazily, one batch
+at a time, so memory stays bounded however large the dataset is. An unreadable image does not
+stop the audit: :meth:`AuditSource.load` raises ``ValueError`` and the caller records it as skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ..preprocessing import Preprocessing
+
+
+@dataclass(frozen=True)
+class AuditItem:
+    """One image of the dataset: a stable id, where it comes from, its label (or None)."""
+
+    index: int
+    id: str
+    path: str | None
+    label: int | None
+
+
+class AuditSource:
+    """Items plus lazy loading. Subclasses set ``items``, ``class_names`` and implement ``_pixels``."""
+
+    name: str
+    items: list[AuditItem]
+    class_names: list[str] | None
+    masks_meaningful: bool = False
+
+    def __init__(self, preprocessing: Preprocessing | None = None) -> None:
+        self.preprocessing = preprocessing or Preprocessing()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def load(self, item: AuditItem) -> torch.Tensor:
+        """Pixels (C, H, W) in [0, 1]; ``ValueError`` if the image cannot be read."""
+        return self._pixels(item)
+
+    def mask(self, item: AuditItem) -> torch.Tensor | None:
+        """Ground-truth mask (1, H, W) bool, where the source has one."""
+        return None
+
+    def _pixels(self, item: AuditItem) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class FileSource(AuditSource):
+    """Image files with optional labels (from ``ImageFolder`` or a CSV)."""
+
+    def __init__(self, name: str, entries: Sequence[tuple[str, int | None]], class_names: list[str] | None, preprocessing: Preprocessing | None) -> None:
+        super().__init__(preprocessing)
+        self.name, self.class_names = name, class_names
+        root = Path(name) if Path(name).is_dir() else Path(name).parent
+        self.items = []
+        for i, (path, label) in enumerate(entries):
+            rel = Path(path).relative_to(root) if Path(path).is_relative_to(root) else Path(path)
+            self.items.append(AuditItem(i, str(rel), str(path), label))
+
+    def _pixels(self, item: AuditItem) -> torch.Tensor:
+        return self.preprocessing.load(item.path, name="image")[0]
+
+
+class TestbedSource(AuditSource):
+    """The test split of an offline testbed (images generated in memory, masks known)."""
+
+    def __init__(self, name: str, n: int | None = None, seed: int = 0, split: str = "test") -> None:
+        from .. import testbeds
+
+        super().__init__(None)
+        self.data = testbeds.load(name, split, n=n, seed=seed)
+        self.name, self.class_names = f"testbed:{name}", list(self.data.classes)
+        self.masks_meaningful = bool(getattr(self.data, "masks_meaningful", True))
+        self.items = [AuditItem(i, f"{name}-{split}-{i:06d}", None, int(self.data.labels[i])) for i in range(len(self.data))]
+
+    def _pixels(self, item: AuditItem) -> torch.Tensor:
+        return self.data.images[item.index]
+
+    def mask(self, item: AuditItem) -> torch.Tensor | None:
+        return self.data.masks[item.index] if self.masks_meaningful else None
+
+
+def _image_folder(root: Path, preprocessing: Preprocessing | None) -> FileSource:
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+    try:
+        classes, class_to_idx = find_classes(str(root))
+    except FileNotFoundError as err:
+        raise ValueError(f"data: {str(root)!r} is not an ImageFolder (one sub-folder per class): {err}") from None
+    # Every file with an image extension is listed; unreadable ones are recorded as skipped later.
+    entries = make_dataset(str(root), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
+    if not entries:
+        raise ValueError(f"data: {str(root)!r} holds no image files in its class folders")
+    return FileSource(str(root), entries, classes, preprocessing)
+
+
+def _csv(path: Path, class_names: list[str] | None, preprocessing: Preprocessing | None) -> FileSource:
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = [r for r in csv.reader(handle) if r and any(c.strip() for c in r)]
+    if rows and [c.strip().lower() for c in rows[0][:2]] == ["path", "label"]:
+        rows = rows[1:]
+    if not rows:
+        raise ValueError(f"data: {str(path)!r} has no rows; expected 'path,label' lines")
+    names = list(class_names) if class_names else None
+    if names is None:  # labels given as names: the sorted set of names becomes the classes
+        raw = [r[1].strip() for r in rows if len(r) > 1 and r[1].strip()]
+        if raw and not all(v.lstrip("-").isdigit() for v in raw):
+            names = sorted(set(raw))
+    entries = []
+    for line, row in enumerate(rows, start=1):
+        file = Path(row[0].strip())
+        file = file if file.is_absolute() else path.parent / file
+        value = row[1].strip() if len(row) > 1 else ""
+        if not value:
+            label = None
+        elif names is not None and value in names:
+            label = names.index(value)
+        elif value.lstrip("-").isdigit():
+            label = int(value)
+        else:
+            raise ValueError(f"data: {str(path)!r} row {line}: label {value!r} is neither a class index nor a class name")
+        entries.append((str(file), label))
+    return FileSource(str(path), entries, names, preprocessing)
+
+
+def open_source(
+    data: str | Path,
+    *,
+    preprocessing: Preprocessing | None = None,
+    class_names: Sequence[str] | None = None,
+    testbed_n: int | None = None,
+    seed: int = 0,
+) -> AuditSource:
+    """Open ``data``: an ImageFolder directory, a ``.csv`` of ``path,label``, or a testbed name.
+
+    ``class_names`` (e.g. from ``--labels``) override the folder names / CSV label names.
+    """
+    from .. import testbeds
+
+    text = str(data)
+    path = Path(text)
+    if path.is_dir():
+        source: AuditSource = _image_folder(path, preprocessing)
+    elif path.is_file() and path.suffix.lower() == ".csv":
+        source = _csv(path, list(class_names) if class_names else None, preprocessing)
+    elif text in testbeds.list_testbeds() or text.startswith("testbed:"):
+        name = text.removeprefix("testbed:")
+        if name not in testbeds.list_testbeds():
+            raise ValueError(f"data: unknown testbed {name!r}; choose from {testbeds.list_testbeds()}")
+        source = TestbedSource(name, n=testbed_n, seed=seed)
+    elif path.exists():
+        raise ValueError(f"data: {text!r} is neither a folder nor a .csv file")
+    else:
+        raise ValueError(f"data: {text!r} does not exist and is not a testbed name ({testbeds.list_testbeds()})")
+    if class_names is not None:
+        source.class_names = list(class_names)
+    labels = [i.label for i in source.items if i.label is not None]
+    if source.class_names is not None and labels and (max(labels) >= len(source.class_names) or min(labels) < 0):
+        raise ValueError(f"data: labels go up to {max(labels)} but there are {len(source.class_names)} class names")
+    return source

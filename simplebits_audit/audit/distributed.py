@@ -1,0 +1,60 @@
+"""Sharding an audit over processes started by ``torchrun`` (gloo on CPU, nccl on GPU).
+
+Without torchrun (no ``WORLD_SIZE`` in the environment) everything runs in one process and these
+helpers are no-ops.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class World:
+    """This process's place among the audit's processes."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+    owns_group: bool = False  # we initialised the process group, so we tear it down
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.size > 1:
+            dist.barrier()
+
+    def all_gather(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj``, in rank order (small Python objects only)."""
+        if self.size == 1:
+            return [obj]
+        gathered: list[Any] = [None] * self.size
+        dist.all_gather_object(gathered, obj)
+        return gathered
+
+    def close(self) -> None:
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def join_world(device: str | torch.device) -> tuple[World, torch.device]:
+    """Join the torchrun process group if there is one; return the world and this rank's device."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    device = torch.device(device)
+    if size <= 1:
+        return World(), device
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    owns = not dist.is_initialized()
+    if owns:
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return World(rank, size, local_rank, owns), device

@@ -1,0 +1,162 @@
+"""The report of ``simplebits audit``: confusion matrix, per-class bits, shortcut check, galleries.
+
+Built from ``summary.json``, ``results.jsonl`` and the per-image PNGs only, so ``simplebits report
+DIR`` rebuilds it without recomputing. Images appear as small inline PNGs (the page stays one
+file); the gallery is sortable by bits retained, confidence, and the other columns.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import plotly.graph_objects as go
+
+from .._io import atomic_write
+from ._html import esc, figure_html, img_tag, page, table_html
+from .figures import map_title
+
+REPORT_FILE = "report.html"
+#: Images shown in the gallery and detail sections (the rest stay in results.jsonl).
+MAX_GALLERY = 400
+
+
+def _png(out_dir: Path, rel: str) -> bytes:
+    return (out_dir / rel).read_bytes()
+
+
+def _confusion_figure(summary: dict[str, Any]) -> go.Figure:
+    names = [esc(n) for n in (summary["class_names"] or [str(i) for i in range(len(summary["confusion_matrix"]))])]
+    fig = go.Figure(go.Heatmap(
+        z=summary["confusion_matrix"], x=names, y=names, colorscale="Blues", texttemplate="%{z}",
+        hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>",
+    ))
+    fig.update_layout(height=420, width=480, margin=dict(l=60, r=10, t=10, b=60), xaxis_title="predicted", yaxis_title="true")
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_xaxes(type="category")
+    return fig
+
+
+def _per_class_figure(summary: dict[str, Any]) -> go.Figure:
+    classes = list(summary["per_class"])
+    stats = summary["per_class"]
+    fig = go.Figure([
+        go.Bar(x=[esc(c) for c in classes], y=[stats[c]["bpd_before"] for c in classes], name="original"),
+        go.Bar(x=[esc(c) for c in classes], y=[stats[c]["bpd_after"] for c in classes], name="simplified"),
+    ])
+    fig.update_layout(barmode="group", height=320, width=560, yaxis_title="bits per dim (mean)", margin=dict(l=60, r=10, t=10, b=60))
+    fig.update_xaxes(type="category")
+    return fig
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _overview(summary: dict[str, Any]) -> str:
+    t = summary["timing"]
+    rows = [
+        ["data", esc(summary["data"])],
+        ["images", f"{summary['items']} ({summary['readable']} readable, {len(summary['skipped'])} skipped)"],
+        ["accuracy", "—" if summary["accuracy"] is None else f"{100 * summary['accuracy']:.1f}%"],
+        ["selected / explanations", f"{summary['selected_images']} / {summary['explained']}"],
+        ["prediction kept after simplification", "—" if summary["kept_rate"] is None else f"{100 * summary['kept_rate']:.1f}%"],
+        ["bits per dim, original → simplified", f"{_fmt(summary['bpd_before'])} → {_fmt(summary['bpd_after'])}"],
+        ["bits retained (mean)", "—" if summary["bits_retained"] is None else f"{100 * summary['bits_retained']:.1f}%"],
+        ["seconds: predict / simplify / write", f"{t['predict_seconds']:.1f} / {t['simplify_seconds']:.1f} / {t['write_seconds']:.1f} (processes: {t['world_size']})"],
+    ]
+    return table_html(["", ""], rows, raw=True)
+
+
+def _shortcut(summary: dict[str, Any]) -> str:
+    s = summary.get("shortcut")
+    if not s:
+        return ""
+    return (
+        "<h2>Where the retained information sits (ground-truth mask)</h2><p class=\"note\">"
+        f"The mask (e.g. a shortcut marker) covers <b>{100 * s['mask_area_share']:.1f}%</b> of each image and held "
+        f"<b>{100 * s['mask_bits_share_before']:.1f}%</b> of the original bits. After simplification it holds "
+        f"<b>{100 * s['mask_bits_share_after']:.1f}%</b> of the retained bits "
+        f"({s['retained_bits_enrichment']:.1f}x its area share), and <b>{100 * s['mask_attribution_share']:.1f}%</b> of the "
+        f"SimpleBits attribution. Mean over {s['n']} explanations. A share well above the area share means the "
+        "classifier keeps what is inside the mask: if the mask is a shortcut, it uses the shortcut.</p>"
+    )
+
+
+def _gallery(out_dir: Path, records: Sequence[dict[str, Any]]) -> str:
+    head = ["image", "original", "simplified", "SimpleBits", "label", "prediction", "explained", "confidence", "bits retained", "kept"]
+    rows = []
+    for r in records:
+        wrong = r.get("label") is not None and r["label"] != r["pred_before"]
+        cells = [
+            (f'<a href="#d-{esc(r["id"])}">{esc(r["name"])}</a>', esc(r["name"])),
+            (img_tag(_png(out_dir, r["files"]["original"]), "original", width=64), ""),
+            (img_tag(_png(out_dir, r["files"]["simplified"]), "simplified", width=64), ""),
+            (img_tag(_png(out_dir, r["files"]["maps"]["simplebits"]), "SimpleBits map", width=64), ""),
+            (esc(r["label_name"] or "—"), esc(r["label_name"] or "")),
+            (f'<span class="{"bad" if wrong else ""}">{esc(r["pred_before_name"])}</span>', esc(r["pred_before_name"])),
+            (esc(f"{r['target_name']} ({r['explain']})"), esc(r["target_name"])),
+            (f"{r['confidence']:.3f}", f"{r['confidence']:.6f}"),
+            (f"{100 * r['bits_retained']:.1f}%", f"{r['bits_retained']:.6f}"),
+            ("yes" if r["kept"] else '<span class="bad">no</span>', "1" if r["kept"] else "0"),
+        ]
+        rows.append("<tr>" + "".join(f'<td data-v="{v}">{html}</td>' for html, v in cells) + "</tr>")
+    header = "".join(f'<th class="sortable" onclick="sortTable(this)">{esc(h)}</th>' for h in head)
+    return f'<table id="gallery"><thead><tr>{header}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _detail(out_dir: Path, r: dict[str, Any]) -> str:
+    panels = [("original", r["files"]["original"]), ("simplified", r["files"]["simplified"])]
+    panels += [(map_title(k), v) for k, v in r["files"]["maps"].items()]
+    images = "".join(
+        f'<figure style="display:inline-block;margin:0 .4rem">{img_tag(_png(out_dir, rel), title, width=128)}<figcaption>{esc(title)}</figcaption></figure>'
+        for title, rel in panels
+    )
+    top = ", ".join(f"{esc(n)} {p:.2f}" for _, n, p in r["top_before"])
+    top_after = ", ".join(f"{esc(n)} {p:.2f}" for _, n, p in r["top_after"])
+    facts = [
+        ["file", esc(r.get("path") or r["name"])],
+        ["label / prediction", f"{esc(r['label_name'] or '—')} / {esc(r['pred_before_name'])} → {esc(r['pred_after_name'])}"],
+        ["explained class", f"{esc(r['target_name'])} ({esc(r['explain'])}); p {r['prob_target_before']:.3f} → {r['prob_target_after']:.3f}"],
+        ["top probabilities before / after", f"{top} / {top_after}"],
+        ["bits per dim", f"{r['bpd_before']:.3f} → {r['bpd_after']:.3f} (WebP {r['webp_bpd_before']:.3f} → {r['webp_bpd_after']:.3f})"],
+        ["lambda, status", f"{r['lambda']:.3f}, {esc(r['status'])}"],
+    ]
+    return f'<h3 id="d-{esc(r["id"])}">{esc(r["name"])} — {esc(r["explain"])}</h3>{images}{table_html(["", ""], facts, raw=True)}'
+
+
+def render_audit_report(out_dir: str | Path, summary: dict[str, Any], records: Sequence[dict[str, Any]], settings: dict[str, Any]) -> str:
+    out_dir = Path(out_dir)
+    shown = list(records[:MAX_GALLERY])
+    body = _overview(summary) + _shortcut(summary)
+    charts = []
+    if summary.get("confusion_matrix"):
+        charts.append("<div><h3>Confusion matrix</h3>" + figure_html(_confusion_figure(summary), "fig-confusion") + "</div>")
+    if summary.get("per_class"):
+        charts.append("<div><h3>Bits per class (explained images)</h3>" + figure_html(_per_class_figure(summary), "fig-per-class") + "</div>")
+    body += '<div style="display:flex;flex-wrap:wrap;gap:1rem">' + "".join(charts) + "</div>"
+    if summary.get("per_class"):
+        rows = [[esc(c), v["n"], _fmt(v["bpd_before"]), _fmt(v["bpd_after"]), f"{100 * v['bits_retained']:.1f}%", f"{100 * v['kept_rate']:.0f}%"]
+                for c, v in summary["per_class"].items()]
+        body += table_html(["class", "explanations", "bits/dim original", "bits/dim simplified", "bits retained", "kept"], rows, raw=True)
+    note = f" (first {MAX_GALLERY} of {len(records)}; all are in results.jsonl)" if len(records) > MAX_GALLERY else ""
+    body += f"<h2>Explained images{note}</h2><p class=\"sub\">Click a column to sort.</p>" + _gallery(out_dir, shown)
+    if summary["skipped"]:
+        body += "<h2>Skipped images</h2>" + table_html(["image", "reason"], [[s["path"] or s["id"], s["reason"]] for s in summary["skipped"]])
+    body += "<h2>Details</h2>" + "".join(_detail(out_dir, r) for r in shown)
+    subtitle = f"model {settings.get('model', '?')}; selection {settings.get('select', '?')}; explain {settings.get('explain', '?')}"
+    return page("SimpleBits audit", body, subtitle=subtitle)
+
+
+def write_audit_report(out_dir: str | Path) -> Path:
+    """(Re)build ``out_dir/report.html`` from an audit's ``summary.json`` and ``results.jsonl``."""
+    out_dir = Path(out_dir)
+    for name in ("summary.json", "results.jsonl", "audit.json"):
+        if not (out_dir / name).is_file():
+            raise ValueError(f"out_dir: {str(out_dir)!r} has no {name} (is the audit finished?)")
+    summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
+    settings = json.loads((out_dir / "audit.json").read_text(encoding="utf-8"))
+    records = [json.loads(line) for line in (out_dir / "results.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    html_text = render_audit_report(out_dir, summary, records, settings)
+    return atomic_write(out_dir / REPORT_FILE, lambda tmp: tmp.write_text(html_text, encoding="utf-8"))
