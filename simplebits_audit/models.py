@@ -119,7 +119,10 @@ def load_model(
     if spec_str.startswith("testbed:") and not path.exists():
         from . import testbeds
 
-        return testbeds.load_classifier(spec_str.removeprefix("testbed:"), device)
+        name = spec_str.removeprefix("testbed:")
+        if name not in testbeds.list_testbeds():
+            raise ValueError(f"model: no shipped classifier for testbed {name!r}; choose from {testbeds.list_testbeds()}")
+        return testbeds.load_classifier(name, device)
     if path.is_file():
         model = _from_file(path, trust_pickle)
     elif path.is_dir():

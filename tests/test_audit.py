@@ -1,0 +1,163 @@
+"""Batch audits: data sources, selection, nothing lost after SIGKILL, torchrun = one process, bounded memory."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from simplebits_audit.audit import Selection, open_source, run_audit
+from simplebits_audit.photos import held_out_crops
+
+SCRIPT = shutil.which("simplebits", path=str(Path(sys.executable).parent))
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # same threads everywhere: bit-identical numbers across runs
+AUDIT = ["--quiet", "audit", "digits-on-photos", "--model", "testbed:digits-on-photos", "--testbed-n", "48",
+         "--select", "all", "--limit", "12", "--batch-size", "2", "--steps", "5"]
+VOLATILE = {"seconds"}  # wall time differs between runs
+
+
+def _records(folder: Path) -> list[dict]:
+    return [{k: v for k, v in json.loads(line).items() if k not in VOLATILE} for line in (folder / "results.jsonl").read_text().splitlines()]
+
+
+def _same(a: list[dict], b: list[dict]) -> None:
+    assert [r["id"] for r in a] == [r["id"] for r in b]
+    for ra, rb in zip(a, b):
+        assert ra.keys() == rb.keys()
+        for key in ra:
+            if isinstance(ra[key], float):
+                assert ra[key] == pytest.approx(rb[key], rel=1e-4, abs=1e-6), key
+            else:
+                assert ra[key] == rb[key], key
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """An uninterrupted single-process audit through the console script."""
+    if SCRIPT is None:
+        pytest.skip("console script not installed")
+    out = tmp_path_factory.mktemp("audit") / "reference"
+    res = subprocess.run([SCRIPT, *AUDIT, "--out", str(out)], capture_output=True, text=True, env=ENV, timeout=900)
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+def test_reference_outputs(reference):
+    records = _records(reference)
+    assert len(records) == 12 and len({r["id"] for r in records}) == 12
+    summary = json.loads((reference / "summary.json").read_text())
+    assert summary["explained"] == 12 and summary["items"] == 48 and len(summary["confusion_matrix"]) == 10
+    assert 0 <= summary["shortcut"]["mask_area_share"] <= 1  # testbed masks give the mask shares
+    assert all((reference / r["files"]["simplified"]).is_file() for r in records)
+    html = (reference / "report.html").read_text()
+    assert html.count('class="plotly-graph-div') == 2 and 'id="gallery"' in html
+    assert not list(reference.glob("results.rank*"))
+
+
+def test_sigkill_then_rerun_equals_uninterrupted(reference, tmp_path):
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([SCRIPT, *AUDIT, "--out", str(out)], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    results = out / "results.jsonl"
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        if results.exists() and len(results.read_bytes().splitlines()) >= 2:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = len(results.read_bytes().splitlines())
+    assert 2 <= partial < 12, f"the kill should land mid-run ({partial} records)"
+    assert not (out / "summary.json").exists()
+    res = subprocess.run([SCRIPT, *AUDIT, "--out", str(out)], capture_output=True, text=True, env=ENV, timeout=900)
+    assert res.returncode == 0, res.stderr
+    _same(_records(out), _records(reference))
+
+
+def test_torchrun_two_processes_equal_one(reference, tmp_path):
+    out = tmp_path / "two"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+               "-m", "simplebits_audit.cli.main", *AUDIT, "--out", str(out)]
+    res = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    _same(_records(out), _records(reference))
+    assert json.loads((out / "summary.json").read_text())["timing"]["world_size"] == 2
+
+
+def test_changed_settings_refuse_to_resume(reference):
+    res = subprocess.run([SCRIPT, *AUDIT[:-1], "6", "--out", str(reference)], capture_output=True, text=True, env=ENV, timeout=300)
+    assert res.returncode == 2 and "other settings (simplify)" in res.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# in-process: sources, selection, skipped images
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory, photos16):
+    """An ImageFolder of 16x16 photos in two classes, with one corrupt file and one odd-sized image."""
+    root = tmp_path_factory.mktemp("folder")
+    for i, img in enumerate(photos16):
+        cls = root / ("dark" if i % 2 else "bright")
+        cls.mkdir(exist_ok=True)
+        Image.fromarray((img.permute(1, 2, 0) * 255).round().byte().numpy()).save(cls / f"img{i}.png")
+    (root / "dark" / "corrupt.png").write_bytes(b"\x89PNG not an image")
+    Image.new("RGB", (20, 12)).save(root / "bright" / "odd.png")
+    return root
+
+
+def test_folder_audit_records_skipped_images(folder, tmp_path, bright_dark_model):
+    summary = run_audit(bright_dark_model, folder, tmp_path / "a", select="all", simplify_options={"steps": 3}, batch_size=4)
+    reasons = {Path(s["path"]).name: s["reason"] for s in summary["skipped"]}
+    assert set(reasons) == {"corrupt.png", "odd.png"}
+    assert "not a readable image" in reasons["corrupt.png"] and "--size/--crop" in reasons["odd.png"]
+    assert summary["explained"] == 8 and summary["class_names"] == ["bright", "dark"]
+    html = (tmp_path / "a" / "report.html").read_text()
+    assert "corrupt.png" in html and "Skipped images" in html
+
+
+def test_csv_source_and_selection(folder, tmp_path):
+    csv_file = tmp_path / "list.csv"
+    csv_file.write_text("path,label\n" + f"{folder}/bright/img0.png,bright\n" + f"{folder}/dark/img1.png,dark\n")
+    source = open_source(csv_file)
+    assert source.class_names == ["bright", "dark"] and [i.label for i in source.items] == [0, 1]
+    assert Selection.parse("low-confidence:0.6", None)(1, 1, 0.5)
+    assert not Selection.parse("misclassified", None)(1, 1, 0.5)
+    assert Selection.parse("class:dark", ["bright", "dark"])(1, 0, 0.9)
+    for bad in ("low-confidence:2", "class:zebra", "wrong"):
+        with pytest.raises(ValueError, match="select"):
+            Selection.parse(bad, ["bright", "dark"])
+    with pytest.raises(ValueError, match="data"):
+        open_source(tmp_path / "nothing-here")
+
+
+def test_memory_stays_bounded_while_streaming(tmp_path):
+    """Peak memory of an audit over 3000 images is within a few MB of one over 300."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    torch.jit.save(torch.jit.script(model), str(tmp_path / "tiny.ts"))
+    crops = (held_out_crops(64, size=8, seed=2).permute(0, 2, 3, 1) * 255).round().byte().numpy()
+    peaks = {}
+    for n in (300, 3000):
+        root = tmp_path / f"data{n}"
+        for i in range(n):
+            cls = root / f"c{i % 2}"
+            cls.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(crops[i % 64]).save(cls / f"{i}.png")
+        code = (
+            "import resource, sys; from simplebits_audit.cli.main import main; sys.argv = ['simplebits', '--quiet', 'audit', "
+            f"'{root}', '--model', '{tmp_path / 'tiny.ts'}', '--select', 'all', '--limit', '2', '--steps', '2', '--out', '{tmp_path / f'out{n}'}']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        )
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=600)
+        assert res.returncode == 0, res.stderr
+        peaks[n] = int(res.stdout.strip().splitlines()[-1]) / 1024  # MB
+    assert peaks[3000] - peaks[300] < 40, peaks
