@@ -333,6 +333,7 @@ def run_audit(
                 progress.advance(task, len(batch))
 
         # ---- 4. merge, summarise, report (rank 0)
+        timing["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         timings = world.all_gather(timing)
         world.barrier()
         summary: dict[str, Any] = {}
@@ -434,7 +435,7 @@ def _summary(source, predictions, skipped, entries, records, n_classes, timings,
         shortcut = {k: _mean([r[k] for r in with_mask]) for k in ("mask_area_share", "mask_bits_share_before", "mask_bits_share_after", "mask_attribution_share")}
         shortcut["n"] = len(with_mask)
         shortcut["retained_bits_enrichment"] = shortcut["mask_bits_share_after"] / max(shortcut["mask_area_share"], 1e-12)
-    total = {k: sum(t[k] for t in timings) for k in timings[0]}
+    total = {k: sum(t[k] for t in timings) for k in timings[0] if k != "peak_rss_mb"}
     wall = max(t["predict_seconds"] + t["simplify_seconds"] + t["write_seconds"] for t in timings)
     return {
         "data": source.name,
@@ -455,5 +456,5 @@ def _summary(source, predictions, skipped, entries, records, n_classes, timings,
         "shortcut": shortcut,
         "timing": {**total, "wall_seconds_this_run": wall, "world_size": world_size,
                    "explained_per_second": total["explained_this_run"] / wall if wall > 0 else None},
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb_per_process": [t["peak_rss_mb"] for t in timings],
     }
