@@ -31,7 +31,7 @@ def image_folder(tmp_path_factory):
 def test_help_lists_commands():
     res = run("--help")
     assert res.returncode == 0
-    for command in ("estimators", "bits", "train-estimator", "demo"):
+    for command in ("explain", "compare", "audit", "report", "estimators", "bits", "train-estimator", "demo"):
         assert command in res.stdout
 
 
