@@ -37,7 +37,7 @@ from ..models import check_classifier_output
 from ..preprocessing import Preprocessing
 from .data import AuditItem, AuditSource, open_source
 from .distributed import World, join_world
-from .explain import _baseline_map, check_baselines
+from .explain import baseline_map, check_baselines
 from .records import class_name, save_artifacts, simplification_records
 
 RESULTS_FILE = "results.jsonl"
@@ -283,7 +283,7 @@ def run_audit(
 
         est = estimator if isinstance(estimator, BitEstimator) else load_estimator(estimator, device=device)
         for name in baselines:  # fail now if a method cannot run on this model
-            _baseline_map(name, model, preprocessing.to_model(source.load(first)[None].to(device)), torch.zeros(1, dtype=torch.long))
+            baseline_map(name, model, preprocessing.to_model(source.load(first)[None].to(device)), torch.zeros(1, dtype=torch.long))
 
         timing = {"predict_seconds": 0.0, "simplify_seconds": 0.0, "write_seconds": 0.0, "explained_this_run": 0}
         with Progress(disable=not (show_progress and world.is_main), transient=True) as progress:
@@ -313,7 +313,7 @@ def run_audit(
                 attr, result = explainer.attribute(x, target=targets, attribution=attribution, return_result=True, seed=seed + k)
                 maps = {"simplebits": attr[:, :1], "bits_removed": result.bit_reduction_map}
                 for name in baselines:
-                    maps[name], _ = _baseline_map(name, model, x, targets)
+                    maps[name], _ = baseline_map(name, model, x, targets)
                 records = simplification_records(
                     result, ids=[e.id for e in batch], names=[e.item.id for e in batch], class_names=names, top_k=top_k,
                     labels=[e.item.label for e in batch], paths=[e.item.path for e in batch],

@@ -158,7 +158,7 @@ def explain_images(
     targets = resolve_target(target, target_name, class_names, n_classes, n)
     est = estimator if isinstance(estimator, BitEstimator) else load_estimator(estimator, device=device)
     for name in baselines:  # a method that cannot run on this model fails here, not after the simplification
-        _baseline_map(name, model, preprocessing.to_model(pixels[:1].to(device)), torch.zeros(1, dtype=torch.long) if targets is None else targets[:1])
+        baseline_map(name, model, preprocessing.to_model(pixels[:1].to(device)), torch.zeros(1, dtype=torch.long) if targets is None else targets[:1])
 
     explainer = SimpleBits(model, est, normalization=preprocessing.normalization, **(simplify_options or {}))
     seconds = {"simplebits": 0.0, **{b: 0.0 for b in baselines}}
@@ -174,7 +174,7 @@ def explain_images(
             seconds["simplebits"] += time.perf_counter() - t0
             maps = {"simplebits": attr[:, :1], "bits_removed": result.bit_reduction_map}
             for name in baselines:
-                maps[name], spent = _baseline_map(name, model, x, result.target)
+                maps[name], spent = baseline_map(name, model, x, result.target)
                 seconds[name] += spent
             ids = [f"{i:03d}-{safe_stem(names[i])}" for i in range(start, start + len(x))]
             batch_records = simplification_records(
@@ -206,7 +206,7 @@ def explain_images(
     return ExplainOutput(records, results_path, report_path, per_image)
 
 
-def _baseline_map(name: str, model: Callable, inputs: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, float]:
+def baseline_map(name: str, model: Callable, inputs: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, float]:
     from .. import baselines
 
     t0 = time.perf_counter()
