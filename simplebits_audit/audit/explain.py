@@ -207,6 +207,7 @@ def explain_images(
 
 
 def baseline_map(name: str, model: Callable, inputs: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """A baseline's map (B, 1, H, W) (sum of |attribution| over channels) and the seconds it took."""
     from .. import baselines
 
     t0 = time.perf_counter()
