@@ -60,9 +60,9 @@ def train_one(name: str, args: argparse.Namespace) -> dict:
     data = testbeds.load(name, "test", n=200, seed=validity.EVAL_SEED)
     if data.has_localisation:
         card["localisation_auroc"] = {
-            "images": 200, "split": "test", "seed": validity.EVAL_SEED, "target": "true label",
+            "images": 200, "split": "test", "seed": validity.EVAL_SEED, "target": "predicted class",
             **{f"trivial: {k}": v for k, v in validity.trivial_aurocs(name, 200).items()},
-            **{k: round(validity.mean_auroc(v, data.masks), 3) for k, v in validity.captum_maps(model, data.images, data.labels).items()},
+            **{k: round(validity.mean_auroc(v, data.masks), 3) for k, v in validity.captum_maps(model, data.images, validity.predict(model, data.images)).items()},
         }
     else:
         card["localisation_auroc"] = None
