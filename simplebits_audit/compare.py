@@ -284,7 +284,7 @@ def compare(
     seed : int
         Seeds every random choice (tie-breaking, noise, LIME/SHAP samples, random map).
     show_progress : bool
-        A rich progress bar over methods.
+        A rich progress bar over methods and one logged line per finished method.
 
     Returns
     -------
@@ -404,5 +404,7 @@ def compare(
                 if codecs:
                     values.update(M.codec_check(result.original, result.simplified))
             out.per_image[name] = {k_: v.detach().double().cpu() for k_, v in values.items()}
+            if show_progress:  # one line per method, also when the output is not a terminal
+                progress.console.log(f"{name}: {out.seconds_per_image[name]:.3f} s/img, metrics done")
             progress.advance(task)
     return out
