@@ -30,6 +30,15 @@ def test_explain_one_image_example(tmp_path):
     assert "digit.png" in html and html.count('class="plotly-graph-div') == 3
 
 
+def test_audit_shortcut_example(tmp_path):
+    module = runpy.run_path(str(ROOT / "examples" / "audit_shortcut.py"))
+    summaries = module["main"](str(tmp_path / "sc"), n=40, limit=4, steps=10)
+    for s in summaries.values():
+        assert s["explained"] == 4 and 0 < s["shortcut"]["mask_area_share"] < 0.05
+    # The shortcut learner's attribution sits on the marker far more than the other classifier's.
+    assert summaries["shortcut"]["shortcut"]["mask_attribution_share"] > 5 * summaries["digits-on-photos"]["shortcut"]["mask_attribution_share"]
+
+
 def test_demo_through_console_script(tmp_path):
     script = shutil.which("simplebits", path=str(Path(sys.executable).parent)) or shutil.which("simplebits")
     if script is None:
