@@ -5,6 +5,8 @@ under a pretrained generative model, the *bit estimator* -- that the frozen clas
 answers the same way for. What survives is what the model needs.
 """
 
+from .audit import explain_images, run_audit
+from .compare import Comparison, compare
 from .estimators import BitEstimator, list_estimators, load_estimator
 from .explainer import SimpleBits, attribution_map
 from .simplification import SimplificationResult, simplify
@@ -13,11 +15,15 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BitEstimator",
+    "Comparison",
     "SimpleBits",
     "SimplificationResult",
     "__version__",
     "attribution_map",
+    "compare",
+    "explain_images",
     "list_estimators",
     "load_estimator",
+    "run_audit",
     "simplify",
 ]
