@@ -15,9 +15,10 @@ import csv
 import io
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from rich.progress import Progress
@@ -347,9 +348,9 @@ def compare(
         "method_options": {k: {o: v for o, v in d.items() if isinstance(v, (int, float, str, bool, type(None)))} for k, d in method_options.items()},
         "simplebits_options": {k: v for k, v in (simplebits_options or {}).items() if isinstance(v, (int, float, str, bool, type(None)))},
     })
-    curve_kw = dict(estimator=estimator, fractions=fractions, reference=reference, to_model=spaces.to_model,
-                    additional_forward_args=additional_forward_args, seed=seed)
-    faith_kw = dict(steps=deletion_steps, reference=reference, additional_forward_args=additional_forward_args, seed=seed)
+    curve_kw = {"estimator": estimator, "fractions": fractions, "reference": reference, "to_model": spaces.to_model,
+                    "additional_forward_args": additional_forward_args, "seed": seed}
+    faith_kw = {"steps": deletion_steps, "reference": reference, "additional_forward_args": additional_forward_args, "seed": seed}
 
     with model_guard(model), Progress(disable=not show_progress, transient=True) as progress:
         task = progress.add_task("comparing", total=len(methods))

@@ -155,7 +155,7 @@ def test_gradcam_without_conv_is_a_clear_error(photos16):
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 2)).eval()
     with pytest.raises(ValueError, match=r"forward_func: 'gradcam' needs a model with a torch.nn.Conv2d"):
         bl.attribute("gradcam", mlp, photos16[:2])
-    with pytest.raises(ValueError, match=r"forward_func: 'gradcam' needs a torch.nn.Module"):
+    with pytest.raises(TypeError, match=r"forward_func: 'gradcam' needs a torch.nn.Module"):
         bl.attribute("gradcam", lambda x: mlp(x), photos16[:2])
 
 
@@ -171,7 +171,7 @@ def test_deeplift_refuses_reused_activations(photos16):
 
     with pytest.raises(ValueError, match=r"forward_func: 'deeplift' needs each non-linear module used once.*relu"):
         bl.attribute("deeplift", Reused().eval(), photos16[:2])
-    with pytest.raises(ValueError, match=r"forward_func: 'deeplift' needs a torch.nn.Module"):
+    with pytest.raises(TypeError, match=r"forward_func: 'deeplift' needs a torch.nn.Module"):
         bl.attribute("deeplift", lambda x: Reused()(x), photos16[:2])
 
 

@@ -122,7 +122,7 @@ def test_deletion_and_insertion_prefer_the_map_of_the_used_pixels(photos16):
     x = photos16[:4] * 0.5
     x = torch.where(mask, x + 0.5, x)  # the used square is bright, so replacing it lowers class 0
     good, reverse = mask.float(), 1 - mask.float()
-    kw = dict(steps=8, reference=0.0)
+    kw = {"steps": 8, "reference": 0.0}
     d_good, d_rev = M.deletion_auc(model, x, good, 0, **kw), M.deletion_auc(model, x, reverse, 0, **kw)
     i_good, i_rev = M.insertion_auc(model, x, good, 0, **kw), M.insertion_auc(model, x, reverse, 0, **kw)
     assert (d_good < d_rev - 0.1).all() and (i_good > i_rev + 0.1).all()

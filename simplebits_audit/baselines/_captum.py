@@ -9,7 +9,8 @@ live in :func:`simplebits_audit.baselines.attribute`.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from captum.attr import (
@@ -90,7 +91,7 @@ def deeplift(
     shared ``relu`` of torchvision's ResNet blocks) is refused here with a clear error.
     """
     if not isinstance(forward_func, nn.Module):
-        raise ValueError("forward_func: 'deeplift' needs a torch.nn.Module (Captum's DeepLift hooks its layers)")
+        raise TypeError("forward_func: 'deeplift' needs a torch.nn.Module (Captum's DeepLift hooks its layers)")
     from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
 
     calls = _count_calls(forward_func, inputs[:1], _slice_args(additional_forward_args, 0, inputs.shape[0]), tuple(SUPPORTED_NON_LINEAR))
@@ -198,10 +199,10 @@ def kernel_shap(
 def find_last_conv(model: object, example: torch.Tensor | None = None, additional_forward_args: Any = None) -> nn.Conv2d:
     """The last ``nn.Conv2d`` of ``model``: the last one *executed* on ``example`` when given, else the last registered.
 
-    Raises ``ValueError`` naming ``forward_func`` if the model is not a module or has no Conv2d.
+    Raises ``TypeError`` (not a module) or ``ValueError`` (no Conv2d), naming ``forward_func``.
     """
     if not isinstance(model, nn.Module):
-        raise ValueError("forward_func: 'gradcam' needs a torch.nn.Module to find its last Conv2d; or pass layer=<module>")
+        raise TypeError("forward_func: 'gradcam' needs a torch.nn.Module to find its last Conv2d; or pass layer=<module>")
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     if not convs:
         raise ValueError(f"forward_func: 'gradcam' needs a model with a torch.nn.Conv2d layer; {type(model).__name__} has none")

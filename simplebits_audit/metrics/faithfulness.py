@@ -13,7 +13,8 @@ perturbations. Everything returns one value per image, a tensor (B,).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
