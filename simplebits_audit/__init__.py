@@ -3,27 +3,51 @@
 SimpleBits (Schirrmeister, Liu, Hooker, Ball 2022) looks for the simplest image -- fewest bits
 under a pretrained generative model, the *bit estimator* -- that the frozen classifier still
 answers the same way for. What survives is what the model needs.
+
+The names below are imported on first use, so that ``simplebits --help`` and other light work do
+not pay for importing torch, torchvision and captum.
 """
 
-from .audit import explain_images, run_audit
-from .compare import Comparison, compare
-from .estimators import BitEstimator, list_estimators, load_estimator
-from .explainer import SimpleBits, attribution_map
-from .simplification import SimplificationResult, simplify
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BitEstimator",
-    "Comparison",
-    "SimpleBits",
-    "SimplificationResult",
-    "__version__",
-    "attribution_map",
-    "compare",
-    "explain_images",
-    "list_estimators",
-    "load_estimator",
-    "run_audit",
-    "simplify",
-]
+#: public name -> the module that defines it
+_EXPORTS = {
+    "BitEstimator": ".estimators",
+    "list_estimators": ".estimators",
+    "load_estimator": ".estimators",
+    "SimpleBits": ".explainer",
+    "attribution_map": ".explainer",
+    "SimplificationResult": ".simplification",
+    "simplify": ".simplification",
+    "Comparison": ".compare",
+    "compare": ".compare",
+    "explain_images": ".audit",
+    "run_audit": ".audit",
+}
+
+if TYPE_CHECKING:
+    from .audit import explain_images, run_audit
+    from .compare import Comparison, compare
+    from .estimators import BitEstimator, list_estimators, load_estimator
+    from .explainer import SimpleBits, attribution_map
+    from .simplification import SimplificationResult, simplify
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+__all__ = ["__version__", *sorted(_EXPORTS)]

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from torchvision.transforms.v2 import functional as TF
 
 from .images import load_image
 
@@ -88,6 +87,8 @@ class Preprocessing:
 
     def apply(self, pixels: torch.Tensor) -> torch.Tensor:
         """Resize and crop pixel images (B, C, H, W); values stay in [0, 1]."""
+        from torchvision.transforms.v2 import functional as TF  # torchvision is slow to import: only when needed
+
         if self.size is not None:
             pixels = TF.resize(pixels, self.size, antialias=True).clamp(0, 1)
         if self.crop is not None:
