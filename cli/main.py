@@ -261,14 +261,18 @@ def audit(
     """
     from simplebits_audit.audit import run_audit
 
+    from simplebits_audit.audit.distributed import rank_device
+
     prep = _preprocessing(size, crop, mean, std, preset, grayscale)
     class_names = _labels(labels)
+    options.device = str(rank_device(options.device))  # under torchrun each rank takes its own GPU
     net = _model(model, weights, trust_pickle, num_classes)
     simplify_options = {"steps": steps} if steps is not None else {}
     summary = run_audit(
         net, data, out, preprocessing=prep, class_names=class_names, select=select, limit=limit, explain=explain_target,
         baselines=_methods(baselines), estimator=estimator, attribution=attribution, batch_size=batch_size,
-        predict_batch_size=predict_batch_size, model_name=model, device=options.device, seed=options.seed,
+        predict_batch_size=predict_batch_size, model_name=model if weights is None else f"{model} (weights {weights})",
+        device=options.device, seed=options.seed,
         testbed_n=testbed_n, show_progress=not options.quiet, simplify_options=simplify_options,
     )
     if not summary:  # a torchrun rank other than 0: rank 0 reports

@@ -163,3 +163,12 @@ def check_classifier_output(model, inputs: torch.Tensor, *, name: str = "model")
     if out.shape[1] < 2:
         raise ValueError(f"{name}: output has {out.shape[1]} class; a classifier needs at least 2")
     return int(out.shape[1])
+
+
+def check_not_training(model, *, name: str = "model") -> None:
+    """Refuse a model whose forward pass would change it: BatchNorm layers in training mode update
+    their running statistics on every call (other train-mode layers are only noisy, and simplify warns)."""
+    if not isinstance(model, nn.Module):
+        return
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats for m in model.modules()):
+        raise ValueError(f"{name}: has BatchNorm layers in training mode, whose statistics every call would change; call model.eval() first")

@@ -77,6 +77,8 @@ def test_sigkill_then_rerun_equals_uninterrupted(reference, tmp_path):
     partial = len(results.read_bytes().splitlines())
     assert 2 <= partial < 12, f"the kill should land mid-run ({partial} records)"
     assert not (out / "summary.json").exists()
+    with results.open("ab") as handle:  # as if the kill had torn a write inside a multi-byte character
+        handle.write('{"id": "digits-on-photos-test-000099#pred", "name": "caf\u00e9'.encode()[:-1])
     res = subprocess.run([SCRIPT, *AUDIT, "--out", str(out)], capture_output=True, text=True, env=ENV, timeout=900)
     assert res.returncode == 0, res.stderr
     _same(_records(out), _records(reference))
@@ -84,7 +86,7 @@ def test_sigkill_then_rerun_equals_uninterrupted(reference, tmp_path):
 
 def test_torchrun_two_processes_equal_one(reference, tmp_path):
     out = tmp_path / "two"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                "-m", "simplebits_audit.cli.main", *AUDIT, "--out", str(out)]
     res = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -106,10 +108,10 @@ def folder(tmp_path_factory, photos16):
     """An ImageFolder of 16x16 photos in two classes, with one corrupt file and one odd-sized image."""
     root = tmp_path_factory.mktemp("folder")
     for i, img in enumerate(photos16):
-        cls = root / ("dark" if i % 2 else "bright")
+        cls = root / ("dark<script>" if i % 2 else "bright")
         cls.mkdir(exist_ok=True)
         Image.fromarray((img.permute(1, 2, 0) * 255).round().byte().numpy()).save(cls / f"img{i}.png")
-    (root / "dark" / "corrupt.png").write_bytes(b"\x89PNG not an image")
+    (root / "dark<script>" / "corrupt.png").write_bytes(b"\x89PNG not an image")
     Image.new("RGB", (20, 12)).save(root / "bright" / "odd.png")
     return root
 
@@ -119,16 +121,22 @@ def test_folder_audit_records_skipped_images(folder, tmp_path, bright_dark_model
     reasons = {Path(s["path"]).name: s["reason"] for s in summary["skipped"]}
     assert set(reasons) == {"corrupt.png", "odd.png"}
     assert "not a readable image" in reasons["corrupt.png"] and "--size/--crop" in reasons["odd.png"]
-    assert summary["explained"] == 8 and summary["class_names"] == ["bright", "dark"]
+    assert summary["explained"] == 8 and summary["class_names"] == ["bright", "dark<script>"]
     html = (tmp_path / "a" / "report.html").read_text()
     assert "corrupt.png" in html and "Skipped images" in html
+    assert "dark&lt;script&gt;" in html and "dark<script>" not in html  # the class name, escaped everywhere
 
 
 def test_csv_source_and_selection(folder, tmp_path):
     csv_file = tmp_path / "list.csv"
-    csv_file.write_text("path,label\n" + f"{folder}/bright/img0.png,bright\n" + f"{folder}/dark/img1.png,dark\n")
-    source = open_source(csv_file)
-    assert source.class_names == ["bright", "dark"] and [i.label for i in source.items] == [0, 1]
+    csv_file.write_text("path,label\n" + f"{folder}/bright/img0.png,dark\n" + f"bright/img2.png,bright\n")
+    with pytest.raises(ValueError, match="--labels"):
+        open_source(csv_file)  # names without the model's class order
+    source = open_source(csv_file, class_names=["dark", "bright"])
+    assert [i.label for i in source.items] == [0, 1]
+    csv_file.write_text("path,label\nbright/img2.png,1\nbright/img2.png,1\n")
+    with pytest.raises(ValueError, match="twice"):
+        open_source(csv_file)
     assert Selection.parse("low-confidence:0.6", None)(1, 1, 0.5)
     assert not Selection.parse("misclassified", None)(1, 1, 0.5)
     assert Selection.parse("class:dark", ["bright", "dark"])(1, 0, 0.9)

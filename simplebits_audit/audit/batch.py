@@ -33,7 +33,7 @@ from rich.progress import Progress
 from .._io import atomic_write, save_json
 from ..estimators import BitEstimator, load_estimator
 from ..explainer import ATTRIBUTIONS, SimpleBits
-from ..models import check_classifier_output
+from ..models import check_classifier_output, check_not_training
 from ..preprocessing import Preprocessing
 from .data import AuditItem, AuditSource, open_source
 from .distributed import World, join_world
@@ -45,7 +45,10 @@ SUMMARY_FILE = "summary.json"
 SETTINGS_FILE = "audit.json"
 EXPLAIN_CHOICES = ("true", "pred", "both")
 #: settings that change results: a rerun into the same folder must agree on them
-RESULT_SETTINGS = ("data", "n_items", "select", "limit", "explain", "baselines", "estimator", "attribution", "batch_size", "seed", "simplify", "model")
+RESULT_SETTINGS = (
+    "data", "n_items", "select", "limit", "explain", "baselines", "estimator", "attribution", "batch_size", "seed", "simplify",
+    "model", "preprocessing", "top_k", "class_names",
+)
 
 
 # ------------------------------------------------------------------------------------------
@@ -103,10 +106,10 @@ def _read_records(paths: Iterable[Path]) -> list[dict[str, Any]]:
     """Every complete record in the files (a torn last line from a kill is ignored)."""
     records = []
     for path in paths:
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
+        for line in path.read_bytes().split(b"\n"):
+            try:  # a kill can tear a line anywhere, even inside a multi-byte character
+                records.append(json.loads(line.decode("utf-8")))
+            except (UnicodeDecodeError, json.JSONDecodeError):
                 continue
     return records
 
@@ -147,21 +150,23 @@ class _Entry:
         return f"{self.item.id}#{self.kind}"
 
 
-def _predict(model, source: AuditSource, preprocessing: Preprocessing, world: World, device, batch_size: int, progress: Progress | None):
-    """(index, pred, confidence) for this rank's readable items, and (index, reason) for unreadable ones."""
-    mine = source.items[world.rank :: world.size]
+def _predict(model, source: AuditSource, preprocessing: Preprocessing, world: World, device, batch_size: int, shape: tuple, progress: Progress | None):
+    """(index, pred, confidence) for this rank's readable items, and (index, reason) for unreadable ones.
+
+    The dataset is cut into fixed chunks of ``batch_size`` and chunk ``c`` goes to rank
+    ``c % world``: the batches the model sees do not depend on the number of processes.
+    """
+    chunks = [source.items[i : i + batch_size] for i in range(0, len(source.items), batch_size)][world.rank :: world.size]
     predictions, skipped = [], []
-    task = progress.add_task("predicting", total=len(mine)) if progress else None
-    shape = None
-    for start in range(0, len(mine), batch_size):
+    task = progress.add_task("predicting", total=sum(len(c) for c in chunks)) if progress else None
+    for items in chunks:
         chunk, pixels = [], []
-        for item in mine[start : start + batch_size]:
+        for item in items:
             try:
                 x = source.load(item)
             except ValueError as err:
                 skipped.append((item.index, str(err)))
                 continue
-            shape = shape or tuple(x.shape)
             if tuple(x.shape) != shape:
                 skipped.append((item.index, f"size {tuple(x.shape)} differs from {shape}; set --size/--crop"))
                 continue
@@ -173,7 +178,7 @@ def _predict(model, source: AuditSource, preprocessing: Preprocessing, world: Wo
             conf, pred = probs.max(1)
             predictions += [(it.index, int(p), float(c)) for it, p, c in zip(chunk, pred, conf)]
         if progress:
-            progress.advance(task, len(mine[start : start + batch_size]))
+            progress.advance(task, len(items))
     return predictions, skipped
 
 
@@ -246,32 +251,45 @@ def run_audit(
         raise ValueError(f"attribution: expected one of {ATTRIBUTIONS}, got {attribution!r}")
     if limit is not None and limit < 1:
         raise ValueError(f"limit: expected a positive number, got {limit}")
-    if batch_size < 1 or predict_batch_size < 1:
-        raise ValueError("batch_size: expected a positive number")
+    if batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive number, got {batch_size}")
+    if predict_batch_size < 1:
+        raise ValueError(f"predict_batch_size: expected a positive number, got {predict_batch_size}")
     baselines = check_baselines(baselines)
     preprocessing = preprocessing or Preprocessing()
     source = data if isinstance(data, AuditSource) else open_source(data, preprocessing=preprocessing, class_names=class_names, testbed_n=testbed_n, seed=seed)
     names = source.class_names
     selection = Selection.parse(select, names)
-    if explain in ("true", "both") and not any(i.label is not None for i in source.items):
+    has_labels = any(i.label is not None for i in source.items)
+    if explain in ("true", "both") and not has_labels:
         raise ValueError(f"explain: {explain!r} needs labels, and {source.name!r} has none")
+    if selection.kind in ("misclassified", "class") and not has_labels:
+        raise ValueError(f"select: {select!r} needs labels, and {source.name!r} has none; use --select all or low-confidence:P")
+    check_not_training(model)
 
     world, device = join_world(device)
     try:
+        params = list(model.parameters()) if isinstance(model, torch.nn.Module) else []
+        if params and params[0].device != device:
+            raise ValueError(f"model: its weights are on {params[0].device} but this process runs on {device}; move the model (or pass device=)")
         # ---- check the model and the folder before any long work
         first = next((it for it in source.items if _readable(source, it)), None)
         if first is None:
             raise ValueError(f"data: none of the {len(source)} images of {source.name!r} is readable")
         n_classes = check_classifier_output(model, preprocessing.to_model(source.load(first)[None].to(device)), name="model")
         if names is not None and len(names) != n_classes:
-            raise ValueError(f"class_names: {len(names)} class names but the model has {n_classes} outputs")
+            raise ValueError(f"class_names: {len(names)} class names (from --labels or the data's class folders) but the model has {n_classes} outputs")
+        bad = sorted({i.label for i in source.items if i.label is not None and not 0 <= i.label < n_classes})
+        if bad:
+            raise ValueError(f"data: labels {bad[:5]} are outside the model's classes [0, {n_classes - 1}]")
         if selection.kind == "class" and not 0 <= selection.class_index < n_classes:
             raise ValueError(f"select: class index {selection.class_index} is out of range for {n_classes} classes")
         settings = {
             "data": source.name, "n_items": len(source), "select": select, "limit": limit, "explain": explain,
             "baselines": baselines, "estimator": str(estimator) if estimator is not None and not isinstance(estimator, BitEstimator) else (type(estimator).__name__ if estimator is not None else "default"),
             "attribution": attribution, "batch_size": batch_size, "seed": seed, "simplify": dict(simplify_options or {}),
-            "model": model_name or type(model).__name__, "class_names": names, "world_size": world.size,
+            "model": model_name or type(model).__name__, "class_names": names, "world_size": world.size, "top_k": top_k,
+            "preprocessing": {"size": preprocessing.size, "crop": preprocessing.crop, "mean": preprocessing.mean, "std": preprocessing.std, "grayscale": preprocessing.grayscale},
         }
         _check_settings(out, settings)
         world.barrier()
@@ -289,7 +307,8 @@ def run_audit(
         with Progress(disable=not (show_progress and world.is_main), transient=True) as progress:
             # ---- 1. predict everything (each rank its share), gather the small results
             t0 = time.perf_counter()
-            predictions, skipped = _predict(model, source, preprocessing, world, device, predict_batch_size, progress)
+            shape = tuple(source.load(first).shape)  # one reference size for every rank
+            predictions, skipped = _predict(model, source, preprocessing, world, device, predict_batch_size, shape, progress)
             gathered = world.all_gather((predictions, skipped))
             predictions = sorted(p for part in gathered for p in part[0])
             skipped = sorted(s for part in gathered for s in part[1])
@@ -300,10 +319,14 @@ def run_audit(
             batches = [entries[i : i + batch_size] for i in range(0, len(entries), batch_size)]
 
             # ---- 3. simplify this rank's batches that are not done yet
-            done = {r["id"] for r in _read_records(_results_files(out))}
-            mine = [(k, b) for k, b in enumerate(batches) if k % world.size == world.rank and not all(e.id in done for e in b)]
             own_file = out / (RESULTS_FILE if world.size == 1 else f"results.rank{world.rank}.jsonl")
             _cut_torn_line(own_file)
+            world.barrier()  # every rank has repaired its file before any rank reads them all
+            done = {r["id"] for r in _read_records(_results_files(out))}
+            # Pending batches are dealt out afresh, so a resumed run stays balanced; a batch's
+            # result depends only on its index k, not on which rank runs it.
+            pending = [(k, b) for k, b in enumerate(batches) if not all(e.id in done for e in b)]
+            mine = pending[world.rank :: world.size]
             explainer = SimpleBits(model, est, normalization=preprocessing.normalization, **(simplify_options or {}))
             task = progress.add_task("simplifying", total=sum(len(b) for _, b in mine))
             for k, batch in mine:
@@ -376,13 +399,13 @@ def _select(source: AuditSource, predictions, selection: Selection, explain: str
         item = source.items[index]
         if not selection(item.label, pred, confidence):
             continue
+        kinds = [k for k in (("true", "pred") if explain == "both" else (explain,)) if k == "pred" or item.label is not None]
+        if not kinds:
+            continue  # nothing to explain without a label
         if limit is not None and chosen >= limit:
             break
         chosen += 1
-        kinds = ("true", "pred") if explain == "both" else (explain,)
         for kind in kinds:
-            if kind == "true" and item.label is None:
-                continue  # nothing to explain without a label
             entries.append(_Entry(item, kind, item.label if kind == "true" else pred, pred, confidence))
     return entries
 
@@ -434,7 +457,10 @@ def _summary(source, predictions, skipped, entries, records, n_classes, timings,
     if with_mask:
         shortcut = {k: _mean([r[k] for r in with_mask]) for k in ("mask_area_share", "mask_bits_share_before", "mask_bits_share_after", "mask_attribution_share")}
         shortcut["n"] = len(with_mask)
-        shortcut["retained_bits_enrichment"] = shortcut["mask_bits_share_after"] / max(shortcut["mask_area_share"], 1e-12)
+        if shortcut["mask_bits_share_after"] is not None and shortcut["mask_area_share"]:
+            shortcut["retained_bits_enrichment"] = shortcut["mask_bits_share_after"] / shortcut["mask_area_share"]
+        else:
+            shortcut["retained_bits_enrichment"] = None
     total = {k: sum(t[k] for t in timings) for k in timings[0] if k != "peak_rss_mb"}
     wall = max(t["predict_seconds"] + t["simplify_seconds"] + t["write_seconds"] for t in timings)
     return {

@@ -89,7 +89,7 @@ class TestbedSource(AuditSource):
         return self.data.masks[item.index] if self.masks_meaningful else None
 
 
-def _image_folder(root: Path, preprocessing: Preprocessing | None) -> FileSource:
+def _image_folder(root: Path, preprocessing: Preprocessing | None, class_names: Sequence[str] | None) -> FileSource:
     from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
     try:
@@ -97,10 +97,16 @@ def _image_folder(root: Path, preprocessing: Preprocessing | None) -> FileSource
     except FileNotFoundError as err:
         raise ValueError(f"data: {str(root)!r} is not an ImageFolder (one sub-folder per class): {err}") from None
     # Every file with an image extension is listed; unreadable ones are recorded as skipped later.
+    if class_names is not None:
+        names = list(class_names)
+        if all(c in names for c in classes):  # folders named after classes: index by the given order
+            class_to_idx = {c: names.index(c) for c in classes}
+        elif len(classes) != len(names):  # otherwise the sorted folders must line up with the names
+            raise ValueError(f"data: {len(classes)} class folders, {len(names)} class names (--labels), and the folder names are not class names")
     entries = make_dataset(str(root), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
     if not entries:
         raise ValueError(f"data: {str(root)!r} holds no image files in its class folders")
-    return FileSource(str(root), entries, classes, preprocessing)
+    return FileSource(str(root), entries, list(class_names) if class_names is not None else classes, preprocessing)
 
 
 def _csv(path: Path, class_names: list[str] | None, preprocessing: Preprocessing | None) -> FileSource:
@@ -111,10 +117,10 @@ def _csv(path: Path, class_names: list[str] | None, preprocessing: Preprocessing
     if not rows:
         raise ValueError(f"data: {str(path)!r} has no rows; expected 'path,label' lines")
     names = list(class_names) if class_names else None
-    if names is None:  # labels given as names: the sorted set of names becomes the classes
-        raw = [r[1].strip() for r in rows if len(r) > 1 and r[1].strip()]
-        if raw and not all(v.lstrip("-").isdigit() for v in raw):
-            names = sorted(set(raw))
+    raw = [r[1].strip() for r in rows if len(r) > 1 and r[1].strip()]
+    if names is None and raw and not all(v.lstrip("-").isdigit() for v in raw):
+        # The model's class order cannot be guessed from names: ask for it.
+        raise ValueError(f"data: {str(path)!r} gives labels as class names; pass the model's class names in order (--labels)")
     entries = []
     for line, row in enumerate(rows, start=1):
         file = Path(row[0].strip())
@@ -129,6 +135,11 @@ def _csv(path: Path, class_names: list[str] | None, preprocessing: Preprocessing
         else:
             raise ValueError(f"data: {str(path)!r} row {line}: label {value!r} is neither a class index nor a class name")
         entries.append((str(file), label))
+    seen: set[str] = set()
+    for file, _ in entries:
+        if file in seen:
+            raise ValueError(f"data: {str(path)!r} lists {file!r} twice")
+        seen.add(file)
     return FileSource(str(path), entries, names, preprocessing)
 
 
@@ -149,7 +160,7 @@ def open_source(
     text = str(data)
     path = Path(text)
     if path.is_dir():
-        source: AuditSource = _image_folder(path, preprocessing)
+        source: AuditSource = _image_folder(path, preprocessing, class_names)
     elif path.is_file() and path.suffix.lower() == ".csv":
         source = _csv(path, list(class_names) if class_names else None, preprocessing)
     elif text in testbeds.list_testbeds() or text.startswith("testbed:"):

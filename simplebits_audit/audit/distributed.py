@@ -7,6 +7,7 @@ helpers are no-ops.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,14 @@ class World:
             dist.destroy_process_group()
 
 
+def rank_device(device: str | torch.device) -> torch.device:
+    """The device this process should use: ``cuda:LOCAL_RANK`` for CUDA under torchrun."""
+    device = torch.device(device)
+    if device.type == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
+
+
 def join_world(device: str | torch.device) -> tuple[World, torch.device]:
     """Join the torchrun process group if there is one; return the world and this rank's device."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -52,9 +61,10 @@ def join_world(device: str | torch.device) -> tuple[World, torch.device]:
         return World(), device
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
-        device = torch.device("cuda", local_rank)
+        device = rank_device(device)
         torch.cuda.set_device(device)
     owns = not dist.is_initialized()
     if owns:
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        # Ranks wait for each other at the end; a long timeout covers uneven shares of the work.
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=timedelta(hours=6))
     return World(rank, size, local_rank, owns), device

@@ -16,10 +16,10 @@ from typing import Any, Callable, Sequence
 import torch
 from rich.progress import Progress
 
-from .._io import save_json
+from .._io import atomic_write, save_json
 from ..estimators import BitEstimator, load_estimator
 from ..explainer import ATTRIBUTIONS, SimpleBits
-from ..models import check_classifier_output
+from ..models import check_classifier_output, check_not_training
 from ..preprocessing import Preprocessing, load_images
 from .records import safe_stem, save_artifacts, simplification_records
 
@@ -127,7 +127,7 @@ def explain_images(
     -------
     ExplainOutput
     """
-    from ..report.explanation import REPORT_FILE, RESULTS_FILE, write_explanation_report
+    from ..report.explanation import REPORT_FILE, RESULTS_FILE, render_explanation_report
 
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -136,6 +136,7 @@ def explain_images(
         raise ValueError(f"attribution: expected one of {ATTRIBUTIONS}, got {attribution!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size: expected a positive number, got {batch_size}")
+    check_not_training(model)
     baselines = check_baselines(baselines)
     preprocessing = preprocessing or Preprocessing()
     if isinstance(images, torch.Tensor):
@@ -200,9 +201,10 @@ def explain_images(
         "seed": seed,
         "seconds_per_image": per_image,
     }
+    # Render first: if that fails, neither the results nor the report of an earlier run are replaced.
+    html_text = render_explanation_report(out, records, settings)
     results_path = save_json({"settings": settings, "images": records}, out / RESULTS_FILE)
-    report_path = write_explanation_report(out)
-    assert report_path == out / REPORT_FILE
+    report_path = atomic_write(out / REPORT_FILE, lambda tmp: tmp.write_text(html_text, encoding="utf-8"))
     return ExplainOutput(records, results_path, report_path, per_image)
 
 

@@ -73,6 +73,11 @@ def esc(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
+def plot_text(value: object) -> str:
+    """Escape a user string for plotly figure text (plotly decodes ``&lt; &gt; &amp;`` but not ``&quot;``)."""
+    return html.escape(str(value), quote=False)
+
+
 @lru_cache(maxsize=1)
 def plotly_js() -> str:
     """The plotly.js bundle shipped with the plotly package (no network needed)."""

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import plotly.graph_objects as go
 
 from .._io import atomic_write
-from ._html import esc, figure_html, img_tag, page, table_html
+from ._html import esc, figure_html, img_tag, page, plot_text, png_bytes, table_html
 from .figures import map_title
 
 REPORT_FILE = "report.html"
@@ -22,12 +22,20 @@ REPORT_FILE = "report.html"
 MAX_GALLERY = 400
 
 
-def _png(out_dir: Path, rel: str) -> bytes:
-    return (out_dir / rel).read_bytes()
+def _png(out_dir: Path, rel: str, side: int = 128) -> bytes:
+    """The PNG at ``rel``, shrunk to at most ``side`` pixels per side (keeps the page small for large images)."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(out_dir / rel) as im:
+        if max(im.size) <= side:
+            return (out_dir / rel).read_bytes()
+        im.thumbnail((side, side), Image.Resampling.LANCZOS)
+        return png_bytes(np.asarray(im.convert("RGB")))
 
 
 def _confusion_figure(summary: dict[str, Any]) -> go.Figure:
-    names = [esc(n) for n in (summary["class_names"] or [str(i) for i in range(len(summary["confusion_matrix"]))])]
+    names = [plot_text(n) for n in (summary["class_names"] or [str(i) for i in range(len(summary["confusion_matrix"]))])]
     fig = go.Figure(go.Heatmap(
         z=summary["confusion_matrix"], x=names, y=names, colorscale="Blues", texttemplate="%{z}",
         hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>",
@@ -42,8 +50,8 @@ def _per_class_figure(summary: dict[str, Any]) -> go.Figure:
     classes = list(summary["per_class"])
     stats = summary["per_class"]
     fig = go.Figure([
-        go.Bar(x=[esc(c) for c in classes], y=[stats[c]["bpd_before"] for c in classes], name="original"),
-        go.Bar(x=[esc(c) for c in classes], y=[stats[c]["bpd_after"] for c in classes], name="simplified"),
+        go.Bar(x=[plot_text(c) for c in classes], y=[stats[c]["bpd_before"] for c in classes], name="original"),
+        go.Bar(x=[plot_text(c) for c in classes], y=[stats[c]["bpd_after"] for c in classes], name="simplified"),
     ])
     fig.update_layout(barmode="group", height=320, width=560, yaxis_title="bits per dim (mean)", margin=dict(l=60, r=10, t=10, b=60))
     fig.update_xaxes(type="category")
@@ -71,7 +79,7 @@ def _overview(summary: dict[str, Any]) -> str:
 
 def _shortcut(summary: dict[str, Any]) -> str:
     s = summary.get("shortcut")
-    if not s:
+    if not s or any(v is None for v in s.values()):
         return ""
     return (
         "<h2>Where the retained information sits (ground-truth mask)</h2><p class=\"note\">"
@@ -91,9 +99,9 @@ def _gallery(out_dir: Path, records: Sequence[dict[str, Any]]) -> str:
         wrong = r.get("label") is not None and r["label"] != r["pred_before"]
         cells = [
             (f'<a href="#d-{esc(r["id"])}">{esc(r["name"])}</a>', esc(r["name"])),
-            (img_tag(_png(out_dir, r["files"]["original"]), "original", width=64), ""),
-            (img_tag(_png(out_dir, r["files"]["simplified"]), "simplified", width=64), ""),
-            (img_tag(_png(out_dir, r["files"]["maps"]["simplebits"]), "SimpleBits map", width=64), ""),
+            (img_tag(_png(out_dir, r["files"]["original"], 64), "original", width=64), ""),
+            (img_tag(_png(out_dir, r["files"]["simplified"], 64), "simplified", width=64), ""),
+            (img_tag(_png(out_dir, r["files"]["maps"]["simplebits"], 64), "SimpleBits map", width=64), ""),
             (esc(r["label_name"] or "—"), esc(r["label_name"] or "")),
             (f'<span class="{"bad" if wrong else ""}">{esc(r["pred_before_name"])}</span>', esc(r["pred_before_name"])),
             (esc(f"{r['target_name']} ({r['explain']})"), esc(r["target_name"])),
@@ -137,7 +145,8 @@ def render_audit_report(out_dir: str | Path, summary: dict[str, Any], records: S
         charts.append("<div><h3>Bits per class (explained images)</h3>" + figure_html(_per_class_figure(summary), "fig-per-class") + "</div>")
     body += '<div style="display:flex;flex-wrap:wrap;gap:1rem">' + "".join(charts) + "</div>"
     if summary.get("per_class"):
-        rows = [[esc(c), v["n"], _fmt(v["bpd_before"]), _fmt(v["bpd_after"]), f"{100 * v['bits_retained']:.1f}%", f"{100 * v['kept_rate']:.0f}%"]
+        pct = lambda v, d: "—" if v is None else f"{100 * v:.{d}f}%"  # noqa: E731
+        rows = [[esc(c), v["n"], _fmt(v["bpd_before"]), _fmt(v["bpd_after"]), pct(v["bits_retained"], 1), pct(v["kept_rate"], 0)]
                 for c, v in summary["per_class"].items()]
         body += table_html(["class", "explanations", "bits/dim original", "bits/dim simplified", "bits retained", "kept"], rows, raw=True)
     note = f" (first {MAX_GALLERY} of {len(records)}; all are in results.jsonl)" if len(records) > MAX_GALLERY else ""

@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..audit.records import MAP_TITLES
-from ._html import data_uri, esc, png_bytes
+from ._html import data_uri, plot_text, png_bytes
 
 #: Maps larger than this (per side) are shown downsampled in the interactive panels; PNGs keep full size.
 MAX_HEATMAP_SIDE = 96
@@ -34,7 +34,7 @@ def map_title(key: str) -> str:
 def panels_figure(arrays: dict[str, np.ndarray], map_keys: list[str]) -> go.Figure:
     """Original, simplified and every map side by side; hover shows map values."""
     titles = ["original", "simplified", *[map_title(k) for k in map_keys]]
-    fig = make_subplots(rows=1, cols=len(titles), subplot_titles=[esc(t) for t in titles], horizontal_spacing=0.02)
+    fig = make_subplots(rows=1, cols=len(titles), subplot_titles=[plot_text(t) for t in titles], horizontal_spacing=0.02)
     for col, key in enumerate(("image_original", "image_simplified"), start=1):
         img = arrays[key]
         fig.add_trace(go.Image(source=data_uri(png_bytes(img)), hoverinfo="skip"), row=1, col=col)
@@ -62,7 +62,7 @@ def tradeoff_figure(record: dict[str, Any]) -> go.Figure:
     x = [max(v, 1e-3) for v in lambdas]  # the original sits at lambda = 0: drawn at the left edge of the log axis
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     fig.add_trace(go.Scatter(x=x, y=record["path_bpd"], mode="lines+markers", name="bits per dim"), secondary_y=False)
-    fig.add_trace(go.Scatter(x=x, y=record["path_target_prob"], mode="lines+markers", name=f"p({esc(record['target_name'])})"), secondary_y=True)
+    fig.add_trace(go.Scatter(x=x, y=record["path_target_prob"], mode="lines+markers", name=f"p({plot_text(record['target_name'])})"), secondary_y=True)
     chosen = min(range(len(lambdas)), key=lambda i: abs(lambdas[i] - record["lambda"]))
     fig.add_trace(go.Scatter(x=[x[chosen]], y=[record["path_bpd"][chosen]], mode="markers", name="chosen",
                              marker=dict(symbol="star", size=14, color="black")), secondary_y=False)
@@ -79,7 +79,7 @@ def topk_figure(record: dict[str, Any]) -> go.Figure:
     names = {c: n for c, n, _ in record["top_before"] + record["top_after"]}
     before = {c: p for c, _, p in record["top_before"]}
     after = {c: p for c, _, p in record["top_after"]}
-    labels = [esc(names[c]) for c in classes]
+    labels = [plot_text(names[c]) for c in classes]
     fig = go.Figure([
         go.Bar(x=labels, y=[before.get(c) for c in classes], name="original"),
         go.Bar(x=labels, y=[after.get(c) for c in classes], name="simplified"),
