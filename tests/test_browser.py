@@ -88,3 +88,21 @@ def test_screenshot(report, tmp_path):
         assert im.size == (1300, 1600)
         colours = im.convert("RGB").resize((65, 80)).getcolors(65 * 80)
         assert colours is not None and len(colours) > 50  # a rendered page, not a blank one
+
+
+def test_audit_report_renders(tmp_path):
+    out = tmp_path / "audit"
+    res = subprocess.run(
+        [SCRIPT, "--quiet", "audit", "shortcut", "--model", "testbed:shortcut", "--testbed-n", "40", "--limit", "4",
+         "--steps", "5", "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert res.returncode == 0, res.stderr
+    page = chromium((out / "report.html").as_uri(), tmp_path / "profile", "--dump-dom")
+    attrs = dict(re.findall(r'([\w-]+)="([^"]*)"', re.search(r"<body[^>]*>", page.stdout).group(0)))
+    assert attrs["data-figures"] == attrs["data-figures-rendered"] == "2"  # confusion matrix, per-class bits
+    assert attrs["data-errors"] == ""
+    assert [line for line in page.stderr.splitlines() if "CONSOLE" in line] == []
+    assert "Where the retained information sits" in page.stdout  # the shortcut paragraph
+    ARTIFACTS.mkdir(exist_ok=True)
+    chromium((out / "report.html").as_uri(), tmp_path / "profile2", "--window-size=1300,1600", f"--screenshot={ARTIFACTS / 'audit.png'}")
