@@ -53,7 +53,8 @@ def _per_class_figure(summary: dict[str, Any]) -> go.Figure:
         go.Bar(x=[plot_text(c) for c in classes], y=[stats[c]["bpd_before"] for c in classes], name="original"),
         go.Bar(x=[plot_text(c) for c in classes], y=[stats[c]["bpd_after"] for c in classes], name="simplified"),
     ])
-    fig.update_layout(barmode="group", height=320, width=560, yaxis_title="bits per dim (mean)", margin=dict(l=60, r=10, t=10, b=60))
+    fig.update_layout(barmode="group", height=320, width=560, yaxis_title="bits per dim (mean)", margin=dict(l=60, r=10, t=30, b=60),
+                      legend=dict(orientation="h", y=1.12))
     fig.update_xaxes(type="category")
     return fig
 
