@@ -197,6 +197,8 @@ def compare(
     from simplebits_audit.models import check_classifier_output
     from simplebits_audit.preprocessing import load_images
 
+    if out.exists() and not out.is_dir():
+        raise typer.BadParameter(f"{str(out)!r} exists and is not a folder", param_hint="--out")
     prep = _preprocessing(size, crop, mean, std, preset, grayscale)
     class_names = _labels(labels)
     pixels = load_images(images, prep, name="IMAGES").to(options.device)
