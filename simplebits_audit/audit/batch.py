@@ -297,6 +297,8 @@ def run_audit(
             out.mkdir(parents=True, exist_ok=True)
             if not (out / SETTINGS_FILE).exists():
                 save_json(settings, out / SETTINGS_FILE)
+            for stale in out.glob("**/.*.tmp"):  # temporary files of writes a kill interrupted
+                stale.unlink(missing_ok=True)
         world.barrier()
 
         est = estimator if isinstance(estimator, BitEstimator) else load_estimator(estimator, device=device)
@@ -442,10 +444,12 @@ def _summary(source, predictions, skipped, entries, records, n_classes, timings,
             confusion[label][pred] += 1
     ok = [r for r in records if r["status"] != "non-finite"]
     per_class: dict[str, dict[str, Any]] = {}
+    duplicated = names is not None and len(set(names)) < len(names)  # e.g. ImageNet's two "crane"s
     for c in range(n_classes):
         rs = [r for r in ok if (r["label"] if r["label"] is not None else r["pred_before"]) == c]
         if rs:
-            per_class[class_name(c, names)] = {
+            key = f"{c}: {class_name(c, names)}" if duplicated else class_name(c, names)
+            per_class[key] = {
                 "n": len(rs),
                 "bpd_before": _mean([r["bpd_before"] for r in rs]),
                 "bpd_after": _mean([r["bpd_after"] for r in rs]),

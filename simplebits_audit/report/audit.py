@@ -35,9 +35,13 @@ def _png(out_dir: Path, rel: str, side: int = 128) -> bytes:
 
 
 def _confusion_figure(summary: dict[str, Any]) -> go.Figure:
-    names = [plot_text(n) for n in (summary["class_names"] or [str(i) for i in range(len(summary["confusion_matrix"]))])]
+    names = summary["class_names"] or [str(i) for i in range(len(summary["confusion_matrix"]))]
+    if len(set(names)) < len(names):  # category axes would merge duplicate names
+        names = [f"{i}: {n}" for i, n in enumerate(names)]
+    names = [plot_text(n) for n in names]
     fig = go.Figure(go.Heatmap(
-        z=summary["confusion_matrix"], x=names, y=names, colorscale="Blues", texttemplate="%{z}",
+        z=summary["confusion_matrix"], x=names, y=names, colorscale="Blues",
+        texttemplate="%{z}" if len(names) <= 30 else None,  # counts in the cells only while they stay legible
         hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>",
     ))
     fig.update_layout(height=420, width=480, margin=dict(l=60, r=10, t=10, b=60), xaxis_title="predicted", yaxis_title="true")
