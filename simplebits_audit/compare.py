@@ -37,17 +37,6 @@ SIMPLEBITS = "simplebits"
 #: what :func:`compare` runs when not told otherwise
 DEFAULT_METHODS: tuple[str, ...] = (SIMPLEBITS, "ig", "occlusion", "gradcam", *bl.list_baselines(reference=True))
 
-#: metric -> True if higher is better; the ``rank`` column averages the per-metric ranks of these
-RANKED_METRICS: dict[str, bool] = {
-    "bits_auc": True,
-    "auroc": True,
-    "pointing_game": True,
-    "relevance_mass": True,
-    "relevance_rank": True,
-    "deletion_auc": False,
-    "insertion_auc": True,
-}
-
 #: every metric column, in table order, with whether higher is better (None: no direction)
 METRICS: dict[str, bool | None] = {
     "bits_auc": True,
@@ -70,6 +59,9 @@ METRICS: dict[str, bool | None] = {
 }
 
 LOCALISATION = ("auroc", "pointing_game", "relevance_mass", "relevance_rank")
+
+#: metric -> True if higher is better; the ``rank`` column averages the per-metric ranks of these
+RANKED_METRICS: dict[str, bool] = {m: bool(METRICS[m]) for m in ("bits_auc", *LOCALISATION, "deletion_auc", "insertion_auc")}
 
 
 def all_methods() -> list[str]:

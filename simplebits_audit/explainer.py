@@ -32,6 +32,7 @@ import torch
 from captum.attr import Attribution, FeatureAblation
 from captum.log import log_usage
 
+from .baselines._utils import segment_means, superpixels
 from .estimators import BitEstimator, load_estimator
 from .simplification import SimplificationResult, _as_tuple, normalize_target, simplify
 from .spaces import Transform, make_spaces
@@ -70,22 +71,9 @@ def attribution_map(
 
 
 def _segment_ablation(result, forward_func, to_model, additional_forward_args, n_segments) -> torch.Tensor:
-    from skimage.segmentation import slic
-
     simplified = result.simplified
-    segments = []
-    for img in simplified.detach().cpu():
-        seg = slic(img.permute(1, 2, 0).double().numpy(), n_segments=n_segments, compactness=10, start_label=0, channel_axis=-1)
-        segments.append(torch.from_numpy(seg).long())
-    mask = torch.stack(segments).unsqueeze(1).to(simplified.device)  # (B, 1, H, W)
-    # Baseline: every segment replaced by its mean colour.
-    baseline = torch.empty_like(simplified)
-    for b in range(len(simplified)):
-        n = int(mask[b].max()) + 1
-        flat = mask[b, 0].flatten()
-        sums = torch.zeros(simplified.shape[1], n, device=simplified.device).index_add_(1, flat, simplified[b].flatten(1))
-        counts = torch.bincount(flat, minlength=n).clamp_min(1)
-        baseline[b] = (sums / counts)[:, flat].view_as(simplified[b])
+    mask = superpixels(simplified, n_segments=n_segments)  # (B, 1, H, W)
+    baseline = segment_means(simplified, mask)  # every segment replaced by its mean colour
 
     def prob(x: torch.Tensor, *args: Any) -> torch.Tensor:
         return torch.softmax(forward_func(to_model(x), *args), 1)

@@ -8,6 +8,7 @@ photos is held out whole for evaluation, so every machine has the same held-out 
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -160,3 +161,27 @@ def held_out_crops(n: int = 256, size: int = 32, seed: int = 1234) -> torch.Tens
     """A fixed set of multi-scale crops of the held-out photos, for benchmarks and model cards."""
     photos = [load_rgb(p) for p in held_out_photos()]
     return CropSampler(photos, size=size, seed=seed).sample(n)
+
+
+@lru_cache(maxsize=None)
+def _split_pool(split: str) -> tuple[np.ndarray, ...]:
+    paths = held_out_photos() if split == "test" else package_photos(TRAIN_PACKAGE)
+    return tuple(load_rgb(p, max_side=512) for p in paths)
+
+
+def split_photos(split: str) -> list[np.ndarray]:
+    """The testbeds' photos of a split (loaded once per process): ``"test"`` uses only the
+    held-out photos, ``"train"`` the others, so test backgrounds are never seen in training."""
+    return list(_split_pool(split))
+
+
+@lru_cache(maxsize=None)
+def _split_sampler(split: str, size: int, scales: tuple[float, float]) -> "CropSampler":
+    return CropSampler(list(_split_pool(split)), size, scales=scales, seed=0)
+
+
+def split_crop_sampler(split: str, size: int, scales: tuple[float, float], seed: int) -> "CropSampler":
+    """A crop sampler over :func:`split_photos` (its image pyramid is built once per process), reseeded."""
+    sampler = _split_sampler(split, size, scales)
+    sampler.rng = np.random.default_rng(seed)
+    return sampler

@@ -73,6 +73,11 @@ def esc(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
+def fmt(value: object, digits: int = 3) -> str:
+    """A number for a table cell: floats to ``digits`` decimals, None as a dash."""
+    return "—" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
 def plot_text(value: object) -> str:
     """Escape a user string for plotly figure text (plotly decodes ``&lt; &gt; &amp;`` but not ``&quot;``)."""
     return html.escape(str(value), quote=False)

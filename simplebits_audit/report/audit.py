@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import plotly.graph_objects as go
 
 from .._io import atomic_write
-from ._html import esc, figure_html, img_tag, page, plot_text, png_bytes, table_html
+from ._html import esc, figure_html, fmt, img_tag, page, plot_text, png_bytes, table_html
 from .figures import map_title
 
 REPORT_FILE = "report.html"
@@ -63,10 +63,6 @@ def _per_class_figure(summary: dict[str, Any]) -> go.Figure:
     return fig
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
-    return "—" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
-
 def _overview(summary: dict[str, Any]) -> str:
     t = summary["timing"]
     rows = [
@@ -75,7 +71,7 @@ def _overview(summary: dict[str, Any]) -> str:
         ["accuracy", "—" if summary["accuracy"] is None else f"{100 * summary['accuracy']:.1f}%"],
         ["selected / explanations", f"{summary['selected_images']} / {summary['explained']}"],
         ["prediction kept after simplification", "—" if summary["kept_rate"] is None else f"{100 * summary['kept_rate']:.1f}%"],
-        ["bits per dim, original → simplified", f"{_fmt(summary['bpd_before'])} → {_fmt(summary['bpd_after'])}"],
+        ["bits per dim, original → simplified", f"{fmt(summary['bpd_before'])} → {fmt(summary['bpd_after'])}"],
         ["bits retained (mean)", "—" if summary["bits_retained"] is None else f"{100 * summary['bits_retained']:.1f}%"],
         ["seconds: predict / simplify / write", f"{t['predict_seconds']:.1f} / {t['simplify_seconds']:.1f} / {t['write_seconds']:.1f} (processes: {t['world_size']})"],
     ]
@@ -151,7 +147,7 @@ def render_audit_report(out_dir: str | Path, summary: dict[str, Any], records: S
     body += '<div style="display:flex;flex-wrap:wrap;gap:1rem">' + "".join(charts) + "</div>"
     if summary.get("per_class"):
         pct = lambda v, d: "—" if v is None else f"{100 * v:.{d}f}%"  # noqa: E731
-        rows = [[esc(c), v["n"], _fmt(v["bpd_before"]), _fmt(v["bpd_after"]), pct(v["bits_retained"], 1), pct(v["kept_rate"], 0)]
+        rows = [[esc(c), v["n"], fmt(v["bpd_before"]), fmt(v["bpd_after"]), pct(v["bits_retained"], 1), pct(v["kept_rate"], 0)]
                 for c, v in summary["per_class"].items()]
         body += table_html(["class", "explanations", "bits/dim original", "bits/dim simplified", "bits retained", "kept"], rows, raw=True)
     note = f" (first {MAX_GALLERY} of {len(records)}; all are in results.jsonl)" if len(records) > MAX_GALLERY else ""

@@ -8,15 +8,11 @@ from typing import Any, Sequence
 
 from .._io import atomic_write
 from ..audit.records import load_arrays
-from ._html import esc, figure_html, page, table_html
+from ._html import esc, figure_html, fmt, page, table_html
 from .figures import panels_figure, topk_figure, tradeoff_figure
 
 RESULTS_FILE = "results.json"
 REPORT_FILE = "report.html"
-
-
-def _fmt(value: float, digits: int = 3) -> str:
-    return f"{value:.{digits}f}"
 
 
 def _summary_table(records: Sequence[dict[str, Any]]) -> str:
@@ -30,8 +26,8 @@ def _summary_table(records: Sequence[dict[str, Any]]) -> str:
             f'<a href="#img-{esc(r["id"])}">{esc(r["name"])}</a>',
             f'<span class="bad">{label}</span>' if wrong else label,
             esc(r["target_name"]), pred, kept,
-            f"{_fmt(r['bpd_before'])} → {_fmt(r['bpd_after'])}",
-            f"{_fmt(r['webp_bpd_before'])} → {_fmt(r['webp_bpd_after'])}",
+            f"{fmt(r['bpd_before'])} → {fmt(r['bpd_after'])}",
+            f"{fmt(r['webp_bpd_before'])} → {fmt(r['webp_bpd_after'])}",
             esc(r["status"]),
         ])
     header = ["image", "label", "target", "prediction before → after", "kept", "bits/dim before → after", "WebP bits/dim", "status"]
@@ -46,12 +42,12 @@ def _image_section(out_dir: Path, index: int, record: dict[str, Any], map_keys: 
         ["label", "—" if record.get("label") is None else esc(record["label_name"])],
         ["target (explained class)", esc(record["target_name"])],
         ["prediction", f"{esc(record['pred_before_name'])} → {esc(record['pred_after_name'])}"],
-        ["p(target)", f"{_fmt(record['prob_target_before'])} → {_fmt(record['prob_target_after'])}"],
+        ["p(target)", f"{fmt(record['prob_target_before'])} → {fmt(record['prob_target_after'])}"],
         ["bits", f"{record['bits_before']:.0f} → {record['bits_after']:.0f} ({100 * record['bits_retained']:.0f}% retained)"],
-        ["bits per dim", f"{_fmt(record['bpd_before'])} → {_fmt(record['bpd_after'])}"],
-        ["WebP lossless bits per dim", f"{_fmt(record['webp_bpd_before'])} → {_fmt(record['webp_bpd_after'])}"],
+        ["bits per dim", f"{fmt(record['bpd_before'])} → {fmt(record['bpd_after'])}"],
+        ["WebP lossless bits per dim", f"{fmt(record['webp_bpd_before'])} → {fmt(record['webp_bpd_after'])}"],
         ["prediction kept", "yes" if record["kept"] else '<span class="bad">no</span>'],
-        ["lambda chosen", _fmt(record["lambda"])],
+        ["lambda chosen", fmt(record["lambda"])],
         ["status", esc(record["status"])],
     ]
     charts = (

@@ -33,25 +33,14 @@ STROKE_SHIFT = 0.35
 #: background photos of the train split (colour photos and grey textures; the test split uses photos.HELD_OUT)
 TRAIN_BACKGROUNDS = photos.TRAIN_PACKAGE
 
-_POOLS: dict[str, list[np.ndarray]] = {}
-_SAMPLERS: dict[str, photos.CropSampler] = {}
-
-
-def photo_pool(split: str) -> list[np.ndarray]:
-    """Background photos of a split; the test split's photos are never seen in training."""
-    if split not in _POOLS:
-        paths = photos.held_out_photos() if split == "test" else photos.package_photos(TRAIN_BACKGROUNDS)
-        _POOLS[split] = [photos.load_rgb(p, max_side=512) for p in paths]
-    return _POOLS[split]
+#: resize factors of the photos the crops are cut from (see photos.CropSampler)
+CROP_SCALES = (0.4, 1.0)
+photo_pool = photos.split_photos
 
 
 def crop_sampler(split: str, seed: int) -> photos.CropSampler:
-    """The split's crop sampler (its image pyramid is built once per process), reseeded."""
-    if split not in _SAMPLERS:
-        _SAMPLERS[split] = photos.CropSampler(photo_pool(split), SIZE, scales=(0.4, 1.0), seed=0)
-    sampler = _SAMPLERS[split]
-    sampler.rng = np.random.default_rng(seed)
-    return sampler
+    """The split's crop sampler, reseeded."""
+    return photos.split_crop_sampler(split, SIZE, CROP_SCALES, seed)
 
 
 def digit_glyphs(split: str) -> tuple[np.ndarray, np.ndarray]:

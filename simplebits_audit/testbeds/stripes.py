@@ -28,25 +28,14 @@ BLEND = 0.15
 PERIODS = (3.0, 8.0)
 CLASSES = ["horizontal", "vertical"]
 
-_POOLS: dict[str, list[np.ndarray]] = {}
-_SAMPLERS: dict[str, photos.CropSampler] = {}
-
-
-def photo_pool(split: str) -> list[np.ndarray]:
-    """Photos of a split: the test split's photos are held out whole from training."""
-    if split not in _POOLS:
-        paths = photos.held_out_photos() if split == "test" else photos.package_photos(photos.TRAIN_PACKAGE)
-        _POOLS[split] = [photos.load_rgb(p, max_side=512) for p in paths]
-    return _POOLS[split]
+#: resize factors of the photos the crops are cut from (see photos.CropSampler)
+CROP_SCALES = (0.25, 1.0)
+photo_pool = photos.split_photos
 
 
 def crop_sampler(split: str, seed: int) -> photos.CropSampler:
-    """The split's crop sampler (its image pyramid is built once per process), reseeded."""
-    if split not in _SAMPLERS:
-        _SAMPLERS[split] = photos.CropSampler(photo_pool(split), SIZE, scales=(0.25, 1.0), seed=0)
-    sampler = _SAMPLERS[split]
-    sampler.rng = np.random.default_rng(seed)
-    return sampler
+    """The split's crop sampler, reseeded."""
+    return photos.split_crop_sampler(split, SIZE, CROP_SCALES, seed)
 
 
 def stripe_pattern(labels: torch.Tensor, periods: torch.Tensor, phases: torch.Tensor, size: int = SIZE) -> torch.Tensor:
