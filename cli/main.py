@@ -262,7 +262,6 @@ def audit(
       simplebits audit digits-on-photos --model testbed:digits-on-photos --explain both
     """
     from simplebits_audit.audit import run_audit
-
     from simplebits_audit.audit.distributed import rank_device
 
     prep = _preprocessing(size, crop, mean, std, preset, grayscale)

@@ -23,7 +23,7 @@ import math
 import os
 import resource
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -273,10 +273,11 @@ def run_audit(
         if params and params[0].device != device:
             raise ValueError(f"model: its weights are on {params[0].device} but this process runs on {device}; move the model (or pass device=)")
         # ---- check the model and the folder before any long work
-        first = next((it for it in source.items if _readable(source, it)), None)
+        first = _first_readable(source)
         if first is None:
             raise ValueError(f"data: none of the {len(source)} images of {source.name!r} is readable")
-        n_classes = check_classifier_output(model, preprocessing.to_model(source.load(first)[None].to(device)), name="model")
+        first_input = preprocessing.to_model(first[None].to(device))
+        n_classes = check_classifier_output(model, first_input, name="model")
         if names is not None and len(names) != n_classes:
             raise ValueError(f"class_names: {len(names)} class names (from --labels or the data's class folders) but the model has {n_classes} outputs")
         bad = sorted({i.label for i in source.items if i.label is not None and not 0 <= i.label < n_classes})
@@ -289,7 +290,7 @@ def run_audit(
             "baselines": baselines, "estimator": str(estimator) if estimator is not None and not isinstance(estimator, BitEstimator) else (type(estimator).__name__ if estimator is not None else "default"),
             "attribution": attribution, "batch_size": batch_size, "seed": seed, "simplify": dict(simplify_options or {}),
             "model": model_name or type(model).__name__, "class_names": names, "world_size": world.size, "top_k": top_k,
-            "preprocessing": {"size": preprocessing.size, "crop": preprocessing.crop, "mean": preprocessing.mean, "std": preprocessing.std, "grayscale": preprocessing.grayscale},
+            "preprocessing": asdict(preprocessing),
         }
         _check_settings(out, settings)
         world.barrier()
@@ -303,13 +304,13 @@ def run_audit(
 
         est = estimator if isinstance(estimator, BitEstimator) else load_estimator(estimator, device=device)
         for name in baselines:  # fail now if a method cannot run on this model
-            baseline_map(name, model, preprocessing.to_model(source.load(first)[None].to(device)), torch.zeros(1, dtype=torch.long))
+            baseline_map(name, model, first_input, torch.zeros(1, dtype=torch.long))
 
         timing = {"predict_seconds": 0.0, "simplify_seconds": 0.0, "write_seconds": 0.0, "explained_this_run": 0}
         with Progress(disable=not (show_progress and world.is_main), transient=True) as progress:
             # ---- 1. predict everything (each rank its share), gather the small results
             t0 = time.perf_counter()
-            shape = tuple(source.load(first).shape)  # one reference size for every rank
+            shape = tuple(first.shape)  # one reference size for every rank
             predictions, skipped = _predict(model, source, preprocessing, world, device, predict_batch_size, shape, progress)
             gathered = world.all_gather((predictions, skipped))
             predictions = sorted(p for part in gathered for p in part[0])
@@ -376,12 +377,14 @@ def run_audit(
         world.close()
 
 
-def _readable(source: AuditSource, item: AuditItem) -> bool:
-    try:
-        source.load(item)
-    except ValueError:
-        return False
-    return True
+def _first_readable(source: AuditSource) -> torch.Tensor | None:
+    """Pixels of the dataset's first readable image (None if no image can be read)."""
+    for item in source.items:
+        try:
+            return source.load(item)
+        except ValueError:
+            continue
+    return None
 
 
 def _check_settings(out: Path, settings: dict[str, Any]) -> None:

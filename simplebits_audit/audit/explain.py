@@ -9,7 +9,7 @@ and the report are written last and atomically, so a failed run never leaves a p
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -153,13 +153,14 @@ def explain_images(
     if len(names) != n or (labels is not None and len(labels) != n):
         raise ValueError(f"names/labels: expected {n} values, one per image")
     device = _model_device(model, device)
-    n_classes = check_classifier_output(model, preprocessing.to_model(pixels[:1].to(device)), name="model")
+    first_input = preprocessing.to_model(pixels[:1].to(device))
+    n_classes = check_classifier_output(model, first_input, name="model")
     if class_names is not None and len(class_names) != n_classes:
         raise ValueError(f"class_names: {len(class_names)} names but the model has {n_classes} outputs")
     targets = resolve_target(target, target_name, class_names, n_classes, n)
     est = estimator if isinstance(estimator, BitEstimator) else load_estimator(estimator, device=device)
     for name in baselines:  # a method that cannot run on this model fails here, not after the simplification
-        baseline_map(name, model, preprocessing.to_model(pixels[:1].to(device)), torch.zeros(1, dtype=torch.long) if targets is None else targets[:1])
+        baseline_map(name, model, first_input, torch.zeros(1, dtype=torch.long) if targets is None else targets[:1])
 
     explainer = SimpleBits(model, est, normalization=preprocessing.normalization, **(simplify_options or {}))
     seconds = {"simplebits": 0.0, **{b: 0.0 for b in baselines}}
@@ -196,7 +197,7 @@ def explain_images(
         "maps": ["simplebits", "bits_removed", *baselines],
         "baselines": baselines,
         "simplify": {k: v for k, v in result.settings.items() if isinstance(v, (int, float, str, bool))},
-        "preprocessing": {"size": preprocessing.size, "crop": preprocessing.crop, "mean": preprocessing.mean, "std": preprocessing.std, "grayscale": preprocessing.grayscale},
+        "preprocessing": asdict(preprocessing),
         "class_names": list(class_names) if class_names is not None else None,
         "seed": seed,
         "seconds_per_image": per_image,
