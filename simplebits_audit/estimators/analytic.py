@@ -99,12 +99,20 @@ class AnalyticCoder(BitEstimator):
         Multiplier on the neighbours' mean absolute residual.
     min_scale : float
         Floor of the scale, so that flat regions still cost a little.
+
+    Notes
+    -----
+    The defaults (``prior_weight=0.1``, ``min_scale=0.15``) were chosen on held-out photo crops
+    *and* on flat images: a flat 32x32 image costs about 0.10 bpd here and 0.08 bpd as WebP
+    lossless. The earlier defaults (0.5, 0.35) charged at least 0.92 bpd for a perfectly flat region
+    (eleven times WebP) and were also slightly worse on photos (3.719 against 3.711 bpd at 32x32),
+    which capped how simple any simplified image could look to the estimator.
     """
 
     name = "analytic"
     native_channels = (1, 3)
 
-    def __init__(self, prior_scale: float = 6.0, prior_weight: float = 0.5, scale_gain: float = 1.0, min_scale: float = 0.35) -> None:
+    def __init__(self, prior_scale: float = 6.0, prior_weight: float = 0.1, scale_gain: float = 1.0, min_scale: float = 0.15) -> None:
         super().__init__()
         self.prior_scale = prior_scale
         self.prior_weight = prior_weight
