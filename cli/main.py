@@ -91,10 +91,10 @@ def _preprocessing(size, crop, mean, std, preset, grayscale):
     return Preprocessing(size=size, crop=crop, mean=_floats(mean, "--mean"), std=_floats(std, "--std"), grayscale=grayscale)
 
 
-def _model(spec: str, weights, trust_pickle: bool, num_classes):
+def _model(spec: str, weights, trust_pickle: bool, num_classes, device=None):
     from simplebits_audit.models import load_model
 
-    return load_model(spec, weights=weights, trust_pickle=trust_pickle, num_classes=num_classes, device=options.device)
+    return load_model(spec, weights=weights, trust_pickle=trust_pickle, num_classes=num_classes, device=device or options.device)
 
 
 def _labels(path: Optional[Path]):
@@ -140,7 +140,7 @@ def explain(
 
       simplebits explain digit.png --model model.ts --baselines ig,occlusion,gradcam --out report/
     """
-    from simplebits_audit.audit import explain_images
+    from simplebits_audit.jobs import explain_images
 
     prep = _preprocessing(size, crop, mean, std, preset, grayscale)
     class_names = _labels(labels)
@@ -191,29 +191,17 @@ def compare(
 
     Example: ``simplebits compare a.png b.png --model model.ts --methods simplebits,ig,occlusion``.
     """
-    from simplebits_audit.audit.explain import resolve_target
-    from simplebits_audit.compare import DEFAULT_METHODS
-    from simplebits_audit.compare import compare as compare_methods
-    from simplebits_audit.models import check_classifier_output
-    from simplebits_audit.preprocessing import load_images
+    from simplebits_audit.jobs.compare import DEFAULT_METHODS, compare_files
+    from simplebits_audit.results import COMPARISON_CSV_FILE
 
-    if out.exists() and not out.is_dir():
-        raise typer.BadParameter(f"{str(out)!r} exists and is not a folder", param_hint="--out")
     prep = _preprocessing(size, crop, mean, std, preset, grayscale)
     class_names = _labels(labels)
-    pixels = load_images(images, prep, name="IMAGES").to(options.device)
     net = _model(model, weights, trust_pickle, num_classes)
-    inputs = prep.to_model(pixels)
-    n_classes = check_classifier_output(net, inputs[:1], name="--model")
-    if class_names is not None and len(class_names) != n_classes:
-        raise typer.BadParameter(f"{len(class_names)} names but the model has {n_classes} outputs", param_hint="--labels")
-    targets = resolve_target(target, target_name, class_names, n_classes, len(inputs))
-    result = compare_methods(
-        net, inputs, targets, methods=_methods(methods) or DEFAULT_METHODS, estimator=estimator, normalization=prep.normalization,
-        simplebits_options={"steps": steps} if steps else None, seed=options.seed, show_progress=not options.quiet,
+    result = compare_files(
+        net, images, out, preprocessing=prep, class_names=class_names, target=target, target_name=target_name,
+        methods=_methods(methods) or DEFAULT_METHODS, steps=steps, estimator=estimator, device=options.device, seed=options.seed,
+        show_progress=not options.quiet,
     )
-    result.to_csv(out / "comparison.csv")
-    result.to_json(out / "comparison.json")
     rows = result.to_rows()
     # One column per method (metrics as rows) keeps the table readable in a terminal.
     table = Table("metric", *(r["method"] + (" (ref.)" if r["reference"] else "") for r in rows))
@@ -221,7 +209,7 @@ def compare(
         table.add_row(metric, *("-" if r[metric] is None else f"{r[metric]:.3g}" if isinstance(r[metric], float) else str(r[metric]) for r in rows))
     if not options.quiet:
         console.print(table)
-    console.print(f"table: {out / 'comparison.csv'}")
+    console.print(f"table: {out / COMPARISON_CSV_FILE}")
 
 
 @app.command()
@@ -261,19 +249,20 @@ def audit(
 
       simplebits audit digits-on-photos --model testbed:digits-on-photos --explain both
     """
-    from simplebits_audit.audit import run_audit
-    from simplebits_audit.audit.distributed import rank_device
+    from simplebits_audit.jobs import run_audit
+    from simplebits_audit.jobs.distributed import rank_device
+    from simplebits_audit.results import REPORT_FILE
 
     prep = _preprocessing(size, crop, mean, std, preset, grayscale)
     class_names = _labels(labels)
-    options.device = str(rank_device(options.device))  # under torchrun each rank takes its own GPU
-    net = _model(model, weights, trust_pickle, num_classes)
+    device = rank_device(options.device)  # under torchrun each rank takes its own GPU
+    net = _model(model, weights, trust_pickle, num_classes, device)
     simplify_options = {"steps": steps} if steps is not None else {}
     summary = run_audit(
         net, data, out, preprocessing=prep, class_names=class_names, select=select, limit=limit, explain=explain_target,
         baselines=_methods(baselines), estimator=estimator, attribution=attribution, batch_size=batch_size,
         predict_batch_size=predict_batch_size, model_name=model if weights is None else f"{model} (weights {weights})",
-        device=options.device, seed=options.seed,
+        device=device, seed=options.seed,
         testbed_n=testbed_n, show_progress=not options.quiet, simplify_options=simplify_options,
     )
     if not summary:  # a torchrun rank other than 0: rank 0 reports
@@ -287,7 +276,7 @@ def audit(
             s = summary["shortcut"]
             console.print(f"mask: {100 * s['mask_area_share']:.1f}% of the area, {100 * s['mask_bits_share_after']:.1f}% of the retained bits, "
                           f"{100 * s['mask_attribution_share']:.1f}% of the attribution")
-    console.print(f"report: {out / 'report.html'}")
+    console.print(f"report: {out / REPORT_FILE}")
 
 
 @app.command()
@@ -331,20 +320,11 @@ def bits(
 
     Example: ``simplebits bits photo.png --estimator analytic``.
     """
-    import torch
+    from simplebits_audit.jobs.bits import measure_bits
 
-    from simplebits_audit import load_estimator
-    from simplebits_audit.codecs import codec_bpd
-    from simplebits_audit.images import load_image
-
-    pixels = [load_image(p, grayscale=grayscale, name="IMAGES") for p in images]  # all checked before any work
-    est = load_estimator(estimator, device=options.device)
     table = Table("image", "H x W", "bits", "bpd", "PNG bpd", "WebP bpd")
-    with torch.no_grad():
-        for path, x in zip(images, pixels):
-            x = x.to(options.device)
-            b = float(est.bits(x)[0])
-            table.add_row(str(path), f"{x.shape[2]} x {x.shape[3]}", f"{b:.0f}", f"{b / x[0].numel():.3f}", f"{float(codec_bpd(x, 'png')[0]):.3f}", f"{float(codec_bpd(x, 'webp')[0]):.3f}")
+    for r in measure_bits(images, estimator=estimator, grayscale=grayscale, device=options.device):
+        table.add_row(r.path, f"{r.height} x {r.width}", f"{r.bits:.0f}", f"{r.bpd:.3f}", f"{r.png_bpd:.3f}", f"{r.webp_bpd:.3f}")
     console.print(table)
 
 
@@ -378,13 +358,51 @@ def demo(out: Path = typer.Option(Path("simplebits-demo"), help="Folder for the 
 
     Example: ``simplebits demo --out demo/``.
     """
-    from simplebits_audit.demo import run_demo
+    from simplebits_audit.jobs.demo import run_demo
 
     run_demo(out, device=options.device, seed=options.seed, show_progress=not options.quiet, console=None if options.quiet else console)
 
 
+#: global options (``_global``) that may also come after the command; True: the option takes a value
+GLOBAL_OPTIONS = {"--device": True, "--seed": True, "--quiet": False, "-q": False, "--debug": False}
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move global options written after the command (``simplebits audit ... --seed 0``) in front of it.
+
+    Typer only reads the callback's options before the command; users write them anywhere.
+    Everything after a ``--`` stays where it is.
+    """
+    command = next((i for i, a in enumerate(args) if a in app_commands()), None)
+    if command is None:
+        return list(args)
+    head, rest, moved = list(args[:command]), [], []
+    tail = args[command:]
+    i = 0
+    while i < len(tail):
+        arg = tail[i]
+        if arg == "--":
+            rest += tail[i:]
+            break
+        name = arg.split("=", 1)[0]
+        if name in GLOBAL_OPTIONS:
+            takes_value = GLOBAL_OPTIONS[name] and "=" not in arg
+            moved += tail[i : i + 2] if takes_value else [arg]
+            i += 2 if takes_value else 1
+            continue
+        rest.append(arg)
+        i += 1
+    return head + moved + rest
+
+
+def app_commands() -> set[str]:
+    """The names of the registered commands (``train-estimator`` included)."""
+    return {c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands}
+
+
 def main() -> None:
     """Console-script entry point: one-line errors unless ``--debug``."""
+    sys.argv[1:] = hoist_global_options(sys.argv[1:])
     try:
         app(standalone_mode=False)
     except (typer.Exit, SystemExit) as stop:

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,15 +34,14 @@ def main(out: str = "explain-example", open_report: bool = True) -> Path:
     image = out_dir / "digit.png"
     Image.fromarray((test.images[0].permute(1, 2, 0) * 255).round().byte().numpy()).save(image)
     (out_dir / "classes.txt").write_text("\n".join(f"digit {d}" for d in range(10)) + "\n")
-    # 3. the command
-    script = shutil.which("simplebits", path=str(Path(sys.executable).parent)) or "simplebits"
+    # 3. the command (``simplebits`` is ``python -m simplebits_audit.cli.main``; the module form needs no PATH)
     command = [
-        script, "explain", str(image), "--model", str(out_dir / "model.ts"), "--labels", str(out_dir / "classes.txt"),
+        sys.executable, "-m", "simplebits_audit.cli.main", "explain", str(image), "--model", str(out_dir / "model.ts"), "--labels", str(out_dir / "classes.txt"),
         "--baselines", "ig,occlusion", "--out", str(out_dir / "report"),
     ]
     if open_report:
         command.append("--open")
-    print("$", " ".join(command[1:]).replace(str(out_dir), out), flush=True)
+    print("$ simplebits", " ".join(command[3:]).replace(str(out_dir), out), flush=True)
     subprocess.run(command, check=True)
     return out_dir / "report" / "report.html"
 

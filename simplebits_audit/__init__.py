@@ -20,21 +20,20 @@ _EXPORTS = {
     "BitEstimator": ".estimators",
     "list_estimators": ".estimators",
     "load_estimator": ".estimators",
-    "SimpleBits": ".explainer",
-    "attribution_map": ".explainer",
+    "SimpleBits": ".explainers",
+    "attribution_map": ".explainers",
     "SimplificationResult": ".simplification",
     "simplify": ".simplification",
-    "Comparison": ".compare",
-    "compare": ".compare",
-    "explain_images": ".audit",
-    "run_audit": ".audit",
+    "Comparison": ".jobs",
+    "compare": ".jobs",
+    "explain_images": ".jobs",
+    "run_audit": ".jobs",
 }
 
 if TYPE_CHECKING:
-    from .audit import explain_images, run_audit
-    from .compare import Comparison, compare
     from .estimators import BitEstimator, list_estimators, load_estimator
-    from .explainer import SimpleBits, attribution_map
+    from .explainers import SimpleBits, attribution_map
+    from .jobs import Comparison, compare, explain_images, run_audit
     from .simplification import SimplificationResult, simplify
 
 

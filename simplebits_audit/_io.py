@@ -1,12 +1,18 @@
-"""Atomic file writes: a reader never sees a half-written file, an interruption loses nothing."""
+"""Atomic file writes (a reader never sees a half-written file, an interruption loses nothing) and strict JSON.
+
+Every JSON file and line the package writes is strict: NaN and infinities become ``null``, since
+bare ``NaN`` is not JSON (a browser's ``JSON.parse`` and most tools refuse it).
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -38,6 +44,25 @@ def save_torch(obj: Any, path: str | Path) -> Path:
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
+def strict_json(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, infinities) replaced by ``None``, recursively.
+
+    Dicts, lists and tuples are rebuilt (tuples as lists); other values are returned as they are.
+    """
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
+def dumps_json(obj: Any, indent: int | None = None) -> str:
+    """Strict JSON text of ``obj`` (non-finite floats as ``null``; UTF-8 characters kept)."""
+    return json.dumps(strict_json(obj), indent=indent, ensure_ascii=False, allow_nan=False)
+
+
 def save_json(obj: Any, path: str | Path) -> Path:
-    """Write JSON (indented, UTF-8) atomically."""
-    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"))
+    """Write strict JSON (indented, UTF-8) atomically."""
+    return atomic_write(path, lambda tmp: tmp.write_text(dumps_json(obj, indent=2) + "\n", encoding="utf-8"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 # Pixel images may carry float round-off from a normalisation round trip.
-_RANGE_TOLERANCE = 1e-4
+RANGE_TOLERANCE = 1e-4
 
 
 def check_pixel_images(x: object, name: str = "x", channels: tuple[int, ...] = (1, 3)) -> torch.Tensor:
@@ -30,7 +30,7 @@ def check_pixel_images(x: object, name: str = "x", channels: tuple[int, ...] = (
     check_finite(x, name)
     with torch.no_grad():
         lo, hi = float(x.min()), float(x.max())
-    if lo < -_RANGE_TOLERANCE or hi > 1 + _RANGE_TOLERANCE:
+    if lo < -RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
         raise ValueError(f"{name} must hold pixel values in [0, 1]; got range [{lo:.4g}, {hi:.4g}]")
     if lo < 0 or hi > 1:
         x = x.clamp(0, 1)

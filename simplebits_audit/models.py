@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ._helpers import check_logits
+
 
 def _load_state_dict(weights: str | Path | None, spec: str) -> dict:
     if weights is None:
@@ -146,23 +148,55 @@ def load_model(
     return model
 
 
-def check_classifier_output(model, inputs: torch.Tensor, *, name: str = "model") -> int:
-    """Call ``model`` on a small batch; return its number of classes or raise a clear error.
+#: square sizes tried when a model fails on a small image, to tell "too small" from other failures
+PROBE_SIDES = (32, 64, 128, 224)
 
-    The output must be logits of shape (B, classes); anything else (a tuple, a feature map, a
-    detection dict) is refused before any long work starts.
+
+def check_classifier_output(model, inputs: torch.Tensor, *, name: str = "model", images: str = "images") -> int:
+    """Call ``model`` on a small batch (B, C, H, W); return its number of classes or raise a clear one-line error.
+
+    The output must be finite logits of shape (B, classes) with at least two classes; anything
+    else (a tuple, a feature map, a detection dict, NaN) is refused before any long work starts.
+    When the model fails on an image smaller than a size it runs on, the error says the image is
+    too small (``images`` names the images in that message).
     """
     try:
         with torch.no_grad():
             out = model(inputs)
     except Exception as err:  # the user's model may raise anything
-        raise ValueError(f"{name}: failed on an input of shape {tuple(inputs.shape)} ({err.__class__.__name__}: {err})") from None
-    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != inputs.shape[0]:
-        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"{name}: output must be logits of shape (B, classes) = ({inputs.shape[0]}, K), got {got}")
+        side = _smallest_working_side(model, inputs)
+        h, w = inputs.shape[-2:]
+        if side is not None:
+            raise ValueError(
+                f"{images}: {h} x {w} pixels is too small for the model (it runs on {side} x {side}); resize the images (--size {side})"
+            ) from None
+        raise ValueError(f"{name}: failed on an input of shape {tuple(inputs.shape)} ({err.__class__.__name__}: {last_line(err)})") from None
+    check_logits(out, inputs.shape[0], name)
     if out.shape[1] < 2:
         raise ValueError(f"{name}: output has {out.shape[1]} class; a classifier needs at least 2")
+    if not bool(torch.isfinite(out).all()):
+        raise ValueError(f"{name}: output is NaN or infinite on {images} of shape {tuple(inputs.shape)}; check the model and its preprocessing")
     return int(out.shape[1])
+
+
+def last_line(err: BaseException) -> str:
+    """The last non-empty line of an error's message: TorchScript puts its traceback first and the cause last."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[-1] if lines else err.__class__.__name__
+
+
+def _smallest_working_side(model, inputs: torch.Tensor) -> int | None:
+    """The smallest of :data:`PROBE_SIDES` above the image's sides on which ``model`` runs, or None."""
+    for side in PROBE_SIDES:
+        if side <= min(inputs.shape[-2:]):
+            continue
+        try:
+            with torch.no_grad():
+                model(torch.zeros(1, inputs.shape[1], side, side, dtype=inputs.dtype, device=inputs.device))
+        except Exception:  # noqa: BLE001 -- any failure means: not this size either
+            continue
+        return side
+    return None
 
 
 def check_not_training(model, *, name: str = "model") -> None:

@@ -1,26 +1,61 @@
-"""Per-image records and artefacts: what the explain and audit jobs write and the reports read.
+"""The on-disk layout of every job's output: file names, per-image records, arrays, strict JSON.
+
+The jobs write through this module and the reports read through it; nothing else names a file.
+
+An output folder of ``explain`` (and ``demo``) holds::
+
+    results.json              {"settings": {...}, "images": [record, ...]}
+    report.html
+    images/<id>/              original.png, simplified.png, map_<name>.png, arrays.npz
+
+and of ``audit``::
+
+    audit.json                the settings (a rerun must agree on them to resume)
+    results.jsonl             one record per line, in selection order (results.rank<r>.jsonl while running)
+    summary.json
+    report.html
+    images/<index>-<kind>/    as above
 
 A record is a JSON-able dict (ids, names, predictions and probabilities before and after, bits,
 codec sizes, the trade-off path, status, file names). Its arrays (original and simplified image,
 maps) go beside it: PNGs to look at and an ``arrays.npz`` (no pickles) from which a report can be
-rebuilt without recomputing.
+rebuilt without recomputing. Every JSON file and line is strict: NaN and infinities are ``null``.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from .._io import atomic_write
-from ..codecs import codec_bpd, to_uint8_images
-from ..simplification import SimplificationResult
+from ._io import atomic_write, dumps_json, save_json
+from .codecs import codec_bpd, to_uint8_images
+from .simplification import SimplificationResult
 
-#: Display names of the maps the jobs write (baseline names are shown as they are).
+# ---- file names
+REPORT_FILE = "report.html"
+EXPLAIN_RESULTS_FILE = "results.json"
+AUDIT_RESULTS_FILE = "results.jsonl"
+AUDIT_SUMMARY_FILE = "summary.json"
+AUDIT_SETTINGS_FILE = "audit.json"
+COMPARISON_CSV_FILE = "comparison.csv"
+COMPARISON_JSON_FILE = "comparison.json"
+IMAGES_DIR = "images"
+
+#: Display names of the maps the jobs write (explainer names are shown as they are).
 MAP_TITLES = {"simplebits": "SimpleBits", "bits_removed": "bits removed"}
+
+
+def map_title(key: str) -> str:
+    """The display name of a map."""
+    return MAP_TITLES.get(key, key)
 
 
 def safe_stem(name: str, max_len: int = 40) -> str:
@@ -109,6 +144,11 @@ def colour_map(values: np.ndarray) -> np.ndarray:
     return (rgba[..., :3] * 255).round().astype(np.uint8)
 
 
+def image_folder(out_dir: str | Path, name: str) -> Path:
+    """The folder of one explained image's PNGs and arrays inside a job's output folder."""
+    return Path(out_dir) / IMAGES_DIR / name
+
+
 def save_artifacts(folder: str | Path, original: torch.Tensor, simplified: torch.Tensor, maps: dict[str, torch.Tensor]) -> dict[str, Any]:
     """Write one image's PNGs and ``arrays.npz`` into ``folder`` (atomically); return their names.
 
@@ -147,3 +187,102 @@ def load_arrays(out_dir: str | Path, record: dict[str, Any]) -> dict[str, np.nda
     path = Path(out_dir) / record["files"]["arrays"]
     with np.load(path, allow_pickle=False) as data:
         return {k: data[k] for k in data.files}
+
+
+# ---------------------------------------------------------------------------------------------
+# explain: one JSON file
+
+
+def write_explain_results(out_dir: str | Path, settings: dict[str, Any], records: Sequence[dict[str, Any]]) -> Path:
+    """Write ``results.json`` (settings and records, strict JSON) atomically."""
+    return save_json({"settings": settings, "images": list(records)}, Path(out_dir) / EXPLAIN_RESULTS_FILE)
+
+
+def read_explain_results(out_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``(settings, records)`` of an explain run; ``ValueError`` naming ``out_dir`` if it has none."""
+    path = Path(out_dir) / EXPLAIN_RESULTS_FILE
+    if not path.is_file():
+        raise ValueError(f"out_dir: {str(out_dir)!r} has no {EXPLAIN_RESULTS_FILE}")
+    results = json.loads(path.read_text(encoding="utf-8"))
+    return results["settings"], results["images"]
+
+
+# ---------------------------------------------------------------------------------------------
+# audit: records appended line by line (flushed), read back tolerantly, merged at the end
+
+
+def rank_results_file(out_dir: str | Path, rank: int, world_size: int) -> Path:
+    """The file a process appends its records to: ``results.jsonl`` alone, ``results.rank<r>.jsonl`` under torchrun."""
+    return Path(out_dir) / (AUDIT_RESULTS_FILE if world_size == 1 else f"results.rank{rank}.jsonl")
+
+
+def results_files(out_dir: str | Path) -> list[Path]:
+    """Every audit results file in ``out_dir`` (the merged one and the per-rank ones)."""
+    return sorted(Path(out_dir).glob("results*.jsonl"))
+
+
+def read_records(paths: Iterable[Path]) -> list[dict[str, Any]]:
+    """Every complete record in the files (a torn last line from a kill is ignored)."""
+    records = []
+    for path in paths:
+        for line in path.read_bytes().split(b"\n"):
+            try:  # a kill can tear a line anywhere, even inside a multi-byte character
+                records.append(json.loads(line.decode("utf-8")))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                continue
+    return records
+
+
+def cut_torn_line(path: Path) -> None:
+    """Drop an incomplete last line (the process died mid-write) so appends start on a fresh line."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with path.open("r+b") as handle:
+            handle.truncate(data.rfind(b"\n") + 1)
+
+
+def append_records(path: Path, records: Sequence[dict[str, Any]]) -> None:
+    """Append records as strict JSON lines, flushed to disk before returning."""
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("".join(dumps_json(r) + "\n" for r in records))
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def write_records(path: Path, records: Sequence[dict[str, Any]]) -> Path:
+    """Write records as strict JSON lines, atomically (the merged ``results.jsonl``)."""
+    text = "".join(dumps_json(r) + "\n" for r in records)
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+@dataclass
+class AuditResults:
+    """What a finished audit wrote: its settings (``audit.json``), summary and records."""
+
+    settings: dict[str, Any]
+    summary: dict[str, Any]
+    records: list[dict[str, Any]]
+
+
+def read_audit(out_dir: str | Path) -> AuditResults:
+    """Read a finished audit; ``ValueError`` naming ``out_dir`` if a file is missing."""
+    out_dir = Path(out_dir)
+    for name in (AUDIT_SUMMARY_FILE, AUDIT_RESULTS_FILE, AUDIT_SETTINGS_FILE):
+        if not (out_dir / name).is_file():
+            raise ValueError(f"out_dir: {str(out_dir)!r} has no {name} (is the audit finished?)")
+    summary = json.loads((out_dir / AUDIT_SUMMARY_FILE).read_text(encoding="utf-8"))
+    settings = json.loads((out_dir / AUDIT_SETTINGS_FILE).read_text(encoding="utf-8"))
+    lines = (out_dir / AUDIT_RESULTS_FILE).read_text(encoding="utf-8").splitlines()
+    return AuditResults(settings, summary, [json.loads(line) for line in lines if line.strip()])
+
+
+def job_kind(out_dir: str | Path) -> str | None:
+    """``"audit"`` or ``"explain"`` by the results in ``out_dir``; None if it holds neither."""
+    out_dir = Path(out_dir)
+    if (out_dir / AUDIT_RESULTS_FILE).is_file():
+        return "audit"
+    if (out_dir / EXPLAIN_RESULTS_FILE).is_file():
+        return "explain"
+    return None

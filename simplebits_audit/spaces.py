@@ -6,12 +6,12 @@ space"). A :class:`Spaces` object converts between the two.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 
-Transform = Callable[[torch.Tensor], torch.Tensor]
+from ._helpers import Transform
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
@@ -26,7 +26,7 @@ class Spaces:
     to_model: Transform = _identity
 
     @classmethod
-    def from_normalization(cls, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor) -> "Spaces":
+    def from_normalization(cls, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor) -> Spaces:
         """Spaces for a model that takes ``(pixels - mean) / std`` per channel."""
         mean_t = torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         std_t = torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1)

@@ -4,49 +4,68 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from simplebits_audit.audit import Selection, open_source, run_audit
+from simplebits_audit.jobs import Selection, open_source, run_audit
 from simplebits_audit.photos import held_out_crops
 
-SCRIPT = shutil.which("simplebits", path=str(Path(sys.executable).parent))
+from .helpers import CLI
+
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # same threads everywhere: bit-identical numbers across runs
 AUDIT = ["--quiet", "audit", "digits-on-photos", "--model", "testbed:digits-on-photos", "--testbed-n", "48",
          "--select", "all", "--limit", "12", "--batch-size", "2", "--steps", "5"]
-VOLATILE = {"seconds"}  # wall time differs between runs
+#: what differs between runs of the same audit: wall time, memory, how the work was split
+VOLATILE = {"seconds", "timing", "peak_rss_mb_per_process"}
 
 
 def _records(folder: Path) -> list[dict]:
-    return [{k: v for k, v in json.loads(line).items() if k not in VOLATILE} for line in (folder / "results.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
 
 
-def _same(a: list[dict], b: list[dict]) -> None:
-    assert [r["id"] for r in a] == [r["id"] for r in b]
-    for ra, rb in zip(a, b):
-        assert ra.keys() == rb.keys()
-        for key in ra:
-            if isinstance(ra[key], float):
-                assert ra[key] == pytest.approx(rb[key], rel=1e-4, abs=1e-6), key
-            else:
-                assert ra[key] == rb[key], key
+def _same(a, b, where: str = "") -> None:
+    """Equal JSON values (volatile keys ignored); floats to a relative 1e-4."""
+    if isinstance(b, dict):
+        assert isinstance(a, dict) and a.keys() == b.keys(), where
+        for key in b:
+            if key not in VOLATILE:
+                _same(a[key], b[key], f"{where}.{key}")
+    elif isinstance(b, list):
+        assert isinstance(a, list) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same(x, y, f"{where}[{i}]")
+    elif isinstance(b, float):
+        assert a == pytest.approx(b, rel=1e-4, abs=1e-6), where
+    else:
+        assert a == b, where
+
+
+def _same_run(a: Path, b: Path) -> None:
+    """Two audit folders hold the same records, summary, settings and arrays."""
+    _same(_records(a), _records(b), "results.jsonl")
+    for name in ("summary.json", "audit.json"):
+        _same(json.loads((a / name).read_text()), json.loads((b / name).read_text()), name)
+    for record in _records(b):
+        rel = record["files"]["arrays"]
+        with np.load(a / rel) as x, np.load(b / rel) as y:
+            assert sorted(x.files) == sorted(y.files), rel
+            for key in y.files:
+                np.testing.assert_allclose(x[key], y[key], rtol=1e-4, atol=1e-5, err_msg=f"{rel}:{key}")
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Path:
-    """An uninterrupted single-process audit through the console script."""
-    if SCRIPT is None:
-        pytest.skip("console script not installed")
+    """An uninterrupted single-process audit through the command line."""
     out = tmp_path_factory.mktemp("audit") / "reference"
-    res = subprocess.run([SCRIPT, *AUDIT, "--out", str(out)], capture_output=True, text=True, env=ENV, timeout=900)
+    res = subprocess.run([*CLI, *AUDIT, "--out", str(out)], capture_output=True, text=True, env=ENV, timeout=900)
     assert res.returncode == 0, res.stderr
     return out
 
@@ -65,7 +84,7 @@ def test_reference_outputs(reference):
 
 def test_sigkill_then_rerun_equals_uninterrupted(reference, tmp_path):
     out = tmp_path / "killed"
-    proc = subprocess.Popen([SCRIPT, *AUDIT, "--out", str(out)], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([*CLI, *AUDIT, "--out", str(out)], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     results = out / "results.jsonl"
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
@@ -74,14 +93,18 @@ def test_sigkill_then_rerun_equals_uninterrupted(reference, tmp_path):
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    partial = len(results.read_bytes().splitlines())
-    assert 2 <= partial < 12, f"the kill should land mid-run ({partial} records)"
+    from simplebits_audit.results import read_records
+
+    finished = len(read_records([results]))  # complete records; a write the kill tore does not count
+    assert 2 <= finished < 12, f"the kill should land mid-run ({finished} records)"
     assert not (out / "summary.json").exists()
     with results.open("ab") as handle:  # as if the kill had torn a write inside a multi-byte character
         handle.write('{"id": "digits-on-photos-test-000099#pred", "name": "caf\u00e9'.encode()[:-1])
-    res = subprocess.run([SCRIPT, *AUDIT, "--out", str(out)], capture_output=True, text=True, env=ENV, timeout=900)
+    res = subprocess.run([*CLI, *AUDIT, "--out", str(out)], capture_output=True, text=True, env=ENV, timeout=900)
     assert res.returncode == 0, res.stderr
-    _same(_records(out), _records(reference))
+    # the rerun explained only what was missing, and the result equals an uninterrupted run's
+    assert json.loads((out / "summary.json").read_text())["timing"]["explained_this_run"] == 12 - finished
+    _same_run(out, reference)
 
 
 def test_torchrun_two_processes_equal_one(reference, tmp_path):
@@ -90,12 +113,18 @@ def test_torchrun_two_processes_equal_one(reference, tmp_path):
                "-m", "simplebits_audit.cli.main", *AUDIT, "--out", str(out)]
     res = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
-    _same(_records(out), _records(reference))
-    assert json.loads((out / "summary.json").read_text())["timing"]["world_size"] == 2
+    # the settings differ only in the number of processes
+    settings = {k: v for k, v in json.loads((out / "audit.json").read_text()).items() if k != "world_size"}
+    _same(settings, {k: v for k, v in json.loads((reference / "audit.json").read_text()).items() if k != "world_size"})
+    timing = json.loads((out / "summary.json").read_text())["timing"]
+    assert timing["world_size"] == 2
+    assert timing["explained_per_process"] == [6, 6]  # both ranks explained (and wrote) their share
+    (out / "audit.json").write_text((reference / "audit.json").read_text())
+    _same_run(out, reference)
 
 
 def test_changed_settings_refuse_to_resume(reference):
-    res = subprocess.run([SCRIPT, *AUDIT[:-1], "6", "--out", str(reference)], capture_output=True, text=True, env=ENV, timeout=300)
+    res = subprocess.run([*CLI, *AUDIT[:-1], "6", "--out", str(reference)], capture_output=True, text=True, env=ENV, timeout=300)
     assert res.returncode == 2 and "other settings (simplify)" in res.stderr
 
 
@@ -129,7 +158,7 @@ def test_folder_audit_records_skipped_images(folder, tmp_path, bright_dark_model
 
 def test_csv_source_and_selection(folder, tmp_path):
     csv_file = tmp_path / "list.csv"
-    csv_file.write_text("path,label\n" + f"{folder}/bright/img0.png,dark\n" + f"bright/img2.png,bright\n")
+    csv_file.write_text("path,label\n" + f"{folder}/bright/img0.png,dark\n" + "bright/img2.png,bright\n")
     with pytest.raises(ValueError, match="--labels"):
         open_source(csv_file)  # names without the model's class order
     source = open_source(csv_file, class_names=["dark", "bright"])
@@ -169,3 +198,42 @@ def test_memory_stays_bounded_while_streaming(tmp_path):
         assert res.returncode == 0, res.stderr
         peaks[n] = int(res.stdout.strip().splitlines()[-1]) / 1024  # MB
     assert peaks[3000] - peaks[300] < 40, peaks
+
+
+def test_stripes_audit_has_no_shortcut_statistic(tmp_path):
+    """The stripes testbed's mask is the whole image (``has_localisation`` False): no mask shares, no shortcut block."""
+    from simplebits_audit import testbeds
+
+    out = tmp_path / "stripes"
+    summary = run_audit(testbeds.load_classifier("stripes"), "stripes", out, testbed_n=8, select="all", limit=2,
+                        batch_size=2, simplify_options={"steps": 2})
+    assert summary["explained"] == 2
+    assert summary["shortcut"] is None and json.loads((out / "summary.json").read_text())["shortcut"] is None
+    assert not any(key.startswith("mask_") for r in _records(out) for key in r)
+    assert "Where the retained information sits" not in (out / "report.html").read_text()
+
+
+def test_non_finite_outputs_are_skipped_and_every_file_is_strict_json(tmp_path, photos16):
+    """Images the model answers with NaN are skipped with the reason; nothing written holds a bare NaN."""
+
+    class NanOnDark(torch.nn.Module):
+        def forward(self, x):
+            logits = torch.stack([x.mean((1, 2, 3)), 1 - x.mean((1, 2, 3))], 1)
+            return torch.where(x.mean((1, 2, 3))[:, None] < 0.2, torch.full_like(logits, float("nan")), logits)
+
+    root = tmp_path / "data"
+    for i, img in enumerate(photos16):
+        (root / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray((img.permute(1, 2, 0) * 255).round().byte().numpy()).save(root / f"c{i % 2}" / f"{i}.png")
+    dark = [i for i, img in enumerate(photos16) if float(img.mean()) < 0.2]
+    assert dark and float(photos16[0].mean()) >= 0.2  # the first image (c0/0.png) passes the preflight
+    summary = run_audit(NanOnDark().eval(), root, tmp_path / "out", select="all", simplify_options={"steps": 2}, batch_size=4)
+    reasons = [s["reason"] for s in summary["skipped"]]
+    assert len(reasons) == len(dark) and all("NaN or infinite" in r for r in reasons)
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"bare {constant} in a JSON file")
+
+    for path in (tmp_path / "out").glob("*.json*"):
+        for text in ([path.read_text()] if path.suffix == ".json" else path.read_text().splitlines()):
+            json.loads(text, parse_constant=refuse)

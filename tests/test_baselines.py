@@ -11,6 +11,8 @@ from torch import nn
 
 from simplebits_audit import baselines as bl
 
+from .helpers import assert_unchanged, snapshot
+
 #: keep every method quick on 16x16 images
 FAST: dict[str, dict] = {
     "ig": {"n_steps": 8},
@@ -19,27 +21,6 @@ FAST: dict[str, dict] = {
     "kernel_shap": {"n_samples": 24, "n_segments": 8},
     "feature_ablation": {"n_segments": 8},
 }
-
-
-def _snapshot(model: nn.Module) -> dict:
-    return {
-        "state": {k: v.clone() for k, v in model.state_dict().items()},
-        "requires_grad": [p.requires_grad for p in model.parameters()],
-        "grads": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
-        "modes": [m.training for m in model.modules()],
-        "hooks": [(len(m._forward_hooks), len(m._backward_hooks), len(m._forward_pre_hooks)) for m in model.modules()],
-    }
-
-
-def _assert_same(a: dict, b: dict) -> None:
-    assert a["state"].keys() == b["state"].keys()
-    for k in a["state"]:
-        assert torch.equal(a["state"][k], b["state"][k]), k
-    assert a["requires_grad"] == b["requires_grad"]
-    assert a["modes"] == b["modes"]
-    assert a["hooks"] == b["hooks"]
-    for ga, gb in zip(a["grads"], b["grads"]):
-        assert (ga is None and gb is None) or torch.equal(ga, gb)
 
 
 def test_registry_lists_methods_and_references():
@@ -107,22 +88,22 @@ def test_model_and_inputs_unchanged(bright_dark_model, photos16):
     last = list(model.parameters())[-1]
     last.grad = torch.full_like(last, 0.5)
     model.features[1].train()
-    before = _snapshot(model)
+    before = snapshot(model)
     x = photos16[:2].clone()
     x_before = x.clone()
     for name in bl.list_baselines():
         with pytest.warns(UserWarning, match="training mode"):
             bl.attribute(name, model, x, target=1, **FAST.get(name, {}))
-        _assert_same(before, _snapshot(model))
+        assert_unchanged(before, model)
     assert torch.equal(x, x_before) and not x.requires_grad and x.grad is None
 
 
 def test_model_guard_restores_after_a_failure(bright_dark_model, photos16):
     model = copy.deepcopy(bright_dark_model)
-    before = _snapshot(model)
+    before = snapshot(model)
     with pytest.raises(ValueError):
         bl.attribute("occlusion", model, photos16[:2], window=99)
-    _assert_same(before, _snapshot(model))
+    assert_unchanged(before, model)
 
 
 class _RegisteredOutOfOrder(nn.Module):

@@ -1,23 +1,13 @@
-"""The ``simplebits`` console script, run as a user runs it (a subprocess)."""
+"""The ``simplebits`` command line, run as a user runs it (a subprocess: ``python -m simplebits_audit.cli.main``)."""
 
 from __future__ import annotations
-
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from simplebits_audit import photos
 
-SCRIPT = shutil.which("simplebits", path=str(Path(sys.executable).parent)) or shutil.which("simplebits")
-pytestmark = pytest.mark.skipif(SCRIPT is None, reason="console script not installed")
-
-
-def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([SCRIPT, *args], capture_output=True, text=True, timeout=600)
+from .helpers import run_cli as run
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +55,26 @@ def test_corrupt_image_and_unknown_estimator(tmp_path, image_folder):
     assert res.returncode == 2 and "name_or_path" in res.stderr
     res = run("--debug", "bits", str(corrupt))
     assert res.returncode != 0 and "Traceback" in res.stderr
+    res = run("bits", str(corrupt), "--debug")  # global options after the command too
+    assert res.returncode != 0 and "Traceback" in res.stderr
+
+
+def test_global_options_after_the_command(image_folder):
+    res = run("bits", str(image_folder / "img0.png"), "--estimator", "analytic", "--seed", "3", "--device", "cpu", "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert "48 x 48" in res.stdout
+    res = run("bits", str(image_folder / "img0.png"), "--device=nonsense")
+    assert res.returncode == 2 and "--device" in res.stderr
+
+
+def test_hoisting_keeps_command_options_and_values():
+    from simplebits_audit.cli.main import hoist_global_options
+
+    args = ["audit", "data/", "--model", "m.ts", "--seed", "4", "-q", "--out", "o", "--device=cuda", "--limit", "3"]
+    assert hoist_global_options(args) == ["--seed", "4", "-q", "--device=cuda", "audit", "data/", "--model", "m.ts", "--out", "o", "--limit", "3"]
+    assert hoist_global_options(["--quiet", "demo", "--debug"]) == ["--quiet", "--debug", "demo"]
+    assert hoist_global_options(["bits", "x.png", "--", "--seed"]) == ["bits", "x.png", "--", "--seed"]
+    assert hoist_global_options(["--help"]) == ["--help"]
 
 
 def test_train_estimator_then_use_it(image_folder, tmp_path):

@@ -14,8 +14,7 @@ from simplebits_audit.compare import METRICS, SIMPLEBITS, Comparison, all_method
 
 METHODS = (SIMPLEBITS, "ig", "gradcam", "centre", "random")
 FAST = {
-    "simplebits_options": {"steps": 4, "n_snapshots": 2},
-    "method_options": {"ig": {"n_steps": 8}},
+    "method_options": {SIMPLEBITS: {"steps": 4, "n_snapshots": 2}, "ig": {"n_steps": 8}},
     "deletion_steps": 4,
     "fractions": (0.0, 0.5, 1.0),
     "infidelity_samples": 2,
@@ -68,7 +67,7 @@ def test_table_structure(comparison):
 
 
 def test_localisation_only_with_masks(bright_dark_model, photos16):
-    c = compare(bright_dark_model, photos16[:2], methods=("gradcam", "centre"), **{k: v for k, v in FAST.items() if k not in ("simplebits_options", "method_options")})
+    c = compare(bright_dark_model, photos16[:2], methods=("gradcam", "centre"), **{k: v for k, v in FAST.items() if k != "method_options"})
     assert "auroc" not in c.to_rows()[0] and "deletion_auc" in c.to_rows()[0]
 
 
@@ -107,6 +106,8 @@ def test_errors_before_long_work(bright_dark_model, photos16, centre_masks):
         compare(bright_dark_model, x, methods=("ig",), method_options={"ig": {"n_stepz": 2}})
     with pytest.raises(ValueError, match="method_options"):
         compare(bright_dark_model, x, methods=("ig",), method_options={"lime": {}})
+    with pytest.raises(TypeError, match=r"options: 'simplebits' does not take \['stepz'\]"):
+        compare(bright_dark_model, x, methods=(SIMPLEBITS,), method_options={SIMPLEBITS: {"stepz": 2}})
     with pytest.raises(ValueError, match="inputs"):
         compare(bright_dark_model, x * 3, methods=("ig",))
     with pytest.raises(ValueError, match="target"):
@@ -117,7 +118,7 @@ def test_model_unchanged(bright_dark_model, photos16):
     model = copy.deepcopy(bright_dark_model)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     flags = [p.requires_grad for p in model.parameters()]
-    compare(model, photos16[:2], methods=(SIMPLEBITS, "ig", "gradcam"), **FAST)
+    compare(model, photos16[:2], methods=(SIMPLEBITS, "ig", "gradcam"), **{**FAST, "method_options": {SIMPLEBITS: {"steps": 4, "n_snapshots": 2}}})
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
     assert flags == [p.requires_grad for p in model.parameters()] and not model.training
     assert all(p.grad is None for p in model.parameters())
@@ -147,3 +148,37 @@ def test_default_methods_are_known():
 
     assert set(DEFAULT_METHODS) <= set(all_methods())
     assert {"simplebits", "ig", "occlusion", "gradcam", "brightness", "max_channel", "centre", "random"} <= set(DEFAULT_METHODS)
+
+
+def test_a_simplifying_variant_is_scored_like_simplebits(bright_dark_model, photos16, monkeypatch):
+    """compare() knows no explainer by name: a second registry entry that simplifies gets the same columns."""
+    from simplebits_audit.explainers import EXPLAINERS, get_spec, spec
+
+    base = get_spec(SIMPLEBITS)
+    variant = spec("simplebits_ce", base.fn, simplifies=True, map_reduce="first", forwards_to=base.forwards_to, defaults={"objective": "ce"})
+    monkeypatch.setitem(EXPLAINERS, "simplebits_ce", variant)
+    fast = {**FAST, "method_options": {"simplebits_ce": {"steps": 4, "n_snapshots": 2}}, "sensitivity_images": 0}
+    c = compare(bright_dark_model, photos16[:2], methods=("simplebits_ce", "centre"), **fast)
+    row = c.to_rows()[0]
+    assert row["method"] == "simplebits_ce" and row["bits_removed"] is not None and row["webp_bpd_after"] is not None
+    assert c.results["simplebits_ce"].settings["objective"] == "ce" and c.result is c.results["simplebits_ce"]
+    assert c.curves["simplebits_ce"].lambdas is not None and "simplebits_ce (map)" in c.curves
+
+
+def test_compare_module_has_no_simplebits_branch():
+    """The issue's rule: explainers are peers in compare; no comparison asks for SimpleBits by name."""
+    import ast
+    import importlib
+    import inspect
+
+    module = importlib.import_module("simplebits_audit.jobs.compare")
+
+    def names_simplebits(node: ast.AST) -> bool:
+        return (isinstance(node, ast.Name) and node.id in ("SIMPLEBITS", "SimpleBits")) or (
+            isinstance(node, ast.Constant) and node.value == "simplebits")
+
+    tree = ast.parse(inspect.getsource(module))
+    branches = [n for n in ast.walk(tree) if isinstance(n, ast.Compare) and any(names_simplebits(o) for o in [n.left, *n.comparators])]
+    uses = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id in ("SIMPLEBITS", "SimpleBits")]
+    assert branches == []
+    assert len(uses) == 1  # DEFAULT_METHODS names it once, as the first method of the default table

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import runpy
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-import pytest
+from .helpers import CLI
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,11 +37,8 @@ def test_audit_shortcut_example(tmp_path):
     assert summaries["shortcut"]["shortcut"]["mask_attribution_share"] > 5 * summaries["digits-on-photos"]["shortcut"]["mask_attribution_share"]
 
 
-def test_demo_through_console_script(tmp_path):
-    script = shutil.which("simplebits", path=str(Path(sys.executable).parent)) or shutil.which("simplebits")
-    if script is None:
-        pytest.skip("console script not installed")
-    res = subprocess.run([script, "demo", "--out", str(tmp_path / "demo")], capture_output=True, text=True, timeout=600)
+def test_demo_through_the_command_line(tmp_path):
+    res = subprocess.run([*CLI, "demo", "--out", str(tmp_path / "demo")], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     results = json.loads((tmp_path / "demo" / "results.json").read_text())
     assert len(results["images"]) == 8

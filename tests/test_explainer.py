@@ -13,7 +13,9 @@ from captum.attr import visualization as viz
 from captum.metrics import infidelity, sensitivity_max
 
 from simplebits_audit import SimpleBits
-from simplebits_audit.explainer import ATTRIBUTIONS
+from simplebits_audit.explainers import ATTRIBUTIONS
+
+from .helpers import assert_unchanged, snapshot
 
 FAST = dict(steps=8, n_snapshots=3)
 
@@ -88,3 +90,23 @@ def test_bad_arguments(sb, photos16):
         sb.attribute(photos16[:2], target=[0, 1, 1])
     with pytest.raises(TypeError, match="inputs"):
         sb.attribute([photos16[:2]])
+
+
+@pytest.mark.parametrize("kind", ["ablation", "survival"])
+def test_attribute_leaves_a_train_mode_model_as_it_was(bright_dark_model, photos16, kind):
+    """The simplification and the ablation map both run the model; BatchNorm statistics must not move."""
+    import copy
+
+    model = copy.deepcopy(bright_dark_model).train()
+    last = list(model.parameters())[-1]
+    last.grad = torch.full_like(last, 0.5)  # leftover gradients stay
+    before = snapshot(model)
+    with pytest.warns(UserWarning, match="training mode"):
+        SimpleBits(model, "analytic", **FAST).attribute(photos16[:2], target=1, attribution=kind)
+    assert_unchanged(before, model)
+
+
+def test_clamp_touches_only_images_out_of_range(sb, photos16):
+    x = photos16[:2]
+    assert sb._clamp(x) is x  # in range: the very same tensor, no round trip
+    assert torch.equal(sb._clamp(x + 0.5), (x + 0.5).clamp(0, 1))

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
 from simplebits_audit import SimplificationResult, load_estimator, simplify
+
+from .helpers import assert_unchanged, snapshot
 
 FAST = dict(steps=12, n_snapshots=4, estimator="analytic")
 
@@ -67,13 +71,37 @@ def test_user_model_is_not_modified(bright_dark_model, photos16):
         torch.testing.assert_close(v, before[k], rtol=0, atol=0)
 
 
-def test_train_mode_model_warns(bright_dark_model, photos16):
-    bright_dark_model.train()
-    try:
-        with pytest.warns(UserWarning, match="training mode"):
-            simplify(bright_dark_model, photos16[:2], steps=2, n_snapshots=1, estimator="analytic")
-    finally:
-        bright_dark_model.eval()
+def test_train_mode_model_warns_and_is_restored(bright_dark_model, photos16):
+    """A BatchNorm model in training mode: every forward pass would move its running statistics."""
+    model = copy.deepcopy(bright_dark_model).train()  # the shared fixture stays as it is
+    before = snapshot(model)
+    with pytest.warns(UserWarning, match="training mode"):
+        simplify(model, photos16[:2], steps=5, estimator="analytic")
+    assert_unchanged(before, model)  # running_mean, running_var, num_batches_tracked included
+
+
+class _FailsLater(torch.nn.Module):
+    """Runs the wrapped classifier (moving its BatchNorm statistics in training mode), then fails on the third call."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner, self.calls = inner, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        out = self.inner(x)
+        if self.calls > 2:
+            raise RuntimeError("boom")
+        return out
+
+
+def test_model_restored_after_an_error(bright_dark_model, photos16):
+    model = _FailsLater(copy.deepcopy(bright_dark_model)).train()
+    before = snapshot(model)
+    with pytest.raises(RuntimeError, match="boom"), pytest.warns(UserWarning, match="training mode"):
+        simplify(model, photos16[:2], steps=5, estimator="analytic")
+    assert model.calls == 3
+    assert_unchanged(before, model)
 
 
 def test_normalization_round_trip(bright_dark_model, photos16):

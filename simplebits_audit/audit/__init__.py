@@ -1,11 +1,5 @@
-"""Jobs over image files and datasets: explain a few predictions, audit a whole dataset.
+"""The explain and audit jobs at the import path they had before :mod:`simplebits_audit.jobs`."""
 
-Both write per-image records (``records``) and arrays that the reports (:mod:`simplebits_audit.report`)
-are built from, so a report can always be rebuilt without recomputing.
-"""
-
-from .batch import Selection, run_audit
-from .data import AuditItem, AuditSource, open_source
-from .explain import ExplainOutput, explain_images
+from ..jobs import AuditItem, AuditSource, ExplainOutput, Selection, explain_images, open_source, run_audit
 
 __all__ = ["AuditItem", "AuditSource", "ExplainOutput", "Selection", "explain_images", "open_source", "run_audit"]

@@ -3,7 +3,7 @@
 Every function here takes ``(forward_func, inputs, target, additional_forward_args, **options)``
 with ``inputs`` a detached model-space batch (B, C, H, W), ``target`` a LongTensor (B,) and returns
 a tensor shaped like ``inputs``. Validation, the prediction-as-target default and the model guard
-live in :func:`simplebits_audit.baselines.attribute`.
+live in :func:`simplebits_audit.explainers.explain`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ from captum.attr import (
 )
 from torch import nn
 
-from ..simplification import _as_tuple
-from ._utils import ForwardFunc, Transform, blur, expand_map, segment_means, superpixels, unit_range
+from .._helpers import ForwardFunc, Transform, as_tuple, blur, expand_map, segment_means, slice_args, superpixels, unit_range
 
 # ---------------------------------------------------------------------------------------------
 # gradients
@@ -76,7 +75,7 @@ def gradient_shap(
         for i in range(inputs.shape[0]):
             x = inputs[i : i + 1]
             pool = torch.cat([torch.zeros_like(x), blur(x, blur_sigma)])
-            args = _slice_args(additional_forward_args, i, inputs.shape[0])
+            args = slice_args(additional_forward_args, slice(i, i + 1), inputs.shape[0])
             out.append(method.attribute(x, baselines=pool, n_samples=n_samples, stdevs=stdevs, target=target[i : i + 1], additional_forward_args=args))
     return torch.cat(out)
 
@@ -94,7 +93,7 @@ def deeplift(
         raise TypeError("forward_func: 'deeplift' needs a torch.nn.Module (Captum's DeepLift hooks its layers)")
     from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
 
-    calls = _count_calls(forward_func, inputs[:1], _slice_args(additional_forward_args, 0, inputs.shape[0]), tuple(SUPPORTED_NON_LINEAR))
+    calls = _count_calls(forward_func, inputs[:1], slice_args(additional_forward_args, slice(0, 1), inputs.shape[0]), tuple(SUPPORTED_NON_LINEAR))
     reused = [name for name, n in calls.items() if n > 1]
     if reused:
         raise ValueError(
@@ -212,7 +211,7 @@ def find_last_conv(model: object, example: torch.Tensor | None = None, additiona
     handles = [m.register_forward_hook(lambda mod, inp, out: order.append(mod)) for m in convs]
     try:
         with torch.no_grad():
-            model(example, *_as_tuple(additional_forward_args))
+            model(example, *as_tuple(additional_forward_args))
     finally:
         for h in handles:
             h.remove()
@@ -225,7 +224,7 @@ def gradcam(
 ) -> torch.Tensor:
     """Grad-CAM on ``layer`` (default: the last Conv2d the model runs), upsampled to the input and repeated over channels."""
     if layer is None:
-        layer = find_last_conv(forward_func, inputs[:1], _slice_args(additional_forward_args, 0, inputs.shape[0]))
+        layer = find_last_conv(forward_func, inputs[:1], slice_args(additional_forward_args, slice(0, 1), inputs.shape[0]))
     cam = LayerGradCam(forward_func, layer).attribute(
         inputs, target=target, additional_forward_args=additional_forward_args, relu_attributions=relu_attributions,
     )
@@ -241,14 +240,6 @@ def _leaf(inputs: torch.Tensor) -> torch.Tensor:
     return inputs.detach().requires_grad_(True)
 
 
-def _slice_args(args: Any, i: int, batch: int) -> Any:
-    """Example ``i`` of ``additional_forward_args``: tensors with the batch as dim 0 are sliced."""
-    if args is None:
-        return None
-    sliced = tuple(a[i : i + 1] if isinstance(a, torch.Tensor) and a.dim() > 0 and a.shape[0] == batch else a for a in _as_tuple(args))
-    return sliced if isinstance(args, tuple) else sliced[0]
-
-
 def _count_calls(model: nn.Module, example: torch.Tensor, additional_forward_args: Any, types: tuple[type, ...]) -> dict[str, int]:
     counts: dict[str, int] = {}
     named = [(name or type(m).__name__, m) for name, m in model.named_modules() if isinstance(m, types)]
@@ -261,7 +252,7 @@ def _count_calls(model: nn.Module, example: torch.Tensor, additional_forward_arg
     handles = [m.register_forward_hook(hook(name)) for name, m in named]
     try:
         with torch.no_grad():
-            model(example, *_as_tuple(additional_forward_args))
+            model(example, *as_tuple(additional_forward_args))
     finally:
         for h in handles:
             h.remove()

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ._utils import ForwardFunc, Transform, expand_map, unit_range
+from .._helpers import ForwardFunc, Transform, expand_map, unit_range
 
 
 def _pixels(inputs: torch.Tensor, to_pixels: Transform | None) -> torch.Tensor:

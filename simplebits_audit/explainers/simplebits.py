@@ -1,4 +1,4 @@
-"""``SimpleBits``: the simplification explainer as a Captum ``Attribution``.
+"""``SimpleBits``: the simplification explainer as a Captum ``Attribution``, and its registry entry.
 
 It plugs into Captum's own tools (``NoiseTunnel``, ``captum.metrics.infidelity`` and
 ``sensitivity_max``, ``visualize_image_attr``) and returns maps shaped like the inputs.
@@ -26,16 +26,18 @@ What the map means (``attribution=``):
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from captum.attr import Attribution, FeatureAblation
 from captum.log import log_usage
 
-from .baselines._utils import segment_means, superpixels
-from .estimators import BitEstimator, load_estimator
-from .simplification import SimplificationResult, _as_tuple, normalize_target, simplify
-from .spaces import Transform, make_spaces
+from .._helpers import Transform, as_tuple, model_guard, resolve_target, segment_means, superpixels
+from .._validation import RANGE_TOLERANCE
+from ..estimators import BitEstimator, load_estimator
+from ..simplification import SimplificationResult, simplify
+from ..spaces import Spaces, make_spaces
 
 ATTRIBUTIONS = ("ablation", "survival", "bits_removed", "kept")
 
@@ -178,18 +180,58 @@ class SimpleBits(Attribution):
         if out_of_range not in ("error", "clamp"):
             raise ValueError(f"out_of_range: expected 'error' or 'clamp', got {out_of_range!r}")
         image, rest = tensors[0], tensors[1:]
-        forward_args = tuple(rest) + _as_tuple(additional_forward_args) or None
+        forward_args = tuple(rest) + as_tuple(additional_forward_args) or None
         if out_of_range == "clamp":
-            with torch.no_grad():
-                image = self.spaces.to_model(self.spaces.to_pixels(image.detach()).clamp(0, 1))
+            image = self._clamp(image)
         if isinstance(target, tuple):
             target = list(target)
-        normalize_target(target, image.shape[0], None)  # shape errors before any work
+        resolve_target(target, image.shape[0])  # shape errors before any work
         kwargs = {**self.defaults, **options, "transforms": (self.spaces.to_pixels, self.spaces.to_model)}
-        result = simplify(self.forward_func, image.detach(), target, estimator=self.estimator, additional_forward_args=forward_args, **kwargs)
-        attr_map = attribution_map(
-            result, attribution, forward_func=self.forward_func, to_model=self.spaces.to_model, additional_forward_args=forward_args,
-        )
+        # One guard around the simplification and the ablation map, which calls the model too.
+        with model_guard(self.forward_func):
+            result = simplify(self.forward_func, image.detach(), target, estimator=self.estimator, additional_forward_args=forward_args, **kwargs)
+            attr_map = attribution_map(
+                result, attribution, forward_func=self.forward_func, to_model=self.spaces.to_model, additional_forward_args=forward_args,
+            )
         attr = attr_map.expand_as(image).to(image.dtype).contiguous()
         out = (attr, *(torch.zeros_like(t) for t in rest)) if is_tuple else attr
         return (out, result) if return_result else out
+
+    def _clamp(self, image: torch.Tensor) -> torch.Tensor:
+        """Images whose pixels leave [0, 1] (beyond round-off) clamped into it; others returned as they are.
+
+        Leaving in-range images untouched keeps their numbers exact (a round trip through the
+        normalisation would change the last bits).
+        """
+        with torch.no_grad():
+            pixels = self.spaces.to_pixels(image.detach())
+            if float(pixels.min()) >= -RANGE_TOLERANCE and float(pixels.max()) <= 1 + RANGE_TOLERANCE:
+                return image
+            return self.spaces.to_model(pixels.clamp(0, 1))
+
+
+def simplebits(
+    forward_func: Callable[..., torch.Tensor],
+    inputs: torch.Tensor,
+    target: torch.Tensor | None,
+    additional_forward_args: Any = None,
+    *,
+    spaces: Spaces | None = None,
+    estimator: BitEstimator | str | None = None,
+    seed: int = 0,
+    attribution: str = "ablation",
+    out_of_range: str = "clamp",
+    **simplify_options: Any,
+) -> tuple[torch.Tensor, SimplificationResult]:
+    """SimpleBits: simplify, then read a map off the simplified image (registry entry).
+
+    ``spaces`` converts between pixel and model space (default: the model takes pixels);
+    ``attribution`` picks the map (:data:`ATTRIBUTIONS`); every other option goes to
+    :func:`~simplebits_audit.simplify` (``steps``, ``objective``, ``keep``, ...). Returns the
+    attributions (B, C, H, W), the map repeated over channels, and the simplification.
+    """
+    transforms = None if spaces is None else (spaces.to_pixels, spaces.to_model)
+    explainer = SimpleBits(forward_func, estimator, transforms=transforms, **simplify_options)
+    return explainer.attribute(
+        inputs, target, additional_forward_args, attribution=attribution, out_of_range=out_of_range, return_result=True, seed=seed,
+    )

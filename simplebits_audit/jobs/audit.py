@@ -20,34 +20,43 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import resource
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 from rich.progress import Progress
 
-from .._io import atomic_write, save_json
-from ..estimators import BitEstimator, load_estimator
-from ..explainer import ATTRIBUTIONS, SimpleBits
-from ..models import check_classifier_output, check_not_training
+from .._io import save_json
+from ..estimators import BitEstimator
+from ..explainers import ATTRIBUTIONS, SIMPLEBITS
 from ..preprocessing import Preprocessing
-from .data import AuditItem, AuditSource, open_source
+from ..results import (
+    AUDIT_RESULTS_FILE,
+    AUDIT_SETTINGS_FILE,
+    AUDIT_SUMMARY_FILE,
+    append_records,
+    class_name,
+    cut_torn_line,
+    rank_results_file,
+    read_records,
+    results_files,
+    write_records,
+)
 from .distributed import World, join_world
-from .explain import baseline_map, check_baselines
-from .records import class_name, save_artifacts, simplification_records
+from .explain import check_out_dir
+from .pipeline import explain_batch, mask_shares, write_batch
+from .preflight import job_device, preflight
+from .sources import AuditItem, AuditSource, open_source
 
-RESULTS_FILE = "results.jsonl"
-SUMMARY_FILE = "summary.json"
-SETTINGS_FILE = "audit.json"
 EXPLAIN_CHOICES = ("true", "pred", "both")
 #: settings that change results: a rerun into the same folder must agree on them
 RESULT_SETTINGS = (
     "data", "n_items", "select", "limit", "explain", "baselines", "estimator", "attribution", "batch_size", "seed", "simplify",
-    "model", "preprocessing", "top_k", "class_names",
+    "model", "preprocessing", "top_k", "class_names", "explainer",
 )
 
 
@@ -64,7 +73,7 @@ class Selection:
     class_index: int = -1
 
     @classmethod
-    def parse(cls, text: str, class_names: Sequence[str] | None) -> "Selection":
+    def parse(cls, text: str, class_names: Sequence[str] | None) -> Selection:
         kind, _, value = text.partition(":")
         if kind in ("misclassified", "all") and not value:
             return cls(kind)
@@ -95,43 +104,6 @@ class Selection:
 
 
 # ------------------------------------------------------------------------------------------
-# results files: append + flush, tolerant reading
-
-
-def _results_files(out: Path) -> list[Path]:
-    return sorted(out.glob("results*.jsonl"))
-
-
-def _read_records(paths: Iterable[Path]) -> list[dict[str, Any]]:
-    """Every complete record in the files (a torn last line from a kill is ignored)."""
-    records = []
-    for path in paths:
-        for line in path.read_bytes().split(b"\n"):
-            try:  # a kill can tear a line anywhere, even inside a multi-byte character
-                records.append(json.loads(line.decode("utf-8")))
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                continue
-    return records
-
-
-def _cut_torn_line(path: Path) -> None:
-    """Drop an incomplete last line (the process died mid-write) so appends start on a fresh line."""
-    if not path.exists():
-        return
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with path.open("r+b") as handle:
-            handle.truncate(data.rfind(b"\n") + 1)
-
-
-def _append(path: Path, records: Sequence[dict[str, Any]]) -> None:
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-# ------------------------------------------------------------------------------------------
 # the audit
 
 
@@ -151,10 +123,11 @@ class _Entry:
 
 
 def _predict(model, source: AuditSource, preprocessing: Preprocessing, world: World, device, batch_size: int, shape: tuple, progress: Progress | None):
-    """(index, pred, confidence) for this rank's readable items, and (index, reason) for unreadable ones.
+    """(index, pred, confidence) for this rank's readable items, and (index, reason) for the others.
 
     The dataset is cut into fixed chunks of ``batch_size`` and chunk ``c`` goes to rank
-    ``c % world``: the batches the model sees do not depend on the number of processes.
+    ``c % world``: the batches the model sees do not depend on the number of processes. An image
+    the model answers with NaN or infinite logits is skipped with that reason.
     """
     chunks = [source.items[i : i + batch_size] for i in range(0, len(source.items), batch_size)][world.rank :: world.size]
     predictions, skipped = [], []
@@ -174,24 +147,17 @@ def _predict(model, source: AuditSource, preprocessing: Preprocessing, world: Wo
             pixels.append(x)
         if chunk:
             with torch.no_grad():
-                probs = torch.softmax(model(preprocessing.to_model(torch.stack(pixels).to(device))).float(), 1).cpu()
-            conf, pred = probs.max(1)
-            predictions += [(it.index, int(p), float(c)) for it, p, c in zip(chunk, pred, conf)]
+                logits = model(preprocessing.to_model(torch.stack(pixels).to(device))).float()
+            finite = torch.isfinite(logits).all(1).tolist()
+            conf, pred = torch.softmax(logits, 1).cpu().max(1)
+            for it, p, c, ok in zip(chunk, pred, conf, finite):
+                if ok:
+                    predictions.append((it.index, int(p), float(c)))
+                else:
+                    skipped.append((it.index, "the model's output is NaN or infinite on this image"))
         if progress:
             progress.advance(task, len(items))
     return predictions, skipped
-
-
-def _mask_shares(result, j: int, attr_map: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
-    """Where the bits and the attribution sit relative to a ground-truth mask (e.g. a shortcut marker)."""
-    m = mask.to(result.bits_map_before.device).float()
-    share = lambda values: float((values * m).sum() / values.sum().clamp_min(1e-12))  # noqa: E731
-    return {
-        "mask_area_share": float(m.mean()),
-        "mask_bits_share_before": share(result.bits_map_before[j].clamp_min(0)),
-        "mask_bits_share_after": share(result.bits_map_after[j].clamp_min(0)),
-        "mask_attribution_share": share(attr_map.abs()),
-    }
 
 
 def run_audit(
@@ -207,17 +173,18 @@ def run_audit(
     baselines: Sequence[str] = (),
     estimator: BitEstimator | str | None = None,
     attribution: str = "ablation",
+    explainer: str = SIMPLEBITS,
     batch_size: int = 16,
     predict_batch_size: int = 128,
     top_k: int = 5,
     model_name: str = "",
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
     seed: int = 0,
     testbed_n: int | None = None,
     show_progress: bool = False,
     simplify_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Audit a dataset; returns the summary written to ``out/summary.json``.
+    """Audit a dataset; returns the summary written to ``out/summary.json`` (an empty dict on torchrun ranks other than 0).
 
     Parameters
     ----------
@@ -235,16 +202,17 @@ def run_audit(
         Which class to keep: the prediction, the true label, or one record for each.
     batch_size, predict_batch_size : int
         Images per simplification batch / per prediction batch.
+    device : str or torch.device, optional
+        Where the job runs: the model's device by default; if given, it must be the model's (under
+        torchrun with CUDA, each rank's ``cuda:LOCAL_RANK``).
     testbed_n : int, optional
         Number of testbed images (default: the testbed's test size).
 
-    The remaining parameters are those of :func:`simplebits_audit.audit.explain_images`.
+    The remaining parameters are those of :func:`simplebits_audit.jobs.explain_images`.
     """
     from ..report.audit import write_audit_report
 
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out: {str(out)!r} exists and is not a folder")
+    out = check_out_dir(out)
     if explain not in EXPLAIN_CHOICES:
         raise ValueError(f"explain: expected one of {EXPLAIN_CHOICES}, got {explain!r}")
     if attribution not in ATTRIBUTIONS:
@@ -255,7 +223,6 @@ def run_audit(
         raise ValueError(f"batch_size: expected a positive number, got {batch_size}")
     if predict_batch_size < 1:
         raise ValueError(f"predict_batch_size: expected a positive number, got {predict_batch_size}")
-    baselines = check_baselines(baselines)
     preprocessing = preprocessing or Preprocessing()
     source = data if isinstance(data, AuditSource) else open_source(data, preprocessing=preprocessing, class_names=class_names, testbed_n=testbed_n, seed=seed)
     names = source.class_names
@@ -265,46 +232,39 @@ def run_audit(
         raise ValueError(f"explain: {explain!r} needs labels, and {source.name!r} has none")
     if selection.kind in ("misclassified", "class") and not has_labels:
         raise ValueError(f"select: {select!r} needs labels, and {source.name!r} has none; use --select all or low-confidence:P")
-    check_not_training(model)
 
-    world, device = join_world(device)
+    world, device = join_world(job_device(model, device))
     try:
-        params = list(model.parameters()) if isinstance(model, torch.nn.Module) else []
-        if params and params[0].device != device:
-            raise ValueError(f"model: its weights are on {params[0].device} but this process runs on {device}; move the model (or pass device=)")
         # ---- check the model and the folder before any long work
         first = _first_readable(source)
         if first is None:
             raise ValueError(f"data: none of the {len(source)} images of {source.name!r} is readable")
-        first_input = preprocessing.to_model(first[None].to(device))
-        n_classes = check_classifier_output(model, first_input, name="model")
-        if names is not None and len(names) != n_classes:
-            raise ValueError(f"class_names: {len(names)} class names (from --labels or the data's class folders) but the model has {n_classes} outputs")
-        bad = sorted({i.label for i in source.items if i.label is not None and not 0 <= i.label < n_classes})
-        if bad:
-            raise ValueError(f"data: labels {bad[:5]} are outside the model's classes [0, {n_classes - 1}]")
+        options = {explainer: {"attribution": attribution, **(simplify_options or {})}}
+        checked = preflight(
+            model, first[None], preprocessing=preprocessing, device=device, class_names=names, labels=[i.label for i in source.items],
+            labels_name="data", explainer=explainer, methods=baselines, method_options=options, estimator=estimator, n_images=1,
+        )
+        n_classes = checked.n_classes
         if selection.kind == "class" and not 0 <= selection.class_index < n_classes:
             raise ValueError(f"select: class index {selection.class_index} is out of range for {n_classes} classes")
         settings = {
             "data": source.name, "n_items": len(source), "select": select, "limit": limit, "explain": explain,
-            "baselines": baselines, "estimator": str(estimator) if estimator is not None and not isinstance(estimator, BitEstimator) else (type(estimator).__name__ if estimator is not None else "default"),
+            "baselines": checked.methods[1:], "estimator": str(estimator) if estimator is not None and not isinstance(estimator, BitEstimator) else (type(estimator).__name__ if estimator is not None else "default"),
             "attribution": attribution, "batch_size": batch_size, "seed": seed, "simplify": dict(simplify_options or {}),
             "model": model_name or type(model).__name__, "class_names": names, "world_size": world.size, "top_k": top_k,
             "preprocessing": asdict(preprocessing),
         }
+        if explainer != SIMPLEBITS:  # only recorded when set, so that audits written before the option can resume
+            settings["explainer"] = explainer
         _check_settings(out, settings)
         world.barrier()
         if world.is_main:
             out.mkdir(parents=True, exist_ok=True)
-            if not (out / SETTINGS_FILE).exists():
-                save_json(settings, out / SETTINGS_FILE)
+            if not (out / AUDIT_SETTINGS_FILE).exists():
+                save_json(settings, out / AUDIT_SETTINGS_FILE)
             for stale in out.glob("**/.*.tmp"):  # temporary files of writes a kill interrupted
                 stale.unlink(missing_ok=True)
         world.barrier()
-
-        est = estimator if isinstance(estimator, BitEstimator) else load_estimator(estimator, device=device)
-        for name in baselines:  # fail now if a method cannot run on this model
-            baseline_map(name, model, first_input, torch.zeros(1, dtype=torch.long))
 
         timing = {"predict_seconds": 0.0, "simplify_seconds": 0.0, "write_seconds": 0.0, "explained_this_run": 0}
         with Progress(disable=not (show_progress and world.is_main), transient=True) as progress:
@@ -321,39 +281,36 @@ def run_audit(
             entries = _select(source, predictions, selection, explain, limit)
             batches = [entries[i : i + batch_size] for i in range(0, len(entries), batch_size)]
 
-            # ---- 3. simplify this rank's batches that are not done yet
-            own_file = out / (RESULTS_FILE if world.size == 1 else f"results.rank{world.rank}.jsonl")
-            _cut_torn_line(own_file)
+            # ---- 3. explain this rank's batches that are not done yet
+            own_file = rank_results_file(out, world.rank, world.size)
+            cut_torn_line(own_file)
             world.barrier()  # every rank has repaired its file before any rank reads them all
-            done = {r["id"] for r in _read_records(_results_files(out))}
+            done = {r["id"] for r in read_records(results_files(out))}
             # Pending batches are dealt out afresh, so a resumed run stays balanced; a batch's
             # result depends only on its index k, not on which rank runs it.
             pending = [(k, b) for k, b in enumerate(batches) if not all(e.id in done for e in b)]
             mine = pending[world.rank :: world.size]
-            explainer = SimpleBits(model, est, normalization=preprocessing.normalization, **(simplify_options or {}))
             task = progress.add_task("simplifying", total=sum(len(b) for _, b in mine))
             for k, batch in mine:
                 t0 = time.perf_counter()
                 x = preprocessing.to_model(torch.stack([source.load(e.item) for e in batch]).to(device))
                 targets = torch.tensor([e.target for e in batch], device=device)
-                attr, result = explainer.attribute(x, target=targets, attribution=attribution, return_result=True, seed=seed + k)
-                maps = {"simplebits": attr[:, :1], "bits_removed": result.bit_reduction_map}
-                for name in baselines:
-                    maps[name], _ = baseline_map(name, model, x, targets)
-                records = simplification_records(
-                    result, ids=[e.id for e in batch], names=[e.item.id for e in batch], class_names=names, top_k=top_k,
-                    labels=[e.item.label for e in batch], paths=[e.item.path for e in batch],
-                )
+                explained = explain_batch(model, x, targets, checked.methods, context=checked.context(seed + k), method_options=options, n_classes=n_classes)
                 timing["simplify_seconds"] += time.perf_counter() - t0
                 t0 = time.perf_counter()
-                for j, (e, record) in enumerate(zip(batch, records)):
-                    record.update({"index": e.item.index, "explain": e.kind, "confidence": e.confidence, "batch": k})
+                extra = []
+                for j, e in enumerate(batch):
+                    fields = {"index": e.item.index, "explain": e.kind, "confidence": e.confidence, "batch": k}
                     mask = source.mask(e.item)
                     if mask is not None:
-                        record.update(_mask_shares(result, j, maps["simplebits"][j], mask))
-                    folder = out / "images" / f"{e.item.index:06d}-{e.kind}"
-                    record["files"] = save_artifacts(folder, result.original[j], result.simplified[j], {n: m[j] for n, m in maps.items()})
-                _append(own_file, records)
+                        fields.update(mask_shares(explained.result, j, explained.primary.map[j], mask))
+                    extra.append(fields)
+                records = write_batch(
+                    out, explained, folders=[f"{e.item.index:06d}-{e.kind}" for e in batch], ids=[e.id for e in batch],
+                    names=[e.item.id for e in batch], class_names=names, top_k=top_k, labels=[e.item.label for e in batch],
+                    paths=[e.item.path for e in batch], extra=extra,
+                )
+                append_records(own_file, records)
                 timing["write_seconds"] += time.perf_counter() - t0
                 timing["explained_this_run"] += len(batch)
                 progress.advance(task, len(batch))
@@ -367,10 +324,10 @@ def run_audit(
             t0 = time.perf_counter()
             records = _merge(out, entries)
             summary = _summary(source, predictions, skipped, entries, records, n_classes, timings, world.size)
-            save_json(summary, out / SUMMARY_FILE)
+            save_json(summary, out / AUDIT_SUMMARY_FILE)
             write_audit_report(out)
             summary["timing"]["merge_and_report_seconds"] = time.perf_counter() - t0
-            save_json(summary, out / SUMMARY_FILE)
+            save_json(summary, out / AUDIT_SUMMARY_FILE)
         world.barrier()
         return summary
     finally:
@@ -388,7 +345,7 @@ def _first_readable(source: AuditSource) -> torch.Tensor | None:
 
 
 def _check_settings(out: Path, settings: dict[str, Any]) -> None:
-    path = out / SETTINGS_FILE
+    path = out / AUDIT_SETTINGS_FILE
     if not path.is_file():
         return
     previous = json.loads(path.read_text(encoding="utf-8"))
@@ -417,18 +374,17 @@ def _select(source: AuditSource, predictions, selection: Selection, explain: str
 
 def _merge(out: Path, entries: Sequence[_Entry]) -> list[dict[str, Any]]:
     """All records, one per entry, in selection order, into ``results.jsonl`` (atomic); rank files removed."""
-    files = _results_files(out)
+    files = results_files(out)
     by_id: dict[str, dict[str, Any]] = {}
-    for record in _read_records(files):
+    for record in read_records(files):
         by_id.setdefault(record["id"], record)
     missing = [e.id for e in entries if e.id not in by_id]
     if missing:
         raise RuntimeError(f"audit: {len(missing)} results missing after all ranks finished (e.g. {missing[:3]})")
     records = [by_id[e.id] for e in entries]
-    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    atomic_write(out / RESULTS_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    write_records(out / AUDIT_RESULTS_FILE, records)
     for path in files:
-        if path.name != RESULTS_FILE:
+        if path.name != AUDIT_RESULTS_FILE:
             path.unlink()
     return records
 
@@ -469,6 +425,7 @@ def _summary(source, predictions, skipped, entries, records, n_classes, timings,
         else:
             shortcut["retained_bits_enrichment"] = None
     total = {k: sum(t[k] for t in timings) for k in timings[0] if k != "peak_rss_mb"}
+    total["explained_per_process"] = [t["explained_this_run"] for t in timings]
     wall = max(t["predict_seconds"] + t["simplify_seconds"] + t["write_seconds"] for t in timings)
     return {
         "data": source.name,

@@ -1,9 +1,15 @@
-"""SimpleBits and the Captum baselines side by side, on the same images and model, judged by the same metrics.
+"""Every explainer side by side -- SimpleBits, the Captum baselines, the trivial maps -- on the same images
+and model, judged by the same metrics.
 
 >>> from simplebits_audit.compare import compare
 >>> cmp = compare(model, inputs, labels, masks=masks)          # masks: (B, 1, H, W) ground truth
 >>> cmp.to_rows()                                               # one dict per method, with a rank
 >>> cmp.to_csv("compare.csv"); cmp.to_json("compare.json")
+
+:func:`compare` runs the batch through the same pipeline as the explain and audit jobs
+(:func:`~simplebits_audit.jobs.pipeline.explain_batch`) and scores every explainer alike; an
+explainer that simplifies adds its lambda path as its bits curve and the simplicity columns.
+:func:`compare_files` does the same on image files (what ``simplebits compare`` runs).
 
 Every table carries the trivial reference maps (SPEC section 6) unless ``methods`` leaves them out;
 :meth:`Comparison.reference_beats_real` says when one of them wins (the testbed is then flawed).
@@ -14,8 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,19 +28,22 @@ from typing import Any
 import torch
 from rich.progress import Progress
 
-from . import baselines as bl
-from . import metrics as M
-from ._io import atomic_write, save_json
-from ._validation import check_pixel_images
-from .baselines._utils import check_inputs, model_guard, resolve_target
-from .estimators import BitEstimator, load_estimator
-from .simplification import SimplificationResult, _as_tuple
-from .spaces import Transform, make_spaces
-
-SIMPLEBITS = "simplebits"
+from .. import metrics as M
+from .._helpers import TargetLike, as_tuple, check_inputs, model_guard, resolve_target, slice_args
+from .._io import atomic_write, save_json
+from .._validation import check_pixel_images
+from ..estimators import BitEstimator, load_estimator
+from ..explainers import SIMPLEBITS, Context, attribute, check_methods, get_spec, list_explainers
+from ..preprocessing import Preprocessing, load_images
+from ..results import COMPARISON_CSV_FILE, COMPARISON_JSON_FILE
+from ..simplification import SimplificationResult
+from ..spaces import Transform, make_spaces
+from .explain import check_out_dir
+from .pipeline import explain_batch
+from .preflight import preflight
 
 #: what :func:`compare` runs when not told otherwise
-DEFAULT_METHODS: tuple[str, ...] = (SIMPLEBITS, "ig", "occlusion", "gradcam", *bl.list_baselines(reference=True))
+DEFAULT_METHODS: tuple[str, ...] = (SIMPLEBITS, "ig", "occlusion", "gradcam", *list_explainers(reference=True))
 
 #: every metric column, in table order, with whether higher is better (None: no direction)
 METRICS: dict[str, bool | None] = {
@@ -65,8 +73,8 @@ RANKED_METRICS: dict[str, bool] = {m: bool(METRICS[m]) for m in ("bits_auc", *LO
 
 
 def all_methods() -> list[str]:
-    """Every name :func:`compare` accepts: ``"simplebits"`` and the baseline registry."""
-    return [SIMPLEBITS, *bl.list_baselines()]
+    """Every name :func:`compare` accepts: the explainer registry."""
+    return list_explainers()
 
 
 @dataclass
@@ -84,13 +92,14 @@ class Comparison:
     per_image : dict str -> dict str -> Tensor (B,)
         Every metric per image (NaN where it does not apply to an image).
     curves : dict str -> BitsCurve
-        Bits-efficiency curves (``"simplebits"``: the lambda path; ``"simplebits (map)"``: its map).
+        Bits-efficiency curves: an explainer that simplifies has its lambda path under its name
+        and its map's curve under ``"<name> (map)"``; the others their map's curve.
     reference : dict str -> bool
         True for trivial reference maps.
     settings : dict
         Options the comparison ran with (JSON-able).
-    result : SimplificationResult or None
-        SimpleBits' result, when it ran.
+    results : dict str -> SimplificationResult
+        The simplifications of the explainers that simplify.
     """
 
     methods: list[str]
@@ -100,7 +109,12 @@ class Comparison:
     curves: dict[str, M.BitsCurve] = field(default_factory=dict)
     reference: dict[str, bool] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
-    result: SimplificationResult | None = None
+    results: dict[str, SimplificationResult] = field(default_factory=dict)
+
+    @property
+    def result(self) -> SimplificationResult | None:
+        """The first simplification (SimpleBits' by default), or None when no explainer simplified."""
+        return next(iter(self.results.values()), None)
 
     def mean(self, method: str, metric: str) -> float | None:
         """Mean of a metric over images (NaNs ignored); ``None`` if it was not measured."""
@@ -196,25 +210,10 @@ class Comparison:
         return save_json(self.to_dict(), path)
 
 
-def _check_methods(methods: Sequence[str], method_options: dict[str, dict[str, Any]] | None) -> list[str]:
-    if isinstance(methods, str) or not isinstance(methods, Sequence) or len(methods) == 0:
-        raise ValueError(f"methods: expected a non-empty sequence of names from {all_methods()}")
-    unknown = [m for m in methods if m not in all_methods()]
-    if unknown:
-        raise ValueError(f"methods: unknown method {unknown[0]!r}; choose from {all_methods()}")
-    if len(set(methods)) != len(methods):
-        raise ValueError(f"methods: listed twice: {sorted({m for m in methods if list(methods).count(m) > 1})}")
-    for name, opts in (method_options or {}).items():
-        if name not in methods or name == SIMPLEBITS:
-            raise ValueError(f"method_options: {name!r} is not a baseline among methods {list(methods)} (SimpleBits takes simplebits_options)")
-        bl.check_options(name, opts)
-    return list(methods)
-
-
 def compare(
     model: Callable[..., torch.Tensor],
     inputs: torch.Tensor,
-    target: Any = None,
+    target: TargetLike = None,
     *,
     methods: Sequence[str] = DEFAULT_METHODS,
     masks: torch.Tensor | None = None,
@@ -222,8 +221,7 @@ def compare(
     normalization: tuple | None = None,
     transforms: tuple[Transform, Transform] | None = None,
     additional_forward_args: Any = None,
-    method_options: dict[str, dict[str, Any]] | None = None,
-    simplebits_options: dict[str, Any] | None = None,
+    method_options: Mapping[str, Mapping[str, Any]] | None = None,
     deletion_steps: int = 16,
     fractions: Sequence[float] = M.FRACTIONS,
     reference: str = "blur",
@@ -235,7 +233,7 @@ def compare(
     seed: int = 0,
     show_progress: bool = False,
 ) -> Comparison:
-    """Run several explanation methods on one batch and score them all with the same metrics.
+    """Run several explainers on one batch and score them all with the same metrics.
 
     Parameters
     ----------
@@ -246,19 +244,18 @@ def compare(
     target : None, int, list or Tensor (B,)
         Class explained per image; ``None`` = the model's prediction.
     methods : sequence of str
-        ``"simplebits"`` and/or names from :func:`simplebits_audit.baselines.list_baselines`.
+        Names from :func:`simplebits_audit.explainers.list_explainers`.
     masks : Tensor (B, 1, H, W) bool, optional
         Ground truth; enables the localisation metrics (AUROC, pointing game, relevance mass/rank).
     estimator : BitEstimator or str, optional
-        Bit estimator for SimpleBits and the bits-efficiency curves (default: the package default).
+        Bit estimator for the explainers that simplify and for the bits-efficiency curves
+        (default: the package default).
     normalization : (mean, std), optional / transforms : (to_pixels, to_model), optional
         Pixel <-> model space, as for :class:`~simplebits_audit.SimpleBits`.
     additional_forward_args : any, optional
         Extra arguments for ``model`` after the inputs.
     method_options : dict name -> dict, optional
-        Options per baseline (e.g. ``{"lime": {"n_samples": 100}}``).
-    simplebits_options : dict, optional
-        Keyword arguments of :class:`~simplebits_audit.SimpleBits` (``steps``, ``attribution``, ...).
+        Options per explainer (e.g. ``{"lime": {"n_samples": 100}, "simplebits": {"steps": 30}}``).
     deletion_steps : int
         Points of the deletion / insertion curves (minus one).
     fractions : sequence of float
@@ -273,9 +270,9 @@ def compare(
         Captum ``sensitivity_max`` re-runs each method ``sensitivity_samples`` times on the first
         ``sensitivity_images`` images (0 skips it; the rest of the batch gets NaN).
     codecs : bool
-        PNG/WebP sizes of SimpleBits' original vs. simplified images.
+        PNG/WebP sizes of the original vs. simplified images (explainers that simplify).
     seed : int
-        Seeds every random choice (tie-breaking, noise, LIME/SHAP samples, random map).
+        Seeds every random choice (tie-breaking, noise, LIME/SHAP samples, random map, simplification).
     show_progress : bool
         A rich progress bar over methods and one logged line per finished method.
 
@@ -284,7 +281,7 @@ def compare(
     Comparison
     """
     # ---- every check before any long work
-    methods = _check_methods(methods, method_options)
+    methods = check_methods(methods, method_options)
     method_options = {k: dict(v) for k, v in (method_options or {}).items()}
     x = check_inputs(inputs, "inputs")
     if not callable(model):
@@ -302,73 +299,56 @@ def compare(
         raise ValueError(f"bits_keep: expected a fraction in (0, 1], got {bits_keep}")
     if deletion_steps < 1:
         raise ValueError(f"deletion_steps: need at least 1, got {deletion_steps}")
+    batch = x.shape[0]
+    extra = as_tuple(additional_forward_args)
     with model_guard(model):
-        t = resolve_target(model, x, target, additional_forward_args)
+        t = resolve_target(target, batch, predict=lambda: model(x, *extra), device=x.device)
     if not isinstance(estimator, BitEstimator):
         estimator = load_estimator(estimator, device=x.device)
-    batch = x.shape[0]
-    extra = _as_tuple(additional_forward_args)
+    context = Context(spaces=spaces, estimator=estimator, seed=seed)
 
     def forward(inp: torch.Tensor, *args: Any) -> torch.Tensor:
         return model(inp, *args)
 
-    sb = None
-    if SIMPLEBITS in methods:
-        from .explainer import SimpleBits
-
-        sb = SimpleBits(model, estimator, normalization=normalization, transforms=transforms, **(simplebits_options or {}))
-
     def explainer(name: str) -> Callable[..., torch.Tensor]:
         # what sensitivity_max re-runs on perturbed inputs (it repeats target and extra args itself)
         def explain(inp: torch.Tensor, target: torch.Tensor, additional_forward_args: Any = None) -> torch.Tensor:
-            if name == SIMPLEBITS:
-                return sb.attribute(inp, target, additional_forward_args, out_of_range="clamp")
-            return bl.attribute(name, model, inp, target, additional_forward_args=additional_forward_args, **method_options.get(name, {}))
+            return attribute(name, model, inp, target, additional_forward_args=additional_forward_args, context=context, **method_options.get(name, {}))
         return explain
 
-    for name in methods:
-        if name != SIMPLEBITS and "to_pixels" in bl.get_spec(name).options:
-            method_options.setdefault(name, {}).setdefault("to_pixels", spaces.to_pixels)
-        if name != SIMPLEBITS and "seed" in bl.get_spec(name).options:
-            method_options.setdefault(name, {}).setdefault("seed", seed)
-
+    json_able = (int, float, str, bool, type(None))
     out = Comparison(methods, {}, {}, {}, settings={
         "batch": batch, "methods": methods, "estimator": estimator.name, "reference": reference, "bits_keep": bits_keep,
         "deletion_steps": deletion_steps, "fractions": list(fractions), "infidelity_samples": infidelity_samples,
         "sensitivity_images": min(sensitivity_images, batch), "sensitivity_samples": sensitivity_samples, "seed": seed,
         "masks": masks is not None, "torch_threads": torch.get_num_threads(),
-        "method_options": {k: {o: v for o, v in d.items() if isinstance(v, (int, float, str, bool, type(None)))} for k, d in method_options.items()},
-        "simplebits_options": {k: v for k, v in (simplebits_options or {}).items() if isinstance(v, (int, float, str, bool, type(None)))},
+        "method_options": {k: {o: v for o, v in d.items() if isinstance(v, json_able)} for k, d in method_options.items()},
     })
     curve_kw = {"estimator": estimator, "fractions": fractions, "reference": reference, "to_model": spaces.to_model,
-                    "additional_forward_args": additional_forward_args, "seed": seed}
+                "additional_forward_args": additional_forward_args, "seed": seed}
     faith_kw = {"steps": deletion_steps, "reference": reference, "additional_forward_args": additional_forward_args, "seed": seed}
 
     with model_guard(model), Progress(disable=not show_progress, transient=True) as progress:
-        task = progress.add_task("comparing", total=len(methods))
-        for name in methods:
-            progress.update(task, description=f"comparing: {name}")
-            is_ref = name != SIMPLEBITS and bl.get_spec(name).reference
-            out.reference[name] = is_ref
-            # ---- the attribution, timed
-            t0 = time.perf_counter()
-            if name == SIMPLEBITS:
-                attr, result = sb.attribute(x, t, additional_forward_args, return_result=True)
-                amap = attr[:, :1].contiguous()
-                out.result = result
-            else:
-                attr = bl.attribute(name, model, x, t, additional_forward_args=additional_forward_args, **method_options.get(name, {}))
-                amap = bl.to_map(attr, bl.get_spec(name).map_reduce)
-            out.seconds_per_image[name] = (time.perf_counter() - t0) / batch
-            out.maps[name] = amap.detach()
+        task = progress.add_task("explaining", total=len(methods))
+        explained = explain_batch(
+            model, x, t, methods, context=context, method_options=method_options, additional_forward_args=additional_forward_args,
+            on_explained=lambda e: progress.advance(task),
+        )
+        task = progress.add_task("scoring", total=len(methods))
+        for name, e in explained.explanations.items():
+            progress.update(task, description=f"scoring: {name}")
+            out.reference[name] = get_spec(name).reference
+            out.seconds_per_image[name] = e.seconds / batch
+            out.maps[name] = e.map
             values: dict[str, torch.Tensor] = {}
-            # ---- bits-efficiency
-            curve_map = M.bits_efficiency_curve(forward, pixels, amap, t, **curve_kw)
+            # ---- bits-efficiency: an explainer that simplifies is judged by its lambda path, its map kept beside
+            curve_map = M.bits_efficiency_curve(forward, pixels, e.map, t, **curve_kw)
             values["bits_auc_map"] = M.curve_auc(curve_map)
-            if name == SIMPLEBITS:
-                curve = M.simplebits_curve(result)
-                out.curves[SIMPLEBITS] = curve
-                out.curves[f"{SIMPLEBITS} (map)"] = curve_map
+            if e.result is not None:
+                curve = M.simplebits_curve(e.result)
+                out.curves[name] = curve
+                out.curves[f"{name} (map)"] = curve_map
+                out.results[name] = e.result
             else:
                 curve = curve_map
                 out.curves[name] = curve_map
@@ -377,27 +357,87 @@ def compare(
             # ---- localisation
             if masks is not None:
                 for metric in LOCALISATION:
-                    values[metric] = getattr(M, metric)(amap, masks)
+                    values[metric] = getattr(M, metric)(e.map, masks)
             # ---- faithfulness
-            values["deletion_auc"] = M.deletion_auc(forward, x, amap, t, **faith_kw)
-            values["insertion_auc"] = M.insertion_auc(forward, x, amap, t, **faith_kw)
+            values["deletion_auc"] = M.deletion_auc(forward, x, e.map, t, **faith_kw)
+            values["insertion_auc"] = M.insertion_auc(forward, x, e.map, t, **faith_kw)
             if infidelity_samples > 0:
-                values["infidelity"] = M.infidelity(forward, x, attr, t, n_perturb_samples=infidelity_samples,
+                values["infidelity"] = M.infidelity(forward, x, e.attributions, t, n_perturb_samples=infidelity_samples,
                                                     additional_forward_args=additional_forward_args, seed=seed)
             k = min(sensitivity_images, batch)
             if k > 0 and sensitivity_samples > 0:
-                sub_args = tuple(a[:k] if isinstance(a, torch.Tensor) and a.dim() > 0 and a.shape[0] == batch else a for a in extra) or None
                 sens = M.sensitivity(explainer(name), x[:k], t[:k], n_perturb_samples=sensitivity_samples, seed=seed,
-                                     additional_forward_args=sub_args)
+                                     additional_forward_args=slice_args(additional_forward_args, slice(0, k), batch))
                 values["sensitivity"] = torch.cat([sens.double().cpu(), torch.full((batch - k,), float("nan"), dtype=torch.double)])
-            # ---- simplicity (SimpleBits only: the others produce no simplified image)
-            if name == SIMPLEBITS:
-                values["bits_removed"] = result.bpd_before - result.bpd_after
-                values["kept"] = result.kept.double()
+            # ---- simplicity: only an explainer that simplifies produces a simplified image
+            if e.result is not None:
+                values["bits_removed"] = e.result.bpd_before - e.result.bpd_after
+                values["kept"] = e.result.kept.double()
                 if codecs:
-                    values.update(M.codec_check(result.original, result.simplified))
+                    values.update(M.codec_check(e.result.original, e.result.simplified))
             out.per_image[name] = {k_: v.detach().double().cpu() for k_, v in values.items()}
             if show_progress:  # one line per method, also when the output is not a terminal
                 progress.console.log(f"{name}: {out.seconds_per_image[name]:.3f} s/img, metrics done")
             progress.advance(task)
     return out
+
+
+def compare_files(
+    model: Callable[..., torch.Tensor],
+    images: Sequence[str | Path],
+    out: str | Path,
+    *,
+    preprocessing: Preprocessing | None = None,
+    class_names: Sequence[str] | None = None,
+    target: TargetLike = None,
+    target_name: str | None = None,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    method_options: Mapping[str, Mapping[str, Any]] | None = None,
+    steps: int | None = None,
+    estimator: BitEstimator | str | None = None,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    show_progress: bool = False,
+) -> Comparison:
+    """:func:`compare` on image files; writes ``comparison.csv`` and ``comparison.json`` into ``out``.
+
+    Parameters
+    ----------
+    model : callable
+        The classifier (model space in, logits (B, K) out). Never modified.
+    images : sequence of paths
+        Image files, read with ``preprocessing`` (they must come out the same size).
+    out : path
+        Output folder.
+    preprocessing, class_names, target, target_name, device, seed :
+        As for :func:`simplebits_audit.jobs.explain_images`.
+    methods, method_options : optional
+        As for :func:`compare`.
+    steps : int, optional
+        Optimisation steps of every explainer that simplifies (its ``steps`` option).
+    estimator : BitEstimator or str, optional
+        The bit estimator.
+
+    Returns
+    -------
+    Comparison
+    """
+    out = check_out_dir(out)
+    preprocessing = preprocessing or Preprocessing()
+    pixels = load_images(images, preprocessing, name="images")
+    options = {k: dict(v) for k, v in (method_options or {}).items()}
+    if steps is not None:
+        for name in dict.fromkeys(methods):
+            if name in list_explainers() and "steps" in get_spec(name).options:
+                options.setdefault(name, {}).setdefault("steps", steps)
+    checked = preflight(
+        model, pixels, preprocessing=preprocessing, device=device, class_names=class_names, target=target, target_name=target_name,
+        explainer=None, methods=methods, method_options=options, methods_name="methods", estimator=estimator,
+    )
+    result = compare(
+        model, preprocessing.to_model(pixels.to(checked.device)), checked.targets, methods=checked.methods, estimator=checked.estimator,
+        normalization=preprocessing.normalization, method_options=options, seed=seed, show_progress=show_progress,
+    )
+    result.to_csv(out / COMPARISON_CSV_FILE)
+    result.to_json(out / COMPARISON_JSON_FILE)
+    return result

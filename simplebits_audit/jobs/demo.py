@@ -3,7 +3,7 @@
 Loads the ``digits-on-photos`` test split and the classifier shipped for it, picks wrongly and
 correctly classified images, explains them with SimpleBits (default estimator) beside Captum's
 Integrated Gradients, Occlusion and Grad-CAM, and writes an interactive report
-(:func:`simplebits_audit.audit.explain_images`).
+(:func:`simplebits_audit.jobs.explain_images`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from . import testbeds
-from .audit import ExplainOutput, explain_images
+from .. import testbeds
+from .explain import ExplainOutput, explain_images
 
 #: The baselines the demo shows beside SimpleBits.
 DEMO_BASELINES = ("ig", "occlusion", "gradcam")

@@ -9,9 +9,9 @@ stop the audit: :meth:`AuditSource.load` raises ``ValueError`` and the caller re
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -34,7 +34,8 @@ class AuditSource:
     name: str
     items: list[AuditItem]
     class_names: list[str] | None
-    masks_meaningful: bool = False
+    #: whether :meth:`mask` localises the evidence (a testbed whose mask is the whole image does not)
+    has_localisation: bool = False
 
     def __init__(self, preprocessing: Preprocessing | None = None) -> None:
         self.preprocessing = preprocessing or Preprocessing()
@@ -79,14 +80,14 @@ class TestbedSource(AuditSource):
         super().__init__(None)
         self.data = testbeds.load(name, split, n=n, seed=seed)
         self.name, self.class_names = f"testbed:{name}", list(self.data.classes)
-        self.masks_meaningful = bool(getattr(self.data, "masks_meaningful", True))
+        self.has_localisation = bool(self.data.has_localisation)
         self.items = [AuditItem(i, f"{name}-{split}-{i:06d}", None, int(self.data.labels[i])) for i in range(len(self.data))]
 
     def _pixels(self, item: AuditItem) -> torch.Tensor:
         return self.data.images[item.index]
 
     def mask(self, item: AuditItem) -> torch.Tensor | None:
-        return self.data.masks[item.index] if self.masks_meaningful else None
+        return self.data.masks[item.index] if self.has_localisation else None
 
 
 def _image_folder(root: Path, preprocessing: Preprocessing | None, class_names: Sequence[str] | None) -> FileSource:

@@ -30,12 +30,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..baselines._utils import resolve_target
+from .._helpers import Transform, as_tuple, resolve_target
 from ..estimators import BitEstimator, load_estimator
-from ..simplification import _as_tuple
 from .faithfulness import make_reference, pixel_order
-
-Transform = Callable[[torch.Tensor], torch.Tensor]
 
 #: default fractions of pixels kept: 0 is the reference alone, 1 the original
 FRACTIONS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
@@ -153,8 +150,8 @@ def bits_efficiency_curve(
     if not isinstance(estimator, BitEstimator):
         estimator = load_estimator(estimator, device=pixel_images.device)
     pixels = (pixel_images.detach().clamp(0, 1) * 255).round() / 255
-    extra = _as_tuple(additional_forward_args)
-    t = resolve_target(lambda x, *a: forward_func(to_model(x), *a), pixels, target, additional_forward_args)
+    extra = as_tuple(additional_forward_args)
+    t = resolve_target(target, pixels.shape[0], predict=lambda: forward_func(to_model(pixels), *extra), device=pixels.device)
     ranks = pixel_order(maps, seed)
     ref = make_reference(pixels, reference)
     n_pixels = ranks[0].numel()

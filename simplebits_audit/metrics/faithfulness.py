@@ -21,10 +21,7 @@ import torch.nn.functional as F
 from captum.metrics import infidelity as _captum_infidelity
 from captum.metrics import sensitivity_max
 
-from ..baselines._utils import blur, resolve_target
-from ..simplification import _as_tuple
-
-ForwardFunc = Callable[..., torch.Tensor]
+from .._helpers import ForwardFunc, as_tuple, blur, resolve_target, slice_args
 
 
 def pixel_order(maps: torch.Tensor, seed: int = 0) -> torch.Tensor:
@@ -61,12 +58,10 @@ def make_reference(inputs: torch.Tensor, reference: str | float | torch.Tensor =
 
 def _probs(forward_func: ForwardFunc, x: torch.Tensor, target: torch.Tensor, args: Any, batch_size: int) -> torch.Tensor:
     out = []
-    extra = _as_tuple(args)
     batch = x.shape[0]
     for start in range(0, batch, batch_size):
         sl = slice(start, start + batch_size)
-        chunk_args = tuple(a[sl] if isinstance(a, torch.Tensor) and a.dim() > 0 and a.shape[0] == batch else a for a in extra)
-        logits = forward_func(x[sl], *chunk_args)
+        logits = forward_func(x[sl], *as_tuple(slice_args(args, sl, batch)))
         out.append(F.softmax(logits.float(), 1).gather(1, target[sl, None])[:, 0])
     return torch.cat(out)
 
@@ -119,7 +114,7 @@ def perturbation_curve(
     inputs = inputs.detach()
     ranks = pixel_order(maps, seed)
     ref = make_reference(inputs, reference)
-    t = resolve_target(forward_func, inputs, target, additional_forward_args)
+    t = resolve_target(target, inputs.shape[0], predict=lambda: forward_func(inputs, *as_tuple(additional_forward_args)), device=inputs.device)
     n_pixels = ranks[0].numel()
     fractions = torch.linspace(0, 1, steps + 1)
     curve = []
@@ -173,7 +168,8 @@ def infidelity(
     """
     if attributions.shape != inputs.shape:
         raise ValueError(f"attributions: expected shape {tuple(inputs.shape)} like inputs, got {tuple(attributions.shape)}")
-    t = resolve_target(forward_func, inputs.detach(), target, additional_forward_args)
+    x = inputs.detach()
+    t = resolve_target(target, x.shape[0], predict=lambda: forward_func(x, *as_tuple(additional_forward_args)), device=x.device)
 
     def perturb(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         noise = torch.randn_like(x) * noise_scale

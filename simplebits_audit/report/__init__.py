@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..results import job_kind
 from .audit import write_audit_report
 from .explanation import write_explanation_report
 
@@ -17,9 +18,10 @@ def build_report(out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         raise ValueError(f"out_dir: {str(out_dir)!r} is not a folder")
-    if (out_dir / "results.jsonl").is_file():
+    kind = job_kind(out_dir)
+    if kind == "audit":
         return write_audit_report(out_dir)
-    if (out_dir / "results.json").is_file():
+    if kind == "explain":
         return write_explanation_report(out_dir)
     raise ValueError(f"out_dir: {str(out_dir)!r} holds no results of a simplebits run (results.json or results.jsonl)")
 

@@ -7,17 +7,16 @@ file); the gallery is sortable by bits retained, confidence, and the other colum
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import plotly.graph_objects as go
 
 from .._io import atomic_write
+from ..results import REPORT_FILE, map_title, read_audit
 from ._html import esc, figure_html, fmt, img_tag, page, plot_text, png_bytes, table_html
-from .figures import map_title
 
-REPORT_FILE = "report.html"
 #: Images shown in the gallery and detail sections (the rest stay in results.jsonl).
 MAX_GALLERY = 400
 
@@ -162,11 +161,6 @@ def render_audit_report(out_dir: str | Path, summary: dict[str, Any], records: S
 def write_audit_report(out_dir: str | Path) -> Path:
     """(Re)build ``out_dir/report.html`` from an audit's ``summary.json`` and ``results.jsonl``."""
     out_dir = Path(out_dir)
-    for name in ("summary.json", "results.jsonl", "audit.json"):
-        if not (out_dir / name).is_file():
-            raise ValueError(f"out_dir: {str(out_dir)!r} has no {name} (is the audit finished?)")
-    summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
-    settings = json.loads((out_dir / "audit.json").read_text(encoding="utf-8"))
-    records = [json.loads(line) for line in (out_dir / "results.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
-    html_text = render_audit_report(out_dir, summary, records, settings)
+    audit = read_audit(out_dir)
+    html_text = render_audit_report(out_dir, audit.summary, audit.records, audit.settings)
     return atomic_write(out_dir / REPORT_FILE, lambda tmp: tmp.write_text(html_text, encoding="utf-8"))

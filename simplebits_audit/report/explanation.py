@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .._io import atomic_write
-from ..audit.records import load_arrays
+from ..results import REPORT_FILE, load_arrays, read_explain_results
 from ._html import esc, figure_html, fmt, page, table_html
 from .figures import panels_figure, topk_figure, tradeoff_figure
-
-RESULTS_FILE = "results.json"
-REPORT_FILE = "report.html"
 
 
 def _summary_table(records: Sequence[dict[str, Any]]) -> str:
@@ -85,9 +82,6 @@ def render_explanation_report(out_dir: str | Path, records: Sequence[dict[str, A
 def write_explanation_report(out_dir: str | Path) -> Path:
     """(Re)build ``out_dir/report.html`` from ``out_dir/results.json`` without recomputing."""
     out_dir = Path(out_dir)
-    results_path = out_dir / RESULTS_FILE
-    if not results_path.is_file():
-        raise ValueError(f"out_dir: {str(out_dir)!r} has no {RESULTS_FILE}")
-    results = json.loads(results_path.read_text(encoding="utf-8"))
-    html_text = render_explanation_report(out_dir, results["images"], results["settings"])
+    settings, records = read_explain_results(out_dir)
+    html_text = render_explanation_report(out_dir, records, settings)
     return atomic_write(out_dir / REPORT_FILE, lambda tmp: tmp.write_text(html_text, encoding="utf-8"))

@@ -1,6 +1,6 @@
 """Plotly figures of one explanation: image panels, the trade-off along the knob, top-k probabilities.
 
-Inputs are records and arrays as written by :mod:`simplebits_audit.audit.records`. User strings
+Inputs are records and arrays as written by :mod:`simplebits_audit.results`. User strings
 (class names) are HTML-escaped before they go into figure text: plotly renders a few tags itself.
 """
 
@@ -12,7 +12,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..audit.records import MAP_TITLES
+from ..results import map_title
 from ._html import data_uri, plot_text, png_bytes
 
 #: Maps larger than this (per side) are shown downsampled in the interactive panels; PNGs keep full size.
@@ -25,10 +25,6 @@ def _downsample(values: np.ndarray) -> np.ndarray:
         return values
     h, w = (values.shape[0] // step) * step, (values.shape[1] // step) * step
     return values[:h, :w].reshape(h // step, step, w // step, step).mean((1, 3))
-
-
-def map_title(key: str) -> str:
-    return MAP_TITLES.get(key, key)
 
 
 def panels_figure(arrays: dict[str, np.ndarray], map_keys: list[str]) -> go.Figure:

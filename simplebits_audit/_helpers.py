@@ -1,0 +1,230 @@
+"""Private helpers shared by the engine, the explainers, the metrics and the jobs.
+
+This module sits below everything that uses it (it imports only torch and ``_validation``):
+tuples of forward arguments, type aliases, the logits check, target resolution, the model guard,
+and the image operations several methods share (blur, superpixels, segment means).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._validation import check_finite
+
+#: The classifier: model-space images (B, C, H, W) plus extra arguments -> logits (B, K).
+ForwardFunc = Callable[..., torch.Tensor]
+#: A differentiable conversion of image batches (B, C, H, W), e.g. pixel space -> model space.
+Transform = Callable[[torch.Tensor], torch.Tensor]
+#: Captum-style target: None (the prediction), an int, a sequence of ints or a tensor of indices.
+TargetLike = int | Sequence[int] | torch.Tensor | None
+
+
+def as_tuple(args: Any) -> tuple:
+    """``additional_forward_args`` as a tuple: ``None`` -> ``()``, a single object -> ``(obj,)``."""
+    if args is None:
+        return ()
+    return args if isinstance(args, tuple) else (args,)
+
+
+def slice_args(args: Any, rows: slice, batch: int) -> Any:
+    """The rows ``rows`` of ``additional_forward_args``: tensors whose dim 0 is the batch are sliced.
+
+    The result has the form of ``args`` (a tuple stays a tuple, one object stays one object).
+    """
+    if args is None:
+        return None
+    sliced = tuple(a[rows] if isinstance(a, torch.Tensor) and a.dim() > 0 and a.shape[0] == batch else a for a in as_tuple(args))
+    return sliced if isinstance(args, tuple) else sliced[0]
+
+
+def check_inputs(inputs: object, name: str = "inputs") -> torch.Tensor:
+    """Check an image batch (B, C, H, W), floating point and finite; return it detached."""
+    if not isinstance(inputs, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor of shape (B, C, H, W), got {type(inputs).__name__}")
+    if inputs.dim() != 4 or 0 in inputs.shape:
+        raise ValueError(f"{name}: expected a non-empty tensor of shape (B, C, H, W), got {tuple(inputs.shape)}")
+    if not torch.is_floating_point(inputs):
+        raise TypeError(f"{name}: expected a floating-point tensor, got dtype {inputs.dtype}")
+    check_finite(inputs, name)
+    return inputs.detach()
+
+
+def check_logits(out: object, batch: int, name: str = "forward_func") -> torch.Tensor:
+    """``out`` if it is a logits tensor of shape (``batch``, K); otherwise a ``ValueError`` naming ``name``."""
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != batch:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"{name}: output must be logits of shape (B, classes) = ({batch}, K), got {got}")
+    return out
+
+
+def resolve_target(
+    target: Any,
+    batch: int,
+    *,
+    n_classes: int | None = None,
+    predict: Callable[[], torch.Tensor] | None = None,
+    device: torch.device | str | None = None,
+    name: str = "target",
+) -> torch.Tensor | None:
+    """A Captum-style ``target`` as a LongTensor (``batch``,), or None.
+
+    Parameters
+    ----------
+    target : None, int, list or tuple of int, or Tensor
+        One class for every image or one per image.
+    batch : int
+        Number of images.
+    n_classes : int, optional
+        When known, every index must lie in [0, n_classes).
+    predict : callable, optional
+        ``predict() -> logits (batch, K)``; called only when ``target`` is None, whose answer is
+        then the predicted class. A given target never costs a forward pass.
+    device : optional
+        Where the returned tensor lives (default: the CPU, or the logits' device).
+
+    Returns
+    -------
+    LongTensor (batch,) or None
+        None only when ``target`` is None and there is no ``predict``.
+    """
+    if target is None:
+        if predict is None:
+            return None
+        with torch.no_grad():
+            logits = check_logits(predict(), batch)
+        return logits.argmax(1) if device is None else logits.argmax(1).to(device)
+    if isinstance(target, torch.Tensor):
+        t = target.detach().flatten().long().cpu()
+    elif isinstance(target, int) and not isinstance(target, bool):
+        t = torch.tensor([target])
+    elif isinstance(target, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in target):
+        t = torch.tensor(list(target), dtype=torch.long)
+    else:
+        raise ValueError(f"{name}: expected an int, a list of ints or a tensor of class indices, got {type(target).__name__}")
+    if t.numel() == 1:
+        t = t.expand(batch).clone()
+    if t.numel() != batch:
+        raise ValueError(f"{name}: {t.numel()} targets for a batch of {batch}")
+    if n_classes is not None:
+        check_target_range(t, n_classes, name)
+    return t if device is None else t.to(device)
+
+
+def check_target_range(target: torch.Tensor, n_classes: int, name: str = "target") -> None:
+    """``ValueError`` naming ``name`` if an index of ``target`` lies outside [0, n_classes)."""
+    if bool((target < 0).any()) or bool((target >= n_classes).any()):
+        raise ValueError(f"{name}: class indices must be in [0, {n_classes - 1}], got {target.tolist()}")
+
+
+# Models currently inside a guard: a nested guard (SimpleBits inside a job) neither warns nor snapshots twice.
+_GUARDED: set[int] = set()
+
+
+@contextlib.contextmanager
+def model_guard(forward_func: object) -> Iterator[None]:
+    """Restore every parameter's ``requires_grad`` and ``.grad``, every module's mode and, for a
+    model with modules in training mode, every buffer on exit (even after an error).
+
+    Every engine and explainer runs the user's model inside this guard: gradients are taken with
+    respect to the image only, but hooks and ``requires_grad`` juggling must never leak into the
+    user's model, and a forward pass in training mode moves BatchNorm's running statistics (SPEC
+    section 4). A model with modules in training mode gets a warning. Not a module: no-op.
+    """
+    if not isinstance(forward_func, nn.Module) or id(forward_func) in _GUARDED:
+        yield
+        return
+    modes = [(m, m.training) for m in forward_func.modules()]
+    training = any(mode for _, mode in modes)
+    if training:
+        warnings.warn("forward_func is in training mode; explanations of eval-mode behaviour need model.eval()", stacklevel=3)
+    params = list(forward_func.parameters())
+    flags = [p.requires_grad for p in params]
+    grads = [p.grad for p in params]
+    buffers = [(b, b.detach().clone()) for b in forward_func.buffers()] if training else []
+    _GUARDED.add(id(forward_func))
+    try:
+        yield
+    finally:
+        _GUARDED.discard(id(forward_func))
+        with torch.no_grad():
+            for b, saved in buffers:
+                b.copy_(saved)
+        for p, flag, grad in zip(params, flags, grads):
+            p.requires_grad_(flag)
+            p.grad = grad
+        for m, mode in modes:
+            m.train(mode)
+
+
+# ---------------------------------------------------------------------------------------------
+# image operations shared by baselines, the SimpleBits map and the metrics
+
+
+def blur(x: torch.Tensor, sigma: float | None = None) -> torch.Tensor:
+    """Gaussian blur of an image batch (B, C, H, W) with reflect padding; same shape.
+
+    ``sigma`` defaults to a tenth of the longer side. The kernel sums to one, so blurring commutes
+    with a per-channel affine normalisation: blurring model-space inputs equals normalising the
+    blurred pixels.
+    """
+    from torchvision.transforms.functional import gaussian_blur
+
+    h, w = x.shape[-2:]
+    sigma = max(h, w) / 10 if sigma is None else float(sigma)
+    if sigma <= 0:
+        return x.clone()
+    # reflect padding needs the half-width below the image side
+    half = min(math.ceil(2 * sigma), h - 1, w - 1)
+    if half < 1:
+        return x.clone()
+    return gaussian_blur(x, [2 * half + 1, 2 * half + 1], [sigma, sigma])
+
+
+def unit_range(x: torch.Tensor) -> torch.Tensor:
+    """Each image (B, C, H, W) rescaled to [0, 1] by its own min and max (a monotone stand-in for pixel space)."""
+    lo = x.flatten(1).amin(1).view(-1, 1, 1, 1)
+    hi = x.flatten(1).amax(1).view(-1, 1, 1, 1)
+    return (x - lo) / (hi - lo).clamp_min(1e-12)
+
+
+def superpixels(pixels: torch.Tensor, n_segments: int = 40, compactness: float = 10.0) -> torch.Tensor:
+    """SLIC superpixels (scikit-image) of pixel images (B, C, H, W) in [0, 1]: LongTensor (B, 1, H, W).
+
+    Labels start at 0 and are contiguous per image.
+    """
+    from skimage.segmentation import slic
+
+    out = []
+    for img in pixels.detach().cpu().double():
+        channel_axis = -1
+        arr = img.permute(1, 2, 0).numpy()
+        if arr.shape[-1] == 1:
+            arr, channel_axis = arr[..., 0], None
+        seg = slic(arr, n_segments=n_segments, compactness=compactness, start_label=0, channel_axis=channel_axis)
+        seg = torch.from_numpy(seg).long()
+        out.append(torch.unique(seg, return_inverse=True)[1])  # contiguous labels
+    return torch.stack(out).unsqueeze(1).to(pixels.device)
+
+
+def segment_means(x: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+    """Every segment of ``x`` (B, C, H, W) replaced by its mean colour; ``segments`` (B, 1, H, W)."""
+    out = torch.empty_like(x)
+    for b in range(len(x)):
+        flat = segments[b, 0].flatten()
+        n = int(flat.max()) + 1
+        sums = torch.zeros(x.shape[1], n, dtype=x.dtype, device=x.device).index_add_(1, flat, x[b].flatten(1))
+        counts = torch.bincount(flat, minlength=n).clamp_min(1).to(x.dtype)
+        out[b] = (sums / counts)[:, flat].view_as(x[b])
+    return out
+
+
+def expand_map(amap: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A map (B, 1, H, W) repeated over the channels of ``like`` (B, C, H, W), contiguous."""
+    return amap.to(like.dtype).expand_as(like).contiguous()

@@ -1,0 +1,44 @@
+"""Jobs: where images come from and where records go; every batch goes through the one pipeline.
+
+* :func:`explain_images` -- a few image files (or a tensor) -> ``results.json``, PNGs, ``report.html``;
+* :func:`run_audit` -- a dataset (ImageFolder, CSV, testbed), streamed, resumable, sharded over
+  torchrun processes -> ``results.jsonl``, ``summary.json``, ``report.html``;
+* :func:`compare` / :func:`compare_files` -- every explainer on one batch, one metric table;
+* :func:`run_demo` -- the explain job on the shipped testbed;
+* :func:`measure_bits` -- bits of image files under an estimator beside PNG and WebP.
+
+``pipeline`` (:func:`explain_batch`, :func:`write_batch`) is the one path from a batch to maps and
+records; ``preflight`` the one set of checks before any work; ``sources`` what an audit reads.
+"""
+
+from .audit import Selection, run_audit
+from .bits import ImageBits, measure_bits
+from .compare import DEFAULT_METHODS, Comparison, all_methods, compare, compare_files
+from .demo import run_demo
+from .explain import ExplainOutput, explain_images
+from .pipeline import BatchExplanation, explain_batch, write_batch
+from .preflight import Preflight, preflight
+from .sources import AuditItem, AuditSource, open_source
+
+__all__ = [
+    "DEFAULT_METHODS",
+    "AuditItem",
+    "AuditSource",
+    "BatchExplanation",
+    "Comparison",
+    "ExplainOutput",
+    "ImageBits",
+    "Preflight",
+    "Selection",
+    "all_methods",
+    "compare",
+    "compare_files",
+    "explain_batch",
+    "explain_images",
+    "measure_bits",
+    "open_source",
+    "preflight",
+    "run_audit",
+    "run_demo",
+    "write_batch",
+]

@@ -1,0 +1,193 @@
+"""The one set of checks every job runs before any long work: nothing is computed or written until they pass.
+
+:func:`preflight` checks the model (callable, not a train-mode BatchNorm model, on the job's
+device, finite logits of shape (B, classes) on the images), the images (not too small for the
+model, not so large that the work would never end without ``--size``), class names, labels,
+the target, the explainers and their options (each non-simplifying one is run once on the first
+image) and the bit estimator. Every failure is a one-line ``ValueError`` (or ``TypeError``) naming
+the argument.
+
+Device: a job runs where the model's weights are. ``device=None`` takes the model's device (the
+CPU for a model without parameters); an explicit ``device`` (``--device``) must agree with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .._helpers import TargetLike, resolve_target
+from ..estimators import BitEstimator, load_estimator
+from ..explainers import EXPLAINERS, SIMPLEBITS, Context, check_methods, explain, get_spec, list_explainers
+from ..models import check_classifier_output, check_not_training
+from ..preprocessing import Preprocessing
+from ..spaces import Spaces, make_spaces
+
+#: Images with more pixels than this are refused unless the user chose a size (``--size``/``--crop``):
+#: every simplification step touches every pixel, and such photos are far larger than classifiers take.
+MAX_PIXELS = 1024 * 1024
+#: Images per forward pass while checking the model's output on every image.
+CHECK_BATCH = 16
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """What the checks established, for the job to use.
+
+    Attributes
+    ----------
+    device : torch.device
+        Where the job runs (the model's device).
+    n_classes : int
+        The model's number of outputs.
+    targets : LongTensor (N,) or None
+        The class to explain per image; None: the prediction.
+    methods : list of str
+        The explainers to run, the primary one (the one that simplifies) first.
+    spaces : Spaces
+        Pixel <-> model space.
+    estimator : BitEstimator
+        The bit estimator, loaded on ``device``.
+    """
+
+    device: torch.device
+    n_classes: int
+    targets: torch.Tensor | None
+    methods: list[str]
+    spaces: Spaces
+    estimator: BitEstimator
+
+    def context(self, seed: int) -> Context:
+        """The explainers' context for a batch seeded with ``seed``."""
+        return Context(spaces=self.spaces, estimator=self.estimator, seed=seed)
+
+
+def job_device(model: Callable, device: str | torch.device | None = None) -> torch.device:
+    """The device a job runs on: the model's (its first parameter's or buffer's; the CPU without any).
+
+    An explicit ``device`` must agree with the model's: ``ValueError`` naming ``model`` otherwise.
+    """
+    tensors = [*model.parameters(), *model.buffers()] if isinstance(model, torch.nn.Module) else []
+    model_device = tensors[0].device if tensors else None
+    if device is None:
+        return model_device or torch.device("cpu")
+    device = torch.device(device)
+    if model_device is None:
+        return device
+    same = device.type == model_device.type and (device.index is None or model_device.index is None or device.index == model_device.index)
+    if not same:
+        raise ValueError(f"model: its weights are on {model_device} but the job runs on {device}; move the model (model.to(device)) or pass device={str(model_device)!r}")
+    return model_device
+
+
+def check_image_size(shape: Sequence[int], preprocessing: Preprocessing, *, name: str = "images") -> None:
+    """Refuse images (C, H, W) of more than :data:`MAX_PIXELS` pixels unless a size was chosen."""
+    h, w = int(shape[-2]), int(shape[-1])
+    if h * w > MAX_PIXELS and preprocessing.size is None and preprocessing.crop is None:
+        raise ValueError(
+            f"{name}: {h} x {w} pixels ({h * w / 1e6:.1f} megapixels) is far larger than classifiers take, and simplifying "
+            f"every pixel would run for hours; resize to what the model expects (--size, e.g. --size 256 --crop 224), "
+            f"or pass --size {min(h, w)} to explain it at full size"
+        )
+
+
+def class_index(target_name: str, class_names: Sequence[str] | None) -> int:
+    """The index of class ``target_name``; ``ValueError`` naming ``target_name`` if it is not a class."""
+    if not class_names:
+        raise ValueError("target_name: needs class names (labels / --labels)")
+    if target_name not in class_names:
+        raise ValueError(f"target_name: {target_name!r} is not a class name; e.g. {list(class_names)[:5]}")
+    return list(class_names).index(target_name)
+
+
+def preflight(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    pixels: torch.Tensor,
+    *,
+    preprocessing: Preprocessing | None = None,
+    device: str | torch.device | None = None,
+    n_images: int | None = None,
+    class_names: Sequence[str] | None = None,
+    labels: Sequence[int | None] | None = None,
+    labels_name: str = "labels",
+    target: TargetLike = None,
+    target_name: str | None = None,
+    explainer: str | None = SIMPLEBITS,
+    methods: Sequence[str] = (),
+    method_options: Mapping[str, Mapping[str, Any]] | None = None,
+    methods_name: str = "baselines",
+    estimator: BitEstimator | str | None = None,
+    images_name: str = "images",
+) -> Preflight:
+    """Check everything a job needs before it starts.
+
+    Parameters
+    ----------
+    model : callable
+        The classifier: model-space images (B, C, H, W) -> logits (B, K).
+    pixels : Tensor (N, C, H, W)
+        Images in pixel space [0, 1] to try the model on: all of them (explain, compare) or the
+        first readable one (audit, which checks the others as it reads them).
+    preprocessing : Preprocessing, optional
+        Normalisation (model space) and the size the user chose.
+    device : str or torch.device, optional
+        See the module docstring.
+    n_images : int, optional
+        How many images the target must cover (default: ``len(pixels)``).
+    class_names : sequence of str, optional
+        Must have one name per output.
+    labels : sequence of int or None, optional
+        True classes; each must be an output of the model. ``labels_name`` names them in errors.
+    target, target_name : optional
+        The class to explain: index(es), or a class name. Default: the prediction.
+    explainer : str or None
+        The primary explainer: it must simplify (its result gives the records). None for a
+        comparison, where every method is a peer.
+    methods, method_options : optional
+        Further explainers (``methods_name`` names them in errors) and options per explainer.
+    estimator : BitEstimator or str, optional
+        The bit estimator (loaded here, so a bad name fails now).
+
+    Returns
+    -------
+    Preflight
+    """
+    if not callable(model):
+        raise TypeError(f"model: expected a callable returning logits (B, K), got {type(model).__name__}")
+    check_not_training(model)
+    preprocessing = preprocessing or Preprocessing()
+    device = job_device(model, device)
+    check_image_size(pixels.shape[1:], preprocessing, name=images_name)
+    first = preprocessing.to_model(pixels[:1].to(device))
+    n_classes = check_classifier_output(model, first, images=images_name)
+    for start in range(1, len(pixels), CHECK_BATCH):
+        check_classifier_output(model, preprocessing.to_model(pixels[start : start + CHECK_BATCH].to(device)), images=images_name)
+    if class_names is not None and len(class_names) != n_classes:
+        raise ValueError(f"class_names: {len(class_names)} class names (from --labels or the data's class folders) but the model has {n_classes} outputs")
+    bad = sorted({int(v) for v in (labels or []) if v is not None and not 0 <= int(v) < n_classes})
+    if bad:
+        raise ValueError(f"{labels_name}: labels {bad[:5]} are outside the model's classes [0, {n_classes - 1}]")
+    if target is not None and target_name is not None:
+        raise ValueError("target and target_name: give at most one of them")
+    if target_name is not None:
+        target = class_index(target_name, class_names)
+    targets = resolve_target(target, len(pixels) if n_images is None else n_images, n_classes=n_classes)
+
+    method_options = {k: dict(v) for k, v in (method_options or {}).items()}
+    if explainer is not None and (explainer not in EXPLAINERS or not EXPLAINERS[explainer].simplifies):
+        raise ValueError(f"explainer: {explainer!r} is not an explainer that simplifies; choose from {list_explainers(simplifies=True)}")
+    extra = [m for m in dict.fromkeys(methods) if m != explainer]
+    names = check_methods([explainer, *extra] if explainer is not None else extra, method_options, name=methods_name)
+    est = estimator if isinstance(estimator, BitEstimator) else load_estimator(estimator, device=device)
+    spaces = make_spaces(preprocessing.normalization)
+    checked = Preflight(device, n_classes, targets, names, spaces, est)
+    # A method that cannot run on this model fails here, not after the simplification (which the
+    # model check above has already exercised).
+    probe_target = torch.zeros(1, dtype=torch.long, device=device) if targets is None else targets[:1].to(device)
+    for name in names:
+        if not get_spec(name).simplifies:
+            explain(name, model, first, probe_target, context=checked.context(0), n_classes=n_classes, **method_options.get(name, {}))
+    return checked

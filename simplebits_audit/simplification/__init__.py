@@ -1,0 +1,16 @@
+"""The simplification engines: the simplest image the frozen classifier still answers the same way for.
+
+:func:`simplify` is the one entry point; every engine returns a :class:`SimplificationResult`.
+
+* ``result`` -- :class:`SimplificationResult`, what every engine returns;
+* ``common`` -- what engines share: the keep rule, 8-bit rounding, the guarded classifier and
+  :func:`~simplebits_audit.simplification.common.path_result` (the simplest kept snapshot);
+* ``engine`` -- the gradient engine: pixel logits from the original, or Glow latents, optimised
+  along one continuation run of the knob.
+"""
+
+from .common import NON_TOP_TARGET_FRACTION, Keep
+from .engine import simplify
+from .result import SimplificationResult
+
+__all__ = ["NON_TOP_TARGET_FRACTION", "Keep", "SimplificationResult", "simplify"]

@@ -1,0 +1,162 @@
+"""Pieces every simplification engine shares: the keep rule, 8-bit rounding, the guarded classifier,
+and turning a path of snapshots into a :class:`~simplebits_audit.simplification.SimplificationResult`.
+
+An engine moves some parameterisation of the image (pixel logits, latents, a mask, ...) and
+records snapshots along the knob; :func:`path_result` then picks, per image, the simplest snapshot
+that still satisfies ``keep`` and measures it, the same way for every engine.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .._helpers import ForwardFunc, check_logits
+from ..estimators import BitEstimator
+from ..spaces import Spaces
+from .result import SimplificationResult
+
+#: ``"top1"`` (keep the top class) or a fraction in (0, 1] of the target's probability to keep.
+Keep = str | float
+
+#: With ``keep="top1"`` a target that was not the original's top class must keep this share of its probability.
+NON_TOP_TARGET_FRACTION = 0.9
+
+
+def check_keep(keep: Keep) -> None:
+    """``ValueError`` naming ``keep`` unless it is ``"top1"`` or a fraction in (0, 1]."""
+    if isinstance(keep, str):
+        if keep != "top1":
+            raise ValueError(f"keep: expected 'top1' or a fraction in (0, 1], got {keep!r}")
+    elif not (isinstance(keep, (int, float)) and 0 < float(keep) <= 1):
+        raise ValueError(f"keep: expected 'top1' or a fraction in (0, 1], got {keep!r}")
+
+
+def kept(keep: Keep, probs: torch.Tensor, target: torch.Tensor, prob_before: torch.Tensor, top_before: torch.Tensor) -> torch.Tensor:
+    """Whether each image's probabilities ``probs`` (B, K) satisfy ``keep`` for ``target`` (B,): bool (B,)."""
+    target_prob = probs.gather(1, target[:, None])[:, 0]
+    if keep == "top1":
+        # A class the model did not predict cannot "stay top-1": keep most of its probability instead.
+        relative = target_prob >= NON_TOP_TARGET_FRACTION * prob_before
+        return torch.where(top_before == target, probs.argmax(1) == target, relative)
+    return target_prob >= float(keep) * prob_before
+
+
+def round_8bit(x: torch.Tensor, straight_through: bool) -> torch.Tensor:
+    """Pixels (B, C, H, W) rounded to 8 bits; with ``straight_through`` the gradient passes unchanged."""
+    rounded = torch.round(x * 255) / 255
+    return x + (rounded - x).detach() if straight_through else rounded
+
+
+class Classifier:
+    """Calls the user's forward function on pixel images and checks its output; never touches its parameters."""
+
+    def __init__(self, forward_func: ForwardFunc, spaces: Spaces, extra_args: tuple) -> None:
+        self.forward_func, self.spaces, self.extra_args = forward_func, spaces, extra_args
+
+    def logits(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Logits (B, K) of pixel images (B, C, H, W)."""
+        return check_logits(self.forward_func(self.spaces.to_model(pixels), *self.extra_args), pixels.shape[0])
+
+
+@torch.no_grad()
+def evaluate(classifier: Classifier, estimator: BitEstimator, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reported (8-bit, fixed dequantisation) bits (B,) and probabilities (B, K) of pixel images."""
+    rounded = round_8bit(pixels, False)
+    return estimator.bits(rounded), F.softmax(classifier.logits(rounded).float(), 1)
+
+
+@torch.no_grad()
+def path_result(
+    *,
+    original: torch.Tensor,
+    spaces: Spaces,
+    estimator: BitEstimator,
+    keep: Keep,
+    target: torch.Tensor,
+    probs_before: torch.Tensor,
+    bits_map_before: torch.Tensor,
+    path_images: list[torch.Tensor],
+    path_bits: list[torch.Tensor],
+    path_probs: list[torch.Tensor],
+    path_lambdas: list[float],
+    active: torch.Tensor,
+    steps: int,
+    started: float,
+    settings: dict[str, Any],
+) -> SimplificationResult:
+    """Choose, per image, the simplest snapshot that keeps the prediction, and measure it.
+
+    Parameters
+    ----------
+    original : Tensor (B, C, H, W)
+        The pixel images.
+    target, probs_before : Tensor (B,), Tensor (B, K)
+        The class kept per image and the original's probabilities.
+    bits_map_before : Tensor (B, 1, H, W)
+        Bits per pixel of the 8-bit original.
+    path_images, path_bits, path_probs : lists of S tensors (B, C, H, W), (B,), (B, K)
+        The snapshots along the knob, the 8-bit original first.
+    path_lambdas : list of S floats
+        lambda of each snapshot (0 for the original).
+    active : Tensor (B,) bool
+        False for images whose loss or gradient turned non-finite.
+    started : float
+        ``time.perf_counter()`` when the work began.
+    """
+    batch, device = original.shape[0], original.device
+    dims = math.prod(original.shape[1:])
+    prob_before = probs_before.gather(1, target[:, None])[:, 0]
+    bits_before = path_bits[0]
+    images = torch.stack(path_images)  # (S, B, C, H, W)
+    bits_path = torch.stack(path_bits)  # (S, B)
+    probs_path = torch.stack(path_probs)  # (S, B, K)
+    top_before = probs_before.argmax(1)
+    kept_path = torch.stack([kept(keep, p, target, prob_before, top_before) for p in probs_path])
+    snapshots_ok = torch.isfinite(bits_path) & torch.isfinite(probs_path).all(2)
+    score = torch.where(kept_path & snapshots_ok, bits_path, torch.full_like(bits_path, math.inf))
+    any_kept = torch.isfinite(score).any(0)
+    # Nothing kept (not even the original, e.g. target != prediction): return the original.
+    choice = torch.where(any_kept, score.argmin(0), torch.zeros_like(any_kept, dtype=torch.long))
+    idx = torch.arange(batch, device=device)
+    simplified = images[choice, idx]
+    probs_after = probs_path[choice, idx]
+    kept_now = kept_path[choice, idx]
+    bits_map_after = estimator.bits_map(simplified)
+    bits_after = bits_map_after.flatten(1).sum(1)
+    log_after = torch.log(probs_after.clamp_min(1e-30))
+    kl = (probs_before * (torch.log(probs_before.clamp_min(1e-30)) - log_after)).sum(1)
+    status = ["non-finite" if not a else ("ok" if k else "not kept") for a, k in zip(active.tolist(), kept_now.tolist())]
+    return SimplificationResult(
+        original=original,
+        simplified=simplified,
+        simplified_inputs=spaces.to_model(simplified),
+        bits_before=bits_before,
+        bits_after=bits_after,
+        bpd_before=bits_before / dims,
+        bpd_after=bits_after / dims,
+        bits_map_before=bits_map_before,
+        bits_map_after=bits_map_after,
+        probs_before=probs_before,
+        probs_after=probs_after,
+        pred_before=probs_before.argmax(1),
+        pred_after=probs_after.argmax(1),
+        target=target,
+        target_prob_delta=probs_after.gather(1, target[:, None])[:, 0] - prob_before,
+        kl=kl,
+        kept=kept_now,
+        lambda_chosen=torch.tensor(path_lambdas, device=device)[choice],
+        path_lambdas=torch.tensor(path_lambdas),
+        path_bits=bits_path,
+        path_target_prob=probs_path.gather(2, target.view(1, -1, 1).expand(len(path_lambdas), -1, 1))[..., 0],
+        path_kept=kept_path,
+        path_images=(images * 255).round().to(torch.uint8),
+        status=status,
+        steps=steps,
+        seconds=time.perf_counter() - started,
+        settings=settings,
+    )

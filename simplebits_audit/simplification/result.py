@@ -1,0 +1,115 @@
+"""What every simplification engine returns: :class:`SimplificationResult`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .._io import save_torch
+
+
+@dataclass
+class SimplificationResult:
+    """Per-image results of :func:`simplify` (batch dimension first everywhere).
+
+    Attributes
+    ----------
+    original, simplified : Tensor (B, C, H, W)
+        Pixel space, [0, 1]; ``simplified`` is rounded to 8 bits.
+    simplified_inputs : Tensor (B, C, H, W)
+        ``simplified`` in the model's input space.
+    bits_before, bits_after, bpd_before, bpd_after : Tensor (B,)
+        Under the estimator, after rounding to 8 bits.
+    bits_map_before, bits_map_after : Tensor (B, 1, H, W)
+        Per-pixel bits; ``bit_reduction_map`` is their difference (positive = bits removed).
+    probs_before, probs_after : Tensor (B, K)
+        Softmax of the classifier's output.
+    pred_before, pred_after, target : Tensor (B,)
+    target_prob_delta, kl : Tensor (B,)
+        Change of the target's probability and KL(p_before || p_after).
+    kept : Tensor (B,) bool
+        Whether the returned image satisfies ``keep``.
+    lambda_chosen : Tensor (B,)
+        lambda of the returned snapshot.
+    path_lambdas : Tensor (S,)
+    path_bits, path_target_prob : Tensor (S, B)
+    path_kept : Tensor (S, B) bool
+    path_images : Tensor (S, B, C, H, W) uint8
+        The trade-off path: the original (lambda = 0) and every snapshot along the knob.
+    status : list[str]
+        ``"ok"``, ``"not kept"`` or ``"non-finite"`` per image.
+    steps : int
+    seconds : float
+        Wall time of the whole batch.
+    settings : dict
+        The options used (objective, parameterization, keep, ...).
+    mask : Tensor (B, 1, H, W) or None
+        The mask engine's mask in [0, 1] (1 = the original's pixel kept, 0 = the reference's):
+        the mask of the simplest kept step, or the last mask if no step kept the prediction.
+        ``None`` for the other engines.
+    path_labels : list[str] or None
+        What each path snapshot is (``"original"``, ``"step 20"``, ``"top 5% of the mask"``,
+        ``"reference"``, ...); ``None`` where the lambda value says it.
+    """
+
+    original: torch.Tensor
+    simplified: torch.Tensor
+    simplified_inputs: torch.Tensor
+    bits_before: torch.Tensor
+    bits_after: torch.Tensor
+    bpd_before: torch.Tensor
+    bpd_after: torch.Tensor
+    bits_map_before: torch.Tensor
+    bits_map_after: torch.Tensor
+    probs_before: torch.Tensor
+    probs_after: torch.Tensor
+    pred_before: torch.Tensor
+    pred_after: torch.Tensor
+    target: torch.Tensor
+    target_prob_delta: torch.Tensor
+    kl: torch.Tensor
+    kept: torch.Tensor
+    lambda_chosen: torch.Tensor
+    path_lambdas: torch.Tensor
+    path_bits: torch.Tensor
+    path_target_prob: torch.Tensor
+    path_kept: torch.Tensor
+    path_images: torch.Tensor
+    status: list[str]
+    steps: int
+    seconds: float
+    settings: dict[str, Any] = field(default_factory=dict)
+    mask: torch.Tensor | None = None
+    path_labels: list[str] | None = None
+
+    @property
+    def bit_reduction_map(self) -> torch.Tensor:
+        """Bits removed per pixel, (B, 1, H, W): ``bits_map_before - bits_map_after``."""
+        return self.bits_map_before - self.bits_map_after
+
+    @property
+    def seconds_per_image(self) -> float:
+        return self.seconds / max(1, len(self.status))
+
+    def __len__(self) -> int:
+        return len(self.status)
+
+    def to(self, device: str | torch.device) -> SimplificationResult:
+        """A copy with every tensor on ``device``."""
+        return SimplificationResult(**{f.name: _move(getattr(self, f.name), device) for f in fields(self)})
+
+    def save(self, path: str | Path) -> Path:
+        """Write the result atomically (tensors, strings and numbers only: loads with ``weights_only``)."""
+        return save_torch({f.name: _move(getattr(self, f.name), "cpu") for f in fields(self)}, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> SimplificationResult:
+        """Read a result written by :meth:`save`."""
+        return cls(**torch.load(path, map_location="cpu", weights_only=True))
+
+
+def _move(value: Any, device: str | torch.device) -> Any:
+    return value.to(device) if isinstance(value, torch.Tensor) else value
