@@ -5,7 +5,14 @@ It plugs into Captum's own tools (``NoiseTunnel``, ``captum.metrics.infidelity``
 
 What the map means (``attribution=``):
 
-``"ablation"`` (default)
+``"retained"`` (default)
+    How much of each pixel the simplified image still shows: ``m * |x - r|`` (max over channels)
+    for the mask engine (mask m, simple reference r), ``|x' - r|`` for the other engines (r the
+    image's mean colour). Zero where the classifier let the pixel fall back to the simple image,
+    large where it asked to keep a pixel that differs from it. Non-negative, at pixel resolution.
+``"mask"``
+    The mask engine's mask itself, in [0, 1] (other engines: not available).
+``"ablation"``
     Occlusion of the *simplified* image over SLIC superpixels (Captum ``FeatureAblation``, each
     segment replaced by its mean colour): how much the target's probability falls without each
     segment of what survived. Simplification first removes what the classifier does not need;
@@ -26,6 +33,7 @@ What the map means (``attribution=``):
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -33,18 +41,22 @@ import torch
 from captum.attr import Attribution, FeatureAblation
 from captum.log import log_usage
 
-from .._helpers import Transform, as_tuple, model_guard, resolve_target, segment_means, superpixels
+from .._helpers import Transform, as_tuple, blur, model_guard, resolve_target, segment_means, superpixels
 from .._validation import RANGE_TOLERANCE
 from ..estimators import BitEstimator, load_estimator
 from ..simplification import SimplificationResult, simplify
 from ..spaces import Spaces, make_spaces
 
-ATTRIBUTIONS = ("ablation", "survival", "bits_removed", "kept")
+ATTRIBUTIONS = ("retained", "mask", "ablation", "survival", "bits_removed", "kept")
+#: What ``out_of_range="auto"`` tolerates: the image's smooth part (Gaussian blur, this sigma in
+#: pixels) must stay within [-margin, 1 + margin] on all but 2% of the pixels. Zero-mean noise
+#: (NoiseTunnel, sensitivity_max) averages out under the blur; a wrong normalisation does not.
+CLAMP_BLUR_SIGMA, CLAMP_MARGIN = 1.5, 0.5
 
 
 def attribution_map(
     result: SimplificationResult,
-    kind: str = "ablation",
+    kind: str = "retained",
     *,
     forward_func: Callable[..., torch.Tensor] | None = None,
     to_model: Transform | None = None,
@@ -57,6 +69,15 @@ def attribution_map(
     ``kind`` is one of :data:`ATTRIBUTIONS` (see the module docstring). ``"ablation"`` needs the
     classifier (``forward_func``, ``to_model``).
     """
+    if kind == "retained":
+        reference = result.original.mean((2, 3), keepdim=True)
+        if result.mask is not None:
+            return result.mask * (result.original - reference).abs().amax(1, keepdim=True)
+        return (result.simplified - reference).abs().amax(1, keepdim=True)
+    if kind == "mask":
+        if result.mask is None:
+            raise ValueError(f"attribution: 'mask' needs the mask engine, got parameterization={result.settings.get('parameterization')!r}")
+        return result.mask
     if kind == "bits_removed":
         return result.bit_reduction_map
     if kind == "kept":
@@ -126,6 +147,7 @@ class SimpleBits(Attribution):
         self.estimator = estimator if isinstance(estimator, BitEstimator) else load_estimator(estimator)
         self.spaces = make_spaces(normalization, transforms)
         self.defaults = defaults
+        self._warned_clamp = False
 
     def has_convergence_delta(self) -> bool:
         return False
@@ -141,8 +163,8 @@ class SimpleBits(Attribution):
         target: Any = None,
         additional_forward_args: Any = None,
         *,
-        attribution: str = "ablation",
-        out_of_range: str = "error",
+        attribution: str = "retained",
+        out_of_range: str = "auto",
         return_result: bool = False,
         **options: Any,
     ):
@@ -157,10 +179,13 @@ class SimpleBits(Attribution):
             Captum-style target: one class for all, or one per example. Default: the prediction.
         additional_forward_args : any, optional
             Extra arguments for ``forward_func`` after the inputs.
-        attribution : {"ablation", "survival", "bits_removed", "kept"}
+        attribution : {"retained", "mask", "ablation", "survival", "bits_removed", "kept"}
             Which map to return (see the module docstring).
-        out_of_range : {"error", "clamp"}
-            What to do with pixel values outside [0, 1] (``"clamp"`` suits ``NoiseTunnel``).
+        out_of_range : {"auto", "clamp", "error"}
+            Pixels outside [0, 1]: ``"auto"`` clamps what looks like added noise (Captum's
+            ``NoiseTunnel`` and ``sensitivity_max`` with their default arguments), with one warning,
+            and refuses images whose smooth part is out of range too (a wrong normalisation);
+            ``"clamp"`` always clamps; ``"error"`` always refuses.
         return_result : bool
             Also return the :class:`SimplificationResult`.
         **options
@@ -177,12 +202,12 @@ class SimpleBits(Attribution):
             raise TypeError("inputs: expected a tensor or a tuple of tensors")
         if attribution not in ATTRIBUTIONS:
             raise ValueError(f"attribution: expected one of {ATTRIBUTIONS}, got {attribution!r}")
-        if out_of_range not in ("error", "clamp"):
-            raise ValueError(f"out_of_range: expected 'error' or 'clamp', got {out_of_range!r}")
+        if out_of_range not in ("auto", "clamp", "error"):
+            raise ValueError(f"out_of_range: expected 'auto', 'clamp' or 'error', got {out_of_range!r}")
         image, rest = tensors[0], tensors[1:]
         forward_args = tuple(rest) + as_tuple(additional_forward_args) or None
-        if out_of_range == "clamp":
-            image = self._clamp(image)
+        if out_of_range != "error":
+            image = self._clamp(image, strict=out_of_range == "auto")
         if isinstance(target, tuple):
             target = list(target)
         resolve_target(target, image.shape[0])  # shape errors before any work
@@ -197,16 +222,29 @@ class SimpleBits(Attribution):
         out = (attr, *(torch.zeros_like(t) for t in rest)) if is_tuple else attr
         return (out, result) if return_result else out
 
-    def _clamp(self, image: torch.Tensor) -> torch.Tensor:
+    def _clamp(self, image: torch.Tensor, strict: bool) -> torch.Tensor:
         """Images whose pixels leave [0, 1] (beyond round-off) clamped into it; others returned as they are.
 
         Leaving in-range images untouched keeps their numbers exact (a round trip through the
-        normalisation would change the last bits).
+        normalisation would change the last bits). With ``strict``, only noise-like excursions
+        are clamped (see :data:`CLAMP_MARGIN`); anything else is a ``ValueError`` naming ``inputs``.
         """
         with torch.no_grad():
             pixels = self.spaces.to_pixels(image.detach())
             if float(pixels.min()) >= -RANGE_TOLERANCE and float(pixels.max()) <= 1 + RANGE_TOLERANCE:
                 return image
+            if strict:
+                smooth = blur(pixels, CLAMP_BLUR_SIGMA).flatten(1)
+                outside = ((smooth < -CLAMP_MARGIN) | (smooth > 1 + CLAMP_MARGIN)).float().mean(1)
+                if bool((outside > 0.02).any()):
+                    raise ValueError(
+                        f"inputs: pixel values from {float(pixels.min()):.2f} to {float(pixels.max()):.2f} are far outside [0, 1], "
+                        "more than added noise would explain; give the model's normalization=(mean, std) or transforms "
+                        "(or out_of_range='clamp')"
+                    )
+                if not self._warned_clamp:
+                    warnings.warn("SimpleBits: pixels slightly outside [0, 1] (e.g. NoiseTunnel's noise) were clamped", stacklevel=4)
+                    self._warned_clamp = True
             return self.spaces.to_model(pixels.clamp(0, 1))
 
 
@@ -219,7 +257,7 @@ def simplebits(
     spaces: Spaces | None = None,
     estimator: BitEstimator | str | None = None,
     seed: int = 0,
-    attribution: str = "ablation",
+    attribution: str = "retained",
     out_of_range: str = "clamp",
     **simplify_options: Any,
 ) -> tuple[torch.Tensor, SimplificationResult]:

@@ -26,7 +26,15 @@ from .._validation import check_finite, check_pixel_images
 from ..estimators import BitEstimator, Glow, load_estimator
 from ..spaces import make_spaces
 from .common import Classifier, Keep, check_keep, evaluate, path_result, round_8bit
+from .mask import REFERENCES, mask_engine
 from .result import SimplificationResult
+
+#: Per-engine defaults of the options left as ``None`` (measured choices: README, method section).
+ENGINE_DEFAULTS: dict[str, dict[str, float]] = {
+    "mask": {"steps": 100, "lr": 0.1, "lambda_start": 1.0, "lambda_end": 1.0},
+    "pixels": {"steps": 60, "lr": 0.01, "lambda_start": 0.2, "lambda_end": 20.0},
+    "latent": {"steps": 60, "lr": 0.01, "lambda_start": 0.2, "lambda_end": 20.0},
+}
 
 #: Images start half a quantisation bin inside (0, 1): rounding recovers the original exactly, and
 #: saturated pixels still have a usable gradient through the sigmoid.
@@ -74,15 +82,18 @@ def simplify(
     estimator: BitEstimator | str | None = None,
     additional_forward_args: Any = None,
     objective: str = "kl",
-    parameterization: str = "pixels",
+    parameterization: str = "mask",
     latent_init: str = "prior",
     keep: Keep = "top1",
-    steps: int = 60,
-    lr: float = 0.01,
+    steps: int | None = None,
+    lr: float | None = None,
     adam_eps: float = 1e-8,
-    lambda_start: float = 0.2,
-    lambda_end: float = 20.0,
+    lambda_start: float | None = None,
+    lambda_end: float | None = None,
     n_snapshots: int = 10,
+    mask_size: int = 16,
+    mask_init: float = 0.4,
+    reference: str = "mean",
     temperature: tuple[float, float] = (1.0, 1.5),
     straight_through_rounding: bool = True,
     dequantization_noise: bool = True,
@@ -109,25 +120,34 @@ def simplify(
         Passed to ``forward_func`` after the inputs (Captum convention).
     objective : {"kl", "ce"}
         Keep the whole predicted distribution (KL) or the target class (cross-entropy).
-    parameterization : {"pixels", "latent"}
-        Optimise pixel logits starting from the original, or Glow latents.
+    parameterization : {"mask", "pixels", "latent"}
+        What the optimiser moves. ``"mask"``: a smooth mask between the original and a simple
+        reference image, started near the simple end (:mod:`~simplebits_audit.simplification.mask`);
+        ``"pixels"``: pixel logits started at the original; ``"latent"``: Glow latents.
     latent_init : {"prior", "input"}
         For ``"latent"``: start at the prior's mode (z = 0, as the paper) or at the input's latents.
     keep : "top1" or float
         Which snapshots count as keeping the prediction: same top class as ``target`` (for a target
         the original did not rank first: at least 90% of its original probability), or target
         probability at least this fraction of the original's.
-    steps : int
-        Optimisation steps (Adam).
-    lr : float
-        Adam learning rate.
+    steps : int, optional
+        Optimisation steps (Adam). Default: see :data:`ENGINE_DEFAULTS` (100 for the mask, 60 otherwise).
+    lr : float, optional
+        Adam learning rate. Default: 0.1 for the mask, 0.01 otherwise.
     adam_eps : float
         Adam's epsilon, in bits per unit step of the parameters (the loss is optimised in bits):
         larger values leave pixels with tiny gradients alone.
-    lambda_start, lambda_end : float
-        The knob: lambda grows geometrically from start to end over the run.
+    lambda_start, lambda_end : float, optional
+        The knob: lambda grows geometrically from start to end over the run. Default: 1 throughout
+        for the mask (whose bits term is charged only while the prediction holds), 0.2 to 20 otherwise.
     n_snapshots : int
         Snapshots along the path (the trade-off curve); the returned image is one of them.
+    mask_size : int
+        ``"mask"``: the mask is a ``mask_size`` x ``mask_size`` grid of logits, upsampled bilinearly.
+    mask_init : float
+        ``"mask"``: the mask's value everywhere at the start, in (0, 1); small = near the reference.
+    reference : {"mean", "blur", "grey"}
+        ``"mask"``: the simple image the mask blends towards (each image's flat mean colour by default).
     temperature : (float, float)
         The classifier's logits are divided by a temperature drawn uniformly from this range at
         every step (the paper's softening), so saturated outputs still give gradients.
@@ -151,8 +171,19 @@ def simplify(
     # ---- validate everything before any long work
     if objective not in ("kl", "ce"):
         raise ValueError(f"objective: expected 'kl' or 'ce', got {objective!r}")
-    if parameterization not in ("pixels", "latent"):
-        raise ValueError(f"parameterization: expected 'pixels' or 'latent', got {parameterization!r}")
+    if parameterization not in ENGINE_DEFAULTS:
+        raise ValueError(f"parameterization: expected one of {tuple(ENGINE_DEFAULTS)}, got {parameterization!r}")
+    defaults = ENGINE_DEFAULTS[parameterization]
+    steps = defaults["steps"] if steps is None else steps
+    lr = defaults["lr"] if lr is None else lr
+    lambda_start = defaults["lambda_start"] if lambda_start is None else lambda_start
+    lambda_end = max(lambda_start, defaults["lambda_end"]) if lambda_end is None else lambda_end
+    if not 0 < mask_init < 1:
+        raise ValueError(f"mask_init: expected a value in (0, 1), got {mask_init}")
+    if mask_size < 1:
+        raise ValueError(f"mask_size: expected a positive grid size, got {mask_size}")
+    if reference not in REFERENCES:
+        raise ValueError(f"reference: expected one of {REFERENCES}, got {reference!r}")
     if latent_init not in ("prior", "input"):
         raise ValueError(f"latent_init: expected 'prior' or 'input', got {latent_init!r}")
     check_keep(keep)
@@ -180,6 +211,8 @@ def simplify(
         "keep": keep, "steps": steps, "lr": lr, "lambda_start": lambda_start, "lambda_end": lambda_end,
         "temperature": list(temperature), "estimator": estimator.name, "seed": seed,
     }
+    if parameterization == "mask":
+        settings.update(mask_size=mask_size, mask_init=mask_init, reference=reference)
     started = time.perf_counter()
     # The guard restores the model whatever happens (BatchNorm statistics of a train-mode model included).
     with model_guard(forward_func):
@@ -187,6 +220,12 @@ def simplify(
         with torch.no_grad():
             logits_before = classifier.logits(pixels).float()
         target_t = resolve_target(target, pixels.shape[0], n_classes=logits_before.shape[1], predict=lambda: logits_before, device=device)
+        if parameterization == "mask":
+            return mask_engine(
+                classifier, estimator, pixels, logits_before, target_t, objective=objective, keep=keep, steps=steps, lr=lr,
+                lambda_start=lambda_start, lambda_end=lambda_end, mask_size=mask_size, mask_init=mask_init, reference=reference,
+                n_snapshots=n_snapshots, temperature=temperature, seed=seed, show_progress=show_progress, settings=settings, started=started,
+            )
         params = (
             _LatentParams(estimator, round_8bit(pixels, False), latent_init) if parameterization == "latent" else _PixelParams(pixels)
         )
