@@ -20,7 +20,14 @@ def test_result_fields_and_shapes(bright_dark_model, photos16):
     assert r.simplified.shape == photos16.shape and r.simplified_inputs.shape == photos16.shape
     assert r.bits_map_before.shape == (b, 1, 16, 16) and r.bit_reduction_map.shape == (b, 1, 16, 16)
     torch.testing.assert_close(r.bits_map_after.flatten(1).sum(1), r.bits_after, rtol=1e-5, atol=1e-2)
-    assert r.probs_before.shape == (b, 2) and r.path_bits.shape == (5, b) and r.path_images.shape == (5, b, 3, 16, 16)
+    from simplebits_audit.simplification.mask import INSERTION_FRACTIONS
+
+    # the mask engine's path: the original, 4 snapshots, the simplest kept step, the mask-ranked images
+    n_path = 1 + 4 + 1 + len(INSERTION_FRACTIONS)
+    assert r.probs_before.shape == (b, 2) and r.path_bits.shape == (n_path, b) and r.path_images.shape == (n_path, b, 3, 16, 16)
+    assert len(r.path_labels) == n_path and r.mask.shape == (b, 1, 16, 16)
+    pixels = simplify(bright_dark_model, photos16, parameterization="pixels", **FAST)
+    assert pixels.path_bits.shape == (5, b) and pixels.mask is None
     assert set(r.status) <= {"ok", "not kept", "non-finite"}
     assert r.simplified.min() >= 0 and r.simplified.max() <= 1
     # simplified images are 8-bit

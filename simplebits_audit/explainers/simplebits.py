@@ -222,7 +222,7 @@ class SimpleBits(Attribution):
         out = (attr, *(torch.zeros_like(t) for t in rest)) if is_tuple else attr
         return (out, result) if return_result else out
 
-    def _clamp(self, image: torch.Tensor, strict: bool) -> torch.Tensor:
+    def _clamp(self, image: torch.Tensor, strict: bool = False) -> torch.Tensor:
         """Images whose pixels leave [0, 1] (beyond round-off) clamped into it; others returned as they are.
 
         Leaving in-range images untouched keeps their numbers exact (a round trip through the
