@@ -99,9 +99,11 @@ def main() -> None:
     with torch.no_grad():
         pred = model(x).argmax(1)
     target = labels if args.target == "label" else pred
+    method_options = {m: {"n_samples": 50 if args.quick else 200} for m in ("lime", "kernel_shap") if m in methods}
+    if args.quick and SIMPLEBITS in methods:
+        method_options[SIMPLEBITS] = {"steps": 20}
     options = {
-        "method_options": {m: {"n_samples": 50 if args.quick else 200} for m in ("lime", "kernel_shap") if m in methods},
-        "simplebits_options": {"steps": 20} if args.quick else {},
+        "method_options": method_options,
         "sensitivity_images": 4 if args.quick else 8,
         "infidelity_samples": 5 if args.quick else 10,
     }

@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Collection
+from pathlib import Path
 
+import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -42,3 +46,31 @@ def assert_unchanged(before: dict, model: nn.Module) -> None:
     assert before["hooks"] == after["hooks"]
     for ga, gb in zip(before["grads"], after["grads"]):
         assert (ga is None and gb is None) or torch.equal(ga, gb)
+
+
+def assert_same_json(actual, expected, *, ignore: Collection[str] = (), where: str = "") -> None:
+    """Equal JSON values, keys in ``ignore`` skipped at any depth; floats to a relative 1e-4
+    (thread counts change the last bits of a float, nothing else may differ)."""
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict) and actual.keys() == expected.keys(), (where, set(actual) ^ set(expected))
+        for key in expected:
+            if key not in ignore:
+                assert_same_json(actual[key], expected[key], ignore=ignore, where=f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(actual, list) and len(actual) == len(expected), where
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            assert_same_json(a, e, ignore=ignore, where=f"{where}[{i}]")
+    elif isinstance(expected, float):
+        assert actual == pytest.approx(expected, rel=1e-4, abs=1e-6), where
+    else:
+        assert actual == expected, where
+
+
+def assert_same_arrays(actual_dir: Path, expected_dir: Path, records: list[dict]) -> None:
+    """Every record's ``arrays.npz`` holds the same arrays in both output folders (to a relative 1e-4)."""
+    for record in records:
+        rel = record["files"]["arrays"]
+        with np.load(actual_dir / rel) as new, np.load(expected_dir / rel) as old:
+            assert sorted(new.files) == sorted(old.files), rel
+            for key in old.files:
+                np.testing.assert_allclose(new[key], old[key], rtol=1e-4, atol=1e-5, err_msg=f"{rel}:{key}")

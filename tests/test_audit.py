@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -18,7 +17,7 @@ from PIL import Image
 from simplebits_audit.jobs import Selection, open_source, run_audit
 from simplebits_audit.photos import held_out_crops
 
-from .helpers import CLI
+from .helpers import CLI, assert_same_arrays, assert_same_json
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # same threads everywhere: bit-identical numbers across runs
 AUDIT = ["--quiet", "audit", "digits-on-photos", "--model", "testbed:digits-on-photos", "--testbed-n", "48",
@@ -31,34 +30,12 @@ def _records(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
 
 
-def _same(a, b, where: str = "") -> None:
-    """Equal JSON values (volatile keys ignored); floats to a relative 1e-4."""
-    if isinstance(b, dict):
-        assert isinstance(a, dict) and a.keys() == b.keys(), where
-        for key in b:
-            if key not in VOLATILE:
-                _same(a[key], b[key], f"{where}.{key}")
-    elif isinstance(b, list):
-        assert isinstance(a, list) and len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            _same(x, y, f"{where}[{i}]")
-    elif isinstance(b, float):
-        assert a == pytest.approx(b, rel=1e-4, abs=1e-6), where
-    else:
-        assert a == b, where
-
-
 def _same_run(a: Path, b: Path) -> None:
     """Two audit folders hold the same records, summary, settings and arrays."""
-    _same(_records(a), _records(b), "results.jsonl")
+    assert_same_json(_records(a), _records(b), ignore=VOLATILE, where="results.jsonl")
     for name in ("summary.json", "audit.json"):
-        _same(json.loads((a / name).read_text()), json.loads((b / name).read_text()), name)
-    for record in _records(b):
-        rel = record["files"]["arrays"]
-        with np.load(a / rel) as x, np.load(b / rel) as y:
-            assert sorted(x.files) == sorted(y.files), rel
-            for key in y.files:
-                np.testing.assert_allclose(x[key], y[key], rtol=1e-4, atol=1e-5, err_msg=f"{rel}:{key}")
+        assert_same_json(json.loads((a / name).read_text()), json.loads((b / name).read_text()), ignore=VOLATILE, where=name)
+    assert_same_arrays(a, b, _records(b))
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +92,7 @@ def test_torchrun_two_processes_equal_one(reference, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     # the settings differ only in the number of processes
     settings = {k: v for k, v in json.loads((out / "audit.json").read_text()).items() if k != "world_size"}
-    _same(settings, {k: v for k, v in json.loads((reference / "audit.json").read_text()).items() if k != "world_size"})
+    assert_same_json(settings, {k: v for k, v in json.loads((reference / "audit.json").read_text()).items() if k != "world_size"})
     timing = json.loads((out / "summary.json").read_text())["timing"]
     assert timing["world_size"] == 2
     assert timing["explained_per_process"] == [6, 6]  # both ranks explained (and wrote) their share

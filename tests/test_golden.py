@@ -15,11 +15,12 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from simplebits_audit.report import build_report
+
+from .helpers import assert_same_arrays, assert_same_json
 
 GOLDEN = Path(__file__).parent / "golden"
 VOLATILE = {"seconds", "seconds_per_image", "timing", "peak_rss_mb_per_process"}
@@ -49,32 +50,6 @@ def test_report_rebuilt_from_golden_results_is_byte_identical(job, tmp_path):
     assert regenerate.report_digest(out / "report.html") == expected["sha256"][job]
 
 
-def _same(actual, golden, where: str = "") -> None:
-    """Equal JSON values; floats to a relative 1e-4 (thread counts change the last bits)."""
-    if isinstance(golden, dict):
-        assert isinstance(actual, dict) and set(actual) == set(golden), (where, set(actual) ^ set(golden))
-        for key in golden:
-            if key not in VOLATILE:
-                _same(actual[key], golden[key], f"{where}.{key}")
-    elif isinstance(golden, list):
-        assert isinstance(actual, list) and len(actual) == len(golden), where
-        for i, (a, g) in enumerate(zip(actual, golden)):
-            _same(a, g, f"{where}[{i}]")
-    elif isinstance(golden, float):
-        assert actual == pytest.approx(golden, rel=1e-4, abs=1e-6), where
-    else:
-        assert actual == golden, where
-
-
-def _same_arrays(out: Path, records: list[dict]) -> None:
-    for record in records:
-        rel = record["files"]["arrays"]
-        with np.load(out / rel) as new, np.load(GOLDEN / out.name / rel) as old:
-            assert sorted(new.files) == sorted(old.files), rel
-            for key in old.files:
-                np.testing.assert_allclose(new[key], old[key], rtol=1e-4, atol=1e-5, err_msg=f"{rel}:{key}")
-
-
 @pytest.fixture
 def one_thread():
     threads = torch.get_num_threads()
@@ -87,15 +62,16 @@ def test_explain_computes_what_it_computed_before(tmp_path, one_thread):
     out = tmp_path / "explain"
     regenerate.run_explain(out)
     new, old = (json.loads((d / "results.json").read_text()) for d in (out, GOLDEN / "explain"))
-    _same(new, old)
-    _same_arrays(out, new["images"])
+    assert_same_json(new, old, ignore=VOLATILE)
+    assert_same_arrays(out, GOLDEN / "explain", new["images"])
 
 
 def test_audit_computes_what_it_computed_before(tmp_path, one_thread):
     out = tmp_path / "audit"
     regenerate.run_audit_job(out)
     for name in ("summary.json", "audit.json"):
-        _same(json.loads((out / name).read_text()), json.loads((GOLDEN / "audit" / name).read_text()), name)
+        new, old = (json.loads((d / name).read_text()) for d in (out, GOLDEN / "audit"))
+        assert_same_json(new, old, ignore=VOLATILE, where=name)
     new, old = ([json.loads(line) for line in (d / "results.jsonl").read_text().splitlines()] for d in (out, GOLDEN / "audit"))
-    _same(new, old)
-    _same_arrays(out, new)
+    assert_same_json(new, old, ignore=VOLATILE)
+    assert_same_arrays(out, GOLDEN / "audit", new)
