@@ -172,7 +172,7 @@ def run_audit(
     explain: str = "pred",
     baselines: Sequence[str] = (),
     estimator: BitEstimator | str | None = None,
-    attribution: str = "ablation",
+    attribution: str = "auto",
     explainer: str = SIMPLEBITS,
     batch_size: int = 16,
     predict_batch_size: int = 128,

@@ -59,7 +59,7 @@ def explain_images(
     target_name: str | None = None,
     baselines: Sequence[str] = (),
     estimator: BitEstimator | str | None = None,
-    attribution: str = "ablation",
+    attribution: str = "auto",
     explainer: str = SIMPLEBITS,
     batch_size: int = 16,
     top_k: int = 5,
