@@ -6,7 +6,7 @@ An output folder of ``explain`` (and ``demo``) holds::
 
     results.json              {"settings": {...}, "images": [record, ...]}
     report.html
-    images/<id>/              original.png, simplified.png, map_<name>.png, arrays.npz
+    images/<id>/              original.png, simplified.png, map_<name>.png, path.png, arrays.npz
 
 and of ``audit``::
 
@@ -18,13 +18,21 @@ and of ``audit``::
 
 A record is a JSON-able dict (ids, names, predictions and probabilities before and after, bits,
 codec sizes, the trade-off path, status, file names). Its arrays (original and simplified image,
-maps) go beside it: PNGs to look at and an ``arrays.npz`` (no pickles) from which a report can be
-rebuilt without recomputing. Every JSON file and line is strict: NaN and infinities are ``null``.
+maps, the path's snapshots) go beside it: PNGs to look at and an ``arrays.npz`` (no pickles) from
+which a report can be rebuilt without recomputing. Every JSON file and line is strict: NaN and
+infinities are ``null``.
+
+The path of a record is a list of S snapshots in the engine's order, the original first:
+``path_labels`` (what each snapshot is), ``path_lambdas``, ``path_bpd``, ``path_target_prob``,
+``path_kept`` and ``path_chosen`` (the index of the returned snapshot); ``arrays.npz`` holds their
+images as ``path_images`` uint8 (S, C, H, W), and ``path.png`` shows them as one strip of
+thumbnails from the simplest snapshot to the original (:func:`path_order`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -73,6 +81,51 @@ def _top(probs: torch.Tensor, k: int, class_names: Sequence[str] | None) -> list
     return [[int(i), class_name(int(i), class_names), round(float(v), 6)] for v, i in zip(values, indices)]
 
 
+def path_labels(result: SimplificationResult) -> list[str]:
+    """What each path snapshot is: the engine's labels, or (older engines) the lambda of each snapshot."""
+    if result.path_labels is not None:
+        return [str(v) for v in result.path_labels]
+    lambdas = [float(v) for v in result.path_lambdas]
+    return ["original" if s == 0 else f"lambda {lam:.3g}" for s, lam in enumerate(lambdas)]
+
+
+def chosen_snapshot(result: SimplificationResult, i: int) -> int:
+    """The index along the path of the snapshot returned for image ``i``.
+
+    The engines return the simplest snapshot that kept the prediction (the first on ties), the
+    original (index 0) if none did; the index found by that rule is checked against the returned
+    image, and if they disagree the first snapshot equal to the returned image is taken.
+    """
+    bits = result.path_bits[:, i].detach().double().cpu()
+    ok = result.path_kept[:, i].cpu() & torch.isfinite(bits) & torch.isfinite(result.path_target_prob[:, i].detach().double().cpu())
+    choice = int(torch.where(ok, bits, torch.full_like(bits, math.inf)).argmin()) if bool(ok.any()) else 0
+    images = result.path_images[:, i].cpu()
+    returned = (result.simplified[i].detach().float().clamp(0, 1).cpu() * 255).round().to(torch.uint8)
+    if torch.equal(images[choice], returned):
+        return choice
+    same = [s for s in range(len(images)) if torch.equal(images[s], returned)]
+    return same[0] if same else choice
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if value is not None and math.isfinite(float(value)) else None
+
+
+def path_order(record: dict[str, Any]) -> list[int]:
+    """Indices of a record's path snapshots from the simplest (fewest bits) to the original (always last).
+
+    Snapshots whose bits are unknown (non-finite, ``null``) come just before the original; ties keep
+    the engine's order.
+    """
+    bpd = record["path_bpd"]
+
+    def key(s: int) -> tuple[bool, float, int]:
+        value = _finite(bpd[s])
+        return (s == 0, math.inf if value is None else value, s)
+
+    return sorted(range(len(bpd)), key=key)
+
+
 def simplification_records(
     result: SimplificationResult,
     *,
@@ -89,6 +142,7 @@ def simplification_records(
     paths = paths if paths is not None else [None] * n
     webp_before, webp_after = codec_bpd(result.original), codec_bpd(result.simplified)
     dims = result.original[0].numel()
+    labels_path = path_labels(result)
     records = []
     for i in range(n):
         target = int(result.target[i])
@@ -126,6 +180,8 @@ def simplification_records(
             "path_bpd": [float(v) / dims for v in result.path_bits[:, i]],
             "path_target_prob": [float(v) for v in result.path_target_prob[:, i]],
             "path_kept": [bool(v) for v in result.path_kept[:, i]],
+            "path_labels": labels_path,
+            "path_chosen": chosen_snapshot(result, i),
         })
     return records
 
@@ -149,12 +205,46 @@ def image_folder(out_dir: str | Path, name: str) -> Path:
     return Path(out_dir) / IMAGES_DIR / name
 
 
-def save_artifacts(folder: str | Path, original: torch.Tensor, simplified: torch.Tensor, maps: dict[str, torch.Tensor]) -> dict[str, Any]:
+#: Largest side of a snapshot in ``path.png`` (the full snapshots are in ``arrays.npz``).
+PATH_THUMBNAIL_SIDE = 128
+
+
+def path_strip(images: np.ndarray, order: Sequence[int], side: int = PATH_THUMBNAIL_SIDE, gap: int = 2) -> np.ndarray:
+    """Snapshots (S, C, H, W) uint8 as one RGB strip (h, n * w + gaps, 3), left to right in ``order``."""
+    from PIL import Image
+
+    thumbs = []
+    for s in order:
+        img = images[s]
+        img = np.repeat(img, 3, 0) if img.shape[0] == 1 else img
+        pil = Image.fromarray(np.ascontiguousarray(img.transpose(1, 2, 0)))
+        if max(pil.size) > side:
+            pil.thumbnail((side, side), Image.Resampling.LANCZOS)
+        thumbs.append(np.asarray(pil))
+    h = max(t.shape[0] for t in thumbs)
+    strip = np.full((h, sum(t.shape[1] for t in thumbs) + gap * (len(thumbs) - 1), 3), 255, np.uint8)
+    x = 0
+    for t in thumbs:
+        strip[: t.shape[0], x : x + t.shape[1]] = t
+        x += t.shape[1] + gap
+    return strip
+
+
+def save_artifacts(
+    folder: str | Path,
+    original: torch.Tensor,
+    simplified: torch.Tensor,
+    maps: dict[str, torch.Tensor],
+    path: torch.Tensor | None = None,
+    order: Sequence[int] | None = None,
+) -> dict[str, Any]:
     """Write one image's PNGs and ``arrays.npz`` into ``folder`` (atomically); return their names.
 
     ``original``/``simplified`` are pixel images (C, H, W); ``maps`` maps names to (1, H, W) or
-    (H, W) tensors. Names in the returned dict are relative to ``folder``'s parent's parent (the
-    job's output directory) so that records stay valid when the directory moves.
+    (H, W) tensors; ``path`` (optional) holds the path's snapshots (S, C, H, W) uint8, saved as
+    ``path_images`` and drawn into ``path.png`` in ``order`` (default: as given; see :func:`path_order`). Names in
+    the returned dict are relative to ``folder``'s parent's parent (the job's output directory)
+    so that records stay valid when the directory moves.
     """
     from PIL import Image
 
@@ -172,6 +262,12 @@ def save_artifacts(folder: str | Path, original: torch.Tensor, simplified: torch
         name = f"map_{safe_stem(key)}.png"
         atomic_write(folder / name, lambda tmp, a=array: Image.fromarray(colour_map(a)).save(tmp, format="PNG"))
         files["maps"][key] = str(rel / name)
+    if path is not None:
+        snapshots = path.detach().cpu().to(torch.uint8).numpy()
+        arrays["path_images"] = snapshots
+        strip = path_strip(snapshots, range(len(snapshots)) if order is None else order)
+        atomic_write(folder / "path.png", lambda tmp: Image.fromarray(strip).save(tmp, format="PNG"))
+        files["path"] = str(rel / "path.png")
 
     def write_npz(tmp: Path) -> None:
         with open(tmp, "wb") as handle:
@@ -183,7 +279,7 @@ def save_artifacts(folder: str | Path, original: torch.Tensor, simplified: torch
 
 
 def load_arrays(out_dir: str | Path, record: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The arrays saved for a record (``image_original``, ``image_simplified``, ``map_<name>``); no pickles."""
+    """The arrays saved for a record (``image_original``, ``image_simplified``, ``map_<name>``, ``path_images``); no pickles."""
     path = Path(out_dir) / record["files"]["arrays"]
     with np.load(path, allow_pickle=False) as data:
         return {k: data[k] for k in data.files}

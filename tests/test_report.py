@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -55,6 +57,88 @@ def test_report_rebuilds_from_results(explained):
     assert (out / "report.html").read_text() == before
     with pytest.raises(ValueError, match="out_dir"):
         build_report(out / "images")
+
+
+def _strict(text: str):
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def _strips(html: str) -> list[str]:
+    """The path strips of a report, in page order."""
+    return re.findall(r'<div class="path" data-snapshots="\d+">.*?</div></div>', html)
+
+
+def _check_strips(out, records, html, *, width):
+    strips = _strips(html)
+    assert len(strips) == len(records) and html.count(".path-strip {") == 1  # one strip per explanation, the CSS once
+    for r, strip in zip(records, strips):
+        n = len(r["path_bpd"])
+        assert n == len(r["path_labels"]) == len(r["path_target_prob"]) == len(r["path_kept"]) == len(r["path_lambdas"]) > 2
+        with np.load(out / r["files"]["arrays"], allow_pickle=False) as arrays:
+            images, simplified = arrays["path_images"], arrays["image_simplified"]
+        assert images.dtype == np.uint8 and images.shape[0] == n and images.shape[1] in (1, 3)
+        # the chosen snapshot is the image returned
+        chosen = images[r["path_chosen"]]
+        assert np.array_equal(chosen[0] if chosen.shape[0] == 1 else chosen.transpose(1, 2, 0), simplified)
+        assert (out / r["files"]["path"]).stat().st_size > 0
+        # one thumbnail per snapshot, each captioned; the chosen one marked once; the lost ones marked
+        figure = r'<figure class="(snap[^"]*)" style="width:(\d+)px" data-index="(\d+)" data-position="(\d+)" data-kept="([01])">'
+        snaps = re.findall(figure, strip)
+        assert len(snaps) == n == int(re.search(r'data-snapshots="(\d+)"', strip)[1]) == strip.count("<img ")
+        assert {int(w) for _, w, _, _, _ in snaps} == {width}
+        indices = [int(i) for _, _, i, _, _ in snaps]
+        assert sorted(indices) == list(range(n)) and indices[-1] == 0  # every snapshot once, the original last
+        bpd = [r["path_bpd"][i] for i in indices[:-1] if r["path_bpd"][i] is not None]
+        assert bpd == sorted(bpd)  # from the simplest
+        assert [i for c, _, i, _, _ in snaps if "chosen" in c.split()] == [str(r["path_chosen"])]
+        assert [i for c, _, i, _, _ in snaps if "lost" in c.split()] == [str(i) for i in indices if not r["path_kept"][i]]
+        assert strip.count('class="mark"') == sum(1 for c, *_ in snaps if c != "snap")
+        assert strip.count("<figcaption>") == n and strip.count(" bpd<br>p ") == n
+        for label in r["path_labels"]:
+            assert f"<figcaption>{label}<br>" in strip
+
+
+def test_report_shows_the_path_from_the_simplest_image_to_the_original(explained):
+    out, _ = explained
+    data = _strict((out / "results.json").read_text())
+    records = data["images"]
+    assert records[0]["path_labels"][0] == "original" and "simplest kept step" in records[0]["path_labels"]
+    html = (out / "report.html").read_text()
+    _check_strips(out, records, html, width=96)
+    (out / "report.html").unlink()
+    build_report(out)
+    assert (out / "report.html").read_text() == html  # rebuilt byte for byte from the stored path
+
+
+def test_path_of_an_older_engine_and_of_an_audit(tmp_path, bright_dark_model, photos16):
+    from simplebits_audit.audit import run_audit
+    from simplebits_audit.report.path import path_strip_html
+
+    out = tmp_path / "pixel"
+    explain_images(bright_dark_model, photos16[:2], out, simplify_options={"steps": 6, "parameterization": "pixels"})
+    records = _strict((out / "results.json").read_text())["images"]
+    assert records[0]["path_labels"][0] == "original" and records[0]["path_labels"][1].startswith("lambda ")
+    _check_strips(out, records, (out / "report.html").read_text(), width=96)
+    # a record written before the path was stored gets no strip (and the page no strip CSS)
+    old = {k: v for k, v in records[0].items() if k not in ("path_labels", "path_chosen")}
+    assert path_strip_html(old, {}) == ""
+    # the audit report shows the same strip, smaller, in each image's details
+    from simplebits_audit import testbeds
+
+    audit = tmp_path / "audit"
+    run_audit(
+        testbeds.load_classifier("stripes"), "stripes", audit,
+        testbed_n=8, select="all", limit=2, batch_size=2, simplify_options={"steps": 4},
+    )
+    records = [_strict(line) for line in (audit / "results.jsonl").read_text().splitlines()]
+    html = (audit / "report.html").read_text()
+    _check_strips(audit, records, html, width=64)
+    (audit / "report.html").unlink()
+    build_report(audit)
+    assert (audit / "report.html").read_text() == html
 
 
 def test_bad_inputs_fail_before_any_output(tmp_path, bright_dark_model, photos16):

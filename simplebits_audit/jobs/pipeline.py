@@ -3,7 +3,8 @@
 ``explain``, ``audit`` and ``compare`` differ only in where their images come from and where
 their records go; each batch goes through :func:`explain_batch` (every explainer on the batch, the
 primary one first) and, for the jobs that write per-image records, :func:`write_batch` (records
-from the primary explainer's simplification, PNGs and arrays through :mod:`simplebits_audit.results`).
+from the primary explainer's simplification, PNGs, the path's snapshots and arrays through
+:mod:`simplebits_audit.results`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 
 from ..explainers import Context, Explanation, explain
-from ..results import image_folder, save_artifacts, simplification_records
+from ..results import image_folder, path_order, save_artifacts, simplification_records
 from ..simplification import SimplificationResult
 
 #: the key of the bit-reduction map among a batch's maps
@@ -137,7 +138,10 @@ def write_batch(
     for j, record in enumerate(records):
         record.update(extra[j] if extra is not None else {})
         folder = image_folder(out_dir, folders[j])
-        record["files"] = save_artifacts(folder, result.original[j], result.simplified[j], {k: m[j] for k, m in maps.items()})
+        record["files"] = save_artifacts(
+            folder, result.original[j], result.simplified[j], {k: m[j] for k, m in maps.items()},
+            path=result.path_images[:, j], order=path_order(record),
+        )
     return records
 
 

@@ -130,13 +130,13 @@ def table_html(header: Iterable[str], rows: Iterable[Iterable[str]], *, sortable
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def page(title: str, body: str, *, subtitle: str = "") -> str:
-    """A complete, self-contained HTML page (plotly.js inline, works offline)."""
+def page(title: str, body: str, *, subtitle: str = "", css: str = "") -> str:
+    """A complete, self-contained HTML page (plotly.js inline, works offline); ``css`` is added to the shared style."""
     sub = f'<p class="sub">{esc(subtitle)}</p>' if subtitle else ""
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{esc(title)}</title>"
-        f"<style>{CSS}</style>{RENDER_CHECK}{SORT_SCRIPT}"
+        f"<style>{CSS}{css}</style>{RENDER_CHECK}{SORT_SCRIPT}"
         f"<script type=\"text/javascript\">{plotly_js()}</script></head>"
         f"<body><h1>{esc(title)}</h1>{sub}{body}"
         "<p class=\"sub\">Made by simplebits-audit. Self-contained: opens offline.</p></body></html>\n"

@@ -14,8 +14,9 @@ from typing import Any
 import plotly.graph_objects as go
 
 from .._io import atomic_write
-from ..results import REPORT_FILE, map_title, read_audit
+from ..results import REPORT_FILE, load_arrays, map_title, read_audit
 from ._html import esc, figure_html, fmt, img_tag, page, plot_text, png_bytes, table_html
+from .path import PATH_CSS, path_strip_html
 
 #: Images shown in the gallery and detail sections (the rest stay in results.jsonl).
 MAX_GALLERY = 400
@@ -131,7 +132,8 @@ def _detail(out_dir: Path, r: dict[str, Any]) -> str:
         ["bits per dim", f"{r['bpd_before']:.3f} → {r['bpd_after']:.3f} (WebP {r['webp_bpd_before']:.3f} → {r['webp_bpd_after']:.3f})"],
         ["lambda, status", f"{r['lambda']:.3f}, {esc(r['status'])}"],
     ]
-    return f'<h3 id="d-{esc(r["id"])}">{esc(r["name"])} — {esc(r["explain"])}</h3>{images}{table_html(["", ""], facts, raw=True)}'
+    strip = path_strip_html(r, load_arrays(out_dir, r), side=64, width=64) if "path_labels" in r else ""
+    return f'<h3 id="d-{esc(r["id"])}">{esc(r["name"])} — {esc(r["explain"])}</h3>{images}{strip}{table_html(["", ""], facts, raw=True)}'
 
 
 def render_audit_report(out_dir: str | Path, summary: dict[str, Any], records: Sequence[dict[str, Any]], settings: dict[str, Any]) -> str:
@@ -153,9 +155,11 @@ def render_audit_report(out_dir: str | Path, summary: dict[str, Any], records: S
     body += f"<h2>Explained images{note}</h2><p class=\"sub\">Click a column to sort.</p>" + _gallery(out_dir, shown)
     if summary["skipped"]:
         body += "<h2>Skipped images</h2>" + table_html(["image", "reason"], [[s["path"] or s["id"], s["reason"]] for s in summary["skipped"]])
-    body += "<h2>Details</h2>" + "".join(_detail(out_dir, r) for r in shown)
+    details = [_detail(out_dir, r) for r in shown]
+    body += "<h2>Details</h2>" + "".join(details)
     subtitle = f"model {settings.get('model', '?')}; selection {settings.get('select', '?')}; explain {settings.get('explain', '?')}"
-    return page("SimpleBits audit", body, subtitle=subtitle)
+    css = PATH_CSS if any('class="path-strip"' in d for d in details) else ""
+    return page("SimpleBits audit", body, subtitle=subtitle, css=css)
 
 
 def write_audit_report(out_dir: str | Path) -> Path:

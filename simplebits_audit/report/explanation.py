@@ -10,6 +10,7 @@ from .._io import atomic_write
 from ..results import REPORT_FILE, load_arrays, read_explain_results
 from ._html import esc, figure_html, fmt, page, table_html
 from .figures import panels_figure, topk_figure, tradeoff_figure
+from .path import PATH_CSS, path_strip_html
 
 
 def _summary_table(records: Sequence[dict[str, Any]]) -> str:
@@ -51,10 +52,12 @@ def _image_section(out_dir: Path, index: int, record: dict[str, Any], map_keys: 
         '<div style="display:flex;flex-wrap:wrap;gap:1rem">'
         f"{figure_html(tradeoff_figure(record), f'fig-{index}-tradeoff')}{figure_html(topk_figure(record), f'fig-{index}-topk')}</div>"
     )
+    strip = path_strip_html(record, arrays)
     return (
         f'<h2 id="img-{esc(record["id"])}">{esc(record["name"])}</h2>'
         f"{table_html(['', ''], facts, raw=True)}"
-        f"{figure_html(panels_figure(arrays, keys), f'fig-{index}-panels', modebar=False)}{charts}"
+        f"{figure_html(panels_figure(arrays, keys), f'fig-{index}-panels', modebar=False)}"
+        f"{'<h3>From the simplest image to the original</h3>' + strip if strip else ''}{charts}"
     )
 
 
@@ -74,9 +77,11 @@ def render_explanation_report(out_dir: str | Path, records: Sequence[dict[str, A
     body = note + _summary_table(records)
     if timing_rows:
         body += "<h3>Seconds per image</h3>" + table_html(["method", "seconds"], timing_rows, raw=True)
-    body += "".join(_image_section(out_dir, i, r, map_keys) for i, r in enumerate(records))
+    sections = [_image_section(out_dir, i, r, map_keys) for i, r in enumerate(records)]
+    body += "".join(sections)
     subtitle = f"{len(records)} image(s); model {settings.get('model', '?')}"
-    return page(settings.get("title", "SimpleBits explanations"), body, subtitle=subtitle)
+    css = PATH_CSS if any('class="path-strip"' in s for s in sections) else ""
+    return page(settings.get("title", "SimpleBits explanations"), body, subtitle=subtitle, css=css)
 
 
 def write_explanation_report(out_dir: str | Path) -> Path:

@@ -59,7 +59,9 @@ def tradeoff_figure(record: dict[str, Any]) -> go.Figure:
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     fig.add_trace(go.Scatter(x=x, y=record["path_bpd"], mode="lines+markers", name="bits per dim"), secondary_y=False)
     fig.add_trace(go.Scatter(x=x, y=record["path_target_prob"], mode="lines+markers", name=f"p({plot_text(record['target_name'])})"), secondary_y=True)
-    chosen = min(range(len(lambdas)), key=lambda i: abs(lambdas[i] - record["lambda"]))
+    # the returned snapshot (several snapshots can share a lambda); older records: the nearest lambda
+    chosen = record.get("path_chosen")
+    chosen = min(range(len(lambdas)), key=lambda i: abs(lambdas[i] - record["lambda"])) if chosen is None else chosen
     fig.add_trace(go.Scatter(x=[x[chosen]], y=[record["path_bpd"][chosen]], mode="markers", name="chosen",
                              marker=dict(symbol="star", size=14, color="black")), secondary_y=False)
     fig.update_xaxes(type="log", title_text="lambda (simplification knob; original at left)")
