@@ -164,6 +164,11 @@ def test_reference_maps_need_no_model(photos16):
     mean, std = 0.5, 0.25
     model_space = (x - mean) / std
     assert torch.allclose(bl.attribute("max_channel", None, model_space, to_pixels=lambda z: z * std + mean)[:, :1], x.amax(1, keepdim=True), atol=1e-6)
+    # contrast: a flat image with one bright pixel points at that pixel only
+    flat = torch.full((1, 3, 8, 8), 0.4)
+    flat[0, :, 2, 5] = 0.9
+    spot = bl.attribute("contrast", None, flat, to_pixels=lambda z: z)[0, 0]
+    assert spot.argmax().item() == 2 * 8 + 5 and spot[2, 5] > 10 * spot[0, 0]
     centre = bl.attribute("centre", None, x)[0, 0]
     assert centre[7:9, 7:9].min() == centre.max() and centre[0, 0] < centre[8, 8]
     r1, r2 = bl.attribute("random", None, x, seed=3), bl.attribute("random", None, x, seed=3)

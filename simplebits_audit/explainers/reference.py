@@ -37,6 +37,15 @@ def darkness(
     return expand_map(1 - _pixels(inputs, to_pixels).mean(1, keepdim=True), inputs)
 
 
+def contrast(
+    forward_func: ForwardFunc | None, inputs: torch.Tensor, target: Any = None, additional_forward_args: Any = None, *,
+    to_pixels: Transform | None = None,
+) -> torch.Tensor:
+    """Largest channel difference from the image's mean colour (what stands out from the background)."""
+    pixels = _pixels(inputs, to_pixels)
+    return expand_map((pixels - pixels.mean((2, 3), keepdim=True)).abs().amax(1, keepdim=True), inputs)
+
+
 def max_channel(
     forward_func: ForwardFunc | None, inputs: torch.Tensor, target: Any = None, additional_forward_args: Any = None, *,
     to_pixels: Transform | None = None,

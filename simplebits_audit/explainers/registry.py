@@ -128,6 +128,7 @@ EXPLAINERS: dict[str, ExplainerSpec] = {
         spec("brightness", _reference.brightness, reference=True),
         spec("darkness", _reference.darkness, reference=True),
         spec("max_channel", _reference.max_channel, reference=True),
+        spec("contrast", _reference.contrast, reference=True),
         spec("edges", _reference.edges, reference=True),
         spec("centre", _reference.centre, reference=True),
         spec("random", _reference.random, reference=True),
