@@ -31,7 +31,7 @@ from .result import SimplificationResult
 
 #: Per-engine defaults of the options left as ``None`` (measured choices: README, method section).
 ENGINE_DEFAULTS: dict[str, dict[str, float]] = {
-    "mask": {"steps": 50, "lr": 0.2, "lambda_start": 1.0, "lambda_end": 1.0},
+    "mask": {"steps": 30, "lr": 0.3, "lambda_start": 1.0, "lambda_end": 1.0},
     "pixels": {"steps": 60, "lr": 0.01, "lambda_start": 0.2, "lambda_end": 20.0},
     "latent": {"steps": 60, "lr": 0.01, "lambda_start": 0.2, "lambda_end": 20.0},
 }
@@ -131,9 +131,9 @@ def simplify(
         the original did not rank first: at least 90% of its original probability), or target
         probability at least this fraction of the original's.
     steps : int, optional
-        Optimisation steps (Adam). Default: see :data:`ENGINE_DEFAULTS` (50 for the mask, 60 otherwise).
+        Optimisation steps (Adam). Default: see :data:`ENGINE_DEFAULTS` (30 for the mask, 60 otherwise).
     lr : float, optional
-        Adam learning rate. Default: 0.2 for the mask, 0.01 otherwise.
+        Adam learning rate. Default: 0.3 for the mask, 0.01 otherwise.
     adam_eps : float
         Adam's epsilon, in bits per unit step of the parameters (the loss is optimised in bits):
         larger values leave pixels with tiny gradients alone.
