@@ -1,4 +1,4 @@
-"""Plotly figures of one explanation: image panels, the trade-off along the knob, top-k probabilities.
+"""Plotly figures of one explanation: image panels, the trade-off (target probability against bits along the path), top-k probabilities.
 
 Inputs are records and arrays as written by :mod:`simplebits_audit.results`. User strings
 (class names) are HTML-escaped before they go into figure text: plotly renders a few tags itself.
@@ -12,7 +12,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..results import map_title
+from ..results import map_title, path_order
 from ._html import data_uri, plot_text, png_bytes
 
 #: Maps larger than this (per side) are shown downsampled in the interactive panels; PNGs keep full size.
@@ -53,22 +53,35 @@ def panels_figure(arrays: dict[str, np.ndarray], map_keys: list[str]) -> go.Figu
 
 
 def tradeoff_figure(record: dict[str, Any]) -> go.Figure:
-    """Bits per dimension and the target's probability along the knob (lambda); the chosen point marked."""
-    lambdas = record["path_lambdas"]
-    x = [max(v, 1e-3) for v in lambdas]  # the original sits at lambda = 0: drawn at the left edge of the log axis
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(go.Scatter(x=x, y=record["path_bpd"], mode="lines+markers", name="bits per dim"), secondary_y=False)
-    fig.add_trace(go.Scatter(x=x, y=record["path_target_prob"], mode="lines+markers", name=f"p({plot_text(record['target_name'])})"), secondary_y=True)
-    # the returned snapshot (several snapshots can share a lambda); older records: the nearest lambda
+    """The trade-off: the target's probability against bits per dim, one point per path snapshot.
+
+    Points run from the simplest snapshot to the original (:func:`~simplebits_audit.results.path_order`),
+    hover text names each snapshot, the returned one is starred. Drawn against bits rather than
+    lambda because the mask engine's snapshots share one lambda.
+    """
+    order = [s for s in path_order(record) if _number(record["path_bpd"][s]) is not None]
+    labels = record.get("path_labels") or [f"lambda {v:g}" for v in record["path_lambdas"]]
+    x = [record["path_bpd"][s] for s in order]
+    y = [_number(record["path_target_prob"][s]) for s in order]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=f"p({plot_text(record['target_name'])})",
+                             text=[plot_text(labels[s]) for s in order], hovertemplate="%{text}<br>%{x:.3f} bpd, p %{y:.3f}<extra></extra>"))
     chosen = record.get("path_chosen")
-    chosen = min(range(len(lambdas)), key=lambda i: abs(lambdas[i] - record["lambda"])) if chosen is None else chosen
-    fig.add_trace(go.Scatter(x=[x[chosen]], y=[record["path_bpd"][chosen]], mode="markers", name="chosen",
-                             marker=dict(symbol="star", size=14, color="black")), secondary_y=False)
-    fig.update_xaxes(type="log", title_text="lambda (simplification knob; original at left)")
-    fig.update_yaxes(title_text="bits per dim", secondary_y=False)
-    fig.update_yaxes(title_text="target probability", range=[0, 1.02], dtick=0.25, secondary_y=True)
-    fig.update_layout(height=260, width=520, margin=dict(l=50, r=50, t=20, b=45), legend=dict(orientation="h", y=1.15))
+    if chosen is None:  # older records: the snapshot at the chosen lambda with the reported bits
+        chosen = min(range(len(x)), key=lambda i: abs(x[i] - record["bpd_after"]))
+        chosen = order[chosen]
+    if chosen in order:
+        fig.add_trace(go.Scatter(x=[record["path_bpd"][chosen]], y=[_number(record["path_target_prob"][chosen])], mode="markers",
+                                 name="returned", marker=dict(symbol="star", size=14, color="black")))
+    fig.update_xaxes(title_text="bits per dim of the snapshot (original at right)")
+    fig.update_yaxes(title_text="target probability", range=[0, 1.02], dtick=0.25)
+    fig.update_layout(height=260, width=520, margin=dict(l=50, r=20, t=20, b=45), legend=dict(orientation="h", y=1.15))
     return fig
+
+
+def _number(value: Any) -> float | None:
+    """A finite float, or None (JSON null, NaN, infinity)."""
+    return float(value) if isinstance(value, (int, float)) and np.isfinite(value) else None
 
 
 def topk_figure(record: dict[str, Any]) -> go.Figure:
