@@ -107,7 +107,8 @@ def chosen_snapshot(result: SimplificationResult, i: int) -> int:
     return same[0] if same else choice
 
 
-def _finite(value: Any) -> float | None:
+def finite_or_none(value: Any) -> float | None:
+    """``value`` as a float if it is a finite number, else None (JSON null, NaN, infinity)."""
     return float(value) if value is not None and math.isfinite(float(value)) else None
 
 
@@ -120,7 +121,7 @@ def path_order(record: dict[str, Any]) -> list[int]:
     bpd = record["path_bpd"]
 
     def key(s: int) -> tuple[bool, float, int]:
-        value = _finite(bpd[s])
+        value = finite_or_none(bpd[s])
         return (s == 0, math.inf if value is None else value, s)
 
     return sorted(range(len(bpd)), key=key)

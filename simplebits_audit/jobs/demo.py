@@ -48,7 +48,8 @@ def run_demo(
         pred = model(test.images.to(device)).argmax(1).cpu()
     # Show digits a person can make out: the strokes' contrast against the rest of the image in
     # the top quarter. (Low-contrast digits are the testbed's point, but not a first impression.)
-    visible = _digit_contrast(test.images, test.masks) >= _digit_contrast(test.images, test.masks).quantile(0.75)
+    contrast = _digit_contrast(test.images, test.masks)
+    visible = contrast >= contrast.quantile(0.75)
     wrong = ((pred != test.labels) & visible).nonzero().flatten()[: n_images // 2]
     right = ((pred == test.labels) & visible).nonzero().flatten()[: n_images - len(wrong)]
     idx = torch.cat([wrong, right])

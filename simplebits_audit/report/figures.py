@@ -12,7 +12,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..results import map_title, path_order
+from ..results import finite_or_none, map_title, path_order
 from ._html import data_uri, plot_text, png_bytes
 
 #: Maps larger than this (per side) are shown downsampled in the interactive panels; PNGs keep full size.
@@ -59,10 +59,10 @@ def tradeoff_figure(record: dict[str, Any]) -> go.Figure:
     hover text names each snapshot, the returned one is starred. Drawn against bits rather than
     lambda because the mask engine's snapshots share one lambda.
     """
-    order = [s for s in path_order(record) if _number(record["path_bpd"][s]) is not None]
+    order = [s for s in path_order(record) if finite_or_none(record["path_bpd"][s]) is not None]
     labels = record.get("path_labels") or [f"lambda {v:g}" for v in record["path_lambdas"]]
     x = [record["path_bpd"][s] for s in order]
-    y = [_number(record["path_target_prob"][s]) for s in order]
+    y = [finite_or_none(record["path_target_prob"][s]) for s in order]
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=f"p({plot_text(record['target_name'])})",
                              text=[plot_text(labels[s]) for s in order], hovertemplate="%{text}<br>%{x:.3f} bpd, p %{y:.3f}<extra></extra>"))
@@ -71,17 +71,12 @@ def tradeoff_figure(record: dict[str, Any]) -> go.Figure:
         chosen = min(range(len(x)), key=lambda i: abs(x[i] - record["bpd_after"]))
         chosen = order[chosen]
     if chosen in order:
-        fig.add_trace(go.Scatter(x=[record["path_bpd"][chosen]], y=[_number(record["path_target_prob"][chosen])], mode="markers",
+        fig.add_trace(go.Scatter(x=[record["path_bpd"][chosen]], y=[finite_or_none(record["path_target_prob"][chosen])], mode="markers",
                                  name="returned", marker=dict(symbol="star", size=14, color="black")))
     fig.update_xaxes(title_text="bits per dim of the snapshot (original at right)")
     fig.update_yaxes(title_text="target probability", range=[0, 1.02], dtick=0.25)
     fig.update_layout(height=260, width=520, margin=dict(l=50, r=20, t=20, b=45), legend=dict(orientation="h", y=1.15))
     return fig
-
-
-def _number(value: Any) -> float | None:
-    """A finite float, or None (JSON null, NaN, infinity)."""
-    return float(value) if isinstance(value, (int, float)) and np.isfinite(value) else None
 
 
 def topk_figure(record: dict[str, Any]) -> go.Figure:

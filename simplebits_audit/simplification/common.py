@@ -63,6 +63,57 @@ class Classifier:
         return check_logits(self.forward_func(self.spaces.to_model(pixels), *self.extra_args), pixels.shape[0])
 
 
+def snapshot_steps(steps: int, n_snapshots: int) -> set[int]:
+    """The step indices (0-based) at which ``n_snapshots`` evenly spaced path snapshots are taken."""
+    return {round((i + 1) * steps / n_snapshots) - 1 for i in range(n_snapshots)}
+
+
+def task_loss(
+    logits: torch.Tensor, logits_before: torch.Tensor, target: torch.Tensor, objective: str,
+    temperature: tuple[float, float], generator: torch.Generator,
+) -> torch.Tensor:
+    """D_task per image (B,) under a softened classifier: KL to the original's distribution or CE to ``target``.
+
+    The logits are divided by a temperature drawn uniformly from ``temperature`` (the paper's
+    softening), so saturated outputs still give gradients.
+    """
+    t_lo, t_hi = temperature
+    temp = t_lo + (t_hi - t_lo) * float(torch.rand((), generator=generator))
+    log_q = F.log_softmax(logits / temp, 1)
+    if objective == "kl":
+        log_p = F.log_softmax(logits_before / temp, 1)
+        return (log_p.exp() * (log_p - log_q)).sum(1)
+    return -log_q.gather(1, target[:, None])[:, 0]
+
+
+def guarded_step(
+    optimizer: torch.optim.Optimizer, tensors: list[torch.Tensor], grads: tuple[torch.Tensor, ...],
+    per_image_loss: torch.Tensor, active: torch.Tensor,
+) -> torch.Tensor:
+    """One optimiser step that leaves images with a non-finite loss or gradient where they were.
+
+    ``tensors`` and ``grads`` have the batch first; ``active`` (B,) bool says which images are still
+    optimised. Returns ``active`` with the images that turned non-finite now switched off (for good:
+    the batch goes on without them).
+    """
+    finite = torch.isfinite(per_image_loss.detach())
+    for g in grads:
+        finite &= torch.isfinite(g).flatten(1).all(1)
+    active = active & finite
+
+    def per_image(t: torch.Tensor) -> torch.Tensor:
+        return active.view(-1, *[1] * (t.dim() - 1))
+
+    saved = [t.detach().clone() for t in tensors]
+    for t, g in zip(tensors, grads):
+        t.grad = torch.where(per_image(g), g, torch.zeros_like(g))
+    optimizer.step()
+    with torch.no_grad():
+        for t, old in zip(tensors, saved):
+            t.copy_(torch.where(per_image(t), t, old))
+    return active
+
+
 @torch.no_grad()
 def evaluate(classifier: Classifier, estimator: BitEstimator, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Reported (8-bit, fixed dequantisation) bits (B,) and probabilities (B, K) of pixel images."""
@@ -88,6 +139,8 @@ def path_result(
     steps: int,
     started: float,
     settings: dict[str, Any],
+    mask: torch.Tensor | None = None,
+    path_labels: list[str] | None = None,
 ) -> SimplificationResult:
     """Choose, per image, the simplest snapshot that keeps the prediction, and measure it.
 
@@ -107,6 +160,8 @@ def path_result(
         False for images whose loss or gradient turned non-finite.
     started : float
         ``time.perf_counter()`` when the work began.
+    mask, path_labels : optional
+        Passed through to the result (the mask engine's mask and snapshot names).
     """
     batch, device = original.shape[0], original.device
     dims = math.prod(original.shape[1:])
@@ -159,4 +214,6 @@ def path_result(
         steps=steps,
         seconds=time.perf_counter() - started,
         settings=settings,
+        mask=mask,
+        path_labels=path_labels,
     )

@@ -25,7 +25,7 @@ from .._helpers import ForwardFunc, Transform, as_tuple, model_guard, resolve_ta
 from .._validation import check_finite, check_pixel_images
 from ..estimators import BitEstimator, Glow, load_estimator
 from ..spaces import make_spaces
-from .common import Classifier, Keep, check_keep, evaluate, path_result, round_8bit
+from .common import Classifier, Keep, check_keep, evaluate, guarded_step, path_result, round_8bit, snapshot_steps, task_loss
 from .mask import REFERENCES, mask_engine
 from .result import SimplificationResult
 
@@ -252,7 +252,7 @@ def _continuation(
     dims = math.prod(pixels.shape[1:])
     optimizer = torch.optim.Adam(params.tensors(), lr=lr, eps=adam_eps)
     lambdas = torch.logspace(math.log10(lambda_start), math.log10(lambda_end), steps).tolist()
-    snapshot_steps = sorted({round((i + 1) * steps / n_snapshots) - 1 for i in range(n_snapshots)})
+    snapshots = snapshot_steps(steps, n_snapshots)
     active = torch.ones(batch, dtype=torch.bool, device=device)
     # The path starts at the original (lambda = 0), so the answer is never more complex than it.
     original_8bit = round_8bit(pixels, False)
@@ -266,30 +266,12 @@ def _continuation(
         for step, lam in enumerate(lambdas):
             with torch.enable_grad():
                 x_new = round_8bit(params.image(), straight_through_rounding)
-                t_lo, t_hi = temperature
-                temp = t_lo + (t_hi - t_lo) * float(torch.rand((), generator=generator))
-                log_q = F.log_softmax(classifier.logits(x_new).float() / temp, 1)
-                if objective == "kl":
-                    log_p = F.log_softmax(logits_before / temp, 1)
-                    task_loss = (log_p.exp() * (log_p - log_q)).sum(1)
-                else:
-                    task_loss = -log_q.gather(1, target_t[:, None])[:, 0]
+                loss = task_loss(classifier.logits(x_new).float(), logits_before, target_t, objective, temperature, generator)
                 bpd = estimator.bpd(x_new, noise=dequantization_noise, generator=generator)
-                per_image = task_loss + lam * bpd
+                per_image = loss + lam * bpd
                 grads = torch.autograd.grad(per_image.sum() * dims, params.tensors())
-            # A non-finite loss or gradient stops that image; the batch goes on.
-            finite = torch.isfinite(per_image.detach())
-            for g in grads:
-                finite &= torch.isfinite(g).flatten(1).all(1)
-            active &= finite
-            saved = [t.detach().clone() for t in params.tensors()]
-            for t, g in zip(params.tensors(), grads):
-                t.grad = torch.where(active.view(-1, *[1] * (g.dim() - 1)), g, torch.zeros_like(g))
-            optimizer.step()
-            with torch.no_grad():
-                for t, old in zip(params.tensors(), saved):
-                    t.copy_(torch.where(active.view(-1, *[1] * (t.dim() - 1)), t, old))
-            if step in snapshot_steps:
+            active = guarded_step(optimizer, params.tensors(), grads, per_image, active)
+            if step in snapshots:
                 with torch.no_grad():
                     snap = round_8bit(params.image(), False)
                     bits, probs = evaluate(classifier, estimator, snap)

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from rich.progress import Progress
 
 from ..estimators import BitEstimator
-from .common import Classifier, Keep, kept, path_result, round_8bit
+from .common import Classifier, Keep, guarded_step, kept, path_result, round_8bit, snapshot_steps, task_loss
 from .result import SimplificationResult
 
 #: Shares of pixels (ranked by the mask) restored to the original on the mask's path, simplest first.
@@ -82,16 +82,21 @@ class MaskParams:
         return m * self.pixels + (1 - m) * self.reference
 
 
-def insertion_images(pixels: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor, fraction: float) -> torch.Tensor:
-    """The top ``fraction`` of pixels by ``mask`` (B, 1, H, W) taken from ``pixels``, the rest from ``reference``."""
-    b, _, h, w = mask.shape
+def mask_order(mask: torch.Tensor) -> torch.Tensor:
+    """Pixel indices (B, H*W) of ``mask`` (B, 1, H, W) from the highest value down."""
+    h, w = mask.shape[-2:]
+    # A tiny position-dependent offset breaks ties deterministically (flat masks at the start).
+    tie = torch.linspace(0, 1e-6, h * w, device=mask.device, dtype=mask.dtype)
+    return (mask.flatten(1) + tie).argsort(1, descending=True)
+
+
+def insertion_images(pixels: torch.Tensor, reference: torch.Tensor, order: torch.Tensor, fraction: float) -> torch.Tensor:
+    """The top ``fraction`` of pixels by ``order`` (:func:`mask_order`) taken from ``pixels``, the rest from ``reference``."""
+    b, _, h, w = pixels.shape
     n = round(fraction * h * w)
     if n <= 0:
         return reference.clone()
-    # A tiny position-dependent offset breaks ties deterministically (flat masks at the start).
-    tie = torch.linspace(0, 1e-6, h * w, device=mask.device, dtype=mask.dtype)
-    order = (mask.flatten(1) + tie).argsort(1, descending=True)
-    keep = torch.zeros(b, h * w, dtype=torch.bool, device=mask.device)
+    keep = torch.zeros(b, h * w, dtype=torch.bool, device=pixels.device)
     keep.scatter_(1, order[:, :n], True)
     return torch.where(keep.view(b, 1, h, w), pixels, reference)
 
@@ -116,7 +121,7 @@ def mask_engine(
     with torch.no_grad():
         bits_map_before = estimator.bits_map(original_8bit)
     bits_before = bits_map_before.flatten(1).sum(1)
-    snapshot_steps = {round((i + 1) * steps / n_snapshots) - 1 for i in range(n_snapshots)}
+    snapshots = snapshot_steps(steps, n_snapshots)
     path_images, path_bits, path_probs, path_lambdas = [original_8bit], [bits_before], [probs_before], [0.0]
     labels = ["original"]
     # The simplest kept image seen at any step (the forward pass rates it anyway).
@@ -132,14 +137,7 @@ def mask_engine(
                 m = params.mask()
                 x_new = round_8bit(params.image(m), True)
                 logits = classifier.logits(x_new).float()
-                t_lo, t_hi = temperature
-                temp = t_lo + (t_hi - t_lo) * float(torch.rand((), generator=generator))
-                log_q = F.log_softmax(logits / temp, 1)
-                if objective == "kl":
-                    log_p = F.log_softmax(logits_before / temp, 1)
-                    task_loss = (log_p.exp() * (log_p - log_q)).sum(1)
-                else:
-                    task_loss = -log_q.gather(1, target[:, None])[:, 0]
+                loss = task_loss(logits, logits_before, target, objective, temperature, generator)
                 bpd = estimator.bpd(x_new)
                 with torch.no_grad():
                     probs_now = F.softmax(logits, 1)
@@ -148,28 +146,23 @@ def mask_engine(
                     # see the same path and can only choose a simpler image from it.
                     holds = kept("top1", probs_now, target, prob_before, top_before)
                 # Bits are charged only while the prediction holds: the path stays just on the kept side.
-                per_image = task_loss + lam * holds.to(bpd.dtype) * bpd
-                (grad,) = torch.autograd.grad(per_image.sum() * dims, params.tensors())
+                per_image = loss + lam * holds.to(bpd.dtype) * bpd
+                grads = torch.autograd.grad(per_image.sum() * dims, params.tensors())
             with torch.no_grad():
+                # The forward pass already rated this 8-bit image: remember it if it is the simplest kept so far.
                 bits_now = bpd.detach() * dims
                 better = kept_now & torch.isfinite(bits_now) & (bits_now < best_bits) & active
                 best_bits = torch.where(better, bits_now, best_bits)
                 best_image[better] = x_new.detach()[better]
                 best_probs[better] = probs_now[better]
                 best_mask[better] = m.detach()[better]
-                # A non-finite loss or gradient stops that image; the batch goes on.
-                active &= torch.isfinite(per_image.detach()) & torch.isfinite(grad).flatten(1).all(1)
-            params.z.grad = torch.where(active.view(-1, 1, 1, 1), grad, torch.zeros_like(grad))
-            saved = params.z.detach().clone()
-            optimizer.step()
-            with torch.no_grad():
-                params.z.copy_(torch.where(active.view(-1, 1, 1, 1), params.z, saved))
-                if step in snapshot_steps:
+                if step in snapshots:
                     path_images.append(round_8bit(x_new.detach(), False))
                     path_bits.append(bits_now)
                     path_probs.append(probs_now)
                     labels.append(f"step {step + 1}")
                     path_lambdas.append(lam)
+            active = guarded_step(optimizer, params.tensors(), grads, per_image, active)
             progress.advance(task)
 
     with torch.no_grad():
@@ -182,8 +175,9 @@ def mask_engine(
         path_probs.append(best_probs)
         labels.append("simplest kept step")
         path_lambdas.append(lambda_end)
+        order = mask_order(last_mask)
         for fraction in reversed(INSERTION_FRACTIONS):
-            image = insertion_images(original_8bit, ref, last_mask, fraction)
+            image = insertion_images(original_8bit, ref, order, fraction)
             bits = estimator.bits(image)
             probs = F.softmax(classifier.logits(image).float(), 1)
             path_images.append(image)
@@ -192,11 +186,8 @@ def mask_engine(
             labels.append("reference" if fraction == 0 else f"top {fraction:.0%} of the mask")
             path_lambdas.append(lambda_end)
 
-    result = path_result(
+    return path_result(
         original=pixels, spaces=classifier.spaces, estimator=estimator, keep=keep, target=target, probs_before=probs_before,
         bits_map_before=bits_map_before, path_images=path_images, path_bits=path_bits, path_probs=path_probs,
-        path_lambdas=path_lambdas, active=active, steps=steps, started=started, settings=settings,
+        path_lambdas=path_lambdas, active=active, steps=steps, started=started, settings=settings, mask=final_mask, path_labels=labels,
     )
-    result.mask = final_mask
-    result.path_labels = labels
-    return result
