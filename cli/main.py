@@ -7,6 +7,7 @@ line and exit code 2; ``--debug`` shows the traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,7 @@ PRESET = typer.Option(None, help="Normalisation preset instead of --mean/--std: 
 GRAYSCALE = typer.Option(False, "--grayscale", help="Read images with one channel.")
 LABELS = typer.Option(None, help="Class names: a text file (one per line) or JSON (list or {\"0\": name}).")
 ESTIMATOR = typer.Option(None, "--estimator", "-e", help="Bit estimator name or checkpoint file (default: the package default).")
+SIMPLIFIER = typer.Option(None, "--simplifier", help="A learned simplifier file (simplebits train-simplifier): one forward pass per image.")
 
 
 def _floats(text: Optional[str], name: str) -> Optional[tuple[float, ...]]:
@@ -130,6 +132,7 @@ def explain(
     preset: Optional[str] = PRESET,
     grayscale: bool = GRAYSCALE,
     labels: Optional[Path] = LABELS,
+    simplifier: Optional[Path] = SIMPLIFIER,
     open_report: bool = typer.Option(False, "--open", help="Open the report in a browser when done."),
 ) -> None:
     """Explain predictions: simplify each image, write an interactive report.
@@ -150,6 +153,7 @@ def explain(
         net, images, out, preprocessing=prep, class_names=class_names, target=target, target_name=target_name,
         baselines=_methods(baselines), estimator=estimator, attribution=attribution, batch_size=batch_size,
         model_name=model, device=options.device, seed=options.seed, show_progress=not options.quiet, simplify_options=simplify_options,
+        simplifier=simplifier,
     )
     if not options.quiet:
         table = Table("image", "target", "prediction before -> after", "kept", "bits/dim before -> after", "WebP bits/dim before -> after")
@@ -184,6 +188,7 @@ def compare(
     preset: Optional[str] = PRESET,
     grayscale: bool = GRAYSCALE,
     labels: Optional[Path] = LABELS,
+    simplifier: Optional[Path] = typer.Option(None, "--simplifier", help="A learned simplifier file: adds the method simplebits_learned."),
 ) -> None:
     """Score SimpleBits and Captum baselines side by side on your images (faithfulness, bits-efficiency, time).
 
@@ -199,8 +204,8 @@ def compare(
     net = _model(model, weights, trust_pickle, num_classes)
     result = compare_files(
         net, images, out, preprocessing=prep, class_names=class_names, target=target, target_name=target_name,
-        methods=_methods(methods) or DEFAULT_METHODS, steps=steps, estimator=estimator, device=options.device, seed=options.seed,
-        show_progress=not options.quiet,
+        methods=_methods(methods) or DEFAULT_METHODS, steps=steps, estimator=estimator, simplifier=simplifier, device=options.device,
+        seed=options.seed, show_progress=not options.quiet,
     )
     rows = result.to_rows()
     # One column per method (metrics as rows) keeps the table readable in a terminal.
@@ -237,6 +242,8 @@ def audit(
     preset: Optional[str] = PRESET,
     grayscale: bool = GRAYSCALE,
     labels: Optional[Path] = LABELS,
+    simplifier: Optional[str] = typer.Option(
+        None, "--simplifier", help="A learned simplifier file, or 'auto': train one on DATA first (OUT/simplifier.pt, reused on resume)."),
 ) -> None:
     """Audit a dataset: predict everything, simplify the misclassified (or selected) images, write a report.
 
@@ -248,6 +255,8 @@ def audit(
       simplebits audit val/ --model model.ts --preset imagenet --size 256 --crop 224 --limit 200
 
       simplebits audit digits-on-photos --model testbed:digits-on-photos --explain both
+
+      simplebits audit digits-on-photos --model testbed:digits-on-photos --select all --simplifier auto
     """
     from simplebits_audit.jobs import run_audit
     from simplebits_audit.jobs.distributed import rank_device
@@ -263,7 +272,7 @@ def audit(
         baselines=_methods(baselines), estimator=estimator, attribution=attribution, batch_size=batch_size,
         predict_batch_size=predict_batch_size, model_name=model if weights is None else f"{model} (weights {weights})",
         device=device, seed=options.seed,
-        testbed_n=testbed_n, show_progress=not options.quiet, simplify_options=simplify_options,
+        testbed_n=testbed_n, show_progress=not options.quiet, simplify_options=simplify_options, simplifier=simplifier,
     )
     if not summary:  # a torchrun rank other than 0: rank 0 reports
         return
@@ -350,6 +359,57 @@ def train_estimator_cmd(
     config = TrainingConfig(arch=arch, steps=steps, batch_size=batch_size, crop_size=crop_size, lr=lr, checkpoint_every=checkpoint_every, seed=options.seed)
     card = train_estimator(out, image_dir, config, resume=resume, show_progress=not options.quiet)
     console.print(f"held-out bpd {card['held_out_bpd']:.3f} (WebP lossless {card['held_out_webp_bpd']:.3f}); wrote {out}")
+
+
+@app.command("train-simplifier")
+def train_simplifier_cmd(
+    data: str = typer.Argument(..., help="An ImageFolder directory, a CSV of path,label, or a testbed name (its train split)."),
+    model: str = MODEL,
+    out: Path = typer.Option(Path("simplifier.pt"), "--out", "-o", help="The simplifier file to write; OUT.ckpt holds the resumable state."),
+    lam: Optional[float] = typer.Option(None, help="Weight of the bits term (default 1)."),
+    margin: Optional[float] = typer.Option(None, help="Log-probability margin the simplified image must keep before bits are charged (default 1)."),
+    steps: Optional[int] = typer.Option(None, help="Training steps (default 3000)."),
+    batch_size: Optional[int] = typer.Option(None, help="Images per step, per process (default 32)."),
+    held_out: float = typer.Option(0.1, help="Share of DATA held out and scored at the end (top-1 kept, bits kept)."),
+    testbed_n: Optional[int] = typer.Option(None, help="Number of images when DATA is a testbed."),
+    estimator: Optional[str] = ESTIMATOR,
+    weights: Optional[Path] = WEIGHTS,
+    trust_pickle: bool = TRUST_PICKLE,
+    num_classes: Optional[int] = NUM_CLASSES,
+    size: Optional[int] = SIZE,
+    crop: Optional[int] = CROP,
+    mean: Optional[str] = MEAN,
+    std: Optional[str] = STD,
+    preset: Optional[str] = PRESET,
+    grayscale: bool = GRAYSCALE,
+) -> None:
+    """Train a learned simplifier for your model: afterwards each explanation is one forward pass.
+
+    Resumable: rerun the same command after an interruption (Ctrl-C keeps the checkpoint). Across
+    processes: ``torchrun --nproc_per_node=2 -m simplebits_audit.cli.main train-simplifier ...``.
+
+    Examples:
+
+      simplebits train-simplifier digits-on-photos --model testbed:digits-on-photos --out dop.pt
+
+      simplebits audit digits-on-photos --model testbed:digits-on-photos --select all --simplifier dop.pt
+    """
+    from simplebits_audit.jobs.distributed import rank_device
+    from simplebits_audit.jobs.simplifier import train_simplifier_job
+
+    prep = _preprocessing(size, crop, mean, std, preset, grayscale)
+    device = rank_device(options.device)
+    net = _model(model, weights, trust_pickle, num_classes, device)
+    simplifier = train_simplifier_job(
+        net, data, out, preprocessing=prep, held_out=held_out, estimator=estimator, lam=lam, margin=margin, steps=steps,
+        batch_size=batch_size, testbed_n=testbed_n, device=device, seed=options.seed, show_progress=not options.quiet,
+    )
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 reports
+        return
+    card = simplifier.card
+    scores = card["held_out"]
+    console.print(f"{scores['images']} {'held-out' if held_out > 0 else 'training'} images: top-1 kept {100 * scores['top1_kept']:.1f}%, "
+                  f"bits kept {scores['bits_kept']:.3f}; trained {card['steps']} steps in {card['training_seconds']:.0f} s; wrote {out}")
 
 
 @app.command()

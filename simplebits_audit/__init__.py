@@ -24,6 +24,8 @@ _EXPORTS = {
     "attribution_map": ".explainers",
     "SimplificationResult": ".simplification",
     "simplify": ".simplification",
+    "Simplifier": ".simplification",
+    "train_simplifier": ".simplification",
     "Comparison": ".jobs",
     "compare": ".jobs",
     "explain_images": ".jobs",
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
     from .estimators import BitEstimator, list_estimators, load_estimator
     from .explainers import SimpleBits, attribution_map
     from .jobs import Comparison, compare, explain_images, run_audit
-    from .simplification import SimplificationResult, simplify
+    from .simplification import SimplificationResult, Simplifier, simplify, train_simplifier
 
 
 def __getattr__(name: str) -> Any:

@@ -53,6 +53,8 @@ EXPLAIN_RESULTS_FILE = "results.json"
 AUDIT_RESULTS_FILE = "results.jsonl"
 AUDIT_SUMMARY_FILE = "summary.json"
 AUDIT_SETTINGS_FILE = "audit.json"
+#: ``audit --simplifier auto``: the simplifier trained on the audited data (reused on resume)
+AUDIT_SIMPLIFIER_FILE = "simplifier.pt"
 COMPARISON_CSV_FILE = "comparison.csv"
 COMPARISON_JSON_FILE = "comparison.json"
 IMAGES_DIR = "images"

@@ -28,6 +28,7 @@ from .registry import (
     EXPLAINERS,
     MAP_REDUCTIONS,
     SIMPLEBITS,
+    SIMPLEBITS_LEARNED,
     Context,
     ExplainerSpec,
     Explanation,
@@ -40,13 +41,14 @@ from .registry import (
     spec,
     to_map,
 )
-from .simplebits import ATTRIBUTIONS, SimpleBits, attribution_map, simplebits
+from .simplebits import ATTRIBUTIONS, SimpleBits, attribution_map, simplebits, simplebits_learned
 
 __all__ = [
     "ATTRIBUTIONS",
     "EXPLAINERS",
     "MAP_REDUCTIONS",
     "SIMPLEBITS",
+    "SIMPLEBITS_LEARNED",
     "Context",
     "ExplainerSpec",
     "Explanation",
@@ -60,6 +62,7 @@ __all__ = [
     "get_spec",
     "list_explainers",
     "simplebits",
+    "simplebits_learned",
     "spec",
     "to_map",
 ]

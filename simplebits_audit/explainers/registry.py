@@ -29,10 +29,12 @@ from ..simplification import SimplificationResult, simplify
 from ..spaces import Spaces
 from . import captum as _captum
 from . import reference as _reference
-from .simplebits import simplebits
+from .simplebits import simplebits, simplebits_learned
 
 #: the name of the SimpleBits entry (the default explainer of the explain and audit jobs)
 SIMPLEBITS = "simplebits"
+#: SimpleBits with a learned simplifier (needs the ``simplifier`` option)
+SIMPLEBITS_LEARNED = "simplebits_learned"
 #: how :func:`to_map` collapses channels
 MAP_REDUCTIONS = ("abs", "sum", "first")
 # Options of a forwarded-to function that the entry itself provides.
@@ -115,6 +117,7 @@ EXPLAINERS: dict[str, ExplainerSpec] = {
     s.name: s
     for s in (
         spec(SIMPLEBITS, simplebits, simplifies=True, map_reduce="first", forwards_to=simplify),
+        spec(SIMPLEBITS_LEARNED, simplebits_learned, simplifies=True, map_reduce="first", forwards_to=simplify),
         spec("ig", _captum.integrated_gradients, captum="IntegratedGradients"),
         spec("saliency", _captum.saliency, captum="Saliency"),
         spec("input_x_gradient", _captum.input_x_gradient, captum="InputXGradient"),

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -51,7 +52,7 @@ from captum.log import log_usage
 from .._helpers import Transform, as_tuple, blur, model_guard, resolve_target, segment_means, superpixels
 from .._validation import RANGE_TOLERANCE
 from ..estimators import BitEstimator, load_estimator
-from ..simplification import SimplificationResult, simplify
+from ..simplification import SimplificationResult, Simplifier, simplify
 from ..spaces import Spaces, make_spaces
 
 ATTRIBUTIONS = ("auto", "mask", "retained", "ablation", "survival", "bits_removed", "kept")
@@ -131,6 +132,10 @@ class SimpleBits(Attribution):
         The model takes ``(pixels - mean) / std``; pixels are in [0, 1].
     transforms : (to_pixels, to_model), optional
         Differentiable conversions instead of ``normalization``.
+    simplifier : Simplifier or path, optional
+        A learned simplifier for this classifier (:func:`~simplebits_audit.train_simplifier`): each
+        explanation is then one forward pass (plus ``refine_steps`` per-image steps if given). A
+        file is loaded once, weights-only; one trained against another classifier warns.
     **defaults
         Default keyword arguments of :func:`simplebits_audit.simplify` (``steps``, ``objective``,
         ``keep``, ...), overridable per call.
@@ -141,6 +146,8 @@ class SimpleBits(Attribution):
     >>> attr = sb.attribute(inputs, target=labels)             # like inputs, (B, C, H, W)
     >>> attr, result = sb.attribute(inputs, target=labels, return_result=True)
     >>> result.simplified                                       # the simplified images (pixels)
+    >>> fast = SimpleBits(model, simplifier=train_simplifier(model, train_images))
+    >>> attr = fast.attribute(inputs)                           # one forward pass per image
     """
 
     def __init__(
@@ -150,12 +157,16 @@ class SimpleBits(Attribution):
         *,
         normalization: tuple | None = None,
         transforms: tuple[Transform, Transform] | None = None,
+        simplifier: Simplifier | str | Path | None = None,
         **defaults: Any,
     ) -> None:
         super().__init__(forward_func)
         self.estimator = estimator if isinstance(estimator, BitEstimator) else load_estimator(estimator)
         self.spaces = make_spaces(normalization, transforms)
-        self.defaults = defaults
+        if isinstance(simplifier, (str, Path)):
+            simplifier = Simplifier.load(simplifier, forward_func=forward_func)
+        self.simplifier = simplifier
+        self.defaults = defaults if simplifier is None else {"simplifier": simplifier, **defaults}
         self._warned_clamp = False
 
     def has_convergence_delta(self) -> bool:
@@ -282,3 +293,23 @@ def simplebits(
     return explainer.attribute(
         inputs, target, additional_forward_args, attribution=attribution, out_of_range=out_of_range, return_result=True, seed=seed,
     )
+
+
+def simplebits_learned(
+    forward_func: Callable[..., torch.Tensor],
+    inputs: torch.Tensor,
+    target: torch.Tensor | None,
+    additional_forward_args: Any = None,
+    *,
+    simplifier: Simplifier | str | Path | None = None,
+    refine_steps: int = 0,
+    **options: Any,
+) -> tuple[torch.Tensor, SimplificationResult]:
+    """SimpleBits with a learned simplifier: one forward pass per image (registry entry).
+
+    Needs ``simplifier`` (a :class:`~simplebits_audit.Simplifier` or its file); ``refine_steps``
+    adds per-image mask-engine steps warm-started from its mask. Other options as :func:`simplebits`.
+    """
+    if simplifier is None:
+        raise ValueError("simplifier: 'simplebits_learned' needs a trained simplifier (train_simplifier, or simplebits train-simplifier)")
+    return simplebits(forward_func, inputs, target, additional_forward_args, simplifier=simplifier, refine_steps=refine_steps, **options)

@@ -32,11 +32,13 @@ from rich.progress import Progress
 
 from .._io import save_json
 from ..estimators import BitEstimator
-from ..explainers import ATTRIBUTIONS, SIMPLEBITS
+from ..explainers import ATTRIBUTIONS, SIMPLEBITS, get_spec
 from ..preprocessing import Preprocessing
+from ..simplification import Simplifier
 from ..results import (
     AUDIT_RESULTS_FILE,
     AUDIT_SETTINGS_FILE,
+    AUDIT_SIMPLIFIER_FILE,
     AUDIT_SUMMARY_FILE,
     append_records,
     class_name,
@@ -50,13 +52,14 @@ from .distributed import World, join_world
 from .explain import check_out_dir
 from .pipeline import explain_batch, mask_shares, write_batch
 from .preflight import job_device, preflight
+from .simplifier import train_simplifier_job
 from .sources import AuditItem, AuditSource, open_source
 
 EXPLAIN_CHOICES = ("true", "pred", "both")
 #: settings that change results: a rerun into the same folder must agree on them
 RESULT_SETTINGS = (
     "data", "n_items", "select", "limit", "explain", "baselines", "estimator", "attribution", "batch_size", "seed", "simplify",
-    "model", "preprocessing", "top_k", "class_names", "explainer",
+    "model", "preprocessing", "top_k", "class_names", "explainer", "simplifier",
 )
 
 
@@ -183,6 +186,7 @@ def run_audit(
     testbed_n: int | None = None,
     show_progress: bool = False,
     simplify_options: dict[str, Any] | None = None,
+    simplifier: Simplifier | str | Path | None = None,
 ) -> dict[str, Any]:
     """Audit a dataset; returns the summary written to ``out/summary.json`` (an empty dict on torchrun ranks other than 0).
 
@@ -207,6 +211,10 @@ def run_audit(
         torchrun with CUDA, each rank's ``cuda:LOCAL_RANK``).
     testbed_n : int, optional
         Number of testbed images (default: the testbed's test size).
+    simplifier : Simplifier, path or "auto", optional
+        Explain with a learned simplifier (one forward pass per image) instead of the per-image
+        engine. ``"auto"`` trains one on the audited data first (``out/simplifier.pt``, 10% held
+        out and scored for its card) and reuses that file when the audit resumes.
 
     The remaining parameters are those of :func:`simplebits_audit.jobs.explain_images`.
     """
@@ -223,6 +231,10 @@ def run_audit(
         raise ValueError(f"batch_size: expected a positive number, got {batch_size}")
     if predict_batch_size < 1:
         raise ValueError(f"predict_batch_size: expected a positive number, got {predict_batch_size}")
+    if simplifier is not None and not get_spec(explainer).options.keys() >= {"simplifier"}:
+        raise ValueError(f"simplifier: explainer {explainer!r} does not take a learned simplifier")
+    if isinstance(simplifier, (str, Path)) and str(simplifier) != "auto" and not Path(simplifier).is_file():
+        raise ValueError(f"simplifier: expected 'auto' or an existing simplifier file, got {str(simplifier)!r}")
     preprocessing = preprocessing or Preprocessing()
     source = data if isinstance(data, AuditSource) else open_source(data, preprocessing=preprocessing, class_names=class_names, testbed_n=testbed_n, seed=seed)
     names = source.class_names
@@ -256,6 +268,8 @@ def run_audit(
         }
         if explainer != SIMPLEBITS:  # only recorded when set, so that audits written before the option can resume
             settings["explainer"] = explainer
+        if simplifier is not None:
+            settings["simplifier"] = (simplifier.card.get("model_fingerprint") or "given") if isinstance(simplifier, Simplifier) else str(simplifier)
         _check_settings(out, settings)
         world.barrier()
         if world.is_main:
@@ -267,6 +281,13 @@ def run_audit(
         world.barrier()
 
         timing = {"predict_seconds": 0.0, "simplify_seconds": 0.0, "write_seconds": 0.0, "explained_this_run": 0}
+        if simplifier is not None:
+            t0 = time.perf_counter()
+            options[explainer]["simplifier"] = _simplifier(
+                simplifier, model, source, out, preprocessing=preprocessing, estimator=estimator, device=device, seed=seed,
+                show_progress=show_progress,
+            )
+            timing["simplifier_seconds"] = time.perf_counter() - t0
         with Progress(disable=not (show_progress and world.is_main), transient=True) as progress:
             # ---- 1. predict everything (each rank its share), gather the small results
             t0 = time.perf_counter()
@@ -332,6 +353,23 @@ def run_audit(
         return summary
     finally:
         world.close()
+
+
+def _simplifier(
+    simplifier: Simplifier | str | Path, model: Any, source: AuditSource, out: Path, *, preprocessing: Preprocessing,
+    estimator: BitEstimator | str | None, device: torch.device, seed: int, show_progress: bool,
+) -> Simplifier:
+    """The learned simplifier to explain with: as given, loaded from its file, or (``"auto"``) trained on the audited data."""
+    if isinstance(simplifier, Simplifier):
+        return simplifier
+    if str(simplifier) != "auto":
+        return Simplifier.load(simplifier, forward_func=model, device=device)
+    path = out / AUDIT_SIMPLIFIER_FILE
+    if path.is_file():  # trained by an earlier run of this audit
+        return Simplifier.load(path, forward_func=model, device=device)
+    return train_simplifier_job(
+        model, source, path, preprocessing=preprocessing, estimator=estimator, device=device, seed=seed, show_progress=show_progress,
+    )
 
 
 def _first_readable(source: AuditSource) -> torch.Tensor | None:

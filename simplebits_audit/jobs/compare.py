@@ -33,10 +33,10 @@ from .._helpers import TargetLike, as_tuple, check_inputs, model_guard, resolve_
 from .._io import atomic_write, save_json
 from .._validation import check_pixel_images
 from ..estimators import BitEstimator, load_estimator
-from ..explainers import SIMPLEBITS, Context, attribute, check_methods, get_spec, list_explainers
+from ..explainers import SIMPLEBITS, SIMPLEBITS_LEARNED, Context, attribute, check_methods, get_spec, list_explainers
 from ..preprocessing import Preprocessing, load_images
 from ..results import COMPARISON_CSV_FILE, COMPARISON_JSON_FILE
-from ..simplification import SimplificationResult
+from ..simplification import SimplificationResult, Simplifier
 from ..spaces import Transform, make_spaces
 from .explain import check_out_dir
 from .pipeline import explain_batch
@@ -395,6 +395,7 @@ def compare_files(
     method_options: Mapping[str, Mapping[str, Any]] | None = None,
     steps: int | None = None,
     estimator: BitEstimator | str | None = None,
+    simplifier: Simplifier | str | Path | None = None,
     device: str | torch.device | None = None,
     seed: int = 0,
     show_progress: bool = False,
@@ -417,6 +418,8 @@ def compare_files(
         Optimisation steps of every explainer that simplifies (its ``steps`` option).
     estimator : BitEstimator or str, optional
         The bit estimator.
+    simplifier : Simplifier or path, optional
+        A learned simplifier: ``simplebits_learned`` joins the methods with it.
 
     Returns
     -------
@@ -426,6 +429,10 @@ def compare_files(
     preprocessing = preprocessing or Preprocessing()
     pixels = load_images(images, preprocessing, name="images")
     options = {k: dict(v) for k, v in (method_options or {}).items()}
+    if simplifier is not None:
+        methods = [*methods, SIMPLEBITS_LEARNED] if SIMPLEBITS_LEARNED not in methods else list(methods)
+        loaded = simplifier if isinstance(simplifier, Simplifier) else Simplifier.load(simplifier, forward_func=model)
+        options.setdefault(SIMPLEBITS_LEARNED, {})["simplifier"] = loaded
     if steps is not None:
         for name in dict.fromkeys(methods):
             if name in list_explainers() and "steps" in get_spec(name).options:

@@ -24,6 +24,7 @@ from ..estimators import BitEstimator
 from ..explainers import ATTRIBUTIONS, SIMPLEBITS
 from ..preprocessing import Preprocessing, load_images
 from ..results import REPORT_FILE, safe_stem, write_explain_results
+from ..simplification import Simplifier
 from .pipeline import explain_batch, write_batch
 from .preflight import preflight
 
@@ -69,6 +70,7 @@ def explain_images(
     seed: int = 0,
     show_progress: bool = False,
     simplify_options: dict[str, Any] | None = None,
+    simplifier: Simplifier | str | Path | None = None,
 ) -> ExplainOutput:
     """Simplify and explain images, compute baselines beside them, write results and a report.
 
@@ -107,6 +109,8 @@ def explain_images(
         Seeds every explainer.
     simplify_options : dict, optional
         Options of the primary explainer (``steps``, ``objective``, ...; see :func:`simplebits_audit.simplify`).
+    simplifier : Simplifier or path, optional
+        Explain with this learned simplifier (one forward pass per image) instead of the per-image engine.
 
     Returns
     -------
@@ -132,6 +136,8 @@ def explain_images(
     if len(names) != n or (labels is not None and len(labels) != n):
         raise ValueError(f"names/labels: expected {n} values, one per image")
     options = {explainer: {"attribution": attribution, **(simplify_options or {})}}
+    if simplifier is not None:
+        options[explainer]["simplifier"] = simplifier if isinstance(simplifier, Simplifier) else Simplifier.load(simplifier, forward_func=model)
     checked = preflight(
         model, pixels, preprocessing=preprocessing, device=device, class_names=class_names, labels=labels, target=target,
         target_name=target_name, explainer=explainer, methods=baselines, method_options=options, estimator=estimator,

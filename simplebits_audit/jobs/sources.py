@@ -151,10 +151,12 @@ def open_source(
     class_names: Sequence[str] | None = None,
     testbed_n: int | None = None,
     seed: int = 0,
+    split: str = "test",
 ) -> AuditSource:
     """Open ``data``: an ImageFolder directory, a ``.csv`` of ``path,label``, or a testbed name.
 
-    ``class_names`` (e.g. from ``--labels``) override the folder names / CSV label names.
+    ``class_names`` (e.g. from ``--labels``) override the folder names / CSV label names; a
+    testbed gives its ``split`` (the test split by default: what an audit looks at).
     """
     from .. import testbeds
 
@@ -168,7 +170,7 @@ def open_source(
         name = text.removeprefix("testbed:")
         if name not in testbeds.list_testbeds():
             raise ValueError(f"data: unknown testbed {name!r}; choose from {testbeds.list_testbeds()}")
-        source = TestbedSource(name, n=testbed_n, seed=seed)
+        source = TestbedSource(name, n=testbed_n, seed=seed, split=split)
     elif path.exists():
         raise ValueError(f"data: {text!r} is neither a folder nor a .csv file")
     else:

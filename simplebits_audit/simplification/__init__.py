@@ -5,12 +5,16 @@
 * ``result`` -- :class:`SimplificationResult`, what every engine returns;
 * ``common`` -- what engines share: the keep rule, 8-bit rounding, the guarded classifier and
   :func:`~simplebits_audit.simplification.common.path_result` (the simplest kept snapshot);
-* ``engine`` -- the gradient engine: pixel logits from the original, or Glow latents, optimised
-  along one continuation run of the knob.
+* ``engine`` -- :func:`simplify` and the gradient engine: pixel logits from the original, or Glow
+  latents, optimised along one continuation run of the knob;
+* ``mask`` -- the mask engine (the default): a coarse mask towards a flat reference, per image;
+* ``learned`` -- :class:`Simplifier`, a network predicting that mask in one pass, and
+  :func:`train_simplifier`, which fits it to a frozen classifier over a dataset.
 """
 
 from .common import NON_TOP_TARGET_FRACTION, Keep
 from .engine import simplify
+from .learned import Simplifier, evaluate_simplifier, train_simplifier
 from .result import SimplificationResult
 
-__all__ = ["NON_TOP_TARGET_FRACTION", "Keep", "SimplificationResult", "simplify"]
+__all__ = ["NON_TOP_TARGET_FRACTION", "Keep", "SimplificationResult", "Simplifier", "evaluate_simplifier", "simplify", "train_simplifier"]

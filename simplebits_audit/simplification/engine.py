@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,6 +27,7 @@ from .._validation import check_finite, check_pixel_images
 from ..estimators import BitEstimator, Glow, load_estimator
 from ..spaces import make_spaces
 from .common import Classifier, Keep, check_keep, evaluate, guarded_step, path_result, round_8bit, snapshot_steps, task_loss
+from .learned import Simplifier, as_simplifier, learned_engine
 from .mask import REFERENCES, mask_engine
 from .result import SimplificationResult
 
@@ -99,6 +101,8 @@ def simplify(
     dequantization_noise: bool = True,
     normalization: tuple[Sequence[float], Sequence[float]] | None = None,
     transforms: tuple[Transform, Transform] | None = None,
+    simplifier: Simplifier | str | Path | None = None,
+    refine_steps: int = 0,
     seed: int = 0,
     show_progress: bool = False,
 ) -> SimplificationResult:
@@ -159,6 +163,15 @@ def simplify(
         The model takes ``(pixels - mean) / std``.
     transforms : (to_pixels, to_model), optional
         Arbitrary differentiable conversions instead of ``normalization``.
+    simplifier : Simplifier or path, optional
+        A learned simplifier (:func:`~simplebits_audit.train_simplifier`) for this classifier: its
+        one-pass mask replaces the per-image optimisation (the mask engine's options ``mask_size``,
+        ``mask_init`` and ``reference`` then come from it). A file is loaded weights-only; a
+        simplifier trained against another classifier warns.
+    refine_steps : int
+        With ``simplifier``: refine its mask per image with this many mask-engine steps
+        (warm-started; ``lr`` and ``lambda_*`` apply). 0: the learned output only, choosing the
+        simplest kept image among the learned mask shifted towards the original.
     seed : int
         Same seed, same result on the same machine.
     show_progress : bool
@@ -187,6 +200,10 @@ def simplify(
     if latent_init not in ("prior", "input"):
         raise ValueError(f"latent_init: expected 'prior' or 'input', got {latent_init!r}")
     check_keep(keep)
+    if simplifier is not None and parameterization != "mask":
+        raise ValueError(f"simplifier: a learned simplifier predicts a mask; it needs parameterization='mask', got {parameterization!r}")
+    if not (isinstance(refine_steps, int) and refine_steps >= 0):
+        raise ValueError(f"refine_steps: expected an integer >= 0, got {refine_steps!r}")
     if steps < 1 or n_snapshots < 1:
         raise ValueError("steps and n_snapshots must be at least 1")
     if not (0 < lambda_start <= lambda_end):
@@ -211,7 +228,12 @@ def simplify(
         "keep": keep, "steps": steps, "lr": lr, "lambda_start": lambda_start, "lambda_end": lambda_end,
         "temperature": list(temperature), "estimator": estimator.name, "seed": seed,
     }
-    if parameterization == "mask":
+    if simplifier is not None:
+        simplifier = as_simplifier(simplifier, forward_func, pixels.shape[1], device)
+        card = simplifier.card
+        settings.update(simplifier={k: card.get(k) for k in ("model_fingerprint", "lam", "steps", "data")}, refine_steps=refine_steps,
+                        steps=refine_steps, **{k: simplifier.config[k] for k in ("mask_size", "mask_init", "reference")})
+    elif parameterization == "mask":
         settings.update(mask_size=mask_size, mask_init=mask_init, reference=reference)
     started = time.perf_counter()
     # The guard restores the model whatever happens (BatchNorm statistics of a train-mode model included).
@@ -220,6 +242,12 @@ def simplify(
         with torch.no_grad():
             logits_before = classifier.logits(pixels).float()
         target_t = resolve_target(target, pixels.shape[0], n_classes=logits_before.shape[1], predict=lambda: logits_before, device=device)
+        if simplifier is not None:
+            return learned_engine(
+                classifier, estimator, simplifier, pixels, logits_before, target_t, keep=keep, refine_steps=refine_steps, settings=settings,
+                started=started, objective=objective, lr=lr, lambda_start=lambda_start, lambda_end=lambda_end, n_snapshots=n_snapshots,
+                temperature=temperature, seed=seed, show_progress=show_progress,
+            )
         if parameterization == "mask":
             return mask_engine(
                 classifier, estimator, pixels, logits_before, target_t, objective=objective, keep=keep, steps=steps, lr=lr,

@@ -61,9 +61,12 @@ def reference_image(pixels: torch.Tensor, kind: str = "mean") -> torch.Tensor:
 class MaskParams:
     """x' = m * x + (1 - m) * r with m a bilinearly upsampled ``size`` x ``size`` grid of sigmoids."""
 
-    def __init__(self, pixels: torch.Tensor, reference: torch.Tensor, size: int, init: float) -> None:
+    def __init__(self, pixels: torch.Tensor, reference: torch.Tensor, size: int, init: float, init_logits: torch.Tensor | None = None) -> None:
         b, _, h, w = pixels.shape
         self.pixels, self.reference, self.shape = pixels, reference, (h, w)
+        if init_logits is not None:  # warm start (a learned simplifier's mask): its own grid
+            self.z = init_logits.detach().to(pixels.dtype).clone().requires_grad_(True)
+            return
         grid = (min(size, h), min(size, w))
         self.z = torch.full((b, 1, *grid), math.log(init / (1 - init)), device=pixels.device, dtype=pixels.dtype, requires_grad=True)
 
@@ -105,8 +108,13 @@ def mask_engine(
     classifier: Classifier, estimator: BitEstimator, pixels: torch.Tensor, logits_before: torch.Tensor, target: torch.Tensor, *,
     objective: str, keep: Keep, steps: int, lr: float, lambda_start: float, lambda_end: float, mask_size: int, mask_init: float, reference: str,
     n_snapshots: int, temperature: tuple[float, float], seed: int, show_progress: bool, settings: dict[str, Any], started: float,
+    init_logits: torch.Tensor | None = None,
 ) -> SimplificationResult:
-    """Optimise the mask (see the module docstring) and return the simplest kept snapshot."""
+    """Optimise the mask (see the module docstring) and return the simplest kept snapshot.
+
+    ``init_logits`` (B, 1, h, w) warm-starts the mask's logit grid (a learned simplifier's
+    prediction) instead of ``mask_init`` everywhere.
+    """
     batch, device = pixels.shape[0], pixels.device
     dims = math.prod(pixels.shape[1:])
     generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -115,7 +123,7 @@ def mask_engine(
     top_before = probs_before.argmax(1)
     original_8bit = round_8bit(pixels, False)
     ref = reference_image(original_8bit, reference)
-    params = MaskParams(original_8bit, ref, mask_size, mask_init)
+    params = MaskParams(original_8bit, ref, mask_size, mask_init, init_logits)
     optimizer = torch.optim.Adam(params.tensors(), lr=lr)
     lambdas = torch.logspace(math.log10(lambda_start), math.log10(lambda_end), steps).tolist()
     with torch.no_grad():

@@ -1,0 +1,131 @@
+"""The train-simplifier job: fit a learned simplifier to a model on a dataset, score a held-out share, write the file.
+
+Data comes from the same sources as the audit (ImageFolder, CSV of ``path,label``, testbed name),
+read lazily. A share of the images is held out and scored at the end (top-1 kept and bits kept of
+the one-pass output), and the scores go into the simplifier's card. Training writes a checkpoint
+beside the output (``<out>.ckpt``) and resumes from it, so rerunning an interrupted command
+continues where it stopped; under ``torchrun`` every process trains on its share of each batch.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from ..estimators import BitEstimator
+from ..preprocessing import Preprocessing
+from ..simplification.learned import Simplifier, train_simplifier
+from .distributed import join_world
+from .preflight import job_device
+from .sources import AuditItem, AuditSource, open_source
+
+#: At most this many held-out images are scored for the card.
+MAX_HELD_OUT = 512
+
+
+class SourceImages(Dataset):
+    """A source's images (pixels, C x H x W) as a map-style Dataset; an unreadable image is replaced by the next readable one."""
+
+    def __init__(self, source: AuditSource, items: list[AuditItem]) -> None:
+        self.source, self.items = source, items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        for k in range(len(self.items)):
+            try:
+                return self.source.load(self.items[(i + k) % len(self.items)])
+            except ValueError:
+                continue
+        raise ValueError(f"data: none of the {len(self.items)} images of {self.source.name!r} is readable")
+
+
+def checkpoint_path(out: str | Path) -> Path:
+    """Where training on the way to ``out`` keeps its resumable state."""
+    out = Path(out)
+    return out.with_name(out.name + ".ckpt")
+
+
+def train_simplifier_job(
+    model: Any,
+    data: str | Path | AuditSource,
+    out: str | Path,
+    *,
+    preprocessing: Preprocessing | None = None,
+    held_out: float = 0.1,
+    split: str = "train",
+    estimator: BitEstimator | str | None = None,
+    lam: float | None = None,
+    margin: float | None = None,
+    steps: int | None = None,
+    batch_size: int | None = None,
+    testbed_n: int | None = None,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    show_progress: bool = False,
+) -> Simplifier:
+    """Train a :class:`Simplifier` for ``model`` on ``data`` and write it to ``out`` (atomically).
+
+    Parameters
+    ----------
+    model : callable
+        The classifier (model-space images -> logits). Never modified.
+    data : path, testbed name or AuditSource
+        An ImageFolder directory, a CSV of ``path,label`` or a testbed name (its ``split``).
+    out : path
+        The simplifier file (``.pt``); ``<out>.ckpt`` holds the resumable training state.
+    held_out : float
+        Share of the images (every ``1/held_out``-th one, at most :data:`MAX_HELD_OUT`) kept out of
+        training and scored at the end; 0 scores training images instead (the card says so).
+    split : {"train", "test"}
+        Which split of a testbed to train on.
+    lam, margin, steps, batch_size : optional
+        As :func:`~simplebits_audit.train_simplifier`.
+
+    Returns
+    -------
+    Simplifier
+        Also written to ``out``; its card holds the held-out top-1 kept and bits kept.
+    """
+    if not 0 <= held_out < 1:
+        raise ValueError(f"held_out: expected a share in [0, 1), got {held_out}")
+    out = Path(out)
+    if out.suffix != ".pt":
+        raise ValueError(f"out: expected a .pt file name, got {str(out)!r}")
+    if out.is_dir():
+        raise ValueError(f"out: {str(out)!r} is a folder; give a file name such as simplifier.pt")
+    preprocessing = preprocessing or Preprocessing()
+    if isinstance(data, AuditSource):
+        source = data
+    else:
+        source = open_source(data, preprocessing=preprocessing, testbed_n=testbed_n, seed=seed, split=split)
+    items = list(source.items)
+    every = math.ceil(1 / held_out) if held_out > 0 else 0
+    scored = [it for i, it in enumerate(items) if every and i % every == every - 1][:MAX_HELD_OUT]
+    scored_ids = {it.index for it in scored}
+    train_items = [it for it in items if it.index not in scored_ids]
+    if not train_items:
+        raise ValueError(f"data: {source.name!r} has no images left to train on after holding out {held_out:.0%}")
+    world, device = join_world(job_device(model, device))
+    try:
+        held_out_images = torch.stack([SourceImages(source, scored)[i] for i in range(len(scored))]) if scored else None
+        simplifier = train_simplifier(
+            model, SourceImages(source, train_items), estimator=estimator, lam=lam, margin=margin, steps=steps, batch_size=batch_size,
+            held_out=held_out_images, normalization=preprocessing.normalization, checkpoint=checkpoint_path(out),
+            data_description=f"{source.name} ({len(train_items)} training images, {len(scored)} held out)", device=device,
+            seed=seed, show_progress=show_progress,
+        )
+        if world.is_main:
+            simplifier.save(out)
+        world.barrier()
+    finally:
+        world.close()
+    return simplifier
+
+
+__all__ = ["MAX_HELD_OUT", "SourceImages", "checkpoint_path", "train_simplifier_job"]
