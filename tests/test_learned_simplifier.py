@@ -14,7 +14,7 @@ import torch
 from simplebits_audit import SimpleBits, Simplifier, simplify, testbeds, train_simplifier
 from simplebits_audit.explainers import explain
 from simplebits_audit.simplification import learned
-from simplebits_audit.simplification.learned import MASK_OFFSETS, evaluate_simplifier, model_fingerprint
+from simplebits_audit.simplification.learned import evaluate_simplifier, model_fingerprint
 
 from .helpers import CLI, assert_unchanged, snapshot
 
@@ -93,7 +93,7 @@ def test_save_load_roundtrip_and_card(trained, test_images, tmp_path, model):
 
 def test_training_simplifies_and_leaves_the_model_alone(model, data, test_images):
     before = snapshot(model)
-    s = train_simplifier(model, data, steps=150, batch_size=16, lam=2.0, margin=2.0)
+    s = train_simplifier(model, data, steps=150, batch_size=16, lam=2.0, margin=2.0, simplifier=Simplifier(mask_init=0.5))
     assert_unchanged(before, model)
     scores = evaluate_simplifier(s, model, test_images)
     # 150 steps already remove most of the bits while most predictions hold (a broken loss does neither)
@@ -164,9 +164,12 @@ def test_training_refuses_bad_arguments(model, data):
 
 def test_simplify_with_simplifier_returns_the_simplest_kept_candidate(model, trained, test_images):
     r = simplify(model, test_images, simplifier=trained)
-    assert r.mask is not None and r.path_labels[:2] == ["original", "learned mask"]
-    assert r.path_images.shape[0] == 1 + len(MASK_OFFSETS)
-    assert bool(r.kept.all())  # the original is always a candidate
+    assert r.mask is not None and r.path_labels == ["original", "learned mask", "learned mask shifted until kept"]
+    assert r.path_images.shape[0] == 3
+    assert bool(r.kept.all())  # the original is the last resort
+    # where the network's output keeps the prediction it is the answer; elsewhere a shift of its mask or the original
+    assert torch.equal(r.path_images[2][r.path_kept[1]], r.path_images[1][r.path_kept[1]])
+    assert bool(r.path_kept[2].all())
     chosen = torch.where(r.path_kept, r.path_bits, torch.full_like(r.path_bits, float("inf"))).min(0).values
     assert torch.allclose(r.bits_after, chosen, rtol=1e-5)
     with torch.no_grad():

@@ -45,14 +45,16 @@ from .._io import save_torch
 from .._validation import check_pixel_images
 from ..estimators import BitEstimator, load_estimator
 from ..spaces import make_spaces
-from .common import Classifier, Keep, path_result, round_8bit, task_loss
+from .common import Classifier, Keep, kept, path_result, round_8bit, task_loss
 from .mask import REFERENCES, mask_engine, reference_image
 from .result import SimplificationResult
 
 #: What :meth:`Simplifier.load` reads: the format version written by :meth:`Simplifier.save`.
 FORMAT = 1
+#: Below this held-out top-1 kept, :func:`train_simplifier` warns.
+LOW_KEPT = 0.8
 #: Defaults of :func:`train_simplifier` (measured choices: README, "Learned simplifier").
-TRAINING_DEFAULTS: dict[str, Any] = {"lam": 1.0, "margin": 1.0, "hinge": 0.0, "steps": 3000, "batch_size": 32, "lr": 2e-3}
+TRAINING_DEFAULTS: dict[str, Any] = {"lam": 1.0, "margin": 2.0, "steps": 4000, "batch_size": 32, "lr": 2e-3}
 
 
 class Simplifier(nn.Module):
@@ -70,15 +72,16 @@ class Simplifier(nn.Module):
     reference : {"mean", "blur", "grey"}
         The simple image the mask blends towards (:func:`~simplebits_audit.simplification.mask.reference_image`).
     mask_init : float
-        The mask's value everywhere before training, in (0, 1).
-
+        The mask's value everywhere before training, in (0, 1). Near 1 (the default, 0.9) training
+        starts close to the identity, as the paper's simplifier does, and removes bits from there;
+        from 0.5 it fell into the flat reference on ``shortcut`` and ``stripes`` (README).
     Attributes
     ----------
     card : dict
         What it was trained on and how well it held out (filled by :func:`train_simplifier`).
     """
 
-    def __init__(self, in_channels: int = 3, mask_size: int = 16, width: int = 32, reference: str = "mean", mask_init: float = 0.5) -> None:
+    def __init__(self, in_channels: int = 3, mask_size: int = 16, width: int = 16, reference: str = "mean", mask_init: float = 0.9) -> None:
         super().__init__()
         if in_channels not in (1, 3):
             raise ValueError(f"in_channels: expected 1 or 3, got {in_channels}")
@@ -165,6 +168,23 @@ class Simplifier(nn.Module):
         simplifier.eval().requires_grad_(False)
         return simplifier.to(device or "cpu")
 
+    @classmethod
+    def pretrained(cls, testbed: str, *, device: str | torch.device | None = None) -> Simplifier:
+        """The shipped simplifier for a testbed's shipped classifier (``testbeds.load_classifier(testbed)``).
+
+        Trained offline by ``scripts/train_testbed_simplifiers.py``; ``.card`` holds its held-out
+        top-1 kept, bits kept, WebP kept and mask AUROC.
+        """
+        from importlib import resources
+
+        from .. import testbeds
+
+        weights = resources.files(testbeds) / "weights" / f"simplifier-{testbed}.pt"
+        if not weights.is_file():
+            raise ValueError(f"testbed: no shipped simplifier for {testbed!r}; testbeds: {testbeds.list_testbeds()}")
+        with resources.as_file(weights) as path:
+            return cls.load(path, device=device)
+
     def check_classifier(self, forward_func: ForwardFunc) -> bool:
         """Whether ``forward_func`` is the classifier this simplifier was trained against; warns if not."""
         trained = self.card.get("model_fingerprint")
@@ -199,9 +219,9 @@ def model_fingerprint(forward_func: Any) -> str | None:
 # --------------------------------------------------------------------------------------------
 # the engine: the learned mask (one pass), optionally refined per image by the mask engine
 
-#: The learned mask's logits shifted up by these amounts (towards the original) give the path the
-#: simplest kept image is chosen from: one batched classifier pass each, no gradients.
-MASK_OFFSETS = (0.0, 1.0, 2.0, 4.0)
+#: Fallbacks for images whose learned output loses the prediction: the learned mask's logits shifted
+#: up by these amounts (towards the original), tried in order on those images only.
+MASK_OFFSETS = (1.0, 2.0, 4.0, 8.0)
 
 
 def learned_engine(
@@ -210,9 +230,11 @@ def learned_engine(
 ) -> SimplificationResult:
     """Simplify with ``simplifier``'s mask; with ``refine_steps`` > 0 the mask engine refines it per image.
 
-    Without refinement the path is the original, the learned output and the learned mask shifted
-    towards the original by :data:`MASK_OFFSETS`; the simplest kept one is returned. With
-    refinement the mask engine starts from the learned mask's logits (``refine`` are its options).
+    Without refinement the path is the original, the learned output and a fallback: for images
+    whose learned output loses the prediction, the first of the learned mask's shifts towards the
+    original (:data:`MASK_OFFSETS`) that keeps it (tried on those images only, so an image costs
+    about two classifier passes); the simplest kept of these is returned. With refinement the mask
+    engine starts from the learned mask's logits (``refine`` are its options).
     """
     original_8bit = round_8bit(pixels, False)
     with torch.no_grad():
@@ -225,25 +247,44 @@ def learned_engine(
         )
     with torch.no_grad():
         probs_before = F.softmax(logits_before, 1)
-        bits_map_before = estimator.bits_map(original_8bit)
+        prob_before, top_before = probs_before.gather(1, target[:, None])[:, 0], probs_before.argmax(1)
         ref = simplifier.reference(original_8bit)
-        images, bits, probs, labels = [original_8bit], [bits_map_before.flatten(1).sum(1)], [probs_before], ["original"]
-        masks = []
+
+        def candidate(rows: torch.Tensor, offset: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            m = torch.sigmoid(grid[rows] + offset)
+            if m.shape[-2:] != pixels.shape[-2:]:
+                m = F.interpolate(m, size=pixels.shape[-2:], mode="bilinear", align_corners=False)
+            image = round_8bit(m * original_8bit[rows] + (1 - m) * ref[rows], False)
+            probs = F.softmax(classifier.logits(image).float(), 1)
+            return image, probs, kept(keep, probs, target[rows], prob_before[rows], top_before[rows])
+
+        every = torch.arange(len(pixels), device=pixels.device)
+        learned_image, learned_probs, learned_kept = candidate(every, 0.0)
+        fallback, fallback_probs = learned_image.clone(), learned_probs.clone()
+        pending = every[~learned_kept]
         for offset in MASK_OFFSETS:
-            m = torch.sigmoid(grid + offset)
-            m = F.interpolate(m, size=pixels.shape[-2:], mode="bilinear", align_corners=False) if m.shape[-2:] != pixels.shape[-2:] else m
-            image = round_8bit(m * original_8bit + (1 - m) * ref, False)
-            masks.append(m)
-            images.append(image)
-            bits.append(estimator.bits(image))
-            probs.append(F.softmax(classifier.logits(image).float(), 1))
-            labels.append("learned mask" if offset == 0 else f"learned mask + {offset:g}")
+            if len(pending) == 0:
+                break
+            image, probs, ok = candidate(pending, offset)
+            fallback[pending[ok]], fallback_probs[pending[ok]] = image[ok], probs[ok]
+            pending = pending[~ok]
+        # Nothing kept: the fallback is the original itself.
+        fallback[pending], fallback_probs[pending] = original_8bit[pending], probs_before[pending]
+        maps = [estimator.bits_map(original_8bit), estimator.bits_map(learned_image)]
+        changed = every[~learned_kept]
+        fallback_map = maps[1].clone()
+        if len(changed):
+            fallback_map[changed] = estimator.bits_map(fallback[changed])
+        maps.append(fallback_map)
+        mask = torch.sigmoid(grid)
+        if mask.shape[-2:] != pixels.shape[-2:]:
+            mask = F.interpolate(mask, size=pixels.shape[-2:], mode="bilinear", align_corners=False)
     return path_result(
         original=pixels, spaces=classifier.spaces, estimator=estimator, keep=keep, target=target, probs_before=probs_before,
-        bits_map_before=bits_map_before, path_images=images, path_bits=bits, path_probs=probs,
-        path_lambdas=[0.0] + [float(settings.get("simplifier", {}).get("lam", 1.0))] * len(MASK_OFFSETS),
+        bits_map_before=maps[0], path_images=[original_8bit, learned_image, fallback], path_bits=[m.flatten(1).sum(1) for m in maps],
+        path_probs=[probs_before, learned_probs, fallback_probs], path_lambdas=[0.0] + [float(simplifier.card.get("lam", 1.0))] * 2,
         active=torch.ones(len(pixels), dtype=torch.bool, device=pixels.device), steps=0, started=started, settings=settings,
-        mask=masks[0], path_labels=labels,
+        mask=mask, path_labels=["original", "learned mask", "learned mask shifted until kept"], path_bits_maps=maps,
     )
 
 
@@ -339,7 +380,7 @@ def _collate_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 def simplifier_loss(
     simplifier: nn.Module, classifier: Classifier, estimator: BitEstimator, pixels: torch.Tensor, *,
-    lam: float, margin: float, hinge: float = 0.0, objective: str = "kl", labels: torch.Tensor | None = None,
+    lam: float, margin: float, objective: str = "kl", labels: torch.Tensor | None = None,
     temperature: tuple[float, float] = (1.0, 1.5), generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The training objective on one batch of pixel images (B, C, H, W): mean loss (in bits per dimension) and stats.
@@ -356,10 +397,10 @@ def simplifier_loss(
     task = task_loss(logits, logits_before, target, objective, temperature, generator or torch.Generator().manual_seed(0))
     bpd = estimator.bpd(simplified)
     log_q = F.log_softmax(logits, 1)
-    gap = log_q.gather(1, target[:, None])[:, 0] - log_q.scatter(1, target[:, None], -math.inf).amax(1)
-    holds = (gap >= margin).detach()
-    if hinge > 0:
-        task = task + hinge * F.relu(margin - gap)
+    gap = _gap(log_q, target)
+    # An image the classifier was less sure of than ``margin`` must keep its own original gap.
+    required = torch.minimum(_gap(F.log_softmax(logits_before, 1), target), torch.full_like(gap, margin))
+    holds = (gap >= required).detach()
     with torch.no_grad():
         bpd_before = estimator.bpd(round_8bit(pixels, False))
     loss = (task + lam * holds.to(bpd.dtype) * bpd).mean()
@@ -369,6 +410,11 @@ def simplifier_loss(
         "margin_held": float(holds.float().mean()),
     }
     return loss, stats
+
+
+def _gap(log_probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Log-probability of ``target`` minus that of the strongest other class, (B,)."""
+    return log_probs.gather(1, target[:, None])[:, 0] - log_probs.scatter(1, target[:, None], -math.inf).amax(1)
 
 
 @torch.no_grad()
@@ -387,13 +433,14 @@ def evaluate_simplifier(
     if not isinstance(estimator, BitEstimator):
         estimator = load_estimator(estimator, device=device)
     classifier = Classifier(forward_func, make_spaces(normalization, transforms), ())
-    kept, ratios = [], []
+    same, ratios = [], []
     for chunk in images.split(batch_size):
         x = round_8bit(chunk.to(device), False)
+        before = classifier.logits(x)
         s = simplifier(x)
-        kept.append(classifier.logits(s).argmax(1) == classifier.logits(x).argmax(1))
+        same.append(classifier.logits(s).argmax(1) == before.argmax(1))
         ratios.append(estimator.bits(s) / estimator.bits(x))
-    return {"top1_kept": float(torch.cat(kept).float().mean()), "bits_kept": float(torch.cat(ratios).mean()), "images": len(images)}
+    return {"top1_kept": float(torch.cat(same).float().mean()), "bits_kept": float(torch.cat(ratios).mean()), "images": len(images)}
 
 
 def train_simplifier(
@@ -403,7 +450,6 @@ def train_simplifier(
     estimator: BitEstimator | str | None = None,
     lam: float | None = None,
     margin: float | None = None,
-    hinge: float | None = None,
     steps: int | None = None,
     batch_size: int | None = None,
     lr: float | None = None,
@@ -436,7 +482,7 @@ def train_simplifier(
     margin : float, optional
         The bits term of an image is charged only while its simplified version keeps the top class
         by this log-probability margin (nats). Larger keeps more predictions, removes fewer bits.
-        Default 1.
+        Default 2 (an image the classifier was less sure of keeps its own original margin).
     steps, batch_size, lr : optional
         Adam steps, images per step (per process under ``torchrun``), learning rate. Defaults:
         :data:`TRAINING_DEFAULTS`.
@@ -467,13 +513,13 @@ def train_simplifier(
         held out. Under ``torchrun`` every process trains its share of each batch
         (DistributedDataParallel, gloo on CPU, nccl on GPU) and returns the same network.
     """
-    options = {"lam": lam, "margin": margin, "hinge": hinge, "steps": steps, "batch_size": batch_size, "lr": lr}
+    options = {"lam": lam, "margin": margin, "steps": steps, "batch_size": batch_size, "lr": lr}
     settings = {k: TRAINING_DEFAULTS[k] if v is None else v for k, v in options.items()}
     if objective not in ("kl", "ce"):
         raise ValueError(f"objective: expected 'kl' or 'ce', got {objective!r}")
     if not callable(forward_func):
         raise TypeError("forward_func: must be callable (a model or a function returning logits)")
-    for name in ("lam", "margin", "hinge"):
+    for name in ("lam", "margin"):
         if not (isinstance(settings[name], (int, float)) and math.isfinite(settings[name]) and settings[name] >= 0):
             raise ValueError(f"{name}: expected a finite number >= 0, got {settings[name]!r}")
     for name in ("steps", "batch_size"):
@@ -541,8 +587,7 @@ def train_simplifier(
                 images, labels = batches(step)
                 generator = torch.Generator().manual_seed(hash((seed, step, rank, 1)) % (2**63))
                 loss, stats = simplifier_loss(
-                    model, classifier, estimator, images.to(device), lam=settings["lam"], margin=settings["margin"], hinge=settings["hinge"],
-                    objective=objective,
+                    model, classifier, estimator, images.to(device), lam=settings["lam"], margin=settings["margin"], objective=objective,
                     labels=labels, generator=generator,
                 )
                 optimizer.zero_grad(set_to_none=True)
@@ -571,6 +616,13 @@ def train_simplifier(
         "held_out": {**scores, "split": "held_out" if held_out is not None else "training images (no held-out data given)"},
         "parameters": net.num_parameters, "final_running": {k: round(v, 4) for k, v in running.items()},
     }
+    if scores["top1_kept"] < LOW_KEPT:
+        warnings.warn(
+            f"train_simplifier: the trained simplifier keeps the prediction on only {scores['top1_kept']:.0%} of the scored images "
+            f"(bits kept {scores['bits_kept']:.2f}); simplify() falls back towards the original for the others. A smaller lam, "
+            "a larger margin or refine_steps keep more",
+            stacklevel=2,
+        )
     return net
 
 

@@ -1,0 +1,66 @@
+"""Train the learned simplifiers shipped in ``simplebits_audit/testbeds/weights/`` and write their cards.
+
+    python scripts/train_testbed_simplifiers.py                      # every testbed, library defaults
+    python scripts/train_testbed_simplifiers.py shortcut --steps 4000
+
+Each simplifier is trained against the shipped classifier of its testbed on the train split
+(``train_simplifier`` at its defaults, seed 0; resumable from ``scripts/out/``) and scored on 512
+test images (seed 1): top-1 kept and bits kept of the network's output, WebP size kept, and the
+localisation AUROC of its mask where the testbed has ground truth. Load one with
+``Simplifier.pretrained(name)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from simplebits_audit import testbeds, train_simplifier
+from simplebits_audit._io import save_json
+from simplebits_audit.codecs import codec_bits
+from simplebits_audit.metrics import auroc
+
+ROOT = Path(__file__).resolve().parents[1]
+WEIGHTS = ROOT / "simplebits_audit" / "testbeds" / "weights"
+STATE = ROOT / "scripts" / "out"
+
+
+def train_one(name: str, steps: int | None) -> dict:
+    model = testbeds.load_classifier(name)
+    train = testbeds.load(name, "train")
+    test = testbeds.load(name, "test", n=512, seed=1)
+    STATE.mkdir(parents=True, exist_ok=True)
+    simplifier = train_simplifier(
+        model, train.images, held_out=test.images, steps=steps, checkpoint=STATE / f"simplifier-{name}.ckpt",
+        data_description=f"testbed {name}, train split ({len(train)} images); scored on 512 test images (seed 1)", show_progress=True,
+    )
+    with torch.no_grad():
+        out, mask = simplifier(test.images), simplifier.mask(test.images)
+    card = dict(simplifier.card)
+    card["held_out"]["webp_kept"] = float((codec_bits(out) / codec_bits(test.images)).mean())
+    if test.has_localisation:
+        card["held_out"]["mask_auroc"] = float(auroc(mask, test.masks).nanmean())
+    card["cpu_count"] = os.cpu_count()
+    card["script"] = "scripts/train_testbed_simplifiers.py"
+    simplifier.card = card
+    simplifier.save(WEIGHTS / f"simplifier-{name}.pt")
+    save_json(card, WEIGHTS / f"simplifier-{name}.json")
+    return card
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", default=testbeds.list_testbeds())
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default: the library default)")
+    args = parser.parse_args()
+    for name in args.names:
+        card = train_one(name, args.steps)
+        print(json.dumps({"testbed": name, **card["held_out"], "training_seconds": card["training_seconds"]}))
+
+
+if __name__ == "__main__":
+    main()
