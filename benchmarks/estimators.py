@@ -1,7 +1,7 @@
 """Bit estimators against real codecs on held-out photo crops, and their speed.
 
 For each registered estimator, on 32x32 and 64x64 multi-scale crops of the held-out package
-photos: bpd; PNG (Pillow, optimize) and WebP lossless (Pillow, method 6) bpd of the same crops;
+photos: bpd; PNG (Pillow, optimize) and WebP lossless (Pillow, method 4) bpd of the same crops;
 the ratio to WebP; forward+backward milliseconds for a batch of 64 at 32x32; parameters.
 
     python benchmarks/estimators.py [--crops 256] [--threads 2]

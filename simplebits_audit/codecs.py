@@ -27,7 +27,10 @@ def codec_bits(x: torch.Tensor, codec: str = "webp") -> torch.Tensor:
     x : Tensor, shape (B, C, H, W)
         Pixel images in [0, 1] (rounded to 8 bits).
     codec : {"webp", "png"}
-        WebP lossless (method 6, quality 100) or PNG (optimize=True).
+        WebP lossless (method 4, quality 100) or PNG (optimize=True). Method 4 rather than 6:
+        on 32 x 32 testbed images, simplified images and 128 x 128 photos it was 25-30x faster
+        and its files were 0.3-1.3 % *smaller* on average (method 6 at quality 100 took 1.9 s per
+        128 x 128 photo, which made WebP the slowest step of an audit).
     """
     if codec not in ("webp", "png"):
         raise ValueError(f"codec: expected 'webp' or 'png', got {codec!r}")
@@ -35,7 +38,7 @@ def codec_bits(x: torch.Tensor, codec: str = "webp") -> torch.Tensor:
     for img in to_uint8_images(x):
         buf = io.BytesIO()
         if codec == "webp":
-            Image.fromarray(img).save(buf, format="WEBP", lossless=True, quality=100, method=6)
+            Image.fromarray(img).save(buf, format="WEBP", lossless=True, quality=100, method=4)
         else:
             Image.fromarray(img).save(buf, format="PNG", optimize=True)
         sizes.append(8 * buf.tell())
