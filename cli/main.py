@@ -468,8 +468,9 @@ def main() -> None:
     except (typer.Exit, SystemExit) as stop:
         code = getattr(stop, "exit_code", getattr(stop, "code", 0))
         sys.exit(code or 0)
-    except typer.Abort:
-        err_console.print("aborted")
+    except (typer.Abort, KeyboardInterrupt):
+        # Resumable jobs (audit, train-simplifier) have saved their progress: the same command continues.
+        err_console.print("interrupted; rerun the same command to resume")
         sys.exit(130)
     except Exception as err:  # noqa: BLE001 -- the one place errors become messages
         if options.debug or "--debug" in sys.argv:

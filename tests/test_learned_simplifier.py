@@ -275,3 +275,40 @@ def test_compare_files_adds_the_learned_method(model, trained, tmp_path, test_im
         warnings.simplefilter("ignore")
         result = compare_files(model, files, tmp_path / "cmp", methods=["saliency"], simplifier=trained)
     assert [r["method"] for r in result.to_rows()] == ["saliency", "simplebits_learned"]
+
+
+# ---------------------------------------------------------------------------------------------
+# the shipped simplifiers
+
+
+@pytest.mark.parametrize("name", ["digits-on-photos", "shortcut", "stripes"])
+def test_shipped_simplifier_reproduces_its_card(name):
+    s = Simplifier.pretrained(name)
+    model = testbeds.load_classifier(name)
+    assert s.card["model_fingerprint"] == model_fingerprint(model)
+    images = testbeds.load(name, "test", n=512, seed=1).images  # the card's held-out images
+    scores = evaluate_simplifier(s, model, images)
+    for key in ("top1_kept", "bits_kept"):
+        assert scores[key] == pytest.approx(s.card["held_out"][key], abs=2e-3), key
+
+
+def test_shipped_shortcut_simplifier_keeps_only_the_marker():
+    from simplebits_audit.metrics import auroc
+
+    data = testbeds.load("shortcut", "test", n=128, seed=0)
+    s = Simplifier.pretrained("shortcut")
+    with torch.no_grad():
+        mask = s.mask(data.images)
+    assert float(auroc(mask, data.masks).nanmean()) > 0.99
+    with pytest.raises(ValueError, match="testbed"):
+        Simplifier.pretrained("mnist")
+
+
+def test_learned_simplifier_example():
+    import runpy
+    from pathlib import Path
+
+    module = runpy.run_path(str(Path(__file__).resolve().parents[1] / "examples" / "learned_simplifier.py"))
+    rows = module["main"](n=128, n_per_image=16)
+    learned = rows["learned simplifier"]
+    assert learned["top1_kept"] == 1.0 and learned["mask_on_marker"] > 5 * learned["marker_area"]
