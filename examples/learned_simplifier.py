@@ -27,7 +27,7 @@ def main(n: int = 512, n_per_image: int = 32) -> dict[str, dict[str, float]]:
         ("per-image engine", SimpleBits(model), n_per_image),
     ]:
         t0 = time.perf_counter()
-        results = [explainer.attribute(data.images[i : i + 64], return_result=True)[1] for i in range(0, count, 64)]
+        results = [explainer.attribute(data.images[i : min(i + 64, count)], return_result=True)[1] for i in range(0, count, 64)]
         seconds = (time.perf_counter() - t0) / count
         mask = torch.cat([r.mask for r in results])
         rows[name] = {

@@ -17,8 +17,10 @@ images land on the kept side too. Outputs are rounded to 8 bits (straight-throug
 estimator and every report see them.
 
 Why this form (measured, README "Learned simplifier"): a residual U-Net in logit space (the
-paper's form) kept 0.68 of the bits against 0.51 for the mask network after the same 6 minutes,
-and a mask removes whole regions, which a real codec (WebP) values too.
+paper's form) kept 0.68 of the bits against 0.51 for a mask network after the same 6 minutes,
+and a mask removes whole regions, which a real codec (WebP) values too. Training starts near the
+identity (mask 0.9): from a half mask the network fell into the flat reference or the identity,
+where the sigmoid saturates and no gradient returns.
 """
 
 from __future__ import annotations
@@ -119,8 +121,7 @@ class Simplifier(nn.Module):
 
     def mask(self, pixels: torch.Tensor) -> torch.Tensor:
         """The mask (B, 1, H, W) in (0, 1): 1 keeps the original's pixel, 0 takes the reference's."""
-        m = torch.sigmoid(self.mask_logits(pixels))
-        return F.interpolate(m, size=pixels.shape[-2:], mode="bilinear", align_corners=False) if m.shape[-2:] != pixels.shape[-2:] else m
+        return grid_mask(self.mask_logits(pixels), pixels.shape[-2:])
 
     def reference(self, pixels: torch.Tensor) -> torch.Tensor:
         """The simple end (B, C, H, W), 8-bit: each image's mean colour by default."""
@@ -216,6 +217,12 @@ def model_fingerprint(forward_func: Any) -> str | None:
     return digest.hexdigest()
 
 
+def grid_mask(logits: torch.Tensor, size: Sequence[int], offset: float = 0.0) -> torch.Tensor:
+    """sigmoid(``logits`` + ``offset``) (B, 1, h, w) upsampled bilinearly to ``size`` (H, W)."""
+    m = torch.sigmoid(logits + offset)
+    return m if tuple(m.shape[-2:]) == tuple(size) else F.interpolate(m, size=tuple(size), mode="bilinear", align_corners=False)
+
+
 # --------------------------------------------------------------------------------------------
 # the engine: the learned mask (one pass), optionally refined per image by the mask engine
 
@@ -251,9 +258,7 @@ def learned_engine(
         ref = simplifier.reference(original_8bit)
 
         def candidate(rows: torch.Tensor, offset: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            m = torch.sigmoid(grid[rows] + offset)
-            if m.shape[-2:] != pixels.shape[-2:]:
-                m = F.interpolate(m, size=pixels.shape[-2:], mode="bilinear", align_corners=False)
+            m = grid_mask(grid[rows], pixels.shape[-2:], offset)
             image = round_8bit(m * original_8bit[rows] + (1 - m) * ref[rows], False)
             probs = F.softmax(classifier.logits(image).float(), 1)
             return image, probs, kept(keep, probs, target[rows], prob_before[rows], top_before[rows])
@@ -276,9 +281,7 @@ def learned_engine(
         if len(changed):
             fallback_map[changed] = estimator.bits_map(fallback[changed])
         maps.append(fallback_map)
-        mask = torch.sigmoid(grid)
-        if mask.shape[-2:] != pixels.shape[-2:]:
-            mask = F.interpolate(mask, size=pixels.shape[-2:], mode="bilinear", align_corners=False)
+        mask = grid_mask(grid, pixels.shape[-2:])
     return path_result(
         original=pixels, spaces=classifier.spaces, estimator=estimator, keep=keep, target=target, probs_before=probs_before,
         bits_map_before=maps[0], path_images=[original_8bit, learned_image, fallback], path_bits=[m.flatten(1).sum(1) for m in maps],
