@@ -469,8 +469,8 @@ def main() -> None:
         code = getattr(stop, "exit_code", getattr(stop, "code", 0))
         sys.exit(code or 0)
     except (typer.Abort, KeyboardInterrupt):
-        # Resumable jobs (audit, train-simplifier) have saved their progress: the same command continues.
-        err_console.print("interrupted; rerun the same command to resume")
+        # Resumable jobs (audit, train-simplifier) have saved their progress.
+        err_console.print("interrupted (audit and train-simplifier continue where they stopped when rerun)")
         sys.exit(130)
     except Exception as err:  # noqa: BLE001 -- the one place errors become messages
         if options.debug or "--debug" in sys.argv:

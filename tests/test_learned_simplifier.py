@@ -186,6 +186,30 @@ def test_refinement_never_returns_more_bits_than_the_learned_output_it_starts_fr
     assert refined.kept.float().mean() >= plain.path_kept[1].float().mean()
 
 
+def test_the_mask_explains_the_returned_image_fallbacks_included(model, test_images):
+    # An untrained simplifier with an almost flat mask loses most predictions: the fallbacks are chosen.
+    s = Simplifier(mask_init=0.02)
+    r = simplify(model, test_images, simplifier=s)
+    lost = ~r.path_kept[1]
+    assert lost.sum() >= 8 and bool(r.kept.all())
+    x = torch.round(test_images * 255) / 255
+    rebuilt = torch.round((r.mask * x + (1 - r.mask) * s.reference(x)) * 255) / 255
+    assert torch.equal(rebuilt, r.simplified)  # the returned mask is the returned image's, shifted or all ones
+    assert bool((r.mask[lost].flatten(1).mean(1) > 0.05).all())
+
+
+def test_training_leaves_a_wrapped_or_train_mode_model_alone(data):
+    model = testbeds.load_classifier(TESTBED)
+    before = snapshot(model)
+    train_simplifier(lambda x: model(x), data, steps=5, batch_size=8)  # a plain function: no guard can see the module
+    assert_unchanged(before, model)
+    model.train()
+    before = snapshot(model)
+    with pytest.warns(UserWarning, match="training mode"):
+        train_simplifier(model, data, steps=5, batch_size=8)
+    assert_unchanged(before, model)  # BatchNorm statistics included
+
+
 def test_simplify_with_simplifier_refuses_what_does_not_fit(model, trained, test_images):
     with pytest.raises(ValueError, match="simplifier"):
         simplify(model, test_images, simplifier=trained, parameterization="pixels")
@@ -229,7 +253,7 @@ def test_cli_train_simplifier_then_audit_with_it(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     records = [json.loads(line) for line in (audit_out / "results.jsonl").read_text().splitlines()]
     assert len(records) == 6 and all(r["kept"] for r in records)
-    assert json.loads((audit_out / "audit.json").read_text())["simplifier"] == str(out)
+    assert json.loads((audit_out / "audit.json").read_text())["simplifier"] == model_fingerprint(Simplifier.load(out))
     res = subprocess.run([*CLI, "audit", TESTBED, "--model", f"testbed:{TESTBED}", "--simplifier", str(tmp_path / "none.pt")],
                          capture_output=True, text=True, env=ENV, timeout=300)
     assert res.returncode == 2 and "simplifier" in res.stderr
@@ -245,7 +269,9 @@ def test_audit_auto_trains_once_and_reuses_the_file(tmp_path, monkeypatch, model
     assert (tmp_path / "simplifier.pt").is_file() and summary["explained"] == 4
     assert "simplifier_seconds" in summary["timing"]
     stamp = (tmp_path / "simplifier.pt").stat().st_mtime_ns
-    monkeypatch.setattr(learned, "train_simplifier", lambda *a, **k: pytest.fail("retrained on resume"))
+    from simplebits_audit.jobs import simplifier as job
+
+    monkeypatch.setattr(job, "train_simplifier", lambda *a, **k: pytest.fail("retrained on resume"))
     run_audit(model, TESTBED, tmp_path, **kwargs)
     assert (tmp_path / "simplifier.pt").stat().st_mtime_ns == stamp
 

@@ -35,6 +35,7 @@ from ..estimators import BitEstimator
 from ..explainers import ATTRIBUTIONS, SIMPLEBITS, get_spec
 from ..preprocessing import Preprocessing
 from ..simplification import Simplifier
+from ..simplification.learned import model_fingerprint
 from ..results import (
     AUDIT_RESULTS_FILE,
     AUDIT_SETTINGS_FILE,
@@ -269,7 +270,11 @@ def run_audit(
         if explainer != SIMPLEBITS:  # only recorded when set, so that audits written before the option can resume
             settings["explainer"] = explainer
         if simplifier is not None:
-            settings["simplifier"] = (simplifier.card.get("model_fingerprint") or "given") if isinstance(simplifier, Simplifier) else str(simplifier)
+            if not isinstance(simplifier, Simplifier) and str(simplifier) != "auto":
+                # Loaded before the settings are written: a bad file leaves the output folder untouched.
+                simplifier = Simplifier.load(simplifier, forward_func=model, device=device)
+            # Its weights' fingerprint: another simplifier (or new contents at the same path) is another audit.
+            settings["simplifier"] = "auto" if isinstance(simplifier, (str, Path)) else model_fingerprint(simplifier)
         _check_settings(out, settings)
         world.barrier()
         if world.is_main:
@@ -359,11 +364,9 @@ def _simplifier(
     simplifier: Simplifier | str | Path, model: Any, source: AuditSource, out: Path, *, preprocessing: Preprocessing,
     estimator: BitEstimator | str | None, device: torch.device, seed: int, show_progress: bool,
 ) -> Simplifier:
-    """The learned simplifier to explain with: as given, loaded from its file, or (``"auto"``) trained on the audited data."""
+    """The learned simplifier to explain with: as given, or (``"auto"``) trained on the audited data (once: reused on resume)."""
     if isinstance(simplifier, Simplifier):
         return simplifier
-    if str(simplifier) != "auto":
-        return Simplifier.load(simplifier, forward_func=model, device=device)
     path = out / AUDIT_SIMPLIFIER_FILE
     if path.is_file():  # trained by an earlier run of this audit
         return Simplifier.load(path, forward_func=model, device=device)

@@ -142,6 +142,7 @@ def path_result(
     mask: torch.Tensor | None = None,
     path_labels: list[str] | None = None,
     path_bits_maps: list[torch.Tensor] | None = None,
+    path_masks: list[torch.Tensor] | None = None,
 ) -> SimplificationResult:
     """Choose, per image, the simplest snapshot that keeps the prediction, and measure it.
 
@@ -165,6 +166,8 @@ def path_result(
         Passed through to the result (the mask engine's mask and snapshot names).
     path_bits_maps : list of S tensors (B, 1, H, W), optional
         The snapshots' bits maps when the engine has them (saves rating the chosen images again).
+    path_masks : list of S tensors (B, 1, H, W), optional
+        Each snapshot's mask: the result's ``mask`` is then the chosen snapshot's (instead of ``mask``).
     """
     batch, device = original.shape[0], original.device
     dims = math.prod(original.shape[1:])
@@ -185,6 +188,8 @@ def path_result(
     probs_after = probs_path[choice, idx]
     kept_now = kept_path[choice, idx]
     bits_map_after = torch.stack(path_bits_maps)[choice, idx] if path_bits_maps is not None else estimator.bits_map(simplified)
+    if path_masks is not None:
+        mask = torch.stack(path_masks)[choice, idx]
     bits_after = bits_map_after.flatten(1).sum(1)
     log_after = torch.log(probs_after.clamp_min(1e-30))
     kl = (probs_before * (torch.log(probs_before.clamp_min(1e-30)) - log_after)).sum(1)

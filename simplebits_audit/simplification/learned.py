@@ -25,7 +25,6 @@ where the sigmoid saturates and no gradient returns.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
@@ -108,6 +107,9 @@ class Simplifier(nn.Module):
         nn.init.zeros_(self.head.weight)
         nn.init.constant_(self.head.bias, math.log(mask_init / (1 - mask_init)))
         self.card: dict[str, Any] = {}
+        # Caches of as_simplifier (not state): classifiers already checked, copies on other devices.
+        self._checked: set[int] = set()
+        self._copies: dict[str, Simplifier] = {}
 
     def mask_logits(self, pixels: torch.Tensor) -> torch.Tensor:
         """Mask logits (B, 1, h, w) on the coarse grid (``mask_size``, at most the image size)."""
@@ -257,52 +259,63 @@ def learned_engine(
         prob_before, top_before = probs_before.gather(1, target[:, None])[:, 0], probs_before.argmax(1)
         ref = simplifier.reference(original_8bit)
 
-        def candidate(rows: torch.Tensor, offset: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        def candidate(rows: torch.Tensor, offset: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
             m = grid_mask(grid[rows], pixels.shape[-2:], offset)
             image = round_8bit(m * original_8bit[rows] + (1 - m) * ref[rows], False)
             probs = F.softmax(classifier.logits(image).float(), 1)
-            return image, probs, kept(keep, probs, target[rows], prob_before[rows], top_before[rows])
+            return image, probs, kept(keep, probs, target[rows], prob_before[rows], top_before[rows]), m
 
         every = torch.arange(len(pixels), device=pixels.device)
-        learned_image, learned_probs, learned_kept = candidate(every, 0.0)
-        fallback, fallback_probs = learned_image.clone(), learned_probs.clone()
+        learned_image, learned_probs, learned_kept, learned_mask = candidate(every, 0.0)
+        fallback, fallback_probs, fallback_mask = learned_image.clone(), learned_probs.clone(), learned_mask.clone()
         pending = every[~learned_kept]
         for offset in MASK_OFFSETS:
             if len(pending) == 0:
                 break
-            image, probs, ok = candidate(pending, offset)
-            fallback[pending[ok]], fallback_probs[pending[ok]] = image[ok], probs[ok]
+            image, probs, ok, m = candidate(pending, offset)
+            fallback[pending[ok]], fallback_probs[pending[ok]], fallback_mask[pending[ok]] = image[ok], probs[ok], m[ok]
             pending = pending[~ok]
-        # Nothing kept: the fallback is the original itself.
-        fallback[pending], fallback_probs[pending] = original_8bit[pending], probs_before[pending]
+        # Nothing kept: the fallback is the original itself (all of its pixels kept).
+        fallback[pending], fallback_probs[pending], fallback_mask[pending] = original_8bit[pending], probs_before[pending], 1.0
         maps = [estimator.bits_map(original_8bit), estimator.bits_map(learned_image)]
         changed = every[~learned_kept]
         fallback_map = maps[1].clone()
         if len(changed):
             fallback_map[changed] = estimator.bits_map(fallback[changed])
         maps.append(fallback_map)
-        mask = grid_mask(grid, pixels.shape[-2:])
     return path_result(
         original=pixels, spaces=classifier.spaces, estimator=estimator, keep=keep, target=target, probs_before=probs_before,
         bits_map_before=maps[0], path_images=[original_8bit, learned_image, fallback], path_bits=[m.flatten(1).sum(1) for m in maps],
         path_probs=[probs_before, learned_probs, fallback_probs], path_lambdas=[0.0] + [float(simplifier.card.get("lam", 1.0))] * 2,
         active=torch.ones(len(pixels), dtype=torch.bool, device=pixels.device), steps=0, started=started, settings=settings,
-        mask=mask, path_labels=["original", "learned mask", "learned mask shifted until kept"], path_bits_maps=maps,
+        path_labels=["original", "learned mask", "learned mask shifted until kept"], path_bits_maps=maps,
+        path_masks=[torch.ones_like(learned_mask), learned_mask, fallback_mask],
     )
 
 
 def as_simplifier(simplifier: Simplifier | str | Path, forward_func: ForwardFunc, channels: int, device: torch.device) -> Simplifier:
-    """``simplifier`` (a :class:`Simplifier` or its file) ready for ``channels``-channel images on ``device``."""
+    """``simplifier`` (a :class:`Simplifier` or its file) ready for ``channels``-channel images on ``device``.
+
+    The classifier check (a fingerprint of its weights) runs once per classifier, and a copy on
+    another device is made once: jobs call this for every batch.
+    """
     if isinstance(simplifier, (str, Path)):
-        return Simplifier.load(simplifier, forward_func=forward_func, device=device)
-    if not isinstance(simplifier, Simplifier):
+        simplifier = Simplifier.load(simplifier, device=device)
+    elif not isinstance(simplifier, Simplifier):
         raise TypeError(f"simplifier: expected a Simplifier or the path of one, got {type(simplifier).__name__}")
     if simplifier.config["in_channels"] != channels:
         raise ValueError(f"simplifier: made for {simplifier.config['in_channels']}-channel images, the inputs have {channels}")
-    simplifier.check_classifier(forward_func)
+    if id(forward_func) not in simplifier._checked:
+        simplifier.check_classifier(forward_func)
+        simplifier._checked.add(id(forward_func))
     if next(simplifier.parameters()).device != device:
         # A copy on the inputs' device: the user's module stays where it is.
-        simplifier = copy.deepcopy(simplifier).to(device)
+        if str(device) not in simplifier._copies:
+            twin = Simplifier(**simplifier.config)
+            twin.load_state_dict(simplifier.state_dict())
+            twin.card = simplifier.card
+            simplifier._copies[str(device)] = twin.to(device).eval().requires_grad_(False)
+        simplifier = simplifier._copies[str(device)]
     return simplifier
 
 
@@ -354,13 +367,21 @@ class _Batches:
                 self._iter = None
         raise ValueError("data: the iterable of batches is empty")
 
+    def peek(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The first batch, without advancing a stream of batches."""
+        if self.iterable is not None:
+            for batch in self.iterable:
+                return _collate_batch(batch)
+            raise ValueError("data: the iterable of batches is empty")
+        return self(0)
+
     def sample(self, n: int) -> torch.Tensor:
         """Up to ``n`` images for the card's held-out check when none were given (the first ones)."""
         if self.tensor is not None:
             return self.tensor[:n]
         if self.dataset is not None:
             return _collate([self.dataset[i] for i in range(min(n, self.n))])[0]
-        return self(0)[0][:n]
+        return self.peek()[0][:n]
 
 
 def _collate(items: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -437,12 +458,12 @@ def evaluate_simplifier(
         estimator = load_estimator(estimator, device=device)
     classifier = Classifier(forward_func, make_spaces(normalization, transforms), ())
     same, ratios = [], []
-    for chunk in images.split(batch_size):
-        x = round_8bit(chunk.to(device), False)
-        before = classifier.logits(x)
-        s = simplifier(x)
-        same.append(classifier.logits(s).argmax(1) == before.argmax(1))
-        ratios.append(estimator.bits(s) / estimator.bits(x))
+    with model_guard(forward_func):
+        for chunk in images.split(batch_size):
+            x = round_8bit(chunk.to(device), False)
+            s = simplifier(x)
+            same.append(classifier.logits(s).argmax(1) == classifier.logits(x).argmax(1))
+            ratios.append(estimator.bits(s) / estimator.bits(x))
     return {"top1_kept": float(torch.cat(same).float().mean()), "bits_kept": float(torch.cat(ratios).mean()), "images": len(images)}
 
 
@@ -492,14 +513,16 @@ def train_simplifier(
     objective : {"kl", "ce"}
         Keep the classifier's own predicted distribution (no labels needed) or the labels.
     simplifier : Simplifier, optional
-        Start from this network (default: a new one, identity-free: it starts at a half mask).
+        Start from this network (trained in place; default: a new one, whose mask starts at 0.9,
+        close to the identity).
     held_out : Tensor (M, C, H, W), optional
         Pixel images scored at the end for the card (top-1 kept, bits kept); default: 256 of ``data``.
     normalization, transforms : optional
         How pixels map to the model's input space (as for :func:`~simplebits_audit.simplify`).
     checkpoint : path, optional
         Written atomically every ``checkpoint_every`` seconds and on Ctrl-C; if it exists, training
-        resumes from it (with the same settings, the result is the uninterrupted run's).
+        resumes from it (with the same settings and data, a tensor or Dataset gives the uninterrupted
+        run's result exactly; an iterable of batches starts over from its first batch).
     data_description : str, optional
         What ``data`` is, for the card.
     device : optional
@@ -540,25 +563,33 @@ def train_simplifier(
     device = torch.device(device)
     spaces = make_spaces(normalization, transforms)
     batches = _Batches(data, settings["batch_size"], seed, rank)
-    first, _ = batches(0)
+    first, first_labels = batches.peek()
     first = check_pixel_images(first.to(device), "data (a batch)")
     if held_out is not None:
         check_pixel_images(held_out, "held_out")
+        if held_out.shape[1:] != first.shape[1:]:
+            raise ValueError(f"held_out: images of shape {tuple(held_out.shape[1:])}, the training images are {tuple(first.shape[1:])}")
+    if simplifier is not None and simplifier.config["in_channels"] != first.shape[1]:
+        raise ValueError(f"simplifier: made for {simplifier.config['in_channels']}-channel images, the data has {first.shape[1]}")
     if not isinstance(estimator, BitEstimator):
         estimator = load_estimator(estimator, device=device)
     classifier = Classifier(forward_func, spaces, ())
-    with torch.no_grad():
+    with model_guard(forward_func), torch.no_grad():
         n_classes = classifier.logits(first[:2]).shape[1]
-    if objective == "ce" and batches(0)[1] is None:
+    if objective == "ce" and first_labels is None:
         raise ValueError("objective: 'ce' needs labels, and data gives images only (use a Dataset of (image, label) or (images, labels) batches)")
 
-    torch.manual_seed(seed)
-    net = simplifier if simplifier is not None else Simplifier(in_channels=first.shape[1])
+    with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's random state
+        torch.manual_seed(seed)
+        net = simplifier if simplifier is not None else Simplifier(in_channels=first.shape[1])
     net = net.to(device).train().requires_grad_(True)
     optimizer = torch.optim.Adam(net.parameters(), lr=settings["lr"])
     fingerprint = model_fingerprint(forward_func)
     # ``steps`` may change between runs: training longer from a checkpoint equals training longer from the start.
-    run_key = {**{k: v for k, v in settings.items() if k != "steps"}, "objective": objective, "seed": seed, "world": world, "model_fingerprint": fingerprint, "config": net.config}
+    run_key = {
+        **{k: v for k, v in settings.items() if k != "steps"}, "objective": objective, "seed": seed, "world": world,
+        "model_fingerprint": fingerprint, "config": net.config, "estimator": estimator.name, "data": data_description or type(data).__name__,
+    }
     start_step, elapsed = 0, 0.0
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     if checkpoint is not None and checkpoint.is_file():
@@ -570,6 +601,8 @@ def train_simplifier(
         net.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         start_step, elapsed = int(state["step"]), float(state["seconds"])
+        if start_step > settings["steps"]:
+            raise ValueError(f"steps: the checkpoint {str(checkpoint)!r} is already at step {start_step}; ask for at least that many")
     model = nn.parallel.DistributedDataParallel(net) if distributed else net
 
     def save_checkpoint(step: int, seconds: float) -> None:
@@ -594,7 +627,9 @@ def train_simplifier(
                     labels=labels, generator=generator,
                 )
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                # Gradients for the simplifier only: nothing accumulates in the classifier's parameters,
+                # even when forward_func is a plain function wrapping a module.
+                loss.backward(inputs=list(net.parameters()))
                 optimizer.step()
                 step += 1
                 running = {k: 0.95 * running.get(k, v) + 0.05 * v for k, v in stats.items()}
