@@ -275,8 +275,10 @@ def learned_engine(
             image, probs, ok, m = candidate(pending, offset)
             fallback[pending[ok]], fallback_probs[pending[ok]], fallback_mask[pending[ok]] = image[ok], probs[ok], m[ok]
             pending = pending[~ok]
-        # Nothing kept: the fallback is the original itself (all of its pixels kept).
-        fallback[pending], fallback_probs[pending], fallback_mask[pending] = original_8bit[pending], probs_before[pending], 1.0
+        # Nothing kept: the fallback is the original itself; its mask stays the learned one (as the
+        # mask engine keeps its last mask when no step kept the prediction).
+        fallback[pending], fallback_probs[pending] = original_8bit[pending], probs_before[pending]
+        fallback_mask[pending] = learned_mask[pending]
         maps = [estimator.bits_map(original_8bit), estimator.bits_map(learned_image)]
         changed = every[~learned_kept]
         fallback_map = maps[1].clone()
@@ -289,7 +291,7 @@ def learned_engine(
         path_probs=[probs_before, learned_probs, fallback_probs], path_lambdas=[0.0] + [float(simplifier.card.get("lam", 1.0))] * 2,
         active=torch.ones(len(pixels), dtype=torch.bool, device=pixels.device), steps=0, started=started, settings=settings,
         path_labels=["original", "learned mask", "learned mask shifted until kept"], path_bits_maps=maps,
-        path_masks=[torch.ones_like(learned_mask), learned_mask, fallback_mask],
+        path_masks=[learned_mask, learned_mask, fallback_mask],
     )
 
 
