@@ -4,6 +4,7 @@
 * :func:`run_audit` -- a dataset (ImageFolder, CSV, testbed), streamed, resumable, sharded over
   torchrun processes -> ``results.jsonl``, ``summary.json``, ``report.html``;
 * :func:`compare` / :func:`compare_files` -- every explainer on one batch, one metric table;
+* :func:`train_simplifier_job` -- a learned simplifier for a model on a dataset, a held-out share scored;
 * :func:`run_demo` -- the explain job on the shipped testbed;
 * :func:`measure_bits` -- bits of image files under an estimator beside PNG and WebP.
 
@@ -18,6 +19,7 @@ from .demo import run_demo
 from .explain import ExplainOutput, explain_images
 from .pipeline import BatchExplanation, explain_batch, write_batch
 from .preflight import Preflight, preflight
+from .simplifier import train_simplifier_job
 from .sources import AuditItem, AuditSource, open_source
 
 __all__ = [
@@ -40,5 +42,6 @@ __all__ = [
     "preflight",
     "run_audit",
     "run_demo",
+    "train_simplifier_job",
     "write_batch",
 ]
