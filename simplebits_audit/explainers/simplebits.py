@@ -53,6 +53,7 @@ from .._helpers import Transform, as_tuple, blur, model_guard, resolve_target, s
 from .._validation import RANGE_TOLERANCE
 from ..estimators import BitEstimator, load_estimator
 from ..simplification import SimplificationResult, Simplifier, simplify
+from ..simplification.learned import load_simplifier
 from ..spaces import Spaces, make_spaces
 
 ATTRIBUTIONS = ("auto", "mask", "retained", "ablation", "survival", "bits_removed", "kept")
@@ -163,10 +164,8 @@ class SimpleBits(Attribution):
         super().__init__(forward_func)
         self.estimator = estimator if isinstance(estimator, BitEstimator) else load_estimator(estimator)
         self.spaces = make_spaces(normalization, transforms)
-        if isinstance(simplifier, (str, Path)):
-            simplifier = Simplifier.load(simplifier, forward_func=forward_func)
-        self.simplifier = simplifier
-        self.defaults = defaults if simplifier is None else {"simplifier": simplifier, **defaults}
+        self.simplifier = None if simplifier is None else load_simplifier(simplifier, forward_func=forward_func)
+        self.defaults = defaults if self.simplifier is None else {"simplifier": self.simplifier, **defaults}
         self._warned_clamp = False
 
     def has_convergence_delta(self) -> bool:

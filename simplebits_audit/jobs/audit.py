@@ -232,7 +232,7 @@ def run_audit(
         raise ValueError(f"batch_size: expected a positive number, got {batch_size}")
     if predict_batch_size < 1:
         raise ValueError(f"predict_batch_size: expected a positive number, got {predict_batch_size}")
-    if simplifier is not None and not get_spec(explainer).options.keys() >= {"simplifier"}:
+    if simplifier is not None and "simplifier" not in get_spec(explainer).options:
         raise ValueError(f"simplifier: explainer {explainer!r} does not take a learned simplifier")
     if isinstance(simplifier, (str, Path)) and str(simplifier) != "auto" and not Path(simplifier).is_file():
         raise ValueError(f"simplifier: expected 'auto' or an existing simplifier file, got {str(simplifier)!r}")

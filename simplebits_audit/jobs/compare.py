@@ -37,6 +37,7 @@ from ..explainers import SIMPLEBITS, SIMPLEBITS_LEARNED, Context, attribute, che
 from ..preprocessing import Preprocessing, load_images
 from ..results import COMPARISON_CSV_FILE, COMPARISON_JSON_FILE
 from ..simplification import SimplificationResult, Simplifier
+from ..simplification.learned import load_simplifier
 from ..spaces import Transform, make_spaces
 from .explain import check_out_dir
 from .pipeline import explain_batch
@@ -431,8 +432,7 @@ def compare_files(
     options = {k: dict(v) for k, v in (method_options or {}).items()}
     if simplifier is not None:
         methods = [*methods, SIMPLEBITS_LEARNED] if SIMPLEBITS_LEARNED not in methods else list(methods)
-        loaded = simplifier if isinstance(simplifier, Simplifier) else Simplifier.load(simplifier, forward_func=model)
-        options.setdefault(SIMPLEBITS_LEARNED, {})["simplifier"] = loaded
+        options.setdefault(SIMPLEBITS_LEARNED, {})["simplifier"] = load_simplifier(simplifier, forward_func=model)
     if steps is not None:
         for name in dict.fromkeys(methods):
             if name in list_explainers() and "steps" in get_spec(name).options:

@@ -25,6 +25,7 @@ from ..explainers import ATTRIBUTIONS, SIMPLEBITS
 from ..preprocessing import Preprocessing, load_images
 from ..results import REPORT_FILE, safe_stem, write_explain_results
 from ..simplification import Simplifier
+from ..simplification.learned import load_simplifier
 from .pipeline import explain_batch, write_batch
 from .preflight import preflight
 
@@ -137,7 +138,7 @@ def explain_images(
         raise ValueError(f"names/labels: expected {n} values, one per image")
     options = {explainer: {"attribution": attribution, **(simplify_options or {})}}
     if simplifier is not None:
-        options[explainer]["simplifier"] = simplifier if isinstance(simplifier, Simplifier) else Simplifier.load(simplifier, forward_func=model)
+        options[explainer]["simplifier"] = load_simplifier(simplifier, forward_func=model)
     checked = preflight(
         model, pixels, preprocessing=preprocessing, device=device, class_names=class_names, labels=labels, target=target,
         target_name=target_name, explainer=explainer, methods=baselines, method_options=options, estimator=estimator,

@@ -280,10 +280,11 @@ def learned_engine(
         fallback[pending], fallback_probs[pending] = original_8bit[pending], probs_before[pending]
         fallback_mask[pending] = learned_mask[pending]
         maps = [estimator.bits_map(original_8bit), estimator.bits_map(learned_image)]
-        changed = every[~learned_kept]
+        shifted = every[~learned_kept & ~torch.isin(every, pending)]  # rows whose fallback is a shifted mask
         fallback_map = maps[1].clone()
-        if len(changed):
-            fallback_map[changed] = estimator.bits_map(fallback[changed])
+        fallback_map[pending] = maps[0][pending]  # the original: already rated
+        if len(shifted):
+            fallback_map[shifted] = estimator.bits_map(fallback[shifted])
         maps.append(fallback_map)
     return path_result(
         original=pixels, spaces=classifier.spaces, estimator=estimator, keep=keep, target=target, probs_before=probs_before,
@@ -295,16 +296,24 @@ def learned_engine(
     )
 
 
+def load_simplifier(
+    simplifier: Simplifier | str | Path, forward_func: ForwardFunc | None = None, device: str | torch.device | None = None,
+) -> Simplifier:
+    """``simplifier`` as given, or read from its file (weights only, checked against ``forward_func``)."""
+    if isinstance(simplifier, Simplifier):
+        return simplifier
+    if not isinstance(simplifier, (str, Path)):
+        raise TypeError(f"simplifier: expected a Simplifier or the path of one, got {type(simplifier).__name__}")
+    return Simplifier.load(simplifier, forward_func=forward_func, device=device)
+
+
 def as_simplifier(simplifier: Simplifier | str | Path, forward_func: ForwardFunc, channels: int, device: torch.device) -> Simplifier:
     """``simplifier`` (a :class:`Simplifier` or its file) ready for ``channels``-channel images on ``device``.
 
     The classifier check (a fingerprint of its weights) runs once per classifier, and a copy on
     another device is made once: jobs call this for every batch.
     """
-    if isinstance(simplifier, (str, Path)):
-        simplifier = Simplifier.load(simplifier, device=device)
-    elif not isinstance(simplifier, Simplifier):
-        raise TypeError(f"simplifier: expected a Simplifier or the path of one, got {type(simplifier).__name__}")
+    simplifier = load_simplifier(simplifier, device=device)
     if simplifier.config["in_channels"] != channels:
         raise ValueError(f"simplifier: made for {simplifier.config['in_channels']}-channel images, the inputs have {channels}")
     if id(forward_func) not in simplifier._checked:
@@ -666,4 +675,4 @@ def train_simplifier(
     return net
 
 
-__all__ = ["MASK_OFFSETS", "TRAINING_DEFAULTS", "Simplifier", "as_simplifier", "evaluate_simplifier", "learned_engine", "model_fingerprint", "simplifier_loss", "train_simplifier"]
+__all__ = ["MASK_OFFSETS", "TRAINING_DEFAULTS", "Simplifier", "as_simplifier", "evaluate_simplifier", "learned_engine", "load_simplifier", "model_fingerprint", "simplifier_loss", "train_simplifier"]
