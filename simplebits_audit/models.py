@@ -206,3 +206,50 @@ def check_not_training(model, *, name: str = "model") -> None:
         return
     if any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats for m in model.modules()):
         raise ValueError(f"{name}: has BatchNorm layers in training mode, whose statistics every call would change; call model.eval() first")
+
+
+#: Architectures :func:`build_architecture` knows by name (others: ``"package.module:factory"``).
+ARCHITECTURE_NAMES = ("smallcnn", "resnet18")
+
+
+def build_architecture(arch: str, n_classes: int, in_channels: int = 3, size: int = 32) -> nn.Module:
+    """A fresh, untrained classifier for training from scratch (``simplebits train --arch``).
+
+    ``"smallcnn"``: the testbeds' :class:`~simplebits_audit.testbeds.SmallCNN` (square images, side
+    a multiple of 8); ``"resnet18"``: torchvision's, with ``n_classes`` outputs (3-channel input);
+    ``"package.module:factory"``: ``factory(num_classes=n_classes)`` if it takes that argument (or
+    ``**kwargs``, as torchvision's builders do), else
+    ``factory()``. The factory is the user's code: name only modules you trust.
+    """
+    if not isinstance(arch, str) or not arch:
+        raise ValueError(f"arch: expected one of {ARCHITECTURE_NAMES} or 'package.module:factory', got {arch!r}")
+    if arch == "smallcnn":
+        from .testbeds import SmallCNN
+
+        if size % 8:
+            raise ValueError(f"arch: smallcnn needs square images with a side divisible by 8, got {size} (resize with --size)")
+        return SmallCNN(n_classes, in_channels, size=size, early_pool=True)
+    if arch == "resnet18":
+        import torchvision
+
+        if in_channels != 3:
+            raise ValueError(f"arch: resnet18 takes 3-channel images, the data has {in_channels}")
+        return torchvision.models.resnet18(num_classes=n_classes)
+    if ":" in arch:
+        module_name, _, attr = arch.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as err:
+            raise ValueError(f"arch: cannot import {arch!r} ({err})") from None
+        import inspect
+
+        try:
+            params = inspect.signature(factory).parameters
+            takes_classes = "num_classes" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        except (TypeError, ValueError):
+            takes_classes = False
+        model = factory(num_classes=n_classes) if takes_classes else factory()
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"arch: {arch!r} returned a {type(model).__name__}, not an nn.Module")
+        return model
+    raise ValueError(f"arch: expected one of {ARCHITECTURE_NAMES} or 'package.module:factory', got {arch!r}")

@@ -24,8 +24,8 @@ def _validity():
 
 
 def test_registry():
-    assert set(NAMES) == {"digits-on-photos", "stripes", "shortcut"}
-    assert testbeds.HAS_LOCALISATION == {"digits-on-photos": True, "stripes": False, "shortcut": True}
+    assert set(NAMES) == {"digits-on-photos", "stripes", "shortcut", "blended-digits"}
+    assert testbeds.HAS_LOCALISATION == {"digits-on-photos": True, "stripes": False, "shortcut": True, "blended-digits": True}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -70,6 +70,20 @@ def test_digit_masks_nonempty_and_mostly_visible():
     # glyph centres are uniform over the canvas: some digits touch the frame, none is mostly cut off
     touches = data.masks[:, 0, [0, -1], :].any(-1).any(-1) | data.masks[:, 0, :, [0, -1]].any(1).any(-1)
     assert 0.2 < touches.float().mean() < 0.9
+
+
+def test_blended_digits_are_half_glyph_half_photo():
+    from simplebits_audit.testbeds import blended_digits
+
+    data = testbeds.load("blended-digits", "test", n=64, seed=0)
+    assert data.has_localisation and (data.masks.flatten(1).sum(1) > 0).all()
+    # grey glyph: inside the strokes each pixel is 0.5 * photo + 0.5 (white strokes) or 0.5 * photo (black strokes);
+    # outside the other way round, so strokes and background differ by about half the range wherever the photo is smooth
+    inside = (data.images * data.masks).flatten(1).sum(1) / (3 * data.masks.flatten(1).sum(1))
+    outside = (data.images * ~data.masks).flatten(1).sum(1) / (3 * (~data.masks).flatten(1).sum(1))
+    assert ((inside - outside).abs() > 0.25).float().mean() > 0.9
+    assert 0.3 < ((inside - outside) > 0).float().mean() < 0.7  # white and black strokes alike: brightness does not tell
+    assert blended_digits.BLEND == 0.5
 
 
 def test_stripes_labels_match_orientation():
@@ -132,8 +146,9 @@ def test_shipped_classifier_reaches_its_card_accuracy(name):
     assert abs(acc - p) <= 3.5 * math.sqrt(p * (1 - p) / 200) + 0.01, (acc, p)
 
 
-def test_trivial_maps_do_not_localise_digits():
+@pytest.mark.parametrize("name", ["digits-on-photos", "blended-digits"])
+def test_trivial_maps_do_not_localise_digits(name):
     validity = _validity()
-    data = testbeds.load("digits-on-photos", "test", n=64, seed=validity.EVAL_SEED)
+    data = testbeds.load(name, "test", n=64, seed=validity.EVAL_SEED)
     scores = {k: validity.mean_auroc(v, data.masks) for k, v in validity.trivial_maps(data.images).items()}
     assert all(v <= 0.65 for v in scores.values()), scores

@@ -76,13 +76,22 @@ class Simplifier(nn.Module):
         The mask's value everywhere before training, in (0, 1). Near 1 (the default, 0.9) training
         starts close to the identity, as the paper's simplifier does, and removes bits from there;
         from 0.5 it fell into the flat reference on ``shortcut`` and ``stripes`` (README).
+    binary : bool
+        Each grid cell keeps the original or takes the reference, nothing between (the mask is
+        rounded at 0.5, straight-through for the gradient; edges are still soft after upsampling).
+        For a classifier trained together with the simplifier
+        (:func:`~simplebits_audit.train_with_simplification`): with a soft mask it learned to read
+        faint, low-contrast copies of the whole image instead of dropping the background (README).
+
     Attributes
     ----------
     card : dict
         What it was trained on and how well it held out (filled by :func:`train_simplifier`).
     """
 
-    def __init__(self, in_channels: int = 3, mask_size: int = 16, width: int = 16, reference: str = "mean", mask_init: float = 0.9) -> None:
+    def __init__(
+        self, in_channels: int = 3, mask_size: int = 16, width: int = 16, reference: str = "mean", mask_init: float = 0.9, binary: bool = False,
+    ) -> None:
         super().__init__()
         if in_channels not in (1, 3):
             raise ValueError(f"in_channels: expected 1 or 3, got {in_channels}")
@@ -93,6 +102,8 @@ class Simplifier(nn.Module):
         if not 0 < mask_init < 1:
             raise ValueError(f"mask_init: expected a value in (0, 1), got {mask_init}")
         self.config = {"in_channels": in_channels, "mask_size": mask_size, "width": width, "reference": reference, "mask_init": mask_init}
+        if binary:  # only when set, so that the files of soft simplifiers stay as they were
+            self.config["binary"] = True
         w = width
         # The image and its difference from the mean colour (what a flat reference would lose) go in.
         self.local = nn.Sequential(
@@ -122,8 +133,16 @@ class Simplifier(nn.Module):
         return F.adaptive_avg_pool2d(logits, grid) if logits.shape[-2:] != grid else logits
 
     def mask(self, pixels: torch.Tensor) -> torch.Tensor:
-        """The mask (B, 1, H, W) in (0, 1): 1 keeps the original's pixel, 0 takes the reference's."""
-        return grid_mask(self.mask_logits(pixels), pixels.shape[-2:])
+        """The mask (B, 1, H, W) in [0, 1]: 1 keeps the original's pixel, 0 takes the reference's."""
+        return self.grid_to_mask(self.mask_logits(pixels), pixels.shape[-2:])
+
+    def grid_to_mask(self, logits: torch.Tensor, size: Sequence[int], offset: float = 0.0) -> torch.Tensor:
+        """Mask logits (B, 1, h, w) (shifted by ``offset``) -> the mask (B, 1, H, W), binarised if the simplifier is ``binary``."""
+        if not self.config.get("binary"):
+            return grid_mask(logits, size, offset)
+        soft = torch.sigmoid(logits + offset)
+        hard = soft + ((soft > 0.5).to(soft.dtype) - soft).detach()  # straight-through
+        return hard if tuple(hard.shape[-2:]) == tuple(size) else F.interpolate(hard, size=tuple(size), mode="bilinear", align_corners=False)
 
     def reference(self, pixels: torch.Tensor) -> torch.Tensor:
         """The simple end (B, C, H, W), 8-bit: each image's mean colour by default."""
@@ -260,7 +279,7 @@ def learned_engine(
         ref = simplifier.reference(original_8bit)
 
         def candidate(rows: torch.Tensor, offset: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-            m = grid_mask(grid[rows], pixels.shape[-2:], offset)
+            m = simplifier.grid_to_mask(grid[rows], pixels.shape[-2:], offset)
             image = round_8bit(m * original_8bit[rows] + (1 - m) * ref[rows], False)
             probs = F.softmax(classifier.logits(image).float(), 1)
             return image, probs, kept(keep, probs, target[rows], prob_before[rows], top_before[rows]), m

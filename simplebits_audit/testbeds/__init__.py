@@ -8,6 +8,8 @@ localisation flag, :data:`HAS_LOCALISATION`).
 - ``digits-on-photos``: label = a handwritten digit pasted anywhere on a photo crop; mask = strokes.
 - ``stripes``: label = orientation of faint stripes blended into a photo; mask all True (the
   stripes are everywhere): localisation metrics do not apply (``has_localisation`` is False).
+- ``blended-digits``: label = a handwritten digit blended 50/50 with a photo crop (the paper's
+  MNIST + CIFAR-10 blend); mask = strokes; the photo is everywhere, inside the strokes too.
 - ``shortcut``: digits-on-photos plus a corner marker whose colour gives the label away in the train
   split and is shuffled in the test split (``variant=`` chooses); mask = the marker square.
 """
@@ -22,7 +24,7 @@ from typing import Any, Callable
 import torch
 from torch.utils.data import Dataset
 
-from . import digits_on_photos, shortcut, stripes
+from . import blended_digits, digits_on_photos, shortcut, stripes
 from .classifier import SmallCNN, train_classifier
 
 
@@ -52,9 +54,10 @@ TESTBEDS: dict[str, tuple[Callable, list[str], dict[str, int]]] = {
     "digits-on-photos": (digits_on_photos.generate, [str(d) for d in range(10)], {"train": 6000, "test": 1000}),
     "stripes": (stripes.generate, list(stripes.CLASSES), {"train": 6000, "test": 1000}),
     "shortcut": (shortcut.generate, [str(d) for d in range(10)], {"train": 6000, "test": 1000}),
+    "blended-digits": (blended_digits.generate, [str(d) for d in range(10)], {"train": 6000, "test": 1000}),
 }
 #: testbeds whose masks localise the evidence (``stripes``: the mask is the whole image)
-HAS_LOCALISATION: dict[str, bool] = {"digits-on-photos": True, "stripes": False, "shortcut": True}
+HAS_LOCALISATION: dict[str, bool] = {"digits-on-photos": True, "stripes": False, "shortcut": True, "blended-digits": True}
 #: testbeds with variants: name -> allowed ``variant`` values (None is always allowed)
 VARIANTS: dict[str, tuple[str, ...]] = {"shortcut": shortcut.VARIANTS}
 

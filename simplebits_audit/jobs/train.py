@@ -1,0 +1,256 @@
+"""The train job: training with simplification over a sweep of lambda, the trade-off curve and its report.
+
+Where the images come from: the same sources as the audit (ImageFolder, CSV of ``path,label``,
+testbed name). A testbed trains on its train split and validates on its test split, whose
+ground-truth masks give the share of the retained bits inside the evidence; a folder or CSV holds
+out every ``1/val_share``-th image. What trains: one classifier (``--arch``) and one simplifier per
+lambda (:func:`~simplebits_audit.simplification.joint.tradeoff`). Where the record goes (the
+layout is :mod:`~simplebits_audit.results`)::
+
+    OUT/train.json, tradeoff.json, examples.npz, report.html, lam-<lambda>/{classifier,simplifier}.pt
+
+Rerunning the same command resumes: finished lambdas are reloaded, an interrupted one continues
+from its checkpoint. Under ``torchrun`` each lambda trains data-parallel over the processes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._io import save_json
+from ..codecs import codec_bits, to_uint8_images
+from ..estimators import BitEstimator, load_estimator
+from ..metrics.localisation import relevance_mass
+from ..models import build_architecture, check_classifier_output
+from ..preprocessing import Preprocessing
+from ..results import TRAIN_SETTINGS_FILE, examples_key, write_tradeoff
+from ..simplification.joint import JOINT_DEFAULTS, Tradeoff, tradeoff
+from .distributed import join_world
+from .sources import AuditSource, open_source
+
+#: Default lambdas of ``simplebits train`` (the reference 0 and three strengths).
+DEFAULT_LAMS = (0.0, 0.5, 1.0, 2.0)
+#: Validation images of a testbed (its test split) and the most held out of a folder or CSV.
+VAL_IMAGES = 500
+#: Settings that must agree for a rerun to resume.
+RESUME_SETTINGS = ("data", "arch", "lams", "epochs", "batch_size", "lr", "margin", "estimator", "seed", "val_share", "testbed_n", "val_n", "size")
+
+
+def parse_lams(text: str | Sequence[float]) -> list[float]:
+    """``"0,0.5,1,2"`` (or a sequence) -> distinct finite lambdas >= 0, in the given order."""
+    try:
+        lams = [float(v) for v in text.split(",") if v.strip()] if isinstance(text, str) else [float(v) for v in text]
+    except ValueError:
+        raise ValueError(f"lam: expected comma-separated numbers such as 0,0.5,1,2, got {text!r}") from None
+    if not lams:
+        raise ValueError("lam: give at least one lambda")
+    if any(not math.isfinite(v) or v < 0 for v in lams):
+        raise ValueError(f"lam: every lambda must be a finite number >= 0, got {lams}")
+    if len(set(lams)) != len(lams):
+        raise ValueError(f"lam: each lambda once, got {lams}")
+    return lams
+
+
+def _load(source: AuditSource, items: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, int]:
+    """Images, labels, masks (where the source has them) of ``items``; unreadable images are skipped and counted."""
+    images, labels, masks, skipped = [], [], [], 0
+    for item in items:
+        try:
+            images.append(source.load(item))
+        except ValueError:
+            skipped += 1
+            continue
+        labels.append(item.label)
+        masks.append(source.mask(item))
+    if not images:
+        raise ValueError(f"data: none of the {len(items)} images of {source.name!r} is readable")
+    shapes = {tuple(x.shape) for x in images}
+    if len(shapes) > 1:
+        raise ValueError(f"data: images of different shapes {sorted(shapes)[:3]}; give --size so that they are resized to one")
+    stacked_masks = torch.stack(masks) if all(m is not None for m in masks) else None
+    return torch.stack(images), torch.tensor(labels), stacked_masks, skipped
+
+
+def _split(source: AuditSource, val_share: float, val_n: int | None) -> tuple[list, list]:
+    items = list(source.items)
+    if any(it.label is None for it in items):
+        raise ValueError(f"data: training needs a label for every image; {sum(it.label is None for it in items)} of {source.name!r} have none")
+    every = math.ceil(1 / val_share)
+    val = [it for i, it in enumerate(items) if i % every == every - 1][: val_n or VAL_IMAGES]
+    ids = {it.index for it in val}
+    return [it for it in items if it.index not in ids], val
+
+
+@torch.no_grad()
+def curve_points(
+    curve: Tradeoff, val_images: torch.Tensor, val_masks: torch.Tensor | None, estimator: BitEstimator, n_examples: int = 8,
+) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """The curve's points with the outside checks added, and uint8 examples per lambda.
+
+    Each point gains ``webp_kept`` (mean per-image ratio of the simplified image's lossless WebP
+    size to the original's) and, with masks, ``bits_inside_mask`` (mean share of the simplified
+    image's bits, under the estimator's bits map, inside the ground-truth mask), ``mask_share``
+    (the mask's mean share of the image) and ``inside_ratio`` (their quotient: 1 = no preference).
+    """
+    original = (val_images * 255).round() / 255
+    webp_before = codec_bits(original)
+    examples = {"original": np.stack(to_uint8_images(original[:n_examples]))}
+    points = []
+    for point, (lam, result) in zip(curve.points, curve.results.items()):
+        simplified = result.simplify(original).cpu()
+        extra: dict[str, Any] = {"webp_kept": float((codec_bits(simplified) / webp_before).mean())}
+        if val_masks is not None and bool(val_masks.any()):
+            bits_map = torch.cat([estimator.bits_map(chunk.to(estimator_device(estimator))).cpu() for chunk in simplified.split(256)])
+            inside = float(torch.nanmean(relevance_mass(bits_map, val_masks)))
+            share = float(val_masks.float().flatten(1).mean(1).mean())
+            extra.update({"bits_inside_mask": inside, "mask_share": share, "inside_ratio": inside / share})
+        points.append({**point, **extra})
+        examples[examples_key(lam)] = np.stack(to_uint8_images(simplified[:n_examples]))
+    return points, examples
+
+
+def estimator_device(estimator: BitEstimator) -> torch.device:
+    params = list(estimator.parameters()) + list(estimator.buffers())
+    return params[0].device if params else torch.device("cpu")
+
+
+def train_job(
+    data: str | Path,
+    out: str | Path,
+    *,
+    arch: str = "smallcnn",
+    lams: str | Sequence[float] = DEFAULT_LAMS,
+    preprocessing: Preprocessing | None = None,
+    estimator: str | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    margin: float | None = None,
+    val_share: float = 0.1,
+    testbed_n: int | None = None,
+    val_n: int | None = None,
+    n_examples: int = 8,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    show_progress: bool = False,
+) -> dict[str, Any]:
+    """Train a classifier with simplification once per lambda on ``data``; write models, ``tradeoff.json`` and a report.
+
+    Parameters
+    ----------
+    data : path or testbed name
+        An ImageFolder directory or CSV of ``path,label`` (every image needs a label; images must
+        share one size, or give ``preprocessing`` a size), or a testbed name (train split to train,
+        test split to validate, with its masks).
+    out : path
+        The output folder (see the module docstring); rerunning with the same settings resumes.
+    arch : str
+        ``"smallcnn"``, ``"resnet18"`` or ``"package.module:factory"``
+        (:func:`~simplebits_audit.models.build_architecture`), trained from scratch.
+    lams : str or sequence of float
+        The bits weights, e.g. ``"0,0.5,1,2"``; include 0 for the reference point.
+    epochs, batch_size, lr, margin, estimator :
+        As :func:`~simplebits_audit.train_with_simplification`.
+    val_share : float
+        Share of a folder or CSV held out for validation (every ``1/val_share``-th image, at most
+        ``val_n`` or :data:`VAL_IMAGES`).
+    testbed_n, val_n : int, optional
+        Training / validation images of a testbed (defaults: the testbed's train size, :data:`VAL_IMAGES`).
+    n_examples : int
+        Validation images shown simplified per lambda in the report.
+
+    Returns
+    -------
+    dict
+        The ``tradeoff.json`` record: settings, one point per lambda (validation accuracy on
+        simplified and original images, bits kept, WebP kept, bits inside the mask), the reference
+        lambda and the simplest lambda within 2 points of its accuracy.
+    """
+    from ..report.tradeoff import write_tradeoff_report
+
+    lams = parse_lams(lams)
+    if not 0 < val_share < 1:
+        raise ValueError(f"val_share: expected a share in (0, 1), got {val_share}")
+    if n_examples < 0:
+        raise ValueError(f"n_examples: expected >= 0, got {n_examples}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out: {str(out)!r} is a file; give a folder")
+    preprocessing = preprocessing or Preprocessing()
+    from .. import testbeds
+
+    name = str(data).removeprefix("testbed:")
+    if name in testbeds.list_testbeds() and not Path(str(data)).exists():
+        train_source = open_source(name, testbed_n=testbed_n, seed=seed, split="train")
+        val_source = open_source(name, testbed_n=val_n or VAL_IMAGES, seed=seed + 1, split="test")
+        train_items, val_items = list(train_source.items), list(val_source.items)
+    else:
+        train_source = val_source = open_source(data, preprocessing=preprocessing, seed=seed)
+        train_items, val_items = _split(train_source, val_share, val_n)
+    class_names = train_source.class_names
+    settings = {
+        "data": str(data), "arch": arch, "lams": lams, "epochs": epochs or JOINT_DEFAULTS["epochs"],
+        "batch_size": batch_size or JOINT_DEFAULTS["batch_size"], "lr": lr or JOINT_DEFAULTS["lr"],
+        "margin": JOINT_DEFAULTS["margin"] if margin is None else margin, "estimator": estimator or "default", "seed": seed,
+        "val_share": val_share, "testbed_n": testbed_n, "val_n": val_n, "size": preprocessing.size, "class_names": class_names,
+    }
+    _check_resume(out, settings)
+    # Everything is checked before training: the data loads, the architecture runs on it.
+    train_x, train_y, _, skipped_train = _load(train_source, train_items)
+    val_x, val_y, val_masks, skipped_val = _load(val_source, val_items)
+    n_classes = max(len(class_names or []), int(train_y.max()) + 1, int(val_y.max()) + 1)
+    channels, size = train_x.shape[1], train_x.shape[-1]
+    probe = build_architecture(arch, n_classes, channels, size)
+    check_classifier_output(probe.eval(), train_x[:2], name="arch", images="data")
+    world, device = join_world(device)
+    try:
+        est = estimator if isinstance(estimator, BitEstimator) else load_estimator(estimator, device=device)
+        if world.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            if not (out / TRAIN_SETTINGS_FILE).exists():
+                save_json(settings, out / TRAIN_SETTINGS_FILE)
+        world.barrier()
+        curve = tradeoff(
+            lambda: build_architecture(arch, n_classes, channels, size), (train_x, train_y), lams, val_data=(val_x, val_y),
+            directory=out, seed=seed, show_progress=show_progress, estimator=est, epochs=epochs, batch_size=batch_size, lr=lr,
+            margin=margin, normalization=preprocessing.normalization, device=device,
+            data_description=f"{train_source.name}: {len(train_x)} training images, seed {seed}",
+        )
+        record: dict[str, Any] = {}
+        if world.is_main:
+            points, examples = curve_points(curve, val_x, val_masks, est, n_examples)
+            reference = curve.reference()
+            best = curve.simplest_within(0.02)
+            record = {
+                "settings": {**settings, "training_images": len(train_x), "validation_images": len(val_x),
+                             "skipped_images": skipped_train + skipped_val, "n_classes": n_classes, "processes": world.size,
+                             "estimator_name": est.name},
+                "points": points, "reference": reference["lam"] if reference else None,
+                "simplest_within_2pt": best["lam"] if best else None, "has_masks": val_masks is not None and bool(val_masks.any()),
+            }
+            write_tradeoff(out, record, examples)
+            write_tradeoff_report(out)
+        world.barrier()
+    finally:
+        world.close()
+    return record
+
+
+def _check_resume(out: Path, settings: dict[str, Any]) -> None:
+    path = out / TRAIN_SETTINGS_FILE
+    if not path.is_file():
+        return
+    previous = json.loads(path.read_text(encoding="utf-8"))
+    changed = [k for k in RESUME_SETTINGS if previous.get(k) != json.loads(json.dumps(settings.get(k)))]
+    if changed:
+        raise ValueError(f"out: {str(out)!r} holds a training run with other settings ({', '.join(changed)}); rerun with the same ones to resume, or use a new --out")
+
+
+__all__ = ["DEFAULT_LAMS", "VAL_IMAGES", "curve_points", "parse_lams", "train_job"]

@@ -1,0 +1,105 @@
+"""The report of ``simplebits train``: accuracy against input bits over lambda, and what each lambda keeps.
+
+Built from ``tradeoff.json`` and ``examples.npz`` only (:func:`~simplebits_audit.results.read_tradeoff`),
+so ``simplebits report DIR`` rebuilds it without retraining.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+
+from .._io import atomic_write
+from ..results import REPORT_FILE, examples_key, read_tradeoff
+from ._html import esc, figure_html, fmt, img_tag, page, png_bytes, table_html
+
+#: Side (pixels) of each example thumbnail.
+THUMBNAIL_SIDE = 96
+
+
+def curve_figure(record: dict[str, Any]) -> go.Figure:
+    """Validation accuracy (simplified and original images) against the share of bits kept, one marker per lambda."""
+    points = sorted(record["points"], key=lambda p: p["lam"])
+    fig = go.Figure()
+    x = [p.get("val_bits_kept") for p in points]
+    labels = [f"λ={p['lam']:g}" for p in points]
+    fig.add_trace(go.Scatter(x=x, y=[p.get("val_accuracy_simplified") for p in points], mode="lines+markers+text", text=labels,
+                             textposition="top center", name="accuracy on simplified images"))
+    fig.add_trace(go.Scatter(x=x, y=[p.get("val_accuracy_original") for p in points], mode="markers", name="accuracy on original images",
+                             marker={"symbol": "x"}))
+    if all(p.get("webp_kept") is not None for p in points):
+        fig.add_trace(go.Scatter(x=[p["webp_kept"] for p in points], y=[p.get("val_accuracy_simplified") for p in points], mode="markers",
+                                 name="same, against WebP size kept", marker={"symbol": "diamond-open"}))
+    fig.update_layout(xaxis_title="share of the original's bits kept (validation mean)", yaxis_title="validation accuracy",
+                      height=420, margin={"l": 60, "r": 20, "t": 30, "b": 50}, legend={"orientation": "h", "y": -0.25})
+    fig.update_xaxes(range=[0, 1.05])
+    return fig
+
+
+def _thumb(array: np.ndarray, alt: str) -> str:
+    from PIL import Image
+
+    image = array  # (H, W) or (H, W, 3) uint8
+    scale = max(1, THUMBNAIL_SIDE // max(image.shape[:2]))
+    big = np.asarray(Image.fromarray(image).resize((image.shape[1] * scale, image.shape[0] * scale), Image.Resampling.NEAREST))
+    return img_tag(png_bytes(big), alt, width=min(THUMBNAIL_SIDE, big.shape[1]))
+
+
+def _examples_html(record: dict[str, Any], examples: dict[str, np.ndarray]) -> str:
+    if "original" not in examples or not len(examples["original"]):
+        return "<p class=\"note\">No examples were saved.</p>"
+    rows = [["original"] + [_thumb(a, "original") for a in examples["original"]]]
+    for point in sorted(record["points"], key=lambda p: p["lam"]):
+        key = examples_key(point["lam"])
+        if key in examples:
+            rows.append([f"λ = {point['lam']:g}"] + [_thumb(a, f"simplified, lambda {point['lam']:g}") for a in examples[key]])
+    body = "".join("<tr>" + f"<th>{esc(r[0])}</th>" + "".join(f"<td>{c}</td>" for c in r[1:]) + "</tr>" for r in rows)
+    return f"<table class=\"examples\"><tbody>{body}</tbody></table>"
+
+
+def tradeoff_page(record: dict[str, Any], examples: dict[str, np.ndarray]) -> str:
+    """The whole report page (a string of self-contained HTML)."""
+    settings = record["settings"]
+    has_masks = record.get("has_masks", False)
+    header = ["λ", "accuracy (simplified)", "accuracy (original)", "bits kept", "WebP kept", "bpd simplified", "bpd original", "minutes"]
+    if has_masks:
+        header += ["bits inside mask", "mask share", "inside / share"]
+    rows = []
+    for p in sorted(record["points"], key=lambda p: p["lam"]):
+        minutes = p.get("training_seconds")
+        row = [f"{p['lam']:g}", fmt(p.get("val_accuracy_simplified")), fmt(p.get("val_accuracy_original")), fmt(p.get("val_bits_kept")),
+               fmt(p.get("webp_kept")), fmt(p.get("val_bpd_simplified")), fmt(p.get("val_bpd_original")),
+               fmt(minutes / 60, 1) if isinstance(minutes, (int, float)) else "—"]
+        if has_masks:
+            row += [fmt(p.get("bits_inside_mask")), fmt(p.get("mask_share")), fmt(p.get("inside_ratio"), 2)]
+        rows.append(row)
+    best = record.get("simplest_within_2pt")
+    verdict = (f"The simplest inputs within 2 accuracy points of λ = {record.get('reference'):g}: λ = {best:g}." if best is not None
+               else "No λ stayed within 2 accuracy points of the reference.")
+    body = (
+        f"<p class=\"note\">{esc(verdict)} A classifier and a simplifier were trained together once per λ on "
+        f"{esc(settings.get('training_images'))} images of {esc(settings.get('data'))} ({esc(settings.get('arch'))}); scores are on "
+        f"{esc(settings.get('validation_images'))} validation images. Accuracy on original images shows what the classifier does when "
+        "the simplifier is skipped.</p>"
+        "<h2>Accuracy against input bits</h2>" + figure_html(curve_figure(record), "tradeoff-curve")
+        + "<h2>Per λ</h2>" + table_html(header, rows)
+        + ("<p class=\"sub\">bits inside mask: share of the simplified image's bits (the estimator's bits map) inside the "
+           "ground-truth mask; above the mask share means the simplifier keeps the evidence and drops the rest.</p>" if has_masks else "")
+        + "<h2>Simplified validation images</h2>" + _examples_html(record, examples)
+    )
+    return page("Training with simplification", body, subtitle=f"{settings.get('data')} · λ ∈ {settings.get('lams')}",
+                css=".examples td, .examples th { padding: .15rem; }")
+
+
+def write_tradeoff_report(out_dir: str | Path) -> Path:
+    """Write ``out_dir/report.html`` from the folder's ``tradeoff.json`` and ``examples.npz`` (atomically)."""
+    out_dir = Path(out_dir)
+    record, examples = read_tradeoff(out_dir)
+    text = tradeoff_page(record, examples)
+    return atomic_write(out_dir / REPORT_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+__all__ = ["curve_figure", "tradeoff_page", "write_tradeoff_report"]

@@ -1,0 +1,538 @@
+"""Training with simplification: a classifier learns on simplified inputs while a simplifier removes bits.
+
+The paper's first setting. A :class:`~simplebits_audit.simplification.learned.Simplifier` and a
+classifier f are trained together on labelled images, per image
+
+    CE(f(s(x)), y)  +  lambda * gate * bpd(s(x))
+
+where s(x) is rounded to 8 bits (straight-through) and ``gate`` charges the bits term only while the
+classifier already answers the simplified image correctly by a log-probability ``margin`` (the
+paper charges bits only once the classifier's loss on the example is small). Early in training
+nothing is gated in, so the classifier first learns the task on nearly original images; from then
+on every bit the task does not need is pushed out. Sweeping lambda (:func:`tradeoff`) gives the
+curve between input bits and accuracy: how much information the task needs, and whether a
+distractor (a photo behind a digit, stripes under a photo) carries any of it.
+
+Unlike :func:`~simplebits_audit.simplification.learned.train_simplifier` the classifier is not
+frozen: a copy of the given module is trained (the module passed in is left as it was) and returned
+in the :class:`TrainingResult`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
+from torch.utils.data import Dataset, TensorDataset
+
+from .._helpers import Transform
+from .._io import save_json, save_torch
+from .._validation import check_pixel_images
+from ..estimators import BitEstimator, load_estimator
+from ..spaces import Spaces, make_spaces
+from .common import round_8bit
+from .learned import Simplifier, _Batches, _gap, model_fingerprint
+
+#: Defaults of :func:`train_with_simplification` (measured choices: README, "Training with simplification").
+JOINT_DEFAULTS: dict[str, Any] = {"epochs": 12, "batch_size": 64, "lr": 2e-3, "margin": 1.0, "warmup": 0.25}
+#: What :meth:`TrainingResult.load` reads.
+FORMAT = 1
+CLASSIFIER_FILE, SIMPLIFIER_FILE, HISTORY_FILE = "classifier.pt", "simplifier.pt", "history.json"
+
+
+@dataclass
+class TrainingResult:
+    """A classifier trained on simplified images, the simplifier trained with it, and how training went.
+
+    Attributes
+    ----------
+    classifier : nn.Module
+        The trained copy of the classifier (eval mode). It expects *simplified* images: pass
+        inputs through ``simplifier`` first (:meth:`predict` does).
+    simplifier : Simplifier
+        Pixel images (B, C, H, W) in [0, 1] -> simplified 8-bit pixel images (eval mode, frozen).
+    lam : float
+        The weight of the bits term it was trained with.
+    history : list of dict
+        One entry per epoch: ``epoch``, ``steps``, ``seconds`` (cumulative), ``loss``,
+        ``train_accuracy`` and ``train_bpd`` (means over the epoch's simplified batches) and, with
+        validation data, ``val_accuracy_simplified`` / ``val_accuracy_original`` (the classifier on
+        simplified / original validation images), ``val_bpd_simplified`` / ``val_bpd_original`` and
+        ``val_bits_kept`` (mean per-image ratio of the simplified image's bits to the original's).
+    settings : dict
+        Everything the run was trained with (lam, margin, epochs, batch size, lr, seed, estimator, data).
+    """
+
+    classifier: nn.Module
+    simplifier: Simplifier
+    lam: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def final(self) -> dict[str, float]:
+        """The last epoch's history entry."""
+        return self.history[-1] if self.history else {}
+
+    @torch.no_grad()
+    def simplify(self, pixels: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """Simplified 8-bit pixel images (N, C, H, W) of pixel images (N, C, H, W) in [0, 1]."""
+        check_pixel_images(pixels, "pixels")
+        device = next(self.simplifier.parameters()).device
+        return torch.cat([self.simplifier(chunk.to(device)) for chunk in pixels.split(batch_size)]) if len(pixels) else pixels
+
+    @torch.no_grad()
+    def predict(self, pixels: torch.Tensor, batch_size: int = 256, normalization: tuple[Sequence[float], Sequence[float]] | None = None) -> torch.Tensor:
+        """Predicted classes (N,) of pixel images (N, C, H, W): the classifier on their simplified versions."""
+        spaces = make_spaces(normalization, None)
+        simplified = self.simplify(pixels, batch_size)
+        return torch.cat([self.classifier(spaces.to_model(chunk)).argmax(1) for chunk in simplified.split(batch_size)])
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``classifier.pt`` (state dict + settings), ``simplifier.pt`` and ``history.json`` (atomically, weights only)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu() for k, v in self.classifier.state_dict().items()}
+        config = getattr(self.classifier, "config", None)
+        save_torch({"format": FORMAT, "state_dict": state, "config": json.dumps(config) if isinstance(config, dict) else None,
+                    "lam": self.lam, "settings": json.dumps(self.settings)}, directory / CLASSIFIER_FILE)
+        self.simplifier.save(directory / SIMPLIFIER_FILE)
+        save_json({"lam": self.lam, "settings": self.settings, "history": self.history}, directory / HISTORY_FILE)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, classifier: nn.Module, *, device: str | torch.device | None = None) -> TrainingResult:
+        """Read a result written by :meth:`save`; ``classifier`` is a module of the same architecture (its weights are replaced)."""
+        directory = Path(directory)
+        if not (directory / CLASSIFIER_FILE).is_file():
+            raise ValueError(f"directory: no {CLASSIFIER_FILE} in {str(directory)!r} (written by TrainingResult.save)")
+        ckpt = torch.load(directory / CLASSIFIER_FILE, map_location="cpu", weights_only=True)
+        if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+            raise ValueError(f"directory: {str(directory / CLASSIFIER_FILE)!r} is not a classifier written by TrainingResult.save")
+        try:
+            classifier.load_state_dict(ckpt["state_dict"])
+        except RuntimeError as err:
+            raise ValueError(f"classifier: does not match the saved weights ({str(err).splitlines()[0]})") from None
+        simplifier = Simplifier.load(directory / SIMPLIFIER_FILE, device=device)
+        record = json.loads((directory / HISTORY_FILE).read_text()) if (directory / HISTORY_FILE).is_file() else {}
+        return cls(classifier.to(device or "cpu").eval(), simplifier, float(ckpt["lam"]), record.get("history", []), json.loads(ckpt["settings"]))
+
+
+class _Joint(nn.Module):
+    """Simplifier then classifier, as one module (one DistributedDataParallel wrapper for both)."""
+
+    def __init__(self, simplifier: Simplifier, classifier: nn.Module, spaces: Spaces) -> None:
+        super().__init__()
+        self.simplifier, self.classifier, self.spaces = simplifier, classifier, spaces
+
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        simplified = self.simplifier(pixels)
+        return simplified, self.classifier(self.spaces.to_model(simplified))
+
+
+def labelled_tensors(data: Any, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images (N, C, H, W), labels (N,)) of an ``(images, labels)`` pair or a Dataset of (image, label)."""
+    if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor):
+        images, labels = data[0], torch.as_tensor(data[1])
+    elif isinstance(data, Dataset) and hasattr(data, "__len__"):
+        if hasattr(data, "images") and hasattr(data, "labels"):  # testbeds: no per-item loop
+            images, labels = data.images, torch.as_tensor(data.labels)
+        else:
+            items = [data[i] for i in range(len(data))]  # type: ignore[arg-type]
+            if not items or not isinstance(items[0], (tuple, list)):
+                raise ValueError(f"{name}: expected a Dataset of (image, label) pairs")
+            images, labels = torch.stack([torch.as_tensor(it[0]) for it in items]), torch.as_tensor([int(it[1]) for it in items])
+    else:
+        raise TypeError(f"{name}: expected an (images, labels) pair of tensors or a Dataset of (image, label), got {type(data).__name__}")
+    check_pixel_images(images, name)
+    if labels.shape != (len(images),):
+        raise ValueError(f"{name}: expected one label per image ({len(images)}), got labels of shape {tuple(labels.shape)}")
+    return images, labels.long()
+
+
+def _as_dataset(data: Any) -> Any:
+    if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor):
+        images, labels = labelled_tensors(data, "data")
+        return TensorDataset(images, labels)
+    if isinstance(data, torch.Tensor):
+        raise ValueError("data: training with simplification needs labels: give (images, labels) or a Dataset of (image, label)")
+    return data
+
+
+@torch.no_grad()
+def evaluate_joint(
+    classifier: nn.Module, simplifier: Simplifier, images: torch.Tensor, labels: torch.Tensor, estimator: BitEstimator, *,
+    spaces: Spaces | None = None, batch_size: int = 256,
+) -> dict[str, float]:
+    """Validation scores of a classifier trained on simplified images (see :attr:`TrainingResult.history`).
+
+    ``images`` (N, C, H, W) pixel images in [0, 1], ``labels`` (N,). Returns the accuracy on the
+    simplified and on the original images, their mean bpd, and the mean per-image bits kept.
+    """
+    spaces = spaces or make_spaces(None, None)
+    device = next(simplifier.parameters()).device
+    was = classifier.training
+    classifier.eval()
+    right_s, right_o, bpd_s, bpd_o, kept = [], [], [], [], []
+    try:
+        for x, y in zip(images.split(batch_size), labels.split(batch_size)):
+            x, y = round_8bit(x.to(device), False), y.to(device)
+            s = simplifier(x)
+            right_s.append(classifier(spaces.to_model(s)).argmax(1) == y)
+            right_o.append(classifier(spaces.to_model(x)).argmax(1) == y)
+            bits_s, bits_o = estimator.bits(s), estimator.bits(x)
+            dims = x[0].numel()
+            bpd_s.append(bits_s / dims), bpd_o.append(bits_o / dims), kept.append(bits_s / bits_o)
+    finally:
+        classifier.train(was)
+    mean = lambda parts: float(torch.cat(parts).float().mean())  # noqa: E731
+    return {"val_accuracy_simplified": mean(right_s), "val_accuracy_original": mean(right_o), "val_bpd_simplified": mean(bpd_s),
+            "val_bpd_original": mean(bpd_o), "val_bits_kept": mean(kept)}
+
+
+def _check_settings(settings: dict[str, Any], lam: float) -> None:
+    if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
+        raise ValueError(f"lam: expected a finite number >= 0, got {lam!r}")
+    if not (isinstance(settings["margin"], (int, float)) and math.isfinite(settings["margin"]) and settings["margin"] >= 0):
+        raise ValueError(f"margin: expected a finite number >= 0, got {settings['margin']!r}")
+    for name in ("epochs", "batch_size"):
+        if not (isinstance(settings[name], int) and not isinstance(settings[name], bool) and settings[name] >= 1):
+            raise ValueError(f"{name}: expected a positive integer, got {settings[name]!r}")
+    if not (isinstance(settings["warmup"], (int, float)) and 0 <= settings["warmup"] < 1):
+        raise ValueError(f"warmup: expected a share of the steps in [0, 1), got {settings['warmup']!r}")
+    if not (isinstance(settings["lr"], (int, float)) and settings["lr"] > 0):
+        raise ValueError(f"lr: expected a positive learning rate, got {settings['lr']!r}")
+
+
+def train_with_simplification(
+    classifier: nn.Module,
+    data: Any,
+    *,
+    lam: float,
+    estimator: BitEstimator | str | None = None,
+    simplifier: Simplifier | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    margin: float | None = None,
+    warmup: float | None = None,
+    val_data: Any = None,
+    normalization: tuple[Sequence[float], Sequence[float]] | None = None,
+    transforms: tuple[Transform, Transform] | None = None,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: float = 60.0,
+    data_description: str | None = None,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    show_progress: bool = False,
+) -> TrainingResult:
+    """Train a copy of ``classifier`` on simplified images while a :class:`Simplifier` learns to remove bits.
+
+    Parameters
+    ----------
+    classifier : nn.Module
+        Model-space images (B, C, H, W) -> logits (B, K), untrained or pretrained. A copy is trained;
+        the module passed in is left as it was.
+    data : Dataset of (image, label), or (images, labels)
+        Training images in pixel space [0, 1], (N, C, H, W), with integer labels (N,).
+    lam : float
+        Weight of the bits term (bits per dimension of the simplified image) against the
+        cross-entropy. 0 trains the classifier with a simplifier that has no reason to remove
+        anything: the reference point of a trade-off curve.
+    estimator : BitEstimator or str, optional
+        The bit estimator charged (default: the package default).
+    simplifier : Simplifier, optional
+        Start from this network (trained in place); default a new one for the data's channels.
+    epochs, batch_size, lr, margin : optional
+        Passes over ``data`` (an epoch is ``ceil(N / (batch_size * processes))`` steps of batches
+        drawn at random), images per step and process, AdamW learning rate of both networks (cosine
+        decay), and the log-probability margin by which the classifier must answer the simplified
+        image correctly before its bits are charged. Defaults: :data:`JOINT_DEFAULTS`.
+    warmup : float, optional
+        Share of the steps, in [0, 1), during which only the classifier trains (on the simplifier's
+        initial, nearly original output) before the simplifier starts removing bits. Default 0.25.
+    val_data : Dataset of (image, label), or (images, labels), optional
+        Scored after every epoch (accuracy on simplified and original images, bpd, bits kept).
+    normalization, transforms : optional
+        How pixels map to the classifier's input space (default: the classifier takes pixels).
+    checkpoint : path, optional
+        Written atomically every ``checkpoint_every`` seconds, after every epoch and on Ctrl-C; if it
+        exists training resumes from it and ends exactly where the uninterrupted run would have.
+    data_description : str, optional
+        What ``data`` is, for the settings and the resume check.
+    device : optional
+        Where to train (default: where the classifier's parameters are, else CPU).
+    seed : int
+        The simplifier's initialisation and the batches follow from it (the classifier's
+        initialisation is the caller's).
+    show_progress : bool
+        A rich progress bar with the running accuracy and bpd.
+
+    Returns
+    -------
+    TrainingResult
+        The trained classifier and simplifier (eval mode), the per-epoch history and the settings.
+        Under ``torchrun`` every process trains on its share of each step's batches
+        (DistributedDataParallel) and returns the same networks.
+    """
+    if not isinstance(classifier, nn.Module):
+        raise TypeError(f"classifier: expected an nn.Module to train, got {type(classifier).__name__}")
+    options = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "margin": margin, "warmup": warmup}
+    settings = {k: JOINT_DEFAULTS[k] if v is None else v for k, v in options.items()}
+    _check_settings(settings, lam)
+    if checkpoint_every <= 0:
+        raise ValueError(f"checkpoint_every: expected seconds > 0, got {checkpoint_every}")
+    data = _as_dataset(data)
+    if not (isinstance(data, Dataset) and hasattr(data, "__len__")):
+        raise TypeError(f"data: expected a Dataset of (image, label) or an (images, labels) pair, got {type(data).__name__}")
+    val = labelled_tensors(val_data, "val_data") if val_data is not None else None
+    distributed = dist.is_available() and dist.is_initialized()
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    if device is None:
+        params = list(classifier.parameters())
+        device = params[0].device if params else torch.device("cpu")
+    device = torch.device(device)
+    spaces = make_spaces(normalization, transforms)
+    batches = _Batches(data, settings["batch_size"], seed, rank)
+    first, first_labels = batches.peek()
+    first = check_pixel_images(first.to(device), "data (a batch)")
+    if first_labels is None:
+        raise ValueError("data: training with simplification needs labels: give (images, labels) or a Dataset of (image, label)")
+    if val is not None and val[0].shape[1:] != first.shape[1:]:
+        raise ValueError(f"val_data: images of shape {tuple(val[0].shape[1:])}, the training images are {tuple(first.shape[1:])}")
+    if simplifier is not None and simplifier.config["in_channels"] != first.shape[1]:
+        raise ValueError(f"simplifier: made for {simplifier.config['in_channels']}-channel images, the data has {first.shape[1]}")
+    if not isinstance(estimator, BitEstimator):
+        estimator = load_estimator(estimator, device=device)
+    initial_fingerprint = model_fingerprint(classifier)
+    model = copy.deepcopy(classifier).to(device).train().requires_grad_(True)
+    with torch.no_grad():
+        n_classes = model(spaces.to_model(first[:2])).shape[1]
+    if int(first_labels.max()) >= n_classes or int(first_labels.min()) < 0:
+        raise ValueError(f"data: labels must be in [0, {n_classes}) for a classifier with {n_classes} outputs, got {int(first_labels.max())}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = simplifier if simplifier is not None else Simplifier(in_channels=first.shape[1])
+    net = net.to(device).train().requires_grad_(True)
+    joint = _Joint(net, model, spaces)
+    optimizer = torch.optim.AdamW([{"params": model.parameters()}, {"params": net.parameters()}], lr=settings["lr"])
+    steps_per_epoch = math.ceil(len(data) / (settings["batch_size"] * world))
+    total = settings["epochs"] * steps_per_epoch
+    # The simplifier waits while the classifier learns the task: the gradient of a still-random
+    # classifier only pushes the mask towards the identity, where its sigmoid saturates for good.
+    frozen_until = round(settings["warmup"] * total)
+    run_key = {
+        **settings, "lam": float(lam), "seed": seed, "world": world, "classifier": initial_fingerprint, "simplifier": net.config,
+        "estimator": estimator.name, "data": data_description or f"{type(data).__name__} of {len(data)}",
+    }
+    run_key = json.loads(json.dumps(run_key))
+    step, elapsed, history = 0, 0.0, []
+    sums: dict[str, float] = {}  # the current epoch's running sums (checkpointed: a resumed epoch averages the same steps)
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
+    if checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        saved_key = json.loads(state["run_key"])
+        if saved_key != run_key:
+            changed = sorted(k for k in run_key if saved_key.get(k) != run_key.get(k))
+            raise ValueError(f"checkpoint: {str(checkpoint)!r} is from a run with other settings ({changed}); delete it or change the path")
+        joint.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, elapsed, history = int(state["step"]), float(state["seconds"]), json.loads(state["history"])
+        sums = json.loads(state["sums"])
+    wrapped = nn.parallel.DistributedDataParallel(joint) if distributed else joint
+
+    def save_checkpoint(seconds: float) -> None:
+        if checkpoint is not None and rank == 0:
+            save_torch({"run_key": json.dumps(run_key), "state_dict": joint.state_dict(), "optimizer": optimizer.state_dict(),
+                        "step": step, "seconds": seconds, "history": json.dumps(history), "sums": json.dumps(sums)}, checkpoint)
+
+    def learning_rate(at: int) -> float:
+        # Short warm-up, then cosine decay: a function of the step alone, so a resumed run needs no scheduler state.
+        ramp = max(1, total // 20)
+        return settings["lr"] * (at + 1) / ramp if at < ramp else settings["lr"] * 0.5 * (1 + math.cos(math.pi * (at - ramp) / max(1, total - ramp)))
+
+    started, last_saved = time.perf_counter(), time.perf_counter()
+    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[stats]}"),
+               TimeRemainingColumn()]
+    with Progress(*columns, disable=not (show_progress and rank == 0), transient=True) as progress:
+        task = progress.add_task(f"training, lambda {lam:g}", total=total, completed=step, stats="")
+        try:
+            while step < total:
+                images, labels = batches(step)
+                images, labels = round_8bit(images.to(device), False), labels.to(device)
+                simplified, logits = wrapped(images)
+                ce = F.cross_entropy(logits.float(), labels, reduction="none")
+                loss = ce
+                bpd = None
+                if lam > 0:
+                    bpd = estimator.bpd(simplified)
+                    # Bits are charged only where the classifier already answers the simplified image by ``margin``.
+                    holds = (_gap(F.log_softmax(logits.detach().float(), 1), labels) >= settings["margin"]).to(bpd.dtype)
+                    loss = ce + lam * holds * bpd
+                loss = loss.mean()
+                optimizer.param_groups[0]["lr"] = learning_rate(step)
+                optimizer.param_groups[1]["lr"] = learning_rate(step) if step >= frozen_until else 0.0
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                with torch.no_grad():
+                    if bpd is None:
+                        bpd = estimator.bpd(simplified.detach())
+                    stats = {"loss": float(loss), "train_accuracy": float((logits.argmax(1) == labels).float().mean()), "train_bpd": float(bpd.mean())}
+                sums = {k: sums.get(k, 0.0) + v for k, v in stats.items()}
+                progress.update(task, advance=1, stats=f"accuracy {stats['train_accuracy']:.0%}  bpd {stats['train_bpd']:.2f}")
+                if step % steps_per_epoch == 0:
+                    epoch_stats = {k: v / steps_per_epoch for k, v in sums.items()}
+                    sums = {}
+                    entry = {"epoch": step // steps_per_epoch, "steps": step, **epoch_stats}
+                    if val is not None:
+                        entry.update(evaluate_joint(model, net, *val, estimator, spaces=spaces))
+                        joint.train()
+                    entry["seconds"] = round(elapsed + time.perf_counter() - started, 1)
+                    history.append(entry)
+                    save_checkpoint(elapsed + time.perf_counter() - started)
+                    last_saved = time.perf_counter()
+                elif time.perf_counter() - last_saved > checkpoint_every:
+                    save_checkpoint(elapsed + time.perf_counter() - started)
+                    last_saved = time.perf_counter()
+        except KeyboardInterrupt:
+            save_checkpoint(elapsed + time.perf_counter() - started)
+            raise
+    model.eval().requires_grad_(False)
+    net.eval().requires_grad_(False)
+    settings = {**run_key, "processes": world, "training_seconds": round(elapsed + time.perf_counter() - started, 1),
+                "torch_threads": torch.get_num_threads(), "n_classes": n_classes}
+    net.card = {"trained_with_classifier": "train_with_simplification", "lam": float(lam), "data": run_key["data"],
+                "estimator": estimator.name, "final": history[-1] if history else {}}
+    return TrainingResult(model, net, float(lam), history, settings)
+
+
+@dataclass
+class Tradeoff:
+    """One :func:`train_with_simplification` run per lambda: the curve between input bits and accuracy.
+
+    Attributes
+    ----------
+    results : dict
+        lambda -> :class:`TrainingResult`, in the order the lambdas were given.
+    points : list of dict
+        One per lambda: ``lam`` and the final epoch's validation scores (``val_accuracy_simplified``,
+        ``val_accuracy_original``, ``val_bpd_simplified``, ``val_bpd_original``, ``val_bits_kept``)
+        plus ``training_seconds``.
+    """
+
+    results: dict[float, TrainingResult]
+    points: list[dict[str, float]]
+
+    def reference(self) -> dict[str, float] | None:
+        """The point with the smallest lambda (lambda = 0 when it was run): what the others are compared against."""
+        return min(self.points, key=lambda p: p["lam"]) if self.points else None
+
+    def simplest_within(self, accuracy_drop: float = 0.02) -> dict[str, float] | None:
+        """The point with the fewest bits kept whose simplified-validation accuracy is within ``accuracy_drop`` of the reference's."""
+        ref = self.reference()
+        if ref is None or "val_accuracy_simplified" not in ref:
+            return None
+        ok = [p for p in self.points if p["val_accuracy_simplified"] >= ref["val_accuracy_simplified"] - accuracy_drop]
+        return min(ok, key=lambda p: p["val_bits_kept"]) if ok else None
+
+
+def run_directory(directory: str | Path, lam: float) -> Path:
+    """Where :func:`tradeoff` keeps the finished run (and ``<dir>.ckpt`` the resumable state) of ``lam``."""
+    return Path(directory) / f"lam-{lam:g}"
+
+
+def tradeoff(
+    classifier_factory: Callable[[], nn.Module],
+    data: Any,
+    lams: Sequence[float] = (0.0, 0.5, 1.0, 2.0),
+    *,
+    val_data: Any,
+    directory: str | Path | None = None,
+    seed: int = 0,
+    show_progress: bool = False,
+    **options: Any,
+) -> Tradeoff:
+    """Train one classifier and simplifier per lambda in ``lams`` and collect the bits-accuracy curve.
+
+    Parameters
+    ----------
+    classifier_factory : callable
+        Returns a fresh classifier; it is called with the random state seeded by ``seed``, so every
+        lambda starts from the same initial weights.
+    data, val_data :
+        Training and validation images with labels, as for :func:`train_with_simplification`
+        (validation data is required: the curve is measured on it).
+    lams : sequence of float
+        The bits weights, each >= 0 (include 0 for the reference point).
+    directory : path, optional
+        Each finished run is saved to ``lam-<lambda>/`` (:meth:`TrainingResult.save`) and reloaded
+        instead of retrained; an unfinished one resumes from ``lam-<lambda>.ckpt``.
+    options :
+        Passed to :func:`train_with_simplification` (``epochs``, ``batch_size``, ``lr``, ``margin``,
+        ``estimator``, ``normalization``, ``device``, ``data_description``, ...). Under ``torchrun``
+        every run is data-parallel over the processes.
+    """
+    if not callable(classifier_factory):
+        raise TypeError("classifier_factory: expected a callable returning a fresh nn.Module")
+    lams = [float(lam) for lam in lams]
+    if not lams:
+        raise ValueError("lams: give at least one lambda")
+    if len(set(lams)) != len(lams):
+        raise ValueError(f"lams: each lambda once, got {lams}")
+    for lam in lams:
+        if not (math.isfinite(lam) and lam >= 0):
+            raise ValueError(f"lams: expected finite numbers >= 0, got {lam}")
+    if val_data is None:
+        raise ValueError("val_data: the curve is measured on validation data; give (images, labels) or a Dataset")
+    unknown = set(options) - {"epochs", "batch_size", "lr", "margin", "warmup", "estimator", "normalization", "transforms", "device",
+                              "data_description", "checkpoint_every", "simplifier_config"}
+    if unknown:
+        raise TypeError(f"tradeoff: unknown options {sorted(unknown)}")
+    simplifier_config = options.pop("simplifier_config", None) or {}
+    _check_settings({**JOINT_DEFAULTS, **{k: v for k, v in options.items() if k in JOINT_DEFAULTS and v is not None}}, lams[0])
+    estimator = options.pop("estimator", None)
+    if not isinstance(estimator, BitEstimator):
+        estimator = load_estimator(estimator, device=options.get("device"))
+    distributed = dist.is_available() and dist.is_initialized()
+    results: dict[float, TrainingResult] = {}
+    for lam in lams:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            classifier = classifier_factory()
+        if not isinstance(classifier, nn.Module):
+            raise TypeError(f"classifier_factory: returned a {type(classifier).__name__}, not an nn.Module")
+        done = run_directory(directory, lam) if directory is not None else None
+        if done is not None and (done / HISTORY_FILE).is_file():
+            results[lam] = TrainingResult.load(done, classifier, device=options.get("device"))
+            continue
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            simplifier = Simplifier(in_channels=labelled_tensors(val_data, "val_data")[0].shape[1], **simplifier_config)
+        result = train_with_simplification(
+            classifier, data, lam=lam, val_data=val_data, estimator=estimator, simplifier=simplifier, seed=seed, show_progress=show_progress,
+            checkpoint=done.with_name(done.name + ".ckpt") if done is not None else None, **options,
+        )
+        if done is not None and (not distributed or dist.get_rank() == 0):
+            result.save(done)  # history.json last: its presence marks the run finished
+        if distributed:
+            dist.barrier()
+        results[lam] = result
+    points = [{"lam": lam, **{k: v for k, v in r.final.items() if k.startswith("val_")},
+               "training_seconds": r.settings.get("training_seconds", float("nan"))} for lam, r in results.items()]
+    return Tradeoff(results, points)
+
+
+__all__ = ["JOINT_DEFAULTS", "Tradeoff", "TrainingResult", "evaluate_joint", "labelled_tensors", "run_directory", "tradeoff", "train_with_simplification"]
