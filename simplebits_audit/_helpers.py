@@ -167,6 +167,37 @@ def model_guard(forward_func: object) -> Iterator[None]:
 # image operations shared by baselines, the SimpleBits map and the metrics
 
 
+class DeferredInterrupt:
+    """Ctrl-C (SIGINT) inside ``with DeferredInterrupt() as stop`` only sets ``stop.requested``.
+
+    A training loop checks it between steps, saves a consistent checkpoint and raises
+    ``KeyboardInterrupt`` itself, so that an interrupt in the middle of a step (between the
+    optimiser's update and the step counter, or during validation) cannot save a torn state. Off
+    the main thread (where signal handlers cannot be set) it does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> DeferredInterrupt:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 def blur(x: torch.Tensor, sigma: float | None = None) -> torch.Tensor:
     """Gaussian blur of an image batch (B, C, H, W) with reflect padding; same shape.
 

@@ -109,3 +109,21 @@ def test_audit_report_renders(tmp_path):
     assert "Where the retained information sits" in page.stdout  # the shortcut paragraph
     ARTIFACTS.mkdir(exist_ok=True)
     chromium((out / "report.html").as_uri(), tmp_path / "profile2", "--window-size=1300,1600", f"--screenshot={ARTIFACTS / 'audit.png'}")
+
+
+def test_train_report_renders(tmp_path):
+    out = tmp_path / "train"
+    res = subprocess.run(
+        [*CLI, "--quiet", "train", "blended-digits", "--lam", "0,1", "--epochs", "1", "--batch-size", "16", "--testbed-n", "32",
+         "--val-n", "16", "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert res.returncode == 0, res.stderr
+    page = chromium((out / "report.html").as_uri(), tmp_path / "profile", "--dump-dom")
+    attrs = dict(re.findall(r'([\w-]+)="([^"]*)"', re.search(r"<body[^>]*>", page.stdout).group(0)))
+    assert attrs["data-figures"] == attrs["data-figures-rendered"] == "1"  # the accuracy-bits curve
+    assert attrs["data-errors"] == ""
+    assert [line for line in page.stderr.splitlines() if "CONSOLE" in line] == []
+    assert page.stdout.count('alt="simplified, lambda') == 2 * 8  # 8 examples per lambda
+    ARTIFACTS.mkdir(exist_ok=True)
+    chromium((out / "report.html").as_uri(), tmp_path / "profile2", "--window-size=1300,1400", f"--screenshot={ARTIFACTS / 'train.png'}")

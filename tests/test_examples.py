@@ -46,3 +46,11 @@ def test_demo_through_the_command_line(tmp_path):
     assert set(results["settings"]["seconds_per_image"]) == {"simplebits", "ig", "occlusion", "gradcam"}
     assert (tmp_path / "demo" / "report.html").stat().st_size > 0
     assert "report.html" in res.stdout
+
+
+def test_train_with_simplification_example():
+    module = runpy.run_path(str(ROOT / "examples" / "train_with_simplification.py"))
+    scores = module["main"](n_train=64, n_val=16, epochs=1)
+    assert set(scores) == {0.0, 1.0}
+    for s in scores.values():
+        assert 0 <= s["val_accuracy_simplified"] <= 1 and 0 < s["val_bits_kept"] <= 1.01 and 0 <= s["bits_inside_digit"] <= 1

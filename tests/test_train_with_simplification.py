@@ -85,12 +85,41 @@ def test_training_is_seeded_and_resumes_exactly_after_an_interruption(data, val,
         [{k: v for k, v in h.items() if k not in drop} for h in resumed.history]
     with pytest.raises(ValueError, match="checkpoint"):
         train_with_simplification(fresh(), data, lam=0.5, val_data=val, seed=2, checkpoint=ckpt, **FAST)
+    # Interrupted while scoring the last epoch: the resumed run closes that epoch and ends like the straight one.
+    real_evaluate = joint.evaluate_joint
+    calls = {"n": 0}
+
+    def interrupted_evaluation(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    ckpt2 = tmp_path / "during-validation.ckpt"
+    monkeypatch.setattr(joint, "evaluate_joint", interrupted_evaluation)
+    with pytest.raises(KeyboardInterrupt):
+        train_with_simplification(fresh(), data, lam=1.0, val_data=val, seed=2, checkpoint=ckpt2, **FAST)
+    monkeypatch.setattr(joint, "evaluate_joint", real_evaluate)
+    state = torch.load(ckpt2, weights_only=True)
+    assert state["step"] == 8 and len(json.loads(state["history"])) == 1
+    closed = train_with_simplification(fresh(), data, lam=1.0, val_data=val, seed=2, checkpoint=ckpt2, **FAST)
+    assert [{k: v for k, v in h.items() if k not in drop} for h in closed.history] == \
+        [{k: v for k, v in h.items() if k not in drop} for h in straight.history]
+
+
+def test_the_bits_term_removes_what_lambda_zero_keeps():
+    data = testbeds.load(TESTBED, "train", n=256, seed=3)
+    val = testbeds.load(TESTBED, "test", n=32, seed=4)
+    fast = {"val_data": val, "epochs": 3, "batch_size": 32, "lr": 0.01, "warmup": 0.0, "margin": 0.0}
+    kept = {lam: train_with_simplification(fresh(), data, lam=lam, **fast).final["val_bits_kept"] for lam in (0.0, 5.0)}
+    assert kept[0.0] > 0.99  # the binary mask stays at the identity: nothing asks for less
+    assert kept[5.0] < 0.5 * kept[0.0], kept
 
 
 @pytest.mark.parametrize(
     ("kwargs", "argument"),
     [({"lam": -1.0}, "lam"), ({"lam": float("nan")}, "lam"), ({"lam": 1.0, "epochs": 0}, "epochs"), ({"lam": 1.0, "batch_size": 1.5}, "batch_size"),
-     ({"lam": 1.0, "lr": 0.0}, "lr"), ({"lam": 1.0, "margin": -2.0}, "margin")],
+     ({"lam": 1.0, "lr": 0.0}, "lr"), ({"lam": 1.0, "margin": -2.0}, "margin"), ({"lam": 1.0, "warmup": 1.0}, "warmup")],
 )
 def test_bad_settings_are_refused_naming_the_argument(data, kwargs, argument):
     with pytest.raises(ValueError, match=argument):
@@ -131,8 +160,11 @@ def test_tradeoff_runs_each_lambda_once_and_reloads_finished_ones(data, val, tmp
     monkeypatch.setattr(joint, "train_with_simplification", lambda *a, **k: pytest.fail("retrained a finished lambda"))
     again = tradeoff(lambda: build_architecture("smallcnn", 10), data, [0.0, 2.0], val_data=val, directory=tmp_path, epochs=1, batch_size=16)
     assert again.points == curve.points
+    assert not any(p.requires_grad for p in again.results[2.0].classifier.parameters())
+    with pytest.raises(ValueError, match="directory"):  # other settings: the finished runs are not silently reused
+        tradeoff(lambda: build_architecture("smallcnn", 10), data, [0.0, 2.0], val_data=val, directory=tmp_path, epochs=1, batch_size=8)
     with pytest.raises(ValueError, match="lams"):
-        tradeoff(fresh, data, [1.0, 1.0], val_data=val)
+        tradeoff(fresh, data, [1.0, 1.0000001], val_data=val)  # one run folder for both
     with pytest.raises(ValueError, match="val_data"):
         tradeoff(fresh, data, [1.0], val_data=None)
     with pytest.raises(TypeError, match="unknown"):
@@ -182,3 +214,18 @@ def test_train_report_escapes_user_strings(tmp_path):
               "reference": 0.0, "simplest_within_2pt": 0.0, "has_masks": False}
     html = tradeoff_page(record, {})
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_torchrun_trains_each_lambda_over_two_processes(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "simplebits_audit.cli.main",
+               "--quiet", "train", TESTBED, "--lam", "0,1", "--epochs", "1", "--batch-size", "8", "--testbed-n", "32", "--val-n", "16", "--out", str(out)]
+    res = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    record = json.loads((out / "tradeoff.json").read_text())
+    assert record["settings"]["processes"] == 2 and [p["lam"] for p in record["points"]] == [0.0, 1.0]
+    history = json.loads((out / "lam-1" / "history.json").read_text())
+    assert history["settings"]["world"] == 2 and history["history"][-1]["steps"] == 2  # 32 images / (8 per step x 2 processes)

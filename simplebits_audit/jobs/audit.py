@@ -18,7 +18,6 @@ torn last line is cut off, and the final files equal those of an uninterrupted r
 
 from __future__ import annotations
 
-import json
 import math
 import resource
 import time
@@ -52,7 +51,7 @@ from ..results import (
 from .distributed import World, join_world
 from .explain import check_out_dir
 from .pipeline import explain_batch, mask_shares, write_batch
-from .preflight import job_device, preflight
+from .preflight import check_resume, job_device, preflight
 from .simplifier import train_simplifier_job
 from .sources import AuditItem, AuditSource, open_source
 
@@ -275,7 +274,7 @@ def run_audit(
                 simplifier = Simplifier.load(simplifier, forward_func=model, device=device)
             # Its weights' fingerprint: another simplifier (or new contents at the same path) is another audit.
             settings["simplifier"] = "auto" if isinstance(simplifier, (str, Path)) else model_fingerprint(simplifier)
-        _check_settings(out, settings)
+        check_resume(out / AUDIT_SETTINGS_FILE, settings, RESULT_SETTINGS, "an audit")
         world.barrier()
         if world.is_main:
             out.mkdir(parents=True, exist_ok=True)
@@ -383,16 +382,6 @@ def _first_readable(source: AuditSource) -> torch.Tensor | None:
         except ValueError:
             continue
     return None
-
-
-def _check_settings(out: Path, settings: dict[str, Any]) -> None:
-    path = out / AUDIT_SETTINGS_FILE
-    if not path.is_file():
-        return
-    previous = json.loads(path.read_text(encoding="utf-8"))
-    changed = [k for k in RESULT_SETTINGS if previous.get(k) != json.loads(json.dumps(settings.get(k)))]
-    if changed:
-        raise ValueError(f"out: {str(out)!r} holds an audit with other settings ({', '.join(changed)}); rerun with the same ones to resume, or use a new --out")
 
 
 def _select(source: AuditSource, predictions, selection: Selection, explain: str, limit: int | None) -> list[_Entry]:

@@ -13,8 +13,10 @@ CPU for a model without parameters); an explicit ``device`` (``--device``) must 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -191,3 +193,17 @@ def preflight(
         if not get_spec(name).simplifies:
             explain(name, model, first, probe_target, context=checked.context(0), n_classes=n_classes, **method_options.get(name, {}))
     return checked
+
+
+def check_resume(path: Path, settings: Mapping[str, Any], keys: Sequence[str], what: str) -> None:
+    """Refuse to resume into ``path``'s folder if the settings saved in ``path`` differ from ``settings`` on ``keys``.
+
+    ``ValueError`` naming ``out`` and the settings that changed; nothing to check without the file.
+    """
+    if not path.is_file():
+        return
+    previous = json.loads(path.read_text(encoding="utf-8"))
+    changed = [k for k in keys if previous.get(k) != json.loads(json.dumps(settings.get(k)))]
+    if changed:
+        raise ValueError(f"out: {str(path.parent)!r} holds {what} with other settings ({', '.join(changed)}); "
+                         "rerun with the same ones to resume, or use a new --out")

@@ -9,7 +9,6 @@ continues where it stopped; under ``torchrun`` every process trains on its share
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from ..preprocessing import Preprocessing
 from ..simplification.learned import Simplifier, train_simplifier
 from .distributed import join_world
 from .preflight import job_device
-from .sources import AuditItem, AuditSource, open_source
+from .sources import AuditItem, AuditSource, hold_out, open_source
 
 #: At most this many held-out images are scored for the card.
 MAX_HELD_OUT = 512
@@ -105,10 +104,7 @@ def train_simplifier_job(
     else:
         source = open_source(data, preprocessing=preprocessing, testbed_n=testbed_n, seed=seed, split=split)
     items = list(source.items)
-    every = math.ceil(1 / held_out) if held_out > 0 else 0
-    scored = [it for i, it in enumerate(items) if every and i % every == every - 1][:MAX_HELD_OUT]
-    scored_ids = {it.index for it in scored}
-    train_items = [it for it in items if it.index not in scored_ids]
+    train_items, scored = hold_out(items, held_out, MAX_HELD_OUT)
     if not train_items:
         raise ValueError(f"data: {source.name!r} has no images left to train on after holding out {held_out:.0%}")
     world, device = join_world(job_device(model, device))

@@ -9,6 +9,7 @@ stop the audit: :meth:`AuditSource.load` raises ``ValueError`` and the caller re
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,6 +143,14 @@ def _csv(path: Path, class_names: list[str] | None, preprocessing: Preprocessing
             raise ValueError(f"data: {str(path)!r} lists {file!r} twice")
         seen.add(file)
     return FileSource(str(path), entries, names, preprocessing)
+
+
+def hold_out(items: Sequence[AuditItem], share: float, limit: int) -> tuple[list[AuditItem], list[AuditItem]]:
+    """(training items, held-out items): every ``1/share``-th item held out, at most ``limit`` of them (share 0: none)."""
+    every = math.ceil(1 / share) if share > 0 else 0
+    held = [it for i, it in enumerate(items) if every and i % every == every - 1][:limit]
+    ids = {it.index for it in held}
+    return [it for it in items if it.index not in ids], held
 
 
 def open_source(

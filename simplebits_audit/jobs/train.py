@@ -15,7 +15,7 @@ from its checkpoint. Under ``torchrun`` each lambda trains data-parallel over th
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,16 +31,18 @@ from ..metrics.localisation import relevance_mass
 from ..models import build_architecture, check_classifier_output
 from ..preprocessing import Preprocessing
 from ..results import TRAIN_SETTINGS_FILE, examples_key, write_tradeoff
-from ..simplification.joint import JOINT_DEFAULTS, Tradeoff, tradeoff
+from ..simplification.joint import Tradeoff, check_training_settings, lam_name, tradeoff
 from .distributed import join_world
-from .sources import AuditSource, open_source
+from .preflight import check_resume
+from .sources import AuditSource, hold_out, open_source
 
 #: Default lambdas of ``simplebits train`` (the reference 0 and three strengths).
 DEFAULT_LAMS = (0.0, 0.5, 1.0, 2.0)
 #: Validation images of a testbed (its test split) and the most held out of a folder or CSV.
 VAL_IMAGES = 500
 #: Settings that must agree for a rerun to resume.
-RESUME_SETTINGS = ("data", "arch", "lams", "epochs", "batch_size", "lr", "margin", "estimator", "seed", "val_share", "testbed_n", "val_n", "size")
+RESUME_SETTINGS = ("data", "arch", "lams", "epochs", "batch_size", "lr", "margin", "warmup", "estimator", "seed", "val_share", "testbed_n",
+                   "val_n", "preprocessing")
 
 
 def parse_lams(text: str | Sequence[float]) -> list[float]:
@@ -53,8 +55,8 @@ def parse_lams(text: str | Sequence[float]) -> list[float]:
         raise ValueError("lam: give at least one lambda")
     if any(not math.isfinite(v) or v < 0 for v in lams):
         raise ValueError(f"lam: every lambda must be a finite number >= 0, got {lams}")
-    if len(set(lams)) != len(lams):
-        raise ValueError(f"lam: each lambda once, got {lams}")
+    if len({lam_name(v) for v in lams}) != len(lams):
+        raise ValueError(f"lam: each lambda once (to 6 significant digits), got {lams}")
     return lams
 
 
@@ -78,19 +80,10 @@ def _load(source: AuditSource, items: list) -> tuple[torch.Tensor, torch.Tensor,
     return torch.stack(images), torch.tensor(labels), stacked_masks, skipped
 
 
-def _split(source: AuditSource, val_share: float, val_n: int | None) -> tuple[list, list]:
-    items = list(source.items)
-    if any(it.label is None for it in items):
-        raise ValueError(f"data: training needs a label for every image; {sum(it.label is None for it in items)} of {source.name!r} have none")
-    every = math.ceil(1 / val_share)
-    val = [it for i, it in enumerate(items) if i % every == every - 1][: val_n or VAL_IMAGES]
-    ids = {it.index for it in val}
-    return [it for it in items if it.index not in ids], val
-
-
 @torch.no_grad()
 def curve_points(
     curve: Tradeoff, val_images: torch.Tensor, val_masks: torch.Tensor | None, estimator: BitEstimator, n_examples: int = 8,
+    device: str | torch.device = "cpu",
 ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
     """The curve's points with the outside checks added, and uint8 examples per lambda.
 
@@ -107,18 +100,15 @@ def curve_points(
         simplified = result.simplify(original).cpu()
         extra: dict[str, Any] = {"webp_kept": float((codec_bits(simplified) / webp_before).mean())}
         if val_masks is not None and bool(val_masks.any()):
-            bits_map = torch.cat([estimator.bits_map(chunk.to(estimator_device(estimator))).cpu() for chunk in simplified.split(256)])
-            inside = float(torch.nanmean(relevance_mass(bits_map, val_masks)))
-            share = float(val_masks.float().flatten(1).mean(1).mean())
+            bits_map = torch.cat([estimator.bits_map(chunk.to(device)).cpu() for chunk in simplified.split(256)])
+            inside = relevance_mass(bits_map, val_masks)
+            scored = ~torch.isnan(inside)  # images with a mask (and bits): both means over the same images
+            share = float(val_masks[scored].float().flatten(1).mean(1).mean())
+            inside = float(inside[scored].mean())
             extra.update({"bits_inside_mask": inside, "mask_share": share, "inside_ratio": inside / share})
         points.append({**point, **extra})
         examples[examples_key(lam)] = np.stack(to_uint8_images(simplified[:n_examples]))
     return points, examples
-
-
-def estimator_device(estimator: BitEstimator) -> torch.device:
-    params = list(estimator.parameters()) + list(estimator.buffers())
-    return params[0].device if params else torch.device("cpu")
 
 
 def train_job(
@@ -133,6 +123,7 @@ def train_job(
     batch_size: int | None = None,
     lr: float | None = None,
     margin: float | None = None,
+    warmup: float | None = None,
     val_share: float = 0.1,
     testbed_n: int | None = None,
     val_n: int | None = None,
@@ -156,8 +147,8 @@ def train_job(
         (:func:`~simplebits_audit.models.build_architecture`), trained from scratch.
     lams : str or sequence of float
         The bits weights, e.g. ``"0,0.5,1,2"``; include 0 for the reference point.
-    epochs, batch_size, lr, margin, estimator :
-        As :func:`~simplebits_audit.train_with_simplification`.
+    epochs, batch_size, lr, margin, warmup, estimator :
+        As :func:`~simplebits_audit.train_with_simplification` (checked before any image is read).
     val_share : float
         Share of a folder or CSV held out for validation (every ``1/val_share``-th image, at most
         ``val_n`` or :data:`VAL_IMAGES`).
@@ -176,6 +167,7 @@ def train_job(
     from ..report.tradeoff import write_tradeoff_report
 
     lams = parse_lams(lams)
+    training = check_training_settings(lams[0], epochs=epochs, batch_size=batch_size, lr=lr, margin=margin, warmup=warmup)
     if not 0 < val_share < 1:
         raise ValueError(f"val_share: expected a share in (0, 1), got {val_share}")
     if n_examples < 0:
@@ -193,15 +185,17 @@ def train_job(
         train_items, val_items = list(train_source.items), list(val_source.items)
     else:
         train_source = val_source = open_source(data, preprocessing=preprocessing, seed=seed)
-        train_items, val_items = _split(train_source, val_share, val_n)
+        unlabelled = sum(it.label is None for it in train_source.items)
+        if unlabelled:
+            raise ValueError(f"data: training needs a label for every image; {unlabelled} of {train_source.name!r} have none")
+        train_items, val_items = hold_out(train_source.items, val_share, val_n or VAL_IMAGES)
     class_names = train_source.class_names
     settings = {
-        "data": str(data), "arch": arch, "lams": lams, "epochs": epochs or JOINT_DEFAULTS["epochs"],
-        "batch_size": batch_size or JOINT_DEFAULTS["batch_size"], "lr": lr or JOINT_DEFAULTS["lr"],
-        "margin": JOINT_DEFAULTS["margin"] if margin is None else margin, "estimator": estimator or "default", "seed": seed,
-        "val_share": val_share, "testbed_n": testbed_n, "val_n": val_n, "size": preprocessing.size, "class_names": class_names,
+        "data": str(data), "arch": arch, "lams": lams, **training, "estimator": estimator or "default", "seed": seed,
+        "val_share": val_share, "testbed_n": testbed_n, "val_n": val_n, "preprocessing": dataclasses.asdict(preprocessing),
+        "class_names": class_names,
     }
-    _check_resume(out, settings)
+    check_resume(out / TRAIN_SETTINGS_FILE, settings, RESUME_SETTINGS, "a training run")
     # Everything is checked before training: the data loads, the architecture runs on it.
     train_x, train_y, _, skipped_train = _load(train_source, train_items)
     val_x, val_y, val_masks, skipped_val = _load(val_source, val_items)
@@ -219,13 +213,12 @@ def train_job(
         world.barrier()
         curve = tradeoff(
             lambda: build_architecture(arch, n_classes, channels, size), (train_x, train_y), lams, val_data=(val_x, val_y),
-            directory=out, seed=seed, show_progress=show_progress, estimator=est, epochs=epochs, batch_size=batch_size, lr=lr,
-            margin=margin, normalization=preprocessing.normalization, device=device,
+            directory=out, seed=seed, show_progress=show_progress, estimator=est, **training, normalization=preprocessing.normalization, device=device,
             data_description=f"{train_source.name}: {len(train_x)} training images, seed {seed}",
         )
         record: dict[str, Any] = {}
         if world.is_main:
-            points, examples = curve_points(curve, val_x, val_masks, est, n_examples)
+            points, examples = curve_points(curve, val_x, val_masks, est, n_examples, device)
             reference = curve.reference()
             best = curve.simplest_within(0.02)
             record = {
@@ -243,14 +236,4 @@ def train_job(
     return record
 
 
-def _check_resume(out: Path, settings: dict[str, Any]) -> None:
-    path = out / TRAIN_SETTINGS_FILE
-    if not path.is_file():
-        return
-    previous = json.loads(path.read_text(encoding="utf-8"))
-    changed = [k for k in RESUME_SETTINGS if previous.get(k) != json.loads(json.dumps(settings.get(k)))]
-    if changed:
-        raise ValueError(f"out: {str(out)!r} holds a training run with other settings ({', '.join(changed)}); rerun with the same ones to resume, or use a new --out")
-
-
-__all__ = ["DEFAULT_LAMS", "VAL_IMAGES", "curve_points", "parse_lams", "train_job"]
+__all__ = ["DEFAULT_LAMS", "RESUME_SETTINGS", "VAL_IMAGES", "curve_points", "parse_lams", "train_job"]

@@ -36,6 +36,7 @@ def curve_figure(record: dict[str, Any]) -> go.Figure:
     fig.update_layout(xaxis_title="share of the original's bits kept (validation mean)", yaxis_title="validation accuracy",
                       height=420, margin={"l": 60, "r": 20, "t": 30, "b": 50}, legend={"orientation": "h", "y": -0.25})
     fig.update_xaxes(range=[0, 1.05])
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
     return fig
 
 

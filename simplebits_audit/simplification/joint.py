@@ -36,7 +36,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from .._helpers import Transform
+from .._helpers import DeferredInterrupt, Transform
 from .._io import save_json, save_torch
 from .._validation import check_pixel_images
 from ..estimators import BitEstimator, load_estimator
@@ -46,6 +46,8 @@ from .learned import Simplifier, _Batches, _gap, model_fingerprint
 
 #: Defaults of :func:`train_with_simplification` (measured choices: README, "Training with simplification").
 JOINT_DEFAULTS: dict[str, Any] = {"epochs": 12, "batch_size": 64, "lr": 2e-3, "margin": 1.0, "warmup": 0.25}
+#: The simplifier's learning rate relative to the classifier's.
+SIMPLIFIER_LR_FACTOR = 1.0
 #: What :meth:`TrainingResult.load` reads.
 FORMAT = 1
 CLASSIFIER_FILE, SIMPLIFIER_FILE, HISTORY_FILE = "classifier.pt", "simplifier.pt", "history.json"
@@ -93,9 +95,15 @@ class TrainingResult:
         return torch.cat([self.simplifier(chunk.to(device)) for chunk in pixels.split(batch_size)]) if len(pixels) else pixels
 
     @torch.no_grad()
-    def predict(self, pixels: torch.Tensor, batch_size: int = 256, normalization: tuple[Sequence[float], Sequence[float]] | None = None) -> torch.Tensor:
-        """Predicted classes (N,) of pixel images (N, C, H, W): the classifier on their simplified versions."""
-        spaces = make_spaces(normalization, None)
+    def predict(self, pixels: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """Predicted classes (N,) of pixel images (N, C, H, W): the classifier on their simplified versions.
+
+        Pixels map to the classifier's input with the normalisation it was trained with (custom
+        ``transforms`` are not stored: call the classifier on :meth:`simplify`'s output yourself).
+        """
+        if self.settings.get("transforms") is not None:
+            raise ValueError("predict: the classifier was trained with custom transforms; apply them to simplify()'s output yourself")
+        spaces = make_spaces(self.settings.get("normalization"), None)
         simplified = self.simplify(pixels, batch_size)
         return torch.cat([self.classifier(spaces.to_model(chunk)).argmax(1) for chunk in simplified.split(batch_size)])
 
@@ -120,13 +128,16 @@ class TrainingResult:
         ckpt = torch.load(directory / CLASSIFIER_FILE, map_location="cpu", weights_only=True)
         if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
             raise ValueError(f"directory: {str(directory / CLASSIFIER_FILE)!r} is not a classifier written by TrainingResult.save")
+        loaded = copy.deepcopy(classifier)  # a mismatch must not leave the caller's module half overwritten
         try:
-            classifier.load_state_dict(ckpt["state_dict"])
+            loaded.load_state_dict(ckpt["state_dict"])
         except RuntimeError as err:
             raise ValueError(f"classifier: does not match the saved weights ({str(err).splitlines()[0]})") from None
         simplifier = Simplifier.load(directory / SIMPLIFIER_FILE, device=device)
         record = json.loads((directory / HISTORY_FILE).read_text()) if (directory / HISTORY_FILE).is_file() else {}
-        return cls(classifier.to(device or "cpu").eval(), simplifier, float(ckpt["lam"]), record.get("history", []), json.loads(ckpt["settings"]))
+        # JSON wrote NaN as null: read it back as NaN, as the trained result had it.
+        history = [{k: float("nan") if v is None else v for k, v in entry.items()} for entry in record.get("history", [])]
+        return cls(loaded.to(device or "cpu").eval().requires_grad_(False), simplifier, float(ckpt["lam"]), history, json.loads(ckpt["settings"]))
 
 
 class _Joint(nn.Module):
@@ -170,6 +181,46 @@ def _as_dataset(data: Any) -> Any:
     return data
 
 
+def _data_fingerprint(data: Any) -> str:
+    """What a resume checks the data against: a SHA-256 of the images and labels when they are tensors, else type and size."""
+    import hashlib
+
+    if isinstance(data, TensorDataset):
+        tensors = list(data.tensors)
+    elif isinstance(getattr(data, "images", None), torch.Tensor):
+        tensors = [data.images, torch.as_tensor(data.labels)]
+    else:
+        return f"{type(data).__name__} of {len(data)}"
+    digest = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        digest.update(f"{tuple(t.shape)}:{t.dtype}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return f"{type(data).__name__} of {len(data)}, sha256 {digest.hexdigest()[:16]}"
+
+
+def _run_key(
+    settings: dict[str, Any], lam: float, seed: int, world: int, classifier_fingerprint: str | None, simplifier_config: dict[str, Any],
+    estimator: BitEstimator, data: Any, data_description: str | None, normalization: Any, transforms: Any,
+) -> dict[str, Any]:
+    """Everything a checkpoint or a finished run must agree on to be resumed or reused (JSON-normalised)."""
+    key = {
+        **{k: settings[k] for k in JOINT_DEFAULTS}, "lam": float(lam), "seed": seed, "world": world, "classifier": classifier_fingerprint,
+        "simplifier": simplifier_config, "estimator": estimator.name, "data": data_description or _data_fingerprint(data),
+        "normalization": [list(map(float, v)) for v in normalization] if normalization is not None else None,
+        "transforms": None if transforms is None else "custom",
+    }
+    return json.loads(json.dumps(key))
+
+
+def _all_labels(data: Any) -> torch.Tensor | None:
+    """Every label of a dataset that holds them as one tensor (testbeds, TensorDataset), else None."""
+    if isinstance(data, TensorDataset) and len(data.tensors) >= 2:
+        return data.tensors[1]
+    labels = getattr(data, "labels", None)
+    return torch.as_tensor(labels) if labels is not None else None
+
+
 @torch.no_grad()
 def evaluate_joint(
     classifier: nn.Module, simplifier: Simplifier, images: torch.Tensor, labels: torch.Tensor, estimator: BitEstimator, *,
@@ -182,8 +233,8 @@ def evaluate_joint(
     """
     spaces = spaces or make_spaces(None, None)
     device = next(simplifier.parameters()).device
-    was = classifier.training
-    classifier.eval()
+    was, was_simplifier = classifier.training, simplifier.training
+    classifier.eval(), simplifier.eval()  # a binary simplifier flips coins in training mode only
     right_s, right_o, bpd_s, bpd_o, kept = [], [], [], [], []
     try:
         for x, y in zip(images.split(batch_size), labels.split(batch_size)):
@@ -195,10 +246,23 @@ def evaluate_joint(
             dims = x[0].numel()
             bpd_s.append(bits_s / dims), bpd_o.append(bits_o / dims), kept.append(bits_s / bits_o)
     finally:
-        classifier.train(was)
+        classifier.train(was), simplifier.train(was_simplifier)
     mean = lambda parts: float(torch.cat(parts).float().mean())  # noqa: E731
     return {"val_accuracy_simplified": mean(right_s), "val_accuracy_original": mean(right_o), "val_bpd_simplified": mean(bpd_s),
             "val_bpd_original": mean(bpd_o), "val_bits_kept": mean(kept)}
+
+
+def check_training_settings(lam: float = 0.0, **options: Any) -> dict[str, Any]:
+    """The settings of :func:`train_with_simplification` with defaults filled in (:data:`JOINT_DEFAULTS`), checked.
+
+    ``ValueError`` naming the first bad one; jobs call this before reading any data.
+    """
+    unknown = set(options) - set(JOINT_DEFAULTS)
+    if unknown:
+        raise TypeError(f"check_training_settings: unknown settings {sorted(unknown)}")
+    settings = {k: JOINT_DEFAULTS[k] if options.get(k) is None else options[k] for k in JOINT_DEFAULTS}
+    _check_settings(settings, lam)
+    return settings
 
 
 def _check_settings(settings: dict[str, Any], lam: float) -> None:
@@ -253,7 +317,9 @@ def train_with_simplification(
     estimator : BitEstimator or str, optional
         The bit estimator charged (default: the package default).
     simplifier : Simplifier, optional
-        Start from this network (trained in place); default a new one for the data's channels.
+        Start from this network (trained in place); default a new ``binary`` one for the data's
+        channels (each mask cell keeps the original or takes the flat reference: with a soft mask
+        the classifier learned to read faint copies of the whole image, README).
     epochs, batch_size, lr, margin : optional
         Passes over ``data`` (an epoch is ``ceil(N / (batch_size * processes))`` steps of batches
         drawn at random), images per step and process, AdamW learning rate of both networks (cosine
@@ -313,17 +379,20 @@ def train_with_simplification(
         raise ValueError(f"val_data: images of shape {tuple(val[0].shape[1:])}, the training images are {tuple(first.shape[1:])}")
     if simplifier is not None and simplifier.config["in_channels"] != first.shape[1]:
         raise ValueError(f"simplifier: made for {simplifier.config['in_channels']}-channel images, the data has {first.shape[1]}")
-    if not isinstance(estimator, BitEstimator):
-        estimator = load_estimator(estimator, device=device)
+    estimator = estimator.to(device) if isinstance(estimator, BitEstimator) else load_estimator(estimator, device=device)
     initial_fingerprint = model_fingerprint(classifier)
     model = copy.deepcopy(classifier).to(device).train().requires_grad_(True)
     with torch.no_grad():
-        n_classes = model(spaces.to_model(first[:2])).shape[1]
-    if int(first_labels.max()) >= n_classes or int(first_labels.min()) < 0:
-        raise ValueError(f"data: labels must be in [0, {n_classes}) for a classifier with {n_classes} outputs, got {int(first_labels.max())}")
+        n_classes = model.eval()(spaces.to_model(first[:2])).shape[1]  # eval: the probe must not move BatchNorm statistics
+    model.train()
+    labels_seen = _all_labels(data)
+    labels_seen = first_labels if labels_seen is None else labels_seen
+    if int(labels_seen.max()) >= n_classes or int(labels_seen.min()) < 0:
+        raise ValueError(f"data: labels must be in [0, {n_classes}) for a classifier with {n_classes} outputs, got "
+                         f"{int(labels_seen.min())}..{int(labels_seen.max())}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = simplifier if simplifier is not None else Simplifier(in_channels=first.shape[1])
+        net = simplifier if simplifier is not None else Simplifier(in_channels=first.shape[1], binary=True)
     net = net.to(device).train().requires_grad_(True)
     joint = _Joint(net, model, spaces)
     optimizer = torch.optim.AdamW([{"params": model.parameters()}, {"params": net.parameters()}], lr=settings["lr"])
@@ -332,11 +401,7 @@ def train_with_simplification(
     # The simplifier waits while the classifier learns the task: the gradient of a still-random
     # classifier only pushes the mask towards the identity, where its sigmoid saturates for good.
     frozen_until = round(settings["warmup"] * total)
-    run_key = {
-        **settings, "lam": float(lam), "seed": seed, "world": world, "classifier": initial_fingerprint, "simplifier": net.config,
-        "estimator": estimator.name, "data": data_description or f"{type(data).__name__} of {len(data)}",
-    }
-    run_key = json.loads(json.dumps(run_key))
+    run_key = _run_key(settings, lam, seed, world, initial_fingerprint, net.config, estimator, data, data_description, normalization, transforms)
     step, elapsed, history = 0, 0.0, []
     sums: dict[str, float] = {}  # the current epoch's running sums (checkpointed: a resumed epoch averages the same steps)
     checkpoint = Path(checkpoint) if checkpoint is not None else None
@@ -351,26 +416,58 @@ def train_with_simplification(
         step, elapsed, history = int(state["step"]), float(state["seconds"]), json.loads(state["history"])
         sums = json.loads(state["sums"])
     wrapped = nn.parallel.DistributedDataParallel(joint) if distributed else joint
+    started, last_saved = time.perf_counter(), time.perf_counter()
 
-    def save_checkpoint(seconds: float) -> None:
+    def seconds() -> float:
+        return elapsed + time.perf_counter() - started
+
+    def save_checkpoint() -> None:
         if checkpoint is not None and rank == 0:
             save_torch({"run_key": json.dumps(run_key), "state_dict": joint.state_dict(), "optimizer": optimizer.state_dict(),
-                        "step": step, "seconds": seconds, "history": json.dumps(history), "sums": json.dumps(sums)}, checkpoint)
+                        "step": step, "seconds": seconds(), "history": json.dumps(history), "sums": json.dumps(sums)}, checkpoint)
 
     def learning_rate(at: int) -> float:
         # Short warm-up, then cosine decay: a function of the step alone, so a resumed run needs no scheduler state.
         ramp = max(1, total // 20)
         return settings["lr"] * (at + 1) / ramp if at < ramp else settings["lr"] * 0.5 * (1 + math.cos(math.pi * (at - ramp) / max(1, total - ramp)))
 
-    started, last_saved = time.perf_counter(), time.perf_counter()
+    def close_epoch() -> None:
+        """History entry of the epoch that ``step`` just finished (also after a resume that stopped before writing it)."""
+        nonlocal sums
+        entry = {"epoch": step // steps_per_epoch, "steps": step, **{k: v / steps_per_epoch for k, v in sums.items()}}
+        if val is not None:
+            if distributed:  # DDP syncs BatchNorm statistics only at the next forward: score rank 0's everywhere
+                for buffer in model.buffers():
+                    dist.broadcast(buffer, 0)
+            entry.update(evaluate_joint(model, net, *val, estimator, spaces=spaces))
+            joint.train()
+        entry["seconds"] = round(seconds(), 1)
+        history.append(entry)
+        sums = {}
+
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[stats]}"),
                TimeRemainingColumn()]
-    with Progress(*columns, disable=not (show_progress and rank == 0), transient=True) as progress:
+    rng_devices = [device] if device.type == "cuda" else []
+    with DeferredInterrupt() as stop, torch.random.fork_rng(devices=rng_devices), \
+            Progress(*columns, disable=not (show_progress and rank == 0), transient=True) as progress:
         task = progress.add_task(f"training, lambda {lam:g}", total=total, completed=step, stats="")
         try:
-            while step < total:
+            while True:
+                if step > 0 and step % steps_per_epoch == 0 and len(history) < step // steps_per_epoch:
+                    close_epoch()
+                    save_checkpoint()
+                    last_saved = time.perf_counter()
+                elif checkpoint is not None and time.perf_counter() - last_saved > checkpoint_every:
+                    save_checkpoint()
+                    last_saved = time.perf_counter()
+                if stop.requested:
+                    raise KeyboardInterrupt
+                if step >= total:
+                    break
                 images, labels = batches(step)
                 images, labels = round_8bit(images.to(device), False), labels.to(device)
+                # The binary mask's coin flips follow from (seed, step, rank): seeded, and a resumed run repeats them.
+                torch.manual_seed(hash((seed, step, rank, 2)) % (2**63))
                 simplified, logits = wrapped(images)
                 ce = F.cross_entropy(logits.float(), labels, reduction="none")
                 loss = ce
@@ -382,38 +479,29 @@ def train_with_simplification(
                     loss = ce + lam * holds * bpd
                 loss = loss.mean()
                 optimizer.param_groups[0]["lr"] = learning_rate(step)
-                optimizer.param_groups[1]["lr"] = learning_rate(step) if step >= frozen_until else 0.0
+                optimizer.param_groups[1]["lr"] = SIMPLIFIER_LR_FACTOR * learning_rate(step) if step >= frozen_until else 0.0
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                optimizer.step()
-                step += 1
                 with torch.no_grad():
                     if bpd is None:
                         bpd = estimator.bpd(simplified.detach())
                     stats = {"loss": float(loss), "train_accuracy": float((logits.argmax(1) == labels).float().mean()), "train_bpd": float(bpd.mean())}
+                optimizer.step()
+                step += 1
                 sums = {k: sums.get(k, 0.0) + v for k, v in stats.items()}
                 progress.update(task, advance=1, stats=f"accuracy {stats['train_accuracy']:.0%}  bpd {stats['train_bpd']:.2f}")
-                if step % steps_per_epoch == 0:
-                    epoch_stats = {k: v / steps_per_epoch for k, v in sums.items()}
-                    sums = {}
-                    entry = {"epoch": step // steps_per_epoch, "steps": step, **epoch_stats}
-                    if val is not None:
-                        entry.update(evaluate_joint(model, net, *val, estimator, spaces=spaces))
-                        joint.train()
-                    entry["seconds"] = round(elapsed + time.perf_counter() - started, 1)
-                    history.append(entry)
-                    save_checkpoint(elapsed + time.perf_counter() - started)
-                    last_saved = time.perf_counter()
-                elif time.perf_counter() - last_saved > checkpoint_every:
-                    save_checkpoint(elapsed + time.perf_counter() - started)
-                    last_saved = time.perf_counter()
         except KeyboardInterrupt:
-            save_checkpoint(elapsed + time.perf_counter() - started)
+            # Ctrl-C lands between steps (DeferredInterrupt); an interrupt raised inside a step leaves the
+            # last finished step's state, and an epoch whose history entry is missing is closed on resume.
+            save_checkpoint()
             raise
+    if distributed:
+        for buffer in model.buffers():
+            dist.broadcast(buffer, 0)
     model.eval().requires_grad_(False)
     net.eval().requires_grad_(False)
-    settings = {**run_key, "processes": world, "training_seconds": round(elapsed + time.perf_counter() - started, 1),
-                "torch_threads": torch.get_num_threads(), "n_classes": n_classes}
+    settings = {**run_key, "processes": world, "training_seconds": round(seconds(), 1), "torch_threads": torch.get_num_threads(),
+                "n_classes": n_classes}
     net.card = {"trained_with_classifier": "train_with_simplification", "lam": float(lam), "data": run_key["data"],
                 "estimator": estimator.name, "final": history[-1] if history else {}}
     return TrainingResult(model, net, float(lam), history, settings)
@@ -445,13 +533,18 @@ class Tradeoff:
         ref = self.reference()
         if ref is None or "val_accuracy_simplified" not in ref:
             return None
-        ok = [p for p in self.points if p["val_accuracy_simplified"] >= ref["val_accuracy_simplified"] - accuracy_drop]
+        ok = [p for p in self.points if p.get("val_accuracy_simplified", math.nan) >= ref["val_accuracy_simplified"] - accuracy_drop]
         return min(ok, key=lambda p: p["val_bits_kept"]) if ok else None
+
+
+def lam_name(lam: float) -> str:
+    """The name of ``lam``'s run and examples: ``lam-0.5`` (``:g``, so distinct lambdas must differ in 6 significant digits)."""
+    return f"lam-{float(lam):g}"
 
 
 def run_directory(directory: str | Path, lam: float) -> Path:
     """Where :func:`tradeoff` keeps the finished run (and ``<dir>.ckpt`` the resumable state) of ``lam``."""
-    return Path(directory) / f"lam-{lam:g}"
+    return Path(directory) / lam_name(lam)
 
 
 def tradeoff(
@@ -482,16 +575,17 @@ def tradeoff(
         instead of retrained; an unfinished one resumes from ``lam-<lambda>.ckpt``.
     options :
         Passed to :func:`train_with_simplification` (``epochs``, ``batch_size``, ``lr``, ``margin``,
-        ``estimator``, ``normalization``, ``device``, ``data_description``, ...). Under ``torchrun``
-        every run is data-parallel over the processes.
+        ``estimator``, ``normalization``, ``device``, ``data_description``, ...), and
+        ``simplifier_config``: keyword arguments of each run's new :class:`Simplifier` (default
+        ``binary=True``). Under ``torchrun`` every run is data-parallel over the processes.
     """
     if not callable(classifier_factory):
         raise TypeError("classifier_factory: expected a callable returning a fresh nn.Module")
     lams = [float(lam) for lam in lams]
     if not lams:
         raise ValueError("lams: give at least one lambda")
-    if len(set(lams)) != len(lams):
-        raise ValueError(f"lams: each lambda once, got {lams}")
+    if len({lam_name(lam) for lam in lams}) != len(lams):
+        raise ValueError(f"lams: each lambda once (to 6 significant digits), got {lams}")
     for lam in lams:
         if not (math.isfinite(lam) and lam >= 0):
             raise ValueError(f"lams: expected finite numbers >= 0, got {lam}")
@@ -501,28 +595,38 @@ def tradeoff(
                               "data_description", "checkpoint_every", "simplifier_config"}
     if unknown:
         raise TypeError(f"tradeoff: unknown options {sorted(unknown)}")
-    simplifier_config = options.pop("simplifier_config", None) or {}
-    _check_settings({**JOINT_DEFAULTS, **{k: v for k, v in options.items() if k in JOINT_DEFAULTS and v is not None}}, lams[0])
-    estimator = options.pop("estimator", None)
-    if not isinstance(estimator, BitEstimator):
-        estimator = load_estimator(estimator, device=options.get("device"))
+    simplifier_config = {"binary": True, **(options.pop("simplifier_config", None) or {})}
+    settings = {**JOINT_DEFAULTS, **{k: v for k, v in options.items() if k in JOINT_DEFAULTS and v is not None}}
+    _check_settings(settings, lams[0])
+    channels = labelled_tensors(val_data, "val_data")[0].shape[1]
+    options["data_description"] = options.get("data_description") or _data_fingerprint(_as_dataset(data))
     distributed = dist.is_available() and dist.is_initialized()
+    world = dist.get_world_size() if distributed else 1
     results: dict[float, TrainingResult] = {}
     for lam in lams:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             classifier = classifier_factory()
+            simplifier = Simplifier(in_channels=channels, **simplifier_config)
         if not isinstance(classifier, nn.Module):
             raise TypeError(f"classifier_factory: returned a {type(classifier).__name__}, not an nn.Module")
+        if options.get("device") is None:  # one device for every run: the first classifier's
+            params = list(classifier.parameters())
+            options["device"] = params[0].device if params else torch.device("cpu")
+        if not isinstance(options.get("estimator"), BitEstimator):
+            options["estimator"] = load_estimator(options.get("estimator"), device=options["device"])
         done = run_directory(directory, lam) if directory is not None else None
         if done is not None and (done / HISTORY_FILE).is_file():
-            results[lam] = TrainingResult.load(done, classifier, device=options.get("device"))
+            result = TrainingResult.load(done, classifier, device=options["device"])
+            expected = _run_key(settings, lam, seed, world, model_fingerprint(classifier), simplifier.config, options["estimator"], data,
+                                options["data_description"], options.get("normalization"), options.get("transforms"))
+            changed = sorted(k for k in expected if result.settings.get(k) != expected[k])
+            if changed:
+                raise ValueError(f"directory: {str(done)!r} holds a finished run with other settings ({changed}); use another directory")
+            results[lam] = result
             continue
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            simplifier = Simplifier(in_channels=labelled_tensors(val_data, "val_data")[0].shape[1], **simplifier_config)
         result = train_with_simplification(
-            classifier, data, lam=lam, val_data=val_data, estimator=estimator, simplifier=simplifier, seed=seed, show_progress=show_progress,
+            classifier, data, lam=lam, val_data=val_data, simplifier=simplifier, seed=seed, show_progress=show_progress,
             checkpoint=done.with_name(done.name + ".ckpt") if done is not None else None, **options,
         )
         if done is not None and (not distributed or dist.get_rank() == 0):
@@ -535,4 +639,4 @@ def tradeoff(
     return Tradeoff(results, points)
 
 
-__all__ = ["JOINT_DEFAULTS", "Tradeoff", "TrainingResult", "evaluate_joint", "labelled_tensors", "run_directory", "tradeoff", "train_with_simplification"]
+__all__ = ["JOINT_DEFAULTS", "Tradeoff", "check_training_settings", "lam_name", "TrainingResult", "evaluate_joint", "labelled_tensors", "run_directory", "tradeoff", "train_with_simplification"]

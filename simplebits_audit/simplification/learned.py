@@ -77,8 +77,10 @@ class Simplifier(nn.Module):
         starts close to the identity, as the paper's simplifier does, and removes bits from there;
         from 0.5 it fell into the flat reference on ``shortcut`` and ``stripes`` (README).
     binary : bool
-        Each grid cell keeps the original or takes the reference, nothing between (the mask is
-        rounded at 0.5, straight-through for the gradient; edges are still soft after upsampling).
+        Each grid cell keeps the original or takes the reference, nothing between: in evaluation
+        mode a cell is kept where the mask is above 0.5; in training mode with the mask's value as
+        probability (the global random generator; seed it), straight-through for the gradient.
+        Edges are still soft after upsampling.
         For a classifier trained together with the simplifier
         (:func:`~simplebits_audit.train_with_simplification`): with a soft mask it learned to read
         faint, low-contrast copies of the whole image instead of dropping the background (README).
@@ -141,7 +143,10 @@ class Simplifier(nn.Module):
         if not self.config.get("binary"):
             return grid_mask(logits, size, offset)
         soft = torch.sigmoid(logits + offset)
-        hard = soft + ((soft > 0.5).to(soft.dtype) - soft).detach()  # straight-through
+        # Training: each cell kept with probability ``soft`` (a deterministic threshold flipped every cell of
+        # a uniform image such as stripes at once, and the classifier never saw a partial one); evaluation: soft > 0.5.
+        binary = torch.bernoulli(soft.detach()) if self.training else (soft > 0.5).to(soft.dtype)
+        hard = soft + (binary - soft).detach()  # straight-through
         return hard if tuple(hard.shape[-2:]) == tuple(size) else F.interpolate(hard, size=tuple(size), mode="bilinear", align_corners=False)
 
     def reference(self, pixels: torch.Tensor) -> torch.Tensor:
