@@ -289,7 +289,7 @@ def audit(
 
 
 @app.command()
-def report(folder: Path = typer.Argument(..., help="Output folder of an explain, demo or audit run.")) -> None:
+def report(folder: Path = typer.Argument(..., help="Output folder of an explain, demo, audit or train run.")) -> None:
     """Rebuild a run's report.html from its results, without recomputing.
 
     Example: ``simplebits report simplebits-explain/``.
@@ -412,6 +412,111 @@ def train_simplifier_cmd(
                   f"bits kept {scores['bits_kept']:.3f}; trained {card['steps']} steps in {card['training_seconds']:.0f} s; wrote {out}")
 
 
+@app.command("train")
+def train_cmd(
+    data: str = typer.Argument(..., help="An ImageFolder directory, a CSV of path,label, or a testbed name (train split; its test split validates)."),
+    arch: str = typer.Option("smallcnn", help="Classifier to train from scratch: smallcnn, resnet18 or 'package.module:factory'."),
+    lam: str = typer.Option("0,0.5,1,2", "--lam", help="Weights of the bits term, comma-separated; one run each (0 = the reference)."),
+    out: Path = typer.Option(Path("simplebits-train"), "--out", "-o", help="Output folder: models per lambda, tradeoff.json, report.html."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs per lambda (default 12)."),
+    batch_size: Optional[int] = typer.Option(None, help="Images per step, per process (default 64)."),
+    lr: Optional[float] = typer.Option(None, help="AdamW learning rate of both networks (default 0.002, cosine decay)."),
+    margin: Optional[float] = typer.Option(None, help="Log-probability margin the classifier must have on a simplified image before its bits are charged (default 1)."),
+    val_share: float = typer.Option(0.1, help="Share of a folder or CSV held out for validation."),
+    testbed_n: Optional[int] = typer.Option(None, help="Training images when DATA is a testbed (default: its train size)."),
+    val_n: Optional[int] = typer.Option(None, help="Validation images (default 500)."),
+    estimator: Optional[str] = ESTIMATOR,
+    size: Optional[int] = SIZE,
+    crop: Optional[int] = CROP,
+    mean: Optional[str] = MEAN,
+    std: Optional[str] = STD,
+    preset: Optional[str] = PRESET,
+    grayscale: bool = GRAYSCALE,
+) -> None:
+    """Train a classifier on simplified inputs, once per lambda: how much information does the task need?
+
+    A simplifier learns, jointly with the classifier, to remove every bit the task allows; the
+    curve of accuracy against bits kept, and what each lambda keeps, go to OUT/report.html.
+    Resumable: rerun the same command (finished lambdas are reloaded). Across processes:
+    ``torchrun --nproc_per_node=2 -m simplebits_audit.cli.main train ...``.
+
+    Example:
+
+      simplebits train blended-digits --lam 0,0.5,1,2 --out blended
+    """
+    from simplebits_audit.jobs.distributed import rank_device
+    from simplebits_audit.jobs.train import parse_lams, train_job
+    from simplebits_audit.results import REPORT_FILE
+
+    lams = parse_lams(lam)
+    prep = _preprocessing(size, crop, mean, std, preset, grayscale)
+    record = train_job(
+        data, out, arch=arch, lams=lams, preprocessing=prep, estimator=estimator, epochs=epochs, batch_size=batch_size, lr=lr,
+        margin=margin, val_share=val_share, testbed_n=testbed_n, val_n=val_n, device=rank_device(options.device), seed=options.seed,
+        show_progress=not options.quiet,
+    )
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    table = Table("λ", "accuracy (simplified)", "accuracy (original)", "bits kept", "WebP kept", *(["bits inside mask / mask share"] if record["has_masks"] else []))
+    for p in record["points"]:
+        table.add_row(f"{p['lam']:g}", f"{100 * p['val_accuracy_simplified']:.1f}%", f"{100 * p['val_accuracy_original']:.1f}%",
+                      f"{p['val_bits_kept']:.3f}", f"{p['webp_kept']:.3f}", *([f"{p['inside_ratio']:.2f}×"] if record["has_masks"] else []))
+    console.print(table)
+    best = record["simplest_within_2pt"]
+    console.print(f"simplest within 2 points of λ={record['reference']:g}: λ={best:g}" if best is not None else "no λ within 2 points of the reference")
+    console.print(f"report: {out / REPORT_FILE}")
+
+
+@app.command("condense")
+def condense_cmd(
+    data: str = typer.Argument(..., help="Labelled training images: an ImageFolder directory, a CSV of path,label, or a testbed name (its train split)."),
+    out: Path = typer.Option(Path("simplebits-condense"), "--out", "-o", help="Output folder; rerun the same command to resume."),
+    ipc: int = typer.Option(10, "--ipc", help="Synthetic images per class."),
+    lam: Optional[float] = typer.Option(None, help="Weight of the bits term against the gradient-matching distance (default: the library's)."),
+    outer_steps: Optional[int] = typer.Option(None, help="Fresh networks to match gradients on (default: the library's)."),
+    arch: str = typer.Option("convnet", help="Network matched and evaluated: convnet (instance norm) or smallcnn (batch norm)."),
+    test: Optional[str] = typer.Option(None, "--test", help="Test images (folder, CSV or testbed); default: a testbed's test split or a held-out share of DATA."),
+    held_out: float = typer.Option(0.2, help="Share of DATA held out for testing when there is no --test and DATA is not a testbed."),
+    baselines: bool = typer.Option(True, "--baselines/--no-baselines", help="Also condense without the bits term and evaluate a random real subset (doubles the time)."),
+    n_models: Optional[int] = typer.Option(None, help="Classifiers trained per training set for the accuracy table (default 5)."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs of each evaluation classifier (default 300)."),
+    testbed_n: Optional[int] = typer.Option(None, help="Number of training images when DATA is a testbed."),
+    estimator: Optional[str] = ESTIMATOR,
+    size: Optional[int] = SIZE,
+    crop: Optional[int] = CROP,
+    grayscale: bool = GRAYSCALE,
+    labels: Optional[Path] = LABELS,
+) -> None:
+    """Condense a training set to a few synthetic images per class, penalising their bits (gradient matching).
+
+    Writes the condensed images, condense.json and report.html (the images per class with their bits
+    and WebP size, and the accuracy of classifiers trained on them beside a random real subset of the
+    same size and the condensation without the bits term). Resumable: rerun the same command.
+
+    Examples:
+
+      simplebits condense digits-on-photos --ipc 10 --out condensed/
+
+      simplebits condense train_folder/ --test val_folder/ --size 32 --crop 32 --ipc 1 --lam 3
+    """
+    from simplebits_audit.jobs.condense import run_condense
+    from simplebits_audit.results import REPORT_FILE
+
+    prep = _preprocessing(size, crop, None, None, None, grayscale)
+    results = run_condense(
+        data, out, images_per_class=ipc, lam=lam, estimator=estimator, arch=arch, outer_steps=outer_steps, baselines=baselines, test_data=test,
+        held_out=held_out, n_models=n_models, epochs=epochs, testbed_n=testbed_n, preprocessing=prep, class_names=_labels(labels),
+        device=options.device, seed=options.seed, show_progress=not options.quiet,
+    )
+    if not options.quiet:
+        table = Table("training set", "images", "test accuracy %", "bits / dim", "WebP bits / dim")
+        for name, row in results["evaluation"].items():
+            table.add_row(name, str(row["images"]), f"{100 * row['accuracy_mean']:.1f} ± {100 * row['accuracy_std']:.1f}",
+                          f"{row['bpd']:.3f}", f"{row['webp_bpd']:.3f}")
+        console.print(table)
+    console.print(f"report: {out / REPORT_FILE}")
+
+
 @app.command()
 def demo(out: Path = typer.Option(Path("simplebits-demo"), help="Folder for the demo's outputs.")) -> None:
     """The main job on the embedded default: no arguments needed.
@@ -470,7 +575,7 @@ def main() -> None:
         sys.exit(code or 0)
     except (typer.Abort, KeyboardInterrupt):
         # Resumable jobs (audit, train-simplifier) have saved their progress.
-        err_console.print("interrupted (audit and train-simplifier continue where they stopped when rerun)")
+        err_console.print("interrupted (audit, train-simplifier and condense continue where they stopped when rerun)")
         sys.exit(130)
     except Exception as err:  # noqa: BLE001 -- the one place errors become messages
         if options.debug or "--debug" in sys.argv:

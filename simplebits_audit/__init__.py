@@ -26,17 +26,28 @@ _EXPORTS = {
     "simplify": ".simplification",
     "Simplifier": ".simplification",
     "train_simplifier": ".simplification",
+    "TrainingResult": ".simplification",
+    "train_with_simplification": ".simplification",
+    "tradeoff": ".simplification",
+    "CondensedSet": ".simplification",
+    "condense": ".simplification",
+    "evaluate_condensed": ".simplification",
     "Comparison": ".jobs",
     "compare": ".jobs",
     "explain_images": ".jobs",
     "run_audit": ".jobs",
+    "train_job": ".jobs",
+    "run_condense": ".jobs",
 }
 
 if TYPE_CHECKING:
     from .estimators import BitEstimator, list_estimators, load_estimator
     from .explainers import SimpleBits, attribution_map
-    from .jobs import Comparison, compare, explain_images, run_audit
-    from .simplification import SimplificationResult, Simplifier, simplify, train_simplifier
+    from .jobs import Comparison, compare, explain_images, run_audit, run_condense, train_job
+    from .simplification import (
+        CondensedSet, SimplificationResult, Simplifier, TrainingResult, condense, evaluate_condensed, simplify, tradeoff, train_simplifier,
+        train_with_simplification,
+    )
 
 
 def __getattr__(name: str) -> Any:

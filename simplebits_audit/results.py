@@ -378,10 +378,138 @@ def read_audit(out_dir: str | Path) -> AuditResults:
 
 
 def job_kind(out_dir: str | Path) -> str | None:
-    """``"audit"`` or ``"explain"`` by the results in ``out_dir``; None if it holds neither."""
+    """``"audit"``, ``"explain"``, ``"train"`` or ``"condense"`` by the results in ``out_dir``; None if it holds none of them."""
     out_dir = Path(out_dir)
+    if (out_dir / TRADEOFF_FILE).is_file():
+        return "train"
+    if (out_dir / CONDENSE_RESULTS_FILE).is_file():
+        return "condense"
     if (out_dir / AUDIT_RESULTS_FILE).is_file():
         return "audit"
     if (out_dir / EXPLAIN_RESULTS_FILE).is_file():
         return "explain"
     return None
+
+
+# ---- training with simplification (``simplebits train``)
+#
+# An output folder of ``train`` holds::
+#
+#     train.json          the settings (a rerun must agree on them to resume)
+#     tradeoff.json       {"settings": {...}, "points": [one per lambda], "reference": lam, "simplest_within_2pt": lam}
+#     examples.npz        uint8 validation images: "original" and "lam-<lambda>", each (E, H, W, 3) or (E, H, W)
+#     report.html
+#     lam-<lambda>/       classifier.pt, simplifier.pt, history.json (lam-<lambda>.ckpt while it trains)
+
+TRAIN_SETTINGS_FILE = "train.json"
+TRADEOFF_FILE = "tradeoff.json"
+TRADEOFF_EXAMPLES_FILE = "examples.npz"
+
+
+def examples_key(lam: float) -> str:
+    """The ``examples.npz`` key of the simplified examples of ``lam``."""
+    return f"lam-{lam:g}"
+
+
+def write_tradeoff(out_dir: str | Path, record: dict[str, Any], examples: dict[str, np.ndarray]) -> Path:
+    """Write ``tradeoff.json`` and ``examples.npz`` (uint8 arrays) atomically."""
+    out_dir = Path(out_dir)
+
+    def write_npz(tmp: Path) -> None:
+        with tmp.open("wb") as handle:
+            np.savez_compressed(handle, **{k: np.asarray(v, dtype=np.uint8) for k, v in examples.items()})
+
+    atomic_write(out_dir / TRADEOFF_EXAMPLES_FILE, write_npz)
+    return save_json(record, out_dir / TRADEOFF_FILE)
+
+
+def read_tradeoff(out_dir: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """``tradeoff.json`` and the examples of a ``train`` output folder."""
+    out_dir = Path(out_dir)
+    if not (out_dir / TRADEOFF_FILE).is_file():
+        raise ValueError(f"out_dir: no {TRADEOFF_FILE} in {str(out_dir)!r}")
+    record = json.loads((out_dir / TRADEOFF_FILE).read_text(encoding="utf-8"))
+    examples: dict[str, np.ndarray] = {}
+    if (out_dir / TRADEOFF_EXAMPLES_FILE).is_file():
+        with np.load(out_dir / TRADEOFF_EXAMPLES_FILE, allow_pickle=False) as arrays:
+            examples = {k: arrays[k] for k in arrays.files}
+    return record, examples
+
+
+# =============================================================================================
+# condensation (``simplebits condense``, issue #14): the condensed sets, their PNGs, one JSON of results
+#
+#     condense.json                       settings, data, per set: files, bits and WebP bits per image; the accuracy table
+#     condensed.pt, condensed-without-bits.pt     the sets (CondensedSet.save: weights only)
+#     condense-<kind>.ckpt                resumable state while condensing
+#     condensed.png, condensed-without-bits.png   one row per class
+#     images/condensed-<kind>/<class>-<name>-<k>.png
+#     report.html
+
+CONDENSE_RESULTS_FILE = "condense.json"
+#: the kinds of condensed set a run makes: with the bits term, and the same condensation without it
+CONDENSE_KINDS = ("simplified", "without_bits")
+CONDENSED_FILES = {"simplified": "condensed.pt", "without_bits": "condensed-without-bits.pt"}
+CONDENSED_GRID_FILES = {"simplified": "condensed.png", "without_bits": "condensed-without-bits.png"}
+
+
+def condense_checkpoint(out_dir: str | Path, kind: str) -> Path:
+    """Where condensing the set ``kind`` (:data:`CONDENSE_KINDS`) keeps its resumable state."""
+    if kind not in CONDENSE_KINDS:
+        raise ValueError(f"kind: expected one of {CONDENSE_KINDS}, got {kind!r}")
+    return Path(out_dir) / f"condense-{kind.replace('_', '-')}.ckpt"
+
+
+def condensed_grid(images: torch.Tensor, rows: int, scale: int = 2, gap: int = 2) -> np.ndarray:
+    """Pixel images (N, C, H, W) as one RGB uint8 picture, ``rows`` rows of N / rows images (a class per row), upscaled ``scale`` x."""
+    arrays = to_uint8_images(images)
+    per_row = max(1, math.ceil(len(arrays) / rows))
+    h, w = arrays[0].shape[:2]
+    sh, sw = h * scale, w * scale
+    grid = np.full((rows * (sh + gap) - gap, per_row * (sw + gap) - gap, 3), 255, np.uint8)
+    for i, a in enumerate(arrays):
+        a = np.repeat(a[..., None], 3, 2) if a.ndim == 2 else a
+        a = np.repeat(np.repeat(a, scale, 0), scale, 1)
+        r, c = divmod(i, per_row)
+        grid[r * (sh + gap) : r * (sh + gap) + sh, c * (sw + gap) : c * (sw + gap) + sw] = a
+    return grid
+
+
+def write_condensed_images(out_dir: str | Path, kind: str, images: torch.Tensor, labels: torch.Tensor, classes: Sequence[str]) -> dict[str, Any]:
+    """Write a condensed set's PNGs (one per image, and the grid) atomically; return their paths relative to ``out_dir``.
+
+    ``images`` (N, C, H, W) in [0, 1] come class by class; file names carry the class index and a
+    file-name-safe class name.
+    """
+    from PIL import Image
+
+    if kind not in CONDENSE_KINDS:
+        raise ValueError(f"kind: expected one of {CONDENSE_KINDS}, got {kind!r}")
+    out_dir = Path(out_dir)
+    folder = Path(IMAGES_DIR) / f"condensed-{kind.replace('_', '-')}"
+    files, counts = [], {}
+    for img, label in zip(to_uint8_images(images), labels.tolist()):
+        k = counts.get(label, 0)
+        counts[label] = k + 1
+        rel = folder / f"{label:03d}-{safe_stem(class_name(label, classes), 24)}-{k:02d}.png"
+        atomic_write(out_dir / rel, lambda tmp, img=img: Image.fromarray(img).save(tmp, format="PNG"))
+        files.append(str(rel))
+    grid = condensed_grid(images, max(1, len(counts)))
+    atomic_write(out_dir / CONDENSED_GRID_FILES[kind], lambda tmp: Image.fromarray(grid).save(tmp, format="PNG"))
+    return {"images": files, "grid": CONDENSED_GRID_FILES[kind]}
+
+
+def write_condense_results(out_dir: str | Path, results: dict[str, Any]) -> Path:
+    """Write ``condense.json`` (strict JSON) atomically."""
+    return save_json(results, Path(out_dir) / CONDENSE_RESULTS_FILE)
+
+
+def read_condense_results(out_dir: str | Path) -> dict[str, Any]:
+    """The results of a ``condense`` run; ``ValueError`` naming ``out_dir`` if it has none."""
+    path = Path(out_dir) / CONDENSE_RESULTS_FILE
+    if not path.is_file():
+        raise ValueError(f"out_dir: {str(out_dir)!r} has no {CONDENSE_RESULTS_FILE} (is the condensation finished?)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+# end of condensation
+# =============================================================================================

@@ -5,6 +5,8 @@
   torchrun processes -> ``results.jsonl``, ``summary.json``, ``report.html``;
 * :func:`compare` / :func:`compare_files` -- every explainer on one batch, one metric table;
 * :func:`train_simplifier_job` -- a learned simplifier for a model on a dataset, a held-out share scored;
+* :func:`run_condense` -- a training set condensed to a few simplified synthetic images per class, evaluated;
+* :func:`train_job` -- classifiers trained on simplified inputs, one per lambda: the bits-accuracy curve;
 * :func:`run_demo` -- the explain job on the shipped testbed;
 * :func:`measure_bits` -- bits of image files under an estimator beside PNG and WebP.
 
@@ -15,11 +17,13 @@ records; ``preflight`` the one set of checks before any work; ``sources`` what a
 from .audit import Selection, run_audit
 from .bits import ImageBits, measure_bits
 from .compare import DEFAULT_METHODS, Comparison, all_methods, compare, compare_files
+from .condense import run_condense
 from .demo import run_demo
 from .explain import ExplainOutput, explain_images
 from .pipeline import BatchExplanation, explain_batch, write_batch
 from .preflight import Preflight, preflight
 from .simplifier import train_simplifier_job
+from .train import train_job
 from .sources import AuditItem, AuditSource, open_source
 
 __all__ = [
@@ -41,7 +45,9 @@ __all__ = [
     "open_source",
     "preflight",
     "run_audit",
+    "run_condense",
     "run_demo",
+    "train_job",
     "train_simplifier_job",
     "write_batch",
 ]

@@ -9,12 +9,19 @@
   latents, optimised along one continuation run of the knob;
 * ``mask`` -- the mask engine (the default): a coarse mask towards a flat reference, per image;
 * ``learned`` -- :class:`Simplifier`, a network predicting that mask in one pass, and
-  :func:`train_simplifier`, which fits it to a frozen classifier over a dataset.
+  :func:`train_simplifier`, which fits it to a frozen classifier over a dataset;
+* ``joint`` -- :func:`train_with_simplification`, a classifier trained on simplified inputs while
+  the simplifier learns with it, and :func:`tradeoff`, one such run per lambda;
+* ``condense`` -- :func:`condense`, a training set condensed to a few synthetic images per class by
+  gradient matching with a bits penalty, and :func:`evaluate_condensed`.
 """
 
 from .common import NON_TOP_TARGET_FRACTION, Keep
+from .condense import CondensedSet, condense, evaluate_condensed
 from .engine import simplify
+from .joint import Tradeoff, TrainingResult, tradeoff, train_with_simplification
 from .learned import Simplifier, evaluate_simplifier, train_simplifier
 from .result import SimplificationResult
 
-__all__ = ["NON_TOP_TARGET_FRACTION", "Keep", "SimplificationResult", "Simplifier", "evaluate_simplifier", "simplify", "train_simplifier"]
+__all__ = ["NON_TOP_TARGET_FRACTION", "CondensedSet", "Keep", "SimplificationResult", "Simplifier", "condense", "evaluate_condensed", "evaluate_simplifier", "simplify",
+           "tradeoff", "Tradeoff", "TrainingResult", "train_simplifier", "train_with_simplification"]

@@ -120,6 +120,8 @@ class Simplifier(nn.Module):
         nn.init.zeros_(self.head.weight)
         nn.init.constant_(self.head.bias, math.log(mask_init / (1 - mask_init)))
         self.card: dict[str, Any] = {}
+        #: A binary mask's sampling temperature in training mode (lowered towards 0 the samples become the threshold).
+        self.temperature = 1.0
         # Caches of as_simplifier (not state): classifiers already checked, copies on other devices.
         self._checked: set[int] = set()
         self._copies: dict[str, Simplifier] = {}
@@ -142,7 +144,7 @@ class Simplifier(nn.Module):
         """Mask logits (B, 1, h, w) (shifted by ``offset``) -> the mask (B, 1, H, W), binarised if the simplifier is ``binary``."""
         if not self.config.get("binary"):
             return grid_mask(logits, size, offset)
-        soft = torch.sigmoid(logits + offset)
+        soft = torch.sigmoid((logits + offset) / (self.temperature if self.training else 1.0))
         # Training: each cell kept with probability ``soft`` (a deterministic threshold flipped every cell of
         # a uniform image such as stripes at once, and the classifier never saw a partial one); evaluation: soft > 0.5.
         binary = torch.bernoulli(soft.detach()) if self.training else (soft > 0.5).to(soft.dtype)

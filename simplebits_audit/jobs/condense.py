@@ -1,0 +1,232 @@
+"""The condense job: a training set condensed to a few synthetic images per class, with and without the bits term, evaluated.
+
+Data comes from the same sources as the audit (ImageFolder, CSV of ``path,label``, testbed name)
+and is read into memory (condensation samples real batches of every class at every step). Test
+images are a testbed's test split, another source (``test_data``), or a held-out share of the data.
+
+The output folder (layout: :mod:`simplebits_audit.results`, "condensation") holds the condensed
+sets, their PNGs, ``condense.json`` and ``report.html``. Rerunning the same command continues:
+finished sets are read back, an interrupted condensation resumes from its checkpoint, a finished
+evaluation is reused when its settings agree.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import results as res
+from ..codecs import codec_bits
+from ..estimators import BitEstimator, load_estimator
+from ..preprocessing import Preprocessing
+from ..report.condense import write_condense_report
+from ..simplification.condense import (
+    EVALUATE_DEFAULTS,
+    CondensedSet,
+    condense,
+    condense_settings,
+    data_fingerprint,
+    evaluate_condensed,
+)
+from .sources import AuditItem, AuditSource, open_source
+
+#: Settings of a finished set that must agree with the command's for the set to be reused.
+SET_KEYS = ("lam", "outer_steps", "match_steps", "inner_steps", "real_batch", "lr", "init_scale", "images_per_class", "arch", "seed", "estimator", "data")
+#: Row names of :func:`~simplebits_audit.simplification.condense.evaluate_condensed` -> what the report calls them.
+ROW_TITLES = {"condensed": "condensed, simplified", "without bits term": "condensed without bits term", "random real": "random real subset"}
+
+
+def load_items(source: AuditSource, items: list[AuditItem], what: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Read labelled items into memory: images (N, C, H, W), labels (N,); unreadable images are skipped (listed)."""
+    images, labels, skipped = [], [], []
+    for item in items:
+        if item.label is None:
+            skipped.append(item.id)
+            continue
+        try:
+            images.append(source.load(item))
+        except ValueError:
+            skipped.append(item.id)
+            continue
+        labels.append(item.label)
+    if not images:
+        raise ValueError(f"{what}: none of the {len(items)} images of {source.name!r} is readable and labelled")
+    shapes = {tuple(x.shape) for x in images}
+    if len(shapes) > 1:
+        raise ValueError(f"{what}: images of {len(shapes)} different shapes in {source.name!r}; give --size and --crop so that they agree")
+    return torch.stack(images), torch.tensor(labels, dtype=torch.long), skipped
+
+
+def run_condense(
+    data: str | Path | AuditSource,
+    out: str | Path,
+    *,
+    images_per_class: int = 10,
+    lam: float | None = None,
+    estimator: BitEstimator | str | None = None,
+    arch: str = "convnet",
+    outer_steps: int | None = None,
+    baselines: bool = True,
+    test_data: str | Path | AuditSource | None = None,
+    held_out: float = 0.2,
+    n_models: int | None = None,
+    epochs: int | None = None,
+    testbed_n: int | None = None,
+    preprocessing: Preprocessing | None = None,
+    class_names: list[str] | None = None,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    show_progress: bool = False,
+) -> dict[str, Any]:
+    """Condense ``data``, evaluate the condensed sets, write images, ``condense.json`` and ``report.html`` into ``out``.
+
+    Parameters
+    ----------
+    data : path, testbed name or AuditSource
+        Labelled training images: an ImageFolder directory, a CSV of ``path,label`` or a testbed
+        name (its train split, ``testbed_n`` images).
+    out : path
+        The output folder; rerunning the same command resumes there.
+    images_per_class, lam, arch, outer_steps : optional
+        As :func:`~simplebits_audit.simplification.condense.condense`.
+    baselines : bool
+        Also condense without the bits term (``lam=0``) and evaluate a random real subset of the
+        same size beside the simplified set (the comparison the report is about). Doubles the time.
+    test_data : path, testbed name or AuditSource, optional
+        Test images; default: a testbed's test split, else a ``held_out`` share of ``data``
+        (every ``1/held_out``-th image, kept out of condensation).
+    n_models, epochs : optional
+        Classifiers trained per row of the accuracy table, and their epochs
+        (:data:`~simplebits_audit.simplification.condense.EVALUATE_DEFAULTS`).
+
+    Returns
+    -------
+    dict
+        What ``condense.json`` holds: ``settings``, ``data``, ``sets`` (per kind: files, labels,
+        bits and WebP bits per image, seconds) and ``evaluation`` (the accuracy table).
+    """
+    settings = condense_settings(images_per_class=images_per_class, lam=lam, arch=arch, outer_steps=outer_steps, seed=seed)
+    if not 0 <= held_out < 1:
+        raise ValueError(f"held_out: expected a share in [0, 1), got {held_out}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out: {str(out)!r} is a file; give a folder")
+    n_models = EVALUATE_DEFAULTS["n_models"] if n_models is None else n_models
+    epochs = EVALUATE_DEFAULTS["epochs"] if epochs is None else epochs
+    for name, value in (("n_models", n_models), ("epochs", epochs)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+    preprocessing = preprocessing or Preprocessing()
+    source = data if isinstance(data, AuditSource) else open_source(
+        data, preprocessing=preprocessing, class_names=class_names, testbed_n=testbed_n, seed=seed, split="train")
+    items = list(source.items)
+    testbed = source.name.startswith("testbed:")
+    if test_data is not None:
+        test_source = test_data if isinstance(test_data, AuditSource) else open_source(
+            test_data, preprocessing=preprocessing, class_names=source.class_names, seed=seed, split="test")
+        test_items, train_items = list(test_source.items), items
+    elif testbed:
+        test_source = open_source(source.name, seed=seed, split="test")
+        test_items, train_items = list(test_source.items), items
+    else:
+        if held_out == 0:
+            raise ValueError("held_out: 0 leaves no test images; give test_data (--test) or a share > 0")
+        every = math.ceil(1 / held_out)
+        test_source = source
+        test_items = [it for i, it in enumerate(items) if i % every == every - 1]
+        train_items = [it for i, it in enumerate(items) if i % every != every - 1]
+    train_images, train_labels, skipped = load_items(source, train_items, "data")
+    test_images, test_labels, test_skipped = load_items(test_source, test_items, "test_data")
+    n_classes = len(source.class_names) if source.class_names else int(train_labels.max()) + 1
+    classes = [str(c) for c in source.class_names] if source.class_names else [str(c) for c in range(n_classes)]
+    train = _Data(train_images, train_labels, classes)
+    if not isinstance(estimator, BitEstimator):
+        estimator = load_estimator(estimator, device=device or "cpu")
+    out.mkdir(parents=True, exist_ok=True)
+
+    wanted = {"simplified": settings["lam"], **({"without_bits": 0.0} if baselines else {})}
+    fingerprint = data_fingerprint(train_images, train_labels)
+    sets: dict[str, CondensedSet] = {}
+    for kind, kind_lam in wanted.items():
+        expected = {**settings, "lam": kind_lam, "estimator": estimator.name, "data": fingerprint}
+        path = out / res.CONDENSED_FILES[kind]
+        if path.is_file():
+            found = CondensedSet.load(path)
+            if all(found.settings.get(k) == expected.get(k) for k in SET_KEYS):
+                sets[kind] = found
+                continue
+        started = time.perf_counter()
+        sets[kind] = condense(
+            train, images_per_class=settings["images_per_class"], lam=kind_lam, estimator=estimator, arch=arch, outer_steps=settings["outer_steps"],
+            checkpoint=res.condense_checkpoint(out, kind), device=device, seed=seed, show_progress=show_progress,
+        )
+        sets[kind].settings["wall_seconds_this_run"] = round(time.perf_counter() - started, 2)
+        sets[kind].save(path)
+        res.condense_checkpoint(out, kind).unlink(missing_ok=True)  # the finished set is what a rerun reads
+
+    evaluation_key = {"n_models": n_models, "epochs": epochs, "arch": arch, "seed": seed, "test": data_fingerprint(test_images, test_labels),
+                      "sets": {k: data_fingerprint(s.images, s.labels) for k, s in sets.items()}, "baselines": baselines}
+    previous = _previous(out)
+    if previous.get("evaluation_key") == evaluation_key:
+        evaluation = previous["evaluation"]
+    else:
+        evaluation = {ROW_TITLES[k]: v for k, v in evaluate_condensed(
+            sets["simplified"], (test_images, test_labels), train_data=train if baselines else None, without_bits=sets.get("without_bits"),
+            arch=arch, n_models=n_models, epochs=epochs, estimator=estimator, device=device, seed=seed, show_progress=show_progress,
+        ).items()}
+    dims = math.prod(train_images.shape[1:])
+    written: dict[str, Any] = {}
+    for kind, cs in sets.items():
+        files = res.write_condensed_images(out, kind, cs.images, cs.labels, classes)
+        webp = cs.webp_bits()
+        written[kind] = {
+            **files, "file": res.CONDENSED_FILES[kind], "labels": cs.labels.tolist(), "bits": [round(float(b), 2) for b in cs.bits],
+            "webp_bits": [float(b) for b in webp], "bpd_mean": float(cs.bpd.mean()), "webp_bpd_mean": float(webp.mean() / dims),
+            "seconds": cs.settings.get("seconds"), "settings": cs.settings, "history": cs.history,
+        }
+    real_bits = estimator.bits(train_images[: 256].to(estimator_device(estimator))).double().cpu()
+    results = {
+        "settings": {**settings, "estimator": estimator.name, "baselines": baselines, "n_models": n_models, "epochs": epochs,
+                     "torch_threads": torch.get_num_threads(), "device": str(device or "cpu")},
+        "data": {"name": source.name, "classes": classes, "train_images": len(train_labels), "test_images": len(test_labels),
+                 "test": test_source.name + ("" if test_source is not source else f" (every {math.ceil(1 / held_out)}th image held out)"),
+                 "skipped": skipped + test_skipped, "real_bpd_mean": float(real_bits.mean() / dims),
+                 "real_webp_bpd_mean": float(codec_bits(train_images[:256]).mean() / dims)},
+        "sets": written,
+        "evaluation": evaluation,
+        "evaluation_key": evaluation_key,
+    }
+    res.write_condense_results(out, results)
+    write_condense_report(out)
+    return results
+
+
+def estimator_device(estimator: BitEstimator) -> torch.device:
+    """Where the estimator's parameters or buffers are (CPU for one with neither)."""
+    for t in (*estimator.parameters(), *estimator.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+class _Data:
+    """Images, labels and class names in the form :func:`condense` reads (a testbed-like object)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> None:
+        self.images, self.labels, self.classes = images, labels, classes
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def _previous(out: Path) -> dict[str, Any]:
+    try:
+        return res.read_condense_results(out)
+    except ValueError:
+        return {}
+
+
+__all__ = ["ROW_TITLES", "SET_KEYS", "load_items", "run_condense"]
