@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--figure", type=Path, default=None, help="Write the curves-and-examples figure (PNG) from the runs.")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    console = Console()
+    console = Console(width=170)
     records = {}
     for name in args.testbeds:
         started = time.perf_counter()
@@ -124,7 +124,7 @@ def main() -> None:
         drop = ref["val_accuracy_simplified"] - best["val_accuracy_simplified"]
         yes = lambda ok, text: f"{'yes' if ok else 'NO'} ({text})"  # noqa: E731
         targets.add_row(
-            name, f"{best['lam']:g}", yes(drop <= TARGETS["accuracy_drop"], f"{100 * drop:+.1f}"),
+            name, f"{best['lam']:g}", yes(drop <= TARGETS["accuracy_drop"], f"{-100 * drop:+.1f} pt"),
             yes(best["val_bits_kept"] <= TARGETS["bits_kept"], f"{best['val_bits_kept']:.3f}"),
             yes(best["webp_kept"] <= TARGETS["webp_kept"], f"{best['webp_kept']:.3f}"),
             yes(best["inside_ratio"] >= TARGETS["inside_ratio"], f"{best['inside_ratio']:.1f}×") if "inside_ratio" in best else "n/a",

@@ -196,7 +196,7 @@ def test_cli_train_writes_models_curve_and_report_and_resumes(tmp_path):
     stamp = (out / "lam-1" / "classifier.pt").stat().st_mtime_ns
     res = run_cli(*args, env=ENV)  # resumes: nothing retrained
     assert res.returncode == 0 and (out / "lam-1" / "classifier.pt").stat().st_mtime_ns == stamp
-    res = run_cli("--quiet", "train", TESTBED, "--lam", "0,2", "--out", str(out), "--epochs", "1", env=ENV)
+    res = run_cli("--quiet", "train", TESTBED, "--lam", "0,2", "--out", str(out), "--epochs", "2", env=ENV)
     assert res.returncode == 2 and "other settings" in res.stderr
     (out / "report.html").unlink()
     res = run_cli("report", str(out), env=ENV)

@@ -40,8 +40,8 @@ from .sources import AuditSource, hold_out, open_source
 DEFAULT_LAMS = (0.0, 0.5, 1.0, 2.0)
 #: Validation images of a testbed (its test split) and the most held out of a folder or CSV.
 VAL_IMAGES = 500
-#: Settings that must agree for a rerun to resume.
-RESUME_SETTINGS = ("data", "arch", "lams", "epochs", "batch_size", "lr", "margin", "warmup", "estimator", "seed", "val_share", "testbed_n",
+#: Settings that must agree for a rerun to resume (the lambdas may change: finished ones are reused, new ones trained).
+RESUME_SETTINGS = ("data", "arch", "epochs", "batch_size", "lr", "margin", "warmup", "estimator", "seed", "val_share", "testbed_n",
                    "val_n", "preprocessing")
 
 
@@ -208,8 +208,7 @@ def train_job(
         est = estimator if isinstance(estimator, BitEstimator) else load_estimator(estimator, device=device)
         if world.is_main:
             out.mkdir(parents=True, exist_ok=True)
-            if not (out / TRAIN_SETTINGS_FILE).exists():
-                save_json(settings, out / TRAIN_SETTINGS_FILE)
+            save_json(settings, out / TRAIN_SETTINGS_FILE)  # the lambdas may grow between runs: each is checked by its own run
         world.barrier()
         curve = tradeoff(
             lambda: build_architecture(arch, n_classes, channels, size), (train_x, train_y), lams, val_data=(val_x, val_y),

@@ -471,6 +471,8 @@ def train_with_simplification(
                 images, labels = round_8bit(images.to(device), False), labels.to(device)
                 # The binary mask's coin flips follow from (seed, step, rank): seeded, and a resumed run repeats them.
                 torch.manual_seed(hash((seed, step, rank, 2)) % (2**63))
+                if ANNEAL_TO is not None and step >= frozen_until:  # a function of the step: a resumed run samples alike
+                    net.temperature = ANNEAL_TO ** ((step - frozen_until) / max(1, total - 1 - frozen_until))
                 simplified, logits = wrapped(images)
                 ce = F.cross_entropy(logits.float(), labels, reduction="none")
                 loss = ce
@@ -481,8 +483,6 @@ def train_with_simplification(
                     holds = (_gap(F.log_softmax(logits.detach().float(), 1), labels) >= settings["margin"]).to(bpd.dtype)
                     loss = ce + lam * holds * bpd
                 loss = loss.mean()
-                if ANNEAL_TO is not None and step >= frozen_until:
-                    net.temperature = ANNEAL_TO ** ((step - frozen_until) / max(1, total - 1 - frozen_until))
                 optimizer.param_groups[0]["lr"] = learning_rate(step)
                 optimizer.param_groups[1]["lr"] = learning_rate(step) if step >= frozen_until else 0.0
                 optimizer.zero_grad(set_to_none=True)
