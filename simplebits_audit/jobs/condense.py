@@ -32,7 +32,7 @@ from ..simplification.condense import (
     data_fingerprint,
     evaluate_condensed,
 )
-from .sources import AuditItem, AuditSource, open_source
+from .sources import AuditItem, AuditSource, hold_out, open_source
 
 #: Settings of a finished set that must agree with the command's for the set to be reused.
 SET_KEYS = ("lam", "outer_steps", "match_steps", "inner_steps", "real_batch", "lr", "init_scale", "images_per_class", "arch", "seed", "estimator", "data")
@@ -135,17 +135,14 @@ def run_condense(
     else:
         if held_out == 0:
             raise ValueError("held_out: 0 leaves no test images; give test_data (--test) or a share > 0")
-        every = math.ceil(1 / held_out)
         test_source = source
-        test_items = [it for i, it in enumerate(items) if i % every == every - 1]
-        train_items = [it for i, it in enumerate(items) if i % every != every - 1]
+        train_items, test_items = hold_out(items, held_out, len(items))
     train_images, train_labels, skipped = load_items(source, train_items, "data")
     test_images, test_labels, test_skipped = load_items(test_source, test_items, "test_data")
     n_classes = len(source.class_names) if source.class_names else int(train_labels.max()) + 1
     classes = [str(c) for c in source.class_names] if source.class_names else [str(c) for c in range(n_classes)]
     train = _Data(train_images, train_labels, classes)
-    if not isinstance(estimator, BitEstimator):
-        estimator = load_estimator(estimator, device=device or "cpu")
+    estimator = estimator.to(device or "cpu") if isinstance(estimator, BitEstimator) else load_estimator(estimator, device=device or "cpu")
     out.mkdir(parents=True, exist_ok=True)
 
     wanted = {"simplified": settings["lam"], **({"without_bits": 0.0} if baselines else {})}
@@ -188,7 +185,7 @@ def run_condense(
             "webp_bits": [float(b) for b in webp], "bpd_mean": float(cs.bpd.mean()), "webp_bpd_mean": float(webp.mean() / dims),
             "seconds": cs.settings.get("seconds"), "settings": cs.settings, "history": cs.history,
         }
-    real_bits = estimator.bits(train_images[: 256].to(estimator_device(estimator))).double().cpu()
+    real_bits = estimator.bits(train_images[: 256].to(device or "cpu")).double().cpu()
     results = {
         "settings": {**settings, "estimator": estimator.name, "baselines": baselines, "n_models": n_models, "epochs": epochs,
                      "torch_threads": torch.get_num_threads(), "device": str(device or "cpu")},
@@ -203,13 +200,6 @@ def run_condense(
     res.write_condense_results(out, results)
     write_condense_report(out)
     return results
-
-
-def estimator_device(estimator: BitEstimator) -> torch.device:
-    """Where the estimator's parameters or buffers are (CPU for one with neither)."""
-    for t in (*estimator.parameters(), *estimator.buffers()):
-        return t.device
-    return torch.device("cpu")
 
 
 class _Data:
