@@ -17,13 +17,14 @@ resumable: an interrupted benchmark continues where it stopped (minutes are summ
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
 from rich.console import Console
 from rich.table import Table
+
+from simplebits_audit._io import save_json
 
 OUT = Path(__file__).parent / "out"
 TESTBEDS = ("digits-on-photos", "stripes")
@@ -127,7 +128,7 @@ def main() -> None:
     record = {"threads": args.threads, "summary": summary,
               "results": {t: {k: r[k] for k in ("settings", "data", "evaluation")} for t, r in results.items()}}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "condense.json").write_text(json.dumps(record, indent=2) + "\n")
+    save_json(record, args.out / "condense.json")  # atomic, strict JSON (NaN as null)
     if args.figure is not None:
         console.print(f"figure: {figure(results, args.figure)}")
 

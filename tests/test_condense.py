@@ -96,6 +96,27 @@ def test_resume_after_interruption_equals_uninterrupted(tiny, data, tmp_path, mo
         condense(data, **{**TINY, "lam": 0.0}, checkpoint=ckpt)
 
 
+def test_ctrl_c_mid_step_finishes_the_step_and_resumes_exactly(tiny, data, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    ckpt = tmp_path / "sigint.ckpt"
+    real_step = condense_module._outer_step
+
+    def interrupted(*args, **kwargs):
+        if kwargs["step"] == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C while the step runs: it completes, then training stops
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(condense_module, "_outer_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        condense(data, **TINY, checkpoint=ckpt)
+    assert torch.load(ckpt, weights_only=True)["step"] == 2
+    monkeypatch.setattr(condense_module, "_outer_step", real_step)
+    resumed = condense(data, **TINY, checkpoint=ckpt)
+    assert torch.equal(resumed.images, tiny.images) and resumed.history == tiny.history
+
+
 def test_bits_term_lowers_bits(data):
     settings = {**TINY, "outer_steps": 4}
     plain = condense(data, **settings, lam=0.0)

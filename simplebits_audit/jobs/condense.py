@@ -110,7 +110,7 @@ def run_condense(
         bits and WebP bits per image, seconds) and ``evaluation`` (the accuracy table).
     """
     settings = condense_settings(images_per_class=images_per_class, lam=lam, arch=arch, outer_steps=outer_steps, seed=seed)
-    if not 0 <= held_out < 1:
+    if not (math.isfinite(held_out) and 0 <= held_out < 1):
         raise ValueError(f"held_out: expected a share in [0, 1), got {held_out}")
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -140,6 +140,11 @@ def run_condense(
     train_images, train_labels, skipped = load_items(source, train_items, "data")
     test_images, test_labels, test_skipped = load_items(test_source, test_items, "test_data")
     n_classes = len(source.class_names) if source.class_names else int(train_labels.max()) + 1
+    # The test set is checked now, not after the condensations: same image shape, known classes.
+    if test_images.shape[1:] != train_images.shape[1:]:
+        raise ValueError(f"test_data: images of shape {tuple(test_images.shape[1:])}, the training images are {tuple(train_images.shape[1:])}; give --size")
+    if int(test_labels.max()) >= n_classes or int(test_labels.min()) < 0:
+        raise ValueError(f"test_data: labels up to {int(test_labels.max())}, but the training data has {n_classes} classes")
     classes = [str(c) for c in source.class_names] if source.class_names else [str(c) for c in range(n_classes)]
     train = _Data(train_images, train_labels, classes)
     estimator = estimator.to(device or "cpu") if isinstance(estimator, BitEstimator) else load_estimator(estimator, device=device or "cpu")

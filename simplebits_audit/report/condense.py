@@ -46,7 +46,7 @@ def _gallery(out_dir: Path, kind: str, written: dict[str, Any], classes: list[st
         bits, webp = written["bits"][k], written["webp_bits"][k]
         png = (out_dir / file).read_bytes()
         tag = img_tag(png, f"{classes[label] if label < len(classes) else label} #{len(by_class.get(label, []))}", css_class="px")
-        by_class.setdefault(label, []).append(f'<span class="cimg">{tag}{bits:.0f} b<br>WebP {webp:.0f} b</span>')
+        by_class.setdefault(label, []).append(f'<span class="cimg">{tag}{fmt(bits, 0)} b<br>WebP {fmt(webp, 0)} b</span>')
     rows = [f'<div class="classrow"><div class="classname">{esc(classes[c] if c < len(classes) else c)}</div><div>{"".join(cells)}</div></div>'
             for c, cells in sorted(by_class.items())]
     return f"<h2>{esc(KIND_TITLES.get(kind, kind))}</h2>" + (

@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
+from .._helpers import DeferredInterrupt
 from .._io import save_torch
 from .._validation import check_pixel_images
 from ..codecs import codec_bits
@@ -394,10 +395,12 @@ def condense(
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[stats]}"),
                TimeRemainingColumn()]
     step, started, last_saved = start, time.perf_counter(), time.perf_counter()
-    with Progress(*columns, disable=not show_progress, transient=True) as progress:
+    with DeferredInterrupt() as stop, Progress(*columns, disable=not show_progress, transient=True) as progress:
         task = progress.add_task(f"condensing (lam {settings['lam']:g})", total=settings["outer_steps"], completed=start, stats="")
         try:
             while step < settings["outer_steps"]:
+                if stop.requested:  # Ctrl-C lands between outer steps: the checkpoint never holds half a step
+                    raise KeyboardInterrupt
                 if settings["schedule"] == "cosine":
                     for group in optimizer.param_groups:
                         group["lr"] = settings["lr"] * 0.5 * (1 + math.cos(math.pi * step / settings["outer_steps"]))
@@ -626,7 +629,8 @@ def evaluate_condensed(
                 accs.append(accuracy(net, test_images, test_labels))
                 progress.advance(task)
             with torch.no_grad():
-                bits = estimator.bits(shown.cpu()).double()
+                estimator_at = next(iter([*estimator.parameters(), *estimator.buffers()]), torch.empty(0)).device
+                bits = estimator.bits(shown.to(estimator_at)).double().cpu()
             webp = codec_bits(shown)
             t = torch.tensor(accs, dtype=torch.float64)
             results[name] = {
