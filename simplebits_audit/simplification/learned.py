@@ -41,7 +41,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 from torch.utils.data import Dataset
 
-from .._helpers import ForwardFunc, Transform, model_guard
+from .._helpers import DeferredInterrupt, ForwardFunc, Transform, model_guard
 from .._io import save_torch
 from .._validation import check_pixel_images
 from ..estimators import BitEstimator, load_estimator
@@ -651,12 +651,14 @@ def train_simplifier(
     running: dict[str, float] = {}
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[stats]}"),
                TimeRemainingColumn()]
-    with model_guard(forward_func), Progress(*columns, disable=not (show_progress and rank == 0), transient=True) as progress:
+    with model_guard(forward_func), DeferredInterrupt() as stop, Progress(*columns, disable=not (show_progress and rank == 0), transient=True) as progress:
         if isinstance(forward_func, nn.Module):
             forward_func.requires_grad_(False)  # gradients reach the simplifier only; the guard restores the flags
         task = progress.add_task("training simplifier", total=settings["steps"], completed=start_step, stats="")
         try:
             while step < settings["steps"]:
+                if stop.requested:  # Ctrl-C lands between steps: the checkpoint never holds half a step
+                    raise KeyboardInterrupt
                 images, labels = batches(step)
                 generator = torch.Generator().manual_seed(hash((seed, step, rank, 1)) % (2**63))
                 loss, stats = simplifier_loss(
