@@ -44,6 +44,24 @@ def save_torch(obj: Any, path: str | Path) -> Path:
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
+def load_saved(path: str | Path, *, what: str, missing: str, version: int, key: str, name: str = "path") -> dict[str, Any]:
+    """A dict written with :func:`save_torch` (a ``"format"`` version and ``key`` among its entries), read weights-only.
+
+    ``ValueError`` naming ``name`` when the file is missing (``"<name>: <missing> at <path>"``),
+    unreadable or not ``what`` (e.g. "a simplifier written by Simplifier.save").
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{name}: {missing} at {str(path)!r}")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise ValueError(f"{name}: {str(path)!r} is not {what} ({err})") from None
+    if not isinstance(saved, dict) or saved.get("format") != version or key not in saved:
+        raise ValueError(f"{name}: {str(path)!r} is not {what}")
+    return saved
+
+
 def strict_json(obj: Any) -> Any:
     """``obj`` with every non-finite float (NaN, infinities) replaced by ``None``, recursively.
 

@@ -29,36 +29,15 @@ from ..simplification.condense import (
     CondensedSet,
     condense,
     condense_settings,
-    data_fingerprint,
     evaluate_condensed,
 )
-from .sources import AuditItem, AuditSource, hold_out, open_source
+from ..simplification.common import data_fingerprint
+from .sources import AuditSource, hold_out, load_labelled, open_source
 
 #: Settings of a finished set that must agree with the command's for the set to be reused.
 SET_KEYS = ("lam", "outer_steps", "match_steps", "inner_steps", "real_batch", "lr", "init_scale", "images_per_class", "arch", "seed", "estimator", "data")
 #: Row names of :func:`~simplebits_audit.simplification.condense.evaluate_condensed` -> what the report calls them.
 ROW_TITLES = {"condensed": "condensed, simplified", "without bits term": "condensed without bits term", "random real": "random real subset"}
-
-
-def load_items(source: AuditSource, items: list[AuditItem], what: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """Read labelled items into memory: images (N, C, H, W), labels (N,); unreadable images are skipped (listed)."""
-    images, labels, skipped = [], [], []
-    for item in items:
-        if item.label is None:
-            skipped.append(item.id)
-            continue
-        try:
-            images.append(source.load(item))
-        except ValueError:
-            skipped.append(item.id)
-            continue
-        labels.append(item.label)
-    if not images:
-        raise ValueError(f"{what}: none of the {len(items)} images of {source.name!r} is readable and labelled")
-    shapes = {tuple(x.shape) for x in images}
-    if len(shapes) > 1:
-        raise ValueError(f"{what}: images of {len(shapes)} different shapes in {source.name!r}; give --size and --crop so that they agree")
-    return torch.stack(images), torch.tensor(labels, dtype=torch.long), skipped
 
 
 def run_condense(
@@ -137,8 +116,8 @@ def run_condense(
             raise ValueError("held_out: 0 leaves no test images; give test_data (--test) or a share > 0")
         test_source = source
         train_items, test_items = hold_out(items, held_out, len(items))
-    train_images, train_labels, skipped = load_items(source, train_items, "data")
-    test_images, test_labels, test_skipped = load_items(test_source, test_items, "test_data")
+    train_images, train_labels, _, skipped = load_labelled(source, train_items, "data")
+    test_images, test_labels, _, test_skipped = load_labelled(test_source, test_items, "test_data")
     n_classes = len(source.class_names) if source.class_names else int(train_labels.max()) + 1
     # The test set is checked now, not after the condensations: same image shape, known classes.
     if test_images.shape[1:] != train_images.shape[1:]:
@@ -224,4 +203,4 @@ def _previous(out: Path) -> dict[str, Any]:
         return {}
 
 
-__all__ = ["ROW_TITLES", "SET_KEYS", "load_items", "run_condense"]
+__all__ = ["ROW_TITLES", "SET_KEYS", "run_condense"]

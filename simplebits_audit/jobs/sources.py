@@ -153,6 +153,33 @@ def hold_out(items: Sequence[AuditItem], share: float, limit: int) -> tuple[list
     return [it for it in items if it.index not in ids], held
 
 
+def load_labelled(
+    source: AuditSource, items: Sequence[AuditItem], what: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, list[str]]:
+    """Read labelled items into memory (the training jobs): images (N, C, H, W), labels (N,), masks
+    (N, 1, H, W) where the source has one for every image (else None), and the ids of the items
+    skipped (unreadable or unlabelled). ``what`` names the argument in errors."""
+    images, labels, masks, skipped = [], [], [], []
+    for item in items:
+        if item.label is None:
+            skipped.append(item.id)
+            continue
+        try:
+            images.append(source.load(item))
+        except ValueError:
+            skipped.append(item.id)
+            continue
+        labels.append(item.label)
+        masks.append(source.mask(item))
+    if not images:
+        raise ValueError(f"{what}: none of the {len(items)} images of {source.name!r} is readable and labelled")
+    shapes = {tuple(x.shape) for x in images}
+    if len(shapes) > 1:
+        raise ValueError(f"{what}: images of {len(shapes)} different shapes in {source.name!r}; give --size and --crop so that they agree")
+    stacked_masks = torch.stack(masks) if all(m is not None for m in masks) else None
+    return torch.stack(images), torch.tensor(labels, dtype=torch.long), stacked_masks, skipped
+
+
 def open_source(
     data: str | Path,
     *,

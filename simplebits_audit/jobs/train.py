@@ -34,7 +34,7 @@ from ..results import TRAIN_SETTINGS_FILE, examples_key, write_tradeoff
 from ..simplification.joint import Tradeoff, check_training_settings, lam_name, tradeoff
 from .distributed import join_world
 from .preflight import check_resume
-from .sources import AuditSource, hold_out, open_source
+from .sources import hold_out, load_labelled, open_source
 
 #: Default lambdas of ``simplebits train`` (the reference 0 and three strengths).
 DEFAULT_LAMS = (0.0, 0.5, 1.0, 2.0)
@@ -58,26 +58,6 @@ def parse_lams(text: str | Sequence[float]) -> list[float]:
     if len({lam_name(v) for v in lams}) != len(lams):
         raise ValueError(f"lam: each lambda once (to 6 significant digits), got {lams}")
     return lams
-
-
-def _load(source: AuditSource, items: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, int]:
-    """Images, labels, masks (where the source has them) of ``items``; unreadable images are skipped and counted."""
-    images, labels, masks, skipped = [], [], [], 0
-    for item in items:
-        try:
-            images.append(source.load(item))
-        except ValueError:
-            skipped += 1
-            continue
-        labels.append(item.label)
-        masks.append(source.mask(item))
-    if not images:
-        raise ValueError(f"data: none of the {len(items)} images of {source.name!r} is readable")
-    shapes = {tuple(x.shape) for x in images}
-    if len(shapes) > 1:
-        raise ValueError(f"data: images of different shapes {sorted(shapes)[:3]}; give --size so that they are resized to one")
-    stacked_masks = torch.stack(masks) if all(m is not None for m in masks) else None
-    return torch.stack(images), torch.tensor(labels), stacked_masks, skipped
 
 
 @torch.no_grad()
@@ -197,8 +177,8 @@ def train_job(
     }
     check_resume(out / TRAIN_SETTINGS_FILE, settings, RESUME_SETTINGS, "a training run")
     # Everything is checked before training: the data loads, the architecture runs on it.
-    train_x, train_y, _, skipped_train = _load(train_source, train_items)
-    val_x, val_y, val_masks, skipped_val = _load(val_source, val_items)
+    train_x, train_y, _, skipped_train = load_labelled(train_source, train_items, "data")
+    val_x, val_y, val_masks, skipped_val = load_labelled(val_source, val_items, "data")
     n_classes = max(len(class_names or []), int(train_y.max()) + 1, int(val_y.max()) + 1)
     channels, size = train_x.shape[1], train_x.shape[-1]
     probe = build_architecture(arch, n_classes, channels, size)
@@ -222,7 +202,7 @@ def train_job(
             best = curve.simplest_within(0.02)
             record = {
                 "settings": {**settings, "training_images": len(train_x), "validation_images": len(val_x),
-                             "skipped_images": skipped_train + skipped_val, "n_classes": n_classes, "processes": world.size,
+                             "skipped_images": len(skipped_train) + len(skipped_val), "n_classes": n_classes, "processes": world.size,
                              "estimator_name": est.name},
                 "points": points, "reference": reference["lam"] if reference else None,
                 "simplest_within_2pt": best["lam"] if best else None, "has_masks": val_masks is not None and bool(val_masks.any()),

@@ -30,7 +30,6 @@ bits term.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -46,12 +45,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
 from .._helpers import DeferredInterrupt
-from .._io import save_torch
-from .._validation import check_pixel_images
+from .._io import load_saved, save_torch
 from ..codecs import codec_bits
 from ..estimators import BitEstimator, load_estimator
 from ..testbeds.classifier import SmallCNN
-from .common import round_8bit
+from .common import data_fingerprint, labelled_tensors, round_8bit
 
 #: What :meth:`CondensedSet.load` reads: the format version written by :meth:`CondensedSet.save`.
 FORMAT = 1
@@ -162,47 +160,13 @@ class CondensedSet:
     @classmethod
     def load(cls, path: str | Path) -> CondensedSet:
         """Read a set written by :meth:`save` (weights only: no pickled code runs)."""
-        path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"path: no condensed set at {str(path)!r}")
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear message
-            raise ValueError(f"path: {str(path)!r} is not a condensed set written by CondensedSet.save ({err})") from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT or "images" not in data:
-            raise ValueError(f"path: {str(path)!r} is not a condensed set written by CondensedSet.save")
+        data = load_saved(path, what="a condensed set written by CondensedSet.save", missing="no condensed set", version=FORMAT, key="images")
         return cls(data["images"].float() / 255, data["labels"], data["bits"].float(), json.loads(data["classes"]),
                    json.loads(data["settings"]), json.loads(data["history"]))
 
 
 # --------------------------------------------------------------------------------------------
 # reading data
-
-
-def as_tensors(data: Any, name: str = "data") -> tuple[torch.Tensor, torch.Tensor, list[str] | None]:
-    """``(images (N, C, H, W) in [0, 1], labels (N,) long, class names or None)`` of a Dataset or an ``(images, labels)`` pair."""
-    if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor):
-        images, labels = data
-        labels = torch.as_tensor(labels)
-    elif hasattr(data, "images") and hasattr(data, "labels"):
-        images, labels = data.images, torch.as_tensor(data.labels)
-    elif hasattr(data, "__len__") and hasattr(data, "__getitem__") and not isinstance(data, (str, bytes)):
-        if len(data) == 0:
-            raise ValueError(f"{name}: the dataset is empty")
-        pairs = [data[i] for i in range(len(data))]
-        if not all(isinstance(p, (tuple, list)) and len(p) >= 2 for p in pairs[:1]):
-            raise ValueError(f"{name}: expected a Dataset of (image, label) pairs")
-        images = torch.stack([torch.as_tensor(p[0]) for p in pairs])
-        labels = torch.tensor([int(p[1]) for p in pairs])
-    else:
-        raise TypeError(f"{name}: expected a Dataset of (image, label) pairs or an (images, labels) pair of tensors, got {type(data).__name__}")
-    images = check_pixel_images(images, f"{name} (images)")
-    if labels.dim() != 1 or len(labels) != len(images):
-        raise ValueError(f"{name}: expected one label per image ({len(images)}), got labels of shape {tuple(labels.shape)}")
-    if torch.is_floating_point(labels) or (len(labels) and int(labels.min()) < 0):
-        raise ValueError(f"{name}: labels must be class indices >= 0")
-    classes = getattr(data, "classes", None)
-    return images, labels.long(), list(map(str, classes)) if classes is not None else None
 
 
 def _check_number(name: str, value: Any, *, integer: bool = False, positive: bool = True) -> None:
@@ -253,15 +217,6 @@ def condense_settings(
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed: expected an integer, got {seed!r}")
     return {**settings, "images_per_class": images_per_class, "arch": arch, "seed": seed}
-
-
-def data_fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
-    """SHA-256 of 8-bit images (N, C, H, W) and labels (N,): which data a condensed set was made from."""
-    digest = hashlib.sha256()
-    digest.update(str((tuple(images.shape), tuple(labels.shape))).encode())
-    digest.update((images.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy().tobytes())
-    digest.update(labels.detach().cpu().long().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def condense(
@@ -341,7 +296,7 @@ def condense(
                                  inner_steps=inner_steps, real_batch=real_batch, lr=lr, init_scale=init_scale, schedule=schedule, warmup=warmup,
                                  seed=seed)
     _check_number("checkpoint_every", checkpoint_every)
-    images, labels, classes = as_tensors(data)
+    images, labels, classes = labelled_tensors(data)
     if images.shape[-1] != images.shape[-2]:
         raise ValueError(f"data: expected square images, got {tuple(images.shape[-2:])}")
     n_classes = len(classes) if classes else int(labels.max()) + 1
@@ -593,7 +548,7 @@ def evaluate_condensed(
         raise TypeError(f"condensed: expected a CondensedSet, got {type(condensed).__name__}")
     if without_bits is not None and not isinstance(without_bits, CondensedSet):
         raise TypeError(f"without_bits: expected a CondensedSet, got {type(without_bits).__name__}")
-    test_images, test_labels, _ = as_tensors(test_data, "test_data")
+    test_images, test_labels, _ = labelled_tensors(test_data, "test_data")
     n_classes = len(condensed.classes)
     if test_images.shape[1:] != condensed.images.shape[1:]:
         raise ValueError(f"test_data: images of shape {tuple(test_images.shape[1:])}, the condensed ones are {tuple(condensed.images.shape[1:])}")
@@ -601,7 +556,7 @@ def evaluate_condensed(
         raise ValueError(f"test_data: labels go up to {int(test_labels.max())}, the condensed set has {n_classes} classes")
     real = None
     if train_data is not None:
-        real = as_tensors(train_data, "train_data")[:2]
+        real = labelled_tensors(train_data, "train_data")[:2]
         if real[0].shape[1:] != condensed.images.shape[1:]:
             raise ValueError(f"train_data: images of shape {tuple(real[0].shape[1:])}, the condensed ones are {tuple(condensed.images.shape[1:])}")
     if not isinstance(estimator, BitEstimator):
@@ -642,7 +597,7 @@ def evaluate_condensed(
 
 
 __all__ = [
-    "ARCHS", "CONDENSE_DEFAULTS", "EVALUATE_DEFAULTS", "CondensedSet", "ConvNet", "accuracy", "as_tensors", "condense", "condense_settings", "data_fingerprint",
+    "ARCHS", "CONDENSE_DEFAULTS", "EVALUATE_DEFAULTS", "CondensedSet", "ConvNet", "accuracy", "condense", "condense_settings",
     "evaluate_condensed",
     "make_network", "matching_distance", "random_subset", "train_network",
 ]

@@ -37,11 +37,11 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
 from .._helpers import DeferredInterrupt, Transform
-from .._io import save_json, save_torch
+from .._io import load_saved, save_json, save_torch
 from .._validation import check_pixel_images
 from ..estimators import BitEstimator, load_estimator
 from ..spaces import Spaces, make_spaces
-from .common import round_8bit
+from .common import data_fingerprint, dataset_tensors, labelled_tensors, round_8bit
 from .learned import Simplifier, _Batches, _gap, model_fingerprint
 
 #: Defaults of :func:`train_with_simplification` (measured choices: README, "Training with simplification").
@@ -128,9 +128,8 @@ class TrainingResult:
         directory = Path(directory)
         if not (directory / CLASSIFIER_FILE).is_file():
             raise ValueError(f"directory: no {CLASSIFIER_FILE} in {str(directory)!r} (written by TrainingResult.save)")
-        ckpt = torch.load(directory / CLASSIFIER_FILE, map_location="cpu", weights_only=True)
-        if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-            raise ValueError(f"directory: {str(directory / CLASSIFIER_FILE)!r} is not a classifier written by TrainingResult.save")
+        ckpt = load_saved(directory / CLASSIFIER_FILE, what="a classifier written by TrainingResult.save", missing=f"no {CLASSIFIER_FILE}",
+                          version=FORMAT, key="state_dict", name="directory")
         loaded = copy.deepcopy(classifier)  # a mismatch must not leave the caller's module half overwritten
         try:
             loaded.load_state_dict(ckpt["state_dict"])
@@ -155,29 +154,9 @@ class _Joint(nn.Module):
         return simplified, self.classifier(self.spaces.to_model(simplified))
 
 
-def labelled_tensors(data: Any, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images (N, C, H, W), labels (N,)) of an ``(images, labels)`` pair or a Dataset of (image, label)."""
-    if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor):
-        images, labels = data[0], torch.as_tensor(data[1])
-    elif isinstance(data, Dataset) and hasattr(data, "__len__"):
-        if hasattr(data, "images") and hasattr(data, "labels"):  # testbeds: no per-item loop
-            images, labels = data.images, torch.as_tensor(data.labels)
-        else:
-            items = [data[i] for i in range(len(data))]  # type: ignore[arg-type]
-            if not items or not isinstance(items[0], (tuple, list)):
-                raise ValueError(f"{name}: expected a Dataset of (image, label) pairs")
-            images, labels = torch.stack([torch.as_tensor(it[0]) for it in items]), torch.as_tensor([int(it[1]) for it in items])
-    else:
-        raise TypeError(f"{name}: expected an (images, labels) pair of tensors or a Dataset of (image, label), got {type(data).__name__}")
-    check_pixel_images(images, name)
-    if labels.shape != (len(images),):
-        raise ValueError(f"{name}: expected one label per image ({len(images)}), got labels of shape {tuple(labels.shape)}")
-    return images, labels.long()
-
-
 def _as_dataset(data: Any) -> Any:
     if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor):
-        images, labels = labelled_tensors(data, "data")
+        images, labels, _ = labelled_tensors(data, "data")
         return TensorDataset(images, labels)
     if isinstance(data, torch.Tensor):
         raise ValueError("data: training with simplification needs labels: give (images, labels) or a Dataset of (image, label)")
@@ -186,20 +165,9 @@ def _as_dataset(data: Any) -> Any:
 
 def _data_fingerprint(data: Any) -> str:
     """What a resume checks the data against: a SHA-256 of the images and labels when they are tensors, else type and size."""
-    import hashlib
-
-    if isinstance(data, TensorDataset):
-        tensors = list(data.tensors)
-    elif isinstance(getattr(data, "images", None), torch.Tensor):
-        tensors = [data.images, torch.as_tensor(data.labels)]
-    else:
-        return f"{type(data).__name__} of {len(data)}"
-    digest = hashlib.sha256()
-    for t in tensors:
-        t = t.detach().cpu().contiguous()
-        digest.update(f"{tuple(t.shape)}:{t.dtype}".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return f"{type(data).__name__} of {len(data)}, sha256 {digest.hexdigest()[:16]}"
+    tensors = dataset_tensors(data)
+    digest = f", sha256 {data_fingerprint(*tensors)[:16]}" if tensors is not None else ""
+    return f"{type(data).__name__} of {len(data)}{digest}"
 
 
 def _run_key(
@@ -214,14 +182,6 @@ def _run_key(
         "transforms": None if transforms is None else "custom",
     }
     return json.loads(json.dumps(key))
-
-
-def _all_labels(data: Any) -> torch.Tensor | None:
-    """Every label of a dataset that holds them as one tensor (testbeds, TensorDataset), else None."""
-    if isinstance(data, TensorDataset) and len(data.tensors) >= 2:
-        return data.tensors[1]
-    labels = getattr(data, "labels", None)
-    return torch.as_tensor(labels) if labels is not None else None
 
 
 @torch.no_grad()
@@ -264,11 +224,6 @@ def check_training_settings(lam: float = 0.0, **options: Any) -> dict[str, Any]:
     if unknown:
         raise TypeError(f"check_training_settings: unknown settings {sorted(unknown)}")
     settings = {k: JOINT_DEFAULTS[k] if options.get(k) is None else options[k] for k in JOINT_DEFAULTS}
-    _check_settings(settings, lam)
-    return settings
-
-
-def _check_settings(settings: dict[str, Any], lam: float) -> None:
     if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
         raise ValueError(f"lam: expected a finite number >= 0, got {lam!r}")
     if not (isinstance(settings["margin"], (int, float)) and math.isfinite(settings["margin"]) and settings["margin"] >= 0):
@@ -280,6 +235,7 @@ def _check_settings(settings: dict[str, Any], lam: float) -> None:
         raise ValueError(f"warmup: expected a share of the steps in [0, 1), got {settings['warmup']!r}")
     if not (isinstance(settings["lr"], (int, float)) and settings["lr"] > 0):
         raise ValueError(f"lr: expected a positive learning rate, got {settings['lr']!r}")
+    return settings
 
 
 def train_with_simplification(
@@ -357,15 +313,13 @@ def train_with_simplification(
     """
     if not isinstance(classifier, nn.Module):
         raise TypeError(f"classifier: expected an nn.Module to train, got {type(classifier).__name__}")
-    options = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "margin": margin, "warmup": warmup}
-    settings = {k: JOINT_DEFAULTS[k] if v is None else v for k, v in options.items()}
-    _check_settings(settings, lam)
+    settings = check_training_settings(lam, epochs=epochs, batch_size=batch_size, lr=lr, margin=margin, warmup=warmup)
     if checkpoint_every <= 0:
         raise ValueError(f"checkpoint_every: expected seconds > 0, got {checkpoint_every}")
     data = _as_dataset(data)
     if not (isinstance(data, Dataset) and hasattr(data, "__len__")):
         raise TypeError(f"data: expected a Dataset of (image, label) or an (images, labels) pair, got {type(data).__name__}")
-    val = labelled_tensors(val_data, "val_data") if val_data is not None else None
+    val = labelled_tensors(val_data, "val_data")[:2] if val_data is not None else None
     distributed = dist.is_available() and dist.is_initialized()
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     if device is None:
@@ -388,8 +342,8 @@ def train_with_simplification(
     with torch.no_grad():
         n_classes = model.eval()(spaces.to_model(first[:2])).shape[1]  # eval: the probe must not move BatchNorm statistics
     model.train()
-    labels_seen = _all_labels(data)
-    labels_seen = first_labels if labels_seen is None else labels_seen
+    tensors = dataset_tensors(data)
+    labels_seen = first_labels if tensors is None else tensors[1]
     if int(labels_seen.max()) >= n_classes or int(labels_seen.min()) < 0:
         raise ValueError(f"data: labels must be in [0, {n_classes}) for a classifier with {n_classes} outputs, got "
                          f"{int(labels_seen.min())}..{int(labels_seen.max())}")
@@ -601,8 +555,7 @@ def tradeoff(
     if unknown:
         raise TypeError(f"tradeoff: unknown options {sorted(unknown)}")
     simplifier_config = {"binary": True, **(options.pop("simplifier_config", None) or {})}
-    settings = {**JOINT_DEFAULTS, **{k: v for k, v in options.items() if k in JOINT_DEFAULTS and v is not None}}
-    _check_settings(settings, lams[0])
+    settings = check_training_settings(lams[0], **{k: options.get(k) for k in JOINT_DEFAULTS})
     channels = labelled_tensors(val_data, "val_data")[0].shape[1]
     options["data_description"] = options.get("data_description") or _data_fingerprint(_as_dataset(data))
     distributed = dist.is_available() and dist.is_initialized()
@@ -644,4 +597,4 @@ def tradeoff(
     return Tradeoff(results, points)
 
 
-__all__ = ["JOINT_DEFAULTS", "Tradeoff", "check_training_settings", "lam_name", "TrainingResult", "evaluate_joint", "labelled_tensors", "run_directory", "tradeoff", "train_with_simplification"]
+__all__ = ["JOINT_DEFAULTS", "Tradeoff", "check_training_settings", "lam_name", "TrainingResult", "evaluate_joint", "run_directory", "tradeoff", "train_with_simplification"]

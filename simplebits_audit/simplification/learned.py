@@ -42,7 +42,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .._helpers import DeferredInterrupt, ForwardFunc, Transform, model_guard
-from .._io import save_torch
+from .._io import load_saved, save_torch
 from .._validation import check_pixel_images
 from ..estimators import BitEstimator, load_estimator
 from ..spaces import make_spaces
@@ -180,15 +180,7 @@ class Simplifier(nn.Module):
         was trained against (the card's fingerprint). The simplifier is returned in eval mode with
         frozen parameters.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"path: no simplifier file at {str(path)!r}")
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear message
-            raise ValueError(f"path: {str(path)!r} is not a simplifier written by Simplifier.save ({err})") from None
-        if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "state_dict" not in ckpt:
-            raise ValueError(f"path: {str(path)!r} is not a simplifier written by Simplifier.save")
+        ckpt = load_saved(path, what="a simplifier written by Simplifier.save", missing="no simplifier file", version=FORMAT, key="state_dict")
         simplifier = cls(**ckpt["config"])
         simplifier.load_state_dict(ckpt["state_dict"])
         simplifier.card = json.loads(ckpt.get("card") or "{}")
