@@ -9,7 +9,7 @@ import torch
 
 from simplebits_audit import simplify, testbeds
 from simplebits_audit.codecs import codec_bits
-from simplebits_audit.simplification.common import kept as kept_rule
+from simplebits_audit.simplification.heads import Decision
 
 
 @pytest.fixture(scope="module")
@@ -84,18 +84,24 @@ def test_looser_keep_runs_are_never_more_complex(digits_batch):
 
 def test_keep_rule_is_what_the_path_reports(digits_result):
     r = digits_result
-    top = r.probs_before.argmax(1)
-    prob_before = r.probs_before.gather(1, r.target[:, None])[:, 0]
+    decision = Decision.of(r.probs_before.log(), r.target)
     # path_kept of the original row is the rule applied to the original's probabilities
-    assert bool(kept_rule("top1", r.probs_before, r.target, prob_before, top).eq(r.path_kept[0]).all())
+    assert bool(decision.kept(r.probs_before).eq(r.path_kept[0]).all())
 
 
 def test_mask_finds_the_shortcut_marker(shortcut_batch):
-    from simplebits_audit.metrics import auroc
+    from simplebits_audit.metrics import auroc, relevance_mass
 
     model, data = shortcut_batch
     result = simplify(model, data.images, seed=0)
-    assert float(auroc(result.mask, data.masks).nanmean()) > 0.9
+    # The mask is the returned image's: often binary (the top share of pixels restored), all zero
+    # where the flat reference kept the prediction, all one where nothing simpler did. Where it
+    # says something, most of it sits on the marker (1.6 % of the image).
+    flat = result.mask.flatten(1)
+    says = flat.amax(1) > flat.amin(1)
+    assert int(says.sum()) >= 10
+    assert float(relevance_mass(result.mask, data.masks)[says].mean()) > 0.5
+    assert float(auroc(result.mask, data.masks)[says].mean()) > 0.8
 
 
 def test_latent_path_from_the_prior_mode_reduces_bits():

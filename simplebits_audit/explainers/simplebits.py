@@ -53,6 +53,7 @@ from .._helpers import Transform, as_tuple, blur, model_guard, resolve_target, s
 from .._validation import RANGE_TOLERANCE
 from ..estimators import BitEstimator, load_estimator
 from ..simplification import SimplificationResult, Simplifier, simplify
+from ..simplification.heads import probabilities
 from ..simplification.learned import load_simplifier
 from ..spaces import Spaces, make_spaces
 
@@ -109,8 +110,10 @@ def _segment_ablation(result, forward_func, to_model, additional_forward_args, n
     mask = superpixels(simplified, n_segments=n_segments)  # (B, 1, H, W)
     baseline = segment_means(simplified, mask)  # every segment replaced by its mean colour
 
+    head = result.settings.get("head", "softmax")
+
     def prob(x: torch.Tensor, *args: Any) -> torch.Tensor:
-        return torch.softmax(forward_func(to_model(x), *args), 1)
+        return probabilities(forward_func(to_model(x), *args), head)
 
     ablation = FeatureAblation(prob)
     attr = ablation.attribute(

@@ -3,7 +3,9 @@
 :func:`simplify` is the one entry point; every engine returns a :class:`SimplificationResult`.
 
 * ``result`` -- :class:`SimplificationResult`, what every engine returns;
-* ``common`` -- what engines share: the keep rule, 8-bit rounding, the guarded classifier and
+* ``heads`` -- output heads (softmax, sigmoid): probabilities, the task term and the keep rule
+  (:class:`~simplebits_audit.simplification.heads.Decision`);
+* ``common`` -- what engines share: 8-bit rounding, the guarded classifier (and its gradient-path check) and
   :func:`~simplebits_audit.simplification.common.path_result` (the simplest kept snapshot);
 * ``engine`` -- :func:`simplify` and the gradient engine: pixel logits from the original, or Glow
   latents, optimised along one continuation run of the knob;
@@ -16,12 +18,12 @@
   gradient matching with a bits penalty, and :func:`evaluate_condensed`.
 """
 
-from .common import NON_TOP_TARGET_FRACTION, Keep
 from .condense import CondensedSet, condense, evaluate_condensed
 from .engine import simplify
+from .heads import HEADS, NON_TOP_TARGET_FRACTION, Decision, Keep
 from .joint import Tradeoff, TrainingResult, tradeoff, train_with_simplification
 from .learned import Simplifier, evaluate_simplifier, train_simplifier
 from .result import SimplificationResult
 
-__all__ = ["NON_TOP_TARGET_FRACTION", "CondensedSet", "Keep", "SimplificationResult", "Simplifier", "condense", "evaluate_condensed", "evaluate_simplifier", "simplify",
+__all__ = ["HEADS", "NON_TOP_TARGET_FRACTION", "CondensedSet", "Decision", "Keep", "SimplificationResult", "Simplifier", "condense", "evaluate_condensed", "evaluate_simplifier", "simplify",
            "tradeoff", "Tradeoff", "TrainingResult", "train_simplifier", "train_with_simplification"]

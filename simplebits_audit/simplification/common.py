@@ -15,39 +15,15 @@ import time
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from .._helpers import ForwardFunc, check_logits
 from .._validation import check_pixel_images
 from ..estimators import BitEstimator
 from ..spaces import Spaces
+from .heads import Decision, Keep, check_keep, probabilities
 from .result import SimplificationResult
 
-#: ``"top1"`` (keep the top class) or a fraction in (0, 1] of the target's probability to keep.
-Keep = str | float
-
-#: With ``keep="top1"`` a target that was not the original's top class must keep this share of its probability.
-NON_TOP_TARGET_FRACTION = 0.9
-
-
-def check_keep(keep: Keep) -> None:
-    """``ValueError`` naming ``keep`` unless it is ``"top1"`` or a fraction in (0, 1]."""
-    if isinstance(keep, str):
-        if keep != "top1":
-            raise ValueError(f"keep: expected 'top1' or a fraction in (0, 1], got {keep!r}")
-    elif not (isinstance(keep, (int, float)) and 0 < float(keep) <= 1):
-        raise ValueError(f"keep: expected 'top1' or a fraction in (0, 1], got {keep!r}")
-
-
-def kept(keep: Keep, probs: torch.Tensor, target: torch.Tensor, prob_before: torch.Tensor, top_before: torch.Tensor) -> torch.Tensor:
-    """Whether each image's probabilities ``probs`` (B, K) satisfy ``keep`` for ``target`` (B,): bool (B,)."""
-    target_prob = probs.gather(1, target[:, None])[:, 0]
-    if keep == "top1":
-        # A class the model did not predict cannot "stay top-1": keep most of its probability instead.
-        relative = target_prob >= NON_TOP_TARGET_FRACTION * prob_before
-        return torch.where(top_before == target, probs.argmax(1) == target, relative)
-    return target_prob >= float(keep) * prob_before
-
+__all__ = ["Classifier", "Decision", "Keep", "check_keep", "evaluate", "guarded_step", "path_result", "round_8bit", "snapshot_steps"]
 
 def round_8bit(x: torch.Tensor, straight_through: bool) -> torch.Tensor:
     """Pixels (B, C, H, W) rounded to 8 bits; with ``straight_through`` the gradient passes unchanged."""
@@ -56,14 +32,58 @@ def round_8bit(x: torch.Tensor, straight_through: bool) -> torch.Tensor:
 
 
 class Classifier:
-    """Calls the user's forward function on pixel images and checks its output; never touches its parameters."""
+    """Calls the user's forward function on pixel images and checks its output; never touches its parameters.
 
-    def __init__(self, forward_func: ForwardFunc, spaces: Spaces, extra_args: tuple) -> None:
-        self.forward_func, self.spaces, self.extra_args = forward_func, spaces, extra_args
+    Work outside the model happens in float32; ``input_dtype`` is what the model takes (a bf16 or
+    fp16 model gets its own dtype, its logits come back as float32).
+    """
+
+    def __init__(self, forward_func: ForwardFunc, spaces: Spaces, extra_args: tuple, input_dtype: torch.dtype = torch.float32) -> None:
+        self.forward_func, self.spaces, self.extra_args, self.input_dtype = forward_func, spaces, extra_args, input_dtype
 
     def logits(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Logits (B, K) of pixel images (B, C, H, W)."""
-        return check_logits(self.forward_func(self.spaces.to_model(pixels), *self.extra_args), pixels.shape[0])
+        """Logits (B, K), float32, of pixel images (B, C, H, W)."""
+        try:
+            out = self.forward_func(self.spaces.to_model(pixels).to(self.input_dtype), *self.extra_args)
+        except ValueError as err:
+            if "Expected more than 1 value per channel" in str(err):
+                raise ValueError(
+                    "forward_func: BatchNorm in training mode cannot take a batch of 1 image; call model.eval() before explaining"
+                ) from err
+            raise
+        return check_logits(out, pixels.shape[0]).float()
+
+    def check_gradient_path(self, pixels: torch.Tensor, target: torch.Tensor) -> None:
+        """Refuse, before any work, a classifier whose logits do not reach back to the image.
+
+        One backward pass of the ``target`` logit of the first image of ``pixels`` (B, C, H, W).
+        Each way the gradient can fail has its own one-line ``ValueError`` / ``RuntimeError``: autograd
+        off (``torch.inference_mode``), no path (a ``.detach()``, numpy or ``torch.no_grad`` inside
+        the forward), an autograd error inside the model, a non-finite or an all-zero gradient.
+        """
+        if torch.is_inference_mode_enabled():
+            raise RuntimeError("forward_func: called inside torch.inference_mode(), where autograd is off; simplification needs "
+                               "gradients with respect to the image: call it outside inference_mode")
+        x = pixels[:1].detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            score = self.logits(x)[0, int(target[0])]
+            if not score.requires_grad:
+                raise ValueError("forward_func: the logits do not depend on the image through autograd (no gradient path: a .detach(), "
+                                 "numpy or torch.no_grad inside forward?); simplification needs gradients with respect to the image")
+            try:
+                (grad,) = torch.autograd.grad(score, x, allow_unused=True)
+            except RuntimeError as err:
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise RuntimeError(f"forward_func: autograd failed on the first image ({first}); simplification needs gradients "
+                                   "with respect to the image") from err
+        if grad is None:
+            raise ValueError("forward_func: the logits do not depend on the image through autograd (no gradient path); "
+                             "simplification needs gradients with respect to the image")
+        if not bool(torch.isfinite(grad).all()):
+            raise ValueError("forward_func: the gradient of the target logit with respect to the image is not finite on the first image")
+        if not bool((grad != 0).any()):
+            raise ValueError("forward_func: the gradient of the target logit with respect to the image is zero everywhere on the first "
+                             "image (a blocked path, e.g. a hard threshold or rounding inside forward, or a constant model)")
 
 
 def labelled_tensors(data: Any, name: str = "data") -> tuple[torch.Tensor, torch.Tensor, list[str] | None]:
@@ -117,24 +137,6 @@ def snapshot_steps(steps: int, n_snapshots: int) -> set[int]:
     return {round((i + 1) * steps / n_snapshots) - 1 for i in range(n_snapshots)}
 
 
-def task_loss(
-    logits: torch.Tensor, logits_before: torch.Tensor, target: torch.Tensor, objective: str,
-    temperature: tuple[float, float], generator: torch.Generator,
-) -> torch.Tensor:
-    """D_task per image (B,) under a softened classifier: KL to the original's distribution or CE to ``target``.
-
-    The logits are divided by a temperature drawn uniformly from ``temperature`` (the paper's
-    softening), so saturated outputs still give gradients.
-    """
-    t_lo, t_hi = temperature
-    temp = t_lo + (t_hi - t_lo) * float(torch.rand((), generator=generator))
-    log_q = F.log_softmax(logits / temp, 1)
-    if objective == "kl":
-        log_p = F.log_softmax(logits_before / temp, 1)
-        return (log_p.exp() * (log_p - log_q)).sum(1)
-    return -log_q.gather(1, target[:, None])[:, 0]
-
-
 def guarded_step(
     optimizer: torch.optim.Optimizer, tensors: list[torch.Tensor], grads: tuple[torch.Tensor, ...],
     per_image_loss: torch.Tensor, active: torch.Tensor,
@@ -164,10 +166,10 @@ def guarded_step(
 
 
 @torch.no_grad()
-def evaluate(classifier: Classifier, estimator: BitEstimator, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reported (8-bit, fixed dequantisation) bits (B,) and probabilities (B, K) of pixel images."""
+def evaluate(classifier: Classifier, estimator: BitEstimator, pixels: torch.Tensor, head: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reported (8-bit, fixed dequantisation) bits (B,) and probabilities (B, K) under ``head`` of pixel images."""
     rounded = round_8bit(pixels, False)
-    return estimator.bits(rounded), F.softmax(classifier.logits(rounded).float(), 1)
+    return estimator.bits(rounded), probabilities(classifier.logits(rounded), head)
 
 
 @torch.no_grad()
@@ -176,9 +178,7 @@ def path_result(
     original: torch.Tensor,
     spaces: Spaces,
     estimator: BitEstimator,
-    keep: Keep,
-    target: torch.Tensor,
-    probs_before: torch.Tensor,
+    decision: Decision,
     bits_map_before: torch.Tensor,
     path_images: list[torch.Tensor],
     path_bits: list[torch.Tensor],
@@ -188,19 +188,18 @@ def path_result(
     steps: int,
     started: float,
     settings: dict[str, Any],
-    mask: torch.Tensor | None = None,
+    path_masks: list[torch.Tensor] | None = None,
     path_labels: list[str] | None = None,
     path_bits_maps: list[torch.Tensor] | None = None,
-    path_masks: list[torch.Tensor] | None = None,
 ) -> SimplificationResult:
-    """Choose, per image, the simplest snapshot that keeps the prediction, and measure it.
+    """Choose, per image, the simplest snapshot that keeps the decision, and measure it.
 
     Parameters
     ----------
     original : Tensor (B, C, H, W)
         The pixel images.
-    target, probs_before : Tensor (B,), Tensor (B, K)
-        The class kept per image and the original's probabilities.
+    decision : Decision
+        The original answer and the keep rule (:mod:`~simplebits_audit.simplification.heads`).
     bits_map_before : Tensor (B, 1, H, W)
         Bits per pixel of the 8-bit original.
     path_images, path_bits, path_probs : lists of S tensors (B, C, H, W), (B,), (B, K)
@@ -211,22 +210,22 @@ def path_result(
         False for images whose loss or gradient turned non-finite.
     started : float
         ``time.perf_counter()`` when the work began.
-    mask, path_labels : optional
-        Passed through to the result (the mask engine's mask and snapshot names).
+    path_masks : list of S tensors (B, 1, H, W), optional
+        Each snapshot's mask (engines that blend towards a reference): the result's ``mask`` is the
+        chosen snapshot's, so the mask always describes the returned image.
+    path_labels : list of S str, optional
+        Snapshot names.
     path_bits_maps : list of S tensors (B, 1, H, W), optional
         The snapshots' bits maps when the engine has them (saves rating the chosen images again).
-    path_masks : list of S tensors (B, 1, H, W), optional
-        Each snapshot's mask: the result's ``mask`` is then the chosen snapshot's (instead of ``mask``).
     """
     batch, device = original.shape[0], original.device
     dims = math.prod(original.shape[1:])
-    prob_before = probs_before.gather(1, target[:, None])[:, 0]
+    target, probs_before = decision.target, decision.probs_before
     bits_before = path_bits[0]
     images = torch.stack(path_images)  # (S, B, C, H, W)
     bits_path = torch.stack(path_bits)  # (S, B)
     probs_path = torch.stack(path_probs)  # (S, B, K)
-    top_before = probs_before.argmax(1)
-    kept_path = torch.stack([kept(keep, p, target, prob_before, top_before) for p in probs_path])
+    kept_path = torch.stack([decision.kept(p) for p in probs_path])
     snapshots_ok = torch.isfinite(bits_path) & torch.isfinite(probs_path).all(2)
     score = torch.where(kept_path & snapshots_ok, bits_path, torch.full_like(bits_path, math.inf))
     any_kept = torch.isfinite(score).any(0)
@@ -237,11 +236,8 @@ def path_result(
     probs_after = probs_path[choice, idx]
     kept_now = kept_path[choice, idx]
     bits_map_after = torch.stack(path_bits_maps)[choice, idx] if path_bits_maps is not None else estimator.bits_map(simplified)
-    if path_masks is not None:
-        mask = torch.stack(path_masks)[choice, idx]
+    mask = torch.stack(path_masks)[choice, idx] if path_masks is not None else None
     bits_after = bits_map_after.flatten(1).sum(1)
-    log_after = torch.log(probs_after.clamp_min(1e-30))
-    kl = (probs_before * (torch.log(probs_before.clamp_min(1e-30)) - log_after)).sum(1)
     status = ["non-finite" if not a else ("ok" if k else "not kept") for a, k in zip(active.tolist(), kept_now.tolist())]
     return SimplificationResult(
         original=original,
@@ -255,11 +251,11 @@ def path_result(
         bits_map_after=bits_map_after,
         probs_before=probs_before,
         probs_after=probs_after,
-        pred_before=probs_before.argmax(1),
-        pred_after=probs_after.argmax(1),
+        pred_before=decision.predictions(probs_before),
+        pred_after=decision.predictions(probs_after),
         target=target,
-        target_prob_delta=probs_after.gather(1, target[:, None])[:, 0] - prob_before,
-        kl=kl,
+        target_prob_delta=probs_after.gather(1, target[:, None])[:, 0] - decision.prob_before,
+        kl=decision.kl(probs_after),
         kept=kept_now,
         lambda_chosen=torch.tensor(path_lambdas, device=device)[choice],
         path_lambdas=torch.tensor(path_lambdas),

@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from rich.progress import Progress
 
 from .._helpers import ForwardFunc, Transform, as_tuple, model_guard, resolve_target
 from .._validation import check_finite, check_pixel_images
 from ..estimators import BitEstimator, Glow, load_estimator
 from ..spaces import make_spaces
-from .common import Classifier, Keep, check_keep, evaluate, guarded_step, path_result, round_8bit, snapshot_steps, task_loss
+from .common import Classifier, Decision, guarded_step, path_result, round_8bit, snapshot_steps, evaluate
+from .heads import Keep, check_head, check_keep, check_outputs
 from .learned import Simplifier, as_simplifier, learned_engine
 from .mask import REFERENCES, mask_engine
 from .result import SimplificationResult
@@ -84,6 +84,8 @@ def simplify(
     estimator: BitEstimator | str | None = None,
     additional_forward_args: Any = None,
     objective: str = "kl",
+    head: str = "softmax",
+    threshold: float = 0.5,
     parameterization: str = "mask",
     latent_init: str = "prior",
     keep: Keep = "top1",
@@ -123,7 +125,17 @@ def simplify(
     additional_forward_args : any, optional
         Passed to ``forward_func`` after the inputs (Captum convention).
     objective : {"kl", "ce"}
-        Keep the whole predicted distribution (KL) or the target class (cross-entropy).
+        Keep the whole predicted distribution (KL) or the target class (cross-entropy). With a
+        sigmoid head: the summed per-label Bernoulli KL, or the binary cross-entropy of each kept
+        label towards its original side.
+    head : {"softmax", "sigmoid"}
+        The classifier's output head (:mod:`~simplebits_audit.simplification.heads`): one softmax
+        over K classes, or one sigmoid per label (binary with a (B, 1) output, or multi-label).
+        A (B, 1) output under ``"softmax"`` is a ``ValueError`` (its softmax is always 1).
+    threshold : float
+        Sigmoid head: a label is on when its probability is at least this; keeping the decision
+        means every kept label stays on the same side (the ``target`` label, or with no target
+        every label the model switched on; if none was on, all stay off).
     parameterization : {"mask", "pixels", "latent"}
         What the optimiser moves. ``"mask"``: a smooth mask between the original and a simple
         reference image, started near the simple end (:mod:`~simplebits_audit.simplification.mask`);
@@ -133,7 +145,9 @@ def simplify(
     keep : "top1" or float
         Which snapshots count as keeping the prediction: same top class as ``target`` (for a target
         the original did not rank first: at least 90% of its original probability), or target
-        probability at least this fraction of the original's.
+        probability at least this fraction of the original's. Sigmoid head: ``"top1"`` means every
+        kept label on the same side of ``threshold``; a fraction also asks that share of each kept
+        label's probability of its side.
     steps : int, optional
         Optimisation steps (Adam). Default: see :data:`ENGINE_DEFAULTS` (30 for the mask, 60 otherwise).
     lr : float, optional
@@ -173,13 +187,24 @@ def simplify(
         (warm-started; ``lr`` and ``lambda_*`` apply). 0: the learned output only, choosing the
         simplest kept image among the learned mask shifted towards the original.
     seed : int
-        Same seed, same result on the same machine.
+        Same seed, same result on the same machine: the engine's own random numbers and the
+        model's (Dropout in a train-mode model) are drawn from generators seeded with it; the
+        global RNG is forked, so the caller's random stream is left as it was.
     show_progress : bool
         Show a rich progress bar.
 
     Returns
     -------
     SimplificationResult
+        ``probs_before`` / ``probs_after`` are the head's probabilities (B, K). Tensors are float32
+        whatever the model's dtype (bits and 8-bit rounding are computed in float32).
+
+    Raises
+    ------
+    ValueError, RuntimeError
+        Before any work: bad options, shapes or values, a (B, 1) output under the softmax head,
+        a classifier whose logits do not reach the image through autograd (checked with one
+        backward pass on the first image), ``torch.inference_mode``.
     """
     # ---- validate everything before any long work
     if objective not in ("kl", "ce"):
@@ -200,6 +225,7 @@ def simplify(
     if latent_init not in ("prior", "input"):
         raise ValueError(f"latent_init: expected 'prior' or 'input', got {latent_init!r}")
     check_keep(keep)
+    check_head(head, threshold)
     if simplifier is not None and parameterization != "mask":
         raise ValueError(f"simplifier: a learned simplifier predicts a mask; it needs parameterization='mask', got {parameterization!r}")
     if not (isinstance(refine_steps, int) and refine_steps >= 0):
@@ -216,16 +242,20 @@ def simplify(
         raise ValueError(f"inputs: expected a tensor of shape (B, C, H, W), got {getattr(inputs, 'shape', type(inputs).__name__)}")
     check_finite(inputs, "inputs")
     spaces = make_spaces(normalization, transforms)
-    device, dtype = inputs.device, inputs.dtype if inputs.is_floating_point() else torch.float32
+    # Everything outside the model runs in float32 (bits of a bf16 image differ, and bf16 cannot
+    # hold the 8-bit grid); the model gets its own dtype.
+    device, model_dtype = inputs.device, inputs.dtype if inputs.is_floating_point() else torch.float32
+    if inputs.is_inference():  # made under torch.inference_mode: an ordinary copy can enter autograd
+        inputs = inputs.clone()
     with torch.no_grad():
-        pixels = check_pixel_images(spaces.to_pixels(inputs.detach().to(dtype)), "inputs (in pixel space)")
+        pixels = check_pixel_images(spaces.to_pixels(inputs.detach().float()), "inputs (in pixel space)")
     if not isinstance(estimator, BitEstimator):
         estimator = load_estimator(estimator, device=device)
     if parameterization == "latent" and not isinstance(estimator, Glow):
         raise ValueError(f"estimator: parameterization='latent' needs a Glow estimator, got {estimator.name!r}")
     settings = {
         "objective": objective, "parameterization": parameterization, "latent_init": latent_init,
-        "keep": keep, "steps": steps, "lr": lr, "lambda_start": lambda_start, "lambda_end": lambda_end,
+        "keep": keep, "head": head, "threshold": threshold, "steps": steps, "lr": lr, "lambda_start": lambda_start, "lambda_end": lambda_end,
         "temperature": list(temperature), "estimator": estimator.name, "seed": seed,
     }
     if simplifier is not None:
@@ -236,21 +266,28 @@ def simplify(
     elif parameterization == "mask":
         settings.update(mask_size=mask_size, mask_init=mask_init, reference=reference)
     started = time.perf_counter()
-    # The guard restores the model whatever happens (BatchNorm statistics of a train-mode model included).
-    with model_guard(forward_func):
-        classifier = Classifier(forward_func, spaces, as_tuple(additional_forward_args))
+    # The guard restores the model whatever happens (BatchNorm statistics of a train-mode model included);
+    # the forked RNG, seeded, makes the model's own randomness (Dropout) part of ``seed``.
+    devices = [device] if device.type == "cuda" else []
+    with model_guard(forward_func), torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        classifier = Classifier(forward_func, spaces, as_tuple(additional_forward_args), model_dtype)
         with torch.no_grad():
-            logits_before = classifier.logits(pixels).float()
-        target_t = resolve_target(target, pixels.shape[0], n_classes=logits_before.shape[1], predict=lambda: logits_before, device=device)
+            logits_before = classifier.logits(pixels)
+        check_outputs(logits_before.shape[1], head)
+        target_t = resolve_target(target, pixels.shape[0], n_classes=logits_before.shape[1], device=device)
+        decision = Decision.of(logits_before, target_t, head=head, threshold=threshold, keep=keep)
+        if simplifier is None or refine_steps > 0:
+            classifier.check_gradient_path(pixels, decision.target)
         if simplifier is not None:
             return learned_engine(
-                classifier, estimator, simplifier, pixels, logits_before, target_t, keep=keep, refine_steps=refine_steps, settings=settings,
+                classifier, estimator, simplifier, pixels, decision, refine_steps=refine_steps, settings=settings,
                 started=started, objective=objective, lr=lr, lambda_start=lambda_start, lambda_end=lambda_end, n_snapshots=n_snapshots,
                 temperature=temperature, seed=seed, show_progress=show_progress,
             )
         if parameterization == "mask":
             return mask_engine(
-                classifier, estimator, pixels, logits_before, target_t, objective=objective, keep=keep, steps=steps, lr=lr,
+                classifier, estimator, pixels, decision, objective=objective, steps=steps, lr=lr,
                 lambda_start=lambda_start, lambda_end=lambda_end, mask_size=mask_size, mask_init=mask_init, reference=reference,
                 n_snapshots=n_snapshots, temperature=temperature, seed=seed, show_progress=show_progress, settings=settings, started=started,
             )
@@ -258,7 +295,7 @@ def simplify(
             _LatentParams(estimator, round_8bit(pixels, False), latent_init) if parameterization == "latent" else _PixelParams(pixels)
         )
         return _continuation(
-            classifier, estimator, params, pixels, logits_before, target_t, objective=objective, keep=keep, steps=steps, lr=lr,
+            classifier, estimator, params, pixels, decision, objective=objective, steps=steps, lr=lr,
             adam_eps=adam_eps, lambda_start=lambda_start, lambda_end=lambda_end, n_snapshots=n_snapshots, temperature=temperature,
             straight_through_rounding=straight_through_rounding, dequantization_noise=dequantization_noise, seed=seed,
             show_progress=show_progress, settings=settings, started=started,
@@ -266,15 +303,15 @@ def simplify(
 
 
 def _continuation(
-    classifier: Classifier, estimator: BitEstimator, params: Any, pixels: torch.Tensor, logits_before: torch.Tensor, target_t: torch.Tensor, *,
-    objective: str, keep: Keep, steps: int, lr: float, adam_eps: float, lambda_start: float, lambda_end: float, n_snapshots: int,
+    classifier: Classifier, estimator: BitEstimator, params: Any, pixels: torch.Tensor, decision: Decision, *,
+    objective: str, steps: int, lr: float, adam_eps: float, lambda_start: float, lambda_end: float, n_snapshots: int,
     temperature: tuple[float, float], straight_through_rounding: bool, dequantization_noise: bool, seed: int, show_progress: bool,
     settings: dict[str, Any], started: float,
 ) -> SimplificationResult:
     """Adam on ``params`` while lambda grows geometrically; snapshots along the way; the simplest kept one returned."""
     batch, device = pixels.shape[0], pixels.device
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    probs_before = F.softmax(logits_before, 1)
+    probs_before = decision.probs_before
     # Gradients are taken of the loss in bits (bpd * dims), so ``adam_eps`` is in bits per unit
     # step whatever the image size.
     dims = math.prod(pixels.shape[1:])
@@ -294,7 +331,7 @@ def _continuation(
         for step, lam in enumerate(lambdas):
             with torch.enable_grad():
                 x_new = round_8bit(params.image(), straight_through_rounding)
-                loss = task_loss(classifier.logits(x_new).float(), logits_before, target_t, objective, temperature, generator)
+                loss = decision.task_loss(classifier.logits(x_new), objective, temperature, generator)
                 bpd = estimator.bpd(x_new, noise=dequantization_noise, generator=generator)
                 per_image = loss + lam * bpd
                 grads = torch.autograd.grad(per_image.sum() * dims, params.tensors())
@@ -302,7 +339,7 @@ def _continuation(
             if step in snapshots:
                 with torch.no_grad():
                     snap = round_8bit(params.image(), False)
-                    bits, probs = evaluate(classifier, estimator, snap)
+                    bits, probs = evaluate(classifier, estimator, snap, decision.head)
                 path_images.append(snap)
                 path_bits.append(bits)
                 path_probs.append(probs)
@@ -310,7 +347,7 @@ def _continuation(
             progress.advance(task)
 
     return path_result(
-        original=pixels, spaces=classifier.spaces, estimator=estimator, keep=keep, target=target_t, probs_before=probs_before,
-        bits_map_before=bits_map_before, path_images=path_images, path_bits=path_bits, path_probs=path_probs, path_lambdas=path_lambdas,
-        active=active, steps=steps, started=started, settings=settings,
+        original=pixels, spaces=classifier.spaces, estimator=estimator, decision=decision, bits_map_before=bits_map_before,
+        path_images=path_images, path_bits=path_bits, path_probs=path_probs, path_lambdas=path_lambdas, active=active, steps=steps,
+        started=started, settings=settings,
     )

@@ -46,7 +46,8 @@ from .._io import load_saved, save_torch
 from .._validation import check_pixel_images
 from ..estimators import BitEstimator, load_estimator
 from ..spaces import make_spaces
-from .common import Classifier, Keep, kept, path_result, round_8bit, task_loss
+from .common import Classifier, Decision, path_result, round_8bit
+from .heads import check_head, check_outputs, probabilities
 from .mask import REFERENCES, mask_engine, reference_image
 from .result import SimplificationResult
 
@@ -252,8 +253,8 @@ MASK_OFFSETS = (1.0, 2.0, 4.0, 8.0)
 
 
 def learned_engine(
-    classifier: Classifier, estimator: BitEstimator, simplifier: Simplifier, pixels: torch.Tensor, logits_before: torch.Tensor,
-    target: torch.Tensor, *, keep: Keep, refine_steps: int, settings: dict[str, Any], started: float, **refine: Any,
+    classifier: Classifier, estimator: BitEstimator, simplifier: Simplifier, pixels: torch.Tensor, decision: Decision, *,
+    refine_steps: int, settings: dict[str, Any], started: float, **refine: Any,
 ) -> SimplificationResult:
     """Simplify with ``simplifier``'s mask; with ``refine_steps`` > 0 the mask engine refines it per image.
 
@@ -261,27 +262,27 @@ def learned_engine(
     whose learned output loses the prediction, the first of the learned mask's shifts towards the
     original (:data:`MASK_OFFSETS`) that keeps it (tried on those images only, so an image costs
     about two classifier passes); the simplest kept of these is returned. With refinement the mask
-    engine starts from the learned mask's logits (``refine`` are its options).
+    engine starts from the learned mask's logits (``refine`` are its options). The result's mask
+    is always the returned image's (all ones where the original itself comes back).
     """
     original_8bit = round_8bit(pixels, False)
     with torch.no_grad():
         grid = simplifier.mask_logits(original_8bit)
     if refine_steps > 0:
         return mask_engine(
-            classifier, estimator, pixels, logits_before, target, keep=keep, steps=refine_steps, reference=simplifier.config["reference"],
+            classifier, estimator, pixels, decision, steps=refine_steps, reference=simplifier.config["reference"],
             mask_size=simplifier.config["mask_size"], mask_init=simplifier.config["mask_init"], settings=settings, started=started,
             init_logits=grid, **refine,
         )
     with torch.no_grad():
-        probs_before = F.softmax(logits_before, 1)
-        prob_before, top_before = probs_before.gather(1, target[:, None])[:, 0], probs_before.argmax(1)
+        probs_before = decision.probs_before
         ref = simplifier.reference(original_8bit)
 
         def candidate(rows: torch.Tensor, offset: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
             m = simplifier.grid_to_mask(grid[rows], pixels.shape[-2:], offset)
             image = round_8bit(m * original_8bit[rows] + (1 - m) * ref[rows], False)
-            probs = F.softmax(classifier.logits(image).float(), 1)
-            return image, probs, kept(keep, probs, target[rows], prob_before[rows], top_before[rows]), m
+            probs = probabilities(classifier.logits(image), decision.head)
+            return image, probs, decision.rows(rows).kept(probs), m
 
         every = torch.arange(len(pixels), device=pixels.device)
         learned_image, learned_probs, learned_kept, learned_mask = candidate(every, 0.0)
@@ -293,10 +294,9 @@ def learned_engine(
             image, probs, ok, m = candidate(pending, offset)
             fallback[pending[ok]], fallback_probs[pending[ok]], fallback_mask[pending[ok]] = image[ok], probs[ok], m[ok]
             pending = pending[~ok]
-        # Nothing kept: the fallback is the original itself; its mask stays the learned one (as the
-        # mask engine keeps its last mask when no step kept the prediction).
-        fallback[pending], fallback_probs[pending] = original_8bit[pending], probs_before[pending]
-        fallback_mask[pending] = learned_mask[pending]
+        # Nothing kept: the fallback is the original itself, and so is its mask (all ones).
+        ones = torch.ones_like(learned_mask)
+        fallback[pending], fallback_probs[pending], fallback_mask[pending] = original_8bit[pending], probs_before[pending], 1.0
         maps = [estimator.bits_map(original_8bit), estimator.bits_map(learned_image)]
         shifted = every[~learned_kept & ~torch.isin(every, pending)]  # rows whose fallback is a shifted mask
         fallback_map = maps[1].clone()
@@ -305,12 +305,12 @@ def learned_engine(
             fallback_map[shifted] = estimator.bits_map(fallback[shifted])
         maps.append(fallback_map)
     return path_result(
-        original=pixels, spaces=classifier.spaces, estimator=estimator, keep=keep, target=target, probs_before=probs_before,
+        original=pixels, spaces=classifier.spaces, estimator=estimator, decision=decision,
         bits_map_before=maps[0], path_images=[original_8bit, learned_image, fallback], path_bits=[m.flatten(1).sum(1) for m in maps],
         path_probs=[probs_before, learned_probs, fallback_probs], path_lambdas=[0.0] + [float(simplifier.card.get("lam", 1.0))] * 2,
         active=torch.ones(len(pixels), dtype=torch.bool, device=pixels.device), steps=0, started=started, settings=settings,
         path_labels=["original", "learned mask", "learned mask shifted until kept"], path_bits_maps=maps,
-        path_masks=[learned_mask, learned_mask, fallback_mask],
+        path_masks=[ones, learned_mask, fallback_mask],
     )
 
 
@@ -434,32 +434,35 @@ def _collate_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
 def simplifier_loss(
     simplifier: nn.Module, classifier: Classifier, estimator: BitEstimator, pixels: torch.Tensor, *,
     lam: float, margin: float, objective: str = "kl", labels: torch.Tensor | None = None,
-    temperature: tuple[float, float] = (1.0, 1.5), generator: torch.Generator | None = None,
+    temperature: tuple[float, float] = (1.0, 1.5), generator: torch.Generator | None = None, head: str = "softmax", threshold: float = 0.5,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The training objective on one batch of pixel images (B, C, H, W): mean loss (in bits per dimension) and stats.
 
     ``objective="kl"`` keeps the classifier's own distribution (no labels needed); ``"ce"`` keeps
     ``labels``. The bits term of an image counts only while its simplified version keeps the top
-    class (the label for ``"ce"``) by a log-probability ``margin``.
+    class (the label for ``"ce"``) by a log-probability ``margin`` (sigmoid ``head``: every kept
+    label stays on its side of ``threshold`` by ``margin`` in log-odds; see
+    :class:`~simplebits_audit.simplification.heads.Decision`).
     """
     with torch.no_grad():
-        logits_before = classifier.logits(pixels).float()
-    target = logits_before.argmax(1) if labels is None or objective == "kl" else labels.to(pixels.device)
+        logits_before = classifier.logits(pixels)
+    target = None if labels is None or objective == "kl" else labels.to(pixels.device)
+    decision = Decision.of(logits_before, target, head=head, threshold=threshold)
     simplified = simplifier(pixels)
-    logits = classifier.logits(simplified).float()
-    task = task_loss(logits, logits_before, target, objective, temperature, generator or torch.Generator().manual_seed(0))
+    logits = classifier.logits(simplified)
+    task = decision.task_loss(logits, objective, temperature, generator or torch.Generator().manual_seed(0))
     bpd = estimator.bpd(simplified)
-    log_q = F.log_softmax(logits, 1)
-    gap = _gap(log_q, target)
+    gap = decision.margin(logits)
     # An image the classifier was less sure of than ``margin`` must keep its own original gap.
-    required = torch.minimum(_gap(F.log_softmax(logits_before, 1), target), torch.full_like(gap, margin))
+    required = torch.minimum(decision.margin(logits_before), torch.full_like(gap, margin))
     holds = (gap >= required).detach()
     with torch.no_grad():
         bpd_before = estimator.bpd(round_8bit(pixels, False))
     loss = (task + lam * holds.to(bpd.dtype) * bpd).mean()
     stats = {
         "loss": float(loss.detach()), "task": float(task.detach().mean()), "bpd": float(bpd.detach().mean()),
-        "bits_kept": float((bpd.detach() / bpd_before).mean()), "top1_kept": float((log_q.argmax(1) == target).float().mean()),
+        "bits_kept": float((bpd.detach() / bpd_before).mean()),
+        "top1_kept": float(decision.kept(probabilities(logits.detach(), head), "top1").float().mean()),
         "margin_held": float(holds.float().mean()),
     }
     return loss, stats
@@ -474,12 +477,13 @@ def _gap(log_probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def evaluate_simplifier(
     simplifier: Simplifier, forward_func: ForwardFunc, images: torch.Tensor, *, estimator: BitEstimator | str | None = None,
     normalization: tuple[Sequence[float], Sequence[float]] | None = None, transforms: tuple[Transform, Transform] | None = None,
-    batch_size: int = 64,
+    batch_size: int = 64, head: str = "softmax", threshold: float = 0.5,
 ) -> dict[str, float]:
     """Held-out scores of the one-pass output on pixel images (N, C, H, W): top-1 kept, bits kept, images.
 
     ``bits_kept`` is the mean per-image ratio of the simplified 8-bit image's bits to the original's
-    under ``estimator``; ``top1_kept`` the share of images whose predicted class is unchanged.
+    under ``estimator``; ``top1_kept`` the share of images whose decision is unchanged (the predicted
+    class; for a sigmoid ``head`` every switched-on label, see :class:`~simplebits_audit.simplification.heads.Decision`).
     """
     check_pixel_images(images, "images")
     device = next(simplifier.parameters()).device
@@ -491,7 +495,8 @@ def evaluate_simplifier(
         for chunk in images.split(batch_size):
             x = round_8bit(chunk.to(device), False)
             s = simplifier(x)
-            same.append(classifier.logits(s).argmax(1) == classifier.logits(x).argmax(1))
+            decision = Decision.of(classifier.logits(x), None, head=head, threshold=threshold)
+            same.append(decision.kept(probabilities(classifier.logits(s), head), "top1"))
             ratios.append(estimator.bits(s) / estimator.bits(x))
     return {"top1_kept": float(torch.cat(same).float().mean()), "bits_kept": float(torch.cat(ratios).mean()), "images": len(images)}
 
@@ -507,6 +512,8 @@ def train_simplifier(
     batch_size: int | None = None,
     lr: float | None = None,
     objective: str = "kl",
+    head: str = "softmax",
+    threshold: float = 0.5,
     simplifier: Simplifier | None = None,
     held_out: torch.Tensor | None = None,
     normalization: tuple[Sequence[float], Sequence[float]] | None = None,
@@ -541,6 +548,9 @@ def train_simplifier(
         :data:`TRAINING_DEFAULTS`.
     objective : {"kl", "ce"}
         Keep the classifier's own predicted distribution (no labels needed) or the labels.
+    head, threshold : optional
+        The classifier's output head and, for ``"sigmoid"``, the decision threshold (as for
+        :func:`~simplebits_audit.simplify`).
     simplifier : Simplifier, optional
         Start from this network (trained in place; default: a new one, whose mask starts at 0.9,
         close to the identity).
@@ -572,6 +582,7 @@ def train_simplifier(
     settings = {k: TRAINING_DEFAULTS[k] if v is None else v for k, v in options.items()}
     if objective not in ("kl", "ce"):
         raise ValueError(f"objective: expected 'kl' or 'ce', got {objective!r}")
+    check_head(head, threshold)
     if not callable(forward_func):
         raise TypeError("forward_func: must be callable (a model or a function returning logits)")
     for name in ("lam", "margin"):
@@ -605,6 +616,7 @@ def train_simplifier(
     classifier = Classifier(forward_func, spaces, ())
     with model_guard(forward_func), torch.no_grad():
         n_classes = classifier.logits(first[:2]).shape[1]
+    check_outputs(n_classes, head)
     if objective == "ce" and first_labels is None:
         raise ValueError("objective: 'ce' needs labels, and data gives images only (use a Dataset of (image, label) or (images, labels) batches)")
 
@@ -616,7 +628,7 @@ def train_simplifier(
     fingerprint = model_fingerprint(forward_func)
     # ``steps`` may change between runs: training longer from a checkpoint equals training longer from the start.
     run_key = {
-        **{k: v for k, v in settings.items() if k != "steps"}, "objective": objective, "seed": seed, "world": world,
+        **{k: v for k, v in settings.items() if k != "steps"}, "objective": objective, "head": head, "threshold": threshold, "seed": seed, "world": world,
         "model_fingerprint": fingerprint, "config": net.config, "estimator": estimator.name, "data": data_description or type(data).__name__,
     }
     start_step, elapsed = 0, 0.0
@@ -655,7 +667,7 @@ def train_simplifier(
                 generator = torch.Generator().manual_seed(hash((seed, step, rank, 1)) % (2**63))
                 loss, stats = simplifier_loss(
                     model, classifier, estimator, images.to(device), lam=settings["lam"], margin=settings["margin"], objective=objective,
-                    labels=labels, generator=generator,
+                    labels=labels, generator=generator, head=head, threshold=threshold,
                 )
                 optimizer.zero_grad(set_to_none=True)
                 # Gradients for the simplifier only: nothing accumulates in the classifier's parameters,
@@ -677,10 +689,11 @@ def train_simplifier(
 
     net.eval().requires_grad_(False)
     scored = held_out if held_out is not None else batches.sample(256)
-    scores = evaluate_simplifier(net, forward_func, scored.to(device), estimator=estimator, normalization=normalization, transforms=transforms)
+    scores = evaluate_simplifier(net, forward_func, scored.to(device), estimator=estimator, normalization=normalization, transforms=transforms,
+                                 head=head, threshold=threshold)
     net.card = {
         "model_fingerprint": fingerprint, "n_classes": n_classes, "data": data_description or type(data).__name__,
-        "objective": objective, **settings, "seed": seed, "processes": world, "estimator": estimator.name,
+        "objective": objective, "head": head, "threshold": threshold, **settings, "seed": seed, "processes": world, "estimator": estimator.name,
         "training_seconds": round(seconds, 1), "torch_threads": torch.get_num_threads(),
         "held_out": {**scores, "split": "held_out" if held_out is not None else "training images (no held-out data given)"},
         "parameters": net.num_parameters, "final_running": {k: round(v, 4) for k, v in running.items()},

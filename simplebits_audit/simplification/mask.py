@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from rich.progress import Progress
 
 from ..estimators import BitEstimator
-from .common import Classifier, Keep, guarded_step, kept, path_result, round_8bit, snapshot_steps, task_loss
+from .common import Classifier, Decision, guarded_step, path_result, round_8bit, snapshot_steps
+from .heads import probabilities
 from .result import SimplificationResult
 
 #: Shares of pixels (ranked by the mask) restored to the original on the mask's path, simplest first.
@@ -93,34 +94,37 @@ def mask_order(mask: torch.Tensor) -> torch.Tensor:
     return (mask.flatten(1) + tie).argsort(1, descending=True)
 
 
-def insertion_images(pixels: torch.Tensor, reference: torch.Tensor, order: torch.Tensor, fraction: float) -> torch.Tensor:
-    """The top ``fraction`` of pixels by ``order`` (:func:`mask_order`) taken from ``pixels``, the rest from ``reference``."""
-    b, _, h, w = pixels.shape
+def insertion_mask(order: torch.Tensor, fraction: float, shape: tuple[int, int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The binary mask (B, 1, H, W) of the top ``fraction`` of pixels by ``order`` (:func:`mask_order`): 1 = the original's pixel."""
+    b, (h, w) = order.shape[0], shape
     n = round(fraction * h * w)
-    if n <= 0:
-        return reference.clone()
-    keep = torch.zeros(b, h * w, dtype=torch.bool, device=pixels.device)
-    keep.scatter_(1, order[:, :n], True)
-    return torch.where(keep.view(b, 1, h, w), pixels, reference)
+    keep = torch.zeros(b, h * w, dtype=dtype, device=order.device)
+    if n > 0:
+        keep.scatter_(1, order[:, :n], 1.0)
+    return keep.view(b, 1, h, w)
+
+
+def blend(pixels: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``mask * pixels + (1 - mask) * reference``, rounded to 8 bits: the image a mask (B, 1, H, W) describes."""
+    return round_8bit(mask * pixels + (1 - mask) * reference, False)
 
 
 def mask_engine(
-    classifier: Classifier, estimator: BitEstimator, pixels: torch.Tensor, logits_before: torch.Tensor, target: torch.Tensor, *,
-    objective: str, keep: Keep, steps: int, lr: float, lambda_start: float, lambda_end: float, mask_size: int, mask_init: float, reference: str,
+    classifier: Classifier, estimator: BitEstimator, pixels: torch.Tensor, decision: Decision, *,
+    objective: str, steps: int, lr: float, lambda_start: float, lambda_end: float, mask_size: int, mask_init: float, reference: str,
     n_snapshots: int, temperature: tuple[float, float], seed: int, show_progress: bool, settings: dict[str, Any], started: float,
     init_logits: torch.Tensor | None = None,
 ) -> SimplificationResult:
     """Optimise the mask (see the module docstring) and return the simplest kept snapshot.
 
     ``init_logits`` (B, 1, h, w) warm-starts the mask's logit grid (a learned simplifier's
-    prediction) instead of ``mask_init`` everywhere.
+    prediction) instead of ``mask_init`` everywhere. Every snapshot on the path carries its own
+    mask, and the result's mask is the returned image's: ``simplified == blend(x, r, mask)``.
     """
     batch, device = pixels.shape[0], pixels.device
     dims = math.prod(pixels.shape[1:])
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    probs_before = F.softmax(logits_before, 1)
-    prob_before = probs_before.gather(1, target[:, None])[:, 0]
-    top_before = probs_before.argmax(1)
+    probs_before = decision.probs_before
     original_8bit = round_8bit(pixels, False)
     ref = reference_image(original_8bit, reference)
     params = MaskParams(original_8bit, ref, mask_size, mask_init, init_logits)
@@ -130,12 +134,12 @@ def mask_engine(
         bits_map_before = estimator.bits_map(original_8bit)
     bits_before = bits_map_before.flatten(1).sum(1)
     snapshots = snapshot_steps(steps, n_snapshots)
-    path_images, path_bits, path_probs, path_lambdas = [original_8bit], [bits_before], [probs_before], [0.0]
+    ones = torch.ones(batch, 1, *pixels.shape[-2:], device=device, dtype=pixels.dtype)
+    path_images, path_bits, path_probs, path_lambdas, path_masks = [original_8bit], [bits_before], [probs_before], [0.0], [ones]
     labels = ["original"]
     # The simplest kept image seen at any step (the forward pass rates it anyway).
     best_bits = torch.full((batch,), math.inf, device=device)
-    best_image, best_probs = original_8bit.clone(), probs_before.clone()
-    best_mask = torch.ones(batch, 1, *pixels.shape[-2:], device=device, dtype=pixels.dtype)
+    best_image, best_probs, best_mask = original_8bit.clone(), probs_before.clone(), ones.clone()
     active = torch.ones(batch, dtype=torch.bool, device=device)
 
     with Progress(disable=not show_progress, transient=True) as progress:
@@ -144,15 +148,15 @@ def mask_engine(
             with torch.enable_grad():
                 m = params.mask()
                 x_new = round_8bit(params.image(m), True)
-                logits = classifier.logits(x_new).float()
-                loss = task_loss(logits, logits_before, target, objective, temperature, generator)
+                logits = classifier.logits(x_new)
+                loss = decision.task_loss(logits, objective, temperature, generator)
                 bpd = estimator.bpd(x_new)
                 with torch.no_grad():
-                    probs_now = F.softmax(logits, 1)
-                    kept_now = kept(keep, probs_now, target, prob_before, top_before)
+                    probs_now = probabilities(logits, decision.head)
+                    kept_now = decision.kept(probs_now)
                     # The gate is the same rule whatever ``keep`` asks, so runs with a looser ``keep``
                     # see the same path and can only choose a simpler image from it.
-                    holds = kept("top1", probs_now, target, prob_before, top_before)
+                    holds = decision.kept(probs_now, "top1")
                 # Bits are charged only while the prediction holds: the path stays just on the kept side.
                 per_image = loss + lam * holds.to(bpd.dtype) * bpd
                 grads = torch.autograd.grad(per_image.sum() * dims, params.tensors())
@@ -168,6 +172,7 @@ def mask_engine(
                     path_images.append(round_8bit(x_new.detach(), False))
                     path_bits.append(bits_now)
                     path_probs.append(probs_now)
+                    path_masks.append(m.detach())
                     labels.append(f"step {step + 1}")
                     path_lambdas.append(lam)
             active = guarded_step(optimizer, params.tensors(), grads, per_image, active)
@@ -175,27 +180,25 @@ def mask_engine(
 
     with torch.no_grad():
         found = torch.isfinite(best_bits)
-        last_mask = params.mask().detach()
-        # The mask of the simplest kept step is the explanation; images never kept fall back to the last mask.
-        final_mask = torch.where(found.view(-1, 1, 1, 1), best_mask, last_mask)
         path_images.append(best_image)
         path_bits.append(torch.where(found, best_bits, bits_before))
         path_probs.append(best_probs)
+        path_masks.append(best_mask)
         labels.append("simplest kept step")
         path_lambdas.append(lambda_end)
-        order = mask_order(last_mask)
+        order = mask_order(params.mask().detach())
         for fraction in reversed(INSERTION_FRACTIONS):
-            image = insertion_images(original_8bit, ref, order, fraction)
-            bits = estimator.bits(image)
-            probs = F.softmax(classifier.logits(image).float(), 1)
+            keep_mask = insertion_mask(order, fraction, pixels.shape[-2:], pixels.dtype)
+            image = blend(original_8bit, ref, keep_mask)
             path_images.append(image)
-            path_bits.append(bits)
-            path_probs.append(probs)
+            path_bits.append(estimator.bits(image))
+            path_probs.append(probabilities(classifier.logits(image), decision.head))
+            path_masks.append(keep_mask)
             labels.append("reference" if fraction == 0 else f"top {fraction:.0%} of the mask")
             path_lambdas.append(lambda_end)
 
     return path_result(
-        original=pixels, spaces=classifier.spaces, estimator=estimator, keep=keep, target=target, probs_before=probs_before,
-        bits_map_before=bits_map_before, path_images=path_images, path_bits=path_bits, path_probs=path_probs,
-        path_lambdas=path_lambdas, active=active, steps=steps, started=started, settings=settings, mask=final_mask, path_labels=labels,
+        original=pixels, spaces=classifier.spaces, estimator=estimator, decision=decision, bits_map_before=bits_map_before,
+        path_images=path_images, path_bits=path_bits, path_probs=path_probs, path_lambdas=path_lambdas, active=active, steps=steps,
+        started=started, settings=settings, path_masks=path_masks, path_labels=labels,
     )
