@@ -244,3 +244,21 @@ def test_low_precision_models_are_rated_in_float32(dtype):
     assert float((grid - grid.round()).abs().max()) < 1e-4, "the 8-bit image is off the 8-bit grid"
     assert attr.dtype == dtype and attr.shape == x.shape
     assert np.isfinite(r.bits_after.numpy()).all()
+
+
+# ---- the learned simplifier takes the head too
+
+
+def test_train_simplifier_with_a_sigmoid_head():
+    from simplebits_audit import train_simplifier
+
+    model, x = CornerPatch(), corner_images(16)
+    simplifier = train_simplifier(model, x, head="sigmoid", steps=3, batch_size=8, held_out=x[:4])
+    assert simplifier.card["head"] == "sigmoid"
+    r = simplify(model, x[:4], head="sigmoid", simplifier=simplifier)
+    with torch.no_grad():
+        assert bool(((torch.sigmoid(model(r.simplified)) >= 0.5) == (r.probs_before >= 0.5)).all())
+    with pytest.raises(ValueError, match="head='sigmoid'"):
+        train_simplifier(model, x, steps=1, batch_size=8)
+    with pytest.raises(ValueError, match="no gradient path"):
+        train_simplifier(Detached("detach"), torch.rand(8, 3, 16, 16), steps=1, batch_size=8)

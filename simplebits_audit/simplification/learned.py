@@ -614,9 +614,13 @@ def train_simplifier(
     if not isinstance(estimator, BitEstimator):
         estimator = load_estimator(estimator, device=device)
     classifier = Classifier(forward_func, spaces, ())
-    with model_guard(forward_func), torch.no_grad():
-        n_classes = classifier.logits(first[:2]).shape[1]
-    check_outputs(n_classes, head)
+    with model_guard(forward_func):
+        with torch.no_grad():
+            logits_first = classifier.logits(first[:2])
+        n_classes = logits_first.shape[1]
+        check_outputs(n_classes, head)
+        # The simplifier learns through the classifier's gradient: refuse a blocked path before training.
+        classifier.check_gradient_path(first[:1], Decision.of(logits_first[:1], None, head=head, threshold=threshold).target)
     if objective == "ce" and first_labels is None:
         raise ValueError("objective: 'ce' needs labels, and data gives images only (use a Dataset of (image, label) or (images, labels) batches)")
 
