@@ -203,3 +203,17 @@ def test_additional_forward_args(bright_dark_model, photos16):
     for name in ("ig", "gradient_shap", "occlusion"):
         attr = bl.attribute(name, scaled, x, 1, additional_forward_args=scale, **FAST.get(name, {}))
         assert attr.shape == x.shape and torch.isfinite(attr).all()
+
+
+def test_gradient_shap_seed_fixes_numpy_draws_too(bright_dark_model, photos16):
+    """Captum's GradientShap draws the points on the path with numpy: the seed fixes them, numpy's global RNG is left alone."""
+    import numpy as np
+
+    x = photos16[:2]
+    np.random.seed(5)
+    state = np.random.get_state()
+    a = bl.attribute("gradient_shap", bright_dark_model, x, 1, n_samples=4, seed=2)
+    assert all(np.array_equal(u, v) if isinstance(u, np.ndarray) else u == v for u, v in zip(np.random.get_state(), state))
+    np.random.seed(6)
+    assert torch.equal(a, bl.attribute("gradient_shap", bright_dark_model, x, 1, n_samples=4, seed=2))
+    assert not torch.equal(a, bl.attribute("gradient_shap", bright_dark_model, x, 1, n_samples=4, seed=3))

@@ -8,8 +8,10 @@ taking a detached model-space batch ``inputs`` (B, C, H, W) and ``target`` a Lon
 None for reference maps), returning attributions shaped like ``inputs``. An explainer that
 simplifies returns ``(attributions, SimplificationResult)``. Its keyword-only parameters are the
 options :func:`explain` accepts for it; unknown options are refused. What a job knows that an
-explainer may need (the pixel/model spaces, the bit estimator, the seed) comes in a
-:class:`Context` and fills the options of that name the function takes.
+explainer may need (the pixel/model spaces, the bit estimator, the seed, the output head) comes
+in a :class:`Context` and fills the options of that name the function takes. What an explainer
+needs of the model (``requires``, e.g. forward hooks on its layers) is checked in
+:func:`explain`, before any work, from its :class:`ExplainerSpec`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import torch
 
 from .._helpers import ForwardFunc, as_tuple, check_inputs, check_target_range, model_guard, resolve_target, slice_args
 from ..estimators import BitEstimator
-from ..simplification import SimplificationResult, simplify
+from ..simplification import HEADS, SimplificationResult, simplify
 from ..spaces import Spaces
 from . import captum as _captum
 from . import reference as _reference
@@ -39,6 +41,9 @@ SIMPLEBITS_LEARNED = "simplebits_learned"
 MAP_REDUCTIONS = ("abs", "sum", "first")
 # Options of a forwarded-to function that the entry itself provides.
 _NOT_FORWARDED = ("additional_forward_args", "normalization", "transforms")
+#: what an explainer may need of the model (:attr:`ExplainerSpec.requires`): ``"hooks"``, forward
+#: hooks on its layers (an ``nn.Module`` whose layers run as modules: no TorchScript, no torch.export graph)
+REQUIREMENTS = ("hooks",)
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,11 @@ class ExplainerSpec:
         Options preset for this entry (a variant of a function is another entry with other defaults).
     forwards_to : callable or None
         A function ``fn`` passes its ``**options`` on to: its keyword-only parameters are options too.
+    requires : tuple of str
+        What the explainer needs of the model, from :data:`REQUIREMENTS`, checked by :func:`explain`
+        before any work: ``"hooks"`` (DeepLift, Grad-CAM, any layer method) refuses, in one line
+        naming the method, the reason and the fix, a model whose layers forward hooks cannot see
+        (not an ``nn.Module``, TorchScript, a torch.export graph).
     """
 
     name: str
@@ -81,6 +91,12 @@ class ExplainerSpec:
     description: str = ""
     defaults: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     forwards_to: Callable[..., Any] | None = None
+    requires: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = [r for r in self.requires if r not in REQUIREMENTS]
+        if unknown:
+            raise ValueError(f"requires: unknown requirement {unknown[0]!r} of {self.name!r}; choose from {REQUIREMENTS}")
 
     @property
     def options(self) -> dict[str, Any]:
@@ -94,6 +110,17 @@ class ExplainerSpec:
     @property
     def needs_model(self) -> bool:
         return not self.reference
+
+    @property
+    def needs_hooks(self) -> bool:
+        """The explainer hooks the model's layers (``"hooks"`` in :attr:`requires`)."""
+        return "hooks" in self.requires
+
+    def check_model(self, forward_func: object) -> None:
+        """Refuse, in one line naming ``forward_func``, a model this explainer cannot run on (:attr:`requires`)."""
+        if self.needs_hooks:
+            without = [n for n, s in EXPLAINERS.items() if s.needs_model and not s.simplifies and not s.needs_hooks]
+            _captum.check_hooks(forward_func, self.name, without)
 
 
 def _keyword_only(fn: Callable[..., Any]) -> dict[str, Any]:
@@ -122,10 +149,10 @@ EXPLAINERS: dict[str, ExplainerSpec] = {
         spec("saliency", _captum.saliency, captum="Saliency"),
         spec("input_x_gradient", _captum.input_x_gradient, captum="InputXGradient"),
         spec("gradient_shap", _captum.gradient_shap, captum="GradientShap"),
-        spec("deeplift", _captum.deeplift, captum="DeepLift"),
+        spec("deeplift", _captum.deeplift, captum="DeepLift", requires=("hooks",)),
         spec("occlusion", _captum.occlusion, captum="Occlusion", map_reduce="sum"),
         spec("feature_ablation", _captum.feature_ablation, captum="FeatureAblation", map_reduce="sum"),
-        spec("gradcam", _captum.gradcam, captum="LayerGradCam", map_reduce="sum"),
+        spec("gradcam", _captum.gradcam, captum="LayerGradCam", map_reduce="sum", requires=("hooks",)),
         spec("lime", _captum.lime, captum="Lime", map_reduce="sum"),
         spec("kernel_shap", _captum.kernel_shap, captum="KernelShap", map_reduce="sum"),
         spec("brightness", _reference.brightness, reference=True),
@@ -193,11 +220,21 @@ class Context:
         Fills ``estimator``.
     seed : int, optional
         Fills ``seed``.
+    head : {"softmax", "sigmoid"}
+        How the model's logits become probabilities: a softmax over K classes, or one sigmoid per
+        logit (a single-logit binary or a multi-label classifier; a softmax over one logit is
+        always 1). Fills ``head`` of the explainers that take it (SimpleBits through
+        ``simplify``); the Captum baselines attribute the target's logit and need none.
     """
 
     spaces: Spaces | None = None
     estimator: BitEstimator | str | None = None
     seed: int | None = None
+    head: str = "softmax"
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"head: expected one of {HEADS}, got {self.head!r}")
 
     def options_for(self, spec: ExplainerSpec, options: Mapping[str, Any]) -> dict[str, Any]:
         """``options`` over the entry's presets over what this context supplies that the entry takes."""
@@ -206,6 +243,7 @@ class Context:
             "to_pixels": None if self.spaces is None else self.spaces.to_pixels,
             "estimator": self.estimator,
             "seed": self.seed,
+            "head": self.head,
         }
         allowed = spec.options
         return {**{k: v for k, v in supplied.items() if v is not None and k in allowed}, **spec.defaults, **options}
@@ -258,8 +296,10 @@ def explain(
         A key of :data:`EXPLAINERS` (see :func:`list_explainers`).
     forward_func : callable or None
         Model-space images (B, C, H, W) (plus ``additional_forward_args``) -> logits (B, K). Only
-        reference maps accept ``None``. ``deeplift`` and ``gradcam`` need an ``nn.Module``. It is
-        run inside the model guard: never modified.
+        reference maps accept ``None``. Explainers that hook the model's layers (``deeplift``,
+        ``gradcam``: ``spec.needs_hooks``) need an ``nn.Module`` whose layers run as modules (no
+        TorchScript, no torch.export graph): refused before any work. It is run inside the model
+        guard: never modified.
     inputs : Tensor, shape (B, C, H, W)
         Images in the model's input space. Not modified.
     target : None, int, list of int or Tensor (B,)
@@ -267,13 +307,14 @@ def explain(
     additional_forward_args : any, optional
         Extra arguments appended after the inputs when calling ``forward_func``.
     context : Context, optional
-        Spaces, estimator and seed, for the explainers that take them.
+        Spaces, estimator, seed and head, for the explainers that take them.
     n_classes : int, optional
         The model's number of classes, when the caller knows it: a given target is then checked
         without running the model.
     **options
         The explainer's options (``EXPLAINERS[name].options``), e.g. ``n_steps`` for ``ig``,
-        ``steps`` and ``attribution`` for ``simplebits``.
+        ``steps`` and ``attribution`` for ``simplebits``, ``layer`` for ``gradcam`` (a submodule
+        or its dotted name, e.g. ``layer="layer4"``).
 
     Returns
     -------
@@ -284,6 +325,7 @@ def explain(
     x = check_inputs(inputs, "inputs")
     if spec.needs_model and not callable(forward_func):
         raise TypeError(f"forward_func: {name!r} needs a callable model returning logits (B, K), got {type(forward_func).__name__}")
+    spec.check_model(forward_func)
     kwargs = (context or Context()).options_for(spec, options)
     sync = x.is_cuda
     if sync:
