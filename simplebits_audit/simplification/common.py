@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .._helpers import ForwardFunc, check_logits
+from .._helpers import ForwardFunc, check_logits, slice_args
 from .._validation import check_pixel_images
 from ..estimators import BitEstimator
 from ..spaces import Spaces
@@ -41,10 +41,11 @@ class Classifier:
     def __init__(self, forward_func: ForwardFunc, spaces: Spaces, extra_args: tuple, input_dtype: torch.dtype = torch.float32) -> None:
         self.forward_func, self.spaces, self.extra_args, self.input_dtype = forward_func, spaces, extra_args, input_dtype
 
-    def logits(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Logits (B, K), float32, of pixel images (B, C, H, W)."""
+    def logits(self, pixels: torch.Tensor, extra_args: tuple | None = None) -> torch.Tensor:
+        """Logits (B, K), float32, of pixel images (B, C, H, W) (``extra_args``: other rows' forward arguments)."""
         try:
-            out = self.forward_func(self.spaces.to_model(pixels).to(self.input_dtype), *self.extra_args)
+            args = self.extra_args if extra_args is None else extra_args
+            out = self.forward_func(self.spaces.to_model(pixels).to(self.input_dtype), *args)
         except ValueError as err:
             if "Expected more than 1 value per channel" in str(err):
                 raise ValueError(
@@ -65,8 +66,9 @@ class Classifier:
             raise RuntimeError("forward_func: called inside torch.inference_mode(), where autograd is off; simplification needs "
                                "gradients with respect to the image: call it outside inference_mode")
         x = pixels[:1].detach().clone().requires_grad_(True)
+        first_args = slice_args(self.extra_args, slice(0, 1), pixels.shape[0])
         with torch.enable_grad():
-            score = self.logits(x)[0, int(target[0])]
+            score = self.logits(x, first_args)[0, int(target[0])]
             if not score.requires_grad:
                 raise ValueError("forward_func: the logits do not depend on the image through autograd (no gradient path: a .detach(), "
                                  "numpy or torch.no_grad inside forward?); simplification needs gradients with respect to the image")
