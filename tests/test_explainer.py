@@ -83,7 +83,7 @@ def test_side_by_side_with_integrated_gradients_and_visualisation():
     x = testbeds.load("digits-on-photos", "test", n=2, seed=0).images
     target = model(x).argmax(1)
     maps = {m.get_name(): m.attribute(x, target=target) for m in (SimpleBits(model, steps=10), IntegratedGradients(model))}
-    assert float(maps["SimpleBits"][0].max()) > 0
+    assert all(float(a[0].max()) > 0 for a in maps.values())
     for attr in maps.values():
         fig, _ = viz.visualize_image_attr(
             attr[0].permute(1, 2, 0).detach().numpy(), x[0].permute(1, 2, 0).numpy(), method="blended_heat_map", use_pyplot=False
