@@ -80,11 +80,11 @@ def test_side_by_side_with_integrated_gradients_and_visualisation():
     # (on bright_dark_model the flat mean colour keeps the answer, and an all-zero map is right
     # there, but Captum's visualisation cannot normalise it).
     model = testbeds.load_classifier("digits-on-photos")
-    x = testbeds.load("digits-on-photos", "test", n=2, seed=0).images
+    x = testbeds.load("digits-on-photos", "test", n=2, seed=0).images[1:]  # image 0's flat reference keeps its class
     target = model(x).argmax(1)
     maps = {m.get_name(): m.attribute(x, target=target) for m in (SimpleBits(model, steps=10), IntegratedGradients(model))}
-    assert all(float(a[0].max()) > 0 for a in maps.values())
     for attr in maps.values():
+        assert float(attr[0].abs().max()) > 0
         fig, _ = viz.visualize_image_attr(
             attr[0].permute(1, 2, 0).detach().numpy(), x[0].permute(1, 2, 0).numpy(), method="blended_heat_map", use_pyplot=False
         )
