@@ -2,20 +2,31 @@
 
 Every command parses arguments, calls one library function and prints its result. Errors are one
 line and exit code 2; ``--debug`` shows the traceback.
+
+Defaults are the library's: an option the user leaves out is not passed on (or passed as None), so
+the library's own default applies, and a help text that states a default reads it from the library
+(``{library:KEY}`` in the text, resolved through :data:`LIBRARY_DEFAULTS` when the help is shown:
+importing the library takes seconds, so ``--help`` pays for it only when it shows the texts).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import inspect
 import json
 import os
+import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperCommand
 
 app = typer.Typer(
     name="simplebits",
@@ -57,6 +68,137 @@ def _global(
 
 
 # ------------------------------------------------------------------------------------------
+# The library's defaults, as help texts state them.
+
+#: where the defaults live ("package.module:name")
+SIMPLIFY = "simplebits_audit.simplification.engine:simplify"
+ENGINE_DEFAULTS = "simplebits_audit.simplification.engine:ENGINE_DEFAULTS"
+HEADS = "simplebits_audit.simplification.heads:HEADS"
+EXPLAIN_JOB = "simplebits_audit.jobs.explain:explain_images"
+AUDIT_JOB = "simplebits_audit.jobs.audit:run_audit"
+COMPARE_JOB = "simplebits_audit.jobs.compare:compare"
+SIMPLIFIER_JOB = "simplebits_audit.jobs.simplifier:train_simplifier_job"
+TRAINING_DEFAULTS = "simplebits_audit.simplification.learned:TRAINING_DEFAULTS"
+ESTIMATOR_CONFIG = "simplebits_audit.estimators.training:TrainingConfig"
+TRAIN_JOB = "simplebits_audit.jobs.train:train_job"
+JOINT_DEFAULTS = "simplebits_audit.simplification.joint:JOINT_DEFAULTS"
+VAL_IMAGES = "simplebits_audit.jobs.train:VAL_IMAGES"
+CONDENSE_JOB = "simplebits_audit.jobs.condense:run_condense"
+CONDENSE_DEFAULTS = "simplebits_audit.simplification.condense:CONDENSE_DEFAULTS"
+EVALUATE_DEFAULTS = "simplebits_audit.simplification.condense:EVALUATE_DEFAULTS"
+DEMO_JOB = "simplebits_audit.jobs.demo:run_demo"
+
+
+def signature_default(target: str, parameter: str) -> Any:
+    """The default of ``parameter`` of the function ``target`` (``"package.module:function"``)."""
+    module, name = target.split(":")
+    return inspect.signature(getattr(importlib.import_module(module), name)).parameters[parameter].default
+
+
+def constant(target: str, *keys: str) -> Any:
+    """The value ``target`` (``"package.module:NAME"``), indexed by ``keys`` (dict keys or dataclass fields)."""
+    module, name = target.split(":")
+    value = getattr(importlib.import_module(module), name)
+    for key in keys:
+        if dataclasses.is_dataclass(value):
+            value = next(f for f in dataclasses.fields(value) if f.name == key).default
+        else:
+            value = value[key]
+    return value
+
+
+def _engine_steps() -> int:
+    """Optimisation steps of the engine ``simplify`` uses by default."""
+    return constant(ENGINE_DEFAULTS, signature_default(SIMPLIFY, "parameterization"), "steps")
+
+
+#: ``{library:KEY}`` in a help text -> how to read that default off the library.
+LIBRARY_DEFAULTS: dict[str, Callable[[], Any]] = {
+    "simplify.steps": _engine_steps,
+    "simplify.objective": lambda: signature_default(SIMPLIFY, "objective"),
+    "simplify.head": lambda: signature_default(SIMPLIFY, "head"),
+    "simplify.threshold": lambda: signature_default(SIMPLIFY, "threshold"),
+    "heads": lambda: "|".join(constant(HEADS)),
+    "explain.attribution": lambda: signature_default(EXPLAIN_JOB, "attribution"),
+    "explain.batch_size": lambda: signature_default(EXPLAIN_JOB, "batch_size"),
+    "audit.select": lambda: signature_default(AUDIT_JOB, "select"),
+    "audit.explain": lambda: signature_default(AUDIT_JOB, "explain"),
+    "audit.batch_size": lambda: signature_default(AUDIT_JOB, "batch_size"),
+    "audit.predict_batch_size": lambda: signature_default(AUDIT_JOB, "predict_batch_size"),
+    "compare.randomisation": lambda: signature_default(COMPARE_JOB, "randomisation"),
+    "simplifier.lam": lambda: constant(TRAINING_DEFAULTS, "lam"),
+    "simplifier.margin": lambda: constant(TRAINING_DEFAULTS, "margin"),
+    "simplifier.steps": lambda: constant(TRAINING_DEFAULTS, "steps"),
+    "simplifier.batch_size": lambda: constant(TRAINING_DEFAULTS, "batch_size"),
+    "simplifier.held_out": lambda: signature_default(SIMPLIFIER_JOB, "held_out"),
+    "estimator.arch": lambda: constant(ESTIMATOR_CONFIG, "arch"),
+    "estimator.steps": lambda: constant(ESTIMATOR_CONFIG, "steps"),
+    "estimator.batch_size": lambda: constant(ESTIMATOR_CONFIG, "batch_size"),
+    "estimator.crop_size": lambda: constant(ESTIMATOR_CONFIG, "crop_size"),
+    "estimator.lr": lambda: constant(ESTIMATOR_CONFIG, "lr"),
+    "estimator.checkpoint_every": lambda: constant(ESTIMATOR_CONFIG, "checkpoint_every"),
+    "train.arch": lambda: signature_default(TRAIN_JOB, "arch"),
+    "train.lams": lambda: signature_default(TRAIN_JOB, "lams"),
+    "train.epochs": lambda: constant(JOINT_DEFAULTS, "epochs"),
+    "train.batch_size": lambda: constant(JOINT_DEFAULTS, "batch_size"),
+    "train.lr": lambda: constant(JOINT_DEFAULTS, "lr"),
+    "train.margin": lambda: constant(JOINT_DEFAULTS, "margin"),
+    "train.val_share": lambda: signature_default(TRAIN_JOB, "val_share"),
+    "train.val_n": lambda: constant(VAL_IMAGES),
+    "condense.ipc": lambda: signature_default(CONDENSE_JOB, "images_per_class"),
+    "condense.lam": lambda: constant(CONDENSE_DEFAULTS, "lam"),
+    "condense.outer_steps": lambda: constant(CONDENSE_DEFAULTS, "outer_steps"),
+    "condense.arch": lambda: signature_default(CONDENSE_JOB, "arch"),
+    "condense.held_out": lambda: signature_default(CONDENSE_JOB, "held_out"),
+    "condense.baselines": lambda: signature_default(CONDENSE_JOB, "baselines"),
+    "condense.n_models": lambda: constant(EVALUATE_DEFAULTS, "n_models"),
+    "condense.epochs": lambda: constant(EVALUATE_DEFAULTS, "epochs"),
+    "demo.out": lambda: signature_default(DEMO_JOB, "out"),
+}
+
+_LIBRARY_FIELD = re.compile(r"\{library:([\w.]+)\}")
+
+
+def show_default(value: Any) -> str:
+    """A default as help texts write it: numbers as %g, lists comma-separated, booleans on/off."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ",".join(show_default(v) for v in value)
+    return str(value)
+
+
+def resolve_help(text: Optional[str]) -> Optional[str]:
+    """``text`` with every ``{library:KEY}`` replaced by the library's value (:data:`LIBRARY_DEFAULTS`)."""
+    if text is None:
+        return None
+    return _LIBRARY_FIELD.sub(lambda m: show_default(LIBRARY_DEFAULTS[m.group(1)]()), text)
+
+
+class LibraryDefaultsCommand(TyperCommand):
+    """A command whose option help texts state the library's defaults, read from the library when the help is shown."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        for param in self.params:
+            for field in ("help", "metavar"):
+                if isinstance(getattr(param, field, None), str):
+                    setattr(param, field, resolve_help(getattr(param, field)))
+        super().format_help(ctx, formatter)
+
+
+def library_command(name: Optional[str] = None) -> Callable:
+    """``app.command`` with help texts that read the library's defaults."""
+    return app.command(name, cls=LibraryDefaultsCommand)
+
+
+def given(**values: Any) -> dict[str, Any]:
+    """The options the user gave (not None): what is left out takes the library's default."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+# ------------------------------------------------------------------------------------------
 # The user's model and preprocessing: the same options on every command that takes a model.
 
 MODEL = typer.Option(..., "--model", "-m", help="TorchScript file, .pt2 export, 'package.module:factory' or a torchvision name (e.g. resnet18).")
@@ -72,6 +214,37 @@ GRAYSCALE = typer.Option(False, "--grayscale", help="Read images with one channe
 LABELS = typer.Option(None, help="Class names: a text file (one per line) or JSON (list or {\"0\": name}).")
 ESTIMATOR = typer.Option(None, "--estimator", "-e", help="Bit estimator name or checkpoint file (default: the package default).")
 SIMPLIFIER = typer.Option(None, "--simplifier", help="A learned simplifier file (simplebits train-simplifier): one forward pass per image.")
+
+# ------------------------------------------------------------------------------------------
+# What the explaining commands share.
+
+TARGET = typer.Option(None, help="Class index to explain (default: the prediction).")
+TARGET_NAME = typer.Option(None, help="Class to explain, by name (needs --labels).")
+STEPS = typer.Option(None, help="Optimisation steps of the simplification (default {library:simplify.steps}, the default engine's).")
+ATTRIBUTION = typer.Option(
+    None, help="SimpleBits map: auto (the mask of the default engine), mask, retained, ablation, survival, bits_removed or kept "
+               "(default {library:explain.attribution}).")
+HEAD = typer.Option(
+    None, "--head", metavar="[{library:heads}]",
+    help="The model's output head (default {library:simplify.head}): softmax over classes, or sigmoid, one logit per label "
+         "(a binary classifier with one logit, or multi-label); records then list each label's probability before and after.")
+THRESHOLD = typer.Option(
+    None, help="With --head sigmoid: a label is on when its probability is at least this (default {library:simplify.threshold}).")
+
+
+def _head(head: Optional[str], threshold: Optional[float]) -> dict[str, Any]:
+    """The head options the user gave, checked by the library (errors name --head / --threshold)."""
+    from simplebits_audit.simplification.heads import check_head
+
+    if threshold is not None and head != "sigmoid":
+        raise typer.BadParameter("applies to --head sigmoid only", param_hint="--threshold")
+    try:
+        if head is not None:
+            check_head(head, **given(threshold=threshold))
+    except ValueError as err:
+        name, _, message = str(err).partition(": ")
+        raise typer.BadParameter(message, param_hint=f"--{name}") from None
+    return given(head=head, threshold=threshold)
 
 
 def _floats(text: Optional[str], name: str) -> Optional[tuple[float, ...]]:
@@ -109,18 +282,21 @@ def _methods(text: Optional[str]) -> list[str]:
     return [m.strip() for m in text.split(",") if m.strip()] if text else []
 
 
-@app.command()
+@library_command()
 def explain(
     images: list[Path] = typer.Argument(..., help="Image files (any format Pillow reads)."),
     model: str = MODEL,
     out: Path = typer.Option(Path("simplebits-explain"), "--out", "-o", help="Output folder: report.html, results.json, PNGs."),
-    target: Optional[int] = typer.Option(None, help="Class index to explain (default: the prediction)."),
-    target_name: Optional[str] = typer.Option(None, help="Class to explain, by name (needs --labels)."),
+    target: Optional[int] = TARGET,
+    target_name: Optional[str] = TARGET_NAME,
     baselines: Optional[str] = typer.Option(None, help="Captum baselines beside SimpleBits, comma-separated, e.g. ig,occlusion,gradcam."),
-    attribution: str = typer.Option("auto", help="SimpleBits map: auto (the mask of the default engine), mask, retained, ablation, survival, bits_removed or kept."),
-    steps: Optional[int] = typer.Option(None, help="Optimisation steps of the simplification (default 60)."),
-    objective: str = typer.Option("kl", help="kl: keep the whole predicted distribution; ce: keep the target class."),
-    batch_size: int = typer.Option(16, help="Images simplified together."),
+    attribution: Optional[str] = ATTRIBUTION,
+    steps: Optional[int] = STEPS,
+    objective: Optional[str] = typer.Option(
+        None, help="kl: keep the whole predicted distribution; ce: keep the target class (default {library:simplify.objective})."),
+    batch_size: Optional[int] = typer.Option(None, help="Images simplified together (default {library:explain.batch_size})."),
+    head: Optional[str] = HEAD,
+    threshold: Optional[float] = THRESHOLD,
     estimator: Optional[str] = ESTIMATOR,
     weights: Optional[Path] = WEIGHTS,
     trust_pickle: bool = TRUST_PICKLE,
@@ -142,18 +318,20 @@ def explain(
       simplebits explain cat.jpg --model resnet18 --weights r18.pt --preset imagenet --size 256 --crop 224 --labels classes.txt
 
       simplebits explain digit.png --model model.ts --baselines ig,occlusion,gradcam --out report/
+
+      simplebits explain xray.png --model binary.ts --head sigmoid --labels negative_positive.txt
     """
     from simplebits_audit.jobs import explain_images
 
+    head_options = _head(head, threshold)
     prep = _preprocessing(size, crop, mean, std, preset, grayscale)
     class_names = _labels(labels)
     net = _model(model, weights, trust_pickle, num_classes)
-    simplify_options = {"objective": objective, **({"steps": steps} if steps is not None else {})}
     result = explain_images(
         net, images, out, preprocessing=prep, class_names=class_names, target=target, target_name=target_name,
-        baselines=_methods(baselines), estimator=estimator, attribution=attribution, batch_size=batch_size,
-        model_name=model, device=options.device, seed=options.seed, show_progress=not options.quiet, simplify_options=simplify_options,
-        simplifier=simplifier,
+        baselines=_methods(baselines), estimator=estimator, model_name=model, device=options.device, seed=options.seed,
+        show_progress=not options.quiet, simplify_options=given(objective=objective, steps=steps), simplifier=simplifier,
+        **given(attribution=attribution, batch_size=batch_size), **head_options,
     )
     if not options.quiet:
         table = Table("image", "target", "prediction before -> after", "kept", "bits/dim before -> after", "WebP bits/dim before -> after")
@@ -161,6 +339,10 @@ def explain(
             table.add_row(r["name"], r["target_name"], f"{r['pred_before_name']} -> {r['pred_after_name']}", "yes" if r["kept"] else "no",
                           f"{r['bpd_before']:.3f} -> {r['bpd_after']:.3f}", f"{r['webp_bpd_before']:.3f} -> {r['webp_bpd_after']:.3f}")
         console.print(table)
+        if any("labels" in r for r in result.records):
+            on = lambda names: ", ".join(names) or "none"  # noqa: E731
+            for r in result.records:
+                console.print(f"{r['name']}: labels on {on(r['on_before'])} -> {on(r['on_after'])}")
     console.print(f"report: {result.report_path}")
     if open_report:
         import webbrowser
@@ -168,15 +350,21 @@ def explain(
         webbrowser.open(result.report_path.resolve().as_uri())
 
 
-@app.command()
+@library_command()
 def compare(
     images: list[Path] = typer.Argument(..., help="Image files (any format Pillow reads)."),
     model: str = MODEL,
     out: Path = typer.Option(Path("simplebits-compare"), "--out", "-o", help="Output folder: comparison.csv and comparison.json."),
     methods: Optional[str] = typer.Option(None, help="Comma-separated: simplebits and baseline names (default: simplebits, ig, occlusion, gradcam and the trivial reference maps)."),
-    target: Optional[int] = typer.Option(None, help="Class index to explain (default: the prediction)."),
-    target_name: Optional[str] = typer.Option(None, help="Class to explain, by name (needs --labels)."),
-    steps: Optional[int] = typer.Option(None, help="Optimisation steps of the simplification (default 60)."),
+    target: Optional[int] = TARGET,
+    target_name: Optional[str] = TARGET_NAME,
+    steps: Optional[int] = STEPS,
+    randomisation: Optional[bool] = typer.Option(
+        None, "--randomisation/--no-randomisation",
+        help="Model-parameter randomisation check (default {library:compare.randomisation}): Spearman correlation of each method's map with its map "
+             "under a copy of the model with re-initialised weights; lower is better; one more explanation per method."),
+    head: Optional[str] = HEAD,
+    threshold: Optional[float] = THRESHOLD,
     estimator: Optional[str] = ESTIMATOR,
     weights: Optional[Path] = WEIGHTS,
     trust_pickle: bool = TRUST_PICKLE,
@@ -190,7 +378,7 @@ def compare(
     labels: Optional[Path] = LABELS,
     simplifier: Optional[Path] = typer.Option(None, "--simplifier", help="A learned simplifier file: adds the method simplebits_learned."),
 ) -> None:
-    """Score SimpleBits and Captum baselines side by side on your images (faithfulness, bits-efficiency, time).
+    """Score SimpleBits and Captum baselines side by side on your images (faithfulness, bits-efficiency, sanity, time).
 
     Localisation metrics need ground-truth masks: run ``python benchmarks/compare.py --testbed NAME`` for those.
 
@@ -199,13 +387,14 @@ def compare(
     from simplebits_audit.jobs.compare import DEFAULT_METHODS, compare_files
     from simplebits_audit.results import COMPARISON_CSV_FILE
 
+    head_options = _head(head, threshold)
     prep = _preprocessing(size, crop, mean, std, preset, grayscale)
     class_names = _labels(labels)
     net = _model(model, weights, trust_pickle, num_classes)
     result = compare_files(
         net, images, out, preprocessing=prep, class_names=class_names, target=target, target_name=target_name,
         methods=_methods(methods) or DEFAULT_METHODS, steps=steps, estimator=estimator, simplifier=simplifier, device=options.device,
-        seed=options.seed, show_progress=not options.quiet,
+        seed=options.seed, show_progress=not options.quiet, **given(randomisation=randomisation), **head_options,
     )
     rows = result.to_rows()
     # One column per method (metrics as rows) keeps the table readable in a terminal.
@@ -217,20 +406,24 @@ def compare(
     console.print(f"table: {out / COMPARISON_CSV_FILE}")
 
 
-@app.command()
+@library_command()
 def audit(
     data: str = typer.Argument(..., help="An ImageFolder directory, a CSV of path,label, or a testbed name (its test split)."),
     model: str = MODEL,
     out: Path = typer.Option(Path("simplebits-audit"), "--out", "-o", help="Output folder; rerun the same command to resume."),
-    select: str = typer.Option("misclassified", help="misclassified | all | low-confidence:P | class:NAME"),
+    select: Optional[str] = typer.Option(None, help="misclassified | all | low-confidence:P | class:NAME (default {library:audit.select})."),
     limit: Optional[int] = typer.Option(None, help="Explain at most this many selected images (the first ones)."),
-    explain_target: str = typer.Option("pred", "--explain", help="Class to keep: pred (the prediction), true (the label) or both."),
+    explain_target: Optional[str] = typer.Option(
+        None, "--explain", help="Class to keep: pred (the prediction), true (the label) or both (default {library:audit.explain})."),
     baselines: Optional[str] = typer.Option(None, help="Captum baselines beside SimpleBits, comma-separated, e.g. ig,gradcam."),
-    attribution: str = typer.Option("auto", help="SimpleBits map: auto (the mask of the default engine), mask, retained, ablation, survival, bits_removed or kept."),
-    steps: Optional[int] = typer.Option(None, help="Optimisation steps of the simplification (default 60)."),
-    batch_size: int = typer.Option(16, help="Images simplified together (fixed batches: results do not depend on the number of processes)."),
-    predict_batch_size: int = typer.Option(128, help="Images per prediction batch."),
+    attribution: Optional[str] = ATTRIBUTION,
+    steps: Optional[int] = STEPS,
+    batch_size: Optional[int] = typer.Option(
+        None, help="Images simplified together (default {library:audit.batch_size}); fixed batches: results do not depend on the number of processes."),
+    predict_batch_size: Optional[int] = typer.Option(None, help="Images per prediction batch (default {library:audit.predict_batch_size})."),
     testbed_n: Optional[int] = typer.Option(None, help="Number of images when DATA is a testbed."),
+    head: Optional[str] = HEAD,
+    threshold: Optional[float] = THRESHOLD,
     estimator: Optional[str] = ESTIMATOR,
     weights: Optional[Path] = WEIGHTS,
     trust_pickle: bool = TRUST_PICKLE,
@@ -250,6 +443,9 @@ def audit(
     Resumable: rerun the same command after an interruption. Across processes:
     ``torchrun --nproc_per_node=2 -m simplebits_audit.cli.main audit ...`` (gloo on CPU, nccl on GPU).
 
+    A binary classifier with one logit: ``--head sigmoid``; its prediction is the decision
+    (probability >= --threshold: the second class folder, e.g. negative/ and positive/).
+
     Examples:
 
       simplebits audit val/ --model model.ts --preset imagenet --size 256 --crop 224 --limit 200
@@ -262,17 +458,17 @@ def audit(
     from simplebits_audit.jobs.distributed import rank_device
     from simplebits_audit.results import REPORT_FILE
 
+    head_options = _head(head, threshold)
     prep = _preprocessing(size, crop, mean, std, preset, grayscale)
     class_names = _labels(labels)
     device = rank_device(options.device)  # under torchrun each rank takes its own GPU
     net = _model(model, weights, trust_pickle, num_classes, device)
-    simplify_options = {"steps": steps} if steps is not None else {}
     summary = run_audit(
-        net, data, out, preprocessing=prep, class_names=class_names, select=select, limit=limit, explain=explain_target,
-        baselines=_methods(baselines), estimator=estimator, attribution=attribution, batch_size=batch_size,
-        predict_batch_size=predict_batch_size, model_name=model if weights is None else f"{model} (weights {weights})",
-        device=device, seed=options.seed,
-        testbed_n=testbed_n, show_progress=not options.quiet, simplify_options=simplify_options, simplifier=simplifier,
+        net, data, out, preprocessing=prep, class_names=class_names, limit=limit, baselines=_methods(baselines), estimator=estimator,
+        model_name=model if weights is None else f"{model} (weights {weights})", device=device, seed=options.seed, testbed_n=testbed_n,
+        show_progress=not options.quiet, simplify_options=given(steps=steps), simplifier=simplifier,
+        **given(select=select, explain=explain_target, attribution=attribution, batch_size=batch_size, predict_batch_size=predict_batch_size),
+        **head_options,
     )
     if not summary:  # a torchrun rank other than 0: rank 0 reports
         return
@@ -337,16 +533,16 @@ def bits(
     console.print(table)
 
 
-@app.command("train-estimator")
+@library_command("train-estimator")
 def train_estimator_cmd(
     image_dir: Path = typer.Argument(..., help="Folder of photos; ~15% of whole photos are held out for evaluation."),
-    arch: str = typer.Option("pixelcnn", help="Architecture: pixelcnn or glow."),
+    arch: Optional[str] = typer.Option(None, help="Architecture: pixelcnn or glow (default {library:estimator.arch})."),
     out: Path = typer.Option(..., help="Checkpoint to write (a model card goes beside it as .json)."),
-    steps: int = typer.Option(4000, help="Optimisation steps."),
-    batch_size: int = typer.Option(64, help="Crops per step."),
-    crop_size: int = typer.Option(32, help="Side of the square training crops."),
-    lr: float = typer.Option(2e-3, help="Peak learning rate (cosine decay)."),
-    checkpoint_every: int = typer.Option(200, help="Steps between checkpoints and held-out evaluations."),
+    steps: Optional[int] = typer.Option(None, help="Optimisation steps (default {library:estimator.steps})."),
+    batch_size: Optional[int] = typer.Option(None, help="Crops per step (default {library:estimator.batch_size})."),
+    crop_size: Optional[int] = typer.Option(None, help="Side of the square training crops (default {library:estimator.crop_size})."),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate, cosine decay (default {library:estimator.lr})."),
+    checkpoint_every: Optional[int] = typer.Option(None, help="Steps between checkpoints and held-out evaluations (default {library:estimator.checkpoint_every})."),
     resume: bool = typer.Option(False, help="Continue from <out>.state if it exists."),
 ) -> None:
     """Train a bit estimator on random multi-scale crops (with flips) of your photos.
@@ -356,22 +552,27 @@ def train_estimator_cmd(
     """
     from simplebits_audit.estimators.training import TrainingConfig, train_estimator
 
-    config = TrainingConfig(arch=arch, steps=steps, batch_size=batch_size, crop_size=crop_size, lr=lr, checkpoint_every=checkpoint_every, seed=options.seed)
+    config = TrainingConfig(**given(arch=arch, steps=steps, batch_size=batch_size, crop_size=crop_size, lr=lr, checkpoint_every=checkpoint_every),
+                            seed=options.seed)
     card = train_estimator(out, image_dir, config, resume=resume, show_progress=not options.quiet)
     console.print(f"held-out bpd {card['held_out_bpd']:.3f} (WebP lossless {card['held_out_webp_bpd']:.3f}); wrote {out}")
 
 
-@app.command("train-simplifier")
+@library_command("train-simplifier")
 def train_simplifier_cmd(
     data: str = typer.Argument(..., help="An ImageFolder directory, a CSV of path,label, or a testbed name (its train split)."),
     model: str = MODEL,
     out: Path = typer.Option(Path("simplifier.pt"), "--out", "-o", help="The simplifier file to write; OUT.ckpt holds the resumable state."),
-    lam: Optional[float] = typer.Option(None, help="Weight of the bits term (default 1)."),
-    margin: Optional[float] = typer.Option(None, help="Log-probability margin the simplified image must keep before bits are charged (default 2)."),
-    steps: Optional[int] = typer.Option(None, help="Training steps (default 4000)."),
-    batch_size: Optional[int] = typer.Option(None, help="Images per step, per process (default 32)."),
-    held_out: float = typer.Option(0.1, help="Share of DATA held out and scored at the end (top-1 kept, bits kept)."),
+    lam: Optional[float] = typer.Option(None, help="Weight of the bits term (default {library:simplifier.lam})."),
+    margin: Optional[float] = typer.Option(
+        None, help="Log-probability margin the simplified image must keep before bits are charged (default {library:simplifier.margin})."),
+    steps: Optional[int] = typer.Option(None, help="Training steps (default {library:simplifier.steps})."),
+    batch_size: Optional[int] = typer.Option(None, help="Images per step, per process (default {library:simplifier.batch_size})."),
+    held_out: Optional[float] = typer.Option(
+        None, help="Share of DATA held out and scored at the end: top-1 kept, bits kept (default {library:simplifier.held_out})."),
     testbed_n: Optional[int] = typer.Option(None, help="Number of images when DATA is a testbed."),
+    head: Optional[str] = HEAD,
+    threshold: Optional[float] = THRESHOLD,
     estimator: Optional[str] = ESTIMATOR,
     weights: Optional[Path] = WEIGHTS,
     trust_pickle: bool = TRUST_PICKLE,
@@ -397,34 +598,36 @@ def train_simplifier_cmd(
     from simplebits_audit.jobs.distributed import rank_device
     from simplebits_audit.jobs.simplifier import train_simplifier_job
 
+    head_options = _head(head, threshold)
     prep = _preprocessing(size, crop, mean, std, preset, grayscale)
     device = rank_device(options.device)
     net = _model(model, weights, trust_pickle, num_classes, device)
     simplifier = train_simplifier_job(
-        net, data, out, preprocessing=prep, held_out=held_out, estimator=estimator, lam=lam, margin=margin, steps=steps,
-        batch_size=batch_size, testbed_n=testbed_n, device=device, seed=options.seed, show_progress=not options.quiet,
+        net, data, out, preprocessing=prep, estimator=estimator, lam=lam, margin=margin, steps=steps, batch_size=batch_size,
+        testbed_n=testbed_n, device=device, seed=options.seed, show_progress=not options.quiet, **given(held_out=held_out), **head_options,
     )
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 reports
         return
     card = simplifier.card
     scores = card["held_out"]
-    console.print(f"{scores['images']} {'held-out' if held_out > 0 else 'training'} images: top-1 kept {100 * scores['top1_kept']:.1f}%, "
+    console.print(f"{scores['images']} {'training' if held_out == 0 else 'held-out'} images: top-1 kept {100 * scores['top1_kept']:.1f}%, "
                   f"bits kept {scores['bits_kept']:.3f}; trained {card['steps']} steps in {card['training_seconds']:.0f} s; wrote {out}")
 
 
-@app.command("train")
+@library_command("train")
 def train_cmd(
     data: str = typer.Argument(..., help="An ImageFolder directory, a CSV of path,label, or a testbed name (train split; its test split validates)."),
-    arch: str = typer.Option("smallcnn", help="Classifier to train from scratch: smallcnn, resnet18 or 'package.module:factory'."),
-    lam: str = typer.Option("0,0.5,1,2", "--lam", help="Weights of the bits term, comma-separated; one run each (0 = the reference)."),
+    arch: Optional[str] = typer.Option(None, help="Classifier to train from scratch: smallcnn, resnet18 or 'package.module:factory' (default {library:train.arch})."),
+    lam: Optional[str] = typer.Option(None, "--lam", help="Weights of the bits term, comma-separated; one run each, 0 = the reference (default {library:train.lams})."),
     out: Path = typer.Option(Path("simplebits-train"), "--out", "-o", help="Output folder: models per lambda, tradeoff.json, report.html."),
-    epochs: Optional[int] = typer.Option(None, help="Epochs per lambda (default 12)."),
-    batch_size: Optional[int] = typer.Option(None, help="Images per step, per process (default 64)."),
-    lr: Optional[float] = typer.Option(None, help="AdamW learning rate of both networks (default 0.002, cosine decay)."),
-    margin: Optional[float] = typer.Option(None, help="Log-probability margin the classifier must have on a simplified image before its bits are charged (default 1)."),
-    val_share: float = typer.Option(0.1, help="Share of a folder or CSV held out for validation."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs per lambda (default {library:train.epochs})."),
+    batch_size: Optional[int] = typer.Option(None, help="Images per step, per process (default {library:train.batch_size})."),
+    lr: Optional[float] = typer.Option(None, help="AdamW learning rate of both networks, cosine decay (default {library:train.lr})."),
+    margin: Optional[float] = typer.Option(
+        None, help="Log-probability margin the classifier must have on a simplified image before its bits are charged (default {library:train.margin})."),
+    val_share: Optional[float] = typer.Option(None, help="Share of a folder or CSV held out for validation (default {library:train.val_share})."),
     testbed_n: Optional[int] = typer.Option(None, help="Training images when DATA is a testbed (default: its train size)."),
-    val_n: Optional[int] = typer.Option(None, help="Validation images (default 500)."),
+    val_n: Optional[int] = typer.Option(None, help="Validation images (default {library:train.val_n})."),
     estimator: Optional[str] = ESTIMATOR,
     size: Optional[int] = SIZE,
     crop: Optional[int] = CROP,
@@ -448,12 +651,12 @@ def train_cmd(
     from simplebits_audit.jobs.train import parse_lams, train_job
     from simplebits_audit.results import REPORT_FILE
 
-    lams = parse_lams(lam)
+    lams = None if lam is None else parse_lams(lam)
     prep = _preprocessing(size, crop, mean, std, preset, grayscale)
     record = train_job(
-        data, out, arch=arch, lams=lams, preprocessing=prep, estimator=estimator, epochs=epochs, batch_size=batch_size, lr=lr,
-        margin=margin, val_share=val_share, testbed_n=testbed_n, val_n=val_n, device=rank_device(options.device), seed=options.seed,
-        show_progress=not options.quiet,
+        data, out, preprocessing=prep, estimator=estimator, epochs=epochs, batch_size=batch_size, lr=lr, margin=margin, testbed_n=testbed_n,
+        val_n=val_n, device=rank_device(options.device), seed=options.seed, show_progress=not options.quiet,
+        **given(arch=arch, lams=lams, val_share=val_share),
     )
     if int(os.environ.get("RANK", "0")) != 0:
         return
@@ -467,19 +670,23 @@ def train_cmd(
     console.print(f"report: {out / REPORT_FILE}")
 
 
-@app.command("condense")
+@library_command("condense")
 def condense_cmd(
     data: str = typer.Argument(..., help="Labelled training images: an ImageFolder directory, a CSV of path,label, or a testbed name (its train split)."),
     out: Path = typer.Option(Path("simplebits-condense"), "--out", "-o", help="Output folder; rerun the same command to resume."),
-    ipc: int = typer.Option(10, "--ipc", help="Synthetic images per class."),
-    lam: Optional[float] = typer.Option(None, help="Weight of the bits term against the gradient-matching distance (default: the library's)."),
-    outer_steps: Optional[int] = typer.Option(None, help="Fresh networks to match gradients on (default: the library's)."),
-    arch: str = typer.Option("convnet", help="Network matched and evaluated: convnet (instance norm) or smallcnn (batch norm)."),
+    ipc: Optional[int] = typer.Option(None, "--ipc", help="Synthetic images per class (default {library:condense.ipc})."),
+    lam: Optional[float] = typer.Option(None, help="Weight of the bits term against the gradient-matching distance (default {library:condense.lam})."),
+    outer_steps: Optional[int] = typer.Option(None, help="Fresh networks to match gradients on (default {library:condense.outer_steps})."),
+    arch: Optional[str] = typer.Option(
+        None, help="Network matched and evaluated: convnet (instance norm) or smallcnn (batch norm) (default {library:condense.arch})."),
     test: Optional[str] = typer.Option(None, "--test", help="Test images (folder, CSV or testbed); default: a testbed's test split or a held-out share of DATA."),
-    held_out: float = typer.Option(0.2, help="Share of DATA held out for testing when there is no --test and DATA is not a testbed."),
-    baselines: bool = typer.Option(True, "--baselines/--no-baselines", help="Also condense without the bits term and evaluate a random real subset (doubles the time)."),
-    n_models: Optional[int] = typer.Option(None, help="Classifiers trained per training set for the accuracy table (default 5)."),
-    epochs: Optional[int] = typer.Option(None, help="Epochs of each evaluation classifier (default 300)."),
+    held_out: Optional[float] = typer.Option(
+        None, help="Share of DATA held out for testing when there is no --test and DATA is not a testbed (default {library:condense.held_out})."),
+    baselines: Optional[bool] = typer.Option(
+        None, "--baselines/--no-baselines",
+        help="Also condense without the bits term and evaluate a random real subset; doubles the time (default {library:condense.baselines})."),
+    n_models: Optional[int] = typer.Option(None, help="Classifiers trained per training set for the accuracy table (default {library:condense.n_models})."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs of each evaluation classifier (default {library:condense.epochs})."),
     testbed_n: Optional[int] = typer.Option(None, help="Number of training images when DATA is a testbed."),
     estimator: Optional[str] = ESTIMATOR,
     size: Optional[int] = SIZE,
@@ -504,9 +711,9 @@ def condense_cmd(
 
     prep = _preprocessing(size, crop, None, None, None, grayscale)
     results = run_condense(
-        data, out, images_per_class=ipc, lam=lam, estimator=estimator, arch=arch, outer_steps=outer_steps, baselines=baselines, test_data=test,
-        held_out=held_out, n_models=n_models, epochs=epochs, testbed_n=testbed_n, preprocessing=prep, class_names=_labels(labels),
-        device=options.device, seed=options.seed, show_progress=not options.quiet,
+        data, out, lam=lam, estimator=estimator, outer_steps=outer_steps, test_data=test, n_models=n_models, epochs=epochs, testbed_n=testbed_n,
+        preprocessing=prep, class_names=_labels(labels), device=options.device, seed=options.seed, show_progress=not options.quiet,
+        **given(images_per_class=ipc, arch=arch, held_out=held_out, baselines=baselines),
     )
     if not options.quiet:
         table = Table("training set", "images", "test accuracy %", "bits / dim", "WebP bits / dim")
@@ -517,15 +724,15 @@ def condense_cmd(
     console.print(f"report: {out / REPORT_FILE}")
 
 
-@app.command()
-def demo(out: Path = typer.Option(Path("simplebits-demo"), help="Folder for the demo's outputs.")) -> None:
+@library_command()
+def demo(out: Optional[Path] = typer.Option(None, help="Folder for the demo's outputs (default {library:demo.out}).")) -> None:
     """The main job on the embedded default: no arguments needed.
 
     Example: ``simplebits demo --out demo/``.
     """
     from simplebits_audit.jobs.demo import run_demo
 
-    run_demo(out, device=options.device, seed=options.seed, show_progress=not options.quiet, console=None if options.quiet else console)
+    run_demo(**given(out=out), device=options.device, seed=options.seed, show_progress=not options.quiet, console=None if options.quiet else console)
 
 
 #: global options (``_global``) that may also come after the command; True: the option takes a value

@@ -11,7 +11,8 @@
 * :func:`measure_bits` -- bits of image files under an estimator beside PNG and WebP.
 
 ``pipeline`` (:func:`explain_batch`, :func:`write_batch`) is the one path from a batch to maps and
-records; ``preflight`` the one set of checks before any work; ``sources`` what an audit reads.
+records; ``preflight`` the one set of checks before any work; ``sources`` what an audit reads;
+``answers`` what a model answered under its output head (softmax, or sigmoid per label).
 """
 
 from .audit import Selection, run_audit

@@ -2,7 +2,11 @@
 
 :func:`run_audit` is what ``simplebits audit`` runs.
 
-1. **Predict** every image (streaming, batched; unreadable images are recorded as skipped).
+1. **Predict** every image (streaming, batched; unreadable images are recorded as skipped). The
+   prediction follows the model's output head (:mod:`~simplebits_audit.jobs.answers`): the top
+   class of a softmax; for ``head="sigmoid"`` the decision of a single-logit model
+   (``p >= threshold``: class 1, with ``--labels`` e.g. ``negative,positive``) or the most
+   probable label of a multi-label one.
 2. **Select** images (``misclassified`` by default, ``all``, ``low-confidence:P``, ``class:NAME``,
    plus ``limit``) and give each one or two targets (``explain``: true label, prediction, both).
 3. **Simplify** the selection in fixed batches; batch ``k`` belongs to rank ``k % world_size``
@@ -48,10 +52,11 @@ from ..results import (
     results_files,
     write_records,
 )
+from .answers import decide
 from .distributed import World, join_world
 from .explain import check_out_dir
 from .pipeline import explain_batch, mask_shares, write_batch
-from .preflight import check_resume, job_device, preflight
+from .preflight import check_resume, head_options, job_device, preflight
 from .simplifier import train_simplifier_job
 from .sources import AuditItem, AuditSource, open_source
 
@@ -59,7 +64,7 @@ EXPLAIN_CHOICES = ("true", "pred", "both")
 #: settings that change results: a rerun into the same folder must agree on them
 RESULT_SETTINGS = (
     "data", "n_items", "select", "limit", "explain", "baselines", "estimator", "attribution", "batch_size", "seed", "simplify",
-    "model", "preprocessing", "top_k", "class_names", "explainer", "simplifier",
+    "model", "preprocessing", "top_k", "class_names", "explainer", "simplifier", "head", "threshold",
 )
 
 
@@ -125,8 +130,11 @@ class _Entry:
         return f"{self.item.id}#{self.kind}"
 
 
-def _predict(model, source: AuditSource, preprocessing: Preprocessing, world: World, device, batch_size: int, shape: tuple, progress: Progress | None):
+def _predict(model, source: AuditSource, preprocessing: Preprocessing, world: World, device, batch_size: int, shape: tuple,
+             progress: Progress | None, head: str = "softmax", threshold: float = 0.5):
     """(index, pred, confidence) for this rank's readable items, and (index, reason) for the others.
+
+    ``pred`` and ``confidence`` follow the output head (:func:`~simplebits_audit.jobs.answers.decide`).
 
     The dataset is cut into fixed chunks of ``batch_size`` and chunk ``c`` goes to rank
     ``c % world``: the batches the model sees do not depend on the number of processes. An image
@@ -152,7 +160,7 @@ def _predict(model, source: AuditSource, preprocessing: Preprocessing, world: Wo
             with torch.no_grad():
                 logits = model(preprocessing.to_model(torch.stack(pixels).to(device))).float()
             finite = torch.isfinite(logits).all(1).tolist()
-            conf, pred = torch.softmax(logits, 1).cpu().max(1)
+            pred, conf = decide(logits.cpu(), head, threshold)
             for it, p, c, ok in zip(chunk, pred, conf, finite):
                 if ok:
                     predictions.append((it.index, int(p), float(c)))
@@ -187,6 +195,8 @@ def run_audit(
     show_progress: bool = False,
     simplify_options: dict[str, Any] | None = None,
     simplifier: Simplifier | str | Path | None = None,
+    head: str = "softmax",
+    threshold: float = 0.5,
 ) -> dict[str, Any]:
     """Audit a dataset; returns the summary written to ``out/summary.json`` (an empty dict on torchrun ranks other than 0).
 
@@ -215,6 +225,13 @@ def run_audit(
         Explain with a learned simplifier (one forward pass per image) instead of the per-image
         engine. ``"auto"`` trains one on the audited data first (``out/simplifier.pt``, 10% held
         out and scored for its card) and reuses that file when the audit resumes.
+    head, threshold : optional
+        The model's output head and the sigmoid head's "on" probability. With ``head="sigmoid"``
+        a single-logit (binary) model's prediction is its decision, 1 when ``p >= threshold``,
+        compared with labels 0/1 (class names: the two decisions, e.g. an ImageFolder with
+        ``negative/`` and ``positive/``); it has one answer to keep, so ``explain`` must be
+        ``"pred"``. A multi-label model's prediction is its most probable label. Records list
+        every label's probability before and after and which labels are on.
 
     The remaining parameters are those of :func:`simplebits_audit.jobs.explain_images`.
     """
@@ -252,11 +269,17 @@ def run_audit(
         if first is None:
             raise ValueError(f"data: none of the {len(source)} images of {source.name!r} is readable")
         options = {explainer: {"attribution": attribution, **(simplify_options or {})}}
+        options = head_options([explainer, *baselines], options, head, threshold)
         checked = preflight(
             model, first[None], preprocessing=preprocessing, device=device, class_names=names, labels=[i.label for i in source.items],
             labels_name="data", explainer=explainer, methods=baselines, method_options=options, estimator=estimator, n_images=1,
+            head=head, threshold=threshold,
         )
-        n_classes = checked.n_classes
+        binary = checked.n_classes == 1
+        if binary and explain != "pred":
+            raise ValueError("explain: a single-logit (sigmoid) model has one answer to keep, its decision; "
+                             f"use explain='pred' (--explain pred), not {explain!r}")
+        n_classes = checked.n_decisions
         if selection.kind == "class" and not 0 <= selection.class_index < n_classes:
             raise ValueError(f"select: class index {selection.class_index} is out of range for {n_classes} classes")
         settings = {
@@ -268,6 +291,8 @@ def run_audit(
         }
         if explainer != SIMPLEBITS:  # only recorded when set, so that audits written before the option can resume
             settings["explainer"] = explainer
+        if head != "softmax":  # only recorded when set, so that audits written before the option can resume
+            settings.update({"head": head, "threshold": float(threshold)})
         if simplifier is not None:
             if not isinstance(simplifier, Simplifier) and str(simplifier) != "auto":
                 # Loaded before the settings are written: a bad file leaves the output folder untouched.
@@ -289,14 +314,15 @@ def run_audit(
             t0 = time.perf_counter()
             options[explainer]["simplifier"] = _simplifier(
                 simplifier, model, source, out, preprocessing=preprocessing, estimator=estimator, device=device, seed=seed,
-                show_progress=show_progress,
+                show_progress=show_progress, head=head, threshold=threshold,
             )
             timing["simplifier_seconds"] = time.perf_counter() - t0
         with Progress(disable=not (show_progress and world.is_main), transient=True) as progress:
             # ---- 1. predict everything (each rank its share), gather the small results
             t0 = time.perf_counter()
             shape = tuple(first.shape)  # one reference size for every rank
-            predictions, skipped = _predict(model, source, preprocessing, world, device, predict_batch_size, shape, progress)
+            predictions, skipped = _predict(model, source, preprocessing, world, device, predict_batch_size, shape, progress,
+                                            head, threshold)
             gathered = world.all_gather((predictions, skipped))
             predictions = sorted(p for part in gathered for p in part[0])
             skipped = sorted(s for part in gathered for s in part[1])
@@ -319,8 +345,10 @@ def run_audit(
             for k, batch in mine:
                 t0 = time.perf_counter()
                 x = preprocessing.to_model(torch.stack([source.load(e.item) for e in batch]).to(device))
-                targets = torch.tensor([e.target for e in batch], device=device)
-                explained = explain_batch(model, x, targets, checked.methods, context=checked.context(seed + k), method_options=options, n_classes=n_classes)
+                # A single-logit model's answer is its one logit (label 0), whichever side of the threshold it is on.
+                targets = torch.tensor([0 if binary else e.target for e in batch], device=device)
+                explained = explain_batch(model, x, targets, checked.methods, context=checked.context(seed + k), method_options=options,
+                                          n_classes=checked.n_classes)
                 timing["simplify_seconds"] += time.perf_counter() - t0
                 t0 = time.perf_counter()
                 extra = []
@@ -333,7 +361,7 @@ def run_audit(
                 records = write_batch(
                     out, explained, folders=[f"{e.item.index:06d}-{e.kind}" for e in batch], ids=[e.id for e in batch],
                     names=[e.item.id for e in batch], class_names=names, top_k=top_k, labels=[e.item.label for e in batch],
-                    paths=[e.item.path for e in batch], extra=extra,
+                    paths=[e.item.path for e in batch], extra=extra, head=head, threshold=threshold,
                 )
                 append_records(own_file, records)
                 timing["write_seconds"] += time.perf_counter() - t0
@@ -361,7 +389,8 @@ def run_audit(
 
 def _simplifier(
     simplifier: Simplifier | str | Path, model: Any, source: AuditSource, out: Path, *, preprocessing: Preprocessing,
-    estimator: BitEstimator | str | None, device: torch.device, seed: int, show_progress: bool,
+    estimator: BitEstimator | str | None, device: torch.device, seed: int, show_progress: bool, head: str = "softmax",
+    threshold: float = 0.5,
 ) -> Simplifier:
     """The learned simplifier to explain with: as given, or (``"auto"``) trained on the audited data (once: reused on resume)."""
     if isinstance(simplifier, Simplifier):
@@ -371,6 +400,7 @@ def _simplifier(
         return Simplifier.load(path, forward_func=model, device=device)
     return train_simplifier_job(
         model, source, path, preprocessing=preprocessing, estimator=estimator, device=device, seed=seed, show_progress=show_progress,
+        head=head, threshold=threshold,
     )
 
 

@@ -13,6 +13,16 @@ explainer that simplifies adds its lambda path as its bits curve and the simplic
 
 Every table carries the trivial reference maps (SPEC section 6) unless ``methods`` leaves them out;
 :meth:`Comparison.reference_beats_real` says when one of them wins (the testbed is then flawed).
+
+The model-parameter randomisation sanity check (Adebayo et al. 2018;
+:func:`~simplebits_audit.metrics.model_randomisation`) is the column ``randomisation_spearman``:
+the Spearman correlation between each method's absolute map and its map of the same image under
+a copy of the model with every weight re-initialised; lower is better (near 1: the map describes
+the image, not the model). It costs one more explanation per method, less than ``sensitivity``
+(``sensitivity_samples`` = 3 more on up to 8 images), so it is on by default
+(``randomisation=False`` leaves it out). ``randomisation_undefined`` is the share of images whose
+correlation is undefined (a constant map, e.g. all zeros: NaN, ``null`` in JSON). It is a sanity
+check, not a quality score: it does not enter the ``rank``.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,19 +40,20 @@ import torch
 from rich.progress import Progress
 
 from .. import metrics as M
-from .._helpers import TargetLike, as_tuple, check_inputs, model_guard, resolve_target, slice_args
+from .._helpers import TargetLike, as_tuple, check_inputs, check_logits, model_guard, resolve_target, slice_args
 from .._io import atomic_write, save_json
 from .._validation import check_pixel_images
 from ..estimators import BitEstimator, load_estimator
-from ..explainers import SIMPLEBITS, SIMPLEBITS_LEARNED, Context, attribute, check_methods, get_spec, list_explainers
+from ..explainers import SIMPLEBITS, SIMPLEBITS_LEARNED, Context, attribute, check_methods, explain, get_spec, list_explainers
 from ..preprocessing import Preprocessing, load_images
 from ..results import COMPARISON_CSV_FILE, COMPARISON_JSON_FILE
 from ..simplification import SimplificationResult, Simplifier
+from ..simplification.heads import check_head, check_outputs
 from ..simplification.learned import load_simplifier
 from ..spaces import Transform, make_spaces
 from .explain import check_out_dir
 from .pipeline import explain_batch
-from .preflight import preflight
+from .preflight import head_options, preflight
 
 #: what :func:`compare` runs when not told otherwise
 DEFAULT_METHODS: tuple[str, ...] = (SIMPLEBITS, "ig", "occlusion", "gradcam", *list_explainers(reference=True))
@@ -65,6 +77,8 @@ METRICS: dict[str, bool | None] = {
     "webp_bpd_before": None,
     "webp_bpd_after": None,
     "kept": True,
+    "randomisation_spearman": False,
+    "randomisation_undefined": None,
 }
 
 LOCALISATION = ("auroc", "pointing_game", "relevance_mass", "relevance_rank")
@@ -231,6 +245,9 @@ def compare(
     sensitivity_images: int = 8,
     sensitivity_samples: int = 3,
     codecs: bool = True,
+    randomisation: bool = True,
+    head: str = "softmax",
+    threshold: float = 0.5,
     seed: int = 0,
     show_progress: bool = False,
 ) -> Comparison:
@@ -272,6 +289,16 @@ def compare(
         ``sensitivity_images`` images (0 skips it; the rest of the batch gets NaN).
     codecs : bool
         PNG/WebP sizes of the original vs. simplified images (explainers that simplify).
+    randomisation : bool
+        The model-parameter randomisation check (see the module docstring): one more explanation
+        per method, with a re-initialised copy of ``model`` (seeded by ``seed``; ``model`` itself is
+        never modified). Needs ``model`` to be a ``torch.nn.Module``: for a plain function the
+        columns are left out (``settings["randomisation"]`` says False) with a warning.
+    head, threshold : optional
+        The model's output head (``"sigmoid"``: one logit per label; a single logit is refused under
+        ``"softmax"``) and the sigmoid head's "on" probability. Probabilities in every metric follow
+        the head (the target label's sigmoid probability under ``"sigmoid"``); with ``target=None``
+        the explained label is the most probable one.
     seed : int
         Seeds every random choice (tie-breaking, noise, LIME/SHAP samples, random map, simplification).
     show_progress : bool
@@ -282,8 +309,9 @@ def compare(
     Comparison
     """
     # ---- every check before any long work
+    check_head(head, threshold)
     methods = check_methods(methods, method_options)
-    method_options = {k: dict(v) for k, v in (method_options or {}).items()}
+    method_options = head_options(methods, method_options, head, threshold)
     x = check_inputs(inputs, "inputs")
     if not callable(model):
         raise TypeError(f"model: expected a callable returning logits (B, K), got {type(model).__name__}")
@@ -302,11 +330,17 @@ def compare(
         raise ValueError(f"deletion_steps: need at least 1, got {deletion_steps}")
     batch = x.shape[0]
     extra = as_tuple(additional_forward_args)
-    with model_guard(model):
-        t = resolve_target(target, batch, predict=lambda: model(x, *extra), device=x.device)
+    with model_guard(model), torch.no_grad():
+        logits = check_logits(model(x, *extra), batch, "model")
+    check_outputs(logits.shape[1], head, name="model")
+    t = resolve_target(target, batch, predict=lambda: logits, device=x.device)
     if not isinstance(estimator, BitEstimator):
         estimator = load_estimator(estimator, device=x.device)
-    context = Context(spaces=spaces, estimator=estimator, seed=seed)
+    if randomisation and not isinstance(model, torch.nn.Module):
+        warnings.warn("randomisation: the model is not a torch.nn.Module, so its weights cannot be re-initialised; "
+                      "the randomisation columns are left out", stacklevel=2)
+        randomisation = False
+    context = Context(spaces=spaces, estimator=estimator, seed=seed, head=head)
 
     def forward(inp: torch.Tensor, *args: Any) -> torch.Tensor:
         return model(inp, *args)
@@ -322,12 +356,21 @@ def compare(
         "batch": batch, "methods": methods, "estimator": estimator.name, "reference": reference, "bits_keep": bits_keep,
         "deletion_steps": deletion_steps, "fractions": list(fractions), "infidelity_samples": infidelity_samples,
         "sensitivity_images": min(sensitivity_images, batch), "sensitivity_samples": sensitivity_samples, "seed": seed,
-        "masks": masks is not None, "torch_threads": torch.get_num_threads(),
+        "masks": masks is not None, "randomisation": randomisation, "torch_threads": torch.get_num_threads(),
+        **({} if head == "softmax" else {"head": head, "threshold": float(threshold)}),
         "method_options": {k: {o: v for o, v in d.items() if isinstance(v, json_able)} for k, d in method_options.items()},
     })
     curve_kw = {"estimator": estimator, "fractions": fractions, "reference": reference, "to_model": spaces.to_model,
-                "additional_forward_args": additional_forward_args, "seed": seed}
-    faith_kw = {"steps": deletion_steps, "reference": reference, "additional_forward_args": additional_forward_args, "seed": seed}
+                "additional_forward_args": additional_forward_args, "seed": seed, "head": head}
+    faith_kw = {"steps": deletion_steps, "reference": reference, "additional_forward_args": additional_forward_args, "seed": seed,
+                "head": head}
+
+    def map_of(name: str) -> Callable[..., torch.Tensor]:
+        # what the randomisation check re-runs with the re-initialised copy of the model
+        def explain_map(net: Any, inp: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            return explain(name, net, inp, target, additional_forward_args=additional_forward_args, context=context,
+                           **method_options.get(name, {})).map
+        return explain_map
 
     with model_guard(model), Progress(disable=not show_progress, transient=True) as progress:
         task = progress.add_task("explaining", total=len(methods))
@@ -370,6 +413,11 @@ def compare(
                 sens = M.sensitivity(explainer(name), x[:k], t[:k], n_perturb_samples=sensitivity_samples, seed=seed,
                                      additional_forward_args=slice_args(additional_forward_args, slice(0, k), batch))
                 values["sensitivity"] = torch.cat([sens.double().cpu(), torch.full((batch - k,), float("nan"), dtype=torch.double)])
+            # ---- sanity: does the map change when the model's weights are destroyed?
+            if randomisation:
+                rho = M.model_randomisation(map_of(name), model, x, t, maps=e.map, seed=seed)
+                values["randomisation_spearman"] = rho
+                values["randomisation_undefined"] = torch.isnan(rho).double()
             # ---- simplicity: only an explainer that simplifies produces a simplified image
             if e.result is not None:
                 values["bits_removed"] = e.result.bpd_before - e.result.bpd_after
@@ -398,6 +446,9 @@ def compare_files(
     estimator: BitEstimator | str | None = None,
     simplifier: Simplifier | str | Path | None = None,
     device: str | torch.device | None = None,
+    randomisation: bool = True,
+    head: str = "softmax",
+    threshold: float = 0.5,
     seed: int = 0,
     show_progress: bool = False,
 ) -> Comparison:
@@ -421,6 +472,8 @@ def compare_files(
         The bit estimator.
     simplifier : Simplifier or path, optional
         A learned simplifier: ``simplebits_learned`` joins the methods with it.
+    randomisation, head, threshold : optional
+        As for :func:`compare`.
 
     Returns
     -------
@@ -439,11 +492,13 @@ def compare_files(
                 options.setdefault(name, {}).setdefault("steps", steps)
     checked = preflight(
         model, pixels, preprocessing=preprocessing, device=device, class_names=class_names, target=target, target_name=target_name,
-        explainer=None, methods=methods, method_options=options, methods_name="methods", estimator=estimator,
+        explainer=None, methods=methods, method_options=options, methods_name="methods", estimator=estimator, head=head,
+        threshold=threshold,
     )
     result = compare(
         model, preprocessing.to_model(pixels.to(checked.device)), checked.targets, methods=checked.methods, estimator=checked.estimator,
-        normalization=preprocessing.normalization, method_options=options, seed=seed, show_progress=show_progress,
+        normalization=preprocessing.normalization, method_options=options, randomisation=randomisation, head=head, threshold=threshold,
+        seed=seed, show_progress=show_progress,
     )
     result.to_csv(out / COMPARISON_CSV_FILE)
     result.to_json(out / COMPARISON_JSON_FILE)

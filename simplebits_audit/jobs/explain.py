@@ -26,8 +26,9 @@ from ..preprocessing import Preprocessing, load_images
 from ..results import REPORT_FILE, safe_stem, write_explain_results
 from ..simplification import Simplifier
 from ..simplification.learned import load_simplifier
+from .answers import label_names
 from .pipeline import explain_batch, write_batch
-from .preflight import preflight
+from .preflight import head_options, preflight
 
 
 @dataclass
@@ -72,13 +73,16 @@ def explain_images(
     show_progress: bool = False,
     simplify_options: dict[str, Any] | None = None,
     simplifier: Simplifier | str | Path | None = None,
+    head: str = "softmax",
+    threshold: float = 0.5,
 ) -> ExplainOutput:
     """Simplify and explain images, compute baselines beside them, write results and a report.
 
     Parameters
     ----------
     model : callable
-        The classifier: model-space images (B, C, H, W) -> logits (B, K). Never modified.
+        The classifier: model-space images (B, C, H, W) -> logits (B, K) (K = 1 with
+        ``head="sigmoid"``: a binary classifier). Never modified.
     images : sequence of paths, or Tensor (N, C, H, W)
         Image files (read with ``preprocessing``), or pixel images in [0, 1].
     out : path
@@ -86,9 +90,10 @@ def explain_images(
     preprocessing : Preprocessing, optional
         Resize / crop / normalisation the model expects (default: none).
     class_names : sequence of str, optional
-        One name per class (length K).
+        One name per class (length K); a single-logit model: its label's name, or the names of
+        its two decisions (e.g. ``["negative", "positive"]``).
     labels : sequence of int, optional
-        True classes, when known (shown beside the prediction).
+        True classes, when known (shown beside the prediction; 0 or 1 for a single-logit model).
     names : sequence of str, optional
         Display names (default: the file names, or ``image 0``, ...).
     target, target_name : optional
@@ -112,6 +117,13 @@ def explain_images(
         Options of the primary explainer (``steps``, ``objective``, ...; see :func:`simplebits_audit.simplify`).
     simplifier : Simplifier or path, optional
         Explain with this learned simplifier (one forward pass per image) instead of the per-image engine.
+    head : {"softmax", "sigmoid"}
+        The model's output head: a softmax over classes, or one sigmoid per label (binary with one
+        logit, or multi-label). Under ``"sigmoid"`` each record lists every label's probability
+        before and after and which labels are on (probability >= ``threshold``), and a single-logit
+        model's prediction is its decision (:mod:`~simplebits_audit.jobs.answers`).
+    threshold : float
+        The sigmoid head's "on" probability.
 
     Returns
     -------
@@ -139,9 +151,11 @@ def explain_images(
     options = {explainer: {"attribution": attribution, **(simplify_options or {})}}
     if simplifier is not None:
         options[explainer]["simplifier"] = load_simplifier(simplifier, forward_func=model)
+    options = head_options([explainer, *baselines], options, head, threshold)
     checked = preflight(
         model, pixels, preprocessing=preprocessing, device=device, class_names=class_names, labels=labels, target=target,
         target_name=target_name, explainer=explainer, methods=baselines, method_options=options, estimator=estimator,
+        head=head, threshold=threshold,
     )
 
     seconds = dict.fromkeys(checked.methods, 0.0)
@@ -158,7 +172,7 @@ def explain_images(
             ids = [f"{i:03d}-{safe_stem(names[i])}" for i in range(start, start + len(x))]
             records += write_batch(
                 out, batch, folders=ids, ids=ids, names=names[sl], class_names=class_names, top_k=top_k,
-                labels=None if labels is None else [int(v) for v in labels[sl]], paths=paths[sl],
+                labels=None if labels is None else [int(v) for v in labels[sl]], paths=paths[sl], head=head, threshold=threshold,
             )
             progress.advance(task, len(x))
 
@@ -170,12 +184,16 @@ def explain_images(
         "attribution": attribution,
         "maps": list(batch.maps()),
         "baselines": checked.methods[1:],
-        "simplify": {k: v for k, v in batch.result.settings.items() if isinstance(v, (int, float, str, bool))},
+        # A softmax run's settings read as they did before the head existed (the head is its default).
+        "simplify": {k: v for k, v in batch.result.settings.items()
+                     if isinstance(v, (int, float, str, bool)) and (head != "softmax" or k not in ("head", "threshold"))},
         "preprocessing": asdict(preprocessing),
         "class_names": list(class_names) if class_names is not None else None,
         "seed": seed,
         "seconds_per_image": per_image,
     }
+    if head != "softmax":
+        settings.update({"head": head, "threshold": float(threshold), "label_names": label_names(class_names, checked.n_classes)})
     # Render first: if that fails, neither the results nor the report of an earlier run are replaced.
     html_text = render_explanation_report(out, records, settings)
     results_path = write_explain_results(out, settings, records)

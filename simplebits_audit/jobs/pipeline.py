@@ -19,6 +19,7 @@ import torch
 from ..explainers import Context, Explanation, explain
 from ..results import image_folder, path_order, save_artifacts, simplification_records
 from ..simplification import SimplificationResult
+from .answers import sigmoid_fields
 
 #: the key of the bit-reduction map among a batch's maps
 BITS_REMOVED = "bits_removed"
@@ -124,11 +125,15 @@ def write_batch(
     paths: Sequence[str | None] | None = None,
     top_k: int = 5,
     extra: Sequence[Mapping[str, Any]] | None = None,
+    head: str = "softmax",
+    threshold: float = 0.5,
 ) -> list[dict[str, Any]]:
     """Records of a batch (one per image, from the primary simplification) with their PNGs and arrays written.
 
     ``folders`` names each image's folder under ``out_dir/images``; ``extra`` adds job-specific
-    fields to each record (before the file names).
+    fields to each record (before the file names). Under ``head="sigmoid"`` each record also lists
+    every label's probability before and after and which labels were on
+    (:func:`~simplebits_audit.jobs.answers.sigmoid_fields`); softmax records are as they always were.
     """
     result = batch.result
     if result is None:
@@ -136,6 +141,8 @@ def write_batch(
     records = simplification_records(result, ids=ids, names=names, class_names=class_names, top_k=top_k, labels=labels, paths=paths)
     maps = batch.maps()
     for j, record in enumerate(records):
+        if head == "sigmoid":
+            record.update(sigmoid_fields(result, j, class_names, threshold, top_k, record["label"]))
         record.update(extra[j] if extra is not None else {})
         folder = image_folder(out_dir, folders[j])
         record["files"] = save_artifacts(

@@ -1,7 +1,8 @@
 """The one set of checks every job runs before any long work: nothing is computed or written until they pass.
 
 :func:`preflight` checks the model (callable, not a train-mode BatchNorm model, on the job's
-device, finite logits of shape (B, classes) on the images), the images (not too small for the
+device, finite logits of shape (B, K) on the images, a shape the output head can read: one logit
+per image needs ``head="sigmoid"``), the images (not too small for the
 model, not so large that the work would never end without ``--size``), class names, labels,
 the target, the explainers and their options (each non-simplifying one is run once on the first
 image) and the bit estimator. Every failure is a one-line ``ValueError`` (or ``TypeError``) naming
@@ -21,12 +22,14 @@ from typing import Any
 
 import torch
 
-from .._helpers import TargetLike, resolve_target
+from .._helpers import TargetLike, check_logits, resolve_target
 from ..estimators import BitEstimator, load_estimator
 from ..explainers import EXPLAINERS, SIMPLEBITS, Context, check_methods, explain, get_spec, list_explainers
 from ..models import check_classifier_output, check_not_training
 from ..preprocessing import Preprocessing
+from ..simplification.heads import check_head, check_outputs
 from ..spaces import Spaces, make_spaces
+from .answers import n_decisions
 
 #: Images with more pixels than this are refused unless the user chose a size (``--size``/``--crop``):
 #: every simplification step touches every pixel, and such photos are far larger than classifiers take.
@@ -44,7 +47,7 @@ class Preflight:
     device : torch.device
         Where the job runs (the model's device).
     n_classes : int
-        The model's number of outputs.
+        The model's number of outputs (logits per image).
     targets : LongTensor (N,) or None
         The class to explain per image; None: the prediction.
     methods : list of str
@@ -53,6 +56,8 @@ class Preflight:
         Pixel <-> model space.
     estimator : BitEstimator
         The bit estimator, loaded on ``device``.
+    head : {"softmax", "sigmoid"}
+        The model's output head; ``threshold`` the sigmoid head's "on" probability.
     """
 
     device: torch.device
@@ -61,10 +66,19 @@ class Preflight:
     methods: list[str]
     spaces: Spaces
     estimator: BitEstimator
+    head: str = "softmax"
+    threshold: float = 0.5
+
+    @property
+    def n_decisions(self) -> int:
+        """How many answers labels and predictions take: the outputs, or 2 for a single-logit sigmoid model."""
+        return n_decisions(self.n_classes, self.head)
 
     def context(self, seed: int) -> Context:
         """The explainers' context for a batch seeded with ``seed``."""
-        return Context(spaces=self.spaces, estimator=self.estimator, seed=seed)
+        return Context(spaces=self.spaces, estimator=self.estimator, seed=seed, head=self.head)
+
+
 
 
 def job_device(model: Callable, device: str | torch.device | None = None) -> torch.device:
@@ -105,6 +119,45 @@ def class_index(target_name: str, class_names: Sequence[str] | None) -> int:
     return list(class_names).index(target_name)
 
 
+def head_options(
+    methods: Sequence[str], method_options: Mapping[str, Mapping[str, Any]] | None, head: str, threshold: float,
+) -> dict[str, dict[str, Any]]:
+    """``method_options`` with the sigmoid head's ``threshold`` added for every method that takes one.
+
+    The head itself travels in the explainers' :class:`~simplebits_audit.explainers.Context`; a
+    softmax head adds nothing (its options stay as they were). An option the user set wins.
+    """
+    options = {k: dict(v) for k, v in (method_options or {}).items()}
+    if head != "softmax":
+        for name in methods:
+            if name in EXPLAINERS and "threshold" in get_spec(name).options:
+                options.setdefault(name, {}).setdefault("threshold", threshold)
+    return options
+
+
+def check_model_outputs(model: Callable, x: torch.Tensor, head: str, *, n_outputs: int | None = None, images: str = "images") -> int:
+    """The model's number of outputs K on ``x`` (B, C, H, W), or a one-line ``ValueError``.
+
+    Finite logits (B, K) with K >= 2, or K = 1 (one logit per image) under ``head="sigmoid"``; a
+    single logit under the softmax head is refused naming ``head`` (its softmax is always 1).
+    ``n_outputs``, once known from a first batch, saves the probe.
+    """
+    if n_outputs is None or n_outputs == 1:
+        try:
+            with torch.no_grad():
+                out = model(x)
+        except Exception:  # noqa: BLE001 -- check_classifier_output says what went wrong
+            out = None
+        if isinstance(out, torch.Tensor) and out.dim() == 2 and out.shape[1] == 1:
+            check_logits(out, x.shape[0], "model")
+            check_outputs(1, head, name="model")
+            if not bool(torch.isfinite(out).all()):
+                raise ValueError(f"model: output is NaN or infinite on {images} of shape {tuple(x.shape)}; "
+                                 "check the model and its preprocessing")
+            return 1
+    return check_classifier_output(model, x, images=images)
+
+
 def preflight(
     model: Callable[[torch.Tensor], torch.Tensor],
     pixels: torch.Tensor,
@@ -123,13 +176,16 @@ def preflight(
     methods_name: str = "baselines",
     estimator: BitEstimator | str | None = None,
     images_name: str = "images",
+    head: str = "softmax",
+    threshold: float = 0.5,
 ) -> Preflight:
     """Check everything a job needs before it starts.
 
     Parameters
     ----------
     model : callable
-        The classifier: model-space images (B, C, H, W) -> logits (B, K).
+        The classifier: model-space images (B, C, H, W) -> logits (B, K); K = 1 (one logit per
+        image) only with ``head="sigmoid"``.
     pixels : Tensor (N, C, H, W)
         Images in pixel space [0, 1] to try the model on: all of them (explain, compare) or the
         first readable one (audit, which checks the others as it reads them).
@@ -140,11 +196,14 @@ def preflight(
     n_images : int, optional
         How many images the target must cover (default: ``len(pixels)``).
     class_names : sequence of str, optional
-        Must have one name per output.
+        Must have one name per output; for a single-logit sigmoid model one name (the label) or
+        two (the decisions below and above the threshold, e.g. negative, positive).
     labels : sequence of int or None, optional
-        True classes; each must be an output of the model. ``labels_name`` names them in errors.
+        True classes; each must be an output of the model (0 or 1, the decision, for a single-logit
+        sigmoid model). ``labels_name`` names them in errors.
     target, target_name : optional
-        The class to explain: index(es), or a class name. Default: the prediction.
+        The class to explain: index(es), or a class name. Default: the prediction. A single-logit
+        sigmoid model has one answer to explain, its decision: only target 0 (its logit).
     explainer : str or None
         The primary explainer: it must simplify (its result gives the records). None for a
         comparison, where every method is a peer.
@@ -152,6 +211,9 @@ def preflight(
         Further explainers (``methods_name`` names them in errors) and options per explainer.
     estimator : BitEstimator or str, optional
         The bit estimator (loaded here, so a bad name fails now).
+    head, threshold : optional
+        The model's output head (``"softmax"``, or ``"sigmoid"``: one logit per label) and the
+        sigmoid head's "on" probability (:mod:`simplebits_audit.simplification.heads`).
 
     Returns
     -------
@@ -159,33 +221,42 @@ def preflight(
     """
     if not callable(model):
         raise TypeError(f"model: expected a callable returning logits (B, K), got {type(model).__name__}")
+    check_head(head, threshold)
     check_not_training(model)
     preprocessing = preprocessing or Preprocessing()
     device = job_device(model, device)
     check_image_size(pixels.shape[1:], preprocessing, name=images_name)
     first = preprocessing.to_model(pixels[:1].to(device))
-    n_classes = check_classifier_output(model, first, images=images_name)
+    n_classes = check_model_outputs(model, first, head, images=images_name)
     for start in range(1, len(pixels), CHECK_BATCH):
-        check_classifier_output(model, preprocessing.to_model(pixels[start : start + CHECK_BATCH].to(device)), images=images_name)
-    if class_names is not None and len(class_names) != n_classes:
+        batch = preprocessing.to_model(pixels[start : start + CHECK_BATCH].to(device))
+        check_model_outputs(model, batch, head, n_outputs=n_classes, images=images_name)
+    binary = n_classes == 1
+    if class_names is not None and len(class_names) != n_classes and not (binary and len(class_names) == 2):
+        if binary:
+            raise ValueError(f"class_names: {len(class_names)} class names (from --labels or the data's class folders) but the model "
+                             "has one logit: give its label's name, or two names (below and above the threshold, e.g. negative, positive)")
         raise ValueError(f"class_names: {len(class_names)} class names (from --labels or the data's class folders) but the model has {n_classes} outputs")
-    bad = sorted({int(v) for v in (labels or []) if v is not None and not 0 <= int(v) < n_classes})
+    n_labels = n_decisions(n_classes, head)
+    bad = sorted({int(v) for v in (labels or []) if v is not None and not 0 <= int(v) < n_labels})
     if bad:
-        raise ValueError(f"{labels_name}: labels {bad[:5]} are outside the model's classes [0, {n_classes - 1}]")
+        raise ValueError(f"{labels_name}: labels {bad[:5]} are outside the model's classes [0, {n_labels - 1}]")
     if target is not None and target_name is not None:
         raise ValueError("target and target_name: give at most one of them")
     if target_name is not None:
+        if binary:
+            raise ValueError("target_name: a single-logit (sigmoid) model has one answer to explain, its decision; leave the target unset")
         target = class_index(target_name, class_names)
     targets = resolve_target(target, len(pixels) if n_images is None else n_images, n_classes=n_classes)
 
-    method_options = {k: dict(v) for k, v in (method_options or {}).items()}
+    method_options = head_options([explainer, *methods] if explainer else methods, method_options, head, threshold)
     if explainer is not None and (explainer not in EXPLAINERS or not EXPLAINERS[explainer].simplifies):
         raise ValueError(f"explainer: {explainer!r} is not an explainer that simplifies; choose from {list_explainers(simplifies=True)}")
     extra = [m for m in dict.fromkeys(methods) if m != explainer]
     names = check_methods([explainer, *extra] if explainer is not None else extra, method_options, name=methods_name)
     est = estimator if isinstance(estimator, BitEstimator) else load_estimator(estimator, device=device)
     spaces = make_spaces(preprocessing.normalization)
-    checked = Preflight(device, n_classes, targets, names, spaces, est)
+    checked = Preflight(device, n_classes, targets, names, spaces, est, head, float(threshold))
     # A method that cannot run on this model fails here, not after the simplification (which the
     # model check above has already exercised).
     probe_target = torch.zeros(1, dtype=torch.long, device=device) if targets is None else targets[:1].to(device)

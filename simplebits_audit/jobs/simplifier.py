@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 
 from ..estimators import BitEstimator
 from ..preprocessing import Preprocessing
+from ..simplification.heads import check_head
 from ..simplification.learned import Simplifier, train_simplifier
 from .distributed import join_world
 from .preflight import job_device
@@ -67,6 +68,8 @@ def train_simplifier_job(
     device: str | torch.device | None = None,
     seed: int = 0,
     show_progress: bool = False,
+    head: str = "softmax",
+    threshold: float = 0.5,
 ) -> Simplifier:
     """Train a :class:`Simplifier` for ``model`` on ``data`` and write it to ``out`` (atomically).
 
@@ -85,6 +88,9 @@ def train_simplifier_job(
         Which split of a testbed to train on.
     lam, margin, steps, batch_size : optional
         As :func:`~simplebits_audit.train_simplifier`.
+    head, threshold : optional
+        The model's output head (``"sigmoid"``: one logit per label, a single logit for a binary
+        classifier) and the sigmoid head's "on" probability, as for :func:`~simplebits_audit.train_simplifier`.
 
     Returns
     -------
@@ -93,6 +99,7 @@ def train_simplifier_job(
     """
     if not 0 <= held_out < 1:
         raise ValueError(f"held_out: expected a share in [0, 1), got {held_out}")
+    check_head(head, threshold)
     out = Path(out)
     if out.suffix != ".pt":
         raise ValueError(f"out: expected a .pt file name, got {str(out)!r}")
@@ -114,7 +121,7 @@ def train_simplifier_job(
             model, SourceImages(source, train_items), estimator=estimator, lam=lam, margin=margin, steps=steps, batch_size=batch_size,
             held_out=held_out_images, normalization=preprocessing.normalization, checkpoint=checkpoint_path(out),
             data_description=f"{source.name} ({len(train_items)} training images, {len(scored)} held out)", device=device,
-            seed=seed, show_progress=show_progress,
+            seed=seed, show_progress=show_progress, head=head, threshold=threshold,
         )
         if world.is_main:
             simplifier.save(out)

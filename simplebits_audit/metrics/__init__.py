@@ -4,12 +4,24 @@ Localisation against a ground-truth mask (:func:`auroc`, :func:`pointing_game`,
 :func:`relevance_mass`, :func:`relevance_rank`), faithfulness (:func:`deletion_auc`,
 :func:`insertion_auc`, Captum's :func:`infidelity` and :func:`sensitivity`), bits-efficiency
 (:func:`bits_efficiency_curve`, :func:`simplebits_curve`, :func:`curve_auc`, :func:`bits_needed`) and simplicity
-(:func:`bits_removed`, :func:`codec_check`). Callers average (``nanmean`` where a value can be NaN).
+(:func:`bits_removed`, :func:`codec_check`), and the model-parameter randomisation sanity check
+(:func:`model_randomisation`: Spearman correlation of the trained and a randomised model's maps).
+Callers average (``nanmean`` where a value can be NaN).
 """
 
 from .bits import FRACTIONS, BitsCurve, bits_efficiency_curve, bits_needed, curve_auc, simplebits_curve
-from .faithfulness import deletion_auc, infidelity, insertion_auc, make_reference, perturbation_curve, pixel_order, sensitivity
+from .faithfulness import (
+    deletion_auc,
+    infidelity,
+    insertion_auc,
+    make_reference,
+    perturbation_curve,
+    pixel_order,
+    sensitivity,
+    target_probability,
+)
 from .localisation import auroc, average_ranks, pointing_game, relevance_mass, relevance_rank
+from .sanity import model_randomisation, randomised_copy, rank_correlation
 from .simplicity import bits_removed, codec_check
 
 __all__ = [
@@ -25,12 +37,16 @@ __all__ = [
     "deletion_auc",
     "infidelity",
     "insertion_auc",
+    "model_randomisation",
     "make_reference",
     "perturbation_curve",
     "pixel_order",
     "pointing_game",
+    "randomised_copy",
+    "rank_correlation",
     "relevance_mass",
     "relevance_rank",
     "sensitivity",
+    "target_probability",
     "simplebits_curve",
 ]

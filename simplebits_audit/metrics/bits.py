@@ -9,15 +9,16 @@ One curve per image, a :class:`BitsCurve`: points (bits fraction, target probabi
   :class:`~simplebits_audit.SimplificationResult` (original first, then every snapshot).
 
 The definition, identical for both: x = bpd of the image shown to the model divided by bpd of
-the 8-bit original (same estimator); y = *probability kept*, the target's softmax probability
-divided by the original's, clipped to [0, 1]. :func:`curve_auc` integrates the *budget envelope*
-Y(b) = max {y_s : x_s <= b} over b in [0, 1]: the best share of the probability reachable within a
-bit budget (0 below the cheapest point). Higher is better; 1 would mean "all of the prediction
-on no bits". :func:`bits_needed` is the cheapest x keeping at least ``keep`` of the probability
-(lower is better; the original, x = 1, always qualifies). A map's curve can never go below its
-reference's bits (fraction 0 is the reference alone) while SimpleBits rewrites pixels; that
-difference is what the axis measures. The reference choice matters: report it. Explain the
-predicted class (``target=None``): for a class the model gives little probability, "kept" is easy.
+the 8-bit original (same estimator); y = *probability kept*, the target's probability (softmax,
+or the target label's sigmoid for ``head="sigmoid"``) divided by the original's, clipped to
+[0, 1]. :func:`curve_auc` integrates the *budget envelope* Y(b) = max {y_s : x_s <= b} over b in
+[0, 1]: the best share of the probability reachable within a bit budget (0 below the cheapest
+point). Higher is better; 1 would mean "all of the prediction on no bits". :func:`bits_needed` is
+the cheapest x keeping at least ``keep`` of the probability (lower is better; the original,
+x = 1, always qualifies). A map's curve can never go below its reference's bits (fraction 0 is
+the reference alone) while SimpleBits rewrites pixels; that difference is what the axis
+measures. The reference choice matters: report it. Explain the predicted class
+(``target=None``): for a class the model gives little probability, "kept" is easy.
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from .._helpers import Transform, as_tuple, resolve_target
 from ..estimators import BitEstimator, load_estimator
-from .faithfulness import make_reference, pixel_order
+from ..simplification.heads import check_head
+from .faithfulness import make_reference, pixel_order, target_probability
 
 #: default fractions of pixels kept: 0 is the reference alone, 1 the original
 FRACTIONS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
@@ -47,7 +48,7 @@ class BitsCurve:
     bpd : Tensor (S, B)
         Bits per dimension of each point's 8-bit image under the estimator.
     target_prob : Tensor (S, B)
-        Softmax probability of the target class at each point.
+        Probability of the target at each point (softmax, or the target label's sigmoid).
     bpd_original, prob_original : Tensor (B,)
         The 8-bit original's bpd and target probability.
     fractions : Tensor (S,) or None
@@ -112,6 +113,7 @@ def bits_efficiency_curve(
     *,
     additional_forward_args: Any = None,
     seed: int = 0,
+    head: str = "softmax",
 ) -> BitsCurve:
     """Keep each map's top pixels of the original, fill the rest with a reference, measure bits and probability.
 
@@ -133,6 +135,8 @@ def bits_efficiency_curve(
         What replaces the other pixels: the Gaussian-blurred image or its flat mean colour.
     to_model : callable, optional
         Pixel -> model space (default identity).
+    head : {"softmax", "sigmoid"}
+        The model's output head (see :func:`~simplebits_audit.metrics.perturbation_curve`).
 
     Returns
     -------
@@ -141,6 +145,7 @@ def bits_efficiency_curve(
     """
     if reference not in ("blur", "mean"):
         raise ValueError(f"reference: expected 'blur' or 'mean', got {reference!r}")
+    check_head(head)
     fr = torch.as_tensor(list(fractions), dtype=torch.float64)
     if fr.numel() == 0 or bool((fr < 0).any()) or bool((fr > 1).any()):
         raise ValueError(f"fractions: expected values in [0, 1], got {list(fractions)}")
@@ -160,9 +165,9 @@ def bits_efficiency_curve(
         kept = ranks < round(f * n_pixels)
         x = (torch.where(kept, pixels, ref) * 255).round() / 255
         bpd.append(estimator.bpd(x).to(pixels.dtype))
-        prob.append(F.softmax(forward_func(to_model(x), *extra).float(), 1).gather(1, t[:, None])[:, 0])
+        prob.append(target_probability(forward_func(to_model(x), *extra), t, head))
     bpd_original = estimator.bpd(pixels).to(pixels.dtype)
-    prob_original = F.softmax(forward_func(to_model(pixels), *extra).float(), 1).gather(1, t[:, None])[:, 0]
+    prob_original = target_probability(forward_func(to_model(pixels), *extra), t, head)
     return BitsCurve(torch.stack(bpd), torch.stack(prob), bpd_original, prob_original, fractions=fr.float())
 
 

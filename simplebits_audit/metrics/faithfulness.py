@@ -2,10 +2,13 @@
 
 ``deletion_auc`` / ``insertion_auc`` follow RISE (Petsiuk et al. 2018): pixels are taken in the
 map's order (highest first; ties broken at random, seeded) and progressively replaced by a
-reference (deletion) or revealed from it (insertion); the target's softmax probability along the
-way is the curve, and its area over the fraction of pixels changed, in [0, 1], the score. Lower
-is better for deletion, higher for insertion. All work happens in the model's input space:
-the default reference, a Gaussian blur of the image, commutes with per-channel normalisation.
+reference (deletion) or revealed from it (insertion); the target's probability along the way is
+the curve, and its area over the fraction of pixels changed, in [0, 1], the score. The
+probability follows the model's output head: the target class's softmax probability, or for
+``head="sigmoid"`` the target label's own sigmoid probability (the quantity the baselines
+attribute). Lower is better for deletion, higher for insertion. All work happens in the model's
+input space: the default reference, a Gaussian blur of the image, commutes with per-channel
+normalisation.
 
 ``infidelity`` and ``sensitivity`` are thin wrappers over Captum's metrics with fixed, seeded
 perturbations. Everything returns one value per image, a tensor (B,).
@@ -17,11 +20,11 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from captum.metrics import infidelity as _captum_infidelity
 from captum.metrics import sensitivity_max
 
 from .._helpers import ForwardFunc, as_tuple, blur, resolve_target, slice_args
+from ..simplification.heads import check_head, probabilities
 
 
 def pixel_order(maps: torch.Tensor, seed: int = 0) -> torch.Tensor:
@@ -56,13 +59,19 @@ def make_reference(inputs: torch.Tensor, reference: str | float | torch.Tensor =
     raise ValueError(f"reference: expected 'blur', 'mean', a number or a tensor, got {reference!r}")
 
 
-def _probs(forward_func: ForwardFunc, x: torch.Tensor, target: torch.Tensor, args: Any, batch_size: int) -> torch.Tensor:
+def target_probability(logits: torch.Tensor, target: torch.Tensor, head: str = "softmax") -> torch.Tensor:
+    """The target's probability (B,) under the output head: softmax over classes, or the target label's sigmoid."""
+    return probabilities(logits, head).gather(1, target[:, None])[:, 0]
+
+
+def _probs(forward_func: ForwardFunc, x: torch.Tensor, target: torch.Tensor, args: Any, batch_size: int,
+           head: str) -> torch.Tensor:
     out = []
     batch = x.shape[0]
     for start in range(0, batch, batch_size):
         sl = slice(start, start + batch_size)
         logits = forward_func(x[sl], *as_tuple(slice_args(args, sl, batch)))
-        out.append(F.softmax(logits.float(), 1).gather(1, target[sl, None])[:, 0])
+        out.append(target_probability(logits, target[sl], head))
     return torch.cat(out)
 
 
@@ -79,6 +88,7 @@ def perturbation_curve(
     additional_forward_args: Any = None,
     batch_size: int = 256,
     seed: int = 0,
+    head: str = "softmax",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The RISE deletion or insertion curve.
 
@@ -98,6 +108,9 @@ def perturbation_curve(
         The curve has ``steps + 1`` points, at fractions 0, 1/steps, ..., 1 of the pixels.
     reference : "blur", "mean", number or Tensor
         See :func:`make_reference`.
+    head : {"softmax", "sigmoid"}
+        The model's output head: the tracked probability is the target class's softmax
+        probability, or the target label's sigmoid probability (one logit per label).
 
     Returns
     -------
@@ -109,6 +122,7 @@ def perturbation_curve(
         raise ValueError(f"mode: expected 'deletion' or 'insertion', got {mode!r}")
     if steps < 1:
         raise ValueError(f"steps: need at least 1, got {steps}")
+    check_head(head)
     if maps.shape[0] != inputs.shape[0] or maps.shape[-2:] != inputs.shape[-2:]:
         raise ValueError(f"maps: shape {tuple(maps.shape)} does not match inputs {tuple(inputs.shape)}")
     inputs = inputs.detach()
@@ -121,7 +135,7 @@ def perturbation_curve(
     for f in fractions.tolist():
         changed = ranks < round(f * n_pixels)  # (B, 1, H, W)
         x = torch.where(changed, ref, inputs) if mode == "deletion" else torch.where(changed, inputs, ref)
-        curve.append(_probs(forward_func, x, t, additional_forward_args, batch_size))
+        curve.append(_probs(forward_func, x, t, additional_forward_args, batch_size, head))
     return fractions, torch.stack(curve)
 
 

@@ -141,3 +141,29 @@ def page(title: str, body: str, *, subtitle: str = "", css: str = "") -> str:
         f"<body><h1>{esc(title)}</h1>{sub}{body}"
         "<p class=\"sub\">Made by simplebits-audit. Self-contained: opens offline.</p></body></html>\n"
     )
+
+
+#: Labels listed per image in a sigmoid-head report (the on ones first, then the most probable).
+MAX_LABELS_SHOWN = 12
+
+
+def label_facts(record: dict) -> list[list[str]]:
+    """Table rows for a sigmoid-head record (one logit per label): the labels on before and after, each label's probability.
+
+    Empty for a softmax record (no ``labels`` field), so its report is unchanged.
+    """
+    labels = record.get("labels")
+    if not labels:
+        return []
+    t = record.get("threshold", 0.5)
+    on = lambda names: ", ".join(esc(n) for n in names) or "none"  # noqa: E731
+    shown = sorted(labels, key=lambda d: (not d["on_before"], -d["prob_before"]))[:MAX_LABELS_SHOWN]
+    more = f" (and {len(labels) - len(shown)} more in the results)" if len(labels) > len(shown) else ""
+    flipped = ' <span class="bad">(flipped)</span>'
+    probs = "; ".join(
+        f"{esc(d['name'])} {d['prob_before']:.3f} → {d['prob_after']:.3f}{flipped if d['on_before'] != d['on_after'] else ''}" for d in shown
+    )
+    return [
+        [f"labels on (sigmoid p ≥ {t:g}) before → after", f"{on(record.get('on_before', []))} → {on(record.get('on_after', []))}"],
+        ["per-label probability before → after", probs + more],
+    ]

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 
 from .._io import atomic_write
 from ..results import REPORT_FILE, load_arrays, map_title, read_audit
-from ._html import esc, figure_html, fmt, img_tag, page, plot_text, png_bytes, table_html
+from ._html import esc, figure_html, fmt, img_tag, label_facts, page, plot_text, png_bytes, table_html
 from .path import PATH_CSS, path_strip_html
 
 #: Images shown in the gallery and detail sections (the rest stay in results.jsonl).
@@ -129,6 +129,7 @@ def _detail(out_dir: Path, r: dict[str, Any]) -> str:
         ["label / prediction", f"{esc(r['label_name'] or '—')} / {esc(r['pred_before_name'])} → {esc(r['pred_after_name'])}"],
         ["explained class", f"{esc(r['target_name'])} ({esc(r['explain'])}); p {r['prob_target_before']:.3f} → {r['prob_target_after']:.3f}"],
         ["top probabilities before / after", f"{top} / {top_after}"],
+        *label_facts(r),
         ["bits per dim", f"{r['bpd_before']:.3f} → {r['bpd_after']:.3f} (WebP {r['webp_bpd_before']:.3f} → {r['webp_bpd_after']:.3f})"],
         ["lambda, status", f"{r['lambda']:.3f}, {esc(r['status'])}"],
     ]
@@ -158,6 +159,8 @@ def render_audit_report(out_dir: str | Path, summary: dict[str, Any], records: S
     details = [_detail(out_dir, r) for r in shown]
     body += "<h2>Details</h2>" + "".join(details)
     subtitle = f"model {settings.get('model', '?')}; selection {settings.get('select', '?')}; explain {settings.get('explain', '?')}"
+    if settings.get("head", "softmax") != "softmax":
+        subtitle += f"; {settings['head']} head, threshold {settings.get('threshold', 0.5):g}"
     css = PATH_CSS if any('class="path-strip"' in d for d in details) else ""
     return page("SimpleBits audit", body, subtitle=subtitle, css=css)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from .._io import atomic_write
 from ..results import REPORT_FILE, load_arrays, read_explain_results
-from ._html import esc, figure_html, fmt, page, table_html
+from ._html import esc, figure_html, fmt, label_facts, page, table_html
 from .figures import panels_figure, topk_figure, tradeoff_figure
 from .path import PATH_CSS, path_strip_html
 
@@ -41,6 +41,7 @@ def _image_section(out_dir: Path, index: int, record: dict[str, Any], map_keys: 
         ["target (explained class)", esc(record["target_name"])],
         ["prediction", f"{esc(record['pred_before_name'])} → {esc(record['pred_after_name'])}"],
         ["p(target)", f"{fmt(record['prob_target_before'])} → {fmt(record['prob_target_after'])}"],
+        *label_facts(record),
         ["bits", f"{record['bits_before']:.0f} → {record['bits_after']:.0f} ({100 * record['bits_retained']:.0f}% retained)"],
         ["bits per dim", f"{fmt(record['bpd_before'])} → {fmt(record['bpd_after'])}"],
         ["WebP lossless bits per dim", f"{fmt(record['webp_bpd_before'])} → {fmt(record['webp_bpd_after'])}"],
@@ -80,6 +81,8 @@ def render_explanation_report(out_dir: str | Path, records: Sequence[dict[str, A
     sections = [_image_section(out_dir, i, r, map_keys) for i, r in enumerate(records)]
     body += "".join(sections)
     subtitle = f"{len(records)} image(s); model {settings.get('model', '?')}"
+    if settings.get("head", "softmax") != "softmax":
+        subtitle += f"; {settings['head']} head, threshold {settings.get('threshold', 0.5):g}"
     css = PATH_CSS if any('class="path-strip"' in s for s in sections) else ""
     return page(settings.get("title", "SimpleBits explanations"), body, subtitle=subtitle, css=css)
 
