@@ -230,6 +230,15 @@ HEAD = typer.Option(
          "(a binary classifier with one logit, or multi-label); records then list each label's probability before and after.")
 THRESHOLD = typer.Option(
     None, help="With --head sigmoid: a label is on when its probability is at least this (default {library:simplify.threshold}).")
+GRADCAM_LAYER = typer.Option(
+    None, "--gradcam-layer", metavar="NAME",
+    help="The layer Grad-CAM reads, as a dotted module name (e.g. layer4, features.7, or a ViT block such as "
+         "encoder.layers.encoder_layer_11.ln_1); default: the last Conv2d. The input stem and a patch embedding are refused.")
+
+
+def _baseline_options(gradcam_layer: Optional[str]) -> dict[str, dict[str, Any]]:
+    """Per-baseline options from the command line (only those given)."""
+    return {"gradcam": {"layer": gradcam_layer}} if gradcam_layer else {}
 
 
 def _head(head: Optional[str], threshold: Optional[float]) -> dict[str, Any]:
@@ -290,6 +299,7 @@ def explain(
     target: Optional[int] = TARGET,
     target_name: Optional[str] = TARGET_NAME,
     baselines: Optional[str] = typer.Option(None, help="Captum baselines beside SimpleBits, comma-separated, e.g. ig,occlusion,gradcam."),
+    gradcam_layer: Optional[str] = GRADCAM_LAYER,
     attribution: Optional[str] = ATTRIBUTION,
     steps: Optional[int] = STEPS,
     objective: Optional[str] = typer.Option(
@@ -331,7 +341,7 @@ def explain(
         net, images, out, preprocessing=prep, class_names=class_names, target=target, target_name=target_name,
         baselines=_methods(baselines), estimator=estimator, model_name=model, device=options.device, seed=options.seed,
         show_progress=not options.quiet, simplify_options=given(objective=objective, steps=steps), simplifier=simplifier,
-        **given(attribution=attribution, batch_size=batch_size), **head_options,
+        baseline_options=_baseline_options(gradcam_layer), **given(attribution=attribution, batch_size=batch_size), **head_options,
     )
     if not options.quiet:
         table = Table("image", "target", "prediction before -> after", "kept", "bits/dim before -> after", "WebP bits/dim before -> after")
@@ -359,6 +369,7 @@ def compare(
     target: Optional[int] = TARGET,
     target_name: Optional[str] = TARGET_NAME,
     steps: Optional[int] = STEPS,
+    gradcam_layer: Optional[str] = GRADCAM_LAYER,
     randomisation: Optional[bool] = typer.Option(
         None, "--randomisation/--no-randomisation",
         help="Model-parameter randomisation check (default {library:compare.randomisation}): Spearman correlation of each method's map with its map "
@@ -394,7 +405,8 @@ def compare(
     result = compare_files(
         net, images, out, preprocessing=prep, class_names=class_names, target=target, target_name=target_name,
         methods=_methods(methods) or DEFAULT_METHODS, steps=steps, estimator=estimator, simplifier=simplifier, device=options.device,
-        seed=options.seed, show_progress=not options.quiet, **given(randomisation=randomisation), **head_options,
+        seed=options.seed, show_progress=not options.quiet, method_options=_baseline_options(gradcam_layer) or None,
+        **given(randomisation=randomisation), **head_options,
     )
     rows = result.to_rows()
     # One column per method (metrics as rows) keeps the table readable in a terminal.
@@ -416,6 +428,7 @@ def audit(
     explain_target: Optional[str] = typer.Option(
         None, "--explain", help="Class to keep: pred (the prediction), true (the label) or both (default {library:audit.explain})."),
     baselines: Optional[str] = typer.Option(None, help="Captum baselines beside SimpleBits, comma-separated, e.g. ig,gradcam."),
+    gradcam_layer: Optional[str] = GRADCAM_LAYER,
     attribution: Optional[str] = ATTRIBUTION,
     steps: Optional[int] = STEPS,
     batch_size: Optional[int] = typer.Option(
@@ -467,6 +480,7 @@ def audit(
         net, data, out, preprocessing=prep, class_names=class_names, limit=limit, baselines=_methods(baselines), estimator=estimator,
         model_name=model if weights is None else f"{model} (weights {weights})", device=device, seed=options.seed, testbed_n=testbed_n,
         show_progress=not options.quiet, simplify_options=given(steps=steps), simplifier=simplifier,
+        baseline_options=_baseline_options(gradcam_layer),
         **given(select=select, explain=explain_target, attribution=attribution, batch_size=batch_size, predict_batch_size=predict_batch_size),
         **head_options,
     )

@@ -65,6 +65,7 @@ EXPLAIN_CHOICES = ("true", "pred", "both")
 RESULT_SETTINGS = (
     "data", "n_items", "select", "limit", "explain", "baselines", "estimator", "attribution", "batch_size", "seed", "simplify",
     "model", "preprocessing", "top_k", "class_names", "explainer", "simplifier", "head", "threshold",
+    "baseline_options",
 )
 
 
@@ -194,6 +195,7 @@ def run_audit(
     testbed_n: int | None = None,
     show_progress: bool = False,
     simplify_options: dict[str, Any] | None = None,
+    baseline_options: dict[str, dict[str, Any]] | None = None,
     simplifier: Simplifier | str | Path | None = None,
     head: str = "softmax",
     threshold: float = 0.5,
@@ -221,6 +223,8 @@ def run_audit(
         torchrun with CUDA, each rank's ``cuda:LOCAL_RANK``).
     testbed_n : int, optional
         Number of testbed images (default: the testbed's test size).
+    baseline_options : dict name -> dict, optional
+        Options of the baselines, e.g. ``{"gradcam": {"layer": "layer4"}}`` (checked before any work).
     simplifier : Simplifier, path or "auto", optional
         Explain with a learned simplifier (one forward pass per image) instead of the per-image
         engine. ``"auto"`` trains one on the audited data first (``out/simplifier.pt``, 10% held
@@ -268,7 +272,7 @@ def run_audit(
         first = _first_readable(source)
         if first is None:
             raise ValueError(f"data: none of the {len(source)} images of {source.name!r} is readable")
-        options = {explainer: {"attribution": attribution, **(simplify_options or {})}}
+        options = {**{k: dict(v) for k, v in (baseline_options or {}).items()}, explainer: {"attribution": attribution, **(simplify_options or {})}}
         options = head_options([explainer, *baselines], options, head, threshold)
         checked = preflight(
             model, first[None], preprocessing=preprocessing, device=device, class_names=names, labels=[i.label for i in source.items],
@@ -293,6 +297,8 @@ def run_audit(
             settings["explainer"] = explainer
         if head != "softmax":  # only recorded when set, so that audits written before the option can resume
             settings.update({"head": head, "threshold": float(threshold)})
+        if baseline_options:  # only recorded when set (as head), JSON-able values only
+            settings["baseline_options"] = {k: {o: str(v) for o, v in d.items()} for k, d in baseline_options.items()}
         if simplifier is not None:
             if not isinstance(simplifier, Simplifier) and str(simplifier) != "auto":
                 # Loaded before the settings are written: a bad file leaves the output folder untouched.

@@ -72,6 +72,7 @@ def explain_images(
     seed: int = 0,
     show_progress: bool = False,
     simplify_options: dict[str, Any] | None = None,
+    baseline_options: dict[str, dict[str, Any]] | None = None,
     simplifier: Simplifier | str | Path | None = None,
     head: str = "softmax",
     threshold: float = 0.5,
@@ -115,6 +116,8 @@ def explain_images(
         Seeds every explainer.
     simplify_options : dict, optional
         Options of the primary explainer (``steps``, ``objective``, ...; see :func:`simplebits_audit.simplify`).
+    baseline_options : dict name -> dict, optional
+        Options of the baselines, e.g. ``{"gradcam": {"layer": "layer4"}}`` (checked before any work).
     simplifier : Simplifier or path, optional
         Explain with this learned simplifier (one forward pass per image) instead of the per-image engine.
     head : {"softmax", "sigmoid"}
@@ -148,7 +151,7 @@ def explain_images(
     n = len(pixels)
     if len(names) != n or (labels is not None and len(labels) != n):
         raise ValueError(f"names/labels: expected {n} values, one per image")
-    options = {explainer: {"attribution": attribution, **(simplify_options or {})}}
+    options = {**{k: dict(v) for k, v in (baseline_options or {}).items()}, explainer: {"attribution": attribution, **(simplify_options or {})}}
     if simplifier is not None:
         options[explainer]["simplifier"] = load_simplifier(simplifier, forward_func=model)
     options = head_options([explainer, *baselines], options, head, threshold)
