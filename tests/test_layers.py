@@ -18,7 +18,7 @@ PACKAGE = ROOT / "simplebits_audit"
 LAYERS: list[tuple[str, ...]] = [
     ("_validation",),
     ("_helpers", "_io", "spaces", "images", "photos", "codecs", "preprocessing"),
-    ("estimators", "testbeds"),
+    ("estimators", "testbeds", "entropy_coding"),
     ("models", "simplification"),
     ("metrics",),
     ("explainers", "baselines", "explainer"),
@@ -32,6 +32,10 @@ LAYER = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 EXCEPTIONS = {
     ("simplebits_audit.photos", "simplebits_audit.estimators.analytic"):
         "training_photos() rates wallpapers with the analytic coder (lazy, only when building a training corpus)",
+    # codecs.encode/decode (the estimator as a real codec) live beside the classic codecs, where users
+    # look for them; they import the estimator and its entropy coder lazily, only when called.
+    ("simplebits_audit.codecs", "simplebits_audit.estimators"): "encode/decode take an estimator (lazy, only when called)",
+    ("simplebits_audit.codecs", "simplebits_audit.entropy_coding"): "encode/decode run the entropy coder (lazy, only when called)",
 }
 
 
