@@ -9,7 +9,15 @@ mask (the stripes cover the image), so only its accuracy is printed; ``shortcut`
 test split (marker colour shuffled), and its classifier's accuracy with consistent, shuffled and
 absent markers shows how much it relies on the marker.
 
-    python benchmarks/testbeds.py [--n 200] [--testbeds digits-on-photos shortcut]
+The sigmoid-head testbeds (``testbeds.SIGMOID_HEADS``) are scored on their logits: a prediction is
+``logit > 0``, accuracy is per label (``digits-stripes``: averaged over its two labels), and the
+explanations' target is logit 0 (``radiograph``: the effusion logit; ``digits-stripes``: the
+digit logit), whatever the prediction. Their masks are empty on negative images (no opacity, no
+digit), where AUROC is undefined: the localisation numbers average over the positive images only.
+``radiograph``'s classifier is also scored with each marker variant (how much it reads the
+laterality marker), and the maps' AUROC against the marker's mask (``aux_masks["marker"]``).
+
+    python benchmarks/testbeds.py [--n 200] [--testbeds digits-on-photos shortcut radiograph]
 """
 
 from __future__ import annotations
@@ -52,13 +60,18 @@ def trivial_maps(x: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
     }
 
 
-def captum_maps(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-    """|Integrated Gradients| summed over channels (n_steps=50) and Occlusion (4x4 window, stride 2)."""
+def captum_maps(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor | int) -> dict[str, torch.Tensor]:
+    """|Integrated Gradients| summed over channels (n_steps=50) and Occlusion (window side/8, stride
+    side/16: 4x4 and 2 on 32 px images, 16x16 and 8 on the 128 px radiographs)."""
     from captum.attr import IntegratedGradients, Occlusion
 
+    c, side = x.shape[1], x.shape[-1]
+    k, stride = max(side // 8, 1), max(side // 16, 1)
     ig = IntegratedGradients(model).attribute(x, target=target, n_steps=50, internal_batch_size=512)
-    occ = Occlusion(model).attribute(x, target=target, sliding_window_shapes=(3, 4, 4), strides=(3, 2, 2), perturbations_per_eval=64)
-    return {"IntegratedGradients |attr|": ig.abs().sum(1, keepdim=True), "Occlusion 4x4": occ.sum(1, keepdim=True)}
+    occ = Occlusion(model).attribute(
+        x, target=target, sliding_window_shapes=(c, k, k), strides=(c, stride, stride), perturbations_per_eval=64,
+    )
+    return {"IntegratedGradients |attr|": ig.abs().sum(1, keepdim=True), f"Occlusion {k}x{k}": occ.sum(1, keepdim=True)}
 
 
 def mean_auroc(maps: torch.Tensor, masks: torch.Tensor) -> float:
@@ -72,8 +85,62 @@ def predict(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return torch.cat([model(b) for b in x.split(250)])
+
+
+@torch.no_grad()
 def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    return float(torch.cat([model(b).argmax(1) for b in x.split(500)]).eq(y).float().mean())
+    """Top-1 accuracy for class indices; for a sigmoid head (one output, or (N, K) multi-hot labels)
+    the share of labels with ``(logit > 0) == label``, averaged over the K labels."""
+    out = logits(model, x)
+    if y.dim() == 2 or out.shape[1] == 1:
+        return float(((out > 0).long() == y.view(len(y), -1)).float().mean())
+    return float(out.argmax(1).eq(y).float().mean())
+
+
+def label_auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    """ROC AUC of one logit (N,) against 0/1 labels (N,) (ties count one half)."""
+    return float(auroc(scores.view(1, 1, -1, 1), labels.view(1, 1, -1, 1).bool())[0])
+
+
+def sigmoid_scores(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """A sigmoid-head classifier on labelled images: per-label accuracy and AUROC of the logits (and,
+    for multi-hot labels, the share of images with every label right)."""
+    out = logits(model, x)
+    y = y.view(len(y), -1)
+    right = (out > 0).long() == y
+    scores = {"accuracy": float(right.float().mean())}
+    if y.shape[1] > 1:
+        scores["exact_match"] = float(right.all(1).float().mean())
+    for j in range(y.shape[1]):
+        suffix = f" [{j}]" if y.shape[1] > 1 else ""
+        if y.shape[1] > 1:
+            scores[f"accuracy{suffix}"] = float(right[:, j].float().mean())
+        scores[f"auroc{suffix}"] = label_auroc(out[:, j], y[:, j])
+    return scores
+
+
+def radiograph_marker_reliance(model: torch.nn.Module, n: int = 500, seed: int = EVAL_SEED) -> dict[str, float]:
+    """How much a ``radiograph`` classifier reads the laterality marker: test accuracy with each marker
+    variant, and on the very same images (the variants share everything but the marker) the mean
+    change of P(effusion) and the share of flipped predictions when only the marker's letter changes
+    from "L" (no effusion) to "R" (effusion)."""
+    out: dict[str, float] = {}
+    probs = {}
+    for variant in ("consistent", "correlated", "shuffled", "opposite", "absent"):
+        data = testbeds.load("radiograph", "test", n=n, seed=seed, variant=variant)
+        p = torch.sigmoid(logits(model, data.images)[:, 0])
+        probs[variant] = p
+        out[f"accuracy, marker {variant}"] = float(((p > 0.5).long() == data.labels).float().mean())
+    labels = data.labels
+    # consistent: letter = label, opposite: letter = 1 - label; so "R" minus "L" is their difference with the label's sign
+    sign = 2 * labels.float() - 1
+    shift = sign * (probs["consistent"] - probs["opposite"])
+    out["P(effusion) shift, marker R minus L"] = float(shift.mean())
+    out["predictions flipped by the letter"] = float(((probs["consistent"] > 0.5) != (probs["opposite"] > 0.5)).float().mean())
+    out["P(effusion) shift, marker absent minus shuffled (mean |.|)"] = float((probs["absent"] - probs["shuffled"]).abs().mean())
+    return out
 
 
 def shortcut_reliance(model: torch.nn.Module, n: int = 1000, seed: int = EVAL_SEED) -> dict[str, float]:
@@ -89,38 +156,61 @@ def shortcut_reliance(model: torch.nn.Module, n: int = 1000, seed: int = EVAL_SE
     return out
 
 
-def trivial_aurocs(name: str, n: int = 200, seed: int = EVAL_SEED) -> dict[str, float]:
+def trivial_aurocs(name: str, n: int = 200, seed: int = EVAL_SEED, mask: str | None = None) -> dict[str, float]:
+    """Trivial maps' mean AUROC against the masks (``mask``: an ``aux_masks`` entry instead) of ``n``
+    test images (images with an empty mask do not count)."""
     data = testbeds.load(name, "test", n=n, seed=seed)
     if not data.has_localisation:
         return {}
-    return {k: round(mean_auroc(v, data.masks), 3) for k, v in trivial_maps(data.images).items()}
+    masks = data.masks if mask is None else data.aux_masks[mask]
+    return {k: round(mean_auroc(v, masks), 3) for k, v in trivial_maps(data.images).items()}
+
+
+def explanation_target(name: str, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor | int:
+    """What the Captum maps explain: the predicted class, or logit 0 for a sigmoid-head testbed."""
+    return 0 if name in testbeds.SIGMOID_HEADS else predict(model, x)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=200, help="test images for the AUROCs")
-    parser.add_argument("--testbeds", nargs="+", default=testbeds.list_testbeds(), choices=testbeds.list_testbeds())
+    parser.add_argument("--testbeds", nargs="+", default=testbeds.list_testbeds(None), choices=testbeds.list_testbeds(None))
     args = parser.parse_args()
     for name in args.testbeds:
         model = testbeds.load_classifier(name)
         card = testbeds.classifier_card(name)
         full = testbeds.load(name, "test", seed=EVAL_SEED)
+        chance = 0.5 if name in testbeds.SIGMOID_HEADS else 1 / len(full.classes)
         print(f"\n== {name}: classifier test accuracy {accuracy(model, full.images, full.labels):.3f} "
-              f"on {len(full)} test images (card: {card['test_accuracy']:.3f}; chance {1 / len(full.classes):.2f})")
+              f"on {len(full)} test images (card: {card['test_accuracy']:.3f}; chance {chance:.2f})")
         if name == "shortcut":
             for k, v in shortcut_reliance(model).items():
                 print(f"   accuracy, marker {k}: {v:.3f}")
+        if name in testbeds.SIGMOID_HEADS:
+            for k, v in sigmoid_scores(model, full.images, full.labels).items():
+                print(f"   {k}: {v:.3f}")
+        if name == "radiograph":
+            for k, v in radiograph_marker_reliance(model).items():
+                print(f"   {k}: {v:.3f}")
         data = testbeds.load(name, "test", n=args.n, seed=EVAL_SEED)
         if not data.has_localisation:
             print("   no localisation mask (the evidence covers the whole image): localisation AUROC does not apply")
             continue
+        keep = data.masks.flatten(1).any(1)  # images with an empty mask (negatives) do not count
+        x, masks = data.images[keep], data.masks[keep]
         t0 = time.perf_counter()
-        maps = {f"trivial: {k}": v for k, v in trivial_maps(data.images).items()}
-        maps.update(captum_maps(model, data.images, predict(model, data.images)))
-        print(f"   localisation AUROC vs mask, mean over {args.n} test images (target = predicted class; Captum {time.perf_counter() - t0:.0f} s):")
-        results = {k: mean_auroc(v, data.masks) for k, v in maps.items()}
+        maps = {f"trivial: {k}": v for k, v in trivial_maps(x).items()}
+        maps.update(captum_maps(model, x, explanation_target(name, model, x)))
+        target = "logit 0" if name in testbeds.SIGMOID_HEADS else "predicted class"
+        print(f"   localisation AUROC vs mask, mean over {len(x)} of {args.n} test images with a non-empty mask "
+              f"(target = {target}; Captum {time.perf_counter() - t0:.0f} s):")
+        results = {k: mean_auroc(v, masks) for k, v in maps.items()}
         for k, v in results.items():
             print(f"   {k:<30s} {v:.3f}")
+        if data.aux_masks:
+            for aux, aux_masks in data.aux_masks.items():
+                scores = ", ".join(f"{k} {mean_auroc(v, aux_masks[keep]):.3f}" for k, v in maps.items())
+                print(f"   AUROC vs aux mask {aux!r} (same images): {scores}")
         best_trivial = max(v for k, v in results.items() if k.startswith("trivial") and not math.isnan(v))
         best_real = max(v for k, v in results.items() if not k.startswith("trivial"))
         verdict = "valid" if best_real > best_trivial else "FLAWED (a trivial map wins)"

@@ -12,6 +12,17 @@ localisation flag, :data:`HAS_LOCALISATION`).
   MNIST + CIFAR-10 blend); mask = strokes; the photo is everywhere, inside the strokes too.
 - ``shortcut``: digits-on-photos plus a corner marker whose colour gives the label away in the train
   split and is shuffled in the test split (``variant=`` chooses); mask = the marker square.
+
+Two testbeds for classifiers with sigmoid heads (:data:`SIGMOID_HEADS`: one logit per label, not
+class indices; ``list_testbeds()`` lists them only on request, and the jobs, which take class
+indices, do not take them):
+
+- ``radiograph``: synthetic chest radiographs, 1 x 128 x 128; label 0/1 = a basal opacity
+  ("effusion") absent/present, one logit; mask = the opacity (all False for label 0: localisation
+  metrics count positive images only); a laterality marker ("L"/"R") that follows the label in part
+  of the train split, with its mask in ``aux_masks["marker"]`` (``variant=`` chooses the marker).
+- ``digits-stripes``: multi-label, 3 x 32 x 32; labels (N, 2) multi-hot = [digit present, stripes
+  present], two logits; mask = the digit's strokes (all False without a digit).
 """
 
 from __future__ import annotations
@@ -24,13 +35,17 @@ from typing import Any, Callable
 import torch
 from torch.utils.data import Dataset
 
-from . import blended_digits, digits_on_photos, shortcut, stripes
+from . import blended_digits, digits_on_photos, multilabel, radiograph, shortcut, stripes
 from .classifier import SmallCNN, train_classifier
 
 
 @dataclass
 class Testbed(Dataset):
-    """Images (N, 3, H, W) in [0, 1], labels (N,), masks (N, 1, H, W) bool of what matters."""
+    """Images (N, C, H, W) in [0, 1], labels (N,) (or (N, K) multi-hot), masks (N, 1, H, W) bool of what matters.
+
+    ``aux_masks``: further ground truth by name, each (N, 1, H, W) bool (``radiograph``:
+    ``{"marker": ...}``, the laterality marker); None for the other testbeds.
+    """
 
     name: str
     split: str
@@ -41,39 +56,55 @@ class Testbed(Dataset):
     #: whether the masks localise something (False: all True, localisation metrics do not apply)
     has_localisation: bool = True
     variant: str | None = None
+    aux_masks: dict[str, torch.Tensor] | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int | torch.Tensor]:
+        """(image, label): an int for (N,) labels, the label row (a tensor) for (N, K) multi-hot labels."""
+        if self.labels.dim() == 2:
+            return self.images[i], self.labels[i]
         return self.images[i], int(self.labels[i])
 
 
-#: name -> (generator(n, split, seed) -> (images, labels, masks), class names, default sizes)
+#: name -> (generator(n, split, seed) -> (images, labels, masks[, aux_masks]), class names, default sizes)
 TESTBEDS: dict[str, tuple[Callable, list[str], dict[str, int]]] = {
     "digits-on-photos": (digits_on_photos.generate, [str(d) for d in range(10)], {"train": 6000, "test": 1000}),
     "stripes": (stripes.generate, list(stripes.CLASSES), {"train": 6000, "test": 1000}),
     "shortcut": (shortcut.generate, [str(d) for d in range(10)], {"train": 6000, "test": 1000}),
     "blended-digits": (blended_digits.generate, [str(d) for d in range(10)], {"train": 6000, "test": 1000}),
+    "radiograph": (radiograph.generate, list(radiograph.CLASSES), {"train": 4000, "test": 500}),
+    "digits-stripes": (multilabel.generate, list(multilabel.CLASSES), {"train": 6000, "test": 1000}),
 }
-#: testbeds whose masks localise the evidence (``stripes``: the mask is the whole image)
+#: the class-index testbeds' localisation flags (``stripes``: the mask is the whole image); a testbed
+#: not listed localises (``radiograph``: the opacity, ``digits-stripes``: the digit)
 HAS_LOCALISATION: dict[str, bool] = {"digits-on-photos": True, "stripes": False, "shortcut": True, "blended-digits": True}
 #: testbeds with variants: name -> allowed ``variant`` values (None is always allowed)
-VARIANTS: dict[str, tuple[str, ...]] = {"shortcut": shortcut.VARIANTS}
+VARIANTS: dict[str, tuple[str, ...]] = {"shortcut": shortcut.VARIANTS, "radiograph": radiograph.VARIANTS}
+#: testbeds whose classifiers have sigmoid heads: name -> number of logits. Their labels are 0/1
+#: (one logit: (N,) long) or multi-hot ((N, K) long), not class indices: a prediction is
+#: ``logit > 0``, and an explanation's target is a logit's index (0 for ``radiograph``).
+SIGMOID_HEADS: dict[str, int] = {"radiograph": 1, "digits-stripes": 2}
 
 
-def list_testbeds() -> list[str]:
-    return sorted(TESTBEDS)
+def list_testbeds(head: str | None = "softmax") -> list[str]:
+    """Testbed names: ``head="softmax"`` (default) the class-index testbeds (what the jobs take),
+    ``"sigmoid"`` those of :data:`SIGMOID_HEADS`, ``None`` all."""
+    if head not in ("softmax", "sigmoid", None):
+        raise ValueError(f"head: expected 'softmax', 'sigmoid' or None, got {head!r}")
+    return sorted(t for t in TESTBEDS if head is None or (t in SIGMOID_HEADS) == (head == "sigmoid"))
 
 
 def load(name: str, split: str = "train", n: int | None = None, seed: int = 0, variant: str | None = None) -> Testbed:
     """Generate a testbed split (deterministic for a given name, split, n, seed and variant).
 
     ``variant`` selects a variant where a testbed has them (``shortcut``: ``"correlated"``,
-    ``"consistent"``, ``"shuffled"``, ``"absent"``; default: correlated in train, shuffled in test).
+    ``"consistent"``, ``"shuffled"``, ``"absent"``; ``radiograph``: the same and ``"opposite"``;
+    default: correlated in train, shuffled in test).
     """
     if name not in TESTBEDS:
-        raise ValueError(f"name: unknown testbed {name!r}; choose from {list_testbeds()}")
+        raise ValueError(f"name: unknown testbed {name!r}; choose from {list_testbeds(None)}")
     if split not in ("train", "test"):
         raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
     generate, classes, sizes = TESTBEDS[name]
@@ -83,10 +114,12 @@ def load(name: str, split: str = "train", n: int | None = None, seed: int = 0, v
     if variant is not None:
         if variant not in VARIANTS.get(name, ()):
             raise ValueError(f"variant: testbed {name!r} has variants {list(VARIANTS.get(name, ()))}, got {variant!r}")
-        images, labels, masks = generate(n, split, seed, variant=variant)
+        out = generate(n, split, seed, variant=variant)
     else:
-        images, labels, masks = generate(n, split, seed)
-    return Testbed(name, split, images, labels, masks, classes, HAS_LOCALISATION.get(name, True), variant)
+        out = generate(n, split, seed)
+    images, labels, masks = out[:3]
+    aux_masks = out[3] if len(out) > 3 else None
+    return Testbed(name, split, images, labels, masks, classes, HAS_LOCALISATION.get(name, True), variant, aux_masks)
 
 
 _WEIGHTS = resources.files(__package__) / "weights"
@@ -116,6 +149,6 @@ def classifier_card(name: str) -> dict[str, Any]:
 
 
 __all__ = [
-    "HAS_LOCALISATION", "TESTBEDS", "VARIANTS", "SmallCNN", "Testbed", "classifier_card", "list_testbeds", "load",
+    "HAS_LOCALISATION", "SIGMOID_HEADS", "TESTBEDS", "VARIANTS", "SmallCNN", "Testbed", "classifier_card", "list_testbeds", "load",
     "load_classifier", "train_classifier",
 ]
