@@ -122,8 +122,8 @@ def load_model(
         from . import testbeds
 
         name = spec_str.removeprefix("testbed:")
-        if name not in testbeds.list_testbeds():
-            raise ValueError(f"model: no shipped classifier for testbed {name!r}; choose from {testbeds.list_testbeds()}")
+        if name not in testbeds.list_testbeds(head=None):
+            raise ValueError(f"model: no shipped classifier for testbed {name!r}; choose from {testbeds.list_testbeds(head=None)}")
         return testbeds.load_classifier(name, device)
     if path.is_file():
         model = _from_file(path, trust_pickle)

@@ -202,18 +202,25 @@ def open_source(
         source: AuditSource = _image_folder(path, preprocessing, class_names)
     elif path.is_file() and path.suffix.lower() == ".csv":
         source = _csv(path, list(class_names) if class_names else None, preprocessing)
-    elif text in testbeds.list_testbeds() or text.startswith("testbed:"):
+    elif text in _audit_testbeds() or text.startswith("testbed:"):
         name = text.removeprefix("testbed:")
-        if name not in testbeds.list_testbeds():
-            raise ValueError(f"data: unknown testbed {name!r}; choose from {testbeds.list_testbeds()}")
+        if name not in _audit_testbeds():
+            raise ValueError(f"data: unknown testbed {name!r} for a dataset job; choose from {_audit_testbeds()}")
         source = TestbedSource(name, n=testbed_n, seed=seed, split=split)
     elif path.exists():
         raise ValueError(f"data: {text!r} is neither a folder nor a .csv file")
     else:
-        raise ValueError(f"data: {text!r} does not exist and is not a testbed name ({testbeds.list_testbeds()})")
+        raise ValueError(f"data: {text!r} does not exist and is not a testbed name ({_audit_testbeds()})")
     if class_names is not None:
         source.class_names = list(class_names)
     labels = [i.label for i in source.items if i.label is not None]
     if source.class_names is not None and labels and (max(labels) >= len(source.class_names) or min(labels) < 0):
         raise ValueError(f"data: labels go up to {max(labels)} but there are {len(source.class_names)} class names")
     return source
+
+
+def _audit_testbeds() -> list[str]:
+    """Testbeds a dataset job takes: one class index per image (a multi-label testbed has label rows)."""
+    from .. import testbeds
+
+    return [t for t in testbeds.list_testbeds(head=None) if testbeds.SIGMOID_HEADS.get(t, 1) == 1]
