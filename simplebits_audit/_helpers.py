@@ -160,7 +160,8 @@ def model_guard(forward_func: object) -> Iterator[None]:
             p.requires_grad_(flag)
             p.grad = grad
         for m, mode in modes:
-            m.train(mode)
+            if m.training != mode:  # only what changed: a torch.export module refuses train() at all
+                m.train(mode)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -55,7 +55,8 @@ def attribute(
         A key of :data:`BASELINES` (see :func:`list_baselines`).
     forward_func : callable or None
         Model-space images (B, C, H, W) (plus ``additional_forward_args``) -> logits (B, K). Only
-        reference maps accept ``None``. ``deeplift`` and ``gradcam`` need an ``nn.Module``.
+        reference maps accept ``None``. ``deeplift`` and ``gradcam`` hook layers: they need a plain ``nn.Module``
+        (not TorchScript, not a ``torch.export`` graph; refused before any work).
     inputs : Tensor, shape (B, C, H, W)
         Images in the model's input space. Not modified.
     target : None, int, list of int or Tensor (B,)

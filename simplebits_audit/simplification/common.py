@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .._helpers import ForwardFunc, check_logits, slice_args
+from .._helpers import ForwardFunc, check_logits
 from .._validation import check_pixel_images
 from ..estimators import BitEstimator
 from ..spaces import Spaces
@@ -57,18 +57,20 @@ class Classifier:
     def check_gradient_path(self, pixels: torch.Tensor, target: torch.Tensor) -> None:
         """Refuse, before any work, a classifier whose logits do not reach back to the image.
 
-        One backward pass of the ``target`` logit of the first image of ``pixels`` (B, C, H, W).
-        Each way the gradient can fail has its own one-line ``ValueError`` / ``RuntimeError``: autograd
-        off (``torch.inference_mode``), no path (a ``.detach()``, numpy or ``torch.no_grad`` inside
-        the forward), an autograd error inside the model, a non-finite or an all-zero gradient.
+        One backward pass of the ``target`` logits (B,) of the batch ``pixels`` (B, C, H, W) (the
+        whole batch, as the engine will call it: an exported model may have a fixed batch size).
+        Each way the gradient can fail has its own one-line ``ValueError`` / ``RuntimeError``:
+        autograd off (``torch.inference_mode``), no path (a ``.detach()``, numpy or
+        ``torch.no_grad`` inside the forward), an autograd error inside the model, a non-finite
+        gradient, a gradient that is zero everywhere on every image.
         """
         if torch.is_inference_mode_enabled():
             raise RuntimeError("forward_func: called inside torch.inference_mode(), where autograd is off; simplification needs "
                                "gradients with respect to the image: call it outside inference_mode")
-        x = pixels[:1].detach().clone().requires_grad_(True)
-        first_args = slice_args(self.extra_args, slice(0, 1), pixels.shape[0])
+        x = pixels.detach().clone().requires_grad_(True)
         with torch.enable_grad():
-            score = self.logits(x, first_args)[0, int(target[0])]
+            logits = self.logits(x)
+            score = logits.gather(1, target.view(-1, 1).to(logits.device)).sum()
             if not score.requires_grad:
                 raise ValueError("forward_func: the logits do not depend on the image through autograd (no gradient path: a .detach(), "
                                  "numpy or torch.no_grad inside forward?); simplification needs gradients with respect to the image")
@@ -76,16 +78,16 @@ class Classifier:
                 (grad,) = torch.autograd.grad(score, x, allow_unused=True)
             except RuntimeError as err:
                 first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                raise RuntimeError(f"forward_func: autograd failed on the first image ({first}); simplification needs gradients "
+                raise RuntimeError(f"forward_func: autograd failed through the model ({first}); simplification needs gradients "
                                    "with respect to the image") from err
         if grad is None:
             raise ValueError("forward_func: the logits do not depend on the image through autograd (no gradient path); "
                              "simplification needs gradients with respect to the image")
         if not bool(torch.isfinite(grad).all()):
-            raise ValueError("forward_func: the gradient of the target logit with respect to the image is not finite on the first image")
+            raise ValueError("forward_func: the gradient of the target logit with respect to the image is not finite")
         if not bool((grad != 0).any()):
-            raise ValueError("forward_func: the gradient of the target logit with respect to the image is zero everywhere on the first "
-                             "image (a blocked path, e.g. a hard threshold or rounding inside forward, or a constant model)")
+            raise ValueError("forward_func: the gradient of the target logit with respect to the image is zero everywhere "
+                             "(a blocked path, e.g. a hard threshold or rounding inside forward, or a constant model)")
 
 
 def labelled_tensors(data: Any, name: str = "data") -> tuple[torch.Tensor, torch.Tensor, list[str] | None]:
