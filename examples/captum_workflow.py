@@ -58,6 +58,13 @@ def main(out: str = "captum_workflow.png", n_images: int = 4) -> dict[str, dict[
     fig, axes = plt.subplots(len(maps), n_images, figsize=(2.2 * n_images, 2.2 * len(maps)), squeeze=False)
     for row, (name, attr) in enumerate(maps.items()):
         for col in range(n_images):
+            if not bool(attr[col].any()):
+                # An empty SimpleBits map: the flat reference kept the answer (the model needed nothing of
+                # this image for this target). Captum's visualisation cannot normalise an all-zero map.
+                axes[row, col].imshow(data.images[col].permute(1, 2, 0).numpy())
+                axes[row, col].set_title(f"{name[:10]} y={int(target[col])}: empty", fontsize=8)
+                axes[row, col].axis("off")
+                continue
             viz.visualize_image_attr(
                 attr[col].permute(1, 2, 0).detach().numpy(), data.images[col].permute(1, 2, 0).numpy(),
                 method="blended_heat_map", sign="absolute_value", plt_fig_axis=(fig, axes[row, col]), use_pyplot=False,

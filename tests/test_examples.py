@@ -54,3 +54,13 @@ def test_train_with_simplification_example():
     assert set(scores) == {0.0, 1.0}
     for s in scores.values():
         assert 0 <= s["val_accuracy_simplified"] <= 1 and 0 < s["val_bits_kept"] <= 1.01 and 0 <= s["bits_inside_digit"] <= 1
+
+
+def test_radiograph_sigmoid_example():
+    module = runpy.run_path(str(ROOT / "examples" / "radiograph_sigmoid.py"))
+    rows = module["main"](n=3, steps=3)
+    assert len(rows) == 3
+    for r in rows:
+        # the decision is kept: the same side of 0.5 before and after
+        assert (r["p_before"] >= 0.5) == (r["p_after"] >= 0.5) and r["status"] == "ok"
+        assert 0 < r["bits_kept"] <= 1

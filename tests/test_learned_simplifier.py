@@ -197,8 +197,8 @@ def test_the_mask_explains_the_returned_image_fallbacks_included(model, test_ima
     original = (r.simplified == x).flatten(1).all(1)
     assert 0 < int((lost & ~original).sum())  # some shifted masks were chosen
     assert torch.equal(rebuilt[~original], r.simplified[~original])  # the returned mask is the returned image's
-    with torch.no_grad():
-        assert torch.allclose(r.mask[original], s.mask(x)[original])  # the original came back: the learned mask stays
+    # the original came back: its mask is all ones (the map describes the returned image, #19)
+    assert bool((r.mask[original] == 1).all())
 
 
 def test_training_leaves_a_wrapped_or_train_mode_model_alone(data):
