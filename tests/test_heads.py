@@ -262,3 +262,22 @@ def test_train_simplifier_with_a_sigmoid_head():
         train_simplifier(model, x, steps=1, batch_size=8)
     with pytest.raises(ValueError, match="no gradient path"):
         train_simplifier(Detached("detach"), torch.rand(8, 3, 16, 16), steps=1, batch_size=8)
+
+
+# ---- finding 8: the map depends on the model
+
+
+def test_simplebits_map_changes_when_the_model_is_reinitialised():
+    from simplebits_audit.metrics.sanity import model_randomisation
+
+    data = testbeds.load("shortcut", "test", n=8, seed=2)
+    model = testbeds.load_classifier("shortcut")
+
+    def explain_fn(m, x, t):
+        return SimpleBits(m, steps=12).attribute(x, target=t, seed=0)[:, :1]
+
+    rho = model_randomisation(explain_fn, model, data.images)
+    # A constant map (the re-initialised model keeps its answer on the flat reference) shares no
+    # ranking with the trained model's map: counted as 0.
+    score = torch.where(torch.isnan(rho), torch.zeros_like(rho), rho)
+    assert float(score.mean()) < 0.3, rho
