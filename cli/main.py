@@ -531,19 +531,37 @@ def estimators(name: Optional[str] = typer.Argument(None, help="Show this estima
 
 @app.command()
 def bits(
-    images: list[Path] = typer.Argument(..., help="Image files (any format Pillow reads)."),
+    images: Optional[list[Path]] = typer.Argument(None, help="Image files (any format Pillow reads)."),
     estimator: Optional[str] = typer.Option(None, "--estimator", "-e", help="Estimator name or checkpoint file (default: the package default)."),
     grayscale: bool = typer.Option(False, help="Rate the images as grayscale."),
+    encode: Optional[Path] = typer.Option(None, "--encode", help="Compress the one IMAGE into this file with the estimator as a real codec."),
+    decode: Optional[Path] = typer.Option(None, "--decode", help="Restore the image of a file written by --encode (needs --out)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="With --decode: the PNG to write."),
 ) -> None:
-    """How many bits each image costs under an estimator, beside PNG and WebP lossless.
+    """How many bits each image costs under an estimator, beside PNG, WebP and JPEG-XL lossless.
 
-    Example: ``simplebits bits photo.png --estimator analytic``.
+    Examples: ``simplebits bits photo.png``; ``simplebits bits photo.png --encode photo.sbits`` (a real
+    file of about the estimator's bits); ``simplebits bits --decode photo.sbits --out restored.png``.
     """
-    from simplebits_audit.jobs.bits import measure_bits
+    from simplebits_audit.jobs.bits import decode_file, encode_file, measure_bits
 
-    table = Table("image", "H x W", "bits", "bpd", "PNG bpd", "WebP bpd")
+    if decode is not None:
+        if images or encode is not None or out is None:
+            raise typer.BadParameter("--decode FILE takes --out PNG and no IMAGES or --encode", param_hint="--decode")
+        shape = decode_file(decode, out, estimator=estimator)
+        console.print(f"restored {decode} -> {out} ({shape[0]} x {shape[1]} x {shape[2]})")
+        return
+    if not images:
+        raise typer.BadParameter("give at least one image (or --decode FILE --out PNG)", param_hint="IMAGES")
+    if encode is not None:
+        if len(images) != 1:
+            raise typer.BadParameter(f"--encode takes one image, got {len(images)}", param_hint="--encode")
+        f = encode_file(images[0], encode, estimator=estimator, grayscale=grayscale)
+        console.print(f"wrote {f.path}: {f.bytes * 8} bits ({f.bytes} bytes, header {f.header_bytes}); the estimator's bits {f.estimator_bits:.0f}")
+        return
+    table = Table("image", "H x W", "bits", "bpd", "PNG bpd", "WebP bpd", "JPEG-XL bpd")
     for r in measure_bits(images, estimator=estimator, grayscale=grayscale, device=options.device):
-        table.add_row(r.path, f"{r.height} x {r.width}", f"{r.bits:.0f}", f"{r.bpd:.3f}", f"{r.png_bpd:.3f}", f"{r.webp_bpd:.3f}")
+        table.add_row(r.path, f"{r.height} x {r.width}", f"{r.bits:.0f}", f"{r.bpd:.3f}", f"{r.png_bpd:.3f}", f"{r.webp_bpd:.3f}", f"{r.jxl_bpd:.3f}")
     console.print(table)
 
 
