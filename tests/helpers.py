@@ -24,6 +24,21 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600)
     return subprocess.run([*CLI, *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
+def cli_in_process(capsys, *args: str) -> tuple[int, list[str]]:
+    """Exit code and non-empty stderr lines of ``simplebits ARGS`` run in this process."""
+    from simplebits_audit.cli.main import main
+
+    argv, sys.argv = sys.argv, ["simplebits", *args]
+    try:
+        main()
+        code = 0
+    except SystemExit as stop:
+        code = stop.code
+    finally:
+        sys.argv = argv
+    return code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
 def snapshot(model: nn.Module) -> dict:
     """Everything a call must leave as it found it: state (buffers included), flags, gradients, modes, hooks."""
     return {

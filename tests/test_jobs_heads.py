@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 import torch
@@ -14,7 +13,7 @@ from simplebits_audit.jobs import compare, explain_images, preflight, run_audit
 from simplebits_audit.jobs.answers import decide, decision_names, label_names
 from simplebits_audit.photos import held_out_crops
 
-from .helpers import assert_unchanged, snapshot
+from .helpers import assert_unchanged, cli_in_process, snapshot
 
 FAST = {"estimator": "analytic", "simplify_options": {"steps": 4}}
 
@@ -143,23 +142,13 @@ def test_sigmoid_compare_runs_with_per_label_probabilities(binary, pixels):
 
 
 def test_cli_head_and_threshold_options(binary, pixels, tmp_path, capsys):
-    from simplebits_audit.cli.main import main
-
     model = tmp_path / "binary.ts"
     torch.jit.save(torch.jit.script(binary), str(model))
     image = tmp_path / "x.png"
     Image.fromarray((pixels[0].permute(1, 2, 0) * 255).round().byte().numpy()).save(image)
 
     def cli(*args: str) -> tuple[int, list[str]]:
-        argv, sys.argv = sys.argv, ["simplebits", "--quiet", *args]
-        try:
-            main()
-            code = 0
-        except SystemExit as stop:
-            code = stop.code
-        finally:
-            sys.argv = argv
-        return code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        return cli_in_process(capsys, "--quiet", *args)
 
     base = ["explain", str(image), "--model", str(model), "--estimator", "analytic", "--steps", "3"]
     code, err = cli(*base, "--out", str(tmp_path / "a"))

@@ -7,7 +7,6 @@ exit code and the exact stderr are checked without paying for a new Python per c
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -18,6 +17,8 @@ from simplebits_audit import testbeds
 from simplebits_audit._io import save_json
 from simplebits_audit.jobs.preflight import MAX_PIXELS, job_device, preflight
 from simplebits_audit.preprocessing import Preprocessing, load_images
+
+from .helpers import cli_in_process as cli
 
 
 class _Vector(torch.nn.Module):
@@ -56,21 +57,6 @@ def files(tmp_path_factory):
     (root / "empty.png").write_bytes(b"")
     (root / "notes.png").write_text("not an image")
     return root
-
-
-def cli(capsys, *args: str) -> tuple[int, list[str]]:
-    """Exit code and non-empty stderr lines of ``simplebits ARGS`` run in this process."""
-    from simplebits_audit.cli.main import main
-
-    argv, sys.argv = sys.argv, ["simplebits", *args]
-    try:
-        main()
-        code = 0
-    except SystemExit as stop:
-        code = stop.code
-    finally:
-        sys.argv = argv
-    return code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ from .._helpers import ForwardFunc, Transform, as_tuple, model_guard, resolve_ta
 from .._validation import check_finite, check_pixel_images
 from ..estimators import BitEstimator, Glow, load_estimator
 from ..spaces import make_spaces
-from .common import Classifier, Decision, guarded_step, path_result, round_8bit, snapshot_steps, evaluate
+from .common import Classifier, Decision, evaluate, guarded_step, path_result, round_8bit, snapshot_steps
 from .heads import Keep, check_head, check_keep, check_outputs
 from .learned import Simplifier, as_simplifier, learned_engine
 from .mask import REFERENCES, mask_engine

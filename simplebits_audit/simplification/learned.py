@@ -48,7 +48,7 @@ from ..estimators import BitEstimator, load_estimator
 from ..spaces import make_spaces
 from .common import Classifier, Decision, path_result, round_8bit
 from .heads import check_head, check_outputs, probabilities
-from .mask import REFERENCES, mask_engine, reference_image
+from .mask import REFERENCES, blend, mask_engine, reference_image
 from .result import SimplificationResult
 
 #: What :meth:`Simplifier.load` reads: the format version written by :meth:`Simplifier.save`.
@@ -280,7 +280,7 @@ def learned_engine(
 
         def candidate(rows: torch.Tensor, offset: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
             m = simplifier.grid_to_mask(grid[rows], pixels.shape[-2:], offset)
-            image = round_8bit(m * original_8bit[rows] + (1 - m) * ref[rows], False)
+            image = blend(original_8bit[rows], ref[rows], m)
             probs = probabilities(classifier.logits(image), decision.head)
             return image, probs, decision.rows(rows).kept(probs), m
 
