@@ -117,3 +117,17 @@ def test_glow_encode_decode_roundtrip(photos32):
     # The all-zeros latent (the prior's mode) is a valid, simple image.
     simple = glow.decode([torch.zeros_like(z) for z in latents])
     assert glow.bpd(simple).mean() < glow.bpd(photos32).mean()
+
+
+def test_resolve_estimator_one_way_for_every_argument():
+    from simplebits_audit.estimators import AnalyticCoder, resolve_estimator
+
+    assert isinstance(resolve_estimator(None), AnalyticCoder)
+    assert isinstance(resolve_estimator("analytic", device="cpu"), AnalyticCoder)
+    given = AnalyticCoder()
+    assert resolve_estimator(given) is given
+    assert resolve_estimator(given, device="cpu") is given  # already there: no copy
+    with pytest.raises(TypeError, match="estimator: expected a BitEstimator"):
+        resolve_estimator(3)
+    with pytest.raises(ValueError, match="name_or_path"):
+        resolve_estimator("no-such-estimator")

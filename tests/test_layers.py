@@ -40,9 +40,7 @@ EXCEPTIONS = {
 
 
 def _modules() -> dict[str, Path]:
-    files = {".".join(p.relative_to(ROOT).with_suffix("").parts): p for p in PACKAGE.rglob("*.py")}
-    files.update({f"simplebits_audit.cli.{p.stem}": p for p in (ROOT / "cli").glob("*.py")})
-    return files
+    return {".".join(p.relative_to(ROOT).with_suffix("").parts): p for p in PACKAGE.rglob("*.py")}
 
 
 def _imports(module: str, path: Path) -> set[str]:

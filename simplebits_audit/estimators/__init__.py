@@ -6,6 +6,7 @@ Adding an estimator is one module defining a :class:`BitEstimator` subclass plus
 
 from __future__ import annotations
 
+import copy
 import json
 from importlib import resources
 from pathlib import Path
@@ -86,6 +87,40 @@ def load_estimator(
     return estimator.to(device or "cpu").freeze()
 
 
+def resolve_estimator(
+    estimator: BitEstimator | str | Path | None = None, *, device: str | torch.device | None = None
+) -> BitEstimator:
+    """The one way every engine, training setting and job turns an ``estimator`` argument into an estimator.
+
+    Parameters
+    ----------
+    estimator : BitEstimator, str, Path or None
+        An estimator object, a registered name, a checkpoint path, or None for :data:`DEFAULT_ESTIMATOR`.
+    device : str or torch.device, optional
+        Where the estimator must live. A given estimator on another device is copied there; the
+        caller's object is never moved. Names and paths load there (default CPU).
+
+    Raises
+    ------
+    TypeError
+        ``estimator`` is neither an estimator, a name, a path nor None.
+    ValueError
+        An unknown name or an unreadable checkpoint (from :func:`load_estimator`).
+    """
+    if isinstance(estimator, BitEstimator):
+        if device is None:
+            return estimator
+        target = torch.device(device)
+        current = next((t.device for t in [*estimator.parameters(), *estimator.buffers()]), torch.device("cpu"))
+        if current.type == target.type and (target.index is None or current.index == target.index):
+            return estimator
+        return copy.deepcopy(estimator).to(target)
+    if estimator is None or isinstance(estimator, (str, Path)):
+        return load_estimator(estimator, device=device)
+    raise TypeError(f"estimator: expected a BitEstimator, a registered name {list_estimators()}, a checkpoint path or None, "
+                    f"got {type(estimator).__name__}")
+
+
 def load_checkpoint(path: str | Path) -> BitEstimator:
     """Build an estimator from a checkpoint ``{"arch", "config", "state_dict", "card"}`` (weights only)."""
     try:
@@ -120,4 +155,5 @@ __all__ = [
     "load_checkpoint",
     "load_estimator",
     "model_card",
+    "resolve_estimator",
 ]
