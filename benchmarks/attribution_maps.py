@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from simplebits_audit import SimpleBits, attribution_map, load_estimator, testbeds
-from simplebits_audit.explainer import ATTRIBUTIONS
+from simplebits_audit.explainers import ATTRIBUTIONS
 from simplebits_audit.metrics import auroc
 
 

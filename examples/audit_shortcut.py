@@ -21,7 +21,7 @@ import argparse
 from pathlib import Path
 
 from simplebits_audit import testbeds
-from simplebits_audit.audit import run_audit
+from simplebits_audit.jobs import run_audit
 
 
 def main(out: str = "shortcut-audit", n: int = 300, limit: int = 48, steps: int | None = None) -> dict[str, dict]:

@@ -1,4 +1,4 @@
-"""The baseline registry: one call signature over Captum, trivial references, the model left alone."""
+"""The Captum baselines and reference maps in the explainer registry: one call signature, the model left alone."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
 
-from simplebits_audit import baselines as bl
+from simplebits_audit import explainers as ex
 
 from .helpers import assert_unchanged, snapshot
 
@@ -21,62 +21,66 @@ FAST: dict[str, dict] = {
     "kernel_shap": {"n_samples": 24, "n_segments": 8},
     "feature_ablation": {"n_segments": 8},
 }
+#: every explainer that does not simplify: the Captum baselines, then the trivial references
+BASELINES = ex.list_explainers(simplifies=False)
 
 
 def test_registry_lists_methods_and_references():
-    names = bl.list_baselines()
+    names = ex.list_explainers()
     for required in ("ig", "saliency", "input_x_gradient", "gradient_shap", "deeplift", "occlusion", "feature_ablation", "gradcam", "lime", "kernel_shap"):
-        assert required in names and not bl.BASELINES[required].reference and bl.BASELINES[required].captum
+        assert required in BASELINES and not ex.EXPLAINERS[required].reference and ex.EXPLAINERS[required].captum
     for ref in ("brightness", "max_channel", "centre", "random"):
-        assert bl.BASELINES[ref].reference and ref in bl.list_baselines(reference=True)
-    assert "simplebits" not in names
-    assert set(bl.list_baselines(reference=False)) | set(bl.list_baselines(reference=True)) == set(names)
-    assert bl.BASELINES["ig"].options["n_steps"] == 50 and "internal_batch_size" in bl.BASELINES["ig"].options
-    assert bl.BASELINES["lime"].options["n_samples"] == 200
+        assert ex.EXPLAINERS[ref].reference and ref in ex.list_explainers(reference=True)
+    assert "simplebits" in names and "simplebits" not in BASELINES
+    assert set(ex.list_explainers(reference=False, simplifies=False)) | set(ex.list_explainers(reference=True)) == set(BASELINES)
+    assert set(BASELINES) | set(ex.list_explainers(simplifies=True)) == set(names)
+    assert names[-len(BASELINES):] == BASELINES  # registry order: SimpleBits first, then the baselines
+    assert ex.EXPLAINERS["ig"].options["n_steps"] == 50 and "internal_batch_size" in ex.EXPLAINERS["ig"].options
+    assert ex.EXPLAINERS["lime"].options["n_samples"] == 200
 
 
-@pytest.mark.parametrize("name", bl.list_baselines())
+@pytest.mark.parametrize("name", BASELINES)
 def test_every_method_returns_input_shape_and_finite_values(name, bright_dark_model, photos16):
     x = photos16[:3]
-    attr = bl.attribute(name, bright_dark_model, x, target=1, **FAST.get(name, {}))
+    attr = ex.attribute(name, bright_dark_model, x, target=1, **FAST.get(name, {}))
     assert attr.shape == x.shape and attr.dtype == x.dtype and attr.is_contiguous()
     assert torch.isfinite(attr).all()
-    amap = bl.to_map(attr, bl.BASELINES[name].map_reduce)
+    amap = ex.to_map(attr, ex.EXPLAINERS[name].map_reduce)
     assert amap.shape == (3, 1, 16, 16)
 
 
 @pytest.mark.parametrize("target", [None, 0, [0, 1, 1], torch.tensor([1, 0, 1]), torch.tensor(1), (1, 1, 0)])
 def test_target_forms(target, bright_dark_model, photos16):
     x = photos16[:3]
-    attr = bl.attribute("saliency", bright_dark_model, x, target)
+    attr = ex.attribute("saliency", bright_dark_model, x, target)
     assert attr.shape == x.shape
 
 
 def test_none_target_explains_the_prediction(bright_dark_model, photos16):
     x = photos16[:4]
     pred = bright_dark_model(x).argmax(1)
-    assert torch.equal(bl.attribute("input_x_gradient", bright_dark_model, x), bl.attribute("input_x_gradient", bright_dark_model, x, pred))
+    assert torch.equal(ex.attribute("input_x_gradient", bright_dark_model, x), ex.attribute("input_x_gradient", bright_dark_model, x, pred))
 
 
 def test_errors_name_the_argument(bright_dark_model, photos16):
-    with pytest.raises(ValueError, match=r"name: unknown baseline 'foo'.*'ig'"):
-        bl.attribute("foo", bright_dark_model, photos16)
+    with pytest.raises(ValueError, match=r"name: unknown explainer 'foo'.*'ig'"):
+        ex.attribute("foo", bright_dark_model, photos16)
     with pytest.raises(TypeError, match=r"options: 'ig' does not take \['n_stepz'\]"):
-        bl.attribute("ig", bright_dark_model, photos16, n_stepz=3)
+        ex.attribute("ig", bright_dark_model, photos16, n_stepz=3)
     with pytest.raises(ValueError, match="inputs"):
-        bl.attribute("ig", bright_dark_model, photos16[0])
+        ex.attribute("ig", bright_dark_model, photos16[0])
     with pytest.raises(ValueError, match="target"):
-        bl.attribute("ig", bright_dark_model, photos16[:2], [0, 1, 1])
+        ex.attribute("ig", bright_dark_model, photos16[:2], [0, 1, 1])
     with pytest.raises(ValueError, match=r"target: class indices"):
-        bl.attribute("saliency", bright_dark_model, photos16[:2], 5)
+        ex.attribute("saliency", bright_dark_model, photos16[:2], 5)
     with pytest.raises(TypeError, match="forward_func"):
-        bl.attribute("ig", None, photos16[:2])
+        ex.attribute("ig", None, photos16[:2])
     nan = photos16[:2].clone()
     nan[0, 0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="inputs contains NaN"):
-        bl.attribute("saliency", bright_dark_model, nan)
+        ex.attribute("saliency", bright_dark_model, nan)
     with pytest.raises(ValueError, match="reduce"):
-        bl.to_map(photos16, "max")
+        ex.to_map(photos16, "max")
 
 
 def test_model_and_inputs_unchanged(bright_dark_model, photos16):
@@ -91,9 +95,9 @@ def test_model_and_inputs_unchanged(bright_dark_model, photos16):
     before = snapshot(model)
     x = photos16[:2].clone()
     x_before = x.clone()
-    for name in bl.list_baselines():
+    for name in BASELINES:
         with pytest.warns(UserWarning, match="training mode"):
-            bl.attribute(name, model, x, target=1, **FAST.get(name, {}))
+            ex.attribute(name, model, x, target=1, **FAST.get(name, {}))
         assert_unchanged(before, model)
     assert torch.equal(x, x_before) and not x.requires_grad and x.grad is None
 
@@ -102,7 +106,7 @@ def test_model_guard_restores_after_a_failure(bright_dark_model, photos16):
     model = copy.deepcopy(bright_dark_model)
     before = snapshot(model)
     with pytest.raises(ValueError):
-        bl.attribute("occlusion", model, photos16[:2], window=99)
+        ex.attribute("occlusion", model, photos16[:2], window=99)
     assert_unchanged(before, model)
 
 
@@ -121,12 +125,12 @@ class _RegisteredOutOfOrder(nn.Module):
 
 def test_gradcam_finds_the_last_executed_conv(bright_dark_model, photos16):
     net = _RegisteredOutOfOrder()
-    assert bl.find_last_conv(net, photos16[:1]) is net.late
+    assert ex.find_last_conv(net, photos16[:1]) is net.late
     convs = [m for m in bright_dark_model.modules() if isinstance(m, nn.Conv2d)]
-    assert bl.find_last_conv(bright_dark_model, photos16[:1]) is convs[-1]
+    assert ex.find_last_conv(bright_dark_model, photos16[:1]) is convs[-1]
     # the registry's gradcam is Captum's LayerGradCam on that layer, upsampled and repeated over channels
     x = photos16[:2]
-    ours = bl.attribute("gradcam", bright_dark_model, x, 1)
+    ours = ex.attribute("gradcam", bright_dark_model, x, 1)
     cam = LayerGradCam(bright_dark_model, convs[-1]).attribute(x, target=1, relu_attributions=True)
     expected = LayerAttribution.interpolate(cam, (16, 16), "bilinear")
     assert torch.allclose(ours[:, :1], expected, atol=1e-6) and torch.equal(ours[:, 0], ours[:, 2])
@@ -135,9 +139,9 @@ def test_gradcam_finds_the_last_executed_conv(bright_dark_model, photos16):
 def test_gradcam_without_conv_is_a_clear_error(photos16):
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 2)).eval()
     with pytest.raises(ValueError, match=r"forward_func: 'gradcam' needs a model with a torch.nn.Conv2d"):
-        bl.attribute("gradcam", mlp, photos16[:2])
+        ex.attribute("gradcam", mlp, photos16[:2])
     with pytest.raises(TypeError, match=r"forward_func: 'gradcam' needs a torch.nn.Module"):
-        bl.attribute("gradcam", lambda x: mlp(x), photos16[:2])
+        ex.attribute("gradcam", lambda x: mlp(x), photos16[:2])
 
 
 def test_deeplift_refuses_reused_activations(photos16):
@@ -151,46 +155,49 @@ def test_deeplift_refuses_reused_activations(photos16):
             return self.head(self.relu(self.conv2(self.relu(self.conv1(x)))).mean((2, 3)))
 
     with pytest.raises(ValueError, match=r"forward_func: 'deeplift' needs each non-linear module used once.*relu"):
-        bl.attribute("deeplift", Reused().eval(), photos16[:2])
+        ex.attribute("deeplift", Reused().eval(), photos16[:2])
     with pytest.raises(TypeError, match=r"forward_func: 'deeplift' needs a torch.nn.Module"):
-        bl.attribute("deeplift", lambda x: Reused()(x), photos16[:2])
+        ex.attribute("deeplift", lambda x: Reused()(x), photos16[:2])
 
 
 def test_reference_maps_need_no_model(photos16):
     x = photos16[:2]
-    bright = bl.attribute("brightness", None, x)
-    assert torch.allclose(bright[:, :1], bl.unit_range(x).mean(1, keepdim=True))
+    bright = ex.attribute("brightness", None, x)
+    # without to_pixels each image is rescaled to [0, 1] by its own min and max
+    lo, hi = x.amin((1, 2, 3), keepdim=True), x.amax((1, 2, 3), keepdim=True)
+    assert torch.allclose(bright[:, :1], ((x - lo) / (hi - lo)).mean(1, keepdim=True))
     # with to_pixels the references read real pixel values
     mean, std = 0.5, 0.25
     model_space = (x - mean) / std
-    assert torch.allclose(bl.attribute("max_channel", None, model_space, to_pixels=lambda z: z * std + mean)[:, :1], x.amax(1, keepdim=True), atol=1e-6)
+    assert torch.allclose(ex.attribute("max_channel", None, model_space, to_pixels=lambda z: z * std + mean)[:, :1], x.amax(1, keepdim=True), atol=1e-6)
     # contrast: a flat image with one bright pixel points at that pixel only
     flat = torch.full((1, 3, 8, 8), 0.4)
     flat[0, :, 2, 5] = 0.9
-    spot = bl.attribute("contrast", None, flat, to_pixels=lambda z: z)[0, 0]
+    spot = ex.attribute("contrast", None, flat, to_pixels=lambda z: z)[0, 0]
     assert spot.argmax().item() == 2 * 8 + 5 and spot[2, 5] > 10 * spot[0, 0]
-    centre = bl.attribute("centre", None, x)[0, 0]
+    centre = ex.attribute("centre", None, x)[0, 0]
     assert centre[7:9, 7:9].min() == centre.max() and centre[0, 0] < centre[8, 8]
-    r1, r2 = bl.attribute("random", None, x, seed=3), bl.attribute("random", None, x, seed=3)
-    assert torch.equal(r1, r2) and not torch.equal(r1, bl.attribute("random", None, x, seed=4))
-    assert bl.attribute("edges", None, x).shape == x.shape
+    r1, r2 = ex.attribute("random", None, x, seed=3), ex.attribute("random", None, x, seed=3)
+    assert torch.equal(r1, r2) and not torch.equal(r1, ex.attribute("random", None, x, seed=4))
+    assert ex.attribute("edges", None, x).shape == x.shape
 
 
 def test_to_map_and_timing(bright_dark_model, photos16):
     attr = torch.tensor([[[[1.0, -2.0]], [[-3.0, 1.0]]]])  # (1, 2, 1, 2)
-    assert torch.equal(bl.to_map(attr), torch.tensor([[[[4.0, 3.0]]]]))
-    assert torch.equal(bl.to_map(attr, "sum"), torch.tensor([[[[-2.0, -1.0]]]]))
-    out, seconds = bl.attribute_timed("saliency", bright_dark_model, photos16[:2])
-    assert out.shape == photos16[:2].shape and seconds > 0
+    assert torch.equal(ex.to_map(attr), torch.tensor([[[[4.0, 3.0]]]]))
+    assert torch.equal(ex.to_map(attr, "sum"), torch.tensor([[[[-2.0, -1.0]]]]))
+    e = ex.explain("saliency", bright_dark_model, photos16[:2])
+    assert e.attributions.shape == photos16[:2].shape and e.seconds > 0
+    assert torch.equal(e.map, ex.to_map(e.attributions, ex.EXPLAINERS["saliency"].map_reduce))
 
 
 def test_seeded_methods_are_deterministic_and_leave_global_rng(bright_dark_model, photos16):
     x = photos16[:2]
     torch.manual_seed(123)
     state = torch.get_rng_state()
-    a = bl.attribute("lime", bright_dark_model, x, 1, **FAST["lime"])
+    a = ex.attribute("lime", bright_dark_model, x, 1, **FAST["lime"])
     assert torch.equal(torch.get_rng_state(), state)
-    b = bl.attribute("lime", bright_dark_model, x, 1, **FAST["lime"])
+    b = ex.attribute("lime", bright_dark_model, x, 1, **FAST["lime"])
     assert torch.equal(a, b)
 
 
@@ -201,7 +208,7 @@ def test_additional_forward_args(bright_dark_model, photos16):
     x = photos16[:2]
     scale = torch.tensor([[1.0], [2.0]])
     for name in ("ig", "gradient_shap", "occlusion"):
-        attr = bl.attribute(name, scaled, x, 1, additional_forward_args=scale, **FAST.get(name, {}))
+        attr = ex.attribute(name, scaled, x, 1, additional_forward_args=scale, **FAST.get(name, {}))
         assert attr.shape == x.shape and torch.isfinite(attr).all()
 
 
@@ -212,8 +219,8 @@ def test_gradient_shap_seed_fixes_numpy_draws_too(bright_dark_model, photos16):
     x = photos16[:2]
     np.random.seed(5)
     state = np.random.get_state()
-    a = bl.attribute("gradient_shap", bright_dark_model, x, 1, n_samples=4, seed=2)
+    a = ex.attribute("gradient_shap", bright_dark_model, x, 1, n_samples=4, seed=2)
     assert all(np.array_equal(u, v) if isinstance(u, np.ndarray) else u == v for u, v in zip(np.random.get_state(), state))
     np.random.seed(6)
-    assert torch.equal(a, bl.attribute("gradient_shap", bright_dark_model, x, 1, n_samples=4, seed=2))
-    assert not torch.equal(a, bl.attribute("gradient_shap", bright_dark_model, x, 1, n_samples=4, seed=3))
+    assert torch.equal(a, ex.attribute("gradient_shap", bright_dark_model, x, 1, n_samples=4, seed=2))
+    assert not torch.equal(a, ex.attribute("gradient_shap", bright_dark_model, x, 1, n_samples=4, seed=3))

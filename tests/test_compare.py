@@ -10,7 +10,8 @@ import math
 import pytest
 import torch
 
-from simplebits_audit.compare import METRICS, SIMPLEBITS, Comparison, all_methods, compare
+from simplebits_audit.explainers import SIMPLEBITS
+from simplebits_audit.jobs.compare import METRICS, Comparison, all_methods, compare
 
 METHODS = (SIMPLEBITS, "ig", "gradcam", "centre", "random")
 FAST = {
@@ -144,7 +145,7 @@ def test_ranks_and_reference_verdict():
 
 
 def test_default_methods_are_known():
-    from simplebits_audit.compare import DEFAULT_METHODS
+    from simplebits_audit.jobs.compare import DEFAULT_METHODS
 
     assert set(DEFAULT_METHODS) <= set(all_methods())
     assert {"simplebits", "ig", "occlusion", "gradcam", "brightness", "max_channel", "centre", "random"} <= set(DEFAULT_METHODS)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from simplebits_audit.audit import explain_images
+from simplebits_audit.jobs import explain_images
 from simplebits_audit.preprocessing import Preprocessing, load_labels
 from simplebits_audit.report import build_report
 
@@ -114,7 +114,7 @@ def test_report_shows_the_path_from_the_simplest_image_to_the_original(explained
 
 
 def test_path_of_an_older_engine_and_of_an_audit(tmp_path, bright_dark_model, photos16):
-    from simplebits_audit.audit import run_audit
+    from simplebits_audit.jobs import run_audit
     from simplebits_audit.report.path import path_strip_html
 
     out = tmp_path / "pixel"

@@ -5,6 +5,9 @@
 >>> e.attributions, e.map, e.seconds                              # (B, C, H, W), (B, 1, H, W), float
 >>> e = explainers.explain("simplebits", model, inputs, steps=30, context=explainers.Context(seed=1))
 >>> e.result.simplified                                           # explainers that simplify return their result too
+>>> attr = explainers.attribute("occlusion", model, inputs)       # the attributions only: (B, C, H, W)
+>>> amap = explainers.to_map(attr)                                # (B, 1, H, W), sum of |attr| over channels
+>>> explainers.list_explainers(simplifies=False)                  # the Captum baselines, then the reference maps
 
 ``inputs`` are in the model's space (Captum convention) and ``forward_func`` returns logits (B, K).
 ``target`` is Captum-style: ``None`` (the predicted class), an int, a list or a 1-D tensor. The

@@ -368,7 +368,35 @@ def attribute(
     additional_forward_args: Any = None,
     **options: Any,
 ) -> torch.Tensor:
-    """:func:`explain`'s attributions only: a Tensor (B, C, H, W) like ``inputs``, contiguous."""
+    """Attribute ``forward_func``'s output for ``target`` to ``inputs`` with explainer ``name``: :func:`explain`'s attributions only.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`EXPLAINERS` (see :func:`list_explainers`; ``list_explainers(simplifies=False)``
+        gives the Captum baselines and the reference maps); ``ValueError`` naming ``name`` if unknown.
+    forward_func : callable or None
+        Model-space images (B, C, H, W) (plus ``additional_forward_args``) -> logits (B, K). Only
+        reference maps accept ``None``. ``deeplift`` and ``gradcam`` hook layers: they need a plain
+        ``nn.Module`` (not TorchScript, not a ``torch.export`` graph; refused before any work).
+        Never modified.
+    inputs : Tensor, shape (B, C, H, W)
+        Images in the model's input space. Not modified.
+    target : None, int, list of int or Tensor (B,)
+        The class to explain per image; ``None`` explains the predicted class.
+    additional_forward_args : any, optional
+        Extra arguments appended after the inputs when calling ``forward_func``.
+    **options
+        :func:`explain`'s keywords (``context``, ``n_classes``) and the explainer's options
+        (``EXPLAINERS[name].options``; unknown ones raise ``TypeError`` naming them), e.g. ``n_steps``
+        and ``internal_batch_size`` for ``ig``, ``n_samples`` for ``lime``, ``layer`` for ``gradcam``.
+
+    Returns
+    -------
+    Tensor, shape (B, C, H, W)
+        Same shape, dtype and device as ``inputs``, detached and contiguous. :func:`to_map` with the
+        entry's ``map_reduce`` gives the (B, 1, H, W) map; :func:`explain` gives it, the wall time and the target too.
+    """
     return explain(name, forward_func, inputs, target, additional_forward_args=additional_forward_args, **options).attributions
 
 

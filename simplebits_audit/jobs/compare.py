@@ -1,7 +1,7 @@
 """Every explainer side by side -- SimpleBits, the Captum baselines, the trivial maps -- on the same images
 and model, judged by the same metrics.
 
->>> from simplebits_audit.compare import compare
+>>> from simplebits_audit.jobs import compare
 >>> cmp = compare(model, inputs, labels, masks=masks)          # masks: (B, 1, H, W) ground truth
 >>> cmp.to_rows()                                               # one dict per method, with a rank
 >>> cmp.to_csv("compare.csv"); cmp.to_json("compare.json")

@@ -36,7 +36,7 @@ def explain_inputs():
 
 
 def run_explain(out: Path):
-    from simplebits_audit.audit import explain_images
+    from simplebits_audit.jobs import explain_images
 
     model, images, labels = explain_inputs()
     return explain_images(model, images, out, class_names=CLASS_NAMES, labels=labels, names=["first.png", "second.png"], **EXPLAIN)
@@ -44,7 +44,7 @@ def run_explain(out: Path):
 
 def run_audit_job(out: Path):
     from simplebits_audit import testbeds
-    from simplebits_audit.audit import run_audit
+    from simplebits_audit.jobs import run_audit
 
     return run_audit(testbeds.load_classifier("digits-on-photos"), "digits-on-photos", out, model_name="testbed:digits-on-photos", **AUDIT)
 
