@@ -104,7 +104,7 @@ OLD_MODULES = ("baselines", "compare", "explainer", "audit")
 # ``simplebits_audit.<old>`` (a module) or ``simplebits_audit/<old>`` (a path), or ``from simplebits_audit import
 # <old>`` (not ``compare`` there, nor a call ``simplebits_audit.compare(...)``: that is the public
 # function); built from the names, so that this file passes its own scan.
-_OLD_PATH = re.compile(r"\bsimplebits_audit[./](?:%s)\b(?!\()" % "|".join(OLD_MODULES))
+_OLD_PATH = re.compile(rf"\bsimplebits_audit[./](?:{'|'.join(OLD_MODULES)})\b(?!\()")
 _OLD_FROM = re.compile(r"\bfrom\s+simplebits_audit\s+import\s+[^#\n]*\b(?:baselines|explainer|audit)\b")
 #: text files of the repository that could name an import path
 _SCANNED = {".py", ".md", ".toml", ".sh", ".cfg", ".txt", ".yml", ".yaml"}
