@@ -108,8 +108,6 @@ _OLD_PATH = re.compile(rf"\bsimplebits_audit[./](?:{'|'.join(OLD_MODULES)})\b(?!
 _OLD_FROM = re.compile(r"\bfrom\s+simplebits_audit\s+import\s+[^#\n]*\b(?:baselines|explainer|audit)\b")
 #: text files of the repository that could name an import path
 _SCANNED = {".py", ".md", ".toml", ".sh", ".cfg", ".txt", ".yml", ".yaml"}
-#: not scanned yet: the README still names the old paths (its rewrite, issue #20 piece 5, removes them)
-_NOT_SCANNED = {"README.md"}
 
 
 @pytest.mark.parametrize("name", OLD_MODULES)
@@ -151,8 +149,6 @@ def test_no_file_names_an_old_import_path():
         assert not _OLD_PATH.search(fine) and not _OLD_FROM.search(fine), fine
     found = []
     for path in files:
-        if str(path.relative_to(ROOT)) in _NOT_SCANNED:
-            continue
         for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
             if _OLD_PATH.search(line) or _OLD_FROM.search(line):
                 found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
