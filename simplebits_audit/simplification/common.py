@@ -271,16 +271,18 @@ class PathRecorder:
         snapshot's, so it always describes the returned image); ``label``: the snapshot's name;
         ``bits_map`` (B, 1, H, W): its bits map, when the engine has it (saves rating the chosen image again).
         """
-        self.snapshots.append(Snapshot(image, bits, probs, float(knob), mask, label, bits_map))
+        snapshot = Snapshot(image, bits, probs, float(knob), mask, label, bits_map)
+        # The original's bits map is always known; the others' are compared with the first after it.
+        like = {"mask": self.snapshots[:1], "label": self.snapshots[:1], "bits_map": self.snapshots[1:2]}
+        for name, earlier in like.items():
+            if earlier and (getattr(earlier[0], name) is None) != (getattr(snapshot, name) is None):
+                raise ValueError(f"{name}: given for some snapshots of the path and not others")
+        self.snapshots.append(snapshot)
 
-    def _all_or_none(self, name: str, first: int = 0) -> list[Any] | None:
+    def _column(self, name: str, first: int = 0) -> list[Any] | None:
+        """That part of every snapshot from ``first`` on, or None where the engine gave none."""
         values = [getattr(s, name) for s in self.snapshots[first:]]
-        given = [v is not None for v in values]
-        if all(given):
-            return values
-        if any(given):
-            raise ValueError(f"{name}: given for some snapshots of the path and not others")
-        return None
+        return None if any(v is None for v in values) else values
 
     @torch.no_grad()
     def result(self, run: RunContext, *, active: torch.Tensor, steps: int) -> SimplificationResult:
@@ -295,9 +297,9 @@ class PathRecorder:
         dims = math.prod(original.shape[1:])
         target, probs_before = decision.target, decision.probs_before
         knobs = [s.knob for s in self.snapshots]
-        masks, labels = self._all_or_none("mask"), self._all_or_none("label")
+        masks, labels = self._column("mask"), self._column("label")
         # The original's bits map is always known: the engine's maps are used when it gave the others'.
-        bits_maps = [self.bits_map_before] + maps if (maps := self._all_or_none("bits_map", 1)) is not None else None
+        bits_maps = [self.bits_map_before] + maps if (maps := self._column("bits_map", 1)) is not None else None
         bits_before = self.snapshots[0].bits
         images = torch.stack([s.image for s in self.snapshots])  # (S, B, C, H, W)
         bits_path = torch.stack([s.bits for s in self.snapshots])  # (S, B)
