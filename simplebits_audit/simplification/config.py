@@ -185,36 +185,28 @@ class SimplifyConfig:
         steps, lr, lambda_start, lambda_end = self._engine_values()
         return dataclasses.replace(self, steps=steps, lr=lr, lambda_start=lambda_start, lambda_end=lambda_end)
 
-    @property
-    def is_resolved(self) -> bool:
-        """No option is left to an engine default."""
-        return None not in (self.steps, self.lr, self.lambda_start, self.lambda_end)
-
     @classmethod
     def fields(cls) -> tuple[str, ...]:
         """The option names, in declaration order."""
         return tuple(f.name for f in dataclasses.fields(cls))
 
-    def updated(self, options: dict[str, Any], *, caller: str = "simplify") -> SimplifyConfig:
-        """This config with ``options`` (field name -> value) replacing its fields; checked again.
-
-        An unknown name is a one-line ``TypeError`` naming it and ``caller``.
-        """
-        unknown = sorted(set(options) - set(self.fields()))
-        if unknown:
-            names = ", ".join(repr(n) for n in unknown)
-            raise TypeError(f"{caller}: unknown option{'s' if len(unknown) > 1 else ''} {names}; options are SimplifyConfig fields: "
-                            f"{', '.join(self.fields())}")
-        return dataclasses.replace(self, **options) if options else self
-
 
 def make_config(config: SimplifyConfig | None, options: dict[str, Any], *, caller: str = "simplify") -> SimplifyConfig:
-    """``config`` (default: all defaults) with ``options`` overriding its fields; ``TypeError`` naming ``config`` or an unknown option."""
+    """``config`` (default: every field's default) with ``options`` (field name -> value) replacing its fields, checked again.
+
+    A ``config`` that is not a :class:`SimplifyConfig` is a ``TypeError`` naming ``config``; an
+    unknown option a one-line ``TypeError`` naming it and ``caller``.
+    """
     if config is None:
         config = SimplifyConfig()
     elif not isinstance(config, SimplifyConfig):
         raise TypeError(f"config: expected a SimplifyConfig, got {type(config).__name__}")
-    return config.updated(options, caller=caller)
+    unknown = sorted(set(options) - set(SimplifyConfig.fields()))
+    if unknown:
+        names = ", ".join(repr(n) for n in unknown)
+        raise TypeError(f"{caller}: unknown option{'s' if len(unknown) > 1 else ''} {names}; options are SimplifyConfig fields: "
+                        f"{', '.join(SimplifyConfig.fields())}")
+    return dataclasses.replace(config, **options) if options else config
 
 
 F = TypeVar("F", bound=Callable[..., Any])
