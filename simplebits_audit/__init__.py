@@ -24,6 +24,7 @@ _EXPORTS = {
     "attribution_map": ".explainers",
     "SimplificationResult": ".simplification",
     "simplify": ".simplification",
+    "SimplifyConfig": ".simplification",
     "Simplifier": ".simplification",
     "train_simplifier": ".simplification",
     "TrainingResult": ".simplification",
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from .estimators import BitEstimator, list_estimators, load_estimator
     from .explainers import SimpleBits, attribution_map
     from .jobs import Comparison, compare, explain_images, run_audit, run_condense, train_job
+    from .simplification import SimplifyConfig
     from .simplification import (
         CondensedSet, SimplificationResult, Simplifier, TrainingResult, condense, evaluate_condensed, simplify, tradeoff, train_simplifier,
         train_with_simplification,

@@ -51,8 +51,9 @@ from captum.log import log_usage
 
 from .._helpers import Transform, as_tuple, blur, model_guard, resolve_target, segment_means, superpixels
 from .._validation import RANGE_TOLERANCE
-from ..estimators import BitEstimator, load_estimator
-from ..simplification import SimplificationResult, Simplifier, simplify
+from ..estimators import BitEstimator, resolve_estimator
+from ..simplification import SimplificationResult, Simplifier, SimplifyConfig, simplify
+from ..simplification.config import config_options, make_config
 from ..simplification.heads import probabilities
 from ..simplification.learned import load_simplifier
 from ..spaces import Spaces, make_spaces
@@ -130,8 +131,8 @@ class SimpleBits(Attribution):
     ----------
     forward_func : callable
         The classifier (model space in, logits (B, K) out). Never modified.
-    estimator : BitEstimator or str, optional
-        The bit estimator (default: the package default).
+    estimator : BitEstimator, str or path, optional
+        The bit estimator (default: the package default), loaded once.
     normalization : (mean, std), optional
         The model takes ``(pixels - mean) / std``; pixels are in [0, 1].
     transforms : (to_pixels, to_model), optional
@@ -140,9 +141,14 @@ class SimpleBits(Attribution):
         A learned simplifier for this classifier (:func:`~simplebits_audit.train_simplifier`): each
         explanation is then one forward pass (plus ``refine_steps`` per-image steps if given). A
         file is loaded once, weights-only; one trained against another classifier warns.
-    **defaults
-        Default keyword arguments of :func:`simplebits_audit.simplify` (``steps``, ``objective``,
-        ``keep``, ...), overridable per call.
+    config : SimplifyConfig, optional
+        The simplification options (:class:`~simplebits_audit.simplification.SimplifyConfig`).
+    show_progress : bool
+        Show a progress bar while simplifying.
+    **options
+        :class:`~simplebits_audit.simplification.SimplifyConfig` fields (``steps``, ``objective``,
+        ``keep``, ...) overriding ``config``'s; checked here (a bad or unknown option fails at
+        construction), overridable per call.
 
     Examples
     --------
@@ -150,25 +156,31 @@ class SimpleBits(Attribution):
     >>> attr = sb.attribute(inputs, target=labels)             # like inputs, (B, C, H, W)
     >>> attr, result = sb.attribute(inputs, target=labels, return_result=True)
     >>> result.simplified                                       # the simplified images (pixels)
+    >>> config = SimplifyConfig(steps=60, objective="ce")
+    >>> careful = SimpleBits(model, config=config)              # the same options as simplify(..., config=config)
     >>> fast = SimpleBits(model, simplifier=train_simplifier(model, train_images))
     >>> attr = fast.attribute(inputs)                           # one forward pass per image
     """
 
+    @config_options
     def __init__(
         self,
         forward_func: Callable[..., torch.Tensor],
-        estimator: BitEstimator | str | None = None,
+        estimator: BitEstimator | str | Path | None = None,
         *,
         normalization: tuple | None = None,
         transforms: tuple[Transform, Transform] | None = None,
         simplifier: Simplifier | str | Path | None = None,
-        **defaults: Any,
+        config: SimplifyConfig | None = None,
+        show_progress: bool = False,
+        **options: Any,
     ) -> None:
         super().__init__(forward_func)
-        self.estimator = estimator if isinstance(estimator, BitEstimator) else load_estimator(estimator)
+        self.config = make_config(config, options, caller="SimpleBits")
+        self.estimator = resolve_estimator(estimator)
         self.spaces = make_spaces(normalization, transforms)
         self.simplifier = None if simplifier is None else load_simplifier(simplifier, forward_func=forward_func)
-        self.defaults = defaults if self.simplifier is None else {"simplifier": self.simplifier, **defaults}
+        self.show_progress = show_progress
         self._warned_clamp = False
 
     def has_convergence_delta(self) -> bool:
@@ -179,6 +191,7 @@ class SimpleBits(Attribution):
         return False
 
     @log_usage()
+    @config_options
     def attribute(
         self,
         inputs: torch.Tensor | tuple[torch.Tensor, ...],
@@ -188,6 +201,9 @@ class SimpleBits(Attribution):
         attribution: str = "auto",
         out_of_range: str = "auto",
         return_result: bool = False,
+        config: SimplifyConfig | None = None,
+        simplifier: Simplifier | str | Path | None = None,
+        show_progress: bool | None = None,
         **options: Any,
     ):
         """Simplify the inputs and return a map shaped like them.
@@ -210,14 +226,22 @@ class SimpleBits(Attribution):
             ``"clamp"`` always clamps; ``"error"`` always refuses.
         return_result : bool
             Also return the :class:`SimplificationResult`.
+        config : SimplifyConfig, optional
+            This call's options instead of the explainer's ``config``.
+        simplifier : Simplifier or path, optional
+            This call's learned simplifier instead of the explainer's.
+        show_progress : bool, optional
+            This call's choice instead of the explainer's.
         **options
-            Keyword arguments of :func:`simplebits_audit.simplify`, overriding the defaults.
+            :class:`~simplebits_audit.simplification.SimplifyConfig` fields overriding the config's
+            for this call; an unknown name is a ``TypeError`` naming it.
 
         Returns
         -------
         Tensor or tuple of Tensors (, SimplificationResult)
             Same type and shapes as ``inputs``.
         """
+        config = make_config(self.config if config is None else config, options, caller="SimpleBits.attribute")
         is_tuple = isinstance(inputs, tuple)
         tensors = inputs if is_tuple else (inputs,)
         if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors):
@@ -233,10 +257,13 @@ class SimpleBits(Attribution):
         if isinstance(target, tuple):
             target = list(target)
         resolve_target(target, image.shape[0])  # shape errors before any work
-        kwargs = {**self.defaults, **options, "transforms": (self.spaces.to_pixels, self.spaces.to_model)}
         # One guard around the simplification and the ablation map, which calls the model too.
         with model_guard(self.forward_func):
-            result = simplify(self.forward_func, image.detach(), target, estimator=self.estimator, additional_forward_args=forward_args, **kwargs)
+            result = simplify(
+                self.forward_func, image.detach(), target, config=config, estimator=self.estimator, additional_forward_args=forward_args,
+                transforms=(self.spaces.to_pixels, self.spaces.to_model), simplifier=self.simplifier if simplifier is None else simplifier,
+                show_progress=self.show_progress if show_progress is None else show_progress,
+            )
             attr_map = attribution_map(
                 result, attribution, forward_func=self.forward_func, to_model=self.spaces.to_model, additional_forward_args=forward_args,
             )
@@ -278,7 +305,6 @@ def simplebits(
     *,
     spaces: Spaces | None = None,
     estimator: BitEstimator | str | None = None,
-    seed: int = 0,
     attribution: str = "auto",
     out_of_range: str = "clamp",
     **simplify_options: Any,
@@ -287,14 +313,14 @@ def simplebits(
 
     ``spaces`` converts between pixel and model space (default: the model takes pixels);
     ``attribution`` picks the map (:data:`ATTRIBUTIONS`); every other option goes to
-    :func:`~simplebits_audit.simplify` (``steps``, ``objective``, ``keep``, ...). Returns the
-    attributions (B, C, H, W), the map repeated over channels, and the simplification.
+    :func:`~simplebits_audit.simplify` (``config``, ``simplifier``, ``show_progress`` and the
+    :class:`~simplebits_audit.simplification.SimplifyConfig` fields: ``steps``, ``objective``,
+    ``keep``, ``seed``, ...; the registry reads them off its signature). Returns the attributions
+    (B, C, H, W), the map repeated over channels, and the simplification.
     """
     transforms = None if spaces is None else (spaces.to_pixels, spaces.to_model)
     explainer = SimpleBits(forward_func, estimator, transforms=transforms, **simplify_options)
-    return explainer.attribute(
-        inputs, target, additional_forward_args, attribution=attribution, out_of_range=out_of_range, return_result=True, seed=seed,
-    )
+    return explainer.attribute(inputs, target, additional_forward_args, attribution=attribution, out_of_range=out_of_range, return_result=True)
 
 
 def simplebits_learned(

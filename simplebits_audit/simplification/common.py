@@ -3,8 +3,9 @@ labelled data as tensors (and its fingerprint), and turning a path of snapshots 
 :class:`~simplebits_audit.simplification.SimplificationResult`.
 
 An engine moves some parameterisation of the image (pixel logits, latents, a mask, ...) and
-records snapshots along the knob; :func:`path_result` then picks, per image, the simplest snapshot
-that still satisfies ``keep`` and measures it, the same way for every engine.
+records snapshots along the knob in a :class:`PathRecorder`; :meth:`PathRecorder.result` then
+picks, per image, the simplest snapshot that still satisfies ``keep`` and measures it, the same
+way for every engine. A :class:`RunContext` carries what the call hands its engine.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -23,7 +25,8 @@ from ..spaces import Spaces
 from .heads import Decision, Keep, check_keep, probabilities
 from .result import SimplificationResult
 
-__all__ = ["Classifier", "Decision", "Keep", "check_keep", "evaluate", "guarded_step", "path_result", "round_8bit", "snapshot_steps"]
+__all__ = ["Classifier", "Decision", "Keep", "PathRecorder", "RunContext", "Snapshot", "check_keep", "evaluate", "guarded_step", "round_8bit",
+           "snapshot_steps"]
 
 def round_8bit(x: torch.Tensor, straight_through: bool) -> torch.Tensor:
     """Pixels (B, C, H, W) rounded to 8 bits; with ``straight_through`` the gradient passes unchanged."""
@@ -176,101 +179,173 @@ def evaluate(classifier: Classifier, estimator: BitEstimator, pixels: torch.Tens
     return estimator.bits(rounded), probabilities(classifier.logits(rounded), head)
 
 
-@torch.no_grad()
-def path_result(
-    *,
-    original: torch.Tensor,
-    spaces: Spaces,
-    estimator: BitEstimator,
-    decision: Decision,
-    bits_map_before: torch.Tensor,
-    path_images: list[torch.Tensor],
-    path_bits: list[torch.Tensor],
-    path_probs: list[torch.Tensor],
-    path_lambdas: list[float],
-    active: torch.Tensor,
-    steps: int,
-    started: float,
-    settings: dict[str, Any],
-    path_masks: list[torch.Tensor] | None = None,
-    path_labels: list[str] | None = None,
-    path_bits_maps: list[torch.Tensor] | None = None,
-) -> SimplificationResult:
-    """Choose, per image, the simplest snapshot that keeps the decision, and measure it.
+@dataclass(frozen=True)
+class RunContext:
+    """What one :func:`~simplebits_audit.simplification.simplify` call hands its engine besides the options.
+
+    Attributes
+    ----------
+    classifier : Classifier
+        The guarded classifier (its ``spaces`` convert the result's images to model space).
+    estimator : BitEstimator
+        Rates the images.
+    pixels : Tensor (B, C, H, W)
+        The pixel images in [0, 1], float32.
+    decision : Decision
+        The original answer and the keep rule.
+    settings : dict
+        What the result records of the call (:attr:`SimplificationResult.settings`).
+    show_progress : bool
+        Show a progress bar.
+    started : float
+        ``time.perf_counter()`` when the call began (the result's ``seconds``).
+    """
+
+    classifier: Classifier
+    estimator: BitEstimator
+    pixels: torch.Tensor
+    decision: Decision
+    settings: dict[str, Any]
+    show_progress: bool = False
+    started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One image on an engine's path: 8-bit pixels (B, C, H, W), bits (B,), probabilities (B, K) under the head, the knob."""
+
+    image: torch.Tensor
+    bits: torch.Tensor
+    probs: torch.Tensor
+    knob: float
+    mask: torch.Tensor | None = None
+    label: str | None = None
+    bits_map: torch.Tensor | None = None
+
+
+class PathRecorder:
+    """The snapshots along an engine's path, the 8-bit original first; :meth:`result` picks the simplest kept one.
+
+    Every engine records its path the same way, so the choice and the measurements are the same
+    for all of them::
+
+        path = PathRecorder(original_8bit, bits_map_before, decision.probs_before, mask=ones, label="original")
+        path.add(image, bits, probs, lam, mask=m, label="step 3")
+        return path.result(run, active=active, steps=steps)
+
+    The optional parts (``mask``, ``label``, ``bits_map``) are given for every snapshot or for none
+    (``bits_map`` of the original is ``bits_map_before``); a path that mixes is a ``ValueError``.
 
     Parameters
     ----------
-    original : Tensor (B, C, H, W)
-        The pixel images.
-    decision : Decision
-        The original answer and the keep rule (:mod:`~simplebits_audit.simplification.heads`).
+    original_8bit : Tensor (B, C, H, W)
+        The 8-bit original, the first snapshot (knob 0).
     bits_map_before : Tensor (B, 1, H, W)
-        Bits per pixel of the 8-bit original.
-    path_images, path_bits, path_probs : lists of S tensors (B, C, H, W), (B,), (B, K)
-        The snapshots along the knob, the 8-bit original first.
-    path_lambdas : list of S floats
-        lambda of each snapshot (0 for the original).
-    active : Tensor (B,) bool
-        False for images whose loss or gradient turned non-finite.
-    started : float
-        ``time.perf_counter()`` when the work began.
-    path_masks : list of S tensors (B, 1, H, W), optional
-        Each snapshot's mask (engines that blend towards a reference): the result's ``mask`` is the
-        chosen snapshot's, so the mask always describes the returned image.
-    path_labels : list of S str, optional
-        Snapshot names.
-    path_bits_maps : list of S tensors (B, 1, H, W), optional
-        The snapshots' bits maps when the engine has them (saves rating the chosen images again).
+        Bits per pixel of the 8-bit original; the original's bits are its sum.
+    probs_before : Tensor (B, K)
+        The original's probabilities under the head.
+    mask : Tensor (B, 1, H, W), optional
+        The original's mask (all ones) for engines that blend towards a reference.
+    label : str, optional
+        The original's name on the path.
     """
-    batch, device = original.shape[0], original.device
-    dims = math.prod(original.shape[1:])
-    target, probs_before = decision.target, decision.probs_before
-    bits_before = path_bits[0]
-    images = torch.stack(path_images)  # (S, B, C, H, W)
-    bits_path = torch.stack(path_bits)  # (S, B)
-    probs_path = torch.stack(path_probs)  # (S, B, K)
-    kept_path = torch.stack([decision.kept(p) for p in probs_path])
-    snapshots_ok = torch.isfinite(bits_path) & torch.isfinite(probs_path).all(2)
-    score = torch.where(kept_path & snapshots_ok, bits_path, torch.full_like(bits_path, math.inf))
-    any_kept = torch.isfinite(score).any(0)
-    # Nothing kept (not even the original, e.g. target != prediction): return the original.
-    choice = torch.where(any_kept, score.argmin(0), torch.zeros_like(any_kept, dtype=torch.long))
-    idx = torch.arange(batch, device=device)
-    simplified = images[choice, idx]
-    probs_after = probs_path[choice, idx]
-    kept_now = kept_path[choice, idx]
-    bits_map_after = torch.stack(path_bits_maps)[choice, idx] if path_bits_maps is not None else estimator.bits_map(simplified)
-    mask = torch.stack(path_masks)[choice, idx] if path_masks is not None else None
-    bits_after = bits_map_after.flatten(1).sum(1)
-    status = ["non-finite" if not a else ("ok" if k else "not kept") for a, k in zip(active.tolist(), kept_now.tolist())]
-    return SimplificationResult(
-        original=original,
-        simplified=simplified,
-        simplified_inputs=spaces.to_model(simplified),
-        bits_before=bits_before,
-        bits_after=bits_after,
-        bpd_before=bits_before / dims,
-        bpd_after=bits_after / dims,
-        bits_map_before=bits_map_before,
-        bits_map_after=bits_map_after,
-        probs_before=probs_before,
-        probs_after=probs_after,
-        pred_before=decision.predictions(probs_before),
-        pred_after=decision.predictions(probs_after),
-        target=target,
-        target_prob_delta=probs_after.gather(1, target[:, None])[:, 0] - decision.prob_before,
-        kl=decision.kl(probs_after),
-        kept=kept_now,
-        lambda_chosen=torch.tensor(path_lambdas, device=device)[choice],
-        path_lambdas=torch.tensor(path_lambdas),
-        path_bits=bits_path,
-        path_target_prob=probs_path.gather(2, target.view(1, -1, 1).expand(len(path_lambdas), -1, 1))[..., 0],
-        path_kept=kept_path,
-        path_images=(images * 255).round().to(torch.uint8),
-        status=status,
-        steps=steps,
-        seconds=time.perf_counter() - started,
-        settings=settings,
-        mask=mask,
-        path_labels=path_labels,
-    )
+
+    def __init__(
+        self, original_8bit: torch.Tensor, bits_map_before: torch.Tensor, probs_before: torch.Tensor, *,
+        mask: torch.Tensor | None = None, label: str | None = None,
+    ) -> None:
+        self.bits_map_before = bits_map_before
+        self.snapshots: list[Snapshot] = []
+        self.add(original_8bit, bits_map_before.flatten(1).sum(1), probs_before, 0.0, mask=mask, label=label, bits_map=bits_map_before)
+
+    def __len__(self) -> int:
+        return len(self.snapshots)
+
+    def add(
+        self, image: torch.Tensor, bits: torch.Tensor, probs: torch.Tensor, knob: float, *,
+        mask: torch.Tensor | None = None, label: str | None = None, bits_map: torch.Tensor | None = None,
+    ) -> None:
+        """Record a snapshot: 8-bit ``image`` (B, C, H, W), its ``bits`` (B,) and ``probs`` (B, K), the knob (lambda) it was taken at.
+
+        ``mask`` (B, 1, H, W): the mask that made ``image`` (the result's mask is the chosen
+        snapshot's, so it always describes the returned image); ``label``: the snapshot's name;
+        ``bits_map`` (B, 1, H, W): its bits map, when the engine has it (saves rating the chosen image again).
+        """
+        snapshot = Snapshot(image, bits, probs, float(knob), mask, label, bits_map)
+        # The original's bits map is always known; the others' are compared with the first after it.
+        like = {"mask": self.snapshots[:1], "label": self.snapshots[:1], "bits_map": self.snapshots[1:2]}
+        for name, earlier in like.items():
+            if earlier and (getattr(earlier[0], name) is None) != (getattr(snapshot, name) is None):
+                raise ValueError(f"{name}: given for some snapshots of the path and not others")
+        self.snapshots.append(snapshot)
+
+    def _column(self, name: str, first: int = 0) -> list[Any] | None:
+        """That part of every snapshot from ``first`` on, or None where the engine gave none."""
+        values = [getattr(s, name) for s in self.snapshots[first:]]
+        return None if any(v is None for v in values) else values
+
+    @torch.no_grad()
+    def result(self, run: RunContext, *, active: torch.Tensor, steps: int) -> SimplificationResult:
+        """Choose, per image, the simplest snapshot that keeps the decision, and measure it.
+
+        ``active`` (B,) bool is False for images whose loss or gradient turned non-finite;
+        ``steps`` is the optimisation steps the engine ran. Images for which nothing was kept
+        (not even the original, e.g. a target other than the prediction) get the original back.
+        """
+        original, decision, estimator = run.pixels, run.decision, run.estimator
+        batch, device = original.shape[0], original.device
+        dims = math.prod(original.shape[1:])
+        target, probs_before = decision.target, decision.probs_before
+        knobs = [s.knob for s in self.snapshots]
+        masks, labels = self._column("mask"), self._column("label")
+        # The original's bits map is always known: the engine's maps are used when it gave the others'.
+        bits_maps = [self.bits_map_before] + maps if (maps := self._column("bits_map", 1)) is not None else None
+        bits_before = self.snapshots[0].bits
+        images = torch.stack([s.image for s in self.snapshots])  # (S, B, C, H, W)
+        bits_path = torch.stack([s.bits for s in self.snapshots])  # (S, B)
+        probs_path = torch.stack([s.probs for s in self.snapshots])  # (S, B, K)
+        kept_path = torch.stack([decision.kept(p) for p in probs_path])
+        snapshots_ok = torch.isfinite(bits_path) & torch.isfinite(probs_path).all(2)
+        score = torch.where(kept_path & snapshots_ok, bits_path, torch.full_like(bits_path, math.inf))
+        any_kept = torch.isfinite(score).any(0)
+        # Nothing kept (not even the original, e.g. target != prediction): return the original.
+        choice = torch.where(any_kept, score.argmin(0), torch.zeros_like(any_kept, dtype=torch.long))
+        idx = torch.arange(batch, device=device)
+        simplified = images[choice, idx]
+        probs_after = probs_path[choice, idx]
+        kept_now = kept_path[choice, idx]
+        bits_map_after = torch.stack(bits_maps)[choice, idx] if bits_maps is not None else estimator.bits_map(simplified)
+        mask = torch.stack(masks)[choice, idx] if masks is not None else None
+        bits_after = bits_map_after.flatten(1).sum(1)
+        status = ["non-finite" if not a else ("ok" if k else "not kept") for a, k in zip(active.tolist(), kept_now.tolist())]
+        return SimplificationResult(
+            original=original,
+            simplified=simplified,
+            simplified_inputs=run.classifier.spaces.to_model(simplified),
+            bits_before=bits_before,
+            bits_after=bits_after,
+            bpd_before=bits_before / dims,
+            bpd_after=bits_after / dims,
+            bits_map_before=self.bits_map_before,
+            bits_map_after=bits_map_after,
+            probs_before=probs_before,
+            probs_after=probs_after,
+            pred_before=decision.predictions(probs_before),
+            pred_after=decision.predictions(probs_after),
+            target=target,
+            target_prob_delta=probs_after.gather(1, target[:, None])[:, 0] - decision.prob_before,
+            kl=decision.kl(probs_after),
+            kept=kept_now,
+            lambda_chosen=torch.tensor(knobs, device=device)[choice],
+            path_lambdas=torch.tensor(knobs),
+            path_bits=bits_path,
+            path_target_prob=probs_path.gather(2, target.view(1, -1, 1).expand(len(knobs), -1, 1))[..., 0],
+            path_kept=kept_path,
+            path_images=(images * 255).round().to(torch.uint8),
+            status=status,
+            steps=steps,
+            seconds=time.perf_counter() - run.started,
+            settings=run.settings,
+            mask=mask,
+            path_labels=labels,
+        )

@@ -25,6 +25,7 @@ where the sigmoid saturates and no gradient returns.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -46,7 +47,8 @@ from .._io import load_saved, save_torch
 from .._validation import check_pixel_images
 from ..estimators import BitEstimator, load_estimator
 from ..spaces import make_spaces
-from .common import Classifier, Decision, path_result, round_8bit
+from .common import Classifier, Decision, PathRecorder, RunContext, round_8bit
+from .config import SimplifyConfig
 from .heads import check_head, check_outputs, probabilities
 from .mask import REFERENCES, blend, mask_engine, reference_image
 from .result import SimplificationResult
@@ -252,28 +254,26 @@ def grid_mask(logits: torch.Tensor, size: Sequence[int], offset: float = 0.0) ->
 MASK_OFFSETS = (1.0, 2.0, 4.0, 8.0)
 
 
-def learned_engine(
-    classifier: Classifier, estimator: BitEstimator, simplifier: Simplifier, pixels: torch.Tensor, decision: Decision, *,
-    refine_steps: int, settings: dict[str, Any], started: float, **refine: Any,
-) -> SimplificationResult:
-    """Simplify with ``simplifier``'s mask; with ``refine_steps`` > 0 the mask engine refines it per image.
+def learned_engine(run: RunContext, config: SimplifyConfig, simplifier: Simplifier) -> SimplificationResult:
+    """Simplify with ``simplifier``'s mask; with ``config.refine_steps`` > 0 the mask engine refines it per image.
 
     Without refinement the path is the original, the learned output and a fallback: for images
     whose learned output loses the prediction, the first of the learned mask's shifts towards the
     original (:data:`MASK_OFFSETS`) that keeps it (tried on those images only, so an image costs
     about two classifier passes); the simplest kept of these is returned. With refinement the mask
-    engine starts from the learned mask's logits (``refine`` are its options). The result's mask
-    is always the returned image's (all ones where the original itself comes back).
+    engine starts from the learned mask's logits, with ``config`` (resolved) for its options and
+    the simplifier's ``mask_size``, ``mask_init`` and ``reference``. The result's mask is always
+    the returned image's (all ones where the original itself comes back).
     """
+    classifier, estimator, pixels, decision = run.classifier, run.estimator, run.pixels, run.decision
     original_8bit = round_8bit(pixels, False)
     with torch.no_grad():
         grid = simplifier.mask_logits(original_8bit)
-    if refine_steps > 0:
-        return mask_engine(
-            classifier, estimator, pixels, decision, steps=refine_steps, reference=simplifier.config["reference"],
-            mask_size=simplifier.config["mask_size"], mask_init=simplifier.config["mask_init"], settings=settings, started=started,
-            init_logits=grid, **refine,
+    if config.refine_steps > 0:
+        refine = dataclasses.replace(
+            config, steps=config.refine_steps, **{k: simplifier.config[k] for k in ("mask_size", "mask_init", "reference")},
         )
+        return mask_engine(run, refine, init_logits=grid)
     with torch.no_grad():
         probs_before = decision.probs_before
         ref = simplifier.reference(original_8bit)
@@ -297,21 +297,18 @@ def learned_engine(
         # Nothing kept: the fallback is the original itself, and so is its mask (all ones).
         ones = torch.ones_like(learned_mask)
         fallback[pending], fallback_probs[pending], fallback_mask[pending] = original_8bit[pending], probs_before[pending], 1.0
-        maps = [estimator.bits_map(original_8bit), estimator.bits_map(learned_image)]
+        original_map, learned_map = estimator.bits_map(original_8bit), estimator.bits_map(learned_image)
         shifted = every[~learned_kept & ~torch.isin(every, pending)]  # rows whose fallback is a shifted mask
-        fallback_map = maps[1].clone()
-        fallback_map[pending] = maps[0][pending]  # the original: already rated
+        fallback_map = learned_map.clone()
+        fallback_map[pending] = original_map[pending]  # the original: already rated
         if len(shifted):
             fallback_map[shifted] = estimator.bits_map(fallback[shifted])
-        maps.append(fallback_map)
-    return path_result(
-        original=pixels, spaces=classifier.spaces, estimator=estimator, decision=decision,
-        bits_map_before=maps[0], path_images=[original_8bit, learned_image, fallback], path_bits=[m.flatten(1).sum(1) for m in maps],
-        path_probs=[probs_before, learned_probs, fallback_probs], path_lambdas=[0.0] + [float(simplifier.card.get("lam", 1.0))] * 2,
-        active=torch.ones(len(pixels), dtype=torch.bool, device=pixels.device), steps=0, started=started, settings=settings,
-        path_labels=["original", "learned mask", "learned mask shifted until kept"], path_bits_maps=maps,
-        path_masks=[ones, learned_mask, fallback_mask],
-    )
+        lam = float(simplifier.card.get("lam", 1.0))
+        path = PathRecorder(original_8bit, original_map, probs_before, mask=ones, label="original")
+        path.add(learned_image, learned_map.flatten(1).sum(1), learned_probs, lam, mask=learned_mask, label="learned mask", bits_map=learned_map)
+        path.add(fallback, fallback_map.flatten(1).sum(1), fallback_probs, lam, mask=fallback_mask, label="learned mask shifted until kept",
+                 bits_map=fallback_map)
+    return path.result(run, active=torch.ones(len(pixels), dtype=torch.bool, device=pixels.device), steps=0)
 
 
 def load_simplifier(

@@ -23,21 +23,20 @@ towards a flat colour removes whole regions at once, which is what a real codec 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from rich.progress import Progress
 
-from ..estimators import BitEstimator
-from .common import Classifier, Decision, guarded_step, path_result, round_8bit, snapshot_steps
+from .common import PathRecorder, RunContext, guarded_step, round_8bit, snapshot_steps
+from .config import REFERENCES, SimplifyConfig
 from .heads import probabilities
 from .result import SimplificationResult
 
 #: Shares of pixels (ranked by the mask) restored to the original on the mask's path, simplest first.
 INSERTION_FRACTIONS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75)
 
-REFERENCES = ("mean", "blur", "grey")
+__all__ = ["INSERTION_FRACTIONS", "REFERENCES", "MaskParams", "blend", "insertion_mask", "mask_engine", "mask_order", "reference_image"]
 
 
 def reference_image(pixels: torch.Tensor, kind: str = "mean") -> torch.Tensor:
@@ -109,47 +108,46 @@ def blend(pixels: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor) -> 
     return round_8bit(mask * pixels + (1 - mask) * reference, False)
 
 
-def mask_engine(
-    classifier: Classifier, estimator: BitEstimator, pixels: torch.Tensor, decision: Decision, *,
-    objective: str, steps: int, lr: float, lambda_start: float, lambda_end: float, mask_size: int, mask_init: float, reference: str,
-    n_snapshots: int, temperature: tuple[float, float], seed: int, show_progress: bool, settings: dict[str, Any], started: float,
-    init_logits: torch.Tensor | None = None,
-) -> SimplificationResult:
+def mask_engine(run: RunContext, config: SimplifyConfig, *, init_logits: torch.Tensor | None = None) -> SimplificationResult:
     """Optimise the mask (see the module docstring) and return the simplest kept snapshot.
 
-    ``init_logits`` (B, 1, h, w) warm-starts the mask's logit grid (a learned simplifier's
-    prediction) instead of ``mask_init`` everywhere. Every snapshot on the path carries its own
-    mask, and the result's mask is the returned image's: ``simplified == blend(x, r, mask)``.
+    ``config`` is resolved (:meth:`SimplifyConfig.resolved`); the mask engine reads ``objective``,
+    ``steps``, ``lr``, ``lambda_start``, ``lambda_end``, ``n_snapshots``, ``mask_size``,
+    ``mask_init``, ``reference``, ``temperature`` and ``seed``. ``init_logits`` (B, 1, h, w)
+    warm-starts the mask's logit grid (a learned simplifier's prediction) instead of ``mask_init``
+    everywhere. Every snapshot on the path carries its own mask, and the result's mask is the
+    returned image's: ``simplified == blend(x, r, mask)``.
     """
+    classifier, estimator, pixels, decision = run.classifier, run.estimator, run.pixels, run.decision
+    steps, lambda_end = config.steps, config.lambda_end
     batch, device = pixels.shape[0], pixels.device
     dims = math.prod(pixels.shape[1:])
-    generator = torch.Generator(device="cpu").manual_seed(seed)
+    generator = torch.Generator(device="cpu").manual_seed(config.seed)
     probs_before = decision.probs_before
     original_8bit = round_8bit(pixels, False)
-    ref = reference_image(original_8bit, reference)
-    params = MaskParams(original_8bit, ref, mask_size, mask_init, init_logits)
-    optimizer = torch.optim.Adam(params.tensors(), lr=lr)
-    lambdas = torch.logspace(math.log10(lambda_start), math.log10(lambda_end), steps).tolist()
+    ref = reference_image(original_8bit, config.reference)
+    params = MaskParams(original_8bit, ref, config.mask_size, config.mask_init, init_logits)
+    optimizer = torch.optim.Adam(params.tensors(), lr=config.lr)
+    lambdas = torch.logspace(math.log10(config.lambda_start), math.log10(lambda_end), steps).tolist()
     with torch.no_grad():
         bits_map_before = estimator.bits_map(original_8bit)
-    bits_before = bits_map_before.flatten(1).sum(1)
-    snapshots = snapshot_steps(steps, n_snapshots)
+    snapshots = snapshot_steps(steps, config.n_snapshots)
     ones = torch.ones(batch, 1, *pixels.shape[-2:], device=device, dtype=pixels.dtype)
-    path_images, path_bits, path_probs, path_lambdas, path_masks = [original_8bit], [bits_before], [probs_before], [0.0], [ones]
-    labels = ["original"]
+    path = PathRecorder(original_8bit, bits_map_before, probs_before, mask=ones, label="original")
+    bits_before = path.snapshots[0].bits
     # The simplest kept image seen at any step (the forward pass rates it anyway).
     best_bits = torch.full((batch,), math.inf, device=device)
     best_image, best_probs, best_mask = original_8bit.clone(), probs_before.clone(), ones.clone()
     active = torch.ones(batch, dtype=torch.bool, device=device)
 
-    with Progress(disable=not show_progress, transient=True) as progress:
+    with Progress(disable=not run.show_progress, transient=True) as progress:
         task = progress.add_task("simplifying", total=steps)
         for step, lam in enumerate(lambdas):
             with torch.enable_grad():
                 m = params.mask()
                 x_new = round_8bit(params.image(m), True)
                 logits = classifier.logits(x_new)
-                loss = decision.task_loss(logits, objective, temperature, generator)
+                loss = decision.task_loss(logits, config.objective, config.temperature, generator)
                 bpd = estimator.bpd(x_new)
                 with torch.no_grad():
                     probs_now = probabilities(logits, decision.head)
@@ -169,36 +167,20 @@ def mask_engine(
                 best_probs[better] = probs_now[better]
                 best_mask[better] = m.detach()[better]
                 if step in snapshots:
-                    path_images.append(round_8bit(x_new.detach(), False))
-                    path_bits.append(bits_now)
-                    path_probs.append(probs_now)
-                    path_masks.append(m.detach())
-                    labels.append(f"step {step + 1}")
-                    path_lambdas.append(lam)
+                    path.add(round_8bit(x_new.detach(), False), bits_now, probs_now, lam, mask=m.detach(), label=f"step {step + 1}")
             active = guarded_step(optimizer, params.tensors(), grads, per_image, active)
             progress.advance(task)
 
     with torch.no_grad():
         found = torch.isfinite(best_bits)
-        path_images.append(best_image)
-        path_bits.append(torch.where(found, best_bits, bits_before))
-        path_probs.append(best_probs)
-        path_masks.append(best_mask)
-        labels.append("simplest kept step")
-        path_lambdas.append(lambda_end)
+        path.add(best_image, torch.where(found, best_bits, bits_before), best_probs, lambda_end, mask=best_mask, label="simplest kept step")
         order = mask_order(params.mask().detach())
         for fraction in reversed(INSERTION_FRACTIONS):
             keep_mask = insertion_mask(order, fraction, pixels.shape[-2:], pixels.dtype)
             image = blend(original_8bit, ref, keep_mask)
-            path_images.append(image)
-            path_bits.append(estimator.bits(image))
-            path_probs.append(probabilities(classifier.logits(image), decision.head))
-            path_masks.append(keep_mask)
-            labels.append("reference" if fraction == 0 else f"top {fraction:.0%} of the mask")
-            path_lambdas.append(lambda_end)
+            path.add(
+                image, estimator.bits(image), probabilities(classifier.logits(image), decision.head), lambda_end, mask=keep_mask,
+                label="reference" if fraction == 0 else f"top {fraction:.0%} of the mask",
+            )
 
-    return path_result(
-        original=pixels, spaces=classifier.spaces, estimator=estimator, decision=decision, bits_map_before=bits_map_before,
-        path_images=path_images, path_bits=path_bits, path_probs=path_probs, path_lambdas=path_lambdas, active=active, steps=steps,
-        started=started, settings=settings, path_masks=path_masks, path_labels=labels,
-    )
+    return path.result(run, active=active, steps=steps)
