@@ -21,8 +21,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("estimators", "testbeds", "entropy_coding"),
     ("models", "simplification"),
     ("metrics",),
-    ("explainers", "baselines", "explainer"),
     ("results",),
+    ("training",),
+    ("explainers", "baselines", "explainer"),
     ("report",),
     ("jobs", "audit", "compare"),
     ("cli",),
@@ -93,3 +94,10 @@ def test_report_reads_results_and_never_a_job():
     for module, path in _modules().items():
         if _part(module) == "report":
             assert not {_part(n) for n in _imports(module, path)} & {"jobs", "audit", "compare"}, module
+
+
+def test_explainers_never_import_training():
+    # Explaining needs a trained simplifier's network (simplification.learned), never the code that trains it.
+    for module, path in _modules().items():
+        if _part(module) == "explainers":
+            assert "training" not in {_part(n) for n in _imports(module, path)}, module
