@@ -22,6 +22,6 @@ from .networks import EVALUATE_DEFAULTS, ConvNet
 from .simplifier import TRAINING_DEFAULTS, evaluate_simplifier, train_simplifier
 
 __all__ = [
-    "CONDENSE_DEFAULTS", "EVALUATE_DEFAULTS", "JOINT_DEFAULTS", "TRAINING_DEFAULTS", "CondensedSet", "ConvNet", "Tradeoff", "TrainingResult",
-    "condense", "evaluate_condensed", "evaluate_simplifier", "tradeoff", "train_simplifier", "train_with_simplification",
+    "CONDENSE_DEFAULTS", "EVALUATE_DEFAULTS", "JOINT_DEFAULTS", "TRAINING_DEFAULTS", "CondensedSet", "ConvNet", "Tradeoff",
+    "TrainingResult", "condense", "evaluate_condensed", "evaluate_simplifier", "tradeoff", "train_simplifier", "train_with_simplification",
 ]

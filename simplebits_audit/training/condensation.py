@@ -121,7 +121,8 @@ class CondensedSet:
     @classmethod
     def load(cls, path: str | Path) -> CondensedSet:
         """Read a set written by :meth:`save` (weights only: no pickled code runs)."""
-        data = load_saved(path, what="a condensed set written by CondensedSet.save", missing="no condensed set", version=FORMAT, key="images")
+        data = load_saved(path, what="a condensed set written by CondensedSet.save", missing="no condensed set", version=FORMAT,
+                          key="images")
         return cls(data["images"].float() / 255, data["labels"], data["bits"].float(), json.loads(data["classes"]),
                    json.loads(data["settings"]), json.loads(data["history"]))
 
@@ -134,7 +135,8 @@ def _check_number(name: str, value: Any, *, integer: bool = False, positive: boo
     if integer:
         if isinstance(value, bool) or not isinstance(value, int) or value < (1 if positive else 0):
             raise ValueError(f"{name}: expected an integer >= {1 if positive else 0}, got {value!r}")
-    elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or (positive and value == 0):
+    elif (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0
+          or (positive and value == 0)):
         raise ValueError(f"{name}: expected a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
 
 
@@ -249,8 +251,8 @@ def condense(
         ``estimator``; the settings and the per-step history.
     """
     settings = condense_settings(images_per_class=images_per_class, lam=lam, arch=arch, outer_steps=outer_steps, match_steps=match_steps,
-                                 inner_steps=inner_steps, real_batch=real_batch, lr=lr, init_scale=init_scale, schedule=schedule, warmup=warmup,
-                                 seed=seed)
+                                 inner_steps=inner_steps, real_batch=real_batch, lr=lr, init_scale=init_scale, schedule=schedule,
+                                 warmup=warmup, seed=seed)
     check_checkpoint_every(checkpoint_every)
     images, labels, classes = labelled_tensors(data)
     if images.shape[-1] != images.shape[-2]:
@@ -277,7 +279,8 @@ def condense(
     fingerprint = data_fingerprint(images, labels)
     # A constant learning rate: running longer from a checkpoint equals running longer from the start,
     # so outer_steps may grow; a cosine schedule depends on it.
-    run_key = {**{k: v for k, v in settings.items() if k != "outer_steps" or (settings["schedule"] == "cosine" or settings["warmup"] > 0)}, "estimator": estimator.name, "data": fingerprint,
+    grows = settings["schedule"] == "constant" and settings["warmup"] == 0
+    run_key = {**{k: v for k, v in settings.items() if k != "outer_steps" or not grows}, "estimator": estimator.name, "data": fingerprint,
                "n_classes": n_classes}
     run = ResumableRun(checkpoint, run_key, total=settings["outer_steps"], total_name="outer_steps", checkpoint_every=checkpoint_every,
                        device=device)
@@ -316,8 +319,8 @@ def condense(
     with torch.no_grad():
         final = round_8bit(torch.sigmoid(logits.detach()), False)
         bits = estimator.bits(final)
-    card = {**settings, "estimator": estimator.name, "n_classes": n_classes, "data": fingerprint, "real_images": len(labels), "seconds": round(seconds, 2), "skipped_updates": skipped, "torch_threads": torch.get_num_threads(),
-            "device": str(device)}
+    card = {**settings, "estimator": estimator.name, "n_classes": n_classes, "data": fingerprint, "real_images": len(labels),
+            "seconds": round(seconds, 2), "skipped_updates": skipped, "torch_threads": torch.get_num_threads(), "device": str(device)}
     return CondensedSet(final.cpu(), syn_labels, bits.cpu().float(), classes, card, history)
 
 
@@ -446,14 +449,16 @@ def evaluate_condensed(
     test_images, test_labels, _ = labelled_tensors(test_data, "test_data")
     n_classes = len(condensed.classes)
     if test_images.shape[1:] != condensed.images.shape[1:]:
-        raise ValueError(f"test_data: images of shape {tuple(test_images.shape[1:])}, the condensed ones are {tuple(condensed.images.shape[1:])}")
+        raise ValueError(f"test_data: images of shape {tuple(test_images.shape[1:])}, "
+                         f"the condensed ones are {tuple(condensed.images.shape[1:])}")
     if int(test_labels.max()) >= n_classes:
         raise ValueError(f"test_data: labels go up to {int(test_labels.max())}, the condensed set has {n_classes} classes")
     real = None
     if train_data is not None:
         real = labelled_tensors(train_data, "train_data")[:2]
         if real[0].shape[1:] != condensed.images.shape[1:]:
-            raise ValueError(f"train_data: images of shape {tuple(real[0].shape[1:])}, the condensed ones are {tuple(condensed.images.shape[1:])}")
+            raise ValueError(f"train_data: images of shape {tuple(real[0].shape[1:])}, "
+                             f"the condensed ones are {tuple(condensed.images.shape[1:])}")
     estimator = resolve_estimator(estimator or condensed.settings.get("estimator"), device="cpu")
     ipc = int(condensed.settings.get("images_per_class", max(1, len(condensed) // n_classes)))
     rows: dict[str, tuple[Any, ...]] = {"condensed": (condensed.images, condensed.labels)}
@@ -490,5 +495,7 @@ def evaluate_condensed(
     return results
 
 
-__all__ = ["CONDENSE_DEFAULTS", "EVALUATE_DEFAULTS", "CondensedSet", "condense", "condense_settings", "evaluate_condensed", "matching_distance",
-           "random_subset"]
+__all__ = [
+    "CONDENSE_DEFAULTS", "EVALUATE_DEFAULTS", "CondensedSet", "condense", "condense_settings", "evaluate_condensed", "matching_distance",
+    "random_subset",
+]

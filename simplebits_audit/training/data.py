@@ -35,7 +35,8 @@ def labelled_tensors(data: Any, name: str = "data") -> tuple[torch.Tensor, torch
         images = torch.stack([torch.as_tensor(p[0]) for p in pairs])
         labels = torch.tensor([int(p[1]) for p in pairs])
     else:
-        raise TypeError(f"{name}: expected a Dataset of (image, label) pairs or an (images, labels) pair of tensors, got {type(data).__name__}")
+        raise TypeError(f"{name}: expected a Dataset of (image, label) pairs or an (images, labels) pair of tensors, "
+                        f"got {type(data).__name__}")
     images = check_pixel_images(images, f"{name} (images)")
     if labels.dim() != 1 or len(labels) != len(images):
         raise ValueError(f"{name}: expected one label per image ({len(images)}), got labels of shape {tuple(labels.shape)}")
@@ -85,7 +86,8 @@ class Batches:
             self.tensor, self.dataset, self.n, self.iterable = None, None, None, data
             self._iter: Iterator | None = None
         else:
-            raise TypeError(f"data: expected a tensor of images, a Dataset of (image, label) or an iterable of batches, got {type(data).__name__}")
+            raise TypeError(f"data: expected a tensor of images, a Dataset of (image, label) or an iterable of batches, "
+                            f"got {type(data).__name__}")
         if self.n is not None and self.n < 1:
             raise ValueError("data: no images")
 
@@ -134,7 +136,10 @@ def collate(items: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 
 def collate_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """One batch of an iterable (a tensor, or an (images, labels) pair) -> ``(images, labels or None)``; ``TypeError`` naming ``data`` otherwise."""
+    """One batch of an iterable (a tensor, or an (images, labels) pair) -> ``(images, labels or None)``.
+
+    ``TypeError`` naming ``data`` for anything else.
+    """
     if isinstance(batch, torch.Tensor):
         return batch, None
     if isinstance(batch, (tuple, list)) and len(batch) == 2 and isinstance(batch[0], torch.Tensor):

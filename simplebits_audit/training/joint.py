@@ -128,8 +128,8 @@ class TrainingResult:
         directory = Path(directory)
         if not (directory / RUN_CLASSIFIER_FILE).is_file():
             raise ValueError(f"directory: no {RUN_CLASSIFIER_FILE} in {str(directory)!r} (written by TrainingResult.save)")
-        ckpt = load_saved(directory / RUN_CLASSIFIER_FILE, what="a classifier written by TrainingResult.save", missing=f"no {RUN_CLASSIFIER_FILE}",
-                          version=FORMAT, key="state_dict", name="directory")
+        ckpt = load_saved(directory / RUN_CLASSIFIER_FILE, what="a classifier written by TrainingResult.save",
+                          missing=f"no {RUN_CLASSIFIER_FILE}", version=FORMAT, key="state_dict", name="directory")
         loaded = copy.deepcopy(classifier)  # a mismatch must not leave the caller's module half overwritten
         try:
             loaded.load_state_dict(ckpt["state_dict"])
@@ -139,7 +139,8 @@ class TrainingResult:
         record = json.loads((directory / RUN_HISTORY_FILE).read_text()) if (directory / RUN_HISTORY_FILE).is_file() else {}
         # JSON wrote NaN as null: read it back as NaN, as the trained result had it.
         history = [{k: float("nan") if v is None else v for k, v in entry.items()} for entry in record.get("history", [])]
-        return cls(loaded.to(device or "cpu").eval().requires_grad_(False), simplifier, float(ckpt["lam"]), history, json.loads(ckpt["settings"]))
+        classifier = loaded.to(device or "cpu").eval().requires_grad_(False)
+        return cls(classifier, simplifier, float(ckpt["lam"]), history, json.loads(ckpt["settings"]))
 
 
 class _Joint(nn.Module):
@@ -358,7 +359,8 @@ def train_with_simplification(
     # The simplifier waits while the classifier learns the task: the gradient of a still-random
     # classifier only pushes the mask towards the identity, where its sigmoid saturates for good.
     frozen_until = round(settings["warmup"] * total)
-    run_key = _run_key(settings, lam, seed, world, initial_fingerprint, net.config, estimator, data, data_description, normalization, transforms)
+    run_key = _run_key(settings, lam, seed, world, initial_fingerprint, net.config, estimator, data, data_description, normalization,
+                       transforms)
     run = ResumableRun(checkpoint, run_key, total=total, total_name="epochs", checkpoint_every=checkpoint_every, device=device)
     history: list[dict[str, float]] = []
     sums: dict[str, float] = {}  # the current epoch's running sums (checkpointed: a resumed epoch averages the same steps)
@@ -372,10 +374,12 @@ def train_with_simplification(
     def learning_rate(at: int) -> float:
         # Short warm-up, then cosine decay: a function of the step alone, so a resumed run needs no scheduler state.
         ramp = max(1, total // 20)
-        return settings["lr"] * (at + 1) / ramp if at < ramp else settings["lr"] * 0.5 * (1 + math.cos(math.pi * (at - ramp) / max(1, total - ramp)))
+        if at < ramp:
+            return settings["lr"] * (at + 1) / ramp
+        return settings["lr"] * 0.5 * (1 + math.cos(math.pi * (at - ramp) / max(1, total - ramp)))
 
     def close_epoch(step: int) -> bool:
-        """History entry of the epoch that ``step`` just finished (also after a resume that stopped before writing it); True when written."""
+        """History entry of the epoch ``step`` just finished, if not written yet (a resume may have stopped before); True if written."""
         nonlocal sums
         if not (step > 0 and step % steps_per_epoch == 0 and len(history) < step // steps_per_epoch):
             return False
@@ -416,13 +420,15 @@ def train_with_simplification(
         with torch.no_grad():
             if bpd is None:
                 bpd = estimator.bpd(simplified.detach())
-            stats = {"loss": float(loss), "train_accuracy": float((logits.argmax(1) == labels).float().mean()), "train_bpd": float(bpd.mean())}
+            stats = {"loss": float(loss), "train_accuracy": float((logits.argmax(1) == labels).float().mean()),
+                     "train_bpd": float(bpd.mean())}
         optimizer.step()
         sums = {k: sums.get(k, 0.0) + v for k, v in stats.items()}
         return f"accuracy {stats['train_accuracy']:.0%}  bpd {stats['train_bpd']:.2f}"
 
     def saved() -> dict[str, Any]:
-        return {"state_dict": joint.state_dict(), "optimizer": optimizer.state_dict(), "history": json.dumps(history), "sums": json.dumps(sums)}
+        return {"state_dict": joint.state_dict(), "optimizer": optimizer.state_dict(), "history": json.dumps(history),
+                "sums": json.dumps(sums)}
 
     # An interrupt raised inside a step leaves the last finished step's state, and an epoch whose
     # history entry is missing (interrupted while scoring it) is closed on resume.
@@ -557,4 +563,7 @@ def tradeoff(
     return Tradeoff(results, points)
 
 
-__all__ = ["JOINT_DEFAULTS", "Tradeoff", "TrainingResult", "check_training_settings", "evaluate_joint", "label_gap", "tradeoff", "train_with_simplification"]
+__all__ = [
+    "JOINT_DEFAULTS", "Tradeoff", "TrainingResult", "check_training_settings", "evaluate_joint", "label_gap", "tradeoff",
+    "train_with_simplification",
+]

@@ -36,7 +36,10 @@ from torch import nn
 from .._helpers import DeferredInterrupt
 from .._io import save_torch
 
-__all__ = ["ResumableRun", "changed_settings", "check_checkpoint_every", "progress_bar", "rank_and_world", "settings_key", "step_seed", "training_device"]
+__all__ = [
+    "ResumableRun", "changed_settings", "check_checkpoint_every", "progress_bar", "rank_and_world", "settings_key", "step_seed",
+    "training_device",
+]
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -83,8 +86,8 @@ def changed_settings(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
 
 def progress_bar(show: bool) -> Progress:
     """The training progress bar: description, bar, steps done / total, the setting's ``stats`` text, time left."""
-    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[stats]}"),
-               TimeRemainingColumn()]
+    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TextColumn("{task.fields[stats]}"), TimeRemainingColumn()]
     return Progress(*columns, disable=not show, transient=True)
 
 
@@ -144,10 +147,12 @@ class ResumableRun:
         state = torch.load(self.checkpoint, map_location=self.device, weights_only=True)
         changed = changed_settings(json.loads(state["run_key"]), self.key)
         if changed:
-            raise ValueError(f"checkpoint: {str(self.checkpoint)!r} is from a run with other settings ({changed}); delete it or change the path")
+            raise ValueError(f"checkpoint: {str(self.checkpoint)!r} is from a run with other settings ({changed}); "
+                             "delete it or change the path")
         self.step, self.elapsed = int(state["step"]), float(state["seconds"])
         if self.step > self.total:
-            raise ValueError(f"{self.total_name}: the checkpoint {str(self.checkpoint)!r} is already at step {self.step}; ask for at least that many")
+            raise ValueError(f"{self.total_name}: the checkpoint {str(self.checkpoint)!r} is already at step {self.step}; "
+                             "ask for at least that many")
         self._started = time.perf_counter()
         return state
 

@@ -57,8 +57,8 @@ def make_network(arch: str, n_classes: int, in_channels: int, size: int) -> nn.M
 
 
 def train_network(
-    images: torch.Tensor, labels: torch.Tensor, n_classes: int, *, arch: str = "convnet", epochs: int | None = None, lr: float | None = None,
-    batch_size: int | None = None, seed: int = 0, device: str | torch.device | None = None,
+    images: torch.Tensor, labels: torch.Tensor, n_classes: int, *, arch: str = "convnet", epochs: int | None = None,
+    lr: float | None = None, batch_size: int | None = None, seed: int = 0, device: str | torch.device | None = None,
 ) -> nn.Module:
     """Train a fresh ``arch`` network on pixel images (N, C, H, W) with labels (N,); returned in eval mode.
 
@@ -91,7 +91,8 @@ def train_network(
 def accuracy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500) -> float:
     """Top-1 accuracy of ``net`` on pixel images (N, C, H, W) with labels (N,)."""
     device = next(net.parameters()).device
-    correct = sum(int((net(x.to(device)).argmax(1) == y.to(device)).sum()) for x, y in zip(images.split(batch_size), labels.split(batch_size)))
+    correct = sum(int((net(x.to(device)).argmax(1) == y.to(device)).sum())
+                  for x, y in zip(images.split(batch_size), labels.split(batch_size)))
     return correct / len(labels)
 
 

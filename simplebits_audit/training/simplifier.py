@@ -1,4 +1,5 @@
-"""Training the learned simplifier: :func:`train_simplifier` fits a :class:`~simplebits_audit.simplification.learned.Simplifier` to a frozen classifier.
+"""Training the learned simplifier: :func:`train_simplifier` fits a
+:class:`~simplebits_audit.simplification.learned.Simplifier` to a frozen classifier.
 
 Per image the objective is the mask engine's,
 
@@ -217,7 +218,8 @@ def train_simplifier(
         # The simplifier learns through the classifier's gradient: refuse a blocked path before training.
         classifier.check_gradient_path(first[:2], Decision.of(logits_first, None, head=head, threshold=threshold).target)
     if objective == "ce" and first_labels is None:
-        raise ValueError("objective: 'ce' needs labels, and data gives images only (use a Dataset of (image, label) or (images, labels) batches)")
+        raise ValueError("objective: 'ce' needs labels, and data gives images only "
+                         "(use a Dataset of (image, label) or (images, labels) batches)")
 
     with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's random state
         torch.manual_seed(seed)
@@ -227,8 +229,9 @@ def train_simplifier(
     fingerprint = model_fingerprint(forward_func)
     # ``steps`` may change between runs: training longer from a checkpoint equals training longer from the start.
     run_key = {
-        **{k: v for k, v in settings.items() if k != "steps"}, "objective": objective, "head": head, "threshold": threshold, "seed": seed, "world": world,
-        "model_fingerprint": fingerprint, "config": net.config, "estimator": estimator.name, "data": data_description or type(data).__name__,
+        **{k: v for k, v in settings.items() if k != "steps"}, "objective": objective, "head": head, "threshold": threshold, "seed": seed,
+        "world": world, "model_fingerprint": fingerprint, "config": net.config, "estimator": estimator.name,
+        "data": data_description or type(data).__name__,
     }
     run = ResumableRun(checkpoint, run_key, total=settings["steps"], checkpoint_every=checkpoint_every, device=device)
     state = run.resume()
@@ -263,11 +266,12 @@ def train_simplifier(
 
     net.eval().requires_grad_(False)
     scored = held_out if held_out is not None else batches.sample(256)
-    scores = evaluate_simplifier(net, forward_func, scored.to(device), estimator=estimator, normalization=normalization, transforms=transforms,
-                                 head=head, threshold=threshold)
+    scores = evaluate_simplifier(net, forward_func, scored.to(device), estimator=estimator, normalization=normalization,
+                                 transforms=transforms, head=head, threshold=threshold)
     net.card = {
         "model_fingerprint": fingerprint, "n_classes": n_classes, "data": data_description or type(data).__name__,
-        "objective": objective, "head": head, "threshold": threshold, **settings, "seed": seed, "processes": world, "estimator": estimator.name,
+        "objective": objective, "head": head, "threshold": threshold, **settings, "seed": seed, "processes": world,
+        "estimator": estimator.name,
         "training_seconds": round(seconds, 1), "torch_threads": torch.get_num_threads(),
         "held_out": {**scores, "split": "held_out" if held_out is not None else "training images (no held-out data given)"},
         "parameters": net.num_parameters, "final_running": {k: round(v, 4) for k, v in running.items()},
