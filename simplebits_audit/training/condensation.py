@@ -280,8 +280,9 @@ def condense(
     # A constant learning rate: running longer from a checkpoint equals running longer from the start,
     # so outer_steps may grow; a cosine schedule depends on it.
     grows = settings["schedule"] == "constant" and settings["warmup"] == 0
+    # "seeds": checkpoints written before the draws followed training.loop.step_seed are refused, not resumed with mixed draws.
     run_key = {**{k: v for k, v in settings.items() if k != "outer_steps" or not grows}, "estimator": estimator.name, "data": fingerprint,
-               "n_classes": n_classes}
+               "n_classes": n_classes, "seeds": "step_seed"}
     run = ResumableRun(checkpoint, run_key, total=settings["outer_steps"], total_name="outer_steps", checkpoint_every=checkpoint_every,
                        device=device)
     history: dict[str, list[float]] = {"match": [], "bpd": []}
