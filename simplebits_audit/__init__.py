@@ -26,13 +26,13 @@ _EXPORTS = {
     "simplify": ".simplification",
     "SimplifyConfig": ".simplification",
     "Simplifier": ".simplification",
-    "train_simplifier": ".simplification",
-    "TrainingResult": ".simplification",
-    "train_with_simplification": ".simplification",
-    "tradeoff": ".simplification",
-    "CondensedSet": ".simplification",
-    "condense": ".simplification",
-    "evaluate_condensed": ".simplification",
+    "train_simplifier": ".training",
+    "TrainingResult": ".training",
+    "train_with_simplification": ".training",
+    "tradeoff": ".training",
+    "CondensedSet": ".training",
+    "condense": ".training",
+    "evaluate_condensed": ".training",
     "Comparison": ".jobs",
     "compare": ".jobs",
     "explain_images": ".jobs",
@@ -45,11 +45,8 @@ if TYPE_CHECKING:
     from .estimators import BitEstimator, list_estimators, load_estimator
     from .explainers import SimpleBits, attribution_map
     from .jobs import Comparison, compare, explain_images, run_audit, run_condense, train_job
-    from .simplification import SimplifyConfig
-    from .simplification import (
-        CondensedSet, SimplificationResult, Simplifier, TrainingResult, condense, evaluate_condensed, simplify, tradeoff, train_simplifier,
-        train_with_simplification,
-    )
+    from .simplification import SimplificationResult, Simplifier, SimplifyConfig, simplify
+    from .training import CondensedSet, TrainingResult, condense, evaluate_condensed, tradeoff, train_simplifier, train_with_simplification
 
 
 def __getattr__(name: str) -> Any:

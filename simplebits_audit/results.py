@@ -404,11 +404,29 @@ def job_kind(out_dir: str | Path) -> str | None:
 TRAIN_SETTINGS_FILE = "train.json"
 TRADEOFF_FILE = "tradeoff.json"
 TRADEOFF_EXAMPLES_FILE = "examples.npz"
+#: One finished run of :func:`~simplebits_audit.training.tradeoff` (``TrainingResult.save``); history.json is written last
+RUN_CLASSIFIER_FILE, RUN_SIMPLIFIER_FILE, RUN_HISTORY_FILE = "classifier.pt", "simplifier.pt", "history.json"
+
+
+def lam_name(lam: float) -> str:
+    """The name of ``lam``'s run and examples: ``lam-0.5`` (``:g``, so distinct lambdas must differ in 6 significant digits)."""
+    return f"lam-{float(lam):g}"
+
+
+def run_directory(directory: str | Path, lam: float) -> Path:
+    """Where :func:`~simplebits_audit.training.tradeoff` keeps the finished run of ``lam`` (:func:`run_checkpoint`: its resumable state)."""
+    return Path(directory) / lam_name(lam)
+
+
+def run_checkpoint(directory: str | Path, lam: float) -> Path:
+    """The resumable state of ``lam``'s run while it trains: ``lam-<lambda>.ckpt`` beside its folder."""
+    done = run_directory(directory, lam)
+    return done.with_name(done.name + ".ckpt")
 
 
 def examples_key(lam: float) -> str:
     """The ``examples.npz`` key of the simplified examples of ``lam``."""
-    return f"lam-{lam:g}"
+    return lam_name(lam)
 
 
 def write_tradeoff(out_dir: str | Path, record: dict[str, Any], examples: dict[str, np.ndarray]) -> Path:

@@ -27,10 +27,8 @@ from simplebits_audit.jobs.demo import run_demo
 from simplebits_audit.jobs.simplifier import train_simplifier_job
 from simplebits_audit.jobs.train import DEFAULT_LAMS, VAL_IMAGES, train_job
 from simplebits_audit.simplification import simplify
-from simplebits_audit.simplification.condense import CONDENSE_DEFAULTS, EVALUATE_DEFAULTS
 from simplebits_audit.simplification.engine import ENGINE_DEFAULTS
-from simplebits_audit.simplification.joint import JOINT_DEFAULTS
-from simplebits_audit.simplification.learned import TRAINING_DEFAULTS, train_simplifier
+from simplebits_audit.training import CONDENSE_DEFAULTS, EVALUATE_DEFAULTS, JOINT_DEFAULTS, TRAINING_DEFAULTS, train_simplifier
 
 
 def _default(function, parameter):

@@ -14,12 +14,12 @@ import torch
 from PIL import Image
 
 from simplebits_audit import testbeds
-from simplebits_audit.simplification.condense import CondensedSet, condense, evaluate_condensed, matching_distance
+from simplebits_audit.training.condensation import CondensedSet, condense, evaluate_condensed, matching_distance
 
 from .helpers import run_cli
 
 # The package exports the function ``condense``, which hides the module of the same name.
-condense_module = importlib.import_module("simplebits_audit.simplification.condense")
+condense_module = importlib.import_module("simplebits_audit.training.condensation")
 
 #: A few seconds per run on one core: 2 classes, 2 images each, 3 fresh networks.
 TINY = {"images_per_class": 2, "outer_steps": 3, "match_steps": 2, "inner_steps": 1, "real_batch": 8}

@@ -25,8 +25,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("estimators", "testbeds", "entropy_coding"),
     ("models", "simplification"),
     ("metrics",),
-    ("explainers",),
     ("results",),
+    ("training",),
+    ("explainers",),
     ("report",),
     ("jobs",),
     ("cli",),
@@ -162,3 +163,10 @@ def test_every_public_name_resolves():
     for name in simplebits_audit.__all__:
         assert getattr(simplebits_audit, name) is not None, name
     assert not {m.lstrip(".").split(".")[0] for m in simplebits_audit._EXPORTS.values()} & set(OLD_MODULES)
+
+
+def test_explainers_never_import_training():
+    # Explaining needs a trained simplifier's network (simplification.learned), never the code that trains it.
+    for module, path in _modules().items():
+        if _part(module) == "explainers":
+            assert "training" not in {_part(n) for n in _imports(module, path)}, module

@@ -13,8 +13,9 @@ import torch
 
 from simplebits_audit import SimpleBits, Simplifier, simplify, testbeds, train_simplifier
 from simplebits_audit.explainers import explain
-from simplebits_audit.simplification import learned
-from simplebits_audit.simplification.learned import evaluate_simplifier, model_fingerprint
+from simplebits_audit.simplification.learned import model_fingerprint
+from simplebits_audit.training import simplifier as learned
+from simplebits_audit.training.simplifier import evaluate_simplifier
 
 from .helpers import CLI, assert_unchanged, snapshot
 

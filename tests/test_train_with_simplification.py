@@ -10,8 +10,9 @@ import torch
 
 from simplebits_audit import testbeds
 from simplebits_audit.models import build_architecture
-from simplebits_audit.simplification import joint, learned
-from simplebits_audit.simplification.joint import TrainingResult, tradeoff, train_with_simplification
+from simplebits_audit.training import joint
+from simplebits_audit.training.data import Batches
+from simplebits_audit.training.joint import TrainingResult, tradeoff, train_with_simplification
 
 from .helpers import run_cli, snapshot, assert_unchanged
 
@@ -61,7 +62,7 @@ def test_training_is_seeded_and_resumes_exactly_after_an_interruption(data, val,
     again = train_with_simplification(fresh(), data, lam=1.0, val_data=val, seed=2, **FAST)
     for k, v in straight.classifier.state_dict().items():
         assert torch.equal(v, again.classifier.state_dict()[k]), k
-    real_call = learned._Batches.__call__
+    real_call = Batches.__call__
 
     def interrupted(self, step):
         if step == 5:
@@ -69,10 +70,10 @@ def test_training_is_seeded_and_resumes_exactly_after_an_interruption(data, val,
         return real_call(self, step)
 
     ckpt = tmp_path / "run.ckpt"
-    monkeypatch.setattr(learned._Batches, "__call__", interrupted)
+    monkeypatch.setattr(Batches, "__call__", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train_with_simplification(fresh(), data, lam=1.0, val_data=val, seed=2, checkpoint=ckpt, **FAST)
-    monkeypatch.setattr(learned._Batches, "__call__", real_call)
+    monkeypatch.setattr(Batches, "__call__", real_call)
     state = torch.load(ckpt, weights_only=True)
     assert state["step"] == 5 and len(json.loads(state["history"])) == 1
     resumed = train_with_simplification(fresh(), data, lam=1.0, val_data=val, seed=2, checkpoint=ckpt, **FAST)

@@ -24,19 +24,19 @@ from ..codecs import codec_bits
 from ..estimators import BitEstimator, load_estimator
 from ..preprocessing import Preprocessing
 from ..report.condense import write_condense_report
-from ..simplification.condense import (
+from ..training.condensation import (
     EVALUATE_DEFAULTS,
     CondensedSet,
     condense,
     condense_settings,
     evaluate_condensed,
 )
-from ..simplification.common import data_fingerprint
+from ..training.data import data_fingerprint
 from .sources import AuditSource, hold_out, load_labelled, open_source
 
 #: Settings of a finished set that must agree with the command's for the set to be reused.
 SET_KEYS = ("lam", "outer_steps", "match_steps", "inner_steps", "real_batch", "lr", "init_scale", "images_per_class", "arch", "seed", "estimator", "data")
-#: Row names of :func:`~simplebits_audit.simplification.condense.evaluate_condensed` -> what the report calls them.
+#: Row names of :func:`~simplebits_audit.training.evaluate_condensed` -> what the report calls them.
 ROW_TITLES = {"condensed": "condensed, simplified", "without bits term": "condensed without bits term", "random real": "random real subset"}
 
 
@@ -71,7 +71,7 @@ def run_condense(
     out : path
         The output folder; rerunning the same command resumes there.
     images_per_class, lam, arch, outer_steps : optional
-        As :func:`~simplebits_audit.simplification.condense.condense`.
+        As :func:`~simplebits_audit.training.condense`.
     baselines : bool
         Also condense without the bits term (``lam=0``) and evaluate a random real subset of the
         same size beside the simplified set (the comparison the report is about). Doubles the time.
@@ -80,7 +80,7 @@ def run_condense(
         (every ``1/held_out``-th image, kept out of condensation).
     n_models, epochs : optional
         Classifiers trained per row of the accuracy table, and their epochs
-        (:data:`~simplebits_audit.simplification.condense.EVALUATE_DEFAULTS`).
+        (:data:`~simplebits_audit.training.EVALUATE_DEFAULTS`).
 
     Returns
     -------

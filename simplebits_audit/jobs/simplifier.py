@@ -18,7 +18,8 @@ from torch.utils.data import Dataset
 from ..estimators import BitEstimator
 from ..preprocessing import Preprocessing
 from ..simplification.heads import check_head
-from ..simplification.learned import Simplifier, train_simplifier
+from ..simplification.learned import Simplifier
+from ..training.simplifier import train_simplifier
 from .distributed import join_world
 from .preflight import job_device
 from .sources import AuditItem, AuditSource, hold_out, open_source

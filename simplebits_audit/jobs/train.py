@@ -4,7 +4,7 @@ Where the images come from: the same sources as the audit (ImageFolder, CSV of `
 testbed name). A testbed trains on its train split and validates on its test split, whose
 ground-truth masks give the share of the retained bits inside the evidence; a folder or CSV holds
 out every ``1/val_share``-th image. What trains: one classifier (``--arch``) and one simplifier per
-lambda (:func:`~simplebits_audit.simplification.joint.tradeoff`). Where the record goes (the
+lambda (:func:`~simplebits_audit.training.tradeoff`). Where the record goes (the
 layout is :mod:`~simplebits_audit.results`)::
 
     OUT/train.json, tradeoff.json, examples.npz, report.html, lam-<lambda>/{classifier,simplifier}.pt
@@ -30,8 +30,8 @@ from ..estimators import BitEstimator, load_estimator
 from ..metrics.localisation import relevance_mass
 from ..models import build_architecture, check_classifier_output
 from ..preprocessing import Preprocessing
-from ..results import TRAIN_SETTINGS_FILE, examples_key, write_tradeoff
-from ..simplification.joint import Tradeoff, check_training_settings, lam_name, tradeoff
+from ..results import TRAIN_SETTINGS_FILE, examples_key, lam_name, write_tradeoff
+from ..training.joint import Tradeoff, check_training_settings, tradeoff
 from .distributed import join_world
 from .preflight import check_resume
 from .sources import hold_out, load_labelled, open_source

@@ -14,21 +14,17 @@ Its options are one :class:`SimplifyConfig` (build it once, reuse it; keywords o
 * ``engine`` -- :func:`simplify` and the gradient engine: pixel logits from the original, or Glow
   latents, optimised along one continuation run of the knob;
 * ``mask`` -- the mask engine (the default): a coarse mask towards a flat reference, per image;
-* ``learned`` -- :class:`Simplifier`, a network predicting that mask in one pass, and
-  :func:`train_simplifier`, which fits it to a frozen classifier over a dataset;
-* ``joint`` -- :func:`train_with_simplification`, a classifier trained on simplified inputs while
-  the simplifier learns with it, and :func:`tradeoff`, one such run per lambda;
-* ``condense`` -- :func:`condense`, a training set condensed to a few synthetic images per class by
-  gradient matching with a bits penalty, and :func:`evaluate_condensed`.
+* ``learned`` -- :class:`Simplifier`, a network predicting that mask in one pass, and its
+  inference engine (training it: :func:`simplebits_audit.training.train_simplifier`).
+
+Training settings (the learned simplifier's training, training with simplification,
+condensation) live one layer up, in :mod:`simplebits_audit.training`; nothing here imports them.
 """
 
-from .condense import CondensedSet, condense, evaluate_condensed
 from .config import ENGINE_DEFAULTS, SimplifyConfig
 from .engine import simplify
 from .heads import HEADS, NON_TOP_TARGET_FRACTION, Decision, Keep
-from .joint import Tradeoff, TrainingResult, tradeoff, train_with_simplification
-from .learned import Simplifier, evaluate_simplifier, train_simplifier
+from .learned import Simplifier
 from .result import SimplificationResult
 
-__all__ = ["ENGINE_DEFAULTS", "SimplifyConfig", "HEADS", "NON_TOP_TARGET_FRACTION", "CondensedSet", "Decision", "Keep", "SimplificationResult", "Simplifier", "condense", "evaluate_condensed", "evaluate_simplifier", "simplify",
-           "tradeoff", "Tradeoff", "TrainingResult", "train_simplifier", "train_with_simplification"]
+__all__ = ["ENGINE_DEFAULTS", "HEADS", "NON_TOP_TARGET_FRACTION", "Decision", "Keep", "SimplificationResult", "Simplifier", "SimplifyConfig", "simplify"]

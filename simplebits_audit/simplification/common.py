@@ -1,5 +1,5 @@
 """Pieces every simplification engine shares: the keep rule, 8-bit rounding, the guarded classifier,
-labelled data as tensors (and its fingerprint), and turning a path of snapshots into a
+and turning a path of snapshots into a
 :class:`~simplebits_audit.simplification.SimplificationResult`.
 
 An engine moves some parameterisation of the image (pixel logits, latents, a mask, ...) and
@@ -10,7 +10,6 @@ way for every engine. A :class:`RunContext` carries what the call hands its engi
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -19,7 +18,6 @@ from typing import Any
 import torch
 
 from .._helpers import ForwardFunc, check_logits
-from .._validation import check_pixel_images
 from ..estimators import BitEstimator
 from ..spaces import Spaces
 from .heads import Decision, Keep, check_keep, probabilities
@@ -91,52 +89,6 @@ class Classifier:
         if not bool((grad != 0).any()):
             raise ValueError("forward_func: the gradient of the target logit with respect to the image is zero everywhere "
                              "(a blocked path, e.g. a hard threshold or rounding inside forward, or a constant model)")
-
-
-def labelled_tensors(data: Any, name: str = "data") -> tuple[torch.Tensor, torch.Tensor, list[str] | None]:
-    """``(images (N, C, H, W) in [0, 1], labels (N,) long, class names or None)`` of a Dataset or an ``(images, labels)`` pair."""
-    if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor):
-        images, labels = data
-        labels = torch.as_tensor(labels)
-    elif hasattr(data, "images") and hasattr(data, "labels"):
-        images, labels = data.images, torch.as_tensor(data.labels)
-    elif hasattr(data, "__len__") and hasattr(data, "__getitem__") and not isinstance(data, (str, bytes)):
-        if len(data) == 0:
-            raise ValueError(f"{name}: the dataset is empty")
-        pairs = [data[i] for i in range(len(data))]
-        if not all(isinstance(p, (tuple, list)) and len(p) >= 2 for p in pairs[:1]):
-            raise ValueError(f"{name}: expected a Dataset of (image, label) pairs")
-        images = torch.stack([torch.as_tensor(p[0]) for p in pairs])
-        labels = torch.tensor([int(p[1]) for p in pairs])
-    else:
-        raise TypeError(f"{name}: expected a Dataset of (image, label) pairs or an (images, labels) pair of tensors, got {type(data).__name__}")
-    images = check_pixel_images(images, f"{name} (images)")
-    if labels.dim() != 1 or len(labels) != len(images):
-        raise ValueError(f"{name}: expected one label per image ({len(images)}), got labels of shape {tuple(labels.shape)}")
-    if torch.is_floating_point(labels) or (len(labels) and int(labels.min()) < 0):
-        raise ValueError(f"{name}: labels must be class indices >= 0")
-    classes = getattr(data, "classes", None)
-    return images, labels.long(), list(map(str, classes)) if classes is not None else None
-
-
-def data_fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
-    """SHA-256 of 8-bit images (N, C, H, W) and labels (N,): which data a condensed set was made from."""
-    digest = hashlib.sha256()
-    digest.update(str((tuple(images.shape), tuple(labels.shape))).encode())
-    digest.update((images.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy().tobytes())
-    digest.update(labels.detach().cpu().long().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def dataset_tensors(data: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """(images, labels) of a dataset that holds them as tensors (a ``TensorDataset``, a testbed), else None."""
-    from torch.utils.data import TensorDataset
-
-    if isinstance(data, TensorDataset) and len(data.tensors) >= 2:
-        return data.tensors[0], data.tensors[1]
-    if isinstance(getattr(data, "images", None), torch.Tensor) and getattr(data, "labels", None) is not None:
-        return data.images, torch.as_tensor(data.labels)
-    return None
 
 
 def snapshot_steps(steps: int, n_snapshots: int) -> set[int]:

@@ -13,7 +13,7 @@ on every bit the task does not need is pushed out. Sweeping lambda (:func:`trade
 curve between input bits and accuracy: how much information the task needs, and whether a
 distractor (a photo behind a digit, stripes under a photo) carries any of it.
 
-Unlike :func:`~simplebits_audit.simplification.learned.train_simplifier` the classifier is not
+Unlike :func:`~simplebits_audit.training.train_simplifier` the classifier is not
 frozen: a copy of the given module is trained (the module passed in is left as it was) and returned
 in the :class:`TrainingResult`.
 """
@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,17 +31,19 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from .._helpers import DeferredInterrupt, Transform
+from .._helpers import Transform
 from .._io import load_saved, save_json, save_torch
 from .._validation import check_pixel_images
-from ..estimators import BitEstimator, load_estimator
+from ..estimators import BitEstimator, resolve_estimator
+from ..results import RUN_CLASSIFIER_FILE, RUN_HISTORY_FILE, RUN_SIMPLIFIER_FILE, lam_name, run_checkpoint, run_directory
+from ..simplification.common import round_8bit
+from ..simplification.learned import Simplifier, model_fingerprint
 from ..spaces import Spaces, make_spaces
-from .common import data_fingerprint, dataset_tensors, labelled_tensors, round_8bit
-from .learned import Simplifier, _Batches, _gap, model_fingerprint
+from .data import Batches, data_fingerprint, dataset_tensors, labelled_tensors
+from .loop import ResumableRun, check_checkpoint_every, rank_and_world, step_seed, training_device
 
 #: Defaults of :func:`train_with_simplification` (measured choices: README, "Training with simplification").
 JOINT_DEFAULTS: dict[str, Any] = {"epochs": 12, "batch_size": 64, "lr": 2e-3, "margin": 1.0, "warmup": 0.25}
@@ -53,7 +54,6 @@ JOINT_DEFAULTS: dict[str, Any] = {"epochs": 12, "batch_size": 64, "lr": 2e-3, "m
 ANNEAL_TO: float | None = 0.05
 #: What :meth:`TrainingResult.load` reads.
 FORMAT = 1
-CLASSIFIER_FILE, SIMPLIFIER_FILE, HISTORY_FILE = "classifier.pt", "simplifier.pt", "history.json"
 
 
 @dataclass
@@ -117,29 +117,30 @@ class TrainingResult:
         state = {k: v.detach().cpu() for k, v in self.classifier.state_dict().items()}
         config = getattr(self.classifier, "config", None)
         save_torch({"format": FORMAT, "state_dict": state, "config": json.dumps(config) if isinstance(config, dict) else None,
-                    "lam": self.lam, "settings": json.dumps(self.settings)}, directory / CLASSIFIER_FILE)
-        self.simplifier.save(directory / SIMPLIFIER_FILE)
-        save_json({"lam": self.lam, "settings": self.settings, "history": self.history}, directory / HISTORY_FILE)
+                    "lam": self.lam, "settings": json.dumps(self.settings)}, directory / RUN_CLASSIFIER_FILE)
+        self.simplifier.save(directory / RUN_SIMPLIFIER_FILE)
+        save_json({"lam": self.lam, "settings": self.settings, "history": self.history}, directory / RUN_HISTORY_FILE)
         return directory
 
     @classmethod
     def load(cls, directory: str | Path, classifier: nn.Module, *, device: str | torch.device | None = None) -> TrainingResult:
         """Read a result written by :meth:`save`; ``classifier`` is a module of the same architecture (its weights are replaced)."""
         directory = Path(directory)
-        if not (directory / CLASSIFIER_FILE).is_file():
-            raise ValueError(f"directory: no {CLASSIFIER_FILE} in {str(directory)!r} (written by TrainingResult.save)")
-        ckpt = load_saved(directory / CLASSIFIER_FILE, what="a classifier written by TrainingResult.save", missing=f"no {CLASSIFIER_FILE}",
-                          version=FORMAT, key="state_dict", name="directory")
+        if not (directory / RUN_CLASSIFIER_FILE).is_file():
+            raise ValueError(f"directory: no {RUN_CLASSIFIER_FILE} in {str(directory)!r} (written by TrainingResult.save)")
+        ckpt = load_saved(directory / RUN_CLASSIFIER_FILE, what="a classifier written by TrainingResult.save",
+                          missing=f"no {RUN_CLASSIFIER_FILE}", version=FORMAT, key="state_dict", name="directory")
         loaded = copy.deepcopy(classifier)  # a mismatch must not leave the caller's module half overwritten
         try:
             loaded.load_state_dict(ckpt["state_dict"])
         except RuntimeError as err:
             raise ValueError(f"classifier: does not match the saved weights ({str(err).splitlines()[0]})") from None
-        simplifier = Simplifier.load(directory / SIMPLIFIER_FILE, device=device)
-        record = json.loads((directory / HISTORY_FILE).read_text()) if (directory / HISTORY_FILE).is_file() else {}
+        simplifier = Simplifier.load(directory / RUN_SIMPLIFIER_FILE, device=device)
+        record = json.loads((directory / RUN_HISTORY_FILE).read_text()) if (directory / RUN_HISTORY_FILE).is_file() else {}
         # JSON wrote NaN as null: read it back as NaN, as the trained result had it.
         history = [{k: float("nan") if v is None else v for k, v in entry.items()} for entry in record.get("history", [])]
-        return cls(loaded.to(device or "cpu").eval().requires_grad_(False), simplifier, float(ckpt["lam"]), history, json.loads(ckpt["settings"]))
+        classifier = loaded.to(device or "cpu").eval().requires_grad_(False)
+        return cls(classifier, simplifier, float(ckpt["lam"]), history, json.loads(ckpt["settings"]))
 
 
 class _Joint(nn.Module):
@@ -182,6 +183,11 @@ def _run_key(
         "transforms": None if transforms is None else "custom",
     }
     return json.loads(json.dumps(key))
+
+
+def label_gap(log_probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Log-probability of ``target`` minus that of the strongest other class, (B,)."""
+    return log_probs.gather(1, target[:, None])[:, 0] - log_probs.scatter(1, target[:, None], -math.inf).amax(1)
 
 
 @torch.no_grad()
@@ -314,20 +320,15 @@ def train_with_simplification(
     if not isinstance(classifier, nn.Module):
         raise TypeError(f"classifier: expected an nn.Module to train, got {type(classifier).__name__}")
     settings = check_training_settings(lam, epochs=epochs, batch_size=batch_size, lr=lr, margin=margin, warmup=warmup)
-    if checkpoint_every <= 0:
-        raise ValueError(f"checkpoint_every: expected seconds > 0, got {checkpoint_every}")
+    check_checkpoint_every(checkpoint_every)
     data = _as_dataset(data)
     if not (isinstance(data, Dataset) and hasattr(data, "__len__")):
         raise TypeError(f"data: expected a Dataset of (image, label) or an (images, labels) pair, got {type(data).__name__}")
     val = labelled_tensors(val_data, "val_data")[:2] if val_data is not None else None
-    distributed = dist.is_available() and dist.is_initialized()
-    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
-    if device is None:
-        params = list(classifier.parameters())
-        device = params[0].device if params else torch.device("cpu")
-    device = torch.device(device)
+    rank, world = rank_and_world()
+    device = training_device(device, classifier)
     spaces = make_spaces(normalization, transforms)
-    batches = _Batches(data, settings["batch_size"], seed, rank)
+    batches = Batches(data, settings["batch_size"], seed, rank)
     first, first_labels = batches.peek()
     first = check_pixel_images(first.to(device), "data (a batch)")
     if first_labels is None:
@@ -336,7 +337,7 @@ def train_with_simplification(
         raise ValueError(f"val_data: images of shape {tuple(val[0].shape[1:])}, the training images are {tuple(first.shape[1:])}")
     if simplifier is not None and simplifier.config["in_channels"] != first.shape[1]:
         raise ValueError(f"simplifier: made for {simplifier.config['in_channels']}-channel images, the data has {first.shape[1]}")
-    estimator = estimator.to(device) if isinstance(estimator, BitEstimator) else load_estimator(estimator, device=device)
+    estimator = resolve_estimator(estimator, device=device)
     initial_fingerprint = model_fingerprint(classifier)
     model = copy.deepcopy(classifier).to(device).train().requires_grad_(True)
     with torch.no_grad():
@@ -358,108 +359,87 @@ def train_with_simplification(
     # The simplifier waits while the classifier learns the task: the gradient of a still-random
     # classifier only pushes the mask towards the identity, where its sigmoid saturates for good.
     frozen_until = round(settings["warmup"] * total)
-    run_key = _run_key(settings, lam, seed, world, initial_fingerprint, net.config, estimator, data, data_description, normalization, transforms)
-    step, elapsed, history = 0, 0.0, []
+    run_key = _run_key(settings, lam, seed, world, initial_fingerprint, net.config, estimator, data, data_description, normalization,
+                       transforms)
+    run = ResumableRun(checkpoint, run_key, total=total, total_name="epochs", checkpoint_every=checkpoint_every, device=device)
+    history: list[dict[str, float]] = []
     sums: dict[str, float] = {}  # the current epoch's running sums (checkpointed: a resumed epoch averages the same steps)
-    checkpoint = Path(checkpoint) if checkpoint is not None else None
-    if checkpoint is not None and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
-        saved_key = json.loads(state["run_key"])
-        if saved_key != run_key:
-            changed = sorted(k for k in run_key if saved_key.get(k) != run_key.get(k))
-            raise ValueError(f"checkpoint: {str(checkpoint)!r} is from a run with other settings ({changed}); delete it or change the path")
+    state = run.resume()
+    if state is not None:
         joint.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
-        step, elapsed, history = int(state["step"]), float(state["seconds"]), json.loads(state["history"])
-        sums = json.loads(state["sums"])
-    wrapped = nn.parallel.DistributedDataParallel(joint) if distributed else joint
-    started, last_saved = time.perf_counter(), time.perf_counter()
-
-    def seconds() -> float:
-        return elapsed + time.perf_counter() - started
-
-    def save_checkpoint() -> None:
-        if checkpoint is not None and rank == 0:
-            save_torch({"run_key": json.dumps(run_key), "state_dict": joint.state_dict(), "optimizer": optimizer.state_dict(),
-                        "step": step, "seconds": seconds(), "history": json.dumps(history), "sums": json.dumps(sums)}, checkpoint)
+        history, sums = json.loads(state["history"]), json.loads(state["sums"])
+    wrapped = nn.parallel.DistributedDataParallel(joint) if world > 1 else joint
 
     def learning_rate(at: int) -> float:
         # Short warm-up, then cosine decay: a function of the step alone, so a resumed run needs no scheduler state.
         ramp = max(1, total // 20)
-        return settings["lr"] * (at + 1) / ramp if at < ramp else settings["lr"] * 0.5 * (1 + math.cos(math.pi * (at - ramp) / max(1, total - ramp)))
+        if at < ramp:
+            return settings["lr"] * (at + 1) / ramp
+        return settings["lr"] * 0.5 * (1 + math.cos(math.pi * (at - ramp) / max(1, total - ramp)))
 
-    def close_epoch() -> None:
-        """History entry of the epoch that ``step`` just finished (also after a resume that stopped before writing it)."""
+    def close_epoch(step: int) -> bool:
+        """History entry of the epoch ``step`` just finished, if not written yet (a resume may have stopped before); True if written."""
         nonlocal sums
+        if not (step > 0 and step % steps_per_epoch == 0 and len(history) < step // steps_per_epoch):
+            return False
         entry = {"epoch": step // steps_per_epoch, "steps": step, **{k: v / steps_per_epoch for k, v in sums.items()}}
         if val is not None:
-            if distributed:  # DDP syncs BatchNorm statistics only at the next forward: score rank 0's everywhere
+            if world > 1:  # DDP syncs BatchNorm statistics only at the next forward: score rank 0's everywhere
                 for buffer in model.buffers():
                     dist.broadcast(buffer, 0)
             entry.update(evaluate_joint(model, net, *val, estimator, spaces=spaces))
             joint.train()
-        entry["seconds"] = round(seconds(), 1)
+        entry["seconds"] = round(run.seconds, 1)
         history.append(entry)
         sums = {}
+        return True
 
-    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[stats]}"),
-               TimeRemainingColumn()]
-    rng_devices = [device] if device.type == "cuda" else []
-    with DeferredInterrupt() as stop, torch.random.fork_rng(devices=rng_devices), \
-            Progress(*columns, disable=not (show_progress and rank == 0), transient=True) as progress:
-        task = progress.add_task(f"training, lambda {lam:g}", total=total, completed=step, stats="")
-        try:
-            while True:
-                if step > 0 and step % steps_per_epoch == 0 and len(history) < step // steps_per_epoch:
-                    close_epoch()
-                    save_checkpoint()
-                    last_saved = time.perf_counter()
-                elif checkpoint is not None and time.perf_counter() - last_saved > checkpoint_every:
-                    save_checkpoint()
-                    last_saved = time.perf_counter()
-                if stop.requested:
-                    raise KeyboardInterrupt
-                if step >= total:
-                    break
-                images, labels = batches(step)
-                images, labels = round_8bit(images.to(device), False), labels.to(device)
-                # The binary mask's coin flips follow from (seed, step, rank): seeded, and a resumed run repeats them.
-                torch.manual_seed(hash((seed, step, rank, 2)) % (2**63))
-                if ANNEAL_TO is not None and step >= frozen_until:  # a function of the step: a resumed run samples alike
-                    net.temperature = ANNEAL_TO ** ((step - frozen_until) / max(1, total - 1 - frozen_until))
-                simplified, logits = wrapped(images)
-                ce = F.cross_entropy(logits.float(), labels, reduction="none")
-                loss = ce
-                bpd = None
-                if lam > 0:
-                    bpd = estimator.bpd(simplified)
-                    # Bits are charged only where the classifier already answers the simplified image by ``margin``.
-                    holds = (_gap(F.log_softmax(logits.detach().float(), 1), labels) >= settings["margin"]).to(bpd.dtype)
-                    loss = ce + lam * holds * bpd
-                loss = loss.mean()
-                optimizer.param_groups[0]["lr"] = learning_rate(step)
-                optimizer.param_groups[1]["lr"] = learning_rate(step) if step >= frozen_until else 0.0
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                with torch.no_grad():
-                    if bpd is None:
-                        bpd = estimator.bpd(simplified.detach())
-                    stats = {"loss": float(loss), "train_accuracy": float((logits.argmax(1) == labels).float().mean()), "train_bpd": float(bpd.mean())}
-                optimizer.step()
-                step += 1
-                sums = {k: sums.get(k, 0.0) + v for k, v in stats.items()}
-                progress.update(task, advance=1, stats=f"accuracy {stats['train_accuracy']:.0%}  bpd {stats['train_bpd']:.2f}")
-        except KeyboardInterrupt:
-            # Ctrl-C lands between steps (DeferredInterrupt); an interrupt raised inside a step leaves the
-            # last finished step's state, and an epoch whose history entry is missing is closed on resume.
-            save_checkpoint()
-            raise
-    if distributed:
+    def take_step(step: int) -> str:
+        nonlocal sums
+        images, labels = batches(step)
+        images, labels = round_8bit(images.to(device), False), labels.to(device)
+        # The binary mask's coin flips follow from (seed, step, rank): seeded, and a resumed run repeats them.
+        torch.manual_seed(step_seed(seed, step, rank, 2))
+        if ANNEAL_TO is not None and step >= frozen_until:  # a function of the step: a resumed run samples alike
+            net.temperature = ANNEAL_TO ** ((step - frozen_until) / max(1, total - 1 - frozen_until))
+        simplified, logits = wrapped(images)
+        ce = F.cross_entropy(logits.float(), labels, reduction="none")
+        loss = ce
+        bpd = None
+        if lam > 0:
+            bpd = estimator.bpd(simplified)
+            # Bits are charged only where the classifier already answers the simplified image by ``margin``.
+            holds = (label_gap(F.log_softmax(logits.detach().float(), 1), labels) >= settings["margin"]).to(bpd.dtype)
+            loss = ce + lam * holds * bpd
+        loss = loss.mean()
+        optimizer.param_groups[0]["lr"] = learning_rate(step)
+        optimizer.param_groups[1]["lr"] = learning_rate(step) if step >= frozen_until else 0.0
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        with torch.no_grad():
+            if bpd is None:
+                bpd = estimator.bpd(simplified.detach())
+            stats = {"loss": float(loss), "train_accuracy": float((logits.argmax(1) == labels).float().mean()),
+                     "train_bpd": float(bpd.mean())}
+        optimizer.step()
+        sums = {k: sums.get(k, 0.0) + v for k, v in stats.items()}
+        return f"accuracy {stats['train_accuracy']:.0%}  bpd {stats['train_bpd']:.2f}"
+
+    def saved() -> dict[str, Any]:
+        return {"state_dict": joint.state_dict(), "optimizer": optimizer.state_dict(), "history": json.dumps(history),
+                "sums": json.dumps(sums)}
+
+    # An interrupt raised inside a step leaves the last finished step's state, and an epoch whose
+    # history entry is missing (interrupted while scoring it) is closed on resume.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        run.run(take_step, saved, description=f"training, lambda {lam:g}", show_progress=show_progress, boundary=close_epoch)
+    if world > 1:
         for buffer in model.buffers():
             dist.broadcast(buffer, 0)
     model.eval().requires_grad_(False)
     net.eval().requires_grad_(False)
-    settings = {**run_key, "processes": world, "training_seconds": round(seconds(), 1), "torch_threads": torch.get_num_threads(),
+    settings = {**run_key, "processes": world, "training_seconds": round(run.seconds, 1), "torch_threads": torch.get_num_threads(),
                 "n_classes": n_classes}
     net.card = {"trained_with_classifier": "train_with_simplification", "lam": float(lam), "data": run_key["data"],
                 "estimator": estimator.name, "final": history[-1] if history else {}}
@@ -494,16 +474,6 @@ class Tradeoff:
             return None
         ok = [p for p in self.points if p.get("val_accuracy_simplified", math.nan) >= ref["val_accuracy_simplified"] - accuracy_drop]
         return min(ok, key=lambda p: p["val_bits_kept"]) if ok else None
-
-
-def lam_name(lam: float) -> str:
-    """The name of ``lam``'s run and examples: ``lam-0.5`` (``:g``, so distinct lambdas must differ in 6 significant digits)."""
-    return f"lam-{float(lam):g}"
-
-
-def run_directory(directory: str | Path, lam: float) -> Path:
-    """Where :func:`tradeoff` keeps the finished run (and ``<dir>.ckpt`` the resumable state) of ``lam``."""
-    return Path(directory) / lam_name(lam)
 
 
 def tradeoff(
@@ -558,8 +528,7 @@ def tradeoff(
     settings = check_training_settings(lams[0], **{k: options.get(k) for k in JOINT_DEFAULTS})
     channels = labelled_tensors(val_data, "val_data")[0].shape[1]
     options["data_description"] = options.get("data_description") or _data_fingerprint(_as_dataset(data))
-    distributed = dist.is_available() and dist.is_initialized()
-    world = dist.get_world_size() if distributed else 1
+    rank, world = rank_and_world()
     results: dict[float, TrainingResult] = {}
     for lam in lams:
         with torch.random.fork_rng(devices=[]):
@@ -568,13 +537,10 @@ def tradeoff(
             simplifier = Simplifier(in_channels=channels, **simplifier_config)
         if not isinstance(classifier, nn.Module):
             raise TypeError(f"classifier_factory: returned a {type(classifier).__name__}, not an nn.Module")
-        if options.get("device") is None:  # one device for every run: the first classifier's
-            params = list(classifier.parameters())
-            options["device"] = params[0].device if params else torch.device("cpu")
-        if not isinstance(options.get("estimator"), BitEstimator):
-            options["estimator"] = load_estimator(options.get("estimator"), device=options["device"])
+        options["device"] = training_device(options.get("device"), classifier)  # one device for every run: the first classifier's
+        options["estimator"] = resolve_estimator(options.get("estimator"), device=options["device"])
         done = run_directory(directory, lam) if directory is not None else None
-        if done is not None and (done / HISTORY_FILE).is_file():
+        if done is not None and (done / RUN_HISTORY_FILE).is_file():
             result = TrainingResult.load(done, classifier, device=options["device"])
             expected = _run_key(settings, lam, seed, world, model_fingerprint(classifier), simplifier.config, options["estimator"], data,
                                 options["data_description"], options.get("normalization"), options.get("transforms"))
@@ -585,11 +551,11 @@ def tradeoff(
             continue
         result = train_with_simplification(
             classifier, data, lam=lam, val_data=val_data, simplifier=simplifier, seed=seed, show_progress=show_progress,
-            checkpoint=done.with_name(done.name + ".ckpt") if done is not None else None, **options,
+            checkpoint=run_checkpoint(directory, lam) if directory is not None else None, **options,
         )
-        if done is not None and (not distributed or dist.get_rank() == 0):
+        if done is not None and rank == 0:
             result.save(done)  # history.json last: its presence marks the run finished
-        if distributed:
+        if world > 1:
             dist.barrier()
         results[lam] = result
     points = [{"lam": lam, **{k: v for k, v in r.final.items() if k.startswith("val_")},
@@ -597,4 +563,7 @@ def tradeoff(
     return Tradeoff(results, points)
 
 
-__all__ = ["JOINT_DEFAULTS", "Tradeoff", "check_training_settings", "lam_name", "TrainingResult", "evaluate_joint", "run_directory", "tradeoff", "train_with_simplification"]
+__all__ = [
+    "JOINT_DEFAULTS", "Tradeoff", "TrainingResult", "check_training_settings", "evaluate_joint", "label_gap", "tradeoff",
+    "train_with_simplification",
+]

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,65 +40,27 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from torch import nn
+from rich.progress import Progress
 
-from .._helpers import DeferredInterrupt
 from .._io import load_saved, save_torch
 from ..codecs import codec_bits
-from ..estimators import BitEstimator, load_estimator
-from ..testbeds.classifier import SmallCNN
-from .common import data_fingerprint, labelled_tensors, round_8bit
+from ..estimators import BitEstimator, resolve_estimator
+from ..simplification.common import round_8bit
+from .data import data_fingerprint, labelled_tensors
+from .loop import ResumableRun, check_checkpoint_every, step_seed, training_device
+from .networks import ARCHS, EVALUATE_DEFAULTS, accuracy, make_network, train_network
 
 #: What :meth:`CondensedSet.load` reads: the format version written by :meth:`CondensedSet.save`.
 FORMAT = 1
-#: Networks gradients are matched (and evaluation classifiers trained) on: name -> description.
-ARCHS = {
-    "convnet": "DC's ConvNet: 3 x (conv 3x3, instance norm, ReLU, average pooling), linear head (width 32)",
-    "smallcnn": "the testbeds' SmallCNN (batch norm, max pooling), as the shipped testbed classifiers",
-}
 #: Defaults of :func:`condense` (measured choices: README, "Dataset condensation").
 CONDENSE_DEFAULTS: dict[str, Any] = {
     "lam": 0.5, "outer_steps": 120, "match_steps": 5, "inner_steps": 5, "real_batch": 32, "lr": 0.1, "net_lr": 0.01,
     "init_scale": 0.2, "schedule": "cosine", "warmup": 0.0,
 }
-#: Defaults of :func:`evaluate_condensed`.
-EVALUATE_DEFAULTS: dict[str, Any] = {"n_models": 5, "epochs": 300, "lr": 0.01, "batch_size": 256}
 
 
 # --------------------------------------------------------------------------------------------
-# the networks
-
-
-class ConvNet(nn.Module):
-    """DC's ConvNet for small images: ``depth`` x (conv 3x3, instance norm, ReLU, 2x2 average pooling), a linear head.
-
-    Instance norm (a per-channel ``GroupNorm`` with affine weights) keeps every image's forward
-    pass independent of the others in its batch, so the gradient of a batch of synthetic images of
-    one class is comparable with that of a real batch of another size (batch norm is not).
-    """
-
-    def __init__(self, n_classes: int, in_channels: int = 3, size: int = 32, width: int = 32, depth: int = 3) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        c, s = in_channels, size
-        for _ in range(depth):
-            layers += [nn.Conv2d(c, width, 3, padding=1), nn.GroupNorm(width, width, affine=True), nn.ReLU(), nn.AvgPool2d(2)]
-            c, s = width, s // 2
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(width * max(s, 1) ** 2, n_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x).flatten(1))
-
-
-def make_network(arch: str, n_classes: int, in_channels: int, size: int) -> nn.Module:
-    """A freshly initialised network of ``arch`` (:data:`ARCHS`) for (C, size, size) images (uses the global RNG)."""
-    if arch == "convnet":
-        return ConvNet(n_classes, in_channels, size)
-    if arch == "smallcnn":
-        return SmallCNN(n_classes, in_channels, size=size, early_pool=True)
-    raise ValueError(f"arch: expected one of {sorted(ARCHS)}, got {arch!r}")
+# gradient matching (the networks: :mod:`~simplebits_audit.training.networks`)
 
 
 def matching_distance(real: Sequence[torch.Tensor], synthetic: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -160,7 +121,8 @@ class CondensedSet:
     @classmethod
     def load(cls, path: str | Path) -> CondensedSet:
         """Read a set written by :meth:`save` (weights only: no pickled code runs)."""
-        data = load_saved(path, what="a condensed set written by CondensedSet.save", missing="no condensed set", version=FORMAT, key="images")
+        data = load_saved(path, what="a condensed set written by CondensedSet.save", missing="no condensed set", version=FORMAT,
+                          key="images")
         return cls(data["images"].float() / 255, data["labels"], data["bits"].float(), json.loads(data["classes"]),
                    json.loads(data["settings"]), json.loads(data["history"]))
 
@@ -173,13 +135,9 @@ def _check_number(name: str, value: Any, *, integer: bool = False, positive: boo
     if integer:
         if isinstance(value, bool) or not isinstance(value, int) or value < (1 if positive else 0):
             raise ValueError(f"{name}: expected an integer >= {1 if positive else 0}, got {value!r}")
-    elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or (positive and value == 0):
+    elif (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0
+          or (positive and value == 0)):
         raise ValueError(f"{name}: expected a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
-
-
-def _step_seed(seed: int, step: int, stream: int) -> int:
-    """A seed for one stream of random draws at one step (deterministic, independent of the process)."""
-    return (seed * 1_000_003 + step * 7919 + stream * 104_729) % (2**63 - 1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -293,9 +251,9 @@ def condense(
         ``estimator``; the settings and the per-step history.
     """
     settings = condense_settings(images_per_class=images_per_class, lam=lam, arch=arch, outer_steps=outer_steps, match_steps=match_steps,
-                                 inner_steps=inner_steps, real_batch=real_batch, lr=lr, init_scale=init_scale, schedule=schedule, warmup=warmup,
-                                 seed=seed)
-    _check_number("checkpoint_every", checkpoint_every)
+                                 inner_steps=inner_steps, real_batch=real_batch, lr=lr, init_scale=init_scale, schedule=schedule,
+                                 warmup=warmup, seed=seed)
+    check_checkpoint_every(checkpoint_every)
     images, labels, classes = labelled_tensors(data)
     if images.shape[-1] != images.shape[-2]:
         raise ValueError(f"data: expected square images, got {tuple(images.shape[-2:])}")
@@ -307,14 +265,13 @@ def condense(
     if empty:
         raise ValueError(f"data: no images of class(es) {empty}; every class needs real images to match")
     classes = classes or [str(c) for c in range(n_classes)]
-    device = torch.device(device or "cpu")
-    if not isinstance(estimator, BitEstimator):
-        estimator = load_estimator(estimator, device=device)
+    device = training_device(device)
+    estimator = resolve_estimator(estimator, device=device)
     channels, size = images.shape[1], images.shape[-1]
     ipc = images_per_class
 
     with torch.random.fork_rng(devices=[]):  # seeded, without touching the caller's random state
-        torch.manual_seed(_step_seed(seed, 0, 0))
+        torch.manual_seed(step_seed(seed, 0, 0))
         logits = (settings["init_scale"] * torch.randn(n_classes * ipc, channels, size, size)).to(device)
     logits.requires_grad_(True)
     syn_labels = torch.arange(n_classes).repeat_interleave(ipc)
@@ -322,68 +279,49 @@ def condense(
     fingerprint = data_fingerprint(images, labels)
     # A constant learning rate: running longer from a checkpoint equals running longer from the start,
     # so outer_steps may grow; a cosine schedule depends on it.
-    run_key = {**{k: v for k, v in settings.items() if k != "outer_steps" or (settings["schedule"] == "cosine" or settings["warmup"] > 0)}, "estimator": estimator.name, "data": fingerprint,
-               "n_classes": n_classes}
-    run_key = json.loads(json.dumps(run_key))
+    grows = settings["schedule"] == "constant" and settings["warmup"] == 0
+    # "seeds": checkpoints written before the draws followed training.loop.step_seed are refused, not resumed with mixed draws.
+    run_key = {**{k: v for k, v in settings.items() if k != "outer_steps" or not grows}, "estimator": estimator.name, "data": fingerprint,
+               "n_classes": n_classes, "seeds": "step_seed"}
+    run = ResumableRun(checkpoint, run_key, total=settings["outer_steps"], total_name="outer_steps", checkpoint_every=checkpoint_every,
+                       device=device)
     history: dict[str, list[float]] = {"match": [], "bpd": []}
-    start, elapsed, skipped = 0, 0.0, 0
-    checkpoint = Path(checkpoint) if checkpoint is not None else None
-    if checkpoint is not None and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
-        saved = json.loads(state["run_key"])
-        if saved != run_key:
-            changed = sorted(k for k in set(run_key) | set(saved) if saved.get(k) != run_key.get(k))
-            raise ValueError(f"checkpoint: {str(checkpoint)!r} is from a run with other settings ({changed}); delete it or change the path")
-        start, elapsed, skipped = int(state["step"]), float(state["seconds"]), int(state["skipped"])
-        if start > settings["outer_steps"]:
-            raise ValueError(f"outer_steps: the checkpoint {str(checkpoint)!r} is already at step {start}; ask for at least that many")
+    skipped = 0
+    state = run.resume()
+    if state is not None:
+        skipped = int(state["skipped"])
         with torch.no_grad():
             logits.copy_(state["logits"].to(device))
         optimizer.load_state_dict(state["optimizer"])
         history = json.loads(state["history"])
 
-    def save_checkpoint(step: int, seconds: float) -> None:
-        if checkpoint is not None:
-            save_torch({"run_key": json.dumps(run_key), "logits": logits.detach().cpu(), "optimizer": optimizer.state_dict(), "step": step,
-                        "seconds": seconds, "skipped": skipped, "history": json.dumps(history)}, checkpoint)
+    def take_step(step: int) -> str:
+        nonlocal skipped
+        if settings["schedule"] == "cosine":
+            for group in optimizer.param_groups:
+                group["lr"] = settings["lr"] * 0.5 * (1 + math.cos(math.pi * step / settings["outer_steps"]))
+        match, bpd, ok = _outer_step(
+            logits, optimizer, images, by_class, syn_labels, estimator, arch=arch, n_classes=n_classes, ipc=ipc, settings=settings,
+            seed=seed, step=step, device=device,
+        )
+        skipped += settings["match_steps"] - ok
+        history["match"].append(round(match, 5))
+        history["bpd"].append(round(bpd, 5))
+        return f"matching {match:.3f}  bpd {bpd:.2f}"
 
-    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[stats]}"),
-               TimeRemainingColumn()]
-    step, started, last_saved = start, time.perf_counter(), time.perf_counter()
-    with DeferredInterrupt() as stop, Progress(*columns, disable=not show_progress, transient=True) as progress:
-        task = progress.add_task(f"condensing (lam {settings['lam']:g})", total=settings["outer_steps"], completed=start, stats="")
-        try:
-            while step < settings["outer_steps"]:
-                if stop.requested:  # Ctrl-C lands between outer steps: the checkpoint never holds half a step
-                    raise KeyboardInterrupt
-                if settings["schedule"] == "cosine":
-                    for group in optimizer.param_groups:
-                        group["lr"] = settings["lr"] * 0.5 * (1 + math.cos(math.pi * step / settings["outer_steps"]))
-                match, bpd, ok = _outer_step(
-                    logits, optimizer, images, by_class, syn_labels, estimator, arch=arch, n_classes=n_classes, ipc=ipc, settings=settings,
-                    seed=seed, step=step, device=device,
-                )
-                skipped += settings["match_steps"] - ok
-                history["match"].append(round(match, 5))
-                history["bpd"].append(round(bpd, 5))
-                step += 1
-                progress.update(task, advance=1, stats=f"matching {match:.3f}  bpd {bpd:.2f}")
-                if time.perf_counter() - last_saved > checkpoint_every:
-                    save_checkpoint(step, elapsed + time.perf_counter() - started)
-                    last_saved = time.perf_counter()
-        except KeyboardInterrupt:
-            save_checkpoint(step, elapsed + time.perf_counter() - started)
-            raise
-    seconds = elapsed + time.perf_counter() - started
-    save_checkpoint(step, seconds)
+    def saved() -> dict[str, Any]:
+        return {"logits": logits.detach().cpu(), "optimizer": optimizer.state_dict(), "skipped": skipped, "history": json.dumps(history)}
+
+    run.run(take_step, saved, description=f"condensing (lam {settings['lam']:g})", show_progress=show_progress)
+    seconds = run.seconds
     if skipped:
         warnings.warn(f"condense: {skipped} image updates were skipped (non-finite loss or gradient)", stacklevel=2)
 
     with torch.no_grad():
         final = round_8bit(torch.sigmoid(logits.detach()), False)
         bits = estimator.bits(final)
-    card = {**settings, "estimator": estimator.name, "n_classes": n_classes, "data": fingerprint, "real_images": len(labels), "seconds": round(seconds, 2), "skipped_updates": skipped, "torch_threads": torch.get_num_threads(),
-            "device": str(device)}
+    card = {**settings, "estimator": estimator.name, "n_classes": n_classes, "data": fingerprint, "real_images": len(labels),
+            "seconds": round(seconds, 2), "skipped_updates": skipped, "torch_threads": torch.get_num_threads(), "device": str(device)}
     return CondensedSet(final.cpu(), syn_labels, bits.cpu().float(), classes, card, history)
 
 
@@ -398,12 +336,12 @@ def _outer_step(
 ) -> tuple[float, float, int]:
     """One fresh network, ``match_steps`` image updates: returns the mean matching distance, mean bpd and the updates made."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_step_seed(seed, step, 1))
+        torch.manual_seed(step_seed(seed, step, 1))
         net = make_network(arch, n_classes, images.shape[1], images.shape[-1])
     net = net.to(device).train()
     params = [p for p in net.parameters() if p.requires_grad]
     net_opt = torch.optim.SGD(params, lr=settings["net_lr"], momentum=0.5)
-    generator = torch.Generator().manual_seed(_step_seed(seed, step, 2))
+    generator = torch.Generator().manual_seed(step_seed(seed, step, 2))
     syn_labels_d = syn_labels.to(device)
     matches, bpds, ok = [], [], 0
     for m in range(settings["match_steps"]):
@@ -446,48 +384,9 @@ def _outer_step(
 # evaluation
 
 
-def train_network(
-    images: torch.Tensor, labels: torch.Tensor, n_classes: int, *, arch: str = "convnet", epochs: int | None = None, lr: float | None = None,
-    batch_size: int | None = None, seed: int = 0, device: str | torch.device | None = None,
-) -> nn.Module:
-    """Train a fresh ``arch`` network on pixel images (N, C, H, W) with labels (N,); returned in eval mode.
-
-    SGD with momentum 0.9, weight decay 5e-4 and the learning rate divided by 10 halfway (DC's
-    evaluation), ``epochs`` passes over the images in batches of ``batch_size``.
-    """
-    epochs = EVALUATE_DEFAULTS["epochs"] if epochs is None else epochs
-    lr = EVALUATE_DEFAULTS["lr"] if lr is None else lr
-    batch_size = EVALUATE_DEFAULTS["batch_size"] if batch_size is None else batch_size
-    device = torch.device(device or "cpu")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_step_seed(seed, 0, 3))
-        net = make_network(arch, n_classes, images.shape[1], images.shape[-1])
-    net = net.to(device).train()
-    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, [max(1, epochs // 2)], 0.1)
-    generator = torch.Generator().manual_seed(_step_seed(seed, 0, 4))
-    images, labels = images.to(device), labels.to(device)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(labels), generator=generator).split(batch_size):
-            loss = F.cross_entropy(net(images[idx.to(device)]), labels[idx.to(device)])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        sched.step()
-    return net.eval()
-
-
-@torch.no_grad()
-def accuracy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500) -> float:
-    """Top-1 accuracy of ``net`` on pixel images (N, C, H, W) with labels (N,)."""
-    device = next(net.parameters()).device
-    correct = sum(int((net(x.to(device)).argmax(1) == y.to(device)).sum()) for x, y in zip(images.split(batch_size), labels.split(batch_size)))
-    return correct / len(labels)
-
-
 def random_subset(labels: torch.Tensor, images_per_class: int, n_classes: int, seed: int) -> torch.Tensor:
     """Indices of ``images_per_class`` random images of every class (fewer where a class has fewer), class by class."""
-    generator = torch.Generator().manual_seed(_step_seed(seed, 0, 5))
+    generator = torch.Generator().manual_seed(step_seed(seed, 0, 5))
     picks = []
     for c in range(n_classes):
         idx = torch.nonzero(labels == c)[:, 0]
@@ -551,16 +450,17 @@ def evaluate_condensed(
     test_images, test_labels, _ = labelled_tensors(test_data, "test_data")
     n_classes = len(condensed.classes)
     if test_images.shape[1:] != condensed.images.shape[1:]:
-        raise ValueError(f"test_data: images of shape {tuple(test_images.shape[1:])}, the condensed ones are {tuple(condensed.images.shape[1:])}")
+        raise ValueError(f"test_data: images of shape {tuple(test_images.shape[1:])}, "
+                         f"the condensed ones are {tuple(condensed.images.shape[1:])}")
     if int(test_labels.max()) >= n_classes:
         raise ValueError(f"test_data: labels go up to {int(test_labels.max())}, the condensed set has {n_classes} classes")
     real = None
     if train_data is not None:
         real = labelled_tensors(train_data, "train_data")[:2]
         if real[0].shape[1:] != condensed.images.shape[1:]:
-            raise ValueError(f"train_data: images of shape {tuple(real[0].shape[1:])}, the condensed ones are {tuple(condensed.images.shape[1:])}")
-    if not isinstance(estimator, BitEstimator):
-        estimator = load_estimator(estimator or condensed.settings.get("estimator"), device="cpu")
+            raise ValueError(f"train_data: images of shape {tuple(real[0].shape[1:])}, "
+                             f"the condensed ones are {tuple(condensed.images.shape[1:])}")
+    estimator = resolve_estimator(estimator or condensed.settings.get("estimator"), device="cpu")
     ipc = int(condensed.settings.get("images_per_class", max(1, len(condensed) // n_classes)))
     rows: dict[str, tuple[Any, ...]] = {"condensed": (condensed.images, condensed.labels)}
     if without_bits is not None:
@@ -597,7 +497,6 @@ def evaluate_condensed(
 
 
 __all__ = [
-    "ARCHS", "CONDENSE_DEFAULTS", "EVALUATE_DEFAULTS", "CondensedSet", "ConvNet", "accuracy", "condense", "condense_settings",
-    "evaluate_condensed",
-    "make_network", "matching_distance", "random_subset", "train_network",
+    "CONDENSE_DEFAULTS", "EVALUATE_DEFAULTS", "CondensedSet", "condense", "condense_settings", "evaluate_condensed", "matching_distance",
+    "random_subset",
 ]

@@ -1,0 +1,289 @@
+"""Training the learned simplifier: :func:`train_simplifier` fits a
+:class:`~simplebits_audit.simplification.learned.Simplifier` to a frozen classifier.
+
+Per image the objective is the mask engine's,
+
+    KL(f(x) || f(x'))  +  lambda * gate * bpd(x')
+
+where the frozen classifier f is softened by a random temperature and ``gate`` charges the bits
+term only while x' keeps f's top class by a log-probability ``margin`` (:func:`simplifier_loss`).
+The network and its one-pass inference engine live in
+:mod:`~simplebits_audit.simplification.learned`; this module only trains and scores it, in the
+shared resumable-run loop (:mod:`~simplebits_audit.training.loop`).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._helpers import ForwardFunc, Transform, model_guard
+from .._validation import check_pixel_images
+from ..estimators import BitEstimator, resolve_estimator
+from ..simplification.common import Classifier, Decision, round_8bit
+from ..simplification.heads import check_head, check_outputs, probabilities
+from ..simplification.learned import Simplifier, model_fingerprint
+from ..spaces import make_spaces
+from .data import Batches
+from .loop import ResumableRun, check_checkpoint_every, rank_and_world, step_seed, training_device
+
+#: Below this held-out top-1 kept, :func:`train_simplifier` warns.
+LOW_KEPT = 0.8
+#: Defaults of :func:`train_simplifier` (measured choices: README, "Learned simplifier").
+TRAINING_DEFAULTS: dict[str, Any] = {"lam": 1.0, "margin": 2.0, "steps": 4000, "batch_size": 32, "lr": 2e-3}
+
+
+def simplifier_loss(
+    simplifier: nn.Module, classifier: Classifier, estimator: BitEstimator, pixels: torch.Tensor, *,
+    lam: float, margin: float, objective: str = "kl", labels: torch.Tensor | None = None,
+    temperature: tuple[float, float] = (1.0, 1.5), generator: torch.Generator | None = None, head: str = "softmax", threshold: float = 0.5,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The training objective on one batch of pixel images (B, C, H, W): mean loss (in bits per dimension) and stats.
+
+    ``objective="kl"`` keeps the classifier's own distribution (no labels needed); ``"ce"`` keeps
+    ``labels``. The bits term of an image counts only while its simplified version keeps the top
+    class (the label for ``"ce"``) by a log-probability ``margin`` (sigmoid ``head``: every kept
+    label stays on its side of ``threshold`` by ``margin`` in log-odds; see
+    :class:`~simplebits_audit.simplification.heads.Decision`).
+    """
+    with torch.no_grad():
+        logits_before = classifier.logits(pixels)
+    target = None if labels is None or objective == "kl" else labels.to(pixels.device)
+    decision = Decision.of(logits_before, target, head=head, threshold=threshold)
+    simplified = simplifier(pixels)
+    logits = classifier.logits(simplified)
+    task = decision.task_loss(logits, objective, temperature, generator or torch.Generator().manual_seed(0))
+    bpd = estimator.bpd(simplified)
+    gap = decision.margin(logits)
+    # An image the classifier was less sure of than ``margin`` must keep its own original gap.
+    required = torch.minimum(decision.margin(logits_before), torch.full_like(gap, margin))
+    holds = (gap >= required).detach()
+    with torch.no_grad():
+        bpd_before = estimator.bpd(round_8bit(pixels, False))
+    loss = (task + lam * holds.to(bpd.dtype) * bpd).mean()
+    stats = {
+        "loss": float(loss.detach()), "task": float(task.detach().mean()), "bpd": float(bpd.detach().mean()),
+        "bits_kept": float((bpd.detach() / bpd_before).mean()),
+        "top1_kept": float(decision.kept(probabilities(logits.detach(), head), "top1").float().mean()),
+        "margin_held": float(holds.float().mean()),
+    }
+    return loss, stats
+
+
+@torch.no_grad()
+def evaluate_simplifier(
+    simplifier: Simplifier, forward_func: ForwardFunc, images: torch.Tensor, *, estimator: BitEstimator | str | None = None,
+    normalization: tuple[Sequence[float], Sequence[float]] | None = None, transforms: tuple[Transform, Transform] | None = None,
+    batch_size: int = 64, head: str = "softmax", threshold: float = 0.5,
+) -> dict[str, float]:
+    """Held-out scores of the one-pass output on pixel images (N, C, H, W): top-1 kept, bits kept, images.
+
+    ``bits_kept`` is the mean per-image ratio of the simplified 8-bit image's bits to the original's
+    under ``estimator``; ``top1_kept`` the share of images whose decision is unchanged (the predicted
+    class; for a sigmoid ``head`` every switched-on label, see :class:`~simplebits_audit.simplification.heads.Decision`).
+    """
+    check_pixel_images(images, "images")
+    device = next(simplifier.parameters()).device
+    estimator = resolve_estimator(estimator, device=device)
+    classifier = Classifier(forward_func, make_spaces(normalization, transforms), ())
+    same, ratios = [], []
+    with model_guard(forward_func):
+        for chunk in images.split(batch_size):
+            x = round_8bit(chunk.to(device), False)
+            s = simplifier(x)
+            decision = Decision.of(classifier.logits(x), None, head=head, threshold=threshold)
+            same.append(decision.kept(probabilities(classifier.logits(s), head), "top1"))
+            ratios.append(estimator.bits(s) / estimator.bits(x))
+    return {"top1_kept": float(torch.cat(same).float().mean()), "bits_kept": float(torch.cat(ratios).mean()), "images": len(images)}
+
+
+def train_simplifier(
+    forward_func: ForwardFunc,
+    data: Any,
+    *,
+    estimator: BitEstimator | str | None = None,
+    lam: float | None = None,
+    margin: float | None = None,
+    steps: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    objective: str = "kl",
+    head: str = "softmax",
+    threshold: float = 0.5,
+    simplifier: Simplifier | None = None,
+    held_out: torch.Tensor | None = None,
+    normalization: tuple[Sequence[float], Sequence[float]] | None = None,
+    transforms: tuple[Transform, Transform] | None = None,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: float = 60.0,
+    data_description: str | None = None,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    show_progress: bool = False,
+) -> Simplifier:
+    """Train a :class:`Simplifier` against the frozen classifier ``forward_func`` on ``data``.
+
+    Parameters
+    ----------
+    forward_func : callable
+        The classifier: model-space images (B, C, H, W) -> logits (B, K). Only called, never
+        modified (its parameters get no gradient; its mode and buffers are left as they were).
+    data : Tensor (N, C, H, W), Dataset of (image, label), or iterable of batches
+        Training images in pixel space [0, 1] (a batch is a tensor or an ``(images, labels)`` pair).
+        Labels are only used by ``objective="ce"``.
+    estimator : BitEstimator or str, optional
+        The bit estimator charged (default: the package default).
+    lam : float, optional
+        Weight of the bits term (bits per dimension) against the task term. Default 1.
+    margin : float, optional
+        The bits term of an image is charged only while its simplified version keeps the top class
+        by this log-probability margin (nats). Larger keeps more predictions, removes fewer bits.
+        Default 2 (an image the classifier was less sure of keeps its own original margin).
+    steps, batch_size, lr : optional
+        Adam steps, images per step (per process under ``torchrun``), learning rate. Defaults:
+        :data:`TRAINING_DEFAULTS`.
+    objective : {"kl", "ce"}
+        Keep the classifier's own predicted distribution (no labels needed) or the labels.
+    head, threshold : optional
+        The classifier's output head and, for ``"sigmoid"``, the decision threshold (as for
+        :func:`~simplebits_audit.simplify`).
+    simplifier : Simplifier, optional
+        Start from this network (trained in place; default: a new one, whose mask starts at 0.9,
+        close to the identity).
+    held_out : Tensor (M, C, H, W), optional
+        Pixel images scored at the end for the card (top-1 kept, bits kept); default: 256 of ``data``.
+    normalization, transforms : optional
+        How pixels map to the model's input space (as for :func:`~simplebits_audit.simplify`).
+    checkpoint : path, optional
+        Written atomically every ``checkpoint_every`` seconds and on Ctrl-C; if it exists, training
+        resumes from it (with the same settings and data, a tensor or Dataset gives the uninterrupted
+        run's result exactly; an iterable of batches starts over from its first batch).
+    data_description : str, optional
+        What ``data`` is, for the card.
+    device : optional
+        Where to train (default: where the classifier's parameters are, else CPU).
+    seed : int
+        Initialisation, batches and temperatures follow from it.
+    show_progress : bool
+        A rich progress bar with the running loss, bits kept and top-1 kept.
+
+    Returns
+    -------
+    Simplifier
+        In eval mode with frozen parameters; ``card`` says what it was trained on and how well it
+        held out. Under ``torchrun`` every process trains its share of each batch
+        (DistributedDataParallel, gloo on CPU, nccl on GPU) and returns the same network.
+    """
+    options = {"lam": lam, "margin": margin, "steps": steps, "batch_size": batch_size, "lr": lr}
+    settings = {k: TRAINING_DEFAULTS[k] if v is None else v for k, v in options.items()}
+    if objective not in ("kl", "ce"):
+        raise ValueError(f"objective: expected 'kl' or 'ce', got {objective!r}")
+    check_head(head, threshold)
+    if not callable(forward_func):
+        raise TypeError("forward_func: must be callable (a model or a function returning logits)")
+    for name in ("lam", "margin"):
+        if not (isinstance(settings[name], (int, float)) and math.isfinite(settings[name]) and settings[name] >= 0):
+            raise ValueError(f"{name}: expected a finite number >= 0, got {settings[name]!r}")
+    for name in ("steps", "batch_size"):
+        if not (isinstance(settings[name], int) and settings[name] >= 1):
+            raise ValueError(f"{name}: expected a positive integer, got {settings[name]!r}")
+    if not (settings["lr"] > 0):
+        raise ValueError(f"lr: expected a positive learning rate, got {settings['lr']!r}")
+    check_checkpoint_every(checkpoint_every)
+    rank, world = rank_and_world()
+    device = training_device(device, forward_func)
+    spaces = make_spaces(normalization, transforms)
+    batches = Batches(data, settings["batch_size"], seed, rank)
+    first, first_labels = batches.peek()
+    first = check_pixel_images(first.to(device), "data (a batch)")
+    if held_out is not None:
+        check_pixel_images(held_out, "held_out")
+        if held_out.shape[1:] != first.shape[1:]:
+            raise ValueError(f"held_out: images of shape {tuple(held_out.shape[1:])}, the training images are {tuple(first.shape[1:])}")
+    if simplifier is not None and simplifier.config["in_channels"] != first.shape[1]:
+        raise ValueError(f"simplifier: made for {simplifier.config['in_channels']}-channel images, the data has {first.shape[1]}")
+    estimator = resolve_estimator(estimator, device=device)
+    classifier = Classifier(forward_func, spaces, ())
+    with model_guard(forward_func):
+        with torch.no_grad():
+            logits_first = classifier.logits(first[:2])
+        n_classes = logits_first.shape[1]
+        check_outputs(n_classes, head)
+        # The simplifier learns through the classifier's gradient: refuse a blocked path before training.
+        classifier.check_gradient_path(first[:2], Decision.of(logits_first, None, head=head, threshold=threshold).target)
+    if objective == "ce" and first_labels is None:
+        raise ValueError("objective: 'ce' needs labels, and data gives images only "
+                         "(use a Dataset of (image, label) or (images, labels) batches)")
+
+    with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's random state
+        torch.manual_seed(seed)
+        net = simplifier if simplifier is not None else Simplifier(in_channels=first.shape[1])
+    net = net.to(device).train().requires_grad_(True)
+    optimizer = torch.optim.Adam(net.parameters(), lr=settings["lr"])
+    fingerprint = model_fingerprint(forward_func)
+    # ``steps`` may change between runs: training longer from a checkpoint equals training longer from the start.
+    run_key = {
+        **{k: v for k, v in settings.items() if k != "steps"}, "objective": objective, "head": head, "threshold": threshold, "seed": seed,
+        "world": world, "model_fingerprint": fingerprint, "config": net.config, "estimator": estimator.name,
+        "data": data_description or type(data).__name__,
+    }
+    run = ResumableRun(checkpoint, run_key, total=settings["steps"], checkpoint_every=checkpoint_every, device=device)
+    state = run.resume()
+    if state is not None:
+        net.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+    model = nn.parallel.DistributedDataParallel(net) if world > 1 else net
+    running: dict[str, float] = {}
+
+    def take_step(step: int) -> str:
+        nonlocal running
+        images, labels = batches(step)
+        generator = torch.Generator().manual_seed(step_seed(seed, step, rank, 1))
+        loss, stats = simplifier_loss(
+            model, classifier, estimator, images.to(device), lam=settings["lam"], margin=settings["margin"], objective=objective,
+            labels=labels, generator=generator, head=head, threshold=threshold,
+        )
+        optimizer.zero_grad(set_to_none=True)
+        # Gradients for the simplifier only: nothing accumulates in the classifier's parameters,
+        # even when forward_func is a plain function wrapping a module.
+        loss.backward(inputs=list(net.parameters()))
+        optimizer.step()
+        running = {k: 0.95 * running.get(k, v) + 0.05 * v for k, v in stats.items()}
+        return f"bits kept {running['bits_kept']:.2f}  top-1 kept {running['top1_kept']:.0%}"
+
+    with model_guard(forward_func):
+        if isinstance(forward_func, nn.Module):
+            forward_func.requires_grad_(False)  # gradients reach the simplifier only; the guard restores the flags
+        run.run(take_step, lambda: {"state_dict": net.state_dict(), "optimizer": optimizer.state_dict()},
+                description="training simplifier", show_progress=show_progress)
+    seconds = run.seconds
+
+    net.eval().requires_grad_(False)
+    scored = held_out if held_out is not None else batches.sample(256)
+    scores = evaluate_simplifier(net, forward_func, scored.to(device), estimator=estimator, normalization=normalization,
+                                 transforms=transforms, head=head, threshold=threshold)
+    net.card = {
+        "model_fingerprint": fingerprint, "n_classes": n_classes, "data": data_description or type(data).__name__,
+        "objective": objective, "head": head, "threshold": threshold, **settings, "seed": seed, "processes": world,
+        "estimator": estimator.name,
+        "training_seconds": round(seconds, 1), "torch_threads": torch.get_num_threads(),
+        "held_out": {**scores, "split": "held_out" if held_out is not None else "training images (no held-out data given)"},
+        "parameters": net.num_parameters, "final_running": {k: round(v, 4) for k, v in running.items()},
+    }
+    if scores["top1_kept"] < LOW_KEPT:
+        warnings.warn(
+            f"train_simplifier: the trained simplifier keeps the prediction on only {scores['top1_kept']:.0%} of the scored images "
+            f"(bits kept {scores['bits_kept']:.2f}); simplify() falls back towards the original for the others. A smaller lam, "
+            "a larger margin or refine_steps keep more",
+            stacklevel=2,
+        )
+    return net
+
+
+__all__ = ["LOW_KEPT", "TRAINING_DEFAULTS", "evaluate_simplifier", "simplifier_loss", "train_simplifier"]

@@ -1,0 +1,112 @@
+"""The one resumable-run loop of every training setting (issue #20): resume, refusal, atomic checkpoint, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+import torch
+
+from simplebits_audit.training.loop import ResumableRun, changed_settings, step_seed
+
+SETTINGS = {"lr": 0.1, "seed": 3, "sizes": (2, 3)}
+
+
+def toy_run(checkpoint, total=10, settings=SETTINGS, fail_at=None, sigint_at=None, boundary=None):
+    """A seeded random walk of one tensor: every step's draw follows from (seed, step) alone."""
+    run = ResumableRun(checkpoint, settings, total=total, checkpoint_every=3600)
+    weights = torch.zeros(4)
+    trace: list[float] = []
+    state = run.resume()
+    if state is not None:
+        weights, trace = state["weights"].clone(), list(state["trace"])
+
+    def take_step(step: int) -> str:
+        if step == fail_at:
+            raise KeyboardInterrupt  # an interrupt raised inside a step, before it changes anything
+        if step == sigint_at:
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C while the step runs: it finishes, then the run stops
+        generator = torch.Generator().manual_seed(step_seed(settings["seed"], step, 0))
+        weights.add_(settings["lr"] * torch.randn(4, generator=generator))
+        trace.append(float(weights.sum()))
+        return f"sum {trace[-1]:.3f}"
+
+    run.run(take_step, lambda: {"weights": weights.clone(), "trace": list(trace)}, description="toy", boundary=boundary)
+    return weights, trace, run
+
+
+def test_resume_after_an_interruption_equals_the_uninterrupted_run(tmp_path):
+    straight, straight_trace, _ = toy_run(None)
+    ckpt = tmp_path / "run.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        toy_run(ckpt, fail_at=4)
+    assert torch.load(ckpt, weights_only=True)["step"] == 4  # every finished step, nothing of the interrupted one
+    with pytest.raises(KeyboardInterrupt):
+        toy_run(ckpt, sigint_at=6)
+    assert torch.load(ckpt, weights_only=True)["step"] == 7  # the step running at Ctrl-C finished first
+    resumed, trace, run = toy_run(ckpt)
+    assert torch.equal(resumed, straight) and trace == straight_trace
+    assert run.step == 10 and torch.load(ckpt, weights_only=True)["step"] == 10
+    # Training longer from the checkpoint equals training longer from the start.
+    longer, _, _ = toy_run(ckpt, total=12)
+    assert torch.equal(longer, toy_run(None, total=12)[0])
+
+
+def test_another_setting_refuses_to_resume_naming_it(tmp_path):
+    ckpt = tmp_path / "run.ckpt"
+    toy_run(ckpt, total=3)
+    with pytest.raises(ValueError, match=r"checkpoint: .*\['lr'\]") as err:
+        toy_run(ckpt, settings={**SETTINGS, "lr": 0.2})
+    assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match=r"\['extra'\]"):
+        toy_run(ckpt, settings={**SETTINGS, "extra": 1})
+    # A tuple saved as JSON reads back as a list: the same settings.
+    toy_run(ckpt, total=4, settings={**SETTINGS, "sizes": [2, 3]})
+    with pytest.raises(ValueError, match="steps: the checkpoint .* already at step 4"):
+        toy_run(ckpt, total=2)
+    assert changed_settings({"a": 1, "b": 2}, {"a": 1, "c": 3}) == ["b", "c"]
+
+
+def test_the_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    ckpt = tmp_path / "run.ckpt"
+    toy_run(ckpt, total=2)
+    real_save = torch.save
+
+    def torn(obj, path, *args, **kwargs):  # a crash halfway through writing the file
+        with open(path, "wb") as handle:
+            handle.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", torn)
+    with pytest.raises(OSError, match="disk full"):
+        toy_run(ckpt, total=5)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert torch.load(ckpt, weights_only=True)["step"] == 2  # the previous checkpoint, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.ckpt"]  # no temporary file left behind
+
+
+def test_boundaries_checkpoint_and_only_rank_0_writes(tmp_path, monkeypatch):
+    ckpt = tmp_path / "run.ckpt"
+    seen = []
+
+    def boundary(step: int) -> bool:
+        if step == 5 and ckpt.is_file():
+            seen.append(torch.load(ckpt, weights_only=True)["step"])
+        return step == 3
+
+    toy_run(ckpt, total=6, boundary=boundary)
+    assert seen == [3]  # written at the boundary, not only at the end
+    other = tmp_path / "rank1.ckpt"
+    monkeypatch.setattr("simplebits_audit.training.loop.rank_and_world", lambda: (1, 2))
+    toy_run(other, total=2)
+    assert not other.exists()
+
+
+def test_step_seeds_do_not_change():
+    # Checkpoints of earlier runs resume only if a step's draws are the same: the derivation is fixed.
+    assert step_seed(4, 7, 0, 1) == hash((4, 7, 0, 1)) % 2**63
+    assert step_seed(0, 1, 2) == 2187946392326065592
+    assert len({step_seed(0, s, r) for s in range(50) for r in range(4)}) == 200
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        ResumableRun(None, {}, total=1, checkpoint_every=0)
