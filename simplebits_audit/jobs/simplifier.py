@@ -20,7 +20,7 @@ from ..preprocessing import Preprocessing
 from ..simplification.heads import check_head
 from ..simplification.learned import Simplifier, train_simplifier
 from .distributed import join_world
-from .preflight import job_device
+from .preflight import check_out_file, job_device
 from .sources import AuditItem, AuditSource, hold_out, open_source
 
 #: At most this many held-out images are scored for the card.
@@ -100,11 +100,7 @@ def train_simplifier_job(
     if not 0 <= held_out < 1:
         raise ValueError(f"held_out: expected a share in [0, 1), got {held_out}")
     check_head(head, threshold)
-    out = Path(out)
-    if out.suffix != ".pt":
-        raise ValueError(f"out: expected a .pt file name, got {str(out)!r}")
-    if out.is_dir():
-        raise ValueError(f"out: {str(out)!r} is a folder; give a file name such as simplifier.pt")
+    out = check_out_file(out, ".pt", "simplifier.pt")
     preprocessing = preprocessing or Preprocessing()
     if isinstance(data, AuditSource):
         source = data
