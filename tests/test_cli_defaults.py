@@ -47,8 +47,8 @@ def _config(name):
 SIMPLIFY_STEPS = ENGINE_DEFAULTS[_default(simplify, "parameterization")]["steps"]
 HEAD = {"--head": _default(simplify, "head"), "--threshold": _default(simplify, "threshold")}
 EXPECTED = {
-    "explain": {"--steps": SIMPLIFY_STEPS, "--objective": _default(simplify, "objective"), "--attribution": default(ExplainOptions, "attribution"),
-                "--batch-size": default(ExplainOptions, "batch_size"), **HEAD},
+    "explain": {"--steps": SIMPLIFY_STEPS, "--objective": _default(simplify, "objective"),
+                "--attribution": default(ExplainOptions, "attribution"), "--batch-size": default(ExplainOptions, "batch_size"), **HEAD},
     "compare": {"--steps": SIMPLIFY_STEPS, "--randomisation": _default(compare_files, "randomisation"), **HEAD},
     "audit": {"--steps": SIMPLIFY_STEPS, "--select": _default(run_audit, "select"), "--explain": _default(run_audit, "explain"),
               "--attribution": default(ExplainOptions, "attribution"), "--batch-size": default(ExplainOptions, "batch_size"),

@@ -70,8 +70,9 @@ def explain(
 
     result = explain_images(
         net.load(), images, out, model_options=model_opts, model_name=net.spec, run=run_options(), target=target, target_name=target_name,
-        explain_options=engine.explain_options(baselines=comma_list(baselines), simplify_options=given(objective=objective, steps=engine.steps),
-                                               simplifier=simplifier, attribution=attribution, batch_size=batch_size),
+        explain_options=engine.explain_options(
+            baselines=comma_list(baselines), simplify_options=given(objective=objective, steps=engine.steps), simplifier=simplifier,
+            attribution=attribution, batch_size=batch_size),
     )
     if not session.quiet:
         table = Table("image", "target", "prediction before -> after", "kept", "bits/dim before -> after", "WebP bits/dim before -> after")
@@ -174,9 +175,10 @@ def audit(
 
     device = process_device()  # under torchrun each rank takes its own GPU
     summary = run_audit(
-        net.load(device), data, out, model_options=model_opts, model_name=net.described, run=run_options(device), limit=limit, testbed_n=testbed_n,
-        explain_options=engine.explain_options(baselines=comma_list(baselines), simplify_options=given(steps=engine.steps), simplifier=simplifier,
-                                               attribution=attribution, batch_size=batch_size),
+        net.load(device), data, out, model_options=model_opts, model_name=net.described, run=run_options(device), limit=limit,
+        testbed_n=testbed_n, explain_options=engine.explain_options(
+            baselines=comma_list(baselines), simplify_options=given(steps=engine.steps), simplifier=simplifier,
+            attribution=attribution, batch_size=batch_size),
         **given(select=select, explain=explain_target, predict_batch_size=predict_batch_size),
     )
     if not summary:  # a torchrun rank other than 0: rank 0 reports

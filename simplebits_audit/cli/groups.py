@@ -61,7 +61,8 @@ def uses(**groups: Callable[..., Any]) -> Callable[[F], F]:
 
 
 def _parameters(function: Callable[..., Any], only: str | None = None) -> list[inspect.Parameter]:
-    """``function``'s parameters (or the one named ``only``), their annotations evaluated (``from __future__ import annotations`` leaves strings).
+    """``function``'s parameters (or the one named ``only``), their annotations evaluated (``from __future__ import annotations``
+    leaves strings).
 
     Only what typer reads is evaluated: a command's group keywords may name types its module
     imports only when it runs (the command line imports the library lazily, so that ``--help`` stays fast).

@@ -248,7 +248,8 @@ class Engine:
     baseline_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def explain_options(self, **fields: Any) -> ExplainOptions:
-        """The jobs' :class:`~simplebits_audit.jobs.options.ExplainOptions`: this engine's estimator and baseline options, and ``fields`` (those given)."""
+        """The jobs' :class:`~simplebits_audit.jobs.options.ExplainOptions`: this engine's estimator and baseline options, and
+        ``fields`` (those given)."""
         from simplebits_audit.jobs.options import ExplainOptions
 
         return ExplainOptions(estimator=self.estimator, baseline_options=self.baseline_options, **given(**fields))

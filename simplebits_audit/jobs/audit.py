@@ -231,7 +231,8 @@ def run_audit(
     """
     from ..report.audit import write_audit_report
 
-    mo, eo, run = take_options("run_audit", options, (ModelOptions, model_options), (ExplainOptions, explain_options), (RunOptions, run))
+    groups = (ModelOptions, model_options), (ExplainOptions, explain_options), (RunOptions, run)
+    mo, eo, run = take_options("run_audit", options, *groups)
     preprocessing, class_names, head, threshold = mo.preprocessing, mo.class_names, mo.head, mo.threshold
     explainer, baselines, batch_size, estimator, simplifier = eo.explainer, eo.baselines, eo.batch_size, eo.estimator, eo.simplifier
     seed, show_progress = run.seed, run.show_progress

@@ -294,8 +294,8 @@ def compare(
     # ---- every check before any long work
     (scoring,) = take_options("compare", options, (ScoringOptions, scoring))
     deletion_steps, fractions, reference, bits_keep = scoring.deletion_steps, scoring.fractions, scoring.reference, scoring.bits_keep
-    infidelity_samples, sensitivity_images, sensitivity_samples = scoring.infidelity_samples, scoring.sensitivity_images, scoring.sensitivity_samples
-    codecs, randomisation = scoring.codecs, scoring.randomisation
+    infidelity_samples, sensitivity_images = scoring.infidelity_samples, scoring.sensitivity_images
+    sensitivity_samples, codecs, randomisation = scoring.sensitivity_samples, scoring.codecs, scoring.randomisation
     check_head(head, threshold)
     methods = check_methods(methods, method_options)
     method_options = head_options(methods, method_options, head, threshold)

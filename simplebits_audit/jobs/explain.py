@@ -97,7 +97,8 @@ def explain_images(
     """
     from ..report.explanation import render_explanation_report
 
-    mo, eo, run = take_options("explain_images", options, (ModelOptions, model_options), (ExplainOptions, explain_options), (RunOptions, run))
+    groups = (ModelOptions, model_options), (ExplainOptions, explain_options), (RunOptions, run)
+    mo, eo, run = take_options("explain_images", options, *groups)
     out = check_out_dir(out)
     preprocessing, class_names, head, threshold = mo.preprocessing, mo.class_names, mo.head, mo.threshold
     explainer, baselines, batch_size, estimator, seed = eo.explainer, eo.baselines, eo.batch_size, eo.estimator, run.seed
