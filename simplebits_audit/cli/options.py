@@ -4,11 +4,11 @@
   read by the commands through :data:`session` and :func:`run_options`;
 * options several commands take (``--estimator``, ``--labels``, ``--target``, ...): one
   ``typer.Option`` constant each;
-* option groups (:mod:`~simplebits_audit.cli.groups`): the model file (:func:`model_file_group`), the
-  preprocessing (:func:`preprocessing_group`, :func:`pixels_group`), the output head
+* option groups (:mod:`~simplebits_audit.cli.groups`): the model file (:func:`model_file_group`),
+  the preprocessing (:func:`preprocessing_group`, :func:`pixels_group`), the output head
   (:func:`head_group`), what the explaining commands tell the jobs about the model
-  (:func:`model_group`) and the engine (:func:`engine_group`). A group parses and checks its options and returns what they mean, mostly a
-  job option object of :mod:`simplebits_audit.jobs.options`.
+  (:func:`model_group`) and the engine (:func:`engine_group`). A group parses and checks its
+  options and returns what they mean, mostly a job option object of :mod:`simplebits_audit.jobs.options`.
 
 A new option for several commands goes into its group here (and, if a job takes it, into the
 job's option group); help texts state library defaults as ``{library:KEY}``
