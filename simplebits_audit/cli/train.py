@@ -27,6 +27,7 @@ from .options import (
     preprocessing_group,
     process_device,
     read_labels,
+    run_options,
     session,
 )
 
@@ -90,10 +91,12 @@ def train_simplifier(
     from simplebits_audit.jobs.distributed import is_main_process
     from simplebits_audit.jobs.simplifier import train_simplifier_job
 
+    from simplebits_audit.jobs.options import ModelOptions
+
     device = process_device()
     simplifier = train_simplifier_job(
-        net.load(device), data, out, preprocessing=prep, estimator=estimator, lam=lam, margin=margin, steps=steps, batch_size=batch_size,
-        testbed_n=testbed_n, device=device, seed=session.seed, show_progress=not session.quiet, **given(held_out=held_out), **head_options,
+        net.load(device), data, out, model_options=ModelOptions(preprocessing=prep, **head_options), run=run_options(device),
+        estimator=estimator, lam=lam, margin=margin, steps=steps, batch_size=batch_size, testbed_n=testbed_n, **given(held_out=held_out),
     )
     if not is_main_process():  # under torchrun rank 0 reports
         return

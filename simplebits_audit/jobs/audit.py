@@ -26,7 +26,7 @@ import math
 import resource
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -307,10 +307,7 @@ def run_audit(
         timing = {"predict_seconds": 0.0, "simplify_seconds": 0.0, "write_seconds": 0.0, "explained_this_run": 0}
         if simplifier is not None:
             t0 = time.perf_counter()
-            options[explainer]["simplifier"] = _simplifier(
-                simplifier, model, source, out, preprocessing=preprocessing, estimator=estimator, device=device, seed=seed,
-                show_progress=show_progress, head=head, threshold=threshold,
-            )
+            options[explainer]["simplifier"] = _simplifier(simplifier, model, source, out, mo, replace(run, device=device), estimator)
             timing["simplifier_seconds"] = time.perf_counter() - t0
         with Progress(disable=not (show_progress and world.is_main), transient=True) as progress:
             # ---- 1. predict everything (each rank its share), gather the small results
@@ -383,20 +380,16 @@ def run_audit(
 
 
 def _simplifier(
-    simplifier: Simplifier | str | Path, model: Any, source: AuditSource, out: Path, *, preprocessing: Preprocessing,
-    estimator: BitEstimator | str | None, device: torch.device, seed: int, show_progress: bool, head: str = "softmax",
-    threshold: float = 0.5,
+    simplifier: Simplifier | str | Path, model: Any, source: AuditSource, out: Path, model_options: ModelOptions, run: RunOptions,
+    estimator: BitEstimator | str | None,
 ) -> Simplifier:
     """The learned simplifier to explain with: as given, or (``"auto"``) trained on the audited data (once: reused on resume)."""
     if isinstance(simplifier, Simplifier):
         return simplifier
     path = out / AUDIT_SIMPLIFIER_FILE
     if path.is_file():  # trained by an earlier run of this audit
-        return Simplifier.load(path, forward_func=model, device=device)
-    return train_simplifier_job(
-        model, source, path, preprocessing=preprocessing, estimator=estimator, device=device, seed=seed, show_progress=show_progress,
-        head=head, threshold=threshold,
-    )
+        return Simplifier.load(path, forward_func=model, device=run.device)
+    return train_simplifier_job(model, source, path, model_options=model_options, run=run, estimator=estimator)
 
 
 def _first_readable(source: AuditSource) -> torch.Tensor | None:
