@@ -19,11 +19,13 @@ import typer
 from typer.testing import CliRunner
 
 from simplebits_audit.cli import main as cli
+from simplebits_audit.cli import options as cli_options
 from simplebits_audit.estimators.training import TrainingConfig, train_estimator
 from simplebits_audit.jobs import explain_images, run_audit
 from simplebits_audit.jobs.compare import compare, compare_files
 from simplebits_audit.jobs.condense import run_condense
 from simplebits_audit.jobs.demo import run_demo
+from simplebits_audit.jobs.options import ExplainOptions, ModelOptions, default
 from simplebits_audit.jobs.simplifier import train_simplifier_job
 from simplebits_audit.jobs.train import DEFAULT_LAMS, VAL_IMAGES, train_job
 from simplebits_audit.simplification import simplify
@@ -43,11 +45,11 @@ def _config(name):
 SIMPLIFY_STEPS = ENGINE_DEFAULTS[_default(simplify, "parameterization")]["steps"]
 HEAD = {"--head": _default(simplify, "head"), "--threshold": _default(simplify, "threshold")}
 EXPECTED = {
-    "explain": {"--steps": SIMPLIFY_STEPS, "--objective": _default(simplify, "objective"), "--attribution": _default(explain_images, "attribution"),
-                "--batch-size": _default(explain_images, "batch_size"), **HEAD},
+    "explain": {"--steps": SIMPLIFY_STEPS, "--objective": _default(simplify, "objective"),
+                "--attribution": default(ExplainOptions, "attribution"), "--batch-size": default(ExplainOptions, "batch_size"), **HEAD},
     "compare": {"--steps": SIMPLIFY_STEPS, "--randomisation": _default(compare_files, "randomisation"), **HEAD},
     "audit": {"--steps": SIMPLIFY_STEPS, "--select": _default(run_audit, "select"), "--explain": _default(run_audit, "explain"),
-              "--attribution": _default(run_audit, "attribution"), "--batch-size": _default(run_audit, "batch_size"),
+              "--attribution": default(ExplainOptions, "attribution"), "--batch-size": default(ExplainOptions, "batch_size"),
               "--predict-batch-size": _default(run_audit, "predict_batch_size"), **HEAD},
     "train-simplifier": {"--lam": TRAINING_DEFAULTS["lam"], "--margin": TRAINING_DEFAULTS["margin"], "--steps": TRAINING_DEFAULTS["steps"],
                          "--batch-size": TRAINING_DEFAULTS["batch_size"], "--held-out": _default(train_simplifier_job, "held_out"), **HEAD},
@@ -130,9 +132,13 @@ def test_no_option_copies_a_library_default_as_its_own():
 
 
 def test_the_jobs_head_defaults_are_the_core_ones():
-    for function in (explain_images, run_audit, compare, compare_files, train_simplifier_job, train_simplifier):
+    assert default(ModelOptions, "head") == _default(simplify, "head")
+    assert default(ModelOptions, "threshold") == _default(simplify, "threshold")
+    for function in (compare, train_simplifier):
         assert _default(function, "head") == _default(simplify, "head"), function.__name__
         assert _default(function, "threshold") == _default(simplify, "threshold"), function.__name__
+    for function in (explain_images, run_audit, compare_files, train_simplifier_job):  # they take the head in their ModelOptions
+        assert "model_options" in inspect.signature(function).parameters, function.__name__
 
 
 class _Called(Exception):
@@ -156,7 +162,7 @@ def calls(monkeypatch):
                          ("simplebits_audit.jobs.condense", "run_condense"), ("simplebits_audit.jobs.demo", "run_demo")):
         # the module itself: ``simplebits_audit.jobs.compare`` as an attribute is the re-exported function
         monkeypatch.setattr(importlib.import_module(module), name, recorder(name))
-    monkeypatch.setattr(cli, "_model", lambda *args, **kwargs: object())
+    monkeypatch.setattr(cli_options, "load_user_model", lambda *args, **kwargs: object())
     return seen
 
 
@@ -175,8 +181,12 @@ def test_options_left_out_reach_the_library_unset(calls, args, job, absent, none
     _, kwargs = calls[job]
     assert not set(absent) & set(kwargs), (job, set(absent) & set(kwargs))
     assert all(kwargs[k] is None for k in none), {k: kwargs[k] for k in none}
-    if "simplify_options" in kwargs:
-        assert kwargs["simplify_options"] == {}
+    # an option object the job is given holds its group's defaults for what the user left out
+    for group in (v for v in kwargs.values() if dataclasses.is_dataclass(v)):
+        for name in set(absent) & {f.name for f in dataclasses.fields(group)}:
+            assert getattr(group, name) == default(type(group), name), (job, name)
+    if "explain_options" in kwargs:
+        assert kwargs["explain_options"].simplify_options == {}
 
 
 def test_train_estimator_left_out_options_are_the_config_defaults(calls, tmp_path):
@@ -192,8 +202,9 @@ def test_given_options_are_passed_on(calls):
                                           "--head", "sigmoid", "--threshold", "0.3"])
     assert isinstance(result.exception, _Called), result.output
     _, kwargs = calls["explain_images"]
-    assert kwargs["simplify_options"] == {"objective": "ce", "steps": 7} and kwargs["batch_size"] == 3
-    assert kwargs["head"] == "sigmoid" and kwargs["threshold"] == 0.3
+    explain, model = kwargs["explain_options"], kwargs["model_options"]
+    assert explain.simplify_options == {"objective": "ce", "steps": 7} and explain.batch_size == 3
+    assert model.head == "sigmoid" and model.threshold == 0.3
     result = CliRunner().invoke(cli.app, ["compare", "x.png", "-m", "m.ts", "--no-randomisation"])
     assert calls["compare_files"][1]["randomisation"] is False
     result = CliRunner().invoke(cli.app, ["explain", "x.png", "-m", "m.ts", "--head", "tanh"])

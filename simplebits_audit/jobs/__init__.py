@@ -10,9 +10,12 @@
 * :func:`run_demo` -- the explain job on the shipped testbed;
 * :func:`measure_bits` -- bits of image files under an estimator beside PNG and WebP.
 
+The jobs take their options in groups declared once in ``options`` (:class:`ModelOptions`,
+:class:`ExplainOptions`, :class:`RunOptions`, :class:`ScoringOptions`), or their fields as keywords.
 ``pipeline`` (:func:`explain_batch`, :func:`write_batch`) is the one path from a batch to maps and
-records; ``preflight`` the one set of checks before any work; ``sources`` what an audit reads;
-``answers`` what a model answered under its output head (softmax, or sigmoid per label).
+records; ``preflight`` the one set of checks before any work, and the shared plumbing (output
+checks, the job's device, resuming); ``distributed`` the torchrun ranks; ``sources`` what an audit
+reads; ``answers`` what a model answered under its output head (softmax, or sigmoid per label).
 """
 
 from .audit import Selection, run_audit
@@ -21,11 +24,12 @@ from .compare import DEFAULT_METHODS, Comparison, all_methods, compare, compare_
 from .condense import run_condense
 from .demo import run_demo
 from .explain import ExplainOutput, explain_images
+from .options import ExplainOptions, ModelOptions, RunOptions, ScoringOptions
 from .pipeline import BatchExplanation, explain_batch, write_batch
 from .preflight import Preflight, preflight
 from .simplifier import train_simplifier_job
-from .train import train_job
 from .sources import AuditItem, AuditSource, open_source
+from .train import train_job
 
 __all__ = [
     "DEFAULT_METHODS",
@@ -33,9 +37,13 @@ __all__ = [
     "AuditSource",
     "BatchExplanation",
     "Comparison",
+    "ExplainOptions",
     "ExplainOutput",
     "ImageBits",
+    "ModelOptions",
     "Preflight",
+    "RunOptions",
+    "ScoringOptions",
     "Selection",
     "all_methods",
     "compare",

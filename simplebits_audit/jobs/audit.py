@@ -26,7 +26,7 @@ import math
 import resource
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +35,8 @@ from rich.progress import Progress
 
 from .._io import save_json
 from ..estimators import BitEstimator
-from ..explainers import ATTRIBUTIONS, SIMPLEBITS, get_spec
+from ..explainers import SIMPLEBITS, get_spec
 from ..preprocessing import Preprocessing
-from ..simplification import Simplifier
-from ..simplification.learned import model_fingerprint
 from ..results import (
     AUDIT_RESULTS_FILE,
     AUDIT_SETTINGS_FILE,
@@ -52,11 +50,13 @@ from ..results import (
     results_files,
     write_records,
 )
+from ..simplification import Simplifier
+from ..simplification.learned import model_fingerprint
 from .answers import decide
 from .distributed import World, join_world
-from .explain import check_out_dir
+from .options import ExplainOptions, ModelOptions, RunOptions, take_options
 from .pipeline import explain_batch, mask_shares, write_batch
-from .preflight import check_resume, head_options, job_device, preflight
+from .preflight import check_out_dir, check_resume, head_options, job_device, preflight
 from .simplifier import train_simplifier_job
 from .sources import AuditItem, AuditSource, open_source
 
@@ -177,28 +177,16 @@ def run_audit(
     data: str | Path | AuditSource,
     out: str | Path,
     *,
-    preprocessing: Preprocessing | None = None,
-    class_names: Sequence[str] | None = None,
+    model_options: ModelOptions | None = None,
+    explain_options: ExplainOptions | None = None,
+    run: RunOptions | None = None,
     select: str = "misclassified",
     limit: int | None = None,
     explain: str = "pred",
-    baselines: Sequence[str] = (),
-    estimator: BitEstimator | str | None = None,
-    attribution: str = "auto",
-    explainer: str = SIMPLEBITS,
-    batch_size: int = 16,
     predict_batch_size: int = 128,
     top_k: int = 5,
-    model_name: str = "",
-    device: str | torch.device | None = None,
-    seed: int = 0,
     testbed_n: int | None = None,
-    show_progress: bool = False,
-    simplify_options: dict[str, Any] | None = None,
-    baseline_options: dict[str, dict[str, Any]] | None = None,
-    simplifier: Simplifier | str | Path | None = None,
-    head: str = "softmax",
-    threshold: float = 0.5,
+    **options: Any,
 ) -> dict[str, Any]:
     """Audit a dataset; returns the summary written to ``out/summary.json`` (an empty dict on torchrun ranks other than 0).
 
@@ -210,53 +198,55 @@ def run_audit(
         An ImageFolder directory, a CSV of ``path,label``, or a testbed name (its test split).
     out : path
         Output folder; rerunning into the same folder resumes.
+    model_options : ModelOptions, optional
+        Preprocessing, class names (default: the data's), output head and threshold, the model's
+        name in the report. With ``head="sigmoid"`` a single-logit (binary) model's prediction is
+        its decision, 1 when ``p >= threshold``, compared with labels 0/1 (class names: the two
+        decisions, e.g. an ImageFolder with ``negative/`` and ``positive/``); it has one answer to
+        keep, so ``explain`` must be ``"pred"``. A multi-label model's prediction is its most
+        probable label. Records list every label's probability before and after and which labels are on.
+    explain_options : ExplainOptions, optional
+        As for :func:`simplebits_audit.jobs.explain_images`; its ``batch_size`` is the images per
+        simplification batch, and its ``simplifier`` may also be ``"auto"``: train one on the
+        audited data first (``out/simplifier.pt``, 10% held out and scored for its card), reused
+        when the audit resumes.
+    run : RunOptions, optional
+        Device (the model's by default; if given, it must be the model's; under torchrun with
+        CUDA, each rank's ``cuda:LOCAL_RANK``), seed, progress.
     select : str
         ``misclassified`` (default), ``all``, ``low-confidence:P`` or ``class:NAME``.
     limit : int, optional
         Explain at most this many selected images (the first ones, in dataset order).
     explain : {"pred", "true", "both"}
         Which class to keep: the prediction, the true label, or one record for each.
-    batch_size, predict_batch_size : int
-        Images per simplification batch / per prediction batch.
-    device : str or torch.device, optional
-        Where the job runs: the model's device by default; if given, it must be the model's (under
-        torchrun with CUDA, each rank's ``cuda:LOCAL_RANK``).
+    predict_batch_size : int
+        Images per prediction batch.
+    top_k : int
+        Classes each record lists with their probabilities.
     testbed_n : int, optional
         Number of testbed images (default: the testbed's test size).
-    baseline_options : dict name -> dict, optional
-        Options of the baselines, e.g. ``{"gradcam": {"layer": "layer4"}}`` (checked before any work).
-    simplifier : Simplifier, path or "auto", optional
-        Explain with a learned simplifier (one forward pass per image) instead of the per-image
-        engine. ``"auto"`` trains one on the audited data first (``out/simplifier.pt``, 10% held
-        out and scored for its card) and reuses that file when the audit resumes.
-    head, threshold : optional
-        The model's output head and the sigmoid head's "on" probability. With ``head="sigmoid"``
-        a single-logit (binary) model's prediction is its decision, 1 when ``p >= threshold``,
-        compared with labels 0/1 (class names: the two decisions, e.g. an ImageFolder with
-        ``negative/`` and ``positive/``); it has one answer to keep, so ``explain`` must be
-        ``"pred"``. A multi-label model's prediction is its most probable label. Records list
-        every label's probability before and after and which labels are on.
-
-    The remaining parameters are those of :func:`simplebits_audit.jobs.explain_images`.
+    **options
+        Fields of the three option groups, overriding the objects' (as for
+        :func:`simplebits_audit.jobs.explain_images`).
     """
     from ..report.audit import write_audit_report
 
+    groups = (ModelOptions, model_options), (ExplainOptions, explain_options), (RunOptions, run)
+    mo, eo, run = take_options("run_audit", options, *groups)
+    preprocessing, class_names, head, threshold = mo.preprocessing, mo.class_names, mo.head, mo.threshold
+    explainer, baselines, batch_size, estimator, simplifier = eo.explainer, eo.baselines, eo.batch_size, eo.estimator, eo.simplifier
+    seed, show_progress = run.seed, run.show_progress
     out = check_out_dir(out)
     if explain not in EXPLAIN_CHOICES:
         raise ValueError(f"explain: expected one of {EXPLAIN_CHOICES}, got {explain!r}")
-    if attribution not in ATTRIBUTIONS:
-        raise ValueError(f"attribution: expected one of {ATTRIBUTIONS}, got {attribution!r}")
     if limit is not None and limit < 1:
         raise ValueError(f"limit: expected a positive number, got {limit}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size: expected a positive number, got {batch_size}")
     if predict_batch_size < 1:
         raise ValueError(f"predict_batch_size: expected a positive number, got {predict_batch_size}")
     if simplifier is not None and "simplifier" not in get_spec(explainer).options:
         raise ValueError(f"simplifier: explainer {explainer!r} does not take a learned simplifier")
     if isinstance(simplifier, (str, Path)) and str(simplifier) != "auto" and not Path(simplifier).is_file():
         raise ValueError(f"simplifier: expected 'auto' or an existing simplifier file, got {str(simplifier)!r}")
-    preprocessing = preprocessing or Preprocessing()
     source = data if isinstance(data, AuditSource) else open_source(data, preprocessing=preprocessing, class_names=class_names, testbed_n=testbed_n, seed=seed)
     names = source.class_names
     selection = Selection.parse(select, names)
@@ -266,14 +256,13 @@ def run_audit(
     if selection.kind in ("misclassified", "class") and not has_labels:
         raise ValueError(f"select: {select!r} needs labels, and {source.name!r} has none; use --select all or low-confidence:P")
 
-    world, device = join_world(job_device(model, device))
+    world, device = join_world(job_device(model, run.device))
     try:
         # ---- check the model and the folder before any long work
         first = _first_readable(source)
         if first is None:
             raise ValueError(f"data: none of the {len(source)} images of {source.name!r} is readable")
-        options = {**{k: dict(v) for k, v in (baseline_options or {}).items()}, explainer: {"attribution": attribution, **(simplify_options or {})}}
-        options = head_options([explainer, *baselines], options, head, threshold)
+        options = head_options([explainer, *baselines], eo.method_options(), head, threshold)
         checked = preflight(
             model, first[None], preprocessing=preprocessing, device=device, class_names=names, labels=[i.label for i in source.items],
             labels_name="data", explainer=explainer, methods=baselines, method_options=options, estimator=estimator, n_images=1,
@@ -289,16 +278,16 @@ def run_audit(
         settings = {
             "data": source.name, "n_items": len(source), "select": select, "limit": limit, "explain": explain,
             "baselines": checked.methods[1:], "estimator": str(estimator) if estimator is not None and not isinstance(estimator, BitEstimator) else (type(estimator).__name__ if estimator is not None else "default"),
-            "attribution": attribution, "batch_size": batch_size, "seed": seed, "simplify": dict(simplify_options or {}),
-            "model": model_name or type(model).__name__, "class_names": names, "world_size": world.size, "top_k": top_k,
+            "attribution": eo.attribution, "batch_size": batch_size, "seed": seed, "simplify": dict(eo.simplify_options or {}),
+            "model": mo.model_name or type(model).__name__, "class_names": names, "world_size": world.size, "top_k": top_k,
             "preprocessing": asdict(preprocessing),
         }
         if explainer != SIMPLEBITS:  # only recorded when set, so that audits written before the option can resume
             settings["explainer"] = explainer
         if head != "softmax":  # only recorded when set, so that audits written before the option can resume
             settings.update({"head": head, "threshold": float(threshold)})
-        if baseline_options:  # only recorded when set (as head), JSON-able values only
-            settings["baseline_options"] = {k: {o: str(v) for o, v in d.items()} for k, d in baseline_options.items()}
+        if eo.baseline_options:  # only recorded when set (as head), JSON-able values only
+            settings["baseline_options"] = {k: {o: str(v) for o, v in d.items()} for k, d in eo.baseline_options.items()}
         if simplifier is not None:
             if not isinstance(simplifier, Simplifier) and str(simplifier) != "auto":
                 # Loaded before the settings are written: a bad file leaves the output folder untouched.
@@ -318,10 +307,7 @@ def run_audit(
         timing = {"predict_seconds": 0.0, "simplify_seconds": 0.0, "write_seconds": 0.0, "explained_this_run": 0}
         if simplifier is not None:
             t0 = time.perf_counter()
-            options[explainer]["simplifier"] = _simplifier(
-                simplifier, model, source, out, preprocessing=preprocessing, estimator=estimator, device=device, seed=seed,
-                show_progress=show_progress, head=head, threshold=threshold,
-            )
+            options[explainer]["simplifier"] = _simplifier(simplifier, model, source, out, mo, replace(run, device=device), estimator)
             timing["simplifier_seconds"] = time.perf_counter() - t0
         with Progress(disable=not (show_progress and world.is_main), transient=True) as progress:
             # ---- 1. predict everything (each rank its share), gather the small results
@@ -394,20 +380,16 @@ def run_audit(
 
 
 def _simplifier(
-    simplifier: Simplifier | str | Path, model: Any, source: AuditSource, out: Path, *, preprocessing: Preprocessing,
-    estimator: BitEstimator | str | None, device: torch.device, seed: int, show_progress: bool, head: str = "softmax",
-    threshold: float = 0.5,
+    simplifier: Simplifier | str | Path, model: Any, source: AuditSource, out: Path, model_options: ModelOptions, run: RunOptions,
+    estimator: BitEstimator | str | None,
 ) -> Simplifier:
     """The learned simplifier to explain with: as given, or (``"auto"``) trained on the audited data (once: reused on resume)."""
     if isinstance(simplifier, Simplifier):
         return simplifier
     path = out / AUDIT_SIMPLIFIER_FILE
     if path.is_file():  # trained by an earlier run of this audit
-        return Simplifier.load(path, forward_func=model, device=device)
-    return train_simplifier_job(
-        model, source, path, preprocessing=preprocessing, estimator=estimator, device=device, seed=seed, show_progress=show_progress,
-        head=head, threshold=threshold,
-    )
+        return Simplifier.load(path, forward_func=model, device=run.device)
+    return train_simplifier_job(model, source, path, model_options=model_options, run=run, estimator=estimator)
 
 
 def _first_readable(source: AuditSource) -> torch.Tensor | None:

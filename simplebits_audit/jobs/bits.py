@@ -11,7 +11,7 @@ import torch
 
 from .._io import atomic_write
 from ..codecs import codec_bpd, decode, encode, read_header
-from ..estimators import BitEstimator, load_estimator
+from ..estimators import BitEstimator, resolve_estimator
 from ..images import load_image
 
 
@@ -41,7 +41,7 @@ def measure_bits(
     Every file is read (and checked) before the estimator is loaded or any image rated.
     """
     pixels = [load_image(p, grayscale=grayscale, name="IMAGES") for p in images]
-    est = estimator if isinstance(estimator, BitEstimator) else load_estimator(estimator, device=device)
+    est = resolve_estimator(estimator, device=device)
     rows = []
     with torch.no_grad():
         for path, x in zip(images, pixels):
@@ -71,7 +71,7 @@ def encode_file(image: str | Path, out: str | Path, *, estimator: BitEstimator |
     (``bytes * 8 - estimator_bits`` is the overhead). Errors name ``IMAGES`` or ``estimator``.
     """
     x = load_image(image, grayscale=grayscale, name="IMAGES")
-    est = estimator if isinstance(estimator, BitEstimator) else load_estimator(estimator)
+    est = resolve_estimator(estimator)
     data = encode(x[0], est)
     with torch.no_grad():
         bits = float(est.bits(x)[0])

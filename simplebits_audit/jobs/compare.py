@@ -43,17 +43,17 @@ from .. import metrics as M
 from .._helpers import TargetLike, as_tuple, check_inputs, check_logits, model_guard, resolve_target, slice_args
 from .._io import atomic_write, save_json
 from .._validation import check_pixel_images
-from ..estimators import BitEstimator, load_estimator
+from ..estimators import BitEstimator, resolve_estimator
 from ..explainers import SIMPLEBITS, SIMPLEBITS_LEARNED, Context, attribute, check_methods, explain, get_spec, list_explainers
-from ..preprocessing import Preprocessing, load_images
+from ..preprocessing import load_images
 from ..results import COMPARISON_CSV_FILE, COMPARISON_JSON_FILE
 from ..simplification import SimplificationResult, Simplifier
 from ..simplification.heads import check_head, check_outputs
 from ..simplification.learned import load_simplifier
 from ..spaces import Transform, make_spaces
-from .explain import check_out_dir
+from .options import ModelOptions, RunOptions, ScoringOptions, take_options
 from .pipeline import explain_batch
-from .preflight import head_options, preflight
+from .preflight import check_out_dir, head_options, preflight
 
 #: what :func:`compare` runs when not told otherwise
 DEFAULT_METHODS: tuple[str, ...] = (SIMPLEBITS, "ig", "occlusion", "gradcam", *list_explainers(reference=True))
@@ -237,19 +237,12 @@ def compare(
     transforms: tuple[Transform, Transform] | None = None,
     additional_forward_args: Any = None,
     method_options: Mapping[str, Mapping[str, Any]] | None = None,
-    deletion_steps: int = 16,
-    fractions: Sequence[float] = M.FRACTIONS,
-    reference: str = "blur",
-    bits_keep: float = 0.9,
-    infidelity_samples: int = 10,
-    sensitivity_images: int = 8,
-    sensitivity_samples: int = 3,
-    codecs: bool = True,
-    randomisation: bool = True,
+    scoring: ScoringOptions | None = None,
     head: str = "softmax",
     threshold: float = 0.5,
     seed: int = 0,
     show_progress: bool = False,
+    **options: Any,
 ) -> Comparison:
     """Run several explainers on one batch and score them all with the same metrics.
 
@@ -274,26 +267,13 @@ def compare(
         Extra arguments for ``model`` after the inputs.
     method_options : dict name -> dict, optional
         Options per explainer (e.g. ``{"lime": {"n_samples": 100}, "simplebits": {"steps": 30}}``).
-    deletion_steps : int
-        Points of the deletion / insertion curves (minus one).
-    fractions : sequence of float
-        Fractions of pixels kept on the bits-efficiency curves of maps.
-    reference : {"blur", "mean"}
-        What replaces removed pixels in deletion/insertion and the bits-efficiency curves.
-    bits_keep : float
-        ``bits_needed``: the cheapest bits fraction keeping this share of the target probability.
-    infidelity_samples : int
-        Captum infidelity's ``n_perturb_samples`` (0 skips infidelity).
-    sensitivity_images, sensitivity_samples : int
-        Captum ``sensitivity_max`` re-runs each method ``sensitivity_samples`` times on the first
-        ``sensitivity_images`` images (0 skips it; the rest of the batch gets NaN).
-    codecs : bool
-        PNG/WebP sizes of the original vs. simplified images (explainers that simplify).
-    randomisation : bool
-        The model-parameter randomisation check (see the module docstring): one more explanation
-        per method, with a re-initialised copy of ``model`` (seeded by ``seed``; ``model`` itself is
-        never modified). Needs ``model`` to be a ``torch.nn.Module``: for a plain function the
-        columns are left out (``settings["randomisation"]`` says False) with a warning.
+    scoring : ScoringOptions, optional
+        How the maps are scored: deletion/insertion steps and reference, bits-efficiency fractions,
+        ``bits_keep``, infidelity and sensitivity samples, codec sizes, and the randomisation check
+        (see the module docstring): one more explanation per method, with a re-initialised copy of
+        ``model`` (seeded by ``seed``; ``model`` itself is never modified). The check needs
+        ``model`` to be a ``torch.nn.Module``: for a plain function its columns are left out
+        (``settings["randomisation"]`` says False) with a warning.
     head, threshold : optional
         The model's output head (``"sigmoid"``: one logit per label; a single logit is refused under
         ``"softmax"``) and the sigmoid head's "on" probability. Probabilities in every metric follow
@@ -303,12 +283,19 @@ def compare(
         Seeds every random choice (tie-breaking, noise, LIME/SHAP samples, random map, simplification).
     show_progress : bool
         A rich progress bar over methods and one logged line per finished method.
+    **options
+        Fields of :class:`~simplebits_audit.jobs.options.ScoringOptions`, overriding ``scoring``'s
+        (e.g. ``randomisation=False``, ``infidelity_samples=0``); another name is a ``TypeError``.
 
     Returns
     -------
     Comparison
     """
     # ---- every check before any long work
+    (scoring,) = take_options("compare", options, (ScoringOptions, scoring))
+    deletion_steps, fractions, reference, bits_keep = scoring.deletion_steps, scoring.fractions, scoring.reference, scoring.bits_keep
+    infidelity_samples, sensitivity_images = scoring.infidelity_samples, scoring.sensitivity_images
+    sensitivity_samples, codecs, randomisation = scoring.sensitivity_samples, scoring.codecs, scoring.randomisation
     check_head(head, threshold)
     methods = check_methods(methods, method_options)
     method_options = head_options(methods, method_options, head, threshold)
@@ -322,20 +309,13 @@ def compare(
         if not isinstance(masks, torch.Tensor) or masks.shape != (x.shape[0], 1, *x.shape[-2:]):
             raise ValueError(f"masks: expected a tensor of shape {(x.shape[0], 1, *x.shape[-2:])}, got {getattr(masks, 'shape', type(masks).__name__)}")
         masks = masks.to(x.device).bool()
-    if reference not in ("blur", "mean"):
-        raise ValueError(f"reference: expected 'blur' or 'mean', got {reference!r}")
-    if not 0 < bits_keep <= 1:
-        raise ValueError(f"bits_keep: expected a fraction in (0, 1], got {bits_keep}")
-    if deletion_steps < 1:
-        raise ValueError(f"deletion_steps: need at least 1, got {deletion_steps}")
     batch = x.shape[0]
     extra = as_tuple(additional_forward_args)
     with model_guard(model), torch.no_grad():
         logits = check_logits(model(x, *extra), batch, "model")
     check_outputs(logits.shape[1], head, name="model")
     t = resolve_target(target, batch, predict=lambda: logits, device=x.device)
-    if not isinstance(estimator, BitEstimator):
-        estimator = load_estimator(estimator, device=x.device)
+    estimator = resolve_estimator(estimator, device=x.device)
     if randomisation and not isinstance(model, torch.nn.Module):
         warnings.warn("randomisation: the model is not a torch.nn.Module, so its weights cannot be re-initialised; "
                       "the randomisation columns are left out", stacklevel=2)
@@ -436,8 +416,8 @@ def compare_files(
     images: Sequence[str | Path],
     out: str | Path,
     *,
-    preprocessing: Preprocessing | None = None,
-    class_names: Sequence[str] | None = None,
+    model_options: ModelOptions | None = None,
+    run: RunOptions | None = None,
     target: TargetLike = None,
     target_name: str | None = None,
     methods: Sequence[str] = DEFAULT_METHODS,
@@ -445,12 +425,8 @@ def compare_files(
     steps: int | None = None,
     estimator: BitEstimator | str | None = None,
     simplifier: Simplifier | str | Path | None = None,
-    device: str | torch.device | None = None,
-    randomisation: bool = True,
-    head: str = "softmax",
-    threshold: float = 0.5,
-    seed: int = 0,
-    show_progress: bool = False,
+    randomisation: bool = ScoringOptions.randomisation,
+    **options: Any,
 ) -> Comparison:
     """:func:`compare` on image files; writes ``comparison.csv`` and ``comparison.json`` into ``out``.
 
@@ -459,11 +435,11 @@ def compare_files(
     model : callable
         The classifier (model space in, logits (B, K) out). Never modified.
     images : sequence of paths
-        Image files, read with ``preprocessing`` (they must come out the same size).
+        Image files, read with the model options' ``preprocessing`` (they must come out the same size).
     out : path
         Output folder.
-    preprocessing, class_names, target, target_name, device, seed :
-        As for :func:`simplebits_audit.jobs.explain_images`.
+    model_options, run, target, target_name :
+        As for :func:`simplebits_audit.jobs.explain_images` (the model options' ``model_name`` is not used).
     methods, method_options : optional
         As for :func:`compare`.
     steps : int, optional
@@ -472,15 +448,18 @@ def compare_files(
         The bit estimator.
     simplifier : Simplifier or path, optional
         A learned simplifier: ``simplebits_learned`` joins the methods with it.
-    randomisation, head, threshold : optional
-        As for :func:`compare`.
+    randomisation : bool
+        The model-parameter randomisation check, as for :func:`compare`.
+    **options
+        Fields of the model and run options, overriding the objects' (e.g. ``head="sigmoid"``, ``seed=3``).
 
     Returns
     -------
     Comparison
     """
+    mo, run = take_options("compare_files", options, (ModelOptions, model_options), (RunOptions, run))
+    preprocessing, head, threshold = mo.preprocessing, mo.head, mo.threshold
     out = check_out_dir(out)
-    preprocessing = preprocessing or Preprocessing()
     pixels = load_images(images, preprocessing, name="images")
     options = {k: dict(v) for k, v in (method_options or {}).items()}
     if simplifier is not None:
@@ -491,14 +470,14 @@ def compare_files(
             if name in list_explainers() and "steps" in get_spec(name).options:
                 options.setdefault(name, {}).setdefault("steps", steps)
     checked = preflight(
-        model, pixels, preprocessing=preprocessing, device=device, class_names=class_names, target=target, target_name=target_name,
+        model, pixels, preprocessing=preprocessing, device=run.device, class_names=mo.class_names, target=target, target_name=target_name,
         explainer=None, methods=methods, method_options=options, methods_name="methods", estimator=estimator, head=head,
         threshold=threshold,
     )
     result = compare(
         model, preprocessing.to_model(pixels.to(checked.device)), checked.targets, methods=checked.methods, estimator=checked.estimator,
         normalization=preprocessing.normalization, method_options=options, randomisation=randomisation, head=head, threshold=threshold,
-        seed=seed, show_progress=show_progress,
+        seed=run.seed, show_progress=run.show_progress,
     )
     result.to_csv(out / COMPARISON_CSV_FILE)
     result.to_json(out / COMPARISON_JSON_FILE)

@@ -21,7 +21,7 @@ import torch
 
 from .. import results as res
 from ..codecs import codec_bits
-from ..estimators import BitEstimator, load_estimator
+from ..estimators import BitEstimator, resolve_estimator
 from ..preprocessing import Preprocessing
 from ..report.condense import write_condense_report
 from ..training.condensation import (
@@ -32,6 +32,7 @@ from ..training.condensation import (
     evaluate_condensed,
 )
 from ..training.data import data_fingerprint
+from .preflight import check_out_dir
 from .sources import AuditSource, hold_out, load_labelled, open_source
 
 #: Settings of a finished set that must agree with the command's for the set to be reused.
@@ -91,9 +92,7 @@ def run_condense(
     settings = condense_settings(images_per_class=images_per_class, lam=lam, arch=arch, outer_steps=outer_steps, seed=seed)
     if not (math.isfinite(held_out) and 0 <= held_out < 1):
         raise ValueError(f"held_out: expected a share in [0, 1), got {held_out}")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out: {str(out)!r} is a file; give a folder")
+    out = check_out_dir(out)
     n_models = EVALUATE_DEFAULTS["n_models"] if n_models is None else n_models
     epochs = EVALUATE_DEFAULTS["epochs"] if epochs is None else epochs
     for name, value in (("n_models", n_models), ("epochs", epochs)):
@@ -126,7 +125,7 @@ def run_condense(
         raise ValueError(f"test_data: labels up to {int(test_labels.max())}, but the training data has {n_classes} classes")
     classes = [str(c) for c in source.class_names] if source.class_names else [str(c) for c in range(n_classes)]
     train = _Data(train_images, train_labels, classes)
-    estimator = estimator.to(device or "cpu") if isinstance(estimator, BitEstimator) else load_estimator(estimator, device=device or "cpu")
+    estimator = resolve_estimator(estimator, device=device or "cpu")
     out.mkdir(parents=True, exist_ok=True)
 
     wanted = {"simplified": settings["lam"], **({"without_bits": 0.0} if baselines else {})}

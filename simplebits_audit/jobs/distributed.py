@@ -45,6 +45,11 @@ class World:
             dist.destroy_process_group()
 
 
+def is_main_process() -> bool:
+    """True in the process that reports and writes shared files: rank 0 under torchrun, the only process otherwise."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def rank_device(device: str | torch.device) -> torch.device:
     """The device this process should use: ``cuda:LOCAL_RANK`` for CUDA under torchrun."""
     device = torch.device(device)

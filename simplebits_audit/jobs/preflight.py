@@ -1,5 +1,11 @@
 """The one set of checks every job runs before any long work: nothing is computed or written until they pass.
 
+The shared plumbing of the jobs lives here too: :func:`check_out_dir` / :func:`check_out_file`
+(the output a job writes), :func:`job_device` (where it runs) and :func:`check_resume` (whether a
+rerun may continue an earlier one). A job turns its ``estimator`` argument into an estimator with
+:func:`~simplebits_audit.estimators.resolve_estimator`; "am I rank 0" is
+:func:`~simplebits_audit.jobs.distributed.is_main_process`.
+
 :func:`preflight` checks the model (callable, not a train-mode BatchNorm model, on the job's
 device, finite logits of shape (B, K) on the images, a shape the output head can read: one logit
 per image needs ``head="sigmoid"``), the images (not too small for the
@@ -23,7 +29,7 @@ from typing import Any
 import torch
 
 from .._helpers import TargetLike, check_logits, resolve_target
-from ..estimators import BitEstimator, load_estimator
+from ..estimators import BitEstimator, resolve_estimator
 from ..explainers import EXPLAINERS, SIMPLEBITS, Context, check_methods, explain, get_spec, list_explainers
 from ..models import check_classifier_output, check_not_training
 from ..preprocessing import Preprocessing
@@ -79,6 +85,22 @@ class Preflight:
         return Context(spaces=self.spaces, estimator=self.estimator, seed=seed, head=self.head)
 
 
+def check_out_dir(out: str | Path) -> Path:
+    """``out``, the folder a job writes, as a Path; ``ValueError`` naming ``out`` if it exists and is not a folder."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out: {str(out)!r} exists and is not a folder")
+    return out
+
+
+def check_out_file(out: str | Path, suffix: str, example: str) -> Path:
+    """``out``, the one file a job writes, as a Path; ``ValueError`` naming ``out`` unless it ends in ``suffix`` and is no folder."""
+    out = Path(out)
+    if out.suffix != suffix:
+        raise ValueError(f"out: expected a {suffix} file name, got {str(out)!r}")
+    if out.is_dir():
+        raise ValueError(f"out: {str(out)!r} is a folder; give a file name such as {example}")
+    return out
 
 
 def job_device(model: Callable, device: str | torch.device | None = None) -> torch.device:
@@ -254,7 +276,7 @@ def preflight(
         raise ValueError(f"explainer: {explainer!r} is not an explainer that simplifies; choose from {list_explainers(simplifies=True)}")
     extra = [m for m in dict.fromkeys(methods) if m != explainer]
     names = check_methods([explainer, *extra] if explainer is not None else extra, method_options, name=methods_name)
-    est = estimator if isinstance(estimator, BitEstimator) else load_estimator(estimator, device=device)
+    est = resolve_estimator(estimator, device=device)
     spaces = make_spaces(preprocessing.normalization)
     checked = Preflight(device, n_classes, targets, names, spaces, est, head, float(threshold))
     # A method that cannot run on this model fails here, not after the simplification (which the

@@ -16,12 +16,11 @@ import torch
 from torch.utils.data import Dataset
 
 from ..estimators import BitEstimator
-from ..preprocessing import Preprocessing
-from ..simplification.heads import check_head
 from ..simplification.learned import Simplifier
 from ..training.simplifier import train_simplifier
 from .distributed import join_world
-from .preflight import job_device
+from .options import ModelOptions, RunOptions, take_options
+from .preflight import check_out_file, job_device
 from .sources import AuditItem, AuditSource, hold_out, open_source
 
 #: At most this many held-out images are scored for the card.
@@ -57,7 +56,8 @@ def train_simplifier_job(
     data: str | Path | AuditSource,
     out: str | Path,
     *,
-    preprocessing: Preprocessing | None = None,
+    model_options: ModelOptions | None = None,
+    run: RunOptions | None = None,
     held_out: float = 0.1,
     split: str = "train",
     estimator: BitEstimator | str | None = None,
@@ -66,11 +66,7 @@ def train_simplifier_job(
     steps: int | None = None,
     batch_size: int | None = None,
     testbed_n: int | None = None,
-    device: str | torch.device | None = None,
-    seed: int = 0,
-    show_progress: bool = False,
-    head: str = "softmax",
-    threshold: float = 0.5,
+    **options: Any,
 ) -> Simplifier:
     """Train a :class:`Simplifier` for ``model`` on ``data`` and write it to ``out`` (atomically).
 
@@ -82,6 +78,13 @@ def train_simplifier_job(
         An ImageFolder directory, a CSV of ``path,label`` or a testbed name (its ``split``).
     out : path
         The simplifier file (``.pt``); ``<out>.ckpt`` holds the resumable training state.
+    model_options : ModelOptions, optional
+        The model's preprocessing (its normalisation: the simplifier works in pixel space), output
+        head (``"sigmoid"``: one logit per label, a single logit for a binary classifier) and the
+        sigmoid head's "on" probability, as for :func:`~simplebits_audit.train_simplifier`.
+    run : RunOptions, optional
+        Device (the model's by default; if given, it must be the model's; under torchrun with
+        CUDA, each rank's ``cuda:LOCAL_RANK``), seed, progress.
     held_out : float
         Share of the images (every ``1/held_out``-th one, at most :data:`MAX_HELD_OUT`) kept out of
         training and scored at the end; 0 scores training images instead (the card says so).
@@ -89,24 +92,21 @@ def train_simplifier_job(
         Which split of a testbed to train on.
     lam, margin, steps, batch_size : optional
         As :func:`~simplebits_audit.train_simplifier`.
-    head, threshold : optional
-        The model's output head (``"sigmoid"``: one logit per label, a single logit for a binary
-        classifier) and the sigmoid head's "on" probability, as for :func:`~simplebits_audit.train_simplifier`.
+    testbed_n : int, optional
+        Number of testbed images.
+    **options
+        Fields of the model and run options, overriding the objects' (e.g. ``head="sigmoid"``, ``seed=3``).
 
     Returns
     -------
     Simplifier
         Also written to ``out``; its card holds the held-out top-1 kept and bits kept.
     """
+    mo, run = take_options("train_simplifier_job", options, (ModelOptions, model_options), (RunOptions, run))
+    preprocessing, seed = mo.preprocessing, run.seed
     if not 0 <= held_out < 1:
         raise ValueError(f"held_out: expected a share in [0, 1), got {held_out}")
-    check_head(head, threshold)
-    out = Path(out)
-    if out.suffix != ".pt":
-        raise ValueError(f"out: expected a .pt file name, got {str(out)!r}")
-    if out.is_dir():
-        raise ValueError(f"out: {str(out)!r} is a folder; give a file name such as simplifier.pt")
-    preprocessing = preprocessing or Preprocessing()
+    out = check_out_file(out, ".pt", "simplifier.pt")
     if isinstance(data, AuditSource):
         source = data
     else:
@@ -115,14 +115,14 @@ def train_simplifier_job(
     train_items, scored = hold_out(items, held_out, MAX_HELD_OUT)
     if not train_items:
         raise ValueError(f"data: {source.name!r} has no images left to train on after holding out {held_out:.0%}")
-    world, device = join_world(job_device(model, device))
+    world, device = join_world(job_device(model, run.device))
     try:
         held_out_images = torch.stack([SourceImages(source, scored)[i] for i in range(len(scored))]) if scored else None
         simplifier = train_simplifier(
             model, SourceImages(source, train_items), estimator=estimator, lam=lam, margin=margin, steps=steps, batch_size=batch_size,
             held_out=held_out_images, normalization=preprocessing.normalization, checkpoint=checkpoint_path(out),
             data_description=f"{source.name} ({len(train_items)} training images, {len(scored)} held out)", device=device,
-            seed=seed, show_progress=show_progress, head=head, threshold=threshold,
+            seed=seed, show_progress=run.show_progress, head=mo.head, threshold=mo.threshold,
         )
         if world.is_main:
             simplifier.save(out)

@@ -194,7 +194,6 @@ def open_source(
     ``class_names`` (e.g. from ``--labels``) override the folder names / CSV label names; a
     testbed gives its ``split`` (the test split by default: what an audit looks at).
     """
-    from .. import testbeds
 
     text = str(data)
     path = Path(text)

@@ -26,14 +26,14 @@ import torch
 
 from .._io import save_json
 from ..codecs import codec_bits, to_uint8_images
-from ..estimators import BitEstimator, load_estimator
+from ..estimators import BitEstimator, resolve_estimator
 from ..metrics.localisation import relevance_mass
 from ..models import build_architecture, check_classifier_output
 from ..preprocessing import Preprocessing
 from ..results import TRAIN_SETTINGS_FILE, examples_key, lam_name, write_tradeoff
 from ..training.joint import Tradeoff, check_training_settings, tradeoff
 from .distributed import join_world
-from .preflight import check_resume
+from .preflight import check_out_dir, check_resume
 from .sources import hold_out, load_labelled, open_source
 
 #: Default lambdas of ``simplebits train`` (the reference 0 and three strengths).
@@ -152,9 +152,7 @@ def train_job(
         raise ValueError(f"val_share: expected a share in (0, 1), got {val_share}")
     if n_examples < 0:
         raise ValueError(f"n_examples: expected >= 0, got {n_examples}")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out: {str(out)!r} is a file; give a folder")
+    out = check_out_dir(out)
     preprocessing = preprocessing or Preprocessing()
     from .. import testbeds
 
@@ -185,7 +183,7 @@ def train_job(
     check_classifier_output(probe.eval(), train_x[:2], name="arch", images="data")
     world, device = join_world(device)
     try:
-        est = estimator if isinstance(estimator, BitEstimator) else load_estimator(estimator, device=device)
+        est = resolve_estimator(estimator, device=device)
         if world.is_main:
             out.mkdir(parents=True, exist_ok=True)
             save_json(settings, out / TRAIN_SETTINGS_FILE)  # the lambdas may grow between runs: each is checked by its own run

@@ -1,0 +1,198 @@
+"""The explaining commands: ``explain``, ``compare``, ``audit``.
+
+Each parses its own options, takes the shared ones as option groups (:mod:`~simplebits_audit.cli.options`),
+calls one job and prints its result.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import typer
+from rich.table import Table
+
+from .defaults import given
+from .groups import uses
+from .options import (
+    ATTRIBUTION,
+    IMAGES,
+    TARGET,
+    TARGET_NAME,
+    TESTBED_N,
+    Engine,
+    ModelFile,
+    comma_list,
+    console,
+    engine_group,
+    model_file_group,
+    model_group,
+    out_option,
+    process_device,
+    run_options,
+    session,
+)
+
+if TYPE_CHECKING:
+    from simplebits_audit.jobs.options import ModelOptions
+
+
+@uses(net=model_file_group, model_opts=model_group, engine=engine_group)
+def explain(
+    images: list[Path] = IMAGES,
+    *,
+    net: ModelFile,
+    out: Path = out_option(Path("simplebits-explain"), "Output folder: report.html, results.json, PNGs."),
+    target: Optional[int] = TARGET,
+    target_name: Optional[str] = TARGET_NAME,
+    baselines: Optional[str] = typer.Option(None, help="Captum baselines beside SimpleBits, comma-separated, e.g. ig,occlusion,gradcam."),
+    attribution: Optional[str] = ATTRIBUTION,
+    objective: Optional[str] = typer.Option(
+        None, help="kl: keep the whole predicted distribution; ce: keep the target class (default {library:simplify.objective})."),
+    batch_size: Optional[int] = typer.Option(None, help="Images simplified together (default {library:explain.batch_size})."),
+    engine: Engine,
+    model_opts: ModelOptions,
+    simplifier: Optional[Path] = typer.Option(
+        None, "--simplifier", help="A learned simplifier file (simplebits train-simplifier): one forward pass per image."),
+    open_report: bool = typer.Option(False, "--open", help="Open the report in a browser when done."),
+) -> None:
+    """Explain predictions: simplify each image, write an interactive report.
+
+    Examples:
+
+      simplebits explain cat.jpg --model resnet18 --weights r18.pt --preset imagenet --size 256 --crop 224 --labels classes.txt
+
+      simplebits explain digit.png --model model.ts --baselines ig,occlusion,gradcam --out report/
+
+      simplebits explain xray.png --model binary.ts --head sigmoid --labels negative_positive.txt
+    """
+    from simplebits_audit.jobs import explain_images
+
+    result = explain_images(
+        net.load(), images, out, model_options=model_opts, model_name=net.spec, run=run_options(), target=target, target_name=target_name,
+        explain_options=engine.explain_options(
+            baselines=comma_list(baselines), simplify_options=given(objective=objective, steps=engine.steps), simplifier=simplifier,
+            attribution=attribution, batch_size=batch_size),
+    )
+    if not session.quiet:
+        table = Table("image", "target", "prediction before -> after", "kept", "bits/dim before -> after", "WebP bits/dim before -> after")
+        for r in result.records:
+            table.add_row(r["name"], r["target_name"], f"{r['pred_before_name']} -> {r['pred_after_name']}", "yes" if r["kept"] else "no",
+                          f"{r['bpd_before']:.3f} -> {r['bpd_after']:.3f}", f"{r['webp_bpd_before']:.3f} -> {r['webp_bpd_after']:.3f}")
+        console.print(table)
+        if any("labels" in r for r in result.records):
+            on = lambda names: ", ".join(names) or "none"  # noqa: E731
+            for r in result.records:
+                console.print(f"{r['name']}: labels on {on(r['on_before'])} -> {on(r['on_after'])}")
+    console.print(f"report: {result.report_path}")
+    if open_report:
+        import webbrowser
+
+        webbrowser.open(result.report_path.resolve().as_uri())
+
+
+@uses(net=model_file_group, model_opts=model_group, engine=engine_group)
+def compare(
+    images: list[Path] = IMAGES,
+    *,
+    net: ModelFile,
+    out: Path = out_option(Path("simplebits-compare"), "Output folder: comparison.csv and comparison.json."),
+    methods: Optional[str] = typer.Option(
+        None, help="Comma-separated: simplebits and baseline names (default: simplebits, ig, occlusion, gradcam and the trivial reference maps)."),
+    target: Optional[int] = TARGET,
+    target_name: Optional[str] = TARGET_NAME,
+    randomisation: Optional[bool] = typer.Option(
+        None, "--randomisation/--no-randomisation",
+        help="Model-parameter randomisation check (default {library:compare.randomisation}): Spearman correlation of each method's map with its map "
+             "under a copy of the model with re-initialised weights; lower is better; one more explanation per method."),
+    engine: Engine,
+    model_opts: ModelOptions,
+    simplifier: Optional[Path] = typer.Option(None, "--simplifier", help="A learned simplifier file: adds the method simplebits_learned."),
+) -> None:
+    """Score SimpleBits and Captum baselines side by side on your images (faithfulness, bits-efficiency, sanity, time).
+
+    Localisation metrics need ground-truth masks: run ``python benchmarks/compare.py --testbed NAME`` for those.
+
+    Example: ``simplebits compare a.png b.png --model model.ts --methods simplebits,ig,occlusion``.
+    """
+    from simplebits_audit.jobs.compare import DEFAULT_METHODS, compare_files
+    from simplebits_audit.results import COMPARISON_CSV_FILE
+
+    result = compare_files(
+        net.load(), images, out, model_options=model_opts, run=run_options(), target=target, target_name=target_name,
+        methods=comma_list(methods) or DEFAULT_METHODS, steps=engine.steps, estimator=engine.estimator, simplifier=simplifier,
+        method_options=engine.baseline_options or None, **given(randomisation=randomisation),
+    )
+    rows = result.to_rows()
+    # One column per method (metrics as rows) keeps the table readable in a terminal.
+    table = Table("metric", *(r["method"] + (" (ref.)" if r["reference"] else "") for r in rows))
+    for metric in [c for c in rows[0] if c not in ("method", "reference")]:
+        table.add_row(metric, *("-" if r[metric] is None else f"{r[metric]:.3g}" if isinstance(r[metric], float) else str(r[metric]) for r in rows))
+    if not session.quiet:
+        console.print(table)
+    console.print(f"table: {out / COMPARISON_CSV_FILE}")
+
+
+@uses(net=model_file_group, model_opts=model_group, engine=engine_group)
+def audit(
+    data: str = typer.Argument(..., help="An ImageFolder directory, a CSV of path,label, or a testbed name (its test split)."),
+    *,
+    net: ModelFile,
+    out: Path = out_option(Path("simplebits-audit"), "Output folder; rerun the same command to resume."),
+    select: Optional[str] = typer.Option(None, help="misclassified | all | low-confidence:P | class:NAME (default {library:audit.select})."),
+    limit: Optional[int] = typer.Option(None, help="Explain at most this many selected images (the first ones)."),
+    explain_target: Optional[str] = typer.Option(
+        None, "--explain", help="Class to keep: pred (the prediction), true (the label) or both (default {library:audit.explain})."),
+    baselines: Optional[str] = typer.Option(None, help="Captum baselines beside SimpleBits, comma-separated, e.g. ig,gradcam."),
+    attribution: Optional[str] = ATTRIBUTION,
+    batch_size: Optional[int] = typer.Option(
+        None, help="Images simplified together (default {library:explain.batch_size}); fixed batches: results do not depend on the number of processes."),
+    predict_batch_size: Optional[int] = typer.Option(None, help="Images per prediction batch (default {library:audit.predict_batch_size})."),
+    testbed_n: Optional[int] = TESTBED_N,
+    engine: Engine,
+    model_opts: ModelOptions,
+    simplifier: Optional[str] = typer.Option(
+        None, "--simplifier", help="A learned simplifier file, or 'auto': train one on DATA first (OUT/simplifier.pt, reused on resume)."),
+) -> None:
+    """Audit a dataset: predict everything, simplify the misclassified (or selected) images, write a report.
+
+    Resumable: rerun the same command after an interruption. Across processes:
+    ``torchrun --nproc_per_node=2 -m simplebits_audit.cli.main audit ...`` (gloo on CPU, nccl on GPU).
+
+    A binary classifier with one logit: ``--head sigmoid``; its prediction is the decision
+    (probability >= --threshold: the second class folder, e.g. negative/ and positive/).
+
+    Examples:
+
+      simplebits audit val/ --model model.ts --preset imagenet --size 256 --crop 224 --limit 200
+
+      simplebits audit digits-on-photos --model testbed:digits-on-photos --explain both
+
+      simplebits audit digits-on-photos --model testbed:digits-on-photos --select all --simplifier auto
+    """
+    from simplebits_audit.jobs import run_audit
+    from simplebits_audit.results import REPORT_FILE
+
+    device = process_device()  # under torchrun each rank takes its own GPU
+    summary = run_audit(
+        net.load(device), data, out, model_options=model_opts, model_name=net.described, run=run_options(device), limit=limit,
+        testbed_n=testbed_n, explain_options=engine.explain_options(
+            baselines=comma_list(baselines), simplify_options=given(steps=engine.steps), simplifier=simplifier,
+            attribution=attribution, batch_size=batch_size),
+        **given(select=select, explain=explain_target, predict_batch_size=predict_batch_size),
+    )
+    if not summary:  # a torchrun rank other than 0: rank 0 reports
+        return
+    if not session.quiet:
+        acc = "-" if summary["accuracy"] is None else f"{100 * summary['accuracy']:.1f}%"
+        console.print(f"{summary['items']} images, {len(summary['skipped'])} skipped, accuracy {acc}; "
+                      f"{summary['explained']} explanations, kept {100 * (summary['kept_rate'] or 0):.0f}%, "
+                      f"bits/dim {summary['bpd_before'] or 0:.3f} -> {summary['bpd_after'] or 0:.3f}")
+        if summary["shortcut"]:
+            s = summary["shortcut"]
+            console.print(f"mask: {100 * s['mask_area_share']:.1f}% of the area, {100 * s['mask_bits_share_after']:.1f}% of the retained bits, "
+                          f"{100 * s['mask_attribution_share']:.1f}% of the attribution")
+    console.print(f"report: {out / REPORT_FILE}")
+
+
+__all__ = ["audit", "compare", "explain"]

@@ -1,0 +1,276 @@
+"""The command line's options, each declared once.
+
+* the global options (``--device``, ``--seed``, ``--quiet``, ``--debug``): :func:`global_options`,
+  read by the commands through :data:`session` and :func:`run_options`;
+* options several commands take (``--estimator``, ``--labels``, ``--target``, ...): one
+  ``typer.Option`` constant each;
+* option groups (:mod:`~simplebits_audit.cli.groups`): the model file (:func:`model_file_group`),
+  the preprocessing (:func:`preprocessing_group`, :func:`pixels_group`), the output head
+  (:func:`head_group`), what the explaining commands tell the jobs about the model
+  (:func:`model_group`) and the engine (:func:`engine_group`). A group parses and checks its
+  options and returns what they mean, mostly a job option object of :mod:`simplebits_audit.jobs.options`.
+
+A new option for several commands goes into its group here (and, if a job takes it, into the
+job's option group); help texts state library defaults as ``{library:KEY}``
+(:mod:`~simplebits_audit.cli.defaults`). The library is imported inside the functions, so that
+``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+import typer
+from rich.console import Console
+
+from .defaults import given
+from .groups import uses
+
+if TYPE_CHECKING:
+    import torch
+
+    from simplebits_audit.jobs.options import ExplainOptions, ModelOptions, RunOptions
+    from simplebits_audit.preprocessing import Preprocessing
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+# ------------------------------------------------------------------------------------------
+# The global options: before or after the command.
+
+
+@dataclass
+class Session:
+    """The global options of this invocation."""
+
+    device: str = "cpu"
+    seed: int = 0
+    quiet: bool = False
+    debug: bool = False
+
+
+session = Session()
+
+#: global options (:func:`global_options`) that may also come after the command; True: the option takes a value
+GLOBAL_OPTIONS = {"--device": True, "--seed": True, "--quiet": False, "-q": False, "--debug": False}
+
+
+def global_options(
+    device: str = typer.Option("cpu", help="Torch device: cpu, cuda, cuda:1, ..."),
+    seed: int = typer.Option(0, help="Random seed; the same seed gives the same result on the same machine."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summaries, only results."),
+    debug: bool = typer.Option(False, help="Show full tracebacks on errors."),
+) -> None:
+    """Explain and audit PyTorch image classifiers by simplification (SimpleBits)."""
+    import torch
+
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise typer.BadParameter(f"unknown device {device!r}", param_hint="--device") from None
+    session.device, session.seed, session.quiet, session.debug = device, seed, quiet, debug
+
+
+def process_device() -> torch.device:
+    """``--device`` for this process: under torchrun each rank takes its own GPU."""
+    from simplebits_audit.jobs.distributed import rank_device
+
+    return rank_device(session.device)
+
+
+def run_options(device: str | torch.device | None = None) -> RunOptions:
+    """How a job runs: on ``device`` (default ``--device``), seeded by ``--seed``, with progress unless ``--quiet``."""
+    from simplebits_audit.jobs.options import RunOptions
+
+    return RunOptions(device=session.device if device is None else device, seed=session.seed, show_progress=not session.quiet)
+
+
+# ------------------------------------------------------------------------------------------
+# Options several commands take.
+
+ESTIMATOR = typer.Option(None, "--estimator", "-e", help="Bit estimator name or checkpoint file (default: the package default).")
+LABELS = typer.Option(None, help="Class names: a text file (one per line) or JSON (list or {\"0\": name}).")
+TARGET = typer.Option(None, help="Class index to explain (default: the prediction).")
+TARGET_NAME = typer.Option(None, help="Class to explain, by name (needs --labels).")
+ATTRIBUTION = typer.Option(
+    None, help="SimpleBits map: auto (the mask of the default engine), mask, retained, ablation, survival, bits_removed or kept "
+               "(default {library:explain.attribution}).")
+IMAGES = typer.Argument(..., help="Image files (any format Pillow reads).")
+TESTBED_N = typer.Option(None, help="Number of images when DATA is a testbed.")
+
+
+def out_option(default: Path, help: str) -> Any:
+    """``--out`` / ``-o``: the command's output folder or file."""
+    return typer.Option(default, "--out", "-o", help=help)
+
+
+def comma_list(text: Optional[str]) -> list[str]:
+    """The names in a comma-separated list (none without ``text``)."""
+    return [m.strip() for m in text.split(",") if m.strip()] if text else []
+
+
+def read_labels(path: Optional[Path]) -> Optional[list[str]]:
+    """The class names in ``path`` (``--labels``), or None."""
+    from simplebits_audit.preprocessing import load_labels
+
+    return None if path is None else load_labels(path)
+
+
+# ------------------------------------------------------------------------------------------
+# The user's model.
+
+
+def load_user_model(spec: str, weights: Optional[Path], trust_pickle: bool, num_classes: Optional[int], device: Any) -> Any:
+    """The user's model, loaded by the library (:func:`~simplebits_audit.models.load_model`) onto ``device``."""
+    from simplebits_audit.models import load_model
+
+    return load_model(spec, weights=weights, trust_pickle=trust_pickle, num_classes=num_classes, device=device)
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """The model the user named (``--model``, ``--weights``, ...), loaded when the command needs it."""
+
+    spec: str
+    weights: Optional[Path] = None
+    trust_pickle: bool = False
+    num_classes: Optional[int] = None
+
+    def load(self, device: Any = None) -> Any:
+        """The model on ``device`` (default ``--device``)."""
+        return load_user_model(self.spec, self.weights, self.trust_pickle, self.num_classes, device or session.device)
+
+    @property
+    def described(self) -> str:
+        """``--model``, and its weights file when one was given."""
+        return self.spec if self.weights is None else f"{self.spec} (weights {self.weights})"
+
+
+def model_file_group(
+    model: str = typer.Option(..., "--model", "-m", help="TorchScript file, .pt2 export, 'package.module:factory' or a torchvision name (e.g. resnet18)."),
+    weights: Optional[Path] = typer.Option(None, help="State dict for a factory or torchvision --model (loaded with weights_only=True)."),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow a fully pickled model file: runs code from the file; only for files you trust."),
+    num_classes: Optional[int] = typer.Option(None, help="Output classes of a torchvision architecture (default: read off --weights)."),
+) -> ModelFile:
+    """The model options: what to load."""
+    return ModelFile(model, weights, trust_pickle, num_classes)
+
+
+# ------------------------------------------------------------------------------------------
+# Preprocessing: what the model expects of an image.
+
+SIZE = typer.Option(None, help="Resize the shorter image side to this many pixels.")
+CROP = typer.Option(None, help="Centre-crop to CROP x CROP after resizing.")
+GRAYSCALE = typer.Option(False, "--grayscale", help="Read images with one channel.")
+
+
+def _floats(text: Optional[str], name: str) -> Optional[tuple[float, ...]]:
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"expected numbers separated by commas, got {text!r}", param_hint=name) from None
+
+
+def preprocessing_group(
+    size: Optional[int] = SIZE,
+    crop: Optional[int] = CROP,
+    mean: Optional[str] = typer.Option(None, help="Normalisation mean per channel, e.g. 0.485,0.456,0.406."),
+    std: Optional[str] = typer.Option(None, help="Normalisation std per channel, e.g. 0.229,0.224,0.225."),
+    preset: Optional[str] = typer.Option(None, help="Normalisation preset instead of --mean/--std: imagenet or none."),
+    grayscale: bool = GRAYSCALE,
+) -> Preprocessing:
+    """Resize, crop and normalisation."""
+    from simplebits_audit.preprocessing import Preprocessing
+
+    if preset is not None:
+        if mean is not None or std is not None:
+            raise typer.BadParameter("give --preset or --mean/--std, not both", param_hint="--preset")
+        return Preprocessing.from_preset(preset, size=size, crop=crop, grayscale=grayscale)
+    return Preprocessing(size=size, crop=crop, mean=_floats(mean, "--mean"), std=_floats(std, "--std"), grayscale=grayscale)
+
+
+def pixels_group(size: Optional[int] = SIZE, crop: Optional[int] = CROP, grayscale: bool = GRAYSCALE) -> Preprocessing:
+    """Resize and crop, without normalisation (for commands that train their own networks on pixels)."""
+    from simplebits_audit.preprocessing import Preprocessing
+
+    return Preprocessing(size=size, crop=crop, grayscale=grayscale)
+
+
+# ------------------------------------------------------------------------------------------
+# The output head, and what the explaining commands tell the jobs about the model.
+
+
+def head_group(
+    head: Optional[str] = typer.Option(
+        None, "--head", metavar="[{library:heads}]",
+        help="The model's output head (default {library:simplify.head}): softmax over classes, or sigmoid, one logit per label "
+             "(a binary classifier with one logit, or multi-label); records then list each label's probability before and after."),
+    threshold: Optional[float] = typer.Option(
+        None, help="With --head sigmoid: a label is on when its probability is at least this (default {library:simplify.threshold})."),
+) -> dict[str, Any]:
+    """The head options the user gave, checked by the library (errors name --head / --threshold)."""
+    from simplebits_audit.simplification.heads import check_head
+
+    if threshold is not None and head != "sigmoid":
+        raise typer.BadParameter("applies to --head sigmoid only", param_hint="--threshold")
+    try:
+        if head is not None:
+            check_head(head, **given(threshold=threshold))
+    except ValueError as err:
+        name, _, message = str(err).partition(": ")
+        raise typer.BadParameter(message, param_hint=f"--{name}") from None
+    return given(head=head, threshold=threshold)
+
+
+@uses(head_options=head_group, prep=preprocessing_group)
+def model_group(head_options: dict, prep: Preprocessing, labels: Optional[Path] = LABELS) -> ModelOptions:
+    """The jobs' :class:`~simplebits_audit.jobs.options.ModelOptions`: head, preprocessing, class names."""
+    from simplebits_audit.jobs.options import ModelOptions
+
+    return ModelOptions(preprocessing=prep, class_names=read_labels(labels), **head_options)
+
+
+# ------------------------------------------------------------------------------------------
+# The engine: what the explaining commands (explain, compare, audit) share.
+
+
+@dataclass(frozen=True)
+class Engine:
+    """The engine options of an explaining command."""
+
+    steps: Optional[int] = None
+    estimator: Optional[str] = None
+    baseline_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def explain_options(self, **fields: Any) -> ExplainOptions:
+        """The jobs' :class:`~simplebits_audit.jobs.options.ExplainOptions`: this engine's estimator and baseline options, and
+        ``fields`` (those given)."""
+        from simplebits_audit.jobs.options import ExplainOptions
+
+        return ExplainOptions(estimator=self.estimator, baseline_options=self.baseline_options, **given(**fields))
+
+
+def engine_group(
+    steps: Optional[int] = typer.Option(
+        None, help="Optimisation steps of the simplification (default {library:simplify.steps}, the default engine's)."),
+    gradcam_layer: Optional[str] = typer.Option(
+        None, "--gradcam-layer", metavar="NAME",
+        help="The layer Grad-CAM reads, as a dotted module name (e.g. layer4, features.7, or a ViT block such as "
+             "encoder.layers.encoder_layer_11.ln_1); default: the last Conv2d. The input stem and a patch embedding are refused."),
+    estimator: Optional[str] = ESTIMATOR,
+) -> Engine:
+    """Steps, the bit estimator, per-baseline options (only those given)."""
+    return Engine(steps, estimator, {"gradcam": {"layer": gradcam_layer}} if gradcam_layer else {})
+
+
+__all__ = [
+    "ATTRIBUTION", "CROP", "ESTIMATOR", "GLOBAL_OPTIONS", "GRAYSCALE", "IMAGES", "LABELS", "SIZE", "TARGET", "TARGET_NAME", "TESTBED_N",
+    "Engine", "ModelFile", "Session", "comma_list", "console", "engine_group", "err_console", "global_options", "head_group",
+    "load_user_model", "model_file_group", "model_group", "out_option", "pixels_group", "preprocessing_group", "process_device",
+    "read_labels", "run_options", "session",
+]

@@ -1,0 +1,211 @@
+"""The training commands: ``train-estimator``, ``train-simplifier``, ``train``, ``condense``.
+
+Each parses its own options, takes the shared ones as option groups (:mod:`~simplebits_audit.cli.options`),
+calls one job and prints its result (under torchrun: rank 0 prints).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+import typer
+from rich.table import Table
+
+from .defaults import given
+from .groups import uses
+from .options import (
+    ESTIMATOR,
+    LABELS,
+    TESTBED_N,
+    ModelFile,
+    console,
+    head_group,
+    model_file_group,
+    out_option,
+    pixels_group,
+    preprocessing_group,
+    process_device,
+    read_labels,
+    run_options,
+    session,
+)
+
+if TYPE_CHECKING:
+    from simplebits_audit.preprocessing import Preprocessing
+
+
+def train_estimator(
+    image_dir: Path = typer.Argument(..., help="Folder of photos; ~15% of whole photos are held out for evaluation."),
+    arch: Optional[str] = typer.Option(None, help="Architecture: pixelcnn or glow (default {library:estimator.arch})."),
+    out: Path = typer.Option(..., help="Checkpoint to write (a model card goes beside it as .json)."),
+    steps: Optional[int] = typer.Option(None, help="Optimisation steps (default {library:estimator.steps})."),
+    batch_size: Optional[int] = typer.Option(None, help="Crops per step (default {library:estimator.batch_size})."),
+    crop_size: Optional[int] = typer.Option(None, help="Side of the square training crops (default {library:estimator.crop_size})."),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate, cosine decay (default {library:estimator.lr})."),
+    checkpoint_every: Optional[int] = typer.Option(None, help="Steps between checkpoints and held-out evaluations (default {library:estimator.checkpoint_every})."),
+    resume: bool = typer.Option(False, help="Continue from <out>.state if it exists."),
+) -> None:
+    """Train a bit estimator on random multi-scale crops (with flips) of your photos.
+
+    Example: ``simplebits train-estimator photos/ --arch pixelcnn --out my.pt --steps 2000``;
+    interrupted? rerun with ``--resume``. Load the result with ``--estimator my.pt``.
+    """
+    from simplebits_audit.estimators.training import TrainingConfig, train_estimator
+
+    config = TrainingConfig(**given(arch=arch, steps=steps, batch_size=batch_size, crop_size=crop_size, lr=lr, checkpoint_every=checkpoint_every),
+                            seed=session.seed)
+    card = train_estimator(out, image_dir, config, resume=resume, show_progress=not session.quiet)
+    console.print(f"held-out bpd {card['held_out_bpd']:.3f} (WebP lossless {card['held_out_webp_bpd']:.3f}); wrote {out}")
+
+
+@uses(net=model_file_group, head_options=head_group, prep=preprocessing_group)
+def train_simplifier(
+    data: str = typer.Argument(..., help="An ImageFolder directory, a CSV of path,label, or a testbed name (its train split)."),
+    *,
+    net: ModelFile,
+    out: Path = out_option(Path("simplifier.pt"), "The simplifier file to write; OUT.ckpt holds the resumable state."),
+    lam: Optional[float] = typer.Option(None, help="Weight of the bits term (default {library:simplifier.lam})."),
+    margin: Optional[float] = typer.Option(
+        None, help="Log-probability margin the simplified image must keep before bits are charged (default {library:simplifier.margin})."),
+    steps: Optional[int] = typer.Option(None, help="Training steps (default {library:simplifier.steps})."),
+    batch_size: Optional[int] = typer.Option(None, help="Images per step, per process (default {library:simplifier.batch_size})."),
+    held_out: Optional[float] = typer.Option(
+        None, help="Share of DATA held out and scored at the end: top-1 kept, bits kept (default {library:simplifier.held_out})."),
+    testbed_n: Optional[int] = TESTBED_N,
+    head_options: dict[str, Any],
+    estimator: Optional[str] = ESTIMATOR,
+    prep: Preprocessing,
+) -> None:
+    """Train a learned simplifier for your model: afterwards each explanation is one forward pass.
+
+    Resumable: rerun the same command after an interruption (Ctrl-C keeps the checkpoint). Across
+    processes: ``torchrun --nproc_per_node=2 -m simplebits_audit.cli.main train-simplifier ...``.
+
+    Examples:
+
+      simplebits train-simplifier digits-on-photos --model testbed:digits-on-photos --out dop.pt
+
+      simplebits audit digits-on-photos --model testbed:digits-on-photos --select all --simplifier dop.pt
+    """
+    from simplebits_audit.jobs.distributed import is_main_process
+    from simplebits_audit.jobs.options import ModelOptions
+    from simplebits_audit.jobs.simplifier import train_simplifier_job
+
+    device = process_device()
+    simplifier = train_simplifier_job(
+        net.load(device), data, out, model_options=ModelOptions(preprocessing=prep, **head_options), run=run_options(device),
+        estimator=estimator, lam=lam, margin=margin, steps=steps, batch_size=batch_size, testbed_n=testbed_n, **given(held_out=held_out),
+    )
+    if not is_main_process():  # under torchrun rank 0 reports
+        return
+    card = simplifier.card
+    scores = card["held_out"]
+    console.print(f"{scores['images']} {'training' if held_out == 0 else 'held-out'} images: top-1 kept {100 * scores['top1_kept']:.1f}%, "
+                  f"bits kept {scores['bits_kept']:.3f}; trained {card['steps']} steps in {card['training_seconds']:.0f} s; wrote {out}")
+
+
+@uses(prep=preprocessing_group)
+def train(
+    data: str = typer.Argument(..., help="An ImageFolder directory, a CSV of path,label, or a testbed name (train split; its test split validates)."),
+    *,
+    arch: Optional[str] = typer.Option(None, help="Classifier to train from scratch: smallcnn, resnet18 or 'package.module:factory' (default {library:train.arch})."),
+    lam: Optional[str] = typer.Option(None, "--lam", help="Weights of the bits term, comma-separated; one run each, 0 = the reference (default {library:train.lams})."),
+    out: Path = out_option(Path("simplebits-train"), "Output folder: models per lambda, tradeoff.json, report.html."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs per lambda (default {library:train.epochs})."),
+    batch_size: Optional[int] = typer.Option(None, help="Images per step, per process (default {library:train.batch_size})."),
+    lr: Optional[float] = typer.Option(None, help="AdamW learning rate of both networks, cosine decay (default {library:train.lr})."),
+    margin: Optional[float] = typer.Option(
+        None, help="Log-probability margin the classifier must have on a simplified image before its bits are charged (default {library:train.margin})."),
+    val_share: Optional[float] = typer.Option(None, help="Share of a folder or CSV held out for validation (default {library:train.val_share})."),
+    testbed_n: Optional[int] = typer.Option(None, help="Training images when DATA is a testbed (default: its train size)."),
+    val_n: Optional[int] = typer.Option(None, help="Validation images (default {library:train.val_n})."),
+    estimator: Optional[str] = ESTIMATOR,
+    prep: Preprocessing,
+) -> None:
+    """Train a classifier on simplified inputs, once per lambda: how much information does the task need?
+
+    A simplifier learns, jointly with the classifier, to remove every bit the task allows; the
+    curve of accuracy against bits kept, and what each lambda keeps, go to OUT/report.html.
+    Resumable: rerun the same command (finished lambdas are reloaded). Across processes:
+    ``torchrun --nproc_per_node=2 -m simplebits_audit.cli.main train ...``.
+
+    Example:
+
+      simplebits train blended-digits --lam 0,0.5,1,2 --out blended
+    """
+    from simplebits_audit.jobs.distributed import is_main_process
+    from simplebits_audit.jobs.train import parse_lams, train_job
+    from simplebits_audit.results import REPORT_FILE
+
+    lams = None if lam is None else parse_lams(lam)
+    record = train_job(
+        data, out, preprocessing=prep, estimator=estimator, epochs=epochs, batch_size=batch_size, lr=lr, margin=margin, testbed_n=testbed_n,
+        val_n=val_n, device=process_device(), seed=session.seed, show_progress=not session.quiet,
+        **given(arch=arch, lams=lams, val_share=val_share),
+    )
+    if not is_main_process():
+        return
+    table = Table("λ", "accuracy (simplified)", "accuracy (original)", "bits kept", "WebP kept", *(["bits inside mask / mask share"] if record["has_masks"] else []))
+    for p in record["points"]:
+        table.add_row(f"{p['lam']:g}", f"{100 * p['val_accuracy_simplified']:.1f}%", f"{100 * p['val_accuracy_original']:.1f}%",
+                      f"{p['val_bits_kept']:.3f}", f"{p['webp_kept']:.3f}", *([f"{p['inside_ratio']:.2f}×"] if record["has_masks"] else []))
+    console.print(table)
+    best = record["simplest_within_2pt"]
+    console.print(f"simplest within 2 points of λ={record['reference']:g}: λ={best:g}" if best is not None else "no λ within 2 points of the reference")
+    console.print(f"report: {out / REPORT_FILE}")
+
+
+@uses(prep=pixels_group)
+def condense(
+    data: str = typer.Argument(..., help="Labelled training images: an ImageFolder directory, a CSV of path,label, or a testbed name (its train split)."),
+    *,
+    out: Path = out_option(Path("simplebits-condense"), "Output folder; rerun the same command to resume."),
+    ipc: Optional[int] = typer.Option(None, "--ipc", help="Synthetic images per class (default {library:condense.ipc})."),
+    lam: Optional[float] = typer.Option(None, help="Weight of the bits term against the gradient-matching distance (default {library:condense.lam})."),
+    outer_steps: Optional[int] = typer.Option(None, help="Fresh networks to match gradients on (default {library:condense.outer_steps})."),
+    arch: Optional[str] = typer.Option(
+        None, help="Network matched and evaluated: convnet (instance norm) or smallcnn (batch norm) (default {library:condense.arch})."),
+    test: Optional[str] = typer.Option(None, "--test", help="Test images (folder, CSV or testbed); default: a testbed's test split or a held-out share of DATA."),
+    held_out: Optional[float] = typer.Option(
+        None, help="Share of DATA held out for testing when there is no --test and DATA is not a testbed (default {library:condense.held_out})."),
+    baselines: Optional[bool] = typer.Option(
+        None, "--baselines/--no-baselines",
+        help="Also condense without the bits term and evaluate a random real subset; doubles the time (default {library:condense.baselines})."),
+    n_models: Optional[int] = typer.Option(None, help="Classifiers trained per training set for the accuracy table (default {library:condense.n_models})."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs of each evaluation classifier (default {library:condense.epochs})."),
+    testbed_n: Optional[int] = typer.Option(None, help="Number of training images when DATA is a testbed."),
+    estimator: Optional[str] = ESTIMATOR,
+    prep: Preprocessing,
+    labels: Optional[Path] = LABELS,
+) -> None:
+    """Condense a training set to a few synthetic images per class, penalising their bits (gradient matching).
+
+    Writes the condensed images, condense.json and report.html (the images per class with their bits
+    and WebP size, and the accuracy of classifiers trained on them beside a random real subset of the
+    same size and the condensation without the bits term). Resumable: rerun the same command.
+
+    Examples:
+
+      simplebits condense digits-on-photos --ipc 10 --out condensed/
+
+      simplebits condense train_folder/ --test val_folder/ --size 32 --crop 32 --ipc 1 --lam 3
+    """
+    from simplebits_audit.jobs.condense import run_condense
+    from simplebits_audit.results import REPORT_FILE
+
+    results = run_condense(
+        data, out, lam=lam, estimator=estimator, outer_steps=outer_steps, test_data=test, n_models=n_models, epochs=epochs, testbed_n=testbed_n,
+        preprocessing=prep, class_names=read_labels(labels), device=session.device, seed=session.seed, show_progress=not session.quiet,
+        **given(images_per_class=ipc, arch=arch, held_out=held_out, baselines=baselines),
+    )
+    if not session.quiet:
+        table = Table("training set", "images", "test accuracy %", "bits / dim", "WebP bits / dim")
+        for name, row in results["evaluation"].items():
+            table.add_row(name, str(row["images"]), f"{100 * row['accuracy_mean']:.1f} ± {100 * row['accuracy_std']:.1f}",
+                          f"{row['bpd']:.3f}", f"{row['webp_bpd']:.3f}")
+        console.print(table)
+    console.print(f"report: {out / REPORT_FILE}")
+
+
+__all__ = ["condense", "train", "train_estimator", "train_simplifier"]
