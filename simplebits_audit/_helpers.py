@@ -168,6 +168,28 @@ def model_guard(forward_func: object) -> Iterator[None]:
 # image operations shared by baselines, the SimpleBits map and the metrics
 
 
+def run_device(module: object, device: str | torch.device | None = None, *, must_agree: bool = True) -> torch.device:
+    """Where work with ``module`` runs: ``device``, else the module's (its first parameter's or buffer's; the CPU without any).
+
+    The one device rule of the training settings and the jobs. With ``must_agree`` (the jobs:
+    they run the user's model where it is) an explicit ``device`` must be the module's:
+    ``ValueError`` naming ``model`` otherwise, and the module's own device (with its index) is
+    returned. Without it (the training settings: they copy or move their networks to ``device``)
+    an explicit ``device`` wins.
+    """
+    tensors = [*module.parameters(), *module.buffers()] if isinstance(module, nn.Module) else []
+    module_device = tensors[0].device if tensors else None
+    if device is None:
+        return module_device or torch.device("cpu")
+    device = torch.device(device)
+    if module_device is None or not must_agree:
+        return device
+    same = device.type == module_device.type and (device.index is None or module_device.index is None or device.index == module_device.index)
+    if not same:
+        raise ValueError(f"model: its weights are on {module_device} but the job runs on {device}; move the model (model.to(device)) or pass device={str(module_device)!r}")
+    return module_device
+
+
 class DeferredInterrupt:
     """Ctrl-C (SIGINT) inside ``with DeferredInterrupt() as stop`` only sets ``stop.requested``.
 

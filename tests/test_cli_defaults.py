@@ -25,12 +25,13 @@ from simplebits_audit.jobs import explain_images, run_audit
 from simplebits_audit.jobs.compare import compare, compare_files
 from simplebits_audit.jobs.condense import run_condense
 from simplebits_audit.jobs.demo import run_demo
-from simplebits_audit.jobs.options import ExplainOptions, ModelOptions, default
+from simplebits_audit.jobs.options import CondenseOptions, ExplainOptions, ModelOptions, TrainOptions, default
 from simplebits_audit.jobs.simplifier import train_simplifier_job
 from simplebits_audit.jobs.train import DEFAULT_LAMS, VAL_IMAGES, train_job
 from simplebits_audit.simplification import simplify
 from simplebits_audit.simplification.engine import ENGINE_DEFAULTS
 from simplebits_audit.training import CONDENSE_DEFAULTS, EVALUATE_DEFAULTS, JOINT_DEFAULTS, TRAINING_DEFAULTS, train_simplifier
+from simplebits_audit.training.condensation import condense_settings
 
 
 def _default(function, parameter):
@@ -55,12 +56,12 @@ EXPECTED = {
                          "--batch-size": TRAINING_DEFAULTS["batch_size"], "--held-out": _default(train_simplifier_job, "held_out"), **HEAD},
     "train-estimator": {"--arch": _config("arch"), "--steps": _config("steps"), "--batch-size": _config("batch_size"),
                         "--crop-size": _config("crop_size"), "--lr": _config("lr"), "--checkpoint-every": _config("checkpoint_every")},
-    "train": {"--arch": _default(train_job, "arch"), "--lam": DEFAULT_LAMS, "--epochs": JOINT_DEFAULTS["epochs"],
+    "train": {"--arch": default(TrainOptions, "arch"), "--lam": DEFAULT_LAMS, "--epochs": JOINT_DEFAULTS["epochs"],
               "--batch-size": JOINT_DEFAULTS["batch_size"], "--lr": JOINT_DEFAULTS["lr"], "--margin": JOINT_DEFAULTS["margin"],
               "--val-share": _default(train_job, "val_share"), "--val-n": VAL_IMAGES},
-    "condense": {"--ipc": _default(run_condense, "images_per_class"), "--lam": CONDENSE_DEFAULTS["lam"],
-                 "--outer-steps": CONDENSE_DEFAULTS["outer_steps"], "--arch": _default(run_condense, "arch"),
-                 "--held-out": _default(run_condense, "held_out"), "--baselines": _default(run_condense, "baselines"),
+    "condense": {"--ipc": _default(condense_settings, "images_per_class"), "--lam": CONDENSE_DEFAULTS["lam"],
+                 "--outer-steps": CONDENSE_DEFAULTS["outer_steps"], "--arch": _default(condense_settings, "arch"),
+                 "--held-out": _default(run_condense, "held_out"), "--baselines": default(CondenseOptions, "baselines"),
                  "--n-models": EVALUATE_DEFAULTS["n_models"], "--epochs": EVALUATE_DEFAULTS["epochs"]},
     "demo": {"--out": _default(run_demo, "out")},
 }
@@ -180,9 +181,11 @@ def test_options_left_out_reach_the_library_unset(calls, args, job, absent, none
     assert isinstance(result.exception, _Called), result.output
     _, kwargs = calls[job]
     assert not set(absent) & set(kwargs), (job, set(absent) & set(kwargs))
-    assert all(kwargs[k] is None for k in none), {k: kwargs[k] for k in none}
+    groups = [v for v in kwargs.values() if dataclasses.is_dataclass(v)]
+    passed = {**{f.name: getattr(g, f.name) for g in groups for f in dataclasses.fields(g)}, **kwargs}
+    assert all(passed[k] is None for k in none), {k: passed[k] for k in none}
     # an option object the job is given holds its group's defaults for what the user left out
-    for group in (v for v in kwargs.values() if dataclasses.is_dataclass(v)):
+    for group in groups:
         for name in set(absent) & {f.name for f in dataclasses.fields(group)}:
             assert getattr(group, name) == default(type(group), name), (job, name)
     if "explain_options" in kwargs:

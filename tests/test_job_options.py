@@ -8,9 +8,11 @@ import pytest
 
 from simplebits_audit.jobs import ExplainOptions, ModelOptions, RunOptions, ScoringOptions, compare, explain_images, run_audit
 from simplebits_audit.jobs.condense import run_condense
-from simplebits_audit.jobs.options import take_options
+from simplebits_audit.jobs.options import CondenseOptions, TrainOptions, take_options
 from simplebits_audit.jobs.train import train_job
 from simplebits_audit.preprocessing import Preprocessing
+from simplebits_audit.training import EVALUATE_DEFAULTS, JOINT_DEFAULTS
+from simplebits_audit.training.condensation import condense_settings
 
 
 def test_keywords_override_the_given_object_and_unknown_ones_are_refused():
@@ -69,3 +71,27 @@ def test_every_folder_job_checks_its_output_through_the_shared_check(job, tmp_pa
     taken.write_text("a file")
     with pytest.raises(ValueError, match=r"^out: .* exists and is not a folder$"):
         job("stripes", taken)
+
+
+def test_the_training_groups_read_their_defaults_from_the_training_layer_and_check_themselves():
+    assert TrainOptions(lams="0, 1").lams == (0.0, 1.0) and TrainOptions().settings() == JOINT_DEFAULTS
+    assert TrainOptions(epochs=3).settings() == {**JOINT_DEFAULTS, "epochs": 3}
+    assert CondenseOptions().settings(seed=2) == condense_settings(seed=2) and CondenseOptions().evaluation() == {
+        k: EVALUATE_DEFAULTS[k] for k in ("n_models", "epochs")}
+    assert CondenseOptions(images_per_class=2, arch="smallcnn").settings(seed=0) == condense_settings(images_per_class=2, arch="smallcnn")
+    for group, field, value in ((TrainOptions, "lams", "0,x"), (TrainOptions, "epochs", 0), (TrainOptions, "warmup", 1.0),
+                                (CondenseOptions, "arch", "vgg"), (CondenseOptions, "n_models", 0), (CondenseOptions, "lam", -1.0)):
+        with pytest.raises(ValueError, match=f"^{'lam' if field == 'lams' else field}: "):
+            group(**{field: value})
+
+
+@pytest.mark.parametrize("job, name", [(run_condense, "run_condense"), (train_job, "train_job")])
+def test_the_training_jobs_take_their_groups_as_keywords_and_refuse_unknown_ones(job, name, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(TypeError, match=f"^epochz: not an option of {name}; its options: .*epochs.*seed"):
+        job("stripes", out, epochz=2)
+    with pytest.raises(ValueError, match="^epochs: "):  # a field as a keyword is checked as in its object
+        job("stripes", out, epochs=0)
+    with pytest.raises(TypeError, match="^run: expected a RunOptions"):
+        job("stripes", out, run={"seed": 1})
+    assert not out.exists()

@@ -15,6 +15,7 @@ from PIL import Image
 
 from simplebits_audit import testbeds
 from simplebits_audit._io import save_json
+from simplebits_audit._helpers import run_device
 from simplebits_audit.jobs.preflight import MAX_PIXELS, job_device, preflight
 from simplebits_audit.preprocessing import Preprocessing, load_images
 
@@ -145,6 +146,10 @@ def test_one_device_rule():
     assert job_device(lambda x: x, "meta") == torch.device("meta")  # no weights: the given device
     with pytest.raises(ValueError, match="model: its weights are on cpu but the job runs on meta"):
         job_device(model, "meta")
+    # the training settings share the rule but move their networks: an explicit device wins
+    assert run_device(model, "meta", must_agree=False) == torch.device("meta")
+    assert run_device(torch.nn.BatchNorm2d(2, affine=False)) == torch.device("cpu")  # buffers only
+    assert run_device(model.to("meta")) == torch.device("meta")
 
 
 def test_json_is_strict(tmp_path):

@@ -29,9 +29,12 @@ SIMPLIFIER_JOB = "simplebits_audit.jobs.simplifier:train_simplifier_job"
 TRAINING_DEFAULTS = "simplebits_audit.training.simplifier:TRAINING_DEFAULTS"
 ESTIMATOR_CONFIG = "simplebits_audit.estimators.training:TrainingConfig"
 TRAIN_JOB = "simplebits_audit.jobs.train:train_job"
+TRAIN_OPTIONS = "simplebits_audit.jobs.options:TrainOptions"
 JOINT_DEFAULTS = "simplebits_audit.training.joint:JOINT_DEFAULTS"
 VAL_IMAGES = "simplebits_audit.jobs.train:VAL_IMAGES"
 CONDENSE_JOB = "simplebits_audit.jobs.condense:run_condense"
+CONDENSE_OPTIONS = "simplebits_audit.jobs.options:CondenseOptions"
+CONDENSE_SETTINGS = "simplebits_audit.training.condensation:condense_settings"
 CONDENSE_DEFAULTS = "simplebits_audit.training.condensation:CONDENSE_DEFAULTS"
 EVALUATE_DEFAULTS = "simplebits_audit.training.networks:EVALUATE_DEFAULTS"
 DEMO_JOB = "simplebits_audit.jobs.demo:run_demo"
@@ -84,20 +87,20 @@ LIBRARY_DEFAULTS: dict[str, Callable[[], Any]] = {
     "estimator.crop_size": lambda: constant(ESTIMATOR_CONFIG, "crop_size"),
     "estimator.lr": lambda: constant(ESTIMATOR_CONFIG, "lr"),
     "estimator.checkpoint_every": lambda: constant(ESTIMATOR_CONFIG, "checkpoint_every"),
-    "train.arch": lambda: signature_default(TRAIN_JOB, "arch"),
-    "train.lams": lambda: signature_default(TRAIN_JOB, "lams"),
+    "train.arch": lambda: constant(TRAIN_OPTIONS, "arch"),
+    "train.lams": lambda: constant(TRAIN_OPTIONS, "lams"),
     "train.epochs": lambda: constant(JOINT_DEFAULTS, "epochs"),
     "train.batch_size": lambda: constant(JOINT_DEFAULTS, "batch_size"),
     "train.lr": lambda: constant(JOINT_DEFAULTS, "lr"),
     "train.margin": lambda: constant(JOINT_DEFAULTS, "margin"),
     "train.val_share": lambda: signature_default(TRAIN_JOB, "val_share"),
     "train.val_n": lambda: constant(VAL_IMAGES),
-    "condense.ipc": lambda: signature_default(CONDENSE_JOB, "images_per_class"),
+    "condense.ipc": lambda: signature_default(CONDENSE_SETTINGS, "images_per_class"),
     "condense.lam": lambda: constant(CONDENSE_DEFAULTS, "lam"),
     "condense.outer_steps": lambda: constant(CONDENSE_DEFAULTS, "outer_steps"),
-    "condense.arch": lambda: signature_default(CONDENSE_JOB, "arch"),
+    "condense.arch": lambda: signature_default(CONDENSE_SETTINGS, "arch"),
     "condense.held_out": lambda: signature_default(CONDENSE_JOB, "held_out"),
-    "condense.baselines": lambda: signature_default(CONDENSE_JOB, "baselines"),
+    "condense.baselines": lambda: constant(CONDENSE_OPTIONS, "baselines"),
     "condense.n_models": lambda: constant(EVALUATE_DEFAULTS, "n_models"),
     "condense.epochs": lambda: constant(EVALUATE_DEFAULTS, "epochs"),
     "demo.out": lambda: signature_default(DEMO_JOB, "out"),

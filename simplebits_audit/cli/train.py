@@ -135,15 +135,13 @@ def train(
       simplebits train blended-digits --lam 0,0.5,1,2 --out blended
     """
     from simplebits_audit.jobs.distributed import is_main_process
-    from simplebits_audit.jobs.train import parse_lams, train_job
+    from simplebits_audit.jobs.options import TrainOptions
+    from simplebits_audit.jobs.train import train_job
     from simplebits_audit.results import REPORT_FILE
 
-    lams = None if lam is None else parse_lams(lam)
-    record = train_job(
-        data, out, preprocessing=prep, estimator=estimator, epochs=epochs, batch_size=batch_size, lr=lr, margin=margin, testbed_n=testbed_n,
-        val_n=val_n, device=process_device(), seed=session.seed, show_progress=not session.quiet,
-        **given(arch=arch, lams=lams, val_share=val_share),
-    )
+    training = TrainOptions(**given(arch=arch, lams=lam, epochs=epochs, batch_size=batch_size, lr=lr, margin=margin))
+    record = train_job(data, out, training=training, run=run_options(process_device()), preprocessing=prep, estimator=estimator,
+                       testbed_n=testbed_n, val_n=val_n, **given(val_share=val_share))
     if not is_main_process():
         return
     table = Table("λ", "accuracy (simplified)", "accuracy (original)", "bits kept", "WebP kept", *(["bits inside mask / mask share"] if record["has_masks"] else []))
@@ -192,13 +190,13 @@ def condense(
       simplebits condense train_folder/ --test val_folder/ --size 32 --crop 32 --ipc 1 --lam 3
     """
     from simplebits_audit.jobs.condense import run_condense
+    from simplebits_audit.jobs.options import CondenseOptions
     from simplebits_audit.results import REPORT_FILE
 
-    results = run_condense(
-        data, out, lam=lam, estimator=estimator, outer_steps=outer_steps, test_data=test, n_models=n_models, epochs=epochs, testbed_n=testbed_n,
-        preprocessing=prep, class_names=read_labels(labels), device=session.device, seed=session.seed, show_progress=not session.quiet,
-        **given(images_per_class=ipc, arch=arch, held_out=held_out, baselines=baselines),
-    )
+    condensation = CondenseOptions(**given(images_per_class=ipc, lam=lam, arch=arch, outer_steps=outer_steps, baselines=baselines,
+                                           n_models=n_models, epochs=epochs))
+    results = run_condense(data, out, condensation=condensation, run=run_options(), estimator=estimator, test_data=test, testbed_n=testbed_n,
+                           preprocessing=prep, class_names=read_labels(labels), **given(held_out=held_out))
     if not session.quiet:
         table = Table("training set", "images", "test accuracy %", "bits / dim", "WebP bits / dim")
         for name, row in results["evaluation"].items():

@@ -25,13 +25,12 @@ from ..estimators import BitEstimator, resolve_estimator
 from ..preprocessing import Preprocessing
 from ..report.condense import write_condense_report
 from ..training.condensation import (
-    EVALUATE_DEFAULTS,
     CondensedSet,
     condense,
-    condense_settings,
     evaluate_condensed,
 )
 from ..training.data import data_fingerprint
+from .options import CondenseOptions, RunOptions, take_options
 from .preflight import check_out_dir
 from .sources import AuditSource, hold_out, load_labelled, open_source
 
@@ -45,22 +44,15 @@ def run_condense(
     data: str | Path | AuditSource,
     out: str | Path,
     *,
-    images_per_class: int = 10,
-    lam: float | None = None,
+    condensation: CondenseOptions | None = None,
+    run: RunOptions | None = None,
     estimator: BitEstimator | str | None = None,
-    arch: str = "convnet",
-    outer_steps: int | None = None,
-    baselines: bool = True,
     test_data: str | Path | AuditSource | None = None,
     held_out: float = 0.2,
-    n_models: int | None = None,
-    epochs: int | None = None,
     testbed_n: int | None = None,
     preprocessing: Preprocessing | None = None,
     class_names: list[str] | None = None,
-    device: str | torch.device | None = None,
-    seed: int = 0,
-    show_progress: bool = False,
+    **options: Any,
 ) -> dict[str, Any]:
     """Condense ``data``, evaluate the condensed sets, write images, ``condense.json`` and ``report.html`` into ``out``.
 
@@ -71,17 +63,24 @@ def run_condense(
         name (its train split, ``testbed_n`` images).
     out : path
         The output folder; rerunning the same command resumes there.
-    images_per_class, lam, arch, outer_steps : optional
-        As :func:`~simplebits_audit.training.condense`.
-    baselines : bool
-        Also condense without the bits term (``lam=0``) and evaluate a random real subset of the
-        same size beside the simplified set (the comparison the report is about). Doubles the time.
+    condensation : CondenseOptions, optional
+        Images per class, lam, architecture, outer steps, the baselines and the evaluation's
+        classifiers (checked before any image is read).
+    run : RunOptions, optional
+        Device (default: the CPU), seed, progress.
+    estimator : BitEstimator, str or path, optional
+        The bit estimator (default: the package default).
     test_data : path, testbed name or AuditSource, optional
         Test images; default: a testbed's test split, else a ``held_out`` share of ``data``
         (every ``1/held_out``-th image, kept out of condensation).
-    n_models, epochs : optional
-        Classifiers trained per row of the accuracy table, and their epochs
-        (:data:`~simplebits_audit.training.EVALUATE_DEFAULTS`).
+    testbed_n : int, optional
+        Training images when ``data`` is a testbed.
+    preprocessing : Preprocessing, optional
+        Resize / crop of a folder's or CSV's images (they must share one size).
+    class_names : list of str, optional
+        Names of the classes of a folder or CSV.
+    **options
+        Fields of the condensation and run options, overriding the objects' (e.g. ``lam=1``, ``seed=3``).
 
     Returns
     -------
@@ -89,15 +88,13 @@ def run_condense(
         What ``condense.json`` holds: ``settings``, ``data``, ``sets`` (per kind: files, labels,
         bits and WebP bits per image, seconds) and ``evaluation`` (the accuracy table).
     """
-    settings = condense_settings(images_per_class=images_per_class, lam=lam, arch=arch, outer_steps=outer_steps, seed=seed)
+    chosen, run = take_options("run_condense", options, (CondenseOptions, condensation), (RunOptions, run))
+    device, seed, show_progress, baselines = run.device, run.seed, run.show_progress, chosen.baselines
+    settings, evaluate = chosen.settings(seed), chosen.evaluation()
+    arch = settings["arch"]
     if not (math.isfinite(held_out) and 0 <= held_out < 1):
         raise ValueError(f"held_out: expected a share in [0, 1), got {held_out}")
     out = check_out_dir(out)
-    n_models = EVALUATE_DEFAULTS["n_models"] if n_models is None else n_models
-    epochs = EVALUATE_DEFAULTS["epochs"] if epochs is None else epochs
-    for name, value in (("n_models", n_models), ("epochs", epochs)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
     preprocessing = preprocessing or Preprocessing()
     source = data if isinstance(data, AuditSource) else open_source(
         data, preprocessing=preprocessing, class_names=class_names, testbed_n=testbed_n, seed=seed, split="train")
@@ -148,7 +145,7 @@ def run_condense(
         sets[kind].save(path)
         res.condense_checkpoint(out, kind).unlink(missing_ok=True)  # the finished set is what a rerun reads
 
-    evaluation_key = {"n_models": n_models, "epochs": epochs, "arch": arch, "seed": seed, "test": data_fingerprint(test_images, test_labels),
+    evaluation_key = {**evaluate, "arch": arch, "seed": seed, "test": data_fingerprint(test_images, test_labels),
                       "sets": {k: data_fingerprint(s.images, s.labels) for k, s in sets.items()}, "baselines": baselines}
     previous = _previous(out)
     if previous.get("evaluation_key") == evaluation_key:
@@ -156,7 +153,7 @@ def run_condense(
     else:
         evaluation = {ROW_TITLES[k]: v for k, v in evaluate_condensed(
             sets["simplified"], (test_images, test_labels), train_data=train if baselines else None, without_bits=sets.get("without_bits"),
-            arch=arch, n_models=n_models, epochs=epochs, estimator=estimator, device=device, seed=seed, show_progress=show_progress,
+            arch=arch, **evaluate, estimator=estimator, device=device, seed=seed, show_progress=show_progress,
         ).items()}
     dims = math.prod(train_images.shape[1:])
     written: dict[str, Any] = {}
@@ -170,7 +167,7 @@ def run_condense(
         }
     real_bits = estimator.bits(train_images[: 256].to(device or "cpu")).double().cpu()
     results = {
-        "settings": {**settings, "estimator": estimator.name, "baselines": baselines, "n_models": n_models, "epochs": epochs,
+        "settings": {**settings, "estimator": estimator.name, "baselines": baselines, **evaluate,
                      "torch_threads": torch.get_num_threads(), "device": str(device or "cpu")},
         "data": {"name": source.name, "classes": classes, "train_images": len(train_labels), "test_images": len(test_labels),
                  "test": test_source.name + ("" if test_source is not source else f" (every {math.ceil(1 / held_out)}th image held out)"),

@@ -5,7 +5,15 @@
 * :class:`ExplainOptions` -- how a batch is explained (the explainer and its map, the engine's
   options, a learned simplifier, the bit estimator, baselines, batch size);
 * :class:`RunOptions` -- where and how a job runs (device, seed, progress);
-* :class:`ScoringOptions` -- how :func:`~simplebits_audit.jobs.compare.compare` scores the maps.
+* :class:`ScoringOptions` -- how :func:`~simplebits_audit.jobs.compare.compare` scores the maps;
+* :class:`TrainOptions` -- what :func:`~simplebits_audit.jobs.train.train_job` trains (classifier,
+  lambdas, the joint-training settings);
+* :class:`CondenseOptions` -- what :func:`~simplebits_audit.jobs.condense.run_condense` condenses
+  and how it evaluates the sets.
+
+The training groups leave a setting the training layer owns at None: the training layer's
+``*_DEFAULTS`` (or :func:`~simplebits_audit.training.condensation.condense_settings`) fill it in, so
+no default is written twice.
 
 A job takes one object per group (``model_options=``, ``explain_options=``, ``run=``, ...) and,
 for convenience and for calls written before the groups existed, any field of its groups as a
@@ -21,6 +29,7 @@ one parameter of the group in :mod:`simplebits_audit.cli.options`).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +41,12 @@ from ..estimators import BitEstimator
 from ..explainers import ATTRIBUTIONS, SIMPLEBITS
 from ..metrics import FRACTIONS
 from ..preprocessing import Preprocessing
+from ..results import lam_name
 from ..simplification import Simplifier
 from ..simplification.heads import check_head
+from ..training.condensation import condense_settings
+from ..training.joint import check_training_settings
+from ..training.networks import EVALUATE_DEFAULTS
 
 T = TypeVar("T")
 
@@ -208,6 +221,120 @@ class ScoringOptions:
             raise ValueError(f"deletion_steps: need at least 1, got {self.deletion_steps}")
 
 
+#: Default lambdas of ``simplebits train`` (the reference 0 and three strengths).
+DEFAULT_LAMS = (0.0, 0.5, 1.0, 2.0)
+
+
+def parse_lams(text: str | Sequence[float]) -> list[float]:
+    """``"0,0.5,1,2"`` (or a sequence) -> distinct finite lambdas >= 0, in the given order; ``ValueError`` naming ``lam``."""
+    try:
+        lams = [float(v) for v in text.split(",") if v.strip()] if isinstance(text, str) else [float(v) for v in text]
+    except ValueError:
+        raise ValueError(f"lam: expected comma-separated numbers such as 0,0.5,1,2, got {text!r}") from None
+    if not lams:
+        raise ValueError("lam: give at least one lambda")
+    if any(not math.isfinite(v) or v < 0 for v in lams):
+        raise ValueError(f"lam: every lambda must be a finite number >= 0, got {lams}")
+    if len({lam_name(v) for v in lams}) != len(lams):
+        raise ValueError(f"lam: each lambda once (to 6 significant digits), got {lams}")
+    return lams
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """What :func:`~simplebits_audit.jobs.train.train_job` trains: one classifier and simplifier per lambda.
+
+    Attributes
+    ----------
+    arch : str
+        ``"smallcnn"``, ``"resnet18"`` or ``"package.module:factory"``
+        (:func:`~simplebits_audit.models.build_architecture`), trained from scratch.
+    lams : str or sequence of float
+        The bits weights, e.g. ``"0,0.5,1,2"``; include 0 for the reference point. Stored as a
+        tuple of floats (:func:`parse_lams`).
+    epochs, batch_size, lr, margin, warmup : optional
+        As :func:`~simplebits_audit.training.train_with_simplification`; None:
+        :data:`~simplebits_audit.training.JOINT_DEFAULTS`.
+
+    Raises
+    ------
+    ValueError
+        Bad lambdas or training settings, naming the field (``lam`` for the lambdas).
+    """
+
+    #: the keyword a job takes this group as
+    keyword: ClassVar[str] = "training"
+
+    arch: str = "smallcnn"
+    lams: str | Sequence[float] = DEFAULT_LAMS
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    margin: float | None = None
+    warmup: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lams", tuple(parse_lams(self.lams)))
+        self.settings()
+
+    def settings(self) -> dict[str, Any]:
+        """The joint-training settings with the training layer's defaults filled in (``epochs``, ``batch_size``, ``lr``, ``margin``, ``warmup``)."""
+        return check_training_settings(self.lams[0], epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, margin=self.margin,
+                                       warmup=self.warmup)
+
+
+@dataclass(frozen=True)
+class CondenseOptions:
+    """What :func:`~simplebits_audit.jobs.condense.run_condense` condenses, and how it evaluates the sets.
+
+    Attributes
+    ----------
+    images_per_class, lam, arch, outer_steps : optional
+        As :func:`~simplebits_audit.training.condense`; None: its defaults
+        (:func:`~simplebits_audit.training.condensation.condense_settings`,
+        :data:`~simplebits_audit.training.CONDENSE_DEFAULTS`).
+    baselines : bool
+        Also condense without the bits term (``lam=0``) and evaluate a random real subset of the
+        same size beside the simplified set (the comparison the report is about). Doubles the time.
+    n_models, epochs : int >= 1, optional
+        Classifiers trained per row of the accuracy table, and their epochs; None:
+        :data:`~simplebits_audit.training.EVALUATE_DEFAULTS`.
+
+    Raises
+    ------
+    ValueError
+        A bad setting, naming the field.
+    """
+
+    #: the keyword a job takes this group as
+    keyword: ClassVar[str] = "condensation"
+
+    images_per_class: int | None = None
+    lam: float | None = None
+    arch: str | None = None
+    outer_steps: int | None = None
+    baselines: bool = True
+    n_models: int | None = None
+    epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        self.settings(seed=0)
+        self.evaluation()
+
+    def settings(self, seed: int) -> dict[str, Any]:
+        """The condensation's settings with the training layer's defaults filled in, checked (:func:`~simplebits_audit.training.condensation.condense_settings`)."""
+        given = {"images_per_class": self.images_per_class, "lam": self.lam, "arch": self.arch, "outer_steps": self.outer_steps}
+        return condense_settings(**{k: v for k, v in given.items() if v is not None}, seed=seed)
+
+    def evaluation(self) -> dict[str, int]:
+        """``n_models`` and ``epochs`` of the accuracy table, defaults filled in, checked."""
+        chosen = {k: EVALUATE_DEFAULTS[k] if v is None else v for k, v in (("n_models", self.n_models), ("epochs", self.epochs))}
+        for name, value in chosen.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+        return chosen
+
+
 def default(group: type, name: str) -> Any:
     """The default of field ``name`` of the option group ``group`` (what the command line's help states)."""
     f = next(f for f in dataclasses.fields(group) if f.name == name)
@@ -234,4 +361,7 @@ def take_options(function: str, options: Mapping[str, Any], *groups: tuple[type[
     return taken
 
 
-__all__ = ["ExplainOptions", "ModelOptions", "RunOptions", "ScoringOptions", "default", "take_options"]
+__all__ = [
+    "DEFAULT_LAMS", "CondenseOptions", "ExplainOptions", "ModelOptions", "RunOptions", "ScoringOptions", "TrainOptions", "default", "parse_lams",
+    "take_options",
+]

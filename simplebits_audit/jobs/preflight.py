@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from .._helpers import TargetLike, check_logits, resolve_target
+from .._helpers import TargetLike, check_logits, resolve_target, run_device
 from ..estimators import BitEstimator, resolve_estimator
 from ..explainers import EXPLAINERS, SIMPLEBITS, Context, check_methods, explain, get_spec, list_explainers
 from ..models import check_classifier_output, check_not_training
@@ -106,19 +106,10 @@ def check_out_file(out: str | Path, suffix: str, example: str) -> Path:
 def job_device(model: Callable, device: str | torch.device | None = None) -> torch.device:
     """The device a job runs on: the model's (its first parameter's or buffer's; the CPU without any).
 
-    An explicit ``device`` must agree with the model's: ``ValueError`` naming ``model`` otherwise.
+    An explicit ``device`` must agree with the model's: ``ValueError`` naming ``model`` otherwise
+    (:func:`~simplebits_audit._helpers.run_device`, the rule the training settings share).
     """
-    tensors = [*model.parameters(), *model.buffers()] if isinstance(model, torch.nn.Module) else []
-    model_device = tensors[0].device if tensors else None
-    if device is None:
-        return model_device or torch.device("cpu")
-    device = torch.device(device)
-    if model_device is None:
-        return device
-    same = device.type == model_device.type and (device.index is None or model_device.index is None or device.index == model_device.index)
-    if not same:
-        raise ValueError(f"model: its weights are on {model_device} but the job runs on {device}; move the model (model.to(device)) or pass device={str(model_device)!r}")
-    return model_device
+    return run_device(model, device, must_agree=True)
 
 
 def check_image_size(shape: Sequence[int], preprocessing: Preprocessing, *, name: str = "images") -> None:

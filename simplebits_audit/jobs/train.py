@@ -16,8 +16,6 @@ from its checkpoint. Under ``torchrun`` each lambda trains data-parallel over th
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,34 +28,18 @@ from ..estimators import BitEstimator, resolve_estimator
 from ..metrics.localisation import relevance_mass
 from ..models import build_architecture, check_classifier_output
 from ..preprocessing import Preprocessing
-from ..results import TRAIN_SETTINGS_FILE, examples_key, lam_name, write_tradeoff
-from ..training.joint import Tradeoff, check_training_settings, tradeoff
+from ..results import TRAIN_SETTINGS_FILE, examples_key, write_tradeoff
+from ..training.joint import Tradeoff, tradeoff
 from .distributed import join_world
+from .options import DEFAULT_LAMS, RunOptions, TrainOptions, parse_lams, take_options
 from .preflight import check_out_dir, check_resume
 from .sources import hold_out, load_labelled, open_source
 
-#: Default lambdas of ``simplebits train`` (the reference 0 and three strengths).
-DEFAULT_LAMS = (0.0, 0.5, 1.0, 2.0)
 #: Validation images of a testbed (its test split) and the most held out of a folder or CSV.
 VAL_IMAGES = 500
 #: Settings that must agree for a rerun to resume (the lambdas may change: finished ones are reused, new ones trained).
 RESUME_SETTINGS = ("data", "arch", "epochs", "batch_size", "lr", "margin", "warmup", "estimator", "seed", "val_share", "testbed_n",
                    "val_n", "preprocessing")
-
-
-def parse_lams(text: str | Sequence[float]) -> list[float]:
-    """``"0,0.5,1,2"`` (or a sequence) -> distinct finite lambdas >= 0, in the given order."""
-    try:
-        lams = [float(v) for v in text.split(",") if v.strip()] if isinstance(text, str) else [float(v) for v in text]
-    except ValueError:
-        raise ValueError(f"lam: expected comma-separated numbers such as 0,0.5,1,2, got {text!r}") from None
-    if not lams:
-        raise ValueError("lam: give at least one lambda")
-    if any(not math.isfinite(v) or v < 0 for v in lams):
-        raise ValueError(f"lam: every lambda must be a finite number >= 0, got {lams}")
-    if len({lam_name(v) for v in lams}) != len(lams):
-        raise ValueError(f"lam: each lambda once (to 6 significant digits), got {lams}")
-    return lams
 
 
 @torch.no_grad()
@@ -95,22 +77,15 @@ def train_job(
     data: str | Path,
     out: str | Path,
     *,
-    arch: str = "smallcnn",
-    lams: str | Sequence[float] = DEFAULT_LAMS,
+    training: TrainOptions | None = None,
+    run: RunOptions | None = None,
     preprocessing: Preprocessing | None = None,
     estimator: str | None = None,
-    epochs: int | None = None,
-    batch_size: int | None = None,
-    lr: float | None = None,
-    margin: float | None = None,
-    warmup: float | None = None,
     val_share: float = 0.1,
     testbed_n: int | None = None,
     val_n: int | None = None,
     n_examples: int = 8,
-    device: str | torch.device = "cpu",
-    seed: int = 0,
-    show_progress: bool = False,
+    **options: Any,
 ) -> dict[str, Any]:
     """Train a classifier with simplification once per lambda on ``data``; write models, ``tradeoff.json`` and a report.
 
@@ -122,13 +97,15 @@ def train_job(
         test split to validate, with its masks).
     out : path
         The output folder (see the module docstring); rerunning with the same settings resumes.
-    arch : str
-        ``"smallcnn"``, ``"resnet18"`` or ``"package.module:factory"``
-        (:func:`~simplebits_audit.models.build_architecture`), trained from scratch.
-    lams : str or sequence of float
-        The bits weights, e.g. ``"0,0.5,1,2"``; include 0 for the reference point.
-    epochs, batch_size, lr, margin, warmup, estimator :
-        As :func:`~simplebits_audit.train_with_simplification` (checked before any image is read).
+    training : TrainOptions, optional
+        The classifier's architecture, the lambdas and the joint-training settings (checked before
+        any image is read).
+    run : RunOptions, optional
+        Device (default: the CPU; under torchrun with CUDA, each rank's ``cuda:LOCAL_RANK``), seed, progress.
+    preprocessing : Preprocessing, optional
+        Resize / crop of the images and the normalisation the trained classifier takes.
+    estimator : str, optional
+        The bit estimator (name or checkpoint; default: the package default).
     val_share : float
         Share of a folder or CSV held out for validation (every ``1/val_share``-th image, at most
         ``val_n`` or :data:`VAL_IMAGES`).
@@ -136,6 +113,8 @@ def train_job(
         Training / validation images of a testbed (defaults: the testbed's train size, :data:`VAL_IMAGES`).
     n_examples : int
         Validation images shown simplified per lambda in the report.
+    **options
+        Fields of the training and run options, overriding the objects' (e.g. ``epochs=2``, ``seed=3``).
 
     Returns
     -------
@@ -146,8 +125,8 @@ def train_job(
     """
     from ..report.tradeoff import write_tradeoff_report
 
-    lams = parse_lams(lams)
-    training = check_training_settings(lams[0], epochs=epochs, batch_size=batch_size, lr=lr, margin=margin, warmup=warmup)
+    training, run = take_options("train_job", options, (TrainOptions, training), (RunOptions, run))
+    arch, lams, joint_settings, seed = training.arch, list(training.lams), training.settings(), run.seed
     if not 0 < val_share < 1:
         raise ValueError(f"val_share: expected a share in (0, 1), got {val_share}")
     if n_examples < 0:
@@ -169,7 +148,7 @@ def train_job(
         train_items, val_items = hold_out(train_source.items, val_share, val_n or VAL_IMAGES)
     class_names = train_source.class_names
     settings = {
-        "data": str(data), "arch": arch, "lams": lams, **training, "estimator": estimator or "default", "seed": seed,
+        "data": str(data), "arch": arch, "lams": lams, **joint_settings, "estimator": estimator or "default", "seed": seed,
         "val_share": val_share, "testbed_n": testbed_n, "val_n": val_n, "preprocessing": dataclasses.asdict(preprocessing),
         "class_names": class_names,
     }
@@ -181,7 +160,7 @@ def train_job(
     channels, size = train_x.shape[1], train_x.shape[-1]
     probe = build_architecture(arch, n_classes, channels, size)
     check_classifier_output(probe.eval(), train_x[:2], name="arch", images="data")
-    world, device = join_world(device)
+    world, device = join_world(run.device or "cpu")
     try:
         est = resolve_estimator(estimator, device=device)
         if world.is_main:
@@ -190,7 +169,7 @@ def train_job(
         world.barrier()
         curve = tradeoff(
             lambda: build_architecture(arch, n_classes, channels, size), (train_x, train_y), lams, val_data=(val_x, val_y),
-            directory=out, seed=seed, show_progress=show_progress, estimator=est, **training, normalization=preprocessing.normalization, device=device,
+            directory=out, seed=seed, show_progress=run.show_progress, estimator=est, **joint_settings, normalization=preprocessing.normalization, device=device,
             data_description=f"{train_source.name}: {len(train_x)} training images, seed {seed}",
         )
         record: dict[str, Any] = {}

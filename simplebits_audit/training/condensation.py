@@ -42,12 +42,13 @@ import torch
 import torch.nn.functional as F
 from rich.progress import Progress
 
+from .._helpers import run_device
 from .._io import load_saved, save_torch
 from ..codecs import codec_bits
 from ..estimators import BitEstimator, resolve_estimator
 from ..simplification.common import round_8bit
 from .data import data_fingerprint, labelled_tensors
-from .loop import ResumableRun, check_checkpoint_every, step_seed, training_device
+from .loop import ResumableRun, check_checkpoint_every, step_seed
 from .networks import ARCHS, EVALUATE_DEFAULTS, accuracy, make_network, train_network
 
 #: What :meth:`CondensedSet.load` reads: the format version written by :meth:`CondensedSet.save`.
@@ -265,7 +266,7 @@ def condense(
     if empty:
         raise ValueError(f"data: no images of class(es) {empty}; every class needs real images to match")
     classes = classes or [str(c) for c in range(n_classes)]
-    device = training_device(device)
+    device = run_device(None, device, must_agree=False)
     estimator = resolve_estimator(estimator, device=device)
     channels, size = images.shape[1], images.shape[-1]
     ipc = images_per_class

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from .._helpers import Transform
+from .._helpers import Transform, run_device
 from .._io import load_saved, save_json, save_torch
 from .._validation import check_pixel_images
 from ..estimators import BitEstimator, resolve_estimator
@@ -43,7 +43,7 @@ from ..simplification.common import round_8bit
 from ..simplification.learned import Simplifier, model_fingerprint
 from ..spaces import Spaces, make_spaces
 from .data import Batches, data_fingerprint, dataset_tensors, labelled_tensors
-from .loop import ResumableRun, check_checkpoint_every, rank_and_world, step_seed, training_device
+from .loop import ResumableRun, check_checkpoint_every, rank_and_world, step_seed
 
 #: Defaults of :func:`train_with_simplification` (measured choices: README, "Training with simplification").
 JOINT_DEFAULTS: dict[str, Any] = {"epochs": 12, "batch_size": 64, "lr": 2e-3, "margin": 1.0, "warmup": 0.25}
@@ -326,7 +326,7 @@ def train_with_simplification(
         raise TypeError(f"data: expected a Dataset of (image, label) or an (images, labels) pair, got {type(data).__name__}")
     val = labelled_tensors(val_data, "val_data")[:2] if val_data is not None else None
     rank, world = rank_and_world()
-    device = training_device(device, classifier)
+    device = run_device(classifier, device, must_agree=False)
     spaces = make_spaces(normalization, transforms)
     batches = Batches(data, settings["batch_size"], seed, rank)
     first, first_labels = batches.peek()
@@ -537,7 +537,7 @@ def tradeoff(
             simplifier = Simplifier(in_channels=channels, **simplifier_config)
         if not isinstance(classifier, nn.Module):
             raise TypeError(f"classifier_factory: returned a {type(classifier).__name__}, not an nn.Module")
-        options["device"] = training_device(options.get("device"), classifier)  # one device for every run: the first classifier's
+        options["device"] = run_device(classifier, options.get("device"), must_agree=False)  # one device for every run: the first classifier's
         options["estimator"] = resolve_estimator(options.get("estimator"), device=options["device"])
         done = run_directory(directory, lam) if directory is not None else None
         if done is not None and (done / RUN_HISTORY_FILE).is_file():

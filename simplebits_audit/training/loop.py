@@ -14,7 +14,8 @@ what the checkpoint holds besides the step. The run owns the rest, once for all 
 * deferred Ctrl-C (:class:`~simplebits_audit._helpers.DeferredInterrupt`): an interrupt lands
   between steps, so the checkpoint never holds half a step;
 * the progress bar (rich; rank 0 only);
-* rank and device (:func:`rank_and_world`, :func:`training_device`).
+* rank (:func:`rank_and_world`); the device follows the rule the jobs share
+  (:func:`~simplebits_audit._helpers.run_device`).
 
 A run whose step function draws all its randomness from ``(seed, step)`` ends, after any number
 of interruptions and resumes, exactly where the uninterrupted run would have.
@@ -31,14 +32,12 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from torch import nn
 
 from .._helpers import DeferredInterrupt
 from .._io import save_torch
 
 __all__ = [
     "ResumableRun", "changed_settings", "check_checkpoint_every", "progress_bar", "rank_and_world", "settings_key", "step_seed",
-    "training_device",
 ]
 
 
@@ -47,14 +46,6 @@ def rank_and_world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
-
-
-def training_device(device: str | torch.device | None, module: Any = None) -> torch.device:
-    """``device`` as given; else where ``module``'s first parameter is (an ``nn.Module``); else the CPU."""
-    if device is None:
-        params = list(module.parameters()) if isinstance(module, nn.Module) else []
-        device = params[0].device if params else torch.device("cpu")
-    return torch.device(device)
 
 
 def step_seed(seed: int, step: int, *stream: int) -> int:

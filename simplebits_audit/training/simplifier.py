@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._helpers import ForwardFunc, Transform, model_guard
+from .._helpers import ForwardFunc, Transform, model_guard, run_device
 from .._validation import check_pixel_images
 from ..estimators import BitEstimator, resolve_estimator
 from ..simplification.common import Classifier, Decision, round_8bit
@@ -31,7 +31,7 @@ from ..simplification.heads import check_head, check_outputs, probabilities
 from ..simplification.learned import Simplifier, model_fingerprint
 from ..spaces import make_spaces
 from .data import Batches
-from .loop import ResumableRun, check_checkpoint_every, rank_and_world, step_seed, training_device
+from .loop import ResumableRun, check_checkpoint_every, rank_and_world, step_seed
 
 #: Below this held-out top-1 kept, :func:`train_simplifier` warns.
 LOW_KEPT = 0.8
@@ -197,7 +197,7 @@ def train_simplifier(
         raise ValueError(f"lr: expected a positive learning rate, got {settings['lr']!r}")
     check_checkpoint_every(checkpoint_every)
     rank, world = rank_and_world()
-    device = training_device(device, forward_func)
+    device = run_device(forward_func, device, must_agree=False)
     spaces = make_spaces(normalization, transforms)
     batches = Batches(data, settings["batch_size"], seed, rank)
     first, first_labels = batches.peek()
