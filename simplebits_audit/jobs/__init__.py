@@ -11,7 +11,8 @@
 * :func:`measure_bits` -- bits of image files under an estimator beside PNG and WebP.
 
 The jobs take their options in groups declared once in ``options`` (:class:`ModelOptions`,
-:class:`ExplainOptions`, :class:`RunOptions`, :class:`ScoringOptions`), or their fields as keywords.
+:class:`ExplainOptions`, :class:`RunOptions`, :class:`ScoringOptions`, :class:`TrainOptions`,
+:class:`CondenseOptions`), or their fields as keywords.
 ``pipeline`` (:func:`explain_batch`, :func:`write_batch`) is the one path from a batch to maps and
 records; ``preflight`` the one set of checks before any work, and the shared plumbing (output
 checks, the job's device, resuming); ``distributed`` the torchrun ranks; ``sources`` what an audit
@@ -24,7 +25,7 @@ from .compare import DEFAULT_METHODS, Comparison, all_methods, compare, compare_
 from .condense import run_condense
 from .demo import run_demo
 from .explain import ExplainOutput, explain_images
-from .options import ExplainOptions, ModelOptions, RunOptions, ScoringOptions
+from .options import CondenseOptions, ExplainOptions, ModelOptions, RunOptions, ScoringOptions, TrainOptions
 from .pipeline import BatchExplanation, explain_batch, write_batch
 from .preflight import Preflight, preflight
 from .simplifier import train_simplifier_job
@@ -37,6 +38,7 @@ __all__ = [
     "AuditSource",
     "BatchExplanation",
     "Comparison",
+    "CondenseOptions",
     "ExplainOptions",
     "ExplainOutput",
     "ImageBits",
@@ -45,6 +47,7 @@ __all__ = [
     "RunOptions",
     "ScoringOptions",
     "Selection",
+    "TrainOptions",
     "all_methods",
     "compare",
     "compare_files",
