@@ -29,7 +29,6 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not integration and not slow"
 
 lint: $(STAMP)
-	$(PY) -m pip install --quiet ruff
 	$(VENV)/bin/ruff check .
 
 clean:
