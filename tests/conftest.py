@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -34,3 +36,16 @@ def bright_dark_model() -> SmallCNN:
         opt.step()
     model.zero_grad(set_to_none=True)
     return model.eval()
+
+
+_INTEGRATION = Path(__file__).parent / "integration"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Everything under ``tests/integration/`` is an integration test; ``cuda`` tests skip without CUDA."""
+    skip_cuda = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if _INTEGRATION in item.path.parents:
+            item.add_marker(pytest.mark.integration)
+        if "cuda" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(skip_cuda)

@@ -1,4 +1,4 @@
-"""Regenerate the golden explain and audit runs that ``tests/test_golden.py`` compares against.
+"""Regenerate the golden explain and audit runs that ``tests/integration/test_golden.py`` compares against.
 
 Run it only when a change is *meant* to alter what explain or audit write (a named bug fix, a new
 report section), and say so in the commit:

@@ -1,0 +1,89 @@
+"""Loading users' classifiers: every supported form, and refusals that say why."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from simplebits_audit.models import load_model
+from simplebits_audit.testbeds import SmallCNN
+
+
+def tiny() -> nn.Module:
+    """Factory used by the ``module:factory`` test."""
+    torch.manual_seed(0)
+    return SmallCNN(n_classes=3, width=4, size=16)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    model = tiny().eval()
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        return model, x, model(x)
+
+
+def _same(model, x, expected, check_mode=True):
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-5)
+    if check_mode:
+        assert not model.training
+
+
+def test_torchscript(reference, tmp_path):
+    model, x, y = reference
+    path = tmp_path / "m.ts"
+    torch.jit.save(torch.jit.trace(model, x), path)
+    _same(load_model(path), x, y)
+
+
+def test_torch_export(reference, tmp_path):
+    model, x, y = reference
+    path = tmp_path / "m.pt2"
+    torch.export.save(torch.export.export(model, (x,)), path)
+    _same(load_model(path), x, y, check_mode=False)  # exported in eval mode; its mode is fixed
+
+
+def test_factory_with_weights(reference, tmp_path):
+    model, x, y = reference
+    weights = tmp_path / "w.pt"
+    torch.save(model.state_dict(), weights)
+    _same(load_model("tests.unit.base.test_models:tiny", weights=weights), x, y)
+    with pytest.raises(ValueError, match="weights"):
+        load_model("tests.unit.base.test_models:tiny")
+    with pytest.raises(ValueError, match="cannot import"):
+        load_model("tests.unit.base.test_models:missing", weights=weights)
+
+
+def test_torchvision_name_with_weights(tmp_path):
+    import torchvision
+
+    torch.manual_seed(0)
+    net = torchvision.models.get_model("squeezenet1_1", weights=None, num_classes=5).eval()
+    weights = tmp_path / "sq.pt"
+    torch.save(net.state_dict(), weights)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        _same(load_model("squeezenet1_1", weights=weights), x, net(x))
+
+
+def test_pickle_needs_explicit_trust(reference, tmp_path):
+    model, x, y = reference
+    path = tmp_path / "m.pkl"
+    torch.save(model, path)
+    with pytest.raises(ValueError, match="trust_pickle"):
+        load_model(path)
+    _same(load_model(path, trust_pickle=True), x, y)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="not a file"):
+        load_model("no_such_model_name")
+    with pytest.raises(ValueError, match="directory"):
+        load_model(tmp_path)
+    bad = tmp_path / "bad.pt2"
+    bad.write_bytes(b"junk")
+    with pytest.raises(ValueError, match="torch.export"):
+        load_model(bad)

@@ -1,0 +1,161 @@
+"""Output heads in the jobs: a single-logit (sigmoid) classifier is refused under softmax, explained and audited under sigmoid."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from simplebits_audit.jobs import compare, explain_images, preflight, run_audit
+from simplebits_audit.jobs.answers import decide, decision_names, label_names
+from simplebits_audit.photos import held_out_crops
+
+from ...helpers import assert_unchanged, cli_in_process, snapshot
+
+FAST = {"estimator": "analytic", "simplify_options": {"steps": 4}}
+
+
+def _net(outputs: int) -> nn.Module:
+    """A tiny CNN with ``outputs`` logits; the logits' scale spreads the sigmoid probabilities across the threshold."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, outputs))
+    with torch.no_grad():
+        net[-1].weight.mul_(40)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def pixels() -> torch.Tensor:
+    return held_out_crops(6, size=16, seed=5)
+
+
+@pytest.fixture(scope="module")
+def binary(pixels) -> nn.Module:
+    net = _net(1)
+    with torch.no_grad():  # centre the logits on these images: both decisions occur
+        net[-1].bias.sub_(net(pixels).median())
+    return net
+
+
+def test_one_logit_under_softmax_is_refused_naming_the_head(binary, pixels, tmp_path):
+    expected = r"head='sigmoid' \(--head sigmoid\)"
+    with pytest.raises(ValueError, match=expected):
+        preflight(binary, pixels)
+    with pytest.raises(ValueError, match=expected):
+        explain_images(binary, pixels, tmp_path / "out", estimator="analytic")
+    with pytest.raises(ValueError, match=expected):
+        compare(binary, pixels, methods=["brightness"], estimator="analytic")
+    assert not (tmp_path / "out").exists()
+    checked = preflight(binary, pixels, head="sigmoid", class_names=["negative", "positive"], labels=[0, 1, 1, 0, 0, 1])
+    assert checked.n_classes == 1 and checked.n_decisions == 2 and checked.head == "sigmoid"
+    with pytest.raises(ValueError, match="threshold"):
+        preflight(binary, pixels, head="sigmoid", threshold=1.5)
+    with pytest.raises(ValueError, match="head: expected one of"):
+        preflight(binary, pixels, head="tanh")
+
+
+def test_decisions_under_each_head():
+    logits = torch.tensor([[2.0], [-1.0], [0.0]])
+    pred, conf = decide(logits, "sigmoid", 0.5)
+    assert pred.tolist() == [1, 0, 1]
+    assert conf.tolist() == pytest.approx([torch.sigmoid(torch.tensor(2.0)).item(), 1 - torch.sigmoid(torch.tensor(-1.0)).item(), 0.5])
+    pred, conf = decide(torch.tensor([[0.0, 3.0, 1.0]]), "sigmoid")
+    assert pred.tolist() == [1] and conf.item() == pytest.approx(torch.sigmoid(torch.tensor(3.0)).item())
+    pred, conf = decide(torch.tensor([[0.0, 3.0, 1.0]]), "softmax")
+    assert pred.tolist() == [1] and conf.item() == pytest.approx(torch.softmax(torch.tensor([0.0, 3.0, 1.0]), 0)[1].item())
+    assert decision_names(None) == ["0", "1"] and decision_names(["cat"]) == ["not cat", "cat"]
+    assert label_names(["negative", "positive"], 1) == ["positive"] and label_names(None, 3) == ["0", "1", "2"]
+
+
+def test_binary_sigmoid_explain_records_per_label_probabilities(binary, pixels, tmp_path):
+    before = snapshot(binary)
+    names = ["negative", "positive"]
+    labels = [0, 1, 1, 0, 0, 1]
+    out = explain_images(binary, pixels, tmp_path / "out", head="sigmoid", class_names=names, labels=labels, **FAST)
+    assert_unchanged(before, binary)
+    p = torch.sigmoid(binary(pixels)[:, 0]).tolist()
+    assert {r["pred_before_name"] for r in out.records} == set(names)  # both decisions occur
+    for r, prob, label in zip(out.records, p, labels):
+        assert r["head"] == "sigmoid" and r["threshold"] == 0.5
+        (entry,) = r["labels"]
+        assert entry["name"] == "positive" and entry["prob_before"] == pytest.approx(prob, abs=1e-3)
+        assert entry["on_before"] == (prob >= 0.5) and r["on_before"] == (["positive"] if prob >= 0.5 else [])
+        decision = int(prob >= 0.5)
+        assert r["pred_before"] == decision and r["pred_before_name"] == names[decision] and r["target_name"] == names[decision]
+        assert r["confidence"] == pytest.approx(max(prob, 1 - prob), abs=1e-3)
+        assert r["label_name"] == names[label]
+        assert r["kept"] == (r["pred_after"] == decision)
+        assert [c for c, _, _ in r["top_before"]] == sorted((0, 1), key=lambda c: -(prob if c else 1 - prob))
+    settings, records = (lambda d: (d["settings"], d["images"]))(json.loads(out.results_path.read_text()))
+    assert settings["head"] == "sigmoid" and settings["threshold"] == 0.5 and settings["label_names"] == ["positive"]
+    assert settings["simplify"]["head"] == "sigmoid"
+    assert records[0]["labels"] == out.records[0]["labels"]
+    html = out.report_path.read_text()
+    assert "labels on (sigmoid p ≥ 0.5)" in html and "sigmoid head, threshold 0.5" in html
+
+
+def test_multi_label_sigmoid_lists_every_label(pixels, tmp_path):
+    net = _net(3)
+    out = explain_images(net, pixels[:3], tmp_path / "out", head="sigmoid", threshold=0.3, class_names=["a", "b", "c"], **FAST)
+    probs = torch.sigmoid(net(pixels[:3]))
+    for r, p in zip(out.records, probs):
+        assert [d["name"] for d in r["labels"]] == ["a", "b", "c"]
+        assert [d["prob_before"] for d in r["labels"]] == pytest.approx(p.tolist(), abs=1e-3)
+        assert r["on_before"] == [n for n, q in zip("abc", p.tolist()) if q >= 0.3]
+        assert r["pred_before"] == int(p.argmax())  # the most probable label
+        assert 0 <= r["prob_target_after"] <= 1
+
+
+def test_binary_sigmoid_audit_predicts_the_decision(binary, pixels, tmp_path):
+    data = tmp_path / "data"
+    p = torch.sigmoid(binary(pixels)[:, 0])
+    for i, image in enumerate(pixels):
+        folder = data / ("positive" if i % 2 else "negative")  # labels that disagree with some decisions
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((image.permute(1, 2, 0) * 255).round().byte().numpy()).save(folder / f"img{i}.png")
+    with pytest.raises(ValueError, match="explain: a single-logit"):
+        run_audit(binary, data, tmp_path / "refused", explain="both", head="sigmoid", estimator="analytic")
+    summary = run_audit(binary, data, tmp_path / "audit", select="all", head="sigmoid", estimator="analytic", simplify_options={"steps": 4})
+    assert summary["class_names"] == ["negative", "positive"] and len(summary["confusion_matrix"]) == 2
+    records = [json.loads(line) for line in (tmp_path / "audit" / "results.jsonl").read_text().splitlines()]
+    decisions = {f"img{i}": int(q >= 0.5) for i, q in enumerate(p.tolist())}
+    for r in records:
+        stem = r["name"].rsplit("/", 1)[-1].split(".")[0]
+        assert r["pred_before"] == decisions[stem] and r["labels"][0]["name"] == "positive"
+    labels = [i % 2 for i in range(len(pixels))]
+    assert summary["accuracy"] == pytest.approx(sum(int(decisions[f"img{i}"] == labels[i]) for i in range(len(pixels))) / len(pixels))
+    settings = json.loads((tmp_path / "audit" / "audit.json").read_text())
+    assert settings["head"] == "sigmoid" and settings["threshold"] == 0.5
+    assert "labels on (sigmoid p" in (tmp_path / "audit" / "report.html").read_text()
+
+
+def test_sigmoid_compare_runs_with_per_label_probabilities(binary, pixels):
+    cmp = compare(binary, pixels, methods=["simplebits", "saliency"], head="sigmoid", estimator="analytic", infidelity_samples=0,
+                  sensitivity_images=0, codecs=False, deletion_steps=4, method_options={"simplebits": {"steps": 4}})
+    assert cmp.settings["head"] == "sigmoid"
+    rows = {r["method"]: r for r in cmp.to_rows()}
+    assert 0 <= rows["saliency"]["deletion_auc"] <= 1 and rows["simplebits"]["kept"] is not None
+    assert cmp.results["simplebits"].settings["head"] == "sigmoid"
+
+
+def test_cli_head_and_threshold_options(binary, pixels, tmp_path, capsys):
+    model = tmp_path / "binary.ts"
+    torch.jit.save(torch.jit.script(binary), str(model))
+    image = tmp_path / "x.png"
+    Image.fromarray((pixels[0].permute(1, 2, 0) * 255).round().byte().numpy()).save(image)
+
+    def cli(*args: str) -> tuple[int, list[str]]:
+        return cli_in_process(capsys, "--quiet", *args)
+
+    base = ["explain", str(image), "--model", str(model), "--estimator", "analytic", "--steps", "3"]
+    code, err = cli(*base, "--out", str(tmp_path / "a"))
+    assert code == 2 and len(err) == 1 and "--head sigmoid" in err[0], err
+    code, err = cli(*base, "--out", str(tmp_path / "b"), "--threshold", "0.7")
+    assert code == 2 and "--threshold" in " ".join(err) and "sigmoid" in " ".join(err)
+    code, err = cli(*base, "--out", str(tmp_path / "c"), "--head", "sigmoid", "--threshold", "0.7")
+    assert code == 0, err
+    (record,) = json.loads((tmp_path / "c" / "results.json").read_text())["images"]
+    assert record["threshold"] == 0.7 and len(record["labels"]) == 1

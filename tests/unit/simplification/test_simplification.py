@@ -1,0 +1,178 @@
+"""The simplification engine: contract, knob, robustness."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from simplebits_audit import SimplificationResult, load_estimator, simplify
+
+from ...helpers import assert_unchanged, snapshot
+
+FAST = dict(steps=12, n_snapshots=4, estimator="analytic")
+
+
+def test_result_fields_and_shapes(bright_dark_model, photos16):
+    r = simplify(bright_dark_model, photos16, **FAST)
+    b = len(photos16)
+    assert r.simplified.shape == photos16.shape and r.simplified_inputs.shape == photos16.shape
+    assert r.bits_map_before.shape == (b, 1, 16, 16) and r.bit_reduction_map.shape == (b, 1, 16, 16)
+    torch.testing.assert_close(r.bits_map_after.flatten(1).sum(1), r.bits_after, rtol=1e-5, atol=1e-2)
+    from simplebits_audit.simplification.mask import INSERTION_FRACTIONS
+
+    # the mask engine's path: the original, 4 snapshots, the simplest kept step, the mask-ranked images
+    n_path = 1 + 4 + 1 + len(INSERTION_FRACTIONS)
+    assert r.probs_before.shape == (b, 2) and r.path_bits.shape == (n_path, b) and r.path_images.shape == (n_path, b, 3, 16, 16)
+    assert len(r.path_labels) == n_path and r.mask.shape == (b, 1, 16, 16)
+    pixels = simplify(bright_dark_model, photos16, parameterization="pixels", **FAST)
+    assert pixels.path_bits.shape == (5, b) and pixels.mask is None
+    assert set(r.status) <= {"ok", "not kept", "non-finite"}
+    assert r.simplified.min() >= 0 and r.simplified.max() <= 1
+    # simplified images are 8-bit
+    torch.testing.assert_close(r.simplified, torch.round(r.simplified * 255) / 255)
+    assert [s == "ok" for s in r.status] == r.kept.tolist()
+
+
+def test_simplifies_and_keeps_the_prediction(bright_dark_model, photos16):
+    r = simplify(bright_dark_model, photos16, estimator="analytic", steps=40)
+    assert r.kept.float().mean() >= 0.75
+    assert (r.bits_after <= r.bits_before).all()  # the path starts at the original
+    assert r.bits_after.sum() < 0.95 * r.bits_before.sum()
+    assert (r.pred_after[r.kept] == r.target[r.kept]).all()
+
+
+def test_top1_with_a_target_the_model_did_not_predict(bright_dark_model, photos16):
+    with torch.no_grad():
+        other = 1 - bright_dark_model(photos16).argmax(1)  # the runner-up class of a 2-class model
+    r = simplify(bright_dark_model, photos16, target=other, **FAST)
+    before = r.probs_before.gather(1, other[:, None])[:, 0]
+    after = r.probs_after.gather(1, other[:, None])[:, 0]
+    assert r.kept.all()  # the original itself qualifies, so something is always returned as kept
+    assert (after >= 0.9 * before - 1e-6).all()
+
+
+def test_keep_fraction_is_honoured(bright_dark_model, photos16):
+    r = simplify(bright_dark_model, photos16, keep=0.9, objective="ce", target=1, **FAST)
+    before = r.probs_before[:, 1]
+    after = r.probs_after[:, 1]
+    assert ((after >= 0.9 * before) == r.kept).all()
+
+
+def test_same_seed_same_result(bright_dark_model, photos16):
+    a = simplify(bright_dark_model, photos16, seed=3, **FAST)
+    b = simplify(bright_dark_model, photos16, seed=3, **FAST)
+    torch.testing.assert_close(a.simplified, b.simplified, rtol=0, atol=0)
+
+
+def test_user_model_is_not_modified(bright_dark_model, photos16):
+    model = bright_dark_model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    flags = [p.requires_grad for p in model.parameters()]
+    simplify(model, photos16, **FAST)
+    assert not model.training
+    assert [p.requires_grad for p in model.parameters()] == flags
+    assert all(p.grad is None for p in model.parameters())
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+
+
+def test_train_mode_model_warns_and_is_restored(bright_dark_model, photos16):
+    """A BatchNorm model in training mode: every forward pass would move its running statistics."""
+    model = copy.deepcopy(bright_dark_model).train()  # the shared fixture stays as it is
+    before = snapshot(model)
+    with pytest.warns(UserWarning, match="training mode"):
+        simplify(model, photos16[:2], steps=5, estimator="analytic")
+    assert_unchanged(before, model)  # running_mean, running_var, num_batches_tracked included
+
+
+class _FailsLater(torch.nn.Module):
+    """Runs the wrapped classifier (moving its BatchNorm statistics in training mode), then fails on the third call."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner, self.calls = inner, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        out = self.inner(x)
+        if self.calls > 2:
+            raise RuntimeError("boom")
+        return out
+
+
+def test_model_restored_after_an_error(bright_dark_model, photos16):
+    model = _FailsLater(copy.deepcopy(bright_dark_model)).train()
+    before = snapshot(model)
+    with pytest.raises(RuntimeError, match="boom"), pytest.warns(UserWarning, match="training mode"):
+        simplify(model, photos16[:2], steps=5, estimator="analytic")
+    assert model.calls == 3
+    assert_unchanged(before, model)
+
+
+def test_normalization_round_trip(bright_dark_model, photos16):
+    mean, std = [0.4, 0.5, 0.6], [0.2, 0.25, 0.3]
+    m, s = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+    model = torch.nn.Sequential(torch.nn.Identity()).eval()
+    model.forward = lambda z: bright_dark_model(z * s + m)  # a model that expects normalised input
+    r = simplify(model, (photos16 - m) / s, normalization=(mean, std), **FAST)
+    torch.testing.assert_close(r.original, photos16, atol=1e-5, rtol=0)
+    torch.testing.assert_close(r.simplified_inputs, (r.simplified - m) / s, atol=1e-5, rtol=0)
+
+
+def test_non_finite_image_is_flagged_and_batch_goes_on(bright_dark_model, photos16):
+    def flaky(x):
+        out = bright_dark_model(x)
+        # image 0's loss turns NaN as soon as it moves away from the original
+        bad = (x[0] - photos16[0]).abs().max() > 0.02
+        return torch.cat([out[:1] * (float("nan") if bad else 1.0), out[1:]])
+
+    r = simplify(flaky, photos16, steps=15, n_snapshots=3, estimator="analytic")
+    assert r.status[0] == "non-finite"
+    assert all(s != "non-finite" for s in r.status[1:])
+    assert torch.isfinite(r.simplified).all()
+
+
+def test_save_load_and_to(bright_dark_model, photos16, tmp_path):
+    r = simplify(bright_dark_model, photos16, **FAST)
+    path = r.save(tmp_path / "r.pt")
+    loaded = SimplificationResult.load(path)
+    torch.testing.assert_close(loaded.simplified, r.simplified)
+    assert loaded.status == r.status and loaded.settings == r.settings
+    assert r.to("cpu").bits_after.device.type == "cpu"
+
+
+def test_latent_parameterisation_with_glow(bright_dark_model, photos16):
+    glow = load_estimator("glow")
+    for init in ("prior", "input"):
+        r = simplify(bright_dark_model, photos16[:2], estimator=glow, parameterization="latent", latent_init=init, steps=4, n_snapshots=2)
+        assert r.simplified.shape == photos16[:2].shape and torch.isfinite(r.bits_after).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(objective="mse"), "objective"),
+        (dict(parameterization="wavelets"), "parameterization"),
+        (dict(keep=1.5), "keep"),
+        (dict(target=7), "target"),
+        (dict(target=[0, 1]), "target"),
+        (dict(lambda_start=0.0), "lambda_start"),
+        (dict(parameterization="latent", estimator="analytic"), "Glow"),
+    ],
+)
+def test_bad_arguments_fail_fast(bright_dark_model, photos16, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        simplify(bright_dark_model, photos16, **{**FAST, **kwargs})
+
+
+def test_bad_inputs_fail_fast(bright_dark_model, photos16):
+    with pytest.raises(ValueError, match="inputs"):
+        simplify(bright_dark_model, photos16[0], **FAST)
+    with pytest.raises(ValueError, match="NaN"):
+        simplify(bright_dark_model, photos16 * float("nan"), **FAST)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        simplify(bright_dark_model, photos16 * 4 - 2, **FAST)
+    with pytest.raises(ValueError, match="forward_func"):
+        simplify(lambda x: x, photos16, **FAST)

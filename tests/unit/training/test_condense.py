@@ -1,0 +1,217 @@
+"""Dataset condensation with simplification (issue #14): the library, its files, resuming, the command line."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import runpy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from simplebits_audit import testbeds
+from simplebits_audit.training.condensation import CondensedSet, condense, evaluate_condensed, matching_distance
+
+from ...helpers import run_cli
+
+# The package exports the function ``condense``, which hides the module of the same name.
+condense_module = importlib.import_module("simplebits_audit.training.condensation")
+
+#: A few seconds per run on one core: 2 classes, 2 images each, 3 fresh networks.
+TINY = {"images_per_class": 2, "outer_steps": 3, "match_steps": 2, "inner_steps": 1, "real_batch": 8}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return testbeds.load("stripes", "train", n=40, seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny(data):
+    return condense(data, **TINY)
+
+
+def test_shapes_ranges_and_settings(tiny, data):
+    assert tiny.images.shape == (4, 3, 32, 32)
+    assert tiny.images.min() >= 0 and tiny.images.max() <= 1
+    assert torch.equal(tiny.images, torch.round(tiny.images * 255) / 255)  # 8-bit, as reported
+    assert tiny.labels.tolist() == [0, 0, 1, 1]
+    assert tiny.bits.shape == (4,) and torch.isfinite(tiny.bits).all() and (tiny.bits > 0).all()
+    assert torch.allclose(tiny.bpd, tiny.bits / (3 * 32 * 32))
+    assert tiny.classes == list(data.classes)
+    assert tiny.settings["lam"] > 0 and tiny.settings["outer_steps"] == 3 and tiny.settings["estimator"] == "analytic"
+    assert len(tiny.history["match"]) == 3 and all(0 <= m <= 2 for m in tiny.history["match"])
+    assert tiny.webp_bits().shape == (4,)
+
+
+def test_save_load_roundtrip_weights_only(tiny, tmp_path):
+    path = tiny.save(tmp_path / "set.pt")
+    raw = torch.load(path, weights_only=True)  # nothing but tensors, numbers and text
+    assert raw["images"].dtype == torch.uint8
+    back = CondensedSet.load(path)
+    assert torch.equal(back.images, tiny.images) and torch.equal(back.labels, tiny.labels)
+    assert torch.allclose(back.bits, tiny.bits)
+    assert back.classes == tiny.classes and back.settings == json.loads(json.dumps(tiny.settings)) and back.history == tiny.history
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="path"):
+        CondensedSet.load(tmp_path / "junk.pt")
+    with pytest.raises(ValueError, match="path"):
+        CondensedSet.load(tmp_path / "missing.pt")
+
+
+def test_seeded_and_leaves_global_rng_alone(tiny, data):
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    again = condense(data, **TINY)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert torch.equal(again.images, tiny.images)
+    other = condense(data, **TINY, seed=1)
+    assert not torch.equal(other.images, tiny.images)
+
+
+def test_resume_after_interruption_equals_uninterrupted(tiny, data, tmp_path, monkeypatch):
+    ckpt = tmp_path / "run.ckpt"
+    real_step, calls = condense_module._outer_step, {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(condense_module, "_outer_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        condense(data, **TINY, checkpoint=ckpt)
+    assert torch.load(ckpt, weights_only=True)["step"] == 2
+    monkeypatch.setattr(condense_module, "_outer_step", real_step)
+    resumed = condense(data, **TINY, checkpoint=ckpt)
+    assert torch.equal(resumed.images, tiny.images)
+    assert resumed.history == tiny.history
+    # Other settings cannot continue from that checkpoint.
+    with pytest.raises(ValueError, match="checkpoint"):
+        condense(data, **{**TINY, "lam": 0.0}, checkpoint=ckpt)
+
+
+def test_ctrl_c_mid_step_finishes_the_step_and_resumes_exactly(tiny, data, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    ckpt = tmp_path / "sigint.ckpt"
+    real_step = condense_module._outer_step
+
+    def interrupted(*args, **kwargs):
+        if kwargs["step"] == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C while the step runs: it completes, then training stops
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(condense_module, "_outer_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        condense(data, **TINY, checkpoint=ckpt)
+    assert torch.load(ckpt, weights_only=True)["step"] == 2
+    monkeypatch.setattr(condense_module, "_outer_step", real_step)
+    resumed = condense(data, **TINY, checkpoint=ckpt)
+    assert torch.equal(resumed.images, tiny.images) and resumed.history == tiny.history
+
+
+def test_bits_term_lowers_bits(data):
+    settings = {**TINY, "outer_steps": 4}
+    plain = condense(data, **settings, lam=0.0)
+    simplified = condense(data, **settings, lam=10.0)
+    assert float(simplified.bpd.mean()) < 0.8 * float(plain.bpd.mean())
+    assert float(simplified.webp_bits().mean()) < float(plain.webp_bits().mean())
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("images_per_class", 0), ("lam", -1.0), ("lam", math.nan), ("outer_steps", 0), ("match_steps", 1.5), ("arch", "resnet"),
+    ("lr", 0.0), ("real_batch", 0), ("schedule", "step"), ("warmup", 2.0), ("seed", "zero"),
+    ("checkpoint_every", 0),
+])
+def test_bad_arguments_name_themselves(data, option, value):
+    with pytest.raises((ValueError, TypeError), match=option):
+        condense(data, **{**TINY, option: value})
+
+
+def test_bad_data_is_refused_before_work(data):
+    with pytest.raises(ValueError, match="data"):
+        condense((data.images[:4], torch.tensor([0, 0, 2, 2])), images_per_class=1, outer_steps=1)  # class 1 has no images
+    with pytest.raises(ValueError, match="data"):
+        condense((data.images[:4] * 2, data.labels[:4]), images_per_class=1)
+    with pytest.raises(TypeError, match="data"):
+        condense("not data")
+
+
+def test_matching_distance_is_zero_for_parallel_gradients():
+    g = [torch.randn(4, 3, 3, 3), torch.randn(5), torch.randn(2, 6)]
+    assert float(matching_distance(g, [2 * t for t in g])) == pytest.approx(0, abs=1e-6)
+    assert float(matching_distance(g, [-t for t in g])) == pytest.approx(2, abs=1e-6)
+
+
+def test_evaluate_condensed_rows(tiny, data):
+    test = testbeds.load("stripes", "test", n=30, seed=0)
+    rows = evaluate_condensed(tiny, test, train_data=data, without_bits=tiny, n_models=2, epochs=2)
+    assert set(rows) == {"condensed", "without bits term", "random real"}
+    for row in rows.values():
+        assert len(row["accuracies"]) == 2 and all(0 <= a <= 1 for a in row["accuracies"])
+        assert row["images"] == 4 and row["bpd"] > 0 and row["webp_bpd"] > 0
+    with pytest.raises(ValueError, match="n_models"):
+        evaluate_condensed(tiny, test, n_models=0)
+    with pytest.raises(ValueError, match="test_data"):
+        evaluate_condensed(tiny, (test.images[:, :, :16, :16], test.labels))
+
+
+def _image_folder(root, classes, n=6):
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(n):
+            base = np.full((32, 32, 3), 60 + 120 * c, np.uint8)
+            Image.fromarray(np.clip(base + rng.integers(0, 30, base.shape), 0, 255).astype(np.uint8)).save(root / name / f"{i}.png")
+
+
+@pytest.mark.integration
+def test_command_line_writes_images_json_report_and_resumes(tmp_path):
+    classes = ['a<b>"x', "c&d"]
+    _image_folder(tmp_path / "data", classes)
+    out = tmp_path / "out"
+    args = ["condense", str(tmp_path / "data"), "--out", str(out), "--ipc", "1", "--outer-steps", "1", "--n-models", "1", "--epochs", "1",
+            "--held-out", "0.25", "--quiet"]
+    res = run_cli(*args)
+    assert res.returncode == 0, res.stderr
+    results = json.loads((out / "condense.json").read_text())
+    assert set(results["sets"]) == {"simplified", "without_bits"}
+    assert set(results["evaluation"]) == {"condensed, simplified", "condensed without bits term", "random real subset"}
+    assert results["data"]["train_images"] == 9 and results["data"]["test_images"] == 3
+    for written in results["sets"].values():
+        assert len(written["images"]) == 2 and all((out / f).is_file() for f in written["images"])
+        assert (out / written["grid"]).is_file() and (out / written["file"]).is_file()
+        assert len(written["bits"]) == len(written["webp_bits"]) == 2
+    page = (out / "report.html").read_text()
+    assert "a&lt;b&gt;&quot;x" in page and "c&amp;d" in page
+    assert 'a<b>"x' not in page
+    # Rerunning reuses the finished sets and evaluation.
+    seconds = results["sets"]["simplified"]["settings"]["wall_seconds_this_run"]
+    res = run_cli(*args)
+    assert res.returncode == 0, res.stderr
+    again = json.loads((out / "condense.json").read_text())
+    assert again["sets"]["simplified"]["settings"]["wall_seconds_this_run"] == seconds
+    assert again["evaluation"] == results["evaluation"]
+    # ``simplebits report`` rebuilds the page from what the run wrote.
+    (out / "report.html").unlink()
+    res = run_cli("report", str(out))
+    assert res.returncode == 0, res.stderr
+    assert "c&amp;d" in (out / "report.html").read_text()
+    # A bad option fails with one line naming it.
+    res = run_cli("condense", str(tmp_path / "data"), "--out", str(tmp_path / "bad"), "--ipc", "0")
+    assert res.returncode == 2 and "images_per_class" in res.stderr
+
+
+def test_example_runs(tmp_path):
+    """``examples/condense_digits.py`` at a toy size (its defaults take about half an hour)."""
+    module = runpy.run_path(str(Path(__file__).resolve().parents[3] / "examples" / "condense_digits.py"))
+    rows = module["main"](str(tmp_path / "c.png"), n_train=60, n_test=40, images_per_class=1, outer_steps=1, n_models=1, epochs=1)
+    assert set(rows) == {"condensed", "without bits term", "random real"}
+    assert (tmp_path / "c.png").is_file() and (tmp_path / "c_without_bits.png").is_file()

@@ -1,0 +1,346 @@
+"""The learned simplifier: the network, training (resumable, seeded, leaves the model alone), its use everywhere, the job and CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+
+from simplebits_audit import SimpleBits, Simplifier, simplify, testbeds, train_simplifier
+from simplebits_audit.explainers import explain
+from simplebits_audit.simplification.learned import model_fingerprint
+from simplebits_audit.training import simplifier as learned
+from simplebits_audit.training.simplifier import evaluate_simplifier
+
+from ...helpers import CLI, assert_unchanged, snapshot
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+TESTBED = "digits-on-photos"
+FAST = {"steps": 40, "batch_size": 16}
+
+
+@pytest.fixture(scope="module")
+def model():
+    return testbeds.load_classifier(TESTBED)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return testbeds.load(TESTBED, "train", n=256, seed=3).images
+
+
+@pytest.fixture(scope="module")
+def test_images():
+    return testbeds.load(TESTBED, "test", n=32, seed=5).images
+
+
+@pytest.fixture(scope="module")
+def trained(model, data):
+    return train_simplifier(model, data, **FAST)
+
+
+# ---------------------------------------------------------------------------------------------
+# the network
+
+
+def test_untrained_simplifier_blends_towards_the_mean_colour(test_images):
+    s = Simplifier(mask_init=0.25)
+    with torch.no_grad():
+        out, mask = s(test_images), s.mask(test_images)
+    assert out.shape == test_images.shape and mask.shape == (len(test_images), 1, 32, 32)
+    assert torch.allclose(mask, torch.full_like(mask, 0.25))  # the head starts at zeros: the init everywhere
+    x = torch.round(test_images * 255) / 255
+    expected = 0.25 * x + 0.75 * s.reference(x)
+    assert (out - expected).abs().max() <= 0.5 / 255 + 1e-6  # 8-bit rounding only
+    assert torch.equal(out, torch.round(out * 255) / 255)
+
+
+def test_simplifier_refuses_bad_configuration_and_input():
+    with pytest.raises(ValueError, match="in_channels"):
+        Simplifier(in_channels=2)
+    with pytest.raises(ValueError, match="reference"):
+        Simplifier(reference="noise")
+    with pytest.raises(ValueError, match="mask_init"):
+        Simplifier(mask_init=1.0)
+    with pytest.raises(ValueError, match="pixels"):
+        Simplifier()(torch.rand(2, 1, 8, 8))
+
+
+def test_save_load_roundtrip_and_card(trained, test_images, tmp_path, model):
+    path = trained.save(tmp_path / "s.pt")
+    loaded = Simplifier.load(path, forward_func=model)
+    assert loaded.card == trained.card
+    assert loaded.card["model_fingerprint"] == model_fingerprint(model)
+    with torch.no_grad():
+        assert torch.equal(loaded(test_images), trained(test_images))
+    other = testbeds.load_classifier("stripes")
+    with pytest.warns(UserWarning, match="trained against classifier"):
+        Simplifier.load(path, forward_func=other)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="path"):
+        Simplifier.load(tmp_path / "junk.pt")
+    with pytest.raises(ValueError, match="path"):
+        Simplifier.load(tmp_path / "missing.pt")
+
+
+# ---------------------------------------------------------------------------------------------
+# training
+
+
+def test_training_simplifies_and_leaves_the_model_alone(model, data, test_images):
+    before = snapshot(model)
+    s = train_simplifier(model, data, steps=150, batch_size=16, lam=2.0, margin=2.0, simplifier=Simplifier(mask_init=0.5))
+    assert_unchanged(before, model)
+    scores = evaluate_simplifier(s, model, test_images)
+    # 150 steps already remove most of the bits while most predictions hold (a broken loss does neither)
+    assert scores["bits_kept"] < 0.8, scores
+    assert scores["top1_kept"] > 0.5, scores
+    card = s.card
+    assert card["steps"] == 150 and card["lam"] == 2.0 and card["held_out"]["images"] == 256
+    assert not any(p.requires_grad for p in s.parameters()) and not s.training
+
+
+def test_training_is_seeded_and_resumes_exactly(model, data, tmp_path, monkeypatch):
+    straight = train_simplifier(model, data, seed=4, **FAST)
+    ckpt = tmp_path / "run.ckpt"
+    # Half the steps, then the rest from the checkpoint (training longer = resuming with more steps).
+    train_simplifier(model, data, seed=4, checkpoint=ckpt, steps=20, batch_size=16)
+    assert torch.load(ckpt, weights_only=True)["step"] == 20
+    resumed = train_simplifier(model, data, seed=4, checkpoint=ckpt, **FAST)
+    for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+    # Ctrl-C mid-run: the checkpoint holds the finished steps, and the rerun ends where the straight run did.
+    calls = {"n": 0}
+    real_loss = learned.simplifier_loss
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 13:
+            raise KeyboardInterrupt
+        return real_loss(*args, **kwargs)
+
+    ckpt2 = tmp_path / "killed.ckpt"
+    monkeypatch.setattr(learned, "simplifier_loss", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_simplifier(model, data, seed=4, checkpoint=ckpt2, **FAST)
+    monkeypatch.setattr(learned, "simplifier_loss", real_loss)
+    assert torch.load(ckpt2, weights_only=True)["step"] == 12
+    again = train_simplifier(model, data, seed=4, checkpoint=ckpt2, **FAST)
+    for a, b in zip(straight.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="checkpoint"):
+        train_simplifier(model, data, seed=5, checkpoint=ckpt2, **FAST)  # another seed is another run
+
+
+def test_training_takes_datasets_and_batches(model):
+    dataset = testbeds.load(TESTBED, "train", n=64, seed=3)
+    s = train_simplifier(model, dataset, steps=3, batch_size=8)
+    assert s.card["data"] == "Testbed"
+    batches = [(dataset.images[i : i + 8], dataset.labels[i : i + 8]) for i in range(0, 64, 8)]
+    s = train_simplifier(model, batches, steps=10, batch_size=8, objective="ce", held_out=dataset.images[:16])
+    assert s.card["held_out"]["images"] == 16 and s.card["objective"] == "ce"
+
+
+def test_training_refuses_bad_arguments(model, data):
+    for kwargs, name in [({"lam": -1.0}, "lam"), ({"margin": float("nan")}, "margin"), ({"steps": 0}, "steps"),
+                         ({"batch_size": 1.5}, "batch_size"), ({"lr": 0.0}, "lr"), ({"objective": "mse"}, "objective")]:
+        with pytest.raises(ValueError, match=name):
+            train_simplifier(model, data, **kwargs)
+    with pytest.raises(TypeError, match="data"):
+        train_simplifier(model, 3.0)
+    with pytest.raises(ValueError, match="data"):
+        train_simplifier(model, data * 255)
+    with pytest.raises(ValueError, match="objective"):
+        train_simplifier(model, data, objective="ce", steps=1)  # a bare tensor has no labels
+
+
+# ---------------------------------------------------------------------------------------------
+# using it: simplify, SimpleBits, the registry
+
+
+def test_simplify_with_simplifier_returns_the_simplest_kept_candidate(model, trained, test_images):
+    r = simplify(model, test_images, simplifier=trained)
+    assert r.mask is not None and r.path_labels == ["original", "learned mask", "learned mask shifted until kept"]
+    assert r.path_images.shape[0] == 3
+    assert bool(r.kept.all())  # the original is the last resort
+    # where the network's output keeps the prediction it is the answer; elsewhere a shift of its mask or the original
+    assert torch.equal(r.path_images[2][r.path_kept[1]], r.path_images[1][r.path_kept[1]])
+    assert bool(r.path_kept[2].all())
+    chosen = torch.where(r.path_kept, r.path_bits, torch.full_like(r.path_bits, float("inf"))).min(0).values
+    assert torch.allclose(r.bits_after, chosen, rtol=1e-5)
+    with torch.no_grad():
+        raw = trained(test_images)
+    assert torch.equal(r.path_images[1].float() / 255, raw)  # the first candidate is the network's output
+
+
+def test_refinement_never_returns_more_bits_than_the_learned_output_it_starts_from(model, trained, test_images):
+    plain = simplify(model, test_images, simplifier=trained)
+    refined = simplify(model, test_images, simplifier=trained, refine_steps=5)
+    raw_kept = plain.path_kept[1]
+    assert refined.settings["refine_steps"] == 5
+    assert bool((refined.bits_after[raw_kept] <= plain.path_bits[1][raw_kept] * (1 + 1e-5)).all())
+    assert refined.kept.float().mean() >= plain.path_kept[1].float().mean()
+
+
+def test_the_mask_explains_the_returned_image_fallbacks_included(model, test_images):
+    # An untrained simplifier with an almost flat mask loses most predictions: the fallbacks are chosen.
+    s = Simplifier(mask_init=0.02)
+    r = simplify(model, test_images, simplifier=s)
+    lost = ~r.path_kept[1]
+    assert lost.sum() >= 8 and bool(r.kept.all())
+    x = torch.round(test_images * 255) / 255
+    rebuilt = torch.round((r.mask * x + (1 - r.mask) * s.reference(x)) * 255) / 255
+    original = (r.simplified == x).flatten(1).all(1)
+    assert 0 < int((lost & ~original).sum())  # some shifted masks were chosen
+    assert torch.equal(rebuilt[~original], r.simplified[~original])  # the returned mask is the returned image's
+    # the original came back: its mask is all ones (the map describes the returned image, #19)
+    assert bool((r.mask[original] == 1).all())
+
+
+def test_training_leaves_a_wrapped_or_train_mode_model_alone(data):
+    model = testbeds.load_classifier(TESTBED)
+    before = snapshot(model)
+    train_simplifier(lambda x: model(x), data, steps=5, batch_size=8)  # a plain function: no guard can see the module
+    assert_unchanged(before, model)
+    model.train()
+    before = snapshot(model)
+    with pytest.warns(UserWarning, match="training mode"):
+        train_simplifier(model, data, steps=5, batch_size=8)
+    assert_unchanged(before, model)  # BatchNorm statistics included
+
+
+def test_simplify_with_simplifier_refuses_what_does_not_fit(model, trained, test_images):
+    with pytest.raises(ValueError, match="simplifier"):
+        simplify(model, test_images, simplifier=trained, parameterization="pixels")
+    with pytest.raises(ValueError, match="refine_steps"):
+        simplify(model, test_images, simplifier=trained, refine_steps=-1)
+    with pytest.raises(ValueError, match="simplifier"):
+        simplify(model, test_images.mean(1, keepdim=True), simplifier=trained)
+    with pytest.raises(TypeError, match="simplifier"):
+        simplify(model, test_images, simplifier="not a simplifier".split())
+
+
+def test_simplebits_and_registry_use_the_simplifier(model, trained, test_images, tmp_path):
+    path = trained.save(tmp_path / "s.pt")
+    sb = SimpleBits(model, simplifier=path)
+    attr, result = sb.attribute(test_images[:8], return_result=True)
+    assert attr.shape == test_images[:8].shape and result.settings["refine_steps"] == 0
+    with torch.no_grad():
+        expected = torch.sigmoid(trained.mask_logits(torch.round(test_images[:8] * 255) / 255))
+    assert torch.allclose(attr[:, :1], torch.nn.functional.interpolate(expected, size=(32, 32), mode="bilinear"), atol=1e-5)
+    e = explain("simplebits_learned", model, test_images[:4], simplifier=trained)
+    assert e.result is not None and e.map.shape == (4, 1, 32, 32)
+    with pytest.raises(ValueError, match="simplifier"):
+        explain("simplebits_learned", model, test_images[:4])
+
+
+# ---------------------------------------------------------------------------------------------
+# the job and the command line
+
+
+@pytest.mark.integration
+def test_cli_train_simplifier_then_audit_with_it(tmp_path):
+    out = tmp_path / "s.pt"
+    res = subprocess.run([*CLI, "train-simplifier", TESTBED, "--model", f"testbed:{TESTBED}", "--testbed-n", "120", "--steps", "12",
+                          "--batch-size", "8", "--out", str(out), "--quiet"], capture_output=True, text=True, env=ENV, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "held-out images: top-1 kept" in res.stdout
+    card = Simplifier.load(out).card
+    assert card["held_out"]["images"] == 12 and "108 training images" in card["data"]
+    audit_out = tmp_path / "audit"
+    res = subprocess.run([*CLI, "--quiet", "audit", TESTBED, "--model", f"testbed:{TESTBED}", "--testbed-n", "24", "--select", "all",
+                          "--limit", "6", "--simplifier", str(out), "--out", str(audit_out)], capture_output=True, text=True, env=ENV, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    records = [json.loads(line) for line in (audit_out / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 6 and all(r["kept"] for r in records)
+    assert json.loads((audit_out / "audit.json").read_text())["simplifier"] == model_fingerprint(Simplifier.load(out))
+    res = subprocess.run([*CLI, "audit", TESTBED, "--model", f"testbed:{TESTBED}", "--simplifier", str(tmp_path / "none.pt")],
+                         capture_output=True, text=True, env=ENV, timeout=300)
+    assert res.returncode == 2 and "simplifier" in res.stderr
+
+
+def test_audit_auto_trains_once_and_reuses_the_file(tmp_path, monkeypatch, model):
+    from simplebits_audit.jobs import run_audit
+
+    monkeypatch.setitem(learned.TRAINING_DEFAULTS, "steps", 6)
+    monkeypatch.setitem(learned.TRAINING_DEFAULTS, "batch_size", 8)
+    kwargs = {"select": "all", "limit": 4, "testbed_n": 40, "simplifier": "auto"}
+    summary = run_audit(model, TESTBED, tmp_path, **kwargs)
+    assert (tmp_path / "simplifier.pt").is_file() and summary["explained"] == 4
+    assert "simplifier_seconds" in summary["timing"]
+    stamp = (tmp_path / "simplifier.pt").stat().st_mtime_ns
+    from simplebits_audit.jobs import simplifier as job
+
+    monkeypatch.setattr(job, "train_simplifier", lambda *a, **k: pytest.fail("retrained on resume"))
+    run_audit(model, TESTBED, tmp_path, **kwargs)
+    assert (tmp_path / "simplifier.pt").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.integration
+def test_torchrun_trains_one_simplifier_over_two_processes(tmp_path):
+    out = tmp_path / "ddp.pt"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "simplebits_audit.cli.main",
+               "--quiet", "train-simplifier", TESTBED, "--model", f"testbed:{TESTBED}", "--testbed-n", "64", "--steps", "6",
+               "--batch-size", "8", "--out", str(out)]
+    res = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    card = Simplifier.load(out).card
+    assert card["processes"] == 2 and card["steps"] == 6
+
+
+def test_compare_files_adds_the_learned_method(model, trained, tmp_path, test_images):
+    from PIL import Image
+
+    from simplebits_audit.jobs.compare import compare_files
+
+    files = []
+    for i in range(2):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray((test_images[i].permute(1, 2, 0) * 255).round().byte().numpy()).save(path)
+        files.append(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = compare_files(model, files, tmp_path / "cmp", methods=["saliency"], simplifier=trained)
+    assert [r["method"] for r in result.to_rows()] == ["saliency", "simplebits_learned"]
+
+
+# ---------------------------------------------------------------------------------------------
+# the shipped simplifiers
+
+
+@pytest.mark.parametrize("name", ["digits-on-photos", "shortcut", "stripes"])
+def test_shipped_simplifier_reproduces_its_card(name):
+    s = Simplifier.pretrained(name)
+    model = testbeds.load_classifier(name)
+    assert s.card["model_fingerprint"] == model_fingerprint(model)
+    images = testbeds.load(name, "test", n=512, seed=1).images  # the card's held-out images
+    scores = evaluate_simplifier(s, model, images)
+    for key in ("top1_kept", "bits_kept"):
+        assert scores[key] == pytest.approx(s.card["held_out"][key], abs=2e-3), key
+
+
+def test_shipped_shortcut_simplifier_keeps_only_the_marker():
+    from simplebits_audit.metrics import auroc
+
+    data = testbeds.load("shortcut", "test", n=128, seed=0)
+    s = Simplifier.pretrained("shortcut")
+    with torch.no_grad():
+        mask = s.mask(data.images)
+    assert float(auroc(mask, data.masks).nanmean()) > 0.99
+    with pytest.raises(ValueError, match="testbed"):
+        Simplifier.pretrained("mnist")
+
+
+def test_learned_simplifier_example():
+    import runpy
+    from pathlib import Path
+
+    module = runpy.run_path(str(Path(__file__).resolve().parents[3] / "examples" / "learned_simplifier.py"))
+    rows = module["main"](n=128, n_per_image=16)
+    learned = rows["learned simplifier"]
+    assert learned["top1_kept"] == 1.0 and learned["mask_on_marker"] > 5 * learned["marker_area"]

@@ -1,0 +1,234 @@
+"""Training with simplification (issue #13): the joint training loop, the trade-off sweep, the train job, CLI and report."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+from simplebits_audit import testbeds
+from simplebits_audit.models import build_architecture
+from simplebits_audit.training import joint
+from simplebits_audit.training.data import Batches
+from simplebits_audit.training.joint import TrainingResult, tradeoff, train_with_simplification
+
+from ...helpers import run_cli, snapshot, assert_unchanged
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+TESTBED = "blended-digits"
+FAST = {"epochs": 2, "batch_size": 16}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return testbeds.load(TESTBED, "train", n=64, seed=3)
+
+
+@pytest.fixture(scope="module")
+def val():
+    d = testbeds.load(TESTBED, "test", n=32, seed=4)
+    return d.images, d.labels
+
+
+def fresh() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_architecture("smallcnn", 10)
+
+
+def test_training_returns_both_networks_and_a_history_and_leaves_the_classifier_alone(data, val):
+    classifier = fresh()
+    before = snapshot(classifier)
+    result = train_with_simplification(classifier, data, lam=1.0, val_data=val, **FAST)
+    assert_unchanged(before, classifier)  # a copy is trained
+    assert result.classifier is not classifier and result.lam == 1.0
+    assert not result.classifier.training and not result.simplifier.training
+    changed = [k for k, v in result.classifier.state_dict().items() if not torch.equal(v, classifier.state_dict()[k])]
+    assert changed, "the returned classifier was not trained"
+    assert [h["epoch"] for h in result.history] == [1, 2] and result.history[-1]["steps"] == 8
+    for key in ("loss", "train_accuracy", "train_bpd", "val_accuracy_simplified", "val_accuracy_original", "val_bpd_simplified",
+                "val_bpd_original", "val_bits_kept", "seconds"):
+        assert key in result.final, key
+    assert 0 <= result.final["val_accuracy_simplified"] <= 1 and result.final["val_bpd_original"] > 0
+    simplified = result.simplify(val[0][:4])
+    assert simplified.shape == (4, 3, 32, 32) and torch.equal(simplified, (simplified * 255).round() / 255)
+    assert result.predict(val[0][:4]).shape == (4,)
+    assert result.settings["lam"] == 1.0 and result.settings["epochs"] == 2 and "training_seconds" in result.settings
+
+
+def test_training_is_seeded_and_resumes_exactly_after_an_interruption(data, val, tmp_path, monkeypatch):
+    straight = train_with_simplification(fresh(), data, lam=1.0, val_data=val, seed=2, **FAST)
+    again = train_with_simplification(fresh(), data, lam=1.0, val_data=val, seed=2, **FAST)
+    for k, v in straight.classifier.state_dict().items():
+        assert torch.equal(v, again.classifier.state_dict()[k]), k
+    real_call = Batches.__call__
+
+    def interrupted(self, step):
+        if step == 5:
+            raise KeyboardInterrupt
+        return real_call(self, step)
+
+    ckpt = tmp_path / "run.ckpt"
+    monkeypatch.setattr(Batches, "__call__", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_with_simplification(fresh(), data, lam=1.0, val_data=val, seed=2, checkpoint=ckpt, **FAST)
+    monkeypatch.setattr(Batches, "__call__", real_call)
+    state = torch.load(ckpt, weights_only=True)
+    assert state["step"] == 5 and len(json.loads(state["history"])) == 1
+    resumed = train_with_simplification(fresh(), data, lam=1.0, val_data=val, seed=2, checkpoint=ckpt, **FAST)
+    for k, v in straight.classifier.state_dict().items():
+        assert torch.equal(v, resumed.classifier.state_dict()[k]), k
+    for k, v in straight.simplifier.state_dict().items():
+        assert torch.equal(v, resumed.simplifier.state_dict()[k]), k
+    drop = {"seconds"}
+    assert [{k: v for k, v in h.items() if k not in drop} for h in straight.history] == \
+        [{k: v for k, v in h.items() if k not in drop} for h in resumed.history]
+    with pytest.raises(ValueError, match="checkpoint"):
+        train_with_simplification(fresh(), data, lam=0.5, val_data=val, seed=2, checkpoint=ckpt, **FAST)
+    # Interrupted while scoring the last epoch: the resumed run closes that epoch and ends like the straight one.
+    real_evaluate = joint.evaluate_joint
+    calls = {"n": 0}
+
+    def interrupted_evaluation(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    ckpt2 = tmp_path / "during-validation.ckpt"
+    monkeypatch.setattr(joint, "evaluate_joint", interrupted_evaluation)
+    with pytest.raises(KeyboardInterrupt):
+        train_with_simplification(fresh(), data, lam=1.0, val_data=val, seed=2, checkpoint=ckpt2, **FAST)
+    monkeypatch.setattr(joint, "evaluate_joint", real_evaluate)
+    state = torch.load(ckpt2, weights_only=True)
+    assert state["step"] == 8 and len(json.loads(state["history"])) == 1
+    closed = train_with_simplification(fresh(), data, lam=1.0, val_data=val, seed=2, checkpoint=ckpt2, **FAST)
+    assert [{k: v for k, v in h.items() if k not in drop} for h in closed.history] == \
+        [{k: v for k, v in h.items() if k not in drop} for h in straight.history]
+
+
+def test_the_bits_term_removes_what_lambda_zero_keeps():
+    data = testbeds.load(TESTBED, "train", n=256, seed=3)
+    val = testbeds.load(TESTBED, "test", n=32, seed=4)
+    fast = {"val_data": val, "epochs": 3, "batch_size": 32, "lr": 0.01, "warmup": 0.0, "margin": 0.0}
+    kept = {lam: train_with_simplification(fresh(), data, lam=lam, **fast).final["val_bits_kept"] for lam in (0.0, 5.0)}
+    assert kept[0.0] > 0.99  # the binary mask stays at the identity: nothing asks for less
+    assert kept[5.0] < 0.5 * kept[0.0], kept
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "argument"),
+    [({"lam": -1.0}, "lam"), ({"lam": float("nan")}, "lam"), ({"lam": 1.0, "epochs": 0}, "epochs"), ({"lam": 1.0, "batch_size": 1.5}, "batch_size"),
+     ({"lam": 1.0, "lr": 0.0}, "lr"), ({"lam": 1.0, "margin": -2.0}, "margin"), ({"lam": 1.0, "warmup": 1.0}, "warmup")],
+)
+def test_bad_settings_are_refused_naming_the_argument(data, kwargs, argument):
+    with pytest.raises(ValueError, match=argument):
+        train_with_simplification(fresh(), data, **kwargs)
+
+
+def test_bad_data_is_refused_before_training(data, val):
+    with pytest.raises(ValueError, match="data"):
+        train_with_simplification(fresh(), data.images, lam=1.0)  # no labels
+    with pytest.raises(ValueError, match="data"):
+        train_with_simplification(fresh(), (data.images, data.labels + 10), lam=1.0)  # labels beyond the classifier's outputs
+    with pytest.raises(ValueError, match="val_data"):
+        train_with_simplification(fresh(), data, lam=1.0, val_data=(val[0][:, :, :16, :16], val[1]))
+    with pytest.raises(ValueError, match="val_data"):
+        train_with_simplification(fresh(), data, lam=1.0, val_data=(val[0], val[1][:3]))
+    with pytest.raises(TypeError, match="classifier"):
+        train_with_simplification(lambda x: x, data, lam=1.0)
+
+
+def test_save_and_load_round_trip(data, val, tmp_path):
+    result = train_with_simplification(fresh(), data, lam=1.0, val_data=val, epochs=1, batch_size=16)
+    result.save(tmp_path / "run")
+    loaded = TrainingResult.load(tmp_path / "run", build_architecture("smallcnn", 10))
+    assert loaded.lam == 1.0 and loaded.history == json.loads(json.dumps(result.history))
+    assert torch.equal(loaded.predict(val[0]), result.predict(val[0]))
+    with pytest.raises(ValueError, match="classifier"):
+        TrainingResult.load(tmp_path / "run", build_architecture("smallcnn", 3))
+    with pytest.raises(ValueError, match="directory"):
+        TrainingResult.load(tmp_path / "nothing", build_architecture("smallcnn", 10))
+
+
+def test_tradeoff_runs_each_lambda_once_and_reloads_finished_ones(data, val, tmp_path, monkeypatch):
+    curve = tradeoff(lambda: build_architecture("smallcnn", 10), data, [0.0, 2.0], val_data=val, directory=tmp_path, epochs=1, batch_size=16)
+    assert [p["lam"] for p in curve.points] == [0.0, 2.0] and curve.reference()["lam"] == 0.0
+    assert (tmp_path / "lam-0" / "history.json").is_file() and (tmp_path / "lam-2" / "simplifier.pt").is_file()
+    best = curve.simplest_within(1.0)  # every point is within 100 points: the one with the fewest bits
+    assert best["val_bits_kept"] == min(p["val_bits_kept"] for p in curve.points)
+    monkeypatch.setattr(joint, "train_with_simplification", lambda *a, **k: pytest.fail("retrained a finished lambda"))
+    again = tradeoff(lambda: build_architecture("smallcnn", 10), data, [0.0, 2.0], val_data=val, directory=tmp_path, epochs=1, batch_size=16)
+    assert again.points == curve.points
+    assert not any(p.requires_grad for p in again.results[2.0].classifier.parameters())
+    with pytest.raises(ValueError, match="directory"):  # other settings: the finished runs are not silently reused
+        tradeoff(lambda: build_architecture("smallcnn", 10), data, [0.0, 2.0], val_data=val, directory=tmp_path, epochs=1, batch_size=8)
+    with pytest.raises(ValueError, match="lams"):
+        tradeoff(fresh, data, [1.0, 1.0000001], val_data=val)  # one run folder for both
+    with pytest.raises(ValueError, match="val_data"):
+        tradeoff(fresh, data, [1.0], val_data=None)
+    with pytest.raises(TypeError, match="unknown"):
+        tradeoff(fresh, data, [1.0], val_data=val, steps=3)
+
+
+def test_build_architecture_names_the_argument():
+    assert build_architecture("resnet18", 4)(torch.rand(2, 3, 32, 32)).shape == (2, 4)
+    assert build_architecture("torchvision.models:resnet18", 5).eval()(torch.rand(1, 3, 32, 32)).shape == (1, 5)
+    for arch, match in (("nope", "arch"), ("smallcnn", "divisible"), ("no.such.module:f", "import")):
+        with pytest.raises(ValueError, match=match):
+            build_architecture(arch, 10, size=30)
+
+
+@pytest.mark.integration
+def test_cli_train_writes_models_curve_and_report_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    args = ["--quiet", "train", TESTBED, "--lam", "0,1", "--out", str(out), "--epochs", "1", "--batch-size", "16", "--testbed-n", "48", "--val-n", "24"]
+    res = run_cli(*args, env=ENV)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "bits kept" in res.stdout and "report:" in res.stdout
+    record = json.loads((out / "tradeoff.json").read_text())
+    assert [p["lam"] for p in record["points"]] == [0.0, 1.0] and record["has_masks"]
+    for p in record["points"]:
+        assert 0 < p["webp_kept"] <= 1.5 and 0 <= p["bits_inside_mask"] <= 1 and p["inside_ratio"] > 0
+    for lam in ("0", "1"):
+        assert (out / f"lam-{lam}" / "classifier.pt").is_file() and (out / f"lam-{lam}" / "simplifier.pt").is_file()
+    html = (out / "report.html").read_text()
+    assert "tradeoff-curve" in html and "Simplified validation images" in html
+    stamp = (out / "lam-1" / "classifier.pt").stat().st_mtime_ns
+    res = run_cli(*args, env=ENV)  # resumes: nothing retrained
+    assert res.returncode == 0 and (out / "lam-1" / "classifier.pt").stat().st_mtime_ns == stamp
+    res = run_cli("--quiet", "train", TESTBED, "--lam", "0,2", "--out", str(out), "--epochs", "2", env=ENV)
+    assert res.returncode == 2 and "other settings" in res.stderr
+    (out / "report.html").unlink()
+    res = run_cli("report", str(out), env=ENV)
+    assert res.returncode == 0 and (out / "report.html").is_file()
+    for bad, word in ((["--lam", "0,-1"], "lam"), (["--lam", "x"], "lam"), (["--arch", "nope"], "arch")):
+        res = run_cli("train", TESTBED, "--out", str(tmp_path / "bad"), "--testbed-n", "16", "--val-n", "8", *bad, env=ENV)
+        assert res.returncode == 2 and word in res.stderr, res.stderr
+
+
+def test_train_report_escapes_user_strings(tmp_path):
+    from simplebits_audit.report.tradeoff import tradeoff_page
+
+    record = {"settings": {"data": "<script>alert(1)</script>", "arch": "a&b", "lams": [0.0], "training_images": 1, "validation_images": 1},
+              "points": [{"lam": 0.0, "val_accuracy_simplified": 0.5, "val_accuracy_original": 0.5, "val_bits_kept": 1.0, "webp_kept": 1.0}],
+              "reference": 0.0, "simplest_within_2pt": 0.0, "has_masks": False}
+    html = tradeoff_page(record, {})
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+@pytest.mark.integration
+def test_torchrun_trains_each_lambda_over_two_processes(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "simplebits_audit.cli.main",
+               "--quiet", "train", TESTBED, "--lam", "0,1", "--epochs", "1", "--batch-size", "8", "--testbed-n", "32", "--val-n", "16", "--out", str(out)]
+    res = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    record = json.loads((out / "tradeoff.json").read_text())
+    assert record["settings"]["processes"] == 2 and [p["lam"] for p in record["points"]] == [0.0, 1.0]
+    history = json.loads((out / "lam-1" / "history.json").read_text())
+    assert history["settings"]["world"] == 2 and history["history"][-1]["steps"] == 2  # 32 images / (8 per step x 2 processes)
