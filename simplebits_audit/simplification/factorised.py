@@ -48,6 +48,8 @@ from .result import SimplificationResult
 AXES = ("colour", "detail", "region")
 #: The order the axes are applied in, innermost first (measured: docs/design-log.md).
 COMPOSITION = ("colour", "detail", "region")
+#: Where the colour and detail masks start (the region starts at ``mask_init``; measured: docs/design-log.md).
+AXIS_INIT = 0.4
 #: ITU-R BT.601 luma weights (what PIL's ``convert("L")`` uses).
 LUMA = (0.299, 0.587, 0.114)
 
@@ -102,7 +104,8 @@ class _AxisParams:
     def __init__(self, pixels: torch.Tensor, reference: torch.Tensor, config: SimplifyConfig) -> None:
         self.axes = [a for a in AXES if a != "colour" or has_colour(pixels)]
         sizes = {"region": config.mask_size}
-        self.grids = {a: MaskParams(pixels, reference, sizes.get(a, config.axis_mask_size), config.mask_init) for a in self.axes}
+        inits = {"region": config.mask_init}
+        self.grids = {a: MaskParams(pixels, reference, sizes.get(a, config.axis_mask_size), inits.get(a, AXIS_INIT)) for a in self.axes}
         self.ones = torch.ones(pixels.shape[0], 1, *pixels.shape[-2:], device=pixels.device, dtype=pixels.dtype)
 
     def tensors(self) -> list[torch.Tensor]:
