@@ -73,8 +73,9 @@ def information_profile(
     dict
         ``{axis: {"kept_inside": (B,), "bits_removed": (B,), "codec_bits_removed": (B,)}}`` for each
         axis in :data:`~simplebits_audit.simplification.factorised.AXES`. ``kept_inside`` in [0, 1]:
-        the mean of the axis mask inside the region (for ``"region"`` with the default region: the
-        mean of the region mask there). Bits removed: bits of the original minus bits of the original
+        the mean inside the region of how much of that information the returned image shows: the
+        region mask for ``"region"``, the axis mask times the region mask for ``"colour"`` and
+        ``"detail"`` (a removed region keeps neither; the same maps as ``SimpleBits.attribute``). Bits removed: bits of the original minus bits of the original
         with only that axis's removal applied (:func:`axis_removed_images`); positive = removed.
         An axis the images lack (colour of a 1-channel image) has NaN everywhere: n/a, not zero.
     """
@@ -103,7 +104,7 @@ def information_profile(
                 entry["codec_bits_removed"] = nan.clone()
             profile[axis] = entry
             continue
-        m = result.axis_masks[axis]
+        m = result.axis_masks[axis] if axis == "region" else result.axis_masks[axis] * result.axis_masks["region"]
         share = (m * inside).flatten(1).sum(1) / count.clamp_min(1)
         entry["kept_inside"] = torch.where(count > 0, share, torch.full_like(share, math.nan)).cpu()
         if estimator is not None:
