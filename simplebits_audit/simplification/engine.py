@@ -29,7 +29,8 @@ from .common import Classifier, Decision, PathRecorder, RunContext, evaluate, gu
 from .config import ENGINE_DEFAULTS, SimplifyConfig, config_options, make_config
 from .heads import check_outputs
 from .learned import Simplifier, as_simplifier, learned_engine
-from .factorised import COMPOSITION, factorised_engine
+from . import factorised
+from .factorised import factorised_engine
 from .mask import mask_engine
 from .result import SimplificationResult
 
@@ -188,7 +189,7 @@ def simplify(
     elif config.parameterization in ("mask", "factorised"):
         settings.update(mask_size=config.mask_size, mask_init=config.mask_init, reference=config.reference)
     if simplifier is None and config.parameterization == "factorised":
-        settings.update(blur_sigma=config.blur_sigma, axis_mask_size=config.axis_mask_size, composition=list(COMPOSITION))
+        settings.update(blur_sigma=config.blur_sigma, axis_mask_size=config.axis_mask_size, composition=list(factorised.COMPOSITION))
     started = time.perf_counter()
     # The guard restores the model whatever happens (BatchNorm statistics of a train-mode model included);
     # the forked RNG, seeded, makes the model's own randomness (Dropout) part of ``seed``.

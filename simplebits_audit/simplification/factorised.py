@@ -80,17 +80,18 @@ def remove(x: torch.Tensor, axis: str, *, reference: torch.Tensor, blur_sigma: f
 
 def compose(
     pixels: torch.Tensor, axis_masks: dict[str, torch.Tensor], *, reference: torch.Tensor, blur_sigma: float,
-    order: tuple[str, ...] = COMPOSITION,
+    order: tuple[str, ...] | None = None,
 ) -> torch.Tensor:
     """The image the axis masks describe (not rounded): each axis in ``order`` blends towards its removal.
 
     ``pixels`` (B, C, H, W) in [0, 1]; ``axis_masks`` maps each of :data:`AXES` to (B, 1, H, W) in
     [0, 1] (1 = keep); ``reference`` the region axis's simple image (B, C, H, W). The colour axis
-    is skipped for images without three channels (its mask is all ones there).
+    is skipped for images without three channels (its mask is all ones there). ``order``: innermost
+    first, default :data:`COMPOSITION` (a result records its own in ``settings["composition"]``).
     ``round_8bit(compose(...), False)`` equals the factorised engine's returned image.
     """
     x = pixels
-    for axis in order:
+    for axis in COMPOSITION if order is None else order:
         if axis == "colour" and not has_colour(pixels):
             continue
         m = axis_masks[axis]
@@ -138,8 +139,10 @@ def factorised_engine(run: RunContext, config: SimplifyConfig) -> Simplification
     optimizer = torch.optim.Adam(params.tensors(), lr=config.lr)
     lambdas = torch.logspace(math.log10(config.lambda_start), math.log10(lambda_end), steps).tolist()
 
+    order = tuple(run.settings.get("composition", COMPOSITION))
+
     def image(masks: dict[str, torch.Tensor]) -> torch.Tensor:
-        return compose(original_8bit, masks, reference=ref, blur_sigma=sigma)
+        return compose(original_8bit, masks, reference=ref, blur_sigma=sigma, order=order)
 
     with torch.no_grad():
         bits_map_before = estimator.bits_map(original_8bit)
@@ -184,11 +187,11 @@ def factorised_engine(run: RunContext, config: SimplifyConfig) -> Simplification
         found = torch.isfinite(best_bits)
         path.add(best_image, torch.where(found, best_bits, bits_before), best_probs, lambda_end, mask=best_masks, label="simplest kept step")
         last = {a: m.detach() for a, m in params.masks().items()}
-        order = mask_order(last["region"])
+        ranking = mask_order(last["region"])
         # The region's insertion path (as the mask engine's), the last colour and detail masks inside it;
         # the reference itself (fraction 0) keeps the other axes at ones (nothing left for them to remove).
         for fraction in reversed(INSERTION_FRACTIONS):
-            region = insertion_mask(order, fraction, pixels.shape[-2:], pixels.dtype)
+            region = insertion_mask(ranking, fraction, pixels.shape[-2:], pixels.dtype)
             masks = {**last, "region": region} if fraction > 0 else {**{a: ones for a in AXES}, "region": region}
             img = round_8bit(image(masks), False)
             path.add(
