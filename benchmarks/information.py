@@ -97,23 +97,25 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--testbeds", nargs="*", default=None, help="single-cue testbeds (default: all of testbeds.CUE_AXES)")
     parser.add_argument("--estimator", default=None)
+    parser.add_argument("--only", choices=("cues", "localisation"), default=None, help="run one part of the table")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     n = 16 if args.quick else args.n
     split, seed = SPLITS[args.split]
     cue_axes = dict(getattr(testbeds, "CUE_AXES", {}))
-    if not cue_axes:
+    if not cue_axes and args.only != "localisation":
         sys.exit("testbeds.CUE_AXES: this checkout has no single-cue testbeds (issue 22's colour/texture/shape testbeds)")
     names = args.testbeds if args.testbeds else [t for t in cue_axes if t not in CONFLICT]
     estimator = resolve_estimator(args.estimator)
     options = {"steps": args.steps} if args.steps else {}
     print(f"# python benchmarks/information.py --n {n}{' --quick' if args.quick else ''} --split {args.split}"
-          f"{f' --steps {args.steps}' if args.steps else ''}  ({split} split, seed {seed}, estimator {estimator.name}, "
+          f"{f' --steps {args.steps}' if args.steps else ''}{f' --only {args.only}' if args.only else ''}  ({split} split, seed {seed}, estimator {estimator.name}, "
           f"{torch.get_num_threads()} threads)")
 
     rows, costs = [], []
     profiles = {}
-    for name in [*names, *[c for c in CONFLICT if c in cue_axes and c not in names]]:
+    run_cues = [*names, *[c for c in CONFLICT if c in cue_axes and c not in names]] if args.only != "localisation" else []
+    for name in run_cues:
         data = testbeds.load(name, split, n=n, seed=seed)
         model = testbeds.load_classifier(name)
         cue = cue_axes.get(name) or getattr(data, "cue_axis", None)
@@ -132,6 +134,19 @@ def main() -> None:
         rows.append((name, cue, 100 * float(ahead_all), 100 * float(ahead_content),
                      *[float(kept_inside[a].nanmean()) for a in AXES], 100 * kept, bits, webp, seconds / n / (ig / n)))
 
+    if run_cues:
+        print_cues(rows, profiles)
+    if args.only != "cues":
+        localisation(n, split, seed, estimator, options, args.batch)
+    if costs:
+        print("\n## Cost per image (seconds, this machine)\n")
+        print("| testbed | factorised | IG n_steps=50 | ratio |")
+        print("|---|---|---|---|")
+        for name, f, ig in costs:
+            print(f"| {name} | {f:.4f} | {ig:.4f} | {f / ig:.1f} |")
+
+
+def print_cues(rows, profiles) -> None:
     print("\n## Right axis named, depth and cost (kept = share of each axis's information kept inside the object)\n")
     header = ("testbed", "cue axis", "named % (vs all)", "named % (vs colour/detail)", *[f"{a} kept" for a in AXES],
               "predictions kept %", "bits kept (est.)", "bits kept (WebP)", "cost x IG")
@@ -149,6 +164,8 @@ def main() -> None:
             ma, mb = float(a[axis].nanmean()), float(b[axis].nanmean())
             print(f"| {axis} | {ma:.2f} | {mb:.2f} | {mb - ma:+.2f} |")
 
+
+def localisation(n, split, seed, estimator, options, batch) -> None:
     print("\n## Region map localisation AUROC (ground-truth mask), factorised vs today's mask engine\n")
     print("| testbed | mask engine | factorised region | mask engine s/img | factorised s/img |")
     print("|---|---|---|---|---|")
@@ -158,7 +175,7 @@ def main() -> None:
         scores, seconds = {}, {}
         for engine in ("mask", "factorised"):
             maps, t = [], 0.0
-            for s in batches(n, args.batch):
+            for s in batches(n, batch):
                 t0 = time.perf_counter()
                 r = simplify(model, data.images[s], estimator=estimator, parameterization=engine, **options)
                 t += time.perf_counter() - t0
@@ -166,12 +183,6 @@ def main() -> None:
             scores[engine] = float(auroc(torch.cat(maps), data.masks).nanmean())
             seconds[engine] = t / n
         print(f"| {name} | {scores['mask']:.3f} | {scores['factorised']:.3f} | {seconds['mask']:.3f} | {seconds['factorised']:.3f} |")
-
-    print("\n## Cost per image (seconds, this machine)\n")
-    print("| testbed | factorised | IG n_steps=50 | ratio |")
-    print("|---|---|---|---|")
-    for name, f, ig in costs:
-        print(f"| {name} | {f:.4f} | {ig:.4f} | {f / ig:.1f} |")
 
 
 if __name__ == "__main__":

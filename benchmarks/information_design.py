@@ -33,6 +33,7 @@ VARIANTS = {
     "axis grid 4": {"axis_mask_size": 4},
     "axis grid 16": {"axis_mask_size": 16},
     "axis init 0.7": {"axis_init": 0.7},
+    "axis init 0.95": {"axis_init": 0.95},
 }
 
 

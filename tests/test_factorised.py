@@ -141,7 +141,8 @@ def test_a_colour_only_model_keeps_colour_and_gives_up_detail():
     # towards mid-grey: a blur keeps each image's hue, the grey reference and the luminance do not
     r = simplify(model, x, parameterization="factorised", steps=30, reference="grey")
     assert bool(r.kept.all())
-    profile = information_profile(r, codec=None)
+    # read over the whole image: the object is the whole image here
+    profile = information_profile(r, codec=None, region=torch.ones_like(r.mask))
     colour, detail = profile["colour"]["kept_inside"], profile["detail"]["kept_inside"]
     assert bool((colour > detail).all()), (colour, detail)
-    assert float(colour.mean()) > float(detail.mean()) + 0.3, (colour, detail)
+    assert float(colour.mean()) > float(detail.mean()) + 0.2, (colour, detail)
