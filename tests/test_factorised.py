@@ -13,8 +13,7 @@ from simplebits_audit.explainers.simplebits import SimpleBits
 from simplebits_audit.metrics import information_profile
 from simplebits_audit.simplification import ENGINE_DEFAULTS, SimplificationResult, SimplifyConfig, simplify
 from simplebits_audit.simplification.common import round_8bit
-from simplebits_audit.simplification.factorised import AXES, compose, remove
-from simplebits_audit.simplification.mask import reference_image
+from simplebits_audit.simplification.factorised import AXES, compose, region_reference, remove
 
 
 class Colourfulness(nn.Module):
@@ -41,7 +40,7 @@ def colour_blobs(n: int = 4, size: int = 16, seed: int = 0) -> torch.Tensor:
 
 def _expected(r: SimplificationResult) -> torch.Tensor:
     original = round_8bit(r.original, False)
-    ref = reference_image(original, r.settings["reference"])
+    ref = region_reference(original, r.settings["reference"])
     return round_8bit(compose(original, r.axis_masks, reference=ref, blur_sigma=r.settings["blur_sigma"],
                               order=tuple(r.settings["composition"])), False)
 
@@ -76,7 +75,7 @@ def test_axis_masks_describe_the_returned_image(name):
     same = (r.simplified == original).flatten(1).all(1)
     for m in r.axis_masks.values():
         assert bool((m[same] == 1).all())
-    flat = (r.simplified == reference_image(original, "mean")).flatten(1).all(1)
+    flat = (r.simplified == region_reference(original, "mean")).flatten(1).all(1)
     assert bool((r.axis_masks["region"][flat] == 0).all())
 
 

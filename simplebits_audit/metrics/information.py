@@ -14,8 +14,7 @@ from ..codecs import codec_bits
 from ..estimators import BitEstimator
 from ..simplification import SimplificationResult
 from ..simplification.common import round_8bit
-from ..simplification.factorised import AXES, compose, has_colour
-from ..simplification.mask import reference_image
+from ..simplification.factorised import AXES, compose, has_colour, region_reference
 
 __all__ = ["axis_removed_images", "information_profile"]
 
@@ -34,7 +33,7 @@ def axis_removed_images(result: SimplificationResult) -> dict[str, torch.Tensor]
     """
     _check(result)
     original = round_8bit(result.original, False)
-    ref = reference_image(original, result.settings.get("reference", "mean"))
+    ref = region_reference(original, result.settings.get("reference", "mean"))
     ones = torch.ones_like(result.axis_masks["region"])
     out = {}
     for axis in AXES:

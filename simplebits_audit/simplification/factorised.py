@@ -7,7 +7,8 @@ moves pixels towards a cheaper image:
 
 - ``"colour"``: towards the luminance (ITU-R 601 weights, replicated over the three channels);
 - ``"detail"``: towards a Gaussian blur (``blur_sigma`` pixels; removes texture and fine structure);
-- ``"region"``: towards the flat reference (``reference``), as the mask engine.
+- ``"region"``: towards the flat reference (``reference``), as the mask engine, but grey: its
+  luminance (:func:`region_reference`; a removed region keeps no colour).
 
 The axes are applied one after the other, in :data:`COMPOSITION` order (innermost first)::
 
@@ -53,7 +54,7 @@ AXIS_INIT = 0.4
 #: ITU-R BT.601 luma weights (what PIL's ``convert("L")`` uses).
 LUMA = (0.299, 0.587, 0.114)
 
-__all__ = ["AXES", "COMPOSITION", "LUMA", "compose", "factorised_engine", "has_colour", "remove"]
+__all__ = ["AXES", "COMPOSITION", "LUMA", "compose", "factorised_engine", "has_colour", "region_reference", "remove"]
 
 
 def has_colour(pixels: torch.Tensor) -> bool:
@@ -99,6 +100,18 @@ def compose(
     return x
 
 
+def region_reference(pixels: torch.Tensor, kind: str = "mean") -> torch.Tensor:
+    """The region axis's simple image, 8-bit (B, C, H, W): the mask engine's reference without its colour.
+
+    :func:`~simplebits_audit.simplification.mask.reference_image` of ``kind``, turned to its
+    luminance for 3-channel images: a removed region keeps no colour, so the colour the model needs
+    can only come through the colour axis (the mean colour of an image would otherwise leak the hue
+    of a large coloured object: measured, docs/design-log.md).
+    """
+    ref = reference_image(pixels, kind)
+    return round_8bit(remove(ref, "colour", reference=ref, blur_sigma=0.0), False) if has_colour(pixels) else ref
+
+
 class _AxisParams:
     """One :class:`MaskParams` grid per optimised axis; the colour axis is fixed at ones without colour."""
 
@@ -134,7 +147,7 @@ def factorised_engine(run: RunContext, config: SimplifyConfig) -> Simplification
     dims = math.prod(pixels.shape[1:])
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
     original_8bit = round_8bit(pixels, False)
-    ref = reference_image(original_8bit, config.reference)
+    ref = region_reference(original_8bit, config.reference)
     params = _AxisParams(original_8bit, ref, config)
     optimizer = torch.optim.Adam(params.tensors(), lr=config.lr)
     lambdas = torch.logspace(math.log10(config.lambda_start), math.log10(lambda_end), steps).tolist()
