@@ -61,8 +61,7 @@ def information_profile(
         Rates the images for ``"bits_removed"``; without one that entry is left out.
     region : Tensor (B, 1, H, W), optional
         Where to read the shares (bool or [0, 1], > 0.5 counts), e.g. a testbed's ground-truth
-        mask. Default: the region the model needed, ``result.mask > 0.5``. An image whose region
-        is empty gets NaN shares.
+        object mask. Default: the whole image.
     codec : str or None
         Lossless codec for ``"codec_bits_removed"`` (:func:`~simplebits_audit.codecs.codec_bits`);
         ``None`` skips it (it is the slow part).
@@ -72,21 +71,23 @@ def information_profile(
     dict
         ``{axis: {"kept_inside": (B,), "bits_removed": (B,), "codec_bits_removed": (B,)}}`` for each
         axis in :data:`~simplebits_audit.simplification.factorised.AXES`. ``kept_inside`` in [0, 1]:
-        the mean inside the region of how much of that information the returned image shows: the
-        region mask for ``"region"``, the axis mask times the region mask for ``"colour"`` and
-        ``"detail"`` (a removed region keeps neither; the same maps as ``SimpleBits.attribute``). Bits removed: bits of the original minus bits of the original
+        for ``"region"``, the mean of the region mask inside ``region`` (the share of it the model
+        needed); for ``"colour"`` and ``"detail"``, the share of that information kept *where the
+        region was kept*: the axis mask averaged inside ``region`` weighted by the region mask
+        (a removed region keeps no colour or detail whatever its axis masks say; NaN where the
+        region mask is zero throughout). Bits removed: bits of the original minus bits of the original
         with only that axis's removal applied (:func:`axis_removed_images`); positive = removed.
         An axis the images lack (colour of a 1-channel image) has NaN everywhere: n/a, not zero.
     """
     _check(result)
     batch = len(result)
     if region is None:
-        inside = result.mask > 0.5
+        inside = torch.ones_like(result.mask)
     else:
         if not isinstance(region, torch.Tensor) or region.shape != result.mask.shape:
             raise ValueError(f"region: expected a tensor of shape {tuple(result.mask.shape)}, got {getattr(region, 'shape', type(region).__name__)}")
-        inside = (region.float() > 0.5).to(result.mask.device)
-    count = inside.flatten(1).sum(1)
+        inside = (region.float() > 0.5).to(result.mask)
+    kept_region = result.axis_masks["region"]
     removed = axis_removed_images(result)
     original = round_8bit(result.original, False)
     nan = torch.full((batch,), math.nan)
@@ -103,9 +104,10 @@ def information_profile(
                 entry["codec_bits_removed"] = nan.clone()
             profile[axis] = entry
             continue
-        m = result.axis_masks[axis] if axis == "region" else result.axis_masks[axis] * result.axis_masks["region"]
-        share = (m * inside).flatten(1).sum(1) / count.clamp_min(1)
-        entry["kept_inside"] = torch.where(count > 0, share, torch.full_like(share, math.nan)).cpu()
+        weight = inside if axis == "region" else inside * kept_region
+        total = weight.flatten(1).sum(1)
+        share = (result.axis_masks[axis] * weight).flatten(1).sum(1) / total.clamp_min(1e-12)
+        entry["kept_inside"] = torch.where(total > 1e-6, share, torch.full_like(share, math.nan)).cpu()
         if estimator is not None:
             entry["bits_removed"] = bits_before - estimator.bits(removed[axis]).cpu()
         if codec is not None:
