@@ -14,12 +14,9 @@ from __future__ import annotations
 import argparse
 import time
 
-import torch
-
-import simplebits_audit.simplification.factorised as factorised
 from simplebits_audit import testbeds
 from simplebits_audit.metrics import information_profile
-from simplebits_audit.simplification import simplify
+from simplebits_audit.simplification import factorised, simplify
 
 #: the cue axis of testbeds that predate testbeds.CUE_AXES (stripes: grey gratings of period 3-8 px)
 OLD_CUES = {"stripes": "detail", "digits-on-photos": "region"}

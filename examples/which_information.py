@@ -36,8 +36,8 @@ def main(names: list[str] | None = None, n: int = 8, steps: int | None = None, f
         data = testbeds.load(name, "test", n=n, seed=1)
         model = testbeds.load_classifier(name)
         sb = SimpleBits(model, parameterization="factorised", **options)
-        region_map, result = sb.attribute(data.images, attribution="region", return_result=True)
-        # every axis's map, as Captum-shaped attributions (B, C, H, W); read off the same result here
+        # the region map (B, C, H, W) like any Captum attribution; attribution="colour" / "detail" give the others
+        _region_map, result = sb.attribute(data.images, attribution="region", return_result=True)
         profile = information_profile(result, region=data.masks, codec=None)
         profiles[name] = {axis: float(profile[axis]["kept_inside"].nanmean()) for axis in AXES}
         cue = getattr(data, "cue_axis", None)

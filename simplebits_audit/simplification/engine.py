@@ -25,12 +25,12 @@ from .._helpers import ForwardFunc, Transform, as_tuple, model_guard, resolve_ta
 from .._validation import check_finite, check_pixel_images
 from ..estimators import BitEstimator, Glow, resolve_estimator
 from ..spaces import make_spaces
+from . import factorised
 from .common import Classifier, Decision, PathRecorder, RunContext, evaluate, guarded_step, round_8bit, snapshot_steps
 from .config import ENGINE_DEFAULTS, SimplifyConfig, config_options, make_config
+from .factorised import factorised_engine
 from .heads import check_outputs
 from .learned import Simplifier, as_simplifier, learned_engine
-from . import factorised
-from .factorised import factorised_engine
 from .mask import mask_engine
 from .result import SimplificationResult
 
