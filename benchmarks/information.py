@@ -108,8 +108,8 @@ def main() -> None:
     names = args.testbeds if args.testbeds else [t for t in cue_axes if t not in CONFLICT]
     estimator = resolve_estimator(args.estimator)
     options = {"steps": args.steps} if args.steps else {}
-    print(f"# python benchmarks/information.py --n {n}{' --quick' if args.quick else ''} --split {args.split}"
-          f"{f' --steps {args.steps}' if args.steps else ''}{f' --only {args.only}' if args.only else ''}  ({split} split, seed {seed}, estimator {estimator.name}, "
+    print(f"Command: `python benchmarks/information.py --n {n}{' --quick' if args.quick else ''} --split {args.split}"
+          f"{f' --steps {args.steps}' if args.steps else ''}{f' --only {args.only}' if args.only else ''}` ({split} split, seed {seed}, estimator {estimator.name}, "
           f"{torch.get_num_threads()} threads)")
 
     rows, costs = [], []
@@ -139,7 +139,7 @@ def main() -> None:
     if args.only != "cues":
         localisation(n, split, seed, estimator, options, args.batch)
     if costs:
-        print("\n## Cost per image (seconds, this machine)\n")
+        print("\n### Cost per image (seconds, this machine)\n")
         print("| testbed | factorised | IG n_steps=50 | ratio |")
         print("|---|---|---|---|")
         for name, f, ig in costs:
@@ -147,7 +147,7 @@ def main() -> None:
 
 
 def print_cues(rows, profiles) -> None:
-    print("\n## Right axis named, depth and cost (kept = share of each axis's information kept inside the object)\n")
+    print("\n### Right axis named, depth and cost (kept = share of each axis's information kept inside the object)\n")
     header = ("testbed", "cue axis", "named % (vs all)", "named % (vs colour/detail)", *[f"{a} kept" for a in AXES],
               "predictions kept %", "bits kept (est.)", "bits kept (WebP)", "cost x IG")
     print("| " + " | ".join(header) + " |")
@@ -157,7 +157,7 @@ def print_cues(rows, profiles) -> None:
 
     if all(c in profiles for c in CONFLICT):
         a, b = (profiles[c] for c in CONFLICT)
-        print("\n## Cue-conflict pair (same images): mean share kept inside the object\n")
+        print("\n### Cue-conflict pair (same images): mean share kept inside the object\n")
         print("| axis | " + " | ".join(CONFLICT) + " | difference |")
         print("|---|---|---|---|")
         for axis in AXES:
@@ -166,7 +166,7 @@ def print_cues(rows, profiles) -> None:
 
 
 def localisation(n, split, seed, estimator, options, batch) -> None:
-    print("\n## Region map localisation AUROC (ground-truth mask), factorised vs today's mask engine\n")
+    print("\n### Region map localisation AUROC (ground-truth mask), factorised vs today's mask engine\n")
     print("| testbed | mask engine | factorised region | mask engine s/img | factorised s/img |")
     print("|---|---|---|---|---|")
     for name in LOCALISATION:

@@ -50,7 +50,9 @@ def main(names: list[str] | None = None, n: int = 8, steps: int | None = None, f
 
 
 def draw(rows, path: str) -> None:
-    """One row per testbed: original, simplified, the three maps, the profile as bars (first image)."""
+    """One row per testbed: original, simplified, the three maps (the first image that kept some region:
+    an image the model classifies as it classifies the flat grey reference keeps nothing to show),
+    and the testbed's mean profile as bars."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -58,18 +60,20 @@ def draw(rows, path: str) -> None:
 
     fig, axes = plt.subplots(len(rows), 6, figsize=(12, 2.1 * len(rows)), squeeze=False)
     for row, (name, result, profile) in zip(axes, rows):
-        row[0].imshow(result.original[0].permute(1, 2, 0).clamp(0, 1).numpy())
+        shown = (result.mask.flatten(1).amax(1) > 0.5).nonzero()
+        i = int(shown[0]) if len(shown) else 0
+        row[0].imshow(result.original[i].permute(1, 2, 0).clamp(0, 1).numpy())
         row[0].set_ylabel(name)
-        row[1].imshow(result.simplified[0].permute(1, 2, 0).numpy())
+        row[1].imshow(result.simplified[i].permute(1, 2, 0).numpy())
         maps = {"region": result.axis_masks["region"], **{a: result.axis_masks[a] * result.axis_masks["region"] for a in ("colour", "detail")}}
-        for ax, axis in zip(row[2:5], AXES):
-            ax.imshow(maps[axis][0, 0].numpy(), vmin=0, vmax=1, cmap="viridis")
+        for ax, axis in zip(row[2:5], ("region", "colour", "detail")):
+            ax.imshow(maps[axis][i, 0].numpy(), vmin=0, vmax=1, cmap="viridis")
         row[5].bar(list(profile), list(profile.values()), color=["tab:red", "tab:blue", "tab:grey"])
         row[5].set_ylim(0, 1)
         for ax in row[:5]:
             ax.set_xticks([])
             ax.set_yticks([])
-    for ax, title in zip(axes[0], ["original", "simplified", "region map", "colour map", "detail map", "kept inside object"]):
+    for ax, title in zip(axes[0], ["original", "simplified", "region map", "colour map", "detail map", "kept inside object (mean)"]):
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
