@@ -5,7 +5,8 @@ For each ground-truth testbed (the information axis that carries the label is kn
 shipped classifier, and reads the information profile inside the object (the testbed's mask):
 
 - right axis named: the share of images on which the label's axis keeps the most of its
-  information inside the object. Two readings: ahead of *every* other axis (the issue's wording),
+  information inside the object; also among the images that needed anything (the others keep
+  their answer from the flat grey reference alone: "reference keeps %", nothing to name). Two readings: ahead of *every* other axis (the issue's wording),
   and ahead of the other *removable content* axes only (colour, detail: the region is a
   prerequisite of both, since a removed region keeps no colour or detail, so on a colour or a
   texture testbed the object's region is kept as well);
@@ -125,13 +126,17 @@ def main() -> None:
         kept, bits, webp = summary(results, estimator)
         others = [a for a in AXES if a != cue]
         content = [a for a in others if a != "region"] or others
-        ahead_all = torch.stack([kept_inside[cue] > kept_inside[a] for a in others]).all(0).float().mean()
-        ahead_content = torch.stack([kept_inside[cue] > kept_inside[a] for a in content]).all(0).float().mean()
+        ahead_all = torch.stack([kept_inside[cue] > kept_inside[a] for a in others]).all(0)
+        ahead_content = torch.stack([kept_inside[cue] > kept_inside[a] for a in content]).all(0)
+        # images whose answer the flat grey reference alone keeps: nothing was needed, nothing to name
+        needed = cat([r.mask.flatten(1).amax(1) >= 0.5 for r in results])
+        named_needed = ahead_content[needed].float().mean() if bool(needed.any()) else torch.tensor(float("nan"))
         with torch.no_grad():
             y = model(data.images).argmax(1)
         ig = ig_seconds(model, data.images, y, args.batch)
         costs.append((name, seconds / n, ig / n))
-        rows.append((name, cue, 100 * float(ahead_all), 100 * float(ahead_content),
+        rows.append((name, cue, 100 * float(ahead_all.float().mean()), 100 * float(ahead_content.float().mean()),
+                     100 * float((~needed).float().mean()), 100 * float(named_needed),
                      *[float(kept_inside[a].nanmean()) for a in AXES], 100 * kept, bits, webp, seconds / n / (ig / n)))
 
     if run_cues:
@@ -148,7 +153,8 @@ def main() -> None:
 
 def print_cues(rows, profiles) -> None:
     print("\n### Right axis named, depth and cost (kept = share of each axis's information kept inside the object)\n")
-    header = ("testbed", "cue axis", "named % (vs all)", "named % (vs colour/detail)", *[f"{a} kept" for a in AXES],
+    header = ("testbed", "cue axis", "named % (vs all)", "named % (vs colour/detail)", "reference keeps %",
+              "named % of the rest (vs colour/detail)", *[f"{a} kept" for a in AXES],
               "predictions kept %", "bits kept (est.)", "bits kept (WebP)", "cost x IG")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
