@@ -17,6 +17,13 @@ digit), where AUROC is undefined: the localisation numbers average over the posi
 ``radiograph``'s classifier is also scored with each marker variant (how much it reads the
 laterality marker), and the maps' AUROC against the marker's mask (``aux_masks["marker"]``).
 
+The single-cue testbeds (``testbeds.CUE_AXES``: ``colour-cue``, ``texture-cue``, ``shape-cue``,
+``cue-conflict-shape``, ``cue-conflict-colour``) add three trivial maps that read the object's
+pop-out (``contrast``, ``edges``, ``saturation``) and, per factor (colour, texture, shape), the
+share of predictions that change when only that factor of the object is redrawn
+(:func:`cue_swaps`): a classifier that reads its cue changes its answer with the cue and not
+with the other factors.
+
     python benchmarks/testbeds.py [--n 200] [--testbeds digits-on-photos shortcut radiograph]
 """
 
@@ -58,6 +65,36 @@ def trivial_maps(x: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
         "centre Gaussian": torch.exp(-(yy**2 + xx**2) / (2 * (h / 4) ** 2)).expand(n, 1, h, w),
         "random": torch.rand(n, 1, h, w, generator=torch.Generator().manual_seed(seed)),
     }
+
+
+def cue_trivial_maps(x: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
+    """:func:`trivial_maps` plus three maps of what pops out (the single-cue testbeds' object is a
+    saturated blob on a desaturated photo): ``contrast`` and ``edges`` (the explainers' reference
+    maps) and ``saturation`` (max minus min over channels)."""
+    from simplebits_audit.explainers import reference
+
+    # the reference maps come expanded to the input's channels: one channel is the map
+    return {**trivial_maps(x, seed), "contrast": reference.contrast(None, x)[:, :1], "edges": reference.edges(None, x)[:, :1],
+            "saturation": x.amax(1, keepdim=True) - x.amin(1, keepdim=True)}
+
+
+def cue_swaps(model: torch.nn.Module, name: str, n: int = 500, seed: int = EVAL_SEED) -> dict[str, float]:
+    """On ``n`` test images of single-cue testbed ``name``: per factor (``colour``, ``texture``,
+    ``shape``), the share of predictions that change when only that factor of the object is redrawn
+    (``testbeds.cues.swap``: a labelled factor moves to another class, a random one is redrawn), and
+    for the label's factor the share of predictions that follow the new label."""
+    from simplebits_audit.testbeds import cues
+
+    scene = cues.testbed_scene(name, n, "test", seed)
+    before = predict(model, cues.render(scene)[0])
+    out: dict[str, float] = {}
+    for factor in ("colour", "texture", "shape"):
+        swapped = cues.swap(scene, factor, seed)
+        after = predict(model, cues.render(swapped)[0])
+        out[f"{factor} swapped: prediction changed"] = float((after != before).float().mean())
+        if factor == cues.TESTBED_CUES[name][0]:
+            out[f"{factor} swapped: prediction = new label"] = float((after == cues.scene_labels(swapped, factor)).float().mean())
+    return out
 
 
 def captum_maps(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor | int) -> dict[str, torch.Tensor]:
@@ -163,7 +200,8 @@ def trivial_aurocs(name: str, n: int = 200, seed: int = EVAL_SEED, mask: str | N
     if not data.has_localisation:
         return {}
     masks = data.masks if mask is None else data.aux_masks[mask]
-    return {k: round(mean_auroc(v, masks), 3) for k, v in trivial_maps(data.images).items()}
+    maps = cue_trivial_maps(data.images) if name in testbeds.CUE_AXES else trivial_maps(data.images)
+    return {k: round(mean_auroc(v, masks), 3) for k, v in maps.items()}
 
 
 def explanation_target(name: str, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor | int:
@@ -192,6 +230,10 @@ def main() -> None:
         if name == "radiograph":
             for k, v in radiograph_marker_reliance(model).items():
                 print(f"   {k}: {v:.3f}")
+        if name in testbeds.CUE_AXES:
+            print(f"   cue axis {testbeds.CUE_AXES[name]!r}; on 500 test images, when only one factor of the object is redrawn:")
+            for k, v in cue_swaps(model, name).items():
+                print(f"   {k}: {v:.3f}")
         data = testbeds.load(name, "test", n=args.n, seed=EVAL_SEED)
         if not data.has_localisation:
             print("   no localisation mask (the evidence covers the whole image): localisation AUROC does not apply")
@@ -199,7 +241,7 @@ def main() -> None:
         keep = data.masks.flatten(1).any(1)  # images with an empty mask (negatives) do not count
         x, masks = data.images[keep], data.masks[keep]
         t0 = time.perf_counter()
-        maps = {f"trivial: {k}": v for k, v in trivial_maps(x).items()}
+        maps = {f"trivial: {k}": v for k, v in (cue_trivial_maps(x) if name in testbeds.CUE_AXES else trivial_maps(x)).items()}
         maps.update(captum_maps(model, x, explanation_target(name, model, x)))
         target = "logit 0" if name in testbeds.SIGMOID_HEADS else "predicted class"
         print(f"   localisation AUROC vs mask, mean over {len(x)} of {args.n} test images with a non-empty mask "

@@ -14,6 +14,10 @@ logits (``train_classifier(head="sigmoid")``) and have their own defaults
 per-label accuracy, localisation counted on positive images only (target = logit 0), and for
 ``radiograph`` the accuracy with each marker variant and the shift of P(effusion) when only the
 marker's letter changes (``benchmarks/testbeds.py``'s ``radiograph_marker_reliance``).
+
+The single-cue testbeds (``testbeds.CUE_AXES``; ``cue-conflict-shape`` and ``cue-conflict-colour``
+share their images) record their cue axis, three more trivial maps (contrast, edges, saturation)
+and how the predictions move when one factor of the object is redrawn (``cue_swaps``).
 """
 
 from __future__ import annotations
@@ -95,6 +99,10 @@ def train_one(name: str, args: argparse.Namespace) -> dict:
             card["test_variant"] = "shuffled (marker letter independent of the label)"
             card["marker_reliance"] = {"images": 500, "seed": validity.EVAL_SEED,
                                        **{k: round(v, 4) for k, v in validity.radiograph_marker_reliance(model).items()}}
+    if name in testbeds.CUE_AXES:
+        card["cue_axis"] = testbeds.CUE_AXES[name]
+        card["cue_swaps"] = {"images": 500, "split": "test", "seed": validity.EVAL_SEED,
+                             **{k: round(v, 4) for k, v in validity.cue_swaps(model, name).items()}}
     if name == "shortcut":
         card["test_accuracy_by_marker"] = {k: round(v, 4) for k, v in validity.shortcut_reliance(model).items()}
     data = testbeds.load(name, "test", n=200, seed=validity.EVAL_SEED)

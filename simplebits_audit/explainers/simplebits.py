@@ -36,6 +36,12 @@ What the map means (``attribution=``):
 ``"kept"``
     ``1 - |x - x'|`` (max over channels): where the simplified image equals the original. It
     confuses regions that were already flat with regions that were kept (SPEC section 6).
+``"region"``, ``"colour"``, ``"detail"``
+    The factorised engine's maps (``parameterization="factorised"``), in [0, 1]. ``"region"``: the
+    region mask (the mask engine's mask for ``"mask"``; ``"auto"`` picks it). ``"colour"`` and
+    ``"detail"``: that axis's mask times the region mask, how much of that kind of information the
+    returned image still shows at each pixel (where the region was removed, none is left, whatever
+    the axis mask there). Other engines have no colour or detail map: a ``ValueError``.
 """
 
 from __future__ import annotations
@@ -54,11 +60,12 @@ from .._validation import RANGE_TOLERANCE
 from ..estimators import BitEstimator, resolve_estimator
 from ..simplification import SimplificationResult, Simplifier, SimplifyConfig, simplify
 from ..simplification.config import config_options, make_config
+from ..simplification.factorised import AXES
 from ..simplification.heads import probabilities
 from ..simplification.learned import load_simplifier
 from ..spaces import Spaces, make_spaces
 
-ATTRIBUTIONS = ("auto", "mask", "retained", "ablation", "survival", "bits_removed", "kept")
+ATTRIBUTIONS = ("auto", "mask", "retained", "ablation", "survival", "bits_removed", "kept", *AXES)
 #: What ``out_of_range="auto"`` tolerates: the image's smooth part (Gaussian blur, this sigma in
 #: pixels) must stay within [-margin, 1 + margin] on all but 2% of the pixels. Zero-mean noise
 #: (NoiseTunnel, sensitivity_max) averages out under the blur; a wrong normalisation does not.
@@ -87,6 +94,13 @@ def attribution_map(
         if result.mask is not None:
             return result.mask * (result.original - reference).abs().amax(1, keepdim=True)
         return (result.simplified - reference).abs().amax(1, keepdim=True)
+    if kind in AXES:
+        if result.axis_masks is None and (kind != "region" or result.mask is None):
+            raise ValueError(f"attribution: {kind!r} needs parameterization='factorised', got "
+                             f"parameterization={result.settings.get('parameterization')!r}")
+        if kind == "region" or result.axis_masks is None:
+            return result.mask
+        return result.axis_masks[kind] * result.axis_masks["region"]
     if kind == "mask":
         if result.mask is None:
             raise ValueError(f"attribution: 'mask' needs the mask engine, got parameterization={result.settings.get('parameterization')!r}")
@@ -217,8 +231,9 @@ class SimpleBits(Attribution):
             Captum-style target: one class for all, or one per example. Default: the prediction.
         additional_forward_args : any, optional
             Extra arguments for ``forward_func`` after the inputs.
-        attribution : {"auto", "mask", "retained", "ablation", "survival", "bits_removed", "kept"}
-            Which map to return (see the module docstring).
+        attribution : {"auto", "mask", "retained", "ablation", "survival", "bits_removed", "kept", "region", "colour", "detail"}
+            Which map to return (see the module docstring); ``"colour"`` and ``"detail"`` need
+            ``parameterization="factorised"`` (a ``ValueError`` naming ``attribution`` before any work otherwise).
         out_of_range : {"auto", "clamp", "error"}
             Pixels outside [0, 1]: ``"auto"`` clamps what looks like added noise (Captum's
             ``NoiseTunnel`` and ``sensitivity_max`` with their default arguments), with one warning,
@@ -248,6 +263,8 @@ class SimpleBits(Attribution):
             raise TypeError("inputs: expected a tensor or a tuple of tensors")
         if attribution not in ATTRIBUTIONS:
             raise ValueError(f"attribution: expected one of {ATTRIBUTIONS}, got {attribution!r}")
+        if attribution in ("colour", "detail") and config.parameterization != "factorised":
+            raise ValueError(f"attribution: {attribution!r} needs parameterization='factorised', got {config.parameterization!r}")
         if out_of_range not in ("auto", "clamp", "error"):
             raise ValueError(f"out_of_range: expected 'auto', 'clamp' or 'error', got {out_of_range!r}")
         image, rest = tensors[0], tensors[1:]

@@ -4,7 +4,8 @@ Localisation against a ground-truth mask (:func:`auroc`, :func:`pointing_game`,
 :func:`relevance_mass`, :func:`relevance_rank`), faithfulness (:func:`deletion_auc`,
 :func:`insertion_auc`, Captum's :func:`infidelity` and :func:`sensitivity`), bits-efficiency
 (:func:`bits_efficiency_curve`, :func:`simplebits_curve`, :func:`curve_auc`, :func:`bits_needed`) and simplicity
-(:func:`bits_removed`, :func:`codec_check`), and the model-parameter randomisation sanity check
+(:func:`bits_removed`, :func:`codec_check`), which information a factorised simplification kept
+(:func:`information_profile`), and the model-parameter randomisation sanity check
 (:func:`model_randomisation`: Spearman correlation of the trained and a randomised model's maps).
 Callers average (``nanmean`` where a value can be NaN).
 """
@@ -20,6 +21,7 @@ from .faithfulness import (
     sensitivity,
     target_probability,
 )
+from .information import axis_removed_images, information_profile
 from .localisation import auroc, average_ranks, pointing_game, relevance_mass, relevance_rank
 from .sanity import model_randomisation, randomised_copy, rank_correlation
 from .simplicity import bits_removed, codec_check
@@ -29,6 +31,7 @@ __all__ = [
     "BitsCurve",
     "auroc",
     "average_ranks",
+    "axis_removed_images",
     "bits_efficiency_curve",
     "bits_needed",
     "bits_removed",
@@ -36,6 +39,7 @@ __all__ = [
     "curve_auc",
     "deletion_auc",
     "infidelity",
+    "information_profile",
     "insertion_auc",
     "model_randomisation",
     "make_reference",

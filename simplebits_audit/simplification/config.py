@@ -24,7 +24,11 @@ ENGINE_DEFAULTS: dict[str, dict[str, float]] = {
     "mask": {"steps": 30, "lr": 0.3, "lambda_start": 1.0, "lambda_end": 1.0},
     "pixels": {"steps": 60, "lr": 0.01, "lambda_start": 0.2, "lambda_end": 20.0},
     "latent": {"steps": 60, "lr": 0.01, "lambda_start": 0.2, "lambda_end": 20.0},
+    # the factorised engine's own options too (docs/design-log.md, "Factorised engine")
+    "factorised": {"steps": 30, "lr": 0.3, "lambda_start": 1.0, "lambda_end": 1.0, "blur_sigma": 2.0, "axis_mask_size": 8},
 }
+#: The options :meth:`SimplifyConfig.resolved` fills from :data:`ENGINE_DEFAULTS` beyond the four every engine has.
+_ENGINE_ONLY = ("blur_sigma", "axis_mask_size")
 
 OBJECTIVES = ("kl", "ce")
 LATENT_INITS = ("prior", "input")
@@ -58,10 +62,12 @@ class SimplifyConfig:
         Sigmoid head: a label is on when its probability is at least this; keeping the decision
         means every kept label stays on the same side (the ``target`` label, or with no target
         every label the model switched on; if none was on, all stay off).
-    parameterization : {"mask", "pixels", "latent"}
+    parameterization : {"mask", "pixels", "latent", "factorised"}
         What the optimiser moves (the engine). ``"mask"``: a smooth mask between the original and a
         simple reference image, started near the simple end (:mod:`~simplebits_audit.simplification.mask`);
-        ``"pixels"``: pixel logits started at the original; ``"latent"``: Glow latents.
+        ``"pixels"``: pixel logits started at the original; ``"latent"``: Glow latents;
+        ``"factorised"``: one mask per kind of information (colour, detail, region;
+        :mod:`~simplebits_audit.simplification.factorised`).
     latent_init : {"prior", "input"}
         For ``"latent"``: start at the prior's mode (z = 0, as the paper) or at the input's latents.
     keep : "top1" or float in (0, 1]
@@ -90,6 +96,12 @@ class SimplifyConfig:
         ``"mask"``: the mask's value everywhere at the start; small = near the reference.
     reference : {"mean", "blur", "grey"}
         ``"mask"``: the simple image the mask blends towards (each image's flat mean colour by default).
+    blur_sigma : float > 0, optional
+        ``"factorised"``: the detail axis blends towards a Gaussian blur of this sigma, in pixels.
+        ``None``: the engine's default (:data:`ENGINE_DEFAULTS`); unused by the other engines.
+    axis_mask_size : int >= 1, optional
+        ``"factorised"``: the colour and detail masks' grid size (the region's is ``mask_size``).
+        ``None``: the engine's default; unused by the other engines.
     temperature : (float, float), 0 < low <= high
         The classifier's logits are divided by a temperature drawn uniformly from this range at
         every step (the paper's softening), so saturated outputs still give gradients.
@@ -122,6 +134,8 @@ class SimplifyConfig:
     mask_size: int = 16
     mask_init: float = 0.4
     reference: str = "mean"
+    blur_sigma: float | None = None
+    axis_mask_size: int | None = None
     temperature: tuple[float, float] = (1.0, 1.5)
     straight_through_rounding: bool = True
     dequantization_noise: bool = True
@@ -129,7 +143,7 @@ class SimplifyConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("steps", "n_snapshots", "mask_size", "seed"):
+        for name in ("steps", "n_snapshots", "mask_size", "axis_mask_size", "seed"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
                 raise TypeError(f"{name}: expected an integer, got {value!r}")
@@ -141,6 +155,10 @@ class SimplifyConfig:
             raise ValueError(f"mask_init: expected a value in (0, 1), got {self.mask_init}")
         if self.mask_size < 1:
             raise ValueError(f"mask_size: expected a positive grid size, got {self.mask_size}")
+        if self.blur_sigma is not None and not (isinstance(self.blur_sigma, numbers.Real) and self.blur_sigma > 0):
+            raise ValueError(f"blur_sigma: expected a blur scale > 0 pixels, got {self.blur_sigma!r}")
+        if self.axis_mask_size is not None and self.axis_mask_size < 1:
+            raise ValueError(f"axis_mask_size: expected a positive grid size, got {self.axis_mask_size}")
         if self.reference not in REFERENCES:
             raise ValueError(f"reference: expected one of {REFERENCES}, got {self.reference!r}")
         if self.latent_init not in LATENT_INITS:
@@ -183,7 +201,9 @@ class SimplifyConfig:
         What the engines run with; resolving a resolved config returns it unchanged.
         """
         steps, lr, lambda_start, lambda_end = self._engine_values()
-        return dataclasses.replace(self, steps=steps, lr=lr, lambda_start=lambda_start, lambda_end=lambda_end)
+        defaults = ENGINE_DEFAULTS[self.parameterization]
+        own = {name: defaults[name] for name in _ENGINE_ONLY if name in defaults and getattr(self, name) is None}
+        return dataclasses.replace(self, steps=steps, lr=lr, lambda_start=lambda_start, lambda_end=lambda_end, **own)
 
     @classmethod
     def fields(cls) -> tuple[str, ...]:

@@ -25,8 +25,10 @@ from .._helpers import ForwardFunc, Transform, as_tuple, model_guard, resolve_ta
 from .._validation import check_finite, check_pixel_images
 from ..estimators import BitEstimator, Glow, resolve_estimator
 from ..spaces import make_spaces
+from . import factorised
 from .common import Classifier, Decision, PathRecorder, RunContext, evaluate, guarded_step, round_8bit, snapshot_steps
 from .config import ENGINE_DEFAULTS, SimplifyConfig, config_options, make_config
+from .factorised import factorised_engine
 from .heads import check_outputs
 from .learned import Simplifier, as_simplifier, learned_engine
 from .mask import mask_engine
@@ -184,8 +186,10 @@ def simplify(
         card = simplifier.card
         settings.update(simplifier={k: card.get(k) for k in ("model_fingerprint", "lam", "steps", "data")}, refine_steps=config.refine_steps,
                         steps=config.refine_steps, **{k: simplifier.config[k] for k in ("mask_size", "mask_init", "reference")})
-    elif config.parameterization == "mask":
+    elif config.parameterization in ("mask", "factorised"):
         settings.update(mask_size=config.mask_size, mask_init=config.mask_init, reference=config.reference)
+    if simplifier is None and config.parameterization == "factorised":
+        settings.update(blur_sigma=config.blur_sigma, axis_mask_size=config.axis_mask_size, composition=list(factorised.COMPOSITION))
     started = time.perf_counter()
     # The guard restores the model whatever happens (BatchNorm statistics of a train-mode model included);
     # the forked RNG, seeded, makes the model's own randomness (Dropout) part of ``seed``.
@@ -205,6 +209,8 @@ def simplify(
             return learned_engine(run, config, simplifier)
         if config.parameterization == "mask":
             return mask_engine(run, config)
+        if config.parameterization == "factorised":
+            return factorised_engine(run, config)
         params = (
             _LatentParams(estimator, round_8bit(pixels, False), config.latent_init) if config.parameterization == "latent"
             else _PixelParams(pixels)

@@ -50,6 +50,12 @@ class SimplificationResult:
         The mask engine's mask in [0, 1] (1 = the original's pixel kept, 0 = the reference's):
         the mask of the simplest kept step, or the last mask if no step kept the prediction.
         ``None`` for the other engines.
+    axis_masks : dict[str, Tensor (B, 1, H, W)] or None
+        The factorised engine's mask per kind of information (``"colour"``, ``"detail"``,
+        ``"region"``), each in [0, 1], 1 = kept in the returned image; ``simplified`` equals
+        ``round8(compose(original, axis_masks))``
+        (:func:`~simplebits_audit.simplification.factorised.compose`), and ``mask`` is the region's.
+        ``None`` for the other engines.
     path_labels : list[str] or None
         What each path snapshot is (``"original"``, ``"step 20"``, ``"top 5% of the mask"``,
         ``"reference"``, ...); ``None`` where the lambda value says it.
@@ -84,6 +90,7 @@ class SimplificationResult:
     settings: dict[str, Any] = field(default_factory=dict)
     mask: torch.Tensor | None = None
     path_labels: list[str] | None = None
+    axis_masks: dict[str, torch.Tensor] | None = None
 
     @property
     def bit_reduction_map(self) -> torch.Tensor:
@@ -112,4 +119,6 @@ class SimplificationResult:
 
 
 def _move(value: Any, device: str | torch.device) -> Any:
+    if isinstance(value, dict) and all(isinstance(v, torch.Tensor) for v in value.values()):
+        return {k: v.to(device) for k, v in value.items()}
     return value.to(device) if isinstance(value, torch.Tensor) else value

@@ -23,6 +23,18 @@ indices, do not take them):
   of the train split, with its mask in ``aux_masks["marker"]`` (``variant=`` chooses the marker).
 - ``digits-stripes``: multi-label, 3 x 32 x 32; labels (N, 2) multi-hot = [digit present, stripes
   present], two logits; mask = the digit's strokes (all False without a digit).
+
+Single-cue testbeds (:mod:`.cues`): one object on a photo crop, 3 x 32 x 32, three classes, mask =
+the object; :data:`CUE_AXES` (and ``Testbed.cue_axis``) names the information axis that carries
+the label ("colour", "detail" or "region"):
+
+- ``colour-cue``: label = the object's hue family (red / green / blue); shape and texture random.
+- ``texture-cue``: label = the orientation of a fine grating (period 3-4 px) inside the object;
+  shape and colour random.
+- ``shape-cue``: label = the outline (disc / square / triangle); colour and texture random.
+- ``cue-conflict-shape`` / ``cue-conflict-colour``: the same images (for the same split, n and
+  seed), outline and hue family independent, labelled by the outline or by the hue family; each
+  name has its own shipped classifier.
 """
 
 from __future__ import annotations
@@ -35,7 +47,7 @@ from typing import Any, Callable
 import torch
 from torch.utils.data import Dataset
 
-from . import blended_digits, digits_on_photos, multilabel, radiograph, shortcut, stripes
+from . import blended_digits, cues, digits_on_photos, multilabel, radiograph, shortcut, stripes
 from .classifier import SmallCNN, train_classifier
 
 
@@ -57,6 +69,9 @@ class Testbed(Dataset):
     has_localisation: bool = True
     variant: str | None = None
     aux_masks: dict[str, torch.Tensor] | None = None
+    #: the information axis that carries the label (:data:`CUE_AXES`): "colour", "detail" or
+    #: "region"; None for testbeds that are not single-cue
+    cue_axis: str | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -76,6 +91,7 @@ TESTBEDS: dict[str, tuple[Callable, list[str], dict[str, int]]] = {
     "blended-digits": (blended_digits.generate, [str(d) for d in range(10)], {"train": 6000, "test": 1000}),
     "radiograph": (radiograph.generate, list(radiograph.CLASSES), {"train": 4000, "test": 500}),
     "digits-stripes": (multilabel.generate, list(multilabel.CLASSES), {"train": 6000, "test": 1000}),
+    **{name: (cues.GENERATORS[name], list(cues.CLASSES[cue]), {"train": 6000, "test": 1000}) for name, (cue, _) in cues.TESTBED_CUES.items()},
 }
 #: the class-index testbeds' localisation flags (``stripes``: the mask is the whole image); a testbed
 #: not listed localises (``radiograph``: the opacity, ``digits-stripes``: the digit)
@@ -86,6 +102,9 @@ VARIANTS: dict[str, tuple[str, ...]] = {"shortcut": shortcut.VARIANTS, "radiogra
 #: (one logit: (N,) long) or multi-hot ((N, K) long), not class indices: a prediction is
 #: ``logit > 0``, and an explanation's target is a logit's index (0 for ``radiograph``).
 SIGMOID_HEADS: dict[str, int] = {"radiograph": 1, "digits-stripes": 2}
+#: single-cue testbeds: name -> the information axis that carries the label ("colour": towards
+#: luminance removes it, "detail": towards a blur, "region": towards a flat reference)
+CUE_AXES: dict[str, str] = dict(cues.CUE_AXES)
 
 
 def list_testbeds(head: str | None = "softmax") -> list[str]:
@@ -119,7 +138,7 @@ def load(name: str, split: str = "train", n: int | None = None, seed: int = 0, v
         out = generate(n, split, seed)
     images, labels, masks = out[:3]
     aux_masks = out[3] if len(out) > 3 else None
-    return Testbed(name, split, images, labels, masks, classes, HAS_LOCALISATION.get(name, True), variant, aux_masks)
+    return Testbed(name, split, images, labels, masks, classes, HAS_LOCALISATION.get(name, True), variant, aux_masks, CUE_AXES.get(name))
 
 
 _WEIGHTS = resources.files(__package__) / "weights"
@@ -149,6 +168,6 @@ def classifier_card(name: str) -> dict[str, Any]:
 
 
 __all__ = [
-    "HAS_LOCALISATION", "SIGMOID_HEADS", "TESTBEDS", "VARIANTS", "SmallCNN", "Testbed", "classifier_card", "list_testbeds", "load",
+    "CUE_AXES", "HAS_LOCALISATION", "SIGMOID_HEADS", "TESTBEDS", "VARIANTS", "SmallCNN", "Testbed", "classifier_card", "list_testbeds", "load",
     "load_classifier", "train_classifier",
 ]

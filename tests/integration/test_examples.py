@@ -64,3 +64,13 @@ def test_radiograph_sigmoid_example():
         # the decision is kept: the same side of 0.5 before and after
         assert (r["p_before"] >= 0.5) == (r["p_after"] >= 0.5) and r["status"] == "ok"
         assert 0 < r["bits_kept"] <= 1
+
+
+def test_which_information_example(tmp_path):
+    module = runpy.run_path(str(ROOT / "examples" / "which_information.py"))
+    names = module["default_testbeds"]()[:1] or ["stripes"]
+    profiles = module["main"](names, n=2, steps=4, figure=str(tmp_path / "fig.png"))
+    assert set(profiles) == set(names) and (tmp_path / "fig.png").stat().st_size > 0
+    for profile in profiles.values():
+        assert set(profile) == {"colour", "detail", "region"}
+        assert all(0 <= v <= 1 or v != v for v in profile.values())

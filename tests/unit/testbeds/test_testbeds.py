@@ -24,7 +24,7 @@ def _validity():
 
 
 def test_registry():
-    assert set(NAMES) == {"digits-on-photos", "stripes", "shortcut", "blended-digits"}
+    assert set(NAMES) == {"digits-on-photos", "stripes", "shortcut", "blended-digits", *testbeds.CUE_AXES}
     assert testbeds.HAS_LOCALISATION == {"digits-on-photos": True, "stripes": False, "shortcut": True, "blended-digits": True}
 
 
