@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from simplebits_audit import photos, testbeds
 from simplebits_audit.testbeds import cues
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 NAMES = list(cues.TESTBED_CUES)
 
 
