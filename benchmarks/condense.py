@@ -113,7 +113,9 @@ def main() -> None:
     targets = Table("testbed", "acc. gap to no-bits (≤ 2 pts)", "above random real (> 0)", "bits ratio (≥ 5x)", "WebP ratio",
                     "minutes (≤ 30)", "real images bpd / WebP bpd", title="Targets")
     for testbed, s in summary.items():
-        mark = lambda ok: "[green]met[/]" if ok else "[red]missed[/]"
+        def mark(ok):
+            return "[green]met[/]" if ok else "[red]missed[/]"
+
         noise = f" (spread {s['noise_points']:.1f})" if abs(s["above_random_points"]) <= s["noise_points"] else ""
         targets.add_row(testbed, f"{s['accuracy_gap_points']:+.1f} {mark(s['accuracy_gap_points'] <= 2)}",
                         f"{s['above_random_points']:+.1f} {mark(s['above_random_points'] > 0)}{noise}",

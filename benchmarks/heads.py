@@ -25,7 +25,6 @@ Three tables, every method on the same images, model and target, Captum Integrat
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from pathlib import Path
@@ -162,7 +161,7 @@ def randomisation(n: int, console: Console) -> dict:
         target = torch.zeros(n, dtype=torch.long) if head == "sigmoid" else logits.argmax(1)
         cells, means = [], {}
         for method in RANDOMISATION_METHODS:
-            def explain_fn(m, x, t, method=method):
+            def explain_fn(m, x, t, method=method, head=head):
                 return explain(method, m, x, t, context=Context(head=head, seed=0), **({"n_steps": 50} if method == "ig" else {})).map
 
             rho = model_randomisation(explain_fn, model, data.images, target)

@@ -14,7 +14,7 @@ from simplebits_audit.training import joint
 from simplebits_audit.training.data import Batches
 from simplebits_audit.training.joint import TrainingResult, tradeoff, train_with_simplification
 
-from ...helpers import run_cli, snapshot, assert_unchanged
+from ...helpers import assert_unchanged, run_cli, snapshot
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 TESTBED = "blended-digits"
