@@ -100,8 +100,15 @@ def radiograph(n: int, console: Console) -> dict:
         rows.append(row)
     for row in rows:
         row["x_ig"] = row["seconds"] / seconds["ig"]
-    table = Table("method", "s/img", "xIG", "AUROC opacity^", "marker in top 5%^ (share of images)", title=f"radiograph, sigmoid head: {n} test images "
-                  f"({out['positives']} with opacity, {out['uses_marker']} whose decision uses the marker)")
+    table = Table(
+        "method",
+        "s/img",
+        "xIG",
+        "AUROC opacity^",
+        "marker in top 5%^ (share of images)",
+        title=f"radiograph, sigmoid head: {n} test images "
+        f"({out['positives']} with opacity, {out['uses_marker']} whose decision uses the marker)",
+    )
     for row in rows:
         table.add_row(row["method"], f"{row['seconds'] / n:.3f}", f"{row['x_ig']:.2f}", f"{row['auroc']:.3f}", f"{row['marker_top5']:.2f}")
     console.print(table)

@@ -84,7 +84,9 @@ def training_photos(min_bpd: float = MIN_PHOTO_BPD) -> list[Path]:
     from .estimators.analytic import AnalyticCoder
 
     coder = AnalyticCoder()
-    natural = [p for p in wallpaper_photos() if float(coder.bpd(CropSampler([load_rgb(p)], seed=0, n_scales=4).sample(64)).mean()) >= min_bpd]
+    natural = [
+        p for p in wallpaper_photos() if float(coder.bpd(CropSampler([load_rgb(p)], seed=0, n_scales=4).sample(64)).mean()) >= min_bpd
+    ]
     return package_photos(TRAIN_PACKAGE) + natural
 
 
