@@ -8,9 +8,9 @@ shipped classifier, and reads the information profile inside the object (the tes
   information inside the object; also among the images that needed anything (the others keep
   their answer from the flat grey reference alone: "reference keeps %", nothing to name). Two
   readings: ahead of *every* other axis (the issue's wording), and ahead of the other *removable
-  content* axes only (colour, detail: the region is a
-  prerequisite of both, since a removed region keeps no colour or detail, so on a colour or a
-  texture testbed the object's region is kept as well);
+  content* axes only (colour, detail: the region is a prerequisite of both, since a removed
+  region keeps no colour or detail, so on a colour or a texture testbed the object's region is
+  kept as well);
 - the mean share kept inside the object per axis (target: the non-cue axes <= 0.3);
 - predictions kept, bits kept (estimator, WebP lossless);
 - the cue-conflict pair: the two classifiers' mean profiles on the same images, per axis;
