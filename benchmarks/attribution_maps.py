@@ -58,7 +58,10 @@ def main() -> None:
     maps["trivial: max channel"] = x.amax(1, keepdim=True)
     maps["trivial: centre Gaussian"] = torch.exp(-(yy**2 + xx**2) / (2 * (h / 4) ** 2)).expand(len(x), 1, h, w)
     maps["trivial: random"] = torch.rand(len(x), 1, h, w, generator=torch.Generator().manual_seed(0))
-    table = Table(title=f"digits-on-photos, {args.n} test images, localisation AUROC against the digit mask (estimator {result.settings['estimator']})")
+    table = Table(
+        title=f"digits-on-photos, {args.n} test images, localisation AUROC against the digit mask "
+        f"(estimator {result.settings['estimator']})"
+    )
     for col in ("map", "AUROC mean", "AUROC std", "seconds"):
         table.add_column(col, justify="right")
     for name, amap in maps.items():

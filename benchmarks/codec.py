@@ -83,8 +83,24 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     estimator = load_estimator("analytic")
     table = Table(title=f"analytic estimator as a codec, held-out photo crops ({args.crops} per size), bpd (lower is better)")
-    cols = ("size", "bits", "file", "file / bits", "max payload / bits", "payload - bits", "PNG", "WebP", "JXL e9", "file / WebP", "file / JXL e9",
-            "enc ms", "dec ms", "JXL e9 ms", f"JXL e{codecs.JXL_EFFORT} ms", "WebP ms")
+    cols = (
+        "size",
+        "bits",
+        "file",
+        "file / bits",
+        "max payload / bits",
+        "payload - bits",
+        "PNG",
+        "WebP",
+        "JXL e9",
+        "file / WebP",
+        "file / JXL e9",
+        "enc ms",
+        "dec ms",
+        "JXL e9 ms",
+        f"JXL e{codecs.JXL_EFFORT} ms",
+        "WebP ms",
+    )
     for col in cols:
         table.add_column(col, justify="right")
     for size in args.sizes:

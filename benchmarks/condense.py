@@ -93,9 +93,17 @@ def main() -> None:
                    "condensed without bits term": r["sets"]["without_bits"]["seconds"] / 60}
         for name in ROWS:
             row = r["evaluation"][name]
-            table.add_row(testbed, name, str(row["images"]), f"{100 * row['accuracy_mean']:.1f} ± {100 * row['accuracy_std']:.1f}",
-                          f"{row['bits_per_image']:.0f}", f"{row['bpd']:.3f}", f"{row['webp_bits_per_image']:.0f}", f"{row['webp_bpd']:.3f}",
-                          f"{minutes[name]:.1f}" if name in minutes else "-")
+            table.add_row(
+                testbed,
+                name,
+                str(row["images"]),
+                f"{100 * row['accuracy_mean']:.1f} ± {100 * row['accuracy_std']:.1f}",
+                f"{row['bits_per_image']:.0f}",
+                f"{row['bpd']:.3f}",
+                f"{row['webp_bits_per_image']:.0f}",
+                f"{row['webp_bpd']:.3f}",
+                f"{minutes[name]:.1f}" if name in minutes else "-",
+            )
         ev = r["evaluation"]
         simplified, plain, real = ev["condensed, simplified"], ev["condensed without bits term"], ev["random real subset"]
         summary[testbed] = {
@@ -113,12 +121,19 @@ def main() -> None:
     targets = Table("testbed", "acc. gap to no-bits (≤ 2 pts)", "above random real (> 0)", "bits ratio (≥ 5x)", "WebP ratio",
                     "minutes (≤ 30)", "real images bpd / WebP bpd", title="Targets")
     for testbed, s in summary.items():
-        mark = lambda ok: "[green]met[/]" if ok else "[red]missed[/]"
+        def mark(ok):
+            return "[green]met[/]" if ok else "[red]missed[/]"
+
         noise = f" (spread {s['noise_points']:.1f})" if abs(s["above_random_points"]) <= s["noise_points"] else ""
-        targets.add_row(testbed, f"{s['accuracy_gap_points']:+.1f} {mark(s['accuracy_gap_points'] <= 2)}",
-                        f"{s['above_random_points']:+.1f} {mark(s['above_random_points'] > 0)}{noise}",
-                        f"{s['bits_ratio']:.1f}x {mark(s['bits_ratio'] >= 5)}", f"{s['webp_ratio']:.1f}x",
-                        f"{s['condense_minutes']:.1f} {mark(s['condense_minutes'] <= 30)}", f"{s['real_bpd']:.2f} / {s['real_webp_bpd']:.2f}")
+        targets.add_row(
+            testbed,
+            f"{s['accuracy_gap_points']:+.1f} {mark(s['accuracy_gap_points'] <= 2)}",
+            f"{s['above_random_points']:+.1f} {mark(s['above_random_points'] > 0)}{noise}",
+            f"{s['bits_ratio']:.1f}x {mark(s['bits_ratio'] >= 5)}",
+            f"{s['webp_ratio']:.1f}x",
+            f"{s['condense_minutes']:.1f} {mark(s['condense_minutes'] <= 30)}",
+            f"{s['real_bpd']:.2f} / {s['real_webp_bpd']:.2f}",
+        )
     console.print(targets)
     for testbed, s in summary.items():
         best = max(row["accuracy_mean"] for row in results[testbed]["evaluation"].values())

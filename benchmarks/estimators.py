@@ -43,7 +43,19 @@ def main() -> None:
     crops = {size: held_out_crops(args.crops, size=size) for size in (32, 64)}
     codecs = {size: (codec_bpd(x, "png").mean().item(), codec_bpd(x, "webp").mean().item()) for size, x in crops.items()}
     table = Table(title=f"held-out photo crops ({args.crops} per size), torch threads {torch.get_num_threads()}")
-    for col in ("estimator", "bpd 32", "PNG 32", "WebP 32", "ratio WebP 32", "bpd 64", "PNG 64", "WebP 64", "ratio WebP 64", "fwd+bwd ms (64x3x32x32)", "parameters"):
+    for col in (
+        "estimator",
+        "bpd 32",
+        "PNG 32",
+        "WebP 32",
+        "ratio WebP 32",
+        "bpd 64",
+        "PNG 64",
+        "WebP 64",
+        "ratio WebP 64",
+        "fwd+bwd ms (64x3x32x32)",
+        "parameters",
+    ):
         table.add_column(col, justify="right")
     for name in list_estimators():
         est = load_estimator(name)

@@ -56,13 +56,24 @@ def run_one(model_name: str, size: int, batch: int, method: str) -> dict:
         IntegratedGradients(model).attribute(x, target=pred, n_steps=50, internal_batch_size=max(batch, 64))
     else:
         _, result = SimpleBits(model).attribute(x, target=pred, return_result=True)
-        out = {"kept": result.kept.float().mean().item(), "bpd_before": result.bpd_before.mean().item(), "bpd_after": result.bpd_after.mean().item()}
+        out = {
+            "kept": result.kept.float().mean().item(),
+            "bpd_before": result.bpd_before.mean().item(),
+            "bpd_after": result.bpd_after.mean().item(),
+        }
     out["seconds_per_image"] = (time.perf_counter() - t0) / batch
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
 
-GRID = [("testbed-cnn", 32, 1), ("testbed-cnn", 32, 64), ("resnet18-random", 32, 1), ("resnet18-random", 32, 64), ("resnet18-random", 224, 1), ("resnet18-random", 224, 8)]
+GRID = [
+    ("testbed-cnn", 32, 1),
+    ("testbed-cnn", 32, 64),
+    ("resnet18-random", 32, 1),
+    ("resnet18-random", 32, 64),
+    ("resnet18-random", 224, 1),
+    ("resnet18-random", 224, 8),
+]
 
 
 def main() -> None:
@@ -75,14 +86,27 @@ def main() -> None:
         print(json.dumps(run_one(model_name, int(size), int(batch), method)))
         return
     table = Table(title=f"SimpleBits vs Integrated Gradients (n_steps=50), CPU threads {torch.get_num_threads()}")
-    for col in ("classifier", "size", "batch", "SimpleBits s/img", "IG s/img", "ratio", "SB peak MB", "IG peak MB", "top-1 kept", "bpd before -> after"):
+    for col in (
+        "classifier",
+        "size",
+        "batch",
+        "SimpleBits s/img",
+        "IG s/img",
+        "ratio",
+        "SB peak MB",
+        "IG peak MB",
+        "top-1 kept",
+        "bpd before -> after",
+    ):
         table.add_column(col, justify="right")
     for model_name, size, batch in GRID:
         if args.quick and size != 32:
             continue
         res = {}
         for method in ("ig", "simplebits"):
-            proc = subprocess.run([sys.executable, __file__, "--one", model_name, str(size), str(batch), method], capture_output=True, text=True, check=True)
+            proc = subprocess.run(
+                [sys.executable, __file__, "--one", model_name, str(size), str(batch), method], capture_output=True, text=True, check=True
+            )
             res[method] = json.loads(proc.stdout.strip().splitlines()[-1])
         sb, ig = res["simplebits"], res["ig"]
         table.add_row(

@@ -25,7 +25,6 @@ Three tables, every method on the same images, model and target, Captum Integrat
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from pathlib import Path
@@ -101,8 +100,15 @@ def radiograph(n: int, console: Console) -> dict:
         rows.append(row)
     for row in rows:
         row["x_ig"] = row["seconds"] / seconds["ig"]
-    table = Table("method", "s/img", "xIG", "AUROC opacity^", "marker in top 5%^ (share of images)", title=f"radiograph, sigmoid head: {n} test images "
-                  f"({out['positives']} with opacity, {out['uses_marker']} whose decision uses the marker)")
+    table = Table(
+        "method",
+        "s/img",
+        "xIG",
+        "AUROC opacity^",
+        "marker in top 5%^ (share of images)",
+        title=f"radiograph, sigmoid head: {n} test images "
+        f"({out['positives']} with opacity, {out['uses_marker']} whose decision uses the marker)",
+    )
     for row in rows:
         table.add_row(row["method"], f"{row['seconds'] / n:.3f}", f"{row['x_ig']:.2f}", f"{row['auroc']:.3f}", f"{row['marker_top5']:.2f}")
     console.print(table)
@@ -162,7 +168,7 @@ def randomisation(n: int, console: Console) -> dict:
         target = torch.zeros(n, dtype=torch.long) if head == "sigmoid" else logits.argmax(1)
         cells, means = [], {}
         for method in RANDOMISATION_METHODS:
-            def explain_fn(m, x, t, method=method):
+            def explain_fn(m, x, t, method=method, head=head):
                 return explain(method, m, x, t, context=Context(head=head, seed=0), **({"n_steps": 50} if method == "ig" else {})).map
 
             rho = model_randomisation(explain_fn, model, data.images, target)

@@ -103,7 +103,9 @@ def main() -> None:
     rows = []
     for testbed in args.testbeds.split(","):
         rows += run(testbed, args.n, args.batch, args.engines.split(","), args.attribution, args.seed)
-    table = Table(title=f"Simplification depth, {args.n} test images per testbed, batch {args.batch}, CPU threads {torch.get_num_threads()}")
+    table = Table(
+        title=f"Simplification depth, {args.n} test images per testbed, batch {args.batch}, CPU threads {torch.get_num_threads()}"
+    )
     cols = ("testbed", "engine", "top-1 kept", "returned original", "bits kept", "WebP kept", "PNG kept", "s/img", "x IG",
             f"AUROC ({args.attribution})", "AUROC (retained)", "AUROC |x - mean colour| (trivial)")
     for col in cols:
@@ -111,9 +113,20 @@ def main() -> None:
     ig = {r["testbed"]: r["seconds_per_image"] for r in rows if "kept" not in r}
     fmt = lambda r, k, f="{:.3f}": f.format(r[k]) if k in r else "-"  # noqa: E731
     for r in rows:
-        table.add_row(r["testbed"], r["engine"], fmt(r, "kept", "{:.1%}"), fmt(r, "returned_original", "{:.1%}"), fmt(r, "bits_kept"),
-                      fmt(r, "webp_kept"), fmt(r, "png_kept"), f"{r['seconds_per_image']:.3f}",
-                      f"{r['seconds_per_image'] / ig[r['testbed']]:.2f}", fmt(r, "auroc"), fmt(r, "auroc_retained"), fmt(r, "auroc_contrast"))
+        table.add_row(
+            r["testbed"],
+            r["engine"],
+            fmt(r, "kept", "{:.1%}"),
+            fmt(r, "returned_original", "{:.1%}"),
+            fmt(r, "bits_kept"),
+            fmt(r, "webp_kept"),
+            fmt(r, "png_kept"),
+            f"{r['seconds_per_image']:.3f}",
+            f"{r['seconds_per_image'] / ig[r['testbed']]:.2f}",
+            fmt(r, "auroc"),
+            fmt(r, "auroc_retained"),
+            fmt(r, "auroc_contrast"),
+        )
     Console(width=220).print(table)
 
 

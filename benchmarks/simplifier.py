@@ -18,7 +18,7 @@ learned simplifier and over ``--audit-engine-n`` images with the per-image engin
 
     python benchmarks/simplifier.py                                # all three testbeds, ~1 hour on 2 cores
     python benchmarks/simplifier.py --testbeds shortcut --reuse    # reuse benchmarks/out/simplifier-shortcut.pt
-    python benchmarks/simplifier.py --shipped                      # the shipped simplifiers (trained by scripts/train_testbed_simplifiers.py)
+    python benchmarks/simplifier.py --shipped                      # the shipped simplifiers (from scripts/train_testbed_simplifiers.py)
     python benchmarks/simplifier.py --audit-n 10000 --testbeds digits-on-photos --reuse
 """
 
@@ -89,7 +89,9 @@ def _scores(name: str, results: list, images: torch.Tensor, maps: list[torch.Ten
     return row
 
 
-def run(testbed: str, n: int, batch: int, refine: list[int], reuse: bool, shipped: bool, steps: int | None, seed: int) -> tuple[list[dict], dict]:
+def run(
+    testbed: str, n: int, batch: int, refine: list[int], reuse: bool, shipped: bool, steps: int | None, seed: int
+) -> tuple[list[dict], dict]:
     from simplebits_audit import SimpleBits, testbeds
     from simplebits_audit.explainers import Context, explain
     from simplebits_audit.metrics import auroc
@@ -137,9 +139,17 @@ def audit_throughput(testbed: str, simplifier: Path, n: int, engine_n: int, batc
                 sys.exit(f"failed: {' '.join(command)}\n{res.stderr[-2000:]}")
             summary = json.loads((Path(tmp) / "summary.json").read_text())
             timing = summary["timing"]
-            rows.append({"audit": label, "images": summary["explained"], "wall_seconds": wall, "images_per_second": summary["explained"] / wall,
-                         "explain_per_second": summary["explained"] / max(timing["simplify_seconds"], 1e-9),
-                         "kept_rate": summary["kept_rate"], "bpd": f"{summary['bpd_before']:.3f} -> {summary['bpd_after']:.3f}"})
+            rows.append(
+                {
+                    "audit": label,
+                    "images": summary["explained"],
+                    "wall_seconds": wall,
+                    "images_per_second": summary["explained"] / wall,
+                    "explain_per_second": summary["explained"] / max(timing["simplify_seconds"], 1e-9),
+                    "kept_rate": summary["kept_rate"],
+                    "bpd": f"{summary['bpd_before']:.3f} -> {summary['bpd_after']:.3f}",
+                }
+            )
     return rows
 
 
@@ -151,7 +161,9 @@ def main() -> None:
     parser.add_argument("--refine", default="0,10,20", help="refine_steps values of the learned simplifier")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the library default)")
     parser.add_argument("--reuse", action="store_true", help="reuse benchmarks/out/simplifier-<testbed>.pt if it exists")
-    parser.add_argument("--shipped", action="store_true", help="use the shipped simplifiers (Simplifier.pretrained); training time from their cards")
+    parser.add_argument(
+        "--shipped", action="store_true", help="use the shipped simplifiers (Simplifier.pretrained); training time from their cards"
+    )
     parser.add_argument("--audit-n", type=int, default=0, help="also time an audit of this many images with the simplifier")
     parser.add_argument("--audit-engine-n", type=int, default=256, help="images of the per-image engine's audit")
     parser.add_argument("--seed", type=int, default=0, help="testbed sample (designs were chosen on seed 1)")
@@ -172,8 +184,18 @@ def main() -> None:
             table.add_column(col, justify="right")
         for r in rows:
             speed = f"{ig / r['seconds_per_image']:.1f}" if r.get("seconds_per_image") else "-"
-            table.add_row(r["method"], fmt(r, "seconds_per_image", "{:.4f}"), speed, fmt(r, "kept", "{:.1%}"), fmt(r, "returned_original", "{:.1%}"),
-                          fmt(r, "bits_kept"), fmt(r, "webp_kept"), fmt(r, "raw_kept", "{:.1%}"), fmt(r, "raw_bits_kept"), fmt(r, "auroc"))
+            table.add_row(
+                r["method"],
+                fmt(r, "seconds_per_image", "{:.4f}"),
+                speed,
+                fmt(r, "kept", "{:.1%}"),
+                fmt(r, "returned_original", "{:.1%}"),
+                fmt(r, "bits_kept"),
+                fmt(r, "webp_kept"),
+                fmt(r, "raw_kept", "{:.1%}"),
+                fmt(r, "raw_bits_kept"),
+                fmt(r, "auroc"),
+            )
         console.print(table)
         summary.append({"testbed": testbed, "rows": rows, "train_seconds": info["train_seconds"]})
         if args.audit_n:

@@ -35,7 +35,14 @@ from simplebits_audit.results import read_tradeoff
 
 OUT = Path(__file__).parent / "out" / "tradeoff"
 TESTBEDS = ("digits-on-photos", "stripes", "blended-digits")
-TARGETS = {"accuracy_drop": 0.02, "bits_kept": 0.30, "webp_kept": 0.40, "inside_ratio": 3.0, "minutes_per_lambda": 10.0, "minutes_curve": 40.0}
+TARGETS = {
+    "accuracy_drop": 0.02,
+    "bits_kept": 0.30,
+    "webp_kept": 0.40,
+    "inside_ratio": 3.0,
+    "minutes_per_lambda": 10.0,
+    "minutes_curve": 40.0,
+}
 
 
 def qualifying(record: dict) -> dict | None:
@@ -64,7 +71,9 @@ def figure(records: dict[str, dict], path: Path) -> None:
         ax.plot([p["val_bits_kept"] for p in points], [p["val_accuracy_simplified"] for p in points], "o-", label="estimator bits")
         ax.plot([p["webp_kept"] for p in points], [p["val_accuracy_simplified"] for p in points], "s--", alpha=0.6, label="WebP size")
         for p in points:
-            ax.annotate(f"λ={p['lam']:g}", (p["val_bits_kept"], p["val_accuracy_simplified"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            ax.annotate(
+                f"λ={p['lam']:g}", (p["val_bits_kept"], p["val_accuracy_simplified"]), textcoords="offset points", xytext=(4, 4), fontsize=8
+            )
         ax.set_xlim(0, 1.05)
         ax.set_title(name)
         ax.set_xlabel("share of the original kept")
@@ -102,18 +111,45 @@ def main() -> None:
         train_job(name, args.out / name, lams=args.lams, epochs=args.epochs, show_progress=True)
         console.print(f"{name}: done in {(time.perf_counter() - started) / 60:.1f} min (this call; finished lambdas are reloaded)")
         records[name] = read_tradeoff(args.out / name)
-    table = Table("testbed", "λ", "acc. simplified", "Δ vs λ=0", "acc. original", "bits kept", "WebP kept", "inside mask / share", "minutes",
-                  title=f"Training with simplification ({args.threads} threads)")
+    table = Table(
+        "testbed",
+        "λ",
+        "acc. simplified",
+        "Δ vs λ=0",
+        "acc. original",
+        "bits kept",
+        "WebP kept",
+        "inside mask / share",
+        "minutes",
+        title=f"Training with simplification ({args.threads} threads)",
+    )
     for name, (record, _) in records.items():
         ref = min(record["points"], key=lambda p: p["lam"])
         for p in sorted(record["points"], key=lambda p: p["lam"]):
             ratio = f"{p['bits_inside_mask']:.2f} / {p['mask_share']:.2f} = {p['inside_ratio']:.1f}×" if "inside_ratio" in p else "n/a"
-            table.add_row(name, f"{p['lam']:g}", f"{100 * p['val_accuracy_simplified']:.1f}%",
-                          f"{100 * (p['val_accuracy_simplified'] - ref['val_accuracy_simplified']):+.1f}", f"{100 * p['val_accuracy_original']:.1f}%",
-                          f"{p['val_bits_kept']:.3f}", f"{p['webp_kept']:.3f}", ratio, f"{p['training_seconds'] / 60:.1f}")
+            table.add_row(
+                name,
+                f"{p['lam']:g}",
+                f"{100 * p['val_accuracy_simplified']:.1f}%",
+                f"{100 * (p['val_accuracy_simplified'] - ref['val_accuracy_simplified']):+.1f}",
+                f"{100 * p['val_accuracy_original']:.1f}%",
+                f"{p['val_bits_kept']:.3f}",
+                f"{p['webp_kept']:.3f}",
+                ratio,
+                f"{p['training_seconds'] / 60:.1f}",
+            )
     console.print(table)
-    targets = Table("testbed", "λ chosen", "within 2 pt", "bits ≤ 0.30", "WebP ≤ 0.40", "inside ≥ 3× share", "max min/λ ≤ 10", "curve min ≤ 40",
-                    title="Targets (issue #13)")
+    targets = Table(
+        "testbed",
+        "λ chosen",
+        "within 2 pt",
+        "bits ≤ 0.30",
+        "WebP ≤ 0.40",
+        "inside ≥ 3× share",
+        "max min/λ ≤ 10",
+        "curve min ≤ 40",
+        title="Targets (issue #13)",
+    )
     for name, (record, _) in records.items():
         best = qualifying(record)
         ref = min(record["points"], key=lambda p: p["lam"])
@@ -124,11 +160,14 @@ def main() -> None:
         drop = ref["val_accuracy_simplified"] - best["val_accuracy_simplified"]
         yes = lambda ok, text: f"{'yes' if ok else 'NO'} ({text})"  # noqa: E731
         targets.add_row(
-            name, f"{best['lam']:g}", yes(drop <= TARGETS["accuracy_drop"], f"{-100 * drop:+.1f} pt"),
+            name,
+            f"{best['lam']:g}",
+            yes(drop <= TARGETS["accuracy_drop"], f"{-100 * drop:+.1f} pt"),
             yes(best["val_bits_kept"] <= TARGETS["bits_kept"], f"{best['val_bits_kept']:.3f}"),
             yes(best["webp_kept"] <= TARGETS["webp_kept"], f"{best['webp_kept']:.3f}"),
             yes(best["inside_ratio"] >= TARGETS["inside_ratio"], f"{best['inside_ratio']:.1f}×") if "inside_ratio" in best else "n/a",
-            yes(max(minutes) <= TARGETS["minutes_per_lambda"], f"{max(minutes):.1f}"), yes(sum(minutes) <= TARGETS["minutes_curve"], f"{sum(minutes):.1f}"),
+            yes(max(minutes) <= TARGETS["minutes_per_lambda"], f"{max(minutes):.1f}"),
+            yes(sum(minutes) <= TARGETS["minutes_curve"], f"{sum(minutes):.1f}"),
         )
     console.print(targets)
     if args.figure:

@@ -51,7 +51,11 @@ def main(out: str = "captum_workflow.png", n_images: int = 4) -> dict[str, dict[
         maps[name] = attr
         scores[name] = {
             "infidelity": infidelity(normalised_model, perturb, inputs, attr, target=target, n_perturb_samples=4).mean().item(),
-            "sensitivity_max": sensitivity_max(explainer.attribute, inputs[:2], target=target[:2], n_perturb_samples=2, perturb_radius=0.02, **extra).mean().item(),
+            "sensitivity_max": sensitivity_max(
+                explainer.attribute, inputs[:2], target=target[:2], n_perturb_samples=2, perturb_radius=0.02, **extra
+            )
+            .mean()
+            .item(),
         }
         print(f"{name:>20}: infidelity {scores[name]['infidelity']:.4f}  sensitivity_max {scores[name]['sensitivity_max']:.4f}")
 

@@ -36,8 +36,8 @@ def main(out: str = "explain-example", open_report: bool = True) -> Path:
     (out_dir / "classes.txt").write_text("\n".join(f"digit {d}" for d in range(10)) + "\n")
     # 3. the command (``simplebits`` is ``python -m simplebits_audit.cli.main``; the module form needs no PATH)
     command = [
-        sys.executable, "-m", "simplebits_audit.cli.main", "explain", str(image), "--model", str(out_dir / "model.ts"), "--labels", str(out_dir / "classes.txt"),
-        "--baselines", "ig,occlusion", "--out", str(out_dir / "report"),
+        sys.executable, "-m", "simplebits_audit.cli.main", "explain", str(image), "--model", str(out_dir / "model.ts"),
+        "--labels", str(out_dir / "classes.txt"), "--baselines", "ig,occlusion", "--out", str(out_dir / "report"),
     ]
     if open_report:
         command.append("--open")

@@ -40,8 +40,11 @@ def main(n: int = 512, n_per_image: int = 32) -> dict[str, dict[str, float]]:
             "marker_area": float(marker[:count].mean()),
         }
     for name, row in rows.items():
-        print(f"{name:>20}: {row['images']} images, {row['ms_per_image']:.1f} ms/image, top-1 kept {row['top1_kept']:.0%}, "
-              f"bits kept {row['bits_kept']:.2f}, {row['mask_on_marker']:.0%} of the mask on the marker ({row['marker_area']:.1%} of the area)")
+        print(
+            f"{name:>20}: {row['images']} images, {row['ms_per_image']:.1f} ms/image, top-1 kept {row['top1_kept']:.0%}, "
+            f"bits kept {row['bits_kept']:.2f}, {row['mask_on_marker']:.0%} of the mask on the marker "
+            f"({row['marker_area']:.1%} of the area)"
+        )
     return rows
 
 

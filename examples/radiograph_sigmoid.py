@@ -31,7 +31,9 @@ def main(n: int = 8, keep: float | str = "top1", steps: int | None = None, seed:
     rows = []
     for i in range(n):
         total = float(maps[i].sum())
-        share = (lambda m: float((maps[i] * m).sum()) / total if total > 0 else 0.0)  # noqa: E731
+        def share(m, i=i, total=total):
+            return float((maps[i] * m).sum()) / total if total > 0 else 0.0
+
         rows.append({
             "label": data.classes[int(data.labels[i])],
             "p_before": float(result.probs_before[i, 0]), "p_after": float(result.probs_after[i, 0]),

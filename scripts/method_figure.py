@@ -26,7 +26,11 @@ def main(out: Path = Path(__file__).resolve().parents[1] / "docs" / "simplified_
         result = simplify(testbeds.load_classifier(name), data.images, parameterization="mask")
         mask = result.mask.expand(-1, 3, -1, -1)
         bits = (result.bits_after / result.bits_before).mean().item()
-        for title, images in ((f"{name}: original", result.original), (f"simplified ({bits:.0%} of the bits)", result.simplified), ("mask", mask)):
+        for title, images in (
+            (f"{name}: original", result.original),
+            (f"simplified ({bits:.0%} of the bits)", result.simplified),
+            ("mask", mask),
+        ):
             rows.append((title, F.interpolate(images, scale_factor=SCALE, mode="nearest")))
     side = rows[0][1].shape[-1]
     width, height = LABEL_W + N * (side + PAD), len(rows) * (side + PAD)

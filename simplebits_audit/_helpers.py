@@ -184,9 +184,14 @@ def run_device(module: object, device: str | torch.device | None = None, *, must
     device = torch.device(device)
     if module_device is None or not must_agree:
         return device
-    same = device.type == module_device.type and (device.index is None or module_device.index is None or device.index == module_device.index)
+    same = device.type == module_device.type and (
+        device.index is None or module_device.index is None or device.index == module_device.index
+    )
     if not same:
-        raise ValueError(f"model: its weights are on {module_device} but the job runs on {device}; move the model (model.to(device)) or pass device={str(module_device)!r}")
+        raise ValueError(
+            f"model: its weights are on {module_device} but the job runs on {device}; "
+            f"move the model (model.to(device)) or pass device={str(module_device)!r}"
+        )
     return module_device
 
 

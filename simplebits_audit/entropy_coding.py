@@ -317,7 +317,14 @@ class AnalyticCodingModel:
         entry = np.where(present, values, np.where(side < 0, _ESC_LEFT, _ESC_RIGHT))
         stages = [(idx, np.zeros_like(idx), mu, keys, entry)]
         active = ~present
-        idx, side, a, key, v, length = idx[active], side[active], (mu + side * (d + 1))[active], keys[active], values[active], length[active]
+        idx, side, a, key, v, length = (
+            idx[active],
+            side[active],
+            (mu + side * (d + 1))[active],
+            keys[active],
+            values[active],
+            length[active],
+        )
         while len(idx):
             t1, t2 = self._tail_window(side, a, length)
             present = np.maximum(_LO[v], t1) <= np.minimum(_HI[v], t2)

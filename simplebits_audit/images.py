@@ -9,7 +9,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 
-def load_image(path: str | Path, *, grayscale: bool = False, size: int | tuple[int, int] | None = None, name: str = "image") -> torch.Tensor:
+def load_image(
+    path: str | Path, *, grayscale: bool = False, size: int | tuple[int, int] | None = None, name: str = "image"
+) -> torch.Tensor:
     """Read an image file (any format Pillow reads) as a pixel tensor (1, C, H, W) in [0, 1].
 
     Parameters

@@ -170,12 +170,16 @@ def check_classifier_output(model, inputs: torch.Tensor, *, name: str = "model",
             raise ValueError(
                 f"{images}: {h} x {w} pixels is too small for the model (it runs on {side} x {side}); resize the images (--size {side})"
             ) from None
-        raise ValueError(f"{name}: failed on an input of shape {tuple(inputs.shape)} ({err.__class__.__name__}: {last_line(err)})") from None
+        raise ValueError(
+            f"{name}: failed on an input of shape {tuple(inputs.shape)} ({err.__class__.__name__}: {last_line(err)})"
+        ) from None
     check_logits(out, inputs.shape[0], name)
     if out.shape[1] < 2:
         raise ValueError(f"{name}: output has {out.shape[1]} class; a classifier needs at least 2")
     if not bool(torch.isfinite(out).all()):
-        raise ValueError(f"{name}: output is NaN or infinite on {images} of shape {tuple(inputs.shape)}; check the model and its preprocessing")
+        raise ValueError(
+            f"{name}: output is NaN or infinite on {images} of shape {tuple(inputs.shape)}; check the model and its preprocessing"
+        )
     return int(out.shape[1])
 
 
@@ -205,7 +209,9 @@ def check_not_training(model, *, name: str = "model") -> None:
     if not isinstance(model, nn.Module):
         return
     if any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats for m in model.modules()):
-        raise ValueError(f"{name}: has BatchNorm layers in training mode, whose statistics every call would change; call model.eval() first")
+        raise ValueError(
+            f"{name}: has BatchNorm layers in training mode, whose statistics every call would change; call model.eval() first"
+        )
 
 
 #: Architectures :func:`build_architecture` knows by name (others: ``"package.module:factory"``).

@@ -8,7 +8,7 @@ photos is held out whole for evaluation, so every machine has the same held-out 
 from __future__ import annotations
 
 import hashlib
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +84,9 @@ def training_photos(min_bpd: float = MIN_PHOTO_BPD) -> list[Path]:
     from .estimators.analytic import AnalyticCoder
 
     coder = AnalyticCoder()
-    natural = [p for p in wallpaper_photos() if float(coder.bpd(CropSampler([load_rgb(p)], seed=0, n_scales=4).sample(64)).mean()) >= min_bpd]
+    natural = [
+        p for p in wallpaper_photos() if float(coder.bpd(CropSampler([load_rgb(p)], seed=0, n_scales=4).sample(64)).mean()) >= min_bpd
+    ]
     return package_photos(TRAIN_PACKAGE) + natural
 
 
@@ -163,7 +165,7 @@ def held_out_crops(n: int = 256, size: int = 32, seed: int = 1234) -> torch.Tens
     return CropSampler(photos, size=size, seed=seed).sample(n)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _split_pool(split: str) -> tuple[np.ndarray, ...]:
     paths = held_out_photos() if split == "test" else package_photos(TRAIN_PACKAGE)
     return tuple(load_rgb(p, max_side=512) for p in paths)
@@ -175,12 +177,12 @@ def split_photos(split: str) -> list[np.ndarray]:
     return list(_split_pool(split))
 
 
-@lru_cache(maxsize=None)
-def _split_sampler(split: str, size: int, scales: tuple[float, float]) -> "CropSampler":
+@cache
+def _split_sampler(split: str, size: int, scales: tuple[float, float]) -> CropSampler:
     return CropSampler(list(_split_pool(split)), size, scales=scales, seed=0)
 
 
-def split_crop_sampler(split: str, size: int, scales: tuple[float, float], seed: int) -> "CropSampler":
+def split_crop_sampler(split: str, size: int, scales: tuple[float, float], seed: int) -> CropSampler:
     """A crop sampler over :func:`split_photos` (its image pyramid is built once per process), reseeded."""
     sampler = _split_sampler(split, size, scales)
     sampler.rng = np.random.default_rng(seed)

@@ -8,9 +8,9 @@ model is called; the explainer gets ``normalization`` to move between the two sp
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -66,7 +66,7 @@ class Preprocessing:
                 raise ValueError("std: every value must be positive")
 
     @classmethod
-    def from_preset(cls, preset: str, **overrides) -> "Preprocessing":
+    def from_preset(cls, preset: str, **overrides) -> Preprocessing:
         """A preset's normalisation (``"imagenet"``, ``"none"``) plus other fields."""
         if preset not in PRESETS:
             raise ValueError(f"preset: unknown preset {preset!r}; choose from {sorted(PRESETS)}")

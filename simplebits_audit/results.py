@@ -493,7 +493,9 @@ def condensed_grid(images: torch.Tensor, rows: int, scale: int = 2, gap: int = 2
     return grid
 
 
-def write_condensed_images(out_dir: str | Path, kind: str, images: torch.Tensor, labels: torch.Tensor, classes: Sequence[str]) -> dict[str, Any]:
+def write_condensed_images(
+    out_dir: str | Path, kind: str, images: torch.Tensor, labels: torch.Tensor, classes: Sequence[str]
+) -> dict[str, Any]:
     """Write a condensed set's PNGs (one per image, and the grid) atomically; return their paths relative to ``out_dir``.
 
     ``images`` (N, C, H, W) in [0, 1] come class by class; file names carry the class index and a

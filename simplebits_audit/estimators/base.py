@@ -87,7 +87,7 @@ class BitEstimator(nn.Module):
         """Same as :meth:`bits`."""
         return self.bits(x)
 
-    def freeze(self) -> "BitEstimator":
+    def freeze(self) -> BitEstimator:
         """Evaluation mode, no parameter gradients: how every loaded estimator is handed out."""
         self.eval()
         for p in self.parameters():

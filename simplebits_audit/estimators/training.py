@@ -95,7 +95,11 @@ def train_estimator(
 
     torch.manual_seed(config.seed)
     model = ARCHITECTURES[config.arch](**config.model_config)
-    optimizer = torch.optim.Adamax(model.parameters(), lr=config.lr) if config.arch == "glow" else torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = (
+        torch.optim.Adamax(model.parameters(), lr=config.lr)
+        if config.arch == "glow"
+        else torch.optim.Adam(model.parameters(), lr=config.lr)
+    )
     start_step, elapsed, history = 0, 0.0, []
     if resume and state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
@@ -104,7 +108,9 @@ def train_estimator(
         start_step, elapsed, history = state["step"], state["elapsed"], state["history"]
 
     train_photos = [photo_data.load_rgb(p) for p in train_paths]
-    eval_crops = photo_data.CropSampler([photo_data.load_rgb(p) for p in eval_paths], config.crop_size, config.scales, seed=1234).sample(config.eval_crops)
+    eval_crops = photo_data.CropSampler([photo_data.load_rgb(p) for p in eval_paths], config.crop_size, config.scales, seed=1234).sample(
+        config.eval_crops
+    )
     # A new stream per resume point keeps resumed runs reproducible.
     sampler = photo_data.CropSampler(train_photos, config.crop_size, config.scales, seed=config.seed * 100_003 + start_step)
     schedule = lambda step: 0.5 * (1 + math.cos(math.pi * step / config.steps))  # noqa: E731 (cosine decay)
@@ -118,8 +124,11 @@ def train_estimator(
     model.train()
     t0 = time.perf_counter()
     with Progress(
-        TextColumn("[bold]training {task.fields[arch]}"), BarColumn(), TextColumn("{task.completed}/{task.total} loss {task.fields[loss]:.3f} bpd"),
-        TimeRemainingColumn(), disable=not show_progress,
+        TextColumn("[bold]training {task.fields[arch]}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} loss {task.fields[loss]:.3f} bpd"),
+        TimeRemainingColumn(),
+        disable=not show_progress,
     ) as progress:
         task = progress.add_task("train", total=config.steps, completed=start_step, arch=config.arch, loss=float("nan"))
         for step in range(start_step, config.steps):
@@ -146,7 +155,10 @@ def train_estimator(
         "arch": config.arch,
         "config": model.config,
         "training": {k: v for k, v in vars(config).items() if k != "model_config"},
-        "training_data": {"photos": [photo_data.photo_id(p) for p in train_paths], "held_out_photos": [photo_data.photo_id(p) for p in eval_paths]},
+        "training_data": {
+            "photos": [photo_data.photo_id(p) for p in train_paths],
+            "held_out_photos": [photo_data.photo_id(p) for p in eval_paths],
+        },
         "data_licence": "photos shipped with scikit-image, scikit-learn and matplotlib (see their data READMEs); "
         "Debian plasma-workspace-wallpapers (licences per wallpaper, see /usr/share/wallpapers/*/metadata*)",
         "steps": config.steps,

@@ -87,7 +87,11 @@ def gradient_shap(
             x = inputs[i : i + 1]
             pool = torch.cat([torch.zeros_like(x), blur(x, blur_sigma)])
             args = slice_args(additional_forward_args, slice(i, i + 1), inputs.shape[0])
-            out.append(method.attribute(x, baselines=pool, n_samples=n_samples, stdevs=stdevs, target=target[i : i + 1], additional_forward_args=args))
+            out.append(
+                method.attribute(
+                    x, baselines=pool, n_samples=n_samples, stdevs=stdevs, target=target[i : i + 1], additional_forward_args=args
+                )
+            )
     return torch.cat(out)
 
 
@@ -103,7 +107,9 @@ def deeplift(
     """
     from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
 
-    calls = _count_calls(forward_func, inputs[:1], slice_args(additional_forward_args, slice(0, 1), inputs.shape[0]), tuple(SUPPORTED_NON_LINEAR))
+    calls = _count_calls(
+        forward_func, inputs[:1], slice_args(additional_forward_args, slice(0, 1), inputs.shape[0]), tuple(SUPPORTED_NON_LINEAR)
+    )
     reused = [name for name, n in calls.items() if n > 1]
     if reused:
         raise ValueError(
@@ -112,7 +118,9 @@ def deeplift(
         )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Setting forward, backward hooks.*")
-        return DeepLift(forward_func).attribute(_leaf(inputs), baselines=baselines, target=target, additional_forward_args=additional_forward_args)
+        return DeepLift(forward_func).attribute(
+            _leaf(inputs), baselines=baselines, target=target, additional_forward_args=additional_forward_args
+        )
 
 
 # ---------------------------------------------------------------------------------------------

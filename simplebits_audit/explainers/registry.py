@@ -189,7 +189,9 @@ def check_options(name: str, options: Mapping[str, Any]) -> None:
         raise TypeError(f"options: {name!r} does not take {unknown}; it takes {sorted(allowed)}")
 
 
-def check_methods(methods: Sequence[str], method_options: Mapping[str, Mapping[str, Any]] | None = None, *, name: str = "methods") -> list[str]:
+def check_methods(
+    methods: Sequence[str], method_options: Mapping[str, Mapping[str, Any]] | None = None, *, name: str = "methods"
+) -> list[str]:
     """Validate a list of explainer names (known, each once) and their options; the names as a list.
 
     Errors name ``name`` (``methods``, ``baselines``) or ``method_options``.
@@ -411,7 +413,9 @@ def to_map(attributions: torch.Tensor, reduce: str = "abs") -> torch.Tensor:
         sum over channels (keeps signs); ``"first"``: channel 0, for maps repeated over channels.
     """
     if not isinstance(attributions, torch.Tensor) or attributions.dim() != 4:
-        raise ValueError(f"attributions: expected a tensor of shape (B, C, H, W), got {getattr(attributions, 'shape', type(attributions).__name__)}")
+        raise ValueError(
+            f"attributions: expected a tensor of shape (B, C, H, W), got {getattr(attributions, 'shape', type(attributions).__name__)}"
+        )
     if reduce == "abs":
         return attributions.abs().sum(1, keepdim=True)
     if reduce == "sum":

@@ -337,7 +337,9 @@ def simplebits(
     """
     transforms = None if spaces is None else (spaces.to_pixels, spaces.to_model)
     explainer = SimpleBits(forward_func, estimator, transforms=transforms, **simplify_options)
-    return explainer.attribute(inputs, target, additional_forward_args, attribution=attribution, out_of_range=out_of_range, return_result=True)
+    return explainer.attribute(
+        inputs, target, additional_forward_args, attribution=attribution, out_of_range=out_of_range, return_result=True
+    )
 
 
 def simplebits_learned(

@@ -128,7 +128,9 @@ def perturbation_curve(
     inputs = inputs.detach()
     ranks = pixel_order(maps, seed)
     ref = make_reference(inputs, reference)
-    t = resolve_target(target, inputs.shape[0], predict=lambda: forward_func(inputs, *as_tuple(additional_forward_args)), device=inputs.device)
+    t = resolve_target(
+        target, inputs.shape[0], predict=lambda: forward_func(inputs, *as_tuple(additional_forward_args)), device=inputs.device
+    )
     n_pixels = ranks[0].numel()
     fractions = torch.linspace(0, 1, steps + 1)
     curve = []

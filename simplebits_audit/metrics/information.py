@@ -40,7 +40,9 @@ def axis_removed_images(result: SimplificationResult) -> dict[str, torch.Tensor]
         if axis == "colour" and not has_colour(original):
             continue
         masks = {a: ones for a in AXES} | {axis: result.axis_masks[axis]}
-        image = compose(original, masks, reference=ref, blur_sigma=result.settings["blur_sigma"], order=tuple(result.settings["composition"]))
+        image = compose(
+            original, masks, reference=ref, blur_sigma=result.settings["blur_sigma"], order=tuple(result.settings["composition"])
+        )
         out[axis] = round_8bit(image, False)
     return out
 
@@ -85,7 +87,9 @@ def information_profile(
         inside = torch.ones_like(result.mask)
     else:
         if not isinstance(region, torch.Tensor) or region.shape != result.mask.shape:
-            raise ValueError(f"region: expected a tensor of shape {tuple(result.mask.shape)}, got {getattr(region, 'shape', type(region).__name__)}")
+            raise ValueError(
+                f"region: expected a tensor of shape {tuple(result.mask.shape)}, got {getattr(region, 'shape', type(region).__name__)}"
+            )
         inside = (region.float() > 0.5).to(result.mask)
     kept_region = result.axis_masks["region"]
     removed = axis_removed_images(result)

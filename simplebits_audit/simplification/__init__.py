@@ -27,4 +27,14 @@ from .heads import HEADS, NON_TOP_TARGET_FRACTION, Decision, Keep
 from .learned import Simplifier
 from .result import SimplificationResult
 
-__all__ = ["ENGINE_DEFAULTS", "HEADS", "NON_TOP_TARGET_FRACTION", "Decision", "Keep", "SimplificationResult", "Simplifier", "SimplifyConfig", "simplify"]
+__all__ = [
+    "ENGINE_DEFAULTS",
+    "HEADS",
+    "NON_TOP_TARGET_FRACTION",
+    "Decision",
+    "Keep",
+    "SimplificationResult",
+    "Simplifier",
+    "SimplifyConfig",
+    "simplify",
+]

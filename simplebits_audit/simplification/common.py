@@ -23,8 +23,19 @@ from ..spaces import Spaces
 from .heads import Decision, Keep, check_keep, probabilities
 from .result import SimplificationResult
 
-__all__ = ["Classifier", "Decision", "Keep", "PathRecorder", "RunContext", "Snapshot", "check_keep", "evaluate", "guarded_step", "round_8bit",
-           "snapshot_steps"]
+__all__ = [
+    "Classifier",
+    "Decision",
+    "Keep",
+    "PathRecorder",
+    "RunContext",
+    "Snapshot",
+    "check_keep",
+    "evaluate",
+    "guarded_step",
+    "round_8bit",
+    "snapshot_steps",
+]
 
 def round_8bit(x: torch.Tensor, straight_through: bool) -> torch.Tensor:
     """Pixels (B, C, H, W) rounded to 8 bits; with ``straight_through`` the gradient passes unchanged."""

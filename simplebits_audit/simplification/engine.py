@@ -158,7 +158,9 @@ def simplify(
     # ---- validate everything before any long work (the config checks itself when made)
     config = make_config(config, options).resolved()
     if simplifier is not None and config.parameterization != "mask":
-        raise ValueError(f"simplifier: a learned simplifier predicts a mask; it needs parameterization='mask', got {config.parameterization!r}")
+        raise ValueError(
+            f"simplifier: a learned simplifier predicts a mask; it needs parameterization='mask', got {config.parameterization!r}"
+        )
     if not callable(forward_func):
         raise TypeError("forward_func: must be callable (a model or a function returning logits)")
     if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4:
@@ -184,8 +186,12 @@ def simplify(
     if simplifier is not None:
         simplifier = as_simplifier(simplifier, forward_func, pixels.shape[1], device)
         card = simplifier.card
-        settings.update(simplifier={k: card.get(k) for k in ("model_fingerprint", "lam", "steps", "data")}, refine_steps=config.refine_steps,
-                        steps=config.refine_steps, **{k: simplifier.config[k] for k in ("mask_size", "mask_init", "reference")})
+        settings.update(
+            simplifier={k: card.get(k) for k in ("model_fingerprint", "lam", "steps", "data")},
+            refine_steps=config.refine_steps,
+            steps=config.refine_steps,
+            **{k: simplifier.config[k] for k in ("mask_size", "mask_init", "reference")},
+        )
     elif config.parameterization in ("mask", "factorised"):
         settings.update(mask_size=config.mask_size, mask_init=config.mask_init, reference=config.reference)
     if simplifier is None and config.parameterization == "factorised":

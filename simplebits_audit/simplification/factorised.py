@@ -198,7 +198,9 @@ def factorised_engine(run: RunContext, config: SimplifyConfig) -> Simplification
 
     with torch.no_grad():
         found = torch.isfinite(best_bits)
-        path.add(best_image, torch.where(found, best_bits, bits_before), best_probs, lambda_end, mask=best_masks, label="simplest kept step")
+        path.add(
+            best_image, torch.where(found, best_bits, bits_before), best_probs, lambda_end, mask=best_masks, label="simplest kept step"
+        )
         last = {a: m.detach() for a, m in params.masks().items()}
         ranking = mask_order(last["region"])
         # The region's insertion path (as the mask engine's), the last colour and detail masks inside it;

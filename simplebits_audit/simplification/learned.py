@@ -84,7 +84,13 @@ class Simplifier(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int = 3, mask_size: int = 16, width: int = 16, reference: str = "mean", mask_init: float = 0.9, binary: bool = False,
+        self,
+        in_channels: int = 3,
+        mask_size: int = 16,
+        width: int = 16,
+        reference: str = "mean",
+        mask_init: float = 0.9,
+        binary: bool = False,
     ) -> None:
         super().__init__()
         if in_channels not in (1, 3):
@@ -141,7 +147,9 @@ class Simplifier(nn.Module):
         # a uniform image such as stripes at once, and the classifier never saw a partial one); evaluation: soft > 0.5.
         binary = torch.bernoulli(soft.detach()) if self.training else (soft > 0.5).to(soft.dtype)
         hard = soft + (binary - soft).detach()  # straight-through
-        return hard if tuple(hard.shape[-2:]) == tuple(size) else F.interpolate(hard, size=tuple(size), mode="bilinear", align_corners=False)
+        return (
+            hard if tuple(hard.shape[-2:]) == tuple(size) else F.interpolate(hard, size=tuple(size), mode="bilinear", align_corners=False)
+        )
 
     def reference(self, pixels: torch.Tensor) -> torch.Tensor:
         """The simple end (B, C, H, W), 8-bit: each image's mean colour by default."""
@@ -172,7 +180,9 @@ class Simplifier(nn.Module):
         was trained against (the card's fingerprint). The simplifier is returned in eval mode with
         frozen parameters.
         """
-        ckpt = load_saved(path, what="a simplifier written by Simplifier.save", missing="no simplifier file", version=FORMAT, key="state_dict")
+        ckpt = load_saved(
+            path, what="a simplifier written by Simplifier.save", missing="no simplifier file", version=FORMAT, key="state_dict"
+        )
         simplifier = cls(**ckpt["config"])
         simplifier.load_state_dict(ckpt["state_dict"])
         simplifier.card = json.loads(ckpt.get("card") or "{}")
@@ -294,7 +304,9 @@ def learned_engine(run: RunContext, config: SimplifyConfig, simplifier: Simplifi
             fallback_map[shifted] = estimator.bits_map(fallback[shifted])
         lam = float(simplifier.card.get("lam", 1.0))
         path = PathRecorder(original_8bit, original_map, probs_before, mask=ones, label="original")
-        path.add(learned_image, learned_map.flatten(1).sum(1), learned_probs, lam, mask=learned_mask, label="learned mask", bits_map=learned_map)
+        path.add(
+            learned_image, learned_map.flatten(1).sum(1), learned_probs, lam, mask=learned_mask, label="learned mask", bits_map=learned_map
+        )
         path.add(fallback, fallback_map.flatten(1).sum(1), fallback_probs, lam, mask=fallback_mask, label="learned mask shifted until kept",
                  bits_map=fallback_map)
     return path.result(run, active=torch.ones(len(pixels), dtype=torch.bool, device=pixels.device), steps=0)

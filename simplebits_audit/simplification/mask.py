@@ -61,7 +61,9 @@ def reference_image(pixels: torch.Tensor, kind: str = "mean") -> torch.Tensor:
 class MaskParams:
     """x' = m * x + (1 - m) * r with m a bilinearly upsampled ``size`` x ``size`` grid of sigmoids."""
 
-    def __init__(self, pixels: torch.Tensor, reference: torch.Tensor, size: int, init: float, init_logits: torch.Tensor | None = None) -> None:
+    def __init__(
+        self, pixels: torch.Tensor, reference: torch.Tensor, size: int, init: float, init_logits: torch.Tensor | None = None
+    ) -> None:
         b, _, h, w = pixels.shape
         self.pixels, self.reference, self.shape = pixels, reference, (h, w)
         if init_logits is not None:  # warm start (a learned simplifier's mask): its own grid

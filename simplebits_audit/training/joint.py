@@ -537,7 +537,9 @@ def tradeoff(
             simplifier = Simplifier(in_channels=channels, **simplifier_config)
         if not isinstance(classifier, nn.Module):
             raise TypeError(f"classifier_factory: returned a {type(classifier).__name__}, not an nn.Module")
-        options["device"] = run_device(classifier, options.get("device"), must_agree=False)  # one device for every run: the first classifier's
+        options["device"] = run_device(
+            classifier, options.get("device"), must_agree=False
+        )  # one device for every run: the first classifier's
         options["estimator"] = resolve_estimator(options.get("estimator"), device=options["device"])
         done = run_directory(directory, lam) if directory is not None else None
         if done is not None and (done / RUN_HISTORY_FILE).is_file():

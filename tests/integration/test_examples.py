@@ -34,7 +34,10 @@ def test_audit_shortcut_example(tmp_path):
     for s in summaries.values():
         assert s["explained"] == 4 and 0 < s["shortcut"]["mask_area_share"] < 0.05
     # The shortcut learner's attribution sits on the marker far more than the other classifier's.
-    assert summaries["shortcut"]["shortcut"]["mask_attribution_share"] > 5 * summaries["digits-on-photos"]["shortcut"]["mask_attribution_share"]
+    assert (
+        summaries["shortcut"]["shortcut"]["mask_attribution_share"]
+        > 5 * summaries["digits-on-photos"]["shortcut"]["mask_attribution_share"]
+    )
 
 
 def test_demo_through_the_command_line(tmp_path):

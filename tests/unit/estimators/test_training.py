@@ -22,7 +22,9 @@ def tiny_folder(tmp_path_factory):
 
 
 def _config(steps):
-    return TrainingConfig(arch="pixelcnn", steps=steps, batch_size=4, eval_crops=8, checkpoint_every=2, model_config={"hidden": 8, "n_blocks": 1, "n_mix": 2})
+    return TrainingConfig(
+        arch="pixelcnn", steps=steps, batch_size=4, eval_crops=8, checkpoint_every=2, model_config={"hidden": 8, "n_blocks": 1, "n_mix": 2}
+    )
 
 
 def test_train_interrupt_resume(tiny_folder, tmp_path, monkeypatch):

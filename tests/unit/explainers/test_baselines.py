@@ -27,7 +27,18 @@ BASELINES = ex.list_explainers(simplifies=False)
 
 def test_registry_lists_methods_and_references():
     names = ex.list_explainers()
-    for required in ("ig", "saliency", "input_x_gradient", "gradient_shap", "deeplift", "occlusion", "feature_ablation", "gradcam", "lime", "kernel_shap"):
+    for required in (
+        "ig",
+        "saliency",
+        "input_x_gradient",
+        "gradient_shap",
+        "deeplift",
+        "occlusion",
+        "feature_ablation",
+        "gradcam",
+        "lime",
+        "kernel_shap",
+    ):
         assert required in BASELINES and not ex.EXPLAINERS[required].reference and ex.EXPLAINERS[required].captum
     for ref in ("brightness", "max_channel", "centre", "random"):
         assert ex.EXPLAINERS[ref].reference and ref in ex.list_explainers(reference=True)
@@ -169,7 +180,9 @@ def test_reference_maps_need_no_model(photos16):
     # with to_pixels the references read real pixel values
     mean, std = 0.5, 0.25
     model_space = (x - mean) / std
-    assert torch.allclose(ex.attribute("max_channel", None, model_space, to_pixels=lambda z: z * std + mean)[:, :1], x.amax(1, keepdim=True), atol=1e-6)
+    assert torch.allclose(
+        ex.attribute("max_channel", None, model_space, to_pixels=lambda z: z * std + mean)[:, :1], x.amax(1, keepdim=True), atol=1e-6
+    )
     # contrast: a flat image with one bright pixel points at that pixel only
     flat = torch.full((1, 3, 8, 8), 0.4)
     flat[0, :, 2, 5] = 0.9

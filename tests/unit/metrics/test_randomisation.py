@@ -103,7 +103,9 @@ def test_a_constant_map_gives_nan_and_is_counted(images):
 def test_compare_reports_the_column(images, tmp_path):
     model = _tiny_cnn()
     before = snapshot(model)
-    kw = dict(methods=["saliency", "brightness"], estimator="analytic", infidelity_samples=0, sensitivity_images=0, codecs=False, deletion_steps=4)
+    kw = dict(
+        methods=["saliency", "brightness"], estimator="analytic", infidelity_samples=0, sensitivity_images=0, codecs=False, deletion_steps=4
+    )
     cmp = compare(model, images, **kw)
     assert_unchanged(before, model)
     rows = {r["method"]: r for r in cmp.to_rows()}

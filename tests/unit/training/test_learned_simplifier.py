@@ -254,7 +254,8 @@ def test_cli_train_simplifier_then_audit_with_it(tmp_path):
     assert card["held_out"]["images"] == 12 and "108 training images" in card["data"]
     audit_out = tmp_path / "audit"
     res = subprocess.run([*CLI, "--quiet", "audit", TESTBED, "--model", f"testbed:{TESTBED}", "--testbed-n", "24", "--select", "all",
-                          "--limit", "6", "--simplifier", str(out), "--out", str(audit_out)], capture_output=True, text=True, env=ENV, timeout=600)
+                          "--limit", "6", "--simplifier", str(out), "--out", str(audit_out)],
+                         capture_output=True, text=True, env=ENV, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     records = [json.loads(line) for line in (audit_out / "results.jsonl").read_text().splitlines()]
     assert len(records) == 6 and all(r["kept"] for r in records)

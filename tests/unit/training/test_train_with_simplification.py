@@ -14,7 +14,7 @@ from simplebits_audit.training import joint
 from simplebits_audit.training.data import Batches
 from simplebits_audit.training.joint import TrainingResult, tradeoff, train_with_simplification
 
-from ...helpers import run_cli, snapshot, assert_unchanged
+from ...helpers import assert_unchanged, run_cli, snapshot
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 TESTBED = "blended-digits"
@@ -119,8 +119,15 @@ def test_the_bits_term_removes_what_lambda_zero_keeps():
 
 @pytest.mark.parametrize(
     ("kwargs", "argument"),
-    [({"lam": -1.0}, "lam"), ({"lam": float("nan")}, "lam"), ({"lam": 1.0, "epochs": 0}, "epochs"), ({"lam": 1.0, "batch_size": 1.5}, "batch_size"),
-     ({"lam": 1.0, "lr": 0.0}, "lr"), ({"lam": 1.0, "margin": -2.0}, "margin"), ({"lam": 1.0, "warmup": 1.0}, "warmup")],
+    [
+        ({"lam": -1.0}, "lam"),
+        ({"lam": float("nan")}, "lam"),
+        ({"lam": 1.0, "epochs": 0}, "epochs"),
+        ({"lam": 1.0, "batch_size": 1.5}, "batch_size"),
+        ({"lam": 1.0, "lr": 0.0}, "lr"),
+        ({"lam": 1.0, "margin": -2.0}, "margin"),
+        ({"lam": 1.0, "warmup": 1.0}, "warmup"),
+    ],
 )
 def test_bad_settings_are_refused_naming_the_argument(data, kwargs, argument):
     with pytest.raises(ValueError, match=argument):
@@ -153,13 +160,17 @@ def test_save_and_load_round_trip(data, val, tmp_path):
 
 
 def test_tradeoff_runs_each_lambda_once_and_reloads_finished_ones(data, val, tmp_path, monkeypatch):
-    curve = tradeoff(lambda: build_architecture("smallcnn", 10), data, [0.0, 2.0], val_data=val, directory=tmp_path, epochs=1, batch_size=16)
+    curve = tradeoff(
+        lambda: build_architecture("smallcnn", 10), data, [0.0, 2.0], val_data=val, directory=tmp_path, epochs=1, batch_size=16
+    )
     assert [p["lam"] for p in curve.points] == [0.0, 2.0] and curve.reference()["lam"] == 0.0
     assert (tmp_path / "lam-0" / "history.json").is_file() and (tmp_path / "lam-2" / "simplifier.pt").is_file()
     best = curve.simplest_within(1.0)  # every point is within 100 points: the one with the fewest bits
     assert best["val_bits_kept"] == min(p["val_bits_kept"] for p in curve.points)
     monkeypatch.setattr(joint, "train_with_simplification", lambda *a, **k: pytest.fail("retrained a finished lambda"))
-    again = tradeoff(lambda: build_architecture("smallcnn", 10), data, [0.0, 2.0], val_data=val, directory=tmp_path, epochs=1, batch_size=16)
+    again = tradeoff(
+        lambda: build_architecture("smallcnn", 10), data, [0.0, 2.0], val_data=val, directory=tmp_path, epochs=1, batch_size=16
+    )
     assert again.points == curve.points
     assert not any(p.requires_grad for p in again.results[2.0].classifier.parameters())
     with pytest.raises(ValueError, match="directory"):  # other settings: the finished runs are not silently reused
@@ -183,7 +194,8 @@ def test_build_architecture_names_the_argument():
 @pytest.mark.integration
 def test_cli_train_writes_models_curve_and_report_and_resumes(tmp_path):
     out = tmp_path / "run"
-    args = ["--quiet", "train", TESTBED, "--lam", "0,1", "--out", str(out), "--epochs", "1", "--batch-size", "16", "--testbed-n", "48", "--val-n", "24"]
+    args = ["--quiet", "train", TESTBED, "--lam", "0,1", "--out", str(out), "--epochs", "1", "--batch-size", "16",
+            "--testbed-n", "48", "--val-n", "24"]
     res = run_cli(*args, env=ENV)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "bits kept" in res.stdout and "report:" in res.stdout
@@ -211,9 +223,13 @@ def test_cli_train_writes_models_curve_and_report_and_resumes(tmp_path):
 def test_train_report_escapes_user_strings(tmp_path):
     from simplebits_audit.report.tradeoff import tradeoff_page
 
-    record = {"settings": {"data": "<script>alert(1)</script>", "arch": "a&b", "lams": [0.0], "training_images": 1, "validation_images": 1},
-              "points": [{"lam": 0.0, "val_accuracy_simplified": 0.5, "val_accuracy_original": 0.5, "val_bits_kept": 1.0, "webp_kept": 1.0}],
-              "reference": 0.0, "simplest_within_2pt": 0.0, "has_masks": False}
+    record = {
+        "settings": {"data": "<script>alert(1)</script>", "arch": "a&b", "lams": [0.0], "training_images": 1, "validation_images": 1},
+        "points": [{"lam": 0.0, "val_accuracy_simplified": 0.5, "val_accuracy_original": 0.5, "val_bits_kept": 1.0, "webp_kept": 1.0}],
+        "reference": 0.0,
+        "simplest_within_2pt": 0.0,
+        "has_masks": False,
+    }
     html = tradeoff_page(record, {})
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
@@ -225,7 +241,8 @@ def test_torchrun_trains_each_lambda_over_two_processes(tmp_path):
 
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "simplebits_audit.cli.main",
-               "--quiet", "train", TESTBED, "--lam", "0,1", "--epochs", "1", "--batch-size", "8", "--testbed-n", "32", "--val-n", "16", "--out", str(out)]
+               "--quiet", "train", TESTBED, "--lam", "0,1", "--epochs", "1", "--batch-size", "8", "--testbed-n", "32", "--val-n", "16",
+               "--out", str(out)]
     res = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     record = json.loads((out / "tradeoff.json").read_text())
