@@ -116,6 +116,8 @@ def _engine_steps() -> int:
 LIBRARY_DEFAULTS: dict[str, Callable[[], Any]] = {
     "simplify.steps": _engine_steps,
     "simplify.objective": lambda: signature_default(SIMPLIFY, "objective"),
+    "simplify.engine": lambda: signature_default(SIMPLIFY, "parameterization"),
+    "simplify.engines": lambda: "|".join(constant(ENGINE_DEFAULTS)),
     "simplify.head": lambda: signature_default(SIMPLIFY, "head"),
     "simplify.threshold": lambda: signature_default(SIMPLIFY, "threshold"),
     "heads": lambda: "|".join(constant(HEADS)),
@@ -222,8 +224,12 @@ TARGET = typer.Option(None, help="Class index to explain (default: the predictio
 TARGET_NAME = typer.Option(None, help="Class to explain, by name (needs --labels).")
 STEPS = typer.Option(None, help="Optimisation steps of the simplification (default {library:simplify.steps}, the default engine's).")
 ATTRIBUTION = typer.Option(
-    None, help="SimpleBits map: auto (the mask of the default engine), mask, retained, ablation, survival, bits_removed or kept "
-               "(default {library:explain.attribution}).")
+    None, help="SimpleBits map: auto (the mask of the default engine), mask, retained, ablation, survival, bits_removed or kept; "
+               "with --engine factorised also colour, detail or region (default {library:explain.attribution}).")
+ENGINE = typer.Option(
+    None, "--engine", metavar="[{library:simplify.engines}]",
+    help="What the simplification optimises (default {library:simplify.engine}). factorised: colour, fine detail and region "
+         "separately; records and the report then carry one map per axis and the information profile (which information the model needed).")
 HEAD = typer.Option(
     None, "--head", metavar="[{library:heads}]",
     help="The model's output head (default {library:simplify.head}): softmax over classes, or sigmoid, one logit per label "
@@ -301,6 +307,7 @@ def explain(
     baselines: Optional[str] = typer.Option(None, help="Captum baselines beside SimpleBits, comma-separated, e.g. ig,occlusion,gradcam."),
     gradcam_layer: Optional[str] = GRADCAM_LAYER,
     attribution: Optional[str] = ATTRIBUTION,
+    engine: Optional[str] = ENGINE,
     steps: Optional[int] = STEPS,
     objective: Optional[str] = typer.Option(
         None, help="kl: keep the whole predicted distribution; ce: keep the target class (default {library:simplify.objective})."),
@@ -340,7 +347,7 @@ def explain(
     result = explain_images(
         net, images, out, preprocessing=prep, class_names=class_names, target=target, target_name=target_name,
         baselines=_methods(baselines), estimator=estimator, model_name=model, device=options.device, seed=options.seed,
-        show_progress=not options.quiet, simplify_options=given(objective=objective, steps=steps), simplifier=simplifier,
+        show_progress=not options.quiet, simplify_options=given(objective=objective, steps=steps, parameterization=engine), simplifier=simplifier,
         baseline_options=_baseline_options(gradcam_layer), **given(attribution=attribution, batch_size=batch_size), **head_options,
     )
     if not options.quiet:
@@ -430,6 +437,7 @@ def audit(
     baselines: Optional[str] = typer.Option(None, help="Captum baselines beside SimpleBits, comma-separated, e.g. ig,gradcam."),
     gradcam_layer: Optional[str] = GRADCAM_LAYER,
     attribution: Optional[str] = ATTRIBUTION,
+    engine: Optional[str] = ENGINE,
     steps: Optional[int] = STEPS,
     batch_size: Optional[int] = typer.Option(
         None, help="Images simplified together (default {library:audit.batch_size}); fixed batches: results do not depend on the number of processes."),
@@ -466,6 +474,8 @@ def audit(
       simplebits audit digits-on-photos --model testbed:digits-on-photos --explain both
 
       simplebits audit digits-on-photos --model testbed:digits-on-photos --select all --simplifier auto
+
+      simplebits audit colour-cue --model testbed:colour-cue --select all --engine factorised --limit 16
     """
     from simplebits_audit.jobs import run_audit
     from simplebits_audit.jobs.distributed import rank_device
@@ -479,7 +489,7 @@ def audit(
     summary = run_audit(
         net, data, out, preprocessing=prep, class_names=class_names, limit=limit, baselines=_methods(baselines), estimator=estimator,
         model_name=model if weights is None else f"{model} (weights {weights})", device=device, seed=options.seed, testbed_n=testbed_n,
-        show_progress=not options.quiet, simplify_options=given(steps=steps), simplifier=simplifier,
+        show_progress=not options.quiet, simplify_options=given(steps=steps, parameterization=engine), simplifier=simplifier,
         baseline_options=_baseline_options(gradcam_layer),
         **given(select=select, explain=explain_target, attribution=attribution, batch_size=batch_size, predict_batch_size=predict_batch_size),
         **head_options,
@@ -495,6 +505,8 @@ def audit(
             s = summary["shortcut"]
             console.print(f"mask: {100 * s['mask_area_share']:.1f}% of the area, {100 * s['mask_bits_share_after']:.1f}% of the retained bits, "
                           f"{100 * s['mask_attribution_share']:.1f}% of the attribution")
+        if summary.get("information"):  # --engine factorised
+            console.print(f"which information: {summary['information']['takeaway']}")
     console.print(f"report: {out / REPORT_FILE}")
 
 

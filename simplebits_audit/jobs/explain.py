@@ -27,6 +27,7 @@ from ..results import REPORT_FILE, safe_stem, write_explain_results
 from ..simplification import Simplifier
 from ..simplification.learned import load_simplifier
 from .answers import label_names
+from .information import check_engine_attribution
 from .pipeline import explain_batch, write_batch
 from .preflight import head_options, preflight
 
@@ -137,6 +138,7 @@ def explain_images(
     out = check_out_dir(out)
     if attribution not in ATTRIBUTIONS:
         raise ValueError(f"attribution: expected one of {ATTRIBUTIONS}, got {attribution!r}")
+    check_engine_attribution(attribution, simplify_options, simplifier)
     if batch_size < 1:
         raise ValueError(f"batch_size: expected a positive number, got {batch_size}")
     preprocessing = preprocessing or Preprocessing()
