@@ -44,6 +44,10 @@ def kept_shares(record: dict[str, Any]) -> dict[str, float | None]:
     return {axis: _finite(axes.get(axis, {}).get("kept_inside")) for axis in AXES}
 
 
+#: Bar colours by what a share reads as (:func:`_verb`).
+_BAR_COLOURS = {"kept": "#2a7", "partly kept": "#e9a23b", "dropped": "#bbb", "n/a": "#bbb"}
+
+
 def _verb(value: float) -> str:
     return "kept" if value >= KEPT_AT else "dropped" if value <= DROPPED_AT else "partly kept"
 
@@ -51,15 +55,27 @@ def _verb(value: float) -> str:
 def profile_sentence(kept: dict[str, float | None], region: str = "whole image") -> str:
     """One plain sentence from per-axis shares kept, e.g. ``colour kept (0.82), detail dropped (0.12); 0.35 of the whole image needed``.
 
-    ``kept``: axis -> share in [0, 1] or None (not applicable). Shares >= :data:`KEPT_AT` read
-    "kept", <= :data:`DROPPED_AT` "dropped", in between "partly kept". No colour or detail share
-    (the region was removed everywhere inside ``region``) reads as "nothing ... needed".
+    ``kept``: axis -> share in [0, 1] or None (not applicable). When one of colour and detail is
+    kept (>= :data:`KEPT_AT`) and the other dropped (<= :data:`DROPPED_AT`) the sentence says so;
+    otherwise it names the one the model leans on (a gap of :data:`SAME_WITHIN` or more) or says
+    they were kept alike, with the numbers. No colour or detail share (the region was removed
+    everywhere inside ``region``) reads as "nothing ... needed".
     """
-    parts = [f"{axis} {_verb(v)} ({v:.2f})" for axis in ("colour", "detail") if (v := kept.get(axis)) is not None]
+    content = {axis: v for axis in ("colour", "detail") if (v := kept.get(axis)) is not None}
     region_kept = kept.get("region")
-    if not parts:  # colour and detail are read where the region was kept: none was, inside ``region``
+    if not content:  # colour and detail are read where the region was kept: none was, inside ``region``
         return f"nothing of the {region} needed: the flat reference there keeps the answer"
-    text = ", ".join(parts)
+    if len(content) == 1:
+        ((axis, v),) = content.items()
+        text = f"{axis} {_verb(v)} ({v:.2f})"
+    else:
+        (top, a), (low, b) = sorted(content.items(), key=lambda kv: -kv[1])
+        if a >= KEPT_AT and b <= DROPPED_AT:
+            text = f"{top} kept ({a:.2f}), {low} dropped ({b:.2f})"
+        elif a - b >= SAME_WITHIN:
+            text = f"leans on {top} ({a:.2f} kept) over {low} ({b:.2f})"
+        else:
+            text = f"colour and detail {_verb((a + b) / 2)} alike ({content['colour']:.2f}, {content['detail']:.2f})"
     if region_kept is not None:
         text += f"; {region_kept:.2f} of the {region} needed"
     return text
@@ -98,7 +114,7 @@ def profile_figure(axes: dict[str, dict[str, Any]], title: str = "share kept ins
     kept = [_finite(axes.get(axis, {}).get("kept_inside")) for axis in AXES]
     fig = go.Figure(go.Bar(
         x=list(AXES), y=[0 if v is None else v for v in kept], text=["n/a" if v is None else f"{v:.2f}" for v in kept],
-        textposition="outside", marker_color=["#2a7" if v is not None and v >= KEPT_AT else "#bbb" for v in kept],
+        textposition="outside", marker_color=[_BAR_COLOURS["n/a" if v is None else _verb(v)] for v in kept],
         customdata=[_bits_text(axes.get(axis)) for axis in AXES],
         hovertemplate="%{x}: %{text} kept<br>%{customdata}<extra></extra>",
     ))
