@@ -248,7 +248,7 @@ def audit_information_html(summary: dict[str, Any]) -> str:
     for label, groups in (("all", {"all": info["all"]}), ("error type", info["by_error"]), ("class", info["by_class"])):
         for name, g in groups.items():
             rows.append([esc(label), esc(name), g["n"], *[fmt(g["kept_inside"][a]) for a in AXES],
-                         *[fmt(g["bits_removed"][a]) for a in AXES]])
+                         *[fmt(g["bits_removed"][a], 0) for a in AXES]])
     header = ["by", "group", "images", *[f"{a} kept" for a in AXES], *[f"{a} bits removed" for a in AXES]]
     charts = [f"<div><h3>By error type</h3>{_groups_figure(info['by_error'], 'fig-info-error')}</div>"]
     if len(info["by_class"]) <= 20:  # beyond that a grouped bar chart is unreadable; the table has them all
