@@ -310,7 +310,8 @@ def save_artifacts(
         for key, value in axes.items():
             arrays[f"axis_{key}"] = value.detach().float().cpu().reshape(value.shape[-2:]).numpy().astype(np.float32)
             name = f"axis_{safe_stem(key)}.png"
-            atomic_write(folder / name, lambda tmp, a=kept[key].numpy(): Image.fromarray(grey_map(a)).save(tmp, format="PNG"))
+            picture = grey_map(kept[key].numpy())
+            atomic_write(folder / name, lambda tmp, p=picture: Image.fromarray(p).save(tmp, format="PNG"))
             files["axes"][key] = str(rel / name)
     if path is not None:
         snapshots = path.detach().cpu().to(torch.uint8).numpy()

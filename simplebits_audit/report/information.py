@@ -97,7 +97,7 @@ def axis_panels_figure(arrays: dict[str, np.ndarray]) -> go.Figure:
         fig.update_yaxes(autorange="reversed", scaleanchor=f"x{col}", row=1, col=col)
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
     fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
-    fig.update_layout(height=200, width=640, margin=dict(l=5, r=5, t=30, b=5))
+    fig.update_layout(height=200, width=640, margin={"l": 5, "r": 5, "t": 30, "b": 5})
     return fig
 
 
@@ -118,8 +118,8 @@ def profile_figure(axes: dict[str, dict[str, Any]], title: str = "share kept ins
         customdata=[_bits_text(axes.get(axis)) for axis in AXES],
         hovertemplate="%{x}: %{text} kept<br>%{customdata}<extra></extra>",
     ))
-    fig.update_layout(height=220, width=300, margin=dict(l=45, r=10, t=30, b=30), title=dict(text=plot_text(title), font=dict(size=12)),
-                      yaxis=dict(range=[0, 1.15], dtick=0.5, title="kept"))
+    fig.update_layout(height=220, width=300, margin={"l": 45, "r": 10, "t": 30, "b": 30}, title={"text": plot_text(title), "font": {"size": 12}},
+                      yaxis={"range": [0, 1.15], "dtick": 0.5, "title": "kept"})
     fig.update_xaxes(type="category")
     return fig
 
@@ -233,8 +233,8 @@ def _groups_figure(groups: dict[str, dict[str, Any]], fig_id: str) -> str:
                hovertemplate="%{x}, %{customdata[0]} (n %{customdata[1]}): %{y:.2f} kept<br>mean %{customdata[2]}<extra></extra>")
         for name, g in groups.items()
     ])
-    fig.update_layout(barmode="group", height=260, width=420, margin=dict(l=50, r=10, t=20, b=30), yaxis=dict(range=[0, 1], title="kept (mean)"),
-                      legend=dict(orientation="h", y=1.15))
+    fig.update_layout(barmode="group", height=260, width=420, margin={"l": 50, "r": 10, "t": 20, "b": 30}, yaxis={"range": [0, 1], "title": "kept (mean)"},
+                      legend={"orientation": "h", "y": 1.15})
     fig.update_xaxes(type="category")
     return figure_html(fig, fig_id)
 
