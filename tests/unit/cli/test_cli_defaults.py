@@ -49,7 +49,7 @@ ENGINE = {"--engine": _default(simplify, "parameterization")}
 EXPECTED = {
     "explain": {"--steps": SIMPLIFY_STEPS, "--objective": _default(simplify, "objective"),
                 "--attribution": default(ExplainOptions, "attribution"), "--batch-size": default(ExplainOptions, "batch_size"), **HEAD, **ENGINE},
-    "compare": {"--steps": SIMPLIFY_STEPS, "--randomisation": _default(compare_files, "randomisation"), **HEAD},
+    "compare": {"--steps": SIMPLIFY_STEPS, "--randomisation": _default(compare_files, "randomisation"), **HEAD, **ENGINE},
     "audit": {"--steps": SIMPLIFY_STEPS, "--select": _default(run_audit, "select"), "--explain": _default(run_audit, "explain"),
               "--attribution": default(ExplainOptions, "attribution"), "--batch-size": default(ExplainOptions, "batch_size"),
               "--predict-batch-size": _default(run_audit, "predict_batch_size"), **HEAD, **ENGINE},
