@@ -16,6 +16,13 @@ and of ``audit``::
     report.html
     images/<index>-<kind>/    as above
 
+A factorised run (``parameterization="factorised"``) adds, per record, ``information``: the
+information profile (:func:`information_record`; numbers only), and per image the axis masks: in
+``arrays.npz`` as ``axis_<axis>`` (H, W) float32, the engine's raw masks (the returned image is
+``round8(compose(original, masks))``), and as ``axis_<axis>.png`` (grey, 0 = removed, 1 = kept, on
+a fixed [0, 1] scale) the map of what the returned image kept: :func:`kept_axis_maps`. Records of
+other engines have neither.
+
 A record is a JSON-able dict (ids, names, predictions and probabilities before and after, bits,
 codec sizes, the trade-off path, status, file names). Its arrays (original and simplified image,
 maps, the path's snapshots) go beside it: PNGs to look at and an ``arrays.npz`` (no pickles) from
@@ -189,6 +196,35 @@ def simplification_records(
     return records
 
 
+def information_record(profile: dict[str, dict[str, torch.Tensor]], i: int, *, region: str, codec: str | None = "webp") -> dict[str, Any]:
+    """Image ``i``'s entry of an information profile as strict-JSON numbers (NaN -> None).
+
+    ``profile`` is :func:`~simplebits_audit.metrics.information_profile`'s answer; ``region`` says
+    where the shares were read (``"ground-truth mask"`` or ``"whole image"``). The record holds
+    ``{"region": ..., "codec": ..., "axes": {axis: {"kept_inside", "bits_removed", "codec_bits_removed"}}}``:
+    ``kept_inside`` in [0, 1] (None where the axis does not apply, e.g. colour of a grey image), bits
+    removed by the estimator and by the codec in bits (positive = removed).
+    """
+    axes = {axis: {key: finite_or_none(values[i]) for key, values in entry.items()} for axis, entry in profile.items()}
+    return {"region": region, "codec": codec, "axes": axes}
+
+
+def kept_axis_maps(axis_masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """What the returned image kept of each kind of information, from the factorised engine's masks (each (..., H, W) in [0, 1]).
+
+    ``region`` as it is; ``colour`` and ``detail`` times the region mask (a removed region keeps
+    neither): the maps of ``SimpleBits.attribute(..., attribution="colour"|"detail"|"region")``.
+    """
+    region = axis_masks["region"]
+    return {axis: mask if axis == "region" else mask * region for axis, mask in axis_masks.items()}
+
+
+def grey_map(values: np.ndarray) -> np.ndarray:
+    """A map (H, W) in [0, 1] as an RGB uint8 picture on a fixed scale: black = 0 (removed), white = 1 (kept)."""
+    grey = (np.clip(np.nan_to_num(values.astype(np.float64)), 0, 1) * 255).round().astype(np.uint8)
+    return np.repeat(grey[..., None], 3, 2)
+
+
 def colour_map(values: np.ndarray) -> np.ndarray:
     """A map (H, W) as an RGB uint8 picture: inferno for maps >= 0, a diverging scale centred at 0 otherwise."""
     import matplotlib
@@ -240,6 +276,7 @@ def save_artifacts(
     maps: dict[str, torch.Tensor],
     path: torch.Tensor | None = None,
     order: Sequence[int] | None = None,
+    axes: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """Write one image's PNGs and ``arrays.npz`` into ``folder`` (atomically); return their names.
 
@@ -247,7 +284,9 @@ def save_artifacts(
     (H, W) tensors; ``path`` (optional) holds the path's snapshots (S, C, H, W) uint8, saved as
     ``path_images`` and drawn into ``path.png`` in ``order`` (default: as given; see :func:`path_order`). Names in
     the returned dict are relative to ``folder``'s parent's parent (the job's output directory)
-    so that records stay valid when the directory moves.
+    so that records stay valid when the directory moves. ``axes`` (optional): the factorised
+    engine's masks, axis -> (1, H, W) in [0, 1], saved raw as ``axis_<axis>`` and drawn as
+    ``axis_<axis>.png`` (:func:`kept_axis_maps`, :func:`grey_map`); listed under ``files["axes"]``.
     """
     from PIL import Image
 
@@ -265,6 +304,15 @@ def save_artifacts(
         name = f"map_{safe_stem(key)}.png"
         atomic_write(folder / name, lambda tmp, a=array: Image.fromarray(colour_map(a)).save(tmp, format="PNG"))
         files["maps"][key] = str(rel / name)
+    if axes is not None:
+        files["axes"] = {}
+        kept = kept_axis_maps({k: v.detach().float().cpu().reshape(v.shape[-2:]) for k, v in axes.items()})
+        for key, value in axes.items():
+            arrays[f"axis_{key}"] = value.detach().float().cpu().reshape(value.shape[-2:]).numpy().astype(np.float32)
+            name = f"axis_{safe_stem(key)}.png"
+            picture = grey_map(kept[key].numpy())
+            atomic_write(folder / name, lambda tmp, p=picture: Image.fromarray(p).save(tmp, format="PNG"))
+            files["axes"][key] = str(rel / name)
     if path is not None:
         snapshots = path.detach().cpu().to(torch.uint8).numpy()
         arrays["path_images"] = snapshots
@@ -282,7 +330,7 @@ def save_artifacts(
 
 
 def load_arrays(out_dir: str | Path, record: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The arrays saved for a record (``image_original``, ``image_simplified``, ``map_<name>``, ``path_images``); no pickles."""
+    """The arrays saved for a record (``image_original``, ``image_simplified``, ``map_<name>``, ``path_images``, ``axis_<axis>``); no pickles."""
     path = Path(out_dir) / record["files"]["arrays"]
     with np.load(path, allow_pickle=False) as data:
         return {k: data[k] for k in data.files}

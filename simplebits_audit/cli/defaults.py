@@ -67,6 +67,8 @@ def _engine_steps() -> int:
 LIBRARY_DEFAULTS: dict[str, Callable[[], Any]] = {
     "simplify.steps": _engine_steps,
     "simplify.objective": lambda: signature_default(SIMPLIFY, "objective"),
+    "simplify.engine": lambda: signature_default(SIMPLIFY, "parameterization"),
+    "simplify.engines": lambda: "|".join(constant(ENGINE_DEFAULTS)),
     "simplify.head": lambda: signature_default(SIMPLIFY, "head"),
     "simplify.threshold": lambda: signature_default(SIMPLIFY, "threshold"),
     "heads": lambda: "|".join(constant(HEADS)),

@@ -71,7 +71,7 @@ def explain(
     result = explain_images(
         net.load(), images, out, model_options=model_opts, model_name=net.spec, run=run_options(), target=target, target_name=target_name,
         explain_options=engine.explain_options(
-            baselines=comma_list(baselines), simplify_options=given(objective=objective, steps=engine.steps), simplifier=simplifier,
+            baselines=comma_list(baselines), simplify_options=engine.simplify_options(objective=objective), simplifier=simplifier,
             attribution=attribution, batch_size=batch_size),
     )
     if not session.quiet:
@@ -115,13 +115,16 @@ def compare(
 
     Example: ``simplebits compare a.png b.png --model model.ts --methods simplebits,ig,occlusion``.
     """
+    from simplebits_audit.explainers import SIMPLEBITS
     from simplebits_audit.jobs.compare import DEFAULT_METHODS, compare_files
     from simplebits_audit.results import COMPARISON_CSV_FILE
 
+    # --engine is SimpleBits's (the learned simplifier has its own): its region map is the one scored
+    engine_options = {SIMPLEBITS: {"parameterization": engine.engine}} if engine.engine else {}
     result = compare_files(
         net.load(), images, out, model_options=model_opts, run=run_options(), target=target, target_name=target_name,
         methods=comma_list(methods) or DEFAULT_METHODS, steps=engine.steps, estimator=engine.estimator, simplifier=simplifier,
-        method_options=engine.baseline_options or None, **given(randomisation=randomisation),
+        method_options={**engine.baseline_options, **engine_options} or None, **given(randomisation=randomisation),
     )
     rows = result.to_rows()
     # One column per method (metrics as rows) keeps the table readable in a terminal.
@@ -169,6 +172,8 @@ def audit(
       simplebits audit digits-on-photos --model testbed:digits-on-photos --explain both
 
       simplebits audit digits-on-photos --model testbed:digits-on-photos --select all --simplifier auto
+
+      simplebits audit colour-cue --model testbed:colour-cue --select all --engine factorised --limit 16
     """
     from simplebits_audit.jobs import run_audit
     from simplebits_audit.results import REPORT_FILE
@@ -177,7 +182,7 @@ def audit(
     summary = run_audit(
         net.load(device), data, out, model_options=model_opts, model_name=net.described, run=run_options(device), limit=limit,
         testbed_n=testbed_n, explain_options=engine.explain_options(
-            baselines=comma_list(baselines), simplify_options=given(steps=engine.steps), simplifier=simplifier,
+            baselines=comma_list(baselines), simplify_options=engine.simplify_options(), simplifier=simplifier,
             attribution=attribution, batch_size=batch_size),
         **given(select=select, explain=explain_target, predict_batch_size=predict_batch_size),
     )
@@ -192,6 +197,8 @@ def audit(
             s = summary["shortcut"]
             console.print(f"mask: {100 * s['mask_area_share']:.1f}% of the area, {100 * s['mask_bits_share_after']:.1f}% of the retained bits, "
                           f"{100 * s['mask_attribution_share']:.1f}% of the attribution")
+        if summary.get("information"):  # --engine factorised
+            console.print(f"which information: {summary['information']['takeaway']}")
     console.print(f"report: {out / REPORT_FILE}")
 
 

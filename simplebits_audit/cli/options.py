@@ -96,8 +96,8 @@ LABELS = typer.Option(None, help="Class names: a text file (one per line) or JSO
 TARGET = typer.Option(None, help="Class index to explain (default: the prediction).")
 TARGET_NAME = typer.Option(None, help="Class to explain, by name (needs --labels).")
 ATTRIBUTION = typer.Option(
-    None, help="SimpleBits map: auto (the mask of the default engine), mask, retained, ablation, survival, bits_removed or kept "
-               "(default {library:explain.attribution}).")
+    None, help="SimpleBits map: auto (the mask of the default engine), mask, retained, ablation, survival, bits_removed or kept; "
+               "with --engine factorised also colour, detail or region (default {library:explain.attribution}).")
 IMAGES = typer.Argument(..., help="Image files (any format Pillow reads).")
 TESTBED_N = typer.Option(None, help="Number of images when DATA is a testbed.")
 
@@ -246,6 +246,12 @@ class Engine:
     steps: Optional[int] = None
     estimator: Optional[str] = None
     baseline_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the simplification engine (``parameterization``), None: the library's default
+    engine: Optional[str] = None
+
+    def simplify_options(self, **fields: Any) -> dict[str, Any]:
+        """The primary explainer's options given on the command line: ``fields``, the steps and the engine (those given)."""
+        return given(**fields, steps=self.steps, parameterization=self.engine)
 
     def explain_options(self, **fields: Any) -> ExplainOptions:
         """The jobs' :class:`~simplebits_audit.jobs.options.ExplainOptions`: this engine's estimator and baseline options, and
@@ -263,9 +269,13 @@ def engine_group(
         help="The layer Grad-CAM reads, as a dotted module name (e.g. layer4, features.7, or a ViT block such as "
              "encoder.layers.encoder_layer_11.ln_1); default: the last Conv2d. The input stem and a patch embedding are refused."),
     estimator: Optional[str] = ESTIMATOR,
+    engine: Optional[str] = typer.Option(
+        None, "--engine", metavar="[{library:simplify.engines}]",
+        help="What the simplification optimises (default {library:simplify.engine}). factorised: colour, fine detail and region "
+             "separately; records and the report then carry one map per axis and the information profile (which information the model needed)."),
 ) -> Engine:
-    """Steps, the bit estimator, per-baseline options (only those given)."""
-    return Engine(steps, estimator, {"gradcam": {"layer": gradcam_layer}} if gradcam_layer else {})
+    """Steps, the bit estimator, per-baseline options, the engine (only those given)."""
+    return Engine(steps, estimator, {"gradcam": {"layer": gradcam_layer}} if gradcam_layer else {}, engine)
 
 
 __all__ = [

@@ -343,17 +343,18 @@ def run_audit(
                                           n_classes=checked.n_classes)
                 timing["simplify_seconds"] += time.perf_counter() - t0
                 t0 = time.perf_counter()
-                extra = []
+                extra, regions = [], []
                 for j, e in enumerate(batch):
                     fields = {"index": e.item.index, "explain": e.kind, "confidence": e.confidence, "batch": k}
                     mask = source.mask(e.item)
+                    regions.append(mask)
                     if mask is not None:
                         fields.update(mask_shares(explained.result, j, explained.primary.map[j], mask))
                     extra.append(fields)
                 records = write_batch(
                     out, explained, folders=[f"{e.item.index:06d}-{e.kind}" for e in batch], ids=[e.id for e in batch],
                     names=[e.item.id for e in batch], class_names=names, top_k=top_k, labels=[e.item.label for e in batch],
-                    paths=[e.item.path for e in batch], extra=extra, head=head, threshold=threshold,
+                    paths=[e.item.path for e in batch], extra=extra, head=head, threshold=threshold, regions=regions,
                 )
                 append_records(own_file, records)
                 timing["write_seconds"] += time.perf_counter() - t0
@@ -443,6 +444,8 @@ def _mean(values: Sequence[float]) -> float | None:
 
 
 def _summary(source, predictions, skipped, entries, records, n_classes, timings, world_size) -> dict[str, Any]:
+    from ..report.information import summarise_information
+
     names = source.class_names
     labelled = [(source.items[i].label, p) for i, p, _ in predictions if source.items[i].label is not None]
     confusion = [[0] * n_classes for _ in range(n_classes)]
@@ -492,6 +495,7 @@ def _summary(source, predictions, skipped, entries, records, n_classes, timings,
         "non_finite": sum(r["status"] == "non-finite" for r in records),
         "per_class": per_class,
         "shortcut": shortcut,
+        **({"information": info} if (info := summarise_information(ok, names)) else {}),  # factorised runs only
         "timing": {**total, "wall_seconds_this_run": wall, "world_size": world_size,
                    "explained_per_second": total["explained_this_run"] / wall if wall > 0 else None},
         "peak_rss_mb_per_process": [t["peak_rss_mb"] for t in timings],

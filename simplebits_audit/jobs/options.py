@@ -47,6 +47,7 @@ from ..simplification.heads import check_head
 from ..training.condensation import condense_settings
 from ..training.joint import check_training_settings
 from ..training.networks import EVALUATE_DEFAULTS
+from .information import check_engine_attribution
 
 T = TypeVar("T")
 
@@ -119,7 +120,9 @@ class ExplainOptions:
     Raises
     ------
     ValueError
-        An unknown ``attribution`` or a ``batch_size`` below 1, naming it.
+        An unknown ``attribution`` or a ``batch_size`` below 1, naming it; ``attribution`` ``"colour"``
+        or ``"detail"`` without ``simplify_options["parameterization"] == "factorised"`` or with a learned
+        ``simplifier`` (:func:`~simplebits_audit.jobs.information.check_engine_attribution`).
     """
 
     #: the keyword a job takes this group as
@@ -139,6 +142,7 @@ class ExplainOptions:
             raise ValueError(f"attribution: expected one of {ATTRIBUTIONS}, got {self.attribution!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size: expected a positive number, got {self.batch_size}")
+        check_engine_attribution(self.attribution, self.simplify_options, self.simplifier)
 
     def method_options(self) -> dict[str, dict[str, Any]]:
         """Options per explainer: the baselines' (copied) and the primary one's (its map and engine options)."""

@@ -34,10 +34,13 @@ class BatchExplanation:
     explanations : dict str -> Explanation
     target : LongTensor (B,)
         The class explained per image (the same for every explainer).
+    estimator : BitEstimator, str or None
+        The context's estimator (rates a factorised run's information profile in :func:`write_batch`).
     """
 
     explanations: dict[str, Explanation]
     target: torch.Tensor | None
+    estimator: Any = None
 
     @property
     def primary(self) -> Explanation:
@@ -110,7 +113,7 @@ def explain_batch(
         target = e.target if target is None else target
         if on_explained is not None:
             on_explained(e)
-    return BatchExplanation(explanations, target)
+    return BatchExplanation(explanations, target, context.estimator)
 
 
 def write_batch(
@@ -127,6 +130,7 @@ def write_batch(
     extra: Sequence[Mapping[str, Any]] | None = None,
     head: str = "softmax",
     threshold: float = 0.5,
+    regions: Sequence[torch.Tensor | None] | None = None,
 ) -> list[dict[str, Any]]:
     """Records of a batch (one per image, from the primary simplification) with their PNGs and arrays written.
 
@@ -134,12 +138,20 @@ def write_batch(
     fields to each record (before the file names). Under ``head="sigmoid"`` each record also lists
     every label's probability before and after and which labels were on
     (:func:`~simplebits_audit.jobs.answers.sigmoid_fields`); softmax records are as they always were.
+    A factorised simplification (``result.axis_masks`` set) adds each record's information profile
+    (:func:`~simplebits_audit.jobs.information.information_fields`, read inside ``regions``, one
+    ground-truth mask (1, H, W) per image, when every image has one) and its axis masks.
     """
     result = batch.result
     if result is None:
         raise ValueError(f"explainer: {batch.primary.name!r} does not simplify; records need a simplification")
     records = simplification_records(result, ids=ids, names=names, class_names=class_names, top_k=top_k, labels=labels, paths=paths)
     maps = batch.maps()
+    if result.axis_masks is not None:
+        from .information import information_fields
+
+        for record, fields in zip(records, information_fields(result, batch.estimator, regions)):
+            record["information"] = fields
     for j, record in enumerate(records):
         if head == "sigmoid":
             record.update(sigmoid_fields(result, j, class_names, threshold, top_k, record["label"]))
@@ -148,6 +160,7 @@ def write_batch(
         record["files"] = save_artifacts(
             folder, result.original[j], result.simplified[j], {k: m[j] for k, m in maps.items()},
             path=result.path_images[:, j], order=path_order(record),
+            axes=None if result.axis_masks is None else {k: m[j] for k, m in result.axis_masks.items()},
         )
     return records
 

@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from .._io import atomic_write
 from ..results import REPORT_FILE, load_arrays, map_title, read_audit
 from ._html import esc, figure_html, fmt, img_tag, label_facts, page, plot_text, png_bytes, table_html
+from .information import audit_information_html, kept_shares, profile_sentence
 from .path import PATH_CSS, path_strip_html
 
 #: Images shown in the gallery and detail sections (the rest stay in results.jsonl).
@@ -118,6 +119,7 @@ def _gallery(out_dir: Path, records: Sequence[dict[str, Any]]) -> str:
 def _detail(out_dir: Path, r: dict[str, Any]) -> str:
     panels = [("original", r["files"]["original"]), ("simplified", r["files"]["simplified"])]
     panels += [(map_title(k), v) for k, v in r["files"]["maps"].items()]
+    panels += [(f"{axis} kept", v) for axis, v in r["files"].get("axes", {}).items()]
     images = "".join(
         f'<figure style="display:inline-block;margin:0 .4rem">{img_tag(_png(out_dir, rel), title, width=128)}<figcaption>{esc(title)}</figcaption></figure>'
         for title, rel in panels
@@ -134,13 +136,15 @@ def _detail(out_dir: Path, r: dict[str, Any]) -> str:
         ["lambda, status", f"{r['lambda']:.3f}, {esc(r['status'])}"],
     ]
     strip = path_strip_html(r, load_arrays(out_dir, r), side=64, width=64) if "path_labels" in r else ""
+    if "information" in r:  # a factorised run: what the image kept, in a sentence, and the profile's numbers
+        facts.append(["which information", f"{esc(profile_sentence(kept_shares(r), r['information'].get('region', 'whole image')))}"])
     return f'<h3 id="d-{esc(r["id"])}">{esc(r["name"])} — {esc(r["explain"])}</h3>{images}{strip}{table_html(["", ""], facts, raw=True)}'
 
 
 def render_audit_report(out_dir: str | Path, summary: dict[str, Any], records: Sequence[dict[str, Any]], settings: dict[str, Any]) -> str:
     out_dir = Path(out_dir)
     shown = list(records[:MAX_GALLERY])
-    body = _overview(summary) + _shortcut(summary)
+    body = _overview(summary) + _shortcut(summary) + audit_information_html(summary)
     charts = []
     if summary.get("confusion_matrix"):
         charts.append("<div><h3>Confusion matrix</h3>" + figure_html(_confusion_figure(summary), "fig-confusion") + "</div>")

@@ -10,6 +10,7 @@ from .._io import atomic_write
 from ..results import REPORT_FILE, load_arrays, read_explain_results
 from ._html import esc, figure_html, fmt, label_facts, page, table_html
 from .figures import panels_figure, topk_figure, tradeoff_figure
+from .information import information_html
 from .path import PATH_CSS, path_strip_html
 
 
@@ -58,6 +59,7 @@ def _image_section(out_dir: Path, index: int, record: dict[str, Any], map_keys: 
         f'<h2 id="img-{esc(record["id"])}">{esc(record["name"])}</h2>'
         f"{table_html(['', ''], facts, raw=True)}"
         f"{figure_html(panels_figure(arrays, keys), f'fig-{index}-panels', modebar=False)}"
+        f"{information_html(record, arrays, f'fig-{index}-info')}"
         f"{'<h3>From the simplest image to the original</h3>' + strip if strip else ''}{charts}"
     )
 

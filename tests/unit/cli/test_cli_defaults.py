@@ -45,13 +45,14 @@ def _config(name):
 #: what each option's help must state, read from the library independently of the CLI's own table
 SIMPLIFY_STEPS = ENGINE_DEFAULTS[_default(simplify, "parameterization")]["steps"]
 HEAD = {"--head": _default(simplify, "head"), "--threshold": _default(simplify, "threshold")}
+ENGINE = {"--engine": _default(simplify, "parameterization")}
 EXPECTED = {
     "explain": {"--steps": SIMPLIFY_STEPS, "--objective": _default(simplify, "objective"),
-                "--attribution": default(ExplainOptions, "attribution"), "--batch-size": default(ExplainOptions, "batch_size"), **HEAD},
-    "compare": {"--steps": SIMPLIFY_STEPS, "--randomisation": _default(compare_files, "randomisation"), **HEAD},
+                "--attribution": default(ExplainOptions, "attribution"), "--batch-size": default(ExplainOptions, "batch_size"), **HEAD, **ENGINE},
+    "compare": {"--steps": SIMPLIFY_STEPS, "--randomisation": _default(compare_files, "randomisation"), **HEAD, **ENGINE},
     "audit": {"--steps": SIMPLIFY_STEPS, "--select": _default(run_audit, "select"), "--explain": _default(run_audit, "explain"),
               "--attribution": default(ExplainOptions, "attribution"), "--batch-size": default(ExplainOptions, "batch_size"),
-              "--predict-batch-size": _default(run_audit, "predict_batch_size"), **HEAD},
+              "--predict-batch-size": _default(run_audit, "predict_batch_size"), **HEAD, **ENGINE},
     "train-simplifier": {"--lam": TRAINING_DEFAULTS["lam"], "--margin": TRAINING_DEFAULTS["margin"], "--steps": TRAINING_DEFAULTS["steps"],
                          "--batch-size": TRAINING_DEFAULTS["batch_size"], "--held-out": _default(train_simplifier_job, "held_out"), **HEAD},
     "train-estimator": {"--arch": _config("arch"), "--steps": _config("steps"), "--batch-size": _config("batch_size"),
