@@ -48,8 +48,11 @@ def main() -> None:
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
     args = parser.parse_args()
     cues = {**OLD_CUES, **dict(getattr(testbeds, "CUE_AXES", {}))}
-    print(f"# python benchmarks/information_design.py --n {args.n} --testbeds {' '.join(args.testbeds)} --variants {' '.join(repr(v) for v in args.variants)}  (train split, seed 1)")
-    print("| testbed | variant | kept % | bits kept | colour | detail | region | cue ahead of other content axis % | reference keeps % | s/img |")
+    variants = " ".join(repr(v) for v in args.variants)
+    testbed_names = " ".join(args.testbeds)
+    print(f"# python benchmarks/information_design.py --n {args.n} --testbeds {testbed_names} --variants {variants}  (train split, seed 1)")
+    print("| testbed | variant | kept % | bits kept | colour | detail | region | cue ahead of other content axis % "
+          "| reference keeps % | s/img |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in args.testbeds:
         data = testbeds.load(name, "train", n=args.n, seed=1)
