@@ -8,9 +8,9 @@ shipped classifier, and reads the information profile inside the object (the tes
   information inside the object; also among the images that needed anything (the others keep
   their answer from the flat grey reference alone: "reference keeps %", nothing to name). Two
   readings: ahead of *every* other axis (the issue's wording), and ahead of the other *removable
-  content* axes only (colour, detail: the region is a prerequisite of both, since a removed
-  region keeps no colour or detail, so on a colour or a texture testbed the object's region is
-  kept as well);
+  content* axes only (colour, detail: the region is a prerequisite of both, since a removed region
+  keeps no colour or detail, so on a colour or a texture testbed the object's region is kept as
+  well);
 - the mean share kept inside the object per axis (target: the non-cue axes <= 0.3);
 - predictions kept, bits kept (estimator, WebP lossless);
 - the cue-conflict pair: the two classifiers' mean profiles on the same images, per axis;
@@ -110,12 +110,12 @@ def main() -> None:
     names = args.testbeds if args.testbeds else [t for t in cue_axes if t not in CONFLICT]
     estimator = resolve_estimator(args.estimator)
     options = {"steps": args.steps} if args.steps else {}
-    print(
-        f"Command: `python benchmarks/information.py --n {n}{' --quick' if args.quick else ''} --split {args.split}"
-        f"{f' --steps {args.steps}' if args.steps else ''}{f' --only {args.only}' if args.only else ''}` "
-        f"({split} split, seed {seed}, estimator {estimator.name}, "
-        f"{torch.get_num_threads()} threads)"
-    )
+    # every option that changes the numbers, so the printed command reproduces them
+    extra = "".join(f" --{flag} {value}" for flag, value in (("steps", args.steps), ("only", args.only), ("estimator", args.estimator),
+                                                            ("testbeds", " ".join(args.testbeds or []))) if value)
+    print(f"Command: `python benchmarks/information.py --n {n}{' --quick' if args.quick else ''} --split {args.split}{extra}` "
+          f"({split} split, seed {seed}, estimator {estimator.name}, "
+          f"{torch.get_num_threads()} threads)")
 
     rows, costs = [], []
     profiles = {}

@@ -42,9 +42,8 @@ def main(names: list[str] | None = None, n: int = 8, steps: int | None = None, f
         profiles[name] = {axis: float(profile[axis]["kept_inside"].nanmean()) for axis in AXES}
         cue = getattr(data, "cue_axis", None)
         shares = ", ".join(f"{axis} {share:.2f}" for axis, share in profiles[name].items())
-        print(
-            f"{name} (label carried by {cue}): kept inside the object: {shares}; predictions kept {float(result.kept.float().mean()):.0%}"
-        )
+        kept = float(result.kept.float().mean())
+        print(f"{name} (label carried by {cue}): kept inside the object: {shares}; predictions kept {kept:.0%}")
         rows.append((name, result, profiles[name]))
     if figure:
         draw(rows, figure)
@@ -67,10 +66,8 @@ def draw(rows, path: str) -> None:
         row[0].imshow(result.original[i].permute(1, 2, 0).clamp(0, 1).numpy())
         row[0].set_ylabel(name)
         row[1].imshow(result.simplified[i].permute(1, 2, 0).numpy())
-        maps = {
-            "region": result.axis_masks["region"],
-            **{a: result.axis_masks[a] * result.axis_masks["region"] for a in ("colour", "detail")},
-        }
+        region = result.axis_masks["region"]
+        maps = {"region": region, **{a: result.axis_masks[a] * region for a in ("colour", "detail")}}
         for ax, axis in zip(row[2:5], ("region", "colour", "detail")):
             ax.imshow(maps[axis][i, 0].numpy(), vmin=0, vmax=1, cmap="viridis")
         row[5].bar(list(profile), list(profile.values()), color=["tab:red", "tab:blue", "tab:grey"])

@@ -16,7 +16,7 @@ from simplebits_audit.results import load_arrays, read_audit, read_explain_resul
 from simplebits_audit.simplification.common import round_8bit
 from simplebits_audit.simplification.factorised import compose, region_reference
 
-from .helpers import cli_in_process
+from ...helpers import cli_in_process
 
 FACTORISED = {"parameterization": "factorised", "steps": 6}
 AXES = ("colour", "detail", "region")
