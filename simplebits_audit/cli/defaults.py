@@ -14,7 +14,7 @@ import importlib
 import inspect
 import re
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Any
 
 from typer.core import TyperCommand
 
@@ -122,7 +122,7 @@ def show_default(value: Any) -> str:
     return str(value)
 
 
-def resolve_help(text: Optional[str]) -> Optional[str]:
+def resolve_help(text: str | None) -> str | None:
     """``text`` with every ``{library:KEY}`` replaced by the library's value (:data:`LIBRARY_DEFAULTS`)."""
     if text is None:
         return None

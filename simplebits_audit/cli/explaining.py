@@ -7,7 +7,7 @@ calls one job and prints its result.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -43,16 +43,16 @@ def explain(
     *,
     net: ModelFile,
     out: Path = out_option(Path("simplebits-explain"), "Output folder: report.html, results.json, PNGs."),
-    target: Optional[int] = TARGET,
-    target_name: Optional[str] = TARGET_NAME,
-    baselines: Optional[str] = typer.Option(None, help="Captum baselines beside SimpleBits, comma-separated, e.g. ig,occlusion,gradcam."),
-    attribution: Optional[str] = ATTRIBUTION,
-    objective: Optional[str] = typer.Option(
+    target: int | None = TARGET,
+    target_name: str | None = TARGET_NAME,
+    baselines: str | None = typer.Option(None, help="Captum baselines beside SimpleBits, comma-separated, e.g. ig,occlusion,gradcam."),
+    attribution: str | None = ATTRIBUTION,
+    objective: str | None = typer.Option(
         None, help="kl: keep the whole predicted distribution; ce: keep the target class (default {library:simplify.objective})."),
-    batch_size: Optional[int] = typer.Option(None, help="Images simplified together (default {library:explain.batch_size})."),
+    batch_size: int | None = typer.Option(None, help="Images simplified together (default {library:explain.batch_size})."),
     engine: Engine,
     model_opts: ModelOptions,
-    simplifier: Optional[Path] = typer.Option(
+    simplifier: Path | None = typer.Option(
         None, "--simplifier", help="A learned simplifier file (simplebits train-simplifier): one forward pass per image."),
     open_report: bool = typer.Option(False, "--open", help="Open the report in a browser when done."),
 ) -> None:
@@ -97,17 +97,17 @@ def compare(
     *,
     net: ModelFile,
     out: Path = out_option(Path("simplebits-compare"), "Output folder: comparison.csv and comparison.json."),
-    methods: Optional[str] = typer.Option(
+    methods: str | None = typer.Option(
         None, help="Comma-separated: simplebits and baseline names (default: simplebits, ig, occlusion, gradcam and the trivial reference maps)."),
-    target: Optional[int] = TARGET,
-    target_name: Optional[str] = TARGET_NAME,
-    randomisation: Optional[bool] = typer.Option(
+    target: int | None = TARGET,
+    target_name: str | None = TARGET_NAME,
+    randomisation: bool | None = typer.Option(
         None, "--randomisation/--no-randomisation",
         help="Model-parameter randomisation check (default {library:compare.randomisation}): Spearman correlation of each method's map with its map "
              "under a copy of the model with re-initialised weights; lower is better; one more explanation per method."),
     engine: Engine,
     model_opts: ModelOptions,
-    simplifier: Optional[Path] = typer.Option(None, "--simplifier", help="A learned simplifier file: adds the method simplebits_learned."),
+    simplifier: Path | None = typer.Option(None, "--simplifier", help="A learned simplifier file: adds the method simplebits_learned."),
 ) -> None:
     """Score SimpleBits and Captum baselines side by side on your images (faithfulness, bits-efficiency, sanity, time).
 
@@ -142,19 +142,19 @@ def audit(
     *,
     net: ModelFile,
     out: Path = out_option(Path("simplebits-audit"), "Output folder; rerun the same command to resume."),
-    select: Optional[str] = typer.Option(None, help="misclassified | all | low-confidence:P | class:NAME (default {library:audit.select})."),
-    limit: Optional[int] = typer.Option(None, help="Explain at most this many selected images (the first ones)."),
-    explain_target: Optional[str] = typer.Option(
+    select: str | None = typer.Option(None, help="misclassified | all | low-confidence:P | class:NAME (default {library:audit.select})."),
+    limit: int | None = typer.Option(None, help="Explain at most this many selected images (the first ones)."),
+    explain_target: str | None = typer.Option(
         None, "--explain", help="Class to keep: pred (the prediction), true (the label) or both (default {library:audit.explain})."),
-    baselines: Optional[str] = typer.Option(None, help="Captum baselines beside SimpleBits, comma-separated, e.g. ig,gradcam."),
-    attribution: Optional[str] = ATTRIBUTION,
-    batch_size: Optional[int] = typer.Option(
+    baselines: str | None = typer.Option(None, help="Captum baselines beside SimpleBits, comma-separated, e.g. ig,gradcam."),
+    attribution: str | None = ATTRIBUTION,
+    batch_size: int | None = typer.Option(
         None, help="Images simplified together (default {library:explain.batch_size}); fixed batches: results do not depend on the number of processes."),
-    predict_batch_size: Optional[int] = typer.Option(None, help="Images per prediction batch (default {library:audit.predict_batch_size})."),
-    testbed_n: Optional[int] = TESTBED_N,
+    predict_batch_size: int | None = typer.Option(None, help="Images per prediction batch (default {library:audit.predict_batch_size})."),
+    testbed_n: int | None = TESTBED_N,
     engine: Engine,
     model_opts: ModelOptions,
-    simplifier: Optional[str] = typer.Option(
+    simplifier: str | None = typer.Option(
         None, "--simplifier", help="A learned simplifier file, or 'auto': train one on DATA first (OUT/simplifier.pt, reused on resume)."),
 ) -> None:
     """Audit a dataset: predict everything, simplify the misclassified (or selected) images, write a report.

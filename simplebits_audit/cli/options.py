@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -107,12 +107,12 @@ def out_option(default: Path, help: str) -> Any:
     return typer.Option(default, "--out", "-o", help=help)
 
 
-def comma_list(text: Optional[str]) -> list[str]:
+def comma_list(text: str | None) -> list[str]:
     """The names in a comma-separated list (none without ``text``)."""
     return [m.strip() for m in text.split(",") if m.strip()] if text else []
 
 
-def read_labels(path: Optional[Path]) -> Optional[list[str]]:
+def read_labels(path: Path | None) -> list[str] | None:
     """The class names in ``path`` (``--labels``), or None."""
     from simplebits_audit.preprocessing import load_labels
 
@@ -123,7 +123,7 @@ def read_labels(path: Optional[Path]) -> Optional[list[str]]:
 # The user's model.
 
 
-def load_user_model(spec: str, weights: Optional[Path], trust_pickle: bool, num_classes: Optional[int], device: Any) -> Any:
+def load_user_model(spec: str, weights: Path | None, trust_pickle: bool, num_classes: int | None, device: Any) -> Any:
     """The user's model, loaded by the library (:func:`~simplebits_audit.models.load_model`) onto ``device``."""
     from simplebits_audit.models import load_model
 
@@ -135,9 +135,9 @@ class ModelFile:
     """The model the user named (``--model``, ``--weights``, ...), loaded when the command needs it."""
 
     spec: str
-    weights: Optional[Path] = None
+    weights: Path | None = None
     trust_pickle: bool = False
-    num_classes: Optional[int] = None
+    num_classes: int | None = None
 
     def load(self, device: Any = None) -> Any:
         """The model on ``device`` (default ``--device``)."""
@@ -151,9 +151,9 @@ class ModelFile:
 
 def model_file_group(
     model: str = typer.Option(..., "--model", "-m", help="TorchScript file, .pt2 export, 'package.module:factory' or a torchvision name (e.g. resnet18)."),
-    weights: Optional[Path] = typer.Option(None, help="State dict for a factory or torchvision --model (loaded with weights_only=True)."),
+    weights: Path | None = typer.Option(None, help="State dict for a factory or torchvision --model (loaded with weights_only=True)."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow a fully pickled model file: runs code from the file; only for files you trust."),
-    num_classes: Optional[int] = typer.Option(None, help="Output classes of a torchvision architecture (default: read off --weights)."),
+    num_classes: int | None = typer.Option(None, help="Output classes of a torchvision architecture (default: read off --weights)."),
 ) -> ModelFile:
     """The model options: what to load."""
     return ModelFile(model, weights, trust_pickle, num_classes)
@@ -167,7 +167,7 @@ CROP = typer.Option(None, help="Centre-crop to CROP x CROP after resizing.")
 GRAYSCALE = typer.Option(False, "--grayscale", help="Read images with one channel.")
 
 
-def _floats(text: Optional[str], name: str) -> Optional[tuple[float, ...]]:
+def _floats(text: str | None, name: str) -> tuple[float, ...] | None:
     if text is None:
         return None
     try:
@@ -177,11 +177,11 @@ def _floats(text: Optional[str], name: str) -> Optional[tuple[float, ...]]:
 
 
 def preprocessing_group(
-    size: Optional[int] = SIZE,
-    crop: Optional[int] = CROP,
-    mean: Optional[str] = typer.Option(None, help="Normalisation mean per channel, e.g. 0.485,0.456,0.406."),
-    std: Optional[str] = typer.Option(None, help="Normalisation std per channel, e.g. 0.229,0.224,0.225."),
-    preset: Optional[str] = typer.Option(None, help="Normalisation preset instead of --mean/--std: imagenet or none."),
+    size: int | None = SIZE,
+    crop: int | None = CROP,
+    mean: str | None = typer.Option(None, help="Normalisation mean per channel, e.g. 0.485,0.456,0.406."),
+    std: str | None = typer.Option(None, help="Normalisation std per channel, e.g. 0.229,0.224,0.225."),
+    preset: str | None = typer.Option(None, help="Normalisation preset instead of --mean/--std: imagenet or none."),
     grayscale: bool = GRAYSCALE,
 ) -> Preprocessing:
     """Resize, crop and normalisation."""
@@ -194,7 +194,7 @@ def preprocessing_group(
     return Preprocessing(size=size, crop=crop, mean=_floats(mean, "--mean"), std=_floats(std, "--std"), grayscale=grayscale)
 
 
-def pixels_group(size: Optional[int] = SIZE, crop: Optional[int] = CROP, grayscale: bool = GRAYSCALE) -> Preprocessing:
+def pixels_group(size: int | None = SIZE, crop: int | None = CROP, grayscale: bool = GRAYSCALE) -> Preprocessing:
     """Resize and crop, without normalisation (for commands that train their own networks on pixels)."""
     from simplebits_audit.preprocessing import Preprocessing
 
@@ -206,11 +206,11 @@ def pixels_group(size: Optional[int] = SIZE, crop: Optional[int] = CROP, graysca
 
 
 def head_group(
-    head: Optional[str] = typer.Option(
+    head: str | None = typer.Option(
         None, "--head", metavar="[{library:heads}]",
         help="The model's output head (default {library:simplify.head}): softmax over classes, or sigmoid, one logit per label "
              "(a binary classifier with one logit, or multi-label); records then list each label's probability before and after."),
-    threshold: Optional[float] = typer.Option(
+    threshold: float | None = typer.Option(
         None, help="With --head sigmoid: a label is on when its probability is at least this (default {library:simplify.threshold})."),
 ) -> dict[str, Any]:
     """The head options the user gave, checked by the library (errors name --head / --threshold)."""
@@ -228,7 +228,7 @@ def head_group(
 
 
 @uses(head_options=head_group, prep=preprocessing_group)
-def model_group(head_options: dict, prep: Preprocessing, labels: Optional[Path] = LABELS) -> ModelOptions:
+def model_group(head_options: dict, prep: Preprocessing, labels: Path | None = LABELS) -> ModelOptions:
     """The jobs' :class:`~simplebits_audit.jobs.options.ModelOptions`: head, preprocessing, class names."""
     from simplebits_audit.jobs.options import ModelOptions
 
@@ -243,11 +243,11 @@ def model_group(head_options: dict, prep: Preprocessing, labels: Optional[Path] 
 class Engine:
     """The engine options of an explaining command."""
 
-    steps: Optional[int] = None
-    estimator: Optional[str] = None
+    steps: int | None = None
+    estimator: str | None = None
     baseline_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: the simplification engine (``parameterization``), None: the library's default
-    engine: Optional[str] = None
+    engine: str | None = None
 
     def simplify_options(self, **fields: Any) -> dict[str, Any]:
         """The primary explainer's options given on the command line: ``fields``, the steps and the engine (those given)."""
@@ -262,14 +262,14 @@ class Engine:
 
 
 def engine_group(
-    steps: Optional[int] = typer.Option(
+    steps: int | None = typer.Option(
         None, help="Optimisation steps of the simplification (default {library:simplify.steps}, the default engine's)."),
-    gradcam_layer: Optional[str] = typer.Option(
+    gradcam_layer: str | None = typer.Option(
         None, "--gradcam-layer", metavar="NAME",
         help="The layer Grad-CAM reads, as a dotted module name (e.g. layer4, features.7, or a ViT block such as "
              "encoder.layers.encoder_layer_11.ln_1); default: the last Conv2d. The input stem and a patch embedding are refused."),
-    estimator: Optional[str] = ESTIMATOR,
-    engine: Optional[str] = typer.Option(
+    estimator: str | None = ESTIMATOR,
+    engine: str | None = typer.Option(
         None, "--engine", metavar="[{library:simplify.engines}]",
         help="What the simplification optimises (default {library:simplify.engine}). factorised: colour, fine detail and region "
              "separately; records and the report then carry one map per axis and the information profile (which information the model needed)."),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -23,7 +22,7 @@ def report(folder: Path = typer.Argument(..., help="Output folder of an explain,
     console.print(f"report: {build_report(folder)}")
 
 
-def estimators(name: Optional[str] = typer.Argument(None, help="Show this estimator's model card.")) -> None:
+def estimators(name: str | None = typer.Argument(None, help="Show this estimator's model card.")) -> None:
     """List the bit estimators, or show one's model card.
 
     Examples: ``simplebits estimators``; ``simplebits estimators pixelcnn``.
@@ -43,12 +42,12 @@ def estimators(name: Optional[str] = typer.Argument(None, help="Show this estima
 
 
 def bits(
-    images: Optional[list[Path]] = typer.Argument(None, help="Image files (any format Pillow reads)."),
-    estimator: Optional[str] = typer.Option(None, "--estimator", "-e", help="Estimator name or checkpoint file (default: the package default)."),
+    images: list[Path] | None = typer.Argument(None, help="Image files (any format Pillow reads)."),
+    estimator: str | None = typer.Option(None, "--estimator", "-e", help="Estimator name or checkpoint file (default: the package default)."),
     grayscale: bool = typer.Option(False, help="Rate the images as grayscale."),
-    encode: Optional[Path] = typer.Option(None, "--encode", help="Compress the one IMAGE into this file with the estimator as a real codec."),
-    decode: Optional[Path] = typer.Option(None, "--decode", help="Restore the image of a file written by --encode (needs --out)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="With --decode: the PNG to write."),
+    encode: Path | None = typer.Option(None, "--encode", help="Compress the one IMAGE into this file with the estimator as a real codec."),
+    decode: Path | None = typer.Option(None, "--decode", help="Restore the image of a file written by --encode (needs --out)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="With --decode: the PNG to write."),
 ) -> None:
     """How many bits each image costs under an estimator, beside PNG, WebP and JPEG-XL lossless.
 
@@ -77,7 +76,7 @@ def bits(
     console.print(table)
 
 
-def demo(out: Optional[Path] = typer.Option(None, help="Folder for the demo's outputs (default {library:demo.out}).")) -> None:
+def demo(out: Path | None = typer.Option(None, help="Folder for the demo's outputs (default {library:demo.out}).")) -> None:
     """The main job on the embedded default: no arguments needed.
 
     Example: ``simplebits demo --out demo/``.

@@ -7,7 +7,7 @@ calls one job and prints its result (under torchrun: rank 0 prints).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
@@ -37,13 +37,13 @@ if TYPE_CHECKING:
 
 def train_estimator(
     image_dir: Path = typer.Argument(..., help="Folder of photos; ~15% of whole photos are held out for evaluation."),
-    arch: Optional[str] = typer.Option(None, help="Architecture: pixelcnn or glow (default {library:estimator.arch})."),
+    arch: str | None = typer.Option(None, help="Architecture: pixelcnn or glow (default {library:estimator.arch})."),
     out: Path = typer.Option(..., help="Checkpoint to write (a model card goes beside it as .json)."),
-    steps: Optional[int] = typer.Option(None, help="Optimisation steps (default {library:estimator.steps})."),
-    batch_size: Optional[int] = typer.Option(None, help="Crops per step (default {library:estimator.batch_size})."),
-    crop_size: Optional[int] = typer.Option(None, help="Side of the square training crops (default {library:estimator.crop_size})."),
-    lr: Optional[float] = typer.Option(None, help="Peak learning rate, cosine decay (default {library:estimator.lr})."),
-    checkpoint_every: Optional[int] = typer.Option(None, help="Steps between checkpoints and held-out evaluations (default {library:estimator.checkpoint_every})."),
+    steps: int | None = typer.Option(None, help="Optimisation steps (default {library:estimator.steps})."),
+    batch_size: int | None = typer.Option(None, help="Crops per step (default {library:estimator.batch_size})."),
+    crop_size: int | None = typer.Option(None, help="Side of the square training crops (default {library:estimator.crop_size})."),
+    lr: float | None = typer.Option(None, help="Peak learning rate, cosine decay (default {library:estimator.lr})."),
+    checkpoint_every: int | None = typer.Option(None, help="Steps between checkpoints and held-out evaluations (default {library:estimator.checkpoint_every})."),
     resume: bool = typer.Option(False, help="Continue from <out>.state if it exists."),
 ) -> None:
     """Train a bit estimator on random multi-scale crops (with flips) of your photos.
@@ -65,16 +65,16 @@ def train_simplifier(
     *,
     net: ModelFile,
     out: Path = out_option(Path("simplifier.pt"), "The simplifier file to write; OUT.ckpt holds the resumable state."),
-    lam: Optional[float] = typer.Option(None, help="Weight of the bits term (default {library:simplifier.lam})."),
-    margin: Optional[float] = typer.Option(
+    lam: float | None = typer.Option(None, help="Weight of the bits term (default {library:simplifier.lam})."),
+    margin: float | None = typer.Option(
         None, help="Log-probability margin the simplified image must keep before bits are charged (default {library:simplifier.margin})."),
-    steps: Optional[int] = typer.Option(None, help="Training steps (default {library:simplifier.steps})."),
-    batch_size: Optional[int] = typer.Option(None, help="Images per step, per process (default {library:simplifier.batch_size})."),
-    held_out: Optional[float] = typer.Option(
+    steps: int | None = typer.Option(None, help="Training steps (default {library:simplifier.steps})."),
+    batch_size: int | None = typer.Option(None, help="Images per step, per process (default {library:simplifier.batch_size})."),
+    held_out: float | None = typer.Option(
         None, help="Share of DATA held out and scored at the end: top-1 kept, bits kept (default {library:simplifier.held_out})."),
-    testbed_n: Optional[int] = TESTBED_N,
+    testbed_n: int | None = TESTBED_N,
     head_options: dict[str, Any],
-    estimator: Optional[str] = ESTIMATOR,
+    estimator: str | None = ESTIMATOR,
     prep: Preprocessing,
 ) -> None:
     """Train a learned simplifier for your model: afterwards each explanation is one forward pass.
@@ -109,18 +109,18 @@ def train_simplifier(
 def train(
     data: str = typer.Argument(..., help="An ImageFolder directory, a CSV of path,label, or a testbed name (train split; its test split validates)."),
     *,
-    arch: Optional[str] = typer.Option(None, help="Classifier to train from scratch: smallcnn, resnet18 or 'package.module:factory' (default {library:train.arch})."),
-    lam: Optional[str] = typer.Option(None, "--lam", help="Weights of the bits term, comma-separated; one run each, 0 = the reference (default {library:train.lams})."),
+    arch: str | None = typer.Option(None, help="Classifier to train from scratch: smallcnn, resnet18 or 'package.module:factory' (default {library:train.arch})."),
+    lam: str | None = typer.Option(None, "--lam", help="Weights of the bits term, comma-separated; one run each, 0 = the reference (default {library:train.lams})."),
     out: Path = out_option(Path("simplebits-train"), "Output folder: models per lambda, tradeoff.json, report.html."),
-    epochs: Optional[int] = typer.Option(None, help="Epochs per lambda (default {library:train.epochs})."),
-    batch_size: Optional[int] = typer.Option(None, help="Images per step, per process (default {library:train.batch_size})."),
-    lr: Optional[float] = typer.Option(None, help="AdamW learning rate of both networks, cosine decay (default {library:train.lr})."),
-    margin: Optional[float] = typer.Option(
+    epochs: int | None = typer.Option(None, help="Epochs per lambda (default {library:train.epochs})."),
+    batch_size: int | None = typer.Option(None, help="Images per step, per process (default {library:train.batch_size})."),
+    lr: float | None = typer.Option(None, help="AdamW learning rate of both networks, cosine decay (default {library:train.lr})."),
+    margin: float | None = typer.Option(
         None, help="Log-probability margin the classifier must have on a simplified image before its bits are charged (default {library:train.margin})."),
-    val_share: Optional[float] = typer.Option(None, help="Share of a folder or CSV held out for validation (default {library:train.val_share})."),
-    testbed_n: Optional[int] = typer.Option(None, help="Training images when DATA is a testbed (default: its train size)."),
-    val_n: Optional[int] = typer.Option(None, help="Validation images (default {library:train.val_n})."),
-    estimator: Optional[str] = ESTIMATOR,
+    val_share: float | None = typer.Option(None, help="Share of a folder or CSV held out for validation (default {library:train.val_share})."),
+    testbed_n: int | None = typer.Option(None, help="Training images when DATA is a testbed (default: its train size)."),
+    val_n: int | None = typer.Option(None, help="Validation images (default {library:train.val_n})."),
+    estimator: str | None = ESTIMATOR,
     prep: Preprocessing,
 ) -> None:
     """Train a classifier on simplified inputs, once per lambda: how much information does the task need?
@@ -159,23 +159,23 @@ def condense(
     data: str = typer.Argument(..., help="Labelled training images: an ImageFolder directory, a CSV of path,label, or a testbed name (its train split)."),
     *,
     out: Path = out_option(Path("simplebits-condense"), "Output folder; rerun the same command to resume."),
-    ipc: Optional[int] = typer.Option(None, "--ipc", help="Synthetic images per class (default {library:condense.ipc})."),
-    lam: Optional[float] = typer.Option(None, help="Weight of the bits term against the gradient-matching distance (default {library:condense.lam})."),
-    outer_steps: Optional[int] = typer.Option(None, help="Fresh networks to match gradients on (default {library:condense.outer_steps})."),
-    arch: Optional[str] = typer.Option(
+    ipc: int | None = typer.Option(None, "--ipc", help="Synthetic images per class (default {library:condense.ipc})."),
+    lam: float | None = typer.Option(None, help="Weight of the bits term against the gradient-matching distance (default {library:condense.lam})."),
+    outer_steps: int | None = typer.Option(None, help="Fresh networks to match gradients on (default {library:condense.outer_steps})."),
+    arch: str | None = typer.Option(
         None, help="Network matched and evaluated: convnet (instance norm) or smallcnn (batch norm) (default {library:condense.arch})."),
-    test: Optional[str] = typer.Option(None, "--test", help="Test images (folder, CSV or testbed); default: a testbed's test split or a held-out share of DATA."),
-    held_out: Optional[float] = typer.Option(
+    test: str | None = typer.Option(None, "--test", help="Test images (folder, CSV or testbed); default: a testbed's test split or a held-out share of DATA."),
+    held_out: float | None = typer.Option(
         None, help="Share of DATA held out for testing when there is no --test and DATA is not a testbed (default {library:condense.held_out})."),
-    baselines: Optional[bool] = typer.Option(
+    baselines: bool | None = typer.Option(
         None, "--baselines/--no-baselines",
         help="Also condense without the bits term and evaluate a random real subset; doubles the time (default {library:condense.baselines})."),
-    n_models: Optional[int] = typer.Option(None, help="Classifiers trained per training set for the accuracy table (default {library:condense.n_models})."),
-    epochs: Optional[int] = typer.Option(None, help="Epochs of each evaluation classifier (default {library:condense.epochs})."),
-    testbed_n: Optional[int] = typer.Option(None, help="Number of training images when DATA is a testbed."),
-    estimator: Optional[str] = ESTIMATOR,
+    n_models: int | None = typer.Option(None, help="Classifiers trained per training set for the accuracy table (default {library:condense.n_models})."),
+    epochs: int | None = typer.Option(None, help="Epochs of each evaluation classifier (default {library:condense.epochs})."),
+    testbed_n: int | None = typer.Option(None, help="Number of training images when DATA is a testbed."),
+    estimator: str | None = ESTIMATOR,
     prep: Preprocessing,
-    labels: Optional[Path] = LABELS,
+    labels: Path | None = LABELS,
 ) -> None:
     """Condense a training set to a few synthetic images per class, penalising their bits (gradient matching).
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections.abc import Iterable
 from functools import lru_cache
-from typing import Iterable
 
 import numpy as np
 

@@ -40,9 +40,10 @@ the label ("colour", "detail" or "region"):
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset

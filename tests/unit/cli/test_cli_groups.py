@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -12,7 +10,7 @@ from simplebits_audit.cli import main as cli
 from simplebits_audit.cli.groups import uses
 
 
-def _size(size: Optional[int] = typer.Option(None), crop: Optional[int] = typer.Option(None)) -> tuple:
+def _size(size: int | None = typer.Option(None), crop: int | None = typer.Option(None)) -> tuple:
     if crop is not None and size is None:
         raise typer.BadParameter("needs --size", param_hint="--crop")
     return size, crop
