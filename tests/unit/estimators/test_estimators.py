@@ -108,6 +108,7 @@ def test_shipped_weights_load_without_network(monkeypatch):
             assert card["held_out_bpd"] < card["held_out_webp_bpd"]
 
 
+@pytest.mark.slow
 def test_glow_encode_decode_roundtrip(photos32):
     glow = load_estimator("glow")
     assert isinstance(glow, Glow)

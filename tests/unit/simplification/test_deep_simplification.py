@@ -36,6 +36,7 @@ def test_default_is_the_mask_engine(digits_result):
     assert len(digits_result.path_labels) == digits_result.path_bits.shape[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch", ["digits_batch", "shortcut_batch"])
 def test_most_images_lose_most_of_their_bits_per_image(batch, request):
     model, data = request.getfixturevalue(batch)
@@ -72,6 +73,7 @@ def test_looser_keep_is_never_more_complex_on_the_same_path(digits_result):
     assert bool((bits[0] <= bits[1]).all())
 
 
+@pytest.mark.slow
 def test_looser_keep_runs_are_never_more_complex(digits_batch):
     model, data = digits_batch
     loose = simplify(model, data.images, keep=0.5, seed=0)
@@ -89,6 +91,7 @@ def test_keep_rule_is_what_the_path_reports(digits_result):
     assert bool(decision.kept(r.probs_before).eq(r.path_kept[0]).all())
 
 
+@pytest.mark.slow
 def test_mask_finds_the_shortcut_marker(shortcut_batch):
     from simplebits_audit.metrics import auroc, relevance_mass
 
@@ -104,6 +107,7 @@ def test_mask_finds_the_shortcut_marker(shortcut_batch):
     assert float(auroc(result.mask, data.masks)[says].mean()) > 0.8
 
 
+@pytest.mark.slow
 def test_latent_path_from_the_prior_mode_reduces_bits():
     from simplebits_audit.estimators import load_estimator
 

@@ -209,6 +209,7 @@ def test_command_line_writes_images_json_report_and_resumes(tmp_path):
     assert res.returncode == 2 and "images_per_class" in res.stderr
 
 
+@pytest.mark.slow
 def test_example_runs(tmp_path):
     """``examples/condense_digits.py`` at a toy size (its defaults take about half an hour)."""
     module = runpy.run_path(str(Path(__file__).resolve().parents[3] / "examples" / "condense_digits.py"))

@@ -92,6 +92,7 @@ def test_save_load_roundtrip_and_card(trained, test_images, tmp_path, model):
 # training
 
 
+@pytest.mark.slow
 def test_training_simplifies_and_leaves_the_model_alone(model, data, test_images):
     before = snapshot(model)
     s = train_simplifier(model, data, steps=150, batch_size=16, lam=2.0, margin=2.0, simplifier=Simplifier(mask_init=0.5))
@@ -105,6 +106,7 @@ def test_training_simplifies_and_leaves_the_model_alone(model, data, test_images
     assert not any(p.requires_grad for p in s.parameters()) and not s.training
 
 
+@pytest.mark.slow
 def test_training_is_seeded_and_resumes_exactly(model, data, tmp_path, monkeypatch):
     straight = train_simplifier(model, data, seed=4, **FAST)
     ckpt = tmp_path / "run.ckpt"

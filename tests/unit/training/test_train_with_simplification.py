@@ -108,6 +108,7 @@ def test_training_is_seeded_and_resumes_exactly_after_an_interruption(data, val,
         [{k: v for k, v in h.items() if k not in drop} for h in straight.history]
 
 
+@pytest.mark.slow
 def test_the_bits_term_removes_what_lambda_zero_keeps():
     data = testbeds.load(TESTBED, "train", n=256, seed=3)
     val = testbeds.load(TESTBED, "test", n=32, seed=4)
