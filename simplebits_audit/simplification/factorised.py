@@ -33,16 +33,12 @@ no per-axis bits weight) were measured on the design split: docs/design-log.md, 
 
 from __future__ import annotations
 
-import math
-
 import torch
-from rich.progress import Progress
 
 from .._helpers import blur
-from .common import PathRecorder, RunContext, guarded_step, round_8bit, snapshot_steps
+from .common import RunContext, round_8bit
 from .config import SimplifyConfig
-from .heads import probabilities
-from .mask import INSERTION_FRACTIONS, MaskParams, insertion_mask, mask_order, reference_image
+from .mask import MaskParams, mask_continuation, reference_image
 from .result import SimplificationResult
 
 #: The axes, each a kind of information the engine can remove separately.
@@ -113,9 +109,11 @@ def region_reference(pixels: torch.Tensor, kind: str = "mean") -> torch.Tensor:
 
 
 class _AxisParams:
-    """One :class:`MaskParams` grid per optimised axis; the colour axis is fixed at ones without colour."""
+    """One :class:`MaskParams` grid per optimised axis (the colour axis is fixed at ones without colour):
+    a :class:`~simplebits_audit.simplification.mask.MaskParameterisation` whose masks are a dict over :data:`AXES`."""
 
-    def __init__(self, pixels: torch.Tensor, reference: torch.Tensor, config: SimplifyConfig) -> None:
+    def __init__(self, pixels: torch.Tensor, reference: torch.Tensor, config: SimplifyConfig, order: tuple[str, ...]) -> None:
+        self.pixels, self.reference, self.blur_sigma, self.order = pixels, reference, config.blur_sigma, order
         self.axes = [a for a in AXES if a != "colour" or has_colour(pixels)]
         sizes = {"region": config.mask_size}
         inits = {"region": config.mask_init}
@@ -128,10 +126,23 @@ class _AxisParams:
     def masks(self) -> dict[str, torch.Tensor]:
         return {a: self.grids[a].mask() if a in self.grids else self.ones for a in AXES}
 
+    def image(self, masks: dict[str, torch.Tensor]) -> torch.Tensor:
+        return compose(self.pixels, masks, reference=self.reference, blur_sigma=self.blur_sigma, order=self.order)
 
-def _stack(masks: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The axis masks as one (B, len(AXES), H, W) tensor (how a path snapshot carries them)."""
-    return torch.cat([masks[a] for a in AXES], 1)
+    def full(self) -> dict[str, torch.Tensor]:
+        return {a: self.ones for a in AXES}
+
+    def stack(self, masks: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The axis masks as one (B, len(AXES), H, W) tensor (how a path snapshot carries them)."""
+        return torch.cat([masks[a].detach() for a in AXES], 1)
+
+    def ranked(self, masks: dict[str, torch.Tensor]) -> torch.Tensor:
+        return masks["region"]
+
+    def insertion(self, last: dict[str, torch.Tensor], keep: torch.Tensor, fraction: float) -> dict[str, torch.Tensor]:
+        # The region's insertion path (as the mask engine's), the last colour and detail masks inside it;
+        # the reference itself (fraction 0) keeps the other axes at ones (nothing left for them to remove).
+        return {**last, "region": keep} if fraction > 0 else {**self.full(), "region": keep}
 
 
 def factorised_engine(run: RunContext, config: SimplifyConfig) -> SimplificationResult:
@@ -141,80 +152,10 @@ def factorised_engine(run: RunContext, config: SimplifyConfig) -> Simplification
     ``axis_mask_size`` (the colour and detail grids; the region grid is ``mask_size``). The result
     carries ``axis_masks`` (each axis's mask of the returned image) and ``mask`` (the region's).
     """
-    classifier, estimator, pixels, decision = run.classifier, run.estimator, run.pixels, run.decision
-    steps, lambda_end, sigma = config.steps, config.lambda_end, config.blur_sigma
-    batch, device = pixels.shape[0], pixels.device
-    dims = math.prod(pixels.shape[1:])
-    generator = torch.Generator(device="cpu").manual_seed(config.seed)
-    original_8bit = round_8bit(pixels, False)
+    original_8bit = round_8bit(run.pixels, False)
     ref = region_reference(original_8bit, config.reference)
-    params = _AxisParams(original_8bit, ref, config)
-    optimizer = torch.optim.Adam(params.tensors(), lr=config.lr)
-    lambdas = torch.logspace(math.log10(config.lambda_start), math.log10(lambda_end), steps).tolist()
-
-    order = tuple(run.settings.get("composition", COMPOSITION))
-
-    def image(masks: dict[str, torch.Tensor]) -> torch.Tensor:
-        return compose(original_8bit, masks, reference=ref, blur_sigma=sigma, order=order)
-
-    with torch.no_grad():
-        bits_map_before = estimator.bits_map(original_8bit)
-    snapshots = snapshot_steps(steps, config.n_snapshots)
-    ones = params.ones
-    path = PathRecorder(original_8bit, bits_map_before, decision.probs_before, mask=_stack({a: ones for a in AXES}), label="original")
-    bits_before = path.snapshots[0].bits
-    best_bits = torch.full((batch,), math.inf, device=device)
-    best_image, best_probs = original_8bit.clone(), decision.probs_before.clone()
-    best_masks = _stack({a: ones for a in AXES}).clone()
-    active = torch.ones(batch, dtype=torch.bool, device=device)
-
-    with Progress(disable=not run.show_progress, transient=True) as progress:
-        task = progress.add_task("simplifying (factorised)", total=steps)
-        for step, lam in enumerate(lambdas):
-            with torch.enable_grad():
-                masks = params.masks()
-                x_new = round_8bit(image(masks), True)
-                logits = classifier.logits(x_new)
-                loss = decision.task_loss(logits, config.objective, config.temperature, generator)
-                bpd = estimator.bpd(x_new)
-                with torch.no_grad():
-                    probs_now = probabilities(logits, decision.head)
-                    kept_now = decision.kept(probs_now)
-                    holds = decision.kept(probs_now, "top1")  # the mask engine's gate (see mask.py)
-                per_image = loss + lam * holds.to(bpd.dtype) * bpd
-                grads = torch.autograd.grad(per_image.sum() * dims, params.tensors())
-            with torch.no_grad():
-                bits_now = bpd.detach() * dims
-                stacked = _stack({a: m.detach() for a, m in masks.items()})
-                better = kept_now & torch.isfinite(bits_now) & (bits_now < best_bits) & active
-                best_bits = torch.where(better, bits_now, best_bits)
-                best_image[better] = round_8bit(x_new.detach(), False)[better]
-                best_probs[better] = probs_now[better]
-                best_masks[better] = stacked[better]
-                if step in snapshots:
-                    path.add(round_8bit(x_new.detach(), False), bits_now, probs_now, lam, mask=stacked, label=f"step {step + 1}")
-            active = guarded_step(optimizer, params.tensors(), grads, per_image, active)
-            progress.advance(task)
-
-    with torch.no_grad():
-        found = torch.isfinite(best_bits)
-        path.add(
-            best_image, torch.where(found, best_bits, bits_before), best_probs, lambda_end, mask=best_masks, label="simplest kept step"
-        )
-        last = {a: m.detach() for a, m in params.masks().items()}
-        ranking = mask_order(last["region"])
-        # The region's insertion path (as the mask engine's), the last colour and detail masks inside it;
-        # the reference itself (fraction 0) keeps the other axes at ones (nothing left for them to remove).
-        for fraction in reversed(INSERTION_FRACTIONS):
-            region = insertion_mask(ranking, fraction, pixels.shape[-2:], pixels.dtype)
-            masks = {**last, "region": region} if fraction > 0 else {**{a: ones for a in AXES}, "region": region}
-            img = round_8bit(image(masks), False)
-            path.add(
-                img, estimator.bits(img), probabilities(classifier.logits(img), decision.head), lambda_end, mask=_stack(masks),
-                label="reference" if fraction == 0 else f"top {fraction:.0%} of the region mask",
-            )
-
-    result = path.result(run, active=active, steps=steps)
+    params = _AxisParams(original_8bit, ref, config, tuple(run.settings.get("composition", COMPOSITION)))
+    result = mask_continuation(run, config, params, description="simplifying (factorised)", ranked="the region mask")
     stacked = result.mask
     result.axis_masks = {a: stacked[:, i : i + 1].contiguous() for i, a in enumerate(AXES)}
     result.mask = result.axis_masks["region"]

@@ -23,6 +23,7 @@ towards a flat colour removes whole regions at once, which is what a real codec 
 from __future__ import annotations
 
 import math
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +37,10 @@ from .result import SimplificationResult
 #: Shares of pixels (ranked by the mask) restored to the original on the mask's path, simplest first.
 INSERTION_FRACTIONS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75)
 
-__all__ = ["INSERTION_FRACTIONS", "REFERENCES", "MaskParams", "blend", "insertion_mask", "mask_engine", "mask_order", "reference_image"]
+__all__ = [
+    "INSERTION_FRACTIONS", "REFERENCES", "MaskParameterisation", "MaskParams", "blend", "insertion_mask", "mask_continuation",
+    "mask_engine", "mask_order", "reference_image",
+]
 
 
 def reference_image(pixels: torch.Tensor, kind: str = "mean") -> torch.Tensor:
@@ -86,6 +90,58 @@ class MaskParams:
         m = self.mask() if mask is None else mask
         return m * self.pixels + (1 - m) * self.reference
 
+    # The rest is :class:`MaskParameterisation` (what :func:`mask_continuation` reads): one mask is its own stack.
+    masks = mask
+
+    def full(self) -> torch.Tensor:
+        return torch.ones(self.pixels.shape[0], 1, *self.shape, device=self.pixels.device, dtype=self.pixels.dtype)
+
+    def stack(self, mask: torch.Tensor) -> torch.Tensor:
+        return mask.detach()
+
+    def ranked(self, mask: torch.Tensor) -> torch.Tensor:
+        return mask
+
+    def insertion(self, last: torch.Tensor, keep: torch.Tensor, fraction: float) -> torch.Tensor:
+        return keep
+
+
+class MaskParameterisation(Protocol):
+    """What :func:`mask_continuation` optimises: masks (any structure ``M``) that describe an image.
+
+    :class:`MaskParams` is one (``M`` a tensor); the factorised engine's axis grids are another
+    (``M`` a dict of axis masks). Every mask is (B, 1, H, W) in [0, 1], 1 = the original kept.
+    """
+
+    def tensors(self) -> list[torch.Tensor]:
+        """The leaf tensors Adam moves."""
+        ...
+
+    def masks(self) -> Any:
+        """The current masks ``M`` (differentiable in :meth:`tensors`)."""
+        ...
+
+    def image(self, masks: Any) -> torch.Tensor:
+        """The image (B, C, H, W) in [0, 1] that ``masks`` describe, not rounded (differentiable)."""
+        ...
+
+    def full(self) -> Any:
+        """The masks of the original (all ones)."""
+        ...
+
+    def stack(self, masks: Any) -> torch.Tensor:
+        """``masks`` detached as one tensor (B, k, H, W): what a path snapshot carries."""
+        ...
+
+    def ranked(self, masks: Any) -> torch.Tensor:
+        """The mask (B, 1, H, W) whose ranking (:func:`mask_order`) gives the insertion path."""
+        ...
+
+    def insertion(self, last: Any, keep: torch.Tensor, fraction: float) -> Any:
+        """The masks of one insertion step: the last masks ``last`` with the ranked one replaced by ``keep``
+        (:func:`insertion_mask` of ``fraction``, binary (B, 1, H, W))."""
+        ...
+
 
 def mask_order(mask: torch.Tensor) -> torch.Tensor:
     """Pixel indices (B, H*W) of ``mask`` (B, 1, H, W) from the highest value down."""
@@ -120,34 +176,51 @@ def mask_engine(run: RunContext, config: SimplifyConfig, *, init_logits: torch.T
     everywhere. Every snapshot on the path carries its own mask, and the result's mask is the
     returned image's: ``simplified == blend(x, r, mask)``.
     """
+    original_8bit = round_8bit(run.pixels, False)
+    ref = reference_image(original_8bit, config.reference)
+    params = MaskParams(original_8bit, ref, config.mask_size, config.mask_init, init_logits)
+    return mask_continuation(run, config, params)
+
+
+def mask_continuation(
+    run: RunContext, config: SimplifyConfig, params: MaskParameterisation, *,
+    description: str = "simplifying", ranked: str = "the mask",
+) -> SimplificationResult:
+    """The mask engines' one optimisation loop: Adam on ``params`` along the bits-weight continuation.
+
+    Minimises ``D_task + lambda * bpd`` of ``round8(params.image(params.masks()))`` with lambda
+    growing geometrically from ``lambda_start`` to ``lambda_end`` over ``steps``, the bits charged
+    only while the prediction holds (see the module docstring). The path records the original
+    (all masks ones), ``n_snapshots`` steps, the simplest kept image seen at any step, and the
+    insertion path of the last ranked mask (:data:`INSERTION_FRACTIONS`, labelled ``"top 5 % of
+    {ranked}"``); every snapshot carries ``params.stack`` of its masks. ``config`` is resolved;
+    ``description`` names the progress bar. Used by :func:`mask_engine` and the factorised engine.
+    """
     classifier, estimator, pixels, decision = run.classifier, run.estimator, run.pixels, run.decision
     steps, lambda_end = config.steps, config.lambda_end
     batch, device = pixels.shape[0], pixels.device
     dims = math.prod(pixels.shape[1:])
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
-    probs_before = decision.probs_before
     original_8bit = round_8bit(pixels, False)
-    ref = reference_image(original_8bit, config.reference)
-    params = MaskParams(original_8bit, ref, config.mask_size, config.mask_init, init_logits)
     optimizer = torch.optim.Adam(params.tensors(), lr=config.lr)
     lambdas = torch.logspace(math.log10(config.lambda_start), math.log10(lambda_end), steps).tolist()
     with torch.no_grad():
         bits_map_before = estimator.bits_map(original_8bit)
     snapshots = snapshot_steps(steps, config.n_snapshots)
-    ones = torch.ones(batch, 1, *pixels.shape[-2:], device=device, dtype=pixels.dtype)
-    path = PathRecorder(original_8bit, bits_map_before, probs_before, mask=ones, label="original")
+    full = params.stack(params.full())
+    path = PathRecorder(original_8bit, bits_map_before, decision.probs_before, mask=full, label="original")
     bits_before = path.snapshots[0].bits
     # The simplest kept image seen at any step (the forward pass rates it anyway).
     best_bits = torch.full((batch,), math.inf, device=device)
-    best_image, best_probs, best_mask = original_8bit.clone(), probs_before.clone(), ones.clone()
+    best_image, best_probs, best_masks = original_8bit.clone(), decision.probs_before.clone(), full.clone()
     active = torch.ones(batch, dtype=torch.bool, device=device)
 
     with Progress(disable=not run.show_progress, transient=True) as progress:
-        task = progress.add_task("simplifying", total=steps)
+        task = progress.add_task(description, total=steps)
         for step, lam in enumerate(lambdas):
             with torch.enable_grad():
-                m = params.mask()
-                x_new = round_8bit(params.image(m), True)
+                masks = params.masks()
+                x_new = round_8bit(params.image(masks), True)
                 logits = classifier.logits(x_new)
                 loss = decision.task_loss(logits, config.objective, config.temperature, generator)
                 bpd = estimator.bpd(x_new)
@@ -162,27 +235,30 @@ def mask_engine(run: RunContext, config: SimplifyConfig, *, init_logits: torch.T
                 grads = torch.autograd.grad(per_image.sum() * dims, params.tensors())
             with torch.no_grad():
                 # The forward pass already rated this 8-bit image: remember it if it is the simplest kept so far.
-                bits_now = bpd.detach() * dims
+                # (Rounding again gives the straight-through image's own values: it sits on the 8-bit grid.)
+                bits_now, image_now, stacked = bpd.detach() * dims, round_8bit(x_new.detach(), False), params.stack(masks)
                 better = kept_now & torch.isfinite(bits_now) & (bits_now < best_bits) & active
                 best_bits = torch.where(better, bits_now, best_bits)
-                best_image[better] = x_new.detach()[better]
+                best_image[better] = image_now[better]
                 best_probs[better] = probs_now[better]
-                best_mask[better] = m.detach()[better]
+                best_masks[better] = stacked[better]
                 if step in snapshots:
-                    path.add(round_8bit(x_new.detach(), False), bits_now, probs_now, lam, mask=m.detach(), label=f"step {step + 1}")
+                    path.add(image_now, bits_now, probs_now, lam, mask=stacked, label=f"step {step + 1}")
             active = guarded_step(optimizer, params.tensors(), grads, per_image, active)
             progress.advance(task)
 
     with torch.no_grad():
         found = torch.isfinite(best_bits)
-        path.add(best_image, torch.where(found, best_bits, bits_before), best_probs, lambda_end, mask=best_mask, label="simplest kept step")
-        order = mask_order(params.mask().detach())
+        best_bits = torch.where(found, best_bits, bits_before)
+        path.add(best_image, best_bits, best_probs, lambda_end, mask=best_masks, label="simplest kept step")
+        last = params.masks()
+        order = mask_order(params.ranked(last).detach())
         for fraction in reversed(INSERTION_FRACTIONS):
-            keep_mask = insertion_mask(order, fraction, pixels.shape[-2:], pixels.dtype)
-            image = blend(original_8bit, ref, keep_mask)
+            masks = params.insertion(last, insertion_mask(order, fraction, pixels.shape[-2:], pixels.dtype), fraction)
+            image = round_8bit(params.image(masks), False)
             path.add(
-                image, estimator.bits(image), probabilities(classifier.logits(image), decision.head), lambda_end, mask=keep_mask,
-                label="reference" if fraction == 0 else f"top {fraction:.0%} of the mask",
+                image, estimator.bits(image), probabilities(classifier.logits(image), decision.head), lambda_end,
+                mask=params.stack(masks), label="reference" if fraction == 0 else f"top {fraction:.0%} of {ranked}",
             )
 
     return path.result(run, active=active, steps=steps)
