@@ -87,7 +87,8 @@ def train_one(name: str, args: argparse.Namespace) -> dict:
         "testbed": name, "train_images": opts["n"], "epochs": opts["epochs"], "batch_size": opts["batch_size"], "lr": opts["lr"],
         "seed": args.seed, "test_accuracy": validity.accuracy(model, test.images, test.labels), "test_images": len(test),
         "train_accuracy": validity.accuracy(model, train.images[:2000], train.labels[:2000]),
-        "training_seconds": round(seconds, 1), "load_average_1min": round(os.getloadavg()[0], 1), "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+        "training_seconds": round(seconds, 1), "load_average_1min": round(os.getloadavg()[0], 1),
+        "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
         "parameters": sum(p.numel() for p in model.parameters()), "config": model.config,
     }
     if sigmoid:
@@ -127,7 +128,8 @@ def train_one(name: str, args: argparse.Namespace) -> dict:
         card["localisation_auroc"] = {
             "images": 200, "split": "test", "seed": validity.EVAL_SEED, "target": "predicted class",
             **{f"trivial: {k}": v for k, v in validity.trivial_aurocs(name, 200).items()},
-            **{k: round(validity.mean_auroc(v, data.masks), 3) for k, v in validity.captum_maps(model, data.images, validity.predict(model, data.images)).items()},
+            **{k: round(validity.mean_auroc(v, data.masks), 3)
+                for k, v in validity.captum_maps(model, data.images, validity.predict(model, data.images)).items()},
         }
     else:
         card["localisation_auroc"] = None

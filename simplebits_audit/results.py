@@ -330,7 +330,8 @@ def save_artifacts(
 
 
 def load_arrays(out_dir: str | Path, record: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The arrays saved for a record (``image_original``, ``image_simplified``, ``map_<name>``, ``path_images``, ``axis_<axis>``); no pickles."""
+    """The arrays saved for a record (``image_original``, ``image_simplified``, ``map_<name>``,
+    ``path_images``, ``axis_<axis>``); no pickles."""
     path = Path(out_dir) / record["files"]["arrays"]
     with np.load(path, allow_pickle=False) as data:
         return {k: data[k] for k in data.files}

@@ -98,12 +98,14 @@ def compare(
     net: ModelFile,
     out: Path = out_option(Path("simplebits-compare"), "Output folder: comparison.csv and comparison.json."),
     methods: str | None = typer.Option(
-        None, help="Comma-separated: simplebits and baseline names (default: simplebits, ig, occlusion, gradcam and the trivial reference maps)."),
+        None, help="Comma-separated: simplebits and baseline names "
+        "(default: simplebits, ig, occlusion, gradcam and the trivial reference maps)."),
     target: int | None = TARGET,
     target_name: str | None = TARGET_NAME,
     randomisation: bool | None = typer.Option(
         None, "--randomisation/--no-randomisation",
-        help="Model-parameter randomisation check (default {library:compare.randomisation}): Spearman correlation of each method's map with its map "
+        help="Model-parameter randomisation check (default {library:compare.randomisation}): "
+        "Spearman correlation of each method's map with its map "
              "under a copy of the model with re-initialised weights; lower is better; one more explanation per method."),
     engine: Engine,
     model_opts: ModelOptions,
@@ -130,7 +132,8 @@ def compare(
     # One column per method (metrics as rows) keeps the table readable in a terminal.
     table = Table("metric", *(r["method"] + (" (ref.)" if r["reference"] else "") for r in rows))
     for metric in [c for c in rows[0] if c not in ("method", "reference")]:
-        table.add_row(metric, *("-" if r[metric] is None else f"{r[metric]:.3g}" if isinstance(r[metric], float) else str(r[metric]) for r in rows))
+        table.add_row(metric,
+            *("-" if r[metric] is None else f"{r[metric]:.3g}" if isinstance(r[metric], float) else str(r[metric]) for r in rows))
     if not session.quiet:
         console.print(table)
     console.print(f"table: {out / COMPARISON_CSV_FILE}")
@@ -149,7 +152,8 @@ def audit(
     baselines: str | None = typer.Option(None, help="Captum baselines beside SimpleBits, comma-separated, e.g. ig,gradcam."),
     attribution: str | None = ATTRIBUTION,
     batch_size: int | None = typer.Option(
-        None, help="Images simplified together (default {library:explain.batch_size}); fixed batches: results do not depend on the number of processes."),
+        None, help="Images simplified together (default {library:explain.batch_size}); "
+        "fixed batches: results do not depend on the number of processes."),
     predict_batch_size: int | None = typer.Option(None, help="Images per prediction batch (default {library:audit.predict_batch_size})."),
     testbed_n: int | None = TESTBED_N,
     engine: Engine,
@@ -195,7 +199,8 @@ def audit(
                       f"bits/dim {summary['bpd_before'] or 0:.3f} -> {summary['bpd_after'] or 0:.3f}")
         if summary["shortcut"]:
             s = summary["shortcut"]
-            console.print(f"mask: {100 * s['mask_area_share']:.1f}% of the area, {100 * s['mask_bits_share_after']:.1f}% of the retained bits, "
+            console.print(f"mask: {100 * s['mask_area_share']:.1f}% of the area, "
+                f"{100 * s['mask_bits_share_after']:.1f}% of the retained bits, "
                           f"{100 * s['mask_attribution_share']:.1f}% of the attribution")
         if summary.get("information"):  # --engine factorised
             console.print(f"which information: {summary['information']['takeaway']}")

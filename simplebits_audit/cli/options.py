@@ -150,9 +150,11 @@ class ModelFile:
 
 
 def model_file_group(
-    model: str = typer.Option(..., "--model", "-m", help="TorchScript file, .pt2 export, 'package.module:factory' or a torchvision name (e.g. resnet18)."),
+    model: str = typer.Option(..., "--model", "-m",
+        help="TorchScript file, .pt2 export, 'package.module:factory' or a torchvision name (e.g. resnet18)."),
     weights: Path | None = typer.Option(None, help="State dict for a factory or torchvision --model (loaded with weights_only=True)."),
-    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow a fully pickled model file: runs code from the file; only for files you trust."),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle",
+        help="Allow a fully pickled model file: runs code from the file; only for files you trust."),
     num_classes: int | None = typer.Option(None, help="Output classes of a torchvision architecture (default: read off --weights)."),
 ) -> ModelFile:
     """The model options: what to load."""
@@ -272,7 +274,8 @@ def engine_group(
     engine: str | None = typer.Option(
         None, "--engine", metavar="[{library:simplify.engines}]",
         help="What the simplification optimises (default {library:simplify.engine}). factorised: colour, fine detail and region "
-             "separately; records and the report then carry one map per axis and the information profile (which information the model needed)."),
+             "separately; records and the report then carry one map per axis and "
+             "the information profile (which information the model needed)."),
 ) -> Engine:
     """Steps, the bit estimator, per-baseline options, the engine (only those given)."""
     return Engine(steps, estimator, {"gradcam": {"layer": gradcam_layer}} if gradcam_layer else {}, engine)

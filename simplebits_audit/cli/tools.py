@@ -37,13 +37,15 @@ def estimators(name: str | None = typer.Argument(None, help="Show this estimator
     for est in list_estimators():
         card = model_card(est)
         fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else "-"  # noqa: E731
-        table.add_row(est, "yes" if est == DEFAULT_ESTIMATOR else "", fmt(card.get("held_out_bpd")), fmt(card.get("held_out_webp_bpd")), str(card.get("parameters", 0)))
+        table.add_row(est, "yes" if est == DEFAULT_ESTIMATOR else "",
+            fmt(card.get("held_out_bpd")), fmt(card.get("held_out_webp_bpd")), str(card.get("parameters", 0)))
     console.print(table)
 
 
 def bits(
     images: list[Path] | None = typer.Argument(None, help="Image files (any format Pillow reads)."),
-    estimator: str | None = typer.Option(None, "--estimator", "-e", help="Estimator name or checkpoint file (default: the package default)."),
+    estimator: str | None = typer.Option(None, "--estimator", "-e",
+        help="Estimator name or checkpoint file (default: the package default)."),
     grayscale: bool = typer.Option(False, help="Rate the images as grayscale."),
     encode: Path | None = typer.Option(None, "--encode", help="Compress the one IMAGE into this file with the estimator as a real codec."),
     decode: Path | None = typer.Option(None, "--decode", help="Restore the image of a file written by --encode (needs --out)."),
@@ -68,11 +70,13 @@ def bits(
         if len(images) != 1:
             raise typer.BadParameter(f"--encode takes one image, got {len(images)}", param_hint="--encode")
         f = encode_file(images[0], encode, estimator=estimator, grayscale=grayscale)
-        console.print(f"wrote {f.path}: {f.bytes * 8} bits ({f.bytes} bytes, header {f.header_bytes}); the estimator's bits {f.estimator_bits:.0f}")
+        console.print(f"wrote {f.path}: {f.bytes * 8} bits ({f.bytes} bytes, header {f.header_bytes})"
+            f"; the estimator's bits {f.estimator_bits:.0f}")
         return
     table = Table("image", "H x W", "bits", "bpd", "PNG bpd", "WebP bpd", "JPEG-XL bpd")
     for r in measure_bits(images, estimator=estimator, grayscale=grayscale, device=session.device):
-        table.add_row(r.path, f"{r.height} x {r.width}", f"{r.bits:.0f}", f"{r.bpd:.3f}", f"{r.png_bpd:.3f}", f"{r.webp_bpd:.3f}", f"{r.jxl_bpd:.3f}")
+        table.add_row(r.path, f"{r.height} x {r.width}", f"{r.bits:.0f}", f"{r.bpd:.3f}",
+            f"{r.png_bpd:.3f}", f"{r.webp_bpd:.3f}", f"{r.jxl_bpd:.3f}")
     console.print(table)
 
 
@@ -83,7 +87,8 @@ def demo(out: Path | None = typer.Option(None, help="Folder for the demo's outpu
     """
     from simplebits_audit.jobs.demo import run_demo
 
-    run_demo(**given(out=out), device=session.device, seed=session.seed, show_progress=not session.quiet, console=None if session.quiet else console)
+    run_demo(**given(out=out), device=session.device, seed=session.seed,
+        show_progress=not session.quiet, console=None if session.quiet else console)
 
 
 __all__ = ["bits", "demo", "estimators", "report"]

@@ -43,7 +43,8 @@ def train_estimator(
     batch_size: int | None = typer.Option(None, help="Crops per step (default {library:estimator.batch_size})."),
     crop_size: int | None = typer.Option(None, help="Side of the square training crops (default {library:estimator.crop_size})."),
     lr: float | None = typer.Option(None, help="Peak learning rate, cosine decay (default {library:estimator.lr})."),
-    checkpoint_every: int | None = typer.Option(None, help="Steps between checkpoints and held-out evaluations (default {library:estimator.checkpoint_every})."),
+    checkpoint_every: int | None = typer.Option(None,
+        help="Steps between checkpoints and held-out evaluations (default {library:estimator.checkpoint_every})."),
     resume: bool = typer.Option(False, help="Continue from <out>.state if it exists."),
 ) -> None:
     """Train a bit estimator on random multi-scale crops (with flips) of your photos.
@@ -53,7 +54,8 @@ def train_estimator(
     """
     from simplebits_audit.estimators.training import TrainingConfig, train_estimator
 
-    config = TrainingConfig(**given(arch=arch, steps=steps, batch_size=batch_size, crop_size=crop_size, lr=lr, checkpoint_every=checkpoint_every),
+    config = TrainingConfig(**given(arch=arch, steps=steps, batch_size=batch_size, crop_size=crop_size,
+        lr=lr, checkpoint_every=checkpoint_every),
                             seed=session.seed)
     card = train_estimator(out, image_dir, config, resume=resume, show_progress=not session.quiet)
     console.print(f"held-out bpd {card['held_out_bpd']:.3f} (WebP lossless {card['held_out_webp_bpd']:.3f}); wrote {out}")
@@ -107,17 +109,22 @@ def train_simplifier(
 
 @uses(prep=preprocessing_group)
 def train(
-    data: str = typer.Argument(..., help="An ImageFolder directory, a CSV of path,label, or a testbed name (train split; its test split validates)."),
+    data: str = typer.Argument(...,
+        help="An ImageFolder directory, a CSV of path,label, or a testbed name (train split; its test split validates)."),
     *,
-    arch: str | None = typer.Option(None, help="Classifier to train from scratch: smallcnn, resnet18 or 'package.module:factory' (default {library:train.arch})."),
-    lam: str | None = typer.Option(None, "--lam", help="Weights of the bits term, comma-separated; one run each, 0 = the reference (default {library:train.lams})."),
+    arch: str | None = typer.Option(None,
+        help="Classifier to train from scratch: smallcnn, resnet18 or 'package.module:factory' (default {library:train.arch})."),
+    lam: str | None = typer.Option(None, "--lam",
+        help="Weights of the bits term, comma-separated; one run each, 0 = the reference (default {library:train.lams})."),
     out: Path = out_option(Path("simplebits-train"), "Output folder: models per lambda, tradeoff.json, report.html."),
     epochs: int | None = typer.Option(None, help="Epochs per lambda (default {library:train.epochs})."),
     batch_size: int | None = typer.Option(None, help="Images per step, per process (default {library:train.batch_size})."),
     lr: float | None = typer.Option(None, help="AdamW learning rate of both networks, cosine decay (default {library:train.lr})."),
     margin: float | None = typer.Option(
-        None, help="Log-probability margin the classifier must have on a simplified image before its bits are charged (default {library:train.margin})."),
-    val_share: float | None = typer.Option(None, help="Share of a folder or CSV held out for validation (default {library:train.val_share})."),
+        None, help="Log-probability margin the classifier must have on a simplified image "
+        "before its bits are charged (default {library:train.margin})."),
+    val_share: float | None = typer.Option(None,
+        help="Share of a folder or CSV held out for validation (default {library:train.val_share})."),
     testbed_n: int | None = typer.Option(None, help="Training images when DATA is a testbed (default: its train size)."),
     val_n: int | None = typer.Option(None, help="Validation images (default {library:train.val_n})."),
     estimator: str | None = ESTIMATOR,
@@ -144,33 +151,41 @@ def train(
                        testbed_n=testbed_n, val_n=val_n, **given(val_share=val_share))
     if not is_main_process():
         return
-    table = Table("λ", "accuracy (simplified)", "accuracy (original)", "bits kept", "WebP kept", *(["bits inside mask / mask share"] if record["has_masks"] else []))
+    table = Table("λ", "accuracy (simplified)", "accuracy (original)", "bits kept",
+        "WebP kept", *(["bits inside mask / mask share"] if record["has_masks"] else []))
     for p in record["points"]:
         table.add_row(f"{p['lam']:g}", f"{100 * p['val_accuracy_simplified']:.1f}%", f"{100 * p['val_accuracy_original']:.1f}%",
                       f"{p['val_bits_kept']:.3f}", f"{p['webp_kept']:.3f}", *([f"{p['inside_ratio']:.2f}×"] if record["has_masks"] else []))
     console.print(table)
     best = record["simplest_within_2pt"]
-    console.print(f"simplest within 2 points of λ={record['reference']:g}: λ={best:g}" if best is not None else "no λ within 2 points of the reference")
+    console.print(f"simplest within 2 points of λ={record['reference']:g}: λ={best:g}"
+        if best is not None else "no λ within 2 points of the reference")
     console.print(f"report: {out / REPORT_FILE}")
 
 
 @uses(prep=pixels_group)
 def condense(
-    data: str = typer.Argument(..., help="Labelled training images: an ImageFolder directory, a CSV of path,label, or a testbed name (its train split)."),
+    data: str = typer.Argument(...,
+        help="Labelled training images: an ImageFolder directory, a CSV of path,label, or a testbed name (its train split)."),
     *,
     out: Path = out_option(Path("simplebits-condense"), "Output folder; rerun the same command to resume."),
     ipc: int | None = typer.Option(None, "--ipc", help="Synthetic images per class (default {library:condense.ipc})."),
-    lam: float | None = typer.Option(None, help="Weight of the bits term against the gradient-matching distance (default {library:condense.lam})."),
+    lam: float | None = typer.Option(None,
+        help="Weight of the bits term against the gradient-matching distance (default {library:condense.lam})."),
     outer_steps: int | None = typer.Option(None, help="Fresh networks to match gradients on (default {library:condense.outer_steps})."),
     arch: str | None = typer.Option(
         None, help="Network matched and evaluated: convnet (instance norm) or smallcnn (batch norm) (default {library:condense.arch})."),
-    test: str | None = typer.Option(None, "--test", help="Test images (folder, CSV or testbed); default: a testbed's test split or a held-out share of DATA."),
+    test: str | None = typer.Option(None, "--test",
+        help="Test images (folder, CSV or testbed); default: a testbed's test split or a held-out share of DATA."),
     held_out: float | None = typer.Option(
-        None, help="Share of DATA held out for testing when there is no --test and DATA is not a testbed (default {library:condense.held_out})."),
+        None, help="Share of DATA held out for testing when there is no --test and DATA is not a testbed "
+        "(default {library:condense.held_out})."),
     baselines: bool | None = typer.Option(
         None, "--baselines/--no-baselines",
-        help="Also condense without the bits term and evaluate a random real subset; doubles the time (default {library:condense.baselines})."),
-    n_models: int | None = typer.Option(None, help="Classifiers trained per training set for the accuracy table (default {library:condense.n_models})."),
+        help="Also condense without the bits term and evaluate a random real subset; "
+        "doubles the time (default {library:condense.baselines})."),
+    n_models: int | None = typer.Option(None,
+        help="Classifiers trained per training set for the accuracy table (default {library:condense.n_models})."),
     epochs: int | None = typer.Option(None, help="Epochs of each evaluation classifier (default {library:condense.epochs})."),
     testbed_n: int | None = typer.Option(None, help="Number of training images when DATA is a testbed."),
     estimator: str | None = ESTIMATOR,
@@ -195,7 +210,8 @@ def condense(
 
     condensation = CondenseOptions(**given(images_per_class=ipc, lam=lam, arch=arch, outer_steps=outer_steps, baselines=baselines,
                                            n_models=n_models, epochs=epochs))
-    results = run_condense(data, out, condensation=condensation, run=run_options(), estimator=estimator, test_data=test, testbed_n=testbed_n,
+    results = run_condense(data, out, condensation=condensation, run=run_options(), estimator=estimator,
+        test_data=test, testbed_n=testbed_n,
                            preprocessing=prep, class_names=read_labels(labels), **given(held_out=held_out))
     if not session.quiet:
         table = Table("training set", "images", "test accuracy %", "bits / dim", "WebP bits / dim")

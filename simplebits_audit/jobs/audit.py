@@ -247,7 +247,8 @@ def run_audit(
         raise ValueError(f"simplifier: explainer {explainer!r} does not take a learned simplifier")
     if isinstance(simplifier, (str, Path)) and str(simplifier) != "auto" and not Path(simplifier).is_file():
         raise ValueError(f"simplifier: expected 'auto' or an existing simplifier file, got {str(simplifier)!r}")
-    source = data if isinstance(data, AuditSource) else open_source(data, preprocessing=preprocessing, class_names=class_names, testbed_n=testbed_n, seed=seed)
+    source = data if isinstance(data, AuditSource) else open_source(data, preprocessing=preprocessing,
+        class_names=class_names, testbed_n=testbed_n, seed=seed)
     names = source.class_names
     selection = Selection.parse(select, names)
     has_labels = any(i.label is not None for i in source.items)
@@ -277,7 +278,9 @@ def run_audit(
             raise ValueError(f"select: class index {selection.class_index} is out of range for {n_classes} classes")
         settings = {
             "data": source.name, "n_items": len(source), "select": select, "limit": limit, "explain": explain,
-            "baselines": checked.methods[1:], "estimator": str(estimator) if estimator is not None and not isinstance(estimator, BitEstimator) else (type(estimator).__name__ if estimator is not None else "default"),
+            "baselines": checked.methods[1:],
+            "estimator": str(estimator) if estimator is not None and not isinstance(estimator, BitEstimator)
+                else (type(estimator).__name__ if estimator is not None else "default"),
             "attribution": eo.attribution, "batch_size": batch_size, "seed": seed, "simplify": dict(eo.simplify_options or {}),
             "model": mo.model_name or type(model).__name__, "class_names": names, "world_size": world.size, "top_k": top_k,
             "preprocessing": asdict(preprocessing),
@@ -469,7 +472,8 @@ def _summary(source, predictions, skipped, entries, records, n_classes, timings,
     shortcut = None
     with_mask = [r for r in ok if "mask_area_share" in r]
     if with_mask:
-        shortcut = {k: _mean([r[k] for r in with_mask]) for k in ("mask_area_share", "mask_bits_share_before", "mask_bits_share_after", "mask_attribution_share")}
+        shortcut = {k: _mean([r[k] for r in with_mask])
+            for k in ("mask_area_share", "mask_bits_share_before", "mask_bits_share_after", "mask_attribution_share")}
         shortcut["n"] = len(with_mask)
         if shortcut["mask_bits_share_after"] is not None and shortcut["mask_area_share"]:
             shortcut["retained_bits_enrichment"] = shortcut["mask_bits_share_after"] / shortcut["mask_area_share"]

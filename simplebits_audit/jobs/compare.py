@@ -189,7 +189,8 @@ class Comparison:
             return None
         return (max if higher else min)(cands, key=lambda mv: mv[1])[0]
 
-    def reference_beats_real(self, metrics: Sequence[str] = ("auroc", "deletion_auc", "insertion_auc", "bits_auc")) -> list[tuple[str, str, str]]:
+    def reference_beats_real(self,
+        metrics: Sequence[str] = ("auroc", "deletion_auc", "insertion_auc", "bits_auc")) -> list[tuple[str, str, str]]:
         """(metric, reference map, best real method) wherever a trivial map beats every real method."""
         out = []
         for metric in metrics:
@@ -216,7 +217,8 @@ class Comparison:
         return {
             "settings": self.settings,
             "rows": self.to_rows(),
-            "per_image": {m: {k: [None if math.isnan(x) else x for x in v.double().tolist()] for k, v in d.items()} for m, d in self.per_image.items()},
+            "per_image": {m: {k: [None if math.isnan(x) else x for x in v.double().tolist()] for k, v in d.items()}
+                for m, d in self.per_image.items()},
             "curves": {m: c.to_dict() for m, c in self.curves.items()},
         }
 
@@ -307,7 +309,8 @@ def compare(
         pixels = check_pixel_images(spaces.to_pixels(x), "inputs (in pixel space)")
     if masks is not None:
         if not isinstance(masks, torch.Tensor) or masks.shape != (x.shape[0], 1, *x.shape[-2:]):
-            raise ValueError(f"masks: expected a tensor of shape {(x.shape[0], 1, *x.shape[-2:])}, got {getattr(masks, 'shape', type(masks).__name__)}")
+            raise ValueError(f"masks: expected a tensor of shape {(x.shape[0], 1, *x.shape[-2:])}"
+                f", got {getattr(masks, 'shape', type(masks).__name__)}")
         masks = masks.to(x.device).bool()
     batch = x.shape[0]
     extra = as_tuple(additional_forward_args)
@@ -328,7 +331,8 @@ def compare(
     def explainer(name: str) -> Callable[..., torch.Tensor]:
         # what sensitivity_max re-runs on perturbed inputs (it repeats target and extra args itself)
         def explain(inp: torch.Tensor, target: torch.Tensor, additional_forward_args: Any = None) -> torch.Tensor:
-            return attribute(name, model, inp, target, additional_forward_args=additional_forward_args, context=context, **method_options.get(name, {}))
+            return attribute(name, model, inp, target, additional_forward_args=additional_forward_args,
+                context=context, **method_options.get(name, {}))
         return explain
 
     json_able = (int, float, str, bool, type(None))

@@ -35,7 +35,8 @@ from .preflight import check_out_dir
 from .sources import AuditSource, hold_out, load_labelled, open_source
 
 #: Settings of a finished set that must agree with the command's for the set to be reused.
-SET_KEYS = ("lam", "outer_steps", "match_steps", "inner_steps", "real_batch", "lr", "init_scale", "images_per_class", "arch", "seed", "estimator", "data")
+SET_KEYS = ("lam", "outer_steps", "match_steps", "inner_steps", "real_batch", "lr", "init_scale",
+    "images_per_class", "arch", "seed", "estimator", "data")
 #: Row names of :func:`~simplebits_audit.training.evaluate_condensed` -> what the report calls them.
 ROW_TITLES = {"condensed": "condensed, simplified", "without bits term": "condensed without bits term", "random real": "random real subset"}
 
@@ -117,7 +118,8 @@ def run_condense(
     n_classes = len(source.class_names) if source.class_names else int(train_labels.max()) + 1
     # The test set is checked now, not after the condensations: same image shape, known classes.
     if test_images.shape[1:] != train_images.shape[1:]:
-        raise ValueError(f"test_data: images of shape {tuple(test_images.shape[1:])}, the training images are {tuple(train_images.shape[1:])}; give --size")
+        raise ValueError(f"test_data: images of shape {tuple(test_images.shape[1:])}"
+            f", the training images are {tuple(train_images.shape[1:])}; give --size")
     if int(test_labels.max()) >= n_classes or int(test_labels.min()) < 0:
         raise ValueError(f"test_data: labels up to {int(test_labels.max())}, but the training data has {n_classes} classes")
     classes = [str(c) for c in source.class_names] if source.class_names else [str(c) for c in range(n_classes)]
@@ -138,7 +140,8 @@ def run_condense(
                 continue
         started = time.perf_counter()
         sets[kind] = condense(
-            train, images_per_class=settings["images_per_class"], lam=kind_lam, estimator=estimator, arch=arch, outer_steps=settings["outer_steps"],
+            train, images_per_class=settings["images_per_class"], lam=kind_lam, estimator=estimator,
+            arch=arch, outer_steps=settings["outer_steps"],
             checkpoint=res.condense_checkpoint(out, kind), device=device, seed=seed, show_progress=show_progress,
         )
         sets[kind].settings["wall_seconds_this_run"] = round(time.perf_counter() - started, 2)

@@ -131,7 +131,8 @@ def explain_images(
             sl = slice(start, start + batch_size)
             x = preprocessing.to_model(pixels[sl].to(checked.device))
             t = None if checked.targets is None else checked.targets[sl].to(checked.device)
-            batch = explain_batch(model, x, t, checked.methods, context=checked.context(seed), method_options=options, n_classes=checked.n_classes)
+            batch = explain_batch(model, x, t, checked.methods,
+                context=checked.context(seed), method_options=options, n_classes=checked.n_classes)
             for name, spent in batch.seconds().items():
                 seconds[name] += spent
             ids = [f"{i:03d}-{safe_stem(names[i])}" for i in range(start, start + len(x))]

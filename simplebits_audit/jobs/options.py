@@ -282,7 +282,8 @@ class TrainOptions:
         self.settings()
 
     def settings(self) -> dict[str, Any]:
-        """The joint-training settings with the training layer's defaults filled in (``epochs``, ``batch_size``, ``lr``, ``margin``, ``warmup``)."""
+        """The joint-training settings with the training layer's defaults filled in
+        (``epochs``, ``batch_size``, ``lr``, ``margin``, ``warmup``)."""
         return check_training_settings(self.lams[0], epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, margin=self.margin,
                                        warmup=self.warmup)
 
@@ -326,7 +327,8 @@ class CondenseOptions:
         self.evaluation()
 
     def settings(self, seed: int) -> dict[str, Any]:
-        """The condensation's settings with the training layer's defaults filled in, checked (:func:`~simplebits_audit.training.condensation.condense_settings`)."""
+        """The condensation's settings with the training layer's defaults filled in,
+        checked (:func:`~simplebits_audit.training.condensation.condense_settings`)."""
         given = {"images_per_class": self.images_per_class, "lam": self.lam, "arch": self.arch, "outer_steps": self.outer_steps}
         return condense_settings(**{k: v for k, v in given.items() if v is not None}, seed=seed)
 
@@ -366,6 +368,7 @@ def take_options(function: str, options: Mapping[str, Any], *groups: tuple[type[
 
 
 __all__ = [
-    "DEFAULT_LAMS", "CondenseOptions", "ExplainOptions", "ModelOptions", "RunOptions", "ScoringOptions", "TrainOptions", "default", "parse_lams",
+    "DEFAULT_LAMS", "CondenseOptions", "ExplainOptions",
+    "ModelOptions", "RunOptions", "ScoringOptions", "TrainOptions", "default", "parse_lams",
     "take_options",
 ]

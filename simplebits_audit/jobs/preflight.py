@@ -249,7 +249,8 @@ def preflight(
         if binary:
             raise ValueError(f"class_names: {len(class_names)} class names (from --labels or the data's class folders) but the model "
                              "has one logit: give its label's name, or two names (below and above the threshold, e.g. negative, positive)")
-        raise ValueError(f"class_names: {len(class_names)} class names (from --labels or the data's class folders) but the model has {n_classes} outputs")
+        raise ValueError(f"class_names: {len(class_names)} class names (from --labels or the data's class folders)"
+            f" but the model has {n_classes} outputs")
     n_labels = n_decisions(n_classes, head)
     bad = sorted({int(v) for v in (labels or []) if v is not None and not 0 <= int(v) < n_labels})
     if bad:

@@ -59,7 +59,8 @@ class AuditSource:
 class FileSource(AuditSource):
     """Image files with optional labels (from ``ImageFolder`` or a CSV)."""
 
-    def __init__(self, name: str, entries: Sequence[tuple[str, int | None]], class_names: list[str] | None, preprocessing: Preprocessing | None) -> None:
+    def __init__(self, name: str, entries: Sequence[tuple[str, int | None]],
+        class_names: list[str] | None, preprocessing: Preprocessing | None) -> None:
         super().__init__(preprocessing)
         self.name, self.class_names = name, class_names
         root = Path(name) if Path(name).is_dir() else Path(name).parent
@@ -104,7 +105,8 @@ def _image_folder(root: Path, preprocessing: Preprocessing | None, class_names: 
         if all(c in names for c in classes):  # folders named after classes: index by the given order
             class_to_idx = {c: names.index(c) for c in classes}
         elif len(classes) != len(names):  # otherwise the sorted folders must line up with the names
-            raise ValueError(f"data: {len(classes)} class folders, {len(names)} class names (--labels), and the folder names are not class names")
+            raise ValueError(f"data: {len(classes)} class folders, {len(names)} class names (--labels)"
+                ", and the folder names are not class names")
     entries = make_dataset(str(root), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
     if not entries:
         raise ValueError(f"data: {str(root)!r} holds no image files in its class folders")

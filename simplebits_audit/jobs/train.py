@@ -169,7 +169,8 @@ def train_job(
         world.barrier()
         curve = tradeoff(
             lambda: build_architecture(arch, n_classes, channels, size), (train_x, train_y), lams, val_data=(val_x, val_y),
-            directory=out, seed=seed, show_progress=run.show_progress, estimator=est, **joint_settings, normalization=preprocessing.normalization, device=device,
+            directory=out, seed=seed, show_progress=run.show_progress, estimator=est, **joint_settings,
+            normalization=preprocessing.normalization, device=device,
             data_description=f"{train_source.name}: {len(train_x)} training images, seed {seed}",
         )
         record: dict[str, Any] = {}

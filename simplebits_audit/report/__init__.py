@@ -1,7 +1,8 @@
 """Self-contained interactive HTML reports (plotly.js embedded; they open offline).
 
 ``build_report(out_dir)`` rebuilds the report of an ``explain`` run (``results.json``) or of an
-``audit`` (``results.jsonl`` + ``summary.json``) of a ``train`` run (``tradeoff.json``) or of a ``condense`` run (``condense.json``) from what
+``audit`` (``results.jsonl`` + ``summary.json``) of a ``train`` run (``tradeoff.json``)
+or of a ``condense`` run (``condense.json``) from what
 the run wrote, without recomputing.
 """
 
@@ -30,7 +31,8 @@ def build_report(out_dir: str | Path) -> Path:
         return write_tradeoff_report(out_dir)
     if kind == "condense":
         return write_condense_report(out_dir)
-    raise ValueError(f"out_dir: {str(out_dir)!r} holds no results of a simplebits run (results.json, results.jsonl, tradeoff.json or condense.json)")
+    raise ValueError(f"out_dir: {str(out_dir)!r} holds no results of a simplebits run"
+        " (results.json, results.jsonl, tradeoff.json or condense.json)")
 
 
 __all__ = ["build_report", "write_audit_report", "write_condense_report", "write_explanation_report", "write_tradeoff_report"]

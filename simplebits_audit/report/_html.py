@@ -98,7 +98,8 @@ def figure_html(fig, div_id: str, *, modebar: bool = True) -> str:
     """
     if not all(c.isalnum() or c == "-" for c in div_id):
         raise ValueError(f"div_id: only letters, digits and '-' allowed, got {div_id!r}")
-    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config={"displaylogo": False, "displayModeBar": "hover" if modebar else False})
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
+        config={"displaylogo": False, "displayModeBar": "hover" if modebar else False})
 
 
 def png_bytes(array: np.ndarray) -> bytes:
@@ -161,7 +162,8 @@ def label_facts(record: dict) -> list[list[str]]:
     more = f" (and {len(labels) - len(shown)} more in the results)" if len(labels) > len(shown) else ""
     flipped = ' <span class="bad">(flipped)</span>'
     probs = "; ".join(
-        f"{esc(d['name'])} {d['prob_before']:.3f} → {d['prob_after']:.3f}{flipped if d['on_before'] != d['on_after'] else ''}" for d in shown
+        f"{esc(d['name'])} {d['prob_before']:.3f} → {d['prob_after']:.3f}{flipped if d['on_before'] != d['on_after'] else ''}"
+        for d in shown
     )
     return [
         [f"labels on (sigmoid p ≥ {t:g}) before → after", f"{on(record.get('on_before', []))} → {on(record.get('on_after', []))}"],

@@ -74,7 +74,8 @@ def _overview(summary: dict[str, Any]) -> str:
         ["prediction kept after simplification", "—" if summary["kept_rate"] is None else f"{100 * summary['kept_rate']:.1f}%"],
         ["bits per dim, original → simplified", f"{fmt(summary['bpd_before'])} → {fmt(summary['bpd_after'])}"],
         ["bits retained (mean)", "—" if summary["bits_retained"] is None else f"{100 * summary['bits_retained']:.1f}%"],
-        ["seconds: predict / simplify / write", f"{t['predict_seconds']:.1f} / {t['simplify_seconds']:.1f} / {t['write_seconds']:.1f} (processes: {t['world_size']})"],
+        ["seconds: predict / simplify / write",
+         f"{t['predict_seconds']:.1f} / {t['simplify_seconds']:.1f} / {t['write_seconds']:.1f} (processes: {t['world_size']})"],
     ]
     return table_html(["", ""], rows, raw=True)
 
@@ -121,7 +122,8 @@ def _detail(out_dir: Path, r: dict[str, Any]) -> str:
     panels += [(map_title(k), v) for k, v in r["files"]["maps"].items()]
     panels += [(f"{axis} kept", v) for axis, v in r["files"].get("axes", {}).items()]
     images = "".join(
-        f'<figure style="display:inline-block;margin:0 .4rem">{img_tag(_png(out_dir, rel), title, width=128)}<figcaption>{esc(title)}</figcaption></figure>'
+        f'<figure style="display:inline-block;margin:0 .4rem">{img_tag(_png(out_dir, rel), title, width=128)}'
+        f'<figcaption>{esc(title)}</figcaption></figure>'
         for title, rel in panels
     )
     top = ", ".join(f"{esc(n)} {p:.2f}" for _, n, p in r["top_before"])
@@ -129,7 +131,8 @@ def _detail(out_dir: Path, r: dict[str, Any]) -> str:
     facts = [
         ["file", esc(r.get("path") or r["name"])],
         ["label / prediction", f"{esc(r['label_name'] or '—')} / {esc(r['pred_before_name'])} → {esc(r['pred_after_name'])}"],
-        ["explained class", f"{esc(r['target_name'])} ({esc(r['explain'])}); p {r['prob_target_before']:.3f} → {r['prob_target_after']:.3f}"],
+        ["explained class",
+         f"{esc(r['target_name'])} ({esc(r['explain'])}); p {r['prob_target_before']:.3f} → {r['prob_target_after']:.3f}"],
         ["top probabilities before / after", f"{top} / {top_after}"],
         *label_facts(r),
         ["bits per dim", f"{r['bpd_before']:.3f} → {r['bpd_after']:.3f} (WebP {r['webp_bpd_before']:.3f} → {r['webp_bpd_after']:.3f})"],
@@ -149,7 +152,8 @@ def render_audit_report(out_dir: str | Path, summary: dict[str, Any], records: S
     if summary.get("confusion_matrix"):
         charts.append("<div><h3>Confusion matrix</h3>" + figure_html(_confusion_figure(summary), "fig-confusion") + "</div>")
     if summary.get("per_class"):
-        charts.append("<div><h3>Bits per class (explained images)</h3>" + figure_html(_per_class_figure(summary), "fig-per-class") + "</div>")
+        charts.append("<div><h3>Bits per class (explained images)</h3>"
+            + figure_html(_per_class_figure(summary), "fig-per-class") + "</div>")
     body += '<div style="display:flex;flex-wrap:wrap;gap:1rem">' + "".join(charts) + "</div>"
     if summary.get("per_class"):
         pct = lambda v, d: "—" if v is None else f"{100 * v:.{d}f}%"  # noqa: E731
@@ -159,7 +163,8 @@ def render_audit_report(out_dir: str | Path, summary: dict[str, Any], records: S
     note = f" (first {MAX_GALLERY} of {len(records)}; all are in results.jsonl)" if len(records) > MAX_GALLERY else ""
     body += f"<h2>Explained images{note}</h2><p class=\"sub\">Click a column to sort.</p>" + _gallery(out_dir, shown)
     if summary["skipped"]:
-        body += "<h2>Skipped images</h2>" + table_html(["image", "reason"], [[s["path"] or s["id"], s["reason"]] for s in summary["skipped"]])
+        body += "<h2>Skipped images</h2>" + table_html(["image", "reason"],
+            [[s["path"] or s["id"], s["reason"]] for s in summary["skipped"]])
     details = [_detail(out_dir, r) for r in shown]
     body += "<h2>Details</h2>" + "".join(details)
     subtitle = f"model {settings.get('model', '?')}; selection {settings.get('select', '?')}; explain {settings.get('explain', '?')}"

@@ -47,7 +47,8 @@ def _gallery(out_dir: Path, kind: str, written: dict[str, Any], classes: list[st
         png = (out_dir / file).read_bytes()
         tag = img_tag(png, f"{classes[label] if label < len(classes) else label} #{len(by_class.get(label, []))}", css_class="px")
         by_class.setdefault(label, []).append(f'<span class="cimg">{tag}{fmt(bits, 0)} b<br>WebP {fmt(webp, 0)} b</span>')
-    rows = [f'<div class="classrow"><div class="classname">{esc(classes[c] if c < len(classes) else c)}</div><div>{"".join(cells)}</div></div>'
+    rows = [f'<div class="classrow"><div class="classname">{esc(classes[c] if c < len(classes) else c)}</div>'
+            f'<div>{"".join(cells)}</div></div>'
             for c, cells in sorted(by_class.items())]
     return f"<h2>{esc(KIND_TITLES.get(kind, kind))}</h2>" + (
         f'<p class="sub">mean {written["bpd_mean"]:.3f} bits / dim (estimator), {written["webp_bpd_mean"]:.3f} (WebP lossless); '
@@ -61,7 +62,8 @@ def _history_figure(sets: dict[str, Any]) -> go.Figure:
         history = written.get("history") or {}
         steps = list(range(1, len(history.get("match", [])) + 1))
         fig.add_trace(go.Scatter(x=steps, y=history.get("match", []), name=f"matching distance ({kind})", mode="lines"))
-        fig.add_trace(go.Scatter(x=steps, y=history.get("bpd", []), name=f"bits / dim ({kind})", mode="lines", yaxis="y2", line={"dash": "dot"}))
+        fig.add_trace(go.Scatter(x=steps, y=history.get("bpd", []), name=f"bits / dim ({kind})",
+            mode="lines", yaxis="y2", line={"dash": "dot"}))
     fig.update_layout(height=300, width=760, margin={"l": 50, "r": 50, "t": 20, "b": 40}, xaxis_title="outer step (fresh network)",
                       yaxis={"title": "matching distance"}, yaxis2={"title": "bits / dim", "overlaying": "y", "side": "right"},
                       legend={"orientation": "h", "y": -0.25})
@@ -90,7 +92,8 @@ def write_condense_report(out_dir: str | Path) -> Path:
     body += ["<h2>Condensation</h2>", figure_html(_history_figure(sets), "condense-history")]
     body.append(table_html(["setting", "value"], [[k, str(v)] for k, v in settings.items()]))
     if data.get("skipped"):
-        body.append(f'<p class="note">{len(data["skipped"])} unreadable or unlabelled images skipped: {esc(", ".join(data["skipped"][:20]))}</p>')
+        body.append(f'<p class="note">{len(data["skipped"])} unreadable or unlabelled images skipped: '
+                    f'{esc(", ".join(data["skipped"][:20]))}</p>')
     title = f"Condensed data set: {data['name']}"
     subtitle = (f"{settings['images_per_class']} images per class, {len(classes)} classes, lam {settings['lam']:g}, "
                 f"estimator {settings['estimator']}, from {data['train_images']} training images")

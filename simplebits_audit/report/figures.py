@@ -65,7 +65,8 @@ def tradeoff_figure(record: dict[str, Any]) -> go.Figure:
     y = [finite_or_none(record["path_target_prob"][s]) for s in order]
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=f"p({plot_text(record['target_name'])})",
-                             text=[plot_text(labels[s]) for s in order], hovertemplate="%{text}<br>%{x:.3f} bpd, p %{y:.3f}<extra></extra>"))
+                             text=[plot_text(labels[s]) for s in order],
+                             hovertemplate="%{text}<br>%{x:.3f} bpd, p %{y:.3f}<extra></extra>"))
     chosen = record.get("path_chosen")
     if chosen is None:  # older records: the snapshot at the chosen lambda with the reported bits
         chosen = min(range(len(x)), key=lambda i: abs(x[i] - record["bpd_after"]))

@@ -118,14 +118,16 @@ def profile_figure(axes: dict[str, dict[str, Any]], title: str = "share kept ins
         customdata=[_bits_text(axes.get(axis)) for axis in AXES],
         hovertemplate="%{x}: %{text} kept<br>%{customdata}<extra></extra>",
     ))
-    fig.update_layout(height=220, width=300, margin={"l": 45, "r": 10, "t": 30, "b": 30}, title={"text": plot_text(title), "font": {"size": 12}},
+    fig.update_layout(height=220, width=300, margin={"l": 45, "r": 10, "t": 30, "b": 30},
+                      title={"text": plot_text(title), "font": {"size": 12}},
                       yaxis={"range": [0, 1.15], "dtick": 0.5, "title": "kept"})
     fig.update_xaxes(type="category")
     return fig
 
 
 def information_html(record: dict[str, Any], arrays: dict[str, np.ndarray], fig_id: str) -> str:
-    """One image's "which information" block: a sentence, the simplified image with its three axis maps, the profile chart ('' without a profile)."""
+    """One image's "which information" block: a sentence, the simplified image with its three axis maps,
+    the profile chart ('' without a profile)."""
     if "information" not in record or not all(f"axis_{axis}" in arrays for axis in AXES):
         return ""
     info = record["information"]
@@ -179,11 +181,15 @@ def takeaway(summary: dict[str, Any]) -> str:
             _, axis, w, c = max(gaps)
             counts = f"n = {wrong['n']} vs {right['n']}"
             if abs(w - c) < SAME_WITHIN:
-                return f"misclassified and correct images keep about the same information (largest gap: {axis}, {w:.2f} vs {c:.2f}; {counts})"
+                return (
+                    "misclassified and correct images keep about the same information "
+                    f"(largest gap: {axis}, {w:.2f} vs {c:.2f}; {counts})"
+                )
             lean = "lean on" if w > c else "lean less on"
             return f"misclassified images {lean} {axis} ({w:.2f} kept vs {c:.2f} for correct ones; {counts})"
     everything = summary["all"]
-    return f"over {everything['n']} explained image(s): " + profile_sentence(everything["kept_inside"], summary.get("region", "whole image"))
+    return f"over {everything['n']} explained image(s): " + profile_sentence(everything["kept_inside"],
+        summary.get("region", "whole image"))
 
 
 def summarise_information(records: Sequence[dict[str, Any]], class_names: Sequence[str] | None = None) -> dict[str, Any] | None:
@@ -228,12 +234,14 @@ def summarise_information(records: Sequence[dict[str, Any]], class_names: Sequen
 def _groups_figure(groups: dict[str, dict[str, Any]], fig_id: str) -> str:
     fig = go.Figure([
         go.Bar(name=plot_text(name), x=list(AXES), y=[g["kept_inside"][a] for a in AXES],
-               customdata=[[plot_text(name), g["n"], _bits_text({"bits_removed": g["bits_removed"][a], "codec_bits_removed": g["codec_bits_removed"][a]})]
+               customdata=[[plot_text(name), g["n"],
+                           _bits_text({"bits_removed": g["bits_removed"][a], "codec_bits_removed": g["codec_bits_removed"][a]})]
                            for a in AXES],
                hovertemplate="%{x}, %{customdata[0]} (n %{customdata[1]}): %{y:.2f} kept<br>mean %{customdata[2]}<extra></extra>")
         for name, g in groups.items()
     ])
-    fig.update_layout(barmode="group", height=260, width=420, margin={"l": 50, "r": 10, "t": 20, "b": 30}, yaxis={"range": [0, 1], "title": "kept (mean)"},
+    fig.update_layout(barmode="group", height=260, width=420, margin={"l": 50, "r": 10, "t": 20, "b": 30},
+                      yaxis={"range": [0, 1], "title": "kept (mean)"},
                       legend={"orientation": "h", "y": 1.15})
     fig.update_xaxes(type="category")
     return figure_html(fig, fig_id)

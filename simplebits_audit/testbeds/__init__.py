@@ -92,7 +92,8 @@ TESTBEDS: dict[str, tuple[Callable, list[str], dict[str, int]]] = {
     "blended-digits": (blended_digits.generate, [str(d) for d in range(10)], {"train": 6000, "test": 1000}),
     "radiograph": (radiograph.generate, list(radiograph.CLASSES), {"train": 4000, "test": 500}),
     "digits-stripes": (multilabel.generate, list(multilabel.CLASSES), {"train": 6000, "test": 1000}),
-    **{name: (cues.GENERATORS[name], list(cues.CLASSES[cue]), {"train": 6000, "test": 1000}) for name, (cue, _) in cues.TESTBED_CUES.items()},
+    **{name: (cues.GENERATORS[name], list(cues.CLASSES[cue]), {"train": 6000, "test": 1000})
+        for name, (cue, _) in cues.TESTBED_CUES.items()},
 }
 #: the class-index testbeds' localisation flags (``stripes``: the mask is the whole image); a testbed
 #: not listed localises (``radiograph``: the opacity, ``digits-stripes``: the digit)
@@ -169,6 +170,7 @@ def classifier_card(name: str) -> dict[str, Any]:
 
 
 __all__ = [
-    "CUE_AXES", "HAS_LOCALISATION", "SIGMOID_HEADS", "TESTBEDS", "VARIANTS", "SmallCNN", "Testbed", "classifier_card", "list_testbeds", "load",
+    "CUE_AXES", "HAS_LOCALISATION", "SIGMOID_HEADS", "TESTBEDS", "VARIANTS",
+    "SmallCNN", "Testbed", "classifier_card", "list_testbeds", "load",
     "load_classifier", "train_classifier",
 ]

@@ -117,7 +117,10 @@ def _smooth_noise(rng: np.random.Generator, n: int, cells: int) -> torch.Tensor:
 def _anatomy(rng: np.random.Generator, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Images (n, SIZE, SIZE) before marker and noise, and the opacity masks (n, SIZE, SIZE)."""
     n = len(labels)
-    u = lambda lo, hi: _u(rng, lo, hi, n)
+
+    def u(lo, hi):
+        return _u(rng, lo, hi, n)
+
     # pose: pixel grid in [-1, 1], mapped into anatomy coordinates (X right, Y down)
     t = (torch.arange(_GRID, dtype=torch.float32) - (_GRID - 1) / 2) / (_GRID / 2)
     y, x = t.view(1, -1, 1), t.view(1, 1, -1)
@@ -189,7 +192,10 @@ def _anatomy(rng: np.random.Generator, labels: torch.Tensor) -> tuple[torch.Tens
     )
     contrast, offset, gamma = u(0.85, 1.15), u(-0.06, 0.06), u(0.85, 1.15)
     image = ((contrast * (density - 0.4) + 0.4 + offset).clamp(0, 1)) ** gamma
-    up = lambda t: F.interpolate(t.unsqueeze(1), size=(SIZE, SIZE), mode="bilinear", align_corners=False)[:, 0]
+
+    def up(t):
+        return F.interpolate(t.unsqueeze(1), size=(SIZE, SIZE), mode="bilinear", align_corners=False)[:, 0]
+
     return up(image), up(visible_lung * fluid) > 0.5
 
 

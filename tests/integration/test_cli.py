@@ -71,7 +71,8 @@ def test_hoisting_keeps_command_options_and_values():
     from simplebits_audit.cli.main import hoist_global_options
 
     args = ["audit", "data/", "--model", "m.ts", "--seed", "4", "-q", "--out", "o", "--device=cuda", "--limit", "3"]
-    assert hoist_global_options(args) == ["--seed", "4", "-q", "--device=cuda", "audit", "data/", "--model", "m.ts", "--out", "o", "--limit", "3"]
+    assert hoist_global_options(args) == ["--seed", "4", "-q", "--device=cuda",
+        "audit", "data/", "--model", "m.ts", "--out", "o", "--limit", "3"]
     assert hoist_global_options(["--quiet", "demo", "--debug"]) == ["--quiet", "--debug", "demo"]
     assert hoist_global_options(["bits", "x.png", "--", "--seed"]) == ["bits", "x.png", "--", "--seed"]
     assert hoist_global_options(["--help"]) == ["--help"]
@@ -79,7 +80,8 @@ def test_hoisting_keeps_command_options_and_values():
 
 def test_train_estimator_then_use_it(image_folder, tmp_path):
     out = tmp_path / "mine.pt"
-    res = run("--quiet", "train-estimator", str(image_folder), "--out", str(out), "--steps", "2", "--batch-size", "4", "--checkpoint-every", "1")
+    res = run("--quiet", "train-estimator", str(image_folder), "--out", str(out),
+        "--steps", "2", "--batch-size", "4", "--checkpoint-every", "1")
     assert res.returncode == 0, res.stderr
     assert out.exists() and out.with_suffix(".json").exists()
     res = run("bits", str(image_folder / "img1.png"), "--estimator", str(out))
@@ -109,7 +111,8 @@ def user_files(tmp_path_factory):
 def test_explain_writes_report_and_rebuilds_it(user_files, tmp_path):
     out = tmp_path / "out"
     images = [str(user_files / "digit0.png"), str(user_files / "digit1.png")]
-    res = run("explain", *images, "--model", str(user_files / "model.ts"), "--labels", str(user_files / "labels.json"), "--steps", "10", "--out", str(out))
+    res = run("explain", *images, "--model", str(user_files / "model.ts"), "--labels", str(user_files / "labels.json"),
+        "--steps", "10", "--out", str(out))
     assert res.returncode == 0, res.stderr
     assert "digit0.png" in res.stdout and f"report: {out / 'report.html'}" in res.stdout.replace("\n", "")
     assert "Warning" not in res.stderr
@@ -154,7 +157,8 @@ def test_compare_prints_and_writes_the_table(user_files, tmp_path):
 
     out = tmp_path / "cmp"
     images = [str(user_files / "digit0.png"), str(user_files / "digit1.png")]
-    res = run("compare", *images, "--model", str(user_files / "model.ts"), "--methods", "simplebits,ig,centre", "--steps", "5", "--out", str(out))
+    res = run("compare", *images, "--model", str(user_files / "model.ts"), "--methods", "simplebits,ig,centre",
+        "--steps", "5", "--out", str(out))
     assert res.returncode == 0, res.stderr
     assert "deletion_auc" in res.stdout and "centre (ref.)" in res.stdout
     rows = list(csv.DictReader((out / "comparison.csv").open()))

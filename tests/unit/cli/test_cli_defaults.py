@@ -48,7 +48,8 @@ HEAD = {"--head": _default(simplify, "head"), "--threshold": _default(simplify, 
 ENGINE = {"--engine": _default(simplify, "parameterization")}
 EXPECTED = {
     "explain": {"--steps": SIMPLIFY_STEPS, "--objective": _default(simplify, "objective"),
-                "--attribution": default(ExplainOptions, "attribution"), "--batch-size": default(ExplainOptions, "batch_size"), **HEAD, **ENGINE},
+                "--attribution": default(ExplainOptions, "attribution"),
+                "--batch-size": default(ExplainOptions, "batch_size"), **HEAD, **ENGINE},
     "compare": {"--steps": SIMPLIFY_STEPS, "--randomisation": _default(compare_files, "randomisation"), **HEAD, **ENGINE},
     "audit": {"--steps": SIMPLIFY_STEPS, "--select": _default(run_audit, "select"), "--explain": _default(run_audit, "explain"),
               "--attribution": default(ExplainOptions, "attribution"), "--batch-size": default(ExplainOptions, "batch_size"),
@@ -116,8 +117,10 @@ def test_every_stated_default_is_read_from_the_library_and_right(name):
 
 def test_the_rendered_help_shows_the_library_values():
     runner = CliRunner()
-    for name, option, text in (("explain", "--steps", f"default {SIMPLIFY_STEPS}"), ("train-simplifier", "--steps", f"default {TRAINING_DEFAULTS['steps']}"),
-                               ("explain", "--head", "[softmax|sigmoid]"), ("condense", "--epochs", f"default {EVALUATE_DEFAULTS['epochs']}")):
+    for name, option, text in (("explain", "--steps", f"default {SIMPLIFY_STEPS}"),
+                               ("train-simplifier", "--steps", f"default {TRAINING_DEFAULTS['steps']}"),
+                               ("explain", "--head", "[softmax|sigmoid]"),
+                               ("condense", "--epochs", f"default {EVALUATE_DEFAULTS['epochs']}")):
         result = runner.invoke(cli.app, [name, "--help"], env={"COLUMNS": "300", "TERMINAL_WIDTH": "300"}, terminal_width=300)
         assert result.exit_code == 0, result.output
         assert text in result.output and "{library:" not in result.output, (name, option)
@@ -171,10 +174,13 @@ def calls(monkeypatch):
 @pytest.mark.parametrize("args, job, absent, none", [
     (["explain", "x.png", "-m", "m.ts"], "explain_images", ["attribution", "batch_size", "head", "threshold"], []),
     (["compare", "x.png", "-m", "m.ts"], "compare_files", ["randomisation", "head", "threshold"], ["steps"]),
-    (["audit", "data", "-m", "m.ts"], "run_audit", ["select", "explain", "attribution", "batch_size", "predict_batch_size", "head", "threshold"], []),
-    (["train-simplifier", "data", "-m", "m.ts"], "train_simplifier_job", ["held_out", "head", "threshold"], ["lam", "margin", "steps", "batch_size"]),
+    (["audit", "data", "-m", "m.ts"], "run_audit",
+     ["select", "explain", "attribution", "batch_size", "predict_batch_size", "head", "threshold"], []),
+    (["train-simplifier", "data", "-m", "m.ts"], "train_simplifier_job",
+     ["held_out", "head", "threshold"], ["lam", "margin", "steps", "batch_size"]),
     (["train", "data"], "train_job", ["arch", "lams", "val_share"], ["epochs", "batch_size", "lr", "margin", "val_n"]),
-    (["condense", "data"], "run_condense", ["images_per_class", "arch", "held_out", "baselines"], ["lam", "outer_steps", "n_models", "epochs"]),
+    (["condense", "data"], "run_condense",
+     ["images_per_class", "arch", "held_out", "baselines"], ["lam", "outer_steps", "n_models", "epochs"]),
     (["demo"], "run_demo", ["out"], []),
 ])
 def test_options_left_out_reach_the_library_unset(calls, args, job, absent, none):

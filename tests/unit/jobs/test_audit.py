@@ -159,7 +159,8 @@ def test_csv_source_and_selection(folder, tmp_path):
 @pytest.mark.integration
 def test_memory_stays_bounded_while_streaming(tmp_path):
     """Peak memory of an audit over 3000 images is within a few MB of one over 300."""
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(), torch.nn.Linear(4, 2))
     torch.jit.save(torch.jit.script(model), str(tmp_path / "tiny.ts"))
     crops = (held_out_crops(64, size=8, seed=2).permute(0, 2, 3, 1) * 255).round().byte().numpy()
     peaks = {}
@@ -171,7 +172,8 @@ def test_memory_stays_bounded_while_streaming(tmp_path):
             Image.fromarray(crops[i % 64]).save(cls / f"{i}.png")
         code = (
             "import resource, sys; from simplebits_audit.cli.main import main; sys.argv = ['simplebits', '--quiet', 'audit', "
-            f"'{root}', '--model', '{tmp_path / 'tiny.ts'}', '--select', 'all', '--limit', '2', '--steps', '2', '--out', '{tmp_path / f'out{n}'}']\n"
+            f"'{root}', '--model', '{tmp_path / 'tiny.ts'}', "
+            f"'--select', 'all', '--limit', '2', '--steps', '2', '--out', '{tmp_path / f'out{n}'}']\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
         )

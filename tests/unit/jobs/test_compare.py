@@ -119,7 +119,8 @@ def test_model_unchanged(bright_dark_model, photos16):
     model = copy.deepcopy(bright_dark_model)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     flags = [p.requires_grad for p in model.parameters()]
-    compare(model, photos16[:2], methods=(SIMPLEBITS, "ig", "gradcam"), **{**FAST, "method_options": {SIMPLEBITS: {"steps": 4, "n_snapshots": 2}}})
+    compare(model, photos16[:2], methods=(SIMPLEBITS, "ig", "gradcam"),
+        **{**FAST, "method_options": {SIMPLEBITS: {"steps": 4, "n_snapshots": 2}}})
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
     assert flags == [p.requires_grad for p in model.parameters()] and not model.training
     assert all(p.grad is None for p in model.parameters())
@@ -156,7 +157,8 @@ def test_a_simplifying_variant_is_scored_like_simplebits(bright_dark_model, phot
     from simplebits_audit.explainers import EXPLAINERS, get_spec, spec
 
     base = get_spec(SIMPLEBITS)
-    variant = spec("simplebits_ce", base.fn, simplifies=True, map_reduce="first", forwards_to=base.forwards_to, defaults={"objective": "ce"})
+    variant = spec("simplebits_ce", base.fn, simplifies=True, map_reduce="first",
+        forwards_to=base.forwards_to, defaults={"objective": "ce"})
     monkeypatch.setitem(EXPLAINERS, "simplebits_ce", variant)
     fast = {**FAST, "method_options": {"simplebits_ce": {"steps": 4, "n_snapshots": 2}}, "sensitivity_images": 0}
     c = compare(bright_dark_model, photos16[:2], methods=("simplebits_ce", "centre"), **fast)

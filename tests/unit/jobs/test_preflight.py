@@ -88,7 +88,8 @@ def test_bad_input_is_one_line_before_any_work(files, tmp_path, capsys, monkeypa
 def test_a_chosen_size_lets_a_large_image_through(files):
     pixels = load_images([files / "huge.png"], Preprocessing(size=1000))
     assert pixels.shape[-2] * pixels.shape[-1] > MAX_PIXELS
-    any_size = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3)).eval()
+    any_size = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(), torch.nn.Linear(4, 3)).eval()
     checked = preflight(any_size, pixels, preprocessing=Preprocessing(size=1000), explainer=None, methods=("centre",))
     assert checked.n_classes == 3 and checked.methods == ["centre"]
 

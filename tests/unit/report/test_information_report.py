@@ -1,4 +1,5 @@
-"""Which information in the jobs and reports (issue #22): factorised records, the report's per-axis maps and profile chart, the audit's aggregation, the refusals."""
+"""Which information in the jobs and reports (issue #22): factorised records,
+the report's per-axis maps and profile chart, the audit's aggregation, the refusals."""
 
 from __future__ import annotations
 
@@ -111,7 +112,9 @@ def test_the_audit_summary_aggregates_per_class_and_error_type_and_says_what_dif
 def test_without_two_error_types_the_takeaway_says_what_all_images_kept():
     summary = summarise_information([_record(0, 0, 0.8, 0.1, 0.3), _record(1, 1, 0.6, 0.2, 0.1)])
     assert set(summary["by_error"]) == {"correct"}
-    assert summary["takeaway"] == "over 2 explained image(s): colour kept (0.70), detail dropped (0.15); 0.20 of the ground-truth mask needed"
+    assert summary["takeaway"] == (
+        "over 2 explained image(s): colour kept (0.70), detail dropped (0.15); 0.20 of the ground-truth mask needed"
+    )
     assert summarise_information([{"label": 0, "pred_before": 0}]) is None
     assert takeaway(summary) == summary["takeaway"]
 
@@ -129,7 +132,8 @@ def test_the_profile_sentence(kept, text):
 
 def test_a_factorised_audit_summarises_profiles_and_the_report_shows_the_takeaway(cue, tmp_path):
     model, _ = cue
-    summary = run_audit(model, "testbed:colour-cue", tmp_path, select="all", limit=2, testbed_n=4, batch_size=2, simplify_options=FACTORISED)
+    summary = run_audit(model, "testbed:colour-cue", tmp_path, select="all", limit=2,
+        testbed_n=4, batch_size=2, simplify_options=FACTORISED)
     info = summary["information"]
     assert info["n"] == 2 and info["region"] == "ground-truth mask" and info["takeaway"]
     audit = read_audit(tmp_path)
@@ -173,6 +177,8 @@ def test_the_cli_engine_option_reaches_the_jobs_and_the_refusal_is_one_line(monk
     given = seen["explain_options"].simplify_options if "explain_options" in seen else seen["simplify_options"]
     assert dict(given) == {"steps": 5, "parameterization": "factorised"}
     monkeypatch.undo()
-    code, lines = cli_in_process(capsys, "audit", "colour-cue", "-m", "testbed:colour-cue", "--attribution", "colour", "--out", str(tmp_path / "x"))
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: attribution: 'colour' needs the factorised engine (--engine factorised")
+    code, lines = cli_in_process(capsys, "audit", "colour-cue", "-m", "testbed:colour-cue",
+        "--attribution", "colour", "--out", str(tmp_path / "x"))
+    assert code == 2 and len(lines) == 1 and lines[0].startswith(
+        "error: attribution: 'colour' needs the factorised engine (--engine factorised")
     assert not (tmp_path / "x").exists()

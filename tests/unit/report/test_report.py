@@ -21,7 +21,8 @@ def explained(tmp_path_factory, bright_dark_model, photos16):
     out = tmp_path_factory.mktemp("explain")
     names = [f"{EVIL}.png", "b.png", "c.png"]
     result = explain_images(
-        bright_dark_model, photos16[:3], out, class_names=[f"dark {EVIL}", "bright"], labels=[0, 1, 1], names=names, simplify_options={"steps": 8},
+        bright_dark_model, photos16[:3], out, class_names=[f"dark {EVIL}", "bright"], labels=[0, 1, 1],
+        names=names, simplify_options={"steps": 8},
     )
     return out, result
 
