@@ -179,13 +179,9 @@ def read_header(data: bytes) -> Any:
 
 
 def _resolve_estimator(estimator: Any) -> Any:
-    from .estimators import BitEstimator, load_estimator
+    from .estimators import resolve_estimator
 
-    if estimator is None or isinstance(estimator, str):
-        return load_estimator(estimator)
-    if not isinstance(estimator, BitEstimator):
-        raise TypeError(f"estimator must be a BitEstimator, a registered name or None, got {type(estimator).__name__}")
-    return estimator
+    return resolve_estimator(estimator)
 
 
 def _as_uint8_chw(pixels: Any) -> np.ndarray:

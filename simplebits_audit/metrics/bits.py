@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from .._helpers import Transform, as_tuple, resolve_target
-from ..estimators import BitEstimator, load_estimator
+from ..estimators import BitEstimator, resolve_estimator
 from ..simplification.heads import check_head
 from .faithfulness import make_reference, pixel_order, target_probability
 
@@ -152,8 +152,7 @@ def bits_efficiency_curve(
     if maps.shape[0] != pixel_images.shape[0] or maps.shape[-2:] != pixel_images.shape[-2:]:
         raise ValueError(f"maps: shape {tuple(maps.shape)} does not match pixel_images {tuple(pixel_images.shape)}")
     to_model = to_model or (lambda x: x)
-    if not isinstance(estimator, BitEstimator):
-        estimator = load_estimator(estimator, device=pixel_images.device)
+    estimator = resolve_estimator(estimator, device=pixel_images.device)
     pixels = (pixel_images.detach().clamp(0, 1) * 255).round() / 255
     extra = as_tuple(additional_forward_args)
     t = resolve_target(target, pixels.shape[0], predict=lambda: forward_func(to_model(pixels), *extra), device=pixels.device)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..codecs import codec_bpd
-from ..estimators import BitEstimator, load_estimator
+from ..estimators import BitEstimator, resolve_estimator
 
 CODECS = ("png", "webp")
 
@@ -22,8 +22,7 @@ def bits_removed(original: torch.Tensor, simplified: torch.Tensor, estimator: Bi
     """
     if original.shape != simplified.shape:
         raise ValueError(f"simplified: expected shape {tuple(original.shape)} like original, got {tuple(simplified.shape)}")
-    if not isinstance(estimator, BitEstimator):
-        estimator = load_estimator(estimator, device=original.device)
+    estimator = resolve_estimator(estimator, device=original.device)
     return estimator.bpd(_round(original)) - estimator.bpd(_round(simplified))
 
 
