@@ -1,7 +1,7 @@
 """SimpleBits against every Captum baseline and the trivial reference maps, on a testbed with ground truth.
 
 Loads ``testbeds.load(NAME, "test", n, seed)`` and the testbed's shipped classifier, runs every
-method through :func:`simplebits_audit.jobs.compare` (same images, same model, same target: the
+method through :func:`simplebits_audit.jobs.comparison` (same images, same model, same target: the
 model's prediction unless ``--target label``) and prints one table: bits-efficiency, localisation
 against the ground-truth mask, faithfulness, seconds per image (and as a multiple of Integrated
 Gradients, n_steps=50, timed in the same run), rank. Then two plain verdicts: does a trivial
@@ -23,7 +23,7 @@ from rich.table import Table
 
 from simplebits_audit import testbeds
 from simplebits_audit.explainers import SIMPLEBITS
-from simplebits_audit.jobs.compare import Comparison, all_methods, compare
+from simplebits_audit.jobs.comparison import Comparison, all_methods, compare
 
 COLUMNS = [  # (key, header, format)
     ("seconds_per_image", "s/img", "{:.3f}"),

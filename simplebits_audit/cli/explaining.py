@@ -118,7 +118,7 @@ def compare(
     Example: ``simplebits compare a.png b.png --model model.ts --methods simplebits,ig,occlusion``.
     """
     from simplebits_audit.explainers import SIMPLEBITS
-    from simplebits_audit.jobs.compare import DEFAULT_METHODS, compare_files
+    from simplebits_audit.jobs.comparison import DEFAULT_METHODS, compare_files
     from simplebits_audit.results import COMPARISON_CSV_FILE
 
     # --engine is SimpleBits's (the learned simplifier has its own): its region map is the one scored

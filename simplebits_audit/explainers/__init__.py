@@ -44,7 +44,7 @@ from .registry import (
     spec,
     to_map,
 )
-from .simplebits import ATTRIBUTIONS, SimpleBits, attribution_map, simplebits, simplebits_learned
+from .simple_bits import ATTRIBUTIONS, SimpleBits, attribution_map, simplebits, simplebits_learned
 
 __all__ = [
     "ATTRIBUTIONS",

@@ -31,7 +31,7 @@ from ..simplification import HEADS, SimplificationResult, simplify
 from ..spaces import Spaces
 from . import captum as _captum
 from . import reference as _reference
-from .simplebits import simplebits, simplebits_learned
+from .simple_bits import simplebits, simplebits_learned
 
 #: the name of the SimpleBits entry (the default explainer of the explain and audit jobs)
 SIMPLEBITS = "simplebits"

@@ -21,13 +21,13 @@ reads; ``answers`` what a model answered under its output head (softmax, or sigm
 
 from .audit import Selection, run_audit
 from .bits import ImageBits, measure_bits
-from .compare import DEFAULT_METHODS, Comparison, all_methods, compare, compare_files
+from .checks import Preflight, preflight
+from .comparison import DEFAULT_METHODS, Comparison, all_methods, compare, compare_files
 from .condense import run_condense
 from .demo import run_demo
 from .explain import ExplainOutput, explain_images
 from .options import CondenseOptions, ExplainOptions, ModelOptions, RunOptions, ScoringOptions, TrainOptions
 from .pipeline import BatchExplanation, explain_batch, write_batch
-from .preflight import Preflight, preflight
 from .simplifier import train_simplifier_job
 from .sources import AuditItem, AuditSource, open_source
 from .train import train_job

@@ -53,10 +53,10 @@ from ..results import (
 from ..simplification import Simplifier
 from ..simplification.learned import model_fingerprint
 from .answers import decide
+from .checks import check_out_dir, check_resume, head_options, job_device, preflight
 from .distributed import World, join_world
 from .options import ExplainOptions, ModelOptions, RunOptions, take_options
 from .pipeline import explain_batch, mask_shares, write_batch
-from .preflight import check_out_dir, check_resume, head_options, job_device, preflight
 from .simplifier import train_simplifier_job
 from .sources import AuditItem, AuditSource, open_source
 

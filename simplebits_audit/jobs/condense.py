@@ -30,8 +30,8 @@ from ..training.condensation import (
     evaluate_condensed,
 )
 from ..training.data import data_fingerprint
+from .checks import check_out_dir
 from .options import CondenseOptions, RunOptions, take_options
-from .preflight import check_out_dir
 from .sources import AuditSource, hold_out, load_labelled, open_source
 
 #: Settings of a finished set that must agree with the command's for the set to be reused.

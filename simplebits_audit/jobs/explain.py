@@ -2,7 +2,7 @@
 
 :func:`explain_images` is what ``simplebits explain`` and ``simplebits demo`` run. Its images come
 from files (or a tensor) held in memory; its records go into one ``results.json``. Everything the
-user gave is checked before any work starts (:func:`~simplebits_audit.jobs.preflight.preflight`);
+user gave is checked before any work starts (:func:`~simplebits_audit.jobs.checks.preflight`);
 the results file and the report are written last and atomically, so a failed run never leaves a
 partial report.
 """
@@ -24,9 +24,9 @@ from ..preprocessing import load_images
 from ..results import REPORT_FILE, safe_stem, write_explain_results
 from ..simplification.learned import load_simplifier
 from .answers import label_names
+from .checks import check_out_dir, head_options, preflight
 from .options import ExplainOptions, ModelOptions, RunOptions, take_options
 from .pipeline import explain_batch, write_batch
-from .preflight import check_out_dir, head_options, preflight
 
 
 @dataclass

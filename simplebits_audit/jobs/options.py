@@ -5,7 +5,7 @@
 * :class:`ExplainOptions` -- how a batch is explained (the explainer and its map, the engine's
   options, a learned simplifier, the bit estimator, baselines, batch size);
 * :class:`RunOptions` -- where and how a job runs (device, seed, progress);
-* :class:`ScoringOptions` -- how :func:`~simplebits_audit.jobs.compare.compare` scores the maps;
+* :class:`ScoringOptions` -- how :func:`~simplebits_audit.jobs.comparison.compare` scores the maps;
 * :class:`TrainOptions` -- what :func:`~simplebits_audit.jobs.train.train_job` trains (classifier,
   lambdas, the joint-training settings);
 * :class:`CondenseOptions` -- what :func:`~simplebits_audit.jobs.condense.run_condense` condenses
@@ -158,7 +158,7 @@ class RunOptions:
     ----------
     device : str or torch.device, optional
         Where the job runs: the model's device by default; if given, it must be the model's
-        (:func:`~simplebits_audit.jobs.preflight.job_device`).
+        (:func:`~simplebits_audit.jobs.checks.job_device`).
     seed : int
         Seeds every random choice; the same seed gives the same result on the same machine.
     show_progress : bool
@@ -175,7 +175,7 @@ class RunOptions:
 
 @dataclass(frozen=True)
 class ScoringOptions:
-    """How :func:`~simplebits_audit.jobs.compare.compare` scores every method's map.
+    """How :func:`~simplebits_audit.jobs.comparison.compare` scores every method's map.
 
     Attributes
     ----------
@@ -195,7 +195,7 @@ class ScoringOptions:
     codecs : bool
         PNG/WebP sizes of the original vs. simplified images (explainers that simplify).
     randomisation : bool
-        The model-parameter randomisation check (see :mod:`simplebits_audit.jobs.compare`).
+        The model-parameter randomisation check (see :mod:`simplebits_audit.jobs.comparison`).
 
     Raises
     ------

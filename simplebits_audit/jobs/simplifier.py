@@ -18,9 +18,9 @@ from torch.utils.data import Dataset
 from ..estimators import BitEstimator
 from ..simplification.learned import Simplifier
 from ..training.simplifier import train_simplifier
+from .checks import check_out_file, job_device
 from .distributed import join_world
 from .options import ModelOptions, RunOptions, take_options
-from .preflight import check_out_file, job_device
 from .sources import AuditItem, AuditSource, hold_out, open_source
 
 #: At most this many held-out images are scored for the card.

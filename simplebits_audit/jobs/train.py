@@ -30,9 +30,9 @@ from ..models import build_architecture, check_classifier_output
 from ..preprocessing import Preprocessing
 from ..results import TRAIN_SETTINGS_FILE, examples_key, write_tradeoff
 from ..training.joint import Tradeoff, tradeoff
+from .checks import check_out_dir, check_resume
 from .distributed import join_world
 from .options import DEFAULT_LAMS, RunOptions, TrainOptions, parse_lams, take_options
-from .preflight import check_out_dir, check_resume
 from .sources import hold_out, load_labelled, open_source
 
 #: Validation images of a testbed (its test split) and the most held out of a folder or CSV.

@@ -145,7 +145,7 @@ def test_no_file_names_an_old_import_path():
     for old in OLD_MODULES:
         assert _OLD_PATH.search(f"from simplebits_audit.{old} import x") and _OLD_PATH.search(f"simplebits_audit/{old}")
     assert _OLD_FROM.search(f"from simplebits_audit import testbeds, {OLD_MODULES[0]} as bl")
-    for fine in ("from simplebits_audit.explainers import x", "from simplebits_audit.jobs.compare import x",
+    for fine in ("from simplebits_audit.explainers import x", "from simplebits_audit.jobs.comparison import x",
                  "from simplebits_audit import compare, run_audit", "simplebits_audit.compare(model, x)"):
         assert not _OLD_PATH.search(fine) and not _OLD_FROM.search(fine), fine
     found = []
@@ -170,3 +170,17 @@ def test_explainers_never_import_training():
     for module, path in _modules().items():
         if _part(module) == "explainers":
             assert "training" not in {_part(n) for n in _imports(module, path)}, module
+
+
+def test_no_package_exports_a_name_that_shadows_its_own_module():
+    # ``from .compare import compare`` in a package's __init__ makes ``package.compare`` the function:
+    # the module can then only be reached through sys.modules (ARCHITECTURE.md, "what must never be").
+    found = []
+    for init in PACKAGE.rglob("__init__.py"):
+        modules = {p.stem for p in init.parent.glob("*.py")} | {p.name for p in init.parent.iterdir() if (p / "__init__.py").is_file()}
+        for node in ast.walk(ast.parse(init.read_text(encoding="utf-8"))):
+            # ``from . import x`` imports the module x itself: fine
+            if isinstance(node, ast.ImportFrom) and node.level and node.module:
+                found += [f"{init.relative_to(ROOT)}: {a.asname or a.name}" for a in node.names
+                          if (a.asname or a.name) in modules]
+    assert not found, "exported names that shadow a module of the same package:\n" + "\n".join(found)

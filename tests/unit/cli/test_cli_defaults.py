@@ -22,7 +22,7 @@ from simplebits_audit.cli import main as cli
 from simplebits_audit.cli import options as cli_options
 from simplebits_audit.estimators.training import TrainingConfig, train_estimator
 from simplebits_audit.jobs import explain_images, run_audit
-from simplebits_audit.jobs.compare import compare, compare_files
+from simplebits_audit.jobs.comparison import compare, compare_files
 from simplebits_audit.jobs.condense import run_condense
 from simplebits_audit.jobs.demo import run_demo
 from simplebits_audit.jobs.options import CondenseOptions, ExplainOptions, ModelOptions, TrainOptions, default
@@ -162,10 +162,11 @@ def calls(monkeypatch):
         return record
 
     for module, name in (("simplebits_audit.jobs", "explain_images"), ("simplebits_audit.jobs", "run_audit"),
-                         ("simplebits_audit.jobs.compare", "compare_files"), ("simplebits_audit.jobs.simplifier", "train_simplifier_job"),
+                         ("simplebits_audit.jobs.comparison", "compare_files"),
+                         ("simplebits_audit.jobs.simplifier", "train_simplifier_job"),
                          ("simplebits_audit.estimators.training", "train_estimator"), ("simplebits_audit.jobs.train", "train_job"),
                          ("simplebits_audit.jobs.condense", "run_condense"), ("simplebits_audit.jobs.demo", "run_demo")):
-        # the module itself: ``simplebits_audit.jobs.compare`` as an attribute is the re-exported function
+        # patched where the CLI looks it up: the module that defines it
         monkeypatch.setattr(importlib.import_module(module), name, recorder(name))
     monkeypatch.setattr(cli_options, "load_user_model", lambda *args, **kwargs: object())
     return seen

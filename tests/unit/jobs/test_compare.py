@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from simplebits_audit.explainers import SIMPLEBITS
-from simplebits_audit.jobs.compare import METRICS, Comparison, all_methods, compare
+from simplebits_audit.jobs.comparison import METRICS, Comparison, all_methods, compare
 
 METHODS = (SIMPLEBITS, "ig", "gradcam", "centre", "random")
 FAST = {
@@ -146,7 +146,7 @@ def test_ranks_and_reference_verdict():
 
 
 def test_default_methods_are_known():
-    from simplebits_audit.jobs.compare import DEFAULT_METHODS
+    from simplebits_audit.jobs.comparison import DEFAULT_METHODS
 
     assert set(DEFAULT_METHODS) <= set(all_methods())
     assert {"simplebits", "ig", "occlusion", "gradcam", "brightness", "max_channel", "centre", "random"} <= set(DEFAULT_METHODS)
@@ -174,7 +174,7 @@ def test_compare_module_has_no_simplebits_branch():
     import importlib
     import inspect
 
-    module = importlib.import_module("simplebits_audit.jobs.compare")
+    module = importlib.import_module("simplebits_audit.jobs.comparison")
 
     def names_simplebits(node: ast.AST) -> bool:
         return (isinstance(node, ast.Name) and node.id in ("SIMPLEBITS", "SimpleBits")) or (

@@ -16,7 +16,7 @@ from PIL import Image
 from simplebits_audit import testbeds
 from simplebits_audit._helpers import run_device
 from simplebits_audit._io import save_json
-from simplebits_audit.jobs.preflight import MAX_PIXELS, job_device, preflight
+from simplebits_audit.jobs.checks import MAX_PIXELS, job_device, preflight
 from simplebits_audit.preprocessing import Preprocessing, load_images
 
 from ...helpers import cli_in_process as cli

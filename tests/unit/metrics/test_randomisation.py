@@ -11,7 +11,7 @@ from torch import nn
 
 from simplebits_audit import metrics as M
 from simplebits_audit.explainers import explain
-from simplebits_audit.jobs.compare import RANKED_METRICS, compare
+from simplebits_audit.jobs.comparison import RANKED_METRICS, compare
 from simplebits_audit.photos import held_out_crops
 
 from ...helpers import assert_unchanged, snapshot

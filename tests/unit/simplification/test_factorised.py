@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from simplebits_audit import testbeds
-from simplebits_audit.explainers.simplebits import SimpleBits
+from simplebits_audit.explainers.simple_bits import SimpleBits
 from simplebits_audit.metrics import information_profile
 from simplebits_audit.simplification import ENGINE_DEFAULTS, SimplificationResult, SimplifyConfig, simplify
 from simplebits_audit.simplification.common import round_8bit

@@ -299,7 +299,7 @@ def test_torchrun_trains_one_simplifier_over_two_processes(tmp_path):
 def test_compare_files_adds_the_learned_method(model, trained, tmp_path, test_images):
     from PIL import Image
 
-    from simplebits_audit.jobs.compare import compare_files
+    from simplebits_audit.jobs.comparison import compare_files
 
     files = []
     for i in range(2):

@@ -51,9 +51,9 @@ from ..simplification import SimplificationResult, Simplifier
 from ..simplification.heads import check_head, check_outputs
 from ..simplification.learned import load_simplifier
 from ..spaces import Transform, make_spaces
+from .checks import check_out_dir, head_options, preflight
 from .options import ModelOptions, RunOptions, ScoringOptions, take_options
 from .pipeline import explain_batch
-from .preflight import check_out_dir, head_options, preflight
 
 #: what :func:`compare` runs when not told otherwise
 DEFAULT_METHODS: tuple[str, ...] = (SIMPLEBITS, "ig", "occlusion", "gradcam", *list_explainers(reference=True))
