@@ -226,6 +226,16 @@ class DeferredInterrupt:
             signal.signal(signal.SIGINT, self._previous)
 
 
+#: ITU-R BT.601 luma weights of R, G, B
+LUMA = (0.299, 0.587, 0.114)
+
+
+def luminance(rgb: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """Rec. 601 luminance of RGB values along ``dim`` (size 3), which is summed away."""
+    w = torch.tensor(LUMA, dtype=rgb.dtype, device=rgb.device)
+    return (rgb * w.view([-1 if d == dim % rgb.dim() else 1 for d in range(rgb.dim())])).sum(dim)
+
+
 def blur(x: torch.Tensor, sigma: float | None = None) -> torch.Tensor:
     """Gaussian blur of an image batch (B, C, H, W) with reflect padding; same shape.
 

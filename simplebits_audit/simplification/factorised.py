@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import torch
 
-from .._helpers import blur
+from .._helpers import LUMA, blur, luminance
 from .common import RunContext, round_8bit
 from .config import SimplifyConfig
 from .mask import MaskParams, mask_continuation, reference_image
@@ -48,7 +48,6 @@ COMPOSITION = ("colour", "detail", "region")
 #: Where the colour and detail masks start (the region starts at ``mask_init``; measured: docs/design-log.md).
 AXIS_INIT = 0.4
 #: ITU-R BT.601 luma weights (what PIL's ``convert("L")`` uses).
-LUMA = (0.299, 0.587, 0.114)
 
 __all__ = ["AXES", "COMPOSITION", "LUMA", "compose", "factorised_engine", "has_colour", "region_reference", "remove"]
 
@@ -66,8 +65,7 @@ def remove(x: torch.Tensor, axis: str, *, reference: torch.Tensor, blur_sigma: f
     if axis == "colour":
         if not has_colour(x):
             raise ValueError(f"axis: 'colour' needs 3-channel images, got {x.shape[1]} channel(s)")
-        w = torch.tensor(LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        return (x * w).sum(1, keepdim=True).expand_as(x)
+        return luminance(x).unsqueeze(1).expand_as(x)
     if axis == "detail":
         return blur(x, blur_sigma)
     if axis == "region":

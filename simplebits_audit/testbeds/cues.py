@@ -57,6 +57,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import photos
+from .._helpers import luminance
 
 SIZE = 32
 HUE_FAMILIES = ["red", "green", "blue"]
@@ -71,7 +72,6 @@ RANDOM_SATURATION = (0.2, 0.8)
 #: the object's luminance and the background's (a photo crop's grey level squeezed into this range)
 OBJECT_LUMINANCE = (0.12, 0.3)
 BACKGROUND_LUMINANCE = (0.55, 0.85)
-LUMA = (0.299, 0.587, 0.114)
 #: the label texture: orientation jitter (degrees), period (px) and amplitude
 ORIENTATION_JITTER = 8.0
 FINE_PERIODS = (3.0, 4.0)
@@ -126,12 +126,6 @@ class Scene:
 
 def _u(rng: np.random.Generator, lo_hi: tuple[float, float], n: int) -> torch.Tensor:
     return torch.from_numpy(rng.uniform(*lo_hi, n)).float()
-
-
-def luminance(rgb: torch.Tensor, dim: int = 1) -> torch.Tensor:
-    """Rec. 601 luminance of RGB values along ``dim``."""
-    w = torch.tensor(LUMA).view([-1 if d == dim % rgb.dim() else 1 for d in range(rgb.dim())])
-    return (rgb * w).sum(dim)
 
 
 def _draw_colour(n: int, rng: np.random.Generator, family: torch.Tensor | None, luma: torch.Tensor | None = None) -> dict:
