@@ -126,8 +126,12 @@ def encode(pixels: torch.Tensor | np.ndarray, estimator: Any = None) -> bytes:
     from . import entropy_coding
 
     img = _as_uint8_chw(pixels)
-    est = _resolve_estimator(estimator)
-    model = entropy_coding.coding_model(est)
+    return _encode(img, entropy_coding.coding_model(_resolve_estimator(estimator)))
+
+
+def _encode(img: np.ndarray, model: Any) -> bytes:
+    from . import entropy_coding
+
     return entropy_coding.pack(model.name, model.config, img, model.encode(img))
 
 
@@ -167,8 +171,11 @@ def encoded_bits(x: torch.Tensor, estimator: Any = None) -> torch.Tensor:
     """Size in bits of the :func:`encode` file of each image of a batch (B, C, H, W), shape (B,)."""
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         raise ValueError(f"x must be a tensor of shape (B, C, H, W); got {getattr(x, 'shape', type(x).__name__)}")
-    est = _resolve_estimator(estimator)
-    return torch.tensor([8.0 * len(encode(img, est)) for img in x], dtype=torch.float64)
+    from . import entropy_coding
+
+    # one coding model for the batch: it caches its per-scale tables
+    model = entropy_coding.coding_model(_resolve_estimator(estimator))
+    return torch.tensor([8.0 * len(_encode(_as_uint8_chw(img), model)) for img in x], dtype=torch.float64)
 
 
 def read_header(data: bytes) -> Any:

@@ -20,7 +20,7 @@ A factorised run (``parameterization="factorised"``) adds, per record, ``informa
 information profile (:func:`information_record`; numbers only), and per image the axis masks: in
 ``arrays.npz`` as ``axis_<axis>`` (H, W) float32, the engine's raw masks (the returned image is
 ``round8(compose(original, masks))``), and as ``axis_<axis>.png`` (grey, 0 = removed, 1 = kept, on
-a fixed [0, 1] scale) the map of what the returned image kept: :func:`kept_axis_maps`. Records of
+a fixed [0, 1] scale) the map of what the returned image kept: ``factorised.kept_axis_maps``. Records of
 other engines have neither.
 
 A record is a JSON-able dict (ids, names, predictions and probabilities before and after, bits,
@@ -53,6 +53,7 @@ import torch
 from ._io import atomic_write, dumps_json, save_json
 from .codecs import codec_bpd, to_uint8_images
 from .simplification import SimplificationResult
+from .simplification.factorised import kept_axis_maps
 
 # ---- file names
 REPORT_FILE = "report.html"
@@ -209,16 +210,6 @@ def information_record(profile: dict[str, dict[str, torch.Tensor]], i: int, *, r
     return {"region": region, "codec": codec, "axes": axes}
 
 
-def kept_axis_maps(axis_masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """What the returned image kept of each kind of information, from the factorised engine's masks (each (..., H, W) in [0, 1]).
-
-    ``region`` as it is; ``colour`` and ``detail`` times the region mask (a removed region keeps
-    neither): the maps of ``SimpleBits.attribute(..., attribution="colour"|"detail"|"region")``.
-    """
-    region = axis_masks["region"]
-    return {axis: mask if axis == "region" else mask * region for axis, mask in axis_masks.items()}
-
-
 def grey_map(values: np.ndarray) -> np.ndarray:
     """A map (H, W) in [0, 1] as an RGB uint8 picture on a fixed scale: black = 0 (removed), white = 1 (kept)."""
     grey = (np.clip(np.nan_to_num(values.astype(np.float64)), 0, 1) * 255).round().astype(np.uint8)
@@ -286,7 +277,7 @@ def save_artifacts(
     the returned dict are relative to ``folder``'s parent's parent (the job's output directory)
     so that records stay valid when the directory moves. ``axes`` (optional): the factorised
     engine's masks, axis -> (1, H, W) in [0, 1], saved raw as ``axis_<axis>`` and drawn as
-    ``axis_<axis>.png`` (:func:`kept_axis_maps`, :func:`grey_map`); listed under ``files["axes"]``.
+    ``axis_<axis>.png`` (``factorised.kept_axis_maps``, :func:`grey_map`); listed under ``files["axes"]``.
     """
     from PIL import Image
 
@@ -306,9 +297,10 @@ def save_artifacts(
         files["maps"][key] = str(rel / name)
     if axes is not None:
         files["axes"] = {}
-        kept = kept_axis_maps({k: v.detach().float().cpu().reshape(v.shape[-2:]) for k, v in axes.items()})
-        for key, value in axes.items():
-            arrays[f"axis_{key}"] = value.detach().float().cpu().reshape(value.shape[-2:]).numpy().astype(np.float32)
+        raw = {k: v.detach().float().cpu().reshape(v.shape[-2:]) for k, v in axes.items()}
+        kept = kept_axis_maps(raw)
+        for key in axes:
+            arrays[f"axis_{key}"] = raw[key].numpy().astype(np.float32)
             name = f"axis_{safe_stem(key)}.png"
             picture = grey_map(kept[key].numpy())
             atomic_write(folder / name, lambda tmp, p=picture: Image.fromarray(p).save(tmp, format="PNG"))

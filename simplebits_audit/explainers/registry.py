@@ -27,7 +27,8 @@ import torch
 
 from .._helpers import ForwardFunc, as_tuple, check_inputs, check_target_range, model_guard, resolve_target, slice_args
 from ..estimators import BitEstimator
-from ..simplification import HEADS, SimplificationResult, simplify
+from ..simplification import SimplificationResult, simplify
+from ..simplification.heads import check_head
 from ..spaces import Spaces
 from . import captum as _captum
 from . import reference as _reference
@@ -235,8 +236,7 @@ class Context:
     head: str = "softmax"
 
     def __post_init__(self) -> None:
-        if self.head not in HEADS:
-            raise ValueError(f"head: expected one of {HEADS}, got {self.head!r}")
+        check_head(self.head)
 
     def options_for(self, spec: ExplainerSpec, options: Mapping[str, Any]) -> dict[str, Any]:
         """``options`` over the entry's presets over what this context supplies that the entry takes."""

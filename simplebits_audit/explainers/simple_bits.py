@@ -60,7 +60,7 @@ from .._validation import RANGE_TOLERANCE
 from ..estimators import BitEstimator, resolve_estimator
 from ..simplification import SimplificationResult, Simplifier, SimplifyConfig, simplify
 from ..simplification.config import config_options, make_config
-from ..simplification.factorised import AXES
+from ..simplification.factorised import AXES, kept_axis_maps
 from ..simplification.heads import probabilities
 from ..simplification.learned import load_simplifier
 from ..spaces import Spaces, make_spaces
@@ -100,7 +100,7 @@ def attribution_map(
                              f"parameterization={result.settings.get('parameterization')!r}")
         if kind == "region" or result.axis_masks is None:
             return result.mask
-        return result.axis_masks[kind] * result.axis_masks["region"]
+        return kept_axis_maps(result.axis_masks)[kind]
     if kind == "mask":
         if result.mask is None:
             raise ValueError(f"attribution: 'mask' needs the mask engine, got parameterization={result.settings.get('parameterization')!r}")
@@ -275,6 +275,9 @@ class SimpleBits(Attribution):
             target = list(target)
         resolve_target(target, image.shape[0])  # shape errors before any work
         # One guard around the simplification and the ablation map, which calls the model too.
+        # The explainer's own estimator follows the images once (a copy: the caller's object never moves),
+        # rather than simplify() copying it on every call.
+        self.estimator = resolve_estimator(self.estimator, device=image.device)
         with model_guard(self.forward_func):
             result = simplify(
                 self.forward_func, image.detach(), target, config=config, estimator=self.estimator, additional_forward_args=forward_args,

@@ -19,11 +19,10 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..results import class_name, kept_axis_maps
+from ..results import class_name, finite_or_none
+from ..simplification.factorised import AXES, kept_axis_maps
 from ._html import data_uri, esc, figure_html, fmt, plot_text, png_bytes, table_html
 
-#: The axes in the order the reports show them (the factorised engine's :data:`~simplebits_audit.simplification.factorised.AXES`).
-AXES = ("colour", "detail", "region")
 #: A share kept at or above this reads "kept"; at or below :data:`DROPPED_AT` "dropped"; between, "partly kept".
 KEPT_AT = 0.5
 #: The issue's bar for an axis "simplified away" (<= 0.3 of its information kept).
@@ -34,14 +33,10 @@ SAME_WITHIN = 0.05
 ERROR_TYPES = ("correct", "misclassified", "unlabelled")
 
 
-def _finite(value: Any) -> float | None:
-    return float(value) if value is not None and math.isfinite(float(value)) else None
-
-
 def kept_shares(record: dict[str, Any]) -> dict[str, float | None]:
     """Axis -> share kept inside the needed region (None: not applicable) of a record with a profile."""
     axes = record["information"]["axes"]
-    return {axis: _finite(axes.get(axis, {}).get("kept_inside")) for axis in AXES}
+    return {axis: finite_or_none(axes.get(axis, {}).get("kept_inside")) for axis in AXES}
 
 
 #: Bar colours by what a share reads as (:func:`_verb`).
@@ -104,14 +99,14 @@ def axis_panels_figure(arrays: dict[str, np.ndarray]) -> go.Figure:
 def _bits_text(entry: dict[str, Any] | None) -> str:
     if not entry:
         return "n/a"
-    est, codec = _finite(entry.get("bits_removed")), _finite(entry.get("codec_bits_removed"))
+    est, codec = finite_or_none(entry.get("bits_removed")), finite_or_none(entry.get("codec_bits_removed"))
     return (f"bits removed: {'n/a' if est is None else f'{est:.0f}'} (estimator), "
             f"{'n/a' if codec is None else f'{codec:.0f}'} (WebP)")
 
 
 def profile_figure(axes: dict[str, dict[str, Any]], title: str = "share kept inside the needed region") -> go.Figure:
     """The profile as a small bar chart: per axis the share kept (0 to 1); hover shows the bits it removed (estimator, WebP)."""
-    kept = [_finite(axes.get(axis, {}).get("kept_inside")) for axis in AXES]
+    kept = [finite_or_none(axes.get(axis, {}).get("kept_inside")) for axis in AXES]
     fig = go.Figure(go.Bar(
         x=list(AXES), y=[0 if v is None else v for v in kept], text=["n/a" if v is None else f"{v:.2f}" for v in kept],
         textposition="outside", marker_color=[_BAR_COLOURS["n/a" if v is None else _verb(v)] for v in kept],
@@ -152,7 +147,7 @@ def _mean(values: Sequence[float | None]) -> float | None:
 
 def _group(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     def per_axis(key: str) -> dict[str, float | None]:
-        return {axis: _mean([_finite(r["information"]["axes"].get(axis, {}).get(key)) for r in records]) for axis in AXES}
+        return {axis: _mean([finite_or_none(r["information"]["axes"].get(axis, {}).get(key)) for r in records]) for axis in AXES}
 
     return {"n": len(records), "kept_inside": per_axis("kept_inside"), "bits_removed": per_axis("bits_removed"),
             "codec_bits_removed": per_axis("codec_bits_removed")}

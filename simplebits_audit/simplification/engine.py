@@ -134,12 +134,8 @@ def simplify(
     show_progress : bool
         Show a rich progress bar.
     **options
-        :class:`SimplifyConfig` fields (``objective``, ``head``, ``threshold``,
-        ``parameterization``, ``latent_init``, ``keep``, ``steps``, ``lr``, ``adam_eps``,
-        ``lambda_start``, ``lambda_end``, ``n_snapshots``, ``mask_size``, ``mask_init``,
-        ``reference``, ``temperature``, ``straight_through_rounding``, ``dequantization_noise``,
-        ``refine_steps``, ``seed``; each documented there), overriding ``config``'s. Any other
-        name is a ``TypeError`` naming it.
+        Any :class:`SimplifyConfig` field (each documented there; the signature lists them with
+        their defaults), overriding ``config``'s. Any other name is a ``TypeError`` naming it.
 
     Returns
     -------

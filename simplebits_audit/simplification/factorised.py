@@ -49,7 +49,7 @@ COMPOSITION = ("colour", "detail", "region")
 AXIS_INIT = 0.4
 #: ITU-R BT.601 luma weights (what PIL's ``convert("L")`` uses).
 
-__all__ = ["AXES", "COMPOSITION", "LUMA", "compose", "factorised_engine", "has_colour", "region_reference", "remove"]
+__all__ = ["AXES", "COMPOSITION", "LUMA", "compose", "factorised_engine", "has_colour", "kept_axis_maps", "region_reference", "remove"]
 
 
 def has_colour(pixels: torch.Tensor) -> bool:
@@ -92,6 +92,16 @@ def compose(
         m = axis_masks[axis]
         x = m * x + (1 - m) * remove(x, axis, reference=reference, blur_sigma=blur_sigma)
     return x
+
+
+def kept_axis_maps(axis_masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """What the returned image kept of each kind of information, from the factorised engine's masks (each (..., H, W) in [0, 1]).
+
+    ``region`` as it is; ``colour`` and ``detail`` times the region mask (a removed region keeps
+    neither): the maps of ``SimpleBits.attribute(..., attribution="colour"|"detail"|"region")``.
+    """
+    region = axis_masks["region"]
+    return {axis: mask if axis == "region" else mask * region for axis, mask in axis_masks.items()}
 
 
 def region_reference(pixels: torch.Tensor, kind: str = "mean") -> torch.Tensor:
@@ -152,7 +162,7 @@ def factorised_engine(run: RunContext, config: SimplifyConfig) -> Simplification
     """
     original_8bit = round_8bit(run.pixels, False)
     ref = region_reference(original_8bit, config.reference)
-    params = _AxisParams(original_8bit, ref, config, tuple(run.settings.get("composition", COMPOSITION)))
+    params = _AxisParams(original_8bit, ref, config, COMPOSITION)
     result = mask_continuation(run, config, params, description="simplifying (factorised)", ranked="the region mask")
     stacked = result.mask
     result.axis_masks = {a: stacked[:, i : i + 1].contiguous() for i, a in enumerate(AXES)}

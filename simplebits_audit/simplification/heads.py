@@ -33,6 +33,11 @@ Keep = str | float
 NON_TOP_TARGET_FRACTION = 0.9
 
 
+def label_gap(log_probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Log-probability (B, K) of ``target`` (B,) minus that of the strongest other class, (B,)."""
+    return log_probs.gather(1, target[:, None])[:, 0] - log_probs.scatter(1, target[:, None], -math.inf).amax(1)
+
+
 def check_head(head: str, threshold: float = 0.5) -> None:
     """``ValueError`` naming ``head`` or ``threshold`` unless they are valid."""
     if head not in HEADS:
@@ -172,8 +177,7 @@ class Decision:
         if self.head == "sigmoid":
             signed = (logits - math.log(self.threshold / (1 - self.threshold))) * torch.where(self.on_before, 1.0, -1.0)
             return torch.where(self.labels, signed, torch.full_like(signed, math.inf)).amin(1)
-        log_probs = F.log_softmax(logits, 1)
-        return log_probs.gather(1, self.target[:, None])[:, 0] - log_probs.scatter(1, self.target[:, None], -math.inf).amax(1)
+        return label_gap(F.log_softmax(logits, 1), self.target)
 
     def kl(self, probs_after: torch.Tensor) -> torch.Tensor:
         """KL(before || after) per image (B,): of the distributions (softmax) or summed per-label Bernoulli KL (sigmoid)."""

@@ -255,7 +255,7 @@ def swap(scene: Scene, factor: str, seed: int = 0) -> Scene:
         raise ValueError(f"factor: expected one of {list(CLASSES)}, got {factor!r}")
     n = len(scene)
     rng = np.random.default_rng([seed, 99])
-    current = {"colour": scene.family, "texture": scene.orientation, "shape": scene.outline}[factor]
+    current = scene_labels(scene, factor)
     labelled = bool((current >= 0).all())
     new = (current + torch.from_numpy(rng.integers(1, 3, n)).long()) % 3 if labelled else None
     if factor == "colour":

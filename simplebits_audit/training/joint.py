@@ -40,10 +40,11 @@ from .._validation import check_pixel_images
 from ..estimators import BitEstimator, resolve_estimator
 from ..results import RUN_CLASSIFIER_FILE, RUN_HISTORY_FILE, RUN_SIMPLIFIER_FILE, lam_name, run_checkpoint, run_directory
 from ..simplification.common import round_8bit
+from ..simplification.heads import label_gap
 from ..simplification.learned import Simplifier, model_fingerprint
 from ..spaces import Spaces, make_spaces
 from .data import Batches, data_fingerprint, dataset_tensors, labelled_tensors
-from .loop import ResumableRun, check_checkpoint_every, rank_and_world, step_seed
+from .loop import ResumableRun, check_checkpoint_every, rank_and_world, settings_key, step_seed
 
 #: Defaults of :func:`train_with_simplification` (measured choices: README, "Training with simplification").
 JOINT_DEFAULTS: dict[str, Any] = {"epochs": 12, "batch_size": 64, "lr": 2e-3, "margin": 1.0, "warmup": 0.25}
@@ -182,12 +183,7 @@ def _run_key(
         "normalization": [list(map(float, v)) for v in normalization] if normalization is not None else None,
         "transforms": None if transforms is None else "custom",
     }
-    return json.loads(json.dumps(key))
-
-
-def label_gap(log_probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Log-probability of ``target`` minus that of the strongest other class, (B,)."""
-    return log_probs.gather(1, target[:, None])[:, 0] - log_probs.scatter(1, target[:, None], -math.inf).amax(1)
+    return settings_key(key)
 
 
 @torch.no_grad()
