@@ -152,10 +152,11 @@ def load_model(
 PROBE_SIDES = (32, 64, 128, 224)
 
 
-def check_classifier_output(model, inputs: torch.Tensor, *, name: str = "model", images: str = "images") -> int:
+def check_classifier_output(model, inputs: torch.Tensor, *, name: str = "model", images: str = "images", min_outputs: int = 2) -> int:
     """Call ``model`` on a small batch (B, C, H, W); return its number of classes or raise a clear one-line error.
 
-    The output must be finite logits of shape (B, classes) with at least two classes; anything
+    The output must be finite logits of shape (B, classes) with at least ``min_outputs`` classes (1 for
+    a sigmoid head's single logit, whose head check is the caller's); anything
     else (a tuple, a feature map, a detection dict, NaN) is refused before any long work starts.
     When the model fails on an image smaller than a size it runs on, the error says the image is
     too small (``images`` names the images in that message).
@@ -174,7 +175,7 @@ def check_classifier_output(model, inputs: torch.Tensor, *, name: str = "model",
             f"{name}: failed on an input of shape {tuple(inputs.shape)} ({err.__class__.__name__}: {last_line(err)})"
         ) from None
     check_logits(out, inputs.shape[0], name)
-    if out.shape[1] < 2:
+    if out.shape[1] < min_outputs:
         raise ValueError(f"{name}: output has {out.shape[1]} class; a classifier needs at least 2")
     if not bool(torch.isfinite(out).all()):
         raise ValueError(

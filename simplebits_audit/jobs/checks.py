@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from .._helpers import TargetLike, check_logits, resolve_target, run_device
+from .._helpers import TargetLike, resolve_target, run_device
 from ..estimators import BitEstimator, resolve_estimator
 from ..explainers import EXPLAINERS, SIMPLEBITS, Context, check_methods, explain, get_spec, list_explainers
 from ..models import check_classifier_output, check_not_training
@@ -148,27 +148,16 @@ def head_options(
     return options
 
 
-def check_model_outputs(model: Callable, x: torch.Tensor, head: str, *, n_outputs: int | None = None, images: str = "images") -> int:
+def check_model_outputs(model: Callable, x: torch.Tensor, head: str, *, images: str = "images") -> int:
     """The model's number of outputs K on ``x`` (B, C, H, W), or a one-line ``ValueError``.
 
     Finite logits (B, K) with K >= 2, or K = 1 (one logit per image) under ``head="sigmoid"``; a
     single logit under the softmax head is refused naming ``head`` (its softmax is always 1).
-    ``n_outputs``, once known from a first batch, saves the probe.
+    One forward pass.
     """
-    if n_outputs is None or n_outputs == 1:
-        try:
-            with torch.no_grad():
-                out = model(x)
-        except Exception:  # noqa: BLE001 -- check_classifier_output says what went wrong
-            out = None
-        if isinstance(out, torch.Tensor) and out.dim() == 2 and out.shape[1] == 1:
-            check_logits(out, x.shape[0], "model")
-            check_outputs(1, head, name="model")
-            if not bool(torch.isfinite(out).all()):
-                raise ValueError(f"model: output is NaN or infinite on {images} of shape {tuple(x.shape)}; "
-                                 "check the model and its preprocessing")
-            return 1
-    return check_classifier_output(model, x, images=images)
+    n = check_classifier_output(model, x, images=images, min_outputs=1)
+    check_outputs(n, head, name="model")
+    return n
 
 
 def preflight(
@@ -243,7 +232,7 @@ def preflight(
     n_classes = check_model_outputs(model, first, head, images=images_name)
     for start in range(1, len(pixels), CHECK_BATCH):
         batch = preprocessing.to_model(pixels[start : start + CHECK_BATCH].to(device))
-        check_model_outputs(model, batch, head, n_outputs=n_classes, images=images_name)
+        check_model_outputs(model, batch, head, images=images_name)
     binary = n_classes == 1
     if class_names is not None and len(class_names) != n_classes and not (binary and len(class_names) == 2):
         if binary:
