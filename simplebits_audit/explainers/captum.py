@@ -16,7 +16,8 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,9 +108,9 @@ def deeplift(
     """
     from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
 
-    calls = _count_calls(
-        forward_func, inputs[:1], slice_args(additional_forward_args, slice(0, 1), inputs.shape[0]), tuple(SUPPORTED_NON_LINEAR)
-    )
+    names = {m: name or type(m).__name__ for name, m in forward_func.named_modules() if isinstance(m, tuple(SUPPORTED_NON_LINEAR))}
+    seen = _probe(forward_func, inputs[:1], slice_args(additional_forward_args, slice(0, 1), inputs.shape[0]), list(names))
+    calls = Counter(names[m] for m in seen.calls)
     reused = [name for name, n in calls.items() if n > 1]
     if reused:
         raise ValueError(
@@ -532,20 +533,3 @@ def _leaf(inputs: torch.Tensor) -> torch.Tensor:
     return inputs.detach().requires_grad_(True)
 
 
-def _count_calls(model: nn.Module, example: torch.Tensor, additional_forward_args: Any, types: tuple[type, ...]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    named = [(name or type(m).__name__, m) for name, m in model.named_modules() if isinstance(m, types)]
-
-    def hook(name: str) -> Callable:
-        def count(*_: Any) -> None:
-            counts[name] = counts.get(name, 0) + 1
-        return count
-
-    handles = [m.register_forward_hook(hook(name)) for name, m in named]
-    try:
-        with torch.no_grad():
-            model(example, *as_tuple(additional_forward_args))
-    finally:
-        for h in handles:
-            h.remove()
-    return counts
