@@ -47,7 +47,8 @@ class World:
 
 def is_main_process() -> bool:
     """True in the process that reports and writes shared files: rank 0 under torchrun, the only process otherwise."""
-    return int(os.environ.get("RANK", "0")) == 0
+    # the same rule as join_world: RANK counts only in a world of more than one process
+    return int(os.environ.get("WORLD_SIZE", "1")) <= 1 or int(os.environ.get("RANK", "0")) == 0
 
 
 def rank_device(device: str | torch.device) -> torch.device:
