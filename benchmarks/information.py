@@ -27,7 +27,6 @@ split the design choices were measured on: docs/design-log.md).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import torch
@@ -63,7 +62,7 @@ def cat(values):
     return torch.cat([v.cpu() for v in values])
 
 
-def profile_of(results, masks, estimator, batch):
+def profile_of(results, masks, batch):
     """kept_inside per axis (N,) inside the ground-truth masks, and the results' summary numbers."""
     kept = {a: [] for a in AXES}
     for r, s in zip(results, batches(len(masks), batch)):
@@ -73,7 +72,7 @@ def profile_of(results, masks, estimator, batch):
     return {a: cat(v) for a, v in kept.items()}
 
 
-def summary(results, estimator):
+def summary(results):
     kept = cat([r.kept for r in results]).float()
     bits = cat([r.bits_after / r.bits_before for r in results])
     original = torch.cat([r.original for r in results])
@@ -104,9 +103,7 @@ def main() -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     n = 16 if args.quick else args.n
     split, seed = SPLITS[args.split]
-    cue_axes = dict(getattr(testbeds, "CUE_AXES", {}))
-    if not cue_axes and args.only != "localisation":
-        sys.exit("testbeds.CUE_AXES: this checkout has no single-cue testbeds (issue 22's colour/texture/shape testbeds)")
+    cue_axes = testbeds.CUE_AXES
     names = args.testbeds if args.testbeds else [t for t in cue_axes if t not in CONFLICT]
     estimator = resolve_estimator(args.estimator)
     options = {"steps": args.steps} if args.steps else {}
@@ -123,11 +120,11 @@ def main() -> None:
     for name in run_cues:
         data = testbeds.load(name, split, n=n, seed=seed)
         model = testbeds.load_classifier(name)
-        cue = cue_axes.get(name) or getattr(data, "cue_axis", None)
+        cue = data.cue_axis
         results, seconds = run_factorised(model, data.images, estimator, options, args.batch)
-        kept_inside = profile_of(results, data.masks, estimator, args.batch)
+        kept_inside = profile_of(results, data.masks, args.batch)
         profiles[name] = kept_inside
-        kept, bits, webp = summary(results, estimator)
+        kept, bits, webp = summary(results)
         others = [a for a in AXES if a != cue]
         content = [a for a in others if a != "region"] or others
         ahead_all = torch.stack([kept_inside[cue] > kept_inside[a] for a in others]).all(0)
