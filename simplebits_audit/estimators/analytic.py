@@ -14,9 +14,11 @@ exist almost everywhere. Grayscale is rated natively (one plane, no colour trans
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from .base import BitEstimator
 
@@ -60,15 +62,8 @@ def _laplace_log_cdf(t: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(t < 0, neg, pos)
 
 
-def discretized_laplace_log_prob(
-    value: torch.Tensor, pred: torch.Tensor, scale: torch.Tensor, low: torch.Tensor, high: torch.Tensor
-) -> torch.Tensor:
-    """Log-probability (nats) of the unit-width bin around ``value`` (0..255 units).
-
-    ``low`` and ``high`` are the smallest and largest values the variable can take; the edge bins
-    collect the tail mass, so the probabilities of all bins sum to one.
-    """
-    e = value - pred
+def _log_prob(e: torch.Tensor, scale: torch.Tensor, edge: torch.Tensor) -> torch.Tensor:
+    """Log-probability of the unit bin around residual ``e`` (edge: -1 lowest value, 1 highest, 0 interior)."""
     t_lo, t_hi = e - 0.5, e + 0.5
     log_cdf_hi = _laplace_log_cdf(t_hi, scale)
     log_sf_lo = _laplace_log_cdf(-t_lo, scale)  # log P(e > t_lo), by symmetry
@@ -80,7 +75,63 @@ def discretized_laplace_log_prob(
         torch.clamp(1 - 0.5 * torch.exp(torch.clamp(t_lo, max=0) / scale) - 0.5 * torch.exp(-torch.clamp(t_hi, min=0) / scale), min=1e-12)
     )
     interior = torch.where(t_lo >= 0, right, torch.where(t_hi <= 0, left, centre))
-    return torch.where(value < low + 0.5, log_cdf_hi, torch.where(value > high - 0.5, log_sf_lo, interior))
+    return torch.where(edge < 0, log_cdf_hi, torch.where(edge > 0, log_sf_lo, interior))
+
+
+def _d_log_cdf(t: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """d/dt and d/db of log P(e <= t) for a Laplace of scale b = 1 / u."""
+    q = 0.5 * torch.exp(-t.clamp(min=0) * u)  # the upper tail mass where t >= 0
+    ratio = torch.where(t < 0, torch.ones_like(q), q / (1 - q))
+    return u * ratio, -t * u * u * ratio
+
+
+class _DiscretizedLaplace(torch.autograd.Function):
+    """:func:`_log_prob` with its gradient in closed form.
+
+    Autograd through the branchy forward keeps about twenty full-size intermediates and runs as
+    many kernels backwards; at one megapixel that was most of a simplification step's time and
+    memory. The closed form keeps three tensors (``benchmarks/scale.py`` measures the effect).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, e: torch.Tensor, scale: torch.Tensor, edge: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(e, scale, edge)
+        return _log_prob(e, scale, edge)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+        e, scale, edge = ctx.saved_tensors
+        u = 1.0 / scale
+        t_lo, t_hi = e - 0.5, e + 0.5
+        de_hi, db_hi = _d_log_cdf(t_hi, u)  # log P(e <= t_hi)
+        ds_lo, db_lo = _d_log_cdf(-t_lo, u)  # log P(e > t_lo) = log P(-e <= -t_lo)
+        de_lo = -ds_lo
+        db_width = -u * u / torch.expm1(u)  # d/db log(1 - exp(-1/b))
+        a, c = 0.5 * torch.exp(t_lo.clamp(max=0) * u), 0.5 * torch.exp(-t_hi.clamp(min=0) * u)
+        mass = 1 - a - c
+        live = mass > 1e-12  # the forward clamps there: no gradient, as torch.clamp gives
+        inv = torch.where(live, 1 / mass.clamp(min=1e-12), torch.zeros_like(mass))
+        de_centre, db_centre = u * (c - a) * inv, u * u * (t_lo * a - t_hi * c) * inv
+        de_in = torch.where(t_lo >= 0, de_lo, torch.where(t_hi <= 0, de_hi, de_centre))
+        db_in = torch.where(t_lo >= 0, db_lo + db_width, torch.where(t_hi <= 0, db_hi + db_width, db_centre))
+        de = torch.where(edge < 0, de_hi, torch.where(edge > 0, de_lo, de_in))
+        db = torch.where(edge < 0, db_hi, torch.where(edge > 0, db_lo, db_in))
+        return grad * de, grad * db, None
+
+
+def discretized_laplace_log_prob(
+    value: torch.Tensor, pred: torch.Tensor, scale: torch.Tensor, low: torch.Tensor, high: torch.Tensor
+) -> torch.Tensor:
+    """Log-probability (nats) of the unit-width bin around ``value`` (0..255 units).
+
+    ``low`` and ``high`` are the smallest and largest values the variable can take; the edge bins
+    collect the tail mass, so the probabilities of all bins sum to one. Differentiable in
+    ``value``, ``pred`` and ``scale`` (closed-form gradient); ``low`` and ``high`` only choose the bin kind.
+    """
+    edge = (value > high - 0.5).to(torch.int8) - (value < low + 0.5).to(torch.int8)
+    e, scale = torch.broadcast_tensors(value - pred, scale)
+    return _DiscretizedLaplace.apply(e, scale, edge.expand_as(e))
 
 
 class AnalyticCoder(BitEstimator):
