@@ -25,12 +25,15 @@ from .base import BitEstimator
 _LOG2 = math.log(2.0)
 
 
-def _shift(p: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    """Value of the neighbour at (y - dy, x - dx), zero outside the image."""
+def _causal_neighbours(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Views of the W, N, NW and NE neighbours of every pixel of ``p`` (..., H, W), zero outside the image.
+
+    One zero-padded copy and four views of it (a padded copy per neighbour cost a third of the
+    coder's time at one megapixel).
+    """
     h, w = p.shape[-2:]
-    padded = F.pad(p, (max(dx, 0), max(-dx, 0), max(dy, 0), 0))
-    x0 = max(-dx, 0)
-    return padded[..., :h, x0 : x0 + w]
+    padded = F.pad(p, (1, 1, 1, 0))
+    return padded[..., 1:, 0:w], padded[..., :h, 1 : w + 1], padded[..., :h, 0:w], padded[..., :h, 2 : w + 2]
 
 
 def med_predict(p: torch.Tensor, start: float | torch.Tensor) -> torch.Tensor:
@@ -40,7 +43,7 @@ def med_predict(p: torch.Tensor, start: float | torch.Tensor) -> torch.Tensor:
     first pixel is predicted as ``start`` (a number, or a tensor broadcastable to (1, C, 1, 1)).
     """
     h, w = p.shape[-2:]
-    west, north, northwest = _shift(p, 0, 1), _shift(p, 1, 0), _shift(p, 1, 1)
+    west, north, northwest, _ = _causal_neighbours(p)
     row0 = torch.zeros(h, w, dtype=torch.bool, device=p.device)
     row0[0] = True
     col0 = torch.zeros_like(row0)
@@ -191,10 +194,8 @@ class AnalyticCoder(BitEstimator):
             start = torch.full((1, 1, 1, 1), 128.0, device=x.device, dtype=x.dtype)
         pred = med_predict(planes, start)
         abs_res = (planes - pred).abs()
-        neighbours = [(0, 1), (1, 0), (1, 1), (1, -1)]  # W, N, NW, NE
-        total = sum(_shift(abs_res, dy, dx) for dy, dx in neighbours)
-        ones = torch.ones_like(abs_res[:1, :1])
-        count = sum(_shift(ones, dy, dx) for dy, dx in neighbours)
+        total = sum(_causal_neighbours(abs_res))  # W, N, NW, NE
+        count = sum(_causal_neighbours(torch.ones_like(abs_res[:1, :1])))
         local = (total + self.prior_weight * self.prior_scale) / (count + self.prior_weight)
         scale = torch.clamp(self.scale_gain * local, min=self.min_scale)
         log_p = discretized_laplace_log_prob(planes, pred, scale, low, high)
