@@ -30,6 +30,14 @@ ENGINE_DEFAULTS: dict[str, dict[str, float]] = {
 #: The options :meth:`SimplifyConfig.resolved` fills from :data:`ENGINE_DEFAULTS` beyond the four every engine has.
 _ENGINE_ONLY = ("blur_sigma", "axis_mask_size")
 
+#: ``mask_size=None``: one mask cell per this many pixels of the image's longer side ...
+MASK_CELL_PIXELS = 16
+#: ... and never fewer cells than this (the grid every 32-256 px testbed was tuned with)
+MIN_MASK_GRID = 16
+#: ``internal_batch_size=None``: at most this many pixels (images x height x width) are simplified
+#: together; about 3 GB of extra memory with a small CNN at one megapixel per image (docs/benchmarks.md, "Scale")
+MAX_BATCH_PIXELS = 4 * 1024 * 1024
+
 OBJECTIVES = ("kl", "ce")
 LATENT_INITS = ("prior", "input")
 #: the mask engine's simple end (:func:`~simplebits_audit.simplification.mask.reference_image`)
@@ -90,8 +98,12 @@ class SimplifyConfig:
         holds), 0.2 to 20 otherwise; a given start above the default end is used as the end too.
     n_snapshots : int >= 1
         Snapshots along the path (the trade-off curve); the returned image is one of them.
-    mask_size : int >= 1
-        ``"mask"``: the mask is a ``mask_size`` x ``mask_size`` grid of logits, upsampled bilinearly.
+    mask_size : int >= 1, optional
+        ``"mask"`` (and the factorised engine's region): the mask is a ``mask_size`` x ``mask_size``
+        grid of logits (at most the image's size), upsampled bilinearly. ``None``: from the image
+        size (:func:`mask_grid`): one cell per :data:`MASK_CELL_PIXELS` pixels of the longer side,
+        at least :data:`MIN_MASK_GRID` cells (16 up to 256 px, 32 at 512 px, 64 at 1024 px), so a
+        20 px marker on a 1024 px radiograph can be kept without its neighbourhood.
     mask_init : float in (0, 1)
         ``"mask"``: the mask's value everywhere at the start; small = near the reference.
     reference : {"mean", "blur", "grey"}
@@ -113,6 +125,11 @@ class SimplifyConfig:
         With a learned ``simplifier``: refine its mask per image with this many mask-engine steps
         (warm-started; ``lr`` and ``lambda_*`` apply). 0: the learned output only, choosing the
         simplest kept image among the learned mask shifted towards the original.
+    internal_batch_size : int >= 1, optional
+        Simplify at most this many images together (Captum's name for the same bound); results are
+        concatenated. ``None``: as many as fit in :data:`MAX_BATCH_PIXELS` pixels (at least one),
+        so memory stays bounded at large sizes while small images run in one batch. A batch split
+        into parts gives the same kind of result; the random draws (the temperature) differ.
     seed : int
         Same seed, same result on the same machine: the engine's own random numbers and the
         model's (Dropout in a train-mode model) are drawn from generators seeded with it; the
@@ -131,7 +148,7 @@ class SimplifyConfig:
     lambda_start: float | None = None
     lambda_end: float | None = None
     n_snapshots: int = 10
-    mask_size: int = 16
+    mask_size: int | None = None
     mask_init: float = 0.4
     reference: str = "mean"
     blur_sigma: float | None = None
@@ -140,10 +157,11 @@ class SimplifyConfig:
     straight_through_rounding: bool = True
     dequantization_noise: bool = True
     refine_steps: int = 0
+    internal_batch_size: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("steps", "n_snapshots", "mask_size", "axis_mask_size", "seed"):
+        for name in ("steps", "n_snapshots", "mask_size", "axis_mask_size", "internal_batch_size", "seed"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
                 raise TypeError(f"{name}: expected an integer, got {value!r}")
@@ -153,8 +171,10 @@ class SimplifyConfig:
             raise ValueError(f"parameterization: expected one of {tuple(ENGINE_DEFAULTS)}, got {self.parameterization!r}")
         if not 0 < self.mask_init < 1:
             raise ValueError(f"mask_init: expected a value in (0, 1), got {self.mask_init}")
-        if self.mask_size < 1:
+        if self.mask_size is not None and self.mask_size < 1:
             raise ValueError(f"mask_size: expected a positive grid size, got {self.mask_size}")
+        if self.internal_batch_size is not None and self.internal_batch_size < 1:
+            raise ValueError(f"internal_batch_size: expected at least 1 image, got {self.internal_batch_size}")
         if self.blur_sigma is not None and not (isinstance(self.blur_sigma, numbers.Real) and self.blur_sigma > 0):
             raise ValueError(f"blur_sigma: expected a blur scale > 0 pixels, got {self.blur_sigma!r}")
         if self.axis_mask_size is not None and self.axis_mask_size < 1:
@@ -209,6 +229,23 @@ class SimplifyConfig:
     def fields(cls) -> tuple[str, ...]:
         """The option names, in declaration order."""
         return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def mask_grid(mask_size: int | None, shape: tuple[int, int]) -> tuple[int, int]:
+    """The mask's logit grid (rows, columns) for images of ``shape`` (H, W): ``mask_size`` cells a
+    side (``None``: one per :data:`MASK_CELL_PIXELS` pixels of the longer side, at least
+    :data:`MIN_MASK_GRID`), never more than the image's pixels."""
+    h, w = shape
+    size = max(MIN_MASK_GRID, -(-max(h, w) // MASK_CELL_PIXELS)) if mask_size is None else mask_size
+    return min(size, h), min(size, w)
+
+
+def images_per_chunk(internal_batch_size: int | None, shape: tuple[int, int]) -> int:
+    """How many images of ``shape`` (H, W) one engine run takes: ``internal_batch_size``, or
+    (``None``) as many as fit in :data:`MAX_BATCH_PIXELS` pixels, at least one."""
+    if internal_batch_size is not None:
+        return internal_batch_size
+    return max(1, MAX_BATCH_PIXELS // (shape[0] * shape[1]))
 
 
 def make_config(config: SimplifyConfig | None, options: dict[str, Any], *, caller: str = "simplify") -> SimplifyConfig:

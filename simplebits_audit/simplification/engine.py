@@ -27,7 +27,7 @@ from ..estimators import BitEstimator, Glow, resolve_estimator
 from ..spaces import make_spaces
 from . import factorised
 from .common import Classifier, Decision, PathRecorder, RunContext, evaluate, guarded_step, round_8bit, snapshot_steps
-from .config import ENGINE_DEFAULTS, SimplifyConfig, config_options, make_config
+from .config import ENGINE_DEFAULTS, SimplifyConfig, config_options, images_per_chunk, make_config, mask_grid
 from .factorised import factorised_engine
 from .heads import check_outputs
 from .learned import Simplifier, as_simplifier, learned_engine
@@ -173,6 +173,13 @@ def simplify(
     estimator = resolve_estimator(estimator, device=device)
     if config.parameterization == "latent" and not isinstance(estimator, Glow):
         raise ValueError(f"estimator: parameterization='latent' needs a Glow estimator, got {estimator.name!r}")
+    chunk = images_per_chunk(config.internal_batch_size, tuple(pixels.shape[-2:]))
+    if pixels.shape[0] > chunk:
+        return _in_chunks(
+            chunk, forward_func, inputs, resolve_target(target, pixels.shape[0], device=device), config=config, estimator=estimator,
+            additional_forward_args=additional_forward_args, normalization=normalization, transforms=transforms, simplifier=simplifier,
+            show_progress=show_progress,
+        )
     settings = {
         "objective": config.objective, "parameterization": config.parameterization, "latent_init": config.latent_init,
         "keep": config.keep, "head": config.head, "threshold": config.threshold, "steps": config.steps, "lr": config.lr,
@@ -189,7 +196,8 @@ def simplify(
             **{k: simplifier.config[k] for k in ("mask_size", "mask_init", "reference")},
         )
     elif config.parameterization in ("mask", "factorised"):
-        settings.update(mask_size=config.mask_size, mask_init=config.mask_init, reference=config.reference)
+        settings.update(mask_size=max(mask_grid(config.mask_size, tuple(pixels.shape[-2:]))), mask_init=config.mask_init,
+                        reference=config.reference)
     if simplifier is None and config.parameterization == "factorised":
         settings.update(blur_sigma=config.blur_sigma, axis_mask_size=config.axis_mask_size, composition=list(factorised.COMPOSITION))
     started = time.perf_counter()
@@ -218,6 +226,28 @@ def simplify(
             else _PixelParams(pixels)
         )
         return _continuation(run, config, params)
+
+
+def _in_chunks(
+    chunk: int, forward_func: ForwardFunc, inputs: torch.Tensor, target: torch.Tensor | None, **kwargs: Any
+) -> SimplificationResult:
+    """:func:`simplify` of ``inputs`` ``chunk`` images at a time, as one result.
+
+    ``target`` is resolved (B,) or None; tensors of ``additional_forward_args`` with one row per
+    image are split with the images (Captum's rule for ``internal_batch_size``), others go whole.
+    """
+    started, batch = time.perf_counter(), inputs.shape[0]
+    extra = kwargs.pop("additional_forward_args")
+    parts = []
+    for start in range(0, batch, chunk):
+        rows = slice(start, start + chunk)
+        args = None if extra is None else tuple(
+            a[rows] if isinstance(a, torch.Tensor) and a.dim() > 0 and a.shape[0] == batch else a for a in as_tuple(extra)
+        )
+        parts.append(simplify(forward_func, inputs[rows], None if target is None else target[rows], additional_forward_args=args, **kwargs))
+    result = SimplificationResult.cat(parts)
+    result.seconds = time.perf_counter() - started
+    return result
 
 
 def _continuation(run: RunContext, config: SimplifyConfig, params: Any) -> SimplificationResult:

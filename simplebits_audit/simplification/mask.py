@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from rich.progress import Progress
 
 from .common import PathRecorder, RunContext, guarded_step, round_8bit, snapshot_steps
-from .config import REFERENCES, SimplifyConfig
+from .config import REFERENCES, SimplifyConfig, mask_grid
 from .heads import probabilities
 from .result import SimplificationResult
 
@@ -63,17 +63,17 @@ def reference_image(pixels: torch.Tensor, kind: str = "mean") -> torch.Tensor:
 
 
 class MaskParams:
-    """x' = m * x + (1 - m) * r with m a bilinearly upsampled ``size`` x ``size`` grid of sigmoids."""
+    """x' = m * x + (1 - m) * r with m a bilinearly upsampled grid of sigmoids (:func:`~.config.mask_grid` of ``size``)."""
 
     def __init__(
-        self, pixels: torch.Tensor, reference: torch.Tensor, size: int, init: float, init_logits: torch.Tensor | None = None
+        self, pixels: torch.Tensor, reference: torch.Tensor, size: int | None, init: float, init_logits: torch.Tensor | None = None
     ) -> None:
         b, _, h, w = pixels.shape
         self.pixels, self.reference, self.shape = pixels, reference, (h, w)
         if init_logits is not None:  # warm start (a learned simplifier's mask): its own grid
             self.z = init_logits.detach().to(pixels.dtype).clone().requires_grad_(True)
             return
-        grid = (min(size, h), min(size, w))
+        grid = mask_grid(size, (h, w))
         self.z = torch.full((b, 1, *grid), math.log(init / (1 - init)), device=pixels.device, dtype=pixels.dtype, requires_grad=True)
 
     def tensors(self) -> list[torch.Tensor]:

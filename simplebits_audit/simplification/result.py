@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,39 @@ class SimplificationResult:
 
     def __len__(self) -> int:
         return len(self.status)
+
+    @classmethod
+    def cat(cls, parts: Sequence[SimplificationResult]) -> SimplificationResult:
+        """One result of the batches ``parts`` (runs of the same settings), in order.
+
+        Per-image fields are concatenated along the batch, the path fields (S, B, ...) along their
+        second dimension; ``seconds`` is their sum. Parts whose paths differ (knobs, labels, steps
+        or settings) are a ``ValueError`` naming ``parts``.
+        """
+        if not parts:
+            raise ValueError("parts: need at least one result")
+        first = parts[0]
+        for other in parts[1:]:
+            if (other.steps, other.settings, other.path_labels) != (first.steps, first.settings, first.path_labels) or not torch.equal(
+                other.path_lambdas, first.path_lambdas
+            ):
+                raise ValueError("parts: results of different settings or paths cannot be joined")
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            items = [getattr(p, f.name) for p in parts]
+            if f.name in ("path_lambdas", "steps", "settings", "path_labels"):
+                values[f.name] = items[0]
+            elif f.name == "seconds":
+                values[f.name] = float(sum(items))
+            elif f.name == "status":
+                values[f.name] = [s for item in items for s in item]
+            elif items[0] is None:
+                values[f.name] = None
+            elif isinstance(items[0], dict):
+                values[f.name] = {k: torch.cat([item[k] for item in items]) for k in items[0]}
+            else:
+                values[f.name] = torch.cat(items, dim=1 if f.name.startswith("path_") else 0)
+        return cls(**values)
 
     def to(self, device: str | torch.device) -> SimplificationResult:
         """A copy with every tensor on ``device``."""
