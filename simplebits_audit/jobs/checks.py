@@ -21,19 +21,23 @@ CPU for a model without parameters); an explicit ``device`` (``--device``) must 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from .._helpers import TargetLike, resolve_target, run_device
 from ..estimators import BitEstimator, resolve_estimator
 from ..explainers import EXPLAINERS, SIMPLEBITS, Context, check_methods, explain, get_spec, list_explainers
 from ..models import check_classifier_output, check_not_training
 from ..preprocessing import Preprocessing
+from ..simplification.config import ENGINE_DEFAULTS
 from ..simplification.heads import check_head, check_outputs
+from ..simplification.mask import INSERTION_FRACTIONS
 from ..spaces import Spaces, make_spaces
 from .answers import n_decisions
 
@@ -112,15 +116,72 @@ def job_device(model: Callable, device: str | torch.device | None = None) -> tor
     return run_device(model, device, must_agree=True)
 
 
-def check_image_size(shape: Sequence[int], preprocessing: Preprocessing, *, name: str = "images") -> None:
-    """Refuse images (C, H, W) of more than :data:`MAX_PIXELS` pixels unless a size was chosen."""
+def check_image_size(
+    shape: Sequence[int], preprocessing: Preprocessing, *, name: str = "images", step_cost: Callable[[], tuple[float, float]] | None = None,
+) -> None:
+    """Refuse images (C, H, W) of more than :data:`MAX_PIXELS` pixels unless a size was chosen.
+
+    ``step_cost() -> (seconds of one simplification step, of one forward pass)`` at this size
+    (:func:`measure_step`), when given, turns the message's estimate into a measured one.
+    """
     h, w = int(shape[-2]), int(shape[-1])
-    if h * w > MAX_PIXELS and preprocessing.size is None and preprocessing.crop is None:
-        raise ValueError(
-            f"{name}: {h} x {w} pixels ({h * w / 1e6:.1f} megapixels) is far larger than classifiers take, and simplifying "
-            f"every pixel would run for hours; resize to what the model expects (--size, e.g. --size 256 --crop 224), "
-            f"or pass --size {min(h, w)} to explain it at full size"
-        )
+    if h * w <= MAX_PIXELS or preprocessing.size is not None or preprocessing.crop is not None:
+        return
+    estimate = ""
+    try:
+        step, forward = step_cost() if step_cost is not None else (None, None)
+    except Exception:  # noqa: BLE001 - a model that cannot run at this size: the message goes without the estimate
+        step = forward = None
+    if step is not None:
+        steps = int(ENGINE_DEFAULTS["mask"]["steps"])
+        # the mask engine: one gradient check and ``steps`` steps, then the insertion path and the result
+        seconds = (steps + 1) * step + (len(INSERTION_FRACTIONS) + 2) * forward
+        estimate = (f"; one simplification step (model and bit estimator, forward and backward) measured here would take "
+                    f"{step:.1f} s at this size, so about {_duration(seconds)} per image at the default {steps} steps")
+    raise ValueError(
+        f"{name}: {h} x {w} pixels ({h * w / 1e6:.1f} megapixels) is far larger than classifiers take{estimate}; "
+        f"resize to what the model expects (--size, e.g. --size 256 --crop 224), or pass --size {min(h, w)} to explain it at full size"
+    )
+
+
+#: the pixels of the copy :func:`measure_step` times (larger images are extrapolated by pixel count)
+MEASURE_PIXELS = 512 * 512
+
+
+def measure_step(model: Callable, pixels: torch.Tensor, preprocessing: Preprocessing, estimator: BitEstimator) -> tuple[float, float]:
+    """Seconds of one mask-engine step and of one forward pass on the image ``pixels`` (1, C, H, W).
+
+    Timed on a copy resized to about :data:`MEASURE_PIXELS` pixels (a 12-megapixel photo through
+    a ResNet would not fit in memory) and scaled by the pixel count: convolutions and the bit
+    estimator cost in proportion to the pixels. The second of two runs counts (the first warms up).
+    """
+    h, w = pixels.shape[-2:]
+    factor = min(1.0, (MEASURE_PIXELS / (h * w)) ** 0.5)
+    small = F.interpolate(pixels.float(), scale_factor=factor, mode="area") if factor < 1 else pixels.float()
+    times = []
+    for _ in range(2):
+        x = small.detach().clone().requires_grad_(True)
+        started = time.perf_counter()
+        with torch.enable_grad():
+            score = model(preprocessing.to_model(x)).float().sum() + estimator.bpd(x).sum()
+            torch.autograd.grad(score, x)
+        step = time.perf_counter() - started
+        started = time.perf_counter()
+        with torch.no_grad():
+            model(preprocessing.to_model(small))
+            estimator.bpd(small)
+        times.append((step, time.perf_counter() - started))
+    scale = (h * w) / (small.shape[-2] * small.shape[-1])
+    return times[-1][0] * scale, times[-1][1] * scale
+
+
+def _duration(seconds: float) -> str:
+    """``seconds`` as a rounded human duration ("45 s", "12 min", "3.5 h")."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def class_index(target_name: str, class_names: Sequence[str] | None) -> int:
@@ -227,7 +288,9 @@ def preflight(
     check_not_training(model)
     preprocessing = preprocessing or Preprocessing()
     device = job_device(model, device)
-    check_image_size(pixels.shape[1:], preprocessing, name=images_name)
+    est = resolve_estimator(estimator, device=device)
+    check_image_size(pixels.shape[1:], preprocessing, name=images_name,
+                     step_cost=lambda: measure_step(model, pixels[:1].to(device), preprocessing, est))
     first = preprocessing.to_model(pixels[:1].to(device))
     n_classes = check_model_outputs(model, first, head, images=images_name)
     for start in range(1, len(pixels), CHECK_BATCH):
@@ -257,7 +320,6 @@ def preflight(
         raise ValueError(f"explainer: {explainer!r} is not an explainer that simplifies; choose from {list_explainers(simplifies=True)}")
     extra = [m for m in dict.fromkeys(methods) if m != explainer]
     names = check_methods([explainer, *extra] if explainer is not None else extra, method_options, name=methods_name)
-    est = resolve_estimator(estimator, device=device)
     spaces = make_spaces(preprocessing.normalization)
     checked = Preflight(device, n_classes, targets, names, spaces, est, head, float(threshold))
     # A method that cannot run on this model fails here, not after the simplification (which the

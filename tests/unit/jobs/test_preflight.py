@@ -158,3 +158,37 @@ def test_json_is_strict(tmp_path):
     text = path.read_text()
     assert "NaN" not in text and "Infinity" not in text
     assert json.loads(text) == {"a": None, "b": [1.5, None], "c": [None]}
+
+
+def test_the_large_image_message_gives_a_measured_estimate(files):
+    pixels = load_images([files / "huge.png"])
+    seen = []
+
+    class Recording(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Sequential(
+                torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3),
+            )
+
+        def forward(self, x):
+            seen.append(tuple(x.shape[-2:]))
+            return self.net(x)
+
+    with pytest.raises(ValueError) as err:
+        preflight(Recording().eval(), pixels, explainer=None, methods=("centre",))
+    message = str(err.value)
+    assert message.startswith("images: 1000 x 1100 pixels (1.1 megapixels)") and "\n" not in message
+    assert "measured here would take" in message and "per image at the default 30 steps" in message
+    assert "--size 1000" in message
+    # timed on a copy of about a quarter megapixel, never the full image
+    assert seen and all(h * w <= 300_000 for h, w in seen)
+
+
+def test_measure_step_scales_by_the_pixel_count():
+    from simplebits_audit.estimators import load_estimator
+    from simplebits_audit.jobs.checks import measure_step
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).eval()
+    step, forward = measure_step(model, torch.rand(1, 1, 64, 64), Preprocessing(), load_estimator("analytic"))
+    assert 0 < forward and 0 < step
