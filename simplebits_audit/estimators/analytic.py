@@ -58,40 +58,36 @@ def med_predict(p: torch.Tensor, start: float | torch.Tensor) -> torch.Tensor:
     return torch.where(corner, torch.as_tensor(start, dtype=pred.dtype, device=pred.device).expand_as(pred), pred)
 
 
-def _laplace_log_cdf(t: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """log P(e <= t) for a zero-mean Laplace with scale b, stable on both sides."""
-    neg = torch.clamp(t, max=0) / b + math.log(0.5)
-    pos = torch.log1p(-0.5 * torch.exp(-torch.clamp(t, min=0) / b))
-    return torch.where(t < 0, neg, pos)
+_LOG_HALF = math.log(0.5)
+
+
+def _log_cdf(t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """log P(e <= t) for a zero-mean Laplace of scale 1 / ``u``, stable on both sides."""
+    return torch.where(t < 0, t * u + _LOG_HALF, torch.log1p(-0.5 * torch.exp(-t.clamp(min=0) * u)))
 
 
 def _log_prob(e: torch.Tensor, scale: torch.Tensor, edge: torch.Tensor) -> torch.Tensor:
-    """Log-probability of the unit bin around residual ``e`` (edge: -1 lowest value, 1 highest, 0 interior)."""
-    t_lo, t_hi = e - 0.5, e + 0.5
-    log_cdf_hi = _laplace_log_cdf(t_hi, scale)
-    log_sf_lo = _laplace_log_cdf(-t_lo, scale)  # log P(e > t_lo), by symmetry
-    log_width = torch.log1p(-torch.exp(-1.0 / scale))
-    # Interior bins: one-sided closed forms keep far tails finite.
-    right = log_sf_lo + log_width  # bin entirely right of the mode
-    left = log_cdf_hi + log_width  # bin entirely left of the mode
-    centre = torch.log(
-        torch.clamp(1 - 0.5 * torch.exp(torch.clamp(t_lo, max=0) / scale) - 0.5 * torch.exp(-torch.clamp(t_hi, min=0) / scale), min=1e-12)
-    )
-    interior = torch.where(t_lo >= 0, right, torch.where(t_hi <= 0, left, centre))
-    return torch.where(edge < 0, log_cdf_hi, torch.where(edge > 0, log_sf_lo, interior))
+    """Log-probability of the unit bin around residual ``e`` (edge: -1 lowest value, 1 highest, 0 interior).
 
-
-def _d_log_cdf(t: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """d/dt and d/db of log P(e <= t) for a Laplace of scale b = 1 / u."""
-    q = 0.5 * torch.exp(-t.clamp(min=0) * u)  # the upper tail mass where t >= 0
-    ratio = torch.where(t < 0, torch.ones_like(q), q / (1 - q))
-    return u * ratio, -t * u * u * ratio
+    Interior bins by the distance ``a = |e|`` from the mode: beyond half a unit the closed form
+    ``log(1/2) - (a - 1/2) / b + log(1 - exp(-1 / b))`` (finite in far tails), the centre bin from
+    both tails. The edge bins hold the whole tail beyond them: ``log P(e <= e + 1/2)`` for the lowest
+    value, ``log P(e >= e - 1/2)`` for the highest.
+    """
+    u = scale.reciprocal()
+    a = e.abs()
+    far = torch.log1p(-torch.exp(-u)) + _LOG_HALF - (a - 0.5) * u
+    centre = torch.log((1 - 0.5 * torch.exp((a - 0.5).clamp(max=0) * u) - 0.5 * torch.exp(-(a + 0.5) * u)).clamp(min=1e-12))
+    out = torch.where(a < 0.5, centre, far)
+    if bool(edge.any()):
+        out = torch.where(edge != 0, _log_cdf(0.5 - edge * e, u), out)  # t = e + 1/2 (lowest), 1/2 - e (highest)
+    return out
 
 
 class _DiscretizedLaplace(torch.autograd.Function):
     """:func:`_log_prob` with its gradient in closed form.
 
-    Autograd through the branchy forward keeps about twenty full-size intermediates and runs as
+    Autograd through the branchy forward kept about twenty full-size intermediates and ran as
     many kernels backwards; at one megapixel that was most of a simplification step's time and
     memory. The closed form keeps three tensors (``benchmarks/scale.py`` measures the effect).
     """
@@ -105,21 +101,27 @@ class _DiscretizedLaplace(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
         e, scale, edge = ctx.saved_tensors
-        u = 1.0 / scale
-        t_lo, t_hi = e - 0.5, e + 0.5
-        de_hi, db_hi = _d_log_cdf(t_hi, u)  # log P(e <= t_hi)
-        ds_lo, db_lo = _d_log_cdf(-t_lo, u)  # log P(e > t_lo) = log P(-e <= -t_lo)
-        de_lo = -ds_lo
-        db_width = -u * u / torch.expm1(u)  # d/db log(1 - exp(-1/b))
-        a, c = 0.5 * torch.exp(t_lo.clamp(max=0) * u), 0.5 * torch.exp(-t_hi.clamp(min=0) * u)
-        mass = 1 - a - c
-        live = mass > 1e-12  # the forward clamps there: no gradient, as torch.clamp gives
-        inv = torch.where(live, 1 / mass.clamp(min=1e-12), torch.zeros_like(mass))
-        de_centre, db_centre = u * (c - a) * inv, u * u * (t_lo * a - t_hi * c) * inv
-        de_in = torch.where(t_lo >= 0, de_lo, torch.where(t_hi <= 0, de_hi, de_centre))
-        db_in = torch.where(t_lo >= 0, db_lo + db_width, torch.where(t_hi <= 0, db_hi + db_width, db_centre))
-        de = torch.where(edge < 0, de_hi, torch.where(edge > 0, de_lo, de_in))
-        db = torch.where(edge < 0, db_hi, torch.where(edge > 0, db_lo, db_in))
+        u = scale.reciprocal()
+        u2, a, sign = u * u, e.abs(), e.sign()
+        # far bins: d/da = -u, d/db = (a - 1/2) u^2 - u^2 / (exp(u) - 1)
+        de = -u * sign
+        db = (a - 0.5 - torch.expm1(u).reciprocal()) * u2
+        # centre bin: mass M = 1 - A - C, A = exp(-(1/2 - a) u) / 2, C = exp(-(1/2 + a) u) / 2
+        centre = a < 0.5
+        if bool(centre.any()):
+            big_a, big_c = 0.5 * torch.exp((a - 0.5).clamp(max=0) * u), 0.5 * torch.exp(-(a + 0.5) * u)
+            mass = 1 - big_a - big_c
+            # the forward clamps the mass at 1e-12: no gradient there, as torch.clamp gives
+            inv = torch.where(mass > 1e-12, mass.clamp(min=1e-12).reciprocal(), torch.zeros_like(mass))
+            de = torch.where(centre, sign * u * (big_c - big_a) * inv, de)
+            db = torch.where(centre, -u2 * (big_a * (0.5 - a) + big_c * (0.5 + a)) * inv, db)
+        if bool(edge.any()):
+            # log P(e <= t), t = 1/2 - edge * e: d/dt = u r, d/db = -t u^2 r, r = 1 (t < 0) or q / (1 - q), q = exp(-t u) / 2
+            t = 0.5 - edge * e
+            q = 0.5 * torch.exp(-t.clamp(min=0) * u)
+            r = torch.where(t < 0, torch.ones_like(q), q / (1 - q))
+            de = torch.where(edge != 0, -edge * u * r, de)
+            db = torch.where(edge != 0, -t * u2 * r, db)
         return grad * de, grad * db, None
 
 
@@ -185,18 +187,18 @@ class AnalyticCoder(BitEstimator):
         if v.shape[1] == 3:
             r, g, b = v[:, 0:1], v[:, 1:2], v[:, 2:3]
             planes = torch.cat([g, r - g, b - g], 1)
-            # Each plane's range given the already coded green value.
-            low = torch.cat([torch.zeros_like(g), -g, -g], 1)
-            high = torch.cat([torch.full_like(g, 255.0), 255.0 - g, 255.0 - g], 1)
+            values = torch.cat([g, r, b], 1).detach()  # R - G lies in [-G, 255 - G]: its edges are R's
             start = torch.tensor([128.0, 0.0, 0.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
         else:
-            planes, low, high = v, torch.zeros_like(v), torch.full_like(v, 255.0)
+            planes, values = v, v.detach()
             start = torch.full((1, 1, 1, 1), 128.0, device=x.device, dtype=x.dtype)
+        # Which bins are edge bins (the lowest or highest value, holding the tail): -1, 1 or 0.
+        edge = (values > 254.5).to(torch.int8) - (values < 0.5).to(torch.int8)
         pred = med_predict(planes, start)
         abs_res = (planes - pred).abs()
         total = sum(_causal_neighbours(abs_res))  # W, N, NW, NE
         count = sum(_causal_neighbours(torch.ones_like(abs_res[:1, :1])))
         local = (total + self.prior_weight * self.prior_scale) / (count + self.prior_weight)
         scale = torch.clamp(self.scale_gain * local, min=self.min_scale)
-        log_p = discretized_laplace_log_prob(planes, pred, scale, low, high)
+        log_p = _DiscretizedLaplace.apply(planes - pred, scale, edge)
         return (-log_p / _LOG2).sum(1, keepdim=True)

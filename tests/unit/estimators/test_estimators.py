@@ -175,3 +175,21 @@ def test_the_analytic_coders_pixel_gradient_is_finite_and_matches_finite_differe
     x = torch.rand(1, 3, 9, 9, generator=torch.Generator().manual_seed(0), dtype=torch.double)
     est = est.double()
     assert torch.autograd.gradcheck(lambda t: est.bits(t), (x.requires_grad_(True),), eps=1e-7, atol=1e-4)
+
+
+def test_the_analytic_bin_probability_equals_the_laplace_cdf_difference():
+    """Independent float64 reference: P(bin) = F(e + 1/2) - F(e - 1/2) inside, the whole tail at the edges."""
+    from simplebits_audit.estimators.analytic import _log_prob
+
+    g = torch.Generator().manual_seed(5)
+    n = 5000
+    e = torch.randint(-40, 41, (n,), generator=g).double() + (torch.rand(n, generator=g, dtype=torch.double) - 0.5) * 0.9
+    b = torch.rand(n, generator=g, dtype=torch.double) * 10 + 0.3
+    edge = torch.randint(-1, 2, (n,), generator=g).to(torch.int8)
+
+    def cdf(t):
+        return torch.where(t < 0, 0.5 * torch.exp(t / b), 1 - 0.5 * torch.exp(-t / b))
+
+    expected = torch.where(edge < 0, cdf(e + 0.5), torch.where(edge > 0, 1 - cdf(e - 0.5), cdf(e + 0.5) - cdf(e - 0.5)))
+    keep = expected > 1e-9  # where the naive difference is still accurate
+    torch.testing.assert_close(_log_prob(e, b, edge)[keep], expected.log()[keep], rtol=1e-7, atol=1e-7)
