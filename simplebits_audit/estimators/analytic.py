@@ -106,21 +106,22 @@ class _DiscretizedLaplace(torch.autograd.Function):
 
 
 def _d_log_prob(e: torch.Tensor, scale: torch.Tensor, edge: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """d/de and d/dscale of :func:`_log_prob` (closed form)."""
+    """d/de and d/dscale of :func:`_log_prob` (closed form; in-place on temporaries, which the coder's size makes matter)."""
     u = scale.reciprocal()
     u2, a, sign = u * u, e.abs(), e.sign()
     # far bins: d/da = -u, d/db = (a - 1/2) u^2 - u^2 / (exp(u) - 1)
-    de = -u * sign
-    db = (a - 0.5 - torch.expm1(u).reciprocal()) * u2
+    de = (sign * u).neg_()
+    db = torch.expm1(u).reciprocal_().neg_().add_(a).sub_(0.5).mul_(u2)
     # centre bin: mass M = 1 - A - C, A = exp(-(1/2 - a) u) / 2, C = exp(-(1/2 + a) u) / 2
     centre = a < 0.5
     if bool(centre.any()):
-        big_a, big_c = 0.5 * torch.exp((a - 0.5).clamp(max=0) * u), 0.5 * torch.exp(-(a + 0.5) * u)
-        mass = 1 - big_a - big_c
+        big_a = (a - 0.5).clamp_(max=0).mul_(u).exp_().mul_(0.5)
+        big_c = (a + 0.5).mul_(u).neg_().exp_().mul_(0.5)
+        mass = (big_a + big_c).neg_().add_(1)
         # the forward clamps the mass at 1e-12: no gradient there, as torch.clamp gives
-        inv = torch.where(mass > 1e-12, mass.clamp(min=1e-12).reciprocal(), torch.zeros_like(mass))
-        de = torch.where(centre, sign * u * (big_c - big_a) * inv, de)
-        db = torch.where(centre, -u2 * (big_a * (0.5 - a) + big_c * (0.5 + a)) * inv, db)
+        inv = mass.clamp(min=1e-12).reciprocal_().masked_fill_(mass <= 1e-12, 0)
+        de = torch.where(centre, (big_c - big_a).mul_(u).mul_(sign).mul_(inv), de)
+        db = torch.where(centre, (big_a.mul_(0.5 - a).add_(big_c.mul_(a + 0.5))).mul_(u2).mul_(inv).neg_(), db)
     if bool(edge.any()):
         # log P(e <= t), t = 1/2 - edge * e: d/dt = u r, d/db = -t u^2 r, r = 1 (t < 0) or q / (1 - q), q = exp(-t u) / 2
         t = 0.5 - edge * e
@@ -167,34 +168,34 @@ class _AnalyticBits(torch.autograd.Function):
                 floor: float) -> torch.Tensor:
         west, north, northwest = _med_inputs(planes)
         lo, hi = torch.minimum(west, north), torch.maximum(west, north)
-        pred = torch.where(northwest >= hi, lo, torch.where(northwest <= lo, hi, west + north - northwest))
+        take_lo, take_hi = northwest >= hi, northwest <= lo
+        pred = torch.where(take_lo, lo, torch.where(take_hi, hi, west + north - northwest))
         pred[..., :1, :1] = start.expand_as(pred[..., :1, :1])
+        # Which neighbours pred follows, for the adjoint: ``linear`` (W + N - NW), else ``turn`` = +1 where
+        # it took min(W, N), -1 where max(W, N), times sign(N - W) (0 on a tie, which shares the gradient).
+        take_hi &= ~take_lo
+        linear = ~(take_lo | take_hi)
+        turn = (take_lo.to(torch.int8) - take_hi.to(torch.int8)) * (north - west).sign().to(torch.int8)
         e = planes - pred
         raw = (sum(_causal_neighbours(e.abs())) + offset) * k
         scale = raw.clamp(min=floor)
-        ctx.save_for_backward(planes, e, scale, edge, k, raw >= floor)
+        ctx.save_for_backward(e, scale, edge, k, raw >= floor, linear, turn)
         return _log_prob(e, scale, edge)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        planes, e, scale, edge, k, unclamped = ctx.saved_tensors
+        e, scale, edge, k, unclamped, linear, turn = ctx.saved_tensors
         de, db = _d_log_prob(e, scale, edge)
         # the scale: max(k (S + offset), floor), S the sum of the neighbours' |e|
-        g_abs = _reverse_neighbour_sum(grad * db * k * unclamped)
-        g_res = grad * de + g_abs * e.sign()  # e = planes - pred
-        g_pred = -g_res
-        g_pred[..., :1, :1] = 0  # the corner is predicted as ``start``
-        # the median predictor: min / max (ties share the gradient, as torch.minimum) or W + N - NW
-        west, north, northwest = _med_inputs(planes)
-        lo, hi = torch.minimum(west, north), torch.maximum(west, north)
-        take_lo, take_hi = northwest >= hi, (northwest <= lo) & ~(northwest >= hi)
-        linear = ~(take_lo | take_hi)
-        tie = west == north
-        w_is_lo, w_is_hi = torch.where(tie, 0.5, (west < north).to(grad.dtype)), torch.where(tie, 0.5, (west > north).to(grad.dtype))
-        g_w = g_pred * (take_lo * w_is_lo + take_hi * w_is_hi + linear)
-        g_n = g_pred * (take_lo * (1 - w_is_lo) + take_hi * (1 - w_is_hi) + linear)
-        g_nw = -g_pred * linear
+        g_abs = _reverse_neighbour_sum(db.mul_(grad).mul_(k).mul_(unclamped))
+        g_res = de.mul_(grad).add_(g_abs.mul_(e.sign()))  # e = planes - pred
+        # the median predictor: dpred/dW = (1 + turn + linear) / 2, dpred/dN = (1 - turn + linear) / 2,
+        # dpred/dNW = -linear (min / max follow one neighbour, ties share, as torch.minimum does)
+        half = g_res * -0.5
+        half[..., :1, :1] = 0  # the corner is predicted as ``start``
+        base, swing = half + half * linear, half * turn
+        g_w, g_n, g_nw = base + swing, base - swing, half.mul_(-2).mul_(linear)
         # the border rules, undone in reverse order: column 0 took N, row 0 took W (the entries
         # moved are not read below: only W beyond column 0, N and NW beyond row 0 are pixels; the
         # corner, where all three meet, has no gradient: it is predicted as ``start``)
