@@ -2,7 +2,9 @@
 
 For each registered estimator, on 32x32 and 64x64 multi-scale crops of the held-out package
 photos: bpd; PNG (Pillow, optimize) and WebP lossless (Pillow, method 4) bpd of the same crops;
-the ratio to WebP; forward+backward milliseconds for a batch of 64 at 32x32; parameters.
+the ratio to WebP; forward+backward milliseconds for a batch of 64 at 32x32; parameters. Then the
+analytic coder's forward+backward time at real sizes against the same formulas run through plain
+autograd (``analytic.autograd_bits_map``), measured in the same run.
 
     python benchmarks/estimators.py [--crops 256] [--threads 2]
 """
@@ -19,18 +21,34 @@ from rich.table import Table
 from simplebits_audit import list_estimators, load_estimator
 from simplebits_audit.codecs import codec_bpd
 from simplebits_audit.estimators import DEFAULT_ESTIMATOR
+from simplebits_audit.estimators.analytic import autograd_bits_map
 from simplebits_audit.photos import held_out_crops
 
 
-def forward_backward_ms(estimator, repeats: int = 5) -> float:
-    x = torch.rand(64, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+def forward_backward_ms(estimator, repeats: int = 5, shape: tuple[int, ...] = (64, 3, 32, 32), bits=None) -> float:
+    """Median milliseconds of ``bits(x).sum().backward()`` (default: ``estimator.bits``) on random images of ``shape``."""
+    bits = estimator.bits if bits is None else bits
+    x = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
     times = []
     for _ in range(repeats + 1):
         xi = x.clone().requires_grad_(True)
         t0 = time.perf_counter()
-        estimator.bits(xi).sum().backward()
+        bits(xi).sum().backward()
         times.append(time.perf_counter() - t0)
     return 1000 * sorted(times[1:])[len(times[1:]) // 2]  # median, first call is warm-up
+
+
+def adjoint_table() -> Table:
+    """The analytic coder (hand-written adjoint) against the same formulas through plain autograd."""
+    coder = load_estimator("analytic")
+    table = Table(title="analytic coder, forward+backward ms: hand-written adjoint vs plain autograd (same formulas, same run)")
+    for col in ("images", "coder ms", "plain autograd ms", "speed-up"):
+        table.add_column(col, justify="right")
+    for shape in ((64, 3, 32, 32), (1, 3, 224, 224), (1, 3, 512, 512), (1, 1, 1024, 1024)):
+        ours = forward_backward_ms(coder, shape=shape)
+        plain = forward_backward_ms(coder, shape=shape, bits=lambda x: autograd_bits_map(coder, x).flatten(1).sum(1))
+        table.add_row("x".join(map(str, shape)), f"{ours:.0f}", f"{plain:.0f}", f"{plain / ours:.1f}x")
+    return table
 
 
 def main() -> None:
@@ -67,7 +85,9 @@ def main() -> None:
             row += [f"{bpd:.3f}", f"{png:.3f}", f"{webp:.3f}", f"{bpd / webp:.2f}"]
         row += [f"{forward_backward_ms(est):.0f}", f"{est.num_parameters:,}"]
         table.add_row(*row)
-    Console(width=200).print(table)
+    console = Console(width=200)
+    console.print(table)
+    console.print(adjoint_table())
 
 
 if __name__ == "__main__":

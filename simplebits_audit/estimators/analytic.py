@@ -223,6 +223,34 @@ def discretized_laplace_log_prob(
     return _DiscretizedLaplace.apply(e, scale, edge.expand_as(e))
 
 
+def autograd_bits_map(coder: AnalyticCoder, x: torch.Tensor) -> torch.Tensor:
+    """The coder's bits map (B, 1, H, W) of pixel images ``x`` (B, C, H, W), written with plain autograd ops.
+
+    The same formulas as :meth:`AnalyticCoder._bits_map` without the hand-written adjoint: the
+    oracle the tests check its values and gradients against, and the reference
+    ``benchmarks/estimators.py`` times it against.
+    """
+    planes, values, start = _coder_planes(x)
+    edge = (values > 254.5).to(torch.int8) - (values < 0.5).to(torch.int8)
+    pred = med_predict(planes, start)
+    total = sum(_causal_neighbours((planes - pred).abs()))
+    count = sum(_causal_neighbours(torch.ones_like(planes[:1, :1])))
+    local = (total + coder.prior_weight * coder.prior_scale) / (count + coder.prior_weight)
+    scale = torch.clamp(coder.scale_gain * local, min=coder.min_scale)
+    return (-_log_prob(planes - pred, scale, edge) / _LOG2).sum(1, keepdim=True)
+
+
+def _coder_planes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The coded planes (G, R - G, B - G, or the grey plane) in 0..255 units, each plane's own channel
+    values (whose 0 and 255 are the edge bins: R - G lies in [-G, 255 - G]) and the corner's prediction."""
+    v = x * 255.0
+    if v.shape[1] == 3:
+        r, g, b = v[:, 0:1], v[:, 1:2], v[:, 2:3]
+        start = torch.tensor([128.0, 0.0, 0.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        return torch.cat([g, r - g, b - g], 1), torch.cat([g, r, b], 1).detach(), start
+    return v, v.detach(), torch.full((1, 1, 1, 1), 128.0, device=x.device, dtype=x.dtype)
+
+
 class AnalyticCoder(BitEstimator):
     """Median-edge predictor + subtract-green + locally scaled discretised Laplace.
 
@@ -267,15 +295,7 @@ class AnalyticCoder(BitEstimator):
         }
 
     def _bits_map(self, x: torch.Tensor, noise: bool, generator: torch.Generator | None) -> torch.Tensor:
-        v = x * 255.0
-        if v.shape[1] == 3:
-            r, g, b = v[:, 0:1], v[:, 1:2], v[:, 2:3]
-            planes = torch.cat([g, r - g, b - g], 1)
-            values = torch.cat([g, r, b], 1).detach()  # R - G lies in [-G, 255 - G]: its edges are R's
-            start = torch.tensor([128.0, 0.0, 0.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-        else:
-            planes, values = v, v.detach()
-            start = torch.full((1, 1, 1, 1), 128.0, device=x.device, dtype=x.dtype)
+        planes, values, start = _coder_planes(x)
         # Which bins are edge bins (the lowest or highest value, holding the tail): -1, 1 or 0.
         edge = (values > 254.5).to(torch.int8) - (values < 0.5).to(torch.int8)
         # scale = max(gain * (S + prior_weight * prior_scale) / (count + prior_weight), min_scale), S the neighbours' |residuals|
