@@ -50,6 +50,7 @@ bilinearly. Targets: the predicted class (softmax models), logit 0 (one-logit mo
 
     python benchmarks/scale.py                                   # every cell: hours on 2 CPU cores
     python benchmarks/scale.py --models resnet50 --sizes 224 --threads 1
+    python benchmarks/scale.py --cells resnet50:224,vit_b_16:224,radiograph-cnn:1024   # the targets only
     python benchmarks/scale.py --quick                           # 32 px, resnet18, batch 1, tiny settings (tests)
     python benchmarks/scale.py --device cuda --out scale.json    # JSON of the raw numbers (atomic)
 """
@@ -229,6 +230,11 @@ def measure(model_name: str, size: int, method: str, args) -> dict:
     import resource
 
     torch.set_num_threads(args.threads)
+    if args.max_memory_gb and args.device == "cpu":  # CUDA's driver maps large private regions of its own
+        # Private memory (malloc and anonymous mmap) past this fails with torch's "can't allocate memory":
+        # Captum's default IG (all 50 steps at once) would otherwise take a shared machine down at 1024 px.
+        limit = int(args.max_memory_gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     device = torch.device(args.device)
     if method == "extremal" and importlib.util.find_spec("torchray") is None:
         return {"skipped": "torchray not installed"}
@@ -273,7 +279,8 @@ def measure(model_name: str, size: int, method: str, args) -> dict:
 
 def child_command(model: str, size: int, method: str, args) -> list[str]:
     return [sys.executable, __file__, "--one", model, str(size), method, "--device", args.device, "--threads", str(args.threads),
-            "--batch", str(args.batch), "--ig-batch", str(args.ig_batch), *(["--ep-iter", str(args.ep_iter)] if args.ep_iter else [])]
+            "--batch", str(args.batch), "--ig-batch", str(args.ig_batch), *(["--ep-iter", str(args.ep_iter)] if args.ep_iter else []),
+            *(["--max-memory-gb", str(args.max_memory_gb)] if args.max_memory_gb else [])]
 
 
 def run_child(model: str, size: int, method: str, args) -> dict:
@@ -287,6 +294,8 @@ def run_child(model: str, size: int, method: str, args) -> dict:
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        if "can't allocate memory" in tail or "MemoryError" in tail:
+            return {"error": f"out of memory (over --max-memory-gb {args.max_memory_gb:g})" if args.max_memory_gb else "out of memory"}
         return {"error": tail[:200]}
     return json.loads(lines[-1])
 
@@ -323,7 +332,7 @@ def _fmt(r: dict, key: str, spec: str) -> str:
     if "skipped" in r:
         return "not installed" if "torchray" in r["skipped"] else "skipped"
     if "error" in r:
-        return "error"
+        return "OOM" if r["error"].startswith("out of memory") else "timeout" if "cell-timeout" in r["error"] else "error"
     v = r.get(key)
     return "-" if v is None else format(v, spec)
 
@@ -370,10 +379,11 @@ def quality(args: argparse.Namespace, console: Console) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> dict | None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog="\n".join(__doc__.splitlines()[-5:]),
+    parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="comma-separated square sizes in pixels")
+    parser.add_argument("--cells", help="comma-separated MODEL:SIZE pairs instead of --models x --sizes (e.g. resnet50:224,vit_b_16:224)")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, from {', '.join(METHODS)}")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=max(1, torch.get_num_threads()), help="torch threads per measurement")
@@ -381,6 +391,9 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--ig-batch", type=int, default=10, help="internal_batch_size of the memory-bounded IG")
     parser.add_argument("--ep-iter", type=int, default=None, help="TorchRay extremal perturbation's max_iter (default: TorchRay's own)")
     parser.add_argument("--cell-timeout", type=float, default=None, help="seconds one measurement may run (then reported as an error)")
+    parser.add_argument("--max-memory-gb", type=float, default=None,
+                        help="refuse a measurement more private memory than this (CPU; shown as OOM) so a shared machine survives")
+    parser.add_argument("--tables-from", type=Path, help="print the tables of a (partial) --out JSON and stop")
     parser.add_argument("--quick", action="store_true", help="resnet18 at 32 px, tiny settings: checks the script, not a measurement")
     parser.add_argument("--out", type=Path, help="write the raw numbers as JSON here (atomically)")
     parser.add_argument("--one", nargs=3, metavar=("MODEL", "SIZE", "METHOD"), help=argparse.SUPPRESS)
@@ -389,6 +402,14 @@ def main(argv: list[str] | None = None) -> dict | None:
         model, size, method = args.one
         print(json.dumps(measure(model, int(size), method, args)))
         return None
+    console = Console(width=220)
+    if args.tables_from:
+        results = json.loads(args.tables_from.read_text())
+        ratios(results)
+        results["targets"] = targets(results)
+        print_tables(results, console)
+        console.print(f"command: {results['command']}")
+        return results
     models = [m for m in args.models.split(",") if m]
     methods = [m for m in args.methods.split(",") if m]
     for name, values, allowed in (("models", models, MODELS), ("methods", methods, METHODS)):
@@ -407,13 +428,20 @@ def main(argv: list[str] | None = None) -> dict | None:
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')}: expected at least 1, got {getattr(args, name)}")
     grid = cells(models, sizes)
+    if args.cells and not args.quick:
+        try:
+            grid = [(m, int(size)) for m, size in (c.split(":") for c in args.cells.split(",") if c)]
+        except ValueError:
+            parser.error(f"--cells: expected MODEL:SIZE pairs, got {args.cells!r}")
+        bad = [f"{m}:{size}" for m, size in grid if (m, size) not in cells([m] if m in MODELS else [], [size])]
+        if bad:
+            parser.error(f"--cells: {bad} not measurable; models {', '.join(MODELS)}, ViT-B/16 at 224 only, the 1-channel CNN >= 128")
     if not grid:
         parser.error(f"--models, --sizes: no cell ({models} x {sizes}); ViT-B/16 takes 224 only, the 1-channel CNN >= 128")
-    console = Console(width=220)
     command = "python benchmarks/scale.py " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     results = {"command": command.strip(), "device": args.device, "threads": args.threads, "batch": args.batch, "ig_batch": args.ig_batch,
                "ep_iter": args.ep_iter or _extremal_default_iterations(), "torch": torch.__version__, "torchray": _has_torchray(),
-               "methods": methods, "cells": []}
+               "methods": methods, "max_memory_gb": args.max_memory_gb, "load_average_start": _load(), "cells": []}
     console.print(f"torch {torch.__version__}, device {args.device}, {args.threads} threads, batch {args.batch}, "
                   f"torchray {'installed' if results['torchray'] else 'not installed'}; {len(grid)} cells x {len(methods)} methods")
     for model, size in grid:
@@ -426,14 +454,23 @@ def main(argv: list[str] | None = None) -> dict | None:
         results["cells"].append(cell)
         if args.out:  # partial results survive a long run's interruption
             _save(results, args.out)
+    results["load_average_end"] = _load()
     ratios(results)
     results["targets"] = targets(results)
     print_tables(results, console)
+    console.print(f"load average (1 min) at start {results['load_average_start']}, at end {results['load_average_end']} "
+                  f"({os.cpu_count()} CPUs; other jobs share them)")
     results["quality"] = quality(args, console)
     console.print(f"command: {results['command']}")
     if args.out:
         _save(results, args.out)
     return results
+
+
+def _load() -> float | None:
+    with contextlib.suppress(OSError, AttributeError):
+        return round(os.getloadavg()[0], 2)
+    return None
 
 
 def _has_torchray() -> bool:
