@@ -59,6 +59,16 @@ def test_each_engine_on_cuda(bed, engine):
     assert result.simplified.shape == x[:2].shape and torch.isfinite(result.bits_after).all()
 
 
+def test_information_profile_with_a_cpu_estimator_on_cuda(bed):
+    from simplebits_audit.metrics import information_profile
+
+    model, x = bed
+    result = simplify(model, x[:2], estimator="analytic", parameterization="factorised", **FAST)
+    glow = load_estimator("glow")  # on the CPU: rated where the images are, the caller's object stays put
+    profile = information_profile(result, estimator=glow, codec=None)
+    assert set(profile["region"]) == {"kept_inside", "bits_removed"} and next(glow.parameters()).device.type == "cpu"
+
+
 @pytest.mark.parametrize("name", ["analytic", "glow", "pixelcnn"])
 def test_estimator_bits_on_cuda_equal_cpu(name):
     x = testbeds.load("digits-on-photos", "test", n=4, seed=0).images
