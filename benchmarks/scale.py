@@ -38,7 +38,8 @@ Methods (every ratio is against Integrated Gradients measured in the same run, s
 Models (random weights, eval mode; cost does not depend on training):
 
 ``resnet18``, ``resnet50``  torchvision, 1000 classes, any size >= 32
-``vit_b_16``                torchvision, 1000 classes, 224 px only (its input size is fixed)
+``vit_b_16``                torchvision, 1000 classes, 224 px only (its input size is fixed); its zero-initialised
+                            head is redrawn (normal, std 0.02), or no gradient would reach the image
 ``radiograph-cnn``          the ``radiograph`` testbed's SmallCNN (1 channel, one sigmoid logit, width 16,
                             ``early_pool``, ``input_pool=2``) built at the cell's size with pools chosen
                             so its last map stays 4x4 as at 128 px; sizes >= 128
@@ -128,7 +129,12 @@ def build_model(name: str, size: int) -> tuple[torch.nn.Module, int, str]:
         model = torchvision.models.resnet18(weights=None, num_classes=1)
         model.conv1 = torch.nn.Conv2d(1, 64, 7, stride=2, padding=3, bias=False)
         return model.eval(), 1, "sigmoid"
-    return getattr(torchvision.models, name)(weights=None).eval(), 3, "softmax"
+    model = getattr(torchvision.models, name)(weights=None)
+    if name == "vit_b_16":
+        # torchvision zero-initialises the ViT's head: every logit 0 and no gradient reaches the image
+        # (SimpleBits refuses such a model; IG would return zeros at full cost). Give it a random head.
+        torch.nn.init.normal_(model.heads.head.weight, std=0.02)
+    return model.eval(), 3, "softmax"
 
 
 def make_inputs(channels: int, size: int, batch: int) -> torch.Tensor:
@@ -393,7 +399,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--cell-timeout", type=float, default=None, help="seconds one measurement may run (then reported as an error)")
     parser.add_argument("--max-memory-gb", type=float, default=None,
                         help="refuse a measurement more private memory than this (CPU; shown as OOM) so a shared machine survives")
-    parser.add_argument("--tables-from", type=Path, help="print the tables of a (partial) --out JSON and stop")
+    parser.add_argument("--tables-from", type=Path, nargs="+",
+                        help="print the tables of (partial) --out JSON files and stop; a cell in a later file replaces the same cell")
     parser.add_argument("--quick", action="store_true", help="resnet18 at 32 px, tiny settings: checks the script, not a measurement")
     parser.add_argument("--out", type=Path, help="write the raw numbers as JSON here (atomically)")
     parser.add_argument("--one", nargs=3, metavar=("MODEL", "SIZE", "METHOD"), help=argparse.SUPPRESS)
@@ -404,11 +411,16 @@ def main(argv: list[str] | None = None) -> dict | None:
         return None
     console = Console(width=220)
     if args.tables_from:
-        results = json.loads(args.tables_from.read_text())
+        runs = [json.loads(path.read_text()) for path in args.tables_from]
+        results, by_cell = runs[0], {}
+        for run in runs:  # each cell keeps its own run's IG: every ratio stays within one run
+            by_cell.update({(c["model"], c["size"]): c for c in run["cells"]})
+        results["cells"] = list(by_cell.values())
         ratios(results)
         results["targets"] = targets(results)
         print_tables(results, console)
-        console.print(f"command: {results['command']}")
+        for run in runs:
+            console.print(f"command: {run['command']}  (load average {run.get('load_average_start')} -> {run.get('load_average_end')})")
         return results
     models = [m for m in args.models.split(",") if m]
     methods = [m for m in args.methods.split(",") if m]
