@@ -380,6 +380,23 @@ def print_tables(results: dict, console: Console) -> None:
     console.print(table)
 
 
+def markdown_tables(results: dict) -> str:
+    """The time and memory tables as Markdown (docs/benchmarks.md), from the same numbers as :func:`print_tables`."""
+    methods, lines = results["methods"], []
+    for key, spec, title in (("seconds_per_image", ".3g", "Seconds per image"), ("extra_mb", ".0f", "Peak extra memory, MB")):
+        ratio = "x_ig" if key == "seconds_per_image" else "mem_x_ig"
+        lines += [f"**{title}**", "", "| model | size | pixels | " + " | ".join(methods) + " | SimpleBits / IG | SimpleBits / IG ib |",
+                  "|" + " --- |" * (len(methods) + 5)]
+        for cell in results["cells"]:
+            m = cell["methods"]
+            sb = m.get("simplebits", {})
+            row = [cell["model"], str(cell["size"]), f"{cell['size'] ** 2:,}", *(_fmt(m.get(k, {}), key, spec) for k in methods),
+                   _fmt(sb, ratio, ".2f"), _fmt(sb, ratio + "_bounded", ".2f")]
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def quality(args: argparse.Namespace, console: Console) -> dict | None:
     """Hook for the quality section (not built yet): realistic testbed and radiograph at their sizes.
 
@@ -408,6 +425,7 @@ def main(argv: list[str] | None = None) -> dict | None:
                         help="refuse a measurement more private memory than this (CPU; shown as OOM) so a shared machine survives")
     parser.add_argument("--tables-from", type=Path, nargs="+",
                         help="print the tables of (partial) --out JSON files and stop; a cell in a later file replaces the same cell")
+    parser.add_argument("--markdown", action="store_true", help="also print the time and memory tables as Markdown")
     parser.add_argument("--quick", action="store_true", help="resnet18 at 32 px, tiny settings: checks the script, not a measurement")
     parser.add_argument("--out", type=Path, help="write the raw numbers as JSON here (atomically)")
     parser.add_argument("--one", nargs=3, metavar=("MODEL", "SIZE", "METHOD"), help=argparse.SUPPRESS)
@@ -422,10 +440,12 @@ def main(argv: list[str] | None = None) -> dict | None:
         results, by_cell = runs[0], {}
         for run in runs:  # each cell keeps its own run's IG: every ratio stays within one run
             by_cell.update({(c["model"], c["size"]): c for c in run["cells"]})
-        results["cells"] = list(by_cell.values())
+        results["cells"] = sorted(by_cell.values(), key=lambda c: (MODELS.index(c["model"]), c["size"]))  # the scaling order
         ratios(results)
         results["targets"] = targets(results)
         print_tables(results, console)
+        if args.markdown:
+            print(markdown_tables(results))
         for run in runs:
             console.print(f"command: {run['command']}  (load average {run.get('load_average_start')} -> {run.get('load_average_end')})")
         return results
@@ -479,6 +499,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     print_tables(results, console)
     console.print(f"load average (1 min) at start {results['load_average_start']}, at end {results['load_average_end']} "
                   f"({os.cpu_count()} CPUs; other jobs share them)")
+    if args.markdown:
+        print(markdown_tables(results))
     results["quality"] = quality(args, console)
     console.print(f"command: {results['command']}")
     if args.out:
