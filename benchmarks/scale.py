@@ -85,7 +85,6 @@ MIN_SIZE = {"resnet18": 32, "resnet50": 32, "vit_b_16": 224, "radiograph-cnn": 1
 FIXED_SIZE = {"vit_b_16": 224}
 #: Models whose input size is fixed once built (the CNN's linear head): their warm-up runs on the cell's input.
 FIXED_INPUT = ("vit_b_16", "radiograph-cnn")
-ONE_CHANNEL = ("radiograph-cnn", "resnet18-1ch")
 #: Grad-CAM's layer for models without a spatial conv map (token maps reshaped to the patch grid).
 GRADCAM_LAYER = {"vit_b_16": "encoder.layers.encoder_layer_11.ln_1"}
 IG_STEPS = 50
@@ -120,11 +119,14 @@ def build_model(name: str, size: int) -> tuple[torch.nn.Module, int, str]:
 
     torch.manual_seed(0)
     if name == "radiograph-cnn":
-        from simplebits_audit.testbeds import SmallCNN
+        from simplebits_audit.testbeds import SmallCNN, classifier_card
 
-        side = size // 2  # input_pool 2, as the shipped 128 px classifier
-        pools = max(3, (side // 4).bit_length() - 1)  # last map 4x4, as at 128 px (pools=4)
-        return SmallCNN(n_classes=1, in_channels=1, width=16, size=size, early_pool=True, pools=pools, input_pool=2).eval(), 1, "sigmoid"
+        config = dict(classifier_card("radiograph")["config"])  # the shipped 128 px classifier's architecture
+        last = (config["size"] // config.get("input_pool", 1)) >> config.get("pools", 3)  # its last map's side (4)
+        side = size // config.get("input_pool", 1)
+        # pools added so that the last map keeps that side at this size
+        config.update(size=size, pools=max(3, (side // last).bit_length() - 1))
+        return SmallCNN(**config).eval(), config["in_channels"], "sigmoid"
     if name == "resnet18-1ch":
         model = torchvision.models.resnet18(weights=None, num_classes=1)
         model.conv1 = torch.nn.Conv2d(1, 64, 7, stride=2, padding=3, bias=False)
