@@ -11,7 +11,7 @@ import math
 import torch
 
 from ..codecs import codec_bits
-from ..estimators import BitEstimator
+from ..estimators import BitEstimator, resolve_estimator
 from ..simplification import SimplificationResult
 from ..simplification.common import round_8bit
 from ..simplification.factorised import AXES, compose, has_colour, region_reference
@@ -94,6 +94,8 @@ def information_profile(
     kept_region = result.axis_masks["region"]
     removed = axis_removed_images(result)
     original = round_8bit(result.original, False)
+    if estimator is not None:  # rated where the images are, as every other metric does (the caller's object never moves)
+        estimator = resolve_estimator(estimator, device=original.device)
     nan = torch.full((batch,), math.nan)
     bits_before = estimator.bits(original).cpu() if estimator is not None else None
     codec_before = codec_bits(original, codec).float() if codec is not None else None
