@@ -67,6 +67,7 @@ import gc
 import importlib.util
 import inspect
 import json
+import math
 import os
 import shlex
 import subprocess
@@ -398,15 +399,120 @@ def markdown_tables(results: dict) -> str:
     return "\n".join(lines)
 
 
-def quality(args: argparse.Namespace, console: Console) -> dict | None:
-    """Hook for the quality section (not built yet): realistic testbed and radiograph at their sizes.
+#: testbeds of the quality section: name -> the aux mask that holds its shortcut and the variant without it
+QUALITY_TESTBEDS = {"photo-objects": ("stamp", "absent"), "radiograph": ("marker", "absent")}
+#: the maps compared on them (SimpleBits first; the learned simplifier where one is shipped; trivial maps last)
+QUALITY_METHODS = (
+    "simplebits", "simplebits_learned", "ig", "saliency", "occlusion", "gradcam", "centre", "contrast", "brightness", "edges",
+)
+QUALITY_SEED = 11
 
-    To fill in: localisation AUROC of each method's map against the ground-truth masks, whether the
-    shortcut stamp is found (inside the map's top 5 %), bits and WebP size kept by SimpleBits, with
-    the same methods as the cost tables. Return a JSON-able dict (stored under ``"quality"``);
-    None: nothing measured.
+
+def top_share_hit(maps: torch.Tensor, masks: torch.Tensor, share: float = 0.05) -> torch.Tensor:
+    """Per image: do at least half of the pixels of ``masks`` lie in the map's top ``share`` of pixels? (B,) bool.
+
+    Ties at the cut count as inside only when the map is not constant (a random map puts about
+    ``share`` of the stamp there, so "any stamp pixel" would be met by chance).
     """
-    return None
+    flat = maps.flatten(1).double()
+    cut = torch.quantile(flat, 1 - share, dim=1, keepdim=True)
+    top = (flat >= cut) & (flat > flat.amin(1, keepdim=True))
+    m = masks.flatten(1)
+    return (top & m).sum(1) >= 0.5 * m.sum(1).clamp_min(1)
+
+
+def _extremal_maps(model, x: torch.Tensor, target: torch.Tensor, iterations: int | None) -> torch.Tensor:
+    """TorchRay's extremal perturbation masks (B, 1, H, W) at its defaults (area 0.1), one image at a time."""
+    from torchray.attribution.extremal_perturbation import extremal_perturbation
+
+    from simplebits_audit._helpers import model_guard
+
+    maps = []
+    with model_guard(model), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i in range(len(x)):
+            options = {} if iterations is None else {"max_iter": iterations}
+            maps.append(extremal_perturbation(model, x[i : i + 1], int(target[i]), **options)[0].detach())
+    return torch.cat(maps)
+
+
+def quality(args: argparse.Namespace, console: Console) -> dict | None:
+    """Quality at the realistic sizes: ``photo-objects`` (128 px, mobilenet_v3_small) and ``radiograph`` (128 px, sigmoid).
+
+    Per testbed, ``--quality N`` test images (seed 11), every map of :data:`QUALITY_METHODS` through
+    :func:`~simplebits_audit.jobs.comparison.compare` (the model's prediction explained) plus
+    TorchRay's extremal perturbation when installed: localisation AUROC against the object masks
+    (radiograph: positive images only), and on the images whose prediction changes when the
+    shortcut (stamp / marker) is removed, the share whose shortcut lies in the map's top 5 %. For
+    SimpleBits: predictions kept, bits kept and WebP size kept. None without ``--quality``.
+    """
+    if not args.quality:
+        return None
+    from simplebits_audit import testbeds
+    from simplebits_audit.codecs import codec_bits
+    from simplebits_audit.jobs.comparison import compare
+    from simplebits_audit.metrics import auroc
+    from simplebits_audit.simplification.learned import Simplifier
+
+    out = {}
+    for name, (shortcut, without) in QUALITY_TESTBEDS.items():
+        if name not in testbeds.TESTBEDS:
+            continue
+        data = testbeds.load(name, "test", n=args.quality, seed=QUALITY_SEED)
+        clean = testbeds.load(name, "test", n=args.quality, seed=QUALITY_SEED, variant=without)
+        model = testbeds.load_classifier(name)
+        head = "sigmoid" if name in testbeds.SIGMOID_HEADS else "softmax"
+        methods = [m for m in QUALITY_METHODS if m != "simplebits_learned" or _has_simplifier(name)]
+        options = {"simplebits_learned": {"simplifier": Simplifier.pretrained(name)}} if "simplebits_learned" in methods else {}
+        comp = compare(model, data.images, methods=methods, masks=data.masks, head=head, method_options=options,
+                       randomisation=False, infidelity_samples=0, sensitivity_images=0, seed=QUALITY_SEED)
+        maps, seconds = dict(comp.maps), dict(comp.seconds_per_image)
+        with torch.no_grad():
+            logits, clean_logits = model(data.images), model(clean.images)
+        pred = (logits[:, 0] > 0).long() if head == "sigmoid" else logits.argmax(1)
+        clean_pred = (clean_logits[:, 0] > 0).long() if head == "sigmoid" else clean_logits.argmax(1)
+        if _has_torchray() and head == "softmax":
+            started = time.perf_counter()
+            maps["extremal"] = _extremal_maps(model, data.images, pred, args.ep_iter)
+            seconds["extremal"] = (time.perf_counter() - started) / len(data)
+        aux = data.aux_masks[shortcut]
+        uses = aux.flatten(1).any(1) & (pred != clean_pred)
+        localised = data.masks.flatten(1).any(1)
+        rows = {}
+        for method, m in maps.items():
+            rows[method] = {
+                "auroc": float(auroc(m[localised], data.masks[localised]).nanmean()),
+                "shortcut_top5": float(top_share_hit(m[uses], aux[uses]).double().mean()) if uses.any() else math.nan,
+                "seconds": seconds.get(method, math.nan),
+            }
+        for method in ("simplebits", "simplebits_learned"):
+            if method in comp.results:
+                r = comp.results[method]
+                rows[method].update(kept=float(r.kept.double().mean()), bits_kept=float((r.bits_after / r.bits_before).mean()),
+                                    webp_kept=float((codec_bits(r.simplified) / codec_bits(r.original)).mean()))
+        out[name] = {"images": len(data), "localised": int(localised.sum()), "shortcut_used": int(uses.sum()), "methods": rows}
+    _print_quality(out, console)
+    return out
+
+def _has_simplifier(testbed: str) -> bool:
+    """Whether a learned simplifier ships for ``testbed``'s classifier."""
+    from importlib import resources
+
+    from simplebits_audit import testbeds
+
+    return (resources.files(testbeds) / "weights" / f"simplifier-{testbed}.pt").is_file()
+
+
+def _print_quality(out: dict, console: Console) -> None:
+    for name, block in out.items():
+        table = Table(title=f"quality on {name}: {block['images']} test images (seed {QUALITY_SEED}), {block['localised']} with an "
+                            f"object mask, {block['shortcut_used']} whose prediction changes without the shortcut")
+        for col in ("method", "AUROC^", "shortcut in top 5 %^", "s/img", "kept^", "bits kept v", "WebP kept v"):
+            table.add_column(col, justify="right")
+        for method, row in block["methods"].items():
+            table.add_row(method, f"{row['auroc']:.3f}", f"{row['shortcut_top5']:.2f}", f"{row['seconds']:.3g}",
+                          *(f"{row[k]:.3f}" if k in row else "" for k in ("kept", "bits_kept", "webp_kept")))
+        console.print(table)
 
 
 def main(argv: list[str] | None = None) -> dict | None:
@@ -428,6 +534,9 @@ def main(argv: list[str] | None = None) -> dict | None:
                         help="print the tables of (partial) --out JSON files and stop; a cell in a later file replaces the same cell")
     parser.add_argument("--markdown", action="store_true", help="also print the time and memory tables as Markdown")
     parser.add_argument("--quick", action="store_true", help="resnet18 at 32 px, tiny settings: checks the script, not a measurement")
+    parser.add_argument("--quality", type=int, default=0, metavar="N",
+                        help="also score maps on N test images of photo-objects and radiograph (0: skip)")
+    parser.add_argument("--only-quality", action="store_true", help="skip the cost cells (with --quality)")
     parser.add_argument("--out", type=Path, help="write the raw numbers as JSON here (atomically)")
     parser.add_argument("--one", nargs=3, metavar=("MODEL", "SIZE", "METHOD"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -482,6 +591,13 @@ def main(argv: list[str] | None = None) -> dict | None:
     results = {"command": command.strip(), "device": args.device, "threads": args.threads, "batch": args.batch, "ig_batch": args.ig_batch,
                "ep_iter": args.ep_iter or _extremal_default_iterations(), "torch": torch.__version__, "torchray": _has_torchray(),
                "methods": methods, "max_memory_gb": args.max_memory_gb, "load_average_start": _load(), "cells": []}
+    if args.only_quality:
+        torch.set_num_threads(args.threads)
+        results["quality"] = quality(args, console)
+        console.print(f"command: {results['command']}")
+        if args.out:
+            _save(results, args.out)
+        return results
     console.print(f"torch {torch.__version__}, device {args.device}, {args.threads} threads, batch {args.batch}, "
                   f"torchray {'installed' if results['torchray'] else 'not installed'}; {len(grid)} cells x {len(methods)} methods")
     for model, size in grid:
