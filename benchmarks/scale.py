@@ -15,6 +15,9 @@ For each (model, size) cell and each method, one fresh subprocess of this script
   after the warm-up, and glibc is told to return every freed block over 128 KiB to the system
   (``MALLOC_MMAP_THRESHOLD_``, plus ``malloc_trim``), so that memory the warm-up freed is not
   silently reused. Without ``/proc`` (not Linux) the peak includes loading: said in the output.
+  That setting maps and zeroes every large block afresh, which a user explaining image after image
+  does not pay: CPU calls under 10 s are timed a second time with freed blocks kept for reuse
+  (the learned simplifier's 0.18 s per ResNet-50 image read as 0.68 s otherwise).
   CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` minus the memory
   allocated before the call (tensors only; the caching allocator's reserve is not counted).
 
@@ -91,6 +94,9 @@ GRADCAM_LAYER = {"vit_b_16": "encoder.layers.encoder_layer_11.ln_1"}
 IG_STEPS = 50
 #: glibc: freed blocks over this many bytes go back to the system (so a warm-up's memory is not reused unseen).
 MMAP_THRESHOLD = 131072
+#: CPU calls shorter than this (seconds) are timed a second time with freed blocks up to
+#: ``RETIME_MMAP_THRESHOLD`` bytes kept for reuse (glibc's own limit), after the memory measurement
+RETIME_SECONDS, RETIME_MMAP_THRESHOLD = 10.0, 32 * 2**20
 #: The issue's targets: (label, model, size, method, time ratio bound, memory ratio bound or None), both against IG.
 TARGETS = (
     ("224 px ResNet-50: SimpleBits <= 1.5x IG time, <= IG memory", "resnet50", 224, "simplebits", 1.5, 1.0),
@@ -228,6 +234,13 @@ def _reset_peak_rss() -> bool:
         return False
 
 
+def _set_mmap_threshold(size: int) -> bool:
+    """glibc ``mallopt(M_MMAP_THRESHOLD, size)``: blocks under ``size`` bytes are kept for reuse once freed."""
+    with contextlib.suppress(OSError, AttributeError):
+        return bool(ctypes.CDLL("libc.so.6").mallopt(-3, size))  # M_MMAP_THRESHOLD
+    return False
+
+
 def _trim() -> None:
     gc.collect()
     with contextlib.suppress(OSError, AttributeError):
@@ -277,6 +290,12 @@ def measure(model_name: str, size: int, method: str, args) -> dict:
     else:
         hwm = _status_kb("VmHWM")
         peak = hwm * 1024 if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        if seconds < RETIME_SECONDS and _set_mmap_threshold(RETIME_MMAP_THRESHOLD):
+            # The memory run maps and zeroes every large block afresh; a user explaining image after image
+            # reuses them. Short calls, where that costs a large share, are timed again that way.
+            t0 = time.perf_counter()
+            run(x, target, False)
+            seconds = time.perf_counter() - t0
     return {"seconds_per_image": seconds / len(x), "extra_mb": max(0, peak - before) / 2**20, "before_mb": before / 2**20,
             "memory": memory, "batch": len(x)}
 
