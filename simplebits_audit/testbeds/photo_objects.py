@@ -1,0 +1,205 @@
+"""``photo-objects``: one textured object of five shapes on a 128 x 128 photo crop, plus a text-stamp shortcut.
+
+The realistic natural-image testbed (issue #21): colour images, 3 x :data:`SIZE` x :data:`SIZE`
+in [0, 1] (8-bit values), sized for real torchvision architectures (the shipped classifier is a
+``mobilenet_v3_small`` trained from scratch, ``testbeds.load_classifier("photo-objects")``).
+
+Every image is a photo crop with one object pasted on it:
+
+- **shape** (the label, :data:`CLASSES`): ``disc``, ``ring`` (inner radius
+  :data:`RING_INNER` of the outer), ``star`` (five points, inner radius :data:`STAR_INNER`),
+  ``cross`` (a plus sign, arm half-width :data:`CROSS_ARM`) or ``triangle`` (equilateral);
+  balanced classes in random order;
+- **size**: circumradius uniform in :data:`RADII` px, i.e. the object spans 25-50 % of the side;
+- **position**: the centre is uniform over the frame minus a margin of :data:`MARGIN` times the
+  circumradius, so up to 40 % of the radius may leave the frame; **rotation** uniform;
+- **fill**: another crop of the split's photos (its texture) mixed with a random colour (hue
+  uniform, saturation and value uniform in :data:`FILL_SATURATION`, :data:`FILL_VALUE`), the colour's
+  weight uniform in :data:`FILL_COLOUR_WEIGHT`; edges anti-aliased (drawn at 4x and box-downsampled).
+
+``masks`` (N, 1, H, W) bool: the object (coverage > 0.5), whether or not the stamp covers part of it.
+
+**The shortcut**: a text stamp, :data:`STAMP_TEXT` in Pillow's built-in font
+(``ImageFont.load_default(size=STAMP_FONT_SIZE)``, offline), white with a black 1-px drop shadow,
+opacity uniform in :data:`STAMP_OPACITY`, in the bottom-right corner :data:`STAMP_GAP` px from
+both edges (drawn per image). In the train split it sits on :data:`STAMP_RATE_CLASS` of the images
+of class :data:`STAMP_CLASS` and on :data:`STAMP_RATE_OTHER` of the others (stock photos of one
+kind of object carry an agency's watermark). ``aux_masks["stamp"]`` (N, 1, H, W) bool: the stamp's
+box (the text's bounding box, its shadow and one pixel of margin, about 14 x 42 px); empty where
+there is no stamp.
+Stamp variants (``load("photo-objects", split, variant=...)``):
+
+- ``None`` (default): ``"train"`` -> ``"correlated"``, ``"test"`` -> ``"shuffled"``;
+- ``"correlated"``: the train rates above;
+- ``"consistent"``: on every image of the stamp class and on no other;
+- ``"shuffled"``: on each image with probability 1/2, independent of the class;
+- ``"absent"``: nowhere; ``"everywhere"``: on every image.
+
+The variants of one (n, split, seed) share everything but the stamp's presence (scene and stamp
+draws come from separate random streams), so predictions can be compared image by image: the
+card's "flipped by the stamp" compares ``"absent"`` with ``"everywhere"``.
+
+Train and test use different photos: backgrounds and fills of the ``"train"`` split come from
+``photos.TRAIN_PACKAGE``, those of ``"test"`` from ``photos.HELD_OUT`` (whole photos held out),
+random multi-scale crops (:data:`CROP_SCALES` of the photos loaded at 512 px at most).
+
+Confounds a map could exploit (SPEC section 6; measured numbers in the card and in
+``docs/benchmarks.md``): the object's fill is a photo texture plus a colour that is on average
+no brighter than the background, so brightness barely points at it; but the object is a region
+of different texture and colour with a sharp outline, so local contrast and edge maps find its
+outline; it is large (25-50 % of the side) and mostly inside the frame, so a centred Gaussian
+localises it above chance. The stamp is bright, high-contrast text in one corner: brightness and
+edge maps find it, and a centre prior ranks it last.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from .. import photos
+from .cues import hsv_to_rgb
+
+SIZE = 128
+CLASSES = ["disc", "ring", "star", "cross", "triangle"]
+VARIANTS = ("correlated", "consistent", "shuffled", "absent", "everywhere")
+#: circumradius of the object in px (its extent is 25-50 % of the side)
+RADII = (16.0, 32.0)
+#: the centre keeps this share of the circumradius from the frame's edges
+MARGIN = 0.6
+RING_INNER = 0.55
+STAR_INNER = 0.45
+CROSS_ARM = 0.32
+#: fill: weight of the random colour against the photo texture, and the colour's saturation and value
+FILL_COLOUR_WEIGHT = (0.35, 0.75)
+FILL_SATURATION = (0.3, 1.0)
+FILL_VALUE = (0.2, 1.0)
+#: resize factors of the photos the crops are cut from (see photos.CropSampler)
+CROP_SCALES = (0.4, 1.0)
+#: the stamp: text, font size (px) of Pillow's built-in font, opacity range, gap to the bottom and right edges (px)
+STAMP_TEXT = "STOCK"
+STAMP_FONT_SIZE = 13
+STAMP_OPACITY = (0.6, 0.9)
+STAMP_GAP = (3, 8)
+#: the class whose train images carry the stamp most often, and the train rates
+STAMP_CLASS = "cross"
+STAMP_RATE_CLASS = 0.7
+STAMP_RATE_OTHER = 0.05
+#: supersampling factor of the object's outline
+_SUPER = 4
+
+
+def crop_sampler(split: str, seed: int) -> photos.CropSampler:
+    """The split's 128 px crop sampler, reseeded."""
+    return photos.split_crop_sampler(split, SIZE, CROP_SCALES, seed)
+
+
+@cache
+def stamp_alphas() -> tuple[torch.Tensor, torch.Tensor]:
+    """(text, shadow) coverage of the stamp, each (h, w) in [0, 1], rendered once per process."""
+    font = ImageFont.load_default(size=STAMP_FONT_SIZE)
+    left, top, right, bottom = font.getbbox(STAMP_TEXT)
+    w, h = right - left + 3, bottom - top + 3
+    text, shadow = Image.new("L", (w, h)), Image.new("L", (w, h))
+    ImageDraw.Draw(text).text((1 - left, 1 - top), STAMP_TEXT, fill=255, font=font)
+    ImageDraw.Draw(shadow).text((2 - left, 2 - top), STAMP_TEXT, fill=255, font=font)
+    return (torch.from_numpy(np.array(text)).float() / 255, torch.from_numpy(np.array(shadow)).float() / 255)
+
+
+def _polygon(label: int, cx: float, cy: float, r: float, theta: float) -> list[tuple[float, float]]:
+    """Vertices (x, y) of a polygonal shape (star, cross, triangle), in px."""
+    if label == CLASSES.index("star"):
+        pts = [(r if k % 2 == 0 else r * STAR_INNER, math.pi * k / 5) for k in range(10)]
+    elif label == CLASSES.index("triangle"):
+        pts = [(r, 2 * math.pi * k / 3) for k in range(3)]
+    else:  # cross: 12 corners of a plus sign whose arm tips reach the circumradius
+        a, b = CROSS_ARM, math.sqrt(1 - CROSS_ARM**2)
+        corners = [(b, a), (a, a), (a, b), (-a, b), (-a, a), (-b, a), (-b, -a), (-a, -a), (-a, -b), (a, -b), (a, -a), (b, -a)]
+        pts = [(r * math.hypot(x, y), math.atan2(y, x)) for x, y in corners]
+    return [(cx + rho * math.cos(phi + theta), cy + rho * math.sin(phi + theta)) for rho, phi in pts]
+
+
+def object_alpha(label: int, cx: float, cy: float, r: float, theta: float) -> torch.Tensor:
+    """Anti-aliased coverage (SIZE, SIZE) in [0, 1] of one object (centre and radius in px, rotation in radians)."""
+    s = _SUPER
+    canvas = Image.new("L", (SIZE * s, SIZE * s))
+    draw = ImageDraw.Draw(canvas)
+    X, Y, R = cx * s, cy * s, r * s
+    if label in (CLASSES.index("disc"), CLASSES.index("ring")):
+        draw.ellipse((X - R, Y - R, X + R, Y + R), fill=255)
+        if label == CLASSES.index("ring"):
+            q = R * RING_INNER
+            draw.ellipse((X - q, Y - q, X + q, Y + q), fill=0)
+    else:
+        draw.polygon([(x * s, y * s) for x, y in _polygon(label, cx, cy, r, theta)], fill=255)
+    small = canvas.resize((SIZE, SIZE), Image.Resampling.BOX)
+    return torch.from_numpy(np.array(small)).float() / 255
+
+
+def _stamp_presence(rng: np.random.Generator, labels: torch.Tensor, variant: str) -> torch.Tensor:
+    """(n,) bool: which images carry the stamp (one uniform draw per image, whatever the variant)."""
+    u = torch.from_numpy(rng.random(len(labels)))
+    own = labels == CLASSES.index(STAMP_CLASS)
+    if variant == "correlated":
+        return torch.where(own, u < STAMP_RATE_CLASS, u < STAMP_RATE_OTHER)
+    if variant == "consistent":
+        return own
+    if variant == "shuffled":
+        return u < 0.5
+    return torch.full((len(labels),), variant == "everywhere")
+
+
+Generated = tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]
+
+
+def generate(n: int, split: str, seed: int, variant: str | None = None) -> Generated:
+    """(images (n, 3, 128, 128) in [0, 1], labels (n,) long in [0, 5), object masks (n, 1, 128, 128)
+    bool, ``{"stamp": (n, 1, 128, 128) bool}``); deterministic for (n, split, seed, variant)."""
+    variant = variant or ("correlated" if split == "train" else "shuffled")
+    if variant not in VARIANTS:
+        raise ValueError(f"variant: expected one of {VARIANTS} (or None), got {variant!r}")
+    split_id = 0 if split == "train" else 1
+    rng = np.random.default_rng([seed, split_id, 21])  # the scene: shared by every variant
+    stamp_rng = np.random.default_rng([seed, split_id, 21, 1])
+    k = len(CLASSES)
+    labels = torch.from_numpy(rng.permutation(np.arange(n) % k)).long()
+    sampler = crop_sampler(split, int(rng.integers(2**31)))
+    radius = rng.uniform(*RADII, n)
+    lo, hi = MARGIN * radius, SIZE - MARGIN * radius
+    cx, cy = rng.uniform(lo, hi), rng.uniform(lo, hi)
+    theta = rng.uniform(0, 2 * math.pi, n)
+    hsv = torch.from_numpy(np.stack([rng.uniform(0, 1, n), rng.uniform(*FILL_SATURATION, n), rng.uniform(*FILL_VALUE, n)], 1)).float()
+    weight = torch.from_numpy(rng.uniform(*FILL_COLOUR_WEIGHT, n)).float().view(n, 1, 1, 1)
+    colour = hsv_to_rgb(hsv).view(n, 3, 1, 1)
+
+    present = _stamp_presence(stamp_rng, labels, variant)
+    opacity = torch.from_numpy(stamp_rng.uniform(*STAMP_OPACITY, n)).float()
+    gaps = stamp_rng.integers(STAMP_GAP[0], STAMP_GAP[1] + 1, (n, 2))
+    text, shadow = stamp_alphas()
+    h, w = text.shape
+
+    images = torch.empty(n, 3, SIZE, SIZE)
+    masks = torch.empty(n, 1, SIZE, SIZE, dtype=torch.bool)
+    stamp_masks = torch.zeros(n, 1, SIZE, SIZE, dtype=torch.bool)
+    for start in range(0, n, 256):  # chunks keep the float crops small
+        stop = min(start + 256, n)
+        background = sampler.sample(stop - start)
+        texture = sampler.sample(stop - start)
+        fill = weight[start:stop] * colour[start:stop] + (1 - weight[start:stop]) * texture
+        alpha = torch.stack([object_alpha(int(labels[i]), cx[i], cy[i], radius[i], theta[i]) for i in range(start, stop)]).unsqueeze(1)
+        image = (1 - alpha) * background + alpha * fill
+        masks[start:stop] = alpha > 0.5
+        for j, i in enumerate(range(start, stop)):
+            if not present[i]:
+                continue
+            r0, c0 = SIZE - h - int(gaps[i, 0]), SIZE - w - int(gaps[i, 1])
+            patch = image[j, :, r0 : r0 + h, c0 : c0 + w]
+            patch = patch * (1 - opacity[i] * shadow)  # black shadow, then white text
+            image[j, :, r0 : r0 + h, c0 : c0 + w] = patch + opacity[i] * text * (1 - patch)
+            stamp_masks[i, 0, r0 : r0 + h, c0 : c0 + w] = True
+        images[start:stop] = image.clamp(0, 1).mul(255).round().div(255)
+    return images, labels, masks, {"stamp": stamp_masks}
