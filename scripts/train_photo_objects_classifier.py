@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "simplebits_audit" / "testbeds" / "weights"
 NAME = "photo-objects"
 ARCH = "mobilenet_v3_small"
-#: test images of the localisation scores (the benchmark's seed, ``benchmarks/testbeds.py``'s EVAL_SEED)
+#: test images of the localisation scores (seed: ``benchmarks/testbeds.py``'s EVAL_SEED)
 EVAL_IMAGES = 100
 #: settings of the shipped classifier (the options' defaults; n: the testbed's default train size)
 DEFAULTS = {"n": testbeds.TESTBEDS[NAME][2]["train"], "epochs": 20, "batch_size": 64, "lr": 2e-3, "weight_decay": 0.05, "seed": 0}
@@ -124,53 +124,6 @@ def train(args: argparse.Namespace) -> tuple[torch.nn.Module, dict]:
     return model, {**settings, "training_seconds": round(run.seconds, 1), "generation_seconds": round(gen_seconds, 1)}
 
 
-def stamp_reliance(model: torch.nn.Module, validity, n: int = 1000, seed: int | None = None) -> dict:
-    """Accuracy per stamp variant on the same ``n`` test images, and how often adding the stamp changes a prediction."""
-    seed = validity.EVAL_SEED if seed is None else seed
-    preds, out = {}, {"images": n, "seed": seed, "split": "test"}
-    for variant in ("absent", "shuffled", "consistent", "everywhere"):
-        data = testbeds.load(NAME, "test", n=n, seed=seed, variant=variant)
-        preds[variant] = validity.predict(model, data.images)
-        out[f"accuracy, stamp {variant}"] = round(float(preds[variant].eq(data.labels).float().mean()), 4)
-    stamp_class = photo_objects.CLASSES.index(photo_objects.STAMP_CLASS)
-    others = data.labels != stamp_class
-    changed = preds["absent"] != preds["everywhere"]
-    out["predictions changed by adding the stamp"] = round(float(changed.float().mean()), 4)
-    out["of which to the stamp class"] = round(float((changed & (preds["everywhere"] == stamp_class)).float().mean()), 4)
-    out[f"non-{photo_objects.STAMP_CLASS} images predicted {photo_objects.STAMP_CLASS}: stamp absent"] = round(
-        float((preds["absent"][others] == stamp_class).float().mean()), 4)
-    out[f"non-{photo_objects.STAMP_CLASS} images predicted {photo_objects.STAMP_CLASS}: stamp everywhere"] = round(
-        float((preds["everywhere"][others] == stamp_class).float().mean()), 4)
-    return out
-
-
-def localisation(model: torch.nn.Module, validity, n: int = EVAL_IMAGES) -> dict:
-    """Trivial maps' and Captum's mean AUROC against the object masks and the stamp masks of ``n`` test images (stamps shuffled)."""
-    from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
-
-    data = testbeds.load(NAME, "test", n=n, seed=validity.EVAL_SEED)
-    x = data.images
-    target = validity.predict(model, x)
-    t0 = time.perf_counter()
-    layer = model.features[-1]  # the last conv block (4 x 4 at 128 px)
-    gc = LayerGradCam(model, layer).attribute(x, target=target, relu_attributions=True)
-    maps = {
-        "Saliency |grad| (max over channels)": Saliency(model).attribute(x, target=target, abs=True).amax(1, keepdim=True),
-        "IntegratedGradients |attr| (n_steps 50)": IntegratedGradients(model).attribute(
-            x, target=target, n_steps=50, internal_batch_size=250).abs().sum(1, keepdim=True),
-        "GradCAM (last block, upsampled)": LayerAttribution.interpolate(gc, x.shape[-2:], "bilinear"),
-    }
-    seconds = time.perf_counter() - t0
-    trivial = {f"trivial: {k}": v for k, v in validity.cue_trivial_maps(x).items()}
-    stamped = data.aux_masks["stamp"].flatten(1).any(1)
-    out = {"images": n, "split": "test", "seed": validity.EVAL_SEED, "variant": "shuffled", "target": "predicted class",
-           "captum_seconds": round(seconds, 1), "object": {}, "stamp": {"images": int(stamped.sum())}}
-    for k, v in {**trivial, **maps}.items():
-        out["object"][k] = round(validity.mean_auroc(v, data.masks), 3)
-        out["stamp"][k] = round(validity.mean_auroc(v[stamped], data.aux_masks["stamp"][stamped]), 3)
-    return out
-
-
 def export(model: torch.nn.Module, info: dict, args: argparse.Namespace) -> dict:
     validity = _validity()
     test = testbeds.load(NAME, "test", n=1000, seed=validity.EVAL_SEED)
@@ -181,8 +134,8 @@ def export(model: torch.nn.Module, info: dict, args: argparse.Namespace) -> dict
         "test_variant": "shuffled (stamp on half the images, independent of the class)",
         "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
         "parameters": sum(p.numel() for p in model.parameters()), "weights_dtype": "float16 (loaded as float32)",
-        "stamp_reliance": stamp_reliance(model, validity),
-        "localisation_auroc": localisation(model, validity),
+        "stamp_reliance": validity.photo_objects_stamp_reliance(model),
+        "localisation_auroc": validity.photo_objects_localisation(model, EVAL_IMAGES),
     }
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     save_torch({"arch": ARCH, "config": card["config"], "state_dict": state, "card": card}, args.out_dir / f"{NAME}.pt")
