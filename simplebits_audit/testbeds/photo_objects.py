@@ -13,15 +13,17 @@ Every image is a photo crop with one object pasted on it:
 - **size**: circumradius uniform in :data:`RADII` px, i.e. the object spans 25-50 % of the side;
 - **position**: the centre is uniform over the frame minus a margin of :data:`MARGIN` times the
   circumradius, so up to 40 % of the radius may leave the frame; **rotation** uniform;
-- **fill**: the background's mean colour made brighter or darker by :data:`FILL_SHIFT` (a fair
-  coin), tinted (per-channel offsets up to :data:`FILL_TINT` that leave its brightness alone) and
-  textured with another crop of the split's photos (times :data:`FILL_TEXTURE`); the background
-  crop is squeezed into :data:`BACKGROUND_RANGE` so that both signs fit. Edges anti-aliased (drawn
-  at 4x and box-downsampled). A first version filled the object with another photo crop mixed
-  with a random colour, with no brightness step (its outline often had little contrast to the
-  background): the ``mobilenet_v3_small`` stayed at 33 % train accuracy after 50 000 images seen,
-  a :class:`SmallCNN` at 38 % after 9000; with this fill they reached 59 % after 6000 and 74 %
-  after 9000 (one thread, probes of 3000 images).
+- **fill**: the mean colour of the background the object covers, made brighter or darker by
+  :data:`FILL_SHIFT` (a fair coin, flipped where the fill would come within :data:`FILL_HEADROOM`
+  of 0 or 1), tinted (per-channel offsets up to :data:`FILL_TINT` that leave its brightness
+  alone) and textured with another crop of the split's photos (times :data:`FILL_TEXTURE`); edges
+  anti-aliased (drawn at 4x and box-downsampled). The background crop keeps its full range
+  (:data:`BACKGROUND_RANGE`). Two earlier versions: (1) another photo crop mixed with a random
+  colour, no brightness step: the ``mobilenet_v3_small`` stayed at 33 % train accuracy after
+  50 000 images seen (a :class:`SmallCNN` at 38 % after 9000); (2) the step taken from the whole
+  image's mean colour on a background squeezed into [0.3, 0.7]: learnable (97 % test accuracy),
+  but the trivial contrast-to-the-image-mean map found the object at AUROC 0.99, above every
+  Captum method (Grad-CAM 0.90).
 
 ``masks`` (N, 1, H, W) bool: the object (coverage > 0.5), whether or not the stamp covers part of it.
 
@@ -50,12 +52,12 @@ Train and test use different photos: backgrounds and fills of the ``"train"`` sp
 random multi-scale crops (:data:`CROP_SCALES` of the photos loaded at 512 px at most).
 
 Confounds a map could exploit (SPEC section 6; measured numbers in the card and in
-``docs/benchmarks.md``): the object is brighter or darker than its background with a fair coin,
-so brightness does not point at it on average; but it stands out by a luminance step of 0.3 and a
-tint, with a sharp outline, so local contrast and edge maps find it (it is a real object on a
-photo, not hidden); it is large (25-50 % of the side) and mostly inside the frame, so a centred
-Gaussian localises it above chance. The stamp is bright, high-contrast text in one corner:
-brightness and edge maps find it, and a centre prior ranks it last.
+``docs/benchmarks.md``): the object differs from the background it covers by a luminance step of
+0.3 and a tint, with a sharp outline; the step is local and its sign a coin (flipped near 0 and
+1, so on dark photos objects are more often brighter: brightness scores a little above 0.5);
+the object is large (25-50 % of the side) and mostly inside the frame, so a centred Gaussian
+localises it above chance (the strongest trivial map). The stamp is bright, high-contrast text in
+one corner: edge maps find it, and a centre prior ranks it last.
 """
 
 from __future__ import annotations
@@ -80,13 +82,15 @@ RING_INNER = 0.55
 STAR_INNER = 0.45
 CROSS_ARM = 0.32
 #: the background crop's values are squeezed into this range, so that a fill brighter *or* darker fits
-BACKGROUND_RANGE = (0.3, 0.7)
+BACKGROUND_RANGE = (0.0, 1.0)
 #: fill = the background's mean colour shifted by +-FILL_SHIFT (sign at random), plus a colour tint
 #: (per-channel offsets uniform in +-FILL_TINT, their mean removed: no brightness) and another crop's
 #: texture (its deviations from its mean, times FILL_TEXTURE)
 FILL_SHIFT = 0.3
-FILL_TINT = 0.2
+FILL_TINT = 0.1
 FILL_TEXTURE = 0.3
+#: the step's sign flips where the fill's mean would come closer than this to 0 or 1
+FILL_HEADROOM = 0.05
 #: resize factors of the photos the crops are cut from (see photos.CropSampler)
 CROP_SCALES = (0.4, 1.0)
 #: the stamp: text, font size (px) of Pillow's built-in font, opacity range, gap to the bottom and right edges (px)
@@ -200,8 +204,14 @@ def generate(n: int, split: str, seed: int, variant: str | None = None) -> Gener
         background = dark + (bright - dark) * sampler.sample(stop - start)
         texture = sampler.sample(stop - start)
         texture = FILL_TEXTURE * (texture - texture.mean((1, 2, 3), keepdim=True))
-        fill = background.mean((2, 3), keepdim=True) + shift[start:stop] + tint[start:stop] + texture
         alpha = torch.stack([object_alpha(int(labels[i]), cx[i], cy[i], radius[i], theta[i]) for i in range(start, stop)]).unsqueeze(1)
+        # the mean colour of the background the object covers: the step is local (an image-wide
+        # reference made the trivial contrast-to-the-image-mean map find the object, AUROC 0.99)
+        local = (alpha * background).sum((2, 3), keepdim=True) / alpha.sum((2, 3), keepdim=True).clamp_min(1e-6)
+        step = shift[start:stop]
+        luma = local.mean(1, keepdim=True)
+        step = torch.where((luma + step > 1 - FILL_HEADROOM) | (luma + step < FILL_HEADROOM), -step, step)
+        fill = local + step + tint[start:stop] + texture
         image = (1 - alpha) * background + alpha * fill
         masks[start:stop] = alpha > 0.5
         for j, i in enumerate(range(start, stop)):
