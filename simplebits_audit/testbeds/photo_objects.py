@@ -82,7 +82,7 @@ RING_INNER = 0.55
 STAR_INNER = 0.45
 CROSS_ARM = 0.32
 #: the background crop's values are squeezed into this range, so that a fill brighter *or* darker fits
-BACKGROUND_RANGE = (0.0, 1.0)
+BACKGROUND_RANGE = (0.2, 0.8)
 #: fill = the background's mean colour shifted by +-FILL_SHIFT (sign at random), plus a colour tint
 #: (per-channel offsets uniform in +-FILL_TINT, their mean removed: no brightness) and another crop's
 #: texture (its deviations from its mean, times FILL_TEXTURE)
