@@ -214,6 +214,61 @@ def shortcut_reliance(model: torch.nn.Module, n: int = 1000, seed: int = EVAL_SE
     return out
 
 
+def photo_objects_stamp_reliance(model: torch.nn.Module, n: int = 1000, seed: int = EVAL_SEED) -> dict:
+    """How much a ``photo-objects`` classifier reads the "STOCK" stamp: accuracy per stamp variant on the
+    same ``n`` test images (the variants share everything but the stamp), and how often adding the
+    stamp to every image (``"absent"`` -> ``"everywhere"``) changes a prediction (to the stamp's class)."""
+    from simplebits_audit.testbeds import photo_objects
+
+    preds, out = {}, {"images": n, "seed": seed, "split": "test"}
+    for variant in ("absent", "shuffled", "consistent", "everywhere"):
+        data = testbeds.load("photo-objects", "test", n=n, seed=seed, variant=variant)
+        preds[variant] = predict(model, data.images)
+        out[f"accuracy, stamp {variant}"] = round(float(preds[variant].eq(data.labels).float().mean()), 4)
+    name = photo_objects.STAMP_CLASS
+    stamp_class = photo_objects.CLASSES.index(name)
+    others = data.labels != stamp_class
+    changed = preds["absent"] != preds["everywhere"]
+    to_stamp_class = changed & (preds["everywhere"] == stamp_class)
+
+    def share(t: torch.Tensor) -> float:
+        return round(float(t.float().mean()), 4)
+
+    out["predictions changed by adding the stamp"] = share(changed)
+    out[f"predictions changed by adding the stamp, to {name}"] = share(to_stamp_class)
+    out[f"non-{name} images predicted {name}, stamp absent"] = share(preds["absent"][others] == stamp_class)
+    out[f"non-{name} images predicted {name}, stamp everywhere"] = share(preds["everywhere"][others] == stamp_class)
+    return out
+
+
+def photo_objects_localisation(model: torch.nn.Module, n: int = 100, seed: int = EVAL_SEED) -> dict:
+    """Mean AUROC of the trivial maps (:func:`cue_trivial_maps`) and of Captum's Saliency, Integrated
+    Gradients (50 steps, internal batch 250) and Grad-CAM (last block, upsampled) explaining the
+    predicted class, against the object masks and, on the stamped images, the stamp masks of ``n``
+    ``photo-objects`` test images (stamps shuffled); with the Captum maps' seconds."""
+    from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
+
+    data = testbeds.load("photo-objects", "test", n=n, seed=seed)
+    x = data.images
+    target = predict(model, x)
+    t0 = time.perf_counter()
+    gradcam = LayerGradCam(model, model.features[-1]).attribute(x, target=target, relu_attributions=True)
+    maps = {
+        "Saliency |grad| (max over channels)": Saliency(model).attribute(x, target=target, abs=True).amax(1, keepdim=True),
+        "IntegratedGradients |attr| (n_steps 50)": IntegratedGradients(model).attribute(
+            x, target=target, n_steps=50, internal_batch_size=250).abs().sum(1, keepdim=True),
+        "GradCAM (last block, upsampled)": LayerAttribution.interpolate(gradcam, tuple(x.shape[-2:]), "bilinear"),
+    }
+    seconds = time.perf_counter() - t0
+    stamped = data.aux_masks["stamp"].flatten(1).any(1)
+    out = {"images": n, "split": "test", "seed": seed, "variant": "shuffled", "target": "predicted class",
+           "captum_seconds": round(seconds, 1), "object": {}, "stamp": {"images": int(stamped.sum())}}
+    for k, v in {**{f"trivial: {k}": v for k, v in cue_trivial_maps(x).items()}, **maps}.items():
+        out["object"][k] = round(mean_auroc(v, data.masks), 3)
+        out["stamp"][k] = round(mean_auroc(v[stamped], data.aux_masks["stamp"][stamped]), 3)
+    return out
+
+
 def trivial_aurocs(name: str, n: int = 200, seed: int = EVAL_SEED, mask: str | None = None) -> dict[str, float]:
     """Trivial maps' mean AUROC against the masks (``mask``: an ``aux_masks`` entry instead) of ``n``
     test images (images with an empty mask do not count)."""
@@ -258,6 +313,17 @@ def main() -> None:
             print("   accuracy on 500 test images with one information axis removed from the whole image:")
             for k, v in axis_removal(model, name).items():
                 print(f"   {k}: {v:.3f}")
+        if name == "photo-objects":  # 128 px, a mobilenet: its own maps (Grad-CAM, no Occlusion), object and stamp masks
+            for k, v in photo_objects_stamp_reliance(model).items():
+                print(f"   {k}: {v}")
+            scores = photo_objects_localisation(model, args.n)
+            for mask in ("object", "stamp"):
+                print(f"   localisation AUROC vs {mask} mask ({scores[mask].get('images', args.n)} of {args.n} test images; "
+                      f"Captum {scores['captum_seconds']:.0f} s):")
+                for k, v in scores[mask].items():
+                    if k != "images":
+                        print(f"   {k:<40s} {v:.3f}")
+            continue
         data = testbeds.load(name, "test", n=args.n, seed=EVAL_SEED)
         if not data.has_localisation:
             print("   no localisation mask (the evidence covers the whole image): localisation AUROC does not apply")

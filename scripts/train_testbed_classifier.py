@@ -53,6 +53,12 @@ TESTBED_DEFAULTS = {
 }
 
 
+#: testbeds whose classifiers another script trains (not a SmallCNN)
+OWN_SCRIPT = {"photo-objects": "scripts/train_photo_objects_classifier.py"}
+#: the testbeds this script trains
+NAMES = [t for t in testbeds.list_testbeds(None) if t not in OWN_SCRIPT]
+
+
 def settings(name: str, args: argparse.Namespace) -> dict:
     """The training settings of testbed ``name``: explicit options, else its defaults."""
     out = {**DEFAULTS, **TESTBED_DEFAULTS.get(name, {})}
@@ -141,7 +147,7 @@ def train_one(name: str, args: argparse.Namespace) -> dict:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("testbeds", nargs="*", default=testbeds.list_testbeds(None), choices=testbeds.list_testbeds(None))
+    parser.add_argument("testbeds", nargs="*", default=NAMES, choices=NAMES, help=f"default all but {OWN_SCRIPT} (their own scripts)")
     parser.add_argument("--epochs", type=int, default=None, help=f"default {DEFAULTS['epochs']} (or the testbed's, TESTBED_DEFAULTS)")
     parser.add_argument("--n", type=int, default=None, help=f"training images, default {DEFAULTS['n']} (or the testbed's)")
     parser.add_argument("--batch-size", type=int, default=None, help=f"default {DEFAULTS['batch_size']}")

@@ -24,6 +24,14 @@ indices, do not take them):
 - ``digits-stripes``: multi-label, 3 x 32 x 32; labels (N, 2) multi-hot = [digit present, stripes
   present], two logits; mask = the digit's strokes (all False without a digit).
 
+A realistic natural-image testbed (:mod:`.photo_objects`, issue #21), for real torchvision
+architectures (its shipped classifier is a ``mobilenet_v3_small``):
+
+- ``photo-objects``: 3 x 128 x 128; label = the shape of one textured object (disc / ring / star /
+  cross / triangle, 25-50 % of the side, anywhere, any rotation) on a photo crop; mask = the object;
+  a "STOCK" text stamp in the bottom-right corner that marks most ``cross`` images in the train
+  split, with its mask in ``aux_masks["stamp"]`` (``variant=`` chooses where it appears).
+
 Single-cue testbeds (:mod:`.cues`): one object on a photo crop, 3 x 32 x 32, three classes, mask =
 the object; :data:`CUE_AXES` (and ``Testbed.cue_axis``) names the information axis that carries
 the label ("colour", "detail" or "region"):
@@ -48,8 +56,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from . import blended_digits, cues, digits_on_photos, multilabel, radiograph, shortcut, stripes
-from .classifier import SmallCNN, train_classifier
+from . import blended_digits, cues, digits_on_photos, multilabel, photo_objects, radiograph, shortcut, stripes
+from .classifier import ARCHITECTURES, SmallCNN, build_classifier, train_classifier
 
 
 @dataclass
@@ -92,6 +100,7 @@ TESTBEDS: dict[str, tuple[Callable, list[str], dict[str, int]]] = {
     "blended-digits": (blended_digits.generate, [str(d) for d in range(10)], {"train": 6000, "test": 1000}),
     "radiograph": (radiograph.generate, list(radiograph.CLASSES), {"train": 4000, "test": 500}),
     "digits-stripes": (multilabel.generate, list(multilabel.CLASSES), {"train": 6000, "test": 1000}),
+    "photo-objects": (photo_objects.generate, list(photo_objects.CLASSES), {"train": 10000, "test": 1000}),
     **{name: (cues.GENERATORS[name], list(cues.CLASSES[cue]), {"train": 6000, "test": 1000})
         for name, (cue, _) in cues.TESTBED_CUES.items()},
 }
@@ -99,7 +108,9 @@ TESTBEDS: dict[str, tuple[Callable, list[str], dict[str, int]]] = {
 #: not listed localises (``radiograph``: the opacity, ``digits-stripes``: the digit)
 HAS_LOCALISATION: dict[str, bool] = {"digits-on-photos": True, "stripes": False, "shortcut": True, "blended-digits": True}
 #: testbeds with variants: name -> allowed ``variant`` values (None is always allowed)
-VARIANTS: dict[str, tuple[str, ...]] = {"shortcut": shortcut.VARIANTS, "radiograph": radiograph.VARIANTS}
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "shortcut": shortcut.VARIANTS, "radiograph": radiograph.VARIANTS, "photo-objects": photo_objects.VARIANTS,
+}
 #: testbeds whose classifiers have sigmoid heads: name -> number of logits. Their labels are 0/1
 #: (one logit: (N,) long) or multi-hot ((N, K) long), not class indices: a prediction is
 #: ``logit > 0``, and an explanation's target is a logit's index (0 for ``radiograph``).
@@ -146,19 +157,22 @@ def load(name: str, split: str = "train", n: int | None = None, seed: int = 0, v
 _WEIGHTS = resources.files(__package__) / "weights"
 
 
-def load_classifier(name: str, device: str | torch.device | None = None) -> SmallCNN:
-    """The shipped :class:`SmallCNN` trained on testbed ``name`` (eval mode, weights only).
+def load_classifier(name: str, device: str | torch.device | None = None) -> torch.nn.Module:
+    """The shipped classifier trained on testbed ``name`` (float32, eval mode, loaded with ``weights_only=True``).
 
-    Trained offline by ``scripts/train_testbed_classifier.py``; its card (test accuracy, ...) is
-    :func:`classifier_card`.
+    A checkpoint with an ``"arch"`` key names its architecture (:func:`build_classifier`: one of
+    :data:`ARCHITECTURES` from torchvision, e.g. ``photo-objects``' ``mobilenet_v3_small``; its
+    weights may be stored as float16); one without it is a :class:`SmallCNN` (every other testbed).
+    Trained offline by ``scripts/train_testbed_classifier.py`` (``photo-objects``:
+    ``scripts/train_photo_objects_classifier.py``); its card (test accuracy, ...) is :func:`classifier_card`.
     """
     weights = _WEIGHTS / f"{name}.pt"
     if name not in TESTBEDS or not weights.is_file():
         raise ValueError(f"name: no shipped classifier for testbed {name!r}")
     with resources.as_file(weights) as path:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    model = SmallCNN(**ckpt["config"])
-    model.load_state_dict(ckpt["state_dict"])
+    model = build_classifier(ckpt.get("arch", "small_cnn"), ckpt["config"])
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
     return model.to(device or "cpu").eval()
 
 
@@ -170,7 +184,7 @@ def classifier_card(name: str) -> dict[str, Any]:
 
 
 __all__ = [
-    "CUE_AXES", "HAS_LOCALISATION", "SIGMOID_HEADS", "TESTBEDS", "VARIANTS",
-    "SmallCNN", "Testbed", "classifier_card", "list_testbeds", "load",
+    "ARCHITECTURES", "CUE_AXES", "HAS_LOCALISATION", "SIGMOID_HEADS", "TESTBEDS", "VARIANTS",
+    "SmallCNN", "Testbed", "build_classifier", "classifier_card", "list_testbeds", "load",
     "load_classifier", "train_classifier",
 ]

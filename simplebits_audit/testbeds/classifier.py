@@ -1,4 +1,5 @@
-"""A small CNN for the testbeds (32x32 colour, 128x128 greyscale) and the trainer that fits it offline on CPU."""
+"""A small CNN for the testbeds (32x32 colour, 128x128 greyscale) and the trainer that fits it offline on CPU;
+the torchvision architectures a shipped checkpoint may name instead (:data:`ARCHITECTURES`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,23 @@ import torch
 import torch.nn.functional as F
 from rich.progress import Progress
 from torch import nn
+
+#: torchvision architectures a shipped testbed checkpoint may name in its ``"arch"`` key (built with
+#: its ``"config"`` as keyword arguments, random weights, then the checkpoint's state dict)
+ARCHITECTURES = ("mobilenet_v3_small", "resnet18")
+
+
+def build_classifier(arch: str, config: dict) -> nn.Module:
+    """A fresh classifier: ``arch="small_cnn"`` -> :class:`SmallCNN` (``config`` its keyword arguments),
+    or one of :data:`ARCHITECTURES` from torchvision (e.g. ``{"num_classes": 5}``); ``ValueError`` naming
+    ``arch`` otherwise (a checkpoint never names arbitrary code)."""
+    if arch == "small_cnn":
+        return SmallCNN(**config)
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"arch: expected 'small_cnn' or one of {ARCHITECTURES}, got {arch!r}")
+    import torchvision
+
+    return getattr(torchvision.models, arch)(weights=None, **config)
 
 
 def _conv(cin: int, cout: int) -> list[nn.Module]:
