@@ -513,6 +513,41 @@ def quality(args: argparse.Namespace, console: Console) -> dict | None:
     _print_quality(out, console)
     return out
 
+#: mask grids (cells a side) the cell-size sweep tries; the default rule gives 16 at 128 px
+GRID_SWEEP = (8, 16, 32, 64)
+
+
+def grid_sweep(args: argparse.Namespace, console: Console) -> dict:
+    """Localisation against mask cell size: SimpleBits with each grid of :data:`GRID_SWEEP` on the
+    quality testbeds (``--quality`` test images, seed 11): map AUROC, predictions kept, bits kept."""
+    from simplebits_audit import simplify, testbeds
+    from simplebits_audit.metrics import auroc
+
+    out: dict = {}
+    for name in QUALITY_TESTBEDS:
+        if name not in testbeds.TESTBEDS:
+            continue
+        data = testbeds.load(name, "test", n=args.quality, seed=QUALITY_SEED)
+        model = testbeds.load_classifier(name)
+        head = "sigmoid" if name in testbeds.SIGMOID_HEADS else "softmax"
+        target = torch.zeros(len(data), dtype=torch.long) if head == "sigmoid" else None
+        localised = data.masks.flatten(1).any(1)
+        table = Table(title=f"{name}: SimpleBits' mask against its grid ({len(data)} test images, {data.images.shape[-1]} px)")
+        for col in ("grid", "cell px", "AUROC^", "kept^", "bits kept v", "s/img"):
+            table.add_column(col, justify="right")
+        for grid in GRID_SWEEP:
+            started = time.perf_counter()
+            r = simplify(model, data.images, target, head=head, mask_size=grid)
+            seconds = (time.perf_counter() - started) / len(data)
+            row = {"auroc": float(auroc(r.mask[localised], data.masks[localised]).nanmean()), "kept": float(r.kept.double().mean()),
+                   "bits_kept": float((r.bits_after / r.bits_before).mean()), "seconds": seconds}
+            out.setdefault(name, {})[grid] = row
+            table.add_row(str(grid), f"{data.images.shape[-1] / grid:.0f}", f"{row['auroc']:.3f}", f"{row['kept']:.3f}",
+                          f"{row['bits_kept']:.3f}", f"{seconds:.3g}")
+        console.print(table)
+    return out
+
+
 def _has_simplifier(testbed: str) -> bool:
     """Whether a learned simplifier ships for ``testbed``'s classifier."""
     from importlib import resources
@@ -613,6 +648,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     if args.only_quality:
         torch.set_num_threads(args.threads)
         results["quality"] = quality(args, console)
+        results["grid_sweep"] = grid_sweep(args, console) if args.quality else None
         console.print(f"command: {results['command']}")
         if args.out:
             _save(results, args.out)
@@ -638,6 +674,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     if args.markdown:
         print(markdown_tables(results))
     results["quality"] = quality(args, console)
+    results["grid_sweep"] = grid_sweep(args, console) if args.quality else None
     console.print(f"command: {results['command']}")
     if args.out:
         _save(results, args.out)
