@@ -60,14 +60,24 @@ def rank_device(device: str | torch.device) -> torch.device:
 
 
 def join_world(device: str | torch.device) -> tuple[World, torch.device]:
-    """Join the torchrun process group if there is one; return the world and this rank's device."""
+    """Join the torchrun process group if there is one; return the world and this rank's device.
+
+    ``device`` is where the job's model is (``jobs.checks.job_device``). Under torchrun with CUDA
+    each rank runs on ``cuda:LOCAL_RANK``; a model already placed on another GPU is a one-line
+    ``ValueError`` naming ``model`` before any work (its weights and the rank's images would be
+    on different devices).
+    """
     size = int(os.environ.get("WORLD_SIZE", "1"))
     device = torch.device(device)
     if size <= 1:
         return World(), device
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
-        device = rank_device(device)
+        own = rank_device(device)
+        if device.index is not None and device != own:
+            raise ValueError(f"model: on {device}, but this torchrun process (LOCAL_RANK={local_rank}) runs on {own}; "
+                             "move each process's model to cuda:LOCAL_RANK before the job")
+        device = own
         torch.cuda.set_device(device)
     owns = not dist.is_initialized()
     if owns:
