@@ -42,20 +42,24 @@ def med_predict(p: torch.Tensor, start: float | torch.Tensor) -> torch.Tensor:
     On the first row the missing N and NW are taken as W, on the first column W and NW as N; the
     first pixel is predicted as ``start`` (a number, or a tensor broadcastable to (1, C, 1, 1)).
     """
-    h, w = p.shape[-2:]
+    return _med(p, start)[0]
+
+
+def _med(p: torch.Tensor, start: float | torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """:func:`med_predict`'s prediction with what its adjoint needs: ``(pred, west, north, take_lo, take_hi)``,
+    ``take_lo`` where it took min(W, N), ``take_hi`` where max(W, N) (both true on a flat NW: min wins)."""
     west, north, northwest, _ = _causal_neighbours(p)
-    row0 = torch.zeros(h, w, dtype=torch.bool, device=p.device)
-    row0[0] = True
-    col0 = torch.zeros_like(row0)
-    col0[:, 0] = True
-    north = torch.where(row0, west, north)
-    northwest = torch.where(row0, west, northwest)
-    west = torch.where(col0, north, west)
-    northwest = torch.where(col0, north, northwest)
-    corner = row0 & col0
+    # The border rules touch one row and one column: copies fixed there, not full-size selects.
+    north, northwest, west = north.clone(), northwest.clone(), west.clone()
+    north[..., 0, :] = west[..., 0, :]
+    northwest[..., 0, :] = west[..., 0, :]
+    west[..., :, 0] = north[..., :, 0]
+    northwest[..., :, 0] = north[..., :, 0]
     lo, hi = torch.minimum(west, north), torch.maximum(west, north)
-    pred = torch.where(northwest >= hi, lo, torch.where(northwest <= lo, hi, west + north - northwest))
-    return torch.where(corner, torch.as_tensor(start, dtype=pred.dtype, device=pred.device).expand_as(pred), pred)
+    take_lo, take_hi = northwest >= hi, northwest <= lo
+    pred = torch.where(take_lo, lo, torch.where(take_hi, hi, west + north - northwest))
+    pred[..., :1, :1] = torch.as_tensor(start, dtype=pred.dtype, device=pred.device).expand_as(pred[..., :1, :1])
+    return pred, west, north, take_lo, take_hi
 
 
 _LOG_HALF = math.log(0.5)
@@ -132,17 +136,6 @@ def _d_log_prob(e: torch.Tensor, scale: torch.Tensor, edge: torch.Tensor) -> tup
     return de, db
 
 
-def _med_inputs(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """W, N, NW of every pixel of ``p`` (B, C, H, W) with :func:`med_predict`'s border rules (no autograd)."""
-    west, north, northwest, _ = _causal_neighbours(p)
-    north, northwest, west = north.clone(), northwest.clone(), west.clone()
-    north[..., 0, :] = west[..., 0, :]
-    northwest[..., 0, :] = west[..., 0, :]
-    west[..., :, 0] = north[..., :, 0]
-    northwest[..., :, 0] = north[..., :, 0]
-    return west, north, northwest
-
-
 def _reverse_neighbour_sum(g: torch.Tensor) -> torch.Tensor:
     """The adjoint of ``sum(_causal_neighbours(p))``: each pixel collects ``g`` of the pixels it is W, N, NW or NE of."""
     h, w = g.shape[-2:]
@@ -166,11 +159,7 @@ class _AnalyticBits(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, planes: torch.Tensor, edge: torch.Tensor, start: torch.Tensor, k: torch.Tensor, offset: float,
                 floor: float) -> torch.Tensor:
-        west, north, northwest = _med_inputs(planes)
-        lo, hi = torch.minimum(west, north), torch.maximum(west, north)
-        take_lo, take_hi = northwest >= hi, northwest <= lo
-        pred = torch.where(take_lo, lo, torch.where(take_hi, hi, west + north - northwest))
-        pred[..., :1, :1] = start.expand_as(pred[..., :1, :1])
+        pred, west, north, take_lo, take_hi = _med(planes, start)
         # Which neighbours pred follows, for the adjoint: ``linear`` (W + N - NW), else ``turn`` = +1 where
         # it took min(W, N), -1 where max(W, N), times sign(N - W) (0 on a tie, which shares the gradient).
         take_hi &= ~take_lo
