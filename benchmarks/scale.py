@@ -517,9 +517,12 @@ def quality(args: argparse.Namespace, console: Console) -> dict | None:
 GRID_SWEEP = (8, 16, 32, 64)
 
 
-def grid_sweep(args: argparse.Namespace, console: Console) -> dict:
+def grid_sweep(args: argparse.Namespace, console: Console) -> dict | None:
     """Localisation against mask cell size: SimpleBits with each grid of :data:`GRID_SWEEP` on the
-    quality testbeds (``--quality`` test images, seed 11): map AUROC, predictions kept, bits kept."""
+    quality testbeds (``--quality`` test images, seed 11): map AUROC, predictions kept, bits kept.
+    None without ``--quality``."""
+    if not args.quality:
+        return None
     from simplebits_audit import simplify, testbeds
     from simplebits_audit.metrics import auroc
 
@@ -645,14 +648,19 @@ def main(argv: list[str] | None = None) -> dict | None:
     results = {"command": command.strip(), "device": args.device, "threads": args.threads, "batch": args.batch, "ig_batch": args.ig_batch,
                "ep_iter": args.ep_iter or _extremal_default_iterations(), "torch": torch.__version__, "torchray": _has_torchray(),
                "methods": methods, "max_memory_gb": args.max_memory_gb, "load_average_start": _load(), "cells": []}
-    if args.only_quality:
-        torch.set_num_threads(args.threads)
-        results["quality"] = quality(args, console)
-        results["grid_sweep"] = grid_sweep(args, console) if args.quality else None
-        console.print(f"command: {results['command']}")
-        if args.out:
-            _save(results, args.out)
-        return results
+    if not args.only_quality:
+        cost(grid, methods, results, args, console)
+    torch.set_num_threads(args.threads)  # the quality part runs in this process
+    results["quality"] = quality(args, console)
+    results["grid_sweep"] = grid_sweep(args, console)
+    console.print(f"command: {results['command']}")
+    if args.out:
+        _save(results, args.out)
+    return results
+
+
+def cost(grid: list[tuple[str, int]], methods: list[str], results: dict, args: argparse.Namespace, console: Console) -> None:
+    """Measure every (model, size) cell of ``grid`` with ``methods`` (one subprocess each) into ``results``, and print the tables."""
     console.print(f"torch {torch.__version__}, device {args.device}, {args.threads} threads, batch {args.batch}, "
                   f"torchray {'installed' if results['torchray'] else 'not installed'}; {len(grid)} cells x {len(methods)} methods")
     for model, size in grid:
@@ -673,12 +681,6 @@ def main(argv: list[str] | None = None) -> dict | None:
                   f"({os.cpu_count()} CPUs; other jobs share them)")
     if args.markdown:
         print(markdown_tables(results))
-    results["quality"] = quality(args, console)
-    results["grid_sweep"] = grid_sweep(args, console) if args.quality else None
-    console.print(f"command: {results['command']}")
-    if args.out:
-        _save(results, args.out)
-    return results
 
 
 def _load() -> float | None:
