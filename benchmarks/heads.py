@@ -36,7 +36,7 @@ from rich.table import Table
 from simplebits_audit import testbeds
 from simplebits_audit.codecs import codec_bits
 from simplebits_audit.explainers.registry import Context, explain
-from simplebits_audit.metrics import auroc
+from simplebits_audit.metrics import auroc, top_share_hit
 from simplebits_audit.metrics.sanity import model_randomisation
 
 #: SimpleBits twice: keeping the decision (the default), and keeping 90 % of the label's probability of its side
@@ -52,19 +52,6 @@ def run(name, model, x, target, context, **options):
     started = time.perf_counter()
     out = explain(name, model, x, target, context=context, **options)
     return out, time.perf_counter() - started
-
-
-def top_share_hit(maps: torch.Tensor, masks: torch.Tensor, share: float = 0.05) -> torch.Tensor:
-    """Per image: do most (>= half) of the pixels of ``masks`` lie in the map's top ``share`` of pixels? (B,) bool.
-
-    Ties at the cut count as inside only when the map is not constant; a random map puts about
-    ``share`` of the marker there, so "any marker pixel" would be met by chance.
-    """
-    flat = maps.flatten(1).double()
-    cut = torch.quantile(flat, 1 - share, dim=1, keepdim=True)
-    top = (flat >= cut) & (flat > flat.amin(1, keepdim=True))
-    m = masks.flatten(1)
-    return (top & m).sum(1) >= 0.5 * m.sum(1).clamp_min(1)
 
 
 def radiograph(n: int, console: Console) -> dict:

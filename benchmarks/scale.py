@@ -427,19 +427,6 @@ QUALITY_METHODS = (
 QUALITY_SEED = 11
 
 
-def top_share_hit(maps: torch.Tensor, masks: torch.Tensor, share: float = 0.05) -> torch.Tensor:
-    """Per image: do at least half of the pixels of ``masks`` lie in the map's top ``share`` of pixels? (B,) bool.
-
-    Ties at the cut count as inside only when the map is not constant (a random map puts about
-    ``share`` of the stamp there, so "any stamp pixel" would be met by chance).
-    """
-    flat = maps.flatten(1).double()
-    cut = torch.quantile(flat, 1 - share, dim=1, keepdim=True)
-    top = (flat >= cut) & (flat > flat.amin(1, keepdim=True))
-    m = masks.flatten(1)
-    return (top & m).sum(1) >= 0.5 * m.sum(1).clamp_min(1)
-
-
 def _extremal_maps(model, x: torch.Tensor, target: torch.Tensor, iterations: int | None) -> torch.Tensor:
     """TorchRay's extremal perturbation masks (B, 1, H, W) at its defaults (area 0.1), one image at a time."""
     from torchray.attribution.extremal_perturbation import extremal_perturbation
@@ -470,7 +457,7 @@ def quality(args: argparse.Namespace, console: Console) -> dict | None:
     from simplebits_audit import testbeds
     from simplebits_audit.codecs import codec_bits
     from simplebits_audit.jobs.comparison import compare
-    from simplebits_audit.metrics import auroc
+    from simplebits_audit.metrics import auroc, top_share_hit
     from simplebits_audit.simplification.learned import Simplifier
 
     out = {}

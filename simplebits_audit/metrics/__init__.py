@@ -22,7 +22,7 @@ from .faithfulness import (
     target_probability,
 )
 from .information import axis_removed_images, information_profile
-from .localisation import auroc, average_ranks, pointing_game, relevance_mass, relevance_rank
+from .localisation import auroc, average_ranks, pointing_game, relevance_mass, relevance_rank, top_share_hit
 from .sanity import model_randomisation, randomised_copy, rank_correlation
 from .simplicity import bits_removed, codec_check
 
@@ -52,5 +52,6 @@ __all__ = [
     "relevance_rank",
     "sensitivity",
     "target_probability",
+    "top_share_hit",
     "simplebits_curve",
 ]

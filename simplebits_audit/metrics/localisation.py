@@ -105,3 +105,26 @@ def relevance_rank(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     inside = (above & m).sum(1).double() + slots * (equal & m).sum(1).double() / equal.sum(1).clamp_min(1).double()
     out = inside / k.double()
     return torch.where(k > 0, out, torch.full_like(out, float("nan")))
+
+
+def top_share_hit(maps: torch.Tensor, masks: torch.Tensor, share: float = 0.05) -> torch.Tensor:
+    """Whether at least half of each mask lies in the map's top ``share`` of pixels (a shortcut "found").
+
+    Ties at the cut count as inside only when the map is not constant: a random map puts about
+    ``share`` of a small marker there, so "any marker pixel" would be met by chance.
+
+    Parameters
+    ----------
+    maps : Tensor (B, 1, H, W)
+    masks : Tensor (B, 1, H, W) bool
+    share : float in (0, 1)
+
+    Returns
+    -------
+    Tensor (B,) bool
+    """
+    s, m = _check(maps, masks)
+    flat = s.double()
+    cut = torch.quantile(flat, 1 - share, dim=1, keepdim=True)
+    top = (flat >= cut) & (flat > flat.amin(1, keepdim=True))
+    return (top & m).sum(1) >= 0.5 * m.sum(1).clamp_min(1)

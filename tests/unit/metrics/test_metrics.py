@@ -236,3 +236,15 @@ def test_bits_removed_and_codec_check(photos16):
     assert (check["png_bpd_after"] < check["png_bpd_before"]).all() and (check["webp_bpd_after"] < check["webp_bpd_before"]).all()
     with pytest.raises(ValueError, match="simplified"):
         M.codec_check(x, flat[:1])
+
+
+def test_top_share_hit_needs_half_the_mask_in_the_top_share_and_a_non_constant_map():
+    from simplebits_audit.metrics import top_share_hit
+
+    masks = torch.zeros(3, 1, 10, 10, dtype=torch.bool)
+    masks[:, :, :2, :2] = True  # 4 of 100 pixels
+    maps = torch.zeros(3, 1, 10, 10)
+    maps[0, :, :2, :2] = 1.0  # the whole marker on top
+    maps[1, :, 0, 0] = 1.0  # one marker pixel of four on top: not half
+    # maps[2] constant: every pixel ties at the cut, nothing counts as inside
+    assert top_share_hit(maps, masks).tolist() == [True, False, False]
