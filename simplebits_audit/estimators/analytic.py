@@ -88,27 +88,6 @@ def _log_prob(e: torch.Tensor, scale: torch.Tensor, edge: torch.Tensor) -> torch
     return out
 
 
-class _DiscretizedLaplace(torch.autograd.Function):
-    """:func:`_log_prob` with its gradient in closed form.
-
-    Autograd through the branchy forward kept about twenty full-size intermediates and ran as
-    many kernels backwards; at one megapixel that was most of a simplification step's time and
-    memory. The closed form keeps three tensors (``benchmarks/scale.py`` measures the effect).
-    """
-
-    @staticmethod
-    def forward(ctx: Any, e: torch.Tensor, scale: torch.Tensor, edge: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(e, scale, edge)
-        return _log_prob(e, scale, edge)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
-        e, scale, edge = ctx.saved_tensors
-        de, db = _d_log_prob(e, scale, edge)
-        return grad * de, grad * db, None
-
-
 def _d_log_prob(e: torch.Tensor, scale: torch.Tensor, edge: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """d/de and d/dscale of :func:`_log_prob` (closed form; in-place on temporaries, which the coder's size makes matter)."""
     u = scale.reciprocal()
@@ -196,20 +175,6 @@ class _AnalyticBits(torch.autograd.Function):
         g_planes[..., :-1, :] += g_n[..., 1:, :]
         g_planes[..., :-1, :-1] += g_nw[..., 1:, 1:]
         return g_planes, None, None, None, None, None
-
-
-def discretized_laplace_log_prob(
-    value: torch.Tensor, pred: torch.Tensor, scale: torch.Tensor, low: torch.Tensor, high: torch.Tensor
-) -> torch.Tensor:
-    """Log-probability (nats) of the unit-width bin around ``value`` (0..255 units).
-
-    ``low`` and ``high`` are the smallest and largest values the variable can take; the edge bins
-    collect the tail mass, so the probabilities of all bins sum to one. Differentiable in
-    ``value``, ``pred`` and ``scale`` (closed-form gradient); ``low`` and ``high`` only choose the bin kind.
-    """
-    edge = (value > high - 0.5).to(torch.int8) - (value < low + 0.5).to(torch.int8)
-    e, scale = torch.broadcast_tensors(value - pred, scale)
-    return _DiscretizedLaplace.apply(e, scale, edge.expand_as(e))
 
 
 def autograd_bits_map(coder: AnalyticCoder, x: torch.Tensor) -> torch.Tensor:
