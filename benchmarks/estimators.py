@@ -1,12 +1,15 @@
 """Bit estimators against real codecs on held-out photo crops, and their speed.
 
-For each registered estimator, on 32x32 and 64x64 multi-scale crops of the held-out package
-photos: bpd; PNG (Pillow, optimize) and WebP lossless (Pillow, method 4) bpd of the same crops;
-the ratio to WebP; forward+backward milliseconds for a batch of 64 at 32x32; parameters. Then the
+First the real codecs on multi-scale crops of the held-out package photos at 32, 64 and 224 px
+(PNG with Pillow's optimize, WebP lossless at method 4, JPEG-XL lossless at effort 9 via
+imagecodecs) and on the one-channel luminance of the 64 px crops. Then for each registered
+estimator on the same crops: bpd and its ratio to WebP and to JPEG-XL, the ratio on the grey crops
+(rated natively where the estimator can), the bpd of a flat 32x32 image, forward+backward
+milliseconds for a batch of 64 at 32x32, parameters. Then the
 analytic coder's forward+backward time at real sizes against the same formulas run through plain
 autograd (``analytic.autograd_bits_map``), measured in the same run.
 
-    python benchmarks/estimators.py [--crops 256] [--threads 2]
+    python benchmarks/estimators.py [--crops 256] [--threads 2] [--estimators analytic,context]
 """
 
 from __future__ import annotations
@@ -51,41 +54,71 @@ def adjoint_table() -> Table:
     return table
 
 
+SIZES = (32, 64, 224)
+#: crops per size: 224 px crops cost JPEG-XL effort 9 about 0.3 s each
+CROPS_224 = 32
+
+
+def codec_reference(crops: dict[int, torch.Tensor]) -> dict[int, dict[str, float]]:
+    """Mean bpd of PNG, WebP lossless and JPEG-XL lossless at effort 9 on each size's crops."""
+    return {
+        size: {"PNG": codec_bpd(x, "png").mean().item(), "WebP": codec_bpd(x, "webp").mean().item(),
+               "JXL e9": codec_bpd(x, "jxl", effort=9).mean().item()}
+        for size, x in crops.items()
+    }
+
+
+def estimator_bpd(est, x: torch.Tensor) -> float:
+    with torch.no_grad():
+        return torch.cat([est.bpd(c) for c in x.split(16 if x.shape[-1] > 64 else 64)]).mean().item()
+
+
+def luminance(x: torch.Tensor) -> torch.Tensor:
+    """One-channel 8-bit luminance (ITU-R 601 weights) of RGB images in [0, 1]."""
+    return torch.round((x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True) * 255) / 255
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--crops", type=int, default=256)
+    parser.add_argument("--crops", type=int, default=256, help="crops per size at 32 and 64 px (224 px: %(default)s / 8)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--estimators", default=None, help="comma-separated names (default: every registered estimator)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    crops = {size: held_out_crops(args.crops, size=size) for size in (32, 64)}
-    codecs = {size: (codec_bpd(x, "png").mean().item(), codec_bpd(x, "webp").mean().item()) for size, x in crops.items()}
-    table = Table(title=f"held-out photo crops ({args.crops} per size), torch threads {torch.get_num_threads()}")
-    for col in (
-        "estimator",
-        "bpd 32",
-        "PNG 32",
-        "WebP 32",
-        "ratio WebP 32",
-        "bpd 64",
-        "PNG 64",
-        "WebP 64",
-        "ratio WebP 64",
-        "fwd+bwd ms (64x3x32x32)",
-        "parameters",
-    ):
+    crops = {size: held_out_crops(args.crops if size < 224 else max(args.crops // 8, 4), size=size) for size in SIZES}
+    grey = luminance(crops[64])
+    reference = codec_reference(crops)
+    grey_reference = codec_reference({64: grey})[64]
+    console = Console(width=220)
+    ref = Table(title=f"real codecs on the held-out photo crops ({', '.join(f'{len(x)} at {s} px' for s, x in crops.items())}; grey: "
+                f"luminance of the 64 px crops), bpd")
+    ref.add_column("codec")
+    for size in SIZES:
+        ref.add_column(f"{size} px", justify="right")
+    ref.add_column("grey 64", justify="right")
+    for codec in ("PNG", "WebP", "JXL e9"):
+        ref.add_row(codec, *(f"{reference[s][codec]:.3f}" for s in SIZES), f"{grey_reference[codec]:.3f}")
+    console.print(ref)
+
+    table = Table(title=f"estimators on the same crops, torch threads {torch.get_num_threads()} (ratios: estimator bpd / codec bpd)")
+    table.add_column("estimator")
+    for size in SIZES:
+        for col in (f"bpd {size}", "/ WebP", "/ JXL e9"):
+            table.add_column(col, justify="right")
+    for col in ("grey 64 / JXL e9", "flat 32 bpd", "fwd+bwd ms (64x3x32x32)", "parameters"):
         table.add_column(col, justify="right")
-    for name in list_estimators():
+    flat = torch.full((1, 3, 32, 32), 0.5)
+    names = args.estimators.split(",") if args.estimators else list_estimators()
+    for name in names:
         est = load_estimator(name)
         row = [name + (" (default)" if name == DEFAULT_ESTIMATOR else "")]
-        for size, x in crops.items():
-            with torch.no_grad():
-                bpd = torch.cat([est.bpd(c) for c in x.split(64)]).mean().item()
-            png, webp = codecs[size]
-            row += [f"{bpd:.3f}", f"{png:.3f}", f"{webp:.3f}", f"{bpd / webp:.2f}"]
+        for size in SIZES:
+            bpd = estimator_bpd(est, crops[size])
+            row += [f"{bpd:.3f}", f"{bpd / reference[size]['WebP']:.3f}", f"{bpd / reference[size]['JXL e9']:.3f}"]
+        row += [f"{estimator_bpd(est, grey) / grey_reference['JXL e9']:.3f}", f"{estimator_bpd(est, flat):.3f}"]
         row += [f"{forward_backward_ms(est):.0f}", f"{est.num_parameters:,}"]
         table.add_row(*row)
-    console = Console(width=200)
     console.print(table)
     console.print(adjoint_table())
 

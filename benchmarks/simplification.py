@@ -6,7 +6,8 @@ engine, on the same images in batches:
 * top-1 kept (the returned image keeps the predicted class) and how often the original itself had
   to be returned (nothing simpler kept it);
 * bits kept: bits of the returned 8-bit image / bits of the original under the default estimator,
-  and the same ratio for WebP lossless and PNG file sizes (the outside check: a real codec agrees);
+  and the same ratio for WebP lossless, PNG and JPEG-XL lossless (effort 9) file sizes (the
+  outside check: real codecs agree);
 * seconds per image, and Captum IntegratedGradients (n_steps=50) on the same batches in the same
   process, as the reference;
 * localisation AUROC of the SimpleBits map (``auto``: the mask engine's mask) and of the
@@ -54,7 +55,7 @@ def run(testbed: str, n: int, batch: int, engines: list[str], attribution: str, 
     with torch.no_grad():
         targets = model(data.images).argmax(1)
     rows = [{"testbed": testbed, "engine": "Captum IG (n_steps=50)", "seconds_per_image": _ig_seconds(model, data.images, targets, batch)}]
-    webp0, png0 = codec_bits(data.images), codec_bits(data.images, "png")
+    webp0, png0, jxl0 = codec_bits(data.images), codec_bits(data.images, "png"), codec_bits(data.images, "jxl", effort=9)
     for engine in engines:
         explainer = SimpleBits(model, **ENGINES[engine])
         explainer.attribute(data.images[:batch], target=targets[:batch], steps=2)  # warm-up at full size
@@ -75,6 +76,7 @@ def run(testbed: str, n: int, batch: int, engines: list[str], attribution: str, 
             "bits_kept": float(bits_kept.mean()),
             "webp_kept": float((codec_bits(simplified) / webp0).mean()),
             "png_kept": float((codec_bits(simplified, "png") / png0).mean()),
+            "jxl_kept": float((codec_bits(simplified, "jxl", effort=9) / jxl0).mean()),
         }
         if data.has_localisation:
             from simplebits_audit.explainers import attribution_map
@@ -106,7 +108,7 @@ def main() -> None:
     table = Table(
         title=f"Simplification depth, {args.n} test images per testbed, batch {args.batch}, CPU threads {torch.get_num_threads()}"
     )
-    cols = ("testbed", "engine", "top-1 kept", "returned original", "bits kept", "WebP kept", "PNG kept", "s/img", "x IG",
+    cols = ("testbed", "engine", "top-1 kept", "returned original", "bits kept", "WebP kept", "PNG kept", "JXL e9 kept", "s/img", "x IG",
             f"AUROC ({args.attribution})", "AUROC (retained)", "AUROC |x - mean colour| (trivial)")
     for col in cols:
         table.add_column(col, justify="right")
@@ -121,6 +123,7 @@ def main() -> None:
             fmt(r, "bits_kept"),
             fmt(r, "webp_kept"),
             fmt(r, "png_kept"),
+            fmt(r, "jxl_kept"),
             f"{r['seconds_per_image']:.3f}",
             f"{r['seconds_per_image'] / ig[r['testbed']]:.2f}",
             fmt(r, "auroc"),

@@ -7,7 +7,7 @@ the prediction, keep top-1):
 * Captum IntegratedGradients (n_steps=50): seconds per image, the speed reference;
 * the per-image engine (``SimpleBits`` at its defaults) and the learned simplifier without and with
   ``refine_steps``: seconds per image, top-1 kept of what is returned, how often that is the
-  original, bits kept (estimator) and WebP size kept; for the learned one also the network's own
+  original, bits kept (estimator), WebP and JPEG-XL (effort 9) size kept; for the learned one also the network's own
   output (top-1 kept and bits kept before choosing among the candidates);
 * localisation AUROC of each map against the ground-truth mask (testbeds that have one), beside
   every Captum baseline that runs in seconds (saliency, IG, input x gradient, GradientShap,
@@ -80,6 +80,7 @@ def _scores(name: str, results: list, images: torch.Tensor, maps: list[torch.Ten
         "returned_original": float((simplified == original_8bit).flatten(1).all(1).float().mean()),
         "bits_kept": float(torch.cat([r.bits_after / r.bits_before for r in results]).mean()),
         "webp_kept": float((codec_bits(simplified) / codec_bits(original_8bit)).mean()),
+        "jxl_kept": float((codec_bits(simplified, "jxl", effort=9) / codec_bits(original_8bit, "jxl", effort=9)).mean()),
     }
     if results[0].path_labels and results[0].path_labels[1] == "learned mask":  # the network's own output, before choosing
         row["raw_kept"] = float(torch.cat([r.path_kept[1] for r in results]).float().mean())
@@ -179,7 +180,7 @@ def main() -> None:
         card = info["card"]
         table = Table(title=f"{testbed}: {args.n} test images, batch {args.batch}, {torch.get_num_threads()} threads; simplifier trained "
                             f"{card.get('steps')} steps in {info['train_seconds'] / 60:.1f} min ({info['file']})")
-        for col in ("method", "s/img", "x faster than IG", "top-1 kept", "returned original", "bits kept", "WebP kept",
+        for col in ("method", "s/img", "x faster than IG", "top-1 kept", "returned original", "bits kept", "WebP kept", "JXL e9 kept",
                     "network output: top-1 kept", "network output: bits kept", "AUROC"):
             table.add_column(col, justify="right")
         for r in rows:
@@ -192,6 +193,7 @@ def main() -> None:
                 fmt(r, "returned_original", "{:.1%}"),
                 fmt(r, "bits_kept"),
                 fmt(r, "webp_kept"),
+                fmt(r, "jxl_kept"),
                 fmt(r, "raw_kept", "{:.1%}"),
                 fmt(r, "raw_bits_kept"),
                 fmt(r, "auroc"),

@@ -119,6 +119,7 @@ def main() -> None:
         "acc. original",
         "bits kept",
         "WebP kept",
+        "JXL kept",
         "inside mask / share",
         "minutes",
         title=f"Training with simplification ({args.threads} threads)",
@@ -135,6 +136,7 @@ def main() -> None:
                 f"{100 * p['val_accuracy_original']:.1f}%",
                 f"{p['val_bits_kept']:.3f}",
                 f"{p['webp_kept']:.3f}",
+                f"{p['jxl_kept']:.3f}" if "jxl_kept" in p else "-",
                 ratio,
                 f"{p['training_seconds'] / 60:.1f}",
             )

@@ -1,7 +1,7 @@
 """Offline photographs and random crops of them: training and evaluation data for estimators.
 
 Nothing is downloaded. Photos come from installed packages (scikit-image, scikit-learn,
-matplotlib) and, when present, Debian's ``plasma-workspace-wallpapers``. A fixed set of package
+matplotlib) and, when present, Debian's wallpaper packages (:data:`WALLPAPER_DIRS`). A fixed set of package
 photos is held out whole for evaluation, so every machine has the same held-out set.
 """
 
@@ -26,8 +26,9 @@ TRAIN_PACKAGE = (
 #: wallpapers whose crops cost fewer bits than this under the analytic coder are smooth digital
 #: renders rather than photographs; they would teach a model that the world is smooth
 MIN_PHOTO_BPD = 2.7
-#: where Debian's plasma-workspace-wallpapers puts its photographs
-WALLPAPER_DIR = Path("/usr/share/wallpapers")
+#: where Debian's wallpaper packages put their pictures: ``plasma-workspace-wallpapers`` in the first,
+#: ``gnome-backgrounds``, ``sway-backgrounds`` and ``lomiri-wallpapers`` in the second
+WALLPAPER_DIRS = (Path("/usr/share/wallpapers"), Path("/usr/share/backgrounds"))
 
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -58,23 +59,31 @@ def held_out_photos() -> list[Path]:
     return package_photos(HELD_OUT)
 
 
-def wallpaper_photos(root: Path = WALLPAPER_DIR) -> list[Path]:
-    """The largest file of each wallpaper in ``root`` (empty when the Debian package is absent)."""
-    if not root.is_dir():
-        return []
+def wallpaper_photos(roots: tuple[Path, ...] = WALLPAPER_DIRS) -> list[Path]:
+    """Debian's installed wallpapers (empty when none of the packages is installed).
+
+    One file per wallpaper: the largest of each theme folder (plasma's ``<theme>/contents/images``
+    holds one picture at several resolutions; so do the ``gnome`` and ``sway`` folders), and every
+    image file lying directly in a root (``/usr/share/backgrounds``: the lomiri and Ubuntu photos).
+    """
     photos = []
-    for theme in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = [p for p in theme.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES and "screenshot" not in p.name]
-        if files:
-            photos.append(max(files, key=lambda p: p.stat().st_size))
+    for root in roots:
+        if not root.is_dir():
+            continue
+        photos += sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES)
+        for theme in sorted(p for p in root.iterdir() if p.is_dir()):
+            files = [p for p in theme.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES and "screenshot" not in p.name]
+            if files:
+                photos.append(max(files, key=lambda p: p.stat().st_size))
     return photos
 
 
 def photo_id(path: Path) -> str:
     """A readable identifier: ``wallpapers/<theme>`` for Debian wallpapers, else the file name."""
     path = Path(path)
-    if WALLPAPER_DIR in path.parents:
-        return f"wallpapers/{path.relative_to(WALLPAPER_DIR).parts[0]}"
+    for root in WALLPAPER_DIRS:
+        if root in path.parents:
+            return f"{root.name}/{path.relative_to(root).parts[0]}"
     return path.name
 
 

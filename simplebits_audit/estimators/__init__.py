@@ -16,6 +16,7 @@ import torch
 
 from .analytic import AnalyticCoder
 from .base import BitEstimator
+from .context import ContextCoder
 from .glow import Glow
 from .pixelcnn import LocalPixelCNN
 
@@ -24,6 +25,7 @@ ARCHITECTURES: dict[str, type[BitEstimator]] = {
     "analytic": AnalyticCoder,
     "pixelcnn": LocalPixelCNN,
     "glow": Glow,
+    "context": ContextCoder,
 }
 
 #: the estimator :func:`load_estimator` returns when given no name
@@ -149,6 +151,7 @@ __all__ = [
     "DEFAULT_ESTIMATOR",
     "AnalyticCoder",
     "BitEstimator",
+    "ContextCoder",
     "Glow",
     "LocalPixelCNN",
     "list_estimators",

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .. import photos as photo_data
@@ -38,6 +39,28 @@ class TrainingConfig:
     checkpoint_every: int = 200
     seed: int = 0
     threads: int | None = None
+    #: share of steps whose batch is the crops' luminance, one channel (for estimators that rate grayscale natively)
+    grey_fraction: float = 0.0
+    #: share of crops blended towards their mean colour under a smooth random mask, as simplified images look,
+    #: so that flat and partly flat images are in the training distribution
+    simple_fraction: float = 0.0
+
+
+def _training_batch(sampler: photo_data.CropSampler, config: TrainingConfig, gen: torch.Generator) -> torch.Tensor:
+    """One batch of crops with :attr:`TrainingConfig.simple_fraction` of them partly flattened and, on
+    :attr:`TrainingConfig.grey_fraction` of steps, converted to one-channel luminance (8-bit values)."""
+    x = sampler.sample(config.batch_size)
+    n_simple = int(round(config.simple_fraction * len(x)))
+    if n_simple:
+        # a smooth mask: bilinear upsampling of a 2..8 cell random grid; 0 -> the crop's mean colour
+        cells = int(torch.randint(2, 9, (1,), generator=gen))
+        mask = F.interpolate(torch.rand(n_simple, 1, cells, cells, generator=gen), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        mask = (mask * 3 - 1).clamp(0, 1)
+        flat = x[:n_simple].mean((2, 3), keepdim=True)
+        x[:n_simple] = torch.round((mask * x[:n_simple] + (1 - mask) * flat) * 255) / 255
+    if config.grey_fraction and float(torch.rand(1, generator=gen)) < config.grey_fraction:
+        x = torch.round((x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True) * 255) / 255
+    return x
 
 
 def _held_out_eval(model: BitEstimator, crops: torch.Tensor) -> float:
@@ -113,6 +136,7 @@ def train_estimator(
     )
     # A new stream per resume point keeps resumed runs reproducible.
     sampler = photo_data.CropSampler(train_photos, config.crop_size, config.scales, seed=config.seed * 100_003 + start_step)
+    gen = torch.Generator().manual_seed(config.seed * 100_003 + start_step)
     schedule = lambda step: 0.5 * (1 + math.cos(math.pi * step / config.steps))  # noqa: E731 (cosine decay)
 
     def save_state(step: int) -> None:
@@ -134,8 +158,11 @@ def train_estimator(
         for step in range(start_step, config.steps):
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * schedule(step)
-            x = sampler.sample(config.batch_size)
+            x = _training_batch(sampler, config, gen)
             loss = model.bpd(x, noise=True).mean()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training diverged at step {step}: loss {loss.item()}; resume from the last checkpoint "
+                                         "with a lower lr")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
@@ -160,7 +187,8 @@ def train_estimator(
             "held_out_photos": [photo_data.photo_id(p) for p in eval_paths],
         },
         "data_licence": "photos shipped with scikit-image, scikit-learn and matplotlib (see their data READMEs); "
-        "Debian plasma-workspace-wallpapers (licences per wallpaper, see /usr/share/wallpapers/*/metadata*)",
+        "Debian plasma-workspace-wallpapers, gnome-backgrounds, sway-backgrounds, lomiri-wallpapers "
+        "(licences per wallpaper: /usr/share/wallpapers/*/metadata*, /usr/share/doc/<package>/copyright)",
         "steps": config.steps,
         "held_out_bpd": held_out_bpd,
         "held_out_webp_bpd": float(codec_bpd(eval_crops, "webp").mean()),

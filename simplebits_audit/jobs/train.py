@@ -49,18 +49,19 @@ def curve_points(
 ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
     """The curve's points with the outside checks added, and uint8 examples per lambda.
 
-    Each point gains ``webp_kept`` (mean per-image ratio of the simplified image's lossless WebP
-    size to the original's) and, with masks, ``bits_inside_mask`` (mean share of the simplified
+    Each point gains ``webp_kept`` and ``jxl_kept`` (mean per-image ratio of the simplified image's
+    lossless WebP / JPEG-XL size to the original's) and, with masks, ``bits_inside_mask`` (mean share of the simplified
     image's bits, under the estimator's bits map, inside the ground-truth mask), ``mask_share``
     (the mask's mean share of the image) and ``inside_ratio`` (their quotient: 1 = no preference).
     """
     original = (val_images * 255).round() / 255
-    webp_before = codec_bits(original)
+    webp_before, jxl_before = codec_bits(original), codec_bits(original, "jxl")
     examples = {"original": np.stack(to_uint8_images(original[:n_examples]))}
     points = []
     for point, (lam, result) in zip(curve.points, curve.results.items()):
         simplified = result.simplify(original).cpu()
-        extra: dict[str, Any] = {"webp_kept": float((codec_bits(simplified) / webp_before).mean())}
+        extra: dict[str, Any] = {"webp_kept": float((codec_bits(simplified) / webp_before).mean()),
+                                 "jxl_kept": float((codec_bits(simplified, "jxl") / jxl_before).mean())}
         if val_masks is not None and bool(val_masks.any()):
             bits_map = torch.cat([estimator.bits_map(chunk.to(device)).cpu() for chunk in simplified.split(256)])
             inside = relevance_mass(bits_map, val_masks)

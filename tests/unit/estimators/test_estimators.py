@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from simplebits_audit import list_estimators, load_estimator
-from simplebits_audit.estimators import ARCHITECTURES, DEFAULT_ESTIMATOR, Glow, model_card
+from simplebits_audit.estimators import ARCHITECTURES, DEFAULT_ESTIMATOR, ContextCoder, Glow, model_card
 from simplebits_audit.photos import held_out_crops
 
 
@@ -211,3 +211,34 @@ def test_the_analytic_coders_hand_written_gradient_equals_autograd(kind):
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-8)
     (ga,), (gb,) = torch.autograd.grad(got.sum(), a), torch.autograd.grad(want.sum(), b)
     torch.testing.assert_close(ga, gb, rtol=1e-8, atol=1e-8)
+
+
+# -- the learned context coder ------------------------------------------------------------------
+def test_the_context_coders_probabilities_sum_to_one_over_the_256_values():
+    """An exact coding model: the last pixel's 256 values (all else fixed) have probabilities summing to 1,
+    including the edge bins 0 and 255 that hold the tails."""
+    torch.manual_seed(0)
+    for coder in (ContextCoder(), load_estimator("context")):
+        gray = (torch.rand(1, 1, 6, 7) * 255).round() / 255
+        batch = gray.repeat(256, 1, 1, 1)
+        batch[:, 0, -1, -1] = torch.arange(256) / 255
+        with torch.no_grad():
+            bits = coder.bits_map(batch)[:, 0, -1, -1].double()
+        assert float((2.0 ** -bits).sum()) == pytest.approx(1.0, abs=2e-3)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_the_context_coder_is_causal(channels):
+    """Each pixel's bits depend on it and the pixels before it in raster order only (what makes it a codec)."""
+    coder = load_estimator("context")
+    x = torch.rand(1, channels, 12, 12, requires_grad=True)
+    coder.bits_map(x)[0, 0, 6, 5].backward()
+    grad = x.grad[0].abs().sum(0)
+    assert float(grad[6, 5]) > 0
+    assert float(grad[7:].sum()) == 0 and float(grad[6, 6:].sum()) == 0
+    assert float(grad[6, 3] + grad[5, 7] + grad[4, 6]) > 0  # it reads W, NE and NNE-side context
+
+
+def test_the_context_coder_beats_the_analytic_coder_on_held_out_photos():
+    crops = held_out_crops(32, size=32, seed=9)
+    assert float(load_estimator("context").bpd(crops).mean()) < 0.97 * float(load_estimator("analytic").bpd(crops).mean())

@@ -1,0 +1,151 @@
+"""Learned context model on top of the analytic coder: a small per-pixel network that corrects the
+median-edge prediction and the local scale from hand-made causal context features.
+
+Design (issue 24, "a learned context model on top of the analytic predictor"): the planes, the
+median-edge (MED) prediction and the neighbour scale are those of
+:class:`~simplebits_audit.estimators.analytic.AnalyticCoder`. For each plane a two-layer 1x1
+network reads, at every pixel, only causal context: local gradients of the plane, the signed
+residuals of the W, N, NW and NE neighbours relative to the local scale, and for the colour
+planes R - G and B - G the residuals already coded at the same pixel (G, then R - G). It outputs
+
+* a correction to the mean: a weighted sum of the neighbours' offsets from the MED prediction, a
+  bias in units of the local scale, and the same-pixel residuals of the planes coded before;
+* two scales (multipliers of the analytic scale) and their mixture weight: a discretised mixture
+  of two logistics with a shared mean, whose heavier component holds the edges.
+
+With every output at zero the model is a mixture of two logistics around the MED prediction, so
+training starts from a coder close to the analytic one. Grayscale is rated natively by the G
+plane's network. Like the analytic coder the model is causal (each pixel's distribution depends on
+pixels coded before it), so it is an exact lossless coding model.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .analytic import _causal_neighbours, _coder_planes, med_predict
+from .base import BitEstimator
+
+_LOG2 = math.log(2.0)
+
+#: causal neighbours (dy, dx) = (rows up, columns left): W, N, NW, NE, then WW, NN, NNE, NWW
+_NEIGHBOURS = ((0, 1), (1, 0), (1, 1), (1, -1), (0, 2), (2, 0), (2, -1), (1, 2))
+
+
+def _shift(p: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """``q[..., y, x] = p[..., y - dy, x - dx]`` (zero outside the image), for ``|dy|, |dx| <= 2``."""
+    h, w = p.shape[-2:]
+    return F.pad(p, (2, 2, 2, 2))[..., 2 - dy : 2 - dy + h, 2 - dx : 2 - dx + w]
+
+
+#: half-widths of the causal windows whose residual statistics are features (``area`` picks the first ones)
+_AREAS = (2, 6)
+
+
+def _causal_mean(p: torch.Tensor, r: int) -> torch.Tensor:
+    """Mean of ``p`` over the causal window of each pixel: rows y - r .. y - 1 at columns x - r .. x + r,
+    and row y at columns x - r .. x - 1 (in-image pixels only; 0 where there are none)."""
+    h, w = p.shape[-2:]
+    def window_sum(q: torch.Tensor) -> torch.Tensor:
+        above = F.avg_pool2d(F.pad(q, (r, r, r, 0)), (r, 2 * r + 1), stride=1, divisor_override=1)[..., :h, :]
+        left = F.avg_pool2d(F.pad(q, (r, 0, 0, 0)), (1, r), stride=1, divisor_override=1)[..., :, :w]
+        return above + left
+    return window_sum(p) / window_sum(torch.ones_like(p[:1, :1])).clamp(min=1)
+
+
+def _squash(t: torch.Tensor) -> torch.Tensor:
+    """Signed log compression of a difference in grey levels (features stay O(1))."""
+    return t.sign() * torch.log1p(t.abs()) / 3
+
+
+def _logistic_bin_log_prob(t: torch.Tensor, scale: torch.Tensor, edge: torch.Tensor) -> torch.Tensor:
+    """log P of the unit bin at offset ``t`` from the mean under a logistic of ``scale`` (edge bins hold their tail)."""
+    inv = scale.reciprocal()
+    hi, lo = (t + 0.5) * inv, (t - 0.5) * inv
+    # by symmetry use the side where both ends are <= the mode's side: stable differences of sigmoids
+    flip = t > 0
+    a, b = torch.where(flip, -lo, hi), torch.where(flip, -hi, lo)  # a > b
+    la, lb = F.logsigmoid(a), F.logsigmoid(b)
+    interior = la + torch.log(-torch.expm1((lb - la).clamp(max=-1e-12)))
+    lower, upper = F.logsigmoid(hi), F.logsigmoid(-lo)  # bin at 0 holds (-inf, t + 1/2], at 255 [t - 1/2, inf)
+    return torch.where(edge < 0, lower, torch.where(edge > 0, upper, interior))
+
+
+class ContextCoder(BitEstimator):
+    """Analytic coder with a learned per-pixel context model (mean correction, logistic mixture).
+
+    Parameters
+    ----------
+    hidden : int
+        Width of each plane's 1x1 network.
+    n_mix : int
+        Logistic components per pixel; each has its own offset from the mean (in local scales) and
+        its own scale (a multiple of the analytic scale).
+    wide : bool
+        Context of eight causal neighbours (W, N, NW, NE, WW, NN, NNE, NWW) instead of four.
+    min_scale : float
+        Floor of every logistic scale (grey levels), so a flat region costs a little, not nothing.
+    """
+
+    name = "context"
+    native_channels = (1, 3)
+
+    def __init__(self, hidden: int = 32, n_mix: int = 3, wide: bool = True, area: int = 2, min_scale: float = 0.08) -> None:
+        super().__init__()
+        self.config = {"hidden": hidden, "n_mix": n_mix, "wide": wide, "area": area, "min_scale": min_scale}
+        self.n_mix, self.min_scale, self.area = n_mix, min_scale, area
+        self.offsets = _NEIGHBOURS[: 8 if wide else 4]
+        k = len(self.offsets)
+        n_in, n_out = 6 + k + 1 + 2 * len(_AREAS[:area]), k + 3 * n_mix
+        self.nets = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(n_in + 2 * c, hidden, 1), nn.SiLU(), nn.Conv2d(hidden, hidden, 1), nn.SiLU(),
+                          nn.Conv2d(hidden, n_out + c, 1))
+            for c in range(3)
+        )
+        for net in self.nets:  # start as a scale mixture of logistics around the MED prediction
+            nn.init.zeros_(net[-1].weight)
+            nn.init.zeros_(net[-1].bias)
+            with torch.no_grad():
+                net[-1].bias[k + n_mix : k + 2 * n_mix] = torch.linspace(-1.0, 0.7, n_mix) if n_mix > 1 else 0.0
+
+    def _bits_map(self, x: torch.Tensor, noise: bool, generator: torch.Generator | None) -> torch.Tensor:
+        planes, values, start = _coder_planes(x)
+        edge = (values > 254.5).to(torch.int8) - (values < 0.5).to(torch.int8)
+        pred = med_predict(planes, start)
+        e = planes - pred
+        count = sum(_causal_neighbours(torch.ones_like(planes[:1, :1])))
+        scale = (sum(_causal_neighbours(e.abs())) + 0.6) / (count + 0.1)  # the analytic rule (prior 6, weight 0.1)
+        log_scale = scale.log()
+        nb = [_shift(planes, dy, dx) for dy, dx in self.offsets]
+        nb_e = [_shift(e, dy, dx) for dy, dx in self.offsets]
+        w, n, nw, ne = nb[:4]
+        ww, nn_, nne = _shift(planes, 0, 2), _shift(planes, 2, 0), _shift(planes, 2, -1)
+        grads = [n - nw, nw - w, ne - n, w - ww, n - nn_, ne - nne]
+        # the image's own statistics around the pixel (what adaptive codecs learn as they go): mean |e| and mean e
+        # over causal windows of growing size
+        areas = [(_causal_mean(e.abs(), r), _causal_mean(e, r)) for r in _AREAS[: self.area]]
+        k, m = len(self.offsets), self.n_mix
+        total = torch.zeros_like(planes[:, :1])
+        for c, net in enumerate(self.nets[: planes.shape[1]]):
+            sl = slice(c, c + 1)
+            s, p = scale[:, sl], pred[:, sl]
+            feats = [_squash(g[:, sl]) for g in grads] + [_squash(r[:, sl] / s) for r in nb_e] + [log_scale[:, sl] / 3]
+            for act, bias in areas:
+                feats += [(act[:, sl] + 0.3).log() / 3, _squash(bias[:, sl] / s)]
+            for j in range(c):  # the planes coded before at this pixel: their residual and scale
+                feats += [_squash(e[:, j : j + 1] / scale[:, j : j + 1]), log_scale[:, j : j + 1] / 3]
+            # bounded outputs (|.| < 4): unbounded, a few large features sent the scales to overflow in training
+            out = torch.tanh(net(torch.cat(feats, 1)) / 4) * 4
+            # mean: MED + weighted neighbour offsets from it + the same-pixel residuals of the planes coded before
+            mean = p + sum(out[:, i : i + 1] * (v[:, sl] - p) for i, v in enumerate(nb))
+            for j in range(c):
+                mean = mean + out[:, k + 3 * m + j : k + 3 * m + j + 1] * e[:, j : j + 1] * (s / scale[:, j : j + 1])
+            shift, log_mult, logits = out[:, k : k + m], out[:, k + m : k + 2 * m], out[:, k + 2 * m : k + 3 * m]
+            t = planes[:, sl] - mean - shift * s
+            comp = _logistic_bin_log_prob(t, (s * log_mult.exp()).clamp(min=self.min_scale), edge[:, sl])
+            total = total - torch.logsumexp(F.log_softmax(logits, 1) + comp, 1, keepdim=True) / _LOG2
+        return total
