@@ -89,3 +89,12 @@ def assert_same_arrays(actual_dir: Path, expected_dir: Path, records: list[dict]
             assert sorted(new.files) == sorted(old.files), rel
             for key in old.files:
                 np.testing.assert_allclose(new[key], old[key], rtol=1e-4, atol=1e-5, err_msg=f"{rel}:{key}")
+
+
+def assert_refines(attr: torch.Tensor, mask: torch.Tensor) -> None:
+    """The map is the mask with its ties broken: within 0.001 of it, never ordered against it, constant where it is."""
+    assert float((attr - mask).abs().max()) <= 1e-3 + 1e-7
+    for a, m in zip(attr.flatten(1), mask.flatten(1)):
+        assert bool((m[a.argsort()].diff() >= 0).all()), "the map reorders pixels the mask orders"
+        if m.unique().numel() == 1:
+            assert torch.equal(a, m)

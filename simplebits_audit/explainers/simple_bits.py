@@ -12,8 +12,12 @@ What the map means (``attribution=``):
     ``digits-on-photos`` most of that comes from the image's contrast alone (the trivial map
     ``|x - mean colour|`` scores 0.978 there), so the mask is the honest default.
 ``"mask"``
-    The mask engine's mask itself, in [0, 1]: 1 where the classifier asked for the original's pixel,
-    0 where the flat reference sufficed (other engines have none: a ``ValueError``).
+    The mask of the returned image, in [0, 1]: 1 where the classifier asked for the original's
+    pixel, 0 where the flat reference sufficed (other engines have none: a ``ValueError``). Pixels
+    the mask ties (an insertion snapshot's mask is binary) are ranked by the mean mask along the
+    path, moving no value by more than 0.001 and never reordering what the mask orders
+    (:func:`~simplebits_audit.simplification.result.refine_ties`); a constant mask (nothing
+    needed, or everything) stays constant.
 ``"retained"``
     How much of each pixel the simplified image still shows: ``m * |x - r|`` (max over channels)
     for the mask engine (mask m, simple reference r), ``|x' - r|`` for the other engines (r the
@@ -63,6 +67,7 @@ from ..simplification.config import config_options, make_config
 from ..simplification.factorised import AXES, kept_axis_maps
 from ..simplification.heads import probabilities
 from ..simplification.learned import load_simplifier
+from ..simplification.result import refine_ties
 from ..spaces import Spaces, make_spaces
 
 ATTRIBUTIONS = ("auto", "mask", "retained", "ablation", "survival", "bits_removed", "kept", *AXES)
@@ -99,12 +104,12 @@ def attribution_map(
             raise ValueError(f"attribution: {kind!r} needs parameterization='factorised', got "
                              f"parameterization={result.settings.get('parameterization')!r}")
         if kind == "region" or result.axis_masks is None:
-            return result.mask
+            return _mask_map(result)
         return kept_axis_maps(result.axis_masks)[kind]
     if kind == "mask":
         if result.mask is None:
             raise ValueError(f"attribution: 'mask' needs the mask engine, got parameterization={result.settings.get('parameterization')!r}")
-        return result.mask
+        return _mask_map(result)
     if kind == "bits_removed":
         return result.bit_reduction_map
     if kind == "kept":
@@ -118,6 +123,11 @@ def attribution_map(
             raise ValueError("forward_func: needed for attribution='ablation'")
         return _segment_ablation(result, forward_func, to_model or (lambda x: x), additional_forward_args, n_segments)
     raise ValueError(f"attribution: expected one of {ATTRIBUTIONS}, got {kind!r}")
+
+
+def _mask_map(result: SimplificationResult) -> torch.Tensor:
+    """The returned image's mask, its ties ranked by the mean mask along the path (:func:`refine_ties`)."""
+    return result.mask if result.mask_mean is None else refine_ties(result.mask, result.mask_mean)
 
 
 def _segment_ablation(result, forward_func, to_model, additional_forward_args, n_segments) -> torch.Tensor:

@@ -167,4 +167,6 @@ def factorised_engine(run: RunContext, config: SimplifyConfig) -> Simplification
     stacked = result.mask
     result.axis_masks = {a: stacked[:, i : i + 1].contiguous() for i, a in enumerate(AXES)}
     result.mask = result.axis_masks["region"]
+    if result.mask_mean is not None:  # the region's mean mask ranks the region map's ties
+        result.mask_mean = result.mask_mean[:, AXES.index("region") : AXES.index("region") + 1].contiguous()
     return result

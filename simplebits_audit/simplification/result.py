@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -57,6 +58,11 @@ class SimplificationResult:
         ``round8(compose(original, axis_masks))``
         (:func:`~simplebits_audit.simplification.factorised.compose`), and ``mask`` is the region's.
         ``None`` for the other engines.
+    mask_mean : Tensor (B, 1, H, W) or None
+        The mean of the masks along the path (every snapshot after the original), in [0, 1]: how
+        much of the path kept each pixel. Ranks the pixels that ``mask`` ties (an insertion
+        snapshot's mask is binary): the ``"mask"`` map (:func:`refine_ties`). ``None`` where
+        ``mask`` is.
     path_labels : list[str] or None
         What each path snapshot is (``"original"``, ``"step 20"``, ``"top 5% of the mask"``,
         ``"reference"``, ...); ``None`` where the lambda value says it.
@@ -92,6 +98,7 @@ class SimplificationResult:
     mask: torch.Tensor | None = None
     path_labels: list[str] | None = None
     axis_masks: dict[str, torch.Tensor] | None = None
+    mask_mean: torch.Tensor | None = None
 
     @property
     def bit_reduction_map(self) -> torch.Tensor:
@@ -150,6 +157,40 @@ class SimplificationResult:
     def load(cls, path: str | Path) -> SimplificationResult:
         """Read a result written by :meth:`save`."""
         return cls(**torch.load(path, map_location="cpu", weights_only=True))
+
+
+#: the most a refined map moves a mask value (:func:`refine_ties`)
+TIE_BREAK = 1e-3
+
+
+def refine_ties(mask: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """``mask`` (B, 1, H, W) in [0, 1] with its ties broken by ``order`` (same shape, in [0, 1]).
+
+    The pixels sharing one mask value are spread by ``order`` over less than half the gap to the
+    next distinct value (and at most :data:`TIE_BREAK`): upwards, or downwards for the top value
+    where upwards would leave [0, 1]. So every pixel the mask ranks above another stays at least
+    level with it: the map refines the mask's ranking and never contradicts it. An image whose
+    mask is constant (all kept, or the flat reference: nothing needed) keeps its constant map.
+
+    Why: the returned image of an insertion snapshot has a binary mask; as a map it cannot rank the
+    kept pixels among themselves, and localisation fell from AUROC 0.94 to 0.83 on
+    ``digits-on-photos`` (64 test images) when the map became the returned image's mask.
+    """
+    out = mask.clone()
+    for i in range(mask.shape[0]):
+        v, o = mask[i].double().flatten(), order[i].double().flatten().clamp(0, 1)
+        levels = torch.unique(v)  # sorted
+        if levels.numel() < 2:
+            continue
+        inf = torch.tensor([math.inf], dtype=v.dtype, device=v.device)
+        gap_up, gap_down = torch.cat([levels.diff(), inf]), torch.cat([inf, levels.diff()])
+        k = torch.searchsorted(levels, v)
+        up = torch.clamp(0.45 * gap_up[k], max=TIE_BREAK)
+        down = torch.clamp(0.45 * gap_down[k], max=TIE_BREAK)
+        spread_down = v + up > 1  # only the top value near 1 can have no room above
+        refined = torch.where(spread_down, v - down * (1 - o), v + up * o)
+        out[i] = refined.view_as(mask[i]).to(mask.dtype)
+    return out
 
 
 def _move(value: Any, device: str | torch.device) -> Any:

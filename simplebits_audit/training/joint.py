@@ -72,7 +72,8 @@ class TrainingResult:
         The weight of the bits term it was trained with.
     history : list of dict
         One entry per epoch: ``epoch``, ``steps``, ``seconds`` (cumulative), ``loss``,
-        ``train_accuracy`` and ``train_bpd`` (means over the epoch's simplified batches) and, with
+        ``train_accuracy``, ``train_bpd`` (means over the epoch's simplified batches), ``train_charged``
+        (the share of images whose bits were charged: the gate held) and, with
         validation data, ``val_accuracy_simplified`` / ``val_accuracy_original`` (the classifier on
         simplified / original validation images), ``val_bpd_simplified`` / ``val_bpd_original`` and
         ``val_bits_kept`` (mean per-image ratio of the simplified image's bits to the original's).
@@ -402,12 +403,13 @@ def train_with_simplification(
         simplified, logits = wrapped(images)
         ce = F.cross_entropy(logits.float(), labels, reduction="none")
         loss = ce
-        bpd = None
+        bpd, charged = None, 0.0
         if lam > 0:
             bpd = estimator.bpd(simplified)
             # Bits are charged only where the classifier already answers the simplified image by ``margin``.
             holds = (label_gap(F.log_softmax(logits.detach().float(), 1), labels) >= settings["margin"]).to(bpd.dtype)
             loss = ce + lam * holds * bpd
+            charged = float(holds.mean())
         loss = loss.mean()
         optimizer.param_groups[0]["lr"] = learning_rate(step)
         optimizer.param_groups[1]["lr"] = learning_rate(step) if step >= frozen_until else 0.0
@@ -417,7 +419,7 @@ def train_with_simplification(
             if bpd is None:
                 bpd = estimator.bpd(simplified.detach())
             stats = {"loss": float(loss), "train_accuracy": float((logits.argmax(1) == labels).float().mean()),
-                     "train_bpd": float(bpd.mean())}
+                     "train_bpd": float(bpd.mean()), "train_charged": charged}
         optimizer.step()
         sums = {k: sums.get(k, 0.0) + v for k, v in stats.items()}
         return f"accuracy {stats['train_accuracy']:.0%}  bpd {stats['train_bpd']:.2f}"

@@ -176,3 +176,23 @@ def test_bad_inputs_fail_fast(bright_dark_model, photos16):
         simplify(bright_dark_model, photos16 * 4 - 2, **FAST)
     with pytest.raises(ValueError, match="forward_func"):
         simplify(lambda x: x, photos16, **FAST)
+
+
+def test_refine_ties_ranks_a_binary_mask_by_the_order_and_never_against_the_mask():
+    from simplebits_audit.simplification.result import TIE_BREAK, refine_ties
+
+    mask = torch.tensor([[0.0, 1.0, 1.0, 0.0, 1.0, 0.0]]).view(1, 1, 1, 6)
+    order = torch.tensor([[0.9, 0.2, 0.7, 0.1, 0.5, 0.4]]).view(1, 1, 1, 6)
+    out = refine_ties(mask, order)
+    flat = out.flatten().tolist()
+    # kept pixels above every removed one, each group ranked by the order; values stay in [0, 1] within TIE_BREAK
+    assert min(flat[1], flat[2], flat[4]) > max(flat[0], flat[3], flat[5])
+    assert flat[2] > flat[4] > flat[1] and flat[0] > flat[5] > flat[3]
+    assert float(out.min()) >= 0 and float(out.max()) <= 1
+    assert float((out - mask).abs().max()) <= TIE_BREAK
+    # graded masks keep their order exactly; constant masks (nothing or everything needed) are unchanged
+    graded = torch.tensor([0.1, 0.1004, 0.5, 0.5, 0.9]).view(1, 1, 1, 5)
+    g = refine_ties(graded, torch.tensor([1.0, 0.0, 0.3, 0.6, 1.0]).view(1, 1, 1, 5)).flatten().tolist()
+    assert g[0] < g[1] < g[2] < g[3] < g[4]
+    for constant in (torch.zeros(2, 1, 3, 3), torch.ones(2, 1, 3, 3)):
+        assert torch.equal(refine_ties(constant, torch.rand(2, 1, 3, 3)), constant)
