@@ -16,6 +16,7 @@ engine, on the same images in batches:
 
     python benchmarks/simplification.py                        # 256 images per testbed, batch 64
     python benchmarks/simplification.py --n 64 --engines mask  # quicker
+    python benchmarks/simplification.py --engines mask --estimator context   # charged and rated by another estimator
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def _ig_seconds(model, images: torch.Tensor, targets: torch.Tensor, batch: int) 
     return (time.perf_counter() - t0) / len(images)
 
 
-def run(testbed: str, n: int, batch: int, engines: list[str], attribution: str, seed: int) -> list[dict]:
+def run(testbed: str, n: int, batch: int, engines: list[str], attribution: str, seed: int, estimator: str | None = None) -> list[dict]:
     from simplebits_audit import SimpleBits, testbeds
     from simplebits_audit.codecs import codec_bits
     from simplebits_audit.metrics import auroc
@@ -57,7 +58,7 @@ def run(testbed: str, n: int, batch: int, engines: list[str], attribution: str, 
     rows = [{"testbed": testbed, "engine": "Captum IG (n_steps=50)", "seconds_per_image": _ig_seconds(model, data.images, targets, batch)}]
     webp0, png0, jxl0 = codec_bits(data.images), codec_bits(data.images, "png"), codec_bits(data.images, "jxl", effort=9)
     for engine in engines:
-        explainer = SimpleBits(model, **ENGINES[engine])
+        explainer = SimpleBits(model, estimator=estimator, **ENGINES[engine])
         explainer.attribute(data.images[:batch], target=targets[:batch], steps=2)  # warm-up at full size
         maps, results, t0 = [], [], time.perf_counter()
         for i in range(0, n, batch):
@@ -99,14 +100,16 @@ def main() -> None:
     parser.add_argument("--attribution", default="auto")
     parser.add_argument("--seed", type=int, default=0, help="testbed sample (designs were chosen on seed 1)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--estimator", default=None, help="the bit estimator charged and reported (default: the package default)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = []
     for testbed in args.testbeds.split(","):
-        rows += run(testbed, args.n, args.batch, args.engines.split(","), args.attribution, args.seed)
+        rows += run(testbed, args.n, args.batch, args.engines.split(","), args.attribution, args.seed, args.estimator)
     table = Table(
-        title=f"Simplification depth, {args.n} test images per testbed, batch {args.batch}, CPU threads {torch.get_num_threads()}"
+        title=f"Simplification depth, {args.n} test images per testbed, batch {args.batch}, CPU threads {torch.get_num_threads()}, "
+              f"estimator {args.estimator or 'default'}"
     )
     cols = ("testbed", "engine", "top-1 kept", "returned original", "bits kept", "WebP kept", "PNG kept", "JXL e9 kept", "s/img", "x IG",
             f"AUROC ({args.attribution})", "AUROC (retained)", "AUROC |x - mean colour| (trivial)")
