@@ -511,6 +511,7 @@ def grid_sweep(args: argparse.Namespace, console: Console) -> dict | None:
     if not args.quality:
         return None
     from simplebits_audit import simplify, testbeds
+    from simplebits_audit.explainers import attribution_map
     from simplebits_audit.metrics import auroc
 
     out: dict = {}
@@ -529,7 +530,8 @@ def grid_sweep(args: argparse.Namespace, console: Console) -> dict | None:
             started = time.perf_counter()
             r = simplify(model, data.images, target, head=head, mask_size=grid)
             seconds = (time.perf_counter() - started) / len(data)
-            row = {"auroc": float(auroc(r.mask[localised], data.masks[localised]).nanmean()), "kept": float(r.kept.double().mean()),
+            region = attribution_map(r, "mask")  # the map SimpleBits returns (the mask, its ties ranked)
+            row = {"auroc": float(auroc(region[localised], data.masks[localised]).nanmean()), "kept": float(r.kept.double().mean()),
                    "bits_kept": float((r.bits_after / r.bits_before).mean()), "seconds": seconds}
             out.setdefault(name, {})[grid] = row
             table.add_row(str(grid), f"{data.images.shape[-1] / grid:.0f}", f"{row['auroc']:.3f}", f"{row['kept']:.3f}",

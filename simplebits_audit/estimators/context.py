@@ -1,22 +1,27 @@
 """Learned context model on top of the analytic coder: a small per-pixel network that corrects the
 median-edge prediction and the local scale from hand-made causal context features.
 
-Design (issue 24, "a learned context model on top of the analytic predictor"): the planes, the
-median-edge (MED) prediction and the neighbour scale are those of
-:class:`~simplebits_audit.estimators.analytic.AnalyticCoder`. For each plane a two-layer 1x1
-network reads, at every pixel, only causal context: local gradients of the plane, the signed
-residuals of the W, N, NW and NE neighbours relative to the local scale, and for the colour
-planes R - G and B - G the residuals already coded at the same pixel (G, then R - G). It outputs
+Design (issue 24, "a learned context model on top of the analytic predictor"; trials in
+docs/design-log.md): the planes (G, R - G, B - G, or the grey plane), the median-edge (MED)
+prediction and the neighbour scale are those of
+:class:`~simplebits_audit.estimators.analytic.AnalyticCoder`. For each plane a 1x1 network (two
+hidden layers) reads, at every pixel, only causal context: local gradients of the plane, the
+residuals of eight causal neighbours relative to the local scale, the mean absolute and mean
+signed residual over causal windows of radius 2 and 6 (``area``; the image's own noise level and
+bias around the pixel), and for R - G and B - G the residuals already coded at the same pixel (G,
+then R - G). It outputs
 
-* a correction to the mean: a weighted sum of the neighbours' offsets from the MED prediction, a
-  bias in units of the local scale, and the same-pixel residuals of the planes coded before;
-* two scales (multipliers of the analytic scale) and their mixture weight: a discretised mixture
-  of two logistics with a shared mean, whose heavier component holds the edges.
+* a correction to the mean: weights on the neighbours' offsets from the MED prediction and on the
+  same pixel's residuals coded before;
+* a discretised mixture of ``n_mix`` logistics, each with its own offset (in local scales), scale
+  (a multiple of the analytic scale, floored at ``min_scale``) and weight; the edge values 0 and
+  255 hold the tails.
 
-With every output at zero the model is a mixture of two logistics around the MED prediction, so
-training starts from a coder close to the analytic one. Grayscale is rated natively by the G
-plane's network. Like the analytic coder the model is causal (each pixel's distribution depends on
-pixels coded before it), so it is an exact lossless coding model.
+Outputs are bounded (``4 tanh(./4)``); the last layer starts at zero but for spread scale biases,
+so training starts from a scale mixture around the MED prediction. Grayscale is rated natively by
+the G plane's network. Like the analytic coder the model is causal (each value's distribution
+depends on pixels before it in raster order and on the same pixel's planes coded before), so it
+is an exact lossless coding model. Inputs are rated in float32 whatever their dtype.
 """
 
 from __future__ import annotations
@@ -87,6 +92,8 @@ class ContextCoder(BitEstimator):
         its own scale (a multiple of the analytic scale).
     wide : bool
         Context of eight causal neighbours (W, N, NW, NE, WW, NN, NNE, NWW) instead of four.
+    area : int
+        How many causal windows (radius 2, then 6) give residual statistics as features (0-2).
     min_scale : float
         Floor of every logistic scale (grey levels), so a flat region costs a little, not nothing.
     """
@@ -113,7 +120,7 @@ class ContextCoder(BitEstimator):
                 net[-1].bias[k + n_mix : k + 2 * n_mix] = torch.linspace(-1.0, 0.7, n_mix) if n_mix > 1 else 0.0
 
     def _bits_map(self, x: torch.Tensor, noise: bool, generator: torch.Generator | None) -> torch.Tensor:
-        planes, values, start = _coder_planes(x)
+        planes, values, start = _coder_planes(x.float())  # bf16 / fp16 would round bin differences to zero
         edge = (values > 254.5).to(torch.int8) - (values < 0.5).to(torch.int8)
         pred = med_predict(planes, start)
         e = planes - pred

@@ -279,7 +279,8 @@ class PathRecorder:
         kept_now = kept_path[choice, idx]
         bits_map_after = torch.stack(bits_maps)[choice, idx] if bits_maps is not None else estimator.bits_map(simplified)
         mask = torch.stack(masks)[choice, idx] if masks is not None else None
-        mask_mean = torch.stack(masks[1:]).mean(0) if masks is not None and len(masks) > 1 else None
+        # a running sum, not a stack: at 1024 px the snapshots' masks are gigabytes
+        mask_mean = sum(masks[2:], masks[1].clone()) / (len(masks) - 1) if masks is not None and len(masks) > 1 else None
         bits_after = bits_map_after.flatten(1).sum(1)
         status = ["non-finite" if not a else ("ok" if k else "not kept") for a, k in zip(active.tolist(), kept_now.tolist())]
         return SimplificationResult(

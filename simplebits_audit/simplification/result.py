@@ -178,18 +178,19 @@ def refine_ties(mask: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     """
     out = mask.clone()
     for i in range(mask.shape[0]):
-        v, o = mask[i].double().flatten(), order[i].double().flatten().clamp(0, 1)
-        levels = torch.unique(v)  # sorted
-        if levels.numel() < 2:
-            continue
+        v, o = mask[i].double().flatten(), order[i].double().flatten().nan_to_num(0.0).clamp(0, 1)
+        finite = torch.isfinite(v)  # a non-finite mask value is left as it is
+        levels = torch.unique(v[finite])  # sorted
+        if levels.numel() < 2 or levels.numel() == int(finite.sum()):
+            continue  # constant (nothing or everything needed), or no ties to break
         inf = torch.tensor([math.inf], dtype=v.dtype, device=v.device)
         gap_up, gap_down = torch.cat([levels.diff(), inf]), torch.cat([inf, levels.diff()])
-        k = torch.searchsorted(levels, v)
+        k = torch.searchsorted(levels, v.nan_to_num(0.0, 0.0, 0.0))
         up = torch.clamp(0.45 * gap_up[k], max=TIE_BREAK)
         down = torch.clamp(0.45 * gap_down[k], max=TIE_BREAK)
         spread_down = v + up > 1  # only the top value near 1 can have no room above
         refined = torch.where(spread_down, v - down * (1 - o), v + up * o)
-        out[i] = refined.view_as(mask[i]).to(mask.dtype)
+        out[i] = torch.where(finite, refined, v).view_as(mask[i]).to(mask.dtype)
     return out
 
 
