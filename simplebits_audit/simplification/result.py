@@ -176,21 +176,27 @@ def refine_ties(mask: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     kept pixels among themselves, and localisation fell from AUROC 0.94 to 0.83 on
     ``digits-on-photos`` (64 test images) when the map became the returned image's mask.
     """
-    out = mask.clone()
-    for i in range(mask.shape[0]):
-        v, o = mask[i].double().flatten(), order[i].double().flatten().nan_to_num(0.0).clamp(0, 1)
-        finite = torch.isfinite(v)  # a non-finite mask value is left as it is
-        levels = torch.unique(v[finite])  # sorted
-        if levels.numel() < 2 or levels.numel() == int(finite.sum()):
-            continue  # constant (nothing or everything needed), or no ties to break
-        inf = torch.tensor([math.inf], dtype=v.dtype, device=v.device)
-        gap_up, gap_down = torch.cat([levels.diff(), inf]), torch.cat([inf, levels.diff()])
-        k = torch.searchsorted(levels, v.nan_to_num(0.0, 0.0, 0.0))
-        up = torch.clamp(0.45 * gap_up[k], max=TIE_BREAK)
-        down = torch.clamp(0.45 * gap_down[k], max=TIE_BREAK)
-        spread_down = v + up > 1  # only the top value near 1 can have no room above
-        refined = torch.where(spread_down, v - down * (1 - o), v + up * o)
-        out[i] = torch.where(finite, refined, v).view_as(mask[i]).to(mask.dtype)
+    b = mask.shape[0]
+    # float32 (not the mask's fp16 / bf16): the spreads of 1e-3 x order need its resolution near 1
+    v, o = mask.reshape(b, -1).float(), order.reshape(b, -1).float().nan_to_num(0.0).clamp(0, 1)
+    finite = torch.isfinite(v)  # a non-finite mask value is left as it is (sorted above every level)
+    sv, idx = torch.where(finite, v, torch.full_like(v, 2.0)).sort(dim=1)
+    # group = index of the pixel's distinct value in its image; levels[i, g] = that value
+    group = torch.cat([torch.zeros_like(sv[:, :1], dtype=torch.long), (sv.diff(dim=1) != 0).long().cumsum(1)], 1)
+    n_levels = group[:, -1:] + 1
+    levels = torch.full_like(sv, math.inf).scatter(1, group, sv)
+    padded = torch.cat([torch.full_like(sv[:, :1], -math.inf), levels, torch.full_like(sv[:, :1], math.inf)], 1)
+    gap_up = padded.gather(1, group + 2) - sv
+    gap_down = sv - padded.gather(1, group)
+    up, down = torch.clamp(0.45 * gap_up, max=TIE_BREAK), torch.clamp(0.45 * gap_down, max=TIE_BREAK)
+    so = o.gather(1, idx)
+    spread_down = sv + up > 1  # only the top value near 1 can have no room above
+    refined = torch.where(spread_down, sv - down * (1 - so), sv + up * so)
+    # images with one level (nothing or everything needed) or without ties are returned as they are
+    untouched = (n_levels < 2) | (n_levels == sv.shape[1])
+    refined = torch.where(untouched, sv, refined)
+    out = torch.empty_like(v).scatter(1, idx, refined)
+    out = torch.where(finite, out, v).view_as(mask).to(mask.dtype)
     return out
 
 
