@@ -5,7 +5,8 @@ First the real codecs on multi-scale crops of the held-out package photos at 32,
 imagecodecs) and on the one-channel luminance of the 64 px crops. Then for each registered
 estimator on the same crops: bpd and its ratio to WebP and to JPEG-XL, the ratio on the grey crops
 (rated natively where the estimator can), the bpd of a flat 32x32 image, forward+backward
-milliseconds for a batch of 64 at 32x32, parameters. Then the
+milliseconds for a batch of 64 at 32x32 and for one image at 224 px (RGB) and 1024 px (grey),
+parameters. Then the
 analytic coder's forward+backward time at real sizes against the same formulas run through plain
 autograd (``analytic.autograd_bits_map``), measured in the same run.
 
@@ -106,7 +107,7 @@ def main() -> None:
     for size in SIZES:
         for col in (f"bpd {size}", "/ WebP", "/ JXL e9"):
             table.add_column(col, justify="right")
-    for col in ("grey 64 / JXL e9", "flat 32 bpd", "fwd+bwd ms (64x3x32x32)", "parameters"):
+    for col in ("grey 64 / JXL e9", "flat 32 bpd", "fwd+bwd ms (64x3x32x32)", "(1x3x224x224)", "(1x1x1024x1024)", "parameters"):
         table.add_column(col, justify="right")
     flat = torch.full((1, 3, 32, 32), 0.5)
     names = args.estimators.split(",") if args.estimators else list_estimators()
@@ -117,7 +118,9 @@ def main() -> None:
             bpd = estimator_bpd(est, crops[size])
             row += [f"{bpd:.3f}", f"{bpd / reference[size]['WebP']:.3f}", f"{bpd / reference[size]['JXL e9']:.3f}"]
         row += [f"{estimator_bpd(est, grey) / grey_reference['JXL e9']:.3f}", f"{estimator_bpd(est, flat):.3f}"]
-        row += [f"{forward_backward_ms(est):.0f}", f"{est.num_parameters:,}"]
+        row += [f"{forward_backward_ms(est, repeats=5 if shape[0] > 1 else 2, shape=shape):.0f}"
+                for shape in ((64, 3, 32, 32), (1, 3, 224, 224), (1, 1, 1024, 1024))]
+        row += [f"{est.num_parameters:,}"]
         table.add_row(*row)
     console.print(table)
     console.print(adjoint_table())
