@@ -17,7 +17,7 @@ from simplebits_audit.simplification.learned import model_fingerprint
 from simplebits_audit.training import simplifier as learned
 from simplebits_audit.training.simplifier import evaluate_simplifier
 
-from ...helpers import CLI, assert_unchanged, snapshot
+from ...helpers import CLI, assert_refines, assert_unchanged, snapshot
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 TESTBED = "digits-on-photos"
@@ -234,7 +234,9 @@ def test_simplebits_and_registry_use_the_simplifier(model, trained, test_images,
     assert attr.shape == test_images[:8].shape and result.settings["refine_steps"] == 0
     with torch.no_grad():
         expected = torch.sigmoid(trained.mask_logits(torch.round(test_images[:8] * 255) / 255))
-    assert torch.allclose(attr[:, :1], torch.nn.functional.interpolate(expected, size=(32, 32), mode="bilinear"), atol=1e-5)
+    # the map is the learned mask with its ties (bilinear upsampling repeats values) ranked: within 0.001 of it
+    assert torch.allclose(attr[:, :1], torch.nn.functional.interpolate(expected, size=(32, 32), mode="bilinear"), atol=1e-3 + 1e-5)
+    assert_refines(attr[:, :1], result.mask)
     e = explain("simplebits_learned", model, test_images[:4], simplifier=trained)
     assert e.result is not None and e.map.shape == (4, 1, 32, 32)
     with pytest.raises(ValueError, match="simplifier"):
