@@ -77,3 +77,11 @@ def test_which_information_example(tmp_path):
     for profile in profiles.values():
         assert set(profile) == {"colour", "detail", "region"}
         assert all(0 <= v <= 1 or v != v for v in profile.values())
+
+
+def test_verifiable_bits_example(capsys):
+    module = runpy.run_path(str(ROOT / "examples" / "verifiable_bits.py"))
+    rows = module["main"](sizes=(32,))
+    assert set(rows[32]) == {"analytic", "context", "png", "webp", "jxl"}
+    assert all(0 < v < 9 for v in rows[32].values())
+    assert "decoded bit for bit: True" in capsys.readouterr().out
