@@ -120,6 +120,14 @@ class ContextCoder(BitEstimator):
                 net[-1].bias[k + n_mix : k + 2 * n_mix] = torch.linspace(-1.0, 0.7, n_mix) if n_mix > 1 else 0.0
 
     def _bits_map(self, x: torch.Tensor, noise: bool, generator: torch.Generator | None) -> torch.Tensor:
+        return self.plane_bits_map(x).sum(1, keepdim=True)
+
+    def plane_bits_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Bits of each coded plane at each pixel, (B, C, H, W): G, R - G, B - G (or the grey plane).
+
+        ``x`` (B, C, H, W) pixel images in [0, 1], C = 1 or 3, already validated (use
+        :meth:`bits_map` for the checked, summed map).
+        """
         planes, values, start = _coder_planes(x.float())  # bf16 / fp16 would round bin differences to zero
         edge = (values > 254.5).to(torch.int8) - (values < 0.5).to(torch.int8)
         pred = med_predict(planes, start)
@@ -136,7 +144,7 @@ class ContextCoder(BitEstimator):
         # over causal windows of growing size
         areas = [(_causal_mean(e.abs(), r), _causal_mean(e, r)) for r in _AREAS[: self.area]]
         k, m = len(self.offsets), self.n_mix
-        total = torch.zeros_like(planes[:, :1])
+        per_plane = []
         for c, net in enumerate(self.nets[: planes.shape[1]]):
             sl = slice(c, c + 1)
             s, p = scale[:, sl], pred[:, sl]
@@ -154,5 +162,5 @@ class ContextCoder(BitEstimator):
             shift, log_mult, logits = out[:, k : k + m], out[:, k + m : k + 2 * m], out[:, k + 2 * m : k + 3 * m]
             t = planes[:, sl] - mean - shift * s
             comp = _logistic_bin_log_prob(t, (s * log_mult.exp()).clamp(min=self.min_scale), edge[:, sl])
-            total = total - torch.logsumexp(F.log_softmax(logits, 1) + comp, 1, keepdim=True) / _LOG2
-        return total
+            per_plane.append(-torch.logsumexp(F.log_softmax(logits, 1) + comp, 1, keepdim=True) / _LOG2)
+        return torch.cat(per_plane, 1)

@@ -239,6 +239,19 @@ def test_the_context_coder_is_causal(channels):
     assert float(grad[6, 3] + grad[5, 7] + grad[4, 6]) > 0  # it reads W, NE and NNE-side context
 
 
+def test_the_context_coders_planes_read_only_the_planes_coded_before_at_the_same_pixel():
+    """G's bits at a pixel do not depend on that pixel's R or B, R - G's not on its B."""
+    coder = load_estimator("context")
+    x = torch.rand(1, 3, 8, 8, requires_grad=True)
+    planes = coder.plane_bits_map(x)
+    assert planes.shape == (1, 3, 8, 8)
+    torch.testing.assert_close(planes.sum(1, keepdim=True), coder.bits_map(x))
+    for plane, later in ((0, (0, 2)), (1, (2,))):  # channels of x: R = 0, G = 1, B = 2
+        (grad,) = torch.autograd.grad(planes[0, plane, 4, 4], x, retain_graph=True)
+        assert all(float(grad[0, ch, 4, 4]) == 0 for ch in later), (plane, later)
+        assert float(grad[0, 1, 4, 4].abs()) > 0  # each plane reads the pixel's G
+
+
 def test_the_context_coder_beats_the_analytic_coder_on_held_out_photos():
     crops = held_out_crops(32, size=32, seed=9)
     assert float(load_estimator("context").bpd(crops).mean()) < 0.97 * float(load_estimator("analytic").bpd(crops).mean())
