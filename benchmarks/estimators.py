@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from simplebits_audit import list_estimators, load_estimator
+from simplebits_audit._helpers import luminance
 from simplebits_audit.codecs import codec_bpd
 from simplebits_audit.estimators import DEFAULT_ESTIMATOR
 from simplebits_audit.estimators.analytic import autograd_bits_map
@@ -56,8 +57,6 @@ def adjoint_table() -> Table:
 
 
 SIZES = (32, 64, 224)
-#: crops per size: 224 px crops cost JPEG-XL effort 9 about 0.3 s each
-CROPS_224 = 32
 
 
 def codec_reference(crops: dict[int, torch.Tensor]) -> dict[int, dict[str, float]]:
@@ -74,11 +73,6 @@ def estimator_bpd(est, x: torch.Tensor) -> float:
         return torch.cat([est.bpd(c) for c in x.split(16 if x.shape[-1] > 64 else 64)]).mean().item()
 
 
-def luminance(x: torch.Tensor) -> torch.Tensor:
-    """One-channel 8-bit luminance (ITU-R 601 weights) of RGB images in [0, 1]."""
-    return torch.round((x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True) * 255) / 255
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--crops", type=int, default=256, help="crops per size at 32 and 64 px (224 px: %(default)s / 8)")
@@ -88,7 +82,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     crops = {size: held_out_crops(args.crops if size < 224 else max(args.crops // 8, 4), size=size) for size in SIZES}
-    grey = luminance(crops[64])
+    grey = torch.round(luminance(crops[64]).unsqueeze(1) * 255) / 255  # one 8-bit channel
     reference = codec_reference(crops)
     grey_reference = codec_reference({64: grey})[64]
     console = Console(width=220)

@@ -177,6 +177,23 @@ class _AnalyticBits(torch.autograd.Function):
         return g_planes, None, None, None, None, None
 
 
+#: defaults of :class:`AnalyticCoder`'s prior scale and its weight (also the context coder's scale rule)
+PRIOR_SCALE, PRIOR_WEIGHT = 6.0, 0.1
+
+
+def edge_bins(values: torch.Tensor) -> torch.Tensor:
+    """Which bins of the 8-bit channel ``values`` (0..255 units) are edge bins holding a tail: -1 the
+    lowest value, 1 the highest, 0 interior (int8, same shape)."""
+    return (values > 254.5).to(torch.int8) - (values < 0.5).to(torch.int8)
+
+
+def local_scale(e: torch.Tensor, prior_scale: float = PRIOR_SCALE, prior_weight: float = PRIOR_WEIGHT) -> torch.Tensor:
+    """The mean absolute residual of each pixel's in-image causal neighbours (W, N, NW, NE) of ``e``
+    (B, C, H, W), shrunk towards ``prior_scale`` with the weight of ``prior_weight`` neighbours."""
+    count = sum(_causal_neighbours(torch.ones_like(e[:1, :1])))
+    return (sum(_causal_neighbours(e.abs())) + prior_weight * prior_scale) / (count + prior_weight)
+
+
 def autograd_bits_map(coder: AnalyticCoder, x: torch.Tensor) -> torch.Tensor:
     """The coder's bits map (B, 1, H, W) of pixel images ``x`` (B, C, H, W), written with plain autograd ops.
 
@@ -185,12 +202,9 @@ def autograd_bits_map(coder: AnalyticCoder, x: torch.Tensor) -> torch.Tensor:
     ``benchmarks/estimators.py`` times it against.
     """
     planes, values, start = _coder_planes(x)
-    edge = (values > 254.5).to(torch.int8) - (values < 0.5).to(torch.int8)
+    edge = edge_bins(values)
     pred = med_predict(planes, start)
-    total = sum(_causal_neighbours((planes - pred).abs()))
-    count = sum(_causal_neighbours(torch.ones_like(planes[:1, :1])))
-    local = (total + coder.prior_weight * coder.prior_scale) / (count + coder.prior_weight)
-    scale = torch.clamp(coder.scale_gain * local, min=coder.min_scale)
+    scale = torch.clamp(coder.scale_gain * local_scale(planes - pred, coder.prior_scale, coder.prior_weight), min=coder.min_scale)
     return (-_log_prob(planes - pred, scale, edge) / _LOG2).sum(1, keepdim=True)
 
 
@@ -234,7 +248,9 @@ class AnalyticCoder(BitEstimator):
     name = "analytic"
     native_channels = (1, 3)
 
-    def __init__(self, prior_scale: float = 6.0, prior_weight: float = 0.1, scale_gain: float = 1.0, min_scale: float = 0.15) -> None:
+    def __init__(
+        self, prior_scale: float = PRIOR_SCALE, prior_weight: float = PRIOR_WEIGHT, scale_gain: float = 1.0, min_scale: float = 0.15
+    ) -> None:
         super().__init__()
         self.prior_scale = prior_scale
         self.prior_weight = prior_weight
@@ -250,8 +266,7 @@ class AnalyticCoder(BitEstimator):
 
     def _bits_map(self, x: torch.Tensor, noise: bool, generator: torch.Generator | None) -> torch.Tensor:
         planes, values, start = _coder_planes(x)
-        # Which bins are edge bins (the lowest or highest value, holding the tail): -1, 1 or 0.
-        edge = (values > 254.5).to(torch.int8) - (values < 0.5).to(torch.int8)
+        edge = edge_bins(values)
         # scale = max(gain * (S + prior_weight * prior_scale) / (count + prior_weight), min_scale), S the neighbours' |residuals|
         count = sum(_causal_neighbours(torch.ones_like(planes[:1, :1])))  # in-image neighbours: 4 inside, fewer at the border
         k = self.scale_gain / (count + self.prior_weight)

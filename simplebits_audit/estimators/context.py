@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .analytic import _causal_neighbours, _coder_planes, med_predict
+from .analytic import _coder_planes, edge_bins, local_scale, med_predict
 from .base import BitEstimator
 
 _LOG2 = math.log(2.0)
@@ -129,11 +129,10 @@ class ContextCoder(BitEstimator):
         :meth:`bits_map` for the checked, summed map).
         """
         planes, values, start = _coder_planes(x.float())  # bf16 / fp16 would round bin differences to zero
-        edge = (values > 254.5).to(torch.int8) - (values < 0.5).to(torch.int8)
+        edge = edge_bins(values)
         pred = med_predict(planes, start)
         e = planes - pred
-        count = sum(_causal_neighbours(torch.ones_like(planes[:1, :1])))
-        scale = (sum(_causal_neighbours(e.abs())) + 0.6) / (count + 0.1)  # the analytic rule (prior 6, weight 0.1)
+        scale = local_scale(e)  # the analytic coder's rule at its default prior
         log_scale = scale.log()
         nb = [_shift(planes, dy, dx) for dy, dx in self.offsets]
         nb_e = [_shift(e, dy, dx) for dy, dx in self.offsets]

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .. import photos as photo_data
+from .._helpers import luminance
 from .._io import save_json, save_torch
 from ..codecs import codec_bpd
 from . import ARCHITECTURES, BitEstimator
@@ -59,7 +60,7 @@ def _training_batch(sampler: photo_data.CropSampler, config: TrainingConfig, gen
         flat = x[:n_simple].mean((2, 3), keepdim=True)
         x[:n_simple] = torch.round((mask * x[:n_simple] + (1 - mask) * flat) * 255) / 255
     if config.grey_fraction and float(torch.rand(1, generator=gen)) < config.grey_fraction:
-        x = torch.round((x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True) * 255) / 255
+        x = torch.round(luminance(x).unsqueeze(1) * 255) / 255
     return x
 
 
