@@ -437,10 +437,10 @@ def job_kind(out_dir: str | Path) -> str | None:
 # An output folder of ``train`` holds::
 #
 #     train.json          the settings (a rerun must agree on them to resume)
-#     tradeoff.json       {"settings": {...}, "points": [one per lambda], "reference": lam, "simplest_within_2pt": lam}
-#     examples.npz        uint8 validation images: "original" and "lam-<lambda>", each (E, H, W, 3) or (E, H, W)
+#     tradeoff.json       {"settings": {...}, "points": [one per run], "reference": name, "simplest_within_2pt": name}
+#     examples.npz        uint8 validation images: "original" and one per run ("budget-0.3", "lam-0.5"), each (E, H, W, 3) or (E, H, W)
 #     report.html
-#     lam-<lambda>/       classifier.pt, simplifier.pt, history.json (lam-<lambda>.ckpt while it trains)
+#     budget-<b>/         classifier.pt, simplifier.pt, history.json (budget-<b>.ckpt while it trains); lam-<lambda>/ with --lam
 
 TRAIN_SETTINGS_FILE = "train.json"
 TRADEOFF_FILE = "tradeoff.json"
@@ -449,25 +449,32 @@ TRADEOFF_EXAMPLES_FILE = "examples.npz"
 RUN_CLASSIFIER_FILE, RUN_SIMPLIFIER_FILE, RUN_HISTORY_FILE = "classifier.pt", "simplifier.pt", "history.json"
 
 
-def lam_name(lam: float) -> str:
-    """The name of ``lam``'s run and examples: ``lam-0.5`` (``:g``, so distinct lambdas must differ in 6 significant digits)."""
-    return f"lam-{float(lam):g}"
+def strength_name(lam: float | None = None, budget: float | None = None) -> str:
+    """The name of one run of a curve, its folder and its examples: ``budget-0.3`` for a bits budget,
+    ``lam-0.5`` for a fixed lambda (``:g``, so distinct values must differ in 6 significant digits)."""
+    return f"lam-{float(lam or 0):g}" if budget is None else f"budget-{float(budget):g}"
 
 
-def run_directory(directory: str | Path, lam: float) -> Path:
-    """Where :func:`~simplebits_audit.training.tradeoff` keeps the finished run of ``lam`` (:func:`run_checkpoint`: its resumable state)."""
-    return Path(directory) / lam_name(lam)
+def strength_label(point: dict[str, Any]) -> str:
+    """How a report names a curve's point: ``budget 0.3`` or ``λ=0.5``."""
+    return f"λ={point['lam']:g}" if point.get("budget") is None else f"budget {point['budget']:g}"
 
 
-def run_checkpoint(directory: str | Path, lam: float) -> Path:
-    """The resumable state of ``lam``'s run while it trains: ``lam-<lambda>.ckpt`` beside its folder."""
-    done = run_directory(directory, lam)
+def removal_order(point: dict[str, Any]) -> float:
+    """Sort key of a curve's points, from the one asked to remove least (lambda 0, budget 1) to the most."""
+    return float(point["lam"]) if point.get("budget") is None else -float(point["budget"])
+
+
+def run_directory(directory: str | Path, name: str) -> Path:
+    """Where :func:`~simplebits_audit.training.tradeoff` keeps the finished run ``name`` (:func:`strength_name`;
+    :func:`run_checkpoint`: its resumable state)."""
+    return Path(directory) / name
+
+
+def run_checkpoint(directory: str | Path, name: str) -> Path:
+    """The resumable state of run ``name`` while it trains: ``<name>.ckpt`` beside its folder."""
+    done = run_directory(directory, name)
     return done.with_name(done.name + ".ckpt")
-
-
-def examples_key(lam: float) -> str:
-    """The ``examples.npz`` key of the simplified examples of ``lam``."""
-    return lam_name(lam)
 
 
 def write_tradeoff(out_dir: str | Path, record: dict[str, Any], examples: dict[str, np.ndarray]) -> Path:

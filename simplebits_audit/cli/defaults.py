@@ -31,6 +31,7 @@ ESTIMATOR_CONFIG = "simplebits_audit.estimators.training:TrainingConfig"
 TRAIN_JOB = "simplebits_audit.jobs.train:train_job"
 TRAIN_OPTIONS = "simplebits_audit.jobs.options:TrainOptions"
 JOINT_DEFAULTS = "simplebits_audit.training.joint:JOINT_DEFAULTS"
+DEFAULT_BUDGETS = "simplebits_audit.training.joint:DEFAULT_BUDGETS"
 VAL_IMAGES = "simplebits_audit.jobs.train:VAL_IMAGES"
 CONDENSE_JOB = "simplebits_audit.jobs.condense:run_condense"
 CONDENSE_OPTIONS = "simplebits_audit.jobs.options:CondenseOptions"
@@ -90,7 +91,7 @@ LIBRARY_DEFAULTS: dict[str, Callable[[], Any]] = {
     "estimator.lr": lambda: constant(ESTIMATOR_CONFIG, "lr"),
     "estimator.checkpoint_every": lambda: constant(ESTIMATOR_CONFIG, "checkpoint_every"),
     "train.arch": lambda: constant(TRAIN_OPTIONS, "arch"),
-    "train.lams": lambda: constant(TRAIN_OPTIONS, "lams"),
+    "train.budgets": lambda: constant(DEFAULT_BUDGETS),
     "train.epochs": lambda: constant(JOINT_DEFAULTS, "epochs"),
     "train.batch_size": lambda: constant(JOINT_DEFAULTS, "batch_size"),
     "train.lr": lambda: constant(JOINT_DEFAULTS, "lr"),

@@ -114,10 +114,13 @@ def train(
     *,
     arch: str | None = typer.Option(None,
         help="Classifier to train from scratch: smallcnn, resnet18 or 'package.module:factory' (default {library:train.arch})."),
+    budget: str | None = typer.Option(None, "--budget",
+        help="Shares of the bits to keep, comma-separated, each in (0, 1]; one run each, 1 = the reference "
+        "(default {library:train.budgets})."),
     lam: str | None = typer.Option(None, "--lam",
-        help="Weights of the bits term, comma-separated; one run each, 0 = the reference (default {library:train.lams})."),
-    out: Path = out_option(Path("simplebits-train"), "Output folder: models per lambda, tradeoff.json, report.html."),
-    epochs: int | None = typer.Option(None, help="Epochs per lambda (default {library:train.epochs})."),
+        help="Fixed weights of the bits term instead of budgets, comma-separated; 0 = the reference."),
+    out: Path = out_option(Path("simplebits-train"), "Output folder: models per run, tradeoff.json, report.html."),
+    epochs: int | None = typer.Option(None, help="Epochs per run (default {library:train.epochs})."),
     batch_size: int | None = typer.Option(None, help="Images per step, per process (default {library:train.batch_size})."),
     lr: float | None = typer.Option(None, help="AdamW learning rate of both networks, cosine decay (default {library:train.lr})."),
     margin: float | None = typer.Option(
@@ -130,36 +133,37 @@ def train(
     estimator: str | None = ESTIMATOR,
     prep: Preprocessing,
 ) -> None:
-    """Train a classifier on simplified inputs, once per lambda: how much information does the task need?
+    """Train a classifier on simplified inputs, once per bits budget: how much information does the task need?
 
-    A simplifier learns, jointly with the classifier, to remove every bit the task allows; the
-    curve of accuracy against bits kept, and what each lambda keeps, go to OUT/report.html.
-    Resumable: rerun the same command (finished lambdas are reloaded). Across processes:
-    ``torchrun --nproc_per_node=2 -m simplebits_audit.cli.main train ...``.
+    A simplifier learns, jointly with the classifier, to keep at most the budget's share of each
+    image's bits; the curve of accuracy against bits kept, and what each run keeps, go to
+    OUT/report.html. Resumable: rerun the same command (finished runs are reloaded). Across
+    processes: ``torchrun --nproc_per_node=2 -m simplebits_audit.cli.main train ...``.
 
     Example:
 
-      simplebits train blended-digits --lam 0,0.5,1,2 --out blended
+      simplebits train blended-digits --budget 1,0.5,0.3,0.15 --out blended
     """
     from simplebits_audit.jobs.distributed import is_main_process
     from simplebits_audit.jobs.options import TrainOptions
     from simplebits_audit.jobs.train import train_job
-    from simplebits_audit.results import REPORT_FILE
+    from simplebits_audit.results import REPORT_FILE, strength_label
 
-    training = TrainOptions(**given(arch=arch, lams=lam, epochs=epochs, batch_size=batch_size, lr=lr, margin=margin))
+    training = TrainOptions(**given(arch=arch, budgets=budget, lams=lam, epochs=epochs, batch_size=batch_size, lr=lr, margin=margin))
     record = train_job(data, out, training=training, run=run_options(process_device()), preprocessing=prep, estimator=estimator,
                        testbed_n=testbed_n, val_n=val_n, **given(val_share=val_share))
     if not is_main_process():
         return
-    table = Table("λ", "accuracy (simplified)", "accuracy (original)", "bits kept",
+    table = Table("run", "λ", "accuracy (simplified)", "accuracy (original)", "bits kept",
         "WebP kept", *(["bits inside mask / mask share"] if record["has_masks"] else []))
     for p in record["points"]:
-        table.add_row(f"{p['lam']:g}", f"{100 * p['val_accuracy_simplified']:.1f}%", f"{100 * p['val_accuracy_original']:.1f}%",
-                      f"{p['val_bits_kept']:.3f}", f"{p['webp_kept']:.3f}", *([f"{p['inside_ratio']:.2f}×"] if record["has_masks"] else []))
+        table.add_row(strength_label(p), f"{p['lam']:.3g}", f"{100 * p['val_accuracy_simplified']:.1f}%",
+                      f"{100 * p['val_accuracy_original']:.1f}%", f"{p['val_bits_kept']:.3f}", f"{p['webp_kept']:.3f}",
+                      *([f"{p['inside_ratio']:.2f}×"] if record["has_masks"] else []))
     console.print(table)
     best = record["simplest_within_2pt"]
-    console.print(f"simplest within 2 points of λ={record['reference']:g}: λ={best:g}"
-        if best is not None else "no λ within 2 points of the reference")
+    console.print(f"simplest within 2 points of {record['reference']}: {best}" if best is not None
+                  else "no run within 2 points of the reference")
     console.print(f"report: {out / REPORT_FILE}")
 
 

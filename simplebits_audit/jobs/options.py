@@ -7,7 +7,7 @@
 * :class:`RunOptions` -- where and how a job runs (device, seed, progress);
 * :class:`ScoringOptions` -- how :func:`~simplebits_audit.jobs.comparison.compare` scores the maps;
 * :class:`TrainOptions` -- what :func:`~simplebits_audit.jobs.train.train_job` trains (classifier,
-  lambdas, the joint-training settings);
+  budgets or lambdas, the joint-training settings);
 * :class:`CondenseOptions` -- what :func:`~simplebits_audit.jobs.condense.run_condense` condenses
   and how it evaluates the sets.
 
@@ -29,7 +29,6 @@ one parameter of the group in :mod:`simplebits_audit.cli.options`).
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,11 +40,10 @@ from ..estimators import BitEstimator
 from ..explainers import ATTRIBUTIONS, SIMPLEBITS
 from ..metrics import FRACTIONS
 from ..preprocessing import Preprocessing
-from ..results import lam_name
 from ..simplification import Simplifier
 from ..simplification.heads import check_head
 from ..training.condensation import condense_settings
-from ..training.joint import check_training_settings
+from ..training.joint import DEFAULT_BUDGETS, check_strengths, check_training_settings
 from ..training.networks import EVALUATE_DEFAULTS
 from .information import check_engine_attribution
 
@@ -225,37 +223,35 @@ class ScoringOptions:
             raise ValueError(f"deletion_steps: need at least 1, got {self.deletion_steps}")
 
 
-#: Default lambdas of ``simplebits train`` (the reference 0 and three strengths).
-DEFAULT_LAMS = (0.0, 0.5, 1.0, 2.0)
+def parse_strengths(text: str | Sequence[float] | None, kind: str) -> tuple[float, ...] | None:
+    """``"1,0.5,0.3"`` (or a sequence, or None) -> a tuple of floats for ``kind`` ("lam" or "budget"); ``ValueError`` naming ``kind``.
 
-
-def parse_lams(text: str | Sequence[float]) -> list[float]:
-    """``"0,0.5,1,2"`` (or a sequence) -> distinct finite lambdas >= 0, in the given order; ``ValueError`` naming ``lam``."""
+    The values are checked by :func:`~simplebits_audit.training.joint.check_strengths`.
+    """
+    if text is None:
+        return None
     try:
-        lams = [float(v) for v in text.split(",") if v.strip()] if isinstance(text, str) else [float(v) for v in text]
-    except ValueError:
-        raise ValueError(f"lam: expected comma-separated numbers such as 0,0.5,1,2, got {text!r}") from None
-    if not lams:
-        raise ValueError("lam: give at least one lambda")
-    if any(not math.isfinite(v) or v < 0 for v in lams):
-        raise ValueError(f"lam: every lambda must be a finite number >= 0, got {lams}")
-    if len({lam_name(v) for v in lams}) != len(lams):
-        raise ValueError(f"lam: each lambda once (to 6 significant digits), got {lams}")
-    return lams
+        values = tuple(float(v) for v in text.split(",") if v.strip()) if isinstance(text, str) else tuple(float(v) for v in text)
+    except (TypeError, ValueError):
+        raise ValueError(f"{kind}: expected comma-separated numbers such as 1,0.5,0.3, got {text!r}") from None
+    check_strengths(**{f"{kind}s": values, f"{'budget' if kind == 'lam' else 'lam'}s": None})
+    return values
 
 
 @dataclass(frozen=True)
 class TrainOptions:
-    """What :func:`~simplebits_audit.jobs.train.train_job` trains: one classifier and simplifier per lambda.
+    """What :func:`~simplebits_audit.jobs.train.train_job` trains: one classifier and simplifier per budget (or lambda).
 
     Attributes
     ----------
     arch : str
         ``"smallcnn"``, ``"resnet18"`` or ``"package.module:factory"``
         (:func:`~simplebits_audit.models.build_architecture`), trained from scratch.
-    lams : str or sequence of float
-        The bits weights, e.g. ``"0,0.5,1,2"``; include 0 for the reference point. Stored as a
-        tuple of floats (:func:`parse_lams`).
+    budgets : str or sequence of float, optional
+        Shares of the bits to keep, each in (0, 1], e.g. ``"1,0.5,0.3"``; 1 is the reference point.
+        Default (neither this nor ``lams``): :data:`~simplebits_audit.training.DEFAULT_BUDGETS`.
+    lams : str or sequence of float, optional
+        Fixed bits weights instead of budgets, e.g. ``"0,0.5,1,2"``; include 0 for the reference.
     epochs, batch_size, lr, margin, warmup : optional
         As :func:`~simplebits_audit.training.train_with_simplification`; None:
         :data:`~simplebits_audit.training.JOINT_DEFAULTS`.
@@ -263,14 +259,15 @@ class TrainOptions:
     Raises
     ------
     ValueError
-        Bad lambdas or training settings, naming the field (``lam`` for the lambdas).
+        Bad budgets or lambdas (naming ``budget`` / ``lam``), both given, or bad training settings.
     """
 
     #: the keyword a job takes this group as
     keyword: ClassVar[str] = "training"
 
     arch: str = "smallcnn"
-    lams: str | Sequence[float] = DEFAULT_LAMS
+    budgets: str | Sequence[float] | None = None
+    lams: str | Sequence[float] | None = None
     epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
@@ -278,13 +275,18 @@ class TrainOptions:
     warmup: float | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "lams", tuple(parse_lams(self.lams)))
+        lams, budgets = parse_strengths(self.lams, "lam"), parse_strengths(self.budgets, "budget")
+        check_strengths(lams, budgets)
+        if lams is None and budgets is None:
+            budgets = DEFAULT_BUDGETS
+        object.__setattr__(self, "lams", lams)
+        object.__setattr__(self, "budgets", budgets)
         self.settings()
 
     def settings(self) -> dict[str, Any]:
         """The joint-training settings with the training layer's defaults filled in
         (``epochs``, ``batch_size``, ``lr``, ``margin``, ``warmup``)."""
-        return check_training_settings(self.lams[0], epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, margin=self.margin,
+        return check_training_settings(0.0, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, margin=self.margin,
                                        warmup=self.warmup)
 
 
@@ -368,7 +370,7 @@ def take_options(function: str, options: Mapping[str, Any], *groups: tuple[type[
 
 
 __all__ = [
-    "DEFAULT_LAMS", "CondenseOptions", "ExplainOptions",
-    "ModelOptions", "RunOptions", "ScoringOptions", "TrainOptions", "default", "parse_lams",
+    "CondenseOptions", "ExplainOptions",
+    "ModelOptions", "RunOptions", "ScoringOptions", "TrainOptions", "default", "parse_strengths",
     "take_options",
 ]

@@ -1,16 +1,16 @@
-"""The train job: training with simplification over a sweep of lambda, the trade-off curve and its report.
+"""The train job: training with simplification over a sweep of bits budgets (or lambdas), the trade-off curve and its report.
 
 Where the images come from: the same sources as the audit (ImageFolder, CSV of ``path,label``,
 testbed name). A testbed trains on its train split and validates on its test split, whose
 ground-truth masks give the share of the retained bits inside the evidence; a folder or CSV holds
 out every ``1/val_share``-th image. What trains: one classifier (``--arch``) and one simplifier per
-lambda (:func:`~simplebits_audit.training.tradeoff`). Where the record goes (the
+budget or lambda (:func:`~simplebits_audit.training.tradeoff`). Where the record goes (the
 layout is :mod:`~simplebits_audit.results`)::
 
-    OUT/train.json, tradeoff.json, examples.npz, report.html, lam-<lambda>/{classifier,simplifier}.pt
+    OUT/train.json, tradeoff.json, examples.npz, report.html, budget-<b>/{classifier,simplifier}.pt
 
-Rerunning the same command resumes: finished lambdas are reloaded, an interrupted one continues
-from its checkpoint. Under ``torchrun`` each lambda trains data-parallel over the processes.
+Rerunning the same command resumes: finished runs are reloaded, an interrupted one continues
+from its checkpoint. Under ``torchrun`` each run trains data-parallel over the processes.
 """
 
 from __future__ import annotations
@@ -28,16 +28,16 @@ from ..estimators import BitEstimator, resolve_estimator
 from ..metrics.localisation import relevance_mass
 from ..models import build_architecture, check_classifier_output
 from ..preprocessing import Preprocessing
-from ..results import TRAIN_SETTINGS_FILE, examples_key, write_tradeoff
+from ..results import TRAIN_SETTINGS_FILE, strength_name, write_tradeoff
 from ..training.joint import Tradeoff, tradeoff
 from .checks import check_out_dir, check_resume
 from .distributed import join_world
-from .options import DEFAULT_LAMS, RunOptions, TrainOptions, parse_lams, take_options
+from .options import RunOptions, TrainOptions, take_options
 from .sources import hold_out, load_labelled, open_source
 
 #: Validation images of a testbed (its test split) and the most held out of a folder or CSV.
 VAL_IMAGES = 500
-#: Settings that must agree for a rerun to resume (the lambdas may change: finished ones are reused, new ones trained).
+#: Settings that must agree for a rerun to resume (the budgets or lambdas may change: finished runs are reused, new ones trained).
 RESUME_SETTINGS = ("data", "arch", "epochs", "batch_size", "lr", "margin", "warmup", "estimator", "seed", "val_share", "testbed_n",
                    "val_n", "preprocessing")
 
@@ -47,7 +47,7 @@ def curve_points(
     curve: Tradeoff, val_images: torch.Tensor, val_masks: torch.Tensor | None, estimator: BitEstimator, n_examples: int = 8,
     device: str | torch.device = "cpu",
 ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
-    """The curve's points with the outside checks added, and uint8 examples per lambda.
+    """The curve's points with the outside checks added, and uint8 examples per run.
 
     Each point gains ``webp_kept`` and ``jxl_kept`` (mean per-image ratio of the simplified image's
     lossless WebP / JPEG-XL size to the original's) and, with masks, ``bits_inside_mask`` (mean share of the simplified
@@ -58,7 +58,7 @@ def curve_points(
     webp_before, jxl_before = codec_bits(original), codec_bits(original, "jxl")
     examples = {"original": np.stack(to_uint8_images(original[:n_examples]))}
     points = []
-    for point, (lam, result) in zip(curve.points, curve.results.items()):
+    for point, (name, result) in zip(curve.points, curve.results.items()):
         simplified = result.simplify(original).cpu()
         extra: dict[str, Any] = {"webp_kept": float((codec_bits(simplified) / webp_before).mean()),
                                  "jxl_kept": float((codec_bits(simplified, "jxl") / jxl_before).mean())}
@@ -70,7 +70,7 @@ def curve_points(
             inside = float(inside[scored].mean())
             extra.update({"bits_inside_mask": inside, "mask_share": share, "inside_ratio": inside / share})
         points.append({**point, **extra})
-        examples[examples_key(lam)] = np.stack(to_uint8_images(simplified[:n_examples]))
+        examples[name] = np.stack(to_uint8_images(simplified[:n_examples]))
     return points, examples
 
 
@@ -88,7 +88,7 @@ def train_job(
     n_examples: int = 8,
     **options: Any,
 ) -> dict[str, Any]:
-    """Train a classifier with simplification once per lambda on ``data``; write models, ``tradeoff.json`` and a report.
+    """Train a classifier with simplification once per budget (or lambda) on ``data``; write models, ``tradeoff.json`` and a report.
 
     Parameters
     ----------
@@ -99,7 +99,7 @@ def train_job(
     out : path
         The output folder (see the module docstring); rerunning with the same settings resumes.
     training : TrainOptions, optional
-        The classifier's architecture, the lambdas and the joint-training settings (checked before
+        The classifier's architecture, the budgets (or lambdas) and the joint-training settings (checked before
         any image is read).
     run : RunOptions, optional
         Device (default: the CPU; under torchrun with CUDA, each rank's ``cuda:LOCAL_RANK``), seed, progress.
@@ -113,21 +113,22 @@ def train_job(
     testbed_n, val_n : int, optional
         Training / validation images of a testbed (defaults: the testbed's train size, :data:`VAL_IMAGES`).
     n_examples : int
-        Validation images shown simplified per lambda in the report.
+        Validation images shown simplified per run in the report.
     **options
         Fields of the training and run options, overriding the objects' (e.g. ``epochs=2``, ``seed=3``).
 
     Returns
     -------
     dict
-        The ``tradeoff.json`` record: settings, one point per lambda (validation accuracy on
+        The ``tradeoff.json`` record: settings, one point per run (validation accuracy on
         simplified and original images, bits kept, WebP kept, bits inside the mask), the reference
-        lambda and the simplest lambda within 2 points of its accuracy.
+        run's name and the simplest run within 2 points of its accuracy (names such as ``budget-0.3``).
     """
     from ..report.tradeoff import write_tradeoff_report
 
     training, run = take_options("train_job", options, (TrainOptions, training), (RunOptions, run))
-    arch, lams, joint_settings, seed = training.arch, list(training.lams), training.settings(), run.seed
+    arch, joint_settings, seed = training.arch, training.settings(), run.seed
+    lams, budgets = (None if v is None else list(v) for v in (training.lams, training.budgets))
     if not 0 < val_share < 1:
         raise ValueError(f"val_share: expected a share in (0, 1), got {val_share}")
     if n_examples < 0:
@@ -149,8 +150,8 @@ def train_job(
         train_items, val_items = hold_out(train_source.items, val_share, val_n or VAL_IMAGES)
     class_names = train_source.class_names
     settings = {
-        "data": str(data), "arch": arch, "lams": lams, **joint_settings, "estimator": estimator or "default", "seed": seed,
-        "val_share": val_share, "testbed_n": testbed_n, "val_n": val_n, "preprocessing": dataclasses.asdict(preprocessing),
+        "data": str(data), "arch": arch, "budgets": budgets, "lams": lams, **joint_settings, "estimator": estimator or "default",
+        "seed": seed, "val_share": val_share, "testbed_n": testbed_n, "val_n": val_n, "preprocessing": dataclasses.asdict(preprocessing),
         "class_names": class_names,
     }
     check_resume(out / TRAIN_SETTINGS_FILE, settings, RESUME_SETTINGS, "a training run")
@@ -166,10 +167,10 @@ def train_job(
         est = resolve_estimator(estimator, device=device)
         if world.is_main:
             out.mkdir(parents=True, exist_ok=True)
-            save_json(settings, out / TRAIN_SETTINGS_FILE)  # the lambdas may grow between runs: each is checked by its own run
+            save_json(settings, out / TRAIN_SETTINGS_FILE)  # the runs may grow between calls: each is checked by its own run
         world.barrier()
         curve = tradeoff(
-            lambda: build_architecture(arch, n_classes, channels, size), (train_x, train_y), lams, val_data=(val_x, val_y),
+            lambda: build_architecture(arch, n_classes, channels, size), (train_x, train_y), lams, budgets=budgets, val_data=(val_x, val_y),
             directory=out, seed=seed, show_progress=run.show_progress, estimator=est, **joint_settings,
             normalization=preprocessing.normalization, device=device,
             data_description=f"{train_source.name}: {len(train_x)} training images, seed {seed}",
@@ -183,8 +184,9 @@ def train_job(
                 "settings": {**settings, "training_images": len(train_x), "validation_images": len(val_x),
                              "skipped_images": len(skipped_train) + len(skipped_val), "n_classes": n_classes, "processes": world.size,
                              "estimator_name": est.name},
-                "points": points, "reference": reference["lam"] if reference else None,
-                "simplest_within_2pt": best["lam"] if best else None, "has_masks": val_masks is not None and bool(val_masks.any()),
+                "points": points, "reference": strength_name(reference["lam"], reference["budget"]) if reference else None,
+                "simplest_within_2pt": strength_name(best["lam"], best["budget"]) if best else None,
+                "has_masks": val_masks is not None and bool(val_masks.any()),
             }
             write_tradeoff(out, record, examples)
             write_tradeoff_report(out)
@@ -194,4 +196,4 @@ def train_job(
     return record
 
 
-__all__ = ["DEFAULT_LAMS", "RESUME_SETTINGS", "VAL_IMAGES", "curve_points", "parse_lams", "train_job"]
+__all__ = ["RESUME_SETTINGS", "VAL_IMAGES", "curve_points", "train_job"]

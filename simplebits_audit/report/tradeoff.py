@@ -1,4 +1,4 @@
-"""The report of ``simplebits train``: accuracy against input bits over lambda, and what each lambda keeps.
+"""The report of ``simplebits train``: accuracy against input bits over a curve of budgets (or lambdas), and what each run keeps.
 
 Built from ``tradeoff.json`` and ``examples.npz`` only (:func:`~simplebits_audit.results.read_tradeoff`),
 so ``simplebits report DIR`` rebuilds it without retraining.
@@ -13,7 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .._io import atomic_write
-from ..results import REPORT_FILE, examples_key, read_tradeoff
+from ..results import REPORT_FILE, read_tradeoff, removal_order, strength_label, strength_name
 from ._html import esc, figure_html, fmt, img_tag, page, png_bytes, table_html
 
 #: Side (pixels) of each example thumbnail.
@@ -21,11 +21,11 @@ THUMBNAIL_SIDE = 96
 
 
 def curve_figure(record: dict[str, Any]) -> go.Figure:
-    """Validation accuracy (simplified and original images) against the share of bits kept, one marker per lambda."""
-    points = sorted(record["points"], key=lambda p: p["lam"])
+    """Validation accuracy (simplified and original images) against the share of bits kept, one marker per run."""
+    points = sorted(record["points"], key=removal_order)
     fig = go.Figure()
     x = [p.get("val_bits_kept") for p in points]
-    labels = [f"λ={p['lam']:g}" for p in points]
+    labels = [strength_label(p) for p in points]
     fig.add_trace(go.Scatter(x=x, y=[p.get("val_accuracy_simplified") for p in points], mode="lines+markers+text", text=labels,
                              textposition="top center", name="accuracy on simplified images"))
     fig.add_trace(go.Scatter(x=x, y=[p.get("val_accuracy_original") for p in points], mode="markers", name="accuracy on original images",
@@ -53,10 +53,10 @@ def _examples_html(record: dict[str, Any], examples: dict[str, np.ndarray]) -> s
     if "original" not in examples or not len(examples["original"]):
         return "<p class=\"note\">No examples were saved.</p>"
     rows = [["original"] + [_thumb(a, "original") for a in examples["original"]]]
-    for point in sorted(record["points"], key=lambda p: p["lam"]):
-        key = examples_key(point["lam"])
+    for point in sorted(record["points"], key=removal_order):
+        key, label = strength_name(point["lam"], point.get("budget")), strength_label(point)
         if key in examples:
-            rows.append([f"λ = {point['lam']:g}"] + [_thumb(a, f"simplified, lambda {point['lam']:g}") for a in examples[key]])
+            rows.append([label] + [_thumb(a, f"simplified, {label}") for a in examples[key]])
     body = "".join("<tr>" + f"<th>{esc(r[0])}</th>" + "".join(f"<td>{c}</td>" for c in r[1:]) + "</tr>" for r in rows)
     return f"<table class=\"examples\"><tbody>{body}</tbody></table>"
 
@@ -65,34 +65,46 @@ def tradeoff_page(record: dict[str, Any], examples: dict[str, np.ndarray]) -> st
     """The whole report page (a string of self-contained HTML)."""
     settings = record["settings"]
     has_masks = record.get("has_masks", False)
-    header = ["λ", "accuracy (simplified)", "accuracy (original)", "bits kept", "WebP kept", "bpd simplified", "bpd original", "minutes"]
+    header = ["run", "λ (final)", "accuracy (simplified)", "accuracy (original)", "bits kept", "WebP kept", "bpd simplified",
+              "bpd original", "minutes"]
     if has_masks:
         header += ["bits inside mask", "mask share", "inside / share"]
     rows = []
-    for p in sorted(record["points"], key=lambda p: p["lam"]):
+    for p in sorted(record["points"], key=removal_order):
         minutes = p.get("training_seconds")
-        row = [f"{p['lam']:g}", fmt(p.get("val_accuracy_simplified")), fmt(p.get("val_accuracy_original")), fmt(p.get("val_bits_kept")),
+        row = [strength_label(p), f"{p['lam']:.3g}", fmt(p.get("val_accuracy_simplified")), fmt(p.get("val_accuracy_original")),
+               fmt(p.get("val_bits_kept")),
                fmt(p.get("webp_kept")), fmt(p.get("val_bpd_simplified")), fmt(p.get("val_bpd_original")),
                fmt(minutes / 60, 1) if isinstance(minutes, (int, float)) else "—"]
         if has_masks:
             row += [fmt(p.get("bits_inside_mask")), fmt(p.get("mask_share")), fmt(p.get("inside_ratio"), 2)]
         rows.append(row)
-    best = record.get("simplest_within_2pt")
-    verdict = (f"The simplest inputs within 2 accuracy points of λ = {record.get('reference'):g}: λ = {best:g}." if best is not None
-               else "No λ stayed within 2 accuracy points of the reference.")
+    by_name = {strength_name(p["lam"], p.get("budget")): p for p in record["points"]}
+    best, reference = by_name.get(_name(record.get("simplest_within_2pt"))), by_name.get(_name(record.get("reference")))
+    verdict = (f"The simplest inputs within 2 accuracy points of {strength_label(reference)}: {strength_label(best)}."
+               if best is not None and reference is not None else "No run stayed within 2 accuracy points of the reference.")
     body = (
-        f"<p class=\"note\">{esc(verdict)} A classifier and a simplifier were trained together once per λ on "
+        f"<p class=\"note\">{esc(verdict)} A classifier and a simplifier were trained together once per run on "
         f"{esc(settings.get('training_images'))} images of {esc(settings.get('data'))} ({esc(settings.get('arch'))}); scores are on "
         f"{esc(settings.get('validation_images'))} validation images. Accuracy on original images shows what the classifier does when "
         "the simplifier is skipped.</p>"
         "<h2>Accuracy against input bits</h2>" + figure_html(curve_figure(record), "tradeoff-curve")
-        + "<h2>Per λ</h2>" + table_html(header, rows)
+        + "<h2>Per run</h2>" + table_html(header, rows)
         + ("<p class=\"sub\">bits inside mask: share of the simplified image's bits (the estimator's bits map) inside the "
            "ground-truth mask; above the mask share means the simplifier keeps the evidence and drops the rest.</p>" if has_masks else "")
         + "<h2>Simplified validation images</h2>" + _examples_html(record, examples)
     )
-    return page("Training with simplification", body, subtitle=f"{settings.get('data')} · λ ∈ {settings.get('lams')}",
+    return page("Training with simplification", body, subtitle=f"{settings.get('data')} · {_sweep(settings)}",
                 css=".examples td, .examples th { padding: .15rem; }")
+
+
+def _name(value: Any) -> str | None:
+    """A record's run name (older records stored the reference and the simplest point as a lambda)."""
+    return strength_name(value) if isinstance(value, (int, float)) else value
+
+
+def _sweep(settings: dict[str, Any]) -> str:
+    return f"λ ∈ {settings.get('lams')}" if settings.get("budgets") is None else f"budgets {settings.get('budgets')}"
 
 
 def write_tradeoff_report(out_dir: str | Path) -> Path:

@@ -7,7 +7,7 @@
   :class:`~simplebits_audit.simplification.Simplifier` to a frozen classifier over a dataset, and
   :func:`evaluate_simplifier`;
 * ``joint`` -- :func:`train_with_simplification`, a classifier trained on simplified inputs while
-  the simplifier learns with it, and :func:`tradeoff`, one such run per lambda;
+  the simplifier learns with it, and :func:`tradeoff`, one such run per bits budget (or lambda);
 * ``condensation`` -- :func:`condense`, a training set condensed to a few synthetic images per class by
   gradient matching with a bits penalty, and :func:`evaluate_condensed`;
 * ``networks`` -- the small networks condensation matches and evaluates (:class:`ConvNet`).
@@ -17,11 +17,12 @@ A new training setting is one module here that builds its networks and hands a s
 """
 
 from .condensation import CONDENSE_DEFAULTS, CondensedSet, condense, evaluate_condensed
-from .joint import JOINT_DEFAULTS, Tradeoff, TrainingResult, tradeoff, train_with_simplification
+from .joint import DEFAULT_BUDGET, DEFAULT_BUDGETS, JOINT_DEFAULTS, Tradeoff, TrainingResult, tradeoff, train_with_simplification
 from .networks import EVALUATE_DEFAULTS, ConvNet
 from .simplifier import TRAINING_DEFAULTS, evaluate_simplifier, train_simplifier
 
 __all__ = [
-    "CONDENSE_DEFAULTS", "EVALUATE_DEFAULTS", "JOINT_DEFAULTS", "TRAINING_DEFAULTS", "CondensedSet", "ConvNet", "Tradeoff",
-    "TrainingResult", "condense", "evaluate_condensed", "evaluate_simplifier", "tradeoff", "train_simplifier", "train_with_simplification",
+    "CONDENSE_DEFAULTS", "DEFAULT_BUDGET", "DEFAULT_BUDGETS", "EVALUATE_DEFAULTS", "JOINT_DEFAULTS", "TRAINING_DEFAULTS",
+    "CondensedSet", "ConvNet", "Tradeoff", "TrainingResult", "condense", "evaluate_condensed", "evaluate_simplifier", "tradeoff",
+    "train_simplifier", "train_with_simplification",
 ]

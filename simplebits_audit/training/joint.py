@@ -1,17 +1,23 @@
 """Training with simplification: a classifier learns on simplified inputs while a simplifier removes bits.
 
 The paper's first setting. A :class:`~simplebits_audit.simplification.learned.Simplifier` and a
-classifier f are trained together on labelled images, per image
+classifier f are trained together on labelled images. By default the knob is a **bits budget** b,
+the share of each image's bits to keep at most; per image
 
-    CE(f(s(x)), y)  +  lambda * gate * bpd(s(x))
+    CE(f(s(x)), y)  +  lambda * gate * bits(s(x)) / bits(x)
 
-where s(x) is rounded to 8 bits (straight-through) and ``gate`` charges the bits term only while the
+where s(x) is rounded to 8 bits (straight-through), ``gate`` charges the bits term only while the
 classifier already answers the simplified image correctly by a log-probability ``margin`` (the
-paper charges bits only once the classifier's loss on the example is small). Early in training
-nothing is gated in, so the classifier first learns the task on nearly original images; from then
-on every bit the task does not need is pushed out. Sweeping lambda (:func:`tradeoff`) gives the
-curve between input bits and accuracy: how much information the task needs, and whether a
-distractor (a photo behind a digit, stripes under a photo) carries any of it.
+paper charges bits only once the classifier's loss on the example is small), and lambda is not
+chosen by the user: it is the dual variable of "mean bits kept <= b", raised while the batches keep
+more and lowered while they keep less (:data:`BUDGET_RATE`). A budget means the same on any data;
+a fixed lambda does not (on a task learned slowly, lambda = 1 removed nothing: docs/design-log.md).
+With ``lam=`` instead of a budget the term is the older ``lam * gate * bpd(s(x))``.
+
+The simplifier waits for the first ``warmup`` share of the steps, so the classifier first learns
+the task on the original images. Sweeping budgets (:func:`tradeoff`) gives the curve between
+input bits and accuracy: how much information the task needs, and whether a distractor (a photo
+behind a digit, stripes under a photo) carries any of it.
 
 Unlike :func:`~simplebits_audit.training.train_simplifier` the classifier is not
 frozen: a copy of the given module is trained (the module passed in is left as it was) and returned
@@ -38,7 +44,15 @@ from .._helpers import Transform, run_device
 from .._io import load_saved, save_json, save_torch
 from .._validation import check_pixel_images
 from ..estimators import BitEstimator, resolve_estimator
-from ..results import RUN_CLASSIFIER_FILE, RUN_HISTORY_FILE, RUN_SIMPLIFIER_FILE, lam_name, run_checkpoint, run_directory
+from ..results import (
+    RUN_CLASSIFIER_FILE,
+    RUN_HISTORY_FILE,
+    RUN_SIMPLIFIER_FILE,
+    removal_order,
+    run_checkpoint,
+    run_directory,
+    strength_name,
+)
 from ..simplification.common import round_8bit
 from ..simplification.heads import label_gap
 from ..simplification.learned import Simplifier, model_fingerprint
@@ -47,12 +61,21 @@ from .data import Batches, data_fingerprint, dataset_tensors, labelled_tensors
 from .loop import ResumableRun, check_checkpoint_every, rank_and_world, settings_key, step_seed
 
 #: Defaults of :func:`train_with_simplification` (measured choices: README, "Training with simplification").
-JOINT_DEFAULTS: dict[str, Any] = {"epochs": 12, "batch_size": 64, "lr": 2e-3, "margin": 1.0, "warmup": 0.25}
+JOINT_DEFAULTS: dict[str, Any] = {"epochs": 12, "batch_size": 64, "lr": 2e-3, "margin": 0.0, "warmup": 0.25}
 #: A binary simplifier samples its cells while training (a deterministic threshold flipped every cell of
 #: ``stripes`` at once and collapsed to flat); the sampling temperature falls from 1 to this value over the
 #: simplifier's steps, so that by the end the samples are the threshold the evaluation uses (without it the
 #: classifier learned on random cells and lost 39 points on thresholded ``stripes`` images, README).
 ANNEAL_TO: float | None = 0.05
+#: A bits budget (``budget=b``: keep at most b of each image's bits, on average) is met by
+#: dual ascent on lambda: after every simplifier step, ``log lambda += BUDGET_RATE * log(kept / b)``,
+#: with ``kept`` the batch's mean share of the bits kept by the thresholded mask. Lambda starts at ``BUDGET_LAMBDA_START`` and
+#: stays within ``BUDGET_LAMBDA_RANGE``; in budget mode the bits term is the share kept (scale-free: the same
+#: knob on photos and on radiographs), not bits per dimension. Measured: docs/design-log.md.
+DEFAULT_BUDGET = 0.3
+BUDGET_RATE = 0.01
+BUDGET_LAMBDA_START = 1.0
+BUDGET_LAMBDA_RANGE = (1e-3, 1e3)
 #: What :meth:`TrainingResult.load` reads.
 FORMAT = 1
 
@@ -69,16 +92,20 @@ class TrainingResult:
     simplifier : Simplifier
         Pixel images (B, C, H, W) in [0, 1] -> simplified 8-bit pixel images (eval mode, frozen).
     lam : float
-        The weight of the bits term it was trained with.
+        The weight of the bits term it was trained with (with a ``budget``: the weight the budget
+        settled on at the last step).
     history : list of dict
         One entry per epoch: ``epoch``, ``steps``, ``seconds`` (cumulative), ``loss``,
         ``train_accuracy``, ``train_bpd`` (means over the epoch's simplified batches), ``train_charged``
-        (the share of images whose bits were charged: the gate held) and, with
+        (the share of images whose bits were charged: the gate held), ``train_lam`` (the mean weight
+        of the bits term: constant unless a budget sets it) and, with
         validation data, ``val_accuracy_simplified`` / ``val_accuracy_original`` (the classifier on
         simplified / original validation images), ``val_bpd_simplified`` / ``val_bpd_original`` and
         ``val_bits_kept`` (mean per-image ratio of the simplified image's bits to the original's).
     settings : dict
-        Everything the run was trained with (lam, margin, epochs, batch size, lr, seed, estimator, data).
+        Everything the run was trained with (lam or budget, margin, epochs, batch size, lr, seed, estimator, data).
+    budget : float or None
+        The share of the bits it was asked to keep at most (None: trained with a fixed ``lam``).
     """
 
     classifier: nn.Module
@@ -86,6 +113,7 @@ class TrainingResult:
     lam: float
     history: list[dict[str, float]] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+    budget: float | None = None
 
     @property
     def final(self) -> dict[str, float]:
@@ -119,9 +147,10 @@ class TrainingResult:
         state = {k: v.detach().cpu() for k, v in self.classifier.state_dict().items()}
         config = getattr(self.classifier, "config", None)
         save_torch({"format": FORMAT, "state_dict": state, "config": json.dumps(config) if isinstance(config, dict) else None,
-                    "lam": self.lam, "settings": json.dumps(self.settings)}, directory / RUN_CLASSIFIER_FILE)
+                    "lam": self.lam, "budget": self.budget, "settings": json.dumps(self.settings)}, directory / RUN_CLASSIFIER_FILE)
         self.simplifier.save(directory / RUN_SIMPLIFIER_FILE)
-        save_json({"lam": self.lam, "settings": self.settings, "history": self.history}, directory / RUN_HISTORY_FILE)
+        save_json({"lam": self.lam, "budget": self.budget, "settings": self.settings, "history": self.history},
+                  directory / RUN_HISTORY_FILE)
         return directory
 
     @classmethod
@@ -142,7 +171,9 @@ class TrainingResult:
         # JSON wrote NaN as null: read it back as NaN, as the trained result had it.
         history = [{k: float("nan") if v is None else v for k, v in entry.items()} for entry in record.get("history", [])]
         classifier = loaded.to(device or "cpu").eval().requires_grad_(False)
-        return cls(classifier, simplifier, float(ckpt["lam"]), history, json.loads(ckpt["settings"]))
+        budget = ckpt.get("budget")
+        return cls(classifier, simplifier, float(ckpt["lam"]), history, json.loads(ckpt["settings"]),
+                   budget=None if budget is None else float(budget))
 
 
 class _Joint(nn.Module):
@@ -174,12 +205,14 @@ def _data_fingerprint(data: Any) -> str:
 
 
 def _run_key(
-    settings: dict[str, Any], lam: float, seed: int, world: int, classifier_fingerprint: str | None, simplifier_config: dict[str, Any],
+    settings: dict[str, Any], lam: float | None, budget: float | None, seed: int, world: int, classifier_fingerprint: str | None,
+    simplifier_config: dict[str, Any],
     estimator: BitEstimator, data: Any, data_description: str | None, normalization: Any, transforms: Any,
 ) -> dict[str, Any]:
     """Everything a checkpoint or a finished run must agree on to be resumed or reused (JSON-normalised)."""
     key = {
-        **{k: settings[k] for k in JOINT_DEFAULTS}, "lam": float(lam), "seed": seed, "world": world, "classifier": classifier_fingerprint,
+        **{k: settings[k] for k in JOINT_DEFAULTS}, "lam": None if lam is None else float(lam),
+        "budget": None if budget is None else float(budget), "seed": seed, "world": world, "classifier": classifier_fingerprint,
         "simplifier": simplifier_config, "estimator": estimator.name, "data": data_description or _data_fingerprint(data),
         "normalization": [list(map(float, v)) for v in normalization] if normalization is not None else None,
         "transforms": None if transforms is None else "custom",
@@ -218,6 +251,22 @@ def evaluate_joint(
             "val_bpd_original": mean(bpd_o), "val_bits_kept": mean(kept)}
 
 
+def check_strength(lam: float | None = None, budget: float | None = None) -> tuple[float | None, float | None]:
+    """``(lam, budget)`` checked: at most one given, ``lam`` >= 0, ``budget`` in (0, 1]; neither: ``budget=DEFAULT_BUDGET``.
+
+    ``ValueError`` naming the bad argument.
+    """
+    if lam is not None and budget is not None:
+        raise ValueError(f"budget: give lam or budget, not both (got lam={lam!r}, budget={budget!r})")
+    if lam is None and budget is None:
+        budget = DEFAULT_BUDGET
+    if lam is not None and not (isinstance(lam, (int, float)) and not isinstance(lam, bool) and math.isfinite(lam) and lam >= 0):
+        raise ValueError(f"lam: expected a finite number >= 0, got {lam!r}")
+    if budget is not None and not (isinstance(budget, (int, float)) and not isinstance(budget, bool) and 0 < budget <= 1):
+        raise ValueError(f"budget: expected the share of the bits to keep, in (0, 1], got {budget!r}")
+    return (None if lam is None else float(lam)), (None if budget is None else float(budget))
+
+
 def check_training_settings(lam: float = 0.0, **options: Any) -> dict[str, Any]:
     """The settings of :func:`train_with_simplification` with defaults filled in (:data:`JOINT_DEFAULTS`), checked.
 
@@ -245,7 +294,8 @@ def train_with_simplification(
     classifier: nn.Module,
     data: Any,
     *,
-    lam: float,
+    lam: float | None = None,
+    budget: float | None = None,
     estimator: BitEstimator | str | None = None,
     simplifier: Simplifier | None = None,
     epochs: int | None = None,
@@ -272,10 +322,13 @@ def train_with_simplification(
         the module passed in is left as it was.
     data : Dataset of (image, label), or (images, labels)
         Training images in pixel space [0, 1], (N, C, H, W), with integer labels (N,).
-    lam : float
-        Weight of the bits term (bits per dimension of the simplified image) against the
-        cross-entropy. 0 trains the classifier with a simplifier that has no reason to remove
-        anything: the reference point of a trade-off curve.
+    budget : float, optional
+        The share of each image's bits (under ``estimator``) to keep at most, on average, in (0, 1];
+        lambda follows from it (dual ascent, module docstring). 1 removes nothing: the reference
+        point of a curve. Default (neither ``budget`` nor ``lam``): :data:`DEFAULT_BUDGET` (0.3).
+    lam : float, optional
+        Instead of a budget, a fixed weight of the bits term (bits per dimension of the simplified
+        image) against the cross-entropy; 0 is the reference. Its effect depends on the data.
     estimator : BitEstimator or str, optional
         The bit estimator charged (default: the package default).
     simplifier : Simplifier, optional
@@ -286,7 +339,7 @@ def train_with_simplification(
         Passes over ``data`` (an epoch is ``ceil(N / (batch_size * processes))`` steps of batches
         drawn at random), images per step and process, AdamW learning rate of both networks (cosine
         decay), and the log-probability margin by which the classifier must answer the simplified
-        image correctly before its bits are charged. Defaults: :data:`JOINT_DEFAULTS`.
+        image correctly before its bits are charged (0: answered correctly). Defaults: :data:`JOINT_DEFAULTS`.
     warmup : float, optional
         Share of the steps, in [0, 1), during which only the classifier trains (on the simplifier's
         initial, nearly original output) before the simplifier starts removing bits. Default 0.25.
@@ -316,7 +369,8 @@ def train_with_simplification(
     """
     if not isinstance(classifier, nn.Module):
         raise TypeError(f"classifier: expected an nn.Module to train, got {type(classifier).__name__}")
-    settings = check_training_settings(lam, epochs=epochs, batch_size=batch_size, lr=lr, margin=margin, warmup=warmup)
+    lam, budget = check_strength(lam, budget)
+    settings = check_training_settings(lam or 0.0, epochs=epochs, batch_size=batch_size, lr=lr, margin=margin, warmup=warmup)
     check_checkpoint_every(checkpoint_every)
     data = _as_dataset(data)
     if not (isinstance(data, Dataset) and hasattr(data, "__len__")):
@@ -356,16 +410,19 @@ def train_with_simplification(
     # The simplifier waits while the classifier learns the task: the gradient of a still-random
     # classifier only pushes the mask towards the identity, where its sigmoid saturates for good.
     frozen_until = round(settings["warmup"] * total)
-    run_key = _run_key(settings, lam, seed, world, initial_fingerprint, net.config, estimator, data, data_description, normalization,
-                       transforms)
+    run_key = _run_key(settings, lam, budget, seed, world, initial_fingerprint, net.config, estimator, data, data_description,
+                       normalization, transforms)
     run = ResumableRun(checkpoint, run_key, total=total, total_name="epochs", checkpoint_every=checkpoint_every, device=device)
     history: list[dict[str, float]] = []
     sums: dict[str, float] = {}  # the current epoch's running sums (checkpointed: a resumed epoch averages the same steps)
+    # Budget mode: lambda is the dual variable of "kept <= budget" (a budget of 1 removes nothing: lambda 0).
+    log_lam = math.log(BUDGET_LAMBDA_START) if budget is not None and budget < 1 else None
     state = run.resume()
     if state is not None:
         joint.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         history, sums = json.loads(state["history"]), json.loads(state["sums"])
+        log_lam = state.get("log_lam", log_lam)
     wrapped = nn.parallel.DistributedDataParallel(joint) if world > 1 else joint
 
     def learning_rate(at: int) -> float:
@@ -393,7 +450,7 @@ def train_with_simplification(
         return True
 
     def take_step(step: int) -> str:
-        nonlocal sums
+        nonlocal sums, log_lam
         images, labels = batches(step)
         images, labels = round_8bit(images.to(device), False), labels.to(device)
         # The binary mask's coin flips follow from (seed, step, rank): seeded, and a resumed run repeats them.
@@ -403,12 +460,19 @@ def train_with_simplification(
         simplified, logits = wrapped(images)
         ce = F.cross_entropy(logits.float(), labels, reduction="none")
         loss = ce
-        bpd, charged = None, 0.0
-        if lam > 0:
+        bpd, charged, kept = None, 0.0, None
+        weight = (lam or 0.0) if log_lam is None else math.exp(log_lam)
+        if weight > 0:
             bpd = estimator.bpd(simplified)
             # Bits are charged only where the classifier already answers the simplified image by ``margin``.
             holds = (label_gap(F.log_softmax(logits.detach().float(), 1), labels) >= settings["margin"]).to(bpd.dtype)
-            loss = ce + lam * holds * bpd
+            if log_lam is None:
+                loss = ce + lam * holds * bpd
+            else:  # the share kept: bpd over the original's bpd (the original is never charged)
+                with torch.no_grad():
+                    original_bpd = estimator.bpd(images).clamp_min(1e-3)
+                kept = bpd / original_bpd
+                loss = ce + weight * holds * kept
             charged = float(holds.mean())
         loss = loss.mean()
         optimizer.param_groups[0]["lr"] = learning_rate(step)
@@ -419,19 +483,32 @@ def train_with_simplification(
             if bpd is None:
                 bpd = estimator.bpd(simplified.detach())
             stats = {"loss": float(loss), "train_accuracy": float((logits.argmax(1) == labels).float().mean()),
-                     "train_bpd": float(bpd.mean()), "train_charged": charged}
+                     "train_bpd": float(bpd.mean()), "train_charged": charged, "train_lam": weight}
         optimizer.step()
+        if kept is not None and step >= frozen_until:  # dual ascent on lambda, once the simplifier trains
+            # Measured on the thresholded mask evaluation uses: the training samples keep more than it
+            # (a cell at probability 0.3 is sometimes kept, never by the threshold), and lambda rose while nothing was left.
+            with torch.no_grad():
+                net.eval()
+                mean_kept = (estimator.bpd(net(images)) / original_bpd).mean()
+                net.train()
+            if world > 1:  # every process must hold the same lambda
+                dist.all_reduce(mean_kept)
+                mean_kept /= world
+            low, high = (math.log(v) for v in BUDGET_LAMBDA_RANGE)
+            log_lam = min(high, max(low, log_lam + BUDGET_RATE * math.log(max(float(mean_kept), 1e-3) / budget)))
         sums = {k: sums.get(k, 0.0) + v for k, v in stats.items()}
         return f"accuracy {stats['train_accuracy']:.0%}  bpd {stats['train_bpd']:.2f}"
 
     def saved() -> dict[str, Any]:
         return {"state_dict": joint.state_dict(), "optimizer": optimizer.state_dict(), "history": json.dumps(history),
-                "sums": json.dumps(sums)}
+                "sums": json.dumps(sums), "log_lam": log_lam}
 
     # An interrupt raised inside a step leaves the last finished step's state, and an epoch whose
     # history entry is missing (interrupted while scoring it) is closed on resume.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        run.run(take_step, saved, description=f"training, lambda {lam:g}", show_progress=show_progress, boundary=close_epoch)
+        run.run(take_step, saved, description=strength_name(lam, budget).replace("-", " "), show_progress=show_progress,
+                boundary=close_epoch)
     if world > 1:
         for buffer in model.buffers():
             dist.broadcast(buffer, 0)
@@ -439,31 +516,39 @@ def train_with_simplification(
     net.eval().requires_grad_(False)
     settings = {**run_key, "processes": world, "training_seconds": round(run.seconds, 1), "torch_threads": torch.get_num_threads(),
                 "n_classes": n_classes}
-    net.card = {"trained_with_classifier": "train_with_simplification", "lam": float(lam), "data": run_key["data"],
+    if budget is not None:  # the lambda the budget settled on
+        lam = math.exp(log_lam) if log_lam is not None else 0.0
+    net.card = {"trained_with_classifier": "train_with_simplification", "lam": float(lam), "budget": budget, "data": run_key["data"],
                 "estimator": estimator.name, "final": history[-1] if history else {}}
-    return TrainingResult(model, net, float(lam), history, settings)
+    return TrainingResult(model, net, float(lam), history, settings, budget=budget)
+
+
+#: The budgets of a curve when none are given: 1 (nothing to remove: the reference) and three shares.
+DEFAULT_BUDGETS = (1.0, 0.5, DEFAULT_BUDGET, 0.15)
 
 
 @dataclass
 class Tradeoff:
-    """One :func:`train_with_simplification` run per lambda: the curve between input bits and accuracy.
+    """One :func:`train_with_simplification` run per budget (or lambda): the curve between input bits and accuracy.
 
     Attributes
     ----------
     results : dict
-        lambda -> :class:`TrainingResult`, in the order the lambdas were given.
+        Run name (:func:`~simplebits_audit.results.strength_name`: ``"budget-0.3"``, ``"lam-1"``) ->
+        :class:`TrainingResult`, in the order given.
     points : list of dict
-        One per lambda: ``lam`` and the final epoch's validation scores (``val_accuracy_simplified``,
+        One per run: ``lam`` (with a budget: the lambda it settled on), ``budget`` (None with a
+        fixed lambda) and the final epoch's validation scores (``val_accuracy_simplified``,
         ``val_accuracy_original``, ``val_bpd_simplified``, ``val_bpd_original``, ``val_bits_kept``)
         plus ``training_seconds``.
     """
 
-    results: dict[float, TrainingResult]
+    results: dict[str, TrainingResult]
     points: list[dict[str, float]]
 
     def reference(self) -> dict[str, float] | None:
-        """The point with the smallest lambda (lambda = 0 when it was run): what the others are compared against."""
-        return min(self.points, key=lambda p: p["lam"]) if self.points else None
+        """The point asked to remove least (budget 1 or lambda 0 when run): what the others are compared against."""
+        return min(self.points, key=removal_order) if self.points else None
 
     def simplest_within(self, accuracy_drop: float = 0.02) -> dict[str, float] | None:
         """The point with the fewest bits kept whose simplified-validation accuracy is within ``accuracy_drop`` of the reference's."""
@@ -474,48 +559,72 @@ class Tradeoff:
         return min(ok, key=lambda p: p["val_bits_kept"]) if ok else None
 
 
+def check_strengths(lams: Sequence[float] | None, budgets: Sequence[float] | None) -> list[tuple[float | None, float | None]]:
+    """The runs of a curve as ``(lam, budget)`` pairs: ``lams`` or ``budgets`` (not both; neither: :data:`DEFAULT_BUDGETS`).
+
+    ``ValueError`` naming ``lam`` or ``budget``: a bad value, a repeat (to 6 significant digits), an empty list.
+    """
+    if lams is not None and budgets is not None:
+        raise ValueError("budget: give lambdas or budgets, not both")
+    kind, values = ("lam", lams) if lams is not None else ("budget", DEFAULT_BUDGETS if budgets is None else budgets)
+    try:
+        values = [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise ValueError(f"{kind}: expected numbers, got {values!r}") from None
+    if not values:
+        raise ValueError(f"{kind}: give at least one value")
+    pairs = [check_strength(**{kind: v}) for v in values]
+    if len({strength_name(*pair) for pair in pairs}) != len(pairs):
+        raise ValueError(f"{kind}: each value once (to 6 significant digits), got {values}")
+    return pairs
+
+
 def tradeoff(
     classifier_factory: Callable[[], nn.Module],
     data: Any,
-    lams: Sequence[float] = (0.0, 0.5, 1.0, 2.0),
+    lams: Sequence[float] | None = None,
     *,
+    budgets: Sequence[float] | None = None,
     val_data: Any,
     directory: str | Path | None = None,
     seed: int = 0,
     show_progress: bool = False,
     **options: Any,
 ) -> Tradeoff:
-    """Train one classifier and simplifier per lambda in ``lams`` and collect the bits-accuracy curve.
+    """Train one classifier and simplifier per budget (or per lambda) and collect the bits-accuracy curve.
 
     Parameters
     ----------
     classifier_factory : callable
         Returns a fresh classifier; it is called with the random state seeded by ``seed``, so every
-        lambda starts from the same initial weights.
+        run starts from the same initial weights.
     data, val_data :
         Training and validation images with labels, as for :func:`train_with_simplification`
         (validation data is required: the curve is measured on it).
-    lams : sequence of float
-        The bits weights, each >= 0 (include 0 for the reference point).
+    lams : sequence of float, optional
+        Fixed bits weights, each >= 0 (include 0 for the reference point).
+    budgets : sequence of float, optional
+        Shares of the bits to keep, each in (0, 1] (1 is the reference: nothing removed). Default
+        (neither given): :data:`DEFAULT_BUDGETS`. A budget means the same on any data; a fixed lambda
+        does not (docs/design-log.md).
     directory : path, optional
-        Each finished run is saved to ``lam-<lambda>/`` (:meth:`TrainingResult.save`) and reloaded
-        instead of retrained; an unfinished one resumes from ``lam-<lambda>.ckpt``.
+        Each finished run is saved to ``budget-<b>/`` or ``lam-<lambda>/`` (:meth:`TrainingResult.save`)
+        and reloaded instead of retrained; an unfinished one resumes from ``<name>.ckpt``.
     options :
         Passed to :func:`train_with_simplification` (``epochs``, ``batch_size``, ``lr``, ``margin``,
         ``estimator``, ``normalization``, ``device``, ``data_description``, ...), and
         ``simplifier_config``: keyword arguments of each run's new :class:`Simplifier` (default
         ``binary=True``). Under ``torchrun`` every run is data-parallel over the processes.
+
+    Raises
+    ------
+    ValueError
+        Bad lambdas or budgets (naming ``lam`` / ``budget``), missing ``val_data``, a directory
+        holding a finished run with other settings.
     """
     if not callable(classifier_factory):
         raise TypeError("classifier_factory: expected a callable returning a fresh nn.Module")
-    lams = [float(lam) for lam in lams]
-    if not lams:
-        raise ValueError("lams: give at least one lambda")
-    if len({lam_name(lam) for lam in lams}) != len(lams):
-        raise ValueError(f"lams: each lambda once (to 6 significant digits), got {lams}")
-    for lam in lams:
-        if not (math.isfinite(lam) and lam >= 0):
-            raise ValueError(f"lams: expected finite numbers >= 0, got {lam}")
+    strengths = check_strengths(lams, budgets)
     if val_data is None:
         raise ValueError("val_data: the curve is measured on validation data; give (images, labels) or a Dataset")
     unknown = set(options) - {"epochs", "batch_size", "lr", "margin", "warmup", "estimator", "normalization", "transforms", "device",
@@ -523,12 +632,13 @@ def tradeoff(
     if unknown:
         raise TypeError(f"tradeoff: unknown options {sorted(unknown)}")
     simplifier_config = {"binary": True, **(options.pop("simplifier_config", None) or {})}
-    settings = check_training_settings(lams[0], **{k: options.get(k) for k in JOINT_DEFAULTS})
+    settings = check_training_settings(0.0, **{k: options.get(k) for k in JOINT_DEFAULTS})
     channels = labelled_tensors(val_data, "val_data")[0].shape[1]
     options["data_description"] = options.get("data_description") or _data_fingerprint(_as_dataset(data))
     rank, world = rank_and_world()
-    results: dict[float, TrainingResult] = {}
-    for lam in lams:
+    results: dict[str, TrainingResult] = {}
+    for lam, budget in strengths:
+        name = strength_name(lam, budget)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             classifier = classifier_factory()
@@ -539,31 +649,31 @@ def tradeoff(
             classifier, options.get("device"), must_agree=False
         )  # one device for every run: the first classifier's
         options["estimator"] = resolve_estimator(options.get("estimator"), device=options["device"])
-        done = run_directory(directory, lam) if directory is not None else None
+        done = run_directory(directory, name) if directory is not None else None
         if done is not None and (done / RUN_HISTORY_FILE).is_file():
             result = TrainingResult.load(done, classifier, device=options["device"])
-            expected = _run_key(settings, lam, seed, world, model_fingerprint(classifier), simplifier.config, options["estimator"], data,
-                                options["data_description"], options.get("normalization"), options.get("transforms"))
+            expected = _run_key(settings, lam, budget, seed, world, model_fingerprint(classifier), simplifier.config, options["estimator"],
+                                data, options["data_description"], options.get("normalization"), options.get("transforms"))
             changed = sorted(k for k in expected if result.settings.get(k) != expected[k])
             if changed:
                 raise ValueError(f"directory: {str(done)!r} holds a finished run with other settings ({changed}); use another directory")
-            results[lam] = result
+            results[name] = result
             continue
         result = train_with_simplification(
-            classifier, data, lam=lam, val_data=val_data, simplifier=simplifier, seed=seed, show_progress=show_progress,
-            checkpoint=run_checkpoint(directory, lam) if directory is not None else None, **options,
+            classifier, data, lam=lam, budget=budget, val_data=val_data, simplifier=simplifier, seed=seed, show_progress=show_progress,
+            checkpoint=run_checkpoint(directory, name) if directory is not None else None, **options,
         )
         if done is not None and rank == 0:
             result.save(done)  # history.json last: its presence marks the run finished
         if world > 1:
             dist.barrier()
-        results[lam] = result
-    points = [{"lam": lam, **{k: v for k, v in r.final.items() if k.startswith("val_")},
-               "training_seconds": r.settings.get("training_seconds", float("nan"))} for lam, r in results.items()]
+        results[name] = result
+    points = [{"lam": r.lam, "budget": r.budget, **{k: v for k, v in r.final.items() if k.startswith("val_")},
+               "training_seconds": r.settings.get("training_seconds", float("nan"))} for r in results.values()]
     return Tradeoff(results, points)
 
 
 __all__ = [
-    "JOINT_DEFAULTS", "Tradeoff", "TrainingResult", "check_training_settings", "evaluate_joint", "label_gap", "tradeoff",
-    "train_with_simplification",
+    "DEFAULT_BUDGET", "DEFAULT_BUDGETS", "JOINT_DEFAULTS", "Tradeoff", "TrainingResult", "check_strength", "check_strengths",
+    "check_training_settings", "evaluate_joint", "label_gap", "tradeoff", "train_with_simplification",
 ]

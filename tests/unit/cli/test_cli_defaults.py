@@ -27,10 +27,17 @@ from simplebits_audit.jobs.condense import run_condense
 from simplebits_audit.jobs.demo import run_demo
 from simplebits_audit.jobs.options import CondenseOptions, ExplainOptions, ModelOptions, TrainOptions, default
 from simplebits_audit.jobs.simplifier import train_simplifier_job
-from simplebits_audit.jobs.train import DEFAULT_LAMS, VAL_IMAGES, train_job
+from simplebits_audit.jobs.train import VAL_IMAGES, train_job
 from simplebits_audit.simplification import simplify
 from simplebits_audit.simplification.engine import ENGINE_DEFAULTS
-from simplebits_audit.training import CONDENSE_DEFAULTS, EVALUATE_DEFAULTS, JOINT_DEFAULTS, TRAINING_DEFAULTS, train_simplifier
+from simplebits_audit.training import (
+    CONDENSE_DEFAULTS,
+    DEFAULT_BUDGETS,
+    EVALUATE_DEFAULTS,
+    JOINT_DEFAULTS,
+    TRAINING_DEFAULTS,
+    train_simplifier,
+)
 from simplebits_audit.training.condensation import condense_settings
 
 
@@ -58,7 +65,7 @@ EXPECTED = {
                          "--batch-size": TRAINING_DEFAULTS["batch_size"], "--held-out": _default(train_simplifier_job, "held_out"), **HEAD},
     "train-estimator": {"--arch": _config("arch"), "--steps": _config("steps"), "--batch-size": _config("batch_size"),
                         "--crop-size": _config("crop_size"), "--lr": _config("lr"), "--checkpoint-every": _config("checkpoint_every")},
-    "train": {"--arch": default(TrainOptions, "arch"), "--lam": DEFAULT_LAMS, "--epochs": JOINT_DEFAULTS["epochs"],
+    "train": {"--arch": default(TrainOptions, "arch"), "--budget": DEFAULT_BUDGETS, "--epochs": JOINT_DEFAULTS["epochs"],
               "--batch-size": JOINT_DEFAULTS["batch_size"], "--lr": JOINT_DEFAULTS["lr"], "--margin": JOINT_DEFAULTS["margin"],
               "--val-share": _default(train_job, "val_share"), "--val-n": VAL_IMAGES},
     "condense": {"--ipc": _default(condense_settings, "images_per_class"), "--lam": CONDENSE_DEFAULTS["lam"],

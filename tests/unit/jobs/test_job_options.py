@@ -11,7 +11,7 @@ from simplebits_audit.jobs.condense import run_condense
 from simplebits_audit.jobs.options import CondenseOptions, TrainOptions, take_options
 from simplebits_audit.jobs.train import train_job
 from simplebits_audit.preprocessing import Preprocessing
-from simplebits_audit.training import EVALUATE_DEFAULTS, JOINT_DEFAULTS
+from simplebits_audit.training import DEFAULT_BUDGETS, EVALUATE_DEFAULTS, JOINT_DEFAULTS
 from simplebits_audit.training.condensation import condense_settings
 
 
@@ -75,13 +75,17 @@ def test_every_folder_job_checks_its_output_through_the_shared_check(job, tmp_pa
 
 def test_the_training_groups_read_their_defaults_from_the_training_layer_and_check_themselves():
     assert TrainOptions(lams="0, 1").lams == (0.0, 1.0) and TrainOptions().settings() == JOINT_DEFAULTS
+    assert TrainOptions().budgets == DEFAULT_BUDGETS and TrainOptions().lams is None and TrainOptions(budgets="1,0.2").budgets == (1.0, 0.2)
+    with pytest.raises(ValueError, match="^budget: "):
+        TrainOptions(lams="0,1", budgets="0.3")
     assert TrainOptions(epochs=3).settings() == {**JOINT_DEFAULTS, "epochs": 3}
     assert CondenseOptions().settings(seed=2) == condense_settings(seed=2) and CondenseOptions().evaluation() == {
         k: EVALUATE_DEFAULTS[k] for k in ("n_models", "epochs")}
     assert CondenseOptions(images_per_class=2, arch="smallcnn").settings(seed=0) == condense_settings(images_per_class=2, arch="smallcnn")
-    for group, field, value in ((TrainOptions, "lams", "0,x"), (TrainOptions, "epochs", 0), (TrainOptions, "warmup", 1.0),
+    for group, field, value in ((TrainOptions, "lams", "0,x"), (TrainOptions, "budgets", "2"), (TrainOptions, "epochs", 0),
+                                (TrainOptions, "warmup", 1.0),
                                 (CondenseOptions, "arch", "vgg"), (CondenseOptions, "n_models", 0), (CondenseOptions, "lam", -1.0)):
-        with pytest.raises(ValueError, match=f"^{'lam' if field == 'lams' else field}: "):
+        with pytest.raises(ValueError, match=f"^{field.removesuffix('s') if field in ('lams', 'budgets') else field}: "):
             group(**{field: value})
 
 

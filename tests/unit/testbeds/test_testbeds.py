@@ -152,3 +152,13 @@ def test_trivial_maps_do_not_localise_digits(name):
     data = testbeds.load(name, "test", n=64, seed=validity.EVAL_SEED)
     scores = {k: validity.mean_auroc(v, data.masks) for k, v in validity.trivial_maps(data.images).items()}
     assert all(v <= 0.65 for v in scores.values()), scores
+
+
+def test_design_and_report_testbeds_split_the_registry():
+    # A default chosen on a testbed must not be judged on it (issue #23): the two sets never overlap,
+    # and every testbed is in one of them, so a new testbed has to be placed.
+    design, report = set(testbeds.DESIGN_TESTBEDS), set(testbeds.REPORT_TESTBEDS)
+    assert not design & report
+    assert design | report == set(testbeds.TESTBEDS)
+    for name in ("radiograph", "photo-objects", "colour-cue", "texture-cue", "shape-cue"):  # the heads, real-sizes, information issues
+        assert name in report

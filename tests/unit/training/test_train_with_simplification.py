@@ -118,6 +118,60 @@ def test_the_bits_term_removes_what_lambda_zero_keeps():
     assert kept[5.0] < 0.5 * kept[0.0], kept
 
 
+def _lams(result: TrainingResult) -> list[float]:
+    return [h["train_lam"] for h in result.history]
+
+
+def test_a_budget_raises_lambda_while_more_is_kept_and_lowers_it_when_less(data, val):
+    # Nothing removed yet (a new simplifier keeps everything): lambda must rise from its start.
+    keeps = train_with_simplification(fresh(), data, budget=0.2, val_data=val, warmup=0.0, epochs=2, batch_size=16)
+    assert keeps.budget == 0.2 and keeps.settings["budget"] == 0.2 and keeps.settings["lam"] is None
+    assert _lams(keeps)[0] > joint.BUDGET_LAMBDA_START and keeps.lam > _lams(keeps)[0]
+    # A simplifier whose mask is off everywhere keeps less than the budget: lambda must fall.
+    flat = joint.Simplifier(in_channels=3, binary=True)
+    with torch.no_grad():
+        flat.head.bias.fill_(-30.0)
+    drops = train_with_simplification(fresh(), data, budget=0.9, simplifier=flat, val_data=val, warmup=0.0, epochs=2, batch_size=16)
+    assert drops.final["val_bits_kept"] < 0.9 and drops.lam < _lams(drops)[0] < joint.BUDGET_LAMBDA_START
+    # Budget 1 is the reference: no bits term at all.
+    reference = train_with_simplification(fresh(), data, budget=1.0, val_data=val, **FAST)
+    assert reference.lam == 0.0 and set(_lams(reference)) == {0.0}
+    # Neither lam nor budget: the default budget.
+    assert train_with_simplification(fresh(), data, val_data=val, epochs=1, batch_size=32).budget == joint.DEFAULT_BUDGET
+
+
+def test_a_budget_run_resumes_with_its_lambda(data, val, tmp_path, monkeypatch):
+    options = {"budget": 0.3, "val_data": val, "seed": 1, "warmup": 0.0, **FAST}
+    straight = train_with_simplification(fresh(), data, **options)
+    real_call = Batches.__call__
+
+    def interrupted(self, step):
+        if step == 6:
+            raise KeyboardInterrupt
+        return real_call(self, step)
+
+    ckpt = tmp_path / "budget.ckpt"
+    monkeypatch.setattr(Batches, "__call__", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_with_simplification(fresh(), data, checkpoint=ckpt, **options)
+    monkeypatch.setattr(Batches, "__call__", real_call)
+    resumed = train_with_simplification(fresh(), data, checkpoint=ckpt, **options)
+    assert resumed.lam == straight.lam and _lams(resumed) == _lams(straight)
+    for k, v in straight.simplifier.state_dict().items():
+        assert torch.equal(v, resumed.simplifier.state_dict()[k]), k
+    with pytest.raises(ValueError, match="checkpoint"):  # another budget is another run
+        train_with_simplification(fresh(), data, checkpoint=ckpt, **{**options, "budget": 0.5})
+
+
+def test_budget_results_save_load_and_name_their_runs(data, val, tmp_path):
+    curve = tradeoff(lambda: build_architecture("smallcnn", 10), data, budgets=[1.0, 0.3], val_data=val, directory=tmp_path,
+                     epochs=1, batch_size=32)
+    assert list(curve.results) == ["budget-1", "budget-0.3"] and curve.reference()["budget"] == 1.0
+    assert (tmp_path / "budget-0.3" / "history.json").is_file()
+    loaded = TrainingResult.load(tmp_path / "budget-0.3", build_architecture("smallcnn", 10))
+    assert loaded.budget == 0.3 and loaded.lam == curve.results["budget-0.3"].lam
+
+
 @pytest.mark.parametrize(
     ("kwargs", "argument"),
     [
@@ -128,10 +182,14 @@ def test_the_bits_term_removes_what_lambda_zero_keeps():
         ({"lam": 1.0, "lr": 0.0}, "lr"),
         ({"lam": 1.0, "margin": -2.0}, "margin"),
         ({"lam": 1.0, "warmup": 1.0}, "warmup"),
+        ({"budget": 0.0}, "budget"),
+        ({"budget": 1.5}, "budget"),
+        ({"budget": True}, "budget"),
+        ({"lam": 1.0, "budget": 0.3}, "budget"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_argument(data, kwargs, argument):
-    with pytest.raises(ValueError, match=argument):
+    with pytest.raises(ValueError, match=f"^{argument}"):
         train_with_simplification(fresh(), data, **kwargs)
 
 
@@ -173,11 +231,16 @@ def test_tradeoff_runs_each_lambda_once_and_reloads_finished_ones(data, val, tmp
         lambda: build_architecture("smallcnn", 10), data, [0.0, 2.0], val_data=val, directory=tmp_path, epochs=1, batch_size=16
     )
     assert again.points == curve.points
-    assert not any(p.requires_grad for p in again.results[2.0].classifier.parameters())
+    assert list(again.results) == ["lam-0", "lam-2"]
+    assert not any(p.requires_grad for p in again.results["lam-2"].classifier.parameters())
     with pytest.raises(ValueError, match="directory"):  # other settings: the finished runs are not silently reused
         tradeoff(lambda: build_architecture("smallcnn", 10), data, [0.0, 2.0], val_data=val, directory=tmp_path, epochs=1, batch_size=8)
-    with pytest.raises(ValueError, match="lams"):
+    with pytest.raises(ValueError, match="^lam"):
         tradeoff(fresh, data, [1.0, 1.0000001], val_data=val)  # one run folder for both
+    with pytest.raises(ValueError, match="^budget"):
+        tradeoff(fresh, data, [1.0], budgets=[0.3], val_data=val)
+    with pytest.raises(ValueError, match="^budget"):
+        tradeoff(fresh, data, budgets=[0.3, 0.0], val_data=val)
     with pytest.raises(ValueError, match="val_data"):
         tradeoff(fresh, data, [1.0], val_data=None)
     with pytest.raises(TypeError, match="unknown"):
@@ -236,17 +299,17 @@ def test_train_report_escapes_user_strings(tmp_path):
 
 
 @pytest.mark.integration
-def test_torchrun_trains_each_lambda_over_two_processes(tmp_path):
+def test_torchrun_trains_each_budget_over_two_processes(tmp_path):
     import subprocess
     import sys
 
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "simplebits_audit.cli.main",
-               "--quiet", "train", TESTBED, "--lam", "0,1", "--epochs", "1", "--batch-size", "8", "--testbed-n", "32", "--val-n", "16",
+               "--quiet", "train", TESTBED, "--budget", "1,0.3", "--epochs", "1", "--batch-size", "8", "--testbed-n", "32", "--val-n", "16",
                "--out", str(out)]
     res = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     record = json.loads((out / "tradeoff.json").read_text())
-    assert record["settings"]["processes"] == 2 and [p["lam"] for p in record["points"]] == [0.0, 1.0]
-    history = json.loads((out / "lam-1" / "history.json").read_text())
+    assert record["settings"]["processes"] == 2 and [p["budget"] for p in record["points"]] == [1.0, 0.3]
+    history = json.loads((out / "budget-0.3" / "history.json").read_text())
     assert history["settings"]["world"] == 2 and history["history"][-1]["steps"] == 2  # 32 images / (8 per step x 2 processes)

@@ -1,0 +1,83 @@
+"""Training with simplification: design trials of the bits budget, on the design testbeds only.
+
+One run per (testbed, variant): SmallCNN from scratch on the testbed's train split (6000 images),
+the defaults of :func:`~simplebits_audit.training.train_with_simplification` except what the
+variant changes, validated on 500 test images. It prints the last epoch's scores plus the WebP
+check, and writes them to ``benchmarks/out/training_design/<testbed>-<variant>.json`` (a rerun
+resumes from the checkpoint beside it). Results: docs/design-log.md, "Training with simplification".
+
+    python benchmarks/training_design.py --testbed stripes --variant budget-0.3
+    python benchmarks/training_design.py --testbed stripes --variant budget-0.3-nogate
+
+Variants: ``lam-<x>`` (a fixed lambda, the old knob), ``budget-<b>`` (the bits budget, gate
+margin 1), ``budget-<b>-nogate`` (no gate: every image's bits are charged), ``budget-<b>-rate<r>``
+(the dual step), ``budget-<b>-start<l>`` (lambda's start), ``budget-<b>-margin<m>`` (the gate's margin).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from simplebits_audit import testbeds
+from simplebits_audit.codecs import codec_bits
+from simplebits_audit.models import build_architecture
+from simplebits_audit.testbeds import DESIGN_TESTBEDS
+from simplebits_audit.training import joint
+
+OUT = Path(__file__).parent / "out" / "training_design"
+DESIGN = tuple(t for t in DESIGN_TESTBEDS if t != "shortcut")  # shortcut: its test split breaks the marker by design
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--testbed", required=True, choices=DESIGN)
+    parser.add_argument("--variant", required=True)
+    parser.add_argument("--n", type=int, default=6000)
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    parts = args.variant.split("-")
+    kind, value, extra = parts[0], float(parts[1]), parts[2:]
+    options: dict = {"lam": value} if kind == "lam" else {"budget": value}
+    for flag in extra:
+        if flag == "nogate":  # a gate that always holds
+            joint.label_gap = lambda log_probs, target: torch.full(target.shape, float("inf"), device=target.device)
+        elif flag.startswith("rate"):
+            joint.BUDGET_RATE = float(flag[4:])
+        elif flag.startswith("start"):
+            joint.BUDGET_LAMBDA_START = float(flag[5:])
+        elif flag.startswith("margin"):
+            options["margin"] = float(flag[6:])
+        else:
+            raise SystemExit(f"unknown variant flag {flag!r}")
+    train, val = testbeds.load(args.testbed, "train", n=args.n), testbeds.load(args.testbed, "test", n=500)
+    torch.manual_seed(0)
+    model = build_architecture("smallcnn", len(train.classes), train.images.shape[1], train.images.shape[-1])
+    OUT.mkdir(parents=True, exist_ok=True)
+    name = f"{args.testbed}-{args.variant}"
+    started = time.perf_counter()
+    result = joint.train_with_simplification(model, (train.images, train.labels), val_data=(val.images, val.labels),
+                                             epochs=args.epochs, checkpoint=OUT / f"{name}.ckpt", **options)
+    original = (val.images * 255).round() / 255
+    simplified = result.simplify(original)
+    record = {"testbed": args.testbed, "variant": args.variant, "final_lam": result.lam, "minutes": (time.perf_counter() - started) / 60,
+              **result.final, "webp_kept": float((codec_bits(simplified) / codec_bits(original)).mean()),
+              "history": [{k: h[k] for k in ("epoch", "train_accuracy", "train_charged", "train_lam", "val_bits_kept",
+                                               "val_accuracy_simplified")} for h in result.history]}
+    if val.has_localisation:
+        from simplebits_audit.metrics.localisation import relevance_mass
+        inside = relevance_mass(joint.resolve_estimator(None).bits_map(simplified), val.masks)
+        ok = ~torch.isnan(inside)
+        record["inside_ratio"] = float(inside[ok].mean()) / float(val.masks[ok].float().flatten(1).mean(1).mean())
+    (OUT / f"{name}.json").write_text(json.dumps(record, indent=1))
+    print(json.dumps({k: v for k, v in record.items() if k != "history"}))
+
+
+if __name__ == "__main__":
+    main()
