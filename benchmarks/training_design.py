@@ -11,7 +11,8 @@ resumes from the checkpoint beside it). Results: docs/design-log.md, "Training w
 
 Variants: ``lam-<x>`` (a fixed lambda, the old knob), ``budget-<b>`` (the bits budget, gate
 margin 1), ``budget-<b>-nogate`` (no gate: every image's bits are charged), ``budget-<b>-rate<r>``
-(the dual step), ``budget-<b>-start<l>`` (lambda's start), ``budget-<b>-margin<m>`` (the gate's margin).
+(the dual step), ``budget-<b>-start<l>`` (lambda's start), ``budget-<b>-margin<m>`` (the gate's margin),
+``budget-<b>-decay<e>`` (the mask-logit penalty).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def main() -> None:
             joint.BUDGET_RATE = float(flag[4:])
         elif flag.startswith("start"):
             joint.BUDGET_LAMBDA_START = float(flag[5:])
+        elif flag.startswith("decay"):
+            joint.MASK_LOGIT_DECAY = float(flag[5:])
         elif flag.startswith("margin"):
             options["margin"] = float(flag[6:])
         else:

@@ -160,11 +160,16 @@ class Simplifier(nn.Module):
 
         ``pixels`` (B, C, H, W) in [0, 1], C = ``in_channels``.
         """
+        return self.simplify_with_logits(pixels)[0]
+
+    def simplify_with_logits(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward`'s simplified images and the mask logits (B, 1, h, w) they came from (one pass)."""
         if pixels.dim() != 4 or pixels.shape[1] != self.config["in_channels"]:
             raise ValueError(f"pixels: expected (B, {self.config['in_channels']}, H, W), got {tuple(pixels.shape)}")
         x = round_8bit(pixels, False)
-        m = self.mask(x)
-        return round_8bit(m * x + (1 - m) * self.reference(x), True)
+        logits = self.mask_logits(x)
+        m = self.grid_to_mask(logits, x.shape[-2:])
+        return round_8bit(m * x + (1 - m) * self.reference(x), True), logits
 
     # -- files --------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

@@ -56,8 +56,11 @@ FORMAT = 1
 #: Defaults of :func:`condense` (measured choices: README, "Dataset condensation").
 CONDENSE_DEFAULTS: dict[str, Any] = {
     "lam": 0.5, "outer_steps": 120, "match_steps": 5, "inner_steps": 5, "real_batch": 32, "lr": 0.1, "net_lr": 0.01,
-    "init_scale": 0.2, "schedule": "cosine", "warmup": 0.0,
+    "init_scale": 0.2, "schedule": "cosine", "warmup": 0.0, "init": "noise",
 }
+#: How the synthetic images start: "noise" (grey plus ``init_scale`` * N(0, 1) logits, the DC paper's
+#: start) or "real" (a random real image of the class per synthetic image, as DC's real initialisation).
+INITS = ("noise", "real")
 
 
 # --------------------------------------------------------------------------------------------
@@ -148,7 +151,7 @@ def _check_number(name: str, value: Any, *, integer: bool = False, positive: boo
 def condense_settings(
     *, images_per_class: int = 10, lam: float | None = None, arch: str = "convnet", outer_steps: int | None = None,
     match_steps: int | None = None, inner_steps: int | None = None, real_batch: int | None = None, lr: float | None = None,
-    init_scale: float | None = None, schedule: str | None = None, warmup: float | None = None, seed: int = 0,
+    init_scale: float | None = None, schedule: str | None = None, warmup: float | None = None, init: str | None = None, seed: int = 0,
 ) -> dict[str, Any]:
     """The settings :func:`condense` runs with (defaults filled in), checked: ``ValueError`` naming a bad argument.
 
@@ -160,6 +163,9 @@ def condense_settings(
     settings["net_lr"] = CONDENSE_DEFAULTS["net_lr"]
     settings["schedule"] = CONDENSE_DEFAULTS["schedule"] if schedule is None else schedule
     settings["warmup"] = CONDENSE_DEFAULTS["warmup"] if warmup is None else warmup
+    settings["init"] = CONDENSE_DEFAULTS["init"] if init is None else init
+    if settings["init"] not in INITS:
+        raise ValueError(f"init: expected one of {INITS}, got {settings['init']!r}")
     if not (isinstance(settings["warmup"], (int, float)) and 0 <= settings["warmup"] <= 1):
         raise ValueError(f"warmup: expected a share of the outer steps in [0, 1], got {settings['warmup']!r}")
     if settings["schedule"] not in ("constant", "cosine"):
@@ -193,6 +199,7 @@ def condense(
     init_scale: float | None = None,
     schedule: str | None = None,
     warmup: float | None = None,
+    init: str | None = None,
     checkpoint: str | Path | None = None,
     checkpoint_every: float = 30.0,
     device: str | torch.device | None = None,
@@ -233,6 +240,9 @@ def condense(
         simple (stripes: 5.9 bits / dim at lam 1 against 1.4 with cosine decay, README).
     warmup : float, optional
         Share of the outer steps over which lam ramps up linearly from 0 (default 0: none).
+    init : {"noise", "real"}, optional
+        How the images start (:data:`INITS`): noisy grey (default) or a random real image of the
+        class each (its logits, pixels clamped to [1/255, 254/255]).
     checkpoint : path, optional
         Resumable state, written atomically every ``checkpoint_every`` seconds (between outer
         steps), on Ctrl-C and at the end; if it exists, the run continues from it (with the same
@@ -253,7 +263,7 @@ def condense(
     """
     settings = condense_settings(images_per_class=images_per_class, lam=lam, arch=arch, outer_steps=outer_steps, match_steps=match_steps,
                                  inner_steps=inner_steps, real_batch=real_batch, lr=lr, init_scale=init_scale, schedule=schedule,
-                                 warmup=warmup, seed=seed)
+                                 warmup=warmup, init=init, seed=seed)
     check_checkpoint_every(checkpoint_every)
     images, labels, classes = labelled_tensors(data)
     if images.shape[-1] != images.shape[-2]:
@@ -273,7 +283,11 @@ def condense(
 
     with torch.random.fork_rng(devices=[]):  # seeded, without touching the caller's random state
         torch.manual_seed(step_seed(seed, 0, 0))
-        logits = (settings["init_scale"] * torch.randn(n_classes * ipc, channels, size, size)).to(device)
+        if settings["init"] == "real":
+            picks = torch.cat([idx[torch.randint(len(idx), (ipc,))] for idx in by_class])
+            logits = torch.logit(images[picks].float().clamp(1 / 255, 254 / 255)).to(device)
+        else:
+            logits = (settings["init_scale"] * torch.randn(n_classes * ipc, channels, size, size)).to(device)
     logits.requires_grad_(True)
     syn_labels = torch.arange(n_classes).repeat_interleave(ipc)
     optimizer = torch.optim.Adam([logits], lr=settings["lr"], betas=(0.5, 0.99))

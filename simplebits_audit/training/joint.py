@@ -76,6 +76,11 @@ DEFAULT_BUDGET = 0.3
 BUDGET_RATE = 0.01
 BUDGET_LAMBDA_START = 1.0
 BUDGET_LAMBDA_RANGE = (1e-3, 1e3)
+#: Weight of a penalty on the squared mask logits while the simplifier trains. Without it the binary
+#: mask's logits ran far to one side (to the identity while lambda was small, or to flat after an
+#: overshoot), where the sigmoid's slope, divided by the falling temperature, left Adam no step to
+#: take: the mask stayed there whatever lambda did (docs/design-log.md).
+MASK_LOGIT_DECAY = 0.003
 #: What :meth:`TrainingResult.load` reads.
 FORMAT = 1
 
@@ -183,9 +188,9 @@ class _Joint(nn.Module):
         super().__init__()
         self.simplifier, self.classifier, self.spaces = simplifier, classifier, spaces
 
-    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        simplified = self.simplifier(pixels)
-        return simplified, self.classifier(self.spaces.to_model(simplified))
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        simplified, mask_logits = self.simplifier.simplify_with_logits(pixels)
+        return simplified, self.classifier(self.spaces.to_model(simplified)), mask_logits
 
 
 def _as_dataset(data: Any) -> Any:
@@ -457,7 +462,7 @@ def train_with_simplification(
         torch.manual_seed(step_seed(seed, step, rank, 2))
         if ANNEAL_TO is not None and step >= frozen_until:  # a function of the step: a resumed run samples alike
             net.temperature = ANNEAL_TO ** ((step - frozen_until) / max(1, total - 1 - frozen_until))
-        simplified, logits = wrapped(images)
+        simplified, logits, mask_logits = wrapped(images)
         ce = F.cross_entropy(logits.float(), labels, reduction="none")
         loss = ce
         bpd, charged, kept = None, 0.0, None
@@ -475,6 +480,8 @@ def train_with_simplification(
                 loss = ce + weight * holds * kept
             charged = float(holds.mean())
         loss = loss.mean()
+        if MASK_LOGIT_DECAY and step >= frozen_until:  # keeps the mask's logits where their sigmoid still has a slope
+            loss = loss + MASK_LOGIT_DECAY * mask_logits.float().square().mean()
         optimizer.param_groups[0]["lr"] = learning_rate(step)
         optimizer.param_groups[1]["lr"] = learning_rate(step) if step >= frozen_until else 0.0
         optimizer.zero_grad(set_to_none=True)

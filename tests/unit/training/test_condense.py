@@ -48,6 +48,18 @@ def test_shapes_ranges_and_settings(tiny, data):
     assert tiny.webp_bits().shape == (4,)
 
 
+def test_real_init_starts_from_real_images_of_each_class(data):
+    # With a negligible learning rate the set stays where it started: each image a real one of its class.
+    start = condense(data, **{**TINY, "lr": 1e-9, "lam": 0.0}, init="real")
+    real = (data.images * 255).round() / 255
+    for image, label in zip(start.images, start.labels):
+        same_class = real[data.labels == label]
+        assert (same_class - image).abs().flatten(1).amax(1).min() <= 1.5 / 255
+    assert start.settings["init"] == "real"
+    with pytest.raises(ValueError, match="^init"):
+        condense(data, **TINY, init="photos")
+
+
 def test_save_load_roundtrip_weights_only(tiny, tmp_path):
     path = tiny.save(tmp_path / "set.pt")
     raw = torch.load(path, weights_only=True)  # nothing but tensors, numbers and text

@@ -140,6 +140,17 @@ def test_a_budget_raises_lambda_while_more_is_kept_and_lowers_it_when_less(data,
     assert train_with_simplification(fresh(), data, val_data=val, epochs=1, batch_size=32).budget == joint.DEFAULT_BUDGET
 
 
+def test_the_mask_logit_penalty_keeps_the_logits_small(data, val, monkeypatch):
+    # The penalty is what keeps the binary mask movable (docs/design-log.md): without it the logits run off.
+    def mean_logit_size(decay: float) -> float:
+        monkeypatch.setattr(joint, "MASK_LOGIT_DECAY", decay)
+        result = train_with_simplification(fresh(), data, budget=0.2, val_data=val, warmup=0.0, lr=0.01, epochs=3, batch_size=16)
+        with torch.no_grad():
+            return float(result.simplifier.mask_logits(val[0]).abs().mean())
+
+    assert mean_logit_size(1.0) < 0.5 * mean_logit_size(0.0)
+
+
 def test_a_budget_run_resumes_with_its_lambda(data, val, tmp_path, monkeypatch):
     options = {"budget": 0.3, "val_data": val, "seed": 1, "warmup": 0.0, **FAST}
     straight = train_with_simplification(fresh(), data, **options)
