@@ -480,7 +480,8 @@ def train_with_simplification(
                 loss = ce + weight * holds * kept
             charged = float(holds.mean())
         loss = loss.mean()
-        if MASK_LOGIT_DECAY and step >= frozen_until:  # keeps the mask's logits where their sigmoid still has a slope
+        removes = log_lam is not None or bool(lam)  # a reference run (budget 1, lambda 0) keeps its mask at the identity
+        if MASK_LOGIT_DECAY and removes and step >= frozen_until:  # keeps the mask's logits where their sigmoid still has a slope
             loss = loss + MASK_LOGIT_DECAY * mask_logits.float().square().mean()
         optimizer.param_groups[0]["lr"] = learning_rate(step)
         optimizer.param_groups[1]["lr"] = learning_rate(step) if step >= frozen_until else 0.0

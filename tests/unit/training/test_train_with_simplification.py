@@ -151,6 +151,17 @@ def test_the_mask_logit_penalty_keeps_the_logits_small(data, val, monkeypatch):
     assert mean_logit_size(1.0) < 0.5 * mean_logit_size(0.0)
 
 
+def test_a_reference_run_is_not_penalised(data, val, monkeypatch):
+    # Budget 1 and lambda 0 remove nothing: the penalty, which pulls the logits towards the threshold, must not touch them.
+    def simplifier_state(decay: float, **strength) -> dict:
+        monkeypatch.setattr(joint, "MASK_LOGIT_DECAY", decay)
+        return train_with_simplification(fresh(), data, val_data=val, warmup=0.0, **strength, **FAST).simplifier.state_dict()
+
+    for strength in ({"budget": 1.0}, {"lam": 0.0}):
+        plain, penalised = simplifier_state(0.0, **strength), simplifier_state(100.0, **strength)
+        assert all(torch.equal(v, penalised[k]) for k, v in plain.items()), strength
+
+
 def test_a_budget_run_resumes_with_its_lambda(data, val, tmp_path, monkeypatch):
     options = {"budget": 0.3, "val_data": val, "seed": 1, "warmup": 0.0, **FAST}
     straight = train_with_simplification(fresh(), data, **options)
