@@ -114,7 +114,7 @@ def test_audit_report_renders(tmp_path):
 def test_train_report_renders(tmp_path):
     out = tmp_path / "train"
     res = subprocess.run(
-        [*CLI, "--quiet", "train", "blended-digits", "--lam", "0,1", "--epochs", "1", "--batch-size", "16", "--testbed-n", "32",
+        [*CLI, "--quiet", "train", "blended-digits", "--budget", "1,0.3", "--epochs", "1", "--batch-size", "16", "--testbed-n", "32",
          "--val-n", "16", "--out", str(out)],
         capture_output=True, text=True, timeout=600,
     )
@@ -124,6 +124,6 @@ def test_train_report_renders(tmp_path):
     assert attrs["data-figures"] == attrs["data-figures-rendered"] == "1"  # the accuracy-bits curve
     assert attrs["data-errors"] == ""
     assert [line for line in page.stderr.splitlines() if "CONSOLE" in line] == []
-    assert page.stdout.count('alt="simplified, lambda') == 2 * 8  # 8 examples per lambda
+    assert page.stdout.count('alt="simplified, budget') == 2 * 8  # 8 examples per run
     ARTIFACTS.mkdir(exist_ok=True)
     chromium((out / "report.html").as_uri(), tmp_path / "profile2", "--window-size=1300,1400", f"--screenshot={ARTIFACTS / 'train.png'}")
