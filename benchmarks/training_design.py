@@ -26,6 +26,7 @@ import torch
 
 from simplebits_audit import testbeds
 from simplebits_audit.codecs import codec_bits
+from simplebits_audit.estimators import resolve_estimator
 from simplebits_audit.models import build_architecture
 from simplebits_audit.testbeds import DESIGN_TESTBEDS
 from simplebits_audit.training import joint
@@ -75,7 +76,7 @@ def main() -> None:
                                                "val_accuracy_simplified")} for h in result.history]}
     if val.has_localisation:
         from simplebits_audit.metrics.localisation import relevance_mass
-        inside = relevance_mass(joint.resolve_estimator(None).bits_map(simplified), val.masks)
+        inside = relevance_mass(resolve_estimator(None).bits_map(simplified), val.masks)
         ok = ~torch.isnan(inside)
         record["inside_ratio"] = float(inside[ok].mean()) / float(val.masks[ok].float().flatten(1).mean(1).mean())
     (OUT / f"{name}.json").write_text(json.dumps(record, indent=1))

@@ -226,7 +226,7 @@ class ScoringOptions:
 def parse_strengths(text: str | Sequence[float] | None, kind: str) -> tuple[float, ...] | None:
     """``"1,0.5,0.3"`` (or a sequence, or None) -> a tuple of floats for ``kind`` ("lam" or "budget"); ``ValueError`` naming ``kind``.
 
-    The values are checked by :func:`~simplebits_audit.training.joint.check_strengths`.
+    Only parsed: :class:`TrainOptions` checks the values with :func:`~simplebits_audit.training.joint.check_strengths`.
     """
     if text is None:
         return None
@@ -234,7 +234,6 @@ def parse_strengths(text: str | Sequence[float] | None, kind: str) -> tuple[floa
         values = tuple(float(v) for v in text.split(",") if v.strip()) if isinstance(text, str) else tuple(float(v) for v in text)
     except (TypeError, ValueError):
         raise ValueError(f"{kind}: expected comma-separated numbers such as 1,0.5,0.3, got {text!r}") from None
-    check_strengths(**{f"{kind}s": values, f"{'budget' if kind == 'lam' else 'lam'}s": None})
     return values
 
 
@@ -286,7 +285,7 @@ class TrainOptions:
     def settings(self) -> dict[str, Any]:
         """The joint-training settings with the training layer's defaults filled in
         (``epochs``, ``batch_size``, ``lr``, ``margin``, ``warmup``)."""
-        return check_training_settings(0.0, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, margin=self.margin,
+        return check_training_settings(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, margin=self.margin,
                                        warmup=self.warmup)
 
 

@@ -272,17 +272,16 @@ def check_strength(lam: float | None = None, budget: float | None = None) -> tup
     return (None if lam is None else float(lam)), (None if budget is None else float(budget))
 
 
-def check_training_settings(lam: float = 0.0, **options: Any) -> dict[str, Any]:
+def check_training_settings(**options: Any) -> dict[str, Any]:
     """The settings of :func:`train_with_simplification` with defaults filled in (:data:`JOINT_DEFAULTS`), checked.
 
-    ``ValueError`` naming the first bad one; jobs call this before reading any data.
+    ``ValueError`` naming the first bad one; jobs call this before reading any data. The bits
+    budget or lambda is checked by :func:`check_strength`.
     """
     unknown = set(options) - set(JOINT_DEFAULTS)
     if unknown:
         raise TypeError(f"check_training_settings: unknown settings {sorted(unknown)}")
     settings = {k: JOINT_DEFAULTS[k] if options.get(k) is None else options[k] for k in JOINT_DEFAULTS}
-    if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
-        raise ValueError(f"lam: expected a finite number >= 0, got {lam!r}")
     if not (isinstance(settings["margin"], (int, float)) and math.isfinite(settings["margin"]) and settings["margin"] >= 0):
         raise ValueError(f"margin: expected a finite number >= 0, got {settings['margin']!r}")
     for name in ("epochs", "batch_size"):
@@ -375,7 +374,7 @@ def train_with_simplification(
     if not isinstance(classifier, nn.Module):
         raise TypeError(f"classifier: expected an nn.Module to train, got {type(classifier).__name__}")
     lam, budget = check_strength(lam, budget)
-    settings = check_training_settings(lam or 0.0, epochs=epochs, batch_size=batch_size, lr=lr, margin=margin, warmup=warmup)
+    settings = check_training_settings(epochs=epochs, batch_size=batch_size, lr=lr, margin=margin, warmup=warmup)
     check_checkpoint_every(checkpoint_every)
     data = _as_dataset(data)
     if not (isinstance(data, Dataset) and hasattr(data, "__len__")):
@@ -640,7 +639,7 @@ def tradeoff(
     if unknown:
         raise TypeError(f"tradeoff: unknown options {sorted(unknown)}")
     simplifier_config = {"binary": True, **(options.pop("simplifier_config", None) or {})}
-    settings = check_training_settings(0.0, **{k: options.get(k) for k in JOINT_DEFAULTS})
+    settings = check_training_settings(**{k: options.get(k) for k in JOINT_DEFAULTS})
     channels = labelled_tensors(val_data, "val_data")[0].shape[1]
     options["data_description"] = options.get("data_description") or _data_fingerprint(_as_dataset(data))
     rank, world = rank_and_world()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -37,6 +38,24 @@ def fresh() -> torch.nn.Module:
     return build_architecture("smallcnn", 10)
 
 
+@contextlib.contextmanager
+def interrupted_at(monkeypatch, step: int):
+    """Ctrl-C when the run asks for the batch of ``step``; the block must end in that interrupt."""
+    real_call = Batches.__call__
+
+    def interrupted(self, at):
+        if at == step:
+            raise KeyboardInterrupt
+        return real_call(self, at)
+
+    monkeypatch.setattr(Batches, "__call__", interrupted)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            yield
+    finally:
+        monkeypatch.setattr(Batches, "__call__", real_call)
+
+
 def test_training_returns_both_networks_and_a_history_and_leaves_the_classifier_alone(data, val):
     classifier = fresh()
     before = snapshot(classifier)
@@ -62,18 +81,9 @@ def test_training_is_seeded_and_resumes_exactly_after_an_interruption(data, val,
     again = train_with_simplification(fresh(), data, lam=1.0, val_data=val, seed=2, **FAST)
     for k, v in straight.classifier.state_dict().items():
         assert torch.equal(v, again.classifier.state_dict()[k]), k
-    real_call = Batches.__call__
-
-    def interrupted(self, step):
-        if step == 5:
-            raise KeyboardInterrupt
-        return real_call(self, step)
-
     ckpt = tmp_path / "run.ckpt"
-    monkeypatch.setattr(Batches, "__call__", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_at(monkeypatch, 5):
         train_with_simplification(fresh(), data, lam=1.0, val_data=val, seed=2, checkpoint=ckpt, **FAST)
-    monkeypatch.setattr(Batches, "__call__", real_call)
     state = torch.load(ckpt, weights_only=True)
     assert state["step"] == 5 and len(json.loads(state["history"])) == 1
     resumed = train_with_simplification(fresh(), data, lam=1.0, val_data=val, seed=2, checkpoint=ckpt, **FAST)
@@ -165,18 +175,9 @@ def test_a_reference_run_is_not_penalised(data, val, monkeypatch):
 def test_a_budget_run_resumes_with_its_lambda(data, val, tmp_path, monkeypatch):
     options = {"budget": 0.3, "val_data": val, "seed": 1, "warmup": 0.0, **FAST}
     straight = train_with_simplification(fresh(), data, **options)
-    real_call = Batches.__call__
-
-    def interrupted(self, step):
-        if step == 6:
-            raise KeyboardInterrupt
-        return real_call(self, step)
-
     ckpt = tmp_path / "budget.ckpt"
-    monkeypatch.setattr(Batches, "__call__", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_at(monkeypatch, 6):
         train_with_simplification(fresh(), data, checkpoint=ckpt, **options)
-    monkeypatch.setattr(Batches, "__call__", real_call)
     resumed = train_with_simplification(fresh(), data, checkpoint=ckpt, **options)
     assert resumed.lam == straight.lam and _lams(resumed) == _lams(straight)
     for k, v in straight.simplifier.state_dict().items():
