@@ -123,9 +123,11 @@ def test_the_bits_term_removes_what_lambda_zero_keeps():
     data = testbeds.load(TESTBED, "train", n=256, seed=3)
     val = testbeds.load(TESTBED, "test", n=32, seed=4)
     fast = {"val_data": val, "epochs": 3, "batch_size": 32, "lr": 0.01, "warmup": 0.0, "margin": 0.0}
-    kept = {lam: train_with_simplification(fresh(), data, lam=lam, **fast).final["val_bits_kept"] for lam in (0.0, 5.0)}
+    # lambda 20, not 5: at 5 the three short epochs leave the mask at the identity or not depending on the
+    # thread count's rounding (measured 0.035 with one thread, 1.0 with two); at 20 both move it.
+    kept = {lam: train_with_simplification(fresh(), data, lam=lam, **fast).final["val_bits_kept"] for lam in (0.0, 20.0)}
     assert kept[0.0] > 0.99  # the binary mask stays at the identity: nothing asks for less
-    assert kept[5.0] < 0.5 * kept[0.0], kept
+    assert kept[20.0] < 0.5 * kept[0.0], kept
 
 
 def _lams(result: TrainingResult) -> list[float]:
