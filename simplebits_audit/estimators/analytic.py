@@ -270,5 +270,10 @@ class AnalyticCoder(BitEstimator):
         # scale = max(gain * (S + prior_weight * prior_scale) / (count + prior_weight), min_scale), S the neighbours' |residuals|
         count = sum(_causal_neighbours(torch.ones_like(planes[:1, :1])))  # in-image neighbours: 4 inside, fewer at the border
         k = self.scale_gain / (count + self.prior_weight)
-        log_p = _AnalyticBits.apply(planes, edge, start, k, self.prior_weight * self.prior_scale, self.min_scale)
+        offset = self.prior_weight * self.prior_scale
+        if torch.is_grad_enabled() and planes.requires_grad:
+            log_p = _AnalyticBits.apply(planes, edge, start, k, offset, self.min_scale)
+        else:  # no gradient wanted: the same formulas without what the adjoint keeps (a fifth of the coder's time)
+            e = planes - _med(planes, start)[0]
+            log_p = _log_prob(e, ((sum(_causal_neighbours(e.abs())) + offset) * k).clamp(min=self.min_scale), edge)
         return (-log_p / _LOG2).sum(1, keepdim=True)

@@ -23,7 +23,7 @@ import torch
 from captum.metrics import infidelity as _captum_infidelity
 from captum.metrics import sensitivity_max
 
-from .._helpers import ForwardFunc, as_tuple, blur, resolve_target, slice_args
+from .._helpers import ForwardFunc, as_tuple, blur, resolve_target, seeded, slice_args
 from ..simplification.heads import check_head, probabilities
 
 
@@ -191,8 +191,7 @@ def infidelity(
         noise = torch.randn_like(x) * noise_scale
         return noise, x - noise
 
-    with torch.random.fork_rng(devices=[inputs.device] if inputs.device.type == "cuda" else []):
-        torch.manual_seed(seed)
+    with seeded(seed, [inputs.device]):
         return _captum_infidelity(
             forward_func, perturb, inputs.detach(), attributions.detach(), additional_forward_args=additional_forward_args,
             target=t, n_perturb_samples=n_perturb_samples, max_examples_per_batch=max_examples_per_batch, normalize=normalize,
@@ -224,8 +223,7 @@ def sensitivity(
             return (explanation_func(x[0], **kw).contiguous(),)
         return explanation_func(x, **kw).contiguous()
 
-    with torch.random.fork_rng(devices=[inputs.device] if inputs.device.type == "cuda" else []):
-        torch.manual_seed(seed)
+    with seeded(seed, [inputs.device]):
         return sensitivity_max(
             explain, inputs.detach(), perturb_radius=perturb_radius, n_perturb_samples=n_perturb_samples,
             max_examples_per_batch=max_examples_per_batch, target=target, **kwargs,

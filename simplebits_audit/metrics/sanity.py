@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._helpers import as_tuple, model_guard, resolve_target
+from .._helpers import as_tuple, model_guard, resolve_target, seeded
 
 
 def randomisation_seed(seed: int) -> int:
@@ -61,9 +61,7 @@ def randomised_copy(model: nn.Module, seed: int = 0) -> nn.Module:
         clone = copy.deepcopy(model)
     except Exception as err:  # noqa: BLE001 -- whatever deepcopy raises, the user needs to know which argument
         raise TypeError(f"model: cannot be copied for the randomisation test ({type(err).__name__}: {err})") from err
-    devices = sorted({p.device for p in clone.parameters() if p.device.type == "cuda"}, key=str)
-    with torch.random.fork_rng(devices=devices), torch.no_grad():
-        torch.manual_seed(randomisation_seed(seed))
+    with seeded(randomisation_seed(seed), [p.device for p in clone.parameters()]), torch.no_grad():
         reset: set[int] = set()
         for module in clone.modules():
             if callable(getattr(module, "reset_parameters", None)):

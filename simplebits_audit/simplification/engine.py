@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from rich.progress import Progress
 
-from .._helpers import ForwardFunc, Transform, as_tuple, model_guard, resolve_target
+from .._helpers import ForwardFunc, Transform, as_tuple, model_guard, resolve_target, seeded
 from .._validation import check_finite, check_pixel_images
 from ..estimators import BitEstimator, Glow, resolve_estimator
 from ..spaces import make_spaces
@@ -203,9 +203,7 @@ def simplify(
     started = time.perf_counter()
     # The guard restores the model whatever happens (BatchNorm statistics of a train-mode model included);
     # the forked RNG, seeded, makes the model's own randomness (Dropout) part of ``seed``.
-    devices = [device] if device.type == "cuda" else []
-    with model_guard(forward_func), torch.random.fork_rng(devices=devices):
-        torch.manual_seed(config.seed)
+    with model_guard(forward_func), seeded(config.seed, [device]):
         classifier = Classifier(forward_func, spaces, as_tuple(additional_forward_args), model_dtype)
         with torch.no_grad():
             logits_before = classifier.logits(pixels)

@@ -213,6 +213,16 @@ def test_the_analytic_coders_hand_written_gradient_equals_autograd(kind):
     torch.testing.assert_close(ga, gb, rtol=1e-8, atol=1e-8)
 
 
+def test_the_analytic_coders_no_grad_path_rates_exactly_as_the_gradient_path():
+    # Without a gradient the coder skips what the adjoint keeps; the bits must not move by a bit.
+    coder = load_estimator("analytic")
+    x = torch.cat([held_out_crops(3, size=16, seed=2), torch.full((1, 3, 16, 16), 0.5), torch.rand(1, 3, 16, 16).round()])
+    with torch.no_grad():
+        fast = coder.bits_map(x)
+    slow = coder.bits_map(x.clone().requires_grad_(True))
+    assert torch.equal(fast, slow.detach())
+
+
 # -- the learned context coder ------------------------------------------------------------------
 def test_the_context_coders_probabilities_sum_to_one_over_the_256_values():
     """An exact coding model: the last pixel's 256 values (all else fixed) have probabilities summing to 1,
