@@ -83,8 +83,10 @@ def _log_prob(e: torch.Tensor, scale: torch.Tensor, edge: torch.Tensor) -> torch
     far = torch.log1p(-torch.exp(-u)) + _LOG_HALF - (a - 0.5) * u
     centre = torch.log((1 - 0.5 * torch.exp((a - 0.5).clamp(max=0) * u) - 0.5 * torch.exp(-(a + 0.5) * u)).clamp(min=1e-12))
     out = torch.where(a < 0.5, centre, far)
-    if bool(edge.any()):
-        out = torch.where(edge != 0, _log_cdf(0.5 - edge * e, u), out)  # t = e + 1/2 (lowest), 1/2 - e (highest)
+    at_edge = edge != 0
+    if bool(at_edge.any()):  # on those pixels only: saturated pixels are few, and the tail costs an exp and a log
+        side = edge[at_edge].to(e.dtype)
+        out[at_edge] = _log_cdf(0.5 - side * e[at_edge], u[at_edge])  # t = e + 1/2 (lowest), 1/2 - e (highest)
     return out
 
 

@@ -196,3 +196,7 @@ def test_refine_ties_ranks_a_binary_mask_by_the_order_and_never_against_the_mask
     assert g[0] < g[1] < g[2] < g[3] < g[4]
     for constant in (torch.zeros(2, 1, 3, 3), torch.ones(2, 1, 3, 3)):
         assert torch.equal(refine_ties(constant, torch.rand(2, 1, 3, 3)), constant)
+    # a batch mixing an image whose order is its mask (returned as it is) with one that has ties to break
+    both = refine_ties(torch.cat([graded, mask[..., :5]]), torch.cat([graded, order[..., :5]]))
+    assert torch.equal(both[0], graded[0])
+    assert torch.equal(both[1], refine_ties(mask[..., :5], order[..., :5])[0])
