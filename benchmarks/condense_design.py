@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--outer-steps", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--init", default=None)
+    parser.add_argument("--resolution", type=int, default=None)
     parser.add_argument("--n-models", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -45,7 +46,8 @@ def main() -> None:
     train, test = testbeds.load(args.testbed, "train"), testbeds.load(args.testbed, "test")
     OUT.mkdir(parents=True, exist_ok=True)
     options = {k: v for k, v in {"lam": args.lam, "warmup": args.warmup, "outer_steps": args.outer_steps, "lr": args.lr,
-                                 "init": args.init}.items() if v is not None}
+                                 "init": args.init,
+                                 "resolution": args.resolution}.items() if v is not None}
     started = time.perf_counter()
     condensed = condense(train, images_per_class=args.ipc, checkpoint=OUT / f"{args.testbed}-{args.name}.ckpt", **options)
     minutes = (time.perf_counter() - started) / 60

@@ -56,7 +56,7 @@ FORMAT = 1
 #: Defaults of :func:`condense` (measured choices: README, "Dataset condensation").
 CONDENSE_DEFAULTS: dict[str, Any] = {
     "lam": 0.5, "outer_steps": 120, "match_steps": 5, "inner_steps": 5, "real_batch": 32, "lr": 0.1, "net_lr": 0.01,
-    "init_scale": 0.2, "schedule": "cosine", "warmup": 0.0, "init": "noise",
+    "init_scale": 0.2, "schedule": "cosine", "warmup": 0.0, "init": "noise", "resolution": None,
 }
 #: How the synthetic images start: "noise" (grey plus ``init_scale`` * N(0, 1) logits, the DC paper's
 #: start) or "real" (a random real image of the class per synthetic image, as DC's real initialisation).
@@ -151,7 +151,8 @@ def _check_number(name: str, value: Any, *, integer: bool = False, positive: boo
 def condense_settings(
     *, images_per_class: int = 10, lam: float | None = None, arch: str = "convnet", outer_steps: int | None = None,
     match_steps: int | None = None, inner_steps: int | None = None, real_batch: int | None = None, lr: float | None = None,
-    init_scale: float | None = None, schedule: str | None = None, warmup: float | None = None, init: str | None = None, seed: int = 0,
+    init_scale: float | None = None, schedule: str | None = None, warmup: float | None = None, init: str | None = None,
+    resolution: int | None = None, seed: int = 0,
 ) -> dict[str, Any]:
     """The settings :func:`condense` runs with (defaults filled in), checked: ``ValueError`` naming a bad argument.
 
@@ -164,6 +165,9 @@ def condense_settings(
     settings["schedule"] = CONDENSE_DEFAULTS["schedule"] if schedule is None else schedule
     settings["warmup"] = CONDENSE_DEFAULTS["warmup"] if warmup is None else warmup
     settings["init"] = CONDENSE_DEFAULTS["init"] if init is None else init
+    settings["resolution"] = CONDENSE_DEFAULTS["resolution"] if resolution is None else resolution
+    if settings["resolution"] is not None:
+        _check_number("resolution", settings["resolution"], integer=True)
     if settings["init"] not in INITS:
         raise ValueError(f"init: expected one of {INITS}, got {settings['init']!r}")
     if not (isinstance(settings["warmup"], (int, float)) and 0 <= settings["warmup"] <= 1):
@@ -200,6 +204,7 @@ def condense(
     schedule: str | None = None,
     warmup: float | None = None,
     init: str | None = None,
+    resolution: int | None = None,
     checkpoint: str | Path | None = None,
     checkpoint_every: float = 30.0,
     device: str | torch.device | None = None,
@@ -243,6 +248,10 @@ def condense(
     init : {"noise", "real"}, optional
         How the images start (:data:`INITS`): noisy grey (default) or a random real image of the
         class each (its logits, pixels clamped to [1/255, 254/255]).
+    resolution : int, optional
+        Draw each image from ``resolution`` x ``resolution`` pixel logits upsampled bilinearly to
+        the data's size (at most that size; default: the full size). Coarser images cost fewer
+        bits; on ``stripes`` they also taught less (README, "Dataset condensation").
     checkpoint : path, optional
         Resumable state, written atomically every ``checkpoint_every`` seconds (between outer
         steps), on Ctrl-C and at the end; if it exists, the run continues from it (with the same
@@ -263,7 +272,7 @@ def condense(
     """
     settings = condense_settings(images_per_class=images_per_class, lam=lam, arch=arch, outer_steps=outer_steps, match_steps=match_steps,
                                  inner_steps=inner_steps, real_batch=real_batch, lr=lr, init_scale=init_scale, schedule=schedule,
-                                 warmup=warmup, init=init, seed=seed)
+                                 warmup=warmup, init=init, resolution=resolution, seed=seed)
     check_checkpoint_every(checkpoint_every)
     images, labels, classes = labelled_tensors(data)
     if images.shape[-1] != images.shape[-2]:
@@ -279,15 +288,18 @@ def condense(
     device = run_device(None, device, must_agree=False)
     estimator = resolve_estimator(estimator, device=device)
     channels, size = images.shape[1], images.shape[-1]
+    grid = size if settings["resolution"] is None else settings["resolution"]
+    if grid > size:
+        raise ValueError(f"resolution: expected at most the image size {size}, got {grid}")
     ipc = images_per_class
 
     with torch.random.fork_rng(devices=[]):  # seeded, without touching the caller's random state
         torch.manual_seed(step_seed(seed, 0, 0))
         if settings["init"] == "real":
             picks = torch.cat([idx[torch.randint(len(idx), (ipc,))] for idx in by_class])
-            logits = torch.logit(images[picks].float().clamp(1 / 255, 254 / 255)).to(device)
+            logits = torch.logit(F.interpolate(images[picks].float(), size=(grid, grid), mode="area").clamp(1 / 255, 254 / 255)).to(device)
         else:
-            logits = (settings["init_scale"] * torch.randn(n_classes * ipc, channels, size, size)).to(device)
+            logits = (settings["init_scale"] * torch.randn(n_classes * ipc, channels, grid, grid)).to(device)
     logits.requires_grad_(True)
     syn_labels = torch.arange(n_classes).repeat_interleave(ipc)
     optimizer = torch.optim.Adam([logits], lr=settings["lr"], betas=(0.5, 0.99))
@@ -296,7 +308,9 @@ def condense(
     # so outer_steps may grow; a cosine schedule depends on it.
     grows = settings["schedule"] == "constant" and settings["warmup"] == 0
     # "seeds": checkpoints written before the draws followed training.loop.step_seed are refused, not resumed with mixed draws.
-    run_key = {**{k: v for k, v in settings.items() if k != "outer_steps" or not grows}, "estimator": estimator.name, "data": fingerprint,
+    # (a full-resolution run's key has no "resolution", as before the option existed: its checkpoints still resume)
+    run_key = {**{k: v for k, v in settings.items() if (k != "outer_steps" or not grows) and not (k == "resolution" and v is None)},
+               "estimator": estimator.name, "data": fingerprint,
                "n_classes": n_classes, "seeds": "step_seed"}
     run = ResumableRun(checkpoint, run_key, total=settings["outer_steps"], total_name="outer_steps", checkpoint_every=checkpoint_every,
                        device=device)
@@ -333,11 +347,18 @@ def condense(
         warnings.warn(f"condense: {skipped} image updates were skipped (non-finite loss or gradient)", stacklevel=2)
 
     with torch.no_grad():
-        final = round_8bit(torch.sigmoid(logits.detach()), False)
+        final = round_8bit(synthetic_pixels(logits.detach(), size), False)
         bits = estimator.bits(final)
     card = {**settings, "estimator": estimator.name, "n_classes": n_classes, "data": fingerprint, "real_images": len(labels),
             "seconds": round(seconds, 2), "skipped_updates": skipped, "torch_threads": torch.get_num_threads(), "device": str(device)}
     return CondensedSet(final.cpu(), syn_labels, bits.cpu().float(), classes, card, history)
+
+
+def synthetic_pixels(logits: torch.Tensor, size: int) -> torch.Tensor:
+    """The synthetic images (N, C, size, size) in [0, 1] of pixel ``logits`` (N, C, r, r), upsampled bilinearly when r < size."""
+    if logits.shape[-1] != size:
+        logits = F.interpolate(logits, size=(size, size), mode="bilinear", align_corners=False)
+    return torch.sigmoid(logits)
 
 
 def _ramp(step: int, steps: float) -> float:
@@ -360,7 +381,7 @@ def _outer_step(
     syn_labels_d = syn_labels.to(device)
     matches, bpds, ok = [], [], 0
     for m in range(settings["match_steps"]):
-        syn = round_8bit(torch.sigmoid(logits), True)
+        syn = round_8bit(synthetic_pixels(logits, images.shape[-1]), True)
         match = torch.zeros((), device=device)
         for c in range(n_classes):
             idx = by_class[c][torch.randint(len(by_class[c]), (settings["real_batch"],), generator=generator)]
@@ -386,7 +407,7 @@ def _outer_step(
         if m == settings["match_steps"] - 1:
             break
         # The network follows the synthetic set, so the next update matches gradients further along training.
-        syn_fixed = round_8bit(torch.sigmoid(logits.detach()), False)
+        syn_fixed = round_8bit(synthetic_pixels(logits.detach(), images.shape[-1]), False)
         for _ in range(settings["inner_steps"]):
             loss_net = F.cross_entropy(net(syn_fixed), syn_labels_d)
             net_opt.zero_grad(set_to_none=True)

@@ -137,10 +137,24 @@ def test_bits_term_lowers_bits(data):
     assert float(simplified.webp_bits().mean()) < float(plain.webp_bits().mean())
 
 
+def test_a_coarse_resolution_makes_full_size_images_upsampled_from_its_grid(data):
+    coarse = condense(data, **TINY, resolution=8)
+    assert coarse.images.shape == (4, 3, 32, 32) and coarse.settings["resolution"] == 8
+    # Bilinear from an 8 x 8 grid: each row is linear between the grid's sample centres (x = 1.5, 5.5, ...), so the
+    # second difference centred on pixels 3, 4, 7, 8, ... vanishes, up to 8-bit rounding (at most 2 levels).
+    second = coarse.images.diff(n=2, dim=-1)  # index i is centred on pixel i + 1
+    inside = [i for i in range(second.shape[-1]) if i % 4 in (2, 3)]
+    assert second[..., inside].abs().max() <= 2.01 / 255
+    full = condense(data, **TINY)
+    assert full.images.diff(n=2, dim=-1)[..., inside].abs().max() > 10 / 255  # full resolution is not so constrained
+    with pytest.raises(ValueError, match="^resolution"):
+        condense(data, **TINY, resolution=64)
+
+
 @pytest.mark.parametrize(("option", "value"), [
     ("images_per_class", 0), ("lam", -1.0), ("lam", math.nan), ("outer_steps", 0), ("match_steps", 1.5), ("arch", "resnet"),
     ("lr", 0.0), ("real_batch", 0), ("schedule", "step"), ("warmup", 2.0), ("seed", "zero"),
-    ("checkpoint_every", 0),
+    ("checkpoint_every", 0), ("resolution", 0),
 ])
 def test_bad_arguments_name_themselves(data, option, value):
     with pytest.raises((ValueError, TypeError), match=option):
