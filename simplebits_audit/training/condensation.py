@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from rich.progress import Progress
 
-from .._helpers import run_device
+from .._helpers import run_device, seeded
 from .._io import load_saved, save_torch
 from ..codecs import codec_bits
 from ..estimators import BitEstimator, resolve_estimator
@@ -293,8 +293,7 @@ def condense(
         raise ValueError(f"resolution: expected at most the image size {size}, got {grid}")
     ipc = images_per_class
 
-    with torch.random.fork_rng(devices=[]):  # seeded, without touching the caller's random state
-        torch.manual_seed(step_seed(seed, 0, 0))
+    with seeded(step_seed(seed, 0, 0)):  # seeded, without touching the caller's random state
         if settings["init"] == "real":
             picks = torch.cat([idx[torch.randint(len(idx), (ipc,))] for idx in by_class])
             logits = torch.logit(F.interpolate(images[picks].float(), size=(grid, grid), mode="area").clamp(1 / 255, 254 / 255)).to(device)
@@ -371,8 +370,7 @@ def _outer_step(
     estimator: BitEstimator, *, arch: str, n_classes: int, ipc: int, settings: dict[str, Any], seed: int, step: int, device: torch.device,
 ) -> tuple[float, float, int]:
     """One fresh network, ``match_steps`` image updates: returns the mean matching distance, mean bpd and the updates made."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(step_seed(seed, step, 1))
+    with seeded(step_seed(seed, step, 1)):
         net = make_network(arch, n_classes, images.shape[1], images.shape[-1])
     net = net.to(device).train()
     params = [p for p in net.parameters() if p.requires_grad]

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from .._helpers import Transform, run_device
+from .._helpers import Transform, run_device, seeded
 from .._io import load_saved, save_json, save_torch
 from .._validation import check_pixel_images
 from ..estimators import BitEstimator, resolve_estimator
@@ -403,8 +403,7 @@ def train_with_simplification(
     if int(labels_seen.max()) >= n_classes or int(labels_seen.min()) < 0:
         raise ValueError(f"data: labels must be in [0, {n_classes}) for a classifier with {n_classes} outputs, got "
                          f"{int(labels_seen.min())}..{int(labels_seen.max())}")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         net = simplifier if simplifier is not None else Simplifier(in_channels=first.shape[1], binary=True)
     net = net.to(device).train().requires_grad_(True)
     joint = _Joint(net, model, spaces)
@@ -647,7 +646,7 @@ def tradeoff(
     for lam, budget in strengths:
         name = strength_name(lam, budget)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            torch.manual_seed(seed)  # every generator: the factory may build its network on any device
             classifier = classifier_factory()
             simplifier = Simplifier(in_channels=channels, **simplifier_config)
         if not isinstance(classifier, nn.Module):

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._helpers import seeded
 from ..testbeds.classifier import SmallCNN
 from .loop import step_seed
 
@@ -69,8 +70,7 @@ def train_network(
     lr = EVALUATE_DEFAULTS["lr"] if lr is None else lr
     batch_size = EVALUATE_DEFAULTS["batch_size"] if batch_size is None else batch_size
     device = torch.device(device or "cpu")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(step_seed(seed, 0, 3))
+    with seeded(step_seed(seed, 0, 3)):
         net = make_network(arch, n_classes, images.shape[1], images.shape[-1])
     net = net.to(device).train()
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
