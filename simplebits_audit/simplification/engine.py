@@ -203,7 +203,9 @@ def simplify(
     started = time.perf_counter()
     # The guard restores the model whatever happens (BatchNorm statistics of a train-mode model included);
     # the forked RNG, seeded, makes the model's own randomness (Dropout) part of ``seed``.
-    with model_guard(forward_func), seeded(config.seed, [device]):
+    # The inputs' device and every device the model lives on (Dropout on a model split across GPUs).
+    model_devices = [p.device for p in forward_func.parameters()] if isinstance(forward_func, torch.nn.Module) else []
+    with model_guard(forward_func), seeded(config.seed, [device, *model_devices]):
         classifier = Classifier(forward_func, spaces, as_tuple(additional_forward_args), model_dtype)
         with torch.no_grad():
             logits_before = classifier.logits(pixels)

@@ -251,7 +251,7 @@ def condense(
     resolution : int, optional
         Draw each image from ``resolution`` x ``resolution`` pixel logits upsampled bilinearly to
         the data's size (at most that size; default: the full size). Coarser images cost fewer
-        bits; on ``stripes`` they also taught less (README, "Dataset condensation").
+        bits; on ``stripes`` they also taught less (docs/design-log.md, "Dataset condensation").
     checkpoint : path, optional
         Resumable state, written atomically every ``checkpoint_every`` seconds (between outer
         steps), on Ctrl-C and at the end; if it exists, the run continues from it (with the same
@@ -291,6 +291,8 @@ def condense(
     grid = size if settings["resolution"] is None else settings["resolution"]
     if grid > size:
         raise ValueError(f"resolution: expected at most the image size {size}, got {grid}")
+    if grid == size:  # the full size, however it was asked for: one run key, so either checkpoint resumes the other
+        settings["resolution"] = None
     ipc = images_per_class
 
     with seeded(step_seed(seed, 0, 0)):  # seeded, without touching the caller's random state

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._helpers import ForwardFunc, Transform, model_guard, run_device, seeded
+from .._helpers import ForwardFunc, Transform, model_guard, run_device
 from .._validation import check_pixel_images
 from ..estimators import BitEstimator, resolve_estimator
 from ..simplification.common import Classifier, Decision, round_8bit
@@ -221,7 +221,10 @@ def train_simplifier(
         raise ValueError("objective: 'ce' needs labels, and data gives images only "
                          "(use a Dataset of (image, label) or (images, labels) batches)")
 
-    with seeded(seed):  # seeded initialisation without touching the caller's random state
+    # Every generator: the run below draws on the device too (a binary mask's coin flips, the classifier's
+    # Dropout), and those draws have followed ``seed`` since the simplifier was added.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
         net = simplifier if simplifier is not None else Simplifier(in_channels=first.shape[1])
     net = net.to(device).train().requires_grad_(True)
     optimizer = torch.optim.Adam(net.parameters(), lr=settings["lr"])

@@ -149,6 +149,9 @@ def test_a_coarse_resolution_makes_full_size_images_upsampled_from_its_grid(data
     assert full.images.diff(n=2, dim=-1)[..., inside].abs().max() > 10 / 255  # full resolution is not so constrained
     with pytest.raises(ValueError, match="^resolution"):
         condense(data, **TINY, resolution=64)
+    # the full size asked for by number is the default run (same images, same settings, so either checkpoint resumes)
+    same = condense(data, **TINY, resolution=32)
+    assert same.settings["resolution"] is None and torch.equal(same.images, full.images)
 
 
 @pytest.mark.parametrize(("option", "value"), [
