@@ -82,6 +82,7 @@ def _localisation(maps: torch.Tensor, masks: torch.Tensor, needs: torch.Tensor) 
 
 def _scores(name: str, results: list, images: torch.Tensor, maps: list[torch.Tensor], masks, needs, seconds: float) -> dict:
     from simplebits_audit.codecs import codec_bits
+
     simplified = torch.cat([r.simplified for r in results])
     original_8bit = torch.round(images * 255) / 255
     row = {
