@@ -418,13 +418,16 @@ def markdown_tables(results: dict) -> str:
     return "\n".join(lines)
 
 
-#: testbeds of the quality section: name -> the aux mask that holds its shortcut and the variant without it
-QUALITY_TESTBEDS = {"photo-objects": ("stamp", "absent"), "radiograph": ("marker", "absent")}
+#: testbeds of the quality section: name -> the aux mask that holds its shortcut, the variant with the shortcut on every
+#: image (radiograph: always there, its letter a coin) and the variant without it
+QUALITY_TESTBEDS = {"photo-objects": ("stamp", "everywhere", "absent"), "radiograph": ("marker", "shuffled", "absent")}
 #: the maps compared on them (SimpleBits first; the learned simplifier where one is shipped; trivial maps last)
 QUALITY_METHODS = (
     "simplebits", "simplebits_learned", "ig", "saliency", "occlusion", "gradcam", "centre", "contrast", "brightness", "edges",
 )
 QUALITY_SEED = 11
+#: the seed of the shortcut's scenes: other scenes than the quality images' (no default was chosen on either)
+SHORTCUT_SEED = 12
 
 
 def _extremal_maps(model, x: torch.Tensor, target: torch.Tensor, iterations: int | None) -> torch.Tensor:
@@ -442,15 +445,40 @@ def _extremal_maps(model, x: torch.Tensor, target: torch.Tensor, iterations: int
     return torch.cat(maps)
 
 
+def shortcut_images(name: str, pool: int, model, head: str):
+    """The images of ``pool`` test scenes (seed :data:`SHORTCUT_SEED`) whose prediction the shortcut decides.
+
+    Each scene is drawn with its shortcut and without it (the testbed's variants share everything
+    else); kept are the scenes whose prediction differs. Returns (images with the shortcut, their
+    shortcut masks (n, 1, H, W) bool), possibly empty.
+    """
+    from simplebits_audit import testbeds
+
+    shortcut, with_it, without = QUALITY_TESTBEDS[name]
+    data = testbeds.load(name, "test", n=pool, seed=SHORTCUT_SEED, variant=with_it)
+    clean = testbeds.load(name, "test", n=pool, seed=SHORTCUT_SEED, variant=without)
+    with torch.no_grad():
+        logits, clean_logits = model(data.images), model(clean.images)
+    if head == "sigmoid":
+        pred, clean_pred = logits[:, 0] > 0, clean_logits[:, 0] > 0
+    else:
+        pred, clean_pred = logits.argmax(1), clean_logits.argmax(1)
+    decided = (pred != clean_pred) & data.aux_masks[shortcut].flatten(1).any(1)
+    return data.images[decided], data.aux_masks[shortcut][decided]
+
+
 def quality(args: argparse.Namespace, console: Console) -> dict | None:
     """Quality at the realistic sizes: ``photo-objects`` (128 px, mobilenet_v3_small) and ``radiograph`` (128 px, sigmoid).
 
     Per testbed, ``--quality N`` test images (seed 11), every map of :data:`QUALITY_METHODS` through
     :func:`~simplebits_audit.jobs.comparison.compare` (the model's prediction explained) plus
     TorchRay's extremal perturbation when installed: localisation AUROC against the object masks
-    (radiograph: positive images only), and on the images whose prediction changes when the
-    shortcut (stamp / marker) is removed, the share whose shortcut lies in the map's top 5 %. For
-    SimpleBits: predictions kept, bits kept and WebP size kept. None without ``--quality``.
+    (radiograph: positive images only). The shortcut: of ``--shortcut-pool`` further scenes, those
+    whose prediction the shortcut (stamp / marker) decides (:func:`shortcut_images`), and per map
+    the share of them whose shortcut lies in the map's top 5 % (for SimpleBits also the share whose
+    returned image keeps at least half the shortcut's box). RISE deletion and insertion AUCs (blur
+    reference) say whether each map's order is the model's. For SimpleBits: predictions kept, bits
+    kept and WebP size kept. None without ``--quality``.
     """
     if not args.quality:
         return None
@@ -461,34 +489,39 @@ def quality(args: argparse.Namespace, console: Console) -> dict | None:
     from simplebits_audit.simplification.learned import Simplifier
 
     out = {}
-    for name, (shortcut, without) in QUALITY_TESTBEDS.items():
+    for name in QUALITY_TESTBEDS:
         if name not in testbeds.TESTBEDS:
             continue
         data = testbeds.load(name, "test", n=args.quality, seed=QUALITY_SEED)
-        clean = testbeds.load(name, "test", n=args.quality, seed=QUALITY_SEED, variant=without)
         model = testbeds.load_classifier(name)
         head = "sigmoid" if name in testbeds.SIGMOID_HEADS else "softmax"
         methods = [m for m in QUALITY_METHODS if m != "simplebits_learned" or _has_simplifier(name)]
         options = {"simplebits_learned": {"simplifier": Simplifier.pretrained(name)}} if "simplebits_learned" in methods else {}
-        comp = compare(model, data.images, methods=methods, masks=data.masks, head=head, method_options=options,
-                       randomisation=False, infidelity_samples=0, sensitivity_images=0, seed=QUALITY_SEED)
+        decided, aux = shortcut_images(name, args.shortcut_pool, model, head)
+        n = len(data)
+        run = {"head": head, "method_options": options, "randomisation": False, "infidelity_samples": 0, "sensitivity_images": 0,
+               "seed": QUALITY_SEED}
+        comp = compare(model, data.images, methods=methods, masks=data.masks, **run)
         maps, seconds = dict(comp.maps), dict(comp.seconds_per_image)
-        with torch.no_grad():
-            logits, clean_logits = model(data.images), model(clean.images)
-        pred = (logits[:, 0] > 0).long() if head == "sigmoid" else logits.argmax(1)
-        clean_pred = (clean_logits[:, 0] > 0).long() if head == "sigmoid" else clean_logits.argmax(1)
+        # The shortcut's scenes in a second call: one batch of both sets held IG's 50 steps of ~100 images at 128 px (21 GB).
+        shortcut = compare(model, decided, methods=methods, **run) if len(decided) else None
+        maps = {m: torch.cat([maps[m], shortcut.maps[m]]) if shortcut and m in shortcut.maps else maps[m] for m in maps}
         if _has_torchray() and head == "softmax":
+            images = torch.cat([data.images, decided])
+            with torch.no_grad():
+                pred = model(images).argmax(1)
             started = time.perf_counter()
-            maps["extremal"] = _extremal_maps(model, data.images, pred, args.ep_iter)
-            seconds["extremal"] = (time.perf_counter() - started) / len(data)
-        aux = data.aux_masks[shortcut]
-        uses = aux.flatten(1).any(1) & (pred != clean_pred)
+            maps["extremal"] = _extremal_maps(model, images, pred, args.ep_iter)
+            seconds["extremal"] = (time.perf_counter() - started) / len(images)
         localised = data.masks.flatten(1).any(1)
         rows = {}
         for method, m in maps.items():
+            scores = comp.per_image.get(method, {})
             rows[method] = {
-                "auroc": float(auroc(m[localised], data.masks[localised]).nanmean()),
-                "shortcut_top5": float(top_share_hit(m[uses], aux[uses]).double().mean()) if uses.any() else math.nan,
+                "auroc": float(auroc(m[:n][localised], data.masks[localised]).nanmean()),
+                # RISE's deletion / insertion (blur reference): whether the map's order is the model's, object or not
+                **{k: float(scores[k].double().nanmean()) for k in ("deletion_auc", "insertion_auc") if k in scores},
+                "shortcut_top5": float(top_share_hit(m[n:], aux).double().mean()) if len(aux) else math.nan,
                 "seconds": seconds.get(method, math.nan),
             }
         for method in ("simplebits", "simplebits_learned"):
@@ -496,7 +529,11 @@ def quality(args: argparse.Namespace, console: Console) -> dict | None:
                 r = comp.results[method]
                 rows[method].update(kept=float(r.kept.double().mean()), bits_kept=float((r.bits_after / r.bits_before).mean()),
                                     webp_kept=float((codec_bits(r.simplified) / codec_bits(r.original)).mean()))
-        out[name] = {"images": len(data), "localised": int(localised.sum()), "shortcut_used": int(uses.sum()), "methods": rows}
+                if shortcut is not None:  # the returned image keeps at least half the shortcut's box (its mask above 0.5)
+                    box = shortcut.results[method].mask > 0.5
+                    rows[method]["shortcut_kept"] = float(((box & aux).flatten(1).sum(1) >= aux.flatten(1).sum(1) / 2).double().mean())
+        out[name] = {"images": n, "localised": int(localised.sum()), "shortcut_pool": args.shortcut_pool,
+                     "shortcut_used": len(aux), "methods": rows}
     _print_quality(out, console)
     return out
 
@@ -552,11 +589,15 @@ def _has_simplifier(testbed: str) -> bool:
 def _print_quality(out: dict, console: Console) -> None:
     for name, block in out.items():
         table = Table(title=f"quality on {name}: {block['images']} test images (seed {QUALITY_SEED}), {block['localised']} with an "
-                            f"object mask, {block['shortcut_used']} whose prediction changes without the shortcut")
-        for col in ("method", "AUROC^", "shortcut in top 5 %^", "s/img", "kept^", "bits kept v", "WebP kept v"):
+                            f"object mask; shortcut: the {block['shortcut_used']} of {block['shortcut_pool']} further scenes "
+                            "whose prediction changes without it")
+        for col in ("method", "AUROC^", "shortcut in top 5 %^", "shortcut kept^", "deletion v", "insertion ^", "s/img", "kept^",
+                    "bits kept v", "WebP kept v"):
             table.add_column(col, justify="right")
         for method, row in block["methods"].items():
-            table.add_row(method, f"{row['auroc']:.3f}", f"{row['shortcut_top5']:.2f}", f"{row['seconds']:.3g}",
+            kept_shortcut = f"{row['shortcut_kept']:.2f}" if "shortcut_kept" in row else ""
+            table.add_row(method, f"{row['auroc']:.3f}", f"{row['shortcut_top5']:.2f}", kept_shortcut,
+                          *(f"{row[k]:.3f}" if k in row else "" for k in ("deletion_auc", "insertion_auc")), f"{row['seconds']:.3g}",
                           *(f"{row[k]:.3f}" if k in row else "" for k in ("kept", "bits_kept", "webp_kept")))
         console.print(table)
 
@@ -583,6 +624,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--quality", type=int, default=0, metavar="N",
                         help="also score maps on N test images of photo-objects and radiograph (0: skip)")
     parser.add_argument("--only-quality", action="store_true", help="skip the cost cells (with --quality)")
+    parser.add_argument("--shortcut-pool", type=int, default=256, metavar="N",
+                        help="scenes drawn with and without the shortcut; those whose prediction it decides score the maps' top 5 %%")
     parser.add_argument("--out", type=Path, help="write the raw numbers as JSON here (atomically)")
     parser.add_argument("--one", nargs=3, metavar=("MODEL", "SIZE", "METHOD"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -70,3 +70,23 @@ def test_quick_run_writes_tables_and_json(tmp_path):
     # TorchRay is optional: measured where installed, "not installed" otherwise, never an error.
     assert "seconds_per_image" in cell["methods"]["extremal"] or cell["methods"]["extremal"] == {"skipped": "torchray not installed"}
     assert [t["ig"] for t in data["targets"]] == [None] * 4 and data["quality"] is None
+
+
+def test_shortcut_images_are_the_scenes_the_shortcut_decides():
+    import torch
+
+    from simplebits_audit import testbeds
+
+    scale = _scale()
+    constant = lambda x: torch.zeros(len(x), 5)  # noqa: E731 - reads nothing, so nothing decides it
+    images, masks = scale.shortcut_images("photo-objects", 32, constant, "softmax")
+    assert images.shape == (0, 3, 128, 128) and masks.shape == (0, 1, 128, 128)
+    model = testbeds.load_classifier("photo-objects")
+    images, masks = scale.shortcut_images("photo-objects", 64, model, "softmax")
+    assert len(images) > 0 and masks.flatten(1).any(1).all()  # the shipped classifier reads the stamp
+    with torch.no_grad():
+        clean = testbeds.load("photo-objects", "test", n=64, seed=scale.SHORTCUT_SEED, variant="absent")
+        everywhere = testbeds.load("photo-objects", "test", n=64, seed=scale.SHORTCUT_SEED, variant="everywhere")
+        flipped = model(everywhere.images).argmax(1) != model(clean.images).argmax(1)
+    assert int(flipped.sum()) == len(images)
+    assert torch.equal(everywhere.images[flipped], images)
