@@ -489,7 +489,7 @@ def quality(args: argparse.Namespace, console: Console) -> dict | None:
     from simplebits_audit.simplification.learned import Simplifier
 
     out = {}
-    for name in QUALITY_TESTBEDS:
+    for name in args.quality_testbeds.split(","):
         if name not in testbeds.TESTBEDS:
             continue
         data = testbeds.load(name, "test", n=args.quality, seed=QUALITY_SEED)
@@ -552,7 +552,7 @@ def grid_sweep(args: argparse.Namespace, console: Console) -> dict | None:
     from simplebits_audit.metrics import auroc
 
     out: dict = {}
-    for name in QUALITY_TESTBEDS:
+    for name in args.quality_testbeds.split(","):
         if name not in testbeds.TESTBEDS:
             continue
         data = testbeds.load(name, "test", n=args.quality, seed=QUALITY_SEED)
@@ -624,6 +624,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--quality", type=int, default=0, metavar="N",
                         help="also score maps on N test images of photo-objects and radiograph (0: skip)")
     parser.add_argument("--only-quality", action="store_true", help="skip the cost cells (with --quality)")
+    parser.add_argument("--quality-testbeds", default=",".join(QUALITY_TESTBEDS), help="comma-separated, from "
+                        f"{', '.join(QUALITY_TESTBEDS)}")
     parser.add_argument("--shortcut-pool", type=int, default=256, metavar="N",
                         help="scenes drawn with and without the shortcut; those whose prediction it decides score the maps' top 5 %%")
     parser.add_argument("--out", type=Path, help="write the raw numbers as JSON here (atomically)")
@@ -650,7 +652,9 @@ def main(argv: list[str] | None = None) -> dict | None:
         return results
     models = [m for m in args.models.split(",") if m]
     methods = [m for m in args.methods.split(",") if m]
-    for name, values, allowed in (("models", models, MODELS), ("methods", methods, METHODS)):
+    quality_testbeds = [t for t in args.quality_testbeds.split(",") if t]
+    for name, values, allowed in (("models", models, MODELS), ("methods", methods, METHODS),
+                                  ("quality-testbeds", quality_testbeds, tuple(QUALITY_TESTBEDS))):
         unknown = [v for v in values if v not in allowed]
         if unknown or not values:
             parser.error(f"--{name}: unknown {unknown or 'none given'}; expected some of {', '.join(allowed)}")
