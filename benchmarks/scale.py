@@ -59,6 +59,12 @@ bilinearly. Targets: the predicted class (softmax models), logit 0 (one-logit mo
     python benchmarks/scale.py --cells resnet50:224,vit_b_16:224,radiograph-cnn:1024   # the targets only
     python benchmarks/scale.py --quick                           # 32 px, resnet18, batch 1, tiny settings (tests)
     python benchmarks/scale.py --device cuda --out scale.json    # JSON of the raw numbers (atomic)
+
+With ``--quality N`` it also scores the maps on the two realistic testbeds (:func:`quality`):
+localisation, RISE deletion and insertion, and the shortcut on the scenes it decides.
+
+    python benchmarks/scale.py --only-quality --quality 64 --threads 1                 # ~20 min on one thread
+    python benchmarks/scale.py --only-quality --quality 64 --quality-testbeds radiograph --shortcut-pool 1024
 """
 
 from __future__ import annotations
