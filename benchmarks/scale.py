@@ -459,17 +459,16 @@ def shortcut_images(name: str, pool: int, model, head: str):
     shortcut masks (n, 1, H, W) bool), possibly empty.
     """
     from simplebits_audit import testbeds
+    from simplebits_audit.simplification.heads import Decision, probabilities
 
     shortcut, with_it, without = QUALITY_TESTBEDS[name]
     data = testbeds.load(name, "test", n=pool, seed=SHORTCUT_SEED, variant=with_it)
     clean = testbeds.load(name, "test", n=pool, seed=SHORTCUT_SEED, variant=without)
     with torch.no_grad():
         logits, clean_logits = model(data.images), model(clean.images)
-    if head == "sigmoid":
-        pred, clean_pred = logits[:, 0] > 0, clean_logits[:, 0] > 0
-    else:
-        pred, clean_pred = logits.argmax(1), clean_logits.argmax(1)
-    decided = (pred != clean_pred) & data.aux_masks[shortcut].flatten(1).any(1)
+    # Decided = the scene without the shortcut loses the decision, by the rule SimpleBits keeps it by.
+    lost = ~Decision.of(logits, None, head=head).kept(probabilities(clean_logits.float(), head))
+    decided = lost & data.aux_masks[shortcut].flatten(1).any(1)
     return data.images[decided], data.aux_masks[shortcut][decided]
 
 
