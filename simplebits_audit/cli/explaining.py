@@ -75,10 +75,12 @@ def explain(
             attribution=attribution, batch_size=batch_size),
     )
     if not session.quiet:
-        table = Table("image", "target", "prediction before -> after", "kept", "bits/dim before -> after", "WebP bits/dim before -> after")
+        table = Table("image", "target", "prediction before -> after", "kept", "bits/dim before -> after", "WebP bits/dim before -> after",
+                      "JPEG-XL bits/dim before -> after")
         for r in result.records:
             table.add_row(r["name"], r["target_name"], f"{r['pred_before_name']} -> {r['pred_after_name']}", "yes" if r["kept"] else "no",
-                          f"{r['bpd_before']:.3f} -> {r['bpd_after']:.3f}", f"{r['webp_bpd_before']:.3f} -> {r['webp_bpd_after']:.3f}")
+                          f"{r['bpd_before']:.3f} -> {r['bpd_after']:.3f}", f"{r['webp_bpd_before']:.3f} -> {r['webp_bpd_after']:.3f}",
+                          f"{r['jxl_bpd_before']:.3f} -> {r['jxl_bpd_after']:.3f}")
         console.print(table)
         if any("labels" in r for r in result.records):
             on = lambda names: ", ".join(names) or "none"  # noqa: E731

@@ -33,12 +33,13 @@ def estimators(name: str | None = typer.Argument(None, help="Show this estimator
         card = {k: v for k, v in model_card(name).items() if k != "history"}
         console.print_json(json.dumps(card))
         return
-    table = Table("name", "default", "held-out bpd", "held-out WebP bpd", "parameters")
+    table = Table("name", "default", "held-out bpd", "held-out WebP bpd", "held-out JPEG-XL bpd", "parameters")
     for est in list_estimators():
         card = model_card(est)
         fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else "-"  # noqa: E731
         table.add_row(est, "yes" if est == DEFAULT_ESTIMATOR else "",
-            fmt(card.get("held_out_bpd")), fmt(card.get("held_out_webp_bpd")), str(card.get("parameters", 0)))
+            fmt(card.get("held_out_bpd")), fmt(card.get("held_out_webp_bpd")), fmt(card.get("held_out_jxl_bpd")),
+            str(card.get("parameters", 0)))
     console.print(table)
 
 

@@ -58,7 +58,8 @@ def train_estimator(
         lr=lr, checkpoint_every=checkpoint_every),
                             seed=session.seed)
     card = train_estimator(out, image_dir, config, resume=resume, show_progress=not session.quiet)
-    console.print(f"held-out bpd {card['held_out_bpd']:.3f} (WebP lossless {card['held_out_webp_bpd']:.3f}); wrote {out}")
+    console.print(f"held-out bpd {card['held_out_bpd']:.3f} (WebP lossless {card['held_out_webp_bpd']:.3f}, "
+                  f"JPEG-XL lossless {card['held_out_jxl_bpd']:.3f}); wrote {out}")
 
 
 @uses(net=model_file_group, head_options=head_group, prep=preprocessing_group)
@@ -155,10 +156,11 @@ def train(
     if not is_main_process():
         return
     table = Table("run", "λ", "accuracy (simplified)", "accuracy (original)", "bits kept",
-        "WebP kept", *(["bits inside mask / mask share"] if record["has_masks"] else []))
+        "WebP kept", "JPEG-XL kept", *(["bits inside mask / mask share"] if record["has_masks"] else []))
     for p in record["points"]:
         table.add_row(strength_label(p), f"{p['lam']:.3g}", f"{100 * p['val_accuracy_simplified']:.1f}%",
                       f"{100 * p['val_accuracy_original']:.1f}%", f"{p['val_bits_kept']:.3f}", f"{p['webp_kept']:.3f}",
+                      f"{p['jxl_kept']:.3f}",
                       *([f"{p['inside_ratio']:.2f}×"] if record["has_masks"] else []))
     console.print(table)
     best = record["simplest_within_2pt"]
@@ -218,10 +220,11 @@ def condense(
         test_data=test, testbed_n=testbed_n,
                            preprocessing=prep, class_names=read_labels(labels), **given(held_out=held_out))
     if not session.quiet:
-        table = Table("training set", "images", "test accuracy %", "bits / dim", "WebP bits / dim")
+        table = Table("training set", "images", "test accuracy %", "bits / dim", "WebP bits / dim", "JPEG-XL bits / dim")
         for name, row in results["evaluation"].items():
             table.add_row(name, str(row["images"]), f"{100 * row['accuracy_mean']:.1f} ± {100 * row['accuracy_std']:.1f}",
-                          f"{row['bpd']:.3f}", f"{row['webp_bpd']:.3f}")
+                          f"{row['bpd']:.3f}", f"{row['webp_bpd']:.3f}",
+                          "—" if row.get("jxl_bpd") is None else f"{row['jxl_bpd']:.3f}")  # runs resumed from before JPEG-XL
         console.print(table)
     console.print(f"report: {out / REPORT_FILE}")
 

@@ -194,6 +194,7 @@ def train_estimator(
         "held_out_bpd": held_out_bpd,
         "held_out_webp_bpd": float(codec_bpd(eval_crops, "webp").mean()),
         "held_out_png_bpd": float(codec_bpd(eval_crops, "png").mean()),
+        "held_out_jxl_bpd": float(codec_bpd(eval_crops, "jxl", effort=9).mean()),  # JPEG-XL lossless at effort 9, as benchmarked
         "parameters": model.num_parameters,
         "training_seconds": round(elapsed, 1),
         "history": history,

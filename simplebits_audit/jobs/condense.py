@@ -162,10 +162,11 @@ def run_condense(
     written: dict[str, Any] = {}
     for kind, cs in sets.items():
         files = res.write_condensed_images(out, kind, cs.images, cs.labels, classes)
-        webp = cs.webp_bits()
+        webp, jxl = cs.webp_bits(), cs.jxl_bits()
         written[kind] = {
             **files, "file": res.CONDENSED_FILES[kind], "labels": cs.labels.tolist(), "bits": [round(float(b), 2) for b in cs.bits],
             "webp_bits": [float(b) for b in webp], "bpd_mean": float(cs.bpd.mean()), "webp_bpd_mean": float(webp.mean() / dims),
+            "jxl_bits": [float(b) for b in jxl], "jxl_bpd_mean": float(jxl.mean() / dims),
             "seconds": cs.settings.get("seconds"), "settings": cs.settings, "history": cs.history,
         }
     real_bits = estimator.bits(train_images[: 256].to(device or "cpu")).double().cpu()
@@ -175,7 +176,8 @@ def run_condense(
         "data": {"name": source.name, "classes": classes, "train_images": len(train_labels), "test_images": len(test_labels),
                  "test": test_source.name + ("" if test_source is not source else f" (every {math.ceil(1 / held_out)}th image held out)"),
                  "skipped": skipped + test_skipped, "real_bpd_mean": float(real_bits.mean() / dims),
-                 "real_webp_bpd_mean": float(codec_bits(train_images[:256]).mean() / dims)},
+                 "real_webp_bpd_mean": float(codec_bits(train_images[:256]).mean() / dims),
+                 "real_jxl_bpd_mean": float(codec_bits(train_images[:256], "jxl").mean() / dims)},
         "sets": written,
         "evaluation": evaluation,
         "evaluation_key": evaluation_key,

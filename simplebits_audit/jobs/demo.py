@@ -61,11 +61,13 @@ def run_demo(
         title="SimpleBits demo: digits pasted on photos",
     )
     if console is not None:
-        table = Table("image", "label", "prediction", "kept", "bits/dim before -> after", "WebP bits/dim before -> after")
+        table = Table("image", "label", "prediction", "kept", "bits/dim before -> after", "WebP bits/dim before -> after",
+                      "JPEG-XL bits/dim before -> after")
         for r in output.records:
             wrong_mark = "" if r["label"] == r["pred_before"] else " (wrong)"
             table.add_row(r["name"], r["label_name"], r["pred_before_name"] + wrong_mark, "yes" if r["kept"] else "no",
-                          f"{r['bpd_before']:.2f} -> {r['bpd_after']:.2f}", f"{r['webp_bpd_before']:.2f} -> {r['webp_bpd_after']:.2f}")
+                          f"{r['bpd_before']:.2f} -> {r['bpd_after']:.2f}", f"{r['webp_bpd_before']:.2f} -> {r['webp_bpd_after']:.2f}",
+                          f"{r['jxl_bpd_before']:.2f} -> {r['jxl_bpd_after']:.2f}")
         console.print(table)
         seconds = ", ".join(f"{k} {v:.2f}" for k, v in output.seconds_per_image.items())
         console.print(f"seconds per image: {seconds}")

@@ -24,9 +24,10 @@ from .faithfulness import (
 from .information import axis_removed_images, information_profile
 from .localisation import auroc, average_ranks, pointing_game, relevance_mass, relevance_rank, top_share_hit
 from .sanity import model_randomisation, randomised_copy, rank_correlation
-from .simplicity import bits_removed, codec_check
+from .simplicity import CODECS, bits_removed, codec_check
 
 __all__ = [
+    "CODECS",
     "FRACTIONS",
     "BitsCurve",
     "auroc",

@@ -7,7 +7,8 @@ import torch
 from ..codecs import codec_bpd
 from ..estimators import BitEstimator, resolve_estimator
 
-CODECS = ("png", "webp")
+#: the lossless codecs :func:`codec_check` reports by default (JPEG-XL: the strongest classic codec, issue 24)
+CODECS = ("png", "webp", "jxl")
 
 
 def _round(x: torch.Tensor) -> torch.Tensor:
@@ -27,13 +28,14 @@ def bits_removed(original: torch.Tensor, simplified: torch.Tensor, estimator: Bi
 
 
 def codec_check(original: torch.Tensor, simplified: torch.Tensor, codecs: tuple[str, ...] = CODECS) -> dict[str, torch.Tensor]:
-    """Lossless PNG / WebP bits per dimension before and after, each (B,).
+    """Lossless PNG / WebP / JPEG-XL bits per dimension before and after, each (B,).
 
     Returns
     -------
     dict
-        ``{"png_bpd_before", "png_bpd_after", "webp_bpd_before", "webp_bpd_after"}`` (for the
-        requested ``codecs``). An estimator that was fooled shows as bpd_after >= bpd_before here.
+        ``{"png_bpd_before", "png_bpd_after", "webp_bpd_before", "webp_bpd_after", "jxl_bpd_before",
+        "jxl_bpd_after"}`` (for the requested ``codecs``; JPEG-XL at
+        :data:`~simplebits_audit.codecs.JXL_EFFORT`). An estimator that was fooled shows as bpd_after >= bpd_before here.
     """
     if original.shape != simplified.shape:
         raise ValueError(f"simplified: expected shape {tuple(original.shape)} like original, got {tuple(simplified.shape)}")

@@ -78,6 +78,19 @@ def fmt(value: object, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+#: the real codecs a record's ``{key}_bpd_before`` / ``_after`` fields hold, with their names in reports
+CODEC_NAMES = {"webp": "WebP", "jxl": "JPEG-XL"}
+
+
+def codec_change(record: dict, digits: int = 3) -> str:
+    """``"WebP 4.085 → 1.201, JPEG-XL 3.759 → 1.104"``: the record's lossless bits per dim before and after
+    simplification under each real codec it holds (records written before JPEG-XL was added have WebP only)."""
+    return ", ".join(
+        f"{name} {fmt(record[f'{key}_bpd_before'], digits)} → {fmt(record[f'{key}_bpd_after'], digits)}"
+        for key, name in CODEC_NAMES.items() if record.get(f"{key}_bpd_before") is not None
+    )
+
+
 def plot_text(value: object) -> str:
     """Escape a user string for plotly figure text (plotly decodes ``&lt; &gt; &amp;`` but not ``&quot;``)."""
     return html.escape(str(value), quote=False)

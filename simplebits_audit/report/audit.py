@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 
 from .._io import atomic_write
 from ..results import REPORT_FILE, load_arrays, map_title, read_audit
-from ._html import esc, figure_html, fmt, img_tag, label_facts, page, plot_text, png_bytes, table_html
+from ._html import codec_change, esc, figure_html, fmt, img_tag, label_facts, page, plot_text, png_bytes, table_html
 from .information import audit_information_html, kept_shares, profile_sentence
 from .path import PATH_CSS, path_strip_html
 
@@ -135,7 +135,7 @@ def _detail(out_dir: Path, r: dict[str, Any]) -> str:
          f"{esc(r['target_name'])} ({esc(r['explain'])}); p {r['prob_target_before']:.3f} → {r['prob_target_after']:.3f}"],
         ["top probabilities before / after", f"{top} / {top_after}"],
         *label_facts(r),
-        ["bits per dim", f"{r['bpd_before']:.3f} → {r['bpd_after']:.3f} (WebP {r['webp_bpd_before']:.3f} → {r['webp_bpd_after']:.3f})"],
+        ["bits per dim", f"{r['bpd_before']:.3f} → {r['bpd_after']:.3f} ({codec_change(r)})"],
         ["lambda, status", f"{r['lambda']:.3f}, {esc(r['status'])}"],
     ]
     strip = path_strip_html(r, load_arrays(out_dir, r), side=64, width=64) if "path_labels" in r else ""

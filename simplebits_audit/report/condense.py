@@ -34,9 +34,10 @@ def _accuracy_table(evaluation: dict[str, Any]) -> str:
             f'{100 * row["accuracy_mean"]:.1f} ± {100 * row["accuracy_std"]:.1f}',
             esc(", ".join(f"{100 * a:.1f}" for a in row["accuracies"])),
             fmt(row["bits_per_image"], 0), fmt(row["bpd"]), fmt(row["webp_bits_per_image"], 0), fmt(row["webp_bpd"]),
+            fmt(row.get("jxl_bits_per_image"), 0), fmt(row.get("jxl_bpd")),  # absent in runs from before JPEG-XL
         ])
     header = ["training set", "images", "test accuracy % (mean ± std)", "per model", "bits / image (estimator)", "bits / dim",
-              "WebP bits / image", "WebP bits / dim"]
+              "WebP bits / image", "WebP bits / dim", "JPEG-XL bits / image", "JPEG-XL bits / dim"]
     return table_html(header, rows, raw=True)
 
 
@@ -44,15 +45,18 @@ def _gallery(out_dir: Path, kind: str, written: dict[str, Any], classes: list[st
     by_class: dict[int, list[str]] = {}
     for k, (file, label) in enumerate(zip(written["images"], written["labels"])):
         bits, webp = written["bits"][k], written["webp_bits"][k]
+        jxl = written["jxl_bits"][k] if "jxl_bits" in written else None
         png = (out_dir / file).read_bytes()
         tag = img_tag(png, f"{classes[label] if label < len(classes) else label} #{len(by_class.get(label, []))}", css_class="px")
-        by_class.setdefault(label, []).append(f'<span class="cimg">{tag}{fmt(bits, 0)} b<br>WebP {fmt(webp, 0)} b</span>')
+        sizes = f"{fmt(bits, 0)} b<br>WebP {fmt(webp, 0)} b<br>JXL {fmt(jxl, 0)} b"
+        by_class.setdefault(label, []).append(f'<span class="cimg">{tag}{sizes}</span>')
     rows = [f'<div class="classrow"><div class="classname">{esc(classes[c] if c < len(classes) else c)}</div>'
             f'<div>{"".join(cells)}</div></div>'
             for c, cells in sorted(by_class.items())]
     return f"<h2>{esc(KIND_TITLES.get(kind, kind))}</h2>" + (
-        f'<p class="sub">mean {written["bpd_mean"]:.3f} bits / dim (estimator), {written["webp_bpd_mean"]:.3f} (WebP lossless); '
-        f'condensed in {fmt(written.get("seconds"), 0)} s. Under each image: its bits (estimator) and its WebP file size in bits.</p>'
+        f'<p class="sub">mean {written["bpd_mean"]:.3f} bits / dim (estimator), {written["webp_bpd_mean"]:.3f} (WebP lossless), '
+        f'{fmt(written.get("jxl_bpd_mean"))} (JPEG-XL lossless); condensed in {fmt(written.get("seconds"), 0)} s. '
+        'Under each image: its bits (estimator) and its WebP and JPEG-XL file sizes in bits.</p>'
     ) + "".join(rows)
 
 
@@ -84,7 +88,7 @@ def write_condense_report(out_dir: str | Path) -> Path:
         _accuracy_table(results["evaluation"]),
         (f'<p class="sub">{settings["n_models"]} classifiers ({esc(settings["arch"])}, {settings["epochs"]} epochs) per row, tested on '
          f'{data["test_images"]} images of {esc(data["test"])}. Real training images: {data["real_bpd_mean"]:.3f} bits / dim (estimator), '
-         f'{data["real_webp_bpd_mean"]:.3f} (WebP).</p>'),
+         f'{data["real_webp_bpd_mean"]:.3f} (WebP), {fmt(data.get("real_jxl_bpd_mean"))} (JPEG-XL).</p>'),
     ]
     for kind in CONDENSE_KINDS:
         if kind in sets:

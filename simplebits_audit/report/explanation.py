@@ -8,7 +8,7 @@ from typing import Any
 
 from .._io import atomic_write
 from ..results import REPORT_FILE, load_arrays, read_explain_results
-from ._html import esc, figure_html, fmt, label_facts, page, table_html
+from ._html import codec_change, esc, figure_html, fmt, label_facts, page, table_html
 from .figures import panels_figure, topk_figure, tradeoff_figure
 from .information import information_html
 from .path import PATH_CSS, path_strip_html
@@ -26,10 +26,11 @@ def _summary_table(records: Sequence[dict[str, Any]]) -> str:
             f'<span class="bad">{label}</span>' if wrong else label,
             esc(r["target_name"]), pred, kept,
             f"{fmt(r['bpd_before'])} → {fmt(r['bpd_after'])}",
-            f"{fmt(r['webp_bpd_before'])} → {fmt(r['webp_bpd_after'])}",
+            codec_change(r),
             esc(r["status"]),
         ])
-    header = ["image", "label", "target", "prediction before → after", "kept", "bits/dim before → after", "WebP bits/dim", "status"]
+    header = ["image", "label", "target", "prediction before → after", "kept", "bits/dim before → after",
+              "lossless files, bits/dim", "status"]
     return table_html(header, rows, raw=True)
 
 
@@ -45,7 +46,7 @@ def _image_section(out_dir: Path, index: int, record: dict[str, Any], map_keys: 
         *label_facts(record),
         ["bits", f"{record['bits_before']:.0f} → {record['bits_after']:.0f} ({100 * record['bits_retained']:.0f}% retained)"],
         ["bits per dim", f"{fmt(record['bpd_before'])} → {fmt(record['bpd_after'])}"],
-        ["WebP lossless bits per dim", f"{fmt(record['webp_bpd_before'])} → {fmt(record['webp_bpd_after'])}"],
+        ["lossless file bits per dim", codec_change(record)],
         ["prediction kept", "yes" if record["kept"] else '<span class="bad">no</span>'],
         ["lambda chosen", fmt(record["lambda"])],
         ["status", esc(record["status"])],

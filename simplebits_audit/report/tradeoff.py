@@ -30,9 +30,10 @@ def curve_figure(record: dict[str, Any]) -> go.Figure:
                              textposition="top center", name="accuracy on simplified images"))
     fig.add_trace(go.Scatter(x=x, y=[p.get("val_accuracy_original") for p in points], mode="markers", name="accuracy on original images",
                              marker={"symbol": "x"}))
-    if all(p.get("webp_kept") is not None for p in points):
-        fig.add_trace(go.Scatter(x=[p["webp_kept"] for p in points], y=[p.get("val_accuracy_simplified") for p in points], mode="markers",
-                                 name="same, against WebP size kept", marker={"symbol": "diamond-open"}))
+    for key, name, symbol in (("webp_kept", "WebP", "diamond-open"), ("jxl_kept", "JPEG-XL", "square-open")):
+        if all(p.get(key) is not None for p in points):
+            fig.add_trace(go.Scatter(x=[p[key] for p in points], y=[p.get("val_accuracy_simplified") for p in points], mode="markers",
+                                     name=f"same, against {name} size kept", marker={"symbol": symbol}))
     fig.update_layout(xaxis_title="share of the original's bits kept (validation mean)", yaxis_title="validation accuracy",
                       height=420, margin={"l": 60, "r": 20, "t": 30, "b": 50}, legend={"orientation": "h", "y": -0.25})
     fig.update_xaxes(range=[0, 1.05])
@@ -65,8 +66,8 @@ def tradeoff_page(record: dict[str, Any], examples: dict[str, np.ndarray]) -> st
     """The whole report page (a string of self-contained HTML)."""
     settings = record["settings"]
     has_masks = record.get("has_masks", False)
-    header = ["run", "λ (final)", "accuracy (simplified)", "accuracy (original)", "bits kept", "WebP kept", "bpd simplified",
-              "bpd original", "minutes"]
+    header = ["run", "λ (final)", "accuracy (simplified)", "accuracy (original)", "bits kept", "WebP kept", "JPEG-XL kept",
+              "bpd simplified", "bpd original", "minutes"]
     if has_masks:
         header += ["bits inside mask", "mask share", "inside / share"]
     rows = []
@@ -74,7 +75,7 @@ def tradeoff_page(record: dict[str, Any], examples: dict[str, np.ndarray]) -> st
         minutes = p.get("training_seconds")
         row = [strength_label(p), f"{p['lam']:.3g}", fmt(p.get("val_accuracy_simplified")), fmt(p.get("val_accuracy_original")),
                fmt(p.get("val_bits_kept")),
-               fmt(p.get("webp_kept")), fmt(p.get("val_bpd_simplified")), fmt(p.get("val_bpd_original")),
+               fmt(p.get("webp_kept")), fmt(p.get("jxl_kept")), fmt(p.get("val_bpd_simplified")), fmt(p.get("val_bpd_original")),
                fmt(minutes / 60, 1) if isinstance(minutes, (int, float)) else "—"]
         if has_masks:
             row += [fmt(p.get("bits_inside_mask")), fmt(p.get("mask_share")), fmt(p.get("inside_ratio"), 2)]

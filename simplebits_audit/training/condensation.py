@@ -114,6 +114,10 @@ class CondensedSet:
         """Size of each image as lossless WebP, in bits (N,): the outside check on the estimator."""
         return codec_bits(self.images, "webp")
 
+    def jxl_bits(self) -> torch.Tensor:
+        """Size of each image as lossless JPEG-XL, in bits (N,): the second outside check."""
+        return codec_bits(self.images, "jxl")
+
     def save(self, path: str | Path) -> Path:
         """Write atomically (loads with ``weights_only=True``: tensors, numbers and JSON text only)."""
         images = (self.images.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
@@ -470,7 +474,7 @@ def evaluate_condensed(
     dict
         Row name -> ``accuracy_mean``, ``accuracy_std`` (over models), ``accuracies``, ``images``,
         ``bits_per_image`` and ``bpd`` (estimator, mean over images), ``webp_bits_per_image``,
-        ``webp_bpd``.
+        ``webp_bpd``, ``jxl_bits_per_image``, ``jxl_bpd`` (lossless WebP / JPEG-XL, mean over images).
     """
     n_models = EVALUATE_DEFAULTS["n_models"] if n_models is None else n_models
     epochs = EVALUATE_DEFAULTS["epochs"] if epochs is None else epochs
@@ -522,12 +526,13 @@ def evaluate_condensed(
             with torch.no_grad():
                 estimator_at = next(iter([*estimator.parameters(), *estimator.buffers()]), torch.empty(0)).device
                 bits = estimator.bits(shown.to(estimator_at)).double().cpu()
-            webp = codec_bits(shown)
+            webp, jxl = codec_bits(shown), codec_bits(shown, "jxl")
             t = torch.tensor(accs, dtype=torch.float64)
             results[name] = {
                 "accuracy_mean": float(t.mean()), "accuracy_std": float(t.std()) if len(t) > 1 else 0.0, "accuracies": accs,
                 "images": len(shown), "bits_per_image": float(bits.mean()), "bpd": float(bits.mean() / dims),
                 "webp_bits_per_image": float(webp.mean()), "webp_bpd": float(webp.mean() / dims),
+                "jxl_bits_per_image": float(jxl.mean()), "jxl_bpd": float(jxl.mean() / dims),
             }
     return results
 

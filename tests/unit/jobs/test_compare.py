@@ -56,6 +56,7 @@ def test_table_structure(comparison):
     assert by["ig"]["x_ig"] == pytest.approx(1.0)
     # simplicity and codec columns only where there is a simplified image
     assert by[SIMPLEBITS]["webp_bpd_after"] is not None and by["ig"]["webp_bpd_after"] is None
+    assert by[SIMPLEBITS]["jxl_bpd_after"] < by[SIMPLEBITS]["jxl_bpd_before"] and by["ig"]["jxl_bpd_after"] is None
     assert by[SIMPLEBITS]["bits_removed"] >= 0
     assert min(r["rank"] for r in rows) == 1 and all(1 <= r["rank"] <= len(rows) for r in rows)
     assert list(rows[0])[:4] == ["method", "reference", "seconds_per_image", "x_ig"] and list(rows[0])[-1] == "rank"

@@ -43,6 +43,22 @@ def test_writes_results_images_and_report(explained):
     assert "Plotly" in html and "<script src=" not in html  # plotly.js embedded, nothing fetched
 
 
+def test_records_and_report_check_the_bits_with_webp_and_jpeg_xl(explained):
+    """Each record holds both real-codec checks of the saved images (issue 24), and the report shows both."""
+    from PIL import Image
+
+    from simplebits_audit.codecs import codec_bpd
+
+    out, result = explained
+    for r in json.loads((out / "results.json").read_text())["images"]:
+        for when, key in (("before", "original"), ("after", "simplified")):
+            pixels = torch.from_numpy(np.array(Image.open(out / r["files"][key]).convert("RGB"))).permute(2, 0, 1)[None] / 255
+            assert r[f"jxl_bpd_{when}"] == pytest.approx(float(codec_bpd(pixels, "jxl")[0]))
+        assert r["jxl_bpd_after"] < r["jxl_bpd_before"]
+    html = result.report_path.read_text()
+    assert html.count("JPEG-XL") >= 3 + 1 and html.count("WebP") >= 3 + 1  # the summary column and each image's facts
+
+
 def test_user_strings_are_escaped(explained):
     out, _ = explained
     html = (out / "report.html").read_text()

@@ -135,6 +135,7 @@ def test_bits_term_lowers_bits(data):
     simplified = condense(data, **settings, lam=10.0)
     assert float(simplified.bpd.mean()) < 0.8 * float(plain.bpd.mean())
     assert float(simplified.webp_bits().mean()) < float(plain.webp_bits().mean())
+    assert float(simplified.jxl_bits().mean()) < float(plain.jxl_bits().mean())  # the second real codec agrees
 
 
 def test_a_coarse_resolution_makes_full_size_images_upsampled_from_its_grid(data):
@@ -185,7 +186,7 @@ def test_evaluate_condensed_rows(tiny, data):
     assert set(rows) == {"condensed", "without bits term", "random real"}
     for row in rows.values():
         assert len(row["accuracies"]) == 2 and all(0 <= a <= 1 for a in row["accuracies"])
-        assert row["images"] == 4 and row["bpd"] > 0 and row["webp_bpd"] > 0
+        assert row["images"] == 4 and row["bpd"] > 0 and row["webp_bpd"] > 0 and row["jxl_bpd"] > 0
     with pytest.raises(ValueError, match="n_models"):
         evaluate_condensed(tiny, test, n_models=0)
     with pytest.raises(ValueError, match="test_data"):
@@ -217,7 +218,7 @@ def test_command_line_writes_images_json_report_and_resumes(tmp_path):
     for written in results["sets"].values():
         assert len(written["images"]) == 2 and all((out / f).is_file() for f in written["images"])
         assert (out / written["grid"]).is_file() and (out / written["file"]).is_file()
-        assert len(written["bits"]) == len(written["webp_bits"]) == 2
+        assert len(written["bits"]) == len(written["webp_bits"]) == len(written["jxl_bits"]) == 2
     page = (out / "report.html").read_text()
     assert "a&lt;b&gt;&quot;x" in page and "c&amp;d" in page
     assert 'a<b>"x' not in page
