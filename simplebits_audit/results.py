@@ -509,7 +509,7 @@ def read_tradeoff(out_dir: str | Path) -> tuple[dict[str, Any], dict[str, np.nda
 # =============================================================================================
 # condensation (``simplebits condense``, issue #14): the condensed sets, their PNGs, one JSON of results
 #
-#     condense.json                       settings, data, per set: files, bits and WebP bits per image; the accuracy table
+#     condense.json                       settings, data, per set: files, bits, WebP and JPEG-XL bits per image; the accuracy table
 #     condensed.pt, condensed-without-bits.pt     the sets (CondensedSet.save: weights only)
 #     condense-<kind>.ckpt                resumable state while condensing
 #     condensed.png, condensed-without-bits.png   one row per class

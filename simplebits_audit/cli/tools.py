@@ -33,7 +33,7 @@ def estimators(name: str | None = typer.Argument(None, help="Show this estimator
         card = {k: v for k, v in model_card(name).items() if k != "history"}
         console.print_json(json.dumps(card))
         return
-    table = Table("name", "default", "held-out bpd", "held-out WebP bpd", "held-out JPEG-XL bpd", "parameters")
+    table = Table("name", "default", "held-out bpd", "held-out WebP bpd", "held-out JPEG-XL (effort 9) bpd", "parameters")
     for est in list_estimators():
         card = model_card(est)
         fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else "-"  # noqa: E731

@@ -201,7 +201,7 @@ def condense(
     """Condense a training set to a few synthetic images per class, penalising their bits (gradient matching).
 
     Writes the condensed images, condense.json and report.html (the images per class with their bits
-    and WebP size, and the accuracy of classifiers trained on them beside a random real subset of the
+    and WebP and JPEG-XL sizes, and the accuracy of classifiers trained on them beside a random real subset of the
     same size and the condensation without the bits term). Resumable: rerun the same command.
 
     Examples:

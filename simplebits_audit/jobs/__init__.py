@@ -8,7 +8,7 @@
 * :func:`run_condense` -- a training set condensed to a few simplified synthetic images per class, evaluated;
 * :func:`train_job` -- classifiers trained on simplified inputs, one per lambda: the bits-accuracy curve;
 * :func:`run_demo` -- the explain job on the shipped testbed;
-* :func:`measure_bits` -- bits of image files under an estimator beside PNG and WebP.
+* :func:`measure_bits` -- bits of image files under an estimator beside PNG, WebP and JPEG-XL.
 
 The jobs take their options in groups declared once in ``options`` (:class:`ModelOptions`,
 :class:`ExplainOptions`, :class:`RunOptions`, :class:`ScoringOptions`, :class:`TrainOptions`,

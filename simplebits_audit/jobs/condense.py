@@ -87,7 +87,7 @@ def run_condense(
     -------
     dict
         What ``condense.json`` holds: ``settings``, ``data``, ``sets`` (per kind: files, labels,
-        bits and WebP bits per image, seconds) and ``evaluation`` (the accuracy table).
+        bits, WebP and JPEG-XL bits per image, seconds) and ``evaluation`` (the accuracy table).
     """
     chosen, run = take_options("run_condense", options, (CondenseOptions, condensation), (RunOptions, run))
     device, seed, show_progress, baselines = run.device, run.seed, run.show_progress, chosen.baselines

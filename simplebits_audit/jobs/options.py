@@ -191,7 +191,7 @@ class ScoringOptions:
         Captum ``sensitivity_max`` re-runs each method ``sensitivity_samples`` times on the first
         ``sensitivity_images`` images (0 skips it; the rest of the batch gets NaN).
     codecs : bool
-        PNG/WebP sizes of the original vs. simplified images (explainers that simplify).
+        PNG / WebP / JPEG-XL lossless sizes of the original vs. simplified images (explainers that simplify).
     randomisation : bool
         The model-parameter randomisation check (see :mod:`simplebits_audit.jobs.comparison`).
 

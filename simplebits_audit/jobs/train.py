@@ -121,7 +121,7 @@ def train_job(
     -------
     dict
         The ``tradeoff.json`` record: settings, one point per run (validation accuracy on
-        simplified and original images, bits kept, WebP kept, bits inside the mask), the reference
+        simplified and original images, bits kept, WebP and JPEG-XL kept, bits inside the mask), the reference
         run's name and the simplest run within 2 points of its accuracy (names such as ``budget-0.3``).
     """
     from ..report.tradeoff import write_tradeoff_report

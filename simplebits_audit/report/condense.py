@@ -1,4 +1,4 @@
-"""The report of a ``condense`` run: the condensed images per class with their bits and WebP size, the accuracy table.
+"""The report of a ``condense`` run: the condensed images per class with their bits, WebP and JPEG-XL sizes, the accuracy table.
 
 Reads ``condense.json`` and the PNGs a run wrote (:mod:`simplebits_audit.results`, "condensation");
 every class name and data name is escaped.
@@ -48,15 +48,16 @@ def _gallery(out_dir: Path, kind: str, written: dict[str, Any], classes: list[st
         jxl = written["jxl_bits"][k] if "jxl_bits" in written else None
         png = (out_dir / file).read_bytes()
         tag = img_tag(png, f"{classes[label] if label < len(classes) else label} #{len(by_class.get(label, []))}", css_class="px")
-        sizes = f"{fmt(bits, 0)} b<br>WebP {fmt(webp, 0)} b<br>JXL {fmt(jxl, 0)} b"
+        sizes = f"{fmt(bits, 0)} b<br>WebP {fmt(webp, 0)} b" + ("" if jxl is None else f"<br>JPEG-XL {fmt(jxl, 0)} b")
         by_class.setdefault(label, []).append(f'<span class="cimg">{tag}{sizes}</span>')
     rows = [f'<div class="classrow"><div class="classname">{esc(classes[c] if c < len(classes) else c)}</div>'
             f'<div>{"".join(cells)}</div></div>'
             for c, cells in sorted(by_class.items())]
     return f"<h2>{esc(KIND_TITLES.get(kind, kind))}</h2>" + (
-        f'<p class="sub">mean {written["bpd_mean"]:.3f} bits / dim (estimator), {written["webp_bpd_mean"]:.3f} (WebP lossless), '
-        f'{fmt(written.get("jxl_bpd_mean"))} (JPEG-XL lossless); condensed in {fmt(written.get("seconds"), 0)} s. '
-        'Under each image: its bits (estimator) and its WebP and JPEG-XL file sizes in bits.</p>'
+        f'<p class="sub">mean {written["bpd_mean"]:.3f} bits / dim (estimator), {written["webp_bpd_mean"]:.3f} (WebP lossless)'
+        + ("" if written.get("jxl_bpd_mean") is None else f', {written["jxl_bpd_mean"]:.3f} (JPEG-XL lossless)')
+        + f'; condensed in {fmt(written.get("seconds"), 0)} s. '
+        + "Under each image: its bits (estimator) and its lossless file sizes in bits.</p>"
     ) + "".join(rows)
 
 
@@ -88,7 +89,8 @@ def write_condense_report(out_dir: str | Path) -> Path:
         _accuracy_table(results["evaluation"]),
         (f'<p class="sub">{settings["n_models"]} classifiers ({esc(settings["arch"])}, {settings["epochs"]} epochs) per row, tested on '
          f'{data["test_images"]} images of {esc(data["test"])}. Real training images: {data["real_bpd_mean"]:.3f} bits / dim (estimator), '
-         f'{data["real_webp_bpd_mean"]:.3f} (WebP), {fmt(data.get("real_jxl_bpd_mean"))} (JPEG-XL).</p>'),
+         f'{data["real_webp_bpd_mean"]:.3f} (WebP)'
+         + ("" if data.get("real_jxl_bpd_mean") is None else f', {data["real_jxl_bpd_mean"]:.3f} (JPEG-XL)') + ".</p>"),
     ]
     for kind in CONDENSE_KINDS:
         if kind in sets:

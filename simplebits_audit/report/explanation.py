@@ -46,7 +46,7 @@ def _image_section(out_dir: Path, index: int, record: dict[str, Any], map_keys: 
         *label_facts(record),
         ["bits", f"{record['bits_before']:.0f} → {record['bits_after']:.0f} ({100 * record['bits_retained']:.0f}% retained)"],
         ["bits per dim", f"{fmt(record['bpd_before'])} → {fmt(record['bpd_after'])}"],
-        ["lossless file bits per dim", codec_change(record)],
+        ["lossless files, bits/dim", codec_change(record)],
         ["prediction kept", "yes" if record["kept"] else '<span class="bad">no</span>'],
         ["lambda chosen", fmt(record["lambda"])],
         ["status", esc(record["status"])],

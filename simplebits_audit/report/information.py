@@ -21,7 +21,7 @@ from plotly.subplots import make_subplots
 
 from ..results import class_name, finite_or_none
 from ..simplification.factorised import AXES, kept_axis_maps
-from ._html import data_uri, esc, figure_html, fmt, plot_text, png_bytes, table_html
+from ._html import CODEC_NAMES, data_uri, esc, figure_html, fmt, plot_text, png_bytes, table_html
 
 #: A share kept at or above this reads "kept"; at or below :data:`DROPPED_AT` "dropped"; between, "partly kept".
 KEPT_AT = 0.5
@@ -96,21 +96,24 @@ def axis_panels_figure(arrays: dict[str, np.ndarray]) -> go.Figure:
     return fig
 
 
-def _bits_text(entry: dict[str, Any] | None) -> str:
+def _bits_text(entry: dict[str, Any] | None, name: str = "webp") -> str:
+    """Hover text: the bits an axis removed under the estimator and as the profile's codec ``name`` files."""
     if not entry:
         return "n/a"
     est, codec = finite_or_none(entry.get("bits_removed")), finite_or_none(entry.get("codec_bits_removed"))
     return (f"bits removed: {'n/a' if est is None else f'{est:.0f}'} (estimator), "
-            f"{'n/a' if codec is None else f'{codec:.0f}'} (WebP)")
+            f"{'n/a' if codec is None else f'{codec:.0f}'} ({CODEC_NAMES.get(name, name)})")
 
 
-def profile_figure(axes: dict[str, dict[str, Any]], title: str = "share kept inside the needed region") -> go.Figure:
-    """The profile as a small bar chart: per axis the share kept (0 to 1); hover shows the bits it removed (estimator, WebP)."""
+def profile_figure(
+    axes: dict[str, dict[str, Any]], title: str = "share kept inside the needed region", codec: str | None = "webp"
+) -> go.Figure:
+    """The profile as a small bar chart: per axis the share kept (0 to 1); hover shows the bits it removed (estimator, ``codec``)."""
     kept = [finite_or_none(axes.get(axis, {}).get("kept_inside")) for axis in AXES]
     fig = go.Figure(go.Bar(
         x=list(AXES), y=[0 if v is None else v for v in kept], text=["n/a" if v is None else f"{v:.2f}" for v in kept],
         textposition="outside", marker_color=[_BAR_COLOURS["n/a" if v is None else _verb(v)] for v in kept],
-        customdata=[_bits_text(axes.get(axis)) for axis in AXES],
+        customdata=[_bits_text(axes.get(axis), codec or "codec") for axis in AXES],
         hovertemplate="%{x}: %{text} kept<br>%{customdata}<extra></extra>",
     ))
     fig.update_layout(height=220, width=300, margin={"l": 45, "r": 10, "t": 30, "b": 30},
@@ -132,7 +135,7 @@ def information_html(record: dict[str, Any], arrays: dict[str, np.ndarray], fig_
         f"region was kept, inside the {esc(info.get('region', 'whole image'))}; hover a bar for the bits that axis removed.</p>"
         '<div style="display:flex;flex-wrap:wrap;gap:1rem;align-items:center">'
         f"{figure_html(axis_panels_figure(arrays), f'{fig_id}-axes', modebar=False)}"
-        f"{figure_html(profile_figure(info['axes']), f'{fig_id}-profile', modebar=False)}</div>"
+        f"{figure_html(profile_figure(info['axes'], codec=info.get('codec', 'webp')), f'{fig_id}-profile', modebar=False)}</div>"
     )
 
 
