@@ -12,8 +12,7 @@ resumes from the checkpoint beside it). Results: docs/design-log.md, "Training w
 Variants: ``lam-<x>`` (a fixed lambda, the old knob), ``budget-<b>`` (the bits budget, gate
 margin 1), ``budget-<b>-nogate`` (no gate: every image's bits are charged), ``budget-<b>-rate<r>``
 (the dual step), ``budget-<b>-start<l>`` (lambda's start), ``budget-<b>-margin<m>`` (the gate's margin),
-``budget-<b>-decay<e>`` (the mask-logit penalty), ``budget-<b>-mask<n>`` (the simplifier's mask grid),
-``budget-<b>-fine`` (its full-resolution logit branch, ``Simplifier(fine=True)``).
+``budget-<b>-decay<e>`` (the mask-logit penalty).
 """
 
 from __future__ import annotations
@@ -25,8 +24,7 @@ from pathlib import Path
 
 import torch
 
-from simplebits_audit import Simplifier, testbeds
-from simplebits_audit._helpers import seeded
+from simplebits_audit import testbeds
 from simplebits_audit.codecs import codec_bits
 from simplebits_audit.estimators import resolve_estimator
 from simplebits_audit.models import build_architecture
@@ -49,7 +47,6 @@ def main() -> None:
     parts = args.variant.split("-")
     kind, value, extra = parts[0], float(parts[1]), parts[2:]
     options: dict = {"lam": value} if kind == "lam" else {"budget": value}
-    simplifier_config: dict = {"binary": True}
     for flag in extra:
         if flag == "nogate":  # a gate that always holds
             joint.label_gap = lambda log_probs, target: torch.full(target.shape, float("inf"), device=target.device)
@@ -61,18 +58,11 @@ def main() -> None:
             joint.MASK_LOGIT_DECAY = float(flag[5:])
         elif flag.startswith("margin"):
             options["margin"] = float(flag[6:])
-        elif flag.startswith("mask"):
-            simplifier_config["mask_size"] = int(flag[4:])
-        elif flag == "fine":
-            simplifier_config["fine"] = True
         else:
             raise SystemExit(f"unknown variant flag {flag!r}")
     train, val = testbeds.load(args.testbed, "train", n=args.n), testbeds.load(args.testbed, "test", n=500)
     torch.manual_seed(0)
     model = build_architecture("smallcnn", len(train.classes), train.images.shape[1], train.images.shape[-1])
-    if len(simplifier_config) > 1:  # otherwise the default simplifier; seeded as the trainer seeds its own
-        with seeded(0):
-            options["simplifier"] = Simplifier(in_channels=train.images.shape[1], **simplifier_config)
     OUT.mkdir(parents=True, exist_ok=True)
     name = f"{args.testbed}-{args.variant}"
     started = time.perf_counter()

@@ -76,11 +76,6 @@ class Simplifier(nn.Module):
         For a classifier trained together with the simplifier
         (:func:`~simplebits_audit.train_with_simplification`): with a soft mask it learned to read
         faint, low-contrast copies of the whole image instead of dropping the background (README).
-    fine : bool
-        Add a full-resolution branch to the mask logits (a 1x1 convolution of the first layer's
-        features, added to the coarse logits upsampled), so a ``mask_size`` up to the image size
-        can follow one-pixel structure such as an outline; without it the logits have half the
-        image's resolution.
 
     Attributes
     ----------
@@ -96,7 +91,6 @@ class Simplifier(nn.Module):
         reference: str = "mean",
         mask_init: float = 0.9,
         binary: bool = False,
-        fine: bool = False,
     ) -> None:
         super().__init__()
         if in_channels not in (1, 3):
@@ -108,11 +102,8 @@ class Simplifier(nn.Module):
         if not 0 < mask_init < 1:
             raise ValueError(f"mask_init: expected a value in (0, 1), got {mask_init}")
         self.config = {"in_channels": in_channels, "mask_size": mask_size, "width": width, "reference": reference, "mask_init": mask_init}
-        # only when set, so that the files of earlier simplifiers stay as they were
-        if binary:
+        if binary:  # only when set, so that the files of soft simplifiers stay as they were
             self.config["binary"] = True
-        if fine:
-            self.config["fine"] = True
         w = width
         # The image and its difference from the mean colour (what a flat reference would lose) go in.
         self.local = nn.Sequential(
@@ -126,10 +117,6 @@ class Simplifier(nn.Module):
         self.head = nn.Conv2d(2 * w, 1, 1)
         nn.init.zeros_(self.head.weight)
         nn.init.constant_(self.head.bias, math.log(mask_init / (1 - mask_init)))
-        if fine:  # starts at zero: the same mask as without it until training moves it
-            self.fine_head = nn.Conv2d(w, 1, 1)
-            nn.init.zeros_(self.fine_head.weight)
-            nn.init.zeros_(self.fine_head.bias)
         self.card: dict[str, Any] = {}
         #: A binary mask's sampling temperature in training mode (lowered towards 0 the samples become the threshold).
         self.temperature = 1.0
@@ -141,12 +128,9 @@ class Simplifier(nn.Module):
         """Mask logits (B, 1, h, w) on the coarse grid (``mask_size``, at most the image size)."""
         h, w = pixels.shape[-2:]
         mean = pixels.mean((2, 3), keepdim=True)
-        first = self.local[:2](torch.cat([pixels, pixels - mean], 1))  # full resolution
-        feats = self.local[2:](first)
+        feats = self.local(torch.cat([pixels, pixels - mean], 1))
         feats = F.relu(feats + self.context(feats.mean((2, 3)))[..., None, None])
         logits = self.head(feats)
-        if self.config.get("fine"):
-            logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False) + self.fine_head(first)
         grid = (min(self.config["mask_size"], h), min(self.config["mask_size"], w))
         return F.adaptive_avg_pool2d(logits, grid) if logits.shape[-2:] != grid else logits
 
