@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,14 @@ def load_image(
         Resize to this size (an int resizes the shorter side, keeping the aspect ratio).
     name : str
         Argument name used in error messages.
+
+    Notes
+    -----
+    Everything here is 8-bit (the estimators rate 256 levels). A 16-bit grey image (PNG or TIFF,
+    e.g. a radiograph) is reduced to 8 bits as ``round(value * 255 / 65535)``, with a warning that
+    gives its range: Pillow's own conversion clips every value above 255 to white. Floating-point
+    pixels (mode ``F``) and 32-bit integers beyond 0..65535 have no known range and raise
+    ``ValueError`` naming ``name``.
     """
     path = Path(path)
     if not path.exists():
@@ -32,6 +41,7 @@ def load_image(
         raise ValueError(f"{name}: {str(path)!r} is a directory, expected an image file")
     try:
         with Image.open(path) as im:
+            im = _eight_bit(im, path, name)
             im = im.convert("L" if grayscale else "RGB")
             if size is not None:
                 if isinstance(size, int):
@@ -46,3 +56,20 @@ def load_image(
     if arr.ndim == 2:
         arr = arr[..., None]
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).unsqueeze(0).float().div(255)
+
+
+def _eight_bit(im: Image.Image, path: Path, name: str) -> Image.Image:
+    """``im`` itself, or its 16-bit grey levels scaled to an 8-bit ``L`` image (see :func:`load_image`)."""
+    if im.mode == "F":
+        raise ValueError(f"{name}: {str(path)!r} has floating-point pixels, whose range is unknown; save it as an 8- or 16-bit image")
+    if not (im.mode == "I" or im.mode.startswith("I;16")):
+        return im
+    values = np.asarray(im)
+    low, high = int(values.min()), int(values.max())
+    if low < 0 or high > 65535:
+        raise ValueError(f"{name}: {str(path)!r} has 32-bit integer pixels ({low}..{high}) outside 0..65535; "
+                         "save it as an 8- or 16-bit image")
+    eight = ((values.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)  # round(v * 255 / 65535)
+    warnings.warn(f"{name}: {str(path)!r} has 16-bit pixels ({low}..{high}); read as 8 bits "
+                  f"({int(eight.min())}..{int(eight.max())}), value * 255 / 65535", stacklevel=3)
+    return Image.fromarray(eight, "L")

@@ -95,10 +95,23 @@ def test_a_chosen_size_lets_a_large_image_through(files):
 
 
 def test_rgba_grayscale_and_16_bit_files_are_read_as_rgb(files):
-    pixels = load_images([files / "rgba.png", files / "gray.png", files / "sixteen.png"])
+    with pytest.warns(UserWarning, match="16-bit pixels"):  # said, not silent: the 8 bits the estimators rate
+        pixels = load_images([files / "rgba.png", files / "gray.png", files / "sixteen.png"])
     assert pixels.shape == (3, 3, 32, 32) and 0 <= float(pixels.min()) and float(pixels.max()) <= 1
+    # the 16-bit file holds the red channel times 257: it reads as exactly that channel (Pillow alone clips it to white)
+    red = torch.from_numpy(np.asarray(Image.open(files / "ok.png").convert("RGB"))[..., 0].copy()).float() / 255
+    assert torch.equal(pixels[2], red.expand(3, -1, -1))
     checked = preflight(testbeds.load_classifier("digits-on-photos"), pixels)
     assert checked.methods == ["simplebits"] and checked.targets is None
+
+
+def test_floating_point_and_out_of_range_pixels_are_refused(tmp_path):
+    Image.fromarray(np.random.rand(8, 8).astype(np.float32)).save(tmp_path / "float.tif")
+    with pytest.raises(ValueError, match="images: .*floating-point pixels"):
+        load_images([tmp_path / "float.tif"])
+    Image.fromarray(np.full((8, 8), 70000, dtype=np.int32)).save(tmp_path / "wide.tif")
+    with pytest.raises(ValueError, match="images: .*outside 0..65535"):
+        load_images([tmp_path / "wide.tif"])
 
 
 def test_preflight_checks_every_image_the_job_holds(files):

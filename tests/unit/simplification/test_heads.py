@@ -181,6 +181,30 @@ def test_blocked_gradient_is_an_error_before_any_work(mode, message):
         SimpleBits(Detached(mode)).attribute(x, steps=3)
 
 
+class ConstantTargetLogit(nn.Module):
+    """Logits [f(x), 0] ("shift": [f(x), f(x)], the answer never moves): class 1's logit is a constant, yet its probability is not."""
+
+    def __init__(self, shift: bool = False) -> None:
+        super().__init__()
+        self.shift = shift
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = 20 * (x[:, :, :8, :8].mean((1, 2, 3)) - x.mean((1, 2, 3))) - 1
+        return torch.stack([f, f if self.shift else torch.zeros_like(f)], 1)
+
+
+def test_a_constant_target_logit_is_not_a_blocked_path():
+    """The softmax answer depends on the logits' differences: class 1 with a constant logit 0 is explained, not refused."""
+    x = torch.rand(2, 3, 16, 16)
+    x[:, :, :8, :8] *= 0.2  # a dark corner: f < 0, class 1
+    model = ConstantTargetLogit()
+    assert (model(x).argmax(1) == 1).all()
+    r = simplify(model, x, steps=4)
+    assert r.status == ["ok", "ok"] and bool(r.kept.all())
+    with pytest.raises(ValueError, match="zero everywhere"):  # logits that move together: the softmax never changes
+        simplify(ConstantTargetLogit(shift=True), x, steps=4)
+
+
 def test_inference_mode_is_an_error():
     model, x = Detached("none"), torch.rand(2, 3, 16, 16)
     with torch.inference_mode(), pytest.raises(RuntimeError, match="inference_mode"):
