@@ -11,7 +11,7 @@ from PIL import Image, UnidentifiedImageError
 
 
 def load_image(
-    path: str | Path, *, grayscale: bool = False, size: int | tuple[int, int] | None = None, name: str = "image"
+    path: str | Path, *, grayscale: bool | None = False, size: int | tuple[int, int] | None = None, name: str = "image"
 ) -> torch.Tensor:
     """Read an image file (any format Pillow reads) as a pixel tensor (1, C, H, W) in [0, 1].
 
@@ -19,8 +19,9 @@ def load_image(
     ----------
     path : path
         The image file.
-    grayscale : bool
-        Return one channel (C = 1) instead of RGB (C = 3).
+    grayscale : bool or None
+        Return one channel (C = 1) instead of RGB (C = 3); None: as the file stores it (one channel
+        for grey files, :func:`is_grey`, RGB for the others). Transparency is dropped.
     size : int or (height, width), optional
         Resize to this size (an int resizes the shorter side, keeping the aspect ratio).
     name : str
@@ -41,8 +42,9 @@ def load_image(
         raise ValueError(f"{name}: {str(path)!r} is a directory, expected an image file")
     try:
         with Image.open(path) as im:
+            grey = is_grey(im) if grayscale is None else grayscale
             im = _eight_bit(im, path, name)
-            im = im.convert("L" if grayscale else "RGB")
+            im = im.convert("L" if grey else "RGB")
             if size is not None:
                 if isinstance(size, int):
                     w, h = im.size
@@ -73,3 +75,19 @@ def _eight_bit(im: Image.Image, path: Path, name: str) -> Image.Image:
     warnings.warn(f"{name}: {str(path)!r} has 16-bit pixels ({low}..{high}); read as 8 bits "
                   f"({int(eight.min())}..{int(eight.max())}), value * 255 / 65535", stacklevel=3)
     return Image.fromarray(eight, "L")
+
+
+def is_grey(im: Image.Image) -> bool:
+    """Whether an open Pillow image stores grey levels only (modes 1, L, LA, I, F and the 16-bit I;16 modes)."""
+    return im.mode in ("1", "L", "LA", "I", "F") or im.mode.startswith("I;16")
+
+
+def image_facts(path: str | Path) -> dict[str, bool]:
+    """What an image file stores beyond 8-bit grey or RGB pixels: ``{"grey", "transparent", "deep"}``
+    (grey levels only; some pixel not fully opaque; more than 8 bits per sample). The file must be
+    readable (read it with :func:`load_image` first for the error messages)."""
+    with Image.open(path) as im:
+        transparent = False
+        if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
+            transparent = im.convert("RGBA").getchannel("A").getextrema()[0] < 255
+        return {"grey": is_grey(im), "transparent": transparent, "deep": im.mode in ("I", "F") or im.mode.startswith("I;16")}

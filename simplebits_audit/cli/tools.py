@@ -47,7 +47,8 @@ def bits(
     images: list[Path] | None = typer.Argument(None, help="Image files (any format Pillow reads)."),
     estimator: str | None = typer.Option(None, "--estimator", "-e",
         help="Estimator name or checkpoint file (default: the package default)."),
-    grayscale: bool = typer.Option(False, help="Rate the images as grayscale."),
+    grayscale: bool = typer.Option(False, help="Rate (and --encode) the images as grayscale; by default each file as it is stored: "
+        "grey files on one plane, the others as RGB."),
     encode: Path | None = typer.Option(None, "--encode", help="Compress the one IMAGE into this file with the estimator as a real codec."),
     decode: Path | None = typer.Option(None, "--decode", help="Restore the image of a file written by --encode (needs --out)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="With --decode: the PNG to write."),
@@ -70,12 +71,12 @@ def bits(
     if encode is not None:
         if len(images) != 1:
             raise typer.BadParameter(f"--encode takes one image, got {len(images)}", param_hint="--encode")
-        f = encode_file(images[0], encode, estimator=estimator, grayscale=grayscale)
+        f = encode_file(images[0], encode, estimator=estimator, grayscale=grayscale or None)
         console.print(f"wrote {f.path}: {f.bytes * 8} bits ({f.bytes} bytes, header {f.header_bytes})"
             f"; the estimator's bits {f.estimator_bits:.0f}")
         return
     table = Table("image", "H x W", "bits", "bpd", "PNG bpd", "WebP bpd", "JPEG-XL bpd")
-    for r in measure_bits(images, estimator=estimator, grayscale=grayscale, device=session.device):
+    for r in measure_bits(images, estimator=estimator, grayscale=grayscale or None, device=session.device):
         table.add_row(r.path, f"{r.height} x {r.width}", f"{r.bits:.0f}", f"{r.bpd:.3f}",
             f"{r.png_bpd:.3f}", f"{r.webp_bpd:.3f}", f"{r.jxl_bpd:.3f}")
     console.print(table)

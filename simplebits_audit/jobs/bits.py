@@ -3,6 +3,7 @@ JPEG-XL lossless; the estimator as a real codec (``encode_file`` / ``decode_file
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 from .._io import atomic_write
 from ..codecs import codec_bpd, decode, encode, read_header
 from ..estimators import BitEstimator, resolve_estimator
-from ..images import load_image
+from ..images import image_facts, load_image
 
 
 @dataclass(frozen=True)
@@ -33,12 +34,13 @@ def measure_bits(
     images: Sequence[str | Path],
     *,
     estimator: BitEstimator | str | None = None,
-    grayscale: bool = False,
+    grayscale: bool | None = None,
     device: str | torch.device = "cpu",
 ) -> list[ImageBits]:
     """Bits and bits per dimension of each image file under ``estimator``, and its PNG / WebP / JPEG-XL bpd.
 
-    Every file is read (and checked) before the estimator is loaded or any image rated.
+    ``grayscale``: rate one grey plane (True), RGB (False) or each file as stored (None: grey files
+    on one plane). Every file is read (and checked) before the estimator is loaded or any image rated.
     """
     pixels = [load_image(p, grayscale=grayscale, name="IMAGES") for p in images]
     est = resolve_estimator(estimator, device=device)
@@ -64,13 +66,25 @@ class EncodedFile:
     estimator_bits: float
 
 
-def encode_file(image: str | Path, out: str | Path, *, estimator: BitEstimator | str | None = None, grayscale: bool = False) -> EncodedFile:
+def encode_file(
+    image: str | Path, out: str | Path, *, estimator: BitEstimator | str | None = None, grayscale: bool | None = None
+) -> EncodedFile:
     """Compress one image file with the estimator as a real codec (:func:`~simplebits_audit.codecs.encode`), atomically.
 
-    The file holds the 8-bit image exactly; its size is the estimator's bits plus a small header
-    (``bytes * 8 - estimator_bits`` is the overhead). Errors name ``IMAGES`` or ``estimator``.
+    The file holds the 8-bit pixels exactly: a grey file as one plane, any other as RGB (a palette
+    image comes back as RGB); ``grayscale=True`` / ``False`` forces one or the other. Its size is the
+    estimator's bits plus a small header (``bytes * 8 - estimator_bits`` is the overhead). An image
+    the file could not restore is refused (``ValueError`` naming ``IMAGES``): transparent pixels, or
+    more than 8 bits per sample. Errors name ``IMAGES`` or ``estimator``.
     """
-    x = load_image(image, grayscale=grayscale, name="IMAGES")
+    with warnings.catch_warnings():  # a 16-bit file is refused just below, not read as 8 bits
+        warnings.simplefilter("ignore")
+        x = load_image(image, grayscale=grayscale, name="IMAGES")  # a missing or unreadable file: its one-line error first
+    facts = image_facts(image)
+    if facts["transparent"] or facts["deep"]:
+        what = "transparent pixels" if facts["transparent"] else "more than 8 bits per sample"
+        raise ValueError(f"IMAGES: {str(image)!r} has {what}, which the codec does not store (8-bit grey or RGB pixels), "
+                         "so decoding could not restore it; save it as an 8-bit grey or RGB image first")
     est = resolve_estimator(estimator)
     data = encode(x[0], est)
     with torch.no_grad():

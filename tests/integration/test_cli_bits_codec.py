@@ -37,3 +37,25 @@ def test_bits_encode_then_decode_restores_the_image(tmp_path):
     damaged.write_bytes((tmp_path / "digit.sbits").read_bytes()[:-7])
     bad = run_cli("bits", "--decode", str(damaged), "--out", str(tmp_path / "bad.png"))
     assert bad.returncode == 2 and "data" in bad.stderr and not (tmp_path / "bad.png").exists()
+
+
+def test_encode_restores_grey_and_palette_files_and_refuses_what_it_cannot_restore(tmp_path):
+    """A grey file is coded on one plane and decodes to the same grey PNG; a palette file to its RGB pixels;
+    transparency and 16-bit samples are refused before anything is written."""
+    rng = np.random.default_rng(0)
+    grey = (rng.random((21, 30)) * 255).astype(np.uint8)
+    Image.fromarray(grey).save(tmp_path / "grey.png")
+    palette = Image.fromarray((rng.random((16, 16, 3)) * 255).astype(np.uint8)).convert("P")
+    palette.save(tmp_path / "palette.png")
+    for name, expected in (("grey", grey), ("palette", np.asarray(palette.convert("RGB")))):
+        assert run_cli("bits", str(tmp_path / f"{name}.png"), "--encode", str(tmp_path / f"{name}.sbits")).returncode == 0
+        dec = run_cli("bits", "--decode", str(tmp_path / f"{name}.sbits"), "--out", str(tmp_path / f"{name}-back.png"))
+        assert dec.returncode == 0, dec.stderr
+        assert np.array_equal(np.asarray(Image.open(tmp_path / f"{name}-back.png")), expected), name
+    rgba = np.dstack([np.asarray(palette.convert("RGB")), np.full((16, 16), 128, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "alpha.png")
+    Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "deep.png")
+    for name, what in (("alpha", "transparent pixels"), ("deep", "more than 8 bits")):
+        res = run_cli("bits", str(tmp_path / f"{name}.png"), "--encode", str(tmp_path / f"{name}.sbits"))
+        assert res.returncode == 2 and what in res.stderr and "IMAGES" in res.stderr, res.stderr
+        assert not (tmp_path / f"{name}.sbits").exists()
