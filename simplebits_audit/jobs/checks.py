@@ -35,8 +35,9 @@ from ..estimators import BitEstimator, resolve_estimator
 from ..explainers import EXPLAINERS, SIMPLEBITS, Context, check_methods, explain, get_spec, list_explainers
 from ..models import check_classifier_output, check_not_training
 from ..preprocessing import Preprocessing
+from ..simplification.common import Classifier
 from ..simplification.config import ENGINE_DEFAULTS
-from ..simplification.heads import check_head, check_outputs
+from ..simplification.heads import Decision, check_head, check_outputs
 from ..simplification.mask import INSERTION_FRACTIONS
 from ..spaces import Spaces, make_spaces
 from .answers import n_decisions
@@ -322,6 +323,14 @@ def preflight(
     names = check_methods([explainer, *extra] if explainer is not None else extra, method_options, name=methods_name)
     spaces = make_spaces(preprocessing.normalization)
     checked = Preflight(device, n_classes, targets, names, spaces, est, head, float(threshold))
+    if explainer is not None and _optimises(method_options.get(explainer, {})):
+        # The engine's own first check, here on one image: a blocked gradient path fails before the job writes anything.
+        classifier = Classifier(model, spaces, ())
+        pixels_first = pixels[:1].to(device)
+        with torch.no_grad():
+            logits = classifier.logits(pixels_first)
+        probe = Decision.of(logits, None if targets is None else targets[:1].to(device), head=head, threshold=threshold).target
+        classifier.check_gradient_path(pixels_first, probe, head)
     # A method that cannot run on this model fails here, not after the simplification (which the
     # model check above has already exercised).
     probe_target = torch.zeros(1, dtype=torch.long, device=device) if targets is None else targets[:1].to(device)
@@ -329,6 +338,12 @@ def preflight(
         if not get_spec(name).simplifies:
             explain(name, model, first, probe_target, context=checked.context(0), n_classes=n_classes, **method_options.get(name, {}))
     return checked
+
+
+def _optimises(options: Mapping[str, Any]) -> bool:
+    """Whether a simplifying explainer with these options runs an optimisation (needs the model's gradient):
+    all but a learned simplifier without refinement."""
+    return options.get("simplifier") is None or int(options.get("refine_steps") or 0) > 0
 
 
 def check_resume(path: Path, settings: Mapping[str, Any], keys: Sequence[str], what: str) -> None:

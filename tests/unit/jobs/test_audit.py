@@ -220,3 +220,17 @@ def test_non_finite_outputs_are_skipped_and_every_file_is_strict_json(tmp_path, 
     for path in (tmp_path / "out").glob("*.json*"):
         for text in ([path.read_text()] if path.suffix == ".json" else path.read_text().splitlines()):
             json.loads(text, parse_constant=refuse)
+
+
+def test_a_blocked_gradient_fails_before_the_audit_writes_anything(folder, tmp_path):
+    """The engine's gradient check runs in the preflight: nothing in --out, so a corrected rerun is not refused as another audit."""
+
+    class Rounded(torch.nn.Module):
+        def forward(self, x):
+            m = (torch.round(x * 4) / 4).mean((1, 2, 3))  # a hard quantiser: zero gradient everywhere
+            return torch.stack([m, 1 - m], 1)
+
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="zero everywhere"):
+        run_audit(Rounded().eval(), folder, out, select="all", simplify_options={"steps": 2}, batch_size=4)
+    assert not out.exists() or not any(out.iterdir())
