@@ -239,6 +239,25 @@ def image_folder(out_dir: str | Path, name: str) -> Path:
     return Path(out_dir) / IMAGES_DIR / name
 
 
+def prune_image_folders(out_dir: str | Path, keep: Iterable[str]) -> list[str]:
+    """Remove the image folders an earlier run left in ``out_dir`` that the new results do not list.
+
+    Only folders under ``images/`` that hold an ``arrays.npz`` (written by :func:`save_artifacts`)
+    are removed; ``keep`` names the folders the new records use. Returns the names removed. Called
+    after the new results and report are written, so a failed run leaves the earlier one whole.
+    """
+    import shutil
+
+    root, keep = Path(out_dir) / IMAGES_DIR, set(keep)
+    removed = []
+    if root.is_dir():
+        for folder in sorted(root.iterdir()):
+            if folder.is_dir() and folder.name not in keep and (folder / "arrays.npz").is_file():
+                shutil.rmtree(folder)
+                removed.append(folder.name)
+    return removed
+
+
 #: Largest side of a snapshot in ``path.png`` (the full snapshots are in ``arrays.npz``).
 PATH_THUMBNAIL_SIDE = 128
 

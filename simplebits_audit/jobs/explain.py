@@ -21,7 +21,7 @@ from .._helpers import TargetLike
 from .._io import atomic_write
 from .._validation import check_pixel_images
 from ..preprocessing import load_images
-from ..results import REPORT_FILE, safe_stem, write_explain_results
+from ..results import REPORT_FILE, prune_image_folders, safe_stem, write_explain_results
 from ..simplification.learned import load_simplifier
 from .answers import label_names
 from .checks import check_out_dir, head_options, preflight
@@ -164,6 +164,8 @@ def explain_images(
     html_text = render_explanation_report(out, records, settings)
     results_path = write_explain_results(out, settings, records)
     report_path = atomic_write(out / REPORT_FILE, lambda tmp: tmp.write_text(html_text, encoding="utf-8"))
+    # An earlier run into the same folder: its images that this one's results do not list would be stale.
+    prune_image_folders(out, (Path(r["files"]["original"]).parent.name for r in records))
     return ExplainOutput(records, results_path, report_path, per_image)
 
 

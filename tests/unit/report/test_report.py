@@ -59,6 +59,15 @@ def test_records_and_report_check_the_bits_with_webp_and_jpeg_xl(explained):
     assert html.count("JPEG-XL") >= 3 + 1 and html.count("WebP") >= 3 + 1  # the summary column and each image's facts
 
 
+def test_a_rerun_into_the_same_folder_leaves_no_stale_images(tmp_path, bright_dark_model, photos16):
+    out = tmp_path / "out"
+    explain_images(bright_dark_model, photos16[:3], out, names=["a.png", "b.png", "c.png"], simplify_options={"steps": 3})
+    (out / "images" / "notes").mkdir()  # a user's folder without our arrays: left alone
+    explain_images(bright_dark_model, photos16[3:4], out, names=["d.png"], simplify_options={"steps": 3})
+    listed = {r["files"]["original"].split("/")[1] for r in json.loads((out / "results.json").read_text())["images"]}
+    assert {p.name for p in (out / "images").iterdir()} == listed | {"notes"} and len(listed) == 1
+
+
 def test_user_strings_are_escaped(explained):
     out, _ = explained
     html = (out / "report.html").read_text()
