@@ -77,8 +77,21 @@ def _from_factory(spec: str, weights: str | Path | None) -> nn.Module:
     model = factory()
     if not isinstance(model, nn.Module):
         raise ValueError(f"model: {spec!r} returned a {type(model).__name__}, not an nn.Module")
-    model.load_state_dict(_load_state_dict(weights, spec))
+    _load_into(model, _load_state_dict(weights, spec), weights, spec)
     return model
+
+
+def _load_into(model: nn.Module, state: dict, weights: str | Path | None, spec: str) -> None:
+    """``model.load_state_dict(state)``, with torch's many-line mismatch report as one line naming ``weights``."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError:
+        own = model.state_dict()
+        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        shapes = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+        parts = [f"{len(keys)} {what} (e.g. {keys[0]!r})" for keys, what in
+                 ((missing, "missing keys"), (unexpected, "unexpected keys"), (shapes, "tensors of another shape")) if keys]
+        raise ValueError(f"weights: {str(weights)!r} does not fit {spec!r}: {', '.join(parts) or 'torch refused it'}") from None
 
 
 def _from_torchvision(name: str, weights: str | Path | None, num_classes: int | None) -> nn.Module:
@@ -89,7 +102,7 @@ def _from_torchvision(name: str, weights: str | Path | None, num_classes: int | 
         biases = [v for k, v in state.items() if k.endswith("bias") and v.dim() == 1]
         num_classes = int(biases[-1].numel()) if biases else 1000
     model = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
-    model.load_state_dict(state)
+    _load_into(model, state, weights, name)
     return model
 
 
@@ -171,8 +184,13 @@ def check_classifier_output(model, inputs: torch.Tensor, *, name: str = "model",
             raise ValueError(
                 f"{images}: {h} x {w} pixels is too small for the model (it runs on {side} x {side}); resize the images (--size {side})"
             ) from None
+        channels = inputs.shape[1]
+        hint = ""
+        if "channels" in str(err) and channels in (1, 3):  # the usual cause: grey images and an RGB model, or the reverse
+            hint = ("; a one-channel model needs grey images (--grayscale)" if channels == 3
+                    else "; an RGB model needs RGB images (drop --grayscale)")
         raise ValueError(
-            f"{name}: failed on an input of shape {tuple(inputs.shape)} ({err.__class__.__name__}: {last_line(err)})"
+            f"{name}: failed on an input of shape {tuple(inputs.shape)} ({err.__class__.__name__}: {last_line(err)}){hint}"
         ) from None
     check_logits(out, inputs.shape[0], name)
     if out.shape[1] < min_outputs:
@@ -185,9 +203,11 @@ def check_classifier_output(model, inputs: torch.Tensor, *, name: str = "model",
 
 
 def last_line(err: BaseException) -> str:
-    """The last non-empty line of an error's message: TorchScript puts its traceback first and the cause last."""
+    """The last non-empty line of an error's message: TorchScript puts its traceback first and the cause last
+    (its last line often repeats the error's class, ``RuntimeError: ...``: said once)."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[-1] if lines else err.__class__.__name__
+    line = lines[-1] if lines else err.__class__.__name__
+    return line.removeprefix(f"{err.__class__.__name__}: ")
 
 
 def _smallest_working_side(model, inputs: torch.Tensor) -> int | None:

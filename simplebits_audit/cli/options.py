@@ -68,9 +68,12 @@ def global_options(
     import torch
 
     try:
-        torch.device(device)
+        kind = torch.device(device).type
     except RuntimeError:
         raise typer.BadParameter(f"unknown device {device!r}", param_hint="--device") from None
+    if kind == "cuda" and not torch.cuda.is_available():  # checked here: torch's own message names no option
+        raise typer.BadParameter(f"{device!r}: this torch finds no CUDA device (torch.cuda.is_available() is False)",
+                                 param_hint="--device")
     session.device, session.seed, session.quiet, session.debug = device, seed, quiet, debug
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from PIL import Image
 
 from simplebits_audit import photos
@@ -65,6 +66,9 @@ def test_global_options_after_the_command(image_folder):
     assert "48 x 48" in res.stdout
     res = run("bits", str(image_folder / "img0.png"), "--device=nonsense")
     assert res.returncode == 2 and "--device" in res.stderr
+    if not torch.cuda.is_available():  # torch's own "no NVIDIA driver" names no option
+        res = run("bits", str(image_folder / "img0.png"), "--device", "cuda")
+        assert res.returncode == 2 and "--device" in res.stderr and "no CUDA device" in res.stderr, res.stderr
 
 
 def test_hoisting_keeps_command_options_and_values():

@@ -87,3 +87,22 @@ def test_clear_errors(tmp_path):
     bad.write_bytes(b"junk")
     with pytest.raises(ValueError, match="torch.export"):
         load_model(bad)
+
+
+def test_weights_that_do_not_fit_are_one_line_naming_weights(tmp_path):
+    import torchvision
+
+    state = torchvision.models.resnet18(num_classes=3).state_dict()
+    torch.save({k: v for k, v in state.items() if not k.startswith("layer4")}, tmp_path / "partial.pt")
+    with pytest.raises(ValueError, match=r"^weights: .*does not fit 'resnet18': 30 missing keys \(e\.g\. 'layer4\.") as err:
+        load_model("resnet18", weights=tmp_path / "partial.pt")
+    assert "\n" not in str(err.value)
+
+
+def test_a_channel_mismatch_says_so_once_and_suggests_the_fix():
+    from simplebits_audit.models import check_classifier_output
+
+    one_channel = nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)).eval()
+    with pytest.raises(ValueError, match=r"\(RuntimeError: Given groups.*--grayscale") as err:
+        check_classifier_output(one_channel, torch.rand(1, 3, 32, 32))
+    assert str(err.value).count("RuntimeError") == 1
