@@ -44,9 +44,15 @@ def _load_state_dict(weights: str | Path | None, spec: str) -> dict:
 def _from_file(path: Path, trust_pickle: bool) -> nn.Module:
     if path.suffix == ".pt2":
         try:
-            return torch.export.load(str(path)).module()
+            module = torch.export.load(str(path)).module()
         except Exception as err:
             raise ValueError(f"model: {str(path)!r} is not a readable torch.export archive ({err.__class__.__name__}: {err})") from None
+        if not _exported_in_training_mode(module):
+            # A reloaded export says training=True whatever it was exported in, and eval() is not supported on it; its
+            # graph fixes the behaviour, so the flags are set to what the graph does (no spurious training-mode warning).
+            for m in module.modules():
+                m.training = False
+        return module
     if zipfile.is_zipfile(path):
         try:
             with warnings.catch_warnings():  # TorchScript is deprecated upstream but still what many users have
@@ -66,6 +72,20 @@ def _from_file(path: Path, trust_pickle: bool) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise ValueError(f"model: {str(path)!r} holds a {type(model).__name__}, not an nn.Module (a state dict needs an architecture)")
     return model
+
+
+def _exported_in_training_mode(module: nn.Module) -> bool:
+    """Whether an exported graph runs dropout or batch norm in training mode (their ``train`` / ``training`` argument)."""
+    graph = getattr(module, "graph", None)
+    if graph is None:
+        return True  # unknown: keep torch's flag, and the guard's warning
+    for node in graph.nodes:
+        name = str(node.target)
+        if node.op == "call_function" and ("dropout" in name or "batch_norm" in name) and "no_training" not in name:
+            flag = node.args[2] if "dropout" in name else node.args[5] if len(node.args) > 5 else node.kwargs.get("training")
+            if flag is not False:
+                return True
+    return False
 
 
 def _from_factory(spec: str, weights: str | Path | None) -> nn.Module:

@@ -42,7 +42,7 @@ def test_torch_export(reference, tmp_path):
     model, x, y = reference
     path = tmp_path / "m.pt2"
     torch.export.save(torch.export.export(model, (x,)), path)
-    _same(load_model(path), x, y, check_mode=False)  # exported in eval mode; its mode is fixed
+    _same(load_model(path), x, y)  # exported in eval mode: loads in eval mode (its graph fixes the behaviour)
 
 
 def test_factory_with_weights(reference, tmp_path):
@@ -106,3 +106,13 @@ def test_a_channel_mismatch_says_so_once_and_suggests_the_fix():
     with pytest.raises(ValueError, match=r"\(RuntimeError: Given groups.*--grayscale") as err:
         check_classifier_output(one_channel, torch.rand(1, 3, 32, 32))
     assert str(err.value).count("RuntimeError") == 1
+
+
+def test_an_export_made_in_eval_mode_loads_as_eval_mode_and_one_made_in_training_mode_does_not(tmp_path):
+    """A reloaded torch.export module says training=True whatever it was exported in; the graph decides."""
+    for mode in ("eval", "train"):
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Dropout(0.5), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+        getattr(net, mode)()
+        torch.export.save(torch.export.export(net, (torch.rand(2, 3, 8, 8),)), tmp_path / f"{mode}.pt2")
+        assert load_model(tmp_path / f"{mode}.pt2").training == (mode == "train")
