@@ -187,6 +187,7 @@ class ConstantTargetLogit(nn.Module):
     def __init__(self, shift: bool = False) -> None:
         super().__init__()
         self.shift = shift
+        self.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = 20 * (x[:, :, :8, :8].mean((1, 2, 3)) - x.mean((1, 2, 3))) - 1
