@@ -190,6 +190,9 @@ def simplification_records(
             "lambda": float(result.lambda_chosen[i]),
             "kl": float(result.kl[i]),
             "status": result.status[i],
+            # the returned image keeps nothing of the original: the flat reference alone gets this answer
+            # (None: an engine without a mask, e.g. pixels, cannot say)
+            "nothing_needed": None if result.mask is None else bool(result.mask[i].amax() <= 0),
             "seconds": result.seconds_per_image,
             "path_lambdas": [float(v) for v in result.path_lambdas],
             "path_bpd": [float(v) / dims for v in result.path_bits[:, i]],

@@ -82,6 +82,9 @@ def explain(
                           f"{r['bpd_before']:.3f} -> {r['bpd_after']:.3f}", f"{r['webp_bpd_before']:.3f} -> {r['webp_bpd_after']:.3f}",
                           f"{r['jxl_bpd_before']:.3f} -> {r['jxl_bpd_after']:.3f}")
         console.print(table)
+        for r in result.records:
+            if r.get("nothing_needed"):  # a flat map is then the right answer, not a failure
+                console.print(f"{r['name']}: nothing needed: the flat reference alone gets this answer, so the map is flat")
         if any("labels" in r for r in result.records):
             on = lambda names: ", ".join(names) or "none"  # noqa: E731
             for r in result.records:

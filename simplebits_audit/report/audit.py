@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 
 from .._io import atomic_write
 from ..results import REPORT_FILE, load_arrays, map_title, read_audit
-from ._html import codec_change, esc, figure_html, fmt, img_tag, label_facts, page, plot_text, png_bytes, table_html
+from ._html import codec_change, esc, figure_html, fmt, img_tag, label_facts, page, plot_text, png_bytes, status_text, table_html
 from .information import audit_information_html, kept_shares, profile_sentence
 from .path import PATH_CSS, path_strip_html
 
@@ -136,7 +136,7 @@ def _detail(out_dir: Path, r: dict[str, Any]) -> str:
         ["top probabilities before / after", f"{top} / {top_after}"],
         *label_facts(r),
         ["bits per dim", f"{r['bpd_before']:.3f} → {r['bpd_after']:.3f}" + (f" ({codec_change(r)})" if codec_change(r) else "")],
-        ["lambda, status", f"{r['lambda']:.3f}, {esc(r['status'])}"],
+        ["lambda, status", f"{r['lambda']:.3f}, {esc(status_text(r))}"],
     ]
     strip = path_strip_html(r, load_arrays(out_dir, r), side=64, width=64) if "path_labels" in r else ""
     if "information" in r:  # a factorised run: what the image kept, in a sentence, and the profile's numbers

@@ -8,7 +8,7 @@ from typing import Any
 
 from .._io import atomic_write
 from ..results import REPORT_FILE, load_arrays, read_explain_results
-from ._html import codec_change, esc, figure_html, fmt, label_facts, page, table_html
+from ._html import codec_change, esc, figure_html, fmt, label_facts, page, status_text, table_html
 from .figures import panels_figure, topk_figure, tradeoff_figure
 from .information import information_html
 from .path import PATH_CSS, path_strip_html
@@ -27,7 +27,7 @@ def _summary_table(records: Sequence[dict[str, Any]]) -> str:
             esc(r["target_name"]), pred, kept,
             f"{fmt(r['bpd_before'])} → {fmt(r['bpd_after'])}",
             codec_change(r),
-            esc(r["status"]),
+            esc(status_text(r)),
         ])
     header = ["image", "label", "target", "prediction before → after", "kept", "bits/dim before → after",
               "lossless files, bits/dim", "status"]
@@ -49,7 +49,7 @@ def _image_section(out_dir: Path, index: int, record: dict[str, Any], map_keys: 
         ["lossless files, bits/dim", codec_change(record)],
         ["prediction kept", "yes" if record["kept"] else '<span class="bad">no</span>'],
         ["lambda chosen", fmt(record["lambda"])],
-        ["status", esc(record["status"])],
+        ["status", esc(status_text(record))],
     ]
     charts = (
         '<div style="display:flex;flex-wrap:wrap;gap:1rem">'

@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from simplebits_audit.jobs import explain_images
 from simplebits_audit.preprocessing import Preprocessing, load_labels
@@ -33,6 +34,9 @@ def test_writes_results_images_and_report(explained):
     assert len(data["images"]) == 3 and data["settings"]["seconds_per_image"]["simplebits"] > 0
     for r in data["images"]:
         assert r["bpd_after"] <= r["bpd_before"] + 1e-6  # never more complex than the original
+        # an answer the flat image also gets needs nothing: then the returned image is that flat image
+        simplified = np.asarray(Image.open(out / r["files"]["simplified"]))
+        assert r["nothing_needed"] == bool((simplified == simplified[:1, :1]).all())
         assert len(r["path_bpd"]) == len(r["path_lambdas"]) == len(r["path_target_prob"])
         assert abs(sum(p for _, _, p in r["top_before"]) - 1) < 1e-4  # two classes: top-2 is everything
         for key in ("original", "simplified"):
@@ -66,6 +70,19 @@ def test_a_rerun_into_the_same_folder_leaves_no_stale_images(tmp_path, bright_da
     explain_images(bright_dark_model, photos16[3:4], out, names=["d.png"], simplify_options={"steps": 3})
     listed = {r["files"]["original"].split("/")[1] for r in json.loads((out / "results.json").read_text())["images"]}
     assert {p.name for p in (out / "images").iterdir()} == listed | {"notes"} and len(listed) == 1
+
+
+def test_an_answer_that_needs_nothing_says_so(tmp_path, photos16):
+    """A model that answers class 0 for any image, the flat one too: a flat map is the right map, and the report says why."""
+
+    class AlwaysZero(torch.nn.Module):
+        def forward(self, x):
+            m = x.mean((1, 2, 3))
+            return torch.stack([1 + 0.1 * m, -m], 1)
+
+    out = explain_images(AlwaysZero().eval(), photos16[:2], tmp_path / "out", simplify_options={"steps": 3})
+    assert all(r["nothing_needed"] and r["status"] == "ok" and r["kept"] for r in out.records)
+    assert "nothing needed: the flat reference alone gets this answer" in out.report_path.read_text()
 
 
 def test_user_strings_are_escaped(explained):
