@@ -14,9 +14,11 @@ Accepted forms of ``spec``:
 from __future__ import annotations
 
 import importlib
+import sys
 import warnings
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -88,10 +90,26 @@ def _exported_in_training_mode(module: nn.Module) -> bool:
     return False
 
 
+def _import_here_too(module_name: str) -> Any:
+    """Import ``module_name``; if it is not on the path, also from the current folder (the user named it; the
+    ``simplebits`` command, unlike ``python -m``, does not put the current folder on ``sys.path``)."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        here = str(Path.cwd())
+        if err.name != module_name.split(".")[0] or here in sys.path:
+            raise
+        sys.path.insert(0, here)
+        try:
+            return importlib.import_module(module_name)
+        finally:
+            sys.path.remove(here)
+
+
 def _from_factory(spec: str, weights: str | Path | None) -> nn.Module:
     module_name, _, attr = spec.partition(":")
     try:
-        factory = getattr(importlib.import_module(module_name), attr)
+        factory = getattr(_import_here_too(module_name), attr)
     except (ImportError, AttributeError) as err:
         raise ValueError(f"model: cannot import {spec!r} ({err})") from None
     model = factory()

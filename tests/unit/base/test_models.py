@@ -116,3 +116,16 @@ def test_an_export_made_in_eval_mode_loads_as_eval_mode_and_one_made_in_training
         getattr(net, mode)()
         torch.export.save(torch.export.export(net, (torch.rand(2, 3, 8, 8),)), tmp_path / f"{mode}.pt2")
         assert load_model(tmp_path / f"{mode}.pt2").training == (mode == "train")
+
+
+def test_a_factory_in_the_current_folder_is_found(tmp_path, monkeypatch):
+    """The simplebits command does not put the current folder on sys.path (python -m does): the factory is still found."""
+    (tmp_path / "my_factory_net.py").write_text(
+        "from simplebits_audit.testbeds import SmallCNN\n\ndef build():\n    return SmallCNN(n_classes=3, width=4, size=16)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.path", [p for p in __import__("sys").path if p not in ("", str(tmp_path))])
+    torch.save(tiny().state_dict(), tmp_path / "w.pt")
+    model = load_model("my_factory_net:build", weights=tmp_path / "w.pt")
+    assert isinstance(model, SmallCNN) and str(tmp_path) not in __import__("sys").path
+    with pytest.raises(ValueError, match="model: cannot import 'no_such_module_here:build'"):
+        load_model("no_such_module_here:build", weights=tmp_path / "w.pt")
