@@ -41,21 +41,26 @@ def test_bits_encode_then_decode_restores_the_image(tmp_path):
 
 def test_encode_restores_grey_and_palette_files_and_refuses_what_it_cannot_restore(tmp_path):
     """A grey file is coded on one plane and decodes to the same grey PNG; a palette file to its RGB pixels;
-    transparency and 16-bit samples are refused before anything is written."""
+    transparency and 16-bit samples are refused before anything is written (the CLI's functions, in process)."""
+    import pytest
+
+    from simplebits_audit.jobs.bits import decode_file, encode_file
+
     rng = np.random.default_rng(0)
     grey = (rng.random((21, 30)) * 255).astype(np.uint8)
     Image.fromarray(grey).save(tmp_path / "grey.png")
     palette = Image.fromarray((rng.random((16, 16, 3)) * 255).astype(np.uint8)).convert("P")
     palette.save(tmp_path / "palette.png")
     for name, expected in (("grey", grey), ("palette", np.asarray(palette.convert("RGB")))):
-        assert run_cli("bits", str(tmp_path / f"{name}.png"), "--encode", str(tmp_path / f"{name}.sbits")).returncode == 0
-        dec = run_cli("bits", "--decode", str(tmp_path / f"{name}.sbits"), "--out", str(tmp_path / f"{name}-back.png"))
-        assert dec.returncode == 0, dec.stderr
+        encode_file(tmp_path / f"{name}.png", tmp_path / f"{name}.sbits")
+        decode_file(tmp_path / f"{name}.sbits", tmp_path / f"{name}-back.png")
         assert np.array_equal(np.asarray(Image.open(tmp_path / f"{name}-back.png")), expected), name
     rgba = np.dstack([np.asarray(palette.convert("RGB")), np.full((16, 16), 128, np.uint8)])
     Image.fromarray(rgba, "RGBA").save(tmp_path / "alpha.png")
     Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "deep.png")
     for name, what in (("alpha", "transparent pixels"), ("deep", "more than 8 bits")):
-        res = run_cli("bits", str(tmp_path / f"{name}.png"), "--encode", str(tmp_path / f"{name}.sbits"))
-        assert res.returncode == 2 and what in res.stderr and "IMAGES" in res.stderr, res.stderr
+        with pytest.raises(ValueError, match=f"IMAGES: .*{what}"):
+            encode_file(tmp_path / f"{name}.png", tmp_path / f"{name}.sbits")
         assert not (tmp_path / f"{name}.sbits").exists()
+    res = run_cli("bits", str(tmp_path / "alpha.png"), "--encode", str(tmp_path / "alpha.sbits"))  # the CLI's one-line error
+    assert res.returncode == 2 and "transparent pixels" in res.stderr and "IMAGES" in res.stderr, res.stderr
