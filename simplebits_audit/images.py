@@ -43,6 +43,8 @@ def load_image(
     try:
         with Image.open(path) as im:
             grey = is_grey(im) if grayscale is None else grayscale
+            if _deep(im) and im.mode in ("RGB", "RGBA"):  # Pillow keeps the high byte of 16-bit colour: said, not silent
+                warnings.warn(f"{name}: {str(path)!r} has 16-bit samples that Pillow reads as their high byte (8 bits)", stacklevel=2)
             im = _eight_bit(im, path, name)
             im = im.convert("L" if grey else "RGB")
             if size is not None:
@@ -66,6 +68,8 @@ def _eight_bit(im: Image.Image, path: Path, name: str) -> Image.Image:
         raise ValueError(f"{name}: {str(path)!r} has floating-point pixels, whose range is unknown; save it as an 8- or 16-bit image")
     if not (im.mode == "I" or im.mode.startswith("I;16")):
         return im
+    if im.mode == "I" and "16" not in _rawmode(im):  # 32-bit integers: no known range (8-bit values would come out black)
+        raise ValueError(f"{name}: {str(path)!r} has 32-bit integer pixels, whose range is unknown; save it as an 8- or 16-bit image")
     values = np.asarray(im)
     low, high = int(values.min()), int(values.max())
     if low < 0 or high > 65535:
@@ -77,9 +81,25 @@ def _eight_bit(im: Image.Image, path: Path, name: str) -> Image.Image:
     return Image.fromarray(eight, "L")
 
 
+def _rawmode(im: Image.Image) -> str:
+    """How the file stores its samples, before Pillow's decoding (e.g. ``"LA;16B"`` for a 16-bit grey + alpha
+    PNG that Pillow opens as 8-bit RGBA); ``""`` when the decoder does not say. Read before the image is loaded."""
+    tile = im.tile[0] if getattr(im, "tile", None) else None
+    args = getattr(tile, "args", None) if tile is not None else None
+    if isinstance(args, tuple):
+        args = args[0] if args else None
+    return args if isinstance(args, str) else ""
+
+
 def is_grey(im: Image.Image) -> bool:
-    """Whether an open Pillow image stores grey levels only (modes 1, L, LA, I, F and the 16-bit I;16 modes)."""
-    return im.mode in ("1", "L", "LA", "I", "F") or im.mode.startswith("I;16")
+    """Whether an open Pillow image stores grey levels only (modes 1, L, LA, I, F, the 16-bit I;16 modes, and
+    16-bit grey + alpha files that Pillow opens as RGBA)."""
+    return im.mode in ("1", "L", "LA", "I", "F") or im.mode.startswith("I;16") or _rawmode(im).startswith(("L", "I"))
+
+
+def _deep(im: Image.Image) -> bool:
+    """More than 8 bits per sample in the file (Pillow opens a 16-bit RGB PNG as 8-bit RGB, silently)."""
+    return im.mode in ("I", "F") or im.mode.startswith("I;16") or "16" in _rawmode(im) or "32" in _rawmode(im)
 
 
 def image_facts(path: str | Path) -> dict[str, bool]:
@@ -87,7 +107,8 @@ def image_facts(path: str | Path) -> dict[str, bool]:
     (grey levels only; some pixel not fully opaque; more than 8 bits per sample). The file must be
     readable (read it with :func:`load_image` first for the error messages)."""
     with Image.open(path) as im:
+        grey, deep = is_grey(im), _deep(im)
         transparent = False
         if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
             transparent = im.convert("RGBA").getchannel("A").getextrema()[0] < 255
-        return {"grey": is_grey(im), "transparent": transparent, "deep": im.mode in ("I", "F") or im.mode.startswith("I;16")}
+        return {"grey": grey, "transparent": transparent, "deep": deep}

@@ -84,26 +84,26 @@ def _exported_in_training_mode(module: nn.Module) -> bool:
     for node in graph.nodes:
         name = str(node.target)
         if node.op == "call_function" and ("dropout" in name or "batch_norm" in name) and "no_training" not in name:
-            flag = node.args[2] if "dropout" in name else node.args[5] if len(node.args) > 5 else node.kwargs.get("training")
+            key, index = ("train", 2) if "dropout" in name else ("training", 5)
+            flag = node.kwargs.get(key, node.args[index] if len(node.args) > index else None)
             if flag is not False:
                 return True
     return False
 
 
 def _import_here_too(module_name: str) -> Any:
-    """Import ``module_name``; if it is not on the path, also from the current folder (the user named it; the
-    ``simplebits`` command, unlike ``python -m``, does not put the current folder on ``sys.path``)."""
+    """Import ``module_name``; if it is not on the path, also from the current folder, which then stays on
+    ``sys.path`` last (the user named the module; the ``simplebits`` command, unlike ``python -m``, does not
+    put the current folder on ``sys.path``)."""
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as err:
         here = str(Path.cwd())
         if err.name != module_name.split(".")[0] or here in sys.path:
             raise
-        sys.path.insert(0, here)
-        try:
-            return importlib.import_module(module_name)
-        finally:
-            sys.path.remove(here)
+        # appended and left there: the factory may import its neighbours when it is called
+        sys.path.append(here)
+        return importlib.import_module(module_name)
 
 
 def _from_factory(spec: str, weights: str | Path | None) -> nn.Module:

@@ -192,7 +192,7 @@ def simplification_records(
             "status": result.status[i],
             # the returned image keeps nothing of the original: the flat reference alone gets this answer
             # (None: an engine without a mask, e.g. pixels, cannot say)
-            "nothing_needed": None if result.mask is None else bool(result.mask[i].amax() <= 0),
+            "nothing_needed": None if result.mask is None else bool(result.mask[i].amax() < NOTHING_KEPT),
             "seconds": result.seconds_per_image,
             "path_lambdas": [float(v) for v in result.path_lambdas],
             "path_bpd": [float(v) / dims for v in result.path_bits[:, i]],
@@ -242,22 +242,31 @@ def image_folder(out_dir: str | Path, name: str) -> Path:
     return Path(out_dir) / IMAGES_DIR / name
 
 
-def prune_image_folders(out_dir: str | Path, keep: Iterable[str]) -> list[str]:
-    """Remove the image folders an earlier run left in ``out_dir`` that the new results do not list.
+#: A mask below this keeps nothing: blending less than half a grey level of the original rounds to the reference.
+NOTHING_KEPT = 0.5 / 255
 
-    Only folders under ``images/`` that hold an ``arrays.npz`` (written by :func:`save_artifacts`)
-    are removed; ``keep`` names the folders the new records use. Returns the names removed. Called
+
+def explain_image_folders(records: Iterable[dict[str, Any]]) -> set[str]:
+    """The names of the image folders (under ``images/``) that explain records use."""
+    return {Path(r["files"]["original"]).parent.name for r in records if r.get("files", {}).get("original")}
+
+
+def prune_image_folders(out_dir: str | Path, earlier: Iterable[str], keep: Iterable[str]) -> list[str]:
+    """Remove the image folders an earlier explain run wrote in ``out_dir`` (``earlier``, the names its
+    results listed) that the new results do not use (``keep``); returns the names removed.
+
+    Nothing else is touched (a folder the earlier results did not list, an audit's images). Called
     after the new results and report are written, so a failed run leaves the earlier one whole.
     """
     import shutil
 
     root, keep = Path(out_dir) / IMAGES_DIR, set(keep)
     removed = []
-    if root.is_dir():
-        for folder in sorted(root.iterdir()):
-            if folder.is_dir() and folder.name not in keep and (folder / "arrays.npz").is_file():
-                shutil.rmtree(folder)
-                removed.append(folder.name)
+    for name in sorted(set(earlier) - keep):
+        folder = root / name
+        if name and Path(name).name == name and folder.is_dir() and (folder / "arrays.npz").is_file():
+            shutil.rmtree(folder)
+            removed.append(name)
     return removed
 
 

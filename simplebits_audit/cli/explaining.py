@@ -84,7 +84,7 @@ def explain(
         console.print(table)
         for r in result.records:
             if r.get("nothing_needed"):  # a flat map is then the right answer, not a failure
-                console.print(f"{r['name']}: nothing needed: the flat reference alone gets this answer, so the map is flat")
+                console.print(f"{r['name']}: nothing needed: the reference image alone gets this answer, so the map is flat")
         if any("labels" in r for r in result.records):
             on = lambda names: ", ".join(names) or "none"  # noqa: E731
             for r in result.records:

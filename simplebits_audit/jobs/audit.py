@@ -267,7 +267,7 @@ def run_audit(
         checked = preflight(
             model, first[None], preprocessing=preprocessing, device=device, class_names=names, labels=[i.label for i in source.items],
             labels_name="data", explainer=explainer, methods=baselines, method_options=options, estimator=estimator, n_images=1,
-            head=head, threshold=threshold,
+            head=head, threshold=threshold, learned=simplifier is not None,
         )
         binary = checked.n_classes == 1
         if binary and explain != "pred":

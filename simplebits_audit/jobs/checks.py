@@ -242,6 +242,7 @@ def preflight(
     images_name: str = "images",
     head: str = "softmax",
     threshold: float = 0.5,
+    learned: bool = False,
 ) -> Preflight:
     """Check everything a job needs before it starts.
 
@@ -278,6 +279,9 @@ def preflight(
     head, threshold : optional
         The model's output head (``"softmax"``, or ``"sigmoid"``: one logit per label) and the
         sigmoid head's "on" probability (:mod:`simplebits_audit.simplification.heads`).
+    learned : bool
+        The explainer will get a learned simplifier that ``method_options`` does not hold yet (an
+        audit trains or loads it after the preflight): no gradient check unless it refines.
 
     Returns
     -------
@@ -323,7 +327,7 @@ def preflight(
     names = check_methods([explainer, *extra] if explainer is not None else extra, method_options, name=methods_name)
     spaces = make_spaces(preprocessing.normalization)
     checked = Preflight(device, n_classes, targets, names, spaces, est, head, float(threshold))
-    if explainer is not None and _optimises(method_options.get(explainer, {})):
+    if explainer is not None and _optimises(method_options.get(explainer, {}), learned):
         # The engine's own first check, here on one image: a blocked gradient path fails before the job writes anything.
         classifier = Classifier(model, spaces, ())
         pixels_first = pixels[:1].to(device)
@@ -340,10 +344,10 @@ def preflight(
     return checked
 
 
-def _optimises(options: Mapping[str, Any]) -> bool:
+def _optimises(options: Mapping[str, Any], learned: bool = False) -> bool:
     """Whether a simplifying explainer with these options runs an optimisation (needs the model's gradient):
-    all but a learned simplifier without refinement."""
-    return options.get("simplifier") is None or int(options.get("refine_steps") or 0) > 0
+    all but a learned simplifier (in ``options``, or to come: ``learned``) without refinement."""
+    return (options.get("simplifier") is None and not learned) or int(options.get("refine_steps") or 0) > 0
 
 
 def check_resume(path: Path, settings: Mapping[str, Any], keys: Sequence[str], what: str) -> None:

@@ -21,7 +21,7 @@ from .._helpers import TargetLike
 from .._io import atomic_write
 from .._validation import check_pixel_images
 from ..preprocessing import load_images
-from ..results import REPORT_FILE, prune_image_folders, safe_stem, write_explain_results
+from ..results import REPORT_FILE, explain_image_folders, prune_image_folders, read_explain_results, safe_stem, write_explain_results
 from ..simplification.learned import load_simplifier
 from .answers import label_names
 from .checks import check_out_dir, head_options, preflight
@@ -162,11 +162,20 @@ def explain_images(
         settings.update({"head": head, "threshold": float(threshold), "label_names": label_names(class_names, checked.n_classes)})
     # Render first: if that fails, neither the results nor the report of an earlier run are replaced.
     html_text = render_explanation_report(out, records, settings)
+    earlier = _earlier_image_folders(out)
     results_path = write_explain_results(out, settings, records)
     report_path = atomic_write(out / REPORT_FILE, lambda tmp: tmp.write_text(html_text, encoding="utf-8"))
     # An earlier run into the same folder: its images that this one's results do not list would be stale.
-    prune_image_folders(out, (Path(r["files"]["original"]).parent.name for r in records))
+    prune_image_folders(out, earlier, explain_image_folders(records))
     return ExplainOutput(records, results_path, report_path, per_image)
+
+
+def _earlier_image_folders(out: Path) -> set[str]:
+    """The image folders an earlier explain run into ``out`` listed (none if there was none, or it cannot be read)."""
+    try:
+        return explain_image_folders(read_explain_results(out)[1])
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
 
 
 __all__ = ["ExplainOutput", "explain_images"]

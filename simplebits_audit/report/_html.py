@@ -81,7 +81,7 @@ def fmt(value: object, digits: int = 3) -> str:
 def status_text(record: dict) -> str:
     """A record's status for a reader, saying when the answer needed nothing (a flat map is then the right map)."""
     status = str(record["status"])
-    return f"{status} (nothing needed: the flat reference alone gets this answer)" if record.get("nothing_needed") else status
+    return f"{status} (nothing needed: the reference image alone gets this answer)" if record.get("nothing_needed") else status
 
 
 #: the real codecs a record's ``{key}_bpd_before`` / ``_after`` fields hold, with their names in reports

@@ -66,12 +66,14 @@ class Classifier:
             raise
         return check_logits(out, pixels.shape[0]).float()
 
-    def check_gradient_path(self, pixels: torch.Tensor, target: torch.Tensor, head: str = "softmax") -> None:
+    def check_gradient_path(self, pixels: torch.Tensor, target: torch.Tensor, head: str = "softmax",
+                            labels: torch.Tensor | None = None) -> None:
         """Refuse, before any work, a classifier whose answer does not reach back to the image.
 
         One backward pass of the batch ``pixels`` (B, C, H, W) (the whole batch, as the engine will
         call it: an exported model may have a fixed batch size) through what the head's answer
-        depends on: under a sigmoid head the ``target`` label's logit (B,); under a softmax head the
+        depends on: under a sigmoid head the ``target`` label's logit (B,), or the logits of every
+        label whose side is kept (``labels``, (B, K) bool, the decision's, weighted as below); under a softmax head the
         other logits against the target's (a softmax depends on logit differences only: a model
         whose target logit is a constant 0 still answers from the others, and one whose logits all
         move together answers the same whatever the image), weighted by fixed pseudo-random numbers
@@ -88,9 +90,11 @@ class Classifier:
         with torch.enable_grad():
             logits = self.logits(x)
             target_logit = logits.gather(1, target.view(-1, 1).to(logits.device))
+            weights = torch.rand(logits.shape[1], generator=torch.Generator().manual_seed(0)).add_(0.5).to(logits.device)
             if head == "softmax" and logits.shape[1] > 1:
-                weights = torch.rand(logits.shape[1], generator=torch.Generator().manual_seed(0)).add_(0.5).to(logits.device)
                 score = ((logits - target_logit) * weights).sum()
+            elif labels is not None:
+                score = (logits * labels.to(logits.device, logits.dtype) * weights).sum()
             else:
                 score = target_logit.sum()
             if not score.requires_grad:

@@ -109,8 +109,8 @@ def test_floating_point_and_out_of_range_pixels_are_refused(tmp_path):
     Image.fromarray(np.random.rand(8, 8).astype(np.float32)).save(tmp_path / "float.tif")
     with pytest.raises(ValueError, match="images: .*floating-point pixels"):
         load_images([tmp_path / "float.tif"])
-    Image.fromarray(np.full((8, 8), 70000, dtype=np.int32)).save(tmp_path / "wide.tif")
-    with pytest.raises(ValueError, match="images: .*outside 0..65535"):
+    Image.fromarray(np.full((8, 8), 200, dtype=np.int32)).save(tmp_path / "wide.tif")  # 8-bit values, 32-bit file: range unknown
+    with pytest.raises(ValueError, match="images: .*32-bit integer pixels, whose range is unknown"):
         load_images([tmp_path / "wide.tif"])
 
 
@@ -205,3 +205,27 @@ def test_measure_step_scales_by_the_pixel_count():
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).eval()
     step, forward = measure_step(model, torch.rand(1, 1, 64, 64), Preprocessing(), load_estimator("analytic"))
     assert 0 < forward and 0 < step
+
+
+def test_16_bit_colour_and_grey_with_alpha_files_are_told_apart(tmp_path):
+    """Pillow opens a 16-bit RGB PNG as 8-bit RGB and a 16-bit grey + alpha PNG as RGBA: the file's own sample format decides."""
+    import imagecodecs
+
+    from simplebits_audit.images import image_facts, load_image
+
+    rgb16 = (np.arange(8 * 8 * 3).reshape(8, 8, 3) * 300).astype(np.uint16)
+    (tmp_path / "rgb16.png").write_bytes(imagecodecs.png_encode(rgb16))
+    la16 = np.dstack([np.arange(64).reshape(8, 8) * 1000, np.full((8, 8), 65535)]).astype(np.uint16)
+    (tmp_path / "la16.png").write_bytes(imagecodecs.png_encode(la16))
+    assert image_facts(tmp_path / "rgb16.png") == {"grey": False, "transparent": False, "deep": True}
+    assert image_facts(tmp_path / "la16.png") == {"grey": True, "transparent": False, "deep": True}
+    with pytest.warns(UserWarning, match="16-bit samples"):
+        assert load_image(tmp_path / "la16.png", grayscale=None).shape == (1, 1, 8, 8)  # grey, as stored
+
+
+def test_the_gradient_check_is_for_explainers_that_optimise():
+    """A learned simplifier without refinement never takes the model's gradient (also when an audit sets it after the preflight)."""
+    from simplebits_audit.jobs.checks import _optimises
+
+    assert _optimises({}) and not _optimises({}, learned=True) and not _optimises({"simplifier": object()})
+    assert _optimises({"simplifier": object(), "refine_steps": 10}) and _optimises({"refine_steps": 10}, learned=True)

@@ -66,10 +66,12 @@ def test_records_and_report_check_the_bits_with_webp_and_jpeg_xl(explained):
 def test_a_rerun_into_the_same_folder_leaves_no_stale_images(tmp_path, bright_dark_model, photos16):
     out = tmp_path / "out"
     explain_images(bright_dark_model, photos16[:3], out, names=["a.png", "b.png", "c.png"], simplify_options={"steps": 3})
-    (out / "images" / "notes").mkdir()  # a user's folder without our arrays: left alone
+    (out / "images" / "notes").mkdir()  # a user's folder: left alone
+    (out / "images" / "000000-pred").mkdir()  # another job's images (an audit's), not listed by the earlier results: left alone
+    (out / "images" / "000000-pred" / "arrays.npz").write_bytes(b"")
     explain_images(bright_dark_model, photos16[3:4], out, names=["d.png"], simplify_options={"steps": 3})
     listed = {r["files"]["original"].split("/")[1] for r in json.loads((out / "results.json").read_text())["images"]}
-    assert {p.name for p in (out / "images").iterdir()} == listed | {"notes"} and len(listed) == 1
+    assert {p.name for p in (out / "images").iterdir()} == listed | {"notes", "000000-pred"} and len(listed) == 1
 
 
 def test_an_answer_that_needs_nothing_says_so(tmp_path, photos16):
@@ -82,7 +84,7 @@ def test_an_answer_that_needs_nothing_says_so(tmp_path, photos16):
 
     out = explain_images(AlwaysZero().eval(), photos16[:2], tmp_path / "out", simplify_options={"steps": 3})
     assert all(r["nothing_needed"] and r["status"] == "ok" and r["kept"] for r in out.records)
-    assert "nothing needed: the flat reference alone gets this answer" in out.report_path.read_text()
+    assert "nothing needed: the reference image alone gets this answer" in out.report_path.read_text()
 
 
 def test_user_strings_are_escaped(explained):
