@@ -101,9 +101,13 @@ def _import_here_too(module_name: str) -> Any:
         here = str(Path.cwd())
         if err.name != module_name.split(".")[0] or here in sys.path:
             raise
-        # appended and left there: the factory may import its neighbours when it is called
+        # appended and, once the module is found there, left there: the factory may import its neighbours when called
         sys.path.append(here)
-        return importlib.import_module(module_name)
+        try:
+            return importlib.import_module(module_name)
+        except ImportError:
+            sys.path.remove(here)
+            raise
 
 
 def _from_factory(spec: str, weights: str | Path | None) -> nn.Module:
@@ -126,7 +130,7 @@ def _load_into(model: nn.Module, state: dict, weights: str | Path | None, spec: 
     except RuntimeError:
         own = model.state_dict()
         missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-        shapes = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+        shapes = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(getattr(state[k], "shape", ())))
         parts = [f"{len(keys)} {what} (e.g. {keys[0]!r})" for keys, what in
                  ((missing, "missing keys"), (unexpected, "unexpected keys"), (shapes, "tensors of another shape")) if keys]
         raise ValueError(f"weights: {str(weights)!r} does not fit {spec!r}: {', '.join(parts) or 'torch refused it'}") from None
@@ -303,7 +307,7 @@ def build_architecture(arch: str, n_classes: int, in_channels: int = 3, size: in
     if ":" in arch:
         module_name, _, attr = arch.partition(":")
         try:
-            factory = getattr(importlib.import_module(module_name), attr)
+            factory = getattr(_import_here_too(module_name), attr)
         except (ImportError, AttributeError) as err:
             raise ValueError(f"arch: cannot import {arch!r} ({err})") from None
         import inspect

@@ -68,12 +68,17 @@ def global_options(
     import torch
 
     try:
-        kind = torch.device(device).type
+        chosen = torch.device(device)
     except RuntimeError:
         raise typer.BadParameter(f"unknown device {device!r}", param_hint="--device") from None
-    if kind == "cuda" and not torch.cuda.is_available():  # checked here: torch's own message names no option
+    # checked here: torch's own messages name no option
+    if chosen.type == "cuda" and not torch.cuda.is_available():
         raise typer.BadParameter(f"{device!r}: this torch finds no CUDA device (torch.cuda.is_available() is False)",
                                  param_hint="--device")
+    if chosen.type == "cuda" and chosen.index is not None and chosen.index >= torch.cuda.device_count():
+        raise typer.BadParameter(f"{device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)", param_hint="--device")
+    if chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise typer.BadParameter(f"{device!r}: this torch finds no MPS device", param_hint="--device")
     session.device, session.seed, session.quiet, session.debug = device, seed, quiet, debug
 
 

@@ -69,6 +69,9 @@ def test_global_options_after_the_command(image_folder):
     if not torch.cuda.is_available():  # torch's own "no NVIDIA driver" names no option
         res = run("bits", str(image_folder / "img0.png"), "--device", "cuda")
         assert res.returncode == 2 and "--device" in res.stderr and "no CUDA device" in res.stderr, res.stderr
+    if not torch.backends.mps.is_available():
+        res = run("bits", str(image_folder / "img0.png"), "--device", "mps")
+        assert res.returncode == 2 and "--device" in res.stderr and "no MPS device" in res.stderr, res.stderr
 
 
 def test_hoisting_keeps_command_options_and_values():
