@@ -99,7 +99,8 @@ def is_grey(im: Image.Image) -> bool:
 
 def _deep(im: Image.Image) -> bool:
     """More than 8 bits per sample in the file (Pillow opens a 16-bit RGB PNG as 8-bit RGB, silently)."""
-    return im.mode in ("I", "F") or im.mode.startswith("I;16") or "16" in _rawmode(im) or "32" in _rawmode(im)
+    raw = _rawmode(im)
+    return im.mode in ("I", "F") or im.mode.startswith("I;16") or "16" in raw or "32" in raw
 
 
 def image_facts(path: str | Path) -> dict[str, bool]:

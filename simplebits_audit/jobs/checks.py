@@ -333,8 +333,8 @@ def preflight(
         pixels_first = pixels[:1].to(device)
         with torch.no_grad():
             logits = classifier.logits(pixels_first)
-        probe = Decision.of(logits, None if targets is None else targets[:1].to(device), head=head, threshold=threshold).target
-        classifier.check_gradient_path(pixels_first, probe, head)
+        probe = Decision.of(logits, None if targets is None else targets[:1].to(device), head=head, threshold=threshold)
+        classifier.check_gradient_path(pixels_first, probe)
     # A method that cannot run on this model fails here, not after the simplification (which the
     # model check above has already exercised).
     probe_target = torch.zeros(1, dtype=torch.long, device=device) if targets is None else targets[:1].to(device)

@@ -135,7 +135,7 @@ def _detail(out_dir: Path, r: dict[str, Any]) -> str:
          f"{esc(r['target_name'])} ({esc(r['explain'])}); p {r['prob_target_before']:.3f} → {r['prob_target_after']:.3f}"],
         ["top probabilities before / after", f"{top} / {top_after}"],
         *label_facts(r),
-        ["bits per dim", f"{r['bpd_before']:.3f} → {r['bpd_after']:.3f}" + (f" ({codec_change(r)})" if codec_change(r) else "")],
+        ["bits per dim", f"{r['bpd_before']:.3f} → {r['bpd_after']:.3f}" + (f" ({codecs})" if (codecs := codec_change(r)) else "")],
         ["lambda, status", f"{r['lambda']:.3f}, {esc(status_text(r))}"],
     ]
     strip = path_strip_html(r, load_arrays(out_dir, r), side=64, width=64) if "path_labels" in r else ""

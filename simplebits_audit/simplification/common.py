@@ -66,18 +66,16 @@ class Classifier:
             raise
         return check_logits(out, pixels.shape[0]).float()
 
-    def check_gradient_path(self, pixels: torch.Tensor, target: torch.Tensor, head: str = "softmax",
-                            labels: torch.Tensor | None = None) -> None:
+    def check_gradient_path(self, pixels: torch.Tensor, decision: Decision) -> None:
         """Refuse, before any work, a classifier whose answer does not reach back to the image.
 
         One backward pass of the batch ``pixels`` (B, C, H, W) (the whole batch, as the engine will
-        call it: an exported model may have a fixed batch size) through what the head's answer
-        depends on: under a sigmoid head the ``target`` label's logit (B,), or the logits of every
-        label whose side is kept (``labels``, (B, K) bool, the decision's, weighted as below); under a softmax head the
-        other logits against the target's (a softmax depends on logit differences only: a model
-        whose target logit is a constant 0 still answers from the others, and one whose logits all
-        move together answers the same whatever the image), weighted by fixed pseudo-random numbers
-        so that no two classes cancel.
+        call it: an exported model may have a fixed batch size) through what ``decision``'s answer
+        depends on, weighted by fixed pseudo-random numbers so that no two classes cancel: under a
+        softmax head the other logits against the target's (a softmax depends on logit differences
+        only: a model whose target logit is a constant 0 still answers from the others, and one
+        whose logits all move together answers the same whatever the image); under a sigmoid head
+        the logits of every label whose side is kept.
         Each way the gradient can fail has its own one-line ``ValueError`` / ``RuntimeError``:
         autograd off (``torch.inference_mode``), no path (a ``.detach()``, numpy or
         ``torch.no_grad`` inside the forward), an autograd error inside the model, a non-finite
@@ -89,14 +87,11 @@ class Classifier:
         x = pixels.detach().clone().requires_grad_(True)
         with torch.enable_grad():
             logits = self.logits(x)
-            target_logit = logits.gather(1, target.view(-1, 1).to(logits.device))
             weights = torch.rand(logits.shape[1], generator=torch.Generator().manual_seed(0)).add_(0.5).to(logits.device)
-            if head == "softmax" and logits.shape[1] > 1:
-                score = ((logits - target_logit) * weights).sum()
-            elif labels is not None:
-                score = (logits * labels.to(logits.device, logits.dtype) * weights).sum()
+            if decision.head == "softmax":
+                score = ((logits - logits.gather(1, decision.target.view(-1, 1).to(logits.device))) * weights).sum()
             else:
-                score = target_logit.sum()
+                score = (logits * decision.labels.to(logits.device, logits.dtype) * weights).sum()
             if not score.requires_grad:
                 raise ValueError("forward_func: the logits do not depend on the image through autograd (no gradient path: a .detach(), "
                                  "numpy or torch.no_grad inside forward?); simplification needs gradients with respect to the image")
@@ -112,8 +107,9 @@ class Classifier:
         if not bool(torch.isfinite(grad).all()):
             raise ValueError("forward_func: the gradient of the answer with respect to the image is not finite")
         if not bool((grad != 0).any()):
-            raise ValueError("forward_func: the gradient of the answer (the target's logit"
-                             + (" against the others" if head == "softmax" else "") + ") with respect to the image is zero everywhere "
+            raise ValueError("forward_func: the gradient of the answer ("
+                             + ("the target's logit against the others" if decision.head == "softmax" else "the kept labels' logits")
+                             + ") with respect to the image is zero everywhere "
                              "(a blocked path, e.g. a hard threshold or rounding inside forward, or a constant model)")
 
 

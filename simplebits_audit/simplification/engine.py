@@ -213,7 +213,7 @@ def simplify(
         target_t = resolve_target(target, pixels.shape[0], n_classes=logits_before.shape[1], device=device)
         decision = Decision.of(logits_before, target_t, head=config.head, threshold=config.threshold, keep=config.keep)
         if simplifier is None or config.refine_steps > 0:
-            classifier.check_gradient_path(pixels, decision.target, config.head, decision.labels)
+            classifier.check_gradient_path(pixels, decision)
         run = RunContext(classifier, estimator, pixels, decision, settings, show_progress, started)
         if simplifier is not None:
             return learned_engine(run, config, simplifier)

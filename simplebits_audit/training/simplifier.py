@@ -216,7 +216,7 @@ def train_simplifier(
         n_classes = logits_first.shape[1]
         check_outputs(n_classes, head)
         # The simplifier learns through the classifier's gradient: refuse a blocked path before training.
-        classifier.check_gradient_path(first[:2], Decision.of(logits_first, None, head=head, threshold=threshold).target, head)
+        classifier.check_gradient_path(first[:2], Decision.of(logits_first, None, head=head, threshold=threshold))
     if objective == "ce" and first_labels is None:
         raise ValueError("objective: 'ce' needs labels, and data gives images only "
                          "(use a Dataset of (image, label) or (images, labels) batches)")
