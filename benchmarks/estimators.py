@@ -6,7 +6,10 @@ imagecodecs) and on the one-channel luminance of the 64 px crops. Then for each 
 estimator on the same crops: bpd and its ratio to WebP and to JPEG-XL, the ratio on the grey crops
 (rated natively where the estimator can), the bpd of a flat 32x32 image, forward+backward
 milliseconds for a batch of 64 at 32x32 and for one image at 224 px (RGB) and 1024 px (grey),
-parameters. Then the
+parameters. Then few-level images (the 64 px crops posterised to 2, 4 and 16 levels per channel:
+drawings, masks, palette images), where each estimator's bpd is set against WebP and JPEG-XL,
+beside the analytic coder without its uniform part (``uniform_weight=0``, the coder before
+2026-11-30). Then the
 analytic coder's forward+backward time at real sizes against the same formulas run through plain
 autograd (``analytic.autograd_bits_map``), measured in the same run.
 
@@ -73,6 +76,29 @@ def estimator_bpd(est, x: torch.Tensor) -> float:
         return torch.cat([est.bpd(c) for c in x.split(16 if x.shape[-1] > 64 else 64)]).mean().item()
 
 
+def few_levels_table(crops: torch.Tensor, names: list[str], levels: tuple[int, ...] = (2, 4, 16)) -> Table:
+    """Estimator bpd on ``crops`` posterised to each number of ``levels`` per channel, against WebP and JPEG-XL e9."""
+    from simplebits_audit.estimators.analytic import AnalyticCoder
+
+    posterised = {k: torch.round(torch.round(crops * (k - 1)) / (k - 1) * 255) / 255 for k in levels}  # 8-bit values
+    reference = {k: codec_reference({64: x})[64] for k, x in posterised.items()}
+    table = Table(title=f"few-level images: {len(crops)} 64 px crops posterised to k levels per channel (bpd; ratio: estimator / codec)")
+    table.add_column("estimator")
+    for k in levels:
+        for col in (f"k={k} bpd", "/ WebP", "/ JXL e9"):
+            table.add_column(col, justify="right")
+    table.add_row("WebP / JXL e9", *(c for k in levels for c in (f"{reference[k]['WebP']:.3f} / {reference[k]['JXL e9']:.3f}", "", "")))
+    estimators = [(n + (" (default)" if n == DEFAULT_ESTIMATOR else ""), load_estimator(n)) for n in names]
+    estimators.append(("analytic, uniform_weight=0 (before)", AnalyticCoder(uniform_weight=0)))
+    for label, est in estimators:
+        row = [label]
+        for k in levels:
+            bpd = estimator_bpd(est, posterised[k])
+            row += [f"{bpd:.3f}", f"{bpd / reference[k]['WebP']:.2f}", f"{bpd / reference[k]['JXL e9']:.2f}"]
+        table.add_row(*row)
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--crops", type=int, default=256, help="crops per size at 32 and 64 px (224 px: %(default)s / 8)")
@@ -117,6 +143,7 @@ def main() -> None:
         row += [f"{est.num_parameters:,}"]
         table.add_row(*row)
     console.print(table)
+    console.print(few_levels_table(crops[64], names))
     console.print(adjoint_table())
 
 

@@ -22,7 +22,8 @@ Planes G, R - G, B - G (grayscale: one plane); each symbol is the pixel's own 8-
 - scale ``b = max(gain * (S + prior_weight * prior_scale) / (k + prior_weight), min_scale)``, where
   ``S`` is the sum of the absolute residuals of the in-image neighbours W, N, NW, NE of the same
   plane and ``k`` their number;
-- the edge values 0 and 255 collecting the tails, as in the estimator.
+- the edge values 0 and 255 collecting the tails, as in the estimator;
+- mixed with a uniform over the 256 values: ``p = (1 - w) p_Laplace + w / 256``.
 
 Every context value (``mu``, ``S``, ``k``) is an integer, so the decoder recomputes it exactly.
 The only real numbers are the Laplace tail masses ``0.5 exp(-(m + 1/2) / b)``; they are computed in
@@ -31,23 +32,19 @@ float64 with a fixed exponential built from IEEE additions, multiplications, ``f
 encoder and a decoder on different machines build the same tables, and constriction's quantisation
 of identical float inputs is identical.
 
-Exact tails: a probability below the coder's 24-bit precision (a jump into a flat region costs
-hundreds of bits under a Laplace of scale 0.15) cannot be coded in one symbol, and rounding it up
-to 2^-24 would make the file *smaller* than the reported bits (by 5-17 % on half-flat images). So
-each value is coded as a short chain of events whose probabilities are all representable and
-multiply to the estimator's probability: a window of likely values or an escape, then blocks of
-the geometric tail (details at ``_TAU`` below). The code length then equals the estimator's
-``bits(x)`` (computed in float32 with the same formulas) to a fraction of a bit, and the payload is
-that plus the ANS coder's final state and word rounding (10-53 bits measured on 300 random images
-of 1..19 px sides; at most 64).
+One symbol per value: the estimator mixes each Laplace with a uniform part (weight ``w``, 2^-10 by
+default), so every value's probability is at least ``w / 256`` (2^-18), above the coder's 24-bit
+precision, and the quantised model codes it at its own ``-log2 p`` to a small fraction of a bit.
+(Before the uniform part, a jump into a flat region cost hundreds of bits, below that precision,
+and format version 1 coded it as a chain of escape events.) The payload is the estimator's
+``bits(x)`` plus the ANS coder's final state, word rounding and the quantisation's small loss.
 
 Decoding order: the model's context (W, N, NW, NE) is causal in raster order, so all pixels on a
 "wavefront" ``2 y + x = t`` are independent given the earlier fronts; the decoder handles one front
-per step, vectorised (G first, then R and B, which need the pixel's G; each group's escaped
-values then run through their tail stages together). A 32x32 RGB image takes 94 steps, a 128x128
+per step, vectorised (G first, then R and B, which need the pixel's G). A 32x32 RGB image takes 94 steps, a 128x128
 one 382.
 
-File layout (format version 1; all integers little-endian)::
+File layout (format version 2; all integers little-endian)::
 
     b"SBc" version:u8 | name_len:u8 name:ascii | config:u32 (CRC-32 of the coding parameters)
     | channels:u8 height:uleb128 width:uleb128 | pixels:u32 (CRC-32 of the decoded uint8 C,H,W
@@ -66,7 +63,7 @@ import numpy as np
 
 MAGIC = b"SBc"
 #: bump when the bitstream or the coding model changes; old files are refused with a clear message
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: largest height or width the format takes (a corrupt header cannot ask for a huge allocation)
 MAX_SIDE = 1 << 16
 #: symbols handed to the ANS coder per call when encoding (bounds the encoder's memory)
@@ -124,39 +121,20 @@ def _med(west: np.ndarray, north: np.ndarray, northwest: np.ndarray, ys: np.ndar
     return np.where(row0 & col0, start, pred)
 
 
-# Exact tails. A symbol whose probability is below the coder's 24-bit precision would be coded
-# with 2^-24 instead of its own probability, so a file could be smaller than the reported bits
-# (a jump into a flat region costs hundreds of bits under a Laplace of scale 0.15). Instead each
-# symbol is coded as a chain of events whose probabilities are all representable and multiply to
-# the estimator's probability. The virtual variable X is the untruncated discretised Laplace on
-# the integers (mean mu) and the pixel value is clamp(X, 0, 255):
-#
-# - stage 1 codes X within the window [mu - D, mu + D] (D: the distances whose tail mass is still
-#   at least _TAU) or one of two escapes, X < mu - D or X > mu + D (mass >= _TAU * r each, where
-#   r = exp(-1/b) >= exp(-1/min_scale));
-# - beyond the window the Laplace is geometric with ratio r, so given X >= a (a > mu) the offset
-#   X - a is geometric whatever a is: each further stage codes one of the next L positions
-#   (r^L >= _TAU) or "continue", and so on (mirrored on the left).
-#
-# Values take the mass of every position that clamps to them, and an escape that lies wholly in
-# an edge's preimage is merged into that edge. The product of the stage probabilities is the
-# estimator's probability (an edge value reachable through a second, escaped path loses that
-# path's mass, below _TAU).
-_TAU = 2.0**-12
-#: +- infinity for integer interval ends
+# One symbol per value. The estimator mixes each value's Laplace mass with a uniform part of weight
+# w >= _MIN_UNIFORM (p = (1 - w) p_Laplace + w / 256), so every probability is at least 2^-22, above
+# the coder's 24-bit precision: the quantised model then codes each value at its own -log2 p to a
+# small fraction of a bit, with no escape chains.
+#: the smallest uniform weight the codec takes (w / 256 = 2^-22: well above 2^-24)
+_MIN_UNIFORM = 2.0**-14
+#: +- infinity for the end cuts
 _BIG = 1 << 30
-_VALUES = np.arange(256, dtype=np.int64)
-_LO = np.where(_VALUES == 0, -_BIG, _VALUES)  # preimage of each value under clamp: [_LO, _HI]
-_HI = np.where(_VALUES == 255, _BIG, _VALUES)
-#: cuts between the preimages: value v holds the positions _CUTS[v] <= X < _CUTS[v + 1]
+#: cuts between the values' preimages under clamp(X, 0, 255): value v holds _CUTS[v] <= X < _CUTS[v + 1]
 _CUTS = np.concatenate([[-_BIG], np.arange(1, 256), [_BIG]]).astype(np.int64)
-#: row layout: values 0..255, then the left escape (stage 1) or "continue" (later stages), then
-#: the right escape (stage 1 only)
-_ESC_LEFT, _ESC_RIGHT, _CONTINUE, _ROW = 256, 257, 256, 258
-#: exp(-n / (2 b)) for n = 0 .. _N - 1: tail masses G[m] = 0.5 exp(-(m + 1/2) / b) = 0.5 H[2m + 1]
-#: for m <= 510 and powers r^j = H[2j] for j <= 511
+#: exp(-n / (2 b)) for n = 0 .. _N - 1: tail masses G[m] = 0.5 exp(-(m + 1/2) / b) = 0.5 H[2m + 1],
+#: m <= 510 (every |cut - mean| of a plane is at most 510: means lie in [-255, 510], cuts in [1, 255])
 _N = 1023
-_MAX_M, _MAX_J = 510, 511
+_MAX_TWICE = _N - 2
 
 
 class AnalyticCodingModel:
@@ -169,18 +147,25 @@ class AnalyticCodingModel:
         self.prior_weight = float(estimator.prior_weight)
         self.scale_gain = float(estimator.scale_gain)
         self.min_scale = float(estimator.min_scale)
+        self.uniform_weight = float(estimator.uniform_weight)
         if not (self.prior_weight > 0 and self.min_scale > 0 and self.scale_gain >= 0 and self.prior_scale >= 0):
             raise ValueError(
                 "estimator: the analytic coder needs prior_weight > 0, min_scale > 0, scale_gain >= 0 and prior_scale >= 0 to be "
                 f"used as a codec; got prior_weight={self.prior_weight}, min_scale={self.min_scale}, "
                 f"scale_gain={self.scale_gain}, prior_scale={self.prior_scale}"
             )
-        self._cache: dict[int, tuple[np.ndarray, int, int]] = {}
+        if not _MIN_UNIFORM <= self.uniform_weight < 1:
+            raise ValueError(
+                f"estimator: the analytic coder needs uniform_weight >= 2^-14 to be used as a codec (every value's probability "
+                f"above the coder's precision); got uniform_weight={self.uniform_weight}"
+            )
+        self._cache: dict[int, np.ndarray] = {}
 
     @property
     def config(self) -> int:
         """CRC-32 of the coding parameters: a file only decodes with the same ones."""
-        text = f"analytic:{self.prior_scale!r}:{self.prior_weight!r}:{self.scale_gain!r}:{self.min_scale!r}"
+        text = (f"analytic:{self.prior_scale!r}:{self.prior_weight!r}:{self.scale_gain!r}:{self.min_scale!r}"
+                f":{self.uniform_weight!r}")
         return zlib.crc32(text.encode())
 
     # -- contexts ------------------------------------------------------------------------------------
@@ -226,9 +211,9 @@ class AnalyticCodingModel:
             keys[i] = key.reshape(h, w)
         return _plane_order(img).astype(np.int64), mu, keys
 
-    # -- per-scale tables ------------------------------------------------------------------------------
-    def _lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Tables of the rows' scales: H (unique keys, _N), the row -> table index, D and L per row."""
+    # -- per-symbol distributions ------------------------------------------------------------------------
+    def _tables(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """H of each distinct scale key (unique keys, _N) and the row -> table index."""
         unique, inverse = np.unique(keys, return_inverse=True)
         missing = [k for k in unique.tolist() if k not in self._cache]
         if missing:
@@ -237,169 +222,51 @@ class AnalyticCodingModel:
             local = (s + self.prior_weight * self.prior_scale) / (k + self.prior_weight)
             scale = np.maximum(self.scale_gain * local, self.min_scale)
             table = det_exp(-np.arange(_N, dtype=np.float64)[None, :] / (scale[:, None] + scale[:, None]))
-            tails = 0.5 * table[:, 1 : 2 * _MAX_M + 2 : 2]  # G[m], m = 0..510
-            window = np.minimum((tails >= _TAU).sum(1), _MAX_M)  # D
-            block = np.maximum((table[:, 2 : 2 * _MAX_J + 1 : 2] >= _TAU).sum(1), 1)  # L
             for i, kk in enumerate(missing):
-                self._cache[kk] = (table[i], int(window[i]), int(block[i]))
-        entries = [self._cache[k] for k in unique.tolist()]
-        table = np.stack([e[0] for e in entries]) if entries else np.empty((0, _N))
-        d = np.array([e[1] for e in entries], dtype=np.int64)[inverse.reshape(-1)]
-        length = np.array([e[2] for e in entries], dtype=np.int64)[inverse.reshape(-1)]
-        return table, inverse.reshape(-1), d, length
+                self._cache[kk] = table[i]
+        table = np.stack([self._cache[k] for k in unique.tolist()]) if len(unique) else np.empty((0, _N))
+        return table, inverse.reshape(-1)
 
-    @staticmethod
-    def _stage1_window(mu: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Window ends after merging an escape that lies wholly in an edge's preimage."""
-        w1, w2 = mu - d, mu + d
-        return np.where(w1 <= 1, -_BIG, w1), np.where(w2 >= 254, _BIG, w2)
-
-    @staticmethod
-    def _tail_window(side: np.ndarray, a: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Window of a tail stage: right (side +1, X >= a) [a, a + L - 1], left [a - L + 1, a], merged."""
-        right = side > 0
-        w1 = np.where(right, a, a - length + 1)
-        w2 = np.where(right, a + length - 1, a)
-        w1 = np.where(~right & (w1 <= 1), -_BIG, w1)
-        w2 = np.where(right & (w2 >= 254), _BIG, w2)
-        return w1, w2
-
-    def stage1_rows(self, mu: np.ndarray, keys: np.ndarray) -> np.ndarray:
-        """(n, 258) masses of stage 1: values 0..255 within the window, left and right escape."""
-        table, inv, d, _ = self._lookup(keys)
-        w1, w2 = self._stage1_window(mu, d)
-        # value v covers the positions between the cuts _CUTS[v] and _CUTS[v + 1]; outside the
-        # window the cuts collapse onto the window's ends, so those values get no mass
-        cut = np.clip(_CUTS[None, :], w1[:, None], w2[:, None] + 1)
+    def rows(self, mu: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        """(n, 256) probabilities of the values 0..255 of n symbols with means ``mu`` and scale ``keys``."""
+        table, inv = self._tables(keys)
         # P(X < cut) = G[mu - cut] = 0.5 H[2 (mu - cut) + 1] at or left of the mean, else
         # 1 - P(X >= cut) = 1 - G[cut - mu - 1]: both read H at |2 (cut - mu) - 1|
-        twice = 2 * (cut - mu[:, None]) - 1
-        half = 0.5 * np.take(table, (inv * _N)[:, None] + np.minimum(np.abs(twice), 2 * _MAX_M + 1))
+        twice = 2 * (_CUTS[None, :] - mu[:, None]) - 1
+        half = 0.5 * np.take(table, (inv * _N)[:, None] + np.minimum(np.abs(twice), _MAX_TWICE))
         cdf = np.where(twice < 0, half, 1.0 - half)
-        cdf[:, 0] = np.where(cut[:, 0] <= -_BIG, 0.0, cdf[:, 0])  # only the end cuts can be infinite
-        cdf[:, -1] = np.where(cut[:, -1] >= _BIG, 1.0, cdf[:, -1])
-        mass = np.diff(cdf, axis=1)
-        rows = np.zeros((len(mu), _ROW))
-        rows[:, :256] = np.maximum(mass, 0.0)
-        escape = 0.5 * table[inv, 2 * d + 1]  # P(X < mu - D) = P(X > mu + D) = G[D]
-        rows[:, _ESC_LEFT] = np.where(w1 > -_BIG, escape, 0.0)
-        rows[:, _ESC_RIGHT] = np.where(w2 < _BIG, escape, 0.0)
-        return rows
-
-    def tail_rows(self, side: np.ndarray, a: np.ndarray, keys: np.ndarray) -> np.ndarray:
-        """(n, 258) masses of a tail stage given X >= a (side +1) or X <= a (side -1): the next L
-        positions (clamped to values) and "continue"."""
-        table, inv, _, length = self._lookup(keys)
-        w1, w2 = self._tail_window(side, a, length)
-        a2, right = a[:, None], (side > 0)[:, None]
-        cut = np.clip(_CUTS[None, :], w1[:, None], w2[:, None] + 1)
-        # right: P(X >= cut | X >= a) = r^(cut - a); left: P(X < cut | X <= a) = r^(a + 1 - cut)
-        j = np.where(right, cut - a2, a2 + 1 - cut)
-        power = np.take(table, (inv * _N)[:, None] + 2 * np.clip(j, 0, _MAX_J))
-        power[:, 0] = np.where(cut[:, 0] <= -_BIG, 0.0, power[:, 0])  # only the end cuts can be infinite
-        power[:, -1] = np.where(cut[:, -1] >= _BIG, 0.0, power[:, -1])
-        mass = np.where(right, power[:, :-1] - power[:, 1:], power[:, 1:] - power[:, :-1])
-        rows = np.zeros((len(a), _ROW))
-        rows[:, :256] = np.maximum(mass, 0.0)
-        merged = np.where(side > 0, w2 >= _BIG, w1 <= -_BIG)
-        rows[:, _CONTINUE] = np.where(merged, 0.0, table[inv, 2 * length])
-        return rows
-
-    # -- the chain of events of each symbol ----------------------------------------------------------------
-    def events(self, values: np.ndarray, mu: np.ndarray, keys: np.ndarray) -> list[tuple[np.ndarray, ...]]:
-        """The coded events of symbols, by stage: a list of (symbol index, kind, parameter, key, entry)
-        per stage, kind 0 for stage 1 (parameter mu) and -1/+1 for left/right tail stages (parameter a)."""
-        idx = np.arange(len(values))
-        _, _, d, length = self._lookup(keys)
-        w1, w2 = self._stage1_window(mu, d)
-        present = np.maximum(_LO[values], w1) <= np.minimum(_HI[values], w2)
-        side = np.where(values < mu, -1, 1)
-        entry = np.where(present, values, np.where(side < 0, _ESC_LEFT, _ESC_RIGHT))
-        stages = [(idx, np.zeros_like(idx), mu, keys, entry)]
-        active = ~present
-        idx, side, a, key, v, length = (
-            idx[active],
-            side[active],
-            (mu + side * (d + 1))[active],
-            keys[active],
-            values[active],
-            length[active],
-        )
-        while len(idx):
-            t1, t2 = self._tail_window(side, a, length)
-            present = np.maximum(_LO[v], t1) <= np.minimum(_HI[v], t2)
-            stages.append((idx, side, a, key, np.where(present, v, _CONTINUE)))
-            keep = ~present
-            idx, side, key, v, length = idx[keep], side[keep], key[keep], v[keep], length[keep]
-            a = a[keep] + side * length
-        return stages
-
-    def rows(self, kind: np.ndarray, param: np.ndarray, keys: np.ndarray) -> np.ndarray:
-        """(n, 258) masses of mixed stage-1 (kind 0) and tail (kind -1/+1) events."""
-        out = np.empty((len(kind), _ROW))
-        first = kind == 0
-        if first.any():
-            out[first] = self.stage1_rows(param[first], keys[first])
-        if (~first).any():
-            out[~first] = self.tail_rows(kind[~first], param[~first], keys[~first])
-        return out
+        cdf[:, 0], cdf[:, -1] = 0.0, 1.0  # the edge values hold the tails
+        laplace = np.maximum(np.diff(cdf, axis=1), 0.0)
+        w = self.uniform_weight
+        return (1 - w) * laplace + w / 256
 
     def code_length(self, img: np.ndarray) -> float:
-        """Ideal code length in bits of the coded events (before the coder's 24-bit quantisation)."""
-        sym, mu, keys = self.contexts(img)
+        """Ideal code length in bits (before the coder's 24-bit quantisation)."""
+        sym, mu, keys = (a.reshape(-1) for a in self.contexts(img))
         total = 0.0
-        for idx, kind, param, key, entry in self.events(sym.reshape(-1), mu.reshape(-1), keys.reshape(-1)):
-            for lo in range(0, len(idx), _ENCODE_CHUNK):
-                part = slice(lo, lo + _ENCODE_CHUNK)
-                rows = self.rows(kind[part], param[part], key[part])
-                p = rows[np.arange(len(rows)), entry[part]] / rows.sum(1)
-                total += float(-np.log2(p).sum())
+        for lo in range(0, len(sym), _ENCODE_CHUNK):
+            part = slice(lo, lo + _ENCODE_CHUNK)
+            rows = self.rows(mu[part], keys[part])
+            total += float(-np.log2(rows[np.arange(len(rows)), sym[part]] / rows.sum(1)).sum())
         return total
 
     # -- coding --------------------------------------------------------------------------------------
     def encode(self, img: np.ndarray) -> np.ndarray:
-        """ANS words (uint32) for a uint8 image (C, H, W), in the decoder's order of events."""
+        """ANS words (uint32) for a uint8 image (C, H, W), in the decoder's order of symbols."""
         constriction = _require_constriction()
         sym, mu, keys = self.contexts(img)
-        c, h, w = img.shape
-        order = _wavefront_order(c, h, w)
+        order = _wavefront_order(*img.shape)
         sym, mu, keys = (a.reshape(-1)[order] for a in (sym, mu, keys))
-        # decoding order: front, group (G, then R and B), stage, position
-        ys, xs = np.divmod(order % (h * w), w)
-        front, group = 2 * ys + xs, (order >= h * w).astype(np.int64)
-        stages = self.events(sym, mu, keys)
-        cat = [np.concatenate(parts) for parts in zip(*stages)]
-        stage = np.concatenate([np.full(len(s[0]), i) for i, s in enumerate(stages)])
-        idx, kind, param, key, entry = cat
-        seq = np.lexsort((idx, stage, group[idx], front[idx]))
-        kind, param, key, entry = kind[seq], param[seq], key[seq], entry[seq]
         family = constriction.stream.model.Categorical(perfect=False)
         coder = constriction.stream.stack.AnsCoder(_SENTINEL)
-        for lo in reversed(range(0, len(seq), _ENCODE_CHUNK)):  # a stack: the last chunk goes in first
+        for lo in reversed(range(0, len(sym), _ENCODE_CHUNK)):  # a stack: the last chunk goes in first
             part = slice(lo, lo + _ENCODE_CHUNK)
-            coder.encode_reverse(entry[part].astype(np.int32), family, self.rows(kind[part], param[part], key[part]))
+            coder.encode_reverse(sym[part].astype(np.int32), family, self.rows(mu[part], keys[part]))
         return coder.get_compressed()
 
     def _decode_group(self, coder: Any, family: Any, mu: np.ndarray, keys: np.ndarray) -> np.ndarray:
-        """Decode one group of symbols: stage 1 for all, then the tail stages of the escaped ones."""
-        entry = coder.decode(family, self.stage1_rows(mu, keys)).astype(np.int64)
-        values = entry.copy()
-        escaped = np.flatnonzero(entry >= 256)
-        if len(escaped):
-            _, _, d, length = self._lookup(keys[escaped])
-            side = np.where(entry[escaped] == _ESC_LEFT, -1, 1)
-            a = mu[escaped] + side * (d + 1)
-            key = keys[escaped]
-            while len(escaped):
-                got = coder.decode(family, self.tail_rows(side, a, key)).astype(np.int64)
-                done = got != _CONTINUE
-                values[escaped[done]] = got[done]
-                keep = ~done
-                escaped, side, key, length = escaped[keep], side[keep], key[keep], length[keep]
-                a = a[keep] + side * length
-                if len(a) and int(np.abs(a).max()) > 1024:  # every chain ends within 766 of its mean
-                    raise ValueError("a tail chain runs past the pixel range")
-        return values
+        """Decode one group of symbols (the values, int64)."""
+        return coder.decode(family, self.rows(mu, keys)).astype(np.int64)
 
     def decode(self, words: np.ndarray, channels: int, height: int, width: int) -> np.ndarray:
         """The uint8 image (C, H, W) from ANS words, one wavefront at a time."""

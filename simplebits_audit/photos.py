@@ -92,7 +92,7 @@ def training_photos(min_bpd: float = MIN_PHOTO_BPD) -> list[Path]:
     photographs (crops costing at least ``min_bpd`` under the analytic coder)."""
     from .estimators.analytic import AnalyticCoder
 
-    coder = AnalyticCoder()
+    coder = AnalyticCoder(uniform_weight=0)  # the rule that chose the corpus, kept so the corpus stays the same
     natural = [
         p for p in wallpaper_photos() if float(coder.bpd(CropSampler([load_rgb(p)], seed=0, n_scales=4).sample(64)).mean()) >= min_bpd
     ]

@@ -5,7 +5,14 @@ The design follows lossless image codecs (LOCO-I / JPEG-LS, WebP lossless):
 1. reversible colour transform "subtract green": planes G, R - G, B - G (grayscale: one plane);
 2. median-edge (MED) prediction of each plane from its causal neighbours W, N, NW;
 3. each residual coded with a discretised Laplace whose scale is the mean absolute residual of
-   the causal neighbours (W, N, NW, NE), shrunk towards a prior scale.
+   the causal neighbours (W, N, NW, NE), shrunk towards a prior scale, mixed with a uniform
+   distribution over the 256 values (weight :data:`UNIFORM_WEIGHT`, 2^-10).
+
+Why the uniform part: a Laplace's tail falls exponentially, so a jump of 255 grey levels next to a
+flat region (scale 0.15) cost about 2,400 bits, and an image with few grey levels (a posterised
+photo, a drawing, a binary mask) was rated at 20-30 bits per dimension, more than its raw 8 bits
+and 40-140x its WebP file. With the uniform part no value costs more than 18 bits (the escape
+codes of real codecs play this role); photos cost 0.5 % less, flat images the same.
 
 Everything is written with differentiable tensor ops, so gradients with respect to the pixels
 exist almost everywhere. Grayscale is rated natively (one plane, no colour transform).
@@ -125,6 +132,16 @@ def _reverse_neighbour_sum(g: torch.Tensor) -> torch.Tensor:
     return padded[..., :h, 2 : w + 2] + padded[..., 1:, 1 : w + 1] + padded[..., 1:, 2 : w + 2] + padded[..., 1:, 0:w]
 
 
+def _mix_uniform(log_p: torch.Tensor, log_keep: float, log_uniform: float) -> torch.Tensor:
+    """log((1 - w) p + w / 256) of log-probabilities ``log_p``, given ``log_keep`` = log(1 - w) and ``log_uniform`` = log(w / 256)."""
+    return torch.logaddexp(log_p + log_keep, torch.full_like(log_p, log_uniform))
+
+
+def uniform_logs(weight: float) -> tuple[float, float] | None:
+    """``(log(1 - w), log(w / 256))`` of the uniform part's weight ``w``, or None for ``w = 0`` (a pure Laplace)."""
+    return None if weight == 0 else (math.log1p(-weight), math.log(weight / 256))
+
+
 class _AnalyticBits(torch.autograd.Function):
     """Log-probabilities (B, C, H, W) of the planes under the coder, forward and gradient written out.
 
@@ -134,13 +151,14 @@ class _AnalyticBits(torch.autograd.Function):
     their adjoint by hand. Inputs: ``planes`` (B, C, H, W) in 0..255 units, ``edge`` (int8, as
     :func:`_log_prob`), ``start`` (1, C, 1, 1), and the coder's scale rule ``(k, offset, floor)``:
     ``scale = max(k * (S + offset), floor)`` with ``S`` the neighbours' absolute residuals and ``k``
-    (1, 1, H, W); ``adjoint``: keep what :meth:`backward` needs (False when no gradient is wanted:
-    the bookkeeping is about a tenth of the coder's time).
+    (1, 1, H, W); ``mix``: :func:`uniform_logs` of the uniform part (None: none); ``adjoint``: keep
+    what :meth:`backward` needs (False when no gradient is wanted: the bookkeeping is about a tenth
+    of the coder's time).
     """
 
     @staticmethod
     def forward(ctx: Any, planes: torch.Tensor, edge: torch.Tensor, start: torch.Tensor, k: torch.Tensor, offset: float,
-                floor: float, adjoint: bool) -> torch.Tensor:
+                floor: float, mix: tuple[float, float] | None, adjoint: bool) -> torch.Tensor:
         pred, west, north, take_lo, take_hi = _med(planes, start)
         e = planes - pred
         raw = (sum(_causal_neighbours(e.abs())) + offset) * k
@@ -151,13 +169,23 @@ class _AnalyticBits(torch.autograd.Function):
             take_hi &= ~take_lo
             linear = ~(take_lo | take_hi)
             turn = (take_lo.to(torch.int8) - take_hi.to(torch.int8)) * (north - west).sign().to(torch.int8)
-            ctx.save_for_backward(e, scale, edge, k, raw >= floor, linear, turn)
-        return _log_prob(e, scale, edge)
+        log_p = _log_prob(e, scale, edge)
+        if mix is None:
+            mixed, share = log_p, None
+        else:
+            # d mixed / d log_p = the Laplace's share of the mixed probability
+            mixed = _mix_uniform(log_p, *mix)
+            share = (log_p + mix[0] - mixed).exp_() if adjoint else None
+        if adjoint:
+            ctx.save_for_backward(e, scale, edge, k, raw >= floor, linear, turn, share)
+        return mixed
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        e, scale, edge, k, unclamped, linear, turn = ctx.saved_tensors
+        e, scale, edge, k, unclamped, linear, turn, share = ctx.saved_tensors
+        if share is not None:
+            grad = grad * share
         de, db = _d_log_prob(e, scale, edge)
         # the scale: max(k (S + offset), floor), S the sum of the neighbours' |e|
         g_abs = _reverse_neighbour_sum(db.mul_(grad).mul_(k).mul_(unclamped))
@@ -178,11 +206,15 @@ class _AnalyticBits(torch.autograd.Function):
         g_planes[..., :, :-1] += g_w[..., :, 1:]
         g_planes[..., :-1, :] += g_n[..., 1:, :]
         g_planes[..., :-1, :-1] += g_nw[..., 1:, 1:]
-        return g_planes, None, None, None, None, None, None
+        return g_planes, None, None, None, None, None, None, None
 
 
 #: defaults of :class:`AnalyticCoder`'s prior scale and its weight (also the context coder's scale rule)
 PRIOR_SCALE, PRIOR_WEIGHT = 6.0, 0.1
+#: default weight of the uniform part of :class:`AnalyticCoder`'s per-value distribution (2^-10: every
+#: value at least 2^-18, so the codec codes it in one symbol; chosen on training photo crops and flat
+#: images, docs/design-log.md "Bit estimators")
+UNIFORM_WEIGHT = 2.0**-10
 
 
 def edge_bins(values: torch.Tensor) -> torch.Tensor:
@@ -209,7 +241,11 @@ def autograd_bits_map(coder: AnalyticCoder, x: torch.Tensor) -> torch.Tensor:
     edge = edge_bins(values)
     pred = med_predict(planes, start)
     scale = torch.clamp(coder.scale_gain * local_scale(planes - pred, coder.prior_scale, coder.prior_weight), min=coder.min_scale)
-    return (-_log_prob(planes - pred, scale, edge) / _LOG2).sum(1, keepdim=True)
+    log_p = _log_prob(planes - pred, scale, edge)
+    mix = uniform_logs(coder.uniform_weight)
+    if mix is not None:
+        log_p = _mix_uniform(log_p, *mix)
+    return (-log_p / _LOG2).sum(1, keepdim=True)
 
 
 def _coder_planes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -224,10 +260,11 @@ def _coder_planes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Te
 
 
 class AnalyticCoder(BitEstimator):
-    """Median-edge predictor + subtract-green + locally scaled discretised Laplace.
+    """Median-edge predictor + subtract-green + locally scaled discretised Laplace, mixed with a uniform.
 
-    No training, no weights; any image size; grayscale rated natively. About 3.8 bpd on held-out
-    32x32 photo crops (see ``benchmarks/estimators.py``).
+    No training, no weights; any image size; grayscale rated natively. About 3.6 bpd on held-out
+    32x32 photo crops (see ``benchmarks/estimators.py``). Source: LOCO-I / JPEG-LS's predictor and
+    context scale (Weinberger, Seroussi & Sapiro 2000), WebP lossless's subtract-green transform.
 
     Parameters
     ----------
@@ -239,6 +276,11 @@ class AnalyticCoder(BitEstimator):
         Multiplier on the neighbours' mean absolute residual.
     min_scale : float
         Floor of the scale, so that flat regions still cost a little.
+    uniform_weight : float
+        Weight ``w`` in [0, 1) of a uniform distribution over the 256 values mixed into each
+        value's Laplace: ``p = (1 - w) p_Laplace + w / 256``, so no value costs more than
+        ``log2(256 / w)`` bits (18 at the default 2^-10). 0 is the pure Laplace used before
+        (CHANGELOG), which rated few-level images (posterised, drawn, binary) above 8 bits per dimension.
 
     Notes
     -----
@@ -253,16 +295,21 @@ class AnalyticCoder(BitEstimator):
     native_channels = (1, 3)
 
     def __init__(
-        self, prior_scale: float = PRIOR_SCALE, prior_weight: float = PRIOR_WEIGHT, scale_gain: float = 1.0, min_scale: float = 0.15
+        self, prior_scale: float = PRIOR_SCALE, prior_weight: float = PRIOR_WEIGHT, scale_gain: float = 1.0, min_scale: float = 0.15,
+        uniform_weight: float = UNIFORM_WEIGHT,
     ) -> None:
         super().__init__()
+        if isinstance(uniform_weight, bool) or not isinstance(uniform_weight, (int, float)) or not 0 <= uniform_weight < 1:
+            raise ValueError(f"uniform_weight: expected a number in [0, 1), got {uniform_weight!r}")
+        self.uniform_weight = float(uniform_weight)
         self.prior_scale = prior_scale
         self.prior_weight = prior_weight
         self.scale_gain = scale_gain
         self.min_scale = min_scale
         self.card = {
             "name": self.name,
-            "description": "Median-edge predictor, subtract-green colour transform, discretised Laplace with a locally estimated scale.",
+            "description": "Median-edge predictor, subtract-green colour transform, discretised Laplace with a locally estimated scale, "
+                           "mixed with a uniform over the 256 values.",
             "training_data": "none (analytic)",
             "parameters": 0,
             "licence": "n/a",
@@ -275,5 +322,6 @@ class AnalyticCoder(BitEstimator):
         count = sum(_causal_neighbours(torch.ones_like(planes[:1, :1])))  # in-image neighbours: 4 inside, fewer at the border
         k = self.scale_gain / (count + self.prior_weight)
         adjoint = torch.is_grad_enabled() and planes.requires_grad
-        log_p = _AnalyticBits.apply(planes, edge, start, k, self.prior_weight * self.prior_scale, self.min_scale, adjoint)
+        log_p = _AnalyticBits.apply(planes, edge, start, k, self.prior_weight * self.prior_scale, self.min_scale,
+                                    uniform_logs(self.uniform_weight), adjoint)
         return (-log_p / _LOG2).sum(1, keepdim=True)
