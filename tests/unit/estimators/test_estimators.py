@@ -291,3 +291,17 @@ def test_the_analytic_coders_uniform_weight_is_checked():
     for bad in (-0.1, 1.0, True, "0.01", float("nan")):
         with pytest.raises(ValueError, match="uniform_weight"):
             AnalyticCoder(uniform_weight=bad)
+
+
+@pytest.mark.parametrize("weight", [0.0, 2.0**-10, 0.25])
+def test_the_analytic_coders_gradient_equals_autograd_with_and_without_the_uniform_part(weight):
+    from simplebits_audit.estimators.analytic import AnalyticCoder, autograd_bits_map
+
+    coder = AnalyticCoder(uniform_weight=weight).double()
+    x = torch.rand(2, 3, 7, 8, generator=torch.Generator().manual_seed(1), dtype=torch.double)
+    x[:, :, :3] = (x[:, :, :3] > 0.5).double()  # two-level rows: residuals where the uniform part dominates
+    a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    coder.bits(a).sum().backward()
+    autograd_bits_map(coder, b).sum().backward()
+    torch.testing.assert_close(coder.bits(x), autograd_bits_map(coder, x).sum((1, 2, 3)))
+    torch.testing.assert_close(a.grad, b.grad)
