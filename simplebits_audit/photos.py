@@ -23,7 +23,8 @@ TRAIN_PACKAGE = (
     # grayscale textures, used as RGB
     "camera.png", "coins.png", "brick.png", "grass.png", "gravel.png",
 )
-#: wallpapers whose crops cost fewer bits than this under the analytic coder are smooth digital
+#: wallpapers whose crops cost fewer bits than this under the analytic coder (its pure Laplace,
+#: ``uniform_weight=0``, with which the rule was set) are smooth digital
 #: renders rather than photographs; they would teach a model that the world is smooth
 MIN_PHOTO_BPD = 2.7
 #: where Debian's wallpaper packages put their pictures: ``plasma-workspace-wallpapers`` in the first,

@@ -25,8 +25,9 @@ def test_bits_encode_then_decode_restores_the_image(tmp_path):
     size = (tmp_path / "digit.sbits").stat().st_size
     bits = float(enc.stdout.split("the estimator's bits")[1].split()[0])
     header = int(enc.stdout.split("header ")[1].split(")")[0])
-    # the file is the estimator's bits plus the header and at most 64 bits of coder state
-    assert 0 <= size * 8 - header * 8 - bits <= 64 + 1
+    # the file is the estimator's bits plus the header and at most 64 bits of coder state, give or
+    # take the 24-bit quantisation's round-off (about 1e-4 of the bits)
+    assert -1e-3 * bits <= size * 8 - header * 8 - bits <= 64 + 1e-3 * bits + 1
 
     dec = run_cli("bits", "--decode", str(tmp_path / "digit.sbits"), "--out", str(tmp_path / "back.png"))
     assert dec.returncode == 0, dec.stderr

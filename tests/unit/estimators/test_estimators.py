@@ -288,9 +288,12 @@ def test_the_analytic_coder_rates_few_level_images_near_a_real_codec_and_photos_
 def test_the_analytic_coders_uniform_weight_is_checked():
     from simplebits_audit.estimators.analytic import AnalyticCoder
 
-    for bad in (-0.1, 1.0, True, "0.01", float("nan")):
+    for bad in (-0.1, 1.0, True, "0.01", float("nan"), None):
         with pytest.raises(ValueError, match="uniform_weight"):
             AnalyticCoder(uniform_weight=bad)
+    import numpy as np
+
+    assert AnalyticCoder(uniform_weight=np.float32(0.25)).uniform_weight == 0.25  # a numpy number is a number
 
 
 @pytest.mark.parametrize("weight", [0.0, 2.0**-10, 0.25])
