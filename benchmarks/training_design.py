@@ -8,6 +8,7 @@ resumes from the checkpoint beside it). Results: docs/design-log.md, "Training w
 
     python benchmarks/training_design.py --testbed stripes --variant budget-0.3
     python benchmarks/training_design.py --testbed stripes --variant budget-0.3-nogate
+    python benchmarks/training_design.py --testbed stripes --variant budget-0.3 --epochs 20 --tag uniform
 
 Variants: ``lam-<x>`` (a fixed lambda, the old knob), ``budget-<b>`` (the bits budget, gate
 margin 1), ``budget-<b>-nogate`` (no gate: every image's bits are charged), ``budget-<b>-rate<r>``
@@ -42,6 +43,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=6000)
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--tag", default="", help="appended to the output name (a rerun under changed code must not resume an old run)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     parts = args.variant.split("-")
@@ -64,7 +66,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = build_architecture("smallcnn", len(train.classes), train.images.shape[1], train.images.shape[-1])
     OUT.mkdir(parents=True, exist_ok=True)
-    name = f"{args.testbed}-{args.variant}"
+    name = f"{args.testbed}-{args.variant}" + (f"-e{args.epochs}" if args.epochs else "") + (f"-{args.tag}" if args.tag else "")
     started = time.perf_counter()
     result = joint.train_with_simplification(model, (train.images, train.labels), val_data=(val.images, val.labels),
                                              epochs=args.epochs, checkpoint=OUT / f"{name}.ckpt", **options)
