@@ -39,14 +39,25 @@ def train_one(name: str, steps: int | None) -> dict:
         model, train.images, held_out=test.images, steps=steps, checkpoint=STATE / f"simplifier-{name}.ckpt",
         data_description=f"testbed {name}, train split ({len(train)} images); scored on 512 test images (seed 1)", show_progress=True,
     )
-    with torch.no_grad():
-        out, mask = simplifier(test.images), simplifier.mask(test.images)
     card = dict(simplifier.card)
-    card["held_out"]["webp_kept"] = float((codec_bits(out) / codec_bits(test.images)).mean())
-    if test.has_localisation:
-        card["held_out"]["mask_auroc"] = float(auroc(mask, test.masks).nanmean())
+    card["held_out"].update(_outside_scores(simplifier, test))
     card["cpu_count"] = os.cpu_count()
     card["script"] = "scripts/train_testbed_simplifiers.py"
+    return _save(name, simplifier, card)
+
+
+def _outside_scores(simplifier: Simplifier, test) -> dict:
+    """What the card holds beyond ``evaluate_simplifier``: WebP size kept, and mask AUROC where the testbed has masks."""
+    with torch.no_grad():
+        out, mask = simplifier(test.images), simplifier.mask(test.images)
+    scores = {"webp_kept": float((codec_bits(out) / codec_bits(test.images)).mean())}
+    if test.has_localisation:
+        scores["mask_auroc"] = float(auroc(mask, test.masks).nanmean())
+    return scores
+
+
+def _save(name: str, simplifier: Simplifier, card: dict) -> dict:
+    """Ship the simplifier with ``card`` (weights and card in the .pt, the card also as JSON)."""
     simplifier.card = card
     simplifier.save(WEIGHTS / f"simplifier-{name}.pt")
     save_json(card, WEIGHTS / f"simplifier-{name}.json")
@@ -62,15 +73,9 @@ def rescore(name: str) -> dict:
     simplifier, model = Simplifier.pretrained(name), testbeds.load_classifier(name)
     test = testbeds.load(name, "test", n=512, seed=1)
     card = dict(simplifier.card)
-    held_out = {**card["held_out"], **evaluate_simplifier(simplifier, model, test.images)}
-    with torch.no_grad():
-        held_out["webp_kept"] = float((codec_bits(simplifier(test.images)) / codec_bits(test.images)).mean())
-    card["held_out"] = held_out
+    card["held_out"] = {**card["held_out"], **evaluate_simplifier(simplifier, model, test.images), **_outside_scores(simplifier, test)}
     card["rescored"] = f"{date.today().isoformat()}: held-out numbers under the analytic coder with its uniform part (CHANGELOG)"
-    simplifier.card = card
-    simplifier.save(WEIGHTS / f"simplifier-{name}.pt")
-    save_json(card, WEIGHTS / f"simplifier-{name}.json")
-    return card
+    return _save(name, simplifier, card)
 
 
 def main() -> None:

@@ -10,9 +10,10 @@ The design follows lossless image codecs (LOCO-I / JPEG-LS, WebP lossless):
 
 Why the uniform part: a Laplace's tail falls exponentially, so a jump of 255 grey levels next to a
 flat region (scale 0.15) cost about 2,400 bits, and an image with few grey levels (a posterised
-photo, a drawing, a binary mask) was rated at 20-30 bits per dimension, more than its raw 8 bits
-and 40-140x its WebP file. With the uniform part no value costs more than 18 bits (the escape
-codes of real codecs play this role); photos cost about 0.5 % less, flat images about the same.
+photo, a drawing, a binary mask) was rated at up to 36 bits per dimension, more than its raw 8
+bits and up to 150x its WebP file (``benchmarks/estimators.py``, few-level table). With the
+uniform part no value costs more than 18 bits (the escape codes of real codecs play this role);
+photos cost about 0.5 % less, flat images about the same.
 
 Everything is written with differentiable tensor ops, so gradients with respect to the pixels
 exist almost everywhere. Grayscale is rated natively (one plane, no colour transform).
@@ -135,7 +136,7 @@ def _reverse_neighbour_sum(g: torch.Tensor) -> torch.Tensor:
 
 def _mix_uniform(log_p: torch.Tensor, log_keep: float, log_uniform: float) -> torch.Tensor:
     """log((1 - w) p + w / 256) of log-probabilities ``log_p``, given ``log_keep`` = log(1 - w) and ``log_uniform`` = log(w / 256)."""
-    return torch.logaddexp(log_p + log_keep, torch.full_like(log_p, log_uniform))
+    return torch.logaddexp(log_p + log_keep, log_p.new_tensor(log_uniform))  # a broadcast scalar: no full-size constant on the hot path
 
 
 def uniform_logs(weight: float) -> tuple[float, float] | None:
@@ -214,7 +215,7 @@ class _AnalyticBits(torch.autograd.Function):
 PRIOR_SCALE, PRIOR_WEIGHT = 6.0, 0.1
 #: default weight of the uniform part of :class:`AnalyticCoder`'s per-value distribution (2^-10: every
 #: value at least 2^-18, so the codec codes it in one symbol; chosen on training photo crops and flat
-#: images, docs/design-log.md "Bit estimators")
+#: images, docs/design-log.md "The analytic coder's uniform part")
 UNIFORM_WEIGHT = 2.0**-10
 
 
