@@ -21,6 +21,7 @@ testbeds). Runs resume (the train job's folders under ``benchmarks/out/tradeoff/
 
     python benchmarks/tradeoff.py                                  # 3 report testbeds x 4 budgets, ~1.3 hours on 2 cores
     python benchmarks/tradeoff.py --testbeds blended-digits --lams 0,1
+    python benchmarks/tradeoff.py --budgets 1,0.3 --seed 1 --out benchmarks/out/tradeoff-seed1   # another draw
     python benchmarks/tradeoff.py --figure docs/tradeoff.png       # after a run: curves and examples
 """
 
@@ -108,6 +109,7 @@ def main() -> None:
     parser.add_argument("--lams", default=None, help="Fixed lambdas instead of budgets.")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0, help="the train job's seed (data draw, validation images, initialisation)")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--figure", type=Path, default=None, help="Write the curves-and-examples figure (PNG) from the runs.")
     args = parser.parse_args()
@@ -116,7 +118,7 @@ def main() -> None:
     records = {}
     for name in args.testbeds:
         started = time.perf_counter()
-        train_job(name, args.out / name, budgets=args.budgets, lams=args.lams, epochs=args.epochs, show_progress=True)
+        train_job(name, args.out / name, budgets=args.budgets, lams=args.lams, epochs=args.epochs, seed=args.seed, show_progress=True)
         console.print(f"{name}: done in {(time.perf_counter() - started) / 60:.1f} min (this call; finished lambdas are reloaded)")
         records[name] = read_tradeoff(args.out / name)
     table = Table(

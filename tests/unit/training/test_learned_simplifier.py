@@ -13,7 +13,7 @@ import torch
 
 from simplebits_audit import SimpleBits, Simplifier, simplify, testbeds, train_simplifier
 from simplebits_audit.explainers import explain
-from simplebits_audit.simplification.learned import model_fingerprint
+from simplebits_audit.simplification.learned import MASK_OFFSETS, model_fingerprint
 from simplebits_audit.training import simplifier as learned
 from simplebits_audit.training.simplifier import evaluate_simplifier
 
@@ -202,6 +202,30 @@ def test_the_mask_explains_the_returned_image_fallbacks_included(model, test_ima
     assert torch.equal(rebuilt[~original], r.simplified[~original])  # the returned mask is the returned image's
     # the original came back: its mask is all ones (the map describes the returned image, #19)
     assert bool((r.mask[original] == 1).all())
+
+
+@pytest.mark.parametrize("which", ["trained", "untrained"])
+def test_the_fallback_is_the_smallest_shift_that_keeps(model, trained, test_images, which):
+    # The shifts are tried together, as many per classifier call as the batch holds: all four for the
+    # trained simplifier's few lost images, one at a time for an untrained one that loses most. The
+    # fallback must be the one trying them in order finds.
+    torch.manual_seed(0)
+    s = trained if which == "trained" else Simplifier(mask_init=0.2)
+    x = torch.round(test_images * 255) / 255
+    r = simplify(model, x, simplifier=s)
+    lost = torch.nonzero(~r.path_kept[1])[:, 0].tolist()
+    assert (1 <= len(lost) <= len(x) // 4) if which == "trained" else len(lost) > len(x) // 2, len(lost)
+    with torch.no_grad():
+        grid, ref, before = s.mask_logits(x), s.reference(x), model(x).argmax(1)
+        for i in lost:
+            expected = x[i]  # the original, where no shift keeps
+            for offset in MASK_OFFSETS:
+                m = s.grid_to_mask(grid[i : i + 1], x.shape[-2:], offset)
+                image = torch.round((m * x[i : i + 1] + (1 - m) * ref[i : i + 1]) * 255) / 255
+                if int(model(image).argmax(1)) == int(before[i]):
+                    expected = image[0]
+                    break
+            assert torch.equal(r.path_images[2][i], (expected * 255).round().to(torch.uint8)), i
 
 
 def test_training_leaves_a_wrapped_or_train_mode_model_alone(data):
