@@ -95,6 +95,9 @@ def test_save_load_roundtrip_and_card(trained, test_images, tmp_path, model):
 @pytest.mark.slow
 def test_training_simplifies_and_leaves_the_model_alone(model, data, test_images):
     before = snapshot(model)
+    # The simplifier's initialisation seeded here, not by whatever ran before: across inits 0.62-0.84 of the
+    # predictions held, and an unlucky one fell under the bound when the test ran in another selection.
+    torch.manual_seed(0)
     s = train_simplifier(model, data, steps=150, batch_size=16, lam=2.0, margin=2.0, simplifier=Simplifier(mask_init=0.5))
     assert_unchanged(before, model)
     scores = evaluate_simplifier(s, model, test_images)
