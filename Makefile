@@ -21,8 +21,9 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/simplebits demo
 
+# --durations: every CI log lists the slowest tests (the suite should stay near 10 minutes on 2 cores).
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 # The unit tests without the slow ones: under 2 minutes on 2 cores (CI runs everything).
 test-fast: $(STAMP)

@@ -13,7 +13,8 @@ resumes from the checkpoint beside it). Results: docs/design-log.md, "Training w
 Variants: ``lam-<x>`` (a fixed lambda, the old knob), ``budget-<b>`` (the bits budget, gate
 margin 1), ``budget-<b>-nogate`` (no gate: every image's bits are charged), ``budget-<b>-rate<r>``
 (the dual step), ``budget-<b>-start<l>`` (lambda's start), ``budget-<b>-margin<m>`` (the gate's margin),
-``budget-<b>-decay<e>`` (the mask-logit penalty).
+``budget-<b>-decay<e>`` (the mask-logit penalty), ``budget-<b>-anneal<t>`` (the sampling temperature's end),
+``budget-<b>-cool<s>`` (the share of last steps with the simplifier stopped at its threshold).
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ def main() -> None:
             joint.BUDGET_LAMBDA_START = float(flag[5:])
         elif flag.startswith("decay"):
             joint.MASK_LOGIT_DECAY = float(flag[5:])
+        elif flag.startswith("anneal"):
+            joint.ANNEAL_TO = float(flag[6:])
+        elif flag.startswith("cool"):
+            options["cooldown"] = float(flag[4:])
         elif flag.startswith("margin"):
             options["margin"] = float(flag[6:])
         else:

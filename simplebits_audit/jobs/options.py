@@ -43,7 +43,7 @@ from ..preprocessing import Preprocessing
 from ..simplification import Simplifier
 from ..simplification.heads import check_head
 from ..training.condensation import condense_settings
-from ..training.joint import DEFAULT_BUDGETS, check_strengths, check_training_settings
+from ..training.joint import DEFAULT_BUDGETS, JOINT_DEFAULTS, check_strengths, check_training_settings
 from ..training.networks import EVALUATE_DEFAULTS
 from .information import check_engine_attribution
 
@@ -251,7 +251,7 @@ class TrainOptions:
         Default (neither this nor ``lams``): :data:`~simplebits_audit.training.DEFAULT_BUDGETS`.
     lams : str or sequence of float, optional
         Fixed bits weights instead of budgets, e.g. ``"0,0.5,1,2"``; include 0 for the reference.
-    epochs, batch_size, lr, margin, warmup : optional
+    epochs, batch_size, lr, margin, warmup, cooldown : optional
         As :func:`~simplebits_audit.training.train_with_simplification`; None:
         :data:`~simplebits_audit.training.JOINT_DEFAULTS`.
 
@@ -272,6 +272,7 @@ class TrainOptions:
     lr: float | None = None
     margin: float | None = None
     warmup: float | None = None
+    cooldown: float | None = None
 
     def __post_init__(self) -> None:
         lams, budgets = parse_strengths(self.lams, "lam"), parse_strengths(self.budgets, "budget")
@@ -284,9 +285,8 @@ class TrainOptions:
 
     def settings(self) -> dict[str, Any]:
         """The joint-training settings with the training layer's defaults filled in
-        (``epochs``, ``batch_size``, ``lr``, ``margin``, ``warmup``)."""
-        return check_training_settings(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, margin=self.margin,
-                                       warmup=self.warmup)
+        (:data:`~simplebits_audit.training.JOINT_DEFAULTS`)."""
+        return check_training_settings(**{name: getattr(self, name) for name in JOINT_DEFAULTS})
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from ..metrics.localisation import relevance_mass
 from ..models import build_architecture, check_classifier_output
 from ..preprocessing import Preprocessing
 from ..results import TRAIN_SETTINGS_FILE, strength_name, write_tradeoff
-from ..training.joint import Tradeoff, tradeoff
+from ..training.joint import JOINT_DEFAULTS, Tradeoff, tradeoff
 from .checks import check_out_dir, check_resume
 from .distributed import join_world
 from .options import RunOptions, TrainOptions, take_options
@@ -38,8 +38,7 @@ from .sources import hold_out, load_labelled, open_source
 #: Validation images of a testbed (its test split) and the most held out of a folder or CSV.
 VAL_IMAGES = 500
 #: Settings that must agree for a rerun to resume (the budgets or lambdas may change: finished runs are reused, new ones trained).
-RESUME_SETTINGS = ("data", "arch", "epochs", "batch_size", "lr", "margin", "warmup", "estimator", "seed", "val_share", "testbed_n",
-                   "val_n", "preprocessing")
+RESUME_SETTINGS = ("data", "arch", *JOINT_DEFAULTS, "estimator", "seed", "val_share", "testbed_n", "val_n", "preprocessing")
 
 
 @torch.no_grad()

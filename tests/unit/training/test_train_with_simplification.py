@@ -174,6 +174,32 @@ def test_a_reference_run_is_not_penalised(data, val, monkeypatch):
         assert all(torch.equal(v, penalised[k]) for k, v in plain.items()), strength
 
 
+def test_the_cooldown_stops_the_simplifier_at_its_threshold_and_trains_the_classifier(data, val, monkeypatch):
+    # The last ``cooldown`` share of the steps: the mask the classifier sees is the evaluation's threshold, and
+    # neither the simplifier nor lambda moves; before it the simplifier trains on sampled masks.
+    from simplebits_audit.simplification.learned import Simplifier
+
+    seen = []
+    real = Simplifier.simplify_with_logits
+
+    def recording(self, pixels):
+        if torch.is_grad_enabled():  # the training steps, not the per-epoch scoring
+            seen.append((self.training, [p.detach().clone() for p in self.parameters()]))
+        return real(self, pixels)
+
+    monkeypatch.setattr(Simplifier, "simplify_with_logits", recording)
+    result = train_with_simplification(fresh(), data, budget=0.2, val_data=val, warmup=0.0, cooldown=0.5, epochs=2, batch_size=16)
+    total = len(seen)
+    assert total == 8
+    sampled, thresholded = seen[: total // 2], seen[total // 2 :]
+    assert all(training for training, _ in sampled) and not any(training for training, _ in thresholded)
+    moved = lambda a, b: any(not torch.equal(x, y) for x, y in zip(a[1], b[1]))  # noqa: E731
+    assert moved(sampled[0], sampled[-1])  # the simplifier trained before the cooldown...
+    assert not moved(thresholded[0], thresholded[-1])  # ...and not during it
+    assert all(torch.equal(a, b) for a, b in zip(thresholded[-1][1], result.simplifier.parameters()))  # what is returned
+    assert _lams(result)[-1] == 0.0 and result.lam > 0  # no bits term in the cooldown; the lambda the budget settled on
+
+
 def test_a_budget_run_resumes_with_its_lambda(data, val, tmp_path, monkeypatch):
     options = {"budget": 0.3, "val_data": val, "seed": 1, "warmup": 0.0, **FAST}
     straight = train_with_simplification(fresh(), data, **options)
@@ -207,6 +233,8 @@ def test_budget_results_save_load_and_name_their_runs(data, val, tmp_path):
         ({"lam": 1.0, "lr": 0.0}, "lr"),
         ({"lam": 1.0, "margin": -2.0}, "margin"),
         ({"lam": 1.0, "warmup": 1.0}, "warmup"),
+        ({"lam": 1.0, "cooldown": -0.1}, "cooldown"),
+        ({"lam": 1.0, "warmup": 0.5, "cooldown": 0.5}, "cooldown"),
         ({"budget": 0.0}, "budget"),
         ({"budget": 1.5}, "budget"),
         ({"budget": True}, "budget"),
