@@ -14,7 +14,9 @@ Variants: ``lam-<x>`` (a fixed lambda, the old knob), ``budget-<b>`` (the bits b
 margin 1), ``budget-<b>-nogate`` (no gate: every image's bits are charged), ``budget-<b>-rate<r>``
 (the dual step), ``budget-<b>-start<l>`` (lambda's start), ``budget-<b>-margin<m>`` (the gate's margin),
 ``budget-<b>-decay<e>`` (the mask-logit penalty), ``budget-<b>-anneal<t>`` (the sampling temperature's end),
-``budget-<b>-cool<s>`` (the share of last steps with the simplifier stopped at its threshold).
+``budget-<b>-cool<s>`` (the share of last steps with the simplifier stopped at its threshold),
+``budget-<b>-sgate`` (the gate asks about the training sample, not the thresholded image; the
+design runs named ``tgate`` ran the thresholded gate before it became the default).
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ def main() -> None:
             joint.BUDGET_LAMBDA_START = float(flag[5:])
         elif flag.startswith("decay"):
             joint.MASK_LOGIT_DECAY = float(flag[5:])
+        elif flag == "sgate":  # the gate on the training sample (the default before 2026-12-01)
+            joint.GATE_ON_THRESHOLD = False
         elif flag.startswith("anneal"):
             joint.ANNEAL_TO = float(flag[6:])
         elif flag.startswith("cool"):

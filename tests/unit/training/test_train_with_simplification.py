@@ -200,6 +200,27 @@ def test_the_cooldown_stops_the_simplifier_at_its_threshold_and_trains_the_class
     assert _lams(result)[-1] == 0.0 and result.lam > 0  # no bits term in the cooldown; the lambda the budget settled on
 
 
+def test_the_gate_asks_about_the_thresholded_image(data, monkeypatch):
+    # A mask just below the threshold everywhere: thresholded, every image is its flat mean colour, which the trained
+    # classifier answers about as often as chance; the training samples keep about half of the cells (no annealing
+    # here) and are answered more often. The gate must follow what evaluation sees, so it charges few images.
+    from simplebits_audit.simplification.learned import Simplifier
+
+    classifier = testbeds.load_classifier(TESTBED)
+    with torch.no_grad():
+        flat = float((classifier(data.images.mean((2, 3), keepdim=True).expand_as(data.images)).argmax(1) == data.labels).float().mean())
+    monkeypatch.setattr(joint, "ANNEAL_TO", None)
+
+    def charged(on_threshold: bool) -> float:
+        monkeypatch.setattr(joint, "GATE_ON_THRESHOLD", on_threshold)
+        simplifier = Simplifier(in_channels=3, binary=True, mask_init=0.48)
+        result = train_with_simplification(classifier, data, lam=1.0, simplifier=simplifier, warmup=0.0, lr=1e-8, epochs=1, batch_size=32)
+        return result.history[-1]["train_charged"]
+
+    on_threshold, on_sample = charged(True), charged(False)
+    assert on_threshold <= flat + 0.1 and on_sample >= on_threshold + 0.15, (on_threshold, on_sample, flat)
+
+
 def test_a_budget_run_resumes_with_its_lambda(data, val, tmp_path, monkeypatch):
     options = {"budget": 0.3, "val_data": val, "seed": 1, "warmup": 0.0, **FAST}
     straight = train_with_simplification(fresh(), data, **options)
