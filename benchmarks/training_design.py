@@ -16,8 +16,7 @@ margin 1), ``budget-<b>-nogate`` (no gate: every image's bits are charged), ``bu
 ``budget-<b>-decay<e>`` (the mask-logit penalty), ``budget-<b>-anneal<t>`` (the sampling temperature's end),
 ``budget-<b>-cool<s>`` (the share of last steps with the simplifier stopped at its threshold),
 ``budget-<b>-sgate`` (the gate asks about the training sample, not the thresholded image; the
-design runs named ``tgate`` ran the thresholded gate before it became the default),
-``budget-<b>-prop<k>`` (a proportional term in lambda's control).
+design runs named ``tgate`` ran the thresholded gate before it became the default).
 """
 
 from __future__ import annotations
@@ -62,8 +61,6 @@ def main() -> None:
             joint.BUDGET_LAMBDA_START = float(flag[5:])
         elif flag.startswith("decay"):
             joint.MASK_LOGIT_DECAY = float(flag[5:])
-        elif flag.startswith("prop"):
-            joint.BUDGET_PROPORTIONAL = float(flag[4:])
         elif flag == "sgate":  # the gate on the training sample (the default before 2026-12-01)
             joint.GATE_ON_THRESHOLD = False
         elif flag.startswith("anneal"):

@@ -88,10 +88,6 @@ MASK_LOGIT_DECAY = 0.003
 #: gate charged the bits of images whose thresholded version was already answered wrongly, on ``shape-cue``
 #: up to a third of them; measured on the design testbeds, docs/design-log.md. False: the sample (before 2026-12-01).
 GATE_ON_THRESHOLD = True
-#: Design trial (0: off): a proportional term in lambda's control (a PI controller of the multiplier, as in
-#: Stooke et al. 2020's PID Lagrangian): the weight charged is exp(log lambda + this * log(kept / b)) with the
-#: last measured kept, so that a mask that overshoots the budget is relieved at once, not after the integral unwinds.
-BUDGET_PROPORTIONAL = 0.0
 #: What :meth:`TrainingResult.load` reads.
 FORMAT = 1
 
@@ -446,14 +442,12 @@ def train_with_simplification(
     sums: dict[str, float] = {}  # the current epoch's running sums (checkpointed: a resumed epoch averages the same steps)
     # Budget mode: lambda is the dual variable of "kept <= budget" (a budget of 1 removes nothing: lambda 0).
     log_lam = math.log(BUDGET_LAMBDA_START) if budget is not None and budget < 1 else None
-    error = 0.0  # log(kept / budget) at the last step (the proportional term's input)
     state = run.resume()
     if state is not None:
         joint.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         history, sums = json.loads(state["history"]), json.loads(state["sums"])
         log_lam = state.get("log_lam", log_lam)
-        error = state.get("budget_error", error)
     wrapped = nn.parallel.DistributedDataParallel(joint) if world > 1 else joint
 
     def learning_rate(at: int) -> float:
@@ -481,7 +475,7 @@ def train_with_simplification(
         return True
 
     def take_step(step: int) -> str:
-        nonlocal sums, log_lam, error
+        nonlocal sums, log_lam
         images, labels = batches(step)
         images, labels = round_8bit(images.to(device), False), labels.to(device)
         # The binary mask's coin flips follow from (seed, step, rank): seeded, and a resumed run repeats them.
@@ -497,9 +491,7 @@ def train_with_simplification(
         ce = F.cross_entropy(logits.float(), labels, reduction="none")
         loss = ce
         bpd, charged, kept = None, 0.0, None
-        low, high = (math.log(v) for v in BUDGET_LAMBDA_RANGE)
-        controlled = None if log_lam is None else math.exp(min(high, max(low, log_lam + BUDGET_PROPORTIONAL * error)))
-        weight = 0.0 if cooling else (lam or 0.0) if controlled is None else controlled
+        weight = 0.0 if cooling else (lam or 0.0) if log_lam is None else math.exp(log_lam)
         if weight > 0:
             bpd = estimator.bpd(simplified)
             # Bits are charged only where the classifier already answers the simplified image by ``margin``.
@@ -544,14 +536,14 @@ def train_with_simplification(
             if world > 1:  # every process must hold the same lambda
                 dist.all_reduce(mean_kept)
                 mean_kept /= world
-            error = math.log(max(float(mean_kept), 1e-3) / budget)
-            log_lam = min(high, max(low, log_lam + BUDGET_RATE * error))
+            low, high = (math.log(v) for v in BUDGET_LAMBDA_RANGE)
+            log_lam = min(high, max(low, log_lam + BUDGET_RATE * math.log(max(float(mean_kept), 1e-3) / budget)))
         sums = {k: sums.get(k, 0.0) + v for k, v in stats.items()}
         return f"accuracy {stats['train_accuracy']:.0%}  bpd {stats['train_bpd']:.2f}"
 
     def saved() -> dict[str, Any]:
         return {"state_dict": joint.state_dict(), "optimizer": optimizer.state_dict(), "history": json.dumps(history),
-                "sums": json.dumps(sums), "log_lam": log_lam, "budget_error": error}
+                "sums": json.dumps(sums), "log_lam": log_lam}
 
     # An interrupt raised inside a step leaves the last finished step's state, and an epoch whose
     # history entry is missing (interrupted while scoring it) is closed on resume.
