@@ -216,6 +216,11 @@ def _data_fingerprint(data: Any) -> str:
     return f"{type(data).__name__} of {len(data)}{digest}"
 
 
+def _removes(lam: float | None, budget: float | None) -> bool:
+    """Whether a run removes bits (a budget under 1 or a positive lambda); a reference run keeps its mask at the identity."""
+    return (budget is not None and budget < 1) or bool(lam)
+
+
 def _run_key(
     settings: dict[str, Any], lam: float | None, budget: float | None, seed: int, world: int, classifier_fingerprint: str | None,
     simplifier_config: dict[str, Any],
@@ -229,7 +234,7 @@ def _run_key(
         "normalization": [list(map(float, v)) for v in normalization] if normalization is not None else None,
         "transforms": None if transforms is None else "custom",
     }
-    if (budget is not None and budget < 1) or lam:  # what the gate asks changed how a removing run trains (reference runs: nothing)
+    if _removes(lam, budget):  # what the gate asks changed how a removing run trains (reference runs: nothing)
         key["gate"] = "threshold" if GATE_ON_THRESHOLD else "sample"
     return settings_key(key)
 
@@ -440,6 +445,7 @@ def train_with_simplification(
     run = ResumableRun(checkpoint, run_key, total=total, total_name="epochs", checkpoint_every=checkpoint_every, device=device)
     history: list[dict[str, float]] = []
     sums: dict[str, float] = {}  # the current epoch's running sums (checkpointed: a resumed epoch averages the same steps)
+    removes = _removes(lam, budget)
     # Budget mode: lambda is the dual variable of "kept <= budget" (a budget of 1 removes nothing: lambda 0).
     log_lam = math.log(BUDGET_LAMBDA_START) if budget is not None and budget < 1 else None
     state = run.resume()
@@ -513,7 +519,6 @@ def train_with_simplification(
                 loss = ce + weight * holds * kept
             charged = float(holds.mean())
         loss = loss.mean()
-        removes = log_lam is not None or bool(lam)  # a reference run (budget 1, lambda 0) keeps its mask at the identity
         if MASK_LOGIT_DECAY and removes and frozen_until <= step < cool_from:  # keeps the logits where the sigmoid has a slope
             loss = loss + MASK_LOGIT_DECAY * mask_logits.float().square().mean()
         optimizer.param_groups[0]["lr"] = learning_rate(step)
