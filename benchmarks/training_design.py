@@ -14,7 +14,7 @@ Variants: ``lam-<x>`` (a fixed lambda, the old knob), ``budget-<b>`` (the bits b
 margin 1), ``budget-<b>-nogate`` (no gate: every image's bits are charged), ``budget-<b>-rate<r>``
 (the dual step), ``budget-<b>-start<l>`` (lambda's start), ``budget-<b>-margin<m>`` (the gate's margin),
 ``budget-<b>-decay<e>`` (the mask-logit penalty), ``budget-<b>-anneal<t>`` (the sampling temperature's end),
-``budget-<b>-cool<s>`` (the share of last steps with the simplifier stopped at its threshold),
+``budget-<b>-cool<e>`` (the cooldown's epochs: the classifier alone on the frozen simplifier's threshold),
 ``budget-<b>-sgate`` (the gate asks about the training sample, not the thresholded image; the
 design runs named ``tgate`` ran the thresholded gate before it became the default).
 """
@@ -66,7 +66,7 @@ def main() -> None:
         elif flag.startswith("anneal"):
             joint.ANNEAL_TO = float(flag[6:])
         elif flag.startswith("cool"):
-            options["cooldown"] = float(flag[4:])
+            options["cooldown"] = int(flag[4:])
         elif flag.startswith("margin"):
             options["margin"] = float(flag[6:])
         else:

@@ -96,6 +96,7 @@ LIBRARY_DEFAULTS: dict[str, Callable[[], Any]] = {
     "train.batch_size": lambda: constant(JOINT_DEFAULTS, "batch_size"),
     "train.lr": lambda: constant(JOINT_DEFAULTS, "lr"),
     "train.margin": lambda: constant(JOINT_DEFAULTS, "margin"),
+    "train.cooldown": lambda: constant(JOINT_DEFAULTS, "cooldown"),
     "train.val_share": lambda: signature_default(TRAIN_JOB, "val_share"),
     "train.val_n": lambda: constant(VAL_IMAGES),
     "condense.ipc": lambda: signature_default(CONDENSE_SETTINGS, "images_per_class"),

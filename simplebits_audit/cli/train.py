@@ -127,6 +127,9 @@ def train(
     margin: float | None = typer.Option(
         None, help="Log-probability margin the classifier must have on a simplified image "
         "before its bits are charged (default {library:train.margin})."),
+    cooldown: int | None = typer.Option(
+        None, help="Epochs after --epochs in which only the classifier trains, on the frozen simplifier's thresholded "
+        "images (default {library:train.cooldown}; 0: none)."),
     val_share: float | None = typer.Option(None,
         help="Share of a folder or CSV held out for validation (default {library:train.val_share})."),
     testbed_n: int | None = typer.Option(None, help="Training images when DATA is a testbed (default: its train size)."),
@@ -150,7 +153,8 @@ def train(
     from simplebits_audit.jobs.train import train_job
     from simplebits_audit.results import REPORT_FILE, strength_label
 
-    training = TrainOptions(**given(arch=arch, budgets=budget, lams=lam, epochs=epochs, batch_size=batch_size, lr=lr, margin=margin))
+    training = TrainOptions(**given(arch=arch, budgets=budget, lams=lam, epochs=epochs, batch_size=batch_size, lr=lr, margin=margin,
+                                       cooldown=cooldown))
     record = train_job(data, out, training=training, run=run_options(process_device()), preprocessing=prep, estimator=estimator,
                        testbed_n=testbed_n, val_n=val_n, **given(val_share=val_share))
     if not is_main_process():

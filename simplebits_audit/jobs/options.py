@@ -272,7 +272,7 @@ class TrainOptions:
     lr: float | None = None
     margin: float | None = None
     warmup: float | None = None
-    cooldown: float | None = None
+    cooldown: int | None = None
 
     def __post_init__(self) -> None:
         lams, budgets = parse_strengths(self.lams, "lam"), parse_strengths(self.budgets, "budget")

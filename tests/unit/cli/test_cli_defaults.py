@@ -67,7 +67,7 @@ EXPECTED = {
                         "--crop-size": _config("crop_size"), "--lr": _config("lr"), "--checkpoint-every": _config("checkpoint_every")},
     "train": {"--arch": default(TrainOptions, "arch"), "--budget": DEFAULT_BUDGETS, "--epochs": JOINT_DEFAULTS["epochs"],
               "--batch-size": JOINT_DEFAULTS["batch_size"], "--lr": JOINT_DEFAULTS["lr"], "--margin": JOINT_DEFAULTS["margin"],
-              "--val-share": _default(train_job, "val_share"), "--val-n": VAL_IMAGES},
+              "--cooldown": JOINT_DEFAULTS["cooldown"], "--val-share": _default(train_job, "val_share"), "--val-n": VAL_IMAGES},
     "condense": {"--ipc": _default(condense_settings, "images_per_class"), "--lam": CONDENSE_DEFAULTS["lam"],
                  "--outer-steps": CONDENSE_DEFAULTS["outer_steps"], "--arch": _default(condense_settings, "arch"),
                  "--held-out": _default(run_condense, "held_out"), "--baselines": default(CondenseOptions, "baselines"),

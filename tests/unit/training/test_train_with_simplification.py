@@ -65,7 +65,8 @@ def test_training_returns_both_networks_and_a_history_and_leaves_the_classifier_
     assert not result.classifier.training and not result.simplifier.training
     changed = [k for k, v in result.classifier.state_dict().items() if not torch.equal(v, classifier.state_dict()[k])]
     assert changed, "the returned classifier was not trained"
-    assert [h["epoch"] for h in result.history] == [1, 2] and result.history[-1]["steps"] == 8
+    epochs = FAST["epochs"] + joint.JOINT_DEFAULTS["cooldown"]  # the default cooldown's epochs follow the joint ones
+    assert [h["epoch"] for h in result.history] == list(range(1, epochs + 1)) and result.history[-1]["steps"] == 4 * epochs
     for key in ("loss", "train_accuracy", "train_bpd", "val_accuracy_simplified", "val_accuracy_original", "val_bpd_simplified",
                 "val_bpd_original", "val_bits_kept", "seconds"):
         assert key in result.final, key
@@ -175,8 +176,8 @@ def test_a_reference_run_is_not_penalised(data, val, monkeypatch):
 
 
 def test_the_cooldown_stops_the_simplifier_at_its_threshold_and_trains_the_classifier(data, val, monkeypatch):
-    # The last ``cooldown`` share of the steps: the mask the classifier sees is the evaluation's threshold, and
-    # neither the simplifier nor lambda moves; before it the simplifier trains on sampled masks.
+    # The ``cooldown`` epochs after the joint ones: the mask the classifier sees is the evaluation's threshold, and
+    # neither the simplifier nor lambda moves; before them the simplifier trains on sampled masks.
     from simplebits_audit.simplification.learned import Simplifier
 
     seen = []
@@ -188,9 +189,9 @@ def test_the_cooldown_stops_the_simplifier_at_its_threshold_and_trains_the_class
         return real(self, pixels)
 
     monkeypatch.setattr(Simplifier, "simplify_with_logits", recording)
-    result = train_with_simplification(fresh(), data, budget=0.2, val_data=val, warmup=0.0, cooldown=0.5, epochs=2, batch_size=16)
+    result = train_with_simplification(fresh(), data, budget=0.2, val_data=val, warmup=0.0, cooldown=1, epochs=1, batch_size=16)
     total = len(seen)
-    assert total == 8
+    assert total == 8 and len(result.history) == 2  # 4 joint steps, then 4 in the cooldown; each epoch scored
     sampled, thresholded = seen[: total // 2], seen[total // 2 :]
     assert all(training for training, _ in sampled) and not any(training for training, _ in thresholded)
     moved = lambda a, b: any(not torch.equal(x, y) for x, y in zip(a[1], b[1]))  # noqa: E731
@@ -198,6 +199,30 @@ def test_the_cooldown_stops_the_simplifier_at_its_threshold_and_trains_the_class
     assert not moved(thresholded[0], thresholded[-1])  # ...and not during it
     assert all(torch.equal(a, b) for a, b in zip(thresholded[-1][1], result.simplifier.parameters()))  # what is returned
     assert _lams(result)[-1] == 0.0 and result.lam > 0  # no bits term in the cooldown; the lambda the budget settled on
+
+
+def test_a_run_interrupted_in_the_cooldown_resumes_exactly(data, tmp_path, monkeypatch):
+    options = {"budget": 0.3, "seed": 1, "warmup": 0.0, "cooldown": 1, **FAST}  # 8 joint steps, then 4 in the cooldown
+    straight = train_with_simplification(fresh(), data, **options)
+    ckpt = tmp_path / "cool.ckpt"
+    with interrupted_at(monkeypatch, 10):
+        train_with_simplification(fresh(), data, checkpoint=ckpt, **options)
+    assert torch.load(ckpt, weights_only=True)["step"] == 10
+    resumed = train_with_simplification(fresh(), data, checkpoint=ckpt, **options)
+    assert resumed.lam == straight.lam
+    for k, v in straight.classifier.state_dict().items():
+        assert torch.equal(v, resumed.classifier.state_dict()[k]), k
+
+
+def test_the_cooldown_leaves_the_joint_schedule_as_it_was(data):
+    # The cooldown's epochs are added after the joint ones: warm-up, annealing, lambda and the learning rate of the
+    # joint steps are those of a run without it, so the simplifier ends the same, and only the classifier moves on.
+    without = train_with_simplification(fresh(), data, budget=0.2, cooldown=0, **FAST)
+    with_it = train_with_simplification(fresh(), data, budget=0.2, cooldown=1, **FAST)
+    assert all(torch.equal(a, b) for a, b in zip(without.simplifier.state_dict().values(), with_it.simplifier.state_dict().values()))
+    assert with_it.lam == without.lam
+    assert len(with_it.history) == len(without.history) + 1
+    assert any(not torch.equal(a, b) for a, b in zip(without.classifier.parameters(), with_it.classifier.parameters()))
 
 
 def test_the_gate_asks_about_the_thresholded_image(data, monkeypatch):
@@ -214,7 +239,8 @@ def test_the_gate_asks_about_the_thresholded_image(data, monkeypatch):
     def charged(on_threshold: bool) -> float:
         monkeypatch.setattr(joint, "GATE_ON_THRESHOLD", on_threshold)
         simplifier = Simplifier(in_channels=3, binary=True, mask_init=0.48)
-        result = train_with_simplification(classifier, data, lam=1.0, simplifier=simplifier, warmup=0.0, lr=1e-8, epochs=1, batch_size=32)
+        result = train_with_simplification(classifier, data, lam=1.0, simplifier=simplifier, warmup=0.0, lr=1e-8, epochs=1, cooldown=0,
+                                           batch_size=32)
         return result.history[-1]["train_charged"]
 
     on_threshold, on_sample = charged(True), charged(False)
@@ -254,8 +280,8 @@ def test_budget_results_save_load_and_name_their_runs(data, val, tmp_path):
         ({"lam": 1.0, "lr": 0.0}, "lr"),
         ({"lam": 1.0, "margin": -2.0}, "margin"),
         ({"lam": 1.0, "warmup": 1.0}, "warmup"),
-        ({"lam": 1.0, "cooldown": -0.1}, "cooldown"),
-        ({"lam": 1.0, "warmup": 0.5, "cooldown": 0.5}, "cooldown"),
+        ({"lam": 1.0, "cooldown": -1}, "cooldown"),
+        ({"lam": 1.0, "cooldown": 0.2}, "cooldown"),  # epochs now, no longer a share of the steps
         ({"budget": 0.0}, "budget"),
         ({"budget": 1.5}, "budget"),
         ({"budget": True}, "budget"),
@@ -386,4 +412,5 @@ def test_torchrun_trains_each_budget_over_two_processes(tmp_path):
     record = json.loads((out / "tradeoff.json").read_text())
     assert record["settings"]["processes"] == 2 and [p["budget"] for p in record["points"]] == [1.0, 0.3]
     history = json.loads((out / "budget-0.3" / "history.json").read_text())
-    assert history["settings"]["world"] == 2 and history["history"][-1]["steps"] == 2  # 32 images / (8 per step x 2 processes)
+    # 32 images / (8 per step x 2 processes), for the epoch and each of the default cooldown's
+    assert history["settings"]["world"] == 2 and history["history"][-1]["steps"] == 2 * (1 + joint.JOINT_DEFAULTS["cooldown"])
