@@ -5,6 +5,8 @@ the defaults of :func:`~simplebits_audit.training.train_with_simplification` exc
 variant changes, validated on 500 test images. It prints the last epoch's scores plus the WebP
 check, and writes them to ``benchmarks/out/training_design/<testbed>-<variant>.json`` (a rerun
 resumes from the checkpoint beside it). Results: docs/design-log.md, "Training with simplification".
+Since the cooldown became the default (2 epochs after the 12, 2026-12-01) a variant without a
+``cool`` flag runs it; ``-cool0`` gives the runs of the design log's earlier entries.
 
     python benchmarks/training_design.py --testbed stripes --variant budget-0.3
     python benchmarks/training_design.py --testbed stripes --variant budget-0.3-nogate

@@ -115,7 +115,8 @@ class TrainingResult:
         One entry per epoch: ``epoch``, ``steps``, ``seconds`` (cumulative), ``loss``,
         ``train_accuracy``, ``train_bpd`` (means over the epoch's simplified batches), ``train_charged``
         (the share of images whose bits were charged: the gate held), ``train_lam`` (the mean weight
-        of the bits term: constant unless a budget sets it) and, with
+        of the bits term: constant unless a budget sets it; both 0 in the ``cooldown`` epochs, which
+        follow the ``epochs`` and give :attr:`final`) and, with
         validation data, ``val_accuracy_simplified`` / ``val_accuracy_original`` (the classifier on
         simplified / original validation images), ``val_bpd_simplified`` / ``val_bpd_original`` and
         ``val_bits_kept`` (mean per-image ratio of the simplified image's bits to the original's).
@@ -367,8 +368,9 @@ def train_with_simplification(
         decay), and the log-probability margin by which the classifier must answer the simplified
         image correctly before its bits are charged (0: answered correctly). Defaults: :data:`JOINT_DEFAULTS`.
     warmup : float, optional
-        Share of the steps, in [0, 1), during which only the classifier trains (on the simplifier's
-        initial, nearly original output) before the simplifier starts removing bits. Default 0.25.
+        Share of the joint steps (the ``epochs``, not the cooldown), in [0, 1), during which only the
+        classifier trains (on the simplifier's initial, nearly original output) before the
+        simplifier starts removing bits. Default 0.25.
     cooldown : int, optional
         Epochs after ``epochs`` in which the simplifier is frozen at its thresholded mask (the one
         evaluation uses) and the classifier alone trains on its output, at ``lr`` x
@@ -493,7 +495,9 @@ def train_with_simplification(
         # The binary mask's coin flips follow from (seed, step, rank): seeded, and a resumed run repeats them.
         torch.manual_seed(step_seed(seed, step, rank, 2))
         if ANNEAL_TO is not None and step >= frozen_until:  # a function of the step: a resumed run samples alike
-            net.temperature = ANNEAL_TO ** ((min(step, cool_from - 1) - frozen_until) / max(1, cool_from - 1 - frozen_until))
+            # (the cooldown keeps the joint schedule's last temperature, so a run resumed there returns the same simplifier)
+            progress = max(0, min(step, cool_from - 1) - frozen_until) / max(1, cool_from - 1 - frozen_until)
+            net.temperature = ANNEAL_TO**progress
         cooling = step >= cool_from
         if cooling:
             net.eval()
