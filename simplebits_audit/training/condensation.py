@@ -48,7 +48,7 @@ from ..codecs import codec_bits
 from ..estimators import BitEstimator, resolve_estimator
 from ..simplification.common import round_8bit
 from .data import data_fingerprint, labelled_tensors
-from .loop import ResumableRun, check_checkpoint_every, step_seed
+from .loop import ResumableRun, check_checkpoint_every, cosine_decay, step_seed
 from .networks import ARCHS, EVALUATE_DEFAULTS, accuracy, make_network, train_network
 
 #: What :meth:`CondensedSet.load` reads: the format version written by :meth:`CondensedSet.save`.
@@ -333,7 +333,7 @@ def condense(
         nonlocal skipped
         if settings["schedule"] == "cosine":
             for group in optimizer.param_groups:
-                group["lr"] = settings["lr"] * 0.5 * (1 + math.cos(math.pi * step / settings["outer_steps"]))
+                group["lr"] = cosine_decay(settings["lr"], step, settings["outer_steps"])
         match, bpd, ok = _outer_step(
             logits, optimizer, images, by_class, syn_labels, estimator, arch=arch, n_classes=n_classes, ipc=ipc, settings=settings,
             seed=seed, step=step, device=device,

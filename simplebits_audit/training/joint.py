@@ -61,7 +61,7 @@ from ..simplification.heads import label_gap
 from ..simplification.learned import Simplifier, model_fingerprint
 from ..spaces import Spaces, make_spaces
 from .data import Batches, data_fingerprint, dataset_tensors, labelled_tensors
-from .loop import ResumableRun, check_checkpoint_every, rank_and_world, settings_key, step_seed
+from .loop import ResumableRun, check_checkpoint_every, cosine_decay, rank_and_world, settings_key, step_seed
 
 #: Defaults of :func:`train_with_simplification` (measured choices: README, "Training with simplification").
 JOINT_DEFAULTS: dict[str, Any] = {"epochs": 12, "batch_size": 64, "lr": 2e-3, "margin": 0.0, "warmup": 0.25, "cooldown": 2}
@@ -465,11 +465,11 @@ def train_with_simplification(
     def learning_rate(at: int) -> float:
         # Short warm-up, then cosine decay: a function of the step alone, so a resumed run needs no scheduler state.
         if at >= cool_from:  # the cooldown: a small rate decaying again (the joint schedule already ended at 0)
-            return settings["lr"] * COOLDOWN_LR * 0.5 * (1 + math.cos(math.pi * (at - cool_from) / max(1, total - cool_from)))
+            return cosine_decay(settings["lr"] * COOLDOWN_LR, at - cool_from, total - cool_from)
         ramp = max(1, cool_from // 20)
         if at < ramp:
             return settings["lr"] * (at + 1) / ramp
-        return settings["lr"] * 0.5 * (1 + math.cos(math.pi * (at - ramp) / max(1, cool_from - ramp)))
+        return cosine_decay(settings["lr"], at - ramp, cool_from - ramp)
 
     def close_epoch(step: int) -> bool:
         """History entry of the epoch ``step`` just finished, if not written yet (a resume may have stopped before); True if written."""

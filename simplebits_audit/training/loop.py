@@ -24,6 +24,7 @@ of interruptions and resumes, exactly where the uninterrupted run would have.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -57,6 +58,11 @@ def step_seed(seed: int, step: int, *stream: int) -> int:
     derivation of every training setting: changing it changes every trained result.
     """
     return hash((seed, step, *stream)) % (2**63)
+
+
+def cosine_decay(peak: float, step: float, length: float) -> float:
+    """The learning rate ``step`` steps into a cosine decay from ``peak`` to 0 over ``length`` steps (at least 1)."""
+    return peak * 0.5 * (1 + math.cos(math.pi * step / max(1, length)))
 
 
 def check_checkpoint_every(seconds: Any) -> float:
