@@ -127,6 +127,13 @@ def check_target_range(target: torch.Tensor, n_classes: int, name: str = "target
 _GUARDED: set[int] = set()
 
 
+def module_of(forward_func: object) -> nn.Module | None:
+    """The ``nn.Module`` behind ``forward_func``: the module itself or the module of a bound method
+    (``model.forward``); None for any other callable."""
+    module = forward_func if isinstance(forward_func, nn.Module) else getattr(forward_func, "__self__", None)
+    return module if isinstance(module, nn.Module) else None
+
+
 @contextlib.contextmanager
 def model_guard(forward_func: object) -> Iterator[None]:
     """Restore every parameter's ``requires_grad`` and ``.grad``, every module's mode and, for a
@@ -135,9 +142,11 @@ def model_guard(forward_func: object) -> Iterator[None]:
     Every engine and explainer runs the user's model inside this guard: gradients are taken with
     respect to the image only, but hooks and ``requires_grad`` juggling must never leak into the
     user's model, and a forward pass in training mode moves BatchNorm's running statistics (SPEC
-    section 4). A model with modules in training mode gets a warning. Not a module: no-op.
+    section 4). A model with modules in training mode gets a warning. A bound method of a module
+    (``model.forward``) guards that module; any other callable: no-op.
     """
-    if not isinstance(forward_func, nn.Module) or id(forward_func) in _GUARDED:
+    forward_func = module_of(forward_func)
+    if forward_func is None or id(forward_func) in _GUARDED:
         yield
         return
     modes = [(m, m.training) for m in forward_func.modules()]

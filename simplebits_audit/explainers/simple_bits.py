@@ -22,8 +22,9 @@ What the map means (``attribution=``):
     needed, or everything) stays constant.
 ``"retained"``
     How much of each pixel the simplified image still shows: ``m * |x - r|`` (max over channels)
-    for the mask engine (mask m, simple reference r), ``|x' - r|`` for the other engines (r the
-    image's mean colour). Zero where the classifier let the pixel fall back to the simple image,
+    for the engines with a mask (mask m; r the simple reference they blend towards, the
+    ``reference`` option: the mean colour by default, and its luminance for the factorised
+    engine's region), ``|x' - r|`` for the other engines (r the image's mean colour). Zero where the classifier let the pixel fall back to the simple image,
     large where it asked to keep a pixel that differs from it. Non-negative, at pixel resolution.
 ``"ablation"``
     Occlusion of the *simplified* image over SLIC superpixels (Captum ``FeatureAblation``, each
@@ -66,13 +67,17 @@ from .._validation import RANGE_TOLERANCE
 from ..estimators import BitEstimator, resolve_estimator
 from ..simplification import SimplificationResult, Simplifier, SimplifyConfig, simplify
 from ..simplification.config import config_options, make_config
-from ..simplification.factorised import AXES, kept_axis_maps
+from ..simplification.common import round_8bit
+from ..simplification.factorised import AXES, kept_axis_maps, region_reference
 from ..simplification.heads import probabilities
 from ..simplification.learned import load_simplifier
+from ..simplification.mask import reference_image
 from ..simplification.result import refine_ties
 from ..spaces import Spaces, make_spaces
 
 ATTRIBUTIONS = ("auto", "mask", "retained", "ablation", "survival", "bits_removed", "kept", *AXES)
+#: The parameterisations whose result has a mask (the ``mask`` and ``region`` maps).
+MASKED = ("mask", "factorised")
 #: What ``out_of_range="auto"`` tolerates: the image's smooth part (Gaussian blur, this sigma in
 #: pixels) must stay within [-margin, 1 + margin] on all but 2% of the pixels. Zero-mean noise
 #: (NoiseTunnel, sensitivity_max) averages out under the blur; a wrong normalisation does not.
@@ -88,23 +93,26 @@ def attribution_map(
     additional_forward_args: Any = None,
     survival_tolerance: float = 8 / 255,
     n_segments: int = 40,
+    input_dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """A per-pixel map (B, 1, H, W) read off a :class:`SimplificationResult`.
 
     ``kind`` is one of :data:`ATTRIBUTIONS` (see the module docstring). ``"ablation"`` needs the
-    classifier (``forward_func``, ``to_model``).
+    classifier (``forward_func``, ``to_model``), which gets its images in ``input_dtype`` (the
+    model's: float16, bfloat16, float64).
     """
     if kind == "auto":
         kind = "mask" if result.mask is not None else "retained"
     if kind == "retained":
-        reference = result.original.mean((2, 3), keepdim=True)
         if result.mask is not None:
-            return result.mask * (result.original - reference).abs().amax(1, keepdim=True)
-        return (result.simplified - reference).abs().amax(1, keepdim=True)
+            return result.mask * (result.original - _mask_reference(result)).abs().amax(1, keepdim=True)
+        return (result.simplified - result.original.mean((2, 3), keepdim=True)).abs().amax(1, keepdim=True)
     if kind in AXES:
         if result.axis_masks is None and (kind != "region" or result.mask is None):
-            raise ValueError(f"attribution: {kind!r} needs parameterization='factorised', got "
-                             f"parameterization={result.settings.get('parameterization')!r}")
+            raise ValueError(f"attribution: {kind!r} needs " + ("a mask (parameterization 'mask' or 'factorised')" if kind == "region"
+                             else "parameterization='factorised'") + f", got parameterization={result.settings.get('parameterization')!r}")
+        if kind == "colour" and result.original.shape[1] != 3:  # no colour axis: the map would be the region's
+            raise ValueError(f"attribution: 'colour' needs 3-channel images, got {result.original.shape[1]} channel(s)")
         if kind == "region" or result.axis_masks is None:
             return _mask_map(result)
         return kept_axis_maps(result.axis_masks)[kind]
@@ -123,8 +131,16 @@ def attribution_map(
     if kind == "ablation":
         if forward_func is None:
             raise ValueError("forward_func: needed for attribution='ablation'")
-        return _segment_ablation(result, forward_func, to_model or (lambda x: x), additional_forward_args, n_segments)
+        return _segment_ablation(result, forward_func, to_model or (lambda x: x), additional_forward_args, n_segments, input_dtype)
     raise ValueError(f"attribution: expected one of {ATTRIBUTIONS}, got {kind!r}")
+
+
+def _mask_reference(result: SimplificationResult) -> torch.Tensor:
+    """The simple image (B, C, H, W) a mask engine blended ``result``'s original towards (its ``reference`` setting)."""
+    original_8bit = round_8bit(result.original, False)
+    if result.settings.get("parameterization") == "factorised":
+        return region_reference(original_8bit, result.settings.get("reference", "mean"))
+    return reference_image(original_8bit, result.settings.get("reference", "mean"))
 
 
 def _mask_map(result: SimplificationResult) -> torch.Tensor:
@@ -132,7 +148,7 @@ def _mask_map(result: SimplificationResult) -> torch.Tensor:
     return result.mask if result.mask_mean is None else refine_ties(result.mask, result.mask_mean)
 
 
-def _segment_ablation(result, forward_func, to_model, additional_forward_args, n_segments) -> torch.Tensor:
+def _segment_ablation(result, forward_func, to_model, additional_forward_args, n_segments, input_dtype) -> torch.Tensor:
     simplified = result.simplified
     mask = superpixels(simplified, n_segments=n_segments)  # (B, 1, H, W)
     baseline = segment_means(simplified, mask)  # every segment replaced by its mean colour
@@ -140,7 +156,7 @@ def _segment_ablation(result, forward_func, to_model, additional_forward_args, n
     head = result.settings.get("head", "softmax")
 
     def prob(x: torch.Tensor, *args: Any) -> torch.Tensor:
-        return probabilities(forward_func(to_model(x), *args), head)
+        return probabilities(forward_func(to_model(x).to(input_dtype), *args).float(), head)
 
     ablation = FeatureAblation(prob)
     attr = ablation.attribute(
@@ -277,9 +293,14 @@ class SimpleBits(Attribution):
             raise ValueError(f"attribution: expected one of {ATTRIBUTIONS}, got {attribution!r}")
         if attribution in ("colour", "detail") and config.parameterization != "factorised":
             raise ValueError(f"attribution: {attribution!r} needs parameterization='factorised', got {config.parameterization!r}")
+        if attribution in ("mask", "region") and config.parameterization not in MASKED:
+            raise ValueError(f"attribution: {attribution!r} needs a mask (parameterization 'mask' or 'factorised'), "
+                             f"got parameterization={config.parameterization!r}")
         if out_of_range not in ("auto", "clamp", "error"):
             raise ValueError(f"out_of_range: expected 'auto', 'clamp' or 'error', got {out_of_range!r}")
         image, rest = tensors[0], tensors[1:]
+        if attribution == "colour" and (image.dim() != 4 or image.shape[1] != 3):
+            raise ValueError(f"attribution: 'colour' needs 3-channel images (B, 3, H, W), got {tuple(image.shape)}")
         forward_args = tuple(rest) + as_tuple(additional_forward_args) or None
         if out_of_range != "error":
             image = self._clamp(image, strict=out_of_range == "auto")
@@ -298,6 +319,7 @@ class SimpleBits(Attribution):
             )
             attr_map = attribution_map(
                 result, attribution, forward_func=self.forward_func, to_model=self.spaces.to_model, additional_forward_args=forward_args,
+                input_dtype=image.dtype if image.is_floating_point() else torch.float32,
             )
         attr = attr_map.expand_as(image).to(image.dtype).contiguous()
         out = (attr, *(torch.zeros_like(t) for t in rest)) if is_tuple else attr

@@ -282,8 +282,15 @@ class PathRecorder:
         snapshots_ok = torch.isfinite(bits_path) & torch.isfinite(probs_path).all(2)
         score = torch.where(kept_path & snapshots_ok, bits_path, torch.full_like(bits_path, math.inf))
         any_kept = torch.isfinite(score).any(0)
+        first_simplest = score.argmin(0)
+        if masks is not None:
+            # Among snapshots of equal bits the one whose mask keeps least (then the first): on a flat image every
+            # snapshot ties, and the original's all-ones mask would say that every pixel was needed.
+            share = torch.stack([m.flatten(1).float().mean(1) for m in masks])  # (S, B)
+            tied = score == score.gather(0, first_simplest[None])
+            first_simplest = torch.where(tied, share, torch.full_like(share, math.inf)).argmin(0)
         # Nothing kept (not even the original, e.g. target != prediction): return the original.
-        choice = torch.where(any_kept, score.argmin(0), torch.zeros_like(any_kept, dtype=torch.long))
+        choice = torch.where(any_kept, first_simplest, torch.zeros_like(any_kept, dtype=torch.long))
         idx = torch.arange(batch, device=device)
         simplified = images[choice, idx]
         probs_after = probs_path[choice, idx]

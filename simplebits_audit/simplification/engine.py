@@ -12,6 +12,7 @@ kept), and the simplest snapshot that still satisfies ``keep`` is returned.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ from typing import Any
 import torch
 from rich.progress import Progress
 
-from .._helpers import ForwardFunc, Transform, as_tuple, model_guard, resolve_target, seeded
+from .._helpers import ForwardFunc, Transform, as_tuple, check_target_range, model_guard, module_of, resolve_target, seeded
 from .._validation import check_finite, check_pixel_images
 from ..estimators import BitEstimator, Glow, resolve_estimator
 from ..spaces import make_spaces
@@ -173,13 +174,29 @@ def simplify(
     estimator = resolve_estimator(estimator, device=device)
     if config.parameterization == "latent" and not isinstance(estimator, Glow):
         raise ValueError(f"estimator: parameterization='latent' needs a Glow estimator, got {estimator.name!r}")
+    if config.parameterization == "latent":  # the latents are the Glow's own: no replicated channel, no padding
+        c, h, w, m = *pixels.shape[1:], estimator.size_multiple
+        if c not in estimator.native_channels or h % m or w % m:
+            raise ValueError(f"inputs: parameterization='latent' needs {'/'.join(map(str, estimator.native_channels))} channels and a height "
+                             f"and width that are multiples of {m}, got {tuple(pixels.shape[1:])}")
     chunk = images_per_chunk(config.internal_batch_size, tuple(pixels.shape[-2:]))
     if pixels.shape[0] > chunk:
-        return _in_chunks(
-            chunk, forward_func, inputs, resolve_target(target, pixels.shape[0], device=device), config=config, estimator=estimator,
-            additional_forward_args=additional_forward_args, normalization=normalization, transforms=transforms, simplifier=simplifier,
-            show_progress=show_progress,
-        )
+        target_t = resolve_target(target, pixels.shape[0], device=device)
+        # What the first chunk would check, checked for every chunk before any work: the head against the outputs,
+        # and a given target's range (one forward pass of two images: a train-mode BatchNorm model takes them).
+        # One guard over every chunk (the chunks' own guards nest in it: one warning, one restore).
+        with model_guard(forward_func):
+            with torch.no_grad():
+                args = as_tuple(_rows(additional_forward_args, slice(0, 2), pixels.shape[0]))
+                n_classes = Classifier(forward_func, spaces, args, model_dtype).logits(pixels[:2]).shape[1]
+            check_outputs(n_classes, config.head)
+            if target_t is not None:
+                check_target_range(target_t, n_classes)
+            return _in_chunks(
+                chunk, forward_func, inputs, target_t, config=config, estimator=estimator,
+                additional_forward_args=additional_forward_args, normalization=normalization, transforms=transforms, simplifier=simplifier,
+                show_progress=show_progress,
+            )
     settings = {
         "objective": config.objective, "parameterization": config.parameterization, "latent_init": config.latent_init,
         "keep": config.keep, "head": config.head, "threshold": config.threshold, "steps": config.steps, "lr": config.lr,
@@ -204,7 +221,8 @@ def simplify(
     # The guard restores the model whatever happens (BatchNorm statistics of a train-mode model included);
     # the forked RNG, seeded, makes the model's own randomness (Dropout) part of ``seed``.
     # The inputs' device and every device the model lives on (Dropout on a model split across GPUs).
-    model_devices = [p.device for p in forward_func.parameters()] if isinstance(forward_func, torch.nn.Module) else []
+    module = module_of(forward_func)
+    model_devices = [p.device for p in module.parameters()] if module is not None else []
     with model_guard(forward_func), seeded(config.seed, [device, *model_devices]):
         classifier = Classifier(forward_func, spaces, as_tuple(additional_forward_args), model_dtype)
         with torch.no_grad():
@@ -228,6 +246,14 @@ def simplify(
         return _continuation(run, config, params)
 
 
+def _rows(extra: Any, rows: slice, batch: int) -> tuple | None:
+    """``additional_forward_args`` for ``rows`` of the batch: tensors with one row per image are sliced, others go whole
+    (Captum's rule for ``internal_batch_size``)."""
+    if extra is None:
+        return None
+    return tuple(a[rows] if isinstance(a, torch.Tensor) and a.dim() > 0 and a.shape[0] == batch else a for a in as_tuple(extra))
+
+
 def _in_chunks(
     chunk: int, forward_func: ForwardFunc, inputs: torch.Tensor, target: torch.Tensor | None, **kwargs: Any
 ) -> SimplificationResult:
@@ -237,14 +263,18 @@ def _in_chunks(
     image are split with the images (Captum's rule for ``internal_batch_size``), others go whole.
     """
     started, batch = time.perf_counter(), inputs.shape[0]
-    extra = kwargs.pop("additional_forward_args")
+    extra, config = kwargs.pop("additional_forward_args"), kwargs.pop("config")
+    # A last chunk of one image joins the one before (one image over the bound): a train-mode BatchNorm model refuses it.
+    starts = list(range(0, batch, chunk))
+    if len(starts) > 1 and batch - starts[-1] == 1:
+        starts.pop()
     parts = []
-    for start in range(0, batch, chunk):
-        rows = slice(start, start + chunk)
-        args = None if extra is None else tuple(
-            a[rows] if isinstance(a, torch.Tensor) and a.dim() > 0 and a.shape[0] == batch else a for a in as_tuple(extra)
-        )
-        parts.append(simplify(forward_func, inputs[rows], None if target is None else target[rows], additional_forward_args=args, **kwargs))
+    for start, end in zip(starts, starts[1:] + [batch]):
+        rows = slice(start, end)
+        args = _rows(extra, rows, batch)
+        # each chunk whole (its own size as the bound: the merged last chunk is not split again)
+        parts.append(simplify(forward_func, inputs[rows], None if target is None else target[rows], additional_forward_args=args,
+                              config=dataclasses.replace(config, internal_batch_size=end - start), **kwargs))
     result = SimplificationResult.cat(parts)
     result.seconds = time.perf_counter() - started
     return result

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._helpers import ForwardFunc
+from .._helpers import ForwardFunc, module_of
 from .._io import load_saved, save_torch
 from .common import PathRecorder, RunContext, round_8bit
 from .config import SimplifyConfig
@@ -234,8 +234,8 @@ class Simplifier(nn.Module):
 
 def model_fingerprint(forward_func: Any) -> str | None:
     """SHA-256 of an ``nn.Module``'s parameters and buffers (names, shapes, values); None for a plain function."""
-    module = forward_func if isinstance(forward_func, nn.Module) else getattr(forward_func, "__self__", None)
-    if not isinstance(module, nn.Module):
+    module = module_of(forward_func)
+    if module is None:
         return None
     digest = hashlib.sha256()
     for name, tensor in module.state_dict().items():

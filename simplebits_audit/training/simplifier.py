@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._helpers import ForwardFunc, Transform, model_guard, run_device
+from .._helpers import ForwardFunc, Transform, model_guard, module_of, run_device
 from .._validation import check_pixel_images
 from ..estimators import BitEstimator, resolve_estimator
 from ..simplification.common import Classifier, Decision, round_8bit
@@ -260,8 +260,8 @@ def train_simplifier(
         return f"bits kept {running['bits_kept']:.2f}  top-1 kept {running['top1_kept']:.0%}"
 
     with model_guard(forward_func):
-        if isinstance(forward_func, nn.Module):
-            forward_func.requires_grad_(False)  # gradients reach the simplifier only; the guard restores the flags
+        if (module := module_of(forward_func)) is not None:
+            module.requires_grad_(False)  # gradients reach the simplifier only; the guard restores the flags
         run.run(take_step, lambda: {"state_dict": net.state_dict(), "optimizer": optimizer.state_dict()},
                 description="training simplifier", show_progress=show_progress)
     seconds = run.seconds

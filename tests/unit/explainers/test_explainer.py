@@ -115,3 +115,49 @@ def test_attribute_leaves_a_train_mode_model_as_it_was(bright_dark_model, photos
         SimpleBits(model, "analytic", **FAST).attribute(photos16[:2], target=1, attribution=kind)
     assert_unchanged(before, model)
 
+
+
+def _counting(model):
+    calls = []
+
+    def forward(x):
+        calls.append(len(x))
+        return model(x)
+
+    return forward, calls
+
+
+@pytest.mark.parametrize("kind", ["mask", "region"])
+def test_mask_maps_of_a_maskless_engine_are_refused_before_any_work(bright_dark_model, photos16, kind):
+    forward, calls = _counting(bright_dark_model)
+    with pytest.raises(ValueError, match=f"attribution: '{kind}' needs a mask"):
+        SimpleBits(forward, "analytic", parameterization="pixels", **FAST).attribute(photos16[:2], attribution=kind)
+    assert calls == []
+
+
+def test_colour_map_of_single_channel_images_is_refused(bright_dark_model, photos16):
+    """A grey image has no colour axis: the map would be the region's, reported as colour."""
+    grey = photos16[:2].mean(1, keepdim=True)
+    forward, calls = _counting(lambda x: bright_dark_model(x.expand(-1, 3, -1, -1)))
+    with pytest.raises(ValueError, match="attribution: 'colour' needs 3-channel"):
+        SimpleBits(forward, "analytic", parameterization="factorised", **FAST).attribute(grey, attribution="colour")
+    assert calls == []
+
+
+@pytest.mark.parametrize("reference", ["grey", "blur"])
+def test_retained_map_uses_the_engines_reference(sb, photos16, reference):
+    """``retained`` is m * |x - r| with r the reference the mask engine blended towards (it was always the mean colour)."""
+    from simplebits_audit.simplification.mask import reference_image
+
+    attr, result = sb.attribute(photos16[:2], target=1, attribution="retained", return_result=True, reference=reference)
+    r = reference_image(torch.round(result.original * 255) / 255, reference)
+    torch.testing.assert_close(attr[:, :1], result.mask * (result.original - r).abs().amax(1, keepdim=True))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_ablation_map_calls_the_model_in_its_dtype(bright_dark_model, photos16, dtype):
+    import copy
+
+    model = copy.deepcopy(bright_dark_model).to(dtype)
+    attr = SimpleBits(model, "analytic", **FAST).attribute(photos16[:2].to(dtype), target=1, attribution="ablation")
+    assert attr.dtype == dtype and torch.isfinite(attr.float()).all()

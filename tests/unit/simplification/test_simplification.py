@@ -78,12 +78,14 @@ def test_user_model_is_not_modified(bright_dark_model, photos16):
         torch.testing.assert_close(v, before[k], rtol=0, atol=0)
 
 
-def test_train_mode_model_warns_and_is_restored(bright_dark_model, photos16):
-    """A BatchNorm model in training mode: every forward pass would move its running statistics."""
+@pytest.mark.parametrize("bound", [False, True], ids=["module", "bound-forward"])
+def test_train_mode_model_warns_and_is_restored(bright_dark_model, photos16, bound):
+    """A BatchNorm model in training mode: every forward pass would move its running statistics.
+    ``model.forward`` is the same model (the guard once ignored a bound method and let them move)."""
     model = copy.deepcopy(bright_dark_model).train()  # the shared fixture stays as it is
     before = snapshot(model)
     with pytest.warns(UserWarning, match="training mode"):
-        simplify(model, photos16[:2], steps=5, estimator="analytic")
+        simplify(model.forward if bound else model, photos16[:2], steps=5, estimator="analytic")
     assert_unchanged(before, model)  # running_mean, running_var, num_batches_tracked included
 
 
@@ -200,3 +202,54 @@ def test_refine_ties_ranks_a_binary_mask_by_the_order_and_never_against_the_mask
     both = refine_ties(torch.cat([graded, mask[..., :5]]), torch.cat([graded, order[..., :5]]))
     assert torch.equal(both[0], graded[0])
     assert torch.equal(both[1], refine_ties(mask[..., :5], order[..., :5])[0])
+
+
+def test_flat_image_needs_nothing(bright_dark_model):
+    """On a flat image every snapshot has the same bits: the result is the simplest mask (all zeros), not the original's."""
+    flat = torch.full((2, 3, 16, 16), 0.3)
+    flat[1] = 0.7
+    r = simplify(bright_dark_model, flat, steps=5, estimator="analytic")
+    assert r.status == ["ok", "ok"]
+    assert float(r.mask.max()) < 0.5  # nothing needed (before: all ones, every pixel "needed")
+    torch.testing.assert_close(r.simplified, torch.round(flat * 255) / 255)
+
+
+def test_chunked_batch_checks_target_before_any_chunk(bright_dark_model, photos16):
+    calls = []
+
+    def forward(x):
+        calls.append(len(x))
+        return bright_dark_model(x)
+
+    with pytest.raises(ValueError, match=r"target: class indices must be in \[0, 1\]"):
+        simplify(forward, photos16[:3], [0, 1, 7], internal_batch_size=1, steps=5, estimator="analytic")
+    assert calls == [2]  # one forward pass of two images, for the number of classes
+
+
+class _PooledBatchNorm(torch.nn.Module):
+    """BatchNorm1d after global pooling: in training mode it refuses a batch of one image."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv, self.norm, self.fc = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.norm(self.conv(x).relu().mean((2, 3))))
+
+
+def test_chunks_never_leave_one_image_to_a_train_mode_batchnorm(photos16):
+    """Batch 3 in chunks of 2: the last image joins the first chunk (a chunk of one image was refused, after the first's work)."""
+    model = _PooledBatchNorm().train()
+    before = snapshot(model)
+    with pytest.warns(UserWarning, match="training mode"):
+        r = simplify(model, photos16[:3], internal_batch_size=2, steps=5, estimator="analytic")
+    assert len(r) == 3
+    assert_unchanged(before, model)
+
+
+def test_latent_parameterization_refuses_shapes_its_glow_cannot_take(bright_dark_model, photos16):
+    with pytest.raises(ValueError, match="inputs: parameterization='latent' needs 3 channels"):
+        simplify(lambda x: bright_dark_model(x.expand(-1, 3, -1, -1)), photos16[:2, :1], parameterization="latent", estimator="glow")
+    with pytest.raises(ValueError, match="multiples of 8"):
+        simplify(bright_dark_model, photos16[:2, :, :12, :12], parameterization="latent", estimator="glow")
