@@ -14,6 +14,8 @@ Accepted forms of ``spec``:
 from __future__ import annotations
 
 import importlib
+import io
+import json
 import sys
 import warnings
 import zipfile
@@ -43,8 +45,37 @@ def _load_state_dict(weights: str | Path | None, spec: str) -> dict:
     return state
 
 
+def _pickled_parts(path: Path) -> str | None:
+    """The first part of a ``torch.export`` archive that loading would unpickle with ``weights_only=False``, or None.
+
+    ``torch.export.load`` unpickles weights and constants marked ``use_pickle``, custom and opaque
+    objects, and sample inputs that a weights-only load refuses: any of them can run code.
+    """
+    from torch.export.pt2_archive.constants import CUSTOM_OBJ_FILENAME_PREFIX, OPAQUE_OBJ_FILENAME_PREFIX
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for name in archive.namelist():
+                if name.endswith("_config.json") and "/data/" in name:
+                    for key, entry in json.loads(archive.read(name)).get("config", {}).items():
+                        part = str(entry.get("path_name", ""))
+                        if entry.get("use_pickle") or part.startswith((CUSTOM_OBJ_FILENAME_PREFIX, OPAQUE_OBJ_FILENAME_PREFIX)):
+                            return key
+                elif "/sample_inputs/" in name:
+                    try:
+                        torch.load(io.BytesIO(archive.read(name)), weights_only=True)
+                    except Exception:  # torch.export.load would retry it with weights_only=False
+                        return name
+    except (zipfile.BadZipFile, ValueError, AttributeError):
+        return None  # not a readable archive: torch.export.load says so
+    return None
+
+
 def _from_file(path: Path, trust_pickle: bool) -> nn.Module:
     if path.suffix == ".pt2":
+        if not trust_pickle and (part := _pickled_parts(path)) is not None:
+            raise ValueError(f"model: {str(path)!r} holds pickled data ({part!r}); loading it runs code from the file: pass "
+                             "trust_pickle=True (--trust-pickle) only if you trust its source")
         try:
             module = torch.export.load(str(path)).module()
         except Exception as err:
@@ -164,15 +195,22 @@ def load_model(
         A TorchScript file, a ``.pt2`` export archive, ``"package.module:factory"``, a
         torchvision architecture name, or (with ``trust_pickle``) a pickled ``nn.Module``.
     weights : path, optional
-        State dict for factory and torchvision specs (loaded with ``weights_only=True``).
+        State dict for factory and torchvision specs (loaded with ``weights_only=True``); refused
+        with a model file or a testbed classifier, which are whole.
     trust_pickle : bool
         Allow unpickling a full model (runs code from the file).
     num_classes : int, optional
-        Output classes of a torchvision architecture (default: read off the weights).
+        Output classes of a torchvision architecture (default: read off the weights); refused
+        with a model file or a testbed classifier.
     device : str or torch.device, optional
     """
     spec_str = str(spec)
     path = Path(spec_str)
+    # A file or a shipped testbed classifier is whole: weights or a class count given with it would be silently ignored.
+    if path.is_file() or (spec_str.startswith("testbed:") and not path.exists()):
+        for name, value in (("weights", weights), ("num_classes", num_classes)):
+            if value is not None:
+                raise ValueError(f"{name}: only for a factory or a torchvision architecture name; {spec_str!r} is a whole model")
     if spec_str.startswith("testbed:") and not path.exists():
         from . import testbeds
 

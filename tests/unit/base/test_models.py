@@ -45,6 +45,50 @@ def test_torch_export(reference, tmp_path):
     _same(load_model(path), x, y)  # exported in eval mode: loads in eval mode (its graph fixes the behaviour)
 
 
+class _RunsCode:
+    """Unpickling it leaves a file behind (the marker), then yields a tensor: what a hostile archive could do."""
+
+    def __init__(self, marker, shape) -> None:
+        self.marker, self.shape = str(marker), shape
+
+    def __reduce__(self):
+        return (_touch_then_zeros, (self.marker, self.shape))
+
+
+def _touch_then_zeros(marker, shape):
+    open(marker, "w").close()
+    return torch.nn.Parameter(torch.zeros(shape))
+
+
+def test_torch_export_with_pickled_weights_needs_explicit_trust(reference, tmp_path):
+    """``torch.export.load`` unpickles a weight whose config says ``use_pickle`` (weights_only=False): refused without trust."""
+    import io
+    import json
+    import zipfile
+
+    model, x, _ = reference
+    clean, hostile, marker = tmp_path / "m.pt2", tmp_path / "hostile.pt2", tmp_path / "code-ran"
+    torch.export.save(torch.export.export(model, (x,)), clean)
+    with zipfile.ZipFile(clean) as src, zipfile.ZipFile(hostile, "w") as dst:
+        config_name = next(n for n in src.namelist() if n.endswith("model_weights_config.json"))
+        config = json.loads(src.read(config_name))
+        key, entry = next(iter(config["config"].items()))
+        entry["use_pickle"] = True
+        payload = io.BytesIO()
+        torch.save(_RunsCode(marker, tuple(model.state_dict()[key].shape)), payload)
+        for name in src.namelist():
+            data = src.read(name)
+            if name == config_name:
+                data = json.dumps(config).encode()
+            elif name.endswith("/weights/" + entry["path_name"]):
+                data = payload.getvalue()
+            dst.writestr(name, data)
+    with pytest.raises(ValueError, match=r"holds pickled data .*trust_pickle"):
+        load_model(hostile)
+    assert not marker.exists()
+    load_model(clean)  # an ordinary archive needs no trust
+
+
 def test_factory_with_weights(reference, tmp_path):
     model, x, y = reference
     weights = tmp_path / "w.pt"
@@ -129,3 +173,15 @@ def test_a_factory_in_the_current_folder_is_found(tmp_path, monkeypatch):
     assert isinstance(model, SmallCNN)
     with pytest.raises(ValueError, match="model: cannot import 'no_such_module_here:build'"):
         load_model("no_such_module_here:build", weights=tmp_path / "w.pt")
+
+
+def test_weights_or_class_count_with_a_whole_model_are_refused(reference, tmp_path):
+    """A model file (or a testbed classifier) is whole: ``weights`` / ``num_classes`` given with it were silently ignored."""
+    model, x, _ = reference
+    path = tmp_path / "m.ts"
+    torch.jit.save(torch.jit.trace(model, x), path)
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    with pytest.raises(ValueError, match=r"^weights: only for a factory"):
+        load_model(path, weights=tmp_path / "w.pt")
+    with pytest.raises(ValueError, match=r"^num_classes: only for a factory"):
+        load_model("testbed:stripes", num_classes=3)
