@@ -44,6 +44,15 @@ def save_torch(obj: Any, path: str | Path) -> Path:
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
+def read_utf8(path: str | Path, name: str) -> str:
+    """The text of ``path``; not UTF-8: a one-line ``ValueError`` naming ``name`` and the file (the codec's own names neither)."""
+    try:
+        return Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{name}: {str(path)!r} is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}); "
+                         "save it as UTF-8") from None
+
+
 def load_saved(path: str | Path, *, what: str, missing: str, version: int, key: str, name: str = "path") -> dict[str, Any]:
     """A dict written with :func:`save_torch` (a ``"format"`` version and ``key`` among its entries), read weights-only.
 
@@ -56,7 +65,9 @@ def load_saved(path: str | Path, *, what: str, missing: str, version: int, key: 
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise ValueError(f"{name}: {str(path)!r} is not {what} ({err})") from None
+        # The class only: torch's text runs to several lines and advises weights_only=False, which would run the file's code.
+        kind = type(err).__name__
+        raise ValueError(f"{name}: {str(path)!r} is not {what} ({kind}: not a weights-only checkpoint of this kind)") from None
     if not isinstance(saved, dict) or saved.get("format") != version or key not in saved:
         raise ValueError(f"{name}: {str(path)!r} is not {what}")
     return saved

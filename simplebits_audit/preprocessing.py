@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from ._io import read_utf8
 from .images import load_image
 
 #: Named normalisation presets: (mean, std).
@@ -126,7 +127,7 @@ def load_labels(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"labels: {str(path)!r} is not a file")
-    text = path.read_text(encoding="utf-8")
+    text = read_utf8(path, "labels")
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)

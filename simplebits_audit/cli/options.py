@@ -55,7 +55,7 @@ class Session:
 session = Session()
 
 #: global options (:func:`global_options`) that may also come after the command; True: the option takes a value
-GLOBAL_OPTIONS = {"--device": True, "--seed": True, "--quiet": False, "-q": False, "--debug": False}
+GLOBAL_OPTIONS = {"--device": True, "--seed": True, "--quiet": False, "-q": False, "--debug": False, "--no-debug": False}
 
 
 def global_options(

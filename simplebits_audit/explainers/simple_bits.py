@@ -24,8 +24,9 @@ What the map means (``attribution=``):
     How much of each pixel the simplified image still shows: ``m * |x - r|`` (max over channels)
     for the engines with a mask (mask m; r the simple reference they blend towards, the
     ``reference`` option: the mean colour by default, and its luminance for the factorised
-    engine's region), ``|x' - r|`` for the other engines (r the image's mean colour). Zero where the classifier let the pixel fall back to the simple image,
-    large where it asked to keep a pixel that differs from it. Non-negative, at pixel resolution.
+    engine's region), ``|x' - r|`` for the other engines (r the image's mean colour). Zero where
+    the classifier let the pixel fall back to the simple image, large where it asked to keep a
+    pixel that differs from it. Non-negative, at pixel resolution.
 ``"ablation"``
     Occlusion of the *simplified* image over SLIC superpixels (Captum ``FeatureAblation``, each
     segment replaced by its mean colour): how much the target's probability falls without each
@@ -66,8 +67,8 @@ from .._helpers import Transform, as_tuple, blur, model_guard, resolve_target, s
 from .._validation import RANGE_TOLERANCE
 from ..estimators import BitEstimator, resolve_estimator
 from ..simplification import SimplificationResult, Simplifier, SimplifyConfig, simplify
-from ..simplification.config import config_options, make_config
 from ..simplification.common import round_8bit
+from ..simplification.config import config_options, make_config
 from ..simplification.factorised import AXES, kept_axis_maps, region_reference
 from ..simplification.heads import probabilities
 from ..simplification.learned import load_simplifier

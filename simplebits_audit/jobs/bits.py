@@ -14,6 +14,7 @@ from .._io import atomic_write
 from ..codecs import codec_bpd, decode, encode, read_header
 from ..estimators import BitEstimator, resolve_estimator
 from ..images import image_facts, load_image
+from .checks import check_out_file
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,8 @@ def encode_file(
     image comes back as RGB); ``grayscale=True`` / ``False`` forces one or the other. Its size is the
     estimator's bits plus a small header (``bytes * 8 - estimator_bits`` is the overhead). An image
     the file could not restore is refused (``ValueError`` naming ``IMAGES``): transparent pixels, or
-    more than 8 bits per sample. Errors name ``IMAGES`` or ``estimator``.
+    more than 8 bits per sample; ``out`` may be any file name but not a folder. Errors name ``IMAGES``,
+    ``encode`` (``out``: the command's ``--encode``) or ``estimator``.
     """
     with warnings.catch_warnings():  # a 16-bit file is refused just below, not read as 8 bits
         warnings.simplefilter("ignore")
@@ -85,6 +87,8 @@ def encode_file(
         what = "transparent pixels" if facts["transparent"] else "more than 8 bits per sample"
         raise ValueError(f"IMAGES: {str(image)!r} has {what}, which the codec does not store (8-bit grey or RGB pixels), "
                          "so decoding could not restore it; save it as an 8-bit grey or RGB image first")
+    if Path(out).is_dir():  # checked before the work: the rename onto a folder would fail only after it
+        raise ValueError(f"encode: {str(out)!r} is a folder; give a file name such as photo.sbits")
     est = resolve_estimator(estimator)
     data = encode(x[0], est)
     with torch.no_grad():
@@ -94,12 +98,16 @@ def encode_file(
 
 
 def decode_file(data_path: str | Path, out: str | Path, *, estimator: BitEstimator | str | None = None) -> tuple[int, int, int]:
-    """Restore the image of a file written by :func:`encode_file` into a PNG ``out`` (bit for bit), atomically; (C, H, W)."""
+    """Restore the image of a file written by :func:`encode_file` into a PNG ``out`` (bit for bit), atomically; (C, H, W).
+
+    ``out`` must end in ``.png`` and not be a folder; errors name ``decode``, ``out`` or ``estimator``.
+    """
     from PIL import Image
 
     path = Path(data_path)
     if not path.is_file():
         raise ValueError(f"decode: {str(path)!r} is not a file")
+    out = check_out_file(out, ".png", "restored.png")  # before decoding: it writes PNG bytes, and not into a folder
     image = decode(path.read_bytes(), estimator)  # uint8 (C, H, W); a damaged file is a ValueError naming data
     array = image[0].numpy() if image.shape[0] == 1 else image.permute(1, 2, 0).numpy()
     atomic_write(out, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))

@@ -21,7 +21,7 @@ from ..training.simplifier import train_simplifier
 from .checks import check_out_file, job_device
 from .distributed import join_world
 from .options import ModelOptions, RunOptions, take_options
-from .sources import AuditItem, AuditSource, hold_out, open_source
+from .sources import AuditItem, AuditSource, FileSource, hold_out, open_source
 
 #: At most this many held-out images are scored for the card.
 MAX_HELD_OUT = 512
@@ -43,6 +43,36 @@ class SourceImages(Dataset):
             except ValueError:
                 continue
         raise ValueError(f"data: none of the {len(self.items)} images of {self.source.name!r} is readable")
+
+
+def check_shapes(source: AuditSource) -> None:
+    """Refuse a file source whose images come out of its preprocessing at different sizes (``ValueError`` naming ``data``).
+
+    Training stacks them into batches, so torch's own error would come only when such a batch is drawn,
+    mid-training. Only the files' headers are read; a crop (every image comes out crop x crop) and a
+    testbed (one size) need no look. An unreadable file is left to :class:`SourceImages`, which skips it.
+    """
+    from PIL import Image
+
+    prep = source.preprocessing
+    if not isinstance(source, FileSource) or prep.crop is not None:
+        return
+    shapes: dict[tuple[int, int], tuple[int, int]] = {}  # file (H, W) -> after the preprocessing
+    first: tuple[str, tuple[int, int]] | None = None
+    for item in source.items:
+        try:
+            with Image.open(item.path) as im:
+                w, h = im.size
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+            continue
+        if (h, w) not in shapes:  # the resize itself on a meta tensor: its output size, exactly, without pixels
+            shapes[h, w] = tuple(prep.apply(torch.empty(1, 1, h, w, device="meta")).shape[-2:])
+        shape = shapes[h, w]
+        if first is None:
+            first = (item.id, shape)
+        elif shape != first[1]:
+            raise ValueError(f"data: images of different sizes in {source.name!r} ({first[0]!r} {first[1][0]} x {first[1][1]}, "
+                             f"{item.id!r} {shape[0]} x {shape[1]}); give --size and --crop so that they agree")
 
 
 def checkpoint_path(out: str | Path) -> Path:
@@ -115,6 +145,7 @@ def train_simplifier_job(
     train_items, scored = hold_out(items, held_out, MAX_HELD_OUT)
     if not train_items:
         raise ValueError(f"data: {source.name!r} has no images left to train on after holding out {held_out:.0%}")
+    check_shapes(source)
     world, device = join_world(job_device(model, run.device))
     try:
         held_out_images = torch.stack([SourceImages(source, scored)[i] for i in range(len(scored))]) if scored else None
@@ -132,4 +163,4 @@ def train_simplifier_job(
     return simplifier
 
 
-__all__ = ["MAX_HELD_OUT", "SourceImages", "checkpoint_path", "train_simplifier_job"]
+__all__ = ["MAX_HELD_OUT", "SourceImages", "check_shapes", "checkpoint_path", "train_simplifier_job"]

@@ -9,6 +9,7 @@ stop the audit: :meth:`AuditSource.load` raises ``ValueError`` and the caller re
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from .._io import read_utf8
 from ..preprocessing import Preprocessing
 
 
@@ -114,8 +116,8 @@ def _image_folder(root: Path, preprocessing: Preprocessing | None, class_names: 
 
 
 def _csv(path: Path, class_names: list[str] | None, preprocessing: Preprocessing | None) -> FileSource:
-    with path.open(newline="", encoding="utf-8") as handle:
-        rows = [r for r in csv.reader(handle) if r and any(c.strip() for c in r)]
+    text = read_utf8(path, "data")  # decoded whole: an error's offset is the file's (a text stream's is its buffer's)
+    rows = [r for r in csv.reader(io.StringIO(text, newline="")) if r and any(c.strip() for c in r)]
     if rows and [c.strip().lower() for c in rows[0][:2]] == ["path", "label"]:
         rows = rows[1:]
     if not rows:

@@ -177,8 +177,9 @@ def simplify(
     if config.parameterization == "latent":  # the latents are the Glow's own: no replicated channel, no padding
         c, h, w, m = *pixels.shape[1:], estimator.size_multiple
         if c not in estimator.native_channels or h % m or w % m:
-            raise ValueError(f"inputs: parameterization='latent' needs {'/'.join(map(str, estimator.native_channels))} channels and a height "
-                             f"and width that are multiples of {m}, got {tuple(pixels.shape[1:])}")
+            channels = "/".join(map(str, estimator.native_channels))
+            raise ValueError(f"inputs: parameterization='latent' needs {channels} channels and a height and width that are "
+                             f"multiples of {m}, got {tuple(pixels.shape[1:])}")
     chunk = images_per_chunk(config.internal_batch_size, tuple(pixels.shape[-2:]))
     if pixels.shape[0] > chunk:
         target_t = resolve_target(target, pixels.shape[0], device=device)

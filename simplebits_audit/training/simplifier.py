@@ -261,7 +261,8 @@ def train_simplifier(
 
     with model_guard(forward_func):
         if (module := module_of(forward_func)) is not None:
-            module.requires_grad_(False)  # gradients reach the simplifier only; the guard restores the flags
+            for p in module.parameters():  # per parameter: a TorchScript module has no requires_grad_()
+                p.requires_grad_(False)  # gradients reach the simplifier only; the guard restores the flags
         run.run(take_step, lambda: {"state_dict": net.state_dict(), "optimizer": optimizer.state_dict()},
                 description="training simplifier", show_progress=show_progress)
     seconds = run.seconds

@@ -243,6 +243,19 @@ def test_training_leaves_a_wrapped_or_train_mode_model_alone(data):
     assert_unchanged(before, model)  # BatchNorm statistics included
 
 
+def test_training_against_a_torchscript_or_bound_classifier(model, data):
+    """A TorchScript module has no ``requires_grad_()`` (training refused every traced model); ``model.forward`` is guarded too."""
+    traced = torch.jit.trace(model, data[:2])
+    flags = [p.requires_grad for p in traced.parameters()]
+    train_simplifier(traced, data, steps=3, batch_size=8)
+    assert [p.requires_grad for p in traced.parameters()] == flags
+    module = testbeds.load_classifier(TESTBED).train()
+    before = snapshot(module)
+    with pytest.warns(UserWarning, match="training mode"):
+        train_simplifier(module.forward, data, steps=3, batch_size=8)
+    assert_unchanged(before, module)
+
+
 def test_simplify_with_simplifier_refuses_what_does_not_fit(model, trained, test_images):
     with pytest.raises(ValueError, match="simplifier"):
         simplify(model, test_images, simplifier=trained, parameterization="pixels")

@@ -1,0 +1,101 @@
+"""Review fixes: bad output paths, non-UTF-8 text files, --no-debug after the command, foreign checkpoints and
+mixed image sizes each fail before any work, in one line that names the option or file."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from simplebits_audit._io import load_saved
+from simplebits_audit.cli.main import hoist_global_options
+from simplebits_audit.jobs import bits as bits_job
+from simplebits_audit.jobs import simplifier as simplifier_job
+from simplebits_audit.jobs.simplifier import check_shapes, train_simplifier_job
+from simplebits_audit.jobs.sources import open_source
+from simplebits_audit.preprocessing import Preprocessing, load_labels
+
+from ...helpers import cli_in_process as cli
+
+
+def _png(path, height, width):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (width, height), (120, 60, 30)).save(path)
+    return path
+
+
+def _no_work(*args, **kwargs):
+    raise AssertionError("the work started before the bad input was refused")
+
+
+def test_bits_refuses_a_folder_or_a_non_png_out_before_any_work(tmp_path, capsys, monkeypatch):
+    image = _png(tmp_path / "photo.png", 8, 8)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    monkeypatch.setattr(bits_job, "encode", _no_work)
+    monkeypatch.setattr(bits_job, "decode", _no_work)
+    code, err = cli(capsys, "bits", str(image), "--encode", str(folder))
+    assert code == 2 and err == [f"error: encode: {str(folder)!r} is a folder; give a file name such as photo.sbits"]
+    data = tmp_path / "photo.sbits"
+    data.write_bytes(b"anything: the out is checked before the data is read")
+    code, err = cli(capsys, "bits", "--decode", str(data), "--out", str(folder))
+    assert code == 2 and err == [f"error: out: expected a .png file name, got {str(folder)!r}"]
+    code, err = cli(capsys, "bits", "--decode", str(data), "--out", str(tmp_path / "back.jpg"))
+    assert code == 2 and err == [f"error: out: expected a .png file name, got {str(tmp_path / 'back.jpg')!r}"]
+    (tmp_path / "dir.png").mkdir()
+    code, err = cli(capsys, "bits", "--decode", str(data), "--out", str(tmp_path / "dir.png"))
+    assert code == 2 and err == [f"error: out: {str(tmp_path / 'dir.png')!r} is a folder; give a file name such as restored.png"]
+    assert list(folder.iterdir()) == [] and list((tmp_path / "dir.png").iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.png", "folder", "photo.png", "photo.sbits"]  # no temporary left
+
+
+def test_a_non_utf8_labels_file_or_csv_is_named_in_one_line(tmp_path, capsys):
+    image = _png(tmp_path / "img.png", 8, 8)
+    with pytest.raises(ValueError, match=r"^labels: '.*img\.png' is not UTF-8 text \(byte 0x89 at offset 0\); save it as UTF-8$"):
+        load_labels(image)
+    code, err = cli(capsys, "explain", str(image), "--model", str(tmp_path / "missing.ts"), "--labels", str(image))
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"error: labels: {str(image)!r} is not UTF-8 text"), err
+    csv = tmp_path / "list.csv"
+    csv.write_bytes(b"path,label\nimg.png,0\n" + b"x" * 9000 + b"\xff\xfe,1\n")  # past a text stream's first buffer
+    with pytest.raises(ValueError, match=r"^data: '.*list\.csv' is not UTF-8 text \(byte 0xff at offset 9021\); save it as UTF-8$"):
+        open_source(csv)
+    csv.write_bytes(b"path,label\r\nimg.png,0\r\n")  # the CSV is still read as before
+    assert [(it.id, it.label) for it in open_source(csv).items] == [("img.png", 0)]
+
+
+def test_no_debug_may_come_after_the_command(capsys):
+    assert hoist_global_options(["estimators", "--no-debug"]) == ["--no-debug", "estimators"]
+    code, err = cli(capsys, "estimators", "--no-debug")
+    assert code == 0, err
+
+
+def test_a_foreign_checkpoint_is_one_line_naming_the_option_without_torch_advice(tmp_path):
+    pickled = tmp_path / "pickled.pt"
+    torch.save(torch.nn.Linear(2, 2), pickled)  # a whole pickled module: weights-only loading refuses it
+    for path in (pickled, _png(tmp_path / "img.png", 4, 4)):
+        with pytest.raises(ValueError) as caught:
+            load_saved(path, what="a simplifier written by Simplifier.save", missing="no file", version=1, key="state_dict",
+                       name="simplifier")
+        message = str(caught.value)
+        assert message == (f"simplifier: {str(path)!r} is not a simplifier written by Simplifier.save "
+                           "(UnpicklingError: not a weights-only checkpoint of this kind)")
+
+
+def test_train_simplifier_refuses_mixed_image_sizes_before_training(tmp_path, capsys, monkeypatch):
+    for i in range(3):
+        _png(tmp_path / "data" / "a" / f"a{i}.png", 32, 32)
+        _png(tmp_path / "data" / "b" / f"b{i}.png", 32, 32)
+    _png(tmp_path / "data" / "b" / "zz_big.png", 48, 40)
+    monkeypatch.setattr(simplifier_job, "train_simplifier", _no_work)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(2))
+    expected = (r"^data: images of different sizes in '.*data' \('a/a0\.png' 32 x 32, 'b/zz_big\.png' 48 x 40\); "
+                r"give --size and --crop so that they agree$")
+    with pytest.raises(ValueError, match=expected):
+        train_simplifier_job(model, tmp_path / "data", tmp_path / "s.pt", held_out=0)
+    assert not (tmp_path / "s.pt").exists() and not (tmp_path / "s.pt.ckpt").exists()
+    # the size alone keeps each aspect ratio: still two sizes; a crop makes them agree
+    with pytest.raises(ValueError, match=r"'b/zz_big\.png' 38 x 32\)"):
+        check_shapes(open_source(tmp_path / "data", preprocessing=Preprocessing(size=32)))
+    check_shapes(open_source(tmp_path / "data", preprocessing=Preprocessing(size=32, crop=32)))
+    (tmp_path / "data" / "b" / "zz_big.png").write_bytes(b"not an image")  # unreadable files are skipped, as in training
+    check_shapes(open_source(tmp_path / "data"))
