@@ -236,7 +236,7 @@ def run_audit(
     preprocessing, class_names, head, threshold = mo.preprocessing, mo.class_names, mo.head, mo.threshold
     explainer, baselines, batch_size, estimator, simplifier = eo.explainer, eo.baselines, eo.batch_size, eo.estimator, eo.simplifier
     seed, show_progress = run.seed, run.show_progress
-    out = check_out_dir(out)
+    out = check_out_dir(out, "audit")
     if explain not in EXPLAIN_CHOICES:
         raise ValueError(f"explain: expected one of {EXPLAIN_CHOICES}, got {explain!r}")
     if limit is not None and limit < 1:

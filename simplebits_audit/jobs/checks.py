@@ -20,6 +20,7 @@ CPU for a model without parameters); an explicit ``device`` (``--device``) must 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -35,8 +36,9 @@ from ..estimators import BitEstimator, resolve_estimator
 from ..explainers import EXPLAINERS, SIMPLEBITS, Context, check_methods, explain, get_spec, list_explainers
 from ..models import check_classifier_output, check_not_training
 from ..preprocessing import Preprocessing
+from ..results import job_kind
 from ..simplification.common import Classifier
-from ..simplification.config import ENGINE_DEFAULTS
+from ..simplification.config import ENGINE_DEFAULTS, SimplifyConfig, make_config
 from ..simplification.heads import Decision, check_head, check_outputs
 from ..simplification.mask import INSERTION_FRACTIONS
 from ..spaces import Spaces, make_spaces
@@ -90,11 +92,15 @@ class Preflight:
         return Context(spaces=self.spaces, estimator=self.estimator, seed=seed, head=self.head)
 
 
-def check_out_dir(out: str | Path) -> Path:
-    """``out``, the folder a job writes, as a Path; ``ValueError`` naming ``out`` if it exists and is not a folder."""
+def check_out_dir(out: str | Path, job: str | None = None) -> Path:
+    """``out``, the folder a job writes, as a Path; ``ValueError`` naming ``out`` if it exists and is not a folder,
+    or if it holds the results of another ``job`` (``"explain"``, ``"audit"``, ``"train"``, ``"condense"``:
+    :func:`~simplebits_audit.results.job_kind`), whose report the job would overwrite."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out: {str(out)!r} exists and is not a folder")
+    if job is not None and (other := job_kind(out)) not in (None, job):
+        raise ValueError(f"out: {str(out)!r} holds the results of `simplebits {other}`; give another folder")
     return out
 
 
@@ -325,6 +331,9 @@ def preflight(
         raise ValueError(f"explainer: {explainer!r} is not an explainer that simplifies; choose from {list_explainers(simplifies=True)}")
     extra = [m for m in dict.fromkeys(methods) if m != explainer]
     names = check_methods([explainer, *extra] if explainer is not None else extra, method_options, name=methods_name)
+    for name in names:  # a simplifier's option values (steps, engine, ...), not only their names: an audit checks them only per batch
+        if get_spec(name).simplifies:
+            make_config(None, {k: v for k, v in method_options.get(name, {}).items() if k in CONFIG_FIELDS})
     spaces = make_spaces(preprocessing.normalization)
     checked = Preflight(device, n_classes, targets, names, spaces, est, head, float(threshold))
     if explainer is not None and _optimises(method_options.get(explainer, {}), learned):
@@ -342,6 +351,10 @@ def preflight(
         if not get_spec(name).simplifies:
             explain(name, model, first, probe_target, context=checked.context(0), n_classes=n_classes, **method_options.get(name, {}))
     return checked
+
+
+#: The option names a simplifying explainer passes on to :class:`SimplifyConfig`.
+CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(SimplifyConfig))
 
 
 def _optimises(options: Mapping[str, Any], learned: bool = False) -> bool:

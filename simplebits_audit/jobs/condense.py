@@ -95,7 +95,7 @@ def run_condense(
     arch = settings["arch"]
     if not (math.isfinite(held_out) and 0 <= held_out < 1):
         raise ValueError(f"held_out: expected a share in [0, 1), got {held_out}")
-    out = check_out_dir(out)
+    out = check_out_dir(out, "condense")
     preprocessing = preprocessing or Preprocessing()
     source = data if isinstance(data, AuditSource) else open_source(
         data, preprocessing=preprocessing, class_names=class_names, testbed_n=testbed_n, seed=seed, split="train")

@@ -99,7 +99,7 @@ def explain_images(
 
     groups = (ModelOptions, model_options), (ExplainOptions, explain_options), (RunOptions, run)
     mo, eo, run = take_options("explain_images", options, *groups)
-    out = check_out_dir(out)
+    out = check_out_dir(out, "explain")
     preprocessing, class_names, head, threshold = mo.preprocessing, mo.class_names, mo.head, mo.threshold
     explainer, baselines, batch_size, estimator, seed = eo.explainer, eo.baselines, eo.batch_size, eo.estimator, run.seed
     if isinstance(images, torch.Tensor):

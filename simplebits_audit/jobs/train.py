@@ -132,21 +132,24 @@ def train_job(
         raise ValueError(f"val_share: expected a share in (0, 1), got {val_share}")
     if n_examples < 0:
         raise ValueError(f"n_examples: expected >= 0, got {n_examples}")
-    out = check_out_dir(out)
+    if val_n is not None and val_n < 1:  # 0 once meant the default, silently
+        raise ValueError(f"val_n: expected at least 1 validation image, got {val_n}")
+    val_images = VAL_IMAGES if val_n is None else val_n
+    out = check_out_dir(out, "train")
     preprocessing = preprocessing or Preprocessing()
     from .. import testbeds
 
     name = str(data).removeprefix("testbed:")
     if name in testbeds.list_testbeds() and not Path(str(data)).exists():
         train_source = open_source(name, testbed_n=testbed_n, seed=seed, split="train")
-        val_source = open_source(name, testbed_n=val_n or VAL_IMAGES, seed=seed + 1, split="test")
+        val_source = open_source(name, testbed_n=val_images, seed=seed + 1, split="test")
         train_items, val_items = list(train_source.items), list(val_source.items)
     else:
         train_source = val_source = open_source(data, preprocessing=preprocessing, seed=seed)
         unlabelled = sum(it.label is None for it in train_source.items)
         if unlabelled:
             raise ValueError(f"data: training needs a label for every image; {unlabelled} of {train_source.name!r} have none")
-        train_items, val_items = hold_out(train_source.items, val_share, val_n or VAL_IMAGES)
+        train_items, val_items = hold_out(train_source.items, val_share, val_images)
     class_names = train_source.class_names
     settings = {
         "data": str(data), "arch": arch, "budgets": budgets, "lams": lams, **joint_settings, "estimator": estimator or "default",

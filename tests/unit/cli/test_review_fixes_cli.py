@@ -99,3 +99,24 @@ def test_train_simplifier_refuses_mixed_image_sizes_before_training(tmp_path, ca
     check_shapes(open_source(tmp_path / "data", preprocessing=Preprocessing(size=32, crop=32)))
     (tmp_path / "data" / "b" / "zz_big.png").write_bytes(b"not an image")  # unreadable files are skipped, as in training
     check_shapes(open_source(tmp_path / "data"))
+
+
+@pytest.mark.parametrize("val_n", ["0", "-3"])
+def test_train_refuses_no_validation_images(tmp_path, capsys, val_n):
+    """``--val-n 0`` once became the default 500, silently."""
+    code, err = cli(capsys, "train", "stripes", "--val-n", val_n, "--testbed-n", "64", "--out", str(tmp_path / "run"))
+    assert code == 2 and err == [f"error: val_n: expected at least 1 validation image, got {val_n}"]
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
+def test_a_job_refuses_a_folder_holding_another_jobs_results(tmp_path, capsys):
+    """``explain`` into an audit's folder replaced the audit's report.html."""
+    from simplebits_audit.results import AUDIT_RESULTS_FILE
+
+    out = tmp_path / "audit"
+    out.mkdir()
+    (out / AUDIT_RESULTS_FILE).write_text("")
+    image = _png(tmp_path / "photo.png", 32, 32)
+    code, err = cli(capsys, "explain", str(image), "--model", "testbed:stripes", "--out", str(out))
+    assert code == 2 and err == [f"error: out: {str(out)!r} holds the results of `simplebits audit`; give another folder"]
+    assert sorted(p.name for p in out.iterdir()) == [AUDIT_RESULTS_FILE]

@@ -229,3 +229,12 @@ def test_the_gradient_check_is_for_explainers_that_optimise():
 
     assert _optimises({}) and not _optimises({}, learned=True) and not _optimises({"simplifier": object()})
     assert _optimises({"simplifier": object(), "refine_steps": 10}) and _optimises({"refine_steps": 10}, learned=True)
+
+
+def test_an_audit_checks_the_simplifiers_option_values_before_any_work(files, tmp_path, capsys):
+    """``--steps 0`` passed the names-only check: the audit predicted every image and wrote audit.json, then failed."""
+    out = tmp_path / "audit"
+    code, err = cli(capsys, "--quiet", "audit", "digits-on-photos", "--model", str(files / "model.ts"), "--testbed-n", "4",
+                    "--select", "all", "--steps", "0", "--out", str(out))
+    assert code == 2 and err == ["error: steps: expected at least 1, got 0"]
+    assert not out.exists()
