@@ -128,7 +128,9 @@ def load_checkpoint(path: str | Path) -> BitEstimator:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for foreign or corrupt files
-        raise ValueError(f"name_or_path: {str(path)!r} is not a readable estimator checkpoint ({err.__class__.__name__}: {err})") from None
+        # the class only: torch's text runs to several lines and advises weights_only=False, which would run the file's code
+        raise ValueError(f"name_or_path: {str(path)!r} is not a readable estimator checkpoint ({err.__class__.__name__}: "
+                         "not a weights-only checkpoint)") from None
     if not isinstance(ckpt, dict) or ckpt.get("arch") not in ARCHITECTURES:
         raise ValueError(f"name_or_path: {str(path)!r} is not an estimator checkpoint (needs 'arch' in {sorted(ARCHITECTURES)})")
     estimator = ARCHITECTURES[ckpt["arch"]](**ckpt.get("config", {}))

@@ -134,6 +134,18 @@ def test_resolve_estimator_one_way_for_every_argument():
         resolve_estimator("no-such-estimator")
 
 
+def test_a_pickled_file_as_estimator_is_one_line_without_torch_advice(tmp_path):
+    """torch's refusal runs to several lines and advises weights_only=False (which would run the file's code)."""
+    path = tmp_path / "pickled.pt"
+    torch.save(torch.nn.Linear(2, 2), path)
+    from simplebits_audit.estimators import resolve_estimator
+
+    with pytest.raises(ValueError) as caught:
+        resolve_estimator(path)
+    expected = "is not a readable estimator checkpoint (UnpicklingError: not a weights-only checkpoint)"
+    assert str(caught.value) == f"name_or_path: {str(path)!r} {expected}"
+
+
 def _autograd_log_prob(value, pred, scale, low, high):
     """The analytic coder's bin probability with autograd through every branch (the reference)."""
     from simplebits_audit.estimators.analytic import _log_prob
