@@ -45,9 +45,10 @@ def save_torch(obj: Any, path: str | Path) -> Path:
 
 
 def read_utf8(path: str | Path, name: str) -> str:
-    """The text of ``path``; not UTF-8: a one-line ``ValueError`` naming ``name`` and the file (the codec's own names neither)."""
+    """The text of ``path`` without a byte-order mark (spreadsheets write one: a CSV's header went unrecognised);
+    not UTF-8: a one-line ``ValueError`` naming ``name`` and the file (the codec's own names neither)."""
     try:
-        return Path(path).read_bytes().decode("utf-8")
+        return Path(path).read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise ValueError(f"{name}: {str(path)!r} is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}); "
                          "save it as UTF-8") from None

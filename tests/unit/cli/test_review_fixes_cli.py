@@ -61,6 +61,8 @@ def test_a_non_utf8_labels_file_or_csv_is_named_in_one_line(tmp_path, capsys):
         open_source(csv)
     csv.write_bytes(b"path,label\r\nimg.png,0\r\n")  # the CSV is still read as before
     assert [(it.id, it.label) for it in open_source(csv).items] == [("img.png", 0)]
+    csv.write_bytes(b"\xef\xbb\xbfpath,label\r\nimg.png,0\r\n")  # a spreadsheet's byte-order mark: the header still recognised
+    assert [(it.id, it.label) for it in open_source(csv).items] == [("img.png", 0)]
 
 
 def test_no_debug_may_come_after_the_command(capsys):
