@@ -76,6 +76,13 @@ def hoist_global_options(args: list[str]) -> list[str]:
     return head + moved + rest
 
 
+def _asked_for_debug(argv: list[str]) -> bool:
+    """Whether the last of ``--debug`` / ``--no-debug`` on the command line is ``--debug`` (read off the line: an error
+    can come before the options are parsed)."""
+    flags = [a for a in argv if a in ("--debug", "--no-debug")]
+    return bool(flags) and flags[-1] == "--debug"
+
+
 def main() -> None:
     """Console-script entry point: one-line errors unless ``--debug``."""
     sys.argv[1:] = hoist_global_options(sys.argv[1:])
@@ -89,7 +96,7 @@ def main() -> None:
         err_console.print("interrupted (audit, train-simplifier and condense continue where they stopped when rerun)")
         sys.exit(130)
     except Exception as err:  # noqa: BLE001 -- the one place errors become messages
-        if session.debug or "--debug" in sys.argv:
+        if session.debug or _asked_for_debug(sys.argv[1:]):
             raise
         if hasattr(err, "show") and hasattr(err, "exit_code"):  # a usage error from typer's click
             err.show()

@@ -209,6 +209,8 @@ def open_source(
         name = text.removeprefix("testbed:")
         if name not in _audit_testbeds():
             raise ValueError(f"data: unknown testbed {name!r} for a dataset job; choose from {_audit_testbeds()}")
+        if testbed_n is not None and testbed_n < 1:  # named here: the testbed's own check names its ``n``
+            raise ValueError(f"testbed_n: expected at least 1 image, got {testbed_n}")
         source = TestbedSource(name, n=testbed_n, seed=seed, split=split)
     elif path.exists():
         raise ValueError(f"data: {text!r} is neither a folder nor a .csv file")

@@ -122,3 +122,16 @@ def test_a_job_refuses_a_folder_holding_another_jobs_results(tmp_path, capsys):
     code, err = cli(capsys, "explain", str(image), "--model", "testbed:stripes", "--out", str(out))
     assert code == 2 and err == [f"error: out: {str(out)!r} holds the results of `simplebits audit`; give another folder"]
     assert sorted(p.name for p in out.iterdir()) == [AUDIT_RESULTS_FILE]
+
+
+def test_testbed_n_below_one_is_named_as_such(tmp_path, capsys):
+    code, err = cli(capsys, "audit", "stripes", "--model", "testbed:stripes", "--testbed-n", "0", "--out", str(tmp_path / "a"))
+    assert code == 2 and err == ["error: testbed_n: expected at least 1 image, got 0"]
+
+
+@pytest.mark.parametrize("argv, debug", [(["--debug", "x"], True), (["--debug", "x", "--no-debug"], False), (["--no-debug"], False),
+                                         (["--no-debug", "x", "--debug"], True), (["x"], False)])
+def test_the_last_debug_flag_wins(argv, debug):
+    from simplebits_audit.cli.main import _asked_for_debug
+
+    assert _asked_for_debug(argv) is debug
