@@ -20,7 +20,6 @@ CPU for a model without parameters); an explicit ``device`` (``--device``) must 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -331,9 +330,10 @@ def preflight(
         raise ValueError(f"explainer: {explainer!r} is not an explainer that simplifies; choose from {list_explainers(simplifies=True)}")
     extra = [m for m in dict.fromkeys(methods) if m != explainer]
     names = check_methods([explainer, *extra] if explainer is not None else extra, method_options, name=methods_name)
+    fields = SimplifyConfig.fields()
     for name in names:  # a simplifier's option values (steps, engine, ...), not only their names: an audit checks them only per batch
         if get_spec(name).simplifies:
-            make_config(None, {k: v for k, v in method_options.get(name, {}).items() if k in CONFIG_FIELDS})
+            make_config(None, {k: v for k, v in method_options.get(name, {}).items() if k in fields})
     spaces = make_spaces(preprocessing.normalization)
     checked = Preflight(device, n_classes, targets, names, spaces, est, head, float(threshold))
     if explainer is not None and _optimises(method_options.get(explainer, {}), learned):
@@ -351,10 +351,6 @@ def preflight(
         if not get_spec(name).simplifies:
             explain(name, model, first, probe_target, context=checked.context(0), n_classes=n_classes, **method_options.get(name, {}))
     return checked
-
-
-#: The option names a simplifying explainer passes on to :class:`SimplifyConfig`.
-CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(SimplifyConfig))
 
 
 def _optimises(options: Mapping[str, Any], learned: bool = False) -> bool:
