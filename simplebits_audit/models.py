@@ -206,12 +206,13 @@ def load_model(
     """
     spec_str = str(spec)
     path = Path(spec_str)
+    testbed = spec_str.startswith("testbed:") and not path.exists()
     # A file or a shipped testbed classifier is whole: weights or a class count given with it would be silently ignored.
-    if path.is_file() or (spec_str.startswith("testbed:") and not path.exists()):
+    if testbed or path.is_file():
         for name, value in (("weights", weights), ("num_classes", num_classes)):
             if value is not None:
                 raise ValueError(f"{name}: only for a factory or a torchvision architecture name; {spec_str!r} is a whole model")
-    if spec_str.startswith("testbed:") and not path.exists():
+    if testbed:
         from . import testbeds
 
         name = spec_str.removeprefix("testbed:")
