@@ -28,7 +28,7 @@ class AuditItem:
     index: int
     id: str
     path: str | None
-    label: int | None
+    label: int | tuple[int, ...] | None  # a tuple: a row of 0/1 labels (multi-label testbeds, training only)
 
 
 class AuditSource:
@@ -85,7 +85,9 @@ class TestbedSource(AuditSource):
         self.data = testbeds.load(name, split, n=n, seed=seed)
         self.name, self.class_names = f"testbed:{name}", list(self.data.classes)
         self.has_localisation = bool(self.data.has_localisation)
-        self.items = [AuditItem(i, f"{name}-{split}-{i:06d}", None, int(self.data.labels[i])) for i in range(len(self.data))]
+        labels = self.data.labels
+        row = (lambda i: tuple(int(v) for v in labels[i])) if labels.dim() == 2 else (lambda i: int(labels[i]))  # noqa: E731
+        self.items = [AuditItem(i, f"{name}-{split}-{i:06d}", None, row(i)) for i in range(len(self.data))]
 
     def _pixels(self, item: AuditItem) -> torch.Tensor:
         return self.data.images[item.index]
@@ -160,7 +162,7 @@ def hold_out(items: Sequence[AuditItem], share: float, limit: int) -> tuple[list
 def load_labelled(
     source: AuditSource, items: Sequence[AuditItem], what: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, list[str]]:
-    """Read labelled items into memory (the training jobs): images (N, C, H, W), labels (N,), masks
+    """Read labelled items into memory (the training jobs): images (N, C, H, W), labels (N,) or rows (N, K), masks
     (N, 1, H, W) where the source has one for every image (else None), and the ids of the items
     skipped (unreadable or unlabelled). ``what`` names the argument in errors."""
     images, labels, masks, skipped = [], [], [], []
@@ -181,7 +183,7 @@ def load_labelled(
     if len(shapes) > 1:
         raise ValueError(f"{what}: images of {len(shapes)} different shapes in {source.name!r}; give --size and --crop so that they agree")
     stacked_masks = torch.stack(masks) if all(m is not None for m in masks) else None
-    return torch.stack(images), torch.tensor(labels, dtype=torch.long), stacked_masks, skipped
+    return torch.stack(images), torch.tensor(labels, dtype=torch.long), stacked_masks, skipped  # label tuples: rows (N, K)
 
 
 def open_source(
@@ -192,11 +194,13 @@ def open_source(
     testbed_n: int | None = None,
     seed: int = 0,
     split: str = "test",
+    multilabel: bool = False,
 ) -> AuditSource:
     """Open ``data``: an ImageFolder directory, a ``.csv`` of ``path,label``, or a testbed name.
 
     ``class_names`` (e.g. from ``--labels``) override the folder names / CSV label names; a
-    testbed gives its ``split`` (the test split by default: what an audit looks at).
+    testbed gives its ``split`` (the test split by default: what an audit looks at). Multi-label
+    testbeds (a row of labels per image) only with ``multilabel`` (the train job).
     """
 
     text = str(data)
@@ -205,9 +209,12 @@ def open_source(
         source: AuditSource = _image_folder(path, preprocessing, class_names)
     elif path.is_file() and path.suffix.lower() == ".csv":
         source = _csv(path, list(class_names) if class_names else None, preprocessing)
-    elif text in _audit_testbeds() or text.startswith("testbed:"):
+    elif text.removeprefix("testbed:") in _multilabel_testbeds() and not multilabel:
+        raise ValueError(f"data: {text!r} is a multi-label testbed (a row of labels per image), which only `simplebits train` takes; "
+                         f"choose from {_audit_testbeds()}")
+    elif text in _audit_testbeds() or text.startswith("testbed:") or (multilabel and text in _multilabel_testbeds()):
         name = text.removeprefix("testbed:")
-        if name not in _audit_testbeds():
+        if name not in _audit_testbeds() + (_multilabel_testbeds() if multilabel else []):
             raise ValueError(f"data: unknown testbed {name!r} for a dataset job; choose from {_audit_testbeds()}")
         if testbed_n is not None and testbed_n < 1:  # named here: the testbed's own check names its ``n``
             raise ValueError(f"testbed_n: expected at least 1 image, got {testbed_n}")
@@ -218,7 +225,7 @@ def open_source(
         raise ValueError(f"data: {text!r} does not exist and is not a testbed name ({_audit_testbeds()})")
     if class_names is not None:
         source.class_names = list(class_names)
-    labels = [i.label for i in source.items if i.label is not None]
+    labels = [i.label for i in source.items if isinstance(i.label, int)]
     if source.class_names is not None and labels and (max(labels) >= len(source.class_names) or min(labels) < 0):
         raise ValueError(f"data: labels go up to {max(labels)} but there are {len(source.class_names)} class names")
     return source
@@ -229,3 +236,10 @@ def _audit_testbeds() -> list[str]:
     from .. import testbeds
 
     return [t for t in testbeds.list_testbeds(head=None) if testbeds.SIGMOID_HEADS.get(t, 1) == 1]
+
+
+def _multilabel_testbeds() -> list[str]:
+    """Testbeds with a row of labels per image (sigmoid heads of several logits)."""
+    from .. import testbeds
+
+    return [t for t in testbeds.list_testbeds(head=None) if testbeds.SIGMOID_HEADS.get(t, 1) > 1]

@@ -3,7 +3,8 @@
 Where the images come from: the same sources as the audit (ImageFolder, CSV of ``path,label``,
 testbed name). A testbed trains on its train split and validates on its test split, whose
 ground-truth masks give the share of the retained bits inside the evidence; a folder or CSV holds
-out every ``1/val_share``-th image. What trains: one classifier (``--arch``) and one simplifier per
+out every ``1/val_share``-th image. A multi-label testbed (``digits-stripes``: a row of labels per
+image) trains one sigmoid logit per label (:func:`~simplebits_audit.training.joint.check_labels`). What trains: one classifier (``--arch``) and one simplifier per
 budget or lambda (:func:`~simplebits_audit.training.tradeoff`). Where the record goes (the
 layout is :mod:`~simplebits_audit.results`)::
 
@@ -140,9 +141,9 @@ def train_job(
     from .. import testbeds
 
     name = str(data).removeprefix("testbed:")
-    if name in testbeds.list_testbeds() and not Path(str(data)).exists():
-        train_source = open_source(name, testbed_n=testbed_n, seed=seed, split="train")
-        val_source = open_source(name, testbed_n=val_images, seed=seed + 1, split="test")
+    if name in testbeds.list_testbeds(head=None) and not Path(str(data)).exists():  # every head: also sigmoid testbeds
+        train_source = open_source(name, testbed_n=testbed_n, seed=seed, split="train", multilabel=True)
+        val_source = open_source(name, testbed_n=val_images, seed=seed + 1, split="test", multilabel=True)
         train_items, val_items = list(train_source.items), list(val_source.items)
     else:
         train_source = val_source = open_source(data, preprocessing=preprocessing, seed=seed)
@@ -160,7 +161,8 @@ def train_job(
     # Everything is checked before training: the data loads, the architecture runs on it.
     train_x, train_y, _, skipped_train = load_labelled(train_source, train_items, "data")
     val_x, val_y, val_masks, skipped_val = load_labelled(val_source, val_items, "data")
-    n_classes = max(len(class_names or []), int(train_y.max()) + 1, int(val_y.max()) + 1)
+    # Label rows (a multi-label testbed): one sigmoid logit per label; class indices: one softmax logit per class.
+    n_classes = train_y.shape[1] if train_y.dim() == 2 else max(len(class_names or []), int(train_y.max()) + 1, int(val_y.max()) + 1)
     channels, size = train_x.shape[1], train_x.shape[-1]
     probe = build_architecture(arch, n_classes, channels, size)
     check_classifier_output(probe.eval(), train_x[:2], name="arch", images="data")

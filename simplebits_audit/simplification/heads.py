@@ -190,3 +190,54 @@ class Decision:
     def predictions(self, probs: torch.Tensor) -> torch.Tensor:
         """The predicted class (B,) for softmax; for sigmoid the most probable label (see ``labels_on``)."""
         return probs.argmax(1)
+
+
+# Ground-truth labels, for the training settings (a classifier learns them; nothing is kept from an earlier answer).
+
+
+def head_of_labels(labels: torch.Tensor, n_outputs: int) -> str:
+    """The head a classifier with ``n_outputs`` logits learns ``labels`` under.
+
+    Label rows (N, K) of 0/1 (multi-label, K = ``n_outputs``) or one logit with 0/1 labels (N,)
+    (binary): ``"sigmoid"``. Class indices (N,) for K >= 2 logits: ``"softmax"``.
+    """
+    return "sigmoid" if labels.dim() == 2 or n_outputs == 1 else "softmax"
+
+
+def _label_rows(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return labels.reshape(logits.shape).to(logits.dtype)
+
+
+def label_loss(logits: torch.Tensor, labels: torch.Tensor, head: str) -> torch.Tensor:
+    """Negative log-likelihood (B,) of ``labels`` under ``logits`` (B, K), in nats, float32.
+
+    Softmax: cross-entropy to the class. Sigmoid: binary cross-entropy summed over the labels (the
+    likelihood of the image's whole label row, on the scale of a softmax's cross-entropy).
+    """
+    logits = logits.float()
+    if head == "sigmoid":
+        return F.binary_cross_entropy_with_logits(logits, _label_rows(logits, labels), reduction="none").sum(1)
+    return F.cross_entropy(logits, labels, reduction="none")
+
+
+def label_margin(logits: torch.Tensor, labels: torch.Tensor, head: str) -> torch.Tensor:
+    """By how much each image (B,) is answered correctly, in log-odds (negative: answered wrongly).
+
+    Softmax: :func:`label_gap`. Sigmoid: the weakest label's log p(its label) - log p(the other
+    side), which is its logit signed by the label: ``min_k (2 y_k - 1) z_k``.
+    """
+    logits = logits.float()
+    if head == "sigmoid":
+        return ((2 * _label_rows(logits, labels) - 1) * logits).amin(1)
+    return label_gap(F.log_softmax(logits, 1), labels)
+
+
+def label_accuracy(logits: torch.Tensor, labels: torch.Tensor, head: str) -> torch.Tensor:
+    """The share of each image's labels answered correctly (B,) in [0, 1], float32.
+
+    Softmax: 1 or 0 (the top class is the label). Sigmoid: the share of labels on the right side of
+    probability 0.5; its mean over images is the mean per-label accuracy.
+    """
+    if head == "sigmoid":
+        return ((logits > 0).float() == _label_rows(logits, labels).float()).float().mean(1)
+    return (logits.argmax(1) == labels).float()

@@ -19,8 +19,14 @@ from .loop import step_seed
 __all__ = ["Batches", "collate", "collate_batch", "data_fingerprint", "dataset_tensors", "labelled_tensors"]
 
 
-def labelled_tensors(data: Any, name: str = "data") -> tuple[torch.Tensor, torch.Tensor, list[str] | None]:
-    """``(images (N, C, H, W) in [0, 1], labels (N,) long, class names or None)`` of a Dataset or an ``(images, labels)`` pair."""
+def labelled_tensors(
+    data: Any, name: str = "data", *, multilabel: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, list[str] | None]:
+    """``(images (N, C, H, W) in [0, 1], labels, class names or None)`` of a Dataset or an ``(images, labels)`` pair.
+
+    Labels are class indices (N,) >= 0, as long; with ``multilabel`` also label rows (N, K) of 0/1
+    (a ``ValueError`` naming ``name`` otherwise).
+    """
     if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor):
         images, labels = data
         labels = torch.as_tensor(labels)
@@ -33,14 +39,20 @@ def labelled_tensors(data: Any, name: str = "data") -> tuple[torch.Tensor, torch
         if not all(isinstance(p, (tuple, list)) and len(p) >= 2 for p in pairs[:1]):
             raise ValueError(f"{name}: expected a Dataset of (image, label) pairs")
         images = torch.stack([torch.as_tensor(p[0]) for p in pairs])
-        labels = torch.tensor([int(p[1]) for p in pairs])
+        labels = collate(pairs)[1]
     else:
         raise TypeError(f"{name}: expected a Dataset of (image, label) pairs or an (images, labels) pair of tensors, "
                         f"got {type(data).__name__}")
     images = check_pixel_images(images, f"{name} (images)")
-    if labels.dim() != 1 or len(labels) != len(images):
-        raise ValueError(f"{name}: expected one label per image ({len(images)}), got labels of shape {tuple(labels.shape)}")
-    if torch.is_floating_point(labels) or (len(labels) and int(labels.min()) < 0):
+    if labels.dim() not in (1, 2) or len(labels) != len(images):
+        raise ValueError(f"{name}: expected one label (or one row of labels) per image ({len(images)}), got labels of shape "
+                         f"{tuple(labels.shape)}")
+    if labels.dim() == 2:
+        if not multilabel:
+            raise ValueError(f"{name}: label rows (multi-label, shape {tuple(labels.shape)}) are not taken here; give one class index per image")
+        if bool(((labels != 0) & (labels != 1)).any()):
+            raise ValueError(f"{name}: label rows (multi-label) must hold 0 or 1")
+    elif torch.is_floating_point(labels) or (len(labels) and int(labels.min()) < 0):
         raise ValueError(f"{name}: labels must be class indices >= 0")
     classes = getattr(data, "classes", None)
     return images, labels.long(), list(map(str, classes)) if classes is not None else None
@@ -129,9 +141,15 @@ class Batches:
 
 
 def collate(items: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Items of a map-style dataset (images, or (image, label) pairs) -> ``(images (B, C, H, W), labels (B,) or None)``."""
+    """Items of a map-style dataset (images, or (image, label) pairs) -> ``(images (B, C, H, W), labels or None)``.
+
+    Labels: (B,) long of class indices, or (B, K) long of label rows (multi-label).
+    """
     if isinstance(items[0], (tuple, list)):
-        return torch.stack([torch.as_tensor(it[0]) for it in items]), torch.as_tensor([int(it[1]) for it in items])
+        images = torch.stack([torch.as_tensor(it[0]) for it in items])
+        if torch.as_tensor(items[0][1]).dim() == 0:
+            return images, torch.as_tensor([int(it[1]) for it in items])
+        return images, torch.stack([torch.as_tensor(it[1]) for it in items]).long()
     return torch.stack([torch.as_tensor(it) for it in items]), None
 
 

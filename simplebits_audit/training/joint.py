@@ -57,7 +57,7 @@ from ..results import (
     strength_name,
 )
 from ..simplification.common import round_8bit
-from ..simplification.heads import label_gap
+from ..simplification.heads import head_of_labels, label_accuracy, label_gap, label_loss, label_margin
 from ..simplification.learned import Simplifier, model_fingerprint
 from ..spaces import Spaces, make_spaces
 from .data import Batches, data_fingerprint, dataset_tensors, labelled_tensors
@@ -149,6 +149,8 @@ class TrainingResult:
     def predict(self, pixels: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """Predicted classes (N,) of pixel images (N, C, H, W): the classifier on their simplified versions.
 
+        A classifier trained with a sigmoid head (label rows, or one logit): labels (N, K) of 0/1 instead.
+
         Pixels map to the classifier's input with the normalisation it was trained with (custom
         ``transforms`` are not stored: call the classifier on :meth:`simplify`'s output yourself).
         """
@@ -156,7 +158,8 @@ class TrainingResult:
             raise ValueError("predict: the classifier was trained with custom transforms; apply them to simplify()'s output yourself")
         spaces = make_spaces(self.settings.get("normalization"), None)
         simplified = self.simplify(pixels, batch_size)
-        return torch.cat([self.classifier(spaces.to_model(chunk)).argmax(1) for chunk in simplified.split(batch_size)])
+        logits = torch.cat([self.classifier(spaces.to_model(chunk)) for chunk in simplified.split(batch_size)])
+        return (logits > 0).long() if self.settings.get("head") == "sigmoid" else logits.argmax(1)
 
     def save(self, directory: str | Path) -> Path:
         """Write ``classifier.pt`` (state dict + settings), ``simplifier.pt`` and ``history.json`` (atomically, weights only)."""
@@ -208,7 +211,7 @@ class _Joint(nn.Module):
 
 def _as_dataset(data: Any) -> Any:
     if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor):
-        images, labels, _ = labelled_tensors(data, "data")
+        images, labels, _ = labelled_tensors(data, "data", multilabel=True)
         return TensorDataset(images, labels)
     if isinstance(data, torch.Tensor):
         raise ValueError("data: training with simplification needs labels: give (images, labels) or a Dataset of (image, label)")
@@ -230,7 +233,7 @@ def _removes(lam: float | None, budget: float | None) -> bool:
 def _run_key(
     settings: dict[str, Any], lam: float | None, budget: float | None, seed: int, world: int, classifier_fingerprint: str | None,
     simplifier_config: dict[str, Any],
-    estimator: BitEstimator, data: Any, data_description: str | None, normalization: Any, transforms: Any,
+    estimator: BitEstimator, data: Any, data_description: str | None, normalization: Any, transforms: Any, head: str = "softmax",
 ) -> dict[str, Any]:
     """Everything a checkpoint or a finished run must agree on to be resumed or reused (JSON-normalised)."""
     key = {
@@ -240,6 +243,8 @@ def _run_key(
         "normalization": [list(map(float, v)) for v in normalization] if normalization is not None else None,
         "transforms": None if transforms is None else "custom",
     }
+    if head != "softmax":  # only then: the keys of runs written before sigmoid heads stay as they were
+        key["head"] = head
     if _removes(lam, budget):  # what the gate asks changed how a removing run trains (reference runs: nothing)
         key["gate"] = "threshold" if GATE_ON_THRESHOLD else "sample"
     return settings_key(key)
@@ -248,12 +253,14 @@ def _run_key(
 @torch.no_grad()
 def evaluate_joint(
     classifier: nn.Module, simplifier: Simplifier, images: torch.Tensor, labels: torch.Tensor, estimator: BitEstimator, *,
-    spaces: Spaces | None = None, batch_size: int = 256,
+    spaces: Spaces | None = None, batch_size: int = 256, head: str | None = None,
 ) -> dict[str, float]:
     """Validation scores of a classifier trained on simplified images (see :attr:`TrainingResult.history`).
 
-    ``images`` (N, C, H, W) pixel images in [0, 1], ``labels`` (N,). Returns the accuracy on the
-    simplified and on the original images, their mean bpd, and the mean per-image bits kept.
+    ``images`` (N, C, H, W) pixel images in [0, 1], ``labels`` (N,) class indices or (N, K) label
+    rows of 0/1 (``head``: :func:`~simplebits_audit.simplification.heads.head_of_labels` when not
+    given). Returns the accuracy on the simplified and on the original images (multi-label: the
+    mean per-label accuracy), their mean bpd, and the mean per-image bits kept.
     """
     spaces = spaces or make_spaces(None, None)
     device = next(simplifier.parameters()).device
@@ -264,8 +271,10 @@ def evaluate_joint(
         for x, y in zip(images.split(batch_size), labels.split(batch_size)):
             x, y = round_8bit(x.to(device), False), y.to(device)
             s = simplifier(x)
-            right_s.append(classifier(spaces.to_model(s)).argmax(1) == y)
-            right_o.append(classifier(spaces.to_model(x)).argmax(1) == y)
+            logits_s, logits_o = classifier(spaces.to_model(s)), classifier(spaces.to_model(x))
+            head = head or head_of_labels(y, logits_s.shape[1])
+            right_s.append(label_accuracy(logits_s, y, head))
+            right_o.append(label_accuracy(logits_o, y, head))
             bits_s, bits_o = estimator.bits(s), estimator.bits(x)
             dims = x[0].numel()
             bpd_s.append(bits_s / dims), bpd_o.append(bits_o / dims), kept.append(bits_s / bits_o)
@@ -274,6 +283,25 @@ def evaluate_joint(
     mean = lambda parts: float(torch.cat(parts).float().mean())  # noqa: E731
     return {"val_accuracy_simplified": mean(right_s), "val_accuracy_original": mean(right_o), "val_bpd_simplified": mean(bpd_s),
             "val_bpd_original": mean(bpd_o), "val_bits_kept": mean(kept)}
+
+
+def check_labels(labels: torch.Tensor, n_outputs: int, name: str = "data") -> str:
+    """The head (:func:`~simplebits_audit.simplification.heads.head_of_labels`) a classifier with ``n_outputs`` logits learns ``labels`` under.
+
+    ``ValueError`` naming ``name`` unless the labels fit it: class indices in [0, K) for K >= 2
+    logits; 0/1 per image for one logit; label rows (N, K) of 0/1 for K logits.
+    """
+    head = head_of_labels(labels, n_outputs)
+    if head == "sigmoid":
+        width = labels.shape[1] if labels.dim() == 2 else 1
+        if width != n_outputs:
+            raise ValueError(f"{name}: label rows of {width} labels for a classifier with {n_outputs} outputs (one logit per label)")
+        if bool(((labels != 0) & (labels != 1)).any()):
+            raise ValueError(f"{name}: a sigmoid head's labels must be 0 or 1, got values {sorted(set(labels.unique().tolist()))[:5]}")
+    elif int(labels.max()) >= n_outputs or int(labels.min()) < 0:
+        raise ValueError(f"{name}: labels must be in [0, {n_outputs}) for a classifier with {n_outputs} outputs, got "
+                         f"{int(labels.min())}..{int(labels.max())}")
+    return head
 
 
 def check_strength(lam: float | None = None, budget: float | None = None) -> tuple[float | None, float | None]:
@@ -348,7 +376,12 @@ def train_with_simplification(
         Model-space images (B, C, H, W) -> logits (B, K), untrained or pretrained. A copy is trained;
         the module passed in is left as it was.
     data : Dataset of (image, label), or (images, labels)
-        Training images in pixel space [0, 1], (N, C, H, W), with integer labels (N,).
+        Training images in pixel space [0, 1], (N, C, H, W), with class indices (N,) for a softmax
+        over K >= 2 logits, or with labels of 0/1 for a sigmoid head: rows (N, K) for K logits
+        (multi-label), or (N,) for one logit (binary). The head follows from the labels and the
+        classifier's outputs (:func:`check_labels`): binary cross-entropy summed over the labels
+        instead of cross-entropy, the gate asks that every label be answered by ``margin``, and
+        accuracy is the mean per-label accuracy.
     budget : float, optional
         The share of each image's bits (under ``estimator``) to keep at most, on average, in (0, 1];
         lambda follows from it (dual ascent, module docstring). 1 removes nothing: the reference
@@ -410,7 +443,7 @@ def train_with_simplification(
     data = _as_dataset(data)
     if not (isinstance(data, Dataset) and hasattr(data, "__len__")):
         raise TypeError(f"data: expected a Dataset of (image, label) or an (images, labels) pair, got {type(data).__name__}")
-    val = labelled_tensors(val_data, "val_data")[:2] if val_data is not None else None
+    val = labelled_tensors(val_data, "val_data", multilabel=True)[:2] if val_data is not None else None
     rank, world = rank_and_world()
     device = run_device(classifier, device, must_agree=False)
     spaces = make_spaces(normalization, transforms)
@@ -431,9 +464,9 @@ def train_with_simplification(
     model.train()
     tensors = dataset_tensors(data)
     labels_seen = first_labels if tensors is None else tensors[1]
-    if int(labels_seen.max()) >= n_classes or int(labels_seen.min()) < 0:
-        raise ValueError(f"data: labels must be in [0, {n_classes}) for a classifier with {n_classes} outputs, got "
-                         f"{int(labels_seen.min())}..{int(labels_seen.max())}")
+    head = check_labels(labels_seen, n_classes, "data")
+    if val is not None:
+        check_labels(val[1], n_classes, "val_data")
     with seeded(seed):
         net = simplifier if simplifier is not None else Simplifier(in_channels=first.shape[1], binary=True)
     net = net.to(device).train().requires_grad_(True)
@@ -447,7 +480,7 @@ def train_with_simplification(
     # classifier only pushes the mask towards the identity, where its sigmoid saturates for good.
     frozen_until = round(settings["warmup"] * cool_from)
     run_key = _run_key(settings, lam, budget, seed, world, initial_fingerprint, net.config, estimator, data, data_description,
-                       normalization, transforms)
+                       normalization, transforms, head)
     run = ResumableRun(checkpoint, run_key, total=total, total_name="epochs", checkpoint_every=checkpoint_every, device=device)
     history: list[dict[str, float]] = []
     sums: dict[str, float] = {}  # the current epoch's running sums (checkpointed: a resumed epoch averages the same steps)
@@ -481,7 +514,7 @@ def train_with_simplification(
             if world > 1:  # DDP syncs BatchNorm statistics only at the next forward: score rank 0's everywhere
                 for buffer in model.buffers():
                     dist.broadcast(buffer, 0)
-            entry.update(evaluate_joint(model, net, *val, estimator, spaces=spaces))
+            entry.update(evaluate_joint(model, net, *val, estimator, spaces=spaces, head=head))
             joint.train()
         entry["seconds"] = round(run.seconds, 1)
         history.append(entry)
@@ -504,7 +537,7 @@ def train_with_simplification(
         simplified, logits, mask_logits = wrapped(images)
         if cooling:
             net.train()
-        ce = F.cross_entropy(logits.float(), labels, reduction="none")
+        ce = label_loss(logits, labels, head)
         loss = ce
         bpd, charged, kept = None, 0.0, None
         weight = 0.0 if cooling else (lam or 0.0) if log_lam is None else math.exp(log_lam)
@@ -519,7 +552,7 @@ def train_with_simplification(
                     gate_logits = model(spaces.to_model(net(images)))
                     net.train()
                     model.train()
-            holds = (label_gap(F.log_softmax(gate_logits.float(), 1), labels) >= settings["margin"]).to(bpd.dtype)
+            holds = (label_margin(gate_logits, labels, head) >= settings["margin"]).to(bpd.dtype)
             if log_lam is None:
                 loss = ce + lam * holds * bpd
             else:  # the share kept: bpd over the original's bpd (the original is never charged)
@@ -538,7 +571,7 @@ def train_with_simplification(
         with torch.no_grad():
             if bpd is None:
                 bpd = estimator.bpd(simplified.detach())
-            stats = {"loss": float(loss), "train_accuracy": float((logits.argmax(1) == labels).float().mean()),
+            stats = {"loss": float(loss), "train_accuracy": float(label_accuracy(logits, labels, head).mean()),
                      "train_bpd": float(bpd.mean()), "train_charged": charged, "train_lam": weight}
         optimizer.step()
         if kept is not None and frozen_until <= step < cool_from:  # dual ascent on lambda, once the simplifier trains
@@ -571,7 +604,7 @@ def train_with_simplification(
     model.eval().requires_grad_(False)
     net.eval().requires_grad_(False)
     settings = {**run_key, "processes": world, "training_seconds": round(run.seconds, 1), "torch_threads": torch.get_num_threads(),
-                "n_classes": n_classes}
+                "n_classes": n_classes, "head": head}
     if budget is not None:  # the lambda the budget settled on
         lam = math.exp(log_lam) if log_lam is not None else 0.0
     net.card = {"trained_with_classifier": "train_with_simplification", "lam": float(lam), "budget": budget, "data": run_key["data"],
@@ -689,7 +722,7 @@ def tradeoff(
         raise TypeError(f"tradeoff: unknown options {sorted(unknown)}")
     simplifier_config = {"binary": True, **(options.pop("simplifier_config", None) or {})}
     settings = check_training_settings(**{k: options.get(k) for k in JOINT_DEFAULTS})
-    channels = labelled_tensors(val_data, "val_data")[0].shape[1]
+    channels = labelled_tensors(val_data, "val_data", multilabel=True)[0].shape[1]
     options["data_description"] = options.get("data_description") or _data_fingerprint(_as_dataset(data))
     rank, world = rank_and_world()
     results: dict[str, TrainingResult] = {}
@@ -731,5 +764,5 @@ def tradeoff(
 
 __all__ = [
     "DEFAULT_BUDGET", "DEFAULT_BUDGETS", "JOINT_DEFAULTS", "Tradeoff", "TrainingResult", "check_strength", "check_strengths",
-    "check_training_settings", "evaluate_joint", "label_gap", "tradeoff", "train_with_simplification",
+    "check_labels", "check_training_settings", "evaluate_joint", "label_gap", "tradeoff", "train_with_simplification",
 ]

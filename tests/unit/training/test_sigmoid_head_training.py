@@ -1,0 +1,145 @@
+"""Training with simplification on sigmoid heads: label rows (multi-label) and single-logit binary classifiers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from simplebits_audit import testbeds
+from simplebits_audit.models import build_architecture
+from simplebits_audit.simplification.heads import head_of_labels, label_accuracy, label_loss, label_margin
+from simplebits_audit.simplification.learned import Simplifier
+from simplebits_audit.training import condense, joint
+from simplebits_audit.training.joint import TrainingResult, evaluate_joint, train_with_simplification
+
+FAST = {"epochs": 1, "batch_size": 16, "cooldown": 0}
+
+
+@pytest.fixture(scope="module")
+def rows():
+    """``digits-stripes``: a row of two labels (digit, stripes) per image."""
+    d = testbeds.load("digits-stripes", "train", n=48, seed=3)
+    return d.images, d.labels
+
+
+def fresh(outputs: int, channels: int = 3, size: int = 32) -> nn.Module:
+    torch.manual_seed(0)
+    return build_architecture("smallcnn", outputs, channels, size)
+
+
+def test_the_head_follows_from_the_labels_and_the_outputs():
+    assert head_of_labels(torch.tensor([[0, 1], [1, 1]]), 2) == "sigmoid"
+    assert head_of_labels(torch.tensor([0, 1, 1]), 1) == "sigmoid"  # one logit, binary labels
+    assert head_of_labels(torch.tensor([0, 1, 1]), 2) == "softmax"
+
+
+def test_label_terms_by_hand():
+    logits = torch.tensor([[2.0, -1.0], [0.5, 3.0]])
+    rows = torch.tensor([[1, 0], [1, 0]])
+    # BCE summed over the labels: -log s(2) - log s(1) for the first image, -log s(0.5) - log s(-3) for the second.
+    s = torch.sigmoid
+    expected = torch.stack([-torch.log(s(torch.tensor(2.0))) - torch.log(s(torch.tensor(1.0))),
+                            -torch.log(s(torch.tensor(0.5))) - torch.log(s(torch.tensor(-3.0)))])
+    assert torch.allclose(label_loss(logits, rows, "sigmoid"), expected)
+    # The weakest label's signed logit: min(2, 1) = 1; min(0.5, -3) = -3.
+    assert torch.allclose(label_margin(logits, rows, "sigmoid"), torch.tensor([1.0, -3.0]))
+    assert torch.equal(label_accuracy(logits, rows, "sigmoid"), torch.tensor([1.0, 0.5]))
+
+
+def test_one_sigmoid_logit_means_what_two_softmax_logits_do():
+    # sigmoid(z) is softmax([0, z])[1]: the loss, the margin and the accuracy must agree between the two heads.
+    z = torch.tensor([[1.5], [-0.7], [0.2], [-4.0]])
+    y = torch.tensor([1, 1, 0, 0])
+    two = torch.cat([torch.zeros_like(z), z], 1)
+    assert torch.allclose(label_loss(z, y, "sigmoid"), label_loss(two, y, "softmax"))
+    assert torch.allclose(label_margin(z, y, "sigmoid"), label_margin(two, y, "softmax"))
+    assert torch.equal(label_accuracy(z, y, "sigmoid"), label_accuracy(two, y, "softmax"))
+
+
+class _Fixed(nn.Module):
+    """Logits fixed per image (looked up by the image's first pixel): a classifier whose answers are known."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.logits = logits
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        index = (x[:, 0, 0, 0] * 255).round().long()
+        return self.logits[index] * self.scale
+
+
+def test_validation_accuracy_is_the_mean_per_label_accuracy():
+    n = 4
+    images = torch.zeros(n, 3, 16, 16)
+    images[:, 0, 0, 0] = torch.arange(n) / 255  # each image says which logits it gets
+    logits = torch.tensor([[3.0, -3.0], [3.0, 3.0], [-3.0, -3.0], [-3.0, 3.0]])
+    rows = torch.tensor([[1, 0], [1, 0], [1, 0], [1, 0]])  # right on 2, 1, 1, 0 labels of 2
+    simplifier = Simplifier(in_channels=3, mask_size=16, mask_init=0.999).eval()  # keeps every pixel
+    scores = evaluate_joint(_Fixed(logits), simplifier, images, rows, _estimator())
+    assert scores["val_accuracy_original"] == pytest.approx((2 + 1 + 1 + 0) / 8)
+
+
+def _estimator():
+    from simplebits_audit.estimators import resolve_estimator
+
+    return resolve_estimator(None)
+
+
+def test_label_rows_train_a_sigmoid_head_that_predicts_rows(rows, tmp_path):
+    images, labels = rows
+    result = train_with_simplification(fresh(2), (images, labels), budget=0.3, val_data=(images[:16], labels[:16]), **FAST)
+    assert result.settings["head"] == "sigmoid" and result.settings["n_classes"] == 2
+    assert 0 <= result.final["val_accuracy_simplified"] <= 1
+    predicted = result.predict(images[:5])
+    assert predicted.shape == (5, 2) and set(predicted.unique().tolist()) <= {0, 1}
+    result.save(tmp_path / "run")
+    loaded = TrainingResult.load(tmp_path / "run", build_architecture("smallcnn", 2))
+    assert torch.equal(loaded.predict(images[:5]), predicted)
+
+
+def test_the_gate_asks_every_label(rows, monkeypatch):
+    # With a margin no label reaches, no image is ever charged; a softmax-only gate would have indexed the rows as classes.
+    images, labels = rows
+    result = train_with_simplification(fresh(2), (images, labels), lam=1.0, margin=1e3, warmup=0.0, **FAST)
+    assert result.history[-1]["train_charged"] == 0.0
+    result = train_with_simplification(fresh(2), (images, labels), lam=1.0, margin=0.0, warmup=0.0, **FAST)
+    assert math.isfinite(result.history[-1]["loss"])
+
+
+def test_one_logit_with_binary_labels_is_a_sigmoid_head():
+    d = testbeds.load("radiograph", "train", n=16, seed=0)
+    result = train_with_simplification(fresh(1, 1, 128), (d.images, d.labels), lam=1.0, **FAST)
+    assert result.settings["head"] == "sigmoid" and result.predict(d.images[:3]).shape == (3, 1)
+
+
+def test_labels_that_do_not_fit_the_head_are_refused_before_training(rows):
+    images, labels = rows
+    with pytest.raises(ValueError, match="^data: label rows of 2 labels for a classifier with 3 outputs"):
+        train_with_simplification(fresh(3), (images, labels), **FAST)
+    with pytest.raises(ValueError, match="^data: label rows .* must hold 0 or 1"):
+        train_with_simplification(fresh(2), (images, labels * 2), **FAST)
+    with pytest.raises(ValueError, match="^data: a sigmoid head's labels must be 0 or 1"):
+        train_with_simplification(fresh(1), (images, torch.arange(len(images)) % 3), **FAST)
+    with pytest.raises(ValueError, match="^val_data: label rows of 3 labels"):
+        train_with_simplification(fresh(2), (images, labels), val_data=(images, torch.zeros(len(images), 3, dtype=torch.long)), **FAST)
+    with pytest.raises(ValueError, match="^data: label rows"):  # condensation needs one class per image
+        condense((images, labels), images_per_class=1, outer_steps=1)
+
+
+def test_the_train_job_takes_multi_label_and_sigmoid_testbeds_from_their_train_split(tmp_path):
+    from simplebits_audit.jobs.sources import open_source
+    from simplebits_audit.jobs.train import train_job
+
+    record = train_job("digits-stripes", tmp_path / "rows", epochs=1, testbed_n=32, val_n=8, budgets=[1.0], cooldown=0, n_examples=2)
+    settings = record["settings"]
+    assert settings["n_classes"] == 2 and settings["class_names"] == ["digit", "stripes"]
+    assert settings["training_images"] == 32 and settings["validation_images"] == 8
+    # radiograph once trained on a hold-out of its *test* split, whatever --testbed-n said
+    record = train_job("radiograph", tmp_path / "xray", epochs=1, testbed_n=12, val_n=4, budgets=[1.0], cooldown=0, n_examples=1)
+    assert record["settings"]["training_images"] == 12 and record["settings"]["validation_images"] == 4
+    with pytest.raises(ValueError, match="^data: 'digits-stripes' is a multi-label testbed"):  # the audits take class indices
+        open_source("digits-stripes")
