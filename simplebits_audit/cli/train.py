@@ -111,7 +111,8 @@ def train_simplifier(
 @uses(prep=preprocessing_group)
 def train(
     data: str = typer.Argument(...,
-        help="An ImageFolder directory, a CSV of path,label, or a testbed name (train split; its test split validates)."),
+        help="An ImageFolder directory, a CSV of path,label, or a testbed name (train split; its test split validates; "
+             "the multi-label digits-stripes trains one sigmoid logit per label)."),
     *,
     arch: str | None = typer.Option(None,
         help="Classifier to train from scratch: smallcnn, resnet18 or 'package.module:factory' (default {library:train.arch})."),

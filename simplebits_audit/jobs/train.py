@@ -4,7 +4,8 @@ Where the images come from: the same sources as the audit (ImageFolder, CSV of `
 testbed name). A testbed trains on its train split and validates on its test split, whose
 ground-truth masks give the share of the retained bits inside the evidence; a folder or CSV holds
 out every ``1/val_share``-th image. A multi-label testbed (``digits-stripes``: a row of labels per
-image) trains one sigmoid logit per label (:func:`~simplebits_audit.training.joint.check_labels`). What trains: one classifier (``--arch``) and one simplifier per
+image) trains one sigmoid logit per label (:func:`~simplebits_audit.training.joint.check_labels`).
+What trains: one classifier (``--arch``) and one simplifier per
 budget or lambda (:func:`~simplebits_audit.training.tradeoff`). Where the record goes (the
 layout is :mod:`~simplebits_audit.results`)::
 

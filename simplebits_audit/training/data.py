@@ -49,7 +49,8 @@ def labelled_tensors(
                          f"{tuple(labels.shape)}")
     if labels.dim() == 2:
         if not multilabel:
-            raise ValueError(f"{name}: label rows (multi-label, shape {tuple(labels.shape)}) are not taken here; give one class index per image")
+            raise ValueError(f"{name}: label rows (multi-label, shape {tuple(labels.shape)}) are not taken here; "
+                             "give one class index per image")
         if bool(((labels != 0) & (labels != 1)).any()):
             raise ValueError(f"{name}: label rows (multi-label) must hold 0 or 1")
     elif torch.is_floating_point(labels) or (len(labels) and int(labels.min()) < 0):

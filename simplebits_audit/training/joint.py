@@ -39,7 +39,6 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
@@ -286,7 +285,7 @@ def evaluate_joint(
 
 
 def check_labels(labels: torch.Tensor, n_outputs: int, name: str = "data") -> str:
-    """The head (:func:`~simplebits_audit.simplification.heads.head_of_labels`) a classifier with ``n_outputs`` logits learns ``labels`` under.
+    """The head a classifier with ``n_outputs`` logits learns ``labels`` under (``heads.head_of_labels``).
 
     ``ValueError`` naming ``name`` unless the labels fit it: class indices in [0, K) for K >= 2
     logits; 0/1 per image for one logit; label rows (N, K) of 0/1 for K logits.

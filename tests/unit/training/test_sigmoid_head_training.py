@@ -12,7 +12,7 @@ from simplebits_audit import testbeds
 from simplebits_audit.models import build_architecture
 from simplebits_audit.simplification.heads import head_of_labels, label_accuracy, label_loss, label_margin
 from simplebits_audit.simplification.learned import Simplifier
-from simplebits_audit.training import condense, joint
+from simplebits_audit.training import condense
 from simplebits_audit.training.joint import TrainingResult, evaluate_joint, train_with_simplification
 
 FAST = {"epochs": 1, "batch_size": 16, "cooldown": 0}
