@@ -2,7 +2,8 @@
 
 For each testbed: train a simplifier on the train split at the default settings (timed; or reuse
 the file from an earlier run with ``--reuse``), then on the same test images (batch 64, target =
-the prediction, keep top-1):
+the prediction, keep top-1; on the sigmoid testbeds ``radiograph`` and ``digits-stripes``: label 0, the
+finding or the digit, which their masks localise, kept on its side of 0.5):
 
 * Captum IntegratedGradients (n_steps=50): seconds per image, the speed reference (every timed method:
   the fastest of ``--repeat`` passes over the images, the methods' passes interleaved);
@@ -24,6 +25,7 @@ learned simplifier and over ``--audit-engine-n`` images with the per-image engin
     python benchmarks/simplifier.py --testbeds shortcut --reuse    # reuse benchmarks/out/simplifier-shortcut.pt
     python benchmarks/simplifier.py --shipped                      # the shipped simplifiers (from scripts/train_testbed_simplifiers.py)
     python benchmarks/simplifier.py --audit-n 10000 --testbeds digits-on-photos --reuse
+    python benchmarks/simplifier.py --testbeds digits-stripes --refine 0   # a sigmoid head (two labels)
 """
 
 from __future__ import annotations
@@ -44,6 +46,12 @@ OUT = Path(__file__).parent / "out"
 CAPTUM = ("saliency", "ig", "input_x_gradient", "gradient_shap", "deeplift", "occlusion", "feature_ablation", "gradcam")
 
 
+def _head(testbed: str) -> str:
+    from simplebits_audit import testbeds
+
+    return "sigmoid" if testbed in testbeds.SIGMOID_HEADS else "softmax"
+
+
 def _simplifier(testbed: str, reuse: bool, shipped: bool, steps: int | None):
     from simplebits_audit import Simplifier, testbeds, train_simplifier
 
@@ -58,7 +66,7 @@ def _simplifier(testbed: str, reuse: bool, shipped: bool, steps: int | None):
     train = testbeds.load(testbed, "train")
     held_out = testbeds.load(testbed, "test", n=256, seed=1).images  # not the scored sample (seed 0)
     simplifier = train_simplifier(model, train.images, held_out=held_out, steps=steps, data_description=f"testbed {testbed}, train split",
-                                  show_progress=True)
+                                  show_progress=True, head=_head(testbed))
     simplifier.save(path)
     return simplifier, path
 
@@ -105,11 +113,17 @@ def run(
     data = testbeds.load(testbed, "test", n=n, seed=seed)
     model = testbeds.load_classifier(testbed)
     masks = data.masks if data.has_localisation else None
+    head = _head(testbed)
     with torch.no_grad():
-        targets = model(data.images).argmax(1)
+        logits, flat = model(data.images), model(reference_image(data.images, "mean"))
         # Images whose answer the flat reference (each image's mean colour) already gives need nothing: a
         # faithful map of them is constant, so their AUROC is 0.5 whatever the object. Scored apart.
-        needs = model(reference_image(data.images, "mean")).argmax(1) != targets
+        if head == "softmax":
+            targets = logits.argmax(1)
+            needs = flat.argmax(1) != targets
+        else:  # sigmoid: label 0 (the finding; digits-stripes' digit, the label its masks localise) and its side
+            targets = torch.zeros(len(logits), dtype=torch.long)
+            needs = (flat[:, 0] > 0) != (logits[:, 0] > 0)
     # Every timed method: the fastest of ``repeat`` passes over the images (timeit's rule: the machine's noise only adds),
     # and the passes of all methods interleaved, IG's among them: on a shared machine the speed drifts by tens of
     # percent over minutes, and a ratio of passes timed minutes apart measured the drift (27x and 55x on one machine).
@@ -123,7 +137,7 @@ def run(
 
     variants = [("per-image engine", {})] + [(f"learned, refine {k}" if k else "learned", {"simplifier": simplifier, "refine_steps": k})
                                              for k in refine]
-    explainers = {name: SimpleBits(model, **options) for name, options in variants}
+    explainers = {name: SimpleBits(model, head=head, **options) for name, options in variants}
     outputs: dict[str, tuple[list, list]] = {}
 
     def method_pass(name: str) -> None:
@@ -151,8 +165,8 @@ def run(
         rows.append(_scores(name, results, data.images, maps, masks, needs, best[name]))
     if masks is not None:
         for method in CAPTUM:
-            maps = [explain(method, model, data.images[i : i + batch], targets[i : i + batch], context=Context(seed=seed + i)).map
-                    for i in range(0, n, batch)]
+            maps = [explain(method, model, data.images[i : i + batch], targets[i : i + batch],
+                            context=Context(seed=seed + i, head=head)).map for i in range(0, n, batch)]
             rows.append({"method": f"Captum {method}", **_localisation(torch.cat(maps), masks, needs)})
     info = {"testbed": testbed, "train_seconds": train_seconds, "file": str(path), "card": simplifier.card,
             "needs_share": float(needs.float().mean())}
