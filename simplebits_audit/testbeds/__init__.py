@@ -14,8 +14,9 @@ localisation flag, :data:`HAS_LOCALISATION`).
   split and is shuffled in the test split (``variant=`` chooses); mask = the marker square.
 
 Two testbeds for classifiers with sigmoid heads (:data:`SIGMOID_HEADS`: one logit per label, not
-class indices; ``list_testbeds()`` lists them only on request, and the jobs, which take class
-indices, do not take them):
+class indices; ``list_testbeds()`` lists them only on request). The jobs take ``radiograph``,
+whose 0/1 labels are also class indices; only the train job takes ``digits-stripes``, whose labels
+are rows (one sigmoid logit per label):
 
 - ``radiograph``: synthetic chest radiographs, 1 x 128 x 128; label 0/1 = a basal opacity
   ("effusion") absent/present, one logit; mask = the opacity (all False for label 0: localisation

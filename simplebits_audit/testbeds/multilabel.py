@@ -19,9 +19,10 @@ where none is: it localises label 0 only; the stripes cover the whole image and 
 Localisation metrics are computed for label 0 on the images with a digit (an empty mask gives NaN
 and is left out of the mean).
 
-Not a class-index testbed: the jobs (audit, train, ...) expect one class index per image and do
-not take it (``list_testbeds()`` leaves it out unless asked, see ``testbeds.SIGMOID_HEADS``); it is
-for the library (explainers with a ``target`` logit) and ``benchmarks/heads.py``.
+Not a class-index testbed: the audits and condensation expect one class index per image and
+refuse it (``list_testbeds()`` leaves it out unless asked, see ``testbeds.SIGMOID_HEADS``); it is
+for the library (explainers with a ``target`` logit, ``train_simplifier(head="sigmoid")``), the
+train job (one sigmoid logit per label) and ``benchmarks/heads.py``.
 """
 
 from __future__ import annotations
