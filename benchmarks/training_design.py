@@ -56,7 +56,7 @@ def main() -> None:
     options: dict = {"lam": value} if kind == "lam" else {"budget": value}
     for flag in extra:
         if flag == "nogate":  # a gate that always holds
-            joint.label_gap = lambda log_probs, target: torch.full(target.shape, float("inf"), device=target.device)
+            joint.label_margin = lambda logits, labels, head: torch.full(logits.shape[:1], float("inf"), device=logits.device)
         elif flag.startswith("rate"):
             joint.BUDGET_RATE = float(flag[4:])
         elif flag.startswith("start"):

@@ -215,7 +215,8 @@ def open_source(
     elif text in _audit_testbeds() or text.startswith("testbed:") or (multilabel and text in _multilabel_testbeds()):
         name = text.removeprefix("testbed:")
         if name not in _audit_testbeds() + (_multilabel_testbeds() if multilabel else []):
-            raise ValueError(f"data: unknown testbed {name!r} for a dataset job; choose from {_audit_testbeds()}")
+            known = _audit_testbeds() + (_multilabel_testbeds() if multilabel else [])
+            raise ValueError(f"data: unknown testbed {name!r} for a dataset job; choose from {known}")
         if testbed_n is not None and testbed_n < 1:  # named here: the testbed's own check names its ``n``
             raise ValueError(f"testbed_n: expected at least 1 image, got {testbed_n}")
         source = TestbedSource(name, n=testbed_n, seed=seed, split=split)

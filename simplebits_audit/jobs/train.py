@@ -188,6 +188,7 @@ def train_job(
             record = {
                 "settings": {**settings, "training_images": len(train_x), "validation_images": len(val_x),
                              "skipped_images": len(skipped_train) + len(skipped_val), "n_classes": n_classes, "processes": world.size,
+                             "head": next(iter(curve.results.values())).settings.get("head", "softmax"),
                              "estimator_name": est.name},
                 "points": points, "reference": strength_name(reference["lam"], reference["budget"]) if reference else None,
                 "simplest_within_2pt": strength_name(best["lam"], best["budget"]) if best else None,

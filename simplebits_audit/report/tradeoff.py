@@ -66,8 +66,9 @@ def tradeoff_page(record: dict[str, Any], examples: dict[str, np.ndarray]) -> st
     """The whole report page (a string of self-contained HTML)."""
     settings = record["settings"]
     has_masks = record.get("has_masks", False)
-    header = ["run", "λ (final)", "accuracy (simplified)", "accuracy (original)", "bits kept", "WebP kept", "JPEG-XL kept",
-              "bpd simplified", "bpd original", "minutes"]
+    per_label = " per label" if settings.get("head") == "sigmoid" else ""  # a sigmoid head's accuracy: the mean per-label accuracy
+    header = ["run", "λ (final)", f"accuracy{per_label} (simplified)", f"accuracy{per_label} (original)", "bits kept", "WebP kept",
+              "JPEG-XL kept", "bpd simplified", "bpd original", "minutes"]
     if has_masks:
         header += ["bits inside mask", "mask share", "inside / share"]
     rows = []
@@ -92,7 +93,9 @@ def tradeoff_page(record: dict[str, Any], examples: dict[str, np.ndarray]) -> st
         "<h2>Accuracy against input bits</h2>" + figure_html(curve_figure(record), "tradeoff-curve")
         + "<h2>Per run</h2>" + table_html(header, rows)
         + ("<p class=\"sub\">bits inside mask: share of the simplified image's bits (the estimator's bits map) inside the "
-           "ground-truth mask; above the mask share means the simplifier keeps the evidence and drops the rest.</p>" if has_masks else "")
+           "ground-truth mask; above the mask share means the simplifier keeps the evidence and drops the rest (where the mask covers "
+           "only part of the evidence, as digits-stripes' masks cover the digit and not the stripes, only that part).</p>"
+           if has_masks else "")
         + "<h2>Simplified validation images</h2>" + _examples_html(record, examples)
     )
     return page("Training with simplification", body, subtitle=f"{settings.get('data')} · {_sweep(settings)}",

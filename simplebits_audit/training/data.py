@@ -30,8 +30,8 @@ def labelled_tensors(
     if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor):
         images, labels = data
         labels = torch.as_tensor(labels)
-    elif hasattr(data, "images") and hasattr(data, "labels"):
-        images, labels = data.images, torch.as_tensor(data.labels)
+    elif hasattr(data, "images") and hasattr(data, "labels") and dataset_tensors(data) is not None:
+        images, labels = dataset_tensors(data)
     elif hasattr(data, "__len__") and hasattr(data, "__getitem__") and not isinstance(data, (str, bytes)):
         if len(data) == 0:
             raise ValueError(f"{name}: the dataset is empty")
@@ -47,6 +47,8 @@ def labelled_tensors(
     if labels.dim() not in (1, 2) or len(labels) != len(images):
         raise ValueError(f"{name}: expected one label (or one row of labels) per image ({len(images)}), got labels of shape "
                          f"{tuple(labels.shape)}")
+    if labels.dim() == 2 and labels.shape[1] == 1 and len(labels):  # (N, 1): one label per image
+        labels = labels[:, 0]
     if labels.dim() == 2:
         if not multilabel:
             raise ValueError(f"{name}: label rows (multi-label, shape {tuple(labels.shape)}) are not taken here; "
@@ -75,7 +77,10 @@ def dataset_tensors(data: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
     if isinstance(data, TensorDataset) and len(data.tensors) >= 2:
         return data.tensors[0], data.tensors[1]
     if isinstance(getattr(data, "images", None), torch.Tensor) and getattr(data, "labels", None) is not None:
-        return data.images, torch.as_tensor(data.labels)
+        try:
+            return data.images, torch.as_tensor(data.labels)
+        except (TypeError, ValueError, RuntimeError):  # labels not one tensor (a list of rows): read item by item
+            return None
     return None
 
 
@@ -144,13 +149,14 @@ class Batches:
 def collate(items: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Items of a map-style dataset (images, or (image, label) pairs) -> ``(images (B, C, H, W), labels or None)``.
 
-    Labels: (B,) long of class indices, or (B, K) long of label rows (multi-label).
+    Labels: (B,) class indices, or (B, K) label rows (multi-label), in their own dtype (checked later).
     """
     if isinstance(items[0], (tuple, list)):
         images = torch.stack([torch.as_tensor(it[0]) for it in items])
-        if torch.as_tensor(items[0][1]).dim() == 0:
-            return images, torch.as_tensor([int(it[1]) for it in items])
-        return images, torch.stack([torch.as_tensor(it[1]) for it in items]).long()
+        labels = [torch.as_tensor(it[1]) for it in items]
+        if labels[0].numel() == 1:  # a class index, also as a one-element tensor
+            return images, torch.stack([label.reshape(()) for label in labels])
+        return images, torch.stack(labels)  # label rows; their dtype is kept: the checks refuse non-integer values
     return torch.stack([torch.as_tensor(it) for it in items]), None
 
 

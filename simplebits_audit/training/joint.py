@@ -148,7 +148,8 @@ class TrainingResult:
     def predict(self, pixels: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """Predicted classes (N,) of pixel images (N, C, H, W): the classifier on their simplified versions.
 
-        A classifier trained with a sigmoid head (label rows, or one logit): labels (N, K) of 0/1 instead.
+        A classifier trained with a sigmoid head: label rows (N, K) of 0/1 if it learned rows, (N,) of 0/1
+        if it learned one logit from labels (N,).
 
         Pixels map to the classifier's input with the normalisation it was trained with (custom
         ``transforms`` are not stored: call the classifier on :meth:`simplify`'s output yourself).
@@ -158,7 +159,10 @@ class TrainingResult:
         spaces = make_spaces(self.settings.get("normalization"), None)
         simplified = self.simplify(pixels, batch_size)
         logits = torch.cat([self.classifier(spaces.to_model(chunk)) for chunk in simplified.split(batch_size)])
-        return (logits > 0).long() if self.settings.get("head") == "sigmoid" else logits.argmax(1)
+        if self.settings.get("head") != "sigmoid":
+            return logits.argmax(1)
+        on = (logits > 0).long()
+        return on if self.settings.get("label_rows", True) else on[:, 0]  # one logit trained on labels (N,): (N,)
 
     def save(self, directory: str | Path) -> Path:
         """Write ``classifier.pt`` (state dict + settings), ``simplifier.pt`` and ``history.json`` (atomically, weights only)."""
@@ -291,6 +295,8 @@ def check_labels(labels: torch.Tensor, n_outputs: int, name: str = "data") -> st
     logits; 0/1 per image for one logit; label rows (N, K) of 0/1 for K logits.
     """
     head = head_of_labels(labels, n_outputs)
+    if torch.is_floating_point(labels) and bool((labels != labels.round()).any()):  # soft labels would be cut to integers
+        raise ValueError(f"{name}: labels must be whole numbers (class indices, or 0/1 per label), got fractional values")
     if head == "sigmoid":
         width = labels.shape[1] if labels.dim() == 2 else 1
         if width != n_outputs:
@@ -463,6 +469,8 @@ def train_with_simplification(
     model.train()
     tensors = dataset_tensors(data)
     labels_seen = first_labels if tensors is None else tensors[1]
+    if labels_seen.dim() == 2 and labels_seen.shape[1] == 1:  # (N, 1): one label per image, as the batches give it
+        labels_seen = labels_seen[:, 0]
     head = check_labels(labels_seen, n_classes, "data")
     if val is not None:
         check_labels(val[1], n_classes, "val_data")
@@ -523,7 +531,9 @@ def train_with_simplification(
     def take_step(step: int) -> str:
         nonlocal sums, log_lam
         images, labels = batches(step)
-        images, labels = round_8bit(images.to(device), False), labels.to(device)
+        if tensors is None:  # a map-style Dataset: its labels are seen one batch at a time (tensors were checked whole)
+            check_labels(labels, n_classes, "data")
+        images, labels = round_8bit(images.to(device), False), labels.to(device).long()
         # The binary mask's coin flips follow from (seed, step, rank): seeded, and a resumed run repeats them.
         torch.manual_seed(step_seed(seed, step, rank, 2))
         if ANNEAL_TO is not None and step >= frozen_until:  # a function of the step: a resumed run samples alike
@@ -603,7 +613,7 @@ def train_with_simplification(
     model.eval().requires_grad_(False)
     net.eval().requires_grad_(False)
     settings = {**run_key, "processes": world, "training_seconds": round(run.seconds, 1), "torch_threads": torch.get_num_threads(),
-                "n_classes": n_classes, "head": head}
+                "n_classes": n_classes, "head": head, "label_rows": labels_seen.dim() == 2}
     if budget is not None:  # the lambda the budget settled on
         lam = math.exp(log_lam) if log_lam is not None else 0.0
     net.card = {"trained_with_classifier": "train_with_simplification", "lam": float(lam), "budget": budget, "data": run_key["data"],

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import TensorDataset
 
 from .._helpers import ForwardFunc, Transform, model_guard, module_of, run_device
 from .._validation import check_pixel_images
@@ -30,7 +31,7 @@ from ..simplification.common import Classifier, Decision, round_8bit
 from ..simplification.heads import check_head, check_outputs, probabilities
 from ..simplification.learned import Simplifier, model_fingerprint
 from ..spaces import make_spaces
-from .data import Batches
+from .data import Batches, labelled_tensors
 from .loop import ResumableRun, check_checkpoint_every, rank_and_world, step_seed
 
 #: Below this held-out top-1 kept, :func:`train_simplifier` warns.
@@ -134,9 +135,9 @@ def train_simplifier(
     forward_func : callable
         The classifier: model-space images (B, C, H, W) -> logits (B, K). Only called, never
         modified (its parameters get no gradient; its mode and buffers are left as they were).
-    data : Tensor (N, C, H, W), Dataset of (image, label), or iterable of batches
+    data : Tensor (N, C, H, W), Dataset of (image, label), (images, labels) pair, or iterable of batches
         Training images in pixel space [0, 1] (a batch is a tensor or an ``(images, labels)`` pair).
-        Labels are only used by ``objective="ce"``.
+        Labels (class indices (N,)) are only used by ``objective="ce"``; label rows are refused.
     estimator : BitEstimator or str, optional
         The bit estimator charged (default: the package default).
     lam : float, optional
@@ -199,6 +200,9 @@ def train_simplifier(
     rank, world = rank_and_world()
     device = run_device(forward_func, device, must_agree=False)
     spaces = make_spaces(normalization, transforms)
+    if (isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data)
+            and data[0].dim() == 4 and data[1].dim() <= 2):  # an (images, labels) pair, as the other settings take, not two batches
+        data = TensorDataset(*labelled_tensors(data, "data", multilabel=True)[:2])
     batches = Batches(data, settings["batch_size"], seed, rank)
     first, first_labels = batches.peek()
     first = check_pixel_images(first.to(device), "data (a batch)")
@@ -217,6 +221,9 @@ def train_simplifier(
         check_outputs(n_classes, head)
         # The simplifier learns through the classifier's gradient: refuse a blocked path before training.
         classifier.check_gradient_path(first[:2], Decision.of(logits_first, None, head=head, threshold=threshold))
+    if first_labels is not None and first_labels.dim() != 1:
+        raise ValueError(f"data: label rows (shape {tuple(first_labels.shape)}) are not taken here; the simplifier keeps the model's "
+                         "own answer (objective='kl', no labels) or one class index per image ('ce')")
     if objective == "ce" and first_labels is None:
         raise ValueError("objective: 'ce' needs labels, and data gives images only "
                          "(use a Dataset of (image, label) or (images, labels) batches)")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 from torch import nn
@@ -101,19 +99,70 @@ def test_label_rows_train_a_sigmoid_head_that_predicts_rows(rows, tmp_path):
     assert torch.equal(loaded.predict(images[:5]), predicted)
 
 
-def test_the_gate_asks_every_label(rows, monkeypatch):
-    # With a margin no label reaches, no image is ever charged; a softmax-only gate would have indexed the rows as classes.
-    images, labels = rows
-    result = train_with_simplification(fresh(2), (images, labels), lam=1.0, margin=1e3, warmup=0.0, **FAST)
-    assert result.history[-1]["train_charged"] == 0.0
-    result = train_with_simplification(fresh(2), (images, labels), lam=1.0, margin=0.0, warmup=0.0, **FAST)
-    assert math.isfinite(result.history[-1]["loss"])
+class _Constant(nn.Module):
+    """The same logits for every image (times a trainable scale, so that there is something to train)."""
+
+    def __init__(self, logits: list[float]) -> None:
+        super().__init__()
+        self.logits = torch.tensor(logits)
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits.expand(len(x), -1) * self.scale
 
 
-def test_one_logit_with_binary_labels_is_a_sigmoid_head():
+@pytest.mark.parametrize(("row", "charged"), [([1, 0], 1.0), ([1, 1], 0.0)])
+def test_the_gate_charges_only_images_whose_every_label_is_right(rows, row, charged):
+    # Logits (+8, -8): label 0 is answered "on", label 1 "off". Row (1, 0): both right, every image charged. Row (1, 1):
+    # label 1 is wrong by 8 nats, so no image is (a gate on the best label, or on the mean, would charge them).
+    images = rows[0]
+    labels = torch.tensor(row).expand(len(images), -1).clone()
+    result = train_with_simplification(_Constant([8.0, -8.0]), (images, labels), lam=1.0, warmup=0.0, lr=1e-6, **FAST)
+    assert result.history[-1]["train_charged"] == charged
+
+
+def test_one_logit_with_binary_labels_is_a_sigmoid_head_that_predicts_like_its_labels():
     d = testbeds.load("radiograph", "train", n=16, seed=0)
     result = train_with_simplification(fresh(1, 1, 128), (d.images, d.labels), lam=1.0, **FAST)
-    assert result.settings["head"] == "sigmoid" and result.predict(d.images[:3]).shape == (3, 1)
+    assert result.settings["head"] == "sigmoid" and result.predict(d.images[:3]).shape == (3,)  # labels (N,): answers (N,)
+
+
+class _Pairs(torch.utils.data.Dataset):
+    """A plain map-style Dataset of (image, label): labels are seen one batch at a time."""
+
+    def __init__(self, images: torch.Tensor, labels: list) -> None:
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        return self.images[i], self.labels[i]
+
+
+def test_a_plain_dataset_is_checked_label_by_label(rows):
+    images = rows[0][:8]
+    soft = [torch.tensor([0.25, 0.75])] * 8  # soft labels were once cut to zeros and trained on silently
+    with pytest.raises(ValueError, match="^data: labels must be whole numbers"):
+        train_with_simplification(fresh(2), _Pairs(images, soft), batch_size=4, epochs=1, cooldown=0)
+    with pytest.raises(ValueError, match="^val_data: label rows .* must hold 0 or 1"):
+        train_with_simplification(fresh(2), _Pairs(images, [torch.tensor([1, 0])] * 8), val_data=_Pairs(images, soft), **FAST)
+    # one-element tensors are class indices, as ints are
+    result = train_with_simplification(fresh(10), _Pairs(images, [torch.tensor([i % 10]) for i in range(8)]), batch_size=4, epochs=1,
+                                       cooldown=0, lam=1.0)
+    assert result.settings["head"] == "softmax"
+    # a bad label the first batch did not show is refused when its batch comes, not trained on
+    labels = [torch.tensor(1)] * 7 + [torch.tensor(3)]
+    with pytest.raises(ValueError, match="^data: a sigmoid head's labels must be 0 or 1"):
+        train_with_simplification(fresh(1), _Pairs(images, labels), batch_size=8, epochs=3, cooldown=0, lam=1.0)
+
+
+def test_the_learned_simplifier_refuses_label_rows(rows):
+    from simplebits_audit.training import train_simplifier
+
+    images, labels = rows
+    with pytest.raises(ValueError, match="^data: label rows"):
+        train_simplifier(testbeds.load_classifier("digits-stripes"), (images, labels), head="sigmoid", steps=1)
 
 
 def test_labels_that_do_not_fit_the_head_are_refused_before_training(rows):
