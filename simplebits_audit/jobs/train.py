@@ -142,7 +142,8 @@ def train_job(
     from .. import testbeds
 
     name = str(data).removeprefix("testbed:")
-    if name in testbeds.list_testbeds(head=None) and not Path(str(data)).exists():  # every head: also sigmoid testbeds
+    testbed_data = name in testbeds.list_testbeds(head=None) and not Path(str(data)).exists()  # every head: also sigmoid testbeds
+    if testbed_data:
         train_source = open_source(name, testbed_n=testbed_n, seed=seed, split="train", multilabel=True)
         val_source = open_source(name, testbed_n=val_images, seed=seed + 1, split="test", multilabel=True)
         train_items, val_items = list(train_source.items), list(val_source.items)
@@ -178,7 +179,8 @@ def train_job(
             lambda: build_architecture(arch, n_classes, channels, size), (train_x, train_y), lams, budgets=budgets, val_data=(val_x, val_y),
             directory=out, seed=seed, show_progress=run.show_progress, estimator=est, **joint_settings,
             normalization=preprocessing.normalization, device=device,
-            data_description=f"{train_source.name}: {len(train_x)} training images, seed {seed}",
+            # A testbed names its split: radiograph runs before 2026-12-01 trained on its test split under the same words.
+            data_description=f"{train_source.name}{' train split' if testbed_data else ''}: {len(train_x)} training images, seed {seed}",
         )
         record: dict[str, Any] = {}
         if world.is_main:

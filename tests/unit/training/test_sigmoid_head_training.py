@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -190,5 +192,8 @@ def test_the_train_job_takes_multi_label_and_sigmoid_testbeds_from_their_train_s
     # radiograph once trained on a hold-out of its *test* split, whatever --testbed-n said
     record = train_job("radiograph", tmp_path / "xray", epochs=1, testbed_n=12, val_n=4, budgets=[1.0], cooldown=0, n_examples=1)
     assert record["settings"]["training_images"] == 12 and record["settings"]["validation_images"] == 4
+    # ... under a description that named no split: the runs say which split they trained on, so an old one is never reused
+    history = json.loads((tmp_path / "xray" / "budget-1" / "history.json").read_text())
+    assert history["settings"]["data"] == "testbed:radiograph train split: 12 training images, seed 0"
     with pytest.raises(ValueError, match="^data: 'digits-stripes' is a multi-label testbed"):  # the audits take class indices
         open_source("digits-stripes")
