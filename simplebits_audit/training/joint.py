@@ -12,7 +12,9 @@ paper charges bits only once the classifier's loss on the example is small), and
 chosen by the user: it is the dual variable of "mean bits kept <= b", raised while the batches keep
 more and lowered while they keep less (:data:`BUDGET_RATE`). A budget means the same on any data;
 a fixed lambda does not (on a task learned slowly, lambda = 1 removed nothing: docs/design-log.md).
-With ``lam=`` instead of a budget the term is the older ``lam * gate * bpd(s(x))``.
+With ``lam=`` instead of a budget the term is the older ``lam * gate * bpd(s(x))``. Label rows
+(N, K) of 0/1, or 0/1 labels for a one-logit classifier, train a sigmoid head: CE is then binary
+cross-entropy summed over the labels and the gate asks every label (:func:`check_labels`).
 
 The simplifier waits for the first ``warmup`` share of the steps, so the classifier first learns
 the task on the original images. After the ``epochs``, ``cooldown`` more epochs train the
