@@ -85,9 +85,8 @@ class TestbedSource(AuditSource):
         self.data = testbeds.load(name, split, n=n, seed=seed)
         self.name, self.class_names = f"testbed:{name}", list(self.data.classes)
         self.has_localisation = bool(self.data.has_localisation)
-        labels = self.data.labels
-        row = (lambda i: tuple(int(v) for v in labels[i])) if labels.dim() == 2 else (lambda i: int(labels[i]))  # noqa: E731
-        self.items = [AuditItem(i, f"{name}-{split}-{i:06d}", None, row(i)) for i in range(len(self.data))]
+        self.items = [AuditItem(i, f"{name}-{split}-{i:06d}", None, tuple(label) if isinstance(label, list) else label)  # a list: a row
+                      for i, label in enumerate(self.data.labels.tolist())]
 
     def _pixels(self, item: AuditItem) -> torch.Tensor:
         return self.data.images[item.index]
@@ -212,10 +211,9 @@ def open_source(
     elif text.removeprefix("testbed:") in _multilabel_testbeds() and not multilabel:
         raise ValueError(f"data: {text!r} is a multi-label testbed (a row of labels per image), which only `simplebits train` takes; "
                          f"choose from {_audit_testbeds()}")
-    elif text in _audit_testbeds() or text.startswith("testbed:") or (multilabel and text in _multilabel_testbeds()):
+    elif text in (known := _audit_testbeds() + (_multilabel_testbeds() if multilabel else [])) or text.startswith("testbed:"):
         name = text.removeprefix("testbed:")
-        if name not in _audit_testbeds() + (_multilabel_testbeds() if multilabel else []):
-            known = _audit_testbeds() + (_multilabel_testbeds() if multilabel else [])
+        if name not in known:
             raise ValueError(f"data: unknown testbed {name!r} for a dataset job; choose from {known}")
         if testbed_n is not None and testbed_n < 1:  # named here: the testbed's own check names its ``n``
             raise ValueError(f"testbed_n: expected at least 1 image, got {testbed_n}")

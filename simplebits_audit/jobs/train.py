@@ -31,6 +31,7 @@ from ..metrics.localisation import relevance_mass
 from ..models import build_architecture, check_classifier_output
 from ..preprocessing import Preprocessing
 from ..results import TRAIN_SETTINGS_FILE, strength_name, write_tradeoff
+from ..simplification.heads import head_of_labels
 from ..training.joint import JOINT_DEFAULTS, Tradeoff, tradeoff
 from .checks import check_out_dir, check_resume
 from .distributed import join_world
@@ -190,7 +191,7 @@ def train_job(
             record = {
                 "settings": {**settings, "training_images": len(train_x), "validation_images": len(val_x),
                              "skipped_images": len(skipped_train) + len(skipped_val), "n_classes": n_classes, "processes": world.size,
-                             "head": next(iter(curve.results.values())).settings.get("head", "softmax"),
+                             "head": head_of_labels(train_y, n_classes),
                              "estimator_name": est.name},
                 "points": points, "reference": strength_name(reference["lam"], reference["budget"]) if reference else None,
                 "simplest_within_2pt": strength_name(best["lam"], best["budget"]) if best else None,

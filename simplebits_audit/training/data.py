@@ -30,8 +30,8 @@ def labelled_tensors(
     if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor):
         images, labels = data
         labels = torch.as_tensor(labels)
-    elif hasattr(data, "images") and hasattr(data, "labels") and dataset_tensors(data) is not None:
-        images, labels = dataset_tensors(data)
+    elif hasattr(data, "images") and hasattr(data, "labels") and (held := dataset_tensors(data)) is not None:
+        images, labels = held
     elif hasattr(data, "__len__") and hasattr(data, "__getitem__") and not isinstance(data, (str, bytes)):
         if len(data) == 0:
             raise ValueError(f"{name}: the dataset is empty")
