@@ -127,6 +127,11 @@ def check_target_range(target: torch.Tensor, n_classes: int, name: str = "target
 _GUARDED: set[int] = set()
 
 
+#: The attribute by which a model declares the head it was trained with ("softmax" or "sigmoid"; set on the
+#: shipped testbed classifiers): explaining it under the other head is refused (``heads.check_outputs``).
+DECLARED_HEAD = "simplebits_head"
+
+
 def module_of(forward_func: object) -> nn.Module | None:
     """The ``nn.Module`` behind ``forward_func``: the module itself or the module of a bound method
     (``model.forward``); None for any other callable."""

@@ -159,7 +159,8 @@ class ModelFile:
 
 def model_file_group(
     model: str = typer.Option(..., "--model", "-m",
-        help="TorchScript file, .pt2 export, 'package.module:factory' or a torchvision name (e.g. resnet18)."),
+        help="TorchScript file, .pt2 export, 'package.module:factory', a torchvision name (e.g. resnet18) "
+             "or testbed:NAME (a shipped testbed classifier)."),
     weights: Path | None = typer.Option(None, help="State dict for a factory or torchvision --model (loaded with weights_only=True)."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle",
         help="Allow a fully pickled model file: runs code from the file; only for files you trust."),

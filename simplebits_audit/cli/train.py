@@ -126,8 +126,8 @@ def train(
     batch_size: int | None = typer.Option(None, help="Images per step, per process (default {library:train.batch_size})."),
     lr: float | None = typer.Option(None, help="AdamW learning rate of both networks, cosine decay (default {library:train.lr})."),
     margin: float | None = typer.Option(
-        None, help="Log-probability margin the classifier must have on a simplified image "
-        "before its bits are charged (default {library:train.margin})."),
+        None, help="Margin the classifier must have on a simplified image before its bits are charged: in log-probability "
+        "(softmax), or each label's logit signed by the label (sigmoid) (default {library:train.margin})."),
     cooldown: int | None = typer.Option(
         None, help="Epochs after --epochs in which only the classifier trains, on the frozen simplifier's thresholded "
         "images (default {library:train.cooldown}; 0: none)."),

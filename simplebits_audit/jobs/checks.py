@@ -223,7 +223,7 @@ def check_model_outputs(model: Callable, x: torch.Tensor, head: str, *, images: 
     One forward pass.
     """
     n = check_classifier_output(model, x, images=images, min_outputs=1)
-    check_outputs(n, head, name="model")
+    check_outputs(n, head, name="model", model=model)
     return n
 
 

@@ -313,7 +313,7 @@ def compare(
     extra = as_tuple(additional_forward_args)
     with model_guard(model), torch.no_grad():
         logits = check_logits(model(x, *extra), batch, "model")
-    check_outputs(logits.shape[1], head, name="model")
+    check_outputs(logits.shape[1], head, name="model", model=model)
     t = resolve_target(target, batch, predict=lambda: logits, device=x.device)
     estimator = resolve_estimator(estimator, device=x.device)
     if randomisation and not isinstance(model, torch.nn.Module):

@@ -190,7 +190,7 @@ def simplify(
             with torch.no_grad():
                 args = as_tuple(_rows(additional_forward_args, slice(0, 2), pixels.shape[0]))
                 n_classes = Classifier(forward_func, spaces, args, model_dtype).logits(pixels[:2]).shape[1]
-            check_outputs(n_classes, config.head)
+            check_outputs(n_classes, config.head, model=forward_func)
             if target_t is not None:
                 check_target_range(target_t, n_classes)
             return _in_chunks(
@@ -228,7 +228,7 @@ def simplify(
         classifier = Classifier(forward_func, spaces, as_tuple(additional_forward_args), model_dtype)
         with torch.no_grad():
             logits_before = classifier.logits(pixels)
-        check_outputs(logits_before.shape[1], config.head)
+        check_outputs(logits_before.shape[1], config.head, model=forward_func)
         target_t = resolve_target(target, pixels.shape[0], n_classes=logits_before.shape[1], device=device)
         decision = Decision.of(logits_before, target_t, head=config.head, threshold=config.threshold, keep=config.keep)
         if simplifier is None or config.refine_steps > 0:

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .._helpers import DECLARED_HEAD
+
 HEADS = ("softmax", "sigmoid")
 #: ``"top1"`` (keep the decision) or a fraction in (0, 1] of the target's probability to keep.
 Keep = str | float
@@ -55,13 +57,20 @@ def check_keep(keep: Keep) -> None:
         raise ValueError(f"keep: expected 'top1' or a fraction in (0, 1], got {keep!r}")
 
 
-def check_outputs(n_outputs: int, head: str, name: str = "forward_func") -> None:
-    """Refuse a single-logit model under the softmax head (its softmax is always 1)."""
+def check_outputs(n_outputs: int, head: str, name: str = "forward_func", model: object = None) -> None:
+    """Refuse a single-logit model under the softmax head (its softmax is always 1), and a ``model``
+    that declares another head (``model.simplebits_head``, or its bound method's module's)."""
     if head == "softmax" and n_outputs == 1:
         raise ValueError(
             f"{name}: the model returns one logit per image, and a softmax over one logit is always 1; "
             "a single-logit (sigmoid) classifier needs head='sigmoid' (--head sigmoid)"
         )
+    owner = getattr(model, "__self__", model)  # a bound method (model.forward): its module
+    declared = getattr(owner, DECLARED_HEAD, None)
+    if declared is not None and declared != head:
+        what = "one sigmoid per label" if declared == "sigmoid" else "a softmax over classes"
+        raise ValueError(f"head: the model was trained with head={declared!r} ({what}), got head={head!r}; "
+                         f"pass head={declared!r} (--head {declared})")
 
 
 def probabilities(logits: torch.Tensor, head: str = "softmax") -> torch.Tensor:

@@ -218,7 +218,7 @@ def train_simplifier(
         with torch.no_grad():
             logits_first = classifier.logits(first[:2])
         n_classes = logits_first.shape[1]
-        check_outputs(n_classes, head)
+        check_outputs(n_classes, head, model=forward_func)
         # The simplifier learns through the classifier's gradient: refuse a blocked path before training.
         classifier.check_gradient_path(first[:2], Decision.of(logits_first, None, head=head, threshold=threshold))
     if first_labels is not None and first_labels.dim() != 1:

@@ -83,6 +83,7 @@ def test_the_training_groups_read_their_defaults_from_the_training_layer_and_che
         k: EVALUATE_DEFAULTS[k] for k in ("n_models", "epochs")}
     assert CondenseOptions(images_per_class=2, arch="smallcnn").settings(seed=0) == condense_settings(images_per_class=2, arch="smallcnn")
     for group, field, value in ((TrainOptions, "lams", "0,x"), (TrainOptions, "budgets", "2"), (TrainOptions, "epochs", 0),
+                                (TrainOptions, "budgets", "1,"), (TrainOptions, "budgets", "1,,0.3"),  # a value left out
                                 (TrainOptions, "warmup", 1.0),
                                 (CondenseOptions, "arch", "vgg"), (CondenseOptions, "n_models", 0), (CondenseOptions, "lam", -1.0)):
         with pytest.raises(ValueError, match=f"^{field.removesuffix('s') if field in ('lams', 'budgets') else field}: "):

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from simplebits_audit import testbeds
 from simplebits_audit.jobs import compare, explain_images, preflight, run_audit
 from simplebits_audit.jobs.answers import decide, decision_names, label_names
 from simplebits_audit.photos import held_out_crops
@@ -159,3 +160,15 @@ def test_cli_head_and_threshold_options(binary, pixels, tmp_path, capsys):
     assert code == 0, err
     (record,) = json.loads((tmp_path / "c" / "results.json").read_text())["images"]
     assert record["threshold"] == 0.7 and len(record["labels"]) == 1
+
+
+def test_cli_refuses_a_testbed_classifier_under_the_other_head(tmp_path, capsys):
+    images = testbeds.load("digits-stripes", "test", n=1).images
+    image = tmp_path / "x.png"
+    Image.fromarray((images[0].permute(1, 2, 0) * 255).round().byte().numpy()).save(image)
+    base = ["--quiet", "explain", str(image), "--model", "testbed:digits-stripes", "--estimator", "analytic", "--steps", "2"]
+    code, err = cli_in_process(capsys, *base, "--out", str(tmp_path / "a"))
+    assert code != 0 and "--head sigmoid" in " ".join(err), err
+    assert not (tmp_path / "a").exists()
+    code, err = cli_in_process(capsys, *base, "--head", "sigmoid", "--out", str(tmp_path / "b"))
+    assert code == 0, err

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from simplebits_audit import SimpleBits, simplify, testbeds
+from simplebits_audit import SimpleBits, simplify, testbeds, train_simplifier
 from simplebits_audit.simplification.heads import Decision
 from simplebits_audit.simplification.mask import blend, reference_image
 
@@ -47,6 +47,21 @@ def corner_images(n: int = 6, seed: int = 0) -> torch.Tensor:
 def test_single_logit_under_softmax_head_is_refused():
     with pytest.raises(ValueError, match="head='sigmoid'"):
         simplify(CornerPatch(), corner_images(2), target=0, steps=2)
+
+
+def test_a_model_that_declares_its_head_is_refused_under_the_other():
+    # The newcomer's fault: a multi-label testbed classifier explained under the default softmax head
+    # returned "ok, kept" with the labels read as competing classes.
+    model, images = testbeds.load_classifier("digits-stripes"), testbeds.load("digits-stripes", "test", n=2).images
+    for forward in (model, model.forward):
+        with pytest.raises(ValueError, match=r"^head: the model was trained with head='sigmoid'.*--head sigmoid"):
+            simplify(forward, images, steps=2)
+    with pytest.raises(ValueError, match="^head: .*trained with head='softmax'"):
+        simplify(testbeds.load_classifier("stripes"), testbeds.load("stripes", "test", n=2).images, steps=2, head="sigmoid")
+    result = simplify(model, images, steps=2, head="sigmoid")
+    assert result.simplified.shape == images.shape
+    with pytest.raises(ValueError, match="^head: "):
+        train_simplifier(model, testbeds.load("digits-stripes", "train", n=16).images, steps=1)
 
 
 def test_single_logit_sigmoid_head_keeps_the_decision():
