@@ -37,6 +37,20 @@ if TYPE_CHECKING:
     from simplebits_audit.jobs.options import ModelOptions
 
 
+def labels_on_before_after(record: dict) -> str:
+    """A sigmoid record's labels on, before and after: ``"labels on digit, stripes -> digit"``."""
+    on = [", ".join(record[k]) or "none" for k in ("on_before", "on_after")]
+    return f"labels on {on[0]} -> {on[1]}"
+
+
+def answer_before_after(record: dict) -> str:
+    """The summary table's answer before and after: the prediction, or under several sigmoid labels the labels on
+    (the most probable label can stay on top while it switches off)."""
+    if len(record.get("labels", ())) > 1:
+        return labels_on_before_after(record)
+    return f"{record['pred_before_name']} -> {record['pred_after_name']}"
+
+
 @uses(net=model_file_group, model_opts=model_group, engine=engine_group)
 def explain(
     images: list[Path] = IMAGES,
@@ -78,17 +92,16 @@ def explain(
         table = Table("image", "target", "prediction before -> after", "kept", "bits/dim before -> after", "WebP bits/dim before -> after",
                       "JPEG-XL bits/dim before -> after")
         for r in result.records:
-            table.add_row(r["name"], r["target_name"], f"{r['pred_before_name']} -> {r['pred_after_name']}", "yes" if r["kept"] else "no",
+            table.add_row(r["name"], r["target_name"], answer_before_after(r), "yes" if r["kept"] else "no",
                           f"{r['bpd_before']:.3f} -> {r['bpd_after']:.3f}", f"{r['webp_bpd_before']:.3f} -> {r['webp_bpd_after']:.3f}",
                           f"{r['jxl_bpd_before']:.3f} -> {r['jxl_bpd_after']:.3f}")
         console.print(table)
         for r in result.records:
             if r.get("nothing_needed"):  # a flat map is then the right answer, not a failure
                 console.print(f"{r['name']}: nothing needed: the reference image alone gets this answer, so the map is flat")
-        if any("labels" in r for r in result.records):
-            on = lambda names: ", ".join(names) or "none"  # noqa: E731
-            for r in result.records:
-                console.print(f"{r['name']}: labels on {on(r['on_before'])} -> {on(r['on_after'])}")
+        for r in result.records:
+            if len(r.get("labels", ())) == 1:  # one logit: the table shows the decision, this its label
+                console.print(f"{r['name']}: {labels_on_before_after(r)}")
     console.print(f"report: {result.report_path}")
     if open_report:
         import webbrowser

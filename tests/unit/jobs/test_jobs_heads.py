@@ -10,6 +10,7 @@ from PIL import Image
 from torch import nn
 
 from simplebits_audit import testbeds
+from simplebits_audit.cli.explaining import answer_before_after, labels_on_before_after
 from simplebits_audit.jobs import compare, explain_images, preflight, run_audit
 from simplebits_audit.jobs.answers import decide, decision_names, label_names
 from simplebits_audit.photos import held_out_crops
@@ -172,3 +173,7 @@ def test_cli_refuses_a_testbed_classifier_under_the_other_head(tmp_path, capsys)
     assert not (tmp_path / "a").exists()
     code, err = cli_in_process(capsys, *base, "--head", "sigmoid", "--out", str(tmp_path / "b"))
     assert code == 0, err
+    # The summary table's answer under several labels is the set of labels on, not the most probable label.
+    (record,) = json.loads((tmp_path / "b" / "results.json").read_text())["images"]
+    assert answer_before_after(record) == labels_on_before_after(record) and labels_on_before_after(record).startswith("labels on ")
+    assert answer_before_after({"pred_before_name": "cat", "pred_after_name": "dog"}) == "cat -> dog"
