@@ -130,6 +130,8 @@ _GUARDED: set[int] = set()
 #: The attribute by which a model declares the head it was trained with ("softmax" or "sigmoid"; set on the
 #: shipped testbed classifiers): explaining it under the other head is refused (``heads.check_outputs``).
 DECLARED_HEAD = "simplebits_head"
+#: The attribute by which a model declares its class (or label) names, used when the caller gives none.
+DECLARED_CLASSES = "simplebits_classes"
 
 
 def module_of(forward_func: object) -> nn.Module | None:

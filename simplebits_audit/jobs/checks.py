@@ -30,7 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .._helpers import TargetLike, resolve_target, run_device
+from .._helpers import DECLARED_CLASSES, TargetLike, resolve_target, run_device
 from ..estimators import BitEstimator, resolve_estimator
 from ..explainers import EXPLAINERS, SIMPLEBITS, Context, check_methods, explain, get_spec, list_explainers
 from ..models import check_classifier_output, check_not_training
@@ -188,6 +188,15 @@ def _duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def declared_class_names(model: object, class_names: Sequence[str] | None) -> Sequence[str] | None:
+    """``class_names`` when given, else the names ``model`` declares (``model.simplebits_classes``, set on the
+    shipped testbed classifiers; a bound method's module's), else None."""
+    if class_names is not None:
+        return class_names
+    declared = getattr(getattr(model, "__self__", model), DECLARED_CLASSES, None)
+    return list(declared) if declared is not None else None
 
 
 def class_index(target_name: str, class_names: Sequence[str] | None) -> int:

@@ -51,7 +51,7 @@ from ..simplification import SimplificationResult, Simplifier
 from ..simplification.heads import check_head, check_outputs
 from ..simplification.learned import load_simplifier
 from ..spaces import Transform, make_spaces
-from .checks import check_out_dir, head_options, preflight
+from .checks import check_out_dir, declared_class_names, head_options, preflight
 from .options import ModelOptions, RunOptions, ScoringOptions, take_options
 from .pipeline import explain_batch
 
@@ -471,7 +471,8 @@ def compare_files(
             if name in list_explainers() and "steps" in get_spec(name).options:
                 options.setdefault(name, {}).setdefault("steps", steps)
     checked = preflight(
-        model, pixels, preprocessing=preprocessing, device=run.device, class_names=mo.class_names, target=target, target_name=target_name,
+        model, pixels, preprocessing=preprocessing, device=run.device, class_names=declared_class_names(model, mo.class_names),
+        target=target, target_name=target_name,
         explainer=None, methods=methods, method_options=options, methods_name="methods", estimator=estimator, head=head,
         threshold=threshold,
     )

@@ -24,7 +24,7 @@ from ..preprocessing import load_images
 from ..results import REPORT_FILE, explain_image_folders, prune_image_folders, read_explain_results, safe_stem, write_explain_results
 from ..simplification.learned import load_simplifier
 from .answers import label_names
-from .checks import check_out_dir, head_options, preflight
+from .checks import check_out_dir, declared_class_names, head_options, preflight
 from .options import ExplainOptions, ModelOptions, RunOptions, take_options
 from .pipeline import explain_batch, write_batch
 
@@ -100,7 +100,7 @@ def explain_images(
     groups = (ModelOptions, model_options), (ExplainOptions, explain_options), (RunOptions, run)
     mo, eo, run = take_options("explain_images", options, *groups)
     out = check_out_dir(out, "explain")
-    preprocessing, class_names, head, threshold = mo.preprocessing, mo.class_names, mo.head, mo.threshold
+    preprocessing, class_names, head, threshold = mo.preprocessing, declared_class_names(model, mo.class_names), mo.head, mo.threshold
     explainer, baselines, batch_size, estimator, seed = eo.explainer, eo.baselines, eo.batch_size, eo.estimator, run.seed
     if isinstance(images, torch.Tensor):
         check_pixel_images(images, "images")

@@ -57,7 +57,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from .._helpers import DECLARED_HEAD
+from .._helpers import DECLARED_CLASSES, DECLARED_HEAD
 from . import blended_digits, cues, digits_on_photos, multilabel, photo_objects, radiograph, shortcut, stripes
 from .classifier import ARCHITECTURES, SmallCNN, build_classifier, train_classifier
 
@@ -187,6 +187,7 @@ def load_classifier(name: str, device: str | torch.device | None = None) -> torc
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
     # Declared, so that explaining it under the other head is refused (a sigmoid classifier read as a softmax keeps nothing right).
     setattr(model, DECLARED_HEAD, "sigmoid" if name in SIGMOID_HEADS else "softmax")
+    setattr(model, DECLARED_CLASSES, list(TESTBEDS[name][1]))  # reports name "digit", "stripes", not "0", "1"
     return model.to(device or "cpu").eval()
 
 

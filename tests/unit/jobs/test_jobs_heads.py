@@ -177,3 +177,8 @@ def test_cli_refuses_a_testbed_classifier_under_the_other_head(tmp_path, capsys)
     (record,) = json.loads((tmp_path / "b" / "results.json").read_text())["images"]
     assert answer_before_after(record) == labels_on_before_after(record) and labels_on_before_after(record).startswith("labels on ")
     assert answer_before_after({"pred_before_name": "cat", "pred_after_name": "dog"}) == "cat -> dog"
+    # A testbed classifier declares its label names: records name "digit" and "stripes", not "0" and "1".
+    assert [d["name"] for d in record["labels"]] == ["digit", "stripes"]
+    code, err = cli_in_process(capsys, *base, "--head", "sigmoid", "--target-name", "stripes", "--out", str(tmp_path / "c"))
+    assert code == 0, err
+    assert json.loads((tmp_path / "c" / "results.json").read_text())["images"][0]["target_name"] == "stripes"
