@@ -30,7 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .._helpers import DECLARED_CLASSES, TargetLike, resolve_target, run_device
+from .._helpers import DECLARED_CLASSES, TargetLike, module_of, resolve_target, run_device
 from ..estimators import BitEstimator, resolve_estimator
 from ..explainers import EXPLAINERS, SIMPLEBITS, Context, check_methods, explain, get_spec, list_explainers
 from ..models import check_classifier_output, check_not_training
@@ -195,7 +195,7 @@ def declared_class_names(model: object, class_names: Sequence[str] | None) -> Se
     shipped testbed classifiers; a bound method's module's), else None."""
     if class_names is not None:
         return class_names
-    declared = getattr(getattr(model, "__self__", model), DECLARED_CLASSES, None)
+    declared = getattr(module_of(model), DECLARED_CLASSES, None)
     return list(declared) if declared is not None else None
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .._helpers import DECLARED_HEAD
+from .._helpers import DECLARED_HEAD, module_of
 
 HEADS = ("softmax", "sigmoid")
 #: ``"top1"`` (keep the decision) or a fraction in (0, 1] of the target's probability to keep.
@@ -65,8 +65,7 @@ def check_outputs(n_outputs: int, head: str, name: str = "forward_func", model: 
             f"{name}: the model returns one logit per image, and a softmax over one logit is always 1; "
             "a single-logit (sigmoid) classifier needs head='sigmoid' (--head sigmoid)"
         )
-    owner = getattr(model, "__self__", model)  # a bound method (model.forward): its module
-    declared = getattr(owner, DECLARED_HEAD, None)
+    declared = getattr(module_of(model), DECLARED_HEAD, None)
     if declared is not None and declared != head:
         what = "one sigmoid per label" if declared == "sigmoid" else "a softmax over classes"
         raise ValueError(f"head: the model was trained with head={declared!r} ({what}), got head={head!r}; "
