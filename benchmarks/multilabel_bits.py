@@ -53,8 +53,8 @@ def main() -> None:
     console = Console(width=150)
     console.print(f"{TESTBED}: {args.n} test images (seed {args.seed}); labels on: digit {on[:, 0].float().mean():.1%}, "
                   f"stripes {on[:, 1].float().mean():.1%}, both {on.all(1).float().mean():.1%}, none {(~on).all(1).float().mean():.1%}")
-    columns = ("kept (target)", "bits kept", "stripes on / off", "WebP kept", "digit on its side", "stripes on its side", "every label")
-    table = Table(*columns, "seconds")
+    table = Table("kept (target)", "bits kept", "stripes on / off", "WebP kept", "digit on its side", "stripes on its side",
+                  "every label", "seconds")
     choices = [("digit (target=0)", 0), ("stripes (target=1)", 1), ("every label that was on (no target)", None)]
     explainer = SimpleBits(model, head="sigmoid")
     for name, label in choices:

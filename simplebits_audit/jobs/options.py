@@ -231,10 +231,10 @@ def parse_strengths(text: str | Sequence[float] | None, kind: str) -> tuple[floa
     if text is None:
         return None
     try:
-        items = text.split(",") if isinstance(text, str) else list(text)
-        if isinstance(text, str) and text.strip() and not all(v.strip() for v in items):
+        items = ([v.strip() for v in text.split(",")] if text.strip() else []) if isinstance(text, str) else list(text)
+        if "" in items:
             raise ValueError  # "1," or "1,,0.3": a value left out is a typo, not a shorter list
-        values = tuple(float(v) for v in items if not isinstance(v, str) or v.strip())
+        values = tuple(float(v) for v in items)
     except (TypeError, ValueError):
         raise ValueError(f"{kind}: expected comma-separated numbers such as 1,0.5,0.3, got {text!r}") from None
     return values
