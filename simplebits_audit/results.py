@@ -86,6 +86,11 @@ def class_name(index: int, class_names: Sequence[str] | None) -> str:
     return str(class_names[index]) if class_names and 0 <= index < len(class_names) else str(index)
 
 
+def explained_name(record: dict[str, Any]) -> str:
+    """What a record's simplification explained, as text: its ``explained`` labels (multi-label sigmoid), else its target's name."""
+    return str(record.get("explained") or record["target_name"])
+
+
 def _top(probs: torch.Tensor, k: int, class_names: Sequence[str] | None) -> list[list[Any]]:
     values, indices = probs.topk(min(k, probs.numel()))
     return [[int(i), class_name(int(i), class_names), round(float(v), 6)] for v, i in zip(values, indices)]

@@ -81,6 +81,7 @@ def explain(
       simplebits explain xray.png --model binary.ts --head sigmoid --labels negative_positive.txt
     """
     from simplebits_audit.jobs import explain_images
+    from simplebits_audit.results import explained_name
 
     result = explain_images(
         net.load(), images, out, model_options=model_opts, model_name=net.spec, run=run_options(), target=target, target_name=target_name,
@@ -92,7 +93,7 @@ def explain(
         table = Table("image", "target", "prediction before -> after", "kept", "bits/dim before -> after", "WebP bits/dim before -> after",
                       "JPEG-XL bits/dim before -> after")
         for r in result.records:
-            table.add_row(r["name"], r["target_name"], answer_before_after(r), "yes" if r["kept"] else "no",
+            table.add_row(r["name"], explained_name(r), answer_before_after(r), "yes" if r["kept"] else "no",
                           f"{r['bpd_before']:.3f} -> {r['bpd_after']:.3f}", f"{r['webp_bpd_before']:.3f} -> {r['webp_bpd_after']:.3f}",
                           f"{r['jxl_bpd_before']:.3f} -> {r['jxl_bpd_after']:.3f}")
         console.print(table)

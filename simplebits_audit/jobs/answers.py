@@ -70,7 +70,11 @@ def sigmoid_fields(
 
     ``labels`` lists per label its index, name, probability before and after, and whether it was
     on (probability >= ``threshold``) before and after; ``on_before`` / ``on_after`` name the labels
-    that were on. A single-logit model's record also reads as a two-class one: ``pred_*``,
+    that were on. A multi-label record also names what was explained: ``kept_labels``, the labels
+    whose side the simplified image had to keep (the target, or with no target every label that was
+    on), and ``explained``, the same as text (``"digit (on), stripes (on)"``); its ``target`` is
+    then only the label whose probability ``prob_target_*`` and the path follow. A single-logit
+    model's record also reads as a two-class one: ``pred_*``,
     ``target*`` (the decision explained), ``confidence``, ``prob_target_*``, ``top_*``, the
     path's target probabilities and the name of its ``label`` (0 or 1) are those of the decided
     class (see the module docstring).
@@ -90,6 +94,11 @@ def sigmoid_fields(
         "on_before": [d["name"] for d in labels if d["on_before"]],
         "on_after": [d["name"] for d in labels if d["on_after"]],
     }
+    if len(before) > 1 and result.kept_labels is not None:
+        # what was explained: several labels when no target was given, not the one ``target`` names
+        kept = result.kept_labels[i].tolist()
+        fields["kept_labels"] = [d["name"] for d, k in zip(labels, kept) if k]
+        fields["explained"] = ", ".join(f"{d['name']} ({'on' if d['on_before'] else 'off'})" for d, k in zip(labels, kept) if k)
     if len(before) == 1:
         decisions = decision_names(class_names)
         p, q = float(before[0]), float(after[0])

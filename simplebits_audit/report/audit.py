@@ -14,7 +14,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from .._io import atomic_write
-from ..results import REPORT_FILE, load_arrays, map_title, read_audit
+from ..results import REPORT_FILE, explained_name, load_arrays, map_title, read_audit
 from ._html import codec_change, esc, figure_html, fmt, img_tag, label_facts, page, plot_text, png_bytes, status_text, table_html
 from .information import audit_information_html, kept_shares, profile_sentence
 from .path import PATH_CSS, path_strip_html
@@ -107,7 +107,7 @@ def _gallery(out_dir: Path, records: Sequence[dict[str, Any]]) -> str:
             (img_tag(_png(out_dir, r["files"]["maps"]["simplebits"], 64), "SimpleBits map", width=64), ""),
             (esc(r["label_name"] or "—"), esc(r["label_name"] or "")),
             (f'<span class="{"bad" if wrong else ""}">{esc(r["pred_before_name"])}</span>', esc(r["pred_before_name"])),
-            (esc(f"{r['target_name']} ({r['explain']})"), esc(r["target_name"])),
+            (esc(f"{explained_name(r)} ({r['explain']})"), esc(explained_name(r))),
             (f"{r['confidence']:.3f}", f"{r['confidence']:.6f}"),
             (f"{100 * r['bits_retained']:.1f}%", f"{r['bits_retained']:.6f}"),
             ("yes" if r["kept"] else '<span class="bad">no</span>', "1" if r["kept"] else "0"),
@@ -132,7 +132,7 @@ def _detail(out_dir: Path, r: dict[str, Any]) -> str:
         ["file", esc(r.get("path") or r["name"])],
         ["label / prediction", f"{esc(r['label_name'] or '—')} / {esc(r['pred_before_name'])} → {esc(r['pred_after_name'])}"],
         ["explained class",
-         f"{esc(r['target_name'])} ({esc(r['explain'])}); p {r['prob_target_before']:.3f} → {r['prob_target_after']:.3f}"],
+         f"{esc(explained_name(r))} ({esc(r['explain'])}); p {r['prob_target_before']:.3f} → {r['prob_target_after']:.3f}"],
         ["top probabilities before / after", f"{top} / {top_after}"],
         *label_facts(r),
         ["bits per dim", f"{r['bpd_before']:.3f} → {r['bpd_after']:.3f}" + (f" ({codecs})" if (codecs := codec_change(r)) else "")],

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write
-from ..results import REPORT_FILE, load_arrays, read_explain_results
+from ..results import REPORT_FILE, explained_name, load_arrays, read_explain_results
 from ._html import codec_change, esc, figure_html, fmt, label_facts, page, status_text, table_html
 from .figures import panels_figure, topk_figure, tradeoff_figure
 from .information import information_html
@@ -24,7 +24,7 @@ def _summary_table(records: Sequence[dict[str, Any]]) -> str:
         rows.append([
             f'<a href="#img-{esc(r["id"])}">{esc(r["name"])}</a>',
             f'<span class="bad">{label}</span>' if wrong else label,
-            esc(r["target_name"]), pred, kept,
+            esc(explained_name(r)), pred, kept,
             f"{fmt(r['bpd_before'])} → {fmt(r['bpd_after'])}",
             codec_change(r),
             esc(status_text(r)),
@@ -40,7 +40,7 @@ def _image_section(out_dir: Path, index: int, record: dict[str, Any], map_keys: 
     facts = [
         ["file", esc(record.get("path") or record["name"])],
         ["label", "—" if record.get("label") is None else esc(record["label_name"])],
-        ["target (explained class)", esc(record["target_name"])],
+        ["target (explained class)" if "explained" not in record else "explained (labels kept on their side)", esc(explained_name(record))],
         ["prediction", f"{esc(record['pred_before_name'])} → {esc(record['pred_after_name'])}"],
         ["p(target)", f"{fmt(record['prob_target_before'])} → {fmt(record['prob_target_after'])}"],
         *label_facts(record),

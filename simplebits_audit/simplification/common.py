@@ -331,5 +331,6 @@ class PathRecorder:
             settings=run.settings,
             mask=mask,
             mask_mean=mask_mean,
+            kept_labels=decision.labels,
             path_labels=labels,
         )

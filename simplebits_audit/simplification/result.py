@@ -30,6 +30,9 @@ class SimplificationResult:
     probs_before, probs_after : Tensor (B, K)
         Softmax of the classifier's output.
     pred_before, pred_after, target : Tensor (B,)
+        ``target`` is the class explained (softmax), or the label whose probability
+        ``target_prob_delta`` and ``path_target_prob`` follow (sigmoid: the given target, or the
+        most probable of ``kept_labels``).
     target_prob_delta, kl : Tensor (B,)
         Change of the target's probability and KL(p_before || p_after).
     kept : Tensor (B,) bool
@@ -63,6 +66,10 @@ class SimplificationResult:
         much of the path kept each pixel. Ranks the pixels that ``mask`` ties (an insertion
         snapshot's mask is binary): the ``"mask"`` map (:func:`refine_ties`). ``None`` where
         ``mask`` is.
+    kept_labels : Tensor (B, K) bool or None
+        Sigmoid head only: the labels whose side (on or off) the returned image must keep, i.e.
+        what was explained: the ``target`` label when one was given, otherwise every label that
+        was on, or every label when none was on. ``None`` under softmax.
     path_labels : list[str] or None
         What each path snapshot is (``"original"``, ``"step 20"``, ``"top 5% of the mask"``,
         ``"reference"``, ...); ``None`` where the lambda value says it.
@@ -99,6 +106,7 @@ class SimplificationResult:
     path_labels: list[str] | None = None
     axis_masks: dict[str, torch.Tensor] | None = None
     mask_mean: torch.Tensor | None = None
+    kept_labels: torch.Tensor | None = None
 
     @property
     def bit_reduction_map(self) -> torch.Tensor:

@@ -14,6 +14,7 @@ from simplebits_audit.cli.explaining import answer_before_after, labels_on_befor
 from simplebits_audit.jobs import compare, explain_images, preflight, run_audit
 from simplebits_audit.jobs.answers import decide, decision_names, label_names
 from simplebits_audit.photos import held_out_crops
+from simplebits_audit.results import explained_name
 
 from ...helpers import assert_unchanged, cli_in_process, snapshot
 
@@ -179,6 +180,12 @@ def test_cli_refuses_a_testbed_classifier_under_the_other_head(tmp_path, capsys)
     assert answer_before_after({"pred_before_name": "cat", "pred_after_name": "dog"}) == "cat -> dog"
     # A testbed classifier declares its label names: records name "digit" and "stripes", not "0" and "1".
     assert [d["name"] for d in record["labels"]] == ["digit", "stripes"]
+    # Without a target every label that was on was explained, not only the most probable one.
+    assert record["on_before"] and record["kept_labels"] == record["on_before"]
+    assert explained_name(record) == ", ".join(f"{n} (on)" for n in record["on_before"])
     code, err = cli_in_process(capsys, *base, "--head", "sigmoid", "--target-name", "stripes", "--out", str(tmp_path / "c"))
     assert code == 0, err
-    assert json.loads((tmp_path / "c" / "results.json").read_text())["images"][0]["target_name"] == "stripes"
+    (record,) = json.loads((tmp_path / "c" / "results.json").read_text())["images"]
+    on = "on" if "stripes" in record["on_before"] else "off"
+    assert record["target_name"] == "stripes" and record["kept_labels"] == ["stripes"] and explained_name(record) == f"stripes ({on})"
+    assert f"stripes ({on})" in (tmp_path / "c" / "report.html").read_text()

@@ -106,6 +106,11 @@ def test_multilabel_without_target_keeps_every_switched_on_label():
     ok = torch.tensor([s == "ok" for s in result.status])
     assert bool(ok.all())
     assert bool((on_after | ~on_before).all()), "a switched-on label was switched off in an 'ok' answer"
+    # The result says what was explained: every label that was on, not only ``target``; per batch too.
+    assert torch.equal(result.kept_labels, on_before)
+    assert torch.equal(simplify(model, x, head="sigmoid", steps=3, internal_batch_size=3).kept_labels, on_before)
+    assert torch.equal(simplify(model, x, head="sigmoid", target=1, steps=3).kept_labels, torch.tensor([[False, True]] * 4))
+    assert simplify(model, x, target=0, steps=3).kept_labels is None  # softmax: the target is what was explained
 
 
 def test_sigmoid_keep_rule_and_task_term():
