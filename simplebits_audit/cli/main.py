@@ -83,6 +83,24 @@ def _asked_for_debug(argv: list[str]) -> bool:
     return bool(flags) and flags[-1] == "--debug"
 
 
+def flag_message(message: str, argv: list[str]) -> str:
+    """``message`` with a leading library parameter name (``batch_size: ...``) written as the command's flag (``--batch-size: ...``).
+
+    The library's errors name its parameters; on the command line the user typed a flag. A name
+    the command has no option for (a positional argument such as ``data``) stays as it is.
+    """
+    name, sep, rest = message.partition(": ")
+    command = next((a for a in argv if a in COMMANDS), None)
+    if not sep or not name.isidentifier() or command is None:
+        return message
+    flags: dict[str, str] = {}
+    for param in typer.main.get_command(app).commands[command].params:
+        if param.param_type_name == "option":
+            flag = max(param.opts, key=len)
+            flags |= {opt.lstrip("-").replace("-", "_"): flag for opt in param.opts} | {param.name: flag}
+    return f"{flags[name]}: {rest}" if name in flags else message
+
+
 def main() -> None:
     """Console-script entry point: one-line errors unless ``--debug``."""
     sys.argv[1:] = hoist_global_options(sys.argv[1:])
@@ -101,11 +119,11 @@ def main() -> None:
         if hasattr(err, "show") and hasattr(err, "exit_code"):  # a usage error from typer's click
             err.show()
             sys.exit(err.exit_code)
-        print(f"error: {err}", file=sys.stderr)  # one line, never wrapped
+        print(f"error: {flag_message(str(err), sys.argv[1:])}", file=sys.stderr)  # one line, never wrapped
         sys.exit(2)
 
 
-__all__ = ["COMMANDS", "LIBRARY_DEFAULTS", "app", "hoist_global_options", "main", "resolve_help"]
+__all__ = ["COMMANDS", "LIBRARY_DEFAULTS", "app", "flag_message", "hoist_global_options", "main", "resolve_help"]
 
 if __name__ == "__main__":
     main()

@@ -180,13 +180,13 @@ def condense(
         help="Labelled training images: an ImageFolder directory, a CSV of path,label, or a testbed name (its train split)."),
     *,
     out: Path = out_option(Path("simplebits-condense"), "Output folder; rerun the same command to resume."),
-    ipc: int | None = typer.Option(None, "--ipc", help="Synthetic images per class (default {library:condense.ipc})."),
+    images_per_class: int | None = typer.Option(None, "--ipc", help="Synthetic images per class (default {library:condense.ipc})."),
     lam: float | None = typer.Option(None,
         help="Weight of the bits term against the gradient-matching distance (default {library:condense.lam})."),
     outer_steps: int | None = typer.Option(None, help="Fresh networks to match gradients on (default {library:condense.outer_steps})."),
     arch: str | None = typer.Option(
         None, help="Network matched and evaluated: convnet (instance norm) or smallcnn (batch norm) (default {library:condense.arch})."),
-    test: str | None = typer.Option(None, "--test",
+    test_data: str | None = typer.Option(None, "--test",
         help="Test images (folder, CSV or testbed); default: a testbed's test split or a held-out share of DATA."),
     held_out: float | None = typer.Option(
         None, help="Share of DATA held out for testing when there is no --test and DATA is not a testbed "
@@ -219,10 +219,10 @@ def condense(
     from simplebits_audit.jobs.options import CondenseOptions
     from simplebits_audit.results import REPORT_FILE
 
-    condensation = CondenseOptions(**given(images_per_class=ipc, lam=lam, arch=arch, outer_steps=outer_steps, baselines=baselines,
-                                           n_models=n_models, epochs=epochs))
+    condensation = CondenseOptions(**given(images_per_class=images_per_class, lam=lam, arch=arch, outer_steps=outer_steps,
+                                           baselines=baselines, n_models=n_models, epochs=epochs))
     results = run_condense(data, out, condensation=condensation, run=run_options(), estimator=estimator,
-        test_data=test, testbed_n=testbed_n,
+        test_data=test_data, testbed_n=testbed_n,
                            preprocessing=prep, class_names=read_labels(labels), **given(held_out=held_out))
     if not session.quiet:
         table = Table("training set", "images", "test accuracy %", "bits / dim", "WebP bits / dim", "JPEG-XL bits / dim")

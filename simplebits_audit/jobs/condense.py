@@ -103,7 +103,7 @@ def run_condense(
     testbed = source.name.startswith("testbed:")
     if test_data is not None:
         test_source = test_data if isinstance(test_data, AuditSource) else open_source(
-            test_data, preprocessing=preprocessing, class_names=source.class_names, seed=seed, split="test")
+            test_data, preprocessing=preprocessing, class_names=source.class_names, seed=seed, split="test", name="test_data")
         test_items, train_items = list(test_source.items), items
     elif testbed:
         test_source = open_source(source.name, seed=seed, split="test")

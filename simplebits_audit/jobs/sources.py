@@ -194,8 +194,11 @@ def open_source(
     seed: int = 0,
     split: str = "test",
     multilabel: bool = False,
+    name: str = "data",
 ) -> AuditSource:
     """Open ``data``: an ImageFolder directory, a ``.csv`` of ``path,label``, or a testbed name.
+
+    Errors name ``name``, the caller's parameter (e.g. ``test_data`` for a second source).
 
     ``class_names`` (e.g. from ``--labels``) override the folder names / CSV label names; a
     testbed gives its ``split`` (the test split by default: what an audit looks at). Multi-label
@@ -209,24 +212,24 @@ def open_source(
     elif path.is_file() and path.suffix.lower() == ".csv":
         source = _csv(path, list(class_names) if class_names else None, preprocessing)
     elif text.removeprefix("testbed:") in _multilabel_testbeds() and not multilabel:
-        raise ValueError(f"data: {text!r} is a multi-label testbed (a row of labels per image), which only `simplebits train` takes; "
+        raise ValueError(f"{name}: {text!r} is a multi-label testbed (a row of labels per image), which only `simplebits train` takes; "
                          f"choose from {_audit_testbeds()}")
     elif text in (known := _audit_testbeds() + (_multilabel_testbeds() if multilabel else [])) or text.startswith("testbed:"):
-        name = text.removeprefix("testbed:")
-        if name not in known:
-            raise ValueError(f"data: unknown testbed {name!r} for a dataset job; choose from {known}")
+        testbed = text.removeprefix("testbed:")
+        if testbed not in known:
+            raise ValueError(f"{name}: unknown testbed {testbed!r} for a dataset job; choose from {known}")
         if testbed_n is not None and testbed_n < 1:  # named here: the testbed's own check names its ``n``
             raise ValueError(f"testbed_n: expected at least 1 image, got {testbed_n}")
-        source = TestbedSource(name, n=testbed_n, seed=seed, split=split)
+        source = TestbedSource(testbed, n=testbed_n, seed=seed, split=split)
     elif path.exists():
-        raise ValueError(f"data: {text!r} is neither a folder nor a .csv file")
+        raise ValueError(f"{name}: {text!r} is neither a folder nor a .csv file")
     else:
-        raise ValueError(f"data: {text!r} does not exist and is not a testbed name ({_audit_testbeds()})")
+        raise ValueError(f"{name}: {text!r} does not exist and is not a testbed name ({_audit_testbeds()})")
     if class_names is not None:
         source.class_names = list(class_names)
     labels = [i.label for i in source.items if isinstance(i.label, int)]
     if source.class_names is not None and labels and (max(labels) >= len(source.class_names) or min(labels) < 0):
-        raise ValueError(f"data: labels go up to {max(labels)} but there are {len(source.class_names)} class names")
+        raise ValueError(f"{name}: labels go up to {max(labels)} but there are {len(source.class_names)} class names")
     return source
 
 

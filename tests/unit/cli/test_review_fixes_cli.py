@@ -135,3 +135,27 @@ def test_the_last_debug_flag_wins(argv, debug):
     from simplebits_audit.cli.main import _asked_for_debug
 
     assert _asked_for_debug(argv) is debug
+
+
+@pytest.mark.parametrize(("args", "flag"), [
+    (["explain", "IMAGE", "--model", "testbed:stripes", "--batch-size", "0"], "--batch-size"),
+    (["explain", "IMAGE", "--model", "testbed:stripes", "--steps", "0"], "--steps"),
+    (["condense", "testbed:stripes", "--ipc", "0"], "--ipc"),  # the library's images_per_class
+    (["condense", "testbed:stripes", "--test", "nope"], "--test"),  # the library's test_data
+    (["audit", "testbed:stripes", "--model", "testbed:stripes", "--explain", "foo"], "--explain"),
+    (["train", "testbed:stripes", "--budget", "2"], "--budget"),
+])
+def test_cli_errors_name_the_flag_not_the_python_parameter(tmp_path, capsys, args, flag):
+    image = str(_png(tmp_path / "x.png", 32, 32))
+    code, err = cli(capsys, *[image if a == "IMAGE" else a for a in args], "--out", str(tmp_path / "out"))
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"error: {flag}: "), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_flag_message_leaves_other_messages_alone():
+    from simplebits_audit.cli.main import flag_message
+
+    assert flag_message("batch_size: expected a positive number", ["explain", "x.png"]) == "--batch-size: expected a positive number"
+    assert flag_message("data: 'nope' does not exist", ["condense", "nope"]) == "data: 'nope' does not exist"  # a positional
+    assert flag_message("batch_size: expected a positive number", ["bits", "x.png"]) == "batch_size: expected a positive number"
+    assert flag_message("not a parameter: at all", ["explain"]) == "not a parameter: at all"
