@@ -104,7 +104,8 @@ def train_simplifier(
         return
     card = simplifier.card
     scores = card["held_out"]
-    console.print(f"{scores['images']} {'training' if held_out == 0 else 'held-out'} images: top-1 kept {100 * scores['top1_kept']:.1f}%, "
+    kept = "top-1 kept" if card.get("head", "softmax") == "softmax" else "labels kept on their side"
+    console.print(f"{scores['images']} {'training' if held_out == 0 else 'held-out'} images: {kept} {100 * scores['top1_kept']:.1f}%, "
                   f"bits kept {scores['bits_kept']:.3f}; trained {card['steps']} steps in {card['training_seconds']:.0f} s; wrote {out}")
 
 

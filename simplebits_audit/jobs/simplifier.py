@@ -140,7 +140,8 @@ def train_simplifier_job(
     if isinstance(data, AuditSource):
         source = data
     else:
-        source = open_source(data, preprocessing=preprocessing, testbed_n=testbed_n, seed=seed, split=split)
+        # only the images are used (the model's own answers are kept), so a multi-label testbed is fine
+        source = open_source(data, preprocessing=preprocessing, testbed_n=testbed_n, seed=seed, split=split, multilabel=True)
     items = list(source.items)
     train_items, scored = hold_out(items, held_out, MAX_HELD_OUT)
     if not train_items:

@@ -202,7 +202,8 @@ def open_source(
 
     ``class_names`` (e.g. from ``--labels``) override the folder names / CSV label names; a
     testbed gives its ``split`` (the test split by default: what an audit looks at). Multi-label
-    testbeds (a row of labels per image) only with ``multilabel`` (the train job).
+    testbeds (a row of labels per image) only with ``multilabel`` (the jobs that
+    take them: train, train-simplifier).
     """
 
     text = str(data)
@@ -212,7 +213,8 @@ def open_source(
     elif path.is_file() and path.suffix.lower() == ".csv":
         source = _csv(path, list(class_names) if class_names else None, preprocessing)
     elif text.removeprefix("testbed:") in _multilabel_testbeds() and not multilabel:
-        raise ValueError(f"{name}: {text!r} is a multi-label testbed (a row of labels per image), which only `simplebits train` takes; "
+        raise ValueError(f"{name}: {text!r} is a multi-label testbed (a row of labels per image), which only `simplebits train` and "
+                         "`train-simplifier` take; "
                          f"choose from {_audit_testbeds()}")
     elif text in (known := _audit_testbeds() + (_multilabel_testbeds() if multilabel else [])) or text.startswith("testbed:"):
         testbed = text.removeprefix("testbed:")

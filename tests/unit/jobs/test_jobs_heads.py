@@ -189,3 +189,20 @@ def test_cli_refuses_a_testbed_classifier_under_the_other_head(tmp_path, capsys)
     on = "on" if "stripes" in record["on_before"] else "off"
     assert record["target_name"] == "stripes" and record["kept_labels"] == ["stripes"] and explained_name(record) == f"stripes ({on})"
     assert f"stripes ({on})" in (tmp_path / "c" / "report.html").read_text()
+
+
+def test_cli_trains_a_simplifier_on_a_multilabel_testbed(tmp_path, capsys):
+    # The simplifier keeps the model's own answers, so a testbed whose labels are rows is fine here
+    # (the audit, which compares answers with labels, still refuses it).
+    out = tmp_path / "s.pt"
+    code, err = cli_in_process(capsys, "train-simplifier", "testbed:digits-stripes", "--model", "testbed:digits-stripes",
+                               "--head", "sigmoid", "--steps", "1", "--testbed-n", "16", "--batch-size", "8", "--estimator", "analytic",
+                               "--out", str(out))
+    assert code == 0, err
+    from simplebits_audit.simplification.learned import Simplifier
+
+    card = Simplifier.load(out).card
+    assert card["head"] == "sigmoid" and card["n_classes"] == 2 and card["held_out"]["images"] >= 1
+    code, err = cli_in_process(capsys, "audit", "testbed:digits-stripes", "--model", "testbed:digits-stripes", "--head", "sigmoid",
+                               "--out", str(tmp_path / "audit"))
+    assert code == 2 and "multi-label testbed" in err[0]
