@@ -79,6 +79,8 @@ def explain(
       simplebits explain digit.png --model model.ts --baselines ig,occlusion,gradcam --out report/
 
       simplebits explain xray.png --model binary.ts --head sigmoid --labels negative_positive.txt
+
+      simplebits explain testbed:stripes:3 --model testbed:stripes
     """
     from simplebits_audit.jobs import explain_images
     from simplebits_audit.results import explained_name

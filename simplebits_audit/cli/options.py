@@ -106,7 +106,8 @@ TARGET_NAME = typer.Option(None, help="Class to explain, by name (needs --labels
 ATTRIBUTION = typer.Option(
     None, help="SimpleBits map: auto (the mask of the default engine), mask, retained, ablation, survival, bits_removed or kept; "
                "with --engine factorised also colour, detail or region (default {library:explain.attribution}).")
-IMAGES = typer.Argument(..., help="Image files (any format Pillow reads).")
+IMAGES = typer.Argument(..., help="Image files (any format Pillow reads), or testbed images: testbed:NAME:INDEX "
+                        "(image INDEX of the testbed's test split, as an audit of testbed:NAME numbers them).")
 TESTBED_N = typer.Option(None, help="Number of images when DATA is a testbed.")
 
 

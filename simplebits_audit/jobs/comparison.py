@@ -45,7 +45,6 @@ from .._io import atomic_write, save_json
 from .._validation import check_pixel_images
 from ..estimators import BitEstimator, resolve_estimator
 from ..explainers import SIMPLEBITS, SIMPLEBITS_LEARNED, Context, attribute, check_methods, explain, get_spec, list_explainers
-from ..preprocessing import load_images
 from ..results import COMPARISON_CSV_FILE, COMPARISON_JSON_FILE
 from ..simplification import SimplificationResult, Simplifier
 from ..simplification.heads import check_head, check_outputs
@@ -54,6 +53,7 @@ from ..spaces import Transform, make_spaces
 from .checks import check_out_dir, declared_class_names, head_options, preflight
 from .options import ModelOptions, RunOptions, ScoringOptions, take_options
 from .pipeline import explain_batch
+from .sources import load_image_arguments
 
 #: what :func:`compare` runs when not told otherwise
 DEFAULT_METHODS: tuple[str, ...] = (SIMPLEBITS, "ig", "occlusion", "gradcam", *list_explainers(reference=True))
@@ -436,7 +436,8 @@ def compare_files(
     model : callable
         The classifier (model space in, logits (B, K) out). Never modified.
     images : sequence of paths
-        Image files, read with the model options' ``preprocessing`` (they must come out the same size).
+        Image files, read with the model options' ``preprocessing`` (they must come out the same
+        size), and testbed images (``"testbed:NAME:INDEX"``, as for :func:`~simplebits_audit.jobs.explain_images`).
     out : path
         Output folder.
     model_options, run, target, target_name :
@@ -461,7 +462,7 @@ def compare_files(
     mo, run = take_options("compare_files", options, (ModelOptions, model_options), (RunOptions, run))
     preprocessing, head, threshold = mo.preprocessing, mo.head, mo.threshold
     out = check_out_dir(out)
-    pixels = load_images(images, preprocessing, name="images")
+    pixels = load_image_arguments(images, preprocessing, name="images").pixels
     options = {k: dict(v) for k, v in (method_options or {}).items()}
     if simplifier is not None:
         methods = [*methods, SIMPLEBITS_LEARNED] if SIMPLEBITS_LEARNED not in methods else list(methods)

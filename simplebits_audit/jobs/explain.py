@@ -20,13 +20,13 @@ from rich.progress import Progress
 from .._helpers import TargetLike
 from .._io import atomic_write
 from .._validation import check_pixel_images
-from ..preprocessing import load_images
 from ..results import REPORT_FILE, explain_image_folders, prune_image_folders, read_explain_results, safe_stem, write_explain_results
 from ..simplification.learned import load_simplifier
 from .answers import label_names
 from .checks import check_out_dir, declared_class_names, head_options, preflight
 from .options import ExplainOptions, ModelOptions, RunOptions, take_options
 from .pipeline import explain_batch, write_batch
+from .sources import load_image_arguments
 
 
 @dataclass
@@ -63,7 +63,9 @@ def explain_images(
         The classifier: model-space images (B, C, H, W) -> logits (B, K) (K = 1 with
         ``head="sigmoid"``: a binary classifier). Never modified.
     images : sequence of paths, or Tensor (N, C, H, W)
-        Image files (read with the model options' ``preprocessing``), or pixel images in [0, 1].
+        Image files (read with the model options' ``preprocessing``) and testbed images
+        (``"testbed:NAME:INDEX"``, image INDEX of the test split, with its label;
+        :func:`~simplebits_audit.jobs.sources.load_image_arguments`), or pixel images in [0, 1].
     out : path
         Output folder: ``results.json``, ``report.html``, ``images/<id>/*.png`` and ``arrays.npz``.
     model_options : ModelOptions, optional
@@ -107,9 +109,11 @@ def explain_images(
         pixels, paths = images.detach().float().cpu(), [None] * len(images)
         names = list(names) if names is not None else [f"image {i}" for i in range(len(images))]
     else:
-        paths = [str(p) for p in images]
-        pixels = load_images(paths, preprocessing, name="images")
-        names = list(names) if names is not None else [Path(p).name for p in paths]
+        read = load_image_arguments(images, preprocessing, name="images")
+        pixels, paths = read.pixels, read.paths
+        names = list(names) if names is not None else read.names
+        if labels is None and all(v is not None for v in read.labels):  # testbed images know their class
+            labels = read.labels
     n = len(pixels)
     if len(names) != n or (labels is not None and len(labels) != n):
         raise ValueError(f"names/labels: expected {n} values, one per image")

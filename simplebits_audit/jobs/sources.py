@@ -247,3 +247,70 @@ def _multilabel_testbeds() -> list[str]:
     from .. import testbeds
 
     return [t for t in testbeds.list_testbeds(head=None) if testbeds.SIGMOID_HEADS.get(t, 1) > 1]
+
+
+#: how an image argument names one testbed image: image INDEX of NAME's test split (seed 0), the
+#: image an audit of ``testbed:NAME`` calls ``NAME-test-INDEX``
+TESTBED_IMAGE = "testbed:NAME:INDEX"
+
+
+@dataclass
+class ImageArguments:
+    """Images given as arguments, read: ``pixels`` (N, C, H, W) in [0, 1], and per image its
+    display name, file path (None for a testbed image) and true class (None when unknown)."""
+
+    pixels: torch.Tensor
+    names: list[str]
+    paths: list[str | None]
+    labels: list[int | None]
+
+
+def load_image_arguments(images: Sequence[str | Path], preprocessing: Preprocessing | None = None, *,
+                         name: str = "images") -> ImageArguments:
+    """Read image files and testbed images (``testbed:NAME:INDEX``, see :data:`TESTBED_IMAGE`) into one batch.
+
+    Files are read with ``preprocessing`` (:func:`~simplebits_audit.preprocessing.load_images`); a
+    testbed image is the testbed's own pixels, named ``NAME-test-INDEX`` as in an audit, with its
+    label (None for a multi-label testbed's row). Every argument is checked before any image is
+    returned; the images must come out the same size. Raises ``ValueError`` naming ``name``.
+    """
+    from ..preprocessing import load_images
+
+    if not images:
+        raise ValueError(f"{name}: no image given")
+    specs = [_testbed_image(str(p), name) if str(p).startswith("testbed:") else None for p in images]
+    sources = {testbed: TestbedSource(testbed, split="test") for testbed, _ in filter(None, specs)}
+    for testbed, index in filter(None, specs):
+        if index >= len(sources[testbed].items):
+            raise ValueError(f"{name}: testbed {testbed!r} has {len(sources[testbed].items)} test images, "
+                             f"so INDEX in testbed:{testbed}:INDEX goes from 0 to {len(sources[testbed].items) - 1}; got {index}")
+    files = [str(p) for p, spec in zip(images, specs) if spec is None]
+    loaded = iter(load_images(files, preprocessing, name=name)) if files else iter(())
+    pixels, names, paths, labels = [], [], [], []
+    for p, spec in zip(images, specs):
+        if spec is None:
+            pixels.append(next(loaded))
+            names.append(Path(p).name)
+            paths.append(str(p))
+            labels.append(None)
+        else:
+            item = sources[spec[0]].items[spec[1]]
+            pixels.append(sources[spec[0]].data.images[spec[1]])
+            names.append(item.id)
+            paths.append(None)
+            labels.append(item.label if isinstance(item.label, int) else None)
+    if len({tuple(x.shape) for x in pixels}) > 1:
+        raise ValueError(f"{name}: the images have different sizes {sorted({tuple(x.shape[1:]) for x in pixels})}; "
+                         "set size and crop (--size/--crop) for the files")
+    return ImageArguments(torch.stack(pixels), names, paths, labels)
+
+
+def _testbed_image(text: str, name: str) -> tuple[str, int]:
+    """(testbed, index) of ``testbed:NAME:INDEX``; a ``ValueError`` naming ``name`` otherwise."""
+    testbed, sep, index = text.removeprefix("testbed:").rpartition(":")
+    known = _audit_testbeds() + _multilabel_testbeds()
+    if not sep or not index.isdigit():
+        raise ValueError(f"{name}: {text!r}: a testbed image is {TESTBED_IMAGE} (e.g. testbed:stripes:3, image 3 of its test split)")
+    if testbed not in known:
+        raise ValueError(f"{name}: unknown testbed {testbed!r} in {text!r}; choose from {known}")
+    return testbed, int(index)

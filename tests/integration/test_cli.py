@@ -138,7 +138,7 @@ def test_explain_writes_report_and_rebuilds_it(user_files, tmp_path):
         ("corrupt", "not a readable image"),
         ("directory", "is a directory"),
         ("missing", "does not exist"),
-        ("target", "target_name"),
+        ("target", "--target-name"),
     ],
 )
 def test_explain_refuses_bad_input_before_writing(user_files, tmp_path, case, expected):

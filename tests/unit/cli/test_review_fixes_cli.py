@@ -35,16 +35,16 @@ def test_bits_refuses_a_folder_or_a_non_png_out_before_any_work(tmp_path, capsys
     monkeypatch.setattr(bits_job, "encode", _no_work)
     monkeypatch.setattr(bits_job, "decode", _no_work)
     code, err = cli(capsys, "bits", str(image), "--encode", str(folder))
-    assert code == 2 and err == [f"error: encode: {str(folder)!r} is a folder; give a file name such as photo.sbits"]
+    assert code == 2 and err == [f"error: --encode: {str(folder)!r} is a folder; give a file name such as photo.sbits"]
     data = tmp_path / "photo.sbits"
     data.write_bytes(b"anything: the out is checked before the data is read")
     code, err = cli(capsys, "bits", "--decode", str(data), "--out", str(folder))
-    assert code == 2 and err == [f"error: out: expected a .png file name, got {str(folder)!r}"]
+    assert code == 2 and err == [f"error: --out: expected a .png file name, got {str(folder)!r}"]
     code, err = cli(capsys, "bits", "--decode", str(data), "--out", str(tmp_path / "back.jpg"))
-    assert code == 2 and err == [f"error: out: expected a .png file name, got {str(tmp_path / 'back.jpg')!r}"]
+    assert code == 2 and err == [f"error: --out: expected a .png file name, got {str(tmp_path / 'back.jpg')!r}"]
     (tmp_path / "dir.png").mkdir()
     code, err = cli(capsys, "bits", "--decode", str(data), "--out", str(tmp_path / "dir.png"))
-    assert code == 2 and err == [f"error: out: {str(tmp_path / 'dir.png')!r} is a folder; give a file name such as restored.png"]
+    assert code == 2 and err == [f"error: --out: {str(tmp_path / 'dir.png')!r} is a folder; give a file name such as restored.png"]
     assert list(folder.iterdir()) == [] and list((tmp_path / "dir.png").iterdir()) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.png", "folder", "photo.png", "photo.sbits"]  # no temporary left
 
@@ -54,7 +54,7 @@ def test_a_non_utf8_labels_file_or_csv_is_named_in_one_line(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"^labels: '.*img\.png' is not UTF-8 text \(byte 0x89 at offset 0\); save it as UTF-8$"):
         load_labels(image)
     code, err = cli(capsys, "explain", str(image), "--model", str(tmp_path / "missing.ts"), "--labels", str(image))
-    assert code == 2 and len(err) == 1 and err[0].startswith(f"error: labels: {str(image)!r} is not UTF-8 text"), err
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"error: --labels: {str(image)!r} is not UTF-8 text"), err
     csv = tmp_path / "list.csv"
     csv.write_bytes(b"path,label\nimg.png,0\n" + b"x" * 9000 + b"\xff\xfe,1\n")  # past a text stream's first buffer
     with pytest.raises(ValueError, match=r"^data: '.*list\.csv' is not UTF-8 text \(byte 0xff at offset 9021\); save it as UTF-8$"):
@@ -107,7 +107,7 @@ def test_train_simplifier_refuses_mixed_image_sizes_before_training(tmp_path, ca
 def test_train_refuses_no_validation_images(tmp_path, capsys, val_n):
     """``--val-n 0`` once became the default 500, silently."""
     code, err = cli(capsys, "train", "stripes", "--val-n", val_n, "--testbed-n", "64", "--out", str(tmp_path / "run"))
-    assert code == 2 and err == [f"error: val_n: expected at least 1 validation image, got {val_n}"]
+    assert code == 2 and err == [f"error: --val-n: expected at least 1 validation image, got {val_n}"]
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
 
 
@@ -120,13 +120,13 @@ def test_a_job_refuses_a_folder_holding_another_jobs_results(tmp_path, capsys):
     (out / AUDIT_RESULTS_FILE).write_text("")
     image = _png(tmp_path / "photo.png", 32, 32)
     code, err = cli(capsys, "explain", str(image), "--model", "testbed:stripes", "--out", str(out))
-    assert code == 2 and err == [f"error: out: {str(out)!r} holds the results of `simplebits audit`; give another folder"]
+    assert code == 2 and err == [f"error: --out: {str(out)!r} holds the results of `simplebits audit`; give another folder"]
     assert sorted(p.name for p in out.iterdir()) == [AUDIT_RESULTS_FILE]
 
 
 def test_testbed_n_below_one_is_named_as_such(tmp_path, capsys):
     code, err = cli(capsys, "audit", "stripes", "--model", "testbed:stripes", "--testbed-n", "0", "--out", str(tmp_path / "a"))
-    assert code == 2 and err == ["error: testbed_n: expected at least 1 image, got 0"]
+    assert code == 2 and err == ["error: --testbed-n: expected at least 1 image, got 0"]
 
 
 @pytest.mark.parametrize("argv, debug", [(["--debug", "x"], True), (["--debug", "x", "--no-debug"], False), (["--no-debug"], False),

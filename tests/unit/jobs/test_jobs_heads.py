@@ -206,3 +206,31 @@ def test_cli_trains_a_simplifier_on_a_multilabel_testbed(tmp_path, capsys):
     code, err = cli_in_process(capsys, "audit", "testbed:digits-stripes", "--model", "testbed:digits-stripes", "--head", "sigmoid",
                                "--out", str(tmp_path / "audit"))
     assert code == 2 and "multi-label testbed" in err[0]
+
+
+def test_cli_explains_testbed_images_by_name(tmp_path, capsys):
+    # testbed:NAME:INDEX is image INDEX of the test split, named and labelled as an audit names it.
+    data = testbeds.load("stripes", "test")
+    file = tmp_path / "x.png"
+    Image.fromarray((data.images[7].permute(1, 2, 0) * 255).round().byte().numpy()).save(file)
+    base = ["--quiet", "explain", "--model", "testbed:stripes", "--estimator", "analytic", "--steps", "2"]
+    code, err = cli_in_process(capsys, *base, "testbed:stripes:3", str(file), "--out", str(tmp_path / "a"))
+    assert code == 0, err
+    first, second = json.loads((tmp_path / "a" / "results.json").read_text())["images"]
+    assert first["name"] == "stripes-test-000003" and first["path"] is None
+    assert second["name"] == "x.png" and second["path"] == str(file)
+    assert first["label"] is None and second["label"] is None  # labels only when every image has one
+    # the pixels are the testbed's own, as the file written from them
+    from simplebits_audit.jobs.sources import load_image_arguments
+
+    read = load_image_arguments(["testbed:stripes:7", file, "testbed:digits-stripes:0"])
+    assert torch.equal(read.pixels[0], read.pixels[1]) and read.labels == [int(data.labels[7]), None, None]
+    code, err = cli_in_process(capsys, *base, "testbed:stripes:3", "testbed:stripes:4", "--out", str(tmp_path / "b"))
+    assert code == 0, err
+    records = json.loads((tmp_path / "b" / "results.json").read_text())["images"]
+    assert [r["label"] for r in records] == data.labels[3:5].tolist()  # all testbed images: their labels are known
+    for arg, message in [("testbed:stripes", "testbed:NAME:INDEX"), ("testbed:stripes:1000", "from 0 to 999"),
+                         ("testbed:nope:1", "unknown testbed 'nope'")]:
+        code, err = cli_in_process(capsys, *base, arg, "--out", str(tmp_path / "c"))
+        assert code == 2 and err[0].startswith("error: images: ") and message in err[0], err
+    assert not (tmp_path / "c").exists()

@@ -236,5 +236,5 @@ def test_an_audit_checks_the_simplifiers_option_values_before_any_work(files, tm
     out = tmp_path / "audit"
     code, err = cli(capsys, "--quiet", "audit", "digits-on-photos", "--model", str(files / "model.ts"), "--testbed-n", "4",
                     "--select", "all", "--steps", "0", "--out", str(out))
-    assert code == 2 and err == ["error: steps: expected at least 1, got 0"]
+    assert code == 2 and err == ["error: --steps: expected at least 1, got 0"]
     assert not out.exists()

@@ -180,5 +180,5 @@ def test_the_cli_engine_option_reaches_the_jobs_and_the_refusal_is_one_line(monk
     code, lines = cli_in_process(capsys, "audit", "colour-cue", "-m", "testbed:colour-cue",
         "--attribution", "colour", "--out", str(tmp_path / "x"))
     assert code == 2 and len(lines) == 1 and lines[0].startswith(
-        "error: attribution: 'colour' needs the factorised engine (--engine factorised")
+        "error: --attribution: 'colour' needs the factorised engine (--engine factorised")
     assert not (tmp_path / "x").exists()
