@@ -86,6 +86,20 @@ def class_name(index: int, class_names: Sequence[str] | None) -> str:
     return str(class_names[index]) if class_names and 0 <= index < len(class_names) else str(index)
 
 
+def labels_on_before_after(record: dict[str, Any], arrow: str = "->") -> str:
+    """A sigmoid record's labels on, before and after: ``"labels on digit, stripes -> digit"``."""
+    on = [", ".join(record[k]) or "none" for k in ("on_before", "on_after")]
+    return f"labels on {on[0]} {arrow} {on[1]}"
+
+
+def answer_before_after(record: dict[str, Any], arrow: str = "->") -> str:
+    """A record's answer before and after: the prediction, or under several sigmoid labels the labels on
+    (the most probable label, which ``pred_*_name`` name, can stay on top while it switches off)."""
+    if len(record.get("labels", ())) > 1:
+        return labels_on_before_after(record, arrow)
+    return f"{record['pred_before_name']} {arrow} {record['pred_after_name']}"
+
+
 def explained_name(record: dict[str, Any]) -> str:
     """What a record's simplification explained, as text: its ``explained`` labels (multi-label sigmoid), else its target's name."""
     return str(record.get("explained") or record["target_name"])

@@ -37,20 +37,6 @@ if TYPE_CHECKING:
     from simplebits_audit.jobs.options import ModelOptions
 
 
-def labels_on_before_after(record: dict) -> str:
-    """A sigmoid record's labels on, before and after: ``"labels on digit, stripes -> digit"``."""
-    on = [", ".join(record[k]) or "none" for k in ("on_before", "on_after")]
-    return f"labels on {on[0]} -> {on[1]}"
-
-
-def answer_before_after(record: dict) -> str:
-    """The summary table's answer before and after: the prediction, or under several sigmoid labels the labels on
-    (the most probable label can stay on top while it switches off)."""
-    if len(record.get("labels", ())) > 1:
-        return labels_on_before_after(record)
-    return f"{record['pred_before_name']} -> {record['pred_after_name']}"
-
-
 @uses(net=model_file_group, model_opts=model_group, engine=engine_group)
 def explain(
     images: list[Path] = IMAGES,
@@ -83,7 +69,7 @@ def explain(
       simplebits explain testbed:stripes:3 --model testbed:stripes
     """
     from simplebits_audit.jobs import explain_images
-    from simplebits_audit.results import explained_name
+    from simplebits_audit.results import answer_before_after, explained_name, labels_on_before_after
 
     result = explain_images(
         net.load(), images, out, model_options=model_opts, model_name=net.spec, run=run_options(), target=target, target_name=target_name,

@@ -112,7 +112,8 @@ def explain_images(
         read = load_image_arguments(images, preprocessing, name="images")
         pixels, paths = read.pixels, read.paths
         names = list(names) if names is not None else read.names
-        if labels is None and all(v is not None for v in read.labels):  # testbed images know their class
+        # Testbed images know their class, in the model's classes when the model is that testbed's.
+        if labels is None and read.classes is not None and read.classes == list(class_names or []) and None not in read.labels:
             labels = read.labels
     n = len(pixels)
     if len(names) != n or (labels is not None and len(labels) != n):

@@ -257,12 +257,15 @@ TESTBED_IMAGE = "testbed:NAME:INDEX"
 @dataclass
 class ImageArguments:
     """Images given as arguments, read: ``pixels`` (N, C, H, W) in [0, 1], and per image its
-    display name, file path (None for a testbed image) and true class (None when unknown)."""
+    display name, file path (None for a testbed image) and true class (None when unknown);
+    ``classes`` names the classes of those labels (the testbed's, when every image comes from one
+    testbed; else None)."""
 
     pixels: torch.Tensor
     names: list[str]
     paths: list[str | None]
     labels: list[int | None]
+    classes: list[str] | None = None
 
 
 def load_image_arguments(images: Sequence[str | Path], preprocessing: Preprocessing | None = None, *,
@@ -302,7 +305,9 @@ def load_image_arguments(images: Sequence[str | Path], preprocessing: Preprocess
     if len({tuple(x.shape) for x in pixels}) > 1:
         raise ValueError(f"{name}: the images have different sizes {sorted({tuple(x.shape[1:]) for x in pixels})}; "
                          "set size and crop (--size/--crop) for the files")
-    return ImageArguments(torch.stack(pixels), names, paths, labels)
+    origins = {spec[0] if spec else None for spec in specs}  # testbed names, None for a file
+    classes = list(sources[origins.pop()].class_names) if len(origins) == 1 and None not in origins else None
+    return ImageArguments(torch.stack(pixels), names, paths, labels, classes)
 
 
 def _testbed_image(text: str, name: str) -> tuple[str, int]:

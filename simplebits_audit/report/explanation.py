@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write
-from ..results import REPORT_FILE, explained_name, load_arrays, read_explain_results
+from ..results import REPORT_FILE, answer_before_after, explained_name, load_arrays, read_explain_results
 from ._html import codec_change, esc, figure_html, fmt, label_facts, page, status_text, table_html
 from .figures import panels_figure, topk_figure, tradeoff_figure
 from .information import information_html
@@ -17,7 +17,7 @@ from .path import PATH_CSS, path_strip_html
 def _summary_table(records: Sequence[dict[str, Any]]) -> str:
     rows = []
     for r in records:
-        pred = f"{esc(r['pred_before_name'])} → {esc(r['pred_after_name'])}"
+        pred = esc(answer_before_after(r, "→"))
         label = "" if r.get("label") is None else esc(r["label_name"])
         wrong = r.get("label") is not None and r["label"] != r["pred_before"]
         kept = '<span class="good">yes</span>' if r["kept"] else '<span class="bad">no</span>'
@@ -41,13 +41,14 @@ def _image_section(out_dir: Path, index: int, record: dict[str, Any], map_keys: 
         ["file", esc(record.get("path") or record["name"])],
         ["label", "—" if record.get("label") is None else esc(record["label_name"])],
         ["target (explained class)" if "explained" not in record else "explained (labels kept on their side)", esc(explained_name(record))],
-        ["prediction", f"{esc(record['pred_before_name'])} → {esc(record['pred_after_name'])}"],
+        ["prediction", esc(answer_before_after(record, "→"))],
         ["p(target)", f"{fmt(record['prob_target_before'])} → {fmt(record['prob_target_after'])}"],
         *label_facts(record),
         ["bits", f"{record['bits_before']:.0f} → {record['bits_after']:.0f} ({100 * record['bits_retained']:.0f}% retained)"],
         ["bits per dim", f"{fmt(record['bpd_before'])} → {fmt(record['bpd_after'])}"],
         ["lossless files, bits/dim", codec_change(record)],
-        ["prediction kept", "yes" if record["kept"] else '<span class="bad">no</span>'],
+        ["prediction kept" if "explained" not in record else "explained labels kept on their side",
+         "yes" if record["kept"] else '<span class="bad">no</span>'],
         ["lambda chosen", fmt(record["lambda"])],
         ["status", esc(status_text(record))],
     ]

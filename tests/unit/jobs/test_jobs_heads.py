@@ -10,11 +10,10 @@ from PIL import Image
 from torch import nn
 
 from simplebits_audit import testbeds
-from simplebits_audit.cli.explaining import answer_before_after, labels_on_before_after
 from simplebits_audit.jobs import compare, explain_images, preflight, run_audit
 from simplebits_audit.jobs.answers import decide, decision_names, label_names
 from simplebits_audit.photos import held_out_crops
-from simplebits_audit.results import explained_name
+from simplebits_audit.results import answer_before_after, explained_name, labels_on_before_after
 
 from ...helpers import assert_unchanged, cli_in_process, snapshot
 
@@ -188,7 +187,10 @@ def test_cli_refuses_a_testbed_classifier_under_the_other_head(tmp_path, capsys)
     (record,) = json.loads((tmp_path / "c" / "results.json").read_text())["images"]
     on = "on" if "stripes" in record["on_before"] else "off"
     assert record["target_name"] == "stripes" and record["kept_labels"] == ["stripes"] and explained_name(record) == f"stripes ({on})"
-    assert f"stripes ({on})" in (tmp_path / "c" / "report.html").read_text()
+    html = (tmp_path / "c" / "report.html").read_text()
+    assert f"stripes ({on})" in html
+    # The report's prediction under several labels is the labels on, as in the terminal table.
+    assert answer_before_after(record, "→") in html and answer_before_after(record, "→").startswith("labels on ")
 
 
 def test_cli_trains_a_simplifier_on_a_multilabel_testbed(tmp_path, capsys):
@@ -229,6 +231,10 @@ def test_cli_explains_testbed_images_by_name(tmp_path, capsys):
     assert code == 0, err
     records = json.loads((tmp_path / "b" / "results.json").read_text())["images"]
     assert [r["label"] for r in records] == data.labels[3:5].tolist()  # all testbed images: their labels are known
+    # ... in the model's classes only: a shortcut image's label is not a stripes class
+    code, err = cli_in_process(capsys, *base, "testbed:shortcut:2", "--out", str(tmp_path / "d"))
+    assert code == 0, err
+    assert json.loads((tmp_path / "d" / "results.json").read_text())["images"][0]["label"] is None
     for arg, message in [("testbed:stripes", "testbed:NAME:INDEX"), ("testbed:stripes:1000", "from 0 to 999"),
                          ("testbed:nope:1", "unknown testbed 'nope'")]:
         code, err = cli_in_process(capsys, *base, arg, "--out", str(tmp_path / "c"))
