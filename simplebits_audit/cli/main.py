@@ -105,7 +105,7 @@ def main() -> None:
     """Console-script entry point: one-line errors unless ``--debug``."""
     sys.argv[1:] = hoist_global_options(sys.argv[1:])
     try:
-        app(standalone_mode=False)
+        app(standalone_mode=False, prog_name="simplebits")
     except (typer.Exit, SystemExit) as stop:
         code = getattr(stop, "exit_code", getattr(stop, "code", 0))
         sys.exit(code or 0)
@@ -117,7 +117,13 @@ def main() -> None:
         if session.debug or _asked_for_debug(sys.argv[1:]):
             raise
         if hasattr(err, "show") and hasattr(err, "exit_code"):  # a usage error from typer's click
-            err.show()
+            if type(err).__name__ == "NoArgsIsHelpError":  # a command without arguments: its help
+                err.show()
+                sys.exit(err.exit_code)
+            # one line, as every other error (click's own format takes four)
+            ctx = getattr(err, "ctx", None)
+            hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+            print(f"error: {err.format_message()}{hint}", file=sys.stderr)
             sys.exit(err.exit_code)
         print(f"error: {flag_message(str(err), sys.argv[1:])}", file=sys.stderr)  # one line, never wrapped
         sys.exit(2)

@@ -98,6 +98,7 @@ def check_out_dir(out: str | Path, job: str | None = None) -> Path:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out: {str(out)!r} exists and is not a folder")
+    _check_ancestors(out)
     if job is not None and (other := job_kind(out)) not in (None, job):
         raise ValueError(f"out: {str(out)!r} holds the results of `simplebits {other}`; give another folder")
     return out
@@ -110,7 +111,16 @@ def check_out_file(out: str | Path, suffix: str, example: str) -> Path:
         raise ValueError(f"out: expected a {suffix} file name, got {str(out)!r}")
     if out.is_dir():
         raise ValueError(f"out: {str(out)!r} is a folder; give a file name such as {example}")
+    _check_ancestors(out)
     return out
+
+
+def _check_ancestors(out: Path) -> None:
+    """``ValueError`` naming ``out`` if its nearest existing ancestor is a file: the job could write nothing there,
+    and would find out only after its work."""
+    existing = next((p for p in out.parents if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ValueError(f"out: {str(existing)!r} is a file, so {str(out)!r} cannot be written")
 
 
 def job_device(model: Callable, device: str | torch.device | None = None) -> torch.device:

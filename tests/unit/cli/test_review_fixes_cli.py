@@ -159,3 +159,40 @@ def test_flag_message_leaves_other_messages_alone():
     assert flag_message("data: 'nope' does not exist", ["condense", "nope"]) == "data: 'nope' does not exist"  # a positional
     assert flag_message("batch_size: expected a positive number", ["bits", "x.png"]) == "batch_size: expected a positive number"
     assert flag_message("not a parameter: at all", ["explain"]) == "not a parameter: at all"
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--threshold", "1.5", "--head", "sigmoid"], "--threshold"),
+    (["--head", "nosuch"], "--head"),
+    (["--steps", "abc"], "--steps"),
+    (["--nope"], "No such option: --nope"),
+])
+def test_usage_errors_are_one_line_too(tmp_path, capsys, args, expected):
+    image = str(_png(tmp_path / "x.png", 32, 32))
+    code, err = cli(capsys, "explain", image, "--model", "testbed:stripes", *args, "--out", str(tmp_path / "out"))
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and expected in err[0], err
+    assert err[0].endswith("(see simplebits explain --help)") and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args", [
+    ["explain", "IMAGE", "--model", "testbed:stripes"],
+    ["compare", "IMAGE", "--model", "testbed:stripes"],
+    ["audit", "stripes", "--model", "testbed:stripes"],
+    ["train", "stripes"],
+    ["condense", "stripes"],
+    ["train-simplifier", "stripes", "--model", "testbed:stripes"],
+])
+def test_an_out_under_a_file_is_refused_before_any_work(tmp_path, capsys, args):
+    image = str(_png(tmp_path / "x.png", 32, 32))
+    (tmp_path / "afile").write_text("a file, not a folder")
+    out = tmp_path / "afile" / ("s.pt" if args[0] == "train-simplifier" else "sub")
+    code, err = cli(capsys, *[image if a == "IMAGE" else a for a in args], "--out", str(out))
+    assert code == 2 and err == [f"error: --out: {str(tmp_path / 'afile')!r} is a file, so {str(out)!r} cannot be written"], err
+
+
+def test_condense_with_more_class_names_than_classes_writes_nothing(tmp_path, capsys):
+    labels = tmp_path / "three.txt"
+    labels.write_text("a\nb\nc\n")
+    code, err = cli(capsys, "condense", "stripes", "--ipc", "1", "--labels", str(labels), "--out", str(tmp_path / "out"))
+    assert code == 2 and len(err) == 1 and "no training images of class(es) ['c']" in err[0], err
+    assert not (tmp_path / "out").exists()
