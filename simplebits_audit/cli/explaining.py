@@ -122,6 +122,10 @@ def compare(
 
     Localisation metrics need ground-truth masks: run ``python benchmarks/compare.py --testbed NAME`` for those.
 
+    Every method explains one class per image, the scores' target: --target / --target-name, or the
+    prediction. Under a multi-label --head sigmoid that is the most probable label, where ``explain``
+    without a target keeps every label that was on.
+
     Example: ``simplebits compare a.png b.png --model model.ts --methods simplebits,ig,occlusion``.
     """
     from simplebits_audit.explainers import SIMPLEBITS

@@ -83,22 +83,30 @@ def _asked_for_debug(argv: list[str]) -> bool:
     return bool(flags) and flags[-1] == "--debug"
 
 
-def flag_message(message: str, argv: list[str]) -> str:
-    """``message`` with a leading library parameter name (``batch_size: ...``) written as the command's flag (``--batch-size: ...``).
+#: library parameters whose command-line option has another name
+LIBRARY_NAMES = {"name_or_path": "estimator", "parameterization": "engine", "class_names": "labels", "layer": "gradcam_layer"}
 
-    The library's errors name its parameters; on the command line the user typed a flag. A name
-    the command has no option for (a positional argument such as ``data``) stays as it is.
+
+def flag_message(message: str, argv: list[str]) -> str:
+    """``message`` with its leading library parameter names (``batch_size: ...``, ``mean and std: ...``) written as
+    the command's flags (``--batch-size: ...``, ``--mean and --std: ...``).
+
+    The library's errors name its parameters; on the command line the user typed a flag. A message
+    naming anything the command has no option for (a positional argument such as ``data``) stays
+    as it is.
     """
-    name, sep, rest = message.partition(": ")
+    names, sep, rest = message.partition(": ")
     command = next((a for a in argv if a in COMMANDS), None)
-    if not sep or not name.isidentifier() or command is None:
+    parts = names.split(" and ")
+    if not sep or not all(p.isidentifier() for p in parts) or command is None:
         return message
     flags: dict[str, str] = {}
     for param in typer.main.get_command(app).commands[command].params:
         if param.param_type_name == "option":
             flag = max(param.opts, key=len)
             flags |= {opt.lstrip("-").replace("-", "_"): flag for opt in param.opts} | {param.name: flag}
-    return f"{flags[name]}: {rest}" if name in flags else message
+    typed = [flags.get(LIBRARY_NAMES.get(p, p), flags.get(p)) for p in parts]
+    return f"{' and '.join(typed)}: {rest}" if None not in typed else message
 
 
 def main() -> None:
@@ -129,7 +137,7 @@ def main() -> None:
         sys.exit(2)
 
 
-__all__ = ["COMMANDS", "LIBRARY_DEFAULTS", "app", "flag_message", "hoist_global_options", "main", "resolve_help"]
+__all__ = ["COMMANDS", "LIBRARY_DEFAULTS", "LIBRARY_NAMES", "app", "flag_message", "hoist_global_options", "main", "resolve_help"]
 
 if __name__ == "__main__":
     main()

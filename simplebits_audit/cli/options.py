@@ -102,7 +102,8 @@ def run_options(device: str | torch.device | None = None) -> RunOptions:
 ESTIMATOR = typer.Option(None, "--estimator", "-e", help="Bit estimator name or checkpoint file (default: the package default).")
 LABELS = typer.Option(None, help="Class names: a text file (one per line) or JSON (list or {\"0\": name}).")
 TARGET = typer.Option(None, help="Class index to explain (default: the prediction).")
-TARGET_NAME = typer.Option(None, help="Class to explain, by name (needs --labels).")
+TARGET_NAME = typer.Option(None, help="Class to explain, by name (needs --labels, unless the model declares its class names, "
+                            "as testbed:NAME models do).")
 ATTRIBUTION = typer.Option(
     None, help="SimpleBits map: auto (the mask of the default engine), mask, retained, ablation, survival, bits_removed or kept; "
                "with --engine factorised also colour, detail or region (default {library:explain.attribution}).")
@@ -221,7 +222,8 @@ def head_group(
     head: str | None = typer.Option(
         None, "--head", metavar="[{library:heads}]",
         help="The model's output head (default {library:simplify.head}): softmax over classes, or sigmoid, one logit per label "
-             "(a binary classifier with one logit, or multi-label); records then list each label's probability before and after."),
+             "(a binary classifier with one logit, or multi-label); explanation records then list each label's probability before "
+             "and after."),
     threshold: float | None = typer.Option(
         None, help="With --head sigmoid: a label is on when its probability is at least this (default {library:simplify.threshold})."),
 ) -> dict[str, Any]:

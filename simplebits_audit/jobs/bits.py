@@ -108,7 +108,11 @@ def decode_file(data_path: str | Path, out: str | Path, *, estimator: BitEstimat
     if not path.is_file():
         raise ValueError(f"decode: {str(path)!r} is not a file")
     out = check_out_file(out, ".png", "restored.png")  # before decoding: it writes PNG bytes, and not into a folder
-    image = decode(path.read_bytes(), estimator)  # uint8 (C, H, W); a damaged file is a ValueError naming data
+    try:
+        image = decode(path.read_bytes(), estimator)  # uint8 (C, H, W)
+    except ValueError as err:  # a damaged file: the codec names its bytes ``data``, the caller gave ``decode``
+        message = str(err)
+        raise ValueError(f"decode: {message.removeprefix('data: ')}" if message.startswith("data: ") else message) from None
     array = image[0].numpy() if image.shape[0] == 1 else image.permute(1, 2, 0).numpy()
     atomic_write(out, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
     return tuple(image.shape)

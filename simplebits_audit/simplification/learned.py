@@ -179,15 +179,16 @@ class Simplifier(nn.Module):
         return save_torch({"format": FORMAT, "config": dict(self.config), "state_dict": state, "card": json.dumps(self.card)}, path)
 
     @classmethod
-    def load(cls, path: str | Path, *, forward_func: ForwardFunc | None = None, device: str | torch.device | None = None) -> Simplifier:
-        """Read a simplifier written by :meth:`save` (weights only: no pickled code runs).
+    def load(cls, path: str | Path, *, forward_func: ForwardFunc | None = None, device: str | torch.device | None = None,
+             name: str = "path") -> Simplifier:
+        """Read a simplifier written by :meth:`save` (weights only: no pickled code runs); errors name ``name``.
 
         With ``forward_func`` (the classifier it will explain), warn if it is not the classifier it
         was trained against (the card's fingerprint). The simplifier is returned in eval mode with
         frozen parameters.
         """
         ckpt = load_saved(
-            path, what="a simplifier written by Simplifier.save", missing="no simplifier file", version=FORMAT, key="state_dict"
+            path, what="a simplifier written by Simplifier.save", missing="no simplifier file", version=FORMAT, key="state_dict", name=name,
         )
         simplifier = cls(**ckpt["config"])
         simplifier.load_state_dict(ckpt["state_dict"])
@@ -340,7 +341,7 @@ def load_simplifier(
         return simplifier
     if not isinstance(simplifier, (str, Path)):
         raise TypeError(f"simplifier: expected a Simplifier or the path of one, got {type(simplifier).__name__}")
-    return Simplifier.load(simplifier, forward_func=forward_func, device=device)
+    return Simplifier.load(simplifier, forward_func=forward_func, device=device, name="simplifier")
 
 
 def as_simplifier(simplifier: Simplifier | str | Path, forward_func: ForwardFunc, channels: int, device: torch.device) -> Simplifier:

@@ -28,7 +28,8 @@ class SimplificationResult:
     bits_map_before, bits_map_after : Tensor (B, 1, H, W)
         Per-pixel bits; ``bit_reduction_map`` is their difference (positive = bits removed).
     probs_before, probs_after : Tensor (B, K)
-        Softmax of the classifier's output.
+        The head's probabilities of the classifier's output: softmax over classes, or one
+        sigmoid per label (``head="sigmoid"``).
     pred_before, pred_after, target : Tensor (B,)
         ``target`` is the class explained (softmax), or the label whose probability
         ``target_prob_delta`` and ``path_target_prob`` follow (sigmoid: the given target, or the
@@ -53,7 +54,8 @@ class SimplificationResult:
         The options used (objective, parameterization, keep, ...).
     mask : Tensor (B, 1, H, W) or None
         The mask engine's mask in [0, 1] (1 = the original's pixel kept, 0 = the reference's):
-        the mask of the simplest kept step, or the last mask if no step kept the prediction.
+        the returned image's (the chosen path snapshot's: ones for the original, zeros for the
+        flat reference), so ``simplified == round8(mask * original + (1 - mask) * reference)``.
         ``None`` for the other engines.
     axis_masks : dict[str, Tensor (B, 1, H, W)] or None
         The factorised engine's mask per kind of information (``"colour"``, ``"detail"``,

@@ -53,7 +53,7 @@ def test_corrupt_image_and_unknown_estimator(tmp_path, image_folder):
     res = run("bits", str(corrupt))
     assert res.returncode == 2 and "not a readable image" in res.stderr
     res = run("bits", str(image_folder / "img0.png"), "--estimator", "nope")
-    assert res.returncode == 2 and "name_or_path" in res.stderr
+    assert res.returncode == 2 and "error: --estimator: " in res.stderr
     res = run("--debug", "bits", str(corrupt))
     assert res.returncode != 0 and "Traceback" in res.stderr
     res = run("bits", str(corrupt), "--debug")  # global options after the command too

@@ -144,12 +144,18 @@ def test_the_last_debug_flag_wins(argv, debug):
     (["condense", "testbed:stripes", "--test", "nope"], "--test"),  # the library's test_data
     (["audit", "testbed:stripes", "--model", "testbed:stripes", "--explain", "foo"], "--explain"),
     (["train", "testbed:stripes", "--budget", "2"], "--budget"),
+    (["explain", "IMAGE", "--model", "testbed:stripes", "--estimator", "nosuch"], "--estimator"),  # the library's name_or_path
+    (["explain", "IMAGE", "--model", "testbed:stripes", "--engine", "nosuch"], "--engine"),  # parameterization
+    (["explain", "IMAGE", "--model", "testbed:stripes", "--target", "0", "--target-name", "vertical"], "--target and --target-name"),
+    (["explain", "IMAGE", "--model", "testbed:stripes", "--simplifier", "nosuch.pt"], "--simplifier"),  # the file's path
+    (["bits", "--decode", "IMAGE"], "--decode"),  # the codec's data
 ])
 def test_cli_errors_name_the_flag_not_the_python_parameter(tmp_path, capsys, args, flag):
     image = str(_png(tmp_path / "x.png", 32, 32))
-    code, err = cli(capsys, *[image if a == "IMAGE" else a for a in args], "--out", str(tmp_path / "out"))
+    out = tmp_path / ("out.png" if args[0] == "bits" else "out")
+    code, err = cli(capsys, *[image if a == "IMAGE" else a for a in args], "--out", str(out))
     assert code == 2 and len(err) == 1 and err[0].startswith(f"error: {flag}: "), err
-    assert not (tmp_path / "out").exists()
+    assert not out.exists()
 
 
 def test_flag_message_leaves_other_messages_alone():
