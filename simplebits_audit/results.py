@@ -123,17 +123,18 @@ def chosen_snapshot(result: SimplificationResult, i: int) -> int:
 
     The engines return the simplest snapshot that kept the prediction (the first on ties), the
     original (index 0) if none did; the index found by that rule is checked against the returned
-    image, and if they disagree the first snapshot equal to the returned image is taken.
+    image, and if they disagree the first snapshot equal to the returned image is taken. Among
+    equal images (a mask that kept everything returns the original's pixels) the one whose knob is
+    the result's ``lambda_chosen`` is taken, so the record's ``lambda`` and snapshot agree.
     """
     bits = result.path_bits[:, i].detach().double().cpu()
     ok = result.path_kept[:, i].cpu() & torch.isfinite(bits) & torch.isfinite(result.path_target_prob[:, i].detach().double().cpu())
     choice = int(torch.where(ok, bits, torch.full_like(bits, math.inf)).argmin()) if bool(ok.any()) else 0
     images = result.path_images[:, i].cpu()
     returned = (result.simplified[i].detach().float().clamp(0, 1).cpu() * 255).round().to(torch.uint8)
-    if torch.equal(images[choice], returned):
-        return choice
     same = [s for s in range(len(images)) if torch.equal(images[s], returned)]
-    return same[0] if same else choice
+    agree = [s for s in same if float(result.path_lambdas[s]) == float(result.lambda_chosen[i])] or same
+    return choice if choice in agree or not agree else agree[0]
 
 
 def finite_or_none(value: Any) -> float | None:

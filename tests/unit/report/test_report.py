@@ -216,3 +216,22 @@ def test_preprocessing_and_labels(tmp_path):
     assert load_labels(tmp_path / "l.txt") == load_labels(tmp_path / "l.json") == ["cat", "dog"]
     with pytest.raises(ValueError, match="labels"):
         load_labels(tmp_path / "gap.json")
+
+
+def test_the_chosen_snapshot_agrees_with_lambda_when_images_tie():
+    # A mask that kept everything returns the original's pixels from a later snapshot: the record's
+    # snapshot must be the one whose knob is the reported lambda, not the first equal image.
+    import dataclasses
+
+    from simplebits_audit import simplify, testbeds
+    from simplebits_audit.results import chosen_snapshot
+
+    data = testbeds.load("stripes", "test", n=2)
+    r = simplify(testbeds.load_classifier("stripes"), data.images, steps=3, estimator="analytic")
+    images, bits = r.path_images.clone(), r.path_bits.clone()
+    images[1], bits[1] = images[0], bits[0]
+    tied = dataclasses.replace(r, path_images=images, path_bits=bits, simplified=r.original.clone(),
+                               lambda_chosen=r.path_lambdas[1].repeat(2))
+    assert float(r.path_lambdas[1]) != float(r.path_lambdas[0])
+    assert [chosen_snapshot(tied, i) for i in range(2)] == [1, 1]
+    assert chosen_snapshot(dataclasses.replace(tied, lambda_chosen=r.path_lambdas[0].repeat(2)), 0) == 0
