@@ -240,3 +240,15 @@ def test_cli_explains_testbed_images_by_name(tmp_path, capsys):
         code, err = cli_in_process(capsys, *base, arg, "--out", str(tmp_path / "c"))
         assert code == 2 and err[0].startswith("error: images: ") and message in err[0], err
     assert not (tmp_path / "c").exists()
+
+
+def test_explain_says_when_the_target_was_not_the_prediction(tmp_path, capsys, monkeypatch):
+    from simplebits_audit.cli.main import main
+
+    image = "testbed:stripes:3"  # a horizontal grating, predicted horizontal
+    args = ["explain", image, "--model", "testbed:stripes", "--estimator", "analytic", "--steps", "2"]
+    for target, noted in [("vertical", True), ("horizontal", False)]:
+        monkeypatch.setattr("sys.argv", ["simplebits", *args, "--target-name", target, "--out", str(tmp_path / target)])
+        main()
+        text = " ".join(capsys.readouterr().out.split())  # the console wraps lines
+        assert (f"the target {target} was not the prediction" in text) is noted, text
