@@ -39,6 +39,18 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def check_parent(path: str | Path, name: str) -> Path:
+    """``path`` as a Path; ``ValueError`` naming ``name`` if its nearest existing ancestor is a file.
+
+    Nothing could be written there, and a job would find out only after its work.
+    """
+    path = Path(path)
+    existing = next((p for p in path.parents if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ValueError(f"{name}: {str(existing)!r} is a file, so {str(path)!r} cannot be written")
+    return path
+
+
 def save_torch(obj: Any, path: str | Path) -> Path:
     """``torch.save`` atomically."""
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))

@@ -92,8 +92,8 @@ def flag_message(message: str, argv: list[str]) -> str:
     the command's flags (``--batch-size: ...``, ``--mean and --std: ...``).
 
     The library's errors name its parameters; on the command line the user typed a flag. A message
-    naming anything the command has no option for (a positional argument such as ``data``) stays
-    as it is.
+    naming anything the user did not type as an option (a positional argument such as ``data``, or
+    class names that came from the data's folders rather than ``--labels``) stays as it is.
     """
     names, sep, rest = message.partition(": ")
     command = next((a for a in argv if a in COMMANDS), None)
@@ -101,12 +101,13 @@ def flag_message(message: str, argv: list[str]) -> str:
     if not sep or not all(p.isidentifier() for p in parts) or command is None:
         return message
     flags: dict[str, str] = {}
+    typed = {a.split("=", 1)[0] for a in argv if a.startswith("-")}
     for param in typer.main.get_command(app).commands[command].params:
-        if param.param_type_name == "option":
+        if param.param_type_name == "option" and typed & set(param.opts):
             flag = max(param.opts, key=len)
             flags |= {opt.lstrip("-").replace("-", "_"): flag for opt in param.opts} | {param.name: flag}
-    typed = [flags.get(LIBRARY_NAMES.get(p, p), flags.get(p)) for p in parts]
-    return f"{' and '.join(typed)}: {rest}" if None not in typed else message
+    written = [flags.get(LIBRARY_NAMES.get(p, p), flags.get(p)) for p in parts]
+    return f"{' and '.join(written)}: {rest}" if None not in written else message
 
 
 def main() -> None:

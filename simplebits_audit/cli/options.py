@@ -108,7 +108,8 @@ ATTRIBUTION = typer.Option(
     None, help="SimpleBits map: auto (the mask of the default engine), mask, retained, ablation, survival, bits_removed or kept; "
                "with --engine factorised also colour, detail or region (default {library:explain.attribution}).")
 IMAGES = typer.Argument(..., help="Image files (any format Pillow reads), or testbed images: testbed:NAME:INDEX "
-                        "(image INDEX of the testbed's test split, as an audit of testbed:NAME at its default size numbers them).")
+                        "(image INDEX of the testbed's test split, as an audit of testbed:NAME at its default --seed and "
+                        "--testbed-n numbers them).")
 TESTBED_N = typer.Option(None, help="Number of images when DATA is a testbed.")
 
 

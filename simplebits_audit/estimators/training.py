@@ -20,7 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .. import photos as photo_data
 from .._helpers import luminance
-from .._io import save_json, save_torch
+from .._io import check_parent, save_json, save_torch
 from ..codecs import codec_bpd
 from . import ARCHITECTURES, BitEstimator
 
@@ -106,7 +106,7 @@ def train_estimator(
         raise ValueError(f"arch: expected one of {sorted(set(ARCHITECTURES) - {'analytic'})}, got {config.arch!r}")
     if config.steps < 1 or config.batch_size < 1:
         raise ValueError("steps and batch_size must be positive")
-    out = Path(out)
+    out = check_parent(out, "out")  # before the training: a checkpoint under a file could never be written
     state_path = out.with_name(out.name + ".state")
     if image_dir is None:
         train_paths, eval_paths = photo_data.training_photos(), photo_data.held_out_photos()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .._io import atomic_write
+from .._io import atomic_write, check_parent
 from ..codecs import codec_bpd, decode, encode, read_header
 from ..estimators import BitEstimator, resolve_estimator
 from ..images import image_facts, load_image
@@ -89,6 +89,7 @@ def encode_file(
                          "so decoding could not restore it; save it as an 8-bit grey or RGB image first")
     if Path(out).is_dir():  # checked before the work: the rename onto a folder would fail only after it
         raise ValueError(f"encode: {str(out)!r} is a folder; give a file name such as photo.sbits")
+    check_parent(out, "encode")
     est = resolve_estimator(estimator)
     data = encode(x[0], est)
     with torch.no_grad():

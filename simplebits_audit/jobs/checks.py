@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from .._helpers import DECLARED_CLASSES, TargetLike, module_of, resolve_target, run_device
+from .._io import check_parent
 from ..estimators import BitEstimator, resolve_estimator
 from ..explainers import EXPLAINERS, SIMPLEBITS, Context, check_methods, explain, get_spec, list_explainers
 from ..models import check_classifier_output, check_not_training
@@ -93,34 +94,28 @@ class Preflight:
 
 def check_out_dir(out: str | Path, job: str | None = None) -> Path:
     """``out``, the folder a job writes, as a Path; ``ValueError`` naming ``out`` if it exists and is not a folder,
-    or if it holds the results of another ``job`` (``"explain"``, ``"audit"``, ``"train"``, ``"condense"``:
-    :func:`~simplebits_audit.results.job_kind`), whose report the job would overwrite."""
+    cannot be created (a file among its ancestors), or if it holds the results of another ``job``
+    (``"explain"``, ``"audit"``, ``"train"``, ``"condense"``: :func:`~simplebits_audit.results.job_kind`),
+    whose report the job would overwrite."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out: {str(out)!r} exists and is not a folder")
-    _check_ancestors(out)
+    check_parent(out, "out")
     if job is not None and (other := job_kind(out)) not in (None, job):
         raise ValueError(f"out: {str(out)!r} holds the results of `simplebits {other}`; give another folder")
     return out
 
 
 def check_out_file(out: str | Path, suffix: str, example: str) -> Path:
-    """``out``, the one file a job writes, as a Path; ``ValueError`` naming ``out`` unless it ends in ``suffix`` and is no folder."""
+    """``out``, the one file a job writes, as a Path; ``ValueError`` naming ``out`` unless it ends in ``suffix``, is no
+    folder and could be written (no file among its ancestors)."""
     out = Path(out)
     if out.suffix != suffix:
         raise ValueError(f"out: expected a {suffix} file name, got {str(out)!r}")
     if out.is_dir():
         raise ValueError(f"out: {str(out)!r} is a folder; give a file name such as {example}")
-    _check_ancestors(out)
+    check_parent(out, "out")
     return out
-
-
-def _check_ancestors(out: Path) -> None:
-    """``ValueError`` naming ``out`` if its nearest existing ancestor is a file: the job could write nothing there,
-    and would find out only after its work."""
-    existing = next((p for p in out.parents if p.exists()), None)
-    if existing is not None and not existing.is_dir():
-        raise ValueError(f"out: {str(existing)!r} is a file, so {str(out)!r} cannot be written")
 
 
 def job_device(model: Callable, device: str | torch.device | None = None) -> torch.device:

@@ -95,39 +95,39 @@ class TestbedSource(AuditSource):
         return self.data.masks[item.index] if self.has_localisation else None
 
 
-def _image_folder(root: Path, preprocessing: Preprocessing | None, class_names: Sequence[str] | None) -> FileSource:
+def _image_folder(root: Path, preprocessing: Preprocessing | None, class_names: Sequence[str] | None, name: str = "data") -> FileSource:
     from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
     try:
         classes, class_to_idx = find_classes(str(root))
     except FileNotFoundError as err:
-        raise ValueError(f"data: {str(root)!r} is not an ImageFolder (one sub-folder per class): {err}") from None
+        raise ValueError(f"{name}: {str(root)!r} is not an ImageFolder (one sub-folder per class): {err}") from None
     # Every file with an image extension is listed; unreadable ones are recorded as skipped later.
     if class_names is not None:
         names = list(class_names)
         if all(c in names for c in classes):  # folders named after classes: index by the given order
             class_to_idx = {c: names.index(c) for c in classes}
         elif len(classes) != len(names):  # otherwise the sorted folders must line up with the names
-            raise ValueError(f"data: {len(classes)} class folders, {len(names)} class names (--labels)"
+            raise ValueError(f"{name}: {len(classes)} class folders, {len(names)} class names (--labels)"
                 ", and the folder names are not class names")
     entries = make_dataset(str(root), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
     if not entries:
-        raise ValueError(f"data: {str(root)!r} holds no image files in its class folders")
+        raise ValueError(f"{name}: {str(root)!r} holds no image files in its class folders")
     return FileSource(str(root), entries, list(class_names) if class_names is not None else classes, preprocessing)
 
 
-def _csv(path: Path, class_names: list[str] | None, preprocessing: Preprocessing | None) -> FileSource:
-    text = read_utf8(path, "data")  # decoded whole: an error's offset is the file's (a text stream's is its buffer's)
+def _csv(path: Path, class_names: list[str] | None, preprocessing: Preprocessing | None, name: str = "data") -> FileSource:
+    text = read_utf8(path, name)  # decoded whole: an error's offset is the file's (a text stream's is its buffer's)
     rows = [r for r in csv.reader(io.StringIO(text, newline="")) if r and any(c.strip() for c in r)]
     if rows and [c.strip().lower() for c in rows[0][:2]] == ["path", "label"]:
         rows = rows[1:]
     if not rows:
-        raise ValueError(f"data: {str(path)!r} has no rows; expected 'path,label' lines")
+        raise ValueError(f"{name}: {str(path)!r} has no rows; expected 'path,label' lines")
     names = list(class_names) if class_names else None
     raw = [r[1].strip() for r in rows if len(r) > 1 and r[1].strip()]
     if names is None and raw and not all(v.lstrip("-").isdigit() for v in raw):
         # The model's class order cannot be guessed from names: ask for it.
-        raise ValueError(f"data: {str(path)!r} gives labels as class names; pass the model's class names in order (--labels)")
+        raise ValueError(f"{name}: {str(path)!r} gives labels as class names; pass the model's class names in order (--labels)")
     entries = []
     for line, row in enumerate(rows, start=1):
         file = Path(row[0].strip())
@@ -140,12 +140,12 @@ def _csv(path: Path, class_names: list[str] | None, preprocessing: Preprocessing
         elif value.lstrip("-").isdigit():
             label = int(value)
         else:
-            raise ValueError(f"data: {str(path)!r} row {line}: label {value!r} is neither a class index nor a class name")
+            raise ValueError(f"{name}: {str(path)!r} row {line}: label {value!r} is neither a class index nor a class name")
         entries.append((str(file), label))
     seen: set[str] = set()
     for file, _ in entries:
         if file in seen:
-            raise ValueError(f"data: {str(path)!r} lists {file!r} twice")
+            raise ValueError(f"{name}: {str(path)!r} lists {file!r} twice")
         seen.add(file)
     return FileSource(str(path), entries, names, preprocessing)
 
@@ -209,9 +209,9 @@ def open_source(
     text = str(data)
     path = Path(text)
     if path.is_dir():
-        source: AuditSource = _image_folder(path, preprocessing, class_names)
+        source: AuditSource = _image_folder(path, preprocessing, class_names, name)
     elif path.is_file() and path.suffix.lower() == ".csv":
-        source = _csv(path, list(class_names) if class_names else None, preprocessing)
+        source = _csv(path, list(class_names) if class_names else None, preprocessing, name)
     elif text.removeprefix("testbed:") in _multilabel_testbeds() and not multilabel:
         raise ValueError(f"{name}: {text!r} is a multi-label testbed (a row of labels per image), which only `simplebits train` and "
                          "`train-simplifier` take; "
@@ -249,8 +249,8 @@ def _multilabel_testbeds() -> list[str]:
     return [t for t in testbeds.list_testbeds(head=None) if testbeds.SIGMOID_HEADS.get(t, 1) > 1]
 
 
-#: how an image argument names one testbed image: image INDEX of NAME's test split (seed 0), the
-#: image an audit of ``testbed:NAME`` calls ``NAME-test-INDEX``
+#: how an image argument names one testbed image: image INDEX of NAME's test split (seed 0, its
+#: default size), the image an audit of ``testbed:NAME`` at its defaults calls ``NAME-test-INDEX``
 TESTBED_IMAGE = "testbed:NAME:INDEX"
 
 
@@ -273,20 +273,25 @@ def load_image_arguments(images: Sequence[str | Path], preprocessing: Preprocess
     """Read image files and testbed images (``testbed:NAME:INDEX``, see :data:`TESTBED_IMAGE`) into one batch.
 
     Files are read with ``preprocessing`` (:func:`~simplebits_audit.preprocessing.load_images`); a
-    testbed image is the testbed's own pixels, named ``NAME-test-INDEX`` as in an audit, with its
-    label (None for a multi-label testbed's row). Every argument is checked before any image is
-    returned; the images must come out the same size. Raises ``ValueError`` naming ``name``.
+    testbed image is the testbed's own pixels as they are (``preprocessing``'s size, crop and
+    grayscale apply to files), named ``NAME-test-INDEX`` as in an audit at its defaults, with its
+    label (None for a multi-label testbed's row). An existing file is a file whatever its name.
+    Every argument is checked before any image is returned; the images must come out the same
+    shape. Raises ``ValueError`` naming ``name``.
     """
     from ..preprocessing import load_images
 
+    images = list(images)
     if not images:
         raise ValueError(f"{name}: no image given")
-    specs = [_testbed_image(str(p), name) if str(p).startswith("testbed:") else None for p in images]
+    specs = [_testbed_image(str(p), name) if str(p).startswith("testbed:") and not Path(p).exists() else None for p in images]
     sources = {testbed: TestbedSource(testbed, split="test") for testbed, _ in filter(None, specs)}
     for testbed, index in filter(None, specs):
         if index >= len(sources[testbed].items):
             raise ValueError(f"{name}: testbed {testbed!r} has {len(sources[testbed].items)} test images, "
                              f"so INDEX in testbed:{testbed}:INDEX goes from 0 to {len(sources[testbed].items) - 1}; got {index}")
+    if preprocessing is not None and preprocessing.grayscale and any(sources[t].data.images.shape[1] != 1 for t in sources):
+        raise ValueError(f"{name}: testbed images are used as they are, in colour; --grayscale applies to files only")
     files = [str(p) for p, spec in zip(images, specs) if spec is None]
     loaded = iter(load_images(files, preprocessing, name=name)) if files else iter(())
     pixels, names, paths, labels = [], [], [], []
@@ -302,9 +307,9 @@ def load_image_arguments(images: Sequence[str | Path], preprocessing: Preprocess
             names.append(item.id)
             paths.append(None)
             labels.append(item.label if isinstance(item.label, int) else None)
-    if len({tuple(x.shape) for x in pixels}) > 1:
-        raise ValueError(f"{name}: the images have different sizes {sorted({tuple(x.shape[1:]) for x in pixels})}; "
-                         "set size and crop (--size/--crop) for the files")
+    if len(shapes := {tuple(x.shape) for x in pixels}) > 1:
+        hint = "; set --size/--crop (and --grayscale) for the files" if files else ""
+        raise ValueError(f"{name}: the images have different shapes (C, H, W) {sorted(shapes)}{hint}")
     origins = {spec[0] if spec else None for spec in specs}  # testbed names, None for a file
     classes = list(sources[origins.pop()].class_names) if len(origins) == 1 and None not in origins else None
     return ImageArguments(torch.stack(pixels), names, paths, labels, classes)
@@ -314,7 +319,7 @@ def _testbed_image(text: str, name: str) -> tuple[str, int]:
     """(testbed, index) of ``testbed:NAME:INDEX``; a ``ValueError`` naming ``name`` otherwise."""
     testbed, sep, index = text.removeprefix("testbed:").rpartition(":")
     known = _audit_testbeds() + _multilabel_testbeds()
-    if not sep or not index.isdigit():
+    if not sep or not (index.isascii() and index.isdigit()):
         raise ValueError(f"{name}: {text!r}: a testbed image is {TESTBED_IMAGE} (e.g. testbed:stripes:3, image 3 of its test split)")
     if testbed not in known:
         raise ValueError(f"{name}: unknown testbed {testbed!r} in {text!r}; choose from {known}")

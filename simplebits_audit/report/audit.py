@@ -14,7 +14,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from .._io import atomic_write
-from ..results import REPORT_FILE, explained_name, load_arrays, map_title, read_audit
+from ..results import REPORT_FILE, answer_before_after, explained_name, load_arrays, map_title, read_audit
 from ._html import codec_change, esc, figure_html, fmt, img_tag, label_facts, page, plot_text, png_bytes, status_text, table_html
 from .information import audit_information_html, kept_shares, profile_sentence
 from .path import PATH_CSS, path_strip_html
@@ -130,7 +130,7 @@ def _detail(out_dir: Path, r: dict[str, Any]) -> str:
     top_after = ", ".join(f"{esc(n)} {p:.2f}" for _, n, p in r["top_after"])
     facts = [
         ["file", esc(r.get("path") or r["name"])],
-        ["label / prediction", f"{esc(r['label_name'] or '—')} / {esc(r['pred_before_name'])} → {esc(r['pred_after_name'])}"],
+        ["label / prediction", f"{esc(r['label_name'] or '—')} / {esc(answer_before_after(r, '→'))}"],
         ["explained class",
          f"{esc(explained_name(r))} ({esc(r['explain'])}); p {r['prob_target_before']:.3f} → {r['prob_target_after']:.3f}"],
         ["top probabilities before / after", f"{top} / {top_after}"],

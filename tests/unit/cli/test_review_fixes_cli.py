@@ -149,11 +149,13 @@ def test_the_last_debug_flag_wins(argv, debug):
     (["explain", "IMAGE", "--model", "testbed:stripes", "--target", "0", "--target-name", "vertical"], "--target and --target-name"),
     (["explain", "IMAGE", "--model", "testbed:stripes", "--simplifier", "nosuch.pt"], "--simplifier"),  # the file's path
     (["bits", "--decode", "IMAGE"], "--decode"),  # the codec's data
+    (["condense", "testbed:stripes", "--test", "DIR"], "--test"),  # a folder that is no ImageFolder: the library's test_data
 ])
 def test_cli_errors_name_the_flag_not_the_python_parameter(tmp_path, capsys, args, flag):
     image = str(_png(tmp_path / "x.png", 32, 32))
     out = tmp_path / ("out.png" if args[0] == "bits" else "out")
-    code, err = cli(capsys, *[image if a == "IMAGE" else a for a in args], "--out", str(out))
+    (tmp_path / "empty").mkdir()
+    code, err = cli(capsys, *[{"IMAGE": image, "DIR": str(tmp_path / "empty")}.get(a, a) for a in args], "--out", str(out))
     assert code == 2 and len(err) == 1 and err[0].startswith(f"error: {flag}: "), err
     assert not out.exists()
 
@@ -161,7 +163,13 @@ def test_cli_errors_name_the_flag_not_the_python_parameter(tmp_path, capsys, arg
 def test_flag_message_leaves_other_messages_alone():
     from simplebits_audit.cli.main import flag_message
 
-    assert flag_message("batch_size: expected a positive number", ["explain", "x.png"]) == "--batch-size: expected a positive number"
+    assert flag_message("batch_size: expected a positive number", ["explain", "x.png", "--batch-size", "0"]) == (
+        "--batch-size: expected a positive number")
+    assert flag_message("batch_size: expected a positive number", ["explain", "x.png", "--batch-size=0"]) == (
+        "--batch-size: expected a positive number")
+    # an option the user did not type is not blamed (class names from the data's folders, not --labels)
+    assert flag_message("class_names: 3 class names", ["audit", "val/", "--model", "m.ts"]) == "class_names: 3 class names"
+    assert flag_message("class_names: 3 class names", ["audit", "val/", "--labels", "l.txt"]) == "--labels: 3 class names"
     assert flag_message("data: 'nope' does not exist", ["condense", "nope"]) == "data: 'nope' does not exist"  # a positional
     assert flag_message("batch_size: expected a positive number", ["bits", "x.png"]) == "batch_size: expected a positive number"
     assert flag_message("not a parameter: at all", ["explain"]) == "not a parameter: at all"
@@ -180,20 +188,25 @@ def test_usage_errors_are_one_line_too(tmp_path, capsys, args, expected):
     assert err[0].endswith("(see simplebits explain --help)") and not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("args", [
-    ["explain", "IMAGE", "--model", "testbed:stripes"],
-    ["compare", "IMAGE", "--model", "testbed:stripes"],
-    ["audit", "stripes", "--model", "testbed:stripes"],
-    ["train", "stripes"],
-    ["condense", "stripes"],
-    ["train-simplifier", "stripes", "--model", "testbed:stripes"],
+@pytest.mark.parametrize(("args", "work", "written"), [
+    (["explain", "IMAGE", "--model", "testbed:stripes"], "simplebits_audit.jobs.explain.preflight", "sub"),
+    (["compare", "IMAGE", "--model", "testbed:stripes"], "simplebits_audit.jobs.comparison.preflight", "sub"),
+    (["audit", "stripes", "--model", "testbed:stripes"], "simplebits_audit.jobs.audit.preflight", "sub"),
+    (["train", "stripes"], "simplebits_audit.jobs.train.open_source", "sub"),
+    (["condense", "stripes"], "simplebits_audit.jobs.condense.open_source", "sub"),
+    (["train-simplifier", "stripes", "--model", "testbed:stripes"], "simplebits_audit.jobs.simplifier.open_source", "s.pt"),
+    (["train-estimator", "IMAGEDIR", "--steps", "1"], "simplebits_audit.photos.image_files", "e.pt"),
+    (["bits", "IMAGE", "--encode"], "simplebits_audit.jobs.bits.encode", "x.sbits"),
 ])
-def test_an_out_under_a_file_is_refused_before_any_work(tmp_path, capsys, args):
+def test_an_out_under_a_file_is_refused_before_any_work(tmp_path, capsys, monkeypatch, args, work, written):
     image = str(_png(tmp_path / "x.png", 32, 32))
     (tmp_path / "afile").write_text("a file, not a folder")
-    out = tmp_path / "afile" / ("s.pt" if args[0] == "train-simplifier" else "sub")
-    code, err = cli(capsys, *[image if a == "IMAGE" else a for a in args], "--out", str(out))
-    assert code == 2 and err == [f"error: --out: {str(tmp_path / 'afile')!r} is a file, so {str(out)!r} cannot be written"], err
+    monkeypatch.setattr(work, _no_work)
+    out = tmp_path / "afile" / written
+    flag = "--encode" if args[0] == "bits" else "--out"
+    line = [{"IMAGE": image, "IMAGEDIR": str(tmp_path)}.get(a, a) for a in args] + ([] if flag == "--encode" else ["--out"])
+    code, err = cli(capsys, *line, str(out))
+    assert code == 2 and err == [f"error: {flag}: {str(tmp_path / 'afile')!r} is a file, so {str(out)!r} cannot be written"], err
 
 
 def test_condense_with_more_class_names_than_classes_writes_nothing(tmp_path, capsys):

@@ -193,14 +193,17 @@ def test_cli_refuses_a_testbed_classifier_under_the_other_head(tmp_path, capsys)
     assert answer_before_after(record, "→") in html and answer_before_after(record, "→").startswith("labels on ")
 
 
-def test_cli_trains_a_simplifier_on_a_multilabel_testbed(tmp_path, capsys):
+def test_cli_trains_a_simplifier_on_a_multilabel_testbed(tmp_path, capsys, monkeypatch):
     # The simplifier keeps the model's own answers, so a testbed whose labels are rows is fine here
     # (the audit, which compares answers with labels, still refuses it).
+    from simplebits_audit.cli.main import main
+
     out = tmp_path / "s.pt"
-    code, err = cli_in_process(capsys, "train-simplifier", "testbed:digits-stripes", "--model", "testbed:digits-stripes",
-                               "--head", "sigmoid", "--steps", "1", "--testbed-n", "16", "--batch-size", "8", "--estimator", "analytic",
-                               "--out", str(out))
-    assert code == 0, err
+    monkeypatch.setattr("sys.argv", ["simplebits", "train-simplifier", "testbed:digits-stripes", "--model", "testbed:digits-stripes",
+                                     "--head", "sigmoid", "--steps", "1", "--testbed-n", "16", "--batch-size", "8",
+                                     "--estimator", "analytic", "--out", str(out)])
+    main()
+    assert "labels kept on their side" in " ".join(capsys.readouterr().out.split())  # not "top-1 kept" under a sigmoid head
     from simplebits_audit.simplification.learned import Simplifier
 
     card = Simplifier.load(out).card
@@ -252,3 +255,21 @@ def test_explain_says_when_the_target_was_not_the_prediction(tmp_path, capsys, m
         main()
         text = " ".join(capsys.readouterr().out.split())  # the console wraps lines
         assert (f"the target {target} was not the prediction" in text) is noted, text
+
+
+def test_image_arguments_edge_cases(tmp_path, monkeypatch):
+    from simplebits_audit.jobs.sources import load_image_arguments
+    from simplebits_audit.preprocessing import Preprocessing
+
+    image = testbeds.load("stripes", "test").images[3]
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray((image.permute(1, 2, 0) * 255).round().byte().numpy()).save("testbed:cat.png")
+    read = load_image_arguments(iter(["testbed:cat.png", "testbed:stripes:3"]))  # a generator; an existing file stays a file
+    assert read.paths == ["testbed:cat.png", None] and torch.equal(read.pixels[0], read.pixels[1])
+    for arg, message in [("testbed:stripes:\u00b3", "testbed:NAME:INDEX"), ("testbed:stripes:\u0661", "testbed:NAME:INDEX")]:
+        with pytest.raises(ValueError, match=f"^images: .*{message}"):
+            load_image_arguments([arg])
+    with pytest.raises(ValueError, match=r"^images: the images have different shapes \(C, H, W\) \[\(1, 128, 128\), \(3, 32, 32\)\]$"):
+        load_image_arguments(["testbed:radiograph:0", "testbed:stripes:0"])  # no file: no --size hint
+    with pytest.raises(ValueError, match="^images: testbed images are used as they are, in colour; --grayscale"):
+        load_image_arguments(["testbed:stripes:0"], Preprocessing(grayscale=True))
