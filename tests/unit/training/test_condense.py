@@ -236,7 +236,7 @@ def test_command_line_writes_images_json_report_and_resumes(tmp_path):
     assert "c&amp;d" in (out / "report.html").read_text()
     # A bad option fails with one line naming it.
     res = run_cli("condense", str(tmp_path / "data"), "--out", str(tmp_path / "bad"), "--ipc", "0")
-    assert res.returncode == 2 and "images_per_class" in res.stderr
+    assert res.returncode == 2 and "error: --ipc: " in res.stderr
 
 
 @pytest.mark.slow
