@@ -128,7 +128,7 @@ def compare(
 
     Every method explains one class per image, the scores' target: --target / --target-name, or the
     prediction. Under a multi-label --head sigmoid that is the most probable label, where ``explain``
-    without a target keeps every label that was on.
+    without a target keeps every label that was on; comparison.json records it per image (targets).
 
     Example: ``simplebits compare a.png b.png --model model.ts --methods simplebits,ig,occlusion``.
     """

@@ -112,6 +112,9 @@ class Comparison:
         Options the comparison ran with (JSON-able).
     results : dict str -> SimplificationResult
         The simplifications of the explainers that simplify.
+    targets : Tensor (B,) or None
+        The output every method explained and every metric scored, per image (the given target, else
+        the prediction: under a sigmoid head the most probable label).
     """
 
     methods: list[str]
@@ -122,6 +125,7 @@ class Comparison:
     reference: dict[str, bool] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     results: dict[str, SimplificationResult] = field(default_factory=dict)
+    targets: torch.Tensor | None = None
 
     @property
     def result(self) -> SimplificationResult | None:
@@ -210,10 +214,11 @@ class Comparison:
         return atomic_write(path, lambda tmp: tmp.write_text(buf.getvalue(), encoding="utf-8"))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able: settings, rows, per-image metrics and the bits curves."""
+        """JSON-able: settings, rows, the scored target per image, per-image metrics and the bits curves."""
         return {
             "settings": self.settings,
             "rows": self.to_rows(),
+            "targets": None if self.targets is None else [int(v) for v in self.targets.tolist()],
             "per_image": {m: {k: [None if math.isnan(x) else x for x in v.double().tolist()] for k, v in d.items()}
                 for m, d in self.per_image.items()},
             "curves": {m: c.to_dict() for m, c in self.curves.items()},
@@ -340,7 +345,7 @@ def compare(
         "masks": masks is not None, "randomisation": randomisation, "torch_threads": torch.get_num_threads(),
         **({} if head == "softmax" else {"head": head, "threshold": float(threshold)}),
         "method_options": {k: {o: v for o, v in d.items() if isinstance(v, json_able)} for k, d in method_options.items()},
-    })
+    }, targets=t.detach().cpu())
     curve_kw = {"estimator": estimator, "fractions": fractions, "reference": reference, "to_model": spaces.to_model,
                 "additional_forward_args": additional_forward_args, "seed": seed, "head": head}
     faith_kw = {"steps": deletion_steps, "reference": reference, "additional_forward_args": additional_forward_args, "seed": seed,

@@ -68,6 +68,17 @@ def test_table_structure(comparison):
     assert c.result is not None and len(c.result) == 4
 
 
+def test_the_scored_target_is_recorded(bright_dark_model, photos16):
+    """No target: the prediction (under a sigmoid head, the most probable label); a given target as given."""
+    x = photos16[:3]
+    with torch.no_grad():
+        predicted = bright_dark_model(x).argmax(1)
+    fast = {k: v for k, v in FAST.items() if k != "method_options"}
+    assert compare(bright_dark_model, x, methods=("centre",), **fast).targets.tolist() == predicted.tolist()
+    other = (1 - predicted).tolist()
+    assert compare(bright_dark_model, x, other, methods=("centre",), **fast).to_dict()["targets"] == other
+
+
 def test_localisation_only_with_masks(bright_dark_model, photos16):
     c = compare(bright_dark_model, photos16[:2], methods=("gradcam", "centre"), **{k: v for k, v in FAST.items() if k != "method_options"})
     assert "auroc" not in c.to_rows()[0] and "deletion_auc" in c.to_rows()[0]
@@ -93,6 +104,7 @@ def test_csv_and_json_round_trip(comparison, tmp_path):
     assert data["rows"] == rows
     assert data["settings"]["methods"] == list(METHODS)
     assert len(data["per_image"]["ig"]["auroc"]) == 4
+    assert data["targets"] == comparison.targets.tolist() and len(data["targets"]) == 4  # what each image's scores explained
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporaries
 
 
