@@ -1,0 +1,66 @@
+"""Does a classifier trained with simplification read the marker shortcut? Runs of ``simplebits train`` on ``radiograph``.
+
+``radiograph``'s train split has a laterality marker whose letter follows the label in 85 % of the
+images (``TRAIN_AGREEMENT`` 0.7 plus half the coin flips); its test split shuffles it. For every run
+(``budget-*``, ``lam-*``) in a train job's folder this loads the classifier and simplifier, and on
+the test images of each marker variant prints the accuracy, how often the answer is the marker's
+letter, and the share of the marker's pixels and of the whole image that the simplifier keeps
+unchanged. A classifier that reads only the marker: letter agreement 1.0, accuracy 1.0 with
+consistent and 0.0 with opposite letters.
+
+    python benchmarks/training_shortcut.py benchmarks/out/tradeoff-radiograph-seed0/radiograph
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from simplebits_audit.models import build_architecture
+from simplebits_audit.results import TRAIN_SETTINGS_FILE, removal_order, strength_name
+from simplebits_audit.testbeds import load
+from simplebits_audit.testbeds.radiograph import VARIANTS, marker_letters
+from simplebits_audit.training.joint import TrainingResult
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path, help="a train job's folder on the radiograph testbed")
+    parser.add_argument("--n", type=int, default=300, help="test images per variant")
+    parser.add_argument("--seed", type=int, default=1, help="the test images' seed (the train job validates on seed + 1)")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    settings = json.loads((args.run / TRAIN_SETTINGS_FILE).read_text())
+    if str(settings["data"]).removeprefix("testbed:") != "radiograph":
+        raise SystemExit(f"run: a train job on the radiograph testbed, got data {settings['data']!r}")
+    record = json.loads((args.run / "tradeoff.json").read_text())
+    table = Table("run", "markers", "accuracy", "answer = marker letter", "marker pixels kept", "image pixels kept",
+                  title=f"radiograph: training with simplification and the marker shortcut ({args.n} test images per variant)")
+    for point in sorted(record["points"], key=removal_order):
+        name = strength_name(point["lam"], point["budget"])
+        result = TrainingResult.load(args.run / name, build_architecture(settings["arch"], record["settings"]["n_classes"], 1, 128))
+        for variant in VARIANTS:
+            data = load("radiograph", "test", n=args.n, seed=args.seed, variant=variant)
+            x, marker = data.images, data.aux_masks["marker"]
+            answer = result.predict(x)
+            row = [name, variant, f"{float((answer == data.labels).float().mean()):.3f}"]
+            if variant == "absent":
+                row += ["", "", ""]
+            else:
+                letters = marker_letters(x, marker)
+                unchanged = (result.simplify(x) - x).abs() < 1e-6  # pixels the mask kept
+                row += [f"{float((answer == letters).float().mean()):.3f}",
+                        f"{float(unchanged[marker].float().mean()):.3f}", f"{float(unchanged.float().mean()):.3f}"]
+            table.add_row(*row)
+        table.add_section()
+    Console(width=150).print(table)
+
+
+if __name__ == "__main__":
+    main()
