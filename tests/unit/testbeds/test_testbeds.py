@@ -114,6 +114,10 @@ def test_shortcut_marker_in_mask_and_correlated_only_in_train():
     assert (shortcut.marker_classes(consistent.images) == consistent.labels).all()
     absent = testbeds.load("shortcut", "test", n=5, variant="absent")
     assert not absent.masks.any()
+    weak = testbeds.load("shortcut", "train", n=1000, variant="weak")  # the marker names the label in 70 % of images
+    agree_weak = float((shortcut.marker_classes(weak.images) == weak.labels).float().mean())
+    assert abs(agree_weak - shortcut.WEAK_AGREEMENT) < 0.05
+    assert torch.equal(weak.images[:, :, 8:], testbeds.load("shortcut", "train", n=1000).images[:, :, 8:])  # only the marker differs
 
 
 @pytest.mark.parametrize(

@@ -203,6 +203,32 @@ def test_the_cooldown_stops_the_simplifier_at_its_threshold_and_trains_the_class
     assert _lams(result)[-1] == 0.0 and result.lam > 0  # no bits term in the cooldown; the lambda the budget settled on
 
 
+def test_the_classifier_also_learns_the_originals_while_the_simplifier_trains(data, monkeypatch):
+    # ORIGINALS_WEIGHT: while the simplifier trains (after the warm-up, before the cooldown) the classifier's loss on the
+    # original images joins the step, in the same forward; never in a reference run, the warm-up or the cooldown.
+    monkeypatch.setattr(joint, "ORIGINALS_WEIGHT", 1.0)
+    real = joint._Joint.forward
+    calls = []
+
+    def recording(self, pixels, originals=False):
+        out = real(self, pixels, originals)
+        if torch.is_grad_enabled():
+            calls.append(originals)
+            assert (out[3] is not None) == originals and out[1].shape[0] == pixels.shape[0]
+            assert not originals or out[3].shape[0] == pixels.shape[0]
+        return out
+
+    monkeypatch.setattr(joint._Joint, "forward", recording)
+    with_originals = train_with_simplification(fresh(), data, budget=0.3, warmup=0.5, cooldown=1, **FAST)
+    assert calls == [False] * 4 + [True] * 4 + [False] * 4  # 8 joint steps (half warm-up), then 4 in the cooldown
+    calls.clear()
+    train_with_simplification(fresh(), data, budget=1.0, warmup=0.5, cooldown=1, **FAST)
+    assert not any(calls)  # a reference run trains as before
+    monkeypatch.setattr(joint, "ORIGINALS_WEIGHT", 0.0)
+    without = train_with_simplification(fresh(), data, budget=0.3, warmup=0.5, cooldown=1, **FAST)
+    assert any(not torch.equal(a, b) for a, b in zip(without.classifier.parameters(), with_originals.classifier.parameters()))
+
+
 def test_a_run_interrupted_in_the_cooldown_resumes_exactly(data, tmp_path, monkeypatch):
     options = {"budget": 0.3, "seed": 1, "warmup": 0.0, "cooldown": 1, **FAST}  # 8 joint steps, then 4 in the cooldown
     straight = train_with_simplification(fresh(), data, **options)
