@@ -20,7 +20,7 @@ margin 1), ``budget-<b>-nogate`` (no gate: every image's bits are charged), ``bu
 ``budget-<b>-sgate`` (the gate asks about the training sample, not the thresholded image; the
 design runs named ``tgate`` ran the thresholded gate before it became the default),
 ``budget-<b>-orig<w>`` (the weight of the classifier's loss on the originals while the simplifier
-trains; default 1 since 2026-12-02, ``orig0`` gives the earlier runs), ``budget-<b>-hinge`` (charge
+trains; default 0, design log), ``budget-<b>-hinge`` (charge
 only the bits kept above the budget), ``budget-<b>-warm<w>`` (the warm-up's share).
 
 ``shortcut`` validates on shuffled markers and records ``marker_agreement``; ``--train-variant weak``

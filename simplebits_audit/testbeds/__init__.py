@@ -144,7 +144,7 @@ def load(name: str, split: str = "train", n: int | None = None, seed: int = 0, v
     """Generate a testbed split (deterministic for a given name, split, n, seed and variant).
 
     ``variant`` selects a variant where a testbed has them (``shortcut``: ``"correlated"``,
-    ``"consistent"``, ``"shuffled"``, ``"absent"``; ``radiograph``: the same and ``"opposite"``;
+    ``"consistent"``, ``"shuffled"``, ``"absent"``, ``"weak"``; ``radiograph``: the first four and ``"opposite"``;
     default: correlated in train, shuffled in test).
     """
     if name not in TESTBEDS:
