@@ -20,7 +20,7 @@ margin 1), ``budget-<b>-nogate`` (no gate: every image's bits are charged), ``bu
 ``budget-<b>-sgate`` (the gate asks about the training sample, not the thresholded image; the
 design runs named ``tgate`` ran the thresholded gate before it became the default),
 ``budget-<b>-orig<w>`` (the weight of the classifier's loss on the originals while the simplifier
-trains; default 0, design log), ``budget-<b>-hinge`` (charge
+trains; default 0, design log; ``origsep<w>``: the same with the originals in a forward of their own), ``budget-<b>-hinge`` (charge
 only the bits kept above the budget), ``budget-<b>-warm<w>`` (the warm-up's share).
 
 ``shortcut`` validates on shuffled markers and records ``marker_agreement``; ``--train-variant weak``
@@ -52,6 +52,19 @@ OUT = Path(__file__).parent / "out" / "training_design"
 DESIGN = DESIGN_TESTBEDS
 
 
+def separate_forwards() -> None:
+    """The classifier on the originals in a forward of its own (its BatchNorm never mixes them with simplified images).
+
+    One process only: under DistributedDataParallel a second forward outside the wrapper would not be synchronised.
+    """
+    def forward(self, pixels, originals=False):
+        simplified, mask_logits = self.simplifier.simplify_with_logits(pixels)
+        logits = self.classifier(self.spaces.to_model(simplified))
+        return simplified, logits, mask_logits, self.classifier(self.spaces.to_model(pixels)) if originals else None
+
+    joint._Joint.forward = forward
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--testbed", required=True, choices=DESIGN)
@@ -77,6 +90,9 @@ def main() -> None:
             joint.MASK_LOGIT_DECAY = float(flag[5:])
         elif flag == "sgate":  # the gate on the training sample (the default before 2026-12-01)
             joint.GATE_ON_THRESHOLD = False
+        elif flag.startswith("origsep"):  # the originals' loss, with the classifier run on them in a forward of their own
+            joint.ORIGINALS_WEIGHT = float(flag[7:])
+            separate_forwards()
         elif flag.startswith("orig"):  # the classifier's loss on the originals too, while the simplifier trains
             joint.ORIGINALS_WEIGHT = float(flag[4:])
         elif flag == "hinge":  # charge only the share kept above the budget
