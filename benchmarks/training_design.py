@@ -57,9 +57,10 @@ def separate_forwards() -> None:
 
     One process only: under DistributedDataParallel a second forward outside the wrapper would not be synchronised.
     """
+    joint_forward = joint._Joint.forward
+
     def forward(self, pixels, originals=False):
-        simplified, mask_logits = self.simplifier.simplify_with_logits(pixels)
-        logits = self.classifier(self.spaces.to_model(simplified))
+        simplified, logits, mask_logits, _ = joint_forward(self, pixels)
         return simplified, logits, mask_logits, self.classifier(self.spaces.to_model(pixels)) if originals else None
 
     joint._Joint.forward = forward

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from simplebits_audit.models import build_architecture
-from simplebits_audit.results import TRAIN_SETTINGS_FILE, removal_order, strength_name
+from simplebits_audit.results import TRAIN_SETTINGS_FILE, read_tradeoff, removal_order, strength_name
 from simplebits_audit.testbeds import load
 from simplebits_audit.testbeds.radiograph import VARIANTS, marker_letters
 from simplebits_audit.training.joint import TrainingResult
@@ -39,14 +39,16 @@ def main() -> None:
     settings = json.loads((args.run / TRAIN_SETTINGS_FILE).read_text())
     if str(settings["data"]).removeprefix("testbed:") != "radiograph":
         raise SystemExit(f"run: a train job on the radiograph testbed, got data {settings['data']!r}")
-    record = json.loads((args.run / "tradeoff.json").read_text())
+    record = read_tradeoff(args.run)[0]
+    variants = {variant: load("radiograph", "test", n=args.n, seed=args.seed, variant=variant) for variant in VARIANTS}
+    shape = next(iter(variants.values())).images.shape[1:]
     table = Table("run", "markers", "accuracy", "answer = marker letter", "marker pixels kept", "image pixels kept",
                   title=f"radiograph: training with simplification and the marker shortcut ({args.n} test images per variant)")
     for point in sorted(record["points"], key=removal_order):
         name = strength_name(point["lam"], point["budget"])
-        result = TrainingResult.load(args.run / name, build_architecture(settings["arch"], record["settings"]["n_classes"], 1, 128))
-        for variant in VARIANTS:
-            data = load("radiograph", "test", n=args.n, seed=args.seed, variant=variant)
+        network = build_architecture(settings["arch"], record["settings"]["n_classes"], shape[0], shape[-1])
+        result = TrainingResult.load(args.run / name, network)
+        for variant, data in variants.items():
             x, marker = data.images, data.aux_masks["marker"]
             answer = result.predict(x)
             row = [name, variant, f"{float((answer == data.labels).float().mean()):.3f}"]

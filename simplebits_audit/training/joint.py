@@ -562,10 +562,10 @@ def train_with_simplification(
             progress = max(0, min(step, cool_from - 1) - frozen_until) / max(1, cool_from - 1 - frozen_until)
             net.temperature = ANNEAL_TO**progress
         cooling = step >= cool_from
+        simplifying = frozen_until <= step < cool_from  # the simplifier's steps: after the warm-up, before the cooldown
         if cooling:
             net.eval()
-        on_originals = bool(ORIGINALS_WEIGHT) and removes and frozen_until <= step < cool_from
-        simplified, logits, mask_logits, logits_o = wrapped(images, on_originals)
+        simplified, logits, mask_logits, logits_o = wrapped(images, bool(ORIGINALS_WEIGHT) and removes and simplifying)
         if cooling:
             net.train()
         ce = label_loss(logits, labels, head)
@@ -596,10 +596,10 @@ def train_with_simplification(
                 loss = loss + weight * holds * charge
             charged = float(holds.mean())
         loss = loss.mean()
-        if MASK_LOGIT_DECAY and removes and frozen_until <= step < cool_from:  # keeps the logits where the sigmoid has a slope
+        if MASK_LOGIT_DECAY and removes and simplifying:  # keeps the logits where the sigmoid has a slope
             loss = loss + MASK_LOGIT_DECAY * mask_logits.float().square().mean()
         optimizer.param_groups[0]["lr"] = learning_rate(step)
-        optimizer.param_groups[1]["lr"] = learning_rate(step) if frozen_until <= step < cool_from else 0.0
+        optimizer.param_groups[1]["lr"] = learning_rate(step) if simplifying else 0.0
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         with torch.no_grad():
@@ -608,7 +608,7 @@ def train_with_simplification(
             stats = {"loss": float(loss), "train_accuracy": float(label_accuracy(logits, labels, head).mean()),
                      "train_bpd": float(bpd.mean()), "train_charged": charged, "train_lam": weight}
         optimizer.step()
-        if kept is not None and frozen_until <= step < cool_from:  # dual ascent on lambda, once the simplifier trains
+        if kept is not None and simplifying:  # dual ascent on lambda, once the simplifier trains
             # Measured on the thresholded mask evaluation uses: the training samples keep more than it
             # (a cell at probability 0.3 is sometimes kept, never by the threshold), and lambda rose while nothing was left.
             with torch.no_grad():
