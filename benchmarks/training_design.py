@@ -6,7 +6,9 @@ variant changes, validated on 500 test images. It prints the last epoch's scores
 check, and writes them to ``benchmarks/out/training_design/<testbed>-<variant>.json`` (a rerun
 resumes from the checkpoint beside it). Results: docs/design-log.md, "Training with simplification".
 Since the cooldown became the default (2 epochs after the 12, 2026-12-01) a variant without a
-``cool`` flag runs it; ``-cool0`` gives the runs of the design log's earlier entries.
+``cool`` flag runs it; ``-cool0`` gives the runs of the design log's earlier entries. Since
+2026-12-02 the originals' loss and the budget check are on too: ``-origsep0-noproj`` gives the
+default of the entries before.
 
     python benchmarks/training_design.py --testbed stripes --variant budget-0.3
     python benchmarks/training_design.py --testbed stripes --variant budget-0.3-nogate
@@ -19,9 +21,11 @@ margin 1), ``budget-<b>-nogate`` (no gate: every image's bits are charged), ``bu
 ``budget-<b>-cool<e>`` (the cooldown's epochs: the classifier alone on the frozen simplifier's threshold),
 ``budget-<b>-sgate`` (the gate asks about the training sample, not the thresholded image; the
 design runs named ``tgate`` ran the thresholded gate before it became the default),
-``budget-<b>-orig<w>`` (the weight of the classifier's loss on the originals while the simplifier
-trains; default 0, design log; ``origsep<w>``: the same with the originals in a forward of their own), ``budget-<b>-hinge`` (charge
-only the bits kept above the budget), ``budget-<b>-warm<w>`` (the warm-up's share).
+``budget-<b>-origsep<w>`` (the weight of the classifier's loss on the originals while the simplifier
+trains, in a forward of their own as the library runs them; default 1 since 2026-12-02, ``origsep0``: off;
+``orig<w>``: the same in one batch with the simplified images, design log), ``budget-<b>-hinge`` (charge only the bits kept above the budget),
+``budget-<b>-warm<w>`` (the warm-up's share), ``budget-<b>-noproj`` (no budget check when the joint epochs end, as
+before 2026-12-02: runs before then had none).
 
 ``shortcut`` validates on shuffled markers and records ``marker_agreement``; ``--train-variant weak``
 trains it on markers that name the label in 70 % of the images (a cue that decides less than the
@@ -52,16 +56,16 @@ OUT = Path(__file__).parent / "out" / "training_design"
 DESIGN = DESIGN_TESTBEDS
 
 
-def separate_forwards() -> None:
-    """The classifier on the originals in a forward of its own (its BatchNorm never mixes them with simplified images).
-
-    One process only: under DistributedDataParallel a second forward outside the wrapper would not be synchronised.
-    """
-    joint_forward = joint._Joint.forward
+def mixed_forward() -> None:
+    """The classifier on the simplified images and the originals in one batch (the ``orig<w>`` trial of 2026-12-02: its
+    BatchNorm statistics mix the two); the library runs the originals in a forward of their own (``origsep<w>``)."""
 
     def forward(self, pixels, originals=False):
-        simplified, logits, mask_logits, _ = joint_forward(self, pixels)
-        return simplified, logits, mask_logits, self.classifier(self.spaces.to_model(pixels)) if originals else None
+        simplified, mask_logits = self.simplifier.simplify_with_logits(pixels)
+        if not originals:
+            return simplified, self.classifier(self.spaces.to_model(simplified)), mask_logits, None
+        both = self.classifier(self.spaces.to_model(torch.cat([simplified, pixels])))
+        return simplified, both[: len(pixels)], mask_logits, both[len(pixels):]
 
     joint._Joint.forward = forward
 
@@ -93,9 +97,11 @@ def main() -> None:
             joint.GATE_ON_THRESHOLD = False
         elif flag.startswith("origsep"):  # the originals' loss, with the classifier run on them in a forward of their own
             joint.ORIGINALS_WEIGHT = float(flag[7:])
-            separate_forwards()
-        elif flag.startswith("orig"):  # the classifier's loss on the originals too, while the simplifier trains
+        elif flag.startswith("orig"):  # the same, the originals in one batch with the simplified images
             joint.ORIGINALS_WEIGHT = float(flag[4:])
+            mixed_forward()
+        elif flag == "noproj":  # no budget check when the joint epochs end (before 2026-12-02)
+            joint.BUDGET_PROJECTION = False
         elif flag == "hinge":  # charge only the share kept above the budget
             joint.BUDGET_HINGE = True
         elif flag.startswith("warm"):
@@ -120,6 +126,7 @@ def main() -> None:
     original = (val.images * 255).round() / 255
     simplified = result.simplify(original)
     record = {"testbed": args.testbed, "variant": args.variant, "final_lam": result.lam, "minutes": (time.perf_counter() - started) / 60,
+              "budget_offset": result.settings.get("budget_offset"),
               **result.final, "webp_kept": float((codec_bits(simplified) / codec_bits(original)).mean()),
               "history": [{k: h[k] for k in ("epoch", "train_accuracy", "train_charged", "train_lam", "val_bits_kept",
                                                "val_accuracy_simplified")} for h in result.history]}

@@ -145,6 +145,13 @@ class Batches:
             return collate([self.dataset[i] for i in range(min(n, self.n))])[0]
         return self.peek()[0][:n]
 
+    def spread(self, n: int) -> torch.Tensor:
+        """Up to ``n`` images at evenly spaced indices (a dataset sorted by class gives every class); a stream: its first batch."""
+        if self.n is None:
+            return self.peek()[0][:n]
+        idx = torch.linspace(0, self.n - 1, min(n, self.n)).round().long().unique()
+        return self.tensor[idx] if self.tensor is not None else collate([self.dataset[int(i)] for i in idx])[0]
+
 
 def collate(items: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Items of a map-style dataset (images, or (image, label) pairs) -> ``(images (B, C, H, W), labels or None)``.

@@ -205,7 +205,7 @@ def test_the_cooldown_stops_the_simplifier_at_its_threshold_and_trains_the_class
 
 def test_the_classifier_also_learns_the_originals_while_the_simplifier_trains(data, monkeypatch):
     # ORIGINALS_WEIGHT: while the simplifier trains (after the warm-up, before the cooldown) the classifier's loss on the
-    # original images joins the step, in the same forward; never in a reference run, the warm-up or the cooldown.
+    # original images joins the step, in a forward of their own; never in a reference run, the warm-up or the cooldown.
     monkeypatch.setattr(joint, "ORIGINALS_WEIGHT", 1.0)
     real = joint._Joint.forward
     calls = []
@@ -229,17 +229,53 @@ def test_the_classifier_also_learns_the_originals_while_the_simplifier_trains(da
     assert any(not torch.equal(a, b) for a, b in zip(without.classifier.parameters(), with_originals.classifier.parameters()))
 
 
-def test_a_run_interrupted_in_the_cooldown_resumes_exactly(data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("at", [8, 10])  # 8: right after the budget check, which must not be made twice
+def test_a_run_interrupted_in_the_cooldown_resumes_exactly(data, tmp_path, monkeypatch, at):
     options = {"budget": 0.3, "seed": 1, "warmup": 0.0, "cooldown": 1, **FAST}  # 8 joint steps, then 4 in the cooldown
     straight = train_with_simplification(fresh(), data, **options)
     ckpt = tmp_path / "cool.ckpt"
-    with interrupted_at(monkeypatch, 10):
+    with interrupted_at(monkeypatch, at):
         train_with_simplification(fresh(), data, checkpoint=ckpt, **options)
-    assert torch.load(ckpt, weights_only=True)["step"] == 10
+    assert torch.load(ckpt, weights_only=True)["step"] == at
     resumed = train_with_simplification(fresh(), data, checkpoint=ckpt, **options)
     assert resumed.lam == straight.lam and resumed.simplifier.temperature == straight.simplifier.temperature
+    assert resumed.settings["budget_offset"] == straight.settings["budget_offset"] < 0
     for k, v in straight.classifier.state_dict().items():
         assert torch.equal(v, resumed.classifier.state_dict()[k]), k
+    for k, v in straight.simplifier.state_dict().items():
+        assert torch.equal(v, resumed.simplifier.state_dict()[k]), k
+
+
+def test_budget_offset_finds_the_largest_shift_within_the_budget(data):
+    # A new simplifier's head has zero weights: every mask logit is its bias, so the masks keep every cell above an offset
+    # of -bias and none below it, and the largest offset within a budget under 1 is just below -bias.
+    from simplebits_audit.estimators import resolve_estimator
+    from simplebits_audit.simplification.learned import Simplifier
+
+    simplifier, estimator, images = Simplifier(in_channels=3, binary=True), resolve_estimator(None), data.images[:24]
+    bias = float(simplifier.head.bias)
+    assert joint.budget_offset(simplifier, images, 1.0, estimator) == 0.0  # already within: no shift
+    offset = joint.budget_offset(simplifier, images, 0.5, estimator, batch_size=10)
+    assert -bias - 1e-4 < offset < -bias
+    flat = simplifier.reference(images)
+    expected = float((estimator.bpd(flat) / estimator.bpd(images)).mean())
+    assert expected < 0.5
+    assert joint.budget_offset(simplifier, images, expected / 2, estimator) <= -bias - 1  # nothing keeps that little: no cell
+    assert simplifier.training and float(simplifier.head.bias) == bias  # left as it was
+
+
+def test_a_budget_run_ends_within_its_budget_on_the_training_images(data, monkeypatch):
+    # Two epochs cannot bring a mask from the identity down to 0.2 of the bits: the check at the joint epochs' end lowers it.
+    from simplebits_audit.estimators import resolve_estimator
+
+    options = {"budget": 0.2, "warmup": 0.0, "cooldown": 1, **FAST}
+    result = train_with_simplification(fresh(), data, **options)
+    estimator, images = resolve_estimator(None), Batches(data, 16, 0).spread(joint.BUDGET_CHECK_IMAGES)
+    assert result.settings["budget_offset"] < 0
+    assert joint.budget_offset(result.simplifier, images, 0.2, estimator) == 0.0  # within the budget now
+    monkeypatch.setattr(joint, "BUDGET_PROJECTION", False)
+    unchecked = train_with_simplification(fresh(), data, **options)
+    assert "budget_offset" not in unchecked.settings and joint.budget_offset(unchecked.simplifier, images, 0.2, estimator) < 0
 
 
 def test_the_cooldown_leaves_the_joint_schedule_as_it_was(data):
@@ -443,3 +479,4 @@ def test_torchrun_trains_each_budget_over_two_processes(tmp_path):
     history = json.loads((out / "budget-0.3" / "history.json").read_text())
     # 32 images / (8 per step x 2 processes), for the epoch and each of the default cooldown's
     assert history["settings"]["world"] == 2 and history["history"][-1]["steps"] == 2 * (1 + joint.JOINT_DEFAULTS["cooldown"])
+    assert history["settings"]["budget_offset"] <= 0  # the budget check ran (rank 0's offset, broadcast)
