@@ -23,7 +23,8 @@ margin 1), ``budget-<b>-nogate`` (no gate: every image's bits are charged), ``bu
 design runs named ``tgate`` ran the thresholded gate before it became the default),
 ``budget-<b>-origsep<w>`` (the weight of the classifier's loss on the originals while the simplifier
 trains, in a forward of their own as the library runs them; default 1 since 2026-12-02, ``origsep0``: off;
-``orig<w>``: the same in one batch with the simplified images, design log), ``budget-<b>-hinge`` (charge only the bits kept above the budget),
+``orig<w>``: the same in one batch with the simplified images, design log), ``budget-<b>-hinge`` (charge only the
+bits kept above the budget),
 ``budget-<b>-warm<w>`` (the warm-up's share), ``budget-<b>-noproj`` (no budget check when the joint epochs end, as
 before 2026-12-02: runs before then had none).
 
