@@ -47,7 +47,7 @@ def explain_images(
     model_options: ModelOptions | None = None,
     explain_options: ExplainOptions | None = None,
     run: RunOptions | None = None,
-    labels: Sequence[int] | None = None,
+    labels: Sequence[int | None] | None = None,
     names: Sequence[str] | None = None,
     target: TargetLike = None,
     target_name: str | None = None,
@@ -79,8 +79,10 @@ def explain_images(
     run : RunOptions, optional
         Device (the model's by default; if given, it must be the model's), seed (seeds every
         explainer), progress.
-    labels : sequence of int, optional
-        True classes, when known (shown beside the prediction; 0 or 1 for a single-logit model).
+    labels : sequence of int or None, optional
+        True classes, when known (shown beside the prediction; 0 or 1 for a single-logit model); None
+        for an image whose class is unknown. Default: testbed images' own labels, when the model's
+        class names are that testbed's (files beside them: None).
     names : sequence of str, optional
         Display names (default: the file names, or ``image 0``, ...).
     target, target_name : optional
@@ -112,8 +114,8 @@ def explain_images(
         read = load_image_arguments(images, preprocessing, name="images")
         pixels, paths = read.pixels, read.paths
         names = list(names) if names is not None else read.names
-        # Testbed images know their class, in the model's classes when the model is that testbed's.
-        if labels is None and read.classes is not None and read.classes == list(class_names or []) and None not in read.labels:
+        # Testbed images know their class, in the model's classes when the model is that testbed's (files: unknown, None).
+        if labels is None and read.classes is not None and read.classes == list(class_names or []) and any(v is not None for v in read.labels):
             labels = read.labels
     n = len(pixels)
     if len(names) != n or (labels is not None and len(labels) != n):
@@ -143,7 +145,7 @@ def explain_images(
             ids = [f"{i:03d}-{safe_stem(names[i])}" for i in range(start, start + len(x))]
             records += write_batch(
                 out, batch, folders=ids, ids=ids, names=names[sl], class_names=class_names, top_k=top_k,
-                labels=None if labels is None else [int(v) for v in labels[sl]], paths=paths[sl], head=head, threshold=threshold,
+                labels=None if labels is None else [None if v is None else int(v) for v in labels[sl]], paths=paths[sl], head=head, threshold=threshold,
             )
             progress.advance(task, len(x))
 

@@ -257,9 +257,9 @@ TESTBED_IMAGE = "testbed:NAME:INDEX"
 @dataclass
 class ImageArguments:
     """Images given as arguments, read: ``pixels`` (N, C, H, W) in [0, 1], and per image its
-    display name, file path (None for a testbed image) and true class (None when unknown);
-    ``classes`` names the classes of those labels (the testbed's, when every image comes from one
-    testbed; else None)."""
+    display name, file path (None for a testbed image) and true class (None when unknown: a file, a
+    multi-label testbed's row); ``classes`` names the classes of those labels (the testbed's, when
+    every testbed image comes from one testbed, files beside them or not; else None)."""
 
     pixels: torch.Tensor
     names: list[str]
@@ -310,8 +310,8 @@ def load_image_arguments(images: Sequence[str | Path], preprocessing: Preprocess
     if len(shapes := {tuple(x.shape) for x in pixels}) > 1:
         hint = "; set --size/--crop (and --grayscale) for the files" if files else ""
         raise ValueError(f"{name}: the images have different shapes (C, H, W) {sorted(shapes)}{hint}")
-    origins = {spec[0] if spec else None for spec in specs}  # testbed names, None for a file
-    classes = list(sources[origins.pop()].class_names) if len(origins) == 1 and None not in origins else None
+    origins = {spec[0] for spec in specs if spec}  # the testbeds named (files have no classes to disagree with)
+    classes = list(sources[origins.pop()].class_names) if len(origins) == 1 else None
     return ImageArguments(torch.stack(pixels), names, paths, labels, classes)
 
 

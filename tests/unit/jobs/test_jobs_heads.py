@@ -224,7 +224,7 @@ def test_cli_explains_testbed_images_by_name(tmp_path, capsys):
     first, second = json.loads((tmp_path / "a" / "results.json").read_text())["images"]
     assert first["name"] == "stripes-test-000003" and first["path"] is None
     assert second["name"] == "x.png" and second["path"] == str(file)
-    assert first["label"] is None and second["label"] is None  # labels only when every image has one
+    assert first["label"] == int(data.labels[3]) and second["label"] is None  # a file's class is unknown, the testbed image's is not
     # the pixels are the testbed's own, as the file written from them
     from simplebits_audit.jobs.sources import load_image_arguments
 
