@@ -115,7 +115,8 @@ def explain_images(
         pixels, paths = read.pixels, read.paths
         names = list(names) if names is not None else read.names
         # Testbed images know their class, in the model's classes when the model is that testbed's (files: unknown, None).
-        if labels is None and read.classes is not None and read.classes == list(class_names or []) and any(v is not None for v in read.labels):
+        known = any(v is not None for v in read.labels)
+        if labels is None and known and read.classes is not None and read.classes == list(class_names or []):
             labels = read.labels
     n = len(pixels)
     if len(names) != n or (labels is not None and len(labels) != n):
@@ -145,7 +146,8 @@ def explain_images(
             ids = [f"{i:03d}-{safe_stem(names[i])}" for i in range(start, start + len(x))]
             records += write_batch(
                 out, batch, folders=ids, ids=ids, names=names[sl], class_names=class_names, top_k=top_k,
-                labels=None if labels is None else [None if v is None else int(v) for v in labels[sl]], paths=paths[sl], head=head, threshold=threshold,
+                labels=None if labels is None else [None if v is None else int(v) for v in labels[sl]], paths=paths[sl], head=head,
+                threshold=threshold,
             )
             progress.advance(task, len(x))
 
