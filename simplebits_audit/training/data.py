@@ -149,7 +149,8 @@ class Batches:
         """Up to ``n`` images at evenly spaced indices (a dataset sorted by class gives every class); a stream: its first batch."""
         if self.n is None:
             return self.peek()[0][:n]
-        idx = torch.linspace(0, self.n - 1, min(n, self.n)).round().long().unique()
+        k = min(n, self.n)
+        idx = torch.arange(k) * (self.n - 1) // max(k - 1, 1)  # integers: exact at any size
         return self.tensor[idx] if self.tensor is not None else collate([self.dataset[int(i)] for i in idx])[0]
 
 

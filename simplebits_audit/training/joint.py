@@ -140,8 +140,8 @@ class TrainingResult:
         ``val_bits_kept`` (mean per-image ratio of the simplified image's bits to the original's).
     settings : dict
         Everything the run was trained with (lam or budget, margin, epochs, batch size, lr, seed, estimator, data),
-        and with a budget below 1 ``budget_offset``: the shift of every mask logit (<= 0; 0: none needed) that
-        brought the thresholded masks within the budget when the joint epochs ended.
+        and with a budget below 1 (and :data:`BUDGET_PROJECTION` on) ``budget_offset``: the shift of every mask
+        logit (<= 0; 0: none needed) that brought the masks within the budget when the joint epochs ended.
     budget : float or None
         The share of the bits it was asked to keep at most (None: trained with a fixed ``lam``).
     """
@@ -233,8 +233,9 @@ class _Joint(nn.Module):
         simplified, mask_logits = self.simplifier.simplify_with_logits(pixels)
         logits = self.classifier(self.spaces.to_model(simplified))
         # The originals in a forward of their own: in one batch with the simplified images the classifier's BatchNorm
-        # statistics mixed the two, and a report run's mask collapsed (docs/design-log.md). Both forwards are inside
-        # this module's, so DistributedDataParallel still sees one forward and one backward per step.
+        # batch statistics mixed the two, and a report run's mask collapsed (docs/design-log.md). (The running statistics,
+        # which evaluation uses, are updated by both forwards.) Both forwards are inside this module's, so
+        # DistributedDataParallel still sees one forward and one backward per step.
         return simplified, logits, mask_logits, self.classifier(self.spaces.to_model(pixels)) if originals else None
 
 
@@ -261,33 +262,42 @@ def _removes(lam: float | None, budget: float | None) -> bool:
 
 def budget_offset(simplifier: Simplifier, images: torch.Tensor, budget: float, estimator: BitEstimator, *, batch_size: int = 64,
                   steps: int = 20) -> float:
-    """The largest mask-logit offset <= 0 with which ``simplifier``'s thresholded masks keep at most ``budget`` of the bits.
+    """A mask-logit offset <= 0 with which ``simplifier``'s masks keep at most ``budget`` of the bits, found by bisection.
 
-    ``images`` (N, C, H, W) in [0, 1]; the share kept is the mean over the images of the simplified
-    image's bits over the original's, under ``estimator``, as the budget's dual ascent measures it.
-    0 when they already keep at most ``budget``; else found by bisection in ``steps`` halvings, from an
-    offset that keeps no cell (if even that keeps more than ``budget``, that offset). Evaluation mode,
-    no gradient; the simplifier is left as it was.
+    ``images`` (N, C, H, W) in [0, 1] (on any device: moved a batch at a time); the share kept is the
+    mean over the images of the simplified image's bits over the original's, under ``estimator``, as
+    the budget's dual ascent measures it. 0 when they already keep at most ``budget``. Otherwise the
+    bisection starts from an offset that keeps nothing (every binary cell below the threshold; a soft
+    mask's offset is widened until it is within the budget, or 256 times the logits' range), takes
+    ``steps`` halvings, and returns half a bracket below the last offset within the budget: a shift
+    of the head's bias rounds differently in float32 than the shift tested here. The largest such
+    offset when the share kept grows with the offset (the estimator does not promise it). Evaluation
+    mode, no gradient; the simplifier is left as it was.
     """
+    device = next(simplifier.parameters()).device
     was = simplifier.training
     simplifier.eval()
     try:
         with torch.no_grad():
             parts = [round_8bit(x, False) for x in images.split(batch_size)]
-            originals = [estimator.bpd(x).clamp_min(1e-3) for x in parts]
-            logits = [simplifier.mask_logits(x) for x in parts]
+            originals = [estimator.bpd(x.to(device)).clamp_min(1e-3) for x in parts]
+            logits = [simplifier.mask_logits(x.to(device)) for x in parts]
 
             def kept(offset: float) -> float:
-                shares = [estimator.bpd(simplifier.blend(x, g, offset)) / o for x, g, o in zip(parts, logits, originals)]
+                shares = [estimator.bpd(simplifier.blend(x.to(device), g, offset)) / o for x, g, o in zip(parts, logits, originals)]
                 return float(torch.cat(shares).mean())
 
             if kept(0.0) <= budget:
                 return 0.0
-            low, high = -(max(float(g.abs().max()) for g in logits) + 1.0), 0.0  # low: every cell below the threshold
+            low, high = -(max(float(g.abs().max()) for g in logits) + 1.0), 0.0
+            for _ in range(8):  # a binary mask keeps no cell at ``low`` already; a soft one keeps sigmoid(low) of each
+                if kept(low) <= budget:
+                    break
+                low *= 2
             for _ in range(steps):
                 middle = (low + high) / 2
                 low, high = (low, middle) if kept(middle) > budget else (middle, high)
-            return low  # kept(low) <= budget unless even no cell kept is over it
+            return low - (high - low) / 2  # kept(low) <= budget unless even keeping nothing is over it
     finally:
         simplifier.train(was)
 
@@ -599,20 +609,22 @@ def train_with_simplification(
         return True
 
     def boundary(step: int) -> bool:
-        """:func:`close_epoch`, then at the joint epochs' end the budget check (once: its offset is checkpointed)."""
+        """At the joint epochs' end the budget check (once: its offset is checkpointed), then :func:`close_epoch`.
+
+        The check comes first, so that the epoch's scores (the last ones with ``cooldown=0``) are those of the masks returned.
+        """
         nonlocal offset
-        closed = close_epoch(step)
-        if not (BUDGET_PROJECTION and log_lam is not None and step == cool_from and offset is None):
-            return closed
-        offset = budget_offset(net, batches.spread(BUDGET_CHECK_IMAGES).to(device), budget, estimator,
-                               batch_size=settings["batch_size"])
-        if world > 1:  # every process checked the same images; rank 0's offset, in case the float sums differ
-            shared = torch.tensor(offset, device=device)
-            dist.broadcast(shared, 0)
-            offset = float(shared)
-        with torch.no_grad():
-            net.head.bias.add_(offset)  # the mask logits are the head's output pooled: a shift of its bias shifts them all
-        return True
+        checked = False
+        if BUDGET_PROJECTION and log_lam is not None and step == cool_from and offset is None:
+            offset = budget_offset(net, batches.spread(BUDGET_CHECK_IMAGES), budget, estimator, batch_size=settings["batch_size"])
+            if world > 1:  # every process checked the same images; rank 0's offset, in case the float sums differ
+                shared = torch.tensor(offset, dtype=torch.float64, device=device)
+                dist.broadcast(shared, 0)
+                offset = float(shared)
+            with torch.no_grad():
+                net.head.bias.add_(offset)  # the mask logits are the head's output pooled: a shift of its bias shifts them all
+            checked = True
+        return close_epoch(step) or checked
 
     def take_step(step: int) -> str:
         nonlocal sums, log_lam

@@ -264,7 +264,7 @@ def test_budget_offset_finds_the_largest_shift_within_the_budget(data):
     assert simplifier.training and float(simplifier.head.bias) == bias  # left as it was
 
 
-def test_a_budget_run_ends_within_its_budget_on_the_training_images(data, monkeypatch):
+def test_a_budget_run_ends_within_its_budget_on_the_training_images(data, val, monkeypatch):
     # Two epochs cannot bring a mask from the identity down to 0.2 of the bits: the check at the joint epochs' end lowers it.
     from simplebits_audit.estimators import resolve_estimator
 
@@ -273,6 +273,11 @@ def test_a_budget_run_ends_within_its_budget_on_the_training_images(data, monkey
     estimator, images = resolve_estimator(None), Batches(data, 16, 0).spread(joint.BUDGET_CHECK_IMAGES)
     assert result.settings["budget_offset"] < 0
     assert joint.budget_offset(result.simplifier, images, 0.2, estimator) == 0.0  # within the budget now
+    # With no cooldown the check comes at the very end: the last epoch's scores must be those of the masks returned.
+    last = train_with_simplification(fresh(), data, val_data=val, **{**options, "cooldown": 0})
+    assert last.settings["budget_offset"] < 0
+    rescored = joint.evaluate_joint(last.classifier, last.simplifier, *val, estimator)
+    assert rescored["val_bits_kept"] == pytest.approx(last.final["val_bits_kept"], abs=1e-6)
     monkeypatch.setattr(joint, "BUDGET_PROJECTION", False)
     unchecked = train_with_simplification(fresh(), data, **options)
     assert "budget_offset" not in unchecked.settings and joint.budget_offset(unchecked.simplifier, images, 0.2, estimator) < 0
