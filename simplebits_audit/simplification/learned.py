@@ -169,10 +169,13 @@ class Simplifier(nn.Module):
             raise ValueError(f"pixels: expected (B, {self.config['in_channels']}, H, W), got {tuple(pixels.shape)}")
         x = round_8bit(pixels, False)
         logits = self.mask_logits(x)
-        return self.blend(x, logits), logits
+        return self.from_logits(x, logits), logits
 
-    def blend(self, x: torch.Tensor, logits: torch.Tensor, offset: float | torch.Tensor = 0.0) -> torch.Tensor:
-        """8-bit images ``x`` (B, C, H, W) simplified by their mask logits (B, 1, h, w), shifted by ``offset`` (:meth:`grid_to_mask`)."""
+    def from_logits(self, x: torch.Tensor, logits: torch.Tensor, offset: float | torch.Tensor = 0.0) -> torch.Tensor:
+        """8-bit images ``x`` (B, C, H, W) simplified by their mask logits (B, 1, h, w), shifted by ``offset`` (:meth:`grid_to_mask`).
+
+        Rounded straight-through (differentiable), unlike :func:`~simplebits_audit.simplification.mask.blend`.
+        """
         m = self.grid_to_mask(logits, x.shape[-2:], offset)
         return round_8bit(m * x + (1 - m) * self.reference(x), True)
 

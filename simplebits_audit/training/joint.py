@@ -284,7 +284,7 @@ def budget_offset(simplifier: Simplifier, images: torch.Tensor, budget: float, e
             logits = [simplifier.mask_logits(x.to(device)) for x in parts]
 
             def kept(offset: float) -> float:
-                shares = [estimator.bpd(simplifier.blend(x.to(device), g, offset)) / o for x, g, o in zip(parts, logits, originals)]
+                shares = [estimator.bpd(simplifier.from_logits(x.to(device), g, offset)) / o for x, g, o in zip(parts, logits, originals)]
                 return float(torch.cat(shares).mean())
 
             if kept(0.0) <= budget:
