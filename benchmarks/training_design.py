@@ -26,7 +26,10 @@ trains, in a forward of their own as the library runs them; default 1 since 2026
 ``orig<w>``: the same in one batch with the simplified images, design log), ``budget-<b>-hinge`` (charge only the
 bits kept above the budget),
 ``budget-<b>-warm<w>`` (the warm-up's share), ``budget-<b>-noproj`` (no budget check when the joint epochs end, as
-before 2026-12-02: runs before then had none).
+before 2026-12-02: runs before then had none), ``budget-<b>-idlemoments`` (the simplifier's AdamW moments also
+accumulate through the warm-up, as before), ``budget-<b>-sramp<r>`` (the simplifier's learning-rate ramp from its first
+step, a share of the joint steps; default 0.05 since 2026-12-02, late: ``-idlemoments-sramp0`` gives the default before).
+``--seed S`` draws another initialisation and batch order (the output name gains ``-seedS``).
 
 ``shortcut`` validates on shuffled markers and records ``marker_agreement``; ``--train-variant weak``
 trains it on markers that name the label in 70 % of the images (a cue that decides less than the
@@ -78,6 +81,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=6000)
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0, help="the classifier's initialisation and the run's seed (batches, simplifier)")
     parser.add_argument("--train-variant", default=None, help="the train split's variant (shortcut: weak)")
     parser.add_argument("--tag", default="", help="appended to the output name (a rerun under changed code must not resume an old run)")
     args = parser.parse_args()
@@ -103,6 +107,10 @@ def main() -> None:
             mixed_forward()
         elif flag == "noproj":  # no budget check when the joint epochs end (before 2026-12-02)
             joint.BUDGET_PROJECTION = False
+        elif flag.startswith("sramp"):  # the simplifier's learning rate ramped up over this share of the joint steps
+            joint.SIMPLIFIER_LR_RAMP = float(flag[5:])
+        elif flag == "idlemoments":  # AdamW's moments of the simplifier also run through the warm-up (before 2026-12-02, late)
+            joint.FREEZE_IDLE_SIMPLIFIER = False
         elif flag == "hinge":  # charge only the share kept above the budget
             joint.BUDGET_HINGE = True
         elif flag.startswith("warm"):
@@ -116,14 +124,16 @@ def main() -> None:
         else:
             raise SystemExit(f"unknown variant flag {flag!r}")
     train, val = testbeds.load(args.testbed, "train", n=args.n, variant=args.train_variant), testbeds.load(args.testbed, "test", n=500)
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     model = build_architecture("smallcnn", len(train.classes), train.images.shape[1], train.images.shape[-1])
     OUT.mkdir(parents=True, exist_ok=True)
     testbed = f"{args.testbed}-{args.train_variant}" if args.train_variant else args.testbed
     name = f"{testbed}-{args.variant}" + (f"-e{args.epochs}" if args.epochs else "") + (f"-{args.tag}" if args.tag else "")
+    name += f"-seed{args.seed}" if args.seed else ""
     started = time.perf_counter()
     result = joint.train_with_simplification(model, (train.images, train.labels), val_data=(val.images, val.labels),
-                                             epochs=args.epochs, checkpoint=OUT / f"{name}.ckpt", **options)
+                                             epochs=args.epochs, checkpoint=OUT / f"{name}.ckpt", seed=args.seed,
+                                             **options)
     original = (val.images * 255).round() / 255
     simplified = result.simplify(original)
     record = {"testbed": args.testbed, "variant": args.variant, "final_lam": result.lam, "minutes": (time.perf_counter() - started) / 60,

@@ -111,6 +111,15 @@ BUDGET_HINGE = False
 #: docs/design-log.md); the cooldown then trains the classifier on the lowered masks. False: no check (before 2026-12-02).
 BUDGET_PROJECTION = True
 BUDGET_CHECK_IMAGES = 1024
+#: The simplifier's gradients are dropped outside its steps (the warm-up and the cooldown), so that AdamW's moments
+#: start from its first step. False: as before 2026-12-02, late (``benchmarks/training_design.py``'s ``idlemoments``): the
+#: warm-up's pull towards the identity then drove the simplifier's first steps, and on one report draw every feature
+#: behind the mask died, the mask stayed whole while lambda rose to its ceiling, and the run ended at chance.
+FREEZE_IDLE_SIMPLIFIER = True
+#: The simplifier's learning rate rises linearly from its first step over this share of the joint steps (as the
+#: classifier's does from the run's first step): its AdamW starts from empty moments, and its first updates are then the
+#: largest it takes. Chosen with :data:`FREEZE_IDLE_SIMPLIFIER` on the design testbeds, docs/design-log.md (0: none).
+SIMPLIFIER_LR_RAMP = 0.05
 #: What :meth:`TrainingResult.load` reads.
 FORMAT = 1
 
@@ -317,6 +326,10 @@ def _run_key(
     }
     if head != "softmax":  # only then: the keys of runs written before sigmoid heads stay as they were
         key["head"] = head
+    if FREEZE_IDLE_SIMPLIFIER:  # the simplifier's first steps changed (reference runs too: their mask trains on the loss)
+        key["idle_simplifier"] = "frozen"
+    if SIMPLIFIER_LR_RAMP:
+        key["simplifier_lr_ramp"] = SIMPLIFIER_LR_RAMP
     if _removes(lam, budget):  # what the gate asks changed how a removing run trains (reference runs: nothing)
         key["gate"] = "threshold" if GATE_ON_THRESHOLD else "sample"
         if ORIGINALS_WEIGHT:
@@ -591,6 +604,10 @@ def train_with_simplification(
             return settings["lr"] * (at + 1) / ramp
         return cosine_decay(settings["lr"], at - ramp, cool_from - ramp)
 
+    def simplifier_ramp(at: int) -> float:  # SIMPLIFIER_LR_RAMP: a share of the rate, from the simplifier's first step
+        ramp = round(SIMPLIFIER_LR_RAMP * cool_from)
+        return min(1.0, (at - frozen_until + 1) / ramp) if ramp > 0 else 1.0
+
     def close_epoch(step: int) -> bool:
         """History entry of the epoch ``step`` just finished, if not written yet (a resume may have stopped before); True if written."""
         nonlocal sums
@@ -676,7 +693,7 @@ def train_with_simplification(
         if MASK_LOGIT_DECAY and removes and simplifying:  # keeps the logits where the sigmoid has a slope
             loss = loss + MASK_LOGIT_DECAY * mask_logits.float().square().mean()
         optimizer.param_groups[0]["lr"] = learning_rate(step)
-        optimizer.param_groups[1]["lr"] = learning_rate(step) if simplifying else 0.0
+        optimizer.param_groups[1]["lr"] = learning_rate(step) * simplifier_ramp(step) if simplifying else 0.0
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         with torch.no_grad():
@@ -684,6 +701,11 @@ def train_with_simplification(
                 bpd = estimator.bpd(simplified.detach())
             stats = {"loss": float(loss), "train_accuracy": float(label_accuracy(logits, labels, head).mean()),
                      "train_bpd": float(bpd.mean()), "train_charged": charged, "train_lam": weight}
+        if FREEZE_IDLE_SIMPLIFIER and not simplifying:
+            # A learning rate of 0 stops AdamW's step, not its moments: through the warm-up they averaged the classifier's
+            # pull towards the identity, and the simplifier's first steps followed it (docs/design-log.md).
+            for p in net.parameters():
+                p.grad = None
         optimizer.step()
         if kept is not None and simplifying:  # dual ascent on lambda, once the simplifier trains
             # Measured on the thresholded mask evaluation uses: the training samples keep more than it

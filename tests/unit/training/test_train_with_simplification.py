@@ -229,6 +229,34 @@ def test_the_classifier_also_learns_the_originals_while_the_simplifier_trains(da
     assert any(not torch.equal(a, b) for a, b in zip(without.classifier.parameters(), with_originals.classifier.parameters()))
 
 
+def test_the_simplifier_optimiser_starts_at_its_first_step(data, tmp_path, monkeypatch):
+    # AdamW with a learning rate of 0 still moves its moments: had the simplifier's gradients of the warm-up (the classifier
+    # pulling the mask towards the identity) reached them, its first steps would follow that pull; on one report draw the
+    # features behind the mask died and the run ended at chance (docs/design-log.md). Nor does the cooldown touch them.
+    ckpt = tmp_path / "moments.ckpt"
+    options = {"budget": 0.3, "warmup": 0.5, "cooldown": 1, **FAST}  # 4 warm-up steps, 4 simplifier steps, 4 in the cooldown
+    with interrupted_at(monkeypatch, 11):
+        train_with_simplification(fresh(), data, checkpoint=ckpt, **options)
+    saved = torch.load(ckpt, weights_only=True)
+    groups, state = saved["optimizer"]["param_groups"], saved["optimizer"]["state"]
+    assert saved["step"] == 11
+    assert {float(state[i]["step"]) for i in groups[0]["params"]} == {11.0}  # the classifier: every step so far
+    assert {float(state[i]["step"]) for i in groups[1]["params"]} == {4.0}  # the simplifier: its own steps only
+
+
+def test_the_simplifier_learning_rate_ramps_up_from_its_first_step(data, tmp_path, monkeypatch):
+    # Its AdamW starts from empty moments, whose first updates are the largest: the rate rises over SIMPLIFIER_LR_RAMP of
+    # the joint steps from the simplifier's first step, as the classifier's does from the run's.
+    monkeypatch.setattr(joint, "SIMPLIFIER_LR_RAMP", 0.5)  # 8 joint steps: a ramp of 4 from step 4, the warm-up's end
+    options = {"budget": 0.3, "warmup": 0.5, "cooldown": 0, **FAST}
+    for at, share in [(6, 2 / 4), (7, 3 / 4)]:
+        ckpt = tmp_path / f"ramp{at}.ckpt"
+        with interrupted_at(monkeypatch, at):
+            train_with_simplification(fresh(), data, checkpoint=ckpt, **options)
+        classifier_group, simplifier_group = torch.load(ckpt, weights_only=True)["optimizer"]["param_groups"]
+        assert simplifier_group["lr"] == pytest.approx(share * classifier_group["lr"]), at  # the rates of step at - 1
+
+
 @pytest.mark.parametrize("at", [8, 10])  # 8: right after the budget check, which must not be made twice
 def test_a_run_interrupted_in_the_cooldown_resumes_exactly(data, tmp_path, monkeypatch, at):
     options = {"budget": 0.3, "seed": 1, "warmup": 0.0, "cooldown": 1, **FAST}  # 8 joint steps, then 4 in the cooldown
