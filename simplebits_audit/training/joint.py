@@ -499,7 +499,8 @@ def train_with_simplification(
     warmup : float, optional
         Share of the joint steps (the ``epochs``, not the cooldown), in [0, 1), during which only the
         classifier trains (on the simplifier's initial, nearly original output) before the
-        simplifier starts removing bits. Default 0.25.
+        simplifier starts removing bits; its optimiser starts then, with a learning rate ramped up
+        over :data:`SIMPLIFIER_LR_RAMP` of the joint steps. Default 0.25.
     cooldown : int, optional
         Epochs after ``epochs`` in which the simplifier is frozen at its thresholded mask (the one
         evaluation uses) and the classifier alone trains on its output, at ``lr`` x
