@@ -29,7 +29,7 @@ bits kept above the budget),
 before 2026-12-02: runs before then had none), ``budget-<b>-idlemoments`` (the simplifier's AdamW moments also
 accumulate through the warm-up, as before), ``budget-<b>-sramp<r>`` (the simplifier's learning-rate ramp from its first
 step, a share of the joint steps; default 0.05 since 2026-12-02, late: ``-idlemoments-sramp0`` gives the default before).
-``--seed S`` draws another initialisation and batch order (the output name gains ``-seedS``).
+``--seed S`` draws another initialisation and batch order (a nonzero S adds ``-seedS`` to the output name).
 
 ``shortcut`` validates on shuffled markers and records ``marker_agreement``; ``--train-variant weak``
 trains it on markers that name the label in 70 % of the images (a cue that decides less than the

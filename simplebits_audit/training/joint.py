@@ -116,9 +116,10 @@ BUDGET_CHECK_IMAGES = 1024
 #: warm-up's pull towards the identity then drove the simplifier's first steps, and on one report draw every feature
 #: behind the mask died, the mask stayed whole while lambda rose to its ceiling, and the run ended at chance.
 FREEZE_IDLE_SIMPLIFIER = True
-#: The simplifier's learning rate rises linearly from its first step over this share of the joint steps (as the
-#: classifier's does from the run's first step): its AdamW starts from empty moments, and its first updates are then the
-#: largest it takes. Chosen with :data:`FREEZE_IDLE_SIMPLIFIER` on the design testbeds, docs/design-log.md (0: none).
+#: The simplifier's learning rate is scaled by a linear ramp from its first step over this share of the joint steps (as
+#: the classifier's is from the run's first step; with a warm-up shorter than that the two ramps multiply): its AdamW
+#: starts from empty moments, and its first updates are then the largest it takes. Chosen with
+#: :data:`FREEZE_IDLE_SIMPLIFIER` on the design testbeds, docs/design-log.md (0: none).
 SIMPLIFIER_LR_RAMP = 0.05
 #: What :meth:`TrainingResult.load` reads.
 FORMAT = 1

@@ -244,6 +244,20 @@ def test_the_simplifier_optimiser_starts_at_its_first_step(data, tmp_path, monke
     assert {float(state[i]["step"]) for i in groups[1]["params"]} == {4.0}  # the simplifier: its own steps only
 
 
+def test_a_run_interrupted_in_the_warm_up_resumes_exactly(data, tmp_path, monkeypatch):
+    # In the warm-up the optimiser holds no state for the simplifier yet: the resumed run must create it as the straight one does.
+    options = {"budget": 0.3, "seed": 2, "warmup": 0.5, "cooldown": 1, **FAST}  # 4 warm-up steps
+    straight = train_with_simplification(fresh(), data, **options)
+    ckpt = tmp_path / "warm.ckpt"
+    with interrupted_at(monkeypatch, 2):
+        train_with_simplification(fresh(), data, checkpoint=ckpt, **options)
+    resumed = train_with_simplification(fresh(), data, checkpoint=ckpt, **options)
+    assert resumed.lam == straight.lam and _timeless(resumed.history) == _timeless(straight.history)
+    for net in ("classifier", "simplifier"):
+        for k, v in getattr(straight, net).state_dict().items():
+            assert torch.equal(v, getattr(resumed, net).state_dict()[k]), (net, k)
+
+
 def test_the_simplifier_learning_rate_ramps_up_from_its_first_step(data, tmp_path, monkeypatch):
     # Its AdamW starts from empty moments, whose first updates are the largest: the rate rises over SIMPLIFIER_LR_RAMP of
     # the joint steps from the simplifier's first step, as the classifier's does from the run's.
