@@ -579,6 +579,7 @@ def train_with_simplification(
     # The simplifier waits while the classifier learns the task: the gradient of a still-random
     # classifier only pushes the mask towards the identity, where its sigmoid saturates for good.
     frozen_until = round(settings["warmup"] * cool_from)
+    simplifier_ramp_steps = round(SIMPLIFIER_LR_RAMP * cool_from)
     run_key = _run_key(settings, lam, budget, seed, world, initial_fingerprint, net.config, estimator, data, data_description,
                        normalization, transforms, head)
     run = ResumableRun(checkpoint, run_key, total=total, total_name="epochs", checkpoint_every=checkpoint_every, device=device)
@@ -607,8 +608,7 @@ def train_with_simplification(
         return cosine_decay(settings["lr"], at - ramp, cool_from - ramp)
 
     def simplifier_ramp(at: int) -> float:  # SIMPLIFIER_LR_RAMP: a share of the rate, from the simplifier's first step
-        ramp = round(SIMPLIFIER_LR_RAMP * cool_from)
-        return min(1.0, (at - frozen_until + 1) / ramp) if ramp > 0 else 1.0
+        return min(1.0, (at - frozen_until + 1) / simplifier_ramp_steps) if simplifier_ramp_steps > 0 else 1.0
 
     def close_epoch(step: int) -> bool:
         """History entry of the epoch ``step`` just finished, if not written yet (a resume may have stopped before); True if written."""
