@@ -62,7 +62,7 @@ from ..simplification.heads import head_of_labels, label_accuracy, label_gap, la
 from ..simplification.learned import Simplifier, model_fingerprint
 from ..spaces import Spaces, make_spaces
 from .data import Batches, data_fingerprint, dataset_tensors, labelled_tensors
-from .loop import ResumableRun, check_checkpoint_every, cosine_decay, rank_and_world, settings_key, step_seed
+from .loop import ResumableRun, channels_last_fits, check_checkpoint_every, cosine_decay, rank_and_world, settings_key, step_seed
 
 #: Defaults of :func:`train_with_simplification` (measured choices: README, "Training with simplification").
 JOINT_DEFAULTS: dict[str, Any] = {"epochs": 12, "batch_size": 64, "lr": 2e-3, "margin": 0.0, "warmup": 0.25, "cooldown": 2}
@@ -560,6 +560,7 @@ def train_with_simplification(
     with torch.no_grad():
         n_classes = model.eval()(spaces.to_model(first[:2])).shape[1]  # eval: the probe must not move BatchNorm statistics
     model.train()
+    layout = torch.channels_last if channels_last_fits(model, spaces.to_model(first[:2])) else torch.contiguous_format
     tensors = dataset_tensors(data)
     labels_seen = first_labels if tensors is None else tensors[1]
     if labels_seen.dim() == 2 and labels_seen.shape[1] == 1:  # (N, 1): one label per image, as the batches give it
@@ -570,6 +571,7 @@ def train_with_simplification(
     with seeded(seed):
         net = simplifier if simplifier is not None else Simplifier(in_channels=first.shape[1], binary=True)
     net = net.to(device).train().requires_grad_(True)
+    model, net = model.to(memory_format=layout), net.to(memory_format=layout)  # CHANNELS_LAST: faster convolutions
     joint = _Joint(net, model, spaces)
     optimizer = torch.optim.AdamW([{"params": model.parameters()}, {"params": net.parameters()}], lr=settings["lr"])
     steps_per_epoch = math.ceil(len(data) / (settings["batch_size"] * world))
@@ -650,7 +652,7 @@ def train_with_simplification(
         images, labels = batches(step)
         if tensors is None:  # a map-style Dataset: its labels are seen one batch at a time (tensors were checked whole)
             check_labels(labels, n_classes, "data")
-        images, labels = round_8bit(images.to(device), False), labels.to(device).long()
+        images, labels = round_8bit(images.to(device), False).contiguous(memory_format=layout), labels.to(device).long()
         # The binary mask's coin flips follow from (seed, step, rank): seeded, and a resumed run repeats them.
         torch.manual_seed(step_seed(seed, step, rank, 2))
         if ANNEAL_TO is not None and step >= frozen_until:  # a function of the step: a resumed run samples alike
@@ -676,9 +678,9 @@ def train_with_simplification(
             gate_logits = logits.detach()
             if GATE_ON_THRESHOLD:  # the thresholded image, as evaluation sees it (eval mode: no batch statistics updated)
                 with torch.no_grad():
-                    net.eval()
+                    net.eval()  # the same mask logits, thresholded: the simplifier's forward is not repeated
                     model.eval()
-                    gate_logits = model(spaces.to_model(net(images)))
+                    gate_logits = model(spaces.to_model(net.from_logits(images, mask_logits.detach())))
                     net.train()
                     model.train()
             holds = (label_margin(gate_logits, labels, head) >= settings["margin"]).to(bpd.dtype)
@@ -736,8 +738,8 @@ def train_with_simplification(
     if world > 1:
         for buffer in model.buffers():
             dist.broadcast(buffer, 0)
-    model.eval().requires_grad_(False)
-    net.eval().requires_grad_(False)
+    model = model.to(memory_format=torch.contiguous_format).eval().requires_grad_(False)  # returned in the usual layout
+    net = net.to(memory_format=torch.contiguous_format).eval().requires_grad_(False)
     settings = {**run_key, "processes": world, "training_seconds": round(run.seconds, 1), "torch_threads": torch.get_num_threads(),
                 "n_classes": n_classes, "head": head, "label_rows": labels_seen.dim() == 2}
     if offset is not None:  # the budget check's shift of the mask logits (0: the masks already kept at most the budget)

@@ -359,6 +359,28 @@ def test_the_gate_asks_about_the_thresholded_image(data, monkeypatch):
     assert on_threshold <= flat + 0.1 and on_sample >= on_threshold + 0.15, (on_threshold, on_sample, flat)
 
 
+def test_a_classifier_that_needs_the_contiguous_layout_trains_and_results_come_back_contiguous(data, monkeypatch):
+    # Convolutions train channels-last where the classifier accepts it; one whose forward flattens with ``view`` does
+    # not, and must train as before. Either way the networks come back in the usual layout.
+    class Viewing(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.head = torch.nn.Conv2d(3, 8, 3, stride=4, padding=1), torch.nn.Linear(8 * 8 * 8, 10)
+
+        def forward(self, x):
+            return self.head(torch.relu(self.conv(x)).view(len(x), -1))
+
+    layouts = []
+    real = joint.channels_last_fits
+    monkeypatch.setattr(joint, "channels_last_fits", lambda model, probe: layouts.append(real(model, probe)) or layouts[-1])
+    torch.manual_seed(0)
+    for classifier in (Viewing(), fresh()):
+        result = train_with_simplification(classifier, data, budget=0.5, epochs=1, batch_size=32, cooldown=1)
+        for net in (result.classifier, result.simplifier):
+            assert all(t.is_contiguous() for t in net.state_dict().values())
+    assert layouts == [False, True]
+
+
 def test_a_budget_run_resumes_with_its_lambda(data, val, tmp_path, monkeypatch):
     options = {"budget": 0.3, "val_data": val, "seed": 1, "warmup": 0.0, **FAST}
     straight = train_with_simplification(fresh(), data, **options)

@@ -8,7 +8,9 @@ import signal
 import pytest
 import torch
 
-from simplebits_audit.training.loop import ResumableRun, changed_settings, step_seed
+from simplebits_audit.models import build_architecture
+from simplebits_audit.training import loop
+from simplebits_audit.training.loop import ResumableRun, changed_settings, channels_last_fits, step_seed
 
 SETTINGS = {"lr": 0.1, "seed": 3, "sizes": (2, 3)}
 
@@ -110,3 +112,28 @@ def test_step_seeds_do_not_change():
     assert len({step_seed(0, s, r) for s in range(50) for r in range(4)}) == 200
     with pytest.raises(ValueError, match="checkpoint_every"):
         ResumableRun(None, {}, total=1, checkpoint_every=0)
+
+
+class Viewing(torch.nn.Module):
+    """A classifier whose forward flattens with ``view``: it fails on channels-last activations."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.head = torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Linear(4 * 8 * 8, 2)
+
+    def forward(self, x):
+        return self.head(self.conv(x).view(len(x), -1))
+
+
+def test_channels_last_only_where_the_classifier_answers_alike_and_the_model_is_left_as_it_was(monkeypatch):
+    torch.manual_seed(0)
+    probe = torch.rand(2, 3, 8, 8)
+    small, viewing = build_architecture("smallcnn", 3, 3, 8).train(), Viewing().eval()
+    assert channels_last_fits(small, probe)
+    assert small.training and all(p.is_contiguous() for p in small.parameters())  # a copy was tried, in eval mode
+    assert not channels_last_fits(viewing, probe) and not viewing.training
+    with pytest.raises(RuntimeError):  # what the check guards against (if torch ever accepts this, the test is moot)
+        viewing.to(memory_format=torch.channels_last)(probe.contiguous(memory_format=torch.channels_last))
+    assert not channels_last_fits(small, probe.flatten(2))  # not images
+    monkeypatch.setattr(loop, "CHANNELS_LAST", False)
+    assert not channels_last_fits(small, probe)
