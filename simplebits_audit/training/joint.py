@@ -672,7 +672,8 @@ def train_with_simplification(
             loss = loss + ORIGINALS_WEIGHT * label_loss(logits_o, labels, head)
         bpd, charged, kept = None, 0.0, None
         weight = 0.0 if cooling else (lam or 0.0) if log_lam is None else math.exp(log_lam)
-        if weight > 0:
+        # Through the warm-up the bits term reaches only the simplifier, whose gradients are dropped: not computed.
+        if weight > 0 and (simplifying or not FREEZE_IDLE_SIMPLIFIER):
             bpd = estimator.bpd(simplified)
             # Bits are charged only where the classifier already answers the simplified image by ``margin``.
             gate_logits = logits.detach()

@@ -381,6 +381,20 @@ def test_a_classifier_that_needs_the_contiguous_layout_trains_and_results_come_b
     assert layouts == [False, True]
 
 
+def test_the_warm_up_charges_no_bits_while_the_simplifier_waits(data, monkeypatch):
+    # Through the warm-up the bits term could only move the simplifier, whose gradients are dropped: it is not computed
+    # (a trained classifier, so that the gate would charge most images if it were).
+    classifier = testbeds.load_classifier(TESTBED)
+
+    def charged() -> float:
+        result = train_with_simplification(classifier, data, budget=0.3, warmup=0.9, epochs=1, cooldown=0, batch_size=16)
+        return result.history[-1]["train_charged"]
+
+    assert charged() == 0.0
+    monkeypatch.setattr(joint, "FREEZE_IDLE_SIMPLIFIER", False)  # then the warm-up's gradients reach AdamW's moments: charged
+    assert charged() > 0.5
+
+
 def test_a_budget_run_resumes_with_its_lambda(data, val, tmp_path, monkeypatch):
     options = {"budget": 0.3, "val_data": val, "seed": 1, "warmup": 0.0, **FAST}
     straight = train_with_simplification(fresh(), data, **options)
