@@ -6,7 +6,10 @@ images (``TRAIN_AGREEMENT`` 0.7 plus half the coin flips); its test split shuffl
 the test images of each marker variant prints the accuracy, how often the answer is the marker's
 letter, and the share of the marker's pixels and of the whole image that the simplifier keeps
 unchanged. A classifier that reads only the marker: letter agreement 1.0, accuracy 1.0 with
-consistent and 0.0 with opposite letters.
+consistent and 0.0 with opposite letters. Then what keeping each cue would cost, whatever the
+run: the bits kept (estimator) by an image that keeps only the mask cells (the train job's 16 x 16
+grid, flat mean elsewhere, as a binary simplifier makes it) that touch the opacity, the marker, or
+both, on the test images with an opacity: does the budget leave room for the opacity?
 
     python benchmarks/training_shortcut.py benchmarks/out/tradeoff-radiograph-seed0/radiograph
 """
@@ -18,11 +21,15 @@ import json
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
+from simplebits_audit.estimators import resolve_estimator
 from simplebits_audit.models import build_architecture
 from simplebits_audit.results import TRAIN_SETTINGS_FILE, read_tradeoff, removal_order, strength_name
+from simplebits_audit.simplification.common import round_8bit
+from simplebits_audit.simplification.learned import Simplifier
 from simplebits_audit.testbeds import load
 from simplebits_audit.testbeds.radiograph import VARIANTS, marker_letters
 from simplebits_audit.training.joint import TrainingResult
@@ -62,6 +69,25 @@ def main() -> None:
             table.add_row(*row)
         table.add_section()
     Console(width=150).print(table)
+    Console(width=150).print(cue_costs(variants["correlated"]))
+
+
+def cue_costs(data) -> Table:
+    """Bits kept by images that keep only the grid cells touching the opacity, the marker, or both (images with an opacity)."""
+    estimator, grid = resolve_estimator(None), Simplifier(in_channels=1).config["mask_size"]
+    positive = data.labels.view(-1) == 1
+    x = round_8bit(data.images[positive], False)
+    opacity, marker = (m[positive].float().view(len(x), 1, *x.shape[-2:]) for m in (data.masks, data.aux_masks["marker"]))
+    reference = x.mean((2, 3), keepdim=True).expand_as(x)
+    table = Table("cells kept", "share of the cells", "bits kept", title=f"what keeping a cue costs ({len(x)} test images with an opacity)")
+    with torch.no_grad():
+        original = estimator.bits(x)
+        for name, mask in (("the opacity's", opacity), ("the marker's", marker), ("both", torch.maximum(opacity, marker))):
+            cells = (F.adaptive_max_pool2d(mask, grid) > 0).float()
+            kept = F.interpolate(cells, size=x.shape[-2:], mode="bilinear", align_corners=False)
+            image = round_8bit(kept * x + (1 - kept) * reference, False)
+            table.add_row(name, f"{float(cells.mean()):.3f}", f"{float((estimator.bits(image) / original).mean()):.3f}")
+    return table
 
 
 if __name__ == "__main__":
