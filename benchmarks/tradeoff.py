@@ -108,6 +108,7 @@ def main() -> None:
     parser.add_argument("--budgets", default=None, help="Shares of the bits to keep (default: the library's default budgets).")
     parser.add_argument("--lams", default=None, help="Fixed lambdas instead of budgets.")
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--warmup", type=float, default=None, help="share of the joint steps before the simplifier starts (a diagnostic)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0, help="the train job's seed (data draw, validation images, initialisation)")
     parser.add_argument("--out", type=Path, default=OUT)
@@ -118,7 +119,8 @@ def main() -> None:
     records = {}
     for name in args.testbeds:
         started = time.perf_counter()
-        train_job(name, args.out / name, budgets=args.budgets, lams=args.lams, epochs=args.epochs, seed=args.seed, show_progress=True)
+        train_job(name, args.out / name, budgets=args.budgets, lams=args.lams, epochs=args.epochs, warmup=args.warmup, seed=args.seed,
+                  show_progress=True)
         console.print(f"{name}: done in {(time.perf_counter() - started) / 60:.1f} min (this call; finished lambdas are reloaded)")
         records[name] = read_tradeoff(args.out / name)
     table = Table(

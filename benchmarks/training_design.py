@@ -36,6 +36,7 @@ trains it on markers that name the label in 70 % of the images (a cue that decid
 digit, as the ``radiograph`` marker decides less than the opacity):
 
     python benchmarks/training_design.py --testbed shortcut --train-variant weak --variant budget-0.3
+    python benchmarks/training_design.py --testbed shortcut --train-variant weak --weak-agreement 0.85 --variant budget-0.3
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0, help="the classifier's initialisation and the run's seed (batches, simplifier)")
     parser.add_argument("--train-variant", default=None, help="the train split's variant (shortcut: weak)")
+    parser.add_argument("--weak-agreement", type=float, default=None,
+                        help="shortcut's weak variant: how often the marker names the label (default testbeds.shortcut.WEAK_AGREEMENT)")
     parser.add_argument("--tag", default="", help="appended to the output name (a rerun under changed code must not resume an old run)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -123,11 +126,16 @@ def main() -> None:
             options["margin"] = float(flag[6:])
         else:
             raise SystemExit(f"unknown variant flag {flag!r}")
+    if args.weak_agreement is not None:
+        from simplebits_audit.testbeds import shortcut
+
+        shortcut.WEAK_AGREEMENT = args.weak_agreement
     train, val = testbeds.load(args.testbed, "train", n=args.n, variant=args.train_variant), testbeds.load(args.testbed, "test", n=500)
     torch.manual_seed(args.seed)
     model = build_architecture("smallcnn", len(train.classes), train.images.shape[1], train.images.shape[-1])
     OUT.mkdir(parents=True, exist_ok=True)
     testbed = f"{args.testbed}-{args.train_variant}" if args.train_variant else args.testbed
+    testbed += f"{args.weak_agreement:g}" if args.weak_agreement is not None else ""
     name = f"{testbed}-{args.variant}" + (f"-e{args.epochs}" if args.epochs else "") + (f"-{args.tag}" if args.tag else "")
     name += f"-seed{args.seed}" if args.seed else ""
     started = time.perf_counter()

@@ -9,7 +9,10 @@ unchanged. A classifier that reads only the marker: letter agreement 1.0, accura
 consistent and 0.0 with opposite letters. Then what keeping each cue would cost, whatever the
 run: the bits kept (estimator) by an image that keeps only the mask cells (the train job's 16 x 16
 grid, flat mean elsewhere, as a binary simplifier makes it) that touch the opacity, the marker, or
-both, on the test images with an opacity: does the budget leave room for the opacity?
+both, on the test images with an opacity: does the budget leave room for the opacity? And what
+the reference run's classifier (budget 1) needs: the per-image engine (``simplify``, defaults) on
+its decisions, with the markers as in training and with none: the bits kept, and how much of the
+kept mask lies on the opacity and on the marker.
 
     python benchmarks/training_shortcut.py benchmarks/out/tradeoff-radiograph-seed0/radiograph
 """
@@ -28,6 +31,7 @@ from rich.table import Table
 from simplebits_audit.estimators import resolve_estimator
 from simplebits_audit.models import build_architecture
 from simplebits_audit.results import TRAIN_SETTINGS_FILE, read_tradeoff, removal_order, strength_name
+from simplebits_audit.simplification import simplify
 from simplebits_audit.simplification.common import round_8bit
 from simplebits_audit.simplification.learned import Simplifier
 from simplebits_audit.testbeds import load
@@ -41,6 +45,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=300, help="test images per variant")
     parser.add_argument("--seed", type=int, default=1, help="the test images' seed (the train job validates on seed + 1)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--engine-images", type=int, default=64, help="test images with an opacity for the per-image engine, per variant")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     settings = json.loads((args.run / TRAIN_SETTINGS_FILE).read_text())
@@ -70,6 +75,31 @@ def main() -> None:
         table.add_section()
     Console(width=150).print(table)
     Console(width=150).print(cue_costs(variants["correlated"]))
+    reference = min(record["points"], key=removal_order)
+    network = build_architecture(settings["arch"], record["settings"]["n_classes"], shape[0], shape[-1])
+    classifier = TrainingResult.load(args.run / strength_name(reference["lam"], reference["budget"]), network).classifier
+    Console(width=150).print(reference_needs(classifier, variants, args.engine_images))
+
+
+def reference_needs(classifier, variants, n: int) -> Table:
+    """The per-image engine on the reference classifier's decisions: bits kept, and the kept mask on the opacity and the marker."""
+    table = Table("markers", "images", "decision kept", "bits kept", "mask kept on the opacity", "on the marker", "on the whole image",
+                  title=f"what the reference classifier needs (per-image engine, {n} test images with an opacity per variant)")
+    for variant in ("correlated", "absent"):
+        data = variants[variant]
+        positive = torch.nonzero(data.labels.view(-1) == 1)[:n, 0]
+        result = simplify(classifier, data.images[positive])
+        size = (len(positive), 1, *data.images.shape[-2:])
+        opacity, marker = data.masks[positive].view(size).float(), data.aux_masks["marker"][positive].view(size).float()
+        table.add_row(variant, str(len(positive)), f"{float(result.kept.float().mean()):.1%}",
+                      f"{float((result.bits_after / result.bits_before).mean()):.3f}", share_on(result.mask, opacity),
+                      share_on(result.mask, marker), f"{float(result.mask.mean()):.3f}")
+    return table
+
+
+def share_on(mask: torch.Tensor, region: torch.Tensor) -> str:
+    """The mean of ``mask`` over ``region``'s pixels ('' when the region is empty)."""
+    return f"{float((mask * region).sum() / region.sum()):.3f}" if bool(region.any()) else ""
 
 
 def cue_costs(data) -> Table:
