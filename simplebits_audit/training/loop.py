@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 #: Convolutional networks train in the channels-last memory layout where the classifier accepts it: a joint step of the
-#: SmallCNN and the simplifier ran 1.3x (32 px, 3 channels) to 1.5x (128 px, 1 channel) faster on CPU, on 1 or 2 threads
+#: SmallCNN and the simplifier ran 1.2x (32 px, 3 channels) to 1.3-1.4x (128 px, 1 channel) faster on one CPU thread
 #: (``benchmarks/training_speed.py``). False: the contiguous layout, as before 2026-12-03.
 CHANNELS_LAST = True
 
