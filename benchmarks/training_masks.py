@@ -43,11 +43,11 @@ from simplebits_audit.training.joint import TrainingResult
 
 
 def bayer(size: int) -> torch.Tensor:
-    """An ordered-dither threshold matrix (size, size) with values (k + 0.5) / size**2, size a power of 2."""
+    """An ordered-dither threshold matrix (size, size) in (0, 1): a Bayer matrix of the next power of 2, cropped."""
     m = torch.zeros(1, 1)
     while m.shape[0] < size:
         m = torch.cat([torch.cat([4 * m, 4 * m + 2], 1), torch.cat([4 * m + 3, 4 * m + 1], 1)], 0)
-    return (m + 0.5) / m.numel()
+    return ((m + 0.5) / m.numel())[:size, :size]
 
 
 @dataclass

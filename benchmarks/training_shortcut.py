@@ -7,9 +7,9 @@ the test images of each marker variant prints the accuracy, how often the answer
 letter, and the share of the marker's pixels and of the whole image that the simplifier keeps
 unchanged. A classifier that reads only the marker: letter agreement 1.0, accuracy 1.0 with
 consistent and 0.0 with opposite letters. Then what keeping each cue would cost, whatever the
-run: the bits kept (estimator) by an image that keeps only the mask cells (the train job's 16 x 16
-grid, flat mean elsewhere, as a binary simplifier makes it) that touch the opacity, the marker, or
-both, on the test images with an opacity: does the budget leave room for the opacity? And what
+run: the bits kept (estimator) by an image that keeps only the mask cells (the grid of the
+reference run's simplifier, 16 x 16 by default; flat mean elsewhere, as a binary simplifier makes
+it) that touch the opacity, the marker, or both, on the test images with an opacity: does the budget leave room for the opacity? And what
 the reference run's classifier (budget 1) needs: the per-image engine (``simplify``, defaults) on
 its decisions, with the markers as in training and with none: the bits kept, and how much of the
 kept mask lies on the opacity and on the marker.
@@ -33,7 +33,6 @@ from simplebits_audit.models import build_architecture
 from simplebits_audit.results import TRAIN_SETTINGS_FILE, read_tradeoff, removal_order, strength_name
 from simplebits_audit.simplification import simplify
 from simplebits_audit.simplification.common import round_8bit
-from simplebits_audit.simplification.learned import Simplifier
 from simplebits_audit.testbeds import load
 from simplebits_audit.testbeds.radiograph import VARIANTS, marker_letters
 from simplebits_audit.training.joint import TrainingResult
@@ -74,10 +73,11 @@ def main() -> None:
             table.add_row(*row)
         table.add_section()
     Console(width=150).print(table)
-    Console(width=150).print(cue_costs(variants["correlated"]))
     reference = min(record["points"], key=removal_order)
     network = build_architecture(settings["arch"], record["settings"]["n_classes"], shape[0], shape[-1])
-    classifier = TrainingResult.load(args.run / strength_name(reference["lam"], reference["budget"]), network).classifier
+    reference_run = TrainingResult.load(args.run / strength_name(reference["lam"], reference["budget"]), network)
+    Console(width=150).print(cue_costs(variants["correlated"], reference_run.simplifier.config["mask_size"]))
+    classifier = reference_run.classifier
     Console(width=150).print(reference_needs(classifier, variants, args.engine_images))
 
 
@@ -102,9 +102,9 @@ def share_on(mask: torch.Tensor, region: torch.Tensor) -> str:
     return f"{float((mask * region).sum() / region.sum()):.3f}" if bool(region.any()) else ""
 
 
-def cue_costs(data) -> Table:
-    """Bits kept by images that keep only the grid cells touching the opacity, the marker, or both (images with an opacity)."""
-    estimator, grid = resolve_estimator(None), Simplifier(in_channels=1).config["mask_size"]
+def cue_costs(data, grid: int) -> Table:
+    """Bits kept by images that keep only the ``grid`` x ``grid`` cells touching the opacity, the marker, or both (with an opacity)."""
+    estimator = resolve_estimator(None)
     positive = data.labels.view(-1) == 1
     x = round_8bit(data.images[positive], False)
     opacity, marker = (m[positive].float().view(len(x), 1, *x.shape[-2:]) for m in (data.masks, data.aux_masks["marker"]))

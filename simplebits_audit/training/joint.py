@@ -560,7 +560,6 @@ def train_with_simplification(
     with torch.no_grad():
         n_classes = model.eval()(spaces.to_model(first[:2])).shape[1]  # eval: the probe must not move BatchNorm statistics
     model.train()
-    layout = torch.channels_last if channels_last_fits(model, spaces.to_model(first[:2])) else torch.contiguous_format
     tensors = dataset_tensors(data)
     labels_seen = first_labels if tensors is None else tensors[1]
     if labels_seen.dim() == 2 and labels_seen.shape[1] == 1:  # (N, 1): one label per image, as the batches give it
@@ -571,7 +570,13 @@ def train_with_simplification(
     with seeded(seed):
         net = simplifier if simplifier is not None else Simplifier(in_channels=first.shape[1], binary=True)
     net = net.to(device).train().requires_grad_(True)
-    model, net = model.to(memory_format=layout), net.to(memory_format=layout)  # CHANNELS_LAST: faster convolutions
+    fast = channels_last_fits(model, first[:2], spaces.to_model)  # CHANNELS_LAST: faster convolutions where the classifier allows
+    if world > 1:  # every process must train in one layout (DistributedDataParallel compares the parameters' strides)
+        agreed = torch.tensor(int(fast), device=device)
+        dist.all_reduce(agreed, op=dist.ReduceOp.MIN)
+        fast = bool(agreed)
+    layout = torch.channels_last if fast else torch.contiguous_format
+    model, net = model.to(memory_format=layout), net.to(memory_format=layout)
     joint = _Joint(net, model, spaces)
     optimizer = torch.optim.AdamW([{"params": model.parameters()}, {"params": net.parameters()}], lr=settings["lr"])
     steps_per_epoch = math.ceil(len(data) / (settings["batch_size"] * world))
@@ -629,12 +634,24 @@ def train_with_simplification(
         sums = {}
         return True
 
+    def settle_layout(step: int) -> None:
+        """From the joint epochs' end on, the layout the networks are returned in.
+
+        The budget check, the cooldown and the last scores then see exactly the masks and logits returned (a layout
+        changes float rounding, and the check leaves cells within about 1e-6 of the threshold).
+        """
+        nonlocal layout
+        if step >= cool_from and layout != torch.contiguous_format:
+            layout = torch.contiguous_format
+            model.to(memory_format=layout), net.to(memory_format=layout)
+
     def boundary(step: int) -> bool:
         """At the joint epochs' end the budget check (once: its offset is checkpointed), then :func:`close_epoch`.
 
         The check comes first, so that the epoch's scores (the last ones with ``cooldown=0``) are those of the masks returned.
         """
         nonlocal offset
+        settle_layout(step)
         checked = False
         if BUDGET_PROJECTION and log_lam is not None and step == cool_from and offset is None:
             offset = budget_offset(net, batches.spread(BUDGET_CHECK_IMAGES), budget, estimator, batch_size=settings["batch_size"])
@@ -649,6 +666,7 @@ def train_with_simplification(
 
     def take_step(step: int) -> str:
         nonlocal sums, log_lam
+        settle_layout(step)  # a run resumed in the cooldown
         images, labels = batches(step)
         if tensors is None:  # a map-style Dataset: its labels are seen one batch at a time (tensors were checked whole)
             check_labels(labels, n_classes, "data")
@@ -739,10 +757,11 @@ def train_with_simplification(
     if world > 1:
         for buffer in model.buffers():
             dist.broadcast(buffer, 0)
-    model = model.to(memory_format=torch.contiguous_format).eval().requires_grad_(False)  # returned in the usual layout
-    net = net.to(memory_format=torch.contiguous_format).eval().requires_grad_(False)
+    settle_layout(total)  # a run that was already finished, or ended without a boundary there
+    model.eval().requires_grad_(False)
+    net.eval().requires_grad_(False)
     settings = {**run_key, "processes": world, "training_seconds": round(run.seconds, 1), "torch_threads": torch.get_num_threads(),
-                "n_classes": n_classes, "head": head, "label_rows": labels_seen.dim() == 2}
+                "n_classes": n_classes, "head": head, "label_rows": labels_seen.dim() == 2, "channels_last": fast}
     if offset is not None:  # the budget check's shift of the mask logits (0: the masks already kept at most the budget)
         settings["budget_offset"] = offset
     if budget is not None:  # the lambda the budget settled on

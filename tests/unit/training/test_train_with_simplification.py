@@ -372,13 +372,32 @@ def test_a_classifier_that_needs_the_contiguous_layout_trains_and_results_come_b
 
     layouts = []
     real = joint.channels_last_fits
-    monkeypatch.setattr(joint, "channels_last_fits", lambda model, probe: layouts.append(real(model, probe)) or layouts[-1])
+    monkeypatch.setattr(joint, "channels_last_fits", lambda *args: layouts.append(real(*args)) or layouts[-1])
     torch.manual_seed(0)
     for classifier in (Viewing(), fresh()):
         result = train_with_simplification(classifier, data, budget=0.5, epochs=1, batch_size=32, cooldown=1)
         for net in (result.classifier, result.simplifier):
             assert all(t.is_contiguous() for t in net.state_dict().values())
+        assert all(p.is_contiguous() for p in classifier.parameters())  # the caller's module keeps its layout
+        assert result.settings["channels_last"] is layouts[-1]
     assert layouts == [False, True]
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_the_gates_image_from_the_steps_mask_logits_is_the_thresholded_image(binary):
+    # The gate thresholds the mask logits of the step's own (training-mode) forward instead of running the simplifier again:
+    # the same image only while the simplifier has no training-only layers besides its sampling.
+    from simplebits_audit.simplification.common import round_8bit
+    from simplebits_audit.simplification.learned import Simplifier
+
+    torch.manual_seed(0)
+    net = Simplifier(in_channels=3, binary=binary, mask_init=0.5).train()
+    net.temperature = 0.3
+    torch.nn.init.normal_(net.head.weight, std=0.5)  # logits that vary across the cells
+    images = round_8bit(torch.rand(4, 3, 32, 32), False)
+    _, mask_logits = net.simplify_with_logits(images)
+    net.eval()
+    assert torch.equal(net.from_logits(images, mask_logits.detach()), net(images))
 
 
 def test_the_warm_up_charges_no_bits_while_the_simplifier_waits(data, monkeypatch):

@@ -129,11 +129,16 @@ def test_channels_last_only_where_the_classifier_answers_alike_and_the_model_is_
     torch.manual_seed(0)
     probe = torch.rand(2, 3, 8, 8)
     small, viewing = build_architecture("smallcnn", 3, 3, 8).train(), Viewing().eval()
+    small.features[1].eval()  # a submodule left in eval mode on purpose: the check must not switch it
+    before = {k: v.clone() for k, v in small.state_dict().items()}
     assert channels_last_fits(small, probe)
-    assert small.training and all(p.is_contiguous() for p in small.parameters())  # a copy was tried, in eval mode
+    assert small.training and not small.features[1].training and all(p.is_contiguous() for p in small.parameters())
+    assert all(torch.equal(v, before[k]) for k, v in small.state_dict().items())  # no BatchNorm statistics moved
     assert not channels_last_fits(viewing, probe) and not viewing.training
     with pytest.raises(RuntimeError):  # what the check guards against (if torch ever accepts this, the test is moot)
         viewing.to(memory_format=torch.channels_last)(probe.contiguous(memory_format=torch.channels_last))
+    patchify = lambda x: x.view(len(x), -1).view(x.shape)  # noqa: E731 (a transform that needs the contiguous layout)
+    assert not channels_last_fits(small, probe, patchify)  # the transform runs inside the trial
     assert not channels_last_fits(small, probe.flatten(2))  # not images
     monkeypatch.setattr(loop, "CHANNELS_LAST", False)
     assert not channels_last_fits(small, probe)
