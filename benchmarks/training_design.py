@@ -52,7 +52,7 @@ from simplebits_audit import testbeds
 from simplebits_audit.codecs import codec_bits
 from simplebits_audit.estimators import resolve_estimator
 from simplebits_audit.models import build_architecture
-from simplebits_audit.testbeds import DESIGN_TESTBEDS
+from simplebits_audit.testbeds import DESIGN_TESTBEDS, shortcut
 from simplebits_audit.training import joint
 
 OUT = Path(__file__).parent / "out" / "training_design"
@@ -127,8 +127,6 @@ def main() -> None:
         else:
             raise SystemExit(f"unknown variant flag {flag!r}")
     if args.weak_agreement is not None:
-        from simplebits_audit.testbeds import shortcut
-
         shortcut.WEAK_AGREEMENT = args.weak_agreement
     train, val = testbeds.load(args.testbed, "train", n=args.n, variant=args.train_variant), testbeds.load(args.testbed, "test", n=500)
     torch.manual_seed(args.seed)

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
@@ -58,16 +57,15 @@ class Images:
     labels: torch.Tensor
     head: str
     classifier: torch.nn.Module
-    reference: torch.Tensor
+    simplifier: Simplifier
     original_bits: torch.Tensor
     estimator: object
 
 
 def score(images: Images, cells: torch.Tensor) -> str:
     """Accuracy / bits kept / share of cells kept of the images simplified by a binary cell mask (N, 1, h, w)."""
-    x = images.x
-    m = F.interpolate(cells, size=x.shape[-2:], mode="bilinear", align_corners=False)
-    simplified = round_8bit(m * x + (1 - m) * images.reference, False)
+    # the simplifier's own upsampling and reference (eval mode: the logits +-1 are thresholded to the cells)
+    simplified = images.simplifier.from_logits(images.x, 2 * cells - 1)
     accuracy = float(label_accuracy(images.classifier(simplified), images.labels, images.head).float().mean())
     kept = float((images.estimator.bits(simplified) / images.original_bits).mean())
     return f"{accuracy:.1%} / {kept:.3f} / {float(cells.mean()):.3f}"
@@ -104,7 +102,7 @@ def main() -> None:
         x = round_8bit(data.images, False)
         with torch.no_grad():
             logits = simplifier.mask_logits(x)
-            images = Images(x, labels, head, classifier, simplifier.reference(x), estimator.bits(x), estimator)
+            images = Images(x, labels, head, classifier, simplifier, estimator.bits(x), estimator)
 
             p = torch.sigmoid(logits / temperature)
             torch.manual_seed(0)

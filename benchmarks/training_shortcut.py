@@ -33,6 +33,7 @@ from simplebits_audit.models import build_architecture
 from simplebits_audit.results import TRAIN_SETTINGS_FILE, read_tradeoff, removal_order, strength_name
 from simplebits_audit.simplification import simplify
 from simplebits_audit.simplification.common import round_8bit
+from simplebits_audit.simplification.learned import Simplifier
 from simplebits_audit.testbeds import load
 from simplebits_audit.testbeds.radiograph import VARIANTS, marker_letters
 from simplebits_audit.training.joint import TrainingResult
@@ -76,7 +77,7 @@ def main() -> None:
     reference = min(record["points"], key=removal_order)
     network = build_architecture(settings["arch"], record["settings"]["n_classes"], shape[0], shape[-1])
     reference_run = TrainingResult.load(args.run / strength_name(reference["lam"], reference["budget"]), network)
-    Console(width=150).print(cue_costs(variants["correlated"], reference_run.simplifier.config["mask_size"]))
+    Console(width=150).print(cue_costs(variants["correlated"], reference_run.simplifier))
     classifier = reference_run.classifier
     Console(width=150).print(reference_needs(classifier, variants, args.engine_images))
 
@@ -102,20 +103,18 @@ def share_on(mask: torch.Tensor, region: torch.Tensor) -> str:
     return f"{float((mask * region).sum() / region.sum()):.3f}" if bool(region.any()) else ""
 
 
-def cue_costs(data, grid: int) -> Table:
-    """Bits kept by images that keep only the ``grid`` x ``grid`` cells touching the opacity, the marker, or both (with an opacity)."""
-    estimator = resolve_estimator(None)
+def cue_costs(data, simplifier: Simplifier) -> Table:
+    """Bits kept by images that keep only ``simplifier``'s mask cells touching the opacity, the marker, or both (with an opacity)."""
+    estimator, grid = resolve_estimator(None), simplifier.config["mask_size"]
     positive = data.labels.view(-1) == 1
     x = round_8bit(data.images[positive], False)
     opacity, marker = (m[positive].float().view(len(x), 1, *x.shape[-2:]) for m in (data.masks, data.aux_masks["marker"]))
-    reference = x.mean((2, 3), keepdim=True).expand_as(x)
     table = Table("cells kept", "share of the cells", "bits kept", title=f"what keeping a cue costs ({len(x)} test images with an opacity)")
     with torch.no_grad():
         original = estimator.bits(x)
         for name, mask in (("the opacity's", opacity), ("the marker's", marker), ("both", torch.maximum(opacity, marker))):
             cells = (F.adaptive_max_pool2d(mask, grid) > 0).float()
-            kept = F.interpolate(cells, size=x.shape[-2:], mode="bilinear", align_corners=False)
-            image = round_8bit(kept * x + (1 - kept) * reference, False)
+            image = simplifier.eval().from_logits(x, 2 * cells - 1)  # its own upsampling and reference; +-1 thresholds to the cells
             table.add_row(name, f"{float(cells.mean()):.3f}", f"{float((estimator.bits(image) / original).mean()):.3f}")
     return table
 
