@@ -22,6 +22,7 @@ testbeds). Runs resume (the train job's folders under ``benchmarks/out/tradeoff/
     python benchmarks/tradeoff.py                                  # 3 report testbeds x 4 budgets, ~1.3 hours on 2 cores
     python benchmarks/tradeoff.py --testbeds blended-digits --lams 0,1
     python benchmarks/tradeoff.py --budgets 1,0.3 --seed 1 --out benchmarks/out/tradeoff-seed1   # another draw
+    python benchmarks/tradeoff.py --testbeds radiograph --budgets 1,0.3 --reference mosaic --out benchmarks/out/tradeoff-rad-mosaic
     python benchmarks/tradeoff.py --figure docs/tradeoff.png       # after a run: curves and examples
 """
 
@@ -108,6 +109,8 @@ def main() -> None:
     parser.add_argument("--budgets", default=None, help="Shares of the bits to keep (default: the library's default budgets).")
     parser.add_argument("--lams", default=None, help="Fixed lambdas instead of budgets.")
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--reference", default=None,
+                        help="what a removed mask cell becomes (the train job's reference; default the simplifier's)")
     parser.add_argument("--warmup", type=float, default=None, help="share of the joint steps before the simplifier starts (a diagnostic)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0, help="the train job's seed (data draw, validation images, initialisation)")
@@ -119,7 +122,8 @@ def main() -> None:
     records = {}
     for name in args.testbeds:
         started = time.perf_counter()
-        train_job(name, args.out / name, budgets=args.budgets, lams=args.lams, epochs=args.epochs, warmup=args.warmup, seed=args.seed,
+        train_job(name, args.out / name, budgets=args.budgets, lams=args.lams, epochs=args.epochs, warmup=args.warmup,
+                  reference=args.reference, seed=args.seed,
                   show_progress=True)
         console.print(f"{name}: done in {(time.perf_counter() - started) / 60:.1f} min (this call; finished lambdas are reloaded)")
         records[name] = read_tradeoff(args.out / name)

@@ -132,6 +132,9 @@ def train(
     cooldown: int | None = typer.Option(
         None, help="Epochs after --epochs in which only the classifier trains, on the frozen simplifier's thresholded "
         "images (default {library:train.cooldown}; 0: none)."),
+    reference: str | None = typer.Option(None,
+        help="What a removed mask cell becomes: mean (the image's mean colour), blur, grey or mosaic (its cell's mean colour: "
+        "for large images whose finding is a change of brightness, such as radiographs) (default {library:train.reference})."),
     val_share: float | None = typer.Option(None,
         help="Share of a folder or CSV held out for validation (default {library:train.val_share})."),
     testbed_n: int | None = typer.Option(None, help="Training images when DATA is a testbed (default: its train size)."),
@@ -156,7 +159,7 @@ def train(
     from simplebits_audit.results import REPORT_FILE, strength_label
 
     training = TrainOptions(**given(arch=arch, budgets=budget, lams=lam, epochs=epochs, batch_size=batch_size, lr=lr, margin=margin,
-                                       cooldown=cooldown))
+                                       cooldown=cooldown, reference=reference))
     record = train_job(data, out, training=training, run=run_options(process_device()), preprocessing=prep, estimator=estimator,
                        testbed_n=testbed_n, val_n=val_n, **given(val_share=val_share))
     if not is_main_process():

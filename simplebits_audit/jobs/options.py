@@ -41,6 +41,7 @@ from ..explainers import ATTRIBUTIONS, SIMPLEBITS
 from ..metrics import FRACTIONS
 from ..preprocessing import Preprocessing
 from ..simplification import Simplifier
+from ..simplification.config import REFERENCES
 from ..simplification.heads import check_head
 from ..training.condensation import condense_settings
 from ..training.joint import DEFAULT_BUDGETS, JOINT_DEFAULTS, check_strengths, check_training_settings
@@ -257,11 +258,15 @@ class TrainOptions:
     epochs, batch_size, lr, margin, warmup, cooldown : optional
         As :func:`~simplebits_audit.training.train_with_simplification`; None:
         :data:`~simplebits_audit.training.JOINT_DEFAULTS`.
+    reference : str, optional
+        The simple image a removed mask cell takes (:class:`~simplebits_audit.Simplifier`'s
+        ``reference``: ``"mean"``, ``"blur"``, ``"grey"`` or ``"mosaic"``); None: the simplifier's default.
 
     Raises
     ------
     ValueError
-        Bad budgets or lambdas (naming ``budget`` / ``lam``), both given, or bad training settings.
+        Bad budgets or lambdas (naming ``budget`` / ``lam``), both given, bad training settings, or
+        an unknown ``reference``.
     """
 
     #: the keyword a job takes this group as
@@ -276,8 +281,11 @@ class TrainOptions:
     margin: float | None = None
     warmup: float | None = None
     cooldown: int | None = None
+    reference: str | None = None
 
     def __post_init__(self) -> None:
+        if self.reference is not None and self.reference not in REFERENCES:
+            raise ValueError(f"reference: expected one of {REFERENCES}, got {self.reference!r}")
         lams, budgets = parse_strengths(self.lams, "lam"), parse_strengths(self.budgets, "budget")
         check_strengths(lams, budgets)
         if lams is None and budgets is None:

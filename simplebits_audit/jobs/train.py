@@ -41,7 +41,7 @@ from .sources import hold_out, load_labelled, open_source
 #: Validation images of a testbed (its test split) and the most held out of a folder or CSV.
 VAL_IMAGES = 500
 #: Settings that must agree for a rerun to resume (the budgets or lambdas may change: finished runs are reused, new ones trained).
-RESUME_SETTINGS = ("data", "arch", *JOINT_DEFAULTS, "estimator", "seed", "val_share", "testbed_n", "val_n", "preprocessing")
+RESUME_SETTINGS = ("data", "arch", *JOINT_DEFAULTS, "reference", "estimator", "seed", "val_share", "testbed_n", "val_n", "preprocessing")
 
 
 @torch.no_grad()
@@ -156,7 +156,8 @@ def train_job(
         train_items, val_items = hold_out(train_source.items, val_share, val_images)
     class_names = train_source.class_names
     settings = {
-        "data": str(data), "arch": arch, "budgets": budgets, "lams": lams, **joint_settings, "estimator": estimator or "default",
+        "data": str(data), "arch": arch, "budgets": budgets, "lams": lams, **joint_settings, "reference": training.reference,
+        "estimator": estimator or "default",
         "seed": seed, "val_share": val_share, "testbed_n": testbed_n, "val_n": val_n, "preprocessing": dataclasses.asdict(preprocessing),
         "class_names": class_names,
     }
@@ -179,6 +180,7 @@ def train_job(
         curve = tradeoff(
             lambda: build_architecture(arch, n_classes, channels, size), (train_x, train_y), lams, budgets=budgets, val_data=(val_x, val_y),
             directory=out, seed=seed, show_progress=run.show_progress, estimator=est, **joint_settings,
+            simplifier_config={"reference": training.reference} if training.reference is not None else None,
             normalization=preprocessing.normalization, device=device,
             # A testbed names its split: radiograph runs before 2026-12-01 trained on its test split under the same words.
             data_description=f"{train_source.name}{' train split' if testbed_data else ''}: {len(train_x)} training images, seed {seed}",

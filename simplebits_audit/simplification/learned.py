@@ -62,7 +62,7 @@ class Simplifier(nn.Module):
         upsampled bilinearly, like the mask engine's.
     width : int
         Channels of the network's first layer (the others have twice as many).
-    reference : {"mean", "blur", "grey"}
+    reference : {"mean", "blur", "grey", "mosaic"}
         The simple image the mask blends towards (:func:`~simplebits_audit.simplification.mask.reference_image`).
     mask_init : float
         The mask's value everywhere before training, in (0, 1). Near 1 (the default, 0.9) training

@@ -144,7 +144,7 @@ def test_colour_map_of_single_channel_images_is_refused(bright_dark_model, photo
     assert calls == []
 
 
-@pytest.mark.parametrize("reference", ["grey", "blur"])
+@pytest.mark.parametrize("reference", ["grey", "blur", "mosaic"])
 def test_retained_map_uses_the_engines_reference(sb, photos16, reference):
     """``retained`` is m * |x - r| with r the reference the mask engine blended towards (it was always the mean colour)."""
     from simplebits_audit.simplification.mask import reference_image

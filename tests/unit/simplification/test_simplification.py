@@ -253,3 +253,21 @@ def test_latent_parameterization_refuses_shapes_its_glow_cannot_take(bright_dark
         simplify(lambda x: bright_dark_model(x.expand(-1, 3, -1, -1)), photos16[:2, :1], parameterization="latent", estimator="glow")
     with pytest.raises(ValueError, match="multiples of 8"):
         simplify(bright_dark_model, photos16[:2, :, :12, :12], parameterization="latent", estimator="glow")
+
+
+def test_the_mosaic_reference_is_each_cells_mean_colour():
+    # reference="mosaic": each cell of a MOSAIC_CELLS x MOSAIC_CELLS grid takes its mean colour (8-bit), so a removed cell
+    # keeps its coarse brightness; an image no larger than the grid is its own mosaic.
+    from simplebits_audit.simplification.mask import MOSAIC_CELLS, reference_image
+
+    torch.manual_seed(0)
+    x = torch.round(torch.rand(2, 3, 4 * MOSAIC_CELLS, 4 * MOSAIC_CELLS) * 255) / 255
+    ref = reference_image(x, "mosaic")
+    cell_means = torch.nn.functional.avg_pool2d(x, 4)
+    assert ref.shape == x.shape and torch.equal(ref, torch.round(ref * 255) / 255)
+    torch.testing.assert_close(ref[..., ::4, ::4], cell_means, atol=0.5 / 255 + 1e-6, rtol=0)  # 8-bit rounding
+    assert torch.equal(ref, ref[..., ::4, ::4].repeat_interleave(4, -2).repeat_interleave(4, -1))  # constant on each cell
+    small = x[..., :MOSAIC_CELLS, :MOSAIC_CELLS]
+    assert torch.equal(reference_image(small, "mosaic"), small)
+    with pytest.raises(ValueError, match="reference"):
+        reference_image(x, "mosaics")

@@ -546,9 +546,23 @@ def test_cli_train_writes_models_curve_and_report_and_resumes(tmp_path):
     (out / "report.html").unlink()
     res = run_cli("report", str(out), env=ENV)
     assert res.returncode == 0 and (out / "report.html").is_file()
-    for bad, word in ((["--lam", "0,-1"], "lam"), (["--lam", "x"], "lam"), (["--arch", "nope"], "arch")):
+    bad_options = ((["--lam", "0,-1"], "lam"), (["--lam", "x"], "lam"), (["--arch", "nope"], "arch"),
+                   (["--reference", "noise"], "reference"))
+    for bad, word in bad_options:
         res = run_cli("train", TESTBED, "--out", str(tmp_path / "bad"), "--testbed-n", "16", "--val-n", "8", *bad, env=ENV)
         assert res.returncode == 2 and word in res.stderr, res.stderr
+
+
+def test_the_train_job_gives_its_simplifiers_the_reference_and_resumes_only_with_it(tmp_path):
+    # TrainOptions.reference: every run's new simplifier blends towards it; a folder trained with one is not resumed with another.
+    from simplebits_audit.jobs.train import train_job
+
+    out = tmp_path / "run"
+    small = {"epochs": 1, "batch_size": 16, "testbed_n": 32, "val_n": 16}
+    train_job(TESTBED, out, budgets="0.3", reference="mosaic", **small)
+    assert json.loads((out / "budget-0.3" / "history.json").read_text())["settings"]["simplifier"]["reference"] == "mosaic"
+    with pytest.raises(ValueError, match="reference"):
+        train_job(TESTBED, out, budgets="0.3", **small)
 
 
 def test_train_report_escapes_user_strings(tmp_path):
