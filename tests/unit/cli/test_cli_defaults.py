@@ -28,7 +28,7 @@ from simplebits_audit.jobs.demo import run_demo
 from simplebits_audit.jobs.options import CondenseOptions, ExplainOptions, ModelOptions, TrainOptions, default
 from simplebits_audit.jobs.simplifier import train_simplifier_job
 from simplebits_audit.jobs.train import VAL_IMAGES, train_job
-from simplebits_audit.simplification import simplify
+from simplebits_audit.simplification import Simplifier, simplify
 from simplebits_audit.simplification.engine import ENGINE_DEFAULTS
 from simplebits_audit.training import (
     CONDENSE_DEFAULTS,
@@ -67,7 +67,8 @@ EXPECTED = {
                         "--crop-size": _config("crop_size"), "--lr": _config("lr"), "--checkpoint-every": _config("checkpoint_every")},
     "train": {"--arch": default(TrainOptions, "arch"), "--budget": DEFAULT_BUDGETS, "--epochs": JOINT_DEFAULTS["epochs"],
               "--batch-size": JOINT_DEFAULTS["batch_size"], "--lr": JOINT_DEFAULTS["lr"], "--margin": JOINT_DEFAULTS["margin"],
-              "--cooldown": JOINT_DEFAULTS["cooldown"], "--val-share": _default(train_job, "val_share"), "--val-n": VAL_IMAGES},
+              "--cooldown": JOINT_DEFAULTS["cooldown"], "--reference": _default(Simplifier, "reference"),
+              "--val-share": _default(train_job, "val_share"), "--val-n": VAL_IMAGES},
     "condense": {"--ipc": _default(condense_settings, "images_per_class"), "--lam": CONDENSE_DEFAULTS["lam"],
                  "--outer-steps": CONDENSE_DEFAULTS["outer_steps"], "--arch": _default(condense_settings, "arch"),
                  "--held-out": _default(run_condense, "held_out"), "--baselines": default(CondenseOptions, "baselines"),
@@ -186,7 +187,7 @@ def calls(monkeypatch):
      ["select", "explain", "attribution", "batch_size", "predict_batch_size", "head", "threshold"], []),
     (["train-simplifier", "data", "-m", "m.ts"], "train_simplifier_job",
      ["held_out", "head", "threshold"], ["lam", "margin", "steps", "batch_size"]),
-    (["train", "data"], "train_job", ["arch", "lams", "val_share"], ["epochs", "batch_size", "lr", "margin", "val_n"]),
+    (["train", "data"], "train_job", ["arch", "lams", "val_share"], ["epochs", "batch_size", "lr", "margin", "val_n", "reference"]),
     (["condense", "data"], "run_condense",
      ["images_per_class", "arch", "held_out", "baselines"], ["lam", "outer_steps", "n_models", "epochs"]),
     (["demo"], "run_demo", ["out"], []),
