@@ -29,6 +29,7 @@ one parameter of the group in :mod:`simplebits_audit.cli.options`).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -286,6 +287,8 @@ class TrainOptions:
     def __post_init__(self) -> None:
         if self.reference is not None and self.reference not in REFERENCES:
             raise ValueError(f"reference: expected one of {REFERENCES}, got {self.reference!r}")
+        if self.reference == inspect.signature(Simplifier).parameters["reference"].default:
+            object.__setattr__(self, "reference", None)  # the default named: the same runs, and folders resume as without it
         lams, budgets = parse_strengths(self.lams, "lam"), parse_strengths(self.budgets, "budget")
         check_strengths(lams, budgets)
         if lams is None and budgets is None:

@@ -47,13 +47,29 @@ __all__ = [
 MOSAIC_CELLS = 16
 
 
+def _mosaic(pixels: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """Each pixel of ``pixels`` (B, C, H, W) replaced by the mean of its cell of a ``rows`` x ``cols`` partition (a
+    disjoint one: adaptive pooling's windows overlap where a side does not divide, and a cell's colour mixed its neighbours')."""
+    h, w = pixels.shape[-2:]
+
+    def assign(size: int, cells: int) -> torch.Tensor:  # (cells, size): one-hot cell of each row / column
+        cell = torch.arange(size, device=pixels.device) * cells // size
+        return F.one_hot(cell, cells).T.to(pixels.dtype)
+
+    a_h, a_w = assign(h, rows), assign(w, cols)
+    means = torch.einsum("ih,bchw,jw->bcij", a_h, pixels, a_w) / (a_h.sum(1)[:, None] * a_w.sum(1)[None, :])
+    return torch.einsum("ih,bcij,jw->bchw", a_h, means, a_w)
+
+
 def reference_image(pixels: torch.Tensor, kind: str = "mean") -> torch.Tensor:
     """The simple end of the mask engine, 8-bit, shaped like ``pixels`` (B, C, H, W).
 
     ``"mean"``: each image's mean colour (flat: the fewest bits); ``"blur"``: a strong Gaussian
     blur (a quarter of the longer side as sigma; looks natural, costs more); ``"grey"``: mid-grey;
-    ``"mosaic"``: each cell of a :data:`MOSAIC_CELLS` x :data:`MOSAIC_CELLS` grid its mean colour (an
-    image no larger than the grid is its own mosaic). A removed cell then keeps its coarse
+    ``"mosaic"``: each cell of a :data:`MOSAIC_CELLS` x :data:`MOSAIC_CELLS` grid its mean colour (row
+    ``y`` of an image of height H lies in cell ``y * MOSAIC_CELLS // H``, columns alike; a
+    ``ValueError`` for an image no larger than the grid, which would be its own mosaic and leave
+    nothing to remove). A removed cell then keeps its coarse
     brightness, so a mask that removes cells does not paint a flat patch into the image: on a
     radiograph a flat patch in a dark lung looks like the opacity a classifier looks for
     (``benchmarks/training_reference.py``). Cheap on large images (0.09 of a 128 px radiograph's
@@ -69,7 +85,10 @@ def reference_image(pixels: torch.Tensor, kind: str = "mean") -> torch.Tensor:
         ref = torch.full_like(pixels, 0.5)
     elif kind == "mosaic":
         h, w = pixels.shape[-2:]
-        ref = F.interpolate(F.adaptive_avg_pool2d(pixels, (min(MOSAIC_CELLS, h), min(MOSAIC_CELLS, w))), size=(h, w), mode="nearest")
+        if h <= MOSAIC_CELLS and w <= MOSAIC_CELLS:
+            raise ValueError(f"reference: 'mosaic' needs images larger than its {MOSAIC_CELLS} x {MOSAIC_CELLS} grid, got {h} x {w} "
+                             "(each pixel would be its own cell and nothing could be removed)")
+        ref = _mosaic(pixels, min(MOSAIC_CELLS, h), min(MOSAIC_CELLS, w))
     else:
         raise ValueError(f"reference: expected one of {REFERENCES}, got {kind!r}")
     return round_8bit(ref.contiguous(), False)

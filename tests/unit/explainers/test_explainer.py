@@ -145,9 +145,12 @@ def test_colour_map_of_single_channel_images_is_refused(bright_dark_model, photo
 
 
 @pytest.mark.parametrize("reference", ["grey", "blur", "mosaic"])
-def test_retained_map_uses_the_engines_reference(sb, photos16, reference):
+def test_retained_map_uses_the_engines_reference(sb, photos16, reference, monkeypatch):
     """``retained`` is m * |x - r| with r the reference the mask engine blended towards (it was always the mean colour)."""
+    from simplebits_audit.simplification import mask as mask_module
     from simplebits_audit.simplification.mask import reference_image
+
+    monkeypatch.setattr(mask_module, "MOSAIC_CELLS", 4)  # 16 px photos: a 4 x 4 mosaic (a 16 x 16 one would be the image)
 
     attr, result = sb.attribute(photos16[:2], target=1, attribution="retained", return_result=True, reference=reference)
     r = reference_image(torch.round(result.original * 255) / 255, reference)

@@ -257,7 +257,7 @@ def test_latent_parameterization_refuses_shapes_its_glow_cannot_take(bright_dark
 
 def test_the_mosaic_reference_is_each_cells_mean_colour():
     # reference="mosaic": each cell of a MOSAIC_CELLS x MOSAIC_CELLS grid takes its mean colour (8-bit), so a removed cell
-    # keeps its coarse brightness; an image no larger than the grid is its own mosaic.
+    # keeps its coarse brightness; the cells partition the image also where a side does not divide by the grid.
     from simplebits_audit.simplification.mask import MOSAIC_CELLS, reference_image
 
     torch.manual_seed(0)
@@ -267,7 +267,16 @@ def test_the_mosaic_reference_is_each_cells_mean_colour():
     assert ref.shape == x.shape and torch.equal(ref, torch.round(ref * 255) / 255)
     torch.testing.assert_close(ref[..., ::4, ::4], cell_means, atol=0.5 / 255 + 1e-6, rtol=0)  # 8-bit rounding
     assert torch.equal(ref, ref[..., ::4, ::4].repeat_interleave(4, -2).repeat_interleave(4, -1))  # constant on each cell
-    small = x[..., :MOSAIC_CELLS, :MOSAIC_CELLS]
-    assert torch.equal(reference_image(small, "mosaic"), small)
+    odd = torch.rand(1, 1, MOSAIC_CELLS + 4, 2 * MOSAIC_CELLS - 4)  # 20 x 28: cells of 1-2 rows and 1-2 columns
+    ref = reference_image(odd, "mosaic")
+    h, w = odd.shape[-2:]
+    for i in range(MOSAIC_CELLS):
+        rows = [y for y in range(h) if y * MOSAIC_CELLS // h == i]
+        for j in range(MOSAIC_CELLS):
+            cols = [c for c in range(w) if c * MOSAIC_CELLS // w == j]
+            cell = ref[0, 0, rows][:, cols]
+            assert (cell == cell[0, 0]).all() and abs(float(cell[0, 0] - odd[0, 0, rows][:, cols].mean())) <= 0.5 / 255 + 1e-6
+    with pytest.raises(ValueError, match="reference: 'mosaic' needs images larger"):
+        reference_image(x[..., :MOSAIC_CELLS, :MOSAIC_CELLS], "mosaic")  # its own mosaic: nothing could be removed
     with pytest.raises(ValueError, match="reference"):
         reference_image(x, "mosaics")

@@ -563,6 +563,11 @@ def test_the_train_job_gives_its_simplifiers_the_reference_and_resumes_only_with
     assert json.loads((out / "budget-0.3" / "history.json").read_text())["settings"]["simplifier"]["reference"] == "mosaic"
     with pytest.raises(ValueError, match="reference"):
         train_job(TESTBED, out, budgets="0.3", **small)
+    default = tmp_path / "default"
+    train_job(TESTBED, default, budgets="0.3", **small)
+    stamp = (default / "budget-0.3" / "classifier.pt").stat().st_mtime_ns
+    train_job(TESTBED, default, budgets="0.3", reference="mean", **small)  # the default named: the same runs, reloaded
+    assert (default / "budget-0.3" / "classifier.pt").stat().st_mtime_ns == stamp
 
 
 def test_train_report_escapes_user_strings(tmp_path):
