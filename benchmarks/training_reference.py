@@ -32,11 +32,13 @@ from simplebits_audit.estimators import resolve_estimator
 from simplebits_audit.models import build_architecture
 from simplebits_audit.simplification.common import round_8bit
 from simplebits_audit.simplification.config import REFERENCES
-from simplebits_audit.simplification.mask import reference_image
+from simplebits_audit.simplification.learned import Simplifier
+from simplebits_audit.simplification.mask import blend, reference_image
 from simplebits_audit.testbeds import load, load_classifier
 from simplebits_audit.training.joint import TrainingResult
 
-GRID = 16
+#: the train job's mask grid (a new simplifier's)
+GRID = Simplifier(in_channels=1).config["mask_size"]
 
 
 def effusion_probability(classifier: torch.nn.Module, images: torch.Tensor, sigmoid: bool) -> torch.Tensor:
@@ -77,7 +79,7 @@ def main() -> None:
         row = [kind, f"{float((estimator.bpd(ref) / original_bpd).mean()):.3f}"]
         for cells in patterns.values():
             m = F.interpolate(cells.float(), size=x.shape[-2:], mode="nearest")
-            p = effusion_probability(classifier, round_8bit(m * x + (1 - m) * ref, False), sigmoid)
+            p = effusion_probability(classifier, blend(x, ref, m), sigmoid)
             accuracy = float(((p > 0.5) == positive).float().mean())
             row.append(f"{accuracy:.3f} / {float(p[~positive].mean()):.2f}, {float(p[positive].mean()):.2f}")
         table.add_row(*row)

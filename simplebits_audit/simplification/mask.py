@@ -47,20 +47,6 @@ __all__ = [
 MOSAIC_CELLS = 16
 
 
-def _mosaic(pixels: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
-    """Each pixel of ``pixels`` (B, C, H, W) replaced by the mean of its cell of a ``rows`` x ``cols`` partition (a
-    disjoint one: adaptive pooling's windows overlap where a side does not divide, and a cell's colour mixed its neighbours')."""
-    h, w = pixels.shape[-2:]
-
-    def assign(size: int, cells: int) -> torch.Tensor:  # (cells, size): one-hot cell of each row / column
-        cell = torch.arange(size, device=pixels.device) * cells // size
-        return F.one_hot(cell, cells).T.to(pixels.dtype)
-
-    a_h, a_w = assign(h, rows), assign(w, cols)
-    means = torch.einsum("ih,bchw,jw->bcij", a_h, pixels, a_w) / (a_h.sum(1)[:, None] * a_w.sum(1)[None, :])
-    return torch.einsum("ih,bcij,jw->bchw", a_h, means, a_w)
-
-
 def reference_image(pixels: torch.Tensor, kind: str = "mean") -> torch.Tensor:
     """The simple end of the mask engine, 8-bit, shaped like ``pixels`` (B, C, H, W).
 
@@ -88,7 +74,12 @@ def reference_image(pixels: torch.Tensor, kind: str = "mean") -> torch.Tensor:
         if h <= MOSAIC_CELLS and w <= MOSAIC_CELLS:
             raise ValueError(f"reference: 'mosaic' needs images larger than its {MOSAIC_CELLS} x {MOSAIC_CELLS} grid, got {h} x {w} "
                              "(each pixel would be its own cell and nothing could be removed)")
-        ref = _mosaic(pixels, min(MOSAIC_CELLS, h), min(MOSAIC_CELLS, w))
+        from .._helpers import segment_means
+
+        # cell ids of a disjoint partition (adaptive pooling's windows overlap where a side does not divide)
+        rows, cols = (torch.arange(n, device=pixels.device) * min(MOSAIC_CELLS, n) // n for n in (h, w))
+        cells = (rows[:, None] * MOSAIC_CELLS + cols[None, :]).expand(len(pixels), 1, h, w)
+        ref = segment_means(pixels, cells)
     else:
         raise ValueError(f"reference: expected one of {REFERENCES}, got {kind!r}")
     return round_8bit(ref.contiguous(), False)
