@@ -134,7 +134,8 @@ def train(
         "images (default {library:train.cooldown}; 0: none)."),
     reference: str | None = typer.Option(None,
         help="What a removed mask cell becomes: mean (the image's mean colour), blur, grey or mosaic (its cell's mean colour: "
-        "for large images whose finding is a change of brightness, such as radiographs) (default {library:train.reference})."),
+        "for large images whose finding is a change of brightness, such as radiographs) or auto (the mosaic on images of "
+        "at least 128 px a side, else the mean) (default {library:train.reference})."),
     val_share: float | None = typer.Option(None,
         help="Share of a folder or CSV held out for validation (default {library:train.val_share})."),
     testbed_n: int | None = typer.Option(None, help="Training images when DATA is a testbed (default: its train size)."),

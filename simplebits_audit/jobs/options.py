@@ -261,7 +261,7 @@ class TrainOptions:
         :data:`~simplebits_audit.training.JOINT_DEFAULTS`.
     reference : str, optional
         The simple image a removed mask cell takes (:class:`~simplebits_audit.Simplifier`'s
-        ``reference``: ``"mean"``, ``"blur"``, ``"grey"`` or ``"mosaic"``); None: the simplifier's default.
+        ``reference``: ``"mean"``, ``"blur"``, ``"grey"``, ``"mosaic"`` or ``"auto"``); None: the simplifier's default.
 
     Raises
     ------

@@ -41,7 +41,7 @@ MAX_BATCH_PIXELS = 4 * 1024 * 1024
 OBJECTIVES = ("kl", "ce")
 LATENT_INITS = ("prior", "input")
 #: the mask engine's simple end (:func:`~simplebits_audit.simplification.mask.reference_image`)
-REFERENCES = ("mean", "blur", "grey", "mosaic")
+REFERENCES = ("mean", "blur", "grey", "mosaic", "auto")
 
 
 @dataclass(frozen=True)
@@ -106,8 +106,9 @@ class SimplifyConfig:
         20 px marker on a 1024 px radiograph can be kept without its neighbourhood.
     mask_init : float in (0, 1)
         ``"mask"``: the mask's value everywhere at the start; small = near the reference.
-    reference : {"mean", "blur", "grey", "mosaic"}
-        ``"mask"``: the simple image the mask blends towards (each image's flat mean colour by default).
+    reference : {"mean", "blur", "grey", "mosaic", "auto"}
+        ``"mask"``: the simple image the mask blends towards (each image's flat mean colour by default;
+        ``"auto"``: the mosaic on images of at least 128 px a side, else the mean).
     blur_sigma : float > 0, optional
         ``"factorised"``: the detail axis blends towards a Gaussian blur of this sigma, in pixels.
         ``None``: the engine's default (:data:`ENGINE_DEFAULTS`); unused by the other engines.

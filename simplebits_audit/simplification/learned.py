@@ -62,8 +62,9 @@ class Simplifier(nn.Module):
         upsampled bilinearly, like the mask engine's.
     width : int
         Channels of the network's first layer (the others have twice as many).
-    reference : {"mean", "blur", "grey", "mosaic"}
-        The simple image the mask blends towards (:func:`~simplebits_audit.simplification.mask.reference_image`).
+    reference : {"mean", "blur", "grey", "mosaic", "auto"}
+        The simple image the mask blends towards (:func:`~simplebits_audit.simplification.mask.reference_image`;
+        ``"auto"``: the mosaic on images of at least 128 px a side, else the mean).
     mask_init : float
         The mask's value everywhere before training, in (0, 1). Near 1 (the default, 0.9) training
         starts close to the identity, as the paper's simplifier does, and removes bits from there;

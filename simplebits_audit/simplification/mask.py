@@ -39,12 +39,25 @@ INSERTION_FRACTIONS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75)
 
 __all__ = [
     "INSERTION_FRACTIONS", "REFERENCES", "MaskParameterisation", "MaskParams", "blend", "insertion_mask", "mask_continuation",
-    "mask_engine", "mask_order", "reference_image",
+    "mask_engine", "mask_order", "reference_image", "resolve_reference",
 ]
 
 
 #: The ``"mosaic"`` reference's grid: each of MOSAIC_CELLS x MOSAIC_CELLS cells takes its mean colour.
 MOSAIC_CELLS = 16
+#: ``"auto"`` takes the mosaic once its cells are at least this many pixels a side (images of at
+#: least MOSAIC_CELLS * this = 128 px), else the mean: chosen on the design testbed ``faint-regions``,
+#: where the mosaic holds 0.09 of the bits at 128 px (8 px cells) but 0.28 at 64 px and 0.96 at 32 px,
+#: and the rule is that it hold at most a third of the default budget (docs/design-log.md)
+AUTO_MOSAIC_CELL_PIXELS = 8
+
+
+def resolve_reference(kind: str, shape: tuple[int, ...]) -> str:
+    """The reference ``kind`` means for images of ``shape`` (..., H, W): ``"auto"`` is ``"mosaic"`` when both
+    sides are at least ``MOSAIC_CELLS * AUTO_MOSAIC_CELL_PIXELS`` pixels, else ``"mean"``; any other kind is itself."""
+    if kind != "auto":
+        return kind
+    return "mosaic" if min(shape[-2:]) >= MOSAIC_CELLS * AUTO_MOSAIC_CELL_PIXELS else "mean"
 
 
 def reference_image(pixels: torch.Tensor, kind: str = "mean") -> torch.Tensor:
@@ -59,8 +72,10 @@ def reference_image(pixels: torch.Tensor, kind: str = "mean") -> torch.Tensor:
     brightness, so a mask that removes cells does not paint a flat patch into the image: on a
     radiograph a flat patch in a dark lung looks like the opacity a classifier looks for
     (``benchmarks/training_reference.py``). Cheap on large images (0.09 of a 128 px radiograph's
-    bits), not on small ones (0.92-0.96 of a 32 px photo's).
+    bits), not on small ones (0.92-0.96 of a 32 px photo's). ``"auto"``: the mosaic on images of at
+    least 128 px a side, the mean on smaller ones (:func:`resolve_reference`).
     """
+    kind = resolve_reference(kind, pixels.shape)
     if kind == "mean":
         ref = pixels.mean((2, 3), keepdim=True).expand_as(pixels)
     elif kind == "blur":

@@ -280,3 +280,16 @@ def test_the_mosaic_reference_is_each_cells_mean_colour():
         reference_image(x[..., :MOSAIC_CELLS, :MOSAIC_CELLS], "mosaic")  # its own mosaic: nothing could be removed
     with pytest.raises(ValueError, match="reference"):
         reference_image(x, "mosaics")
+
+
+def test_the_auto_reference_is_the_mosaic_on_large_images_only():
+    # "auto": the mosaic once its cells are AUTO_MOSAIC_CELL_PIXELS a side (both sides), else the flat mean.
+    from simplebits_audit.simplification.mask import AUTO_MOSAIC_CELL_PIXELS, MOSAIC_CELLS, reference_image, resolve_reference
+
+    side = MOSAIC_CELLS * AUTO_MOSAIC_CELL_PIXELS
+    torch.manual_seed(0)
+    large, small = torch.rand(1, 3, side, side + 8), torch.rand(1, 3, side - 8, side + 8)
+    assert torch.equal(reference_image(large, "auto"), reference_image(large, "mosaic"))
+    assert torch.equal(reference_image(small, "auto"), reference_image(small, "mean"))
+    assert [resolve_reference("auto", s) for s in ((side, side), (side - 1, 4 * side), (32, 32))] == ["mosaic", "mean", "mean"]
+    assert resolve_reference("blur", (8, 8)) == "blur"

@@ -12,8 +12,9 @@ import torch
 from simplebits_audit import photos, testbeds
 from simplebits_audit.testbeds import digits_on_photos, shortcut, stripes
 
-#: the 32 px class-index testbeds (``photo-objects``, 128 px, has its own tests: test_photo_objects.py)
-NAMES = [name for name in testbeds.list_testbeds() if name != "photo-objects"]
+#: the 32 px class-index testbeds (``photo-objects`` and ``faint-regions``, 128 px, have their own tests:
+#: test_photo_objects.py, test_faint_regions.py)
+NAMES = [name for name in testbeds.list_testbeds() if name not in ("photo-objects", "faint-regions")]
 ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -26,7 +27,7 @@ def _validity():
 
 def test_registry():
     assert set(testbeds.list_testbeds()) == {
-        "digits-on-photos", "stripes", "shortcut", "blended-digits", "photo-objects", *testbeds.CUE_AXES,
+        "digits-on-photos", "stripes", "shortcut", "blended-digits", "photo-objects", "faint-regions", *testbeds.CUE_AXES,
     }
     assert testbeds.HAS_LOCALISATION == {"digits-on-photos": True, "stripes": False, "shortcut": True, "blended-digits": True}
 
