@@ -30,7 +30,7 @@ TRAINING_DEFAULTS = "simplebits_audit.training.simplifier:TRAINING_DEFAULTS"
 ESTIMATOR_CONFIG = "simplebits_audit.estimators.training:TrainingConfig"
 TRAIN_JOB = "simplebits_audit.jobs.train:train_job"
 TRAIN_OPTIONS = "simplebits_audit.jobs.options:TrainOptions"
-SIMPLIFIER_NETWORK = "simplebits_audit.simplification.learned:Simplifier"
+JOINT_SIMPLIFIER = "simplebits_audit.training.joint:JOINT_SIMPLIFIER"
 JOINT_DEFAULTS = "simplebits_audit.training.joint:JOINT_DEFAULTS"
 DEFAULT_BUDGETS = "simplebits_audit.training.joint:DEFAULT_BUDGETS"
 VAL_IMAGES = "simplebits_audit.jobs.train:VAL_IMAGES"
@@ -98,7 +98,7 @@ LIBRARY_DEFAULTS: dict[str, Callable[[], Any]] = {
     "train.lr": lambda: constant(JOINT_DEFAULTS, "lr"),
     "train.margin": lambda: constant(JOINT_DEFAULTS, "margin"),
     "train.cooldown": lambda: constant(JOINT_DEFAULTS, "cooldown"),
-    "train.reference": lambda: signature_default(SIMPLIFIER_NETWORK, "reference"),
+    "train.reference": lambda: constant(JOINT_SIMPLIFIER, "reference"),
     "train.val_share": lambda: signature_default(TRAIN_JOB, "val_share"),
     "train.val_n": lambda: constant(VAL_IMAGES),
     "condense.ipc": lambda: signature_default(CONDENSE_SETTINGS, "images_per_class"),

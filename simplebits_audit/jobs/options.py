@@ -29,7 +29,6 @@ one parameter of the group in :mod:`simplebits_audit.cli.options`).
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +44,7 @@ from ..simplification import Simplifier
 from ..simplification.config import REFERENCES
 from ..simplification.heads import check_head
 from ..training.condensation import condense_settings
-from ..training.joint import DEFAULT_BUDGETS, JOINT_DEFAULTS, check_strengths, check_training_settings
+from ..training.joint import DEFAULT_BUDGETS, JOINT_DEFAULTS, JOINT_SIMPLIFIER, check_strengths, check_training_settings
 from ..training.networks import EVALUATE_DEFAULTS
 from .information import check_engine_attribution
 
@@ -261,7 +260,9 @@ class TrainOptions:
         :data:`~simplebits_audit.training.JOINT_DEFAULTS`.
     reference : str, optional
         The simple image a removed mask cell takes (:class:`~simplebits_audit.Simplifier`'s
-        ``reference``: ``"mean"``, ``"blur"``, ``"grey"``, ``"mosaic"`` or ``"auto"``); None: the simplifier's default.
+        ``reference``: ``"mean"``, ``"blur"``, ``"grey"``, ``"mosaic"`` or ``"auto"``); None: training's default,
+        :data:`~simplebits_audit.training.joint.JOINT_SIMPLIFIER`'s ``"auto"`` (the mosaic on images of at least
+        128 px a side, else the mean).
 
     Raises
     ------
@@ -287,7 +288,7 @@ class TrainOptions:
     def __post_init__(self) -> None:
         if self.reference is not None and self.reference not in REFERENCES:
             raise ValueError(f"reference: expected one of {REFERENCES}, got {self.reference!r}")
-        if self.reference == inspect.signature(Simplifier).parameters["reference"].default:
+        if self.reference == JOINT_SIMPLIFIER["reference"]:
             object.__setattr__(self, "reference", None)  # the default named: the same runs, and folders resume as without it
         lams, budgets = parse_strengths(self.lams, "lam"), parse_strengths(self.budgets, "budget")
         check_strengths(lams, budgets)

@@ -33,6 +33,12 @@ architectures (its shipped classifier is a ``mobilenet_v3_small``):
   a "STOCK" text stamp in the bottom-right corner that marks most ``cross`` images in the train
   split, with its mask in ``aux_masks["stamp"]`` (``variant=`` chooses where it appears).
 
+A design testbed larger than 32 px (:mod:`.faint_regions`, issue #23), on which training's defaults
+for large images are chosen (no shipped classifier):
+
+- ``faint-regions``: 3 x 128 x 128; label = none / a brighter / a darker soft region (an ellipse of
+  12-32 px semi-axes, 0.15-0.3 on every channel) somewhere on a photo crop; mask = the region.
+
 Single-cue testbeds (:mod:`.cues`): one object on a photo crop, 3 x 32 x 32, three classes, mask =
 the object; :data:`CUE_AXES` (and ``Testbed.cue_axis``) names the information axis that carries
 the label ("colour", "detail" or "region"):

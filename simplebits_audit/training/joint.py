@@ -60,12 +60,20 @@ from ..results import (
 from ..simplification.common import round_8bit
 from ..simplification.heads import head_of_labels, label_accuracy, label_gap, label_loss, label_margin
 from ..simplification.learned import Simplifier, model_fingerprint
+from ..simplification.mask import resolve_reference
 from ..spaces import Spaces, make_spaces
 from .data import Batches, data_fingerprint, dataset_tensors, labelled_tensors
 from .loop import ResumableRun, channels_last_fits, check_checkpoint_every, cosine_decay, rank_and_world, settings_key, step_seed
 
 #: Defaults of :func:`train_with_simplification` (measured choices: README, "Training with simplification").
 JOINT_DEFAULTS: dict[str, Any] = {"epochs": 12, "batch_size": 64, "lr": 2e-3, "margin": 0.0, "warmup": 0.25, "cooldown": 2}
+#: The simplifier training with simplification builds, where it differs from :class:`Simplifier`'s own defaults:
+#: a binary mask (each cell keeps the original or takes the reference: with a soft mask the classifier learned to
+#: read faint copies of the whole image, README) and ``reference="auto"``: the mosaic on images of at least 128 px a
+#: side, where a flat colour painted `radiograph`'s finding into its masks; chosen on the design testbed
+#: ``faint-regions`` (docs/design-log.md), the mean below 128 px as before. "auto" is resolved for the data's image
+#: size when the network is built, so each run's settings name the reference it ran.
+JOINT_SIMPLIFIER: dict[str, Any] = {"binary": True, "reference": "auto"}
 #: The cooldown's learning rate as a share of ``lr`` (then cosine decay to 0 over the cooldown). Chosen with
 #: ``cooldown`` on the design testbeds (docs/design-log.md): 0.05 the best or tied on all three, 0.1 and 0.25 lost
 #: up to 0.4 and 0.6 points on ``digits-on-photos``.
@@ -438,6 +446,14 @@ def check_training_settings(**options: Any) -> dict[str, Any]:
     return settings
 
 
+def joint_simplifier(images: torch.Tensor, **config: Any) -> Simplifier:
+    """A new :class:`Simplifier` for images shaped like ``images`` (B, C, H, W): :data:`JOINT_SIMPLIFIER`, ``config`` over it,
+    with ``reference="auto"`` resolved for the images' size (:func:`~simplebits_audit.simplification.mask.resolve_reference`)."""
+    config = {**JOINT_SIMPLIFIER, **config}
+    config["reference"] = resolve_reference(config["reference"], images.shape)
+    return Simplifier(in_channels=images.shape[1], **config)
+
+
 def train_with_simplification(
     classifier: nn.Module,
     data: Any,
@@ -489,9 +505,9 @@ def train_with_simplification(
     estimator : BitEstimator or str, optional
         The bit estimator charged (default: the package default).
     simplifier : Simplifier, optional
-        Start from this network (trained in place); default a new ``binary`` one for the data's
-        channels (each mask cell keeps the original or takes the flat reference: with a soft mask
-        the classifier learned to read faint copies of the whole image, README).
+        Start from this network (trained in place); default :func:`joint_simplifier` of the data's
+        images (:data:`JOINT_SIMPLIFIER`: a binary mask, and the reference ``"auto"``: each removed
+        cell takes the image's mean colour below 128 px, its own cell's mean from 128 px).
     epochs, batch_size, lr, margin : optional
         Passes over ``data`` (an epoch is ``ceil(N / (batch_size * processes))`` steps of batches
         drawn at random), images per step and process, AdamW learning rate of both networks (cosine
@@ -568,7 +584,7 @@ def train_with_simplification(
     if val is not None:
         check_labels(val[1], n_classes, "val_data")
     with seeded(seed):
-        net = simplifier if simplifier is not None else Simplifier(in_channels=first.shape[1], binary=True)
+        net = simplifier if simplifier is not None else joint_simplifier(first)
     net = net.to(device).train().requires_grad_(True)
     fast = channels_last_fits(model, first[:2], spaces.to_model)  # CHANNELS_LAST: faster convolutions where the classifier allows
     if world > 1:  # every process must train in one layout (DistributedDataParallel compares the parameters' strides)
@@ -861,8 +877,8 @@ def tradeoff(
     options :
         Passed to :func:`train_with_simplification` (``epochs``, ``batch_size``, ``lr``, ``margin``,
         ``estimator``, ``normalization``, ``device``, ``data_description``, ...), and
-        ``simplifier_config``: keyword arguments of each run's new :class:`Simplifier` (default
-        ``binary=True``). Under ``torchrun`` every run is data-parallel over the processes.
+        ``simplifier_config``: keyword arguments of each run's new :class:`Simplifier` over
+        :data:`JOINT_SIMPLIFIER` (:func:`joint_simplifier`). Under ``torchrun`` every run is data-parallel over the processes.
 
     Raises
     ------
@@ -879,9 +895,9 @@ def tradeoff(
                               "data_description", "checkpoint_every", "simplifier_config"}
     if unknown:
         raise TypeError(f"tradeoff: unknown options {sorted(unknown)}")
-    simplifier_config = {"binary": True, **(options.pop("simplifier_config", None) or {})}
+    simplifier_config = options.pop("simplifier_config", None) or {}
     settings = check_training_settings(**{k: options.get(k) for k in JOINT_DEFAULTS})
-    channels = labelled_tensors(val_data, "val_data", multilabel=True)[0].shape[1]
+    val_images = labelled_tensors(val_data, "val_data", multilabel=True)[0]
     options["data_description"] = options.get("data_description") or _data_fingerprint(_as_dataset(data))
     rank, world = rank_and_world()
     results: dict[str, TrainingResult] = {}
@@ -890,7 +906,7 @@ def tradeoff(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # every generator: the factory may build its network on any device
             classifier = classifier_factory()
-            simplifier = Simplifier(in_channels=channels, **simplifier_config)
+            simplifier = joint_simplifier(val_images, **simplifier_config)
         if not isinstance(classifier, nn.Module):
             raise TypeError(f"classifier_factory: returned a {type(classifier).__name__}, not an nn.Module")
         options["device"] = run_device(

@@ -28,7 +28,7 @@ from simplebits_audit.jobs.demo import run_demo
 from simplebits_audit.jobs.options import CondenseOptions, ExplainOptions, ModelOptions, TrainOptions, default
 from simplebits_audit.jobs.simplifier import train_simplifier_job
 from simplebits_audit.jobs.train import VAL_IMAGES, train_job
-from simplebits_audit.simplification import Simplifier, simplify
+from simplebits_audit.simplification import simplify
 from simplebits_audit.simplification.engine import ENGINE_DEFAULTS
 from simplebits_audit.training import (
     CONDENSE_DEFAULTS,
@@ -39,6 +39,7 @@ from simplebits_audit.training import (
     train_simplifier,
 )
 from simplebits_audit.training.condensation import condense_settings
+from simplebits_audit.training.joint import JOINT_SIMPLIFIER
 
 
 def _default(function, parameter):
@@ -67,7 +68,7 @@ EXPECTED = {
                         "--crop-size": _config("crop_size"), "--lr": _config("lr"), "--checkpoint-every": _config("checkpoint_every")},
     "train": {"--arch": default(TrainOptions, "arch"), "--budget": DEFAULT_BUDGETS, "--epochs": JOINT_DEFAULTS["epochs"],
               "--batch-size": JOINT_DEFAULTS["batch_size"], "--lr": JOINT_DEFAULTS["lr"], "--margin": JOINT_DEFAULTS["margin"],
-              "--cooldown": JOINT_DEFAULTS["cooldown"], "--reference": _default(Simplifier, "reference"),
+              "--cooldown": JOINT_DEFAULTS["cooldown"], "--reference": JOINT_SIMPLIFIER["reference"],
               "--val-share": _default(train_job, "val_share"), "--val-n": VAL_IMAGES},
     "condense": {"--ipc": _default(condense_settings, "images_per_class"), "--lam": CONDENSE_DEFAULTS["lam"],
                  "--outer-steps": CONDENSE_DEFAULTS["outer_steps"], "--arch": _default(condense_settings, "arch"),

@@ -566,8 +566,21 @@ def test_the_train_job_gives_its_simplifiers_the_reference_and_resumes_only_with
     default = tmp_path / "default"
     train_job(TESTBED, default, budgets="0.3", **small)
     stamp = (default / "budget-0.3" / "classifier.pt").stat().st_mtime_ns
-    train_job(TESTBED, default, budgets="0.3", reference="mean", **small)  # the default named: the same runs, reloaded
+    train_job(TESTBED, default, budgets="0.3", reference="auto", **small)  # the default named: the same runs, reloaded
     assert (default / "budget-0.3" / "classifier.pt").stat().st_mtime_ns == stamp
+    # "auto" is resolved when the network is built: the mean at 32 px, so a run's settings name what it ran
+    assert json.loads((default / "budget-0.3" / "history.json").read_text())["settings"]["simplifier"]["reference"] == "mean"
+
+
+def test_training_resolves_the_auto_reference_for_the_image_size():
+    # JOINT_SIMPLIFIER's "auto": the mosaic from 128 px a side, the mean below; an explicit reference is kept as given.
+    from simplebits_audit.training.joint import JOINT_SIMPLIFIER, joint_simplifier
+
+    assert JOINT_SIMPLIFIER["reference"] == "auto"
+    large, small = torch.zeros(2, 1, 128, 128), torch.zeros(2, 3, 64, 64)
+    assert joint_simplifier(large).config["reference"] == "mosaic" and joint_simplifier(large).config["in_channels"] == 1
+    assert joint_simplifier(small).config["reference"] == "mean" and joint_simplifier(small).config["binary"]
+    assert joint_simplifier(large, reference="mean").config["reference"] == "mean"
 
 
 def test_train_report_escapes_user_strings(tmp_path):
