@@ -17,12 +17,23 @@ A new training setting is one module here that builds its networks and hands a s
 """
 
 from .condensation import CONDENSE_DEFAULTS, CondensedSet, condense, evaluate_condensed
-from .joint import DEFAULT_BUDGET, DEFAULT_BUDGETS, JOINT_DEFAULTS, Tradeoff, TrainingResult, tradeoff, train_with_simplification
+from .joint import (
+    DEFAULT_BUDGET,
+    DEFAULT_BUDGETS,
+    JOINT_DEFAULTS,
+    JOINT_SIMPLIFIER,
+    Tradeoff,
+    TrainingResult,
+    joint_simplifier,
+    tradeoff,
+    train_with_simplification,
+)
 from .networks import EVALUATE_DEFAULTS, ConvNet
 from .simplifier import TRAINING_DEFAULTS, evaluate_simplifier, train_simplifier
 
 __all__ = [
-    "CONDENSE_DEFAULTS", "DEFAULT_BUDGET", "DEFAULT_BUDGETS", "EVALUATE_DEFAULTS", "JOINT_DEFAULTS", "TRAINING_DEFAULTS",
-    "CondensedSet", "ConvNet", "Tradeoff", "TrainingResult", "condense", "evaluate_condensed", "evaluate_simplifier", "tradeoff",
+    "CONDENSE_DEFAULTS", "DEFAULT_BUDGET", "DEFAULT_BUDGETS", "EVALUATE_DEFAULTS", "JOINT_DEFAULTS", "JOINT_SIMPLIFIER",
+    "TRAINING_DEFAULTS", "CondensedSet", "ConvNet", "Tradeoff", "TrainingResult", "condense", "evaluate_condensed",
+    "evaluate_simplifier", "joint_simplifier", "tradeoff",
     "train_simplifier", "train_with_simplification",
 ]

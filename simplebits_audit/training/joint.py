@@ -938,6 +938,7 @@ def tradeoff(
 
 
 __all__ = [
-    "DEFAULT_BUDGET", "DEFAULT_BUDGETS", "JOINT_DEFAULTS", "Tradeoff", "TrainingResult", "check_strength", "check_strengths",
-    "check_labels", "check_training_settings", "evaluate_joint", "label_gap", "tradeoff", "train_with_simplification",
+    "DEFAULT_BUDGET", "DEFAULT_BUDGETS", "JOINT_DEFAULTS", "JOINT_SIMPLIFIER", "Tradeoff", "TrainingResult", "check_strength",
+    "check_strengths", "check_labels", "check_training_settings", "evaluate_joint", "joint_simplifier", "label_gap", "tradeoff",
+    "train_with_simplification",
 ]
