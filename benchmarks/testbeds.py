@@ -288,7 +288,8 @@ def explanation_target(name: str, model: torch.nn.Module, x: torch.Tensor) -> to
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=200, help="test images for the AUROCs")
-    parser.add_argument("--testbeds", nargs="+", default=testbeds.list_testbeds(None), choices=testbeds.list_testbeds(None))
+    shipped = [t for t in testbeds.list_testbeds(None) if t not in testbeds.WITHOUT_CLASSIFIER]
+    parser.add_argument("--testbeds", nargs="+", default=shipped, choices=shipped)
     args = parser.parse_args()
     for name in args.testbeds:
         model = testbeds.load_classifier(name)

@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--lams", default=None, help="Fixed lambdas instead of budgets.")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--reference", default=None,
-                        help="what a removed mask cell becomes (the train job's reference; default the simplifier's)")
+                        help="what a removed mask cell becomes (the train job's reference; default training's 'auto')")
     parser.add_argument("--warmup", type=float, default=None, help="share of the joint steps before the simplifier starts (a diagnostic)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0, help="the train job's seed (data draw, validation images, initialisation)")

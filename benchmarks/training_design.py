@@ -1,6 +1,6 @@
 """Training with simplification: design trials of the bits budget, on the design testbeds only.
 
-One run per (testbed, variant): SmallCNN from scratch on the testbed's train split (6000 images),
+One run per (testbed, variant): SmallCNN from scratch on the testbed's train split (``--n``, 6000 images),
 the defaults of :func:`~simplebits_audit.training.train_with_simplification` except what the
 variant changes, validated on 500 test images. It prints the last epoch's scores plus the WebP
 check, and writes them to ``benchmarks/out/training_design/<testbed>-<variant>.json`` (a rerun

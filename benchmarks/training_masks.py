@@ -90,8 +90,9 @@ def main() -> None:
         outputs = labels.shape[1] if labels.dim() == 2 else len(data.classes)
         classifier = build_architecture("smallcnn", outputs, data.images.shape[1], data.images.shape[-1])
         if design:  # the joint module's weights: "simplifier.*" and "classifier.*"
-            state = torch.load(run, map_location="cpu", weights_only=True)["state_dict"]
-            simplifier = Simplifier(in_channels=data.images.shape[1], binary=True)
+            checkpoint = torch.load(run, map_location="cpu", weights_only=True)
+            state = checkpoint["state_dict"]
+            simplifier = Simplifier(**json.loads(checkpoint["run_key"])["simplifier"])  # the reference and grid it trained with
             for prefix, net in (("simplifier.", simplifier), ("classifier.", classifier)):
                 net.load_state_dict({k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)})
             classifier, simplifier = classifier.eval(), simplifier.eval()

@@ -8,8 +8,9 @@ letter, and the share of the marker's pixels and of the whole image that the sim
 unchanged. A classifier that reads only the marker: letter agreement 1.0, accuracy 1.0 with
 consistent and 0.0 with opposite letters. Then what keeping each cue would cost, whatever the
 run: the bits kept (estimator) by an image that keeps only the mask cells (the grid of the
-reference run's simplifier, 16 x 16 by default; flat mean elsewhere, as a binary simplifier makes
-it) that touch the opacity, the marker, or both, on the test images with an opacity: does the budget leave room for the opacity? And what
+reference run's simplifier, 16 x 16 by default; elsewhere that simplifier's reference: the flat mean,
+or the mosaic for runs of 128 px under today's default) that touch the opacity, the marker, or
+both, on the test images with an opacity: does the budget leave room for the opacity? And what
 the reference run's classifier (budget 1) needs: the per-image engine (``simplify``, defaults) on
 its decisions, with the markers as in training and with none: the bits kept, and how much of the
 kept mask lies on the opacity and on the marker.

@@ -133,7 +133,7 @@ def train(
         None, help="Epochs after --epochs in which only the classifier trains, on the frozen simplifier's thresholded "
         "images (default {library:train.cooldown}; 0: none)."),
     reference: str | None = typer.Option(None,
-        help="What a removed mask cell becomes: mean (the image's mean colour), blur, grey or mosaic (its cell's mean colour: "
+        help="What a removed mask cell becomes: mean (the image's mean colour), blur, grey, mosaic (its cell's mean colour: "
         "for large images whose finding is a change of brightness, such as radiographs) or auto (the mosaic on images of "
         "at least 128 px a side, else the mean) (default {library:train.reference})."),
     val_share: float | None = typer.Option(None,

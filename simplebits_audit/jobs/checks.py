@@ -373,14 +373,20 @@ def _optimises(options: Mapping[str, Any], learned: bool = False) -> bool:
     return (options.get("simplifier") is None and not learned) or int(options.get("refine_steps") or 0) > 0
 
 
-def check_resume(path: Path, settings: Mapping[str, Any], keys: Sequence[str], what: str) -> None:
+def check_resume(path: Path, settings: Mapping[str, Any], keys: Sequence[str], what: str,
+                 saved_none: Mapping[str, Any] | None = None) -> None:
     """Refuse to resume into ``path``'s folder if the settings saved in ``path`` differ from ``settings`` on ``keys``.
 
-    ``ValueError`` naming ``out`` and the settings that changed; nothing to check without the file.
+    ``saved_none``: key -> what a saved None (or a missing key) meant, for folders written before the
+    setting was recorded as a value. ``ValueError`` naming ``out`` and the settings that changed;
+    nothing to check without the file.
     """
     if not path.is_file():
         return
     previous = json.loads(path.read_text(encoding="utf-8"))
+    for key, meant in (saved_none or {}).items():
+        if previous.get(key) is None:
+            previous[key] = meant
     changed = [k for k in keys if previous.get(k) != json.loads(json.dumps(settings.get(k)))]
     if changed:
         raise ValueError(f"out: {str(path.parent)!r} holds {what} with other settings ({', '.join(changed)}); "

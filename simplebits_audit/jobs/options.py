@@ -44,7 +44,7 @@ from ..simplification import Simplifier
 from ..simplification.config import REFERENCES
 from ..simplification.heads import check_head
 from ..training.condensation import condense_settings
-from ..training.joint import DEFAULT_BUDGETS, JOINT_DEFAULTS, JOINT_SIMPLIFIER, check_strengths, check_training_settings
+from ..training.joint import DEFAULT_BUDGETS, JOINT_DEFAULTS, check_strengths, check_training_settings
 from ..training.networks import EVALUATE_DEFAULTS
 from .information import check_engine_attribution
 
@@ -288,8 +288,6 @@ class TrainOptions:
     def __post_init__(self) -> None:
         if self.reference is not None and self.reference not in REFERENCES:
             raise ValueError(f"reference: expected one of {REFERENCES}, got {self.reference!r}")
-        if self.reference == JOINT_SIMPLIFIER["reference"]:
-            object.__setattr__(self, "reference", None)  # the default named: the same runs, and folders resume as without it
         lams, budgets = parse_strengths(self.lams, "lam"), parse_strengths(self.budgets, "budget")
         check_strengths(lams, budgets)
         if lams is None and budgets is None:

@@ -32,7 +32,8 @@ from ..models import build_architecture, check_classifier_output
 from ..preprocessing import Preprocessing
 from ..results import TRAIN_SETTINGS_FILE, strength_name, write_tradeoff
 from ..simplification.heads import head_of_labels
-from ..training.joint import JOINT_DEFAULTS, Tradeoff, tradeoff
+from ..simplification.mask import resolve_reference
+from ..training.joint import JOINT_DEFAULTS, JOINT_SIMPLIFIER, Tradeoff, tradeoff
 from .checks import check_out_dir, check_resume
 from .distributed import join_world
 from .options import RunOptions, TrainOptions, take_options
@@ -161,10 +162,14 @@ def train_job(
         "seed": seed, "val_share": val_share, "testbed_n": testbed_n, "val_n": val_n, "preprocessing": dataclasses.asdict(preprocessing),
         "class_names": class_names,
     }
-    check_resume(out / TRAIN_SETTINGS_FILE, settings, RESUME_SETTINGS, "a training run")
+    check_resume(out / TRAIN_SETTINGS_FILE, settings, [k for k in RESUME_SETTINGS if k != "reference"], "a training run")
     # Everything is checked before training: the data loads, the architecture runs on it.
     train_x, train_y, _, skipped_train = load_labelled(train_source, train_items, "data")
     val_x, val_y, val_masks, skipped_val = load_labelled(val_source, val_items, "data")
+    # The reference for this data's size ("auto": the mosaic from 128 px), so that the folder names what its runs
+    # blend towards; folders written before it was resolved saved None for the flat mean, the default then.
+    settings["reference"] = resolve_reference(training.reference or JOINT_SIMPLIFIER["reference"], tuple(train_x.shape))
+    check_resume(out / TRAIN_SETTINGS_FILE, settings, ["reference"], "a training run", saved_none={"reference": "mean"})
     # Label rows (a multi-label testbed): one sigmoid logit per label; class indices: one softmax logit per class.
     n_classes = train_y.shape[1] if train_y.dim() == 2 else max(len(class_names or []), int(train_y.max()) + 1, int(val_y.max()) + 1)
     channels, size = train_x.shape[1], train_x.shape[-1]
@@ -180,7 +185,7 @@ def train_job(
         curve = tradeoff(
             lambda: build_architecture(arch, n_classes, channels, size), (train_x, train_y), lams, budgets=budgets, val_data=(val_x, val_y),
             directory=out, seed=seed, show_progress=run.show_progress, estimator=est, **joint_settings,
-            simplifier_config={"reference": training.reference} if training.reference is not None else None,
+            simplifier_config={"reference": settings["reference"]},
             normalization=preprocessing.normalization, device=device,
             # A testbed names its split: radiograph runs before 2026-12-01 trained on its test split under the same words.
             data_description=f"{train_source.name}{' train split' if testbed_data else ''}: {len(train_x)} training images, seed {seed}",

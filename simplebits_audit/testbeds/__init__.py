@@ -113,6 +113,8 @@ TESTBEDS: dict[str, tuple[Callable, list[str], dict[str, int]]] = {
     **{name: (cues.GENERATORS[name], list(cues.CLASSES[cue]), {"train": 6000, "test": 1000})
         for name, (cue, _) in cues.TESTBED_CUES.items()},
 }
+#: testbeds without a shipped classifier (design testbeds for training, where the train job trains its own)
+WITHOUT_CLASSIFIER: tuple[str, ...] = ("faint-regions",)
 #: the class-index testbeds' localisation flags (``stripes``: the mask is the whole image); a testbed
 #: not listed localises (``radiograph``: the opacity, ``digits-stripes``: the digit)
 HAS_LOCALISATION: dict[str, bool] = {"digits-on-photos": True, "stripes": False, "shortcut": True, "blended-digits": True}
@@ -207,6 +209,7 @@ def classifier_card(name: str) -> dict[str, Any]:
 
 __all__ = [
     "ARCHITECTURES", "CUE_AXES", "DESIGN_TESTBEDS", "HAS_LOCALISATION", "REPORT_TESTBEDS", "SIGMOID_HEADS", "TESTBEDS", "VARIANTS",
+    "WITHOUT_CLASSIFIER",
     "SmallCNN", "Testbed", "build_classifier", "classifier_card", "list_testbeds", "load",
     "load_classifier", "train_classifier",
 ]

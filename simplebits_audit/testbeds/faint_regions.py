@@ -12,7 +12,7 @@ classes, the region anywhere and of either sign); it was added after ``radiograp
 the flat mean reference (docs/design-log.md), to decide on design data whether images this large
 need another reference.
 
-The photo is squeezed into [0.2, 0.8] so that the region never clips; its radii are
+The photo is squeezed into :data:`BACKGROUND` ([0.3, 0.7]) so that the region never clips; its radii are
 :data:`RADII` px (rotated at random, the centre anywhere in the frame, so part of a region
 may lie outside it), its edge a logistic ramp :data:`EDGE` px wide, so the region has no sharp outline to
 find.

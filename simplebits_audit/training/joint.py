@@ -585,6 +585,8 @@ def train_with_simplification(
         check_labels(val[1], n_classes, "val_data")
     with seeded(seed):
         net = simplifier if simplifier is not None else joint_simplifier(first)
+    # a simplifier passed in with "auto" runs the resolved reference, and its settings and saved file name it
+    net.config["reference"] = resolve_reference(net.config["reference"], first.shape)
     net = net.to(device).train().requires_grad_(True)
     fast = channels_last_fits(model, first[:2], spaces.to_model)  # CHANNELS_LAST: faster convolutions where the classifier allows
     if world > 1:  # every process must train in one layout (DistributedDataParallel compares the parameters' strides)

@@ -43,7 +43,7 @@ def test_mask_is_the_region_and_its_sign_follows_the_label(data):
         assert float(diff[i][~mask].abs().mean()) < abs(inside) / 3  # the change lies in the mask
 
 
-def test_deterministic_and_test_photos_held_out():
+def test_deterministic_by_seed_and_split():
     a, b, c = (testbeds.load("faint-regions", "test", n=4, seed=s) for s in (1, 1, 2))
     assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
     assert not torch.equal(a.images, c.images)

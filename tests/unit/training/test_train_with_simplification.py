@@ -567,13 +567,21 @@ def test_the_train_job_gives_its_simplifiers_the_reference_and_resumes_only_with
     train_job(TESTBED, default, budgets="0.3", **small)
     stamp = (default / "budget-0.3" / "classifier.pt").stat().st_mtime_ns
     train_job(TESTBED, default, budgets="0.3", reference="auto", **small)  # the default named: the same runs, reloaded
-    assert (default / "budget-0.3" / "classifier.pt").stat().st_mtime_ns == stamp
-    # "auto" is resolved when the network is built: the mean at 32 px, so a run's settings name what it ran
+    # "auto" is resolved for the data's size (the mean at 32 px): the folder and each run name what they ran, and
+    # naming what it resolves to reloads too
     assert json.loads((default / "budget-0.3" / "history.json").read_text())["settings"]["simplifier"]["reference"] == "mean"
+    assert json.loads((default / "train.json").read_text())["reference"] == "mean"
+    train_job(TESTBED, default, budgets="0.3", reference="mean", **small)
+    # a folder written before the reference was resolved saved None for the flat mean, the default then: it reloads
+    settings = json.loads((default / "train.json").read_text())
+    (default / "train.json").write_text(json.dumps({**settings, "reference": None}))
+    train_job(TESTBED, default, budgets="0.3", **small)
+    assert (default / "budget-0.3" / "classifier.pt").stat().st_mtime_ns == stamp
 
 
 def test_training_resolves_the_auto_reference_for_the_image_size():
     # JOINT_SIMPLIFIER's "auto": the mosaic from 128 px a side, the mean below; an explicit reference is kept as given.
+    from simplebits_audit.simplification.learned import Simplifier
     from simplebits_audit.training.joint import JOINT_SIMPLIFIER, joint_simplifier
 
     assert JOINT_SIMPLIFIER["reference"] == "auto"
@@ -581,6 +589,12 @@ def test_training_resolves_the_auto_reference_for_the_image_size():
     assert joint_simplifier(large).config["reference"] == "mosaic" and joint_simplifier(large).config["in_channels"] == 1
     assert joint_simplifier(small).config["reference"] == "mean" and joint_simplifier(small).config["binary"]
     assert joint_simplifier(large, reference="mean").config["reference"] == "mean"
+    # a simplifier passed in with "auto" runs, and records, the resolved reference
+    images = torch.rand(8, 1, 128, 128)
+    passed = Simplifier(in_channels=1, binary=True, reference="auto")
+    result = train_with_simplification(build_architecture("smallcnn", 2, 1, 128), (images, torch.arange(8) % 2), budget=0.5,
+                                       simplifier=passed, epochs=1, batch_size=8)
+    assert passed.config["reference"] == "mosaic" and result.settings["simplifier"]["reference"] == "mosaic"
 
 
 def test_train_report_escapes_user_strings(tmp_path):
