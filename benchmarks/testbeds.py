@@ -288,7 +288,7 @@ def explanation_target(name: str, model: torch.nn.Module, x: torch.Tensor) -> to
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=200, help="test images for the AUROCs")
-    shipped = [t for t in testbeds.list_testbeds(None) if t not in testbeds.WITHOUT_CLASSIFIER]
+    shipped = testbeds.list_testbeds(None, shipped_classifier=True)
     parser.add_argument("--testbeds", nargs="+", default=shipped, choices=shipped)
     args = parser.parse_args()
     for name in args.testbeds:

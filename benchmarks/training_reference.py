@@ -23,6 +23,7 @@ softmax), or with ``--shipped`` the shipped ``radiograph`` classifier (one sigmo
 from __future__ import annotations
 
 import argparse
+import inspect
 from pathlib import Path
 
 import torch
@@ -39,8 +40,8 @@ from simplebits_audit.simplification.mask import blend, reference_image
 from simplebits_audit.testbeds import TESTBEDS, load, load_classifier
 from simplebits_audit.training.joint import TrainingResult
 
-#: the train job's mask grid (a new simplifier's)
-GRID = Simplifier(in_channels=1).config["mask_size"]
+#: the train job's mask grid (a new simplifier's default; read from the signature, no network built at import)
+GRID = inspect.signature(Simplifier).parameters["mask_size"].default
 
 
 def answers(classifier: torch.nn.Module, images: torch.Tensor, sigmoid: bool) -> tuple[torch.Tensor, torch.Tensor]:

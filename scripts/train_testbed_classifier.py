@@ -56,7 +56,7 @@ TESTBED_DEFAULTS = {
 #: testbeds whose classifiers another script trains (not a SmallCNN)
 OWN_SCRIPT = {"photo-objects": "scripts/train_photo_objects_classifier.py"}
 #: the testbeds this script trains
-NAMES = [t for t in testbeds.list_testbeds(None) if t not in OWN_SCRIPT and t not in testbeds.WITHOUT_CLASSIFIER]
+NAMES = [t for t in testbeds.list_testbeds(None, shipped_classifier=True) if t not in OWN_SCRIPT]
 
 
 def settings(name: str, args: argparse.Namespace) -> dict:

@@ -80,7 +80,7 @@ def rescore(name: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("names", nargs="*", default=[t for t in testbeds.list_testbeds() if t not in testbeds.WITHOUT_CLASSIFIER])
+    parser.add_argument("names", nargs="*", default=testbeds.list_testbeds(shipped_classifier=True))
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the library default)")
     parser.add_argument("--rescore", action="store_true", help="only score the shipped simplifiers again and rewrite their cards")
     args = parser.parse_args()

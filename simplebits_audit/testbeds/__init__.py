@@ -141,12 +141,14 @@ REPORT_TESTBEDS: tuple[str, ...] = (
 )
 
 
-def list_testbeds(head: str | None = "softmax") -> list[str]:
+def list_testbeds(head: str | None = "softmax", *, shipped_classifier: bool = False) -> list[str]:
     """Testbed names: ``head="softmax"`` (default) the class-index testbeds (what the jobs take),
-    ``"sigmoid"`` those of :data:`SIGMOID_HEADS`, ``None`` all."""
+    ``"sigmoid"`` those of :data:`SIGMOID_HEADS`, ``None`` all; ``shipped_classifier=True``: only those
+    with a shipped classifier (not :data:`WITHOUT_CLASSIFIER`)."""
     if head not in ("softmax", "sigmoid", None):
         raise ValueError(f"head: expected 'softmax', 'sigmoid' or None, got {head!r}")
-    return sorted(t for t in TESTBEDS if head is None or (t in SIGMOID_HEADS) == (head == "sigmoid"))
+    return sorted(t for t in TESTBEDS if (head is None or (t in SIGMOID_HEADS) == (head == "sigmoid"))
+                  and not (shipped_classifier and t in WITHOUT_CLASSIFIER))
 
 
 def load(name: str, split: str = "train", n: int | None = None, seed: int = 0, variant: str | None = None) -> Testbed:
