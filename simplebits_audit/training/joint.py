@@ -203,6 +203,24 @@ class TrainingResult:
         on = (logits > 0).long()
         return on if self.settings.get("label_rows", True) else on[:, 0]  # one logit trained on labels (N,): (N,)
 
+    def score(self, pixels: torch.Tensor, labels: torch.Tensor, estimator: BitEstimator | str | None = None,
+              batch_size: int = 256) -> dict[str, torch.Tensor]:
+        """Per-image scores on held-out images (:func:`score_joint`): accuracy on simplified and original images, bits kept.
+
+        ``pixels`` (N, C, H, W) in [0, 1]; ``labels`` (N,) class indices or (N, K) label rows, as
+        trained; ``estimator`` a bit estimator or its name (default: the package default). Every
+        value is an (N,) float tensor, so two runs scored on the same images compare pairwise.
+        Raises ValueError for custom ``transforms`` (not stored) or a label count that is not N.
+        """
+        if self.settings.get("transforms") is not None:
+            raise ValueError("score: the classifier was trained with custom transforms; score simplify()'s output yourself")
+        check_pixel_images(pixels, "pixels")
+        if len(labels) != len(pixels):
+            raise ValueError(f"labels: expected {len(pixels)} labels, one per image, got {len(labels)}")
+        est = resolve_estimator(estimator, device=next(self.simplifier.parameters()).device)
+        return score_joint(self.classifier, self.simplifier, pixels, labels, est, batch_size=batch_size,
+                           spaces=make_spaces(self.settings.get("normalization"), None), head=self.settings.get("head"))
+
     def save(self, directory: str | Path) -> Path:
         """Write ``classifier.pt`` (state dict + settings), ``simplifier.pt`` and ``history.json`` (atomically, weights only)."""
         directory = Path(directory)
@@ -351,38 +369,57 @@ def _run_key(
 
 
 @torch.no_grad()
-def evaluate_joint(
+def score_joint(
     classifier: nn.Module, simplifier: Simplifier, images: torch.Tensor, labels: torch.Tensor, estimator: BitEstimator, *,
     spaces: Spaces | None = None, batch_size: int = 256, head: str | None = None,
-) -> dict[str, float]:
-    """Validation scores of a classifier trained on simplified images (see :attr:`TrainingResult.history`).
+) -> dict[str, torch.Tensor]:
+    """Per-image scores of a classifier trained on simplified images (what :func:`evaluate_joint` averages).
 
     ``images`` (N, C, H, W) pixel images in [0, 1], ``labels`` (N,) class indices or (N, K) label
     rows of 0/1 (``head``: :func:`~simplebits_audit.simplification.heads.head_of_labels` when not
-    given). Returns the accuracy on the simplified and on the original images (multi-label: the
-    mean per-label accuracy), their mean bpd, and the mean per-image bits kept.
+    given). Returns (N,) float tensors: ``accuracy_simplified`` / ``accuracy_original`` (1 or 0;
+    multi-label: the share of the image's labels answered right), ``bpd_simplified`` /
+    ``bpd_original`` (estimator bits per dimension of the 8-bit images) and ``bits_kept`` (the
+    simplified image's bits over the original's). Per image, so that two runs scored on the same
+    images can be compared pairwise (a difference and its standard error).
     """
     spaces = spaces or make_spaces(None, None)
     device = next(simplifier.parameters()).device
     was, was_simplifier = classifier.training, simplifier.training
     classifier.eval(), simplifier.eval()  # a binary simplifier flips coins in training mode only
-    right_s, right_o, bpd_s, bpd_o, kept = [], [], [], [], []
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in SCORES}
     try:
         for x, y in zip(images.split(batch_size), labels.split(batch_size)):
             x, y = round_8bit(x.to(device), False), y.to(device)
             s = simplifier(x)
             logits_s, logits_o = classifier(spaces.to_model(s)), classifier(spaces.to_model(x))
             head = head or head_of_labels(y, logits_s.shape[1])
-            right_s.append(label_accuracy(logits_s, y, head))
-            right_o.append(label_accuracy(logits_o, y, head))
             bits_s, bits_o = estimator.bits(s), estimator.bits(x)
             dims = x[0].numel()
-            bpd_s.append(bits_s / dims), bpd_o.append(bits_o / dims), kept.append(bits_s / bits_o)
+            for key, value in zip(SCORES, (label_accuracy(logits_s, y, head), label_accuracy(logits_o, y, head),
+                                           bits_s / dims, bits_o / dims, bits_s / bits_o)):
+                parts[key].append(value.float().cpu())
     finally:
         classifier.train(was), simplifier.train(was_simplifier)
-    mean = lambda parts: float(torch.cat(parts).float().mean())  # noqa: E731
-    return {"val_accuracy_simplified": mean(right_s), "val_accuracy_original": mean(right_o), "val_bpd_simplified": mean(bpd_s),
-            "val_bpd_original": mean(bpd_o), "val_bits_kept": mean(kept)}
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+#: :func:`score_joint`'s per-image scores; :func:`evaluate_joint` reports their means as ``val_<name>``.
+SCORES = ("accuracy_simplified", "accuracy_original", "bpd_simplified", "bpd_original", "bits_kept")
+
+
+def evaluate_joint(
+    classifier: nn.Module, simplifier: Simplifier, images: torch.Tensor, labels: torch.Tensor, estimator: BitEstimator, *,
+    spaces: Spaces | None = None, batch_size: int = 256, head: str | None = None,
+) -> dict[str, float]:
+    """Validation scores of a classifier trained on simplified images (see :attr:`TrainingResult.history`).
+
+    The means of :func:`score_joint`'s per-image scores, as ``val_accuracy_simplified``,
+    ``val_accuracy_original`` (multi-label: the mean per-label accuracy), ``val_bpd_simplified``,
+    ``val_bpd_original`` and ``val_bits_kept`` (mean per-image bits kept).
+    """
+    scores = score_joint(classifier, simplifier, images, labels, estimator, spaces=spaces, batch_size=batch_size, head=head)
+    return {f"val_{k}": float(v.mean()) for k, v in scores.items()}
 
 
 def check_labels(labels: torch.Tensor, n_outputs: int, name: str = "data") -> str:
@@ -941,6 +978,6 @@ def tradeoff(
 
 __all__ = [
     "DEFAULT_BUDGET", "DEFAULT_BUDGETS", "JOINT_DEFAULTS", "JOINT_SIMPLIFIER", "Tradeoff", "TrainingResult", "check_strength",
-    "check_strengths", "check_labels", "check_training_settings", "evaluate_joint", "joint_simplifier", "label_gap", "tradeoff",
-    "train_with_simplification",
+    "check_strengths", "check_labels", "check_training_settings", "evaluate_joint", "joint_simplifier", "label_gap", "score_joint",
+    "tradeoff", "train_with_simplification",
 ]

@@ -13,7 +13,7 @@ from simplebits_audit.models import build_architecture
 from simplebits_audit.simplification.heads import head_of_labels, label_accuracy, label_loss, label_margin
 from simplebits_audit.simplification.learned import Simplifier
 from simplebits_audit.training import condense
-from simplebits_audit.training.joint import TrainingResult, evaluate_joint, train_with_simplification
+from simplebits_audit.training.joint import TrainingResult, evaluate_joint, score_joint, train_with_simplification
 
 FAST = {"epochs": 1, "batch_size": 16, "cooldown": 0}
 
@@ -81,6 +81,10 @@ def test_validation_accuracy_is_the_mean_per_label_accuracy():
     simplifier = Simplifier(in_channels=3, mask_size=16, mask_init=0.999).eval()  # keeps every pixel
     scores = evaluate_joint(_Fixed(logits), simplifier, images, rows, _estimator())
     assert scores["val_accuracy_original"] == pytest.approx((2 + 1 + 1 + 0) / 8)
+    # per image, as a paired comparison of two runs needs it: the share of each image's labels answered right
+    per_image = score_joint(_Fixed(logits), simplifier, images, rows, _estimator())
+    assert torch.equal(per_image["accuracy_original"], torch.tensor([1.0, 0.5, 0.5, 0.0]))
+    assert all(v.shape == (n,) for v in per_image.values())
 
 
 def _estimator():

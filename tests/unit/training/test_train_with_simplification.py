@@ -74,6 +74,14 @@ def test_training_returns_both_networks_and_a_history_and_leaves_the_classifier_
     simplified = result.simplify(val[0][:4])
     assert simplified.shape == (4, 3, 32, 32) and torch.equal(simplified, (simplified * 255).round() / 255)
     assert result.predict(val[0][:4]).shape == (4,)
+    # held-out scores per image, whose means are what the last epoch reported on the same images
+    scores = result.score(*val)
+    assert all(v.shape == (len(val[0]),) for v in scores.values())
+    for key in ("accuracy_simplified", "accuracy_original", "bits_kept"):
+        assert float(scores[key].mean()) == pytest.approx(result.final[f"val_{key}"], abs=1e-6), key
+    assert torch.equal(scores["accuracy_simplified"], (result.predict(val[0]) == val[1]).float())
+    with pytest.raises(ValueError, match="labels: expected"):
+        result.score(val[0], val[1][:-1])
     assert result.settings["lam"] == 1.0 and result.settings["epochs"] == 2 and "training_seconds" in result.settings
 
 
