@@ -515,6 +515,17 @@ def strength_label(point: dict[str, Any]) -> str:
     return f"λ={point['lam']:g}" if point.get("budget") is None else f"budget {point['budget']:g}"
 
 
+def accuracy_delta(record: dict[str, Any], point: dict[str, Any]) -> str:
+    """A run's validation accuracy minus the reference run's, in points, with the paired standard error: ``-2.6 ± 1.9``.
+
+    Without the standard error (records written before it, or one validation image) the difference alone.
+    """
+    reference = min(record["points"], key=removal_order)
+    delta = f"{100 * (point['val_accuracy_simplified'] - reference['val_accuracy_simplified']):+.1f}"
+    se = point.get("val_delta_se")
+    return delta if se is None else f"{delta} ± {100 * se:.1f}"
+
+
 def removal_order(point: dict[str, Any]) -> float:
     """Sort key of a curve's points, from the one asked to remove least (lambda 0, budget 1) to the most."""
     return float(point["lam"]) if point.get("budget") is None else -float(point["budget"])

@@ -157,7 +157,7 @@ def train(
     from simplebits_audit.jobs.distributed import is_main_process
     from simplebits_audit.jobs.options import TrainOptions
     from simplebits_audit.jobs.train import train_job
-    from simplebits_audit.results import REPORT_FILE, strength_label
+    from simplebits_audit.results import REPORT_FILE, accuracy_delta, strength_label
 
     training = TrainOptions(**given(arch=arch, budgets=budget, lams=lam, epochs=epochs, batch_size=batch_size, lr=lr, margin=margin,
                                        cooldown=cooldown, reference=reference))
@@ -165,10 +165,10 @@ def train(
                        testbed_n=testbed_n, val_n=val_n, **given(val_share=val_share))
     if not is_main_process():
         return
-    table = Table("run", "λ", "accuracy (simplified)", "accuracy (original)", "bits kept",
+    table = Table("run", "λ", "accuracy (simplified; Δ ± s.e.)", "accuracy (original)", "bits kept",
         "WebP kept", "JPEG-XL kept", *(["bits inside mask / mask share"] if record["has_masks"] else []))
     for p in record["points"]:
-        table.add_row(strength_label(p), f"{p['lam']:.3g}", f"{100 * p['val_accuracy_simplified']:.1f}%",
+        table.add_row(strength_label(p), f"{p['lam']:.3g}", f"{100 * p['val_accuracy_simplified']:.1f}% ({accuracy_delta(record, p)})",
                       f"{100 * p['val_accuracy_original']:.1f}%", f"{p['val_bits_kept']:.3f}", f"{p['webp_kept']:.3f}",
                       f"{p['jxl_kept']:.3f}",
                       *([f"{p['inside_ratio']:.2f}×"] if record["has_masks"] else []))

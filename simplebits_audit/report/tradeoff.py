@@ -13,7 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .._io import atomic_write
-from ..results import REPORT_FILE, read_tradeoff, removal_order, strength_label, strength_name
+from ..results import REPORT_FILE, accuracy_delta, read_tradeoff, removal_order, strength_label, strength_name
 from ._html import esc, figure_html, fmt, img_tag, page, png_bytes, table_html
 
 #: Side (pixels) of each example thumbnail.
@@ -67,14 +67,16 @@ def tradeoff_page(record: dict[str, Any], examples: dict[str, np.ndarray]) -> st
     settings = record["settings"]
     has_masks = record.get("has_masks", False)
     per_label = " per label" if settings.get("head") == "sigmoid" else ""  # a sigmoid head's accuracy: the mean per-label accuracy
-    header = ["run", "λ (final)", f"accuracy{per_label} (simplified)", f"accuracy{per_label} (original)", "bits kept", "WebP kept",
+    header = ["run", "λ (final)", f"accuracy{per_label} (simplified)", "Δ ± s.e. (points)", f"accuracy{per_label} (original)",
+              "bits kept", "WebP kept",
               "JPEG-XL kept", "bpd simplified", "bpd original", "minutes"]
     if has_masks:
         header += ["bits inside mask", "mask share", "inside / share"]
     rows = []
     for p in sorted(record["points"], key=removal_order):
         minutes = p.get("training_seconds")
-        row = [strength_label(p), f"{p['lam']:.3g}", fmt(p.get("val_accuracy_simplified")), fmt(p.get("val_accuracy_original")),
+        row = [strength_label(p), f"{p['lam']:.3g}", fmt(p.get("val_accuracy_simplified")),
+               accuracy_delta(record, p) if "val_accuracy_simplified" in p else "—", fmt(p.get("val_accuracy_original")),
                fmt(p.get("val_bits_kept")),
                fmt(p.get("webp_kept")), fmt(p.get("jxl_kept")), fmt(p.get("val_bpd_simplified")), fmt(p.get("val_bpd_original")),
                fmt(minutes / 60, 1) if isinstance(minutes, (int, float)) else "—"]
@@ -88,8 +90,9 @@ def tradeoff_page(record: dict[str, Any], examples: dict[str, np.ndarray]) -> st
     body = (
         f"<p class=\"note\">{esc(verdict)} A classifier and a simplifier were trained together once per run on "
         f"{esc(settings.get('training_images'))} images of {esc(settings.get('data'))} ({esc(settings.get('arch'))}); scores are on "
-        f"{esc(settings.get('validation_images'))} validation images. Accuracy on original images shows what the classifier does when "
-        "the simplifier is skipped.</p>"
+        f"{esc(settings.get('validation_images'))} validation images. Δ: a run's accuracy minus the reference run's, with the "
+        "standard error of that difference over the same images (a difference within about two standard errors of 0 may be chance). "
+        "Accuracy on original images shows what the classifier does when the simplifier is skipped.</p>"
         "<h2>Accuracy against input bits</h2>" + figure_html(curve_figure(record), "tradeoff-curve")
         + "<h2>Per run</h2>" + table_html(header, rows)
         + ("<p class=\"sub\">bits inside mask: share of the simplified image's bits (the estimator's bits map) inside the "

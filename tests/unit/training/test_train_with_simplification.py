@@ -544,8 +544,17 @@ def test_cli_train_writes_models_curve_and_report_and_resumes(tmp_path):
         assert 0 < p["webp_kept"] <= 1.5 and 0 <= p["bits_inside_mask"] <= 1 and p["inside_ratio"] > 0
     for lam in ("0", "1"):
         assert (out / f"lam-{lam}" / "classifier.pt").is_file() and (out / f"lam-{lam}" / "simplifier.pt").is_file()
+    # Δ's standard error: paired over the same 24 validation images (test split, the job's seed + 1), 0 for the reference itself
+    val = testbeds.load(TESTBED, "test", n=24, seed=1)
+    right = {lam: TrainingResult.load(out / f"lam-{lam}", build_architecture("smallcnn", 10)).score(val.images, val.labels)
+             for lam in ("0", "1")}
+    assert record["points"][0]["val_delta_se"] == 0.0
+    d = right["1"]["accuracy_simplified"] - right["0"]["accuracy_simplified"]
+    assert record["points"][1]["val_delta_se"] == pytest.approx(float(d.std() / 24**0.5), abs=1e-6)
+    assert float(right["1"]["accuracy_simplified"].mean()) == pytest.approx(record["points"][1]["val_accuracy_simplified"], abs=1e-6)
+    assert "± " in res.stdout
     html = (out / "report.html").read_text()
-    assert "tradeoff-curve" in html and "Simplified validation images" in html
+    assert "tradeoff-curve" in html and "Simplified validation images" in html and "Δ ± s.e." in html
     stamp = (out / "lam-1" / "classifier.pt").stat().st_mtime_ns
     res = run_cli(*args, env=ENV)  # resumes: nothing retrained
     assert res.returncode == 0 and (out / "lam-1" / "classifier.pt").stat().st_mtime_ns == stamp
