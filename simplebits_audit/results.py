@@ -518,9 +518,12 @@ def strength_label(point: dict[str, Any]) -> str:
 def accuracy_delta(record: dict[str, Any], point: dict[str, Any]) -> str:
     """A run's validation accuracy minus the reference run's, in points, with the paired standard error: ``-2.6 ± 1.9``.
 
-    Without the standard error (records written before it, or one validation image) the difference alone.
+    Without the standard error (records written before it, or one validation image) the difference alone;
+    "—" where either point has no validation accuracy.
     """
     reference = min(record["points"], key=removal_order)
+    if "val_accuracy_simplified" not in reference or "val_accuracy_simplified" not in point:
+        return "—"
     delta = f"{100 * (point['val_accuracy_simplified'] - reference['val_accuracy_simplified']):+.1f}"
     se = point.get("val_delta_se")
     return delta if se is None else f"{delta} ± {100 * se:.1f}"

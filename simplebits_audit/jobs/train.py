@@ -58,8 +58,8 @@ def curve_points(
     (the mask's mean share of the image) and ``inside_ratio`` (their quotient: 1 = no preference).
     With ``val_labels`` (N,) or (N, K), each also gains ``val_delta_se``: the standard error of its
     accuracy's difference from the reference run's (paired, over the same validation images; a
-    share, like the accuracy): at 80-90 % accuracy and 500 images it is about 0.02, the size of
-    the 2-point comparison the report makes.
+    share, like the accuracy): where the two runs disagree on a fifth of 500 images it is about
+    0.02, the size of the 2-point comparison the report makes.
     """
     original = (val_images * 255).round() / 255
     webp_before, jxl_before = codec_bits(original), codec_bits(original, "jxl")

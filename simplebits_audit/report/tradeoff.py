@@ -76,7 +76,7 @@ def tradeoff_page(record: dict[str, Any], examples: dict[str, np.ndarray]) -> st
     for p in sorted(record["points"], key=removal_order):
         minutes = p.get("training_seconds")
         row = [strength_label(p), f"{p['lam']:.3g}", fmt(p.get("val_accuracy_simplified")),
-               accuracy_delta(record, p) if "val_accuracy_simplified" in p else "—", fmt(p.get("val_accuracy_original")),
+               accuracy_delta(record, p), fmt(p.get("val_accuracy_original")),
                fmt(p.get("val_bits_kept")),
                fmt(p.get("webp_kept")), fmt(p.get("jxl_kept")), fmt(p.get("val_bpd_simplified")), fmt(p.get("val_bpd_original")),
                fmt(minutes / 60, 1) if isinstance(minutes, (int, float)) else "—"]

@@ -626,6 +626,10 @@ def test_train_report_escapes_user_strings(tmp_path):
     }
     html = tradeoff_page(record, {})
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    # a partial record: a reference point without its validation accuracy gives "—", not an error
+    record["points"].append({"lam": 1.0, "val_accuracy_simplified": 0.4, "val_bits_kept": 0.3, "webp_kept": 0.3})
+    del record["points"][0]["val_accuracy_simplified"]
+    assert "—" in tradeoff_page(record, {})
 
 
 @pytest.mark.integration
