@@ -49,7 +49,7 @@ from simplebits_audit.models import build_architecture
 from simplebits_audit.results import read_tradeoff, removal_order, strength_label, strength_name
 from simplebits_audit.testbeds import REPORT_TESTBEDS
 from simplebits_audit.testbeds import TESTBEDS as REGISTRY
-from simplebits_audit.training.joint import TrainingResult
+from simplebits_audit.training.joint import TrainingResult, paired_difference
 
 OUT = Path(__file__).parent / "out" / "tradeoff"
 #: the report testbeds the train job takes at 32 px (radiograph and digits-stripes have sigmoid heads; photo-objects is 128 px)
@@ -89,9 +89,9 @@ def run_name(point: dict) -> str:
 
 
 def paired(run: torch.Tensor, reference: torch.Tensor) -> tuple[float, float]:
-    """The mean per-image difference (points) of ``run`` from ``reference`` on the same images, and its standard error."""
-    d = 100 * (run - reference)
-    return float(d.mean()), float(d.std() / len(d) ** 0.5)
+    """:func:`paired_difference` of per-image accuracies, in points."""
+    delta, se = paired_difference(run, reference)
+    return 100 * delta, 100 * se
 
 
 def qualifying(record: dict, deltas: dict[str, tuple[float, float | None]]) -> dict | None:

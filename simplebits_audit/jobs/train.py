@@ -33,7 +33,7 @@ from ..preprocessing import Preprocessing
 from ..results import TRAIN_SETTINGS_FILE, strength_name, write_tradeoff
 from ..simplification.heads import head_of_labels
 from ..simplification.mask import resolve_reference
-from ..training.joint import JOINT_DEFAULTS, JOINT_SIMPLIFIER, Tradeoff, tradeoff
+from ..training.joint import JOINT_DEFAULTS, JOINT_SIMPLIFIER, Tradeoff, paired_difference, tradeoff
 from .checks import check_out_dir, check_resume
 from .distributed import join_world
 from .options import RunOptions, TrainOptions, take_options
@@ -75,7 +75,7 @@ def curve_points(
         extra: dict[str, Any] = {"webp_kept": float((codec_bits(simplified) / webp_before).mean()),
                                  "jxl_kept": float((codec_bits(simplified, "jxl") / jxl_before).mean())}
         if right and len(original) > 1:
-            extra["val_delta_se"] = float((right[name] - ref_right).std() / len(original) ** 0.5)
+            extra["val_delta_se"] = paired_difference(right[name], ref_right)[1]
         if val_masks is not None and bool(val_masks.any()):
             bits_map = torch.cat([estimator.bits_map(chunk.to(device)).cpu() for chunk in simplified.split(256)])
             inside = relevance_mass(bits_map, val_masks)

@@ -404,6 +404,23 @@ def score_joint(
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
+def paired_difference(run: torch.Tensor, reference: torch.Tensor) -> tuple[float, float]:
+    """The mean of ``run - reference`` over the same images ((N,) per-image scores, N >= 2), and its standard error.
+
+    The standard error is the differences' standard deviation over sqrt(N): it shrinks with how
+    rarely the two runs disagree, not with their accuracy (units: those of the scores).
+
+    Raises:
+        ValueError: if the shapes differ or N < 2 (no standard error from one image).
+    """
+    if run.shape != reference.shape or run.dim() != 1 or len(run) < 2:
+        raise ValueError(
+            f"run and reference must be (N,) scores of the same images with N >= 2, got {tuple(run.shape)} and {tuple(reference.shape)}"
+        )
+    d = run.float() - reference.float()
+    return float(d.mean()), float(d.std() / len(d) ** 0.5)
+
+
 #: :func:`score_joint`'s per-image scores; :func:`evaluate_joint` reports their means as ``val_<name>``.
 SCORES = ("accuracy_simplified", "accuracy_original", "bpd_simplified", "bpd_original", "bits_kept")
 
@@ -978,6 +995,7 @@ def tradeoff(
 
 __all__ = [
     "DEFAULT_BUDGET", "DEFAULT_BUDGETS", "JOINT_DEFAULTS", "JOINT_SIMPLIFIER", "Tradeoff", "TrainingResult", "check_strength",
-    "check_strengths", "check_labels", "check_training_settings", "evaluate_joint", "joint_simplifier", "label_gap", "score_joint",
+    "check_strengths", "check_labels", "check_training_settings", "evaluate_joint", "joint_simplifier", "label_gap",
+    "paired_difference", "score_joint",
     "tradeoff", "train_with_simplification",
 ]

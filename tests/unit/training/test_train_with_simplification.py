@@ -649,3 +649,17 @@ def test_torchrun_trains_each_budget_over_two_processes(tmp_path):
     # 32 images / (8 per step x 2 processes), for the epoch and each of the default cooldown's
     assert history["settings"]["world"] == 2 and history["history"][-1]["steps"] == 2 * (1 + joint.JOINT_DEFAULTS["cooldown"])
     assert history["settings"]["budget_offset"] <= 0  # the budget check ran (rank 0's offset, broadcast)
+
+
+def test_paired_difference_is_the_mean_and_se_of_the_differences_and_refuses_one_image():
+    from simplebits_audit.training.joint import paired_difference
+
+    run, ref = torch.tensor([1.0, 0.0, 1.0, 1.0]), torch.tensor([1.0, 1.0, 0.0, 0.0])
+    mean, se = paired_difference(run, ref)
+    d = run - ref
+    assert mean == pytest.approx(0.25) and se == pytest.approx(float(d.std() / 2))
+    assert paired_difference(ref, ref) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="N >= 2"):
+        paired_difference(run[:1], ref[:1])
+    with pytest.raises(ValueError, match="same images"):
+        paired_difference(run, ref[:3])
