@@ -39,6 +39,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--init", default=None)
     parser.add_argument("--resolution", type=int, default=None)
+    parser.add_argument("--basis", default=None, help="rgb or luma-chroma (condense's basis)")
+    parser.add_argument("--seed", type=int, default=0, help="the condensation's seed (images, networks, real batches)")
     parser.add_argument("--n-models", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -47,13 +49,15 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     options = {k: v for k, v in {"lam": args.lam, "warmup": args.warmup, "outer_steps": args.outer_steps, "lr": args.lr,
                                  "init": args.init,
-                                 "resolution": args.resolution}.items() if v is not None}
+                                 "resolution": args.resolution, "basis": args.basis}.items() if v is not None}
     started = time.perf_counter()
-    condensed = condense(train, images_per_class=args.ipc, checkpoint=OUT / f"{args.testbed}-{args.name}.ckpt", **options)
+    condensed = condense(train, images_per_class=args.ipc, checkpoint=OUT / f"{args.testbed}-{args.name}.ckpt",
+                         seed=args.seed, **options)
     minutes = (time.perf_counter() - started) / 60
     scores = evaluate_condensed(condensed, test, n_models=args.n_models)["condensed"]
     dims = condensed.images[0].numel()
-    record = {"testbed": args.testbed, "name": args.name, **options, "minutes": minutes, "accuracy_mean": scores["accuracy_mean"],
+    record = {"testbed": args.testbed, "name": args.name, "seed": args.seed, **options, "minutes": minutes,
+              "accuracy_mean": scores["accuracy_mean"],
               "accuracy_std": scores["accuracy_std"], "bpd": float(condensed.bits.mean()) / dims,
               "webp_bpd": float(codec_bits(condensed.images).mean()) / dims}
     (OUT / f"{args.testbed}-{args.name}.json").write_text(json.dumps(record, indent=1))

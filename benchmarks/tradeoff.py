@@ -28,6 +28,7 @@ testbeds). Runs resume (the train job's folders under ``benchmarks/out/tradeoff/
     python benchmarks/tradeoff.py --testbeds blended-digits --lams 0,1
     python benchmarks/tradeoff.py --budgets 1,0.3 --seed 1 --out benchmarks/out/tradeoff-seed1   # another draw
     python benchmarks/tradeoff.py --testbeds radiograph --budgets 1,0.3 --reference mosaic --out benchmarks/out/tradeoff-rad-mosaic
+    python benchmarks/tradeoff.py --testbeds photo-objects --budgets 1,0.3 --testbed-n 4000 --out benchmarks/out/tradeoff-po
     python benchmarks/tradeoff.py --figure docs/tradeoff.png       # after a run: curves and examples
 """
 
@@ -154,6 +155,7 @@ def main() -> None:
     parser.add_argument("--reference", default=None,
                         help="what a removed mask cell becomes (the train job's reference; default training's 'auto')")
     parser.add_argument("--warmup", type=float, default=None, help="share of the joint steps before the simplifier starts (a diagnostic)")
+    parser.add_argument("--testbed-n", type=int, default=None, help="training images per testbed (default: its train size)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0, help="the train job's seed (data draw, validation images, initialisation)")
     parser.add_argument("--out", type=Path, default=OUT)
@@ -167,7 +169,7 @@ def main() -> None:
     for name in args.testbeds:
         started = time.perf_counter()
         train_job(name, args.out / name, budgets=args.budgets, lams=args.lams, epochs=args.epochs, warmup=args.warmup,
-                  reference=args.reference, seed=args.seed,
+                  reference=args.reference, seed=args.seed, testbed_n=args.testbed_n,
                   show_progress=True)
         console.print(f"{name}: done in {(time.perf_counter() - started) / 60:.1f} min (this call; finished lambdas are reloaded)")
         records[name] = read_tradeoff(args.out / name)

@@ -26,6 +26,7 @@ from ..preprocessing import Preprocessing
 from ..report.condense import write_condense_report
 from ..training.condensation import (
     CondensedSet,
+    basis_for,
     condense,
     evaluate_condensed,
 )
@@ -36,7 +37,7 @@ from .sources import AuditSource, hold_out, load_labelled, open_source
 
 #: Settings of a finished set that must agree with the command's for the set to be reused.
 SET_KEYS = ("lam", "outer_steps", "match_steps", "inner_steps", "real_batch", "lr", "init_scale",
-    "images_per_class", "arch", "seed", "estimator", "data")
+    "images_per_class", "arch", "seed", "estimator", "data", "basis")
 #: Row names of :func:`~simplebits_audit.training.evaluate_condensed` -> what the report calls them.
 ROW_TITLES = {"condensed": "condensed, simplified", "without bits term": "condensed without bits term", "random real": "random real subset"}
 
@@ -134,7 +135,8 @@ def run_condense(
     fingerprint = data_fingerprint(train_images, train_labels)
     sets: dict[str, CondensedSet] = {}
     for kind, kind_lam in wanted.items():
-        expected = {**settings, "lam": kind_lam, "estimator": estimator.name, "data": fingerprint}
+        expected = {**settings, "lam": kind_lam, "estimator": estimator.name, "data": fingerprint,
+                    "basis": basis_for(settings["basis"], train_images.shape[1])}
         path = out / res.CONDENSED_FILES[kind]
         if path.is_file():
             found = CondensedSet.load(path)

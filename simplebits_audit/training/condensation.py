@@ -56,11 +56,15 @@ FORMAT = 1
 #: Defaults of :func:`condense` (measured choices: README, "Dataset condensation").
 CONDENSE_DEFAULTS: dict[str, Any] = {
     "lam": 0.5, "outer_steps": 120, "match_steps": 5, "inner_steps": 5, "real_batch": 32, "lr": 0.1, "net_lr": 0.01,
-    "init_scale": 0.2, "schedule": "cosine", "warmup": 0.0, "init": "noise", "resolution": None,
+    "init_scale": 0.2, "schedule": "cosine", "warmup": 0.0, "init": "noise", "resolution": None, "basis": "luma-chroma",
 }
 #: How the synthetic images start: "noise" (grey plus ``init_scale`` * N(0, 1) logits, the DC paper's
 #: start) or "real" (a random real image of the class per synthetic image, as DC's real initialisation).
 INITS = ("noise", "real")
+#: What the optimised logits of a colour image are: "rgb" (one per channel) or "luma-chroma" (the green
+#: logit, and the red and blue logits' differences from it: the estimator's planes G, R - G, B - G, so
+#: that an image whose colour the matching does not need can go grey; grey images: ignored).
+BASES = ("rgb", "luma-chroma")
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,7 +160,7 @@ def condense_settings(
     *, images_per_class: int = 10, lam: float | None = None, arch: str = "convnet", outer_steps: int | None = None,
     match_steps: int | None = None, inner_steps: int | None = None, real_batch: int | None = None, lr: float | None = None,
     init_scale: float | None = None, schedule: str | None = None, warmup: float | None = None, init: str | None = None,
-    resolution: int | None = None, seed: int = 0,
+    resolution: int | None = None, basis: str | None = None, seed: int = 0,
 ) -> dict[str, Any]:
     """The settings :func:`condense` runs with (defaults filled in), checked: ``ValueError`` naming a bad argument.
 
@@ -170,6 +174,9 @@ def condense_settings(
     settings["warmup"] = CONDENSE_DEFAULTS["warmup"] if warmup is None else warmup
     settings["init"] = CONDENSE_DEFAULTS["init"] if init is None else init
     settings["resolution"] = CONDENSE_DEFAULTS["resolution"] if resolution is None else resolution
+    settings["basis"] = CONDENSE_DEFAULTS["basis"] if basis is None else basis
+    if settings["basis"] not in BASES:
+        raise ValueError(f"basis: expected one of {BASES}, got {settings['basis']!r}")
     if settings["resolution"] is not None:
         _check_number("resolution", settings["resolution"], integer=True)
     if settings["init"] not in INITS:
@@ -209,6 +216,7 @@ def condense(
     warmup: float | None = None,
     init: str | None = None,
     resolution: int | None = None,
+    basis: str | None = None,
     checkpoint: str | Path | None = None,
     checkpoint_every: float = 30.0,
     device: str | torch.device | None = None,
@@ -256,6 +264,10 @@ def condense(
         Draw each image from ``resolution`` x ``resolution`` pixel logits upsampled bilinearly to
         the data's size (at most that size; default: the full size). Coarser images cost fewer
         bits; on ``stripes`` they also taught less (docs/design-log.md, "Dataset condensation").
+    basis : {"rgb", "luma-chroma"}, optional
+        What is optimised for a colour image (:data:`BASES`): a logit per channel, or the green
+        logit and the red and blue logits' differences from it (the estimator's planes), so that
+        colour the matching does not need can flatten out. Single-channel data ignore it.
     checkpoint : path, optional
         Resumable state, written atomically every ``checkpoint_every`` seconds (between outer
         steps), on Ctrl-C and at the end; if it exists, the run continues from it (with the same
@@ -276,7 +288,7 @@ def condense(
     """
     settings = condense_settings(images_per_class=images_per_class, lam=lam, arch=arch, outer_steps=outer_steps, match_steps=match_steps,
                                  inner_steps=inner_steps, real_batch=real_batch, lr=lr, init_scale=init_scale, schedule=schedule,
-                                 warmup=warmup, init=init, resolution=resolution, seed=seed)
+                                 warmup=warmup, init=init, resolution=resolution, basis=basis, seed=seed)
     check_checkpoint_every(checkpoint_every)
     images, labels, classes = labelled_tensors(data)
     if images.shape[-1] != images.shape[-2]:
@@ -297,12 +309,14 @@ def condense(
         raise ValueError(f"resolution: expected at most the image size {size}, got {grid}")
     if grid == size:  # the full size, however it was asked for: one run key, so either checkpoint resumes the other
         settings["resolution"] = None
+    basis = settings["basis"] = basis_for(settings["basis"], channels)
     ipc = images_per_class
 
     with seeded(step_seed(seed, 0, 0)):  # seeded, without touching the caller's random state
         if settings["init"] == "real":
             picks = torch.cat([idx[torch.randint(len(idx), (ipc,))] for idx in by_class])
-            logits = torch.logit(F.interpolate(images[picks].float(), size=(grid, grid), mode="area").clamp(1 / 255, 254 / 255)).to(device)
+            logits = to_basis(torch.logit(F.interpolate(images[picks].float(), size=(grid, grid), mode="area").clamp(1 / 255, 254 / 255)),
+                              basis).to(device)
         else:
             logits = (settings["init_scale"] * torch.randn(n_classes * ipc, channels, grid, grid)).to(device)
     logits.requires_grad_(True)
@@ -313,8 +327,9 @@ def condense(
     # so outer_steps may grow; a cosine schedule depends on it.
     grows = settings["schedule"] == "constant" and settings["warmup"] == 0
     # "seeds": checkpoints written before the draws followed training.loop.step_seed are refused, not resumed with mixed draws.
-    # (a full-resolution run's key has no "resolution", as before the option existed: its checkpoints still resume)
-    run_key = {**{k: v for k, v in settings.items() if (k != "outer_steps" or not grows) and not (k == "resolution" and v is None)},
+    # (a full-resolution RGB run's key has no "resolution" and "basis", as before the options existed: its checkpoints still resume)
+    run_key = {**{k: v for k, v in settings.items()
+                  if (k != "outer_steps" or not grows) and (k, v) not in (("resolution", None), ("basis", "rgb"))},
                "estimator": estimator.name, "data": fingerprint,
                "n_classes": n_classes, "seeds": "step_seed"}
     run = ResumableRun(checkpoint, run_key, total=settings["outer_steps"], total_name="outer_steps", checkpoint_every=checkpoint_every,
@@ -352,18 +367,36 @@ def condense(
         warnings.warn(f"condense: {skipped} image updates were skipped (non-finite loss or gradient)", stacklevel=2)
 
     with torch.no_grad():
-        final = round_8bit(synthetic_pixels(logits.detach(), size), False)
+        final = round_8bit(synthetic_pixels(logits.detach(), size, basis), False)
         bits = estimator.bits(final)
     card = {**settings, "estimator": estimator.name, "n_classes": n_classes, "data": fingerprint, "real_images": len(labels),
             "seconds": round(seconds, 2), "skipped_updates": skipped, "torch_threads": torch.get_num_threads(), "device": str(device)}
     return CondensedSet(final.cpu(), syn_labels, bits.cpu().float(), classes, card, history)
 
 
-def synthetic_pixels(logits: torch.Tensor, size: int) -> torch.Tensor:
-    """The synthetic images (N, C, size, size) in [0, 1] of pixel ``logits`` (N, C, r, r), upsampled bilinearly when r < size."""
+def synthetic_pixels(logits: torch.Tensor, size: int, basis: str = "rgb") -> torch.Tensor:
+    """The synthetic images (N, C, size, size) in [0, 1] of pixel ``logits`` (N, C, r, r) in ``basis`` (:data:`BASES`),
+    upsampled bilinearly when r < size."""
+    if basis == "luma-chroma":  # (R - G, G, B - G) logits -> (R, G, B) logits
+        green = logits[:, 1:2]
+        logits = torch.cat([logits[:, 0:1] + green, green, logits[:, 2:3] + green], 1)
     if logits.shape[-1] != size:
         logits = F.interpolate(logits, size=(size, size), mode="bilinear", align_corners=False)
     return torch.sigmoid(logits)
+
+
+def basis_for(basis: str, channels: int) -> str:
+    """The basis a condensation of ``channels``-channel images runs in: ``basis``, or "rgb" for grey images
+    (one plane: nothing to decorrelate, and one run key and set for either)."""
+    return basis if channels == 3 else "rgb"
+
+
+def to_basis(logits: torch.Tensor, basis: str) -> torch.Tensor:
+    """RGB pixel logits (N, C, r, r) in ``basis``: the inverse of :func:`synthetic_pixels`' change of basis."""
+    if basis != "luma-chroma":
+        return logits
+    green = logits[:, 1:2]
+    return torch.cat([logits[:, 0:1] - green, green, logits[:, 2:3] - green], 1)
 
 
 def _ramp(step: int, steps: float) -> float:
@@ -385,7 +418,7 @@ def _outer_step(
     syn_labels_d = syn_labels.to(device)
     matches, bpds, ok = [], [], 0
     for m in range(settings["match_steps"]):
-        syn = round_8bit(synthetic_pixels(logits, images.shape[-1]), True)
+        syn = round_8bit(synthetic_pixels(logits, images.shape[-1], settings["basis"]), True)
         match = torch.zeros((), device=device)
         for c in range(n_classes):
             idx = by_class[c][torch.randint(len(by_class[c]), (settings["real_batch"],), generator=generator)]
@@ -411,7 +444,7 @@ def _outer_step(
         if m == settings["match_steps"] - 1:
             break
         # The network follows the synthetic set, so the next update matches gradients further along training.
-        syn_fixed = round_8bit(synthetic_pixels(logits.detach(), images.shape[-1]), False)
+        syn_fixed = round_8bit(synthetic_pixels(logits.detach(), images.shape[-1], settings["basis"]), False)
         for _ in range(settings["inner_steps"]):
             loss_net = F.cross_entropy(net(syn_fixed), syn_labels_d)
             net_opt.zero_grad(set_to_none=True)
@@ -539,5 +572,5 @@ def evaluate_condensed(
 
 __all__ = [
     "CONDENSE_DEFAULTS", "EVALUATE_DEFAULTS", "CondensedSet", "condense", "condense_settings", "evaluate_condensed", "matching_distance",
-    "random_subset",
+    "BASES", "basis_for", "random_subset", "synthetic_pixels", "to_basis",
 ]

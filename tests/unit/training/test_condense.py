@@ -155,10 +155,27 @@ def test_a_coarse_resolution_makes_full_size_images_upsampled_from_its_grid(data
     assert same.settings["resolution"] is None and torch.equal(same.images, full.images)
 
 
+def test_luma_chroma_basis_round_trips_and_lets_colour_go_grey(data):
+    logits = torch.randn(5, 3, 8, 8)
+    lc = condense_module.to_basis(logits, "luma-chroma")
+    assert torch.equal(lc[:, 1], logits[:, 1])  # the green logit is the luma parameter
+    assert torch.allclose(condense_module.synthetic_pixels(lc, 8, "luma-chroma"), torch.sigmoid(logits), atol=1e-6)
+    grey = torch.zeros_like(lc)
+    grey[:, 1] = torch.randn(5, 8, 8)  # zero chroma parameters: every pixel grey (R = G = B)
+    pixels = condense_module.synthetic_pixels(grey, 8, "luma-chroma")
+    assert torch.equal(pixels[:, 0], pixels[:, 1]) and torch.equal(pixels[:, 2], pixels[:, 1])
+    # from real images in the new basis: the same start as in RGB (up to float rounding)
+    starts = [condense(data, **{**TINY, "lr": 1e-9, "lam": 0.0}, init="real", basis=b) for b in ("rgb", "luma-chroma")]
+    assert (starts[0].images - starts[1].images).abs().max() <= 1.01 / 255
+    assert starts[1].settings["basis"] == "luma-chroma"
+    one_channel = (data.images[:, :1], data.labels)
+    assert condense(one_channel, **TINY, basis="luma-chroma").settings["basis"] == "rgb"  # nothing to decorrelate in one plane
+
+
 @pytest.mark.parametrize(("option", "value"), [
     ("images_per_class", 0), ("lam", -1.0), ("lam", math.nan), ("outer_steps", 0), ("match_steps", 1.5), ("arch", "resnet"),
     ("lr", 0.0), ("real_batch", 0), ("schedule", "step"), ("warmup", 2.0), ("seed", "zero"),
-    ("checkpoint_every", 0), ("resolution", 0),
+    ("checkpoint_every", 0), ("resolution", 0), ("basis", "yuv"),
 ])
 def test_bad_arguments_name_themselves(data, option, value):
     with pytest.raises((ValueError, TypeError), match=option):
@@ -237,6 +254,22 @@ def test_command_line_writes_images_json_report_and_resumes(tmp_path):
     # A bad option fails with one line naming it.
     res = run_cli("condense", str(tmp_path / "data"), "--out", str(tmp_path / "bad"), "--ipc", "0")
     assert res.returncode == 2 and "error: --ipc: " in res.stderr
+
+
+@pytest.mark.integration
+def test_command_line_on_grey_images_runs_in_rgb_basis_and_reuses_its_sets(tmp_path):
+    # The default basis (luma-chroma) means nothing for one plane: the sets say "rgb", and a rerun must find them.
+    _image_folder(tmp_path / "data", ["a", "b"])
+    out = tmp_path / "out"
+    args = ["condense", str(tmp_path / "data"), "--grayscale", "--out", str(out), "--ipc", "1", "--outer-steps", "1", "--n-models", "1",
+            "--epochs", "1", "--held-out", "0.25", "--no-baselines", "--quiet"]
+    res = run_cli(*args)
+    assert res.returncode == 0, res.stderr
+    first = json.loads((out / "condense.json").read_text())["sets"]["simplified"]["settings"]
+    assert first["basis"] == "rgb"
+    assert run_cli(*args).returncode == 0
+    again = json.loads((out / "condense.json").read_text())["sets"]["simplified"]["settings"]
+    assert again["wall_seconds_this_run"] == first["wall_seconds_this_run"]  # reused, not condensed again
 
 
 @pytest.mark.slow
