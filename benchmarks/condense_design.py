@@ -56,7 +56,8 @@ def main() -> None:
     minutes = (time.perf_counter() - started) / 60
     scores = evaluate_condensed(condensed, test, n_models=args.n_models)["condensed"]
     dims = condensed.images[0].numel()
-    record = {"testbed": args.testbed, "name": args.name, "seed": args.seed, **options, "minutes": minutes,
+    record = {"testbed": args.testbed, "name": args.name, "seed": args.seed, **options, "basis": condensed.settings["basis"],
+              "minutes": minutes,
               "accuracy_mean": scores["accuracy_mean"],
               "accuracy_std": scores["accuracy_std"], "bpd": float(condensed.bits.mean()) / dims,
               "webp_bpd": float(codec_bits(condensed.images).mean()) / dims}

@@ -71,16 +71,18 @@ def main() -> None:
     torch.set_num_threads(1)
     train, test = testbeds.load("stripes", "train"), testbeds.load("stripes", "test")
     estimator = resolve_estimator(None)
-    logits = torch.load(OUT / f"{args.start}.ckpt", weights_only=False)["logits"].clone()
+    start = torch.load(OUT / f"{args.start}.ckpt", weights_only=False)
+    logits = start["logits"].clone()
+    basis = json.loads(start["run_key"]).get("basis", "rgb")  # the checkpoint's own (a key without one is an RGB run)
     labels = torch.arange(2).repeat_interleave(len(logits) // 2)
     if args.trial == "posterise":
-        base = round_8bit(synthetic_pixels(logits, 32), False)
+        base = round_8bit(synthetic_pixels(logits, 32, basis), False)
         for k in (0, 2, 3, 4):
             images = base if k == 0 else round_8bit(torch.stack([kmeans_colours(i, k) for i in base]), False)
             print(json.dumps({"start": args.start, "colours": k or "all", **score(images, labels, test, estimator)}), flush=True)
         return
     lam, steps, lr, warmup = args.args[0], int(args.args[1]), args.args[2], args.args[3]
-    settings = condense_settings(lam=lam, outer_steps=steps, lr=lr, warmup=warmup)
+    settings = condense_settings(lam=lam, outer_steps=steps, lr=lr, warmup=warmup, basis=basis)
     by_class = [torch.nonzero(train.labels == c)[:, 0] for c in range(2)]
     logits.requires_grad_(True)
     optimizer = torch.optim.Adam([logits], lr=lr, betas=(0.5, 0.99))
@@ -91,7 +93,7 @@ def main() -> None:
         _outer_step(logits, optimizer, train.images, by_class, labels, estimator, arch="convnet", n_classes=2, ipc=len(logits) // 2,
                     settings=settings, seed=7, step=1000 + step, device=torch.device("cpu"))
     with torch.no_grad():
-        images = round_8bit(synthetic_pixels(logits.detach(), 32), False)
+        images = round_8bit(synthetic_pixels(logits.detach(), 32, basis), False)
     print(json.dumps({"start": args.start, "lam": lam, "steps": steps, "lr": lr, "warmup": warmup,
                       "minutes": round((time.perf_counter() - started) / 60, 2), **score(images, labels, test, estimator)}))
 

@@ -131,22 +131,23 @@ def run_condense(
     estimator = resolve_estimator(estimator, device=device or "cpu")
     out.mkdir(parents=True, exist_ok=True)
 
+    settings["basis"] = basis_for(settings["basis"], train_images.shape[1])  # what the sets are made in (and the report says)
     wanted = {"simplified": settings["lam"], **({"without_bits": 0.0} if baselines else {})}
     fingerprint = data_fingerprint(train_images, train_labels)
     sets: dict[str, CondensedSet] = {}
     for kind, kind_lam in wanted.items():
-        expected = {**settings, "lam": kind_lam, "estimator": estimator.name, "data": fingerprint,
-                    "basis": basis_for(settings["basis"], train_images.shape[1])}
+        expected = {**settings, "lam": kind_lam, "estimator": estimator.name, "data": fingerprint}
         path = out / res.CONDENSED_FILES[kind]
         if path.is_file():
             found = CondensedSet.load(path)
-            if all(found.settings.get(k) == expected.get(k) for k in SET_KEYS):
+            # a set saved before the basis existed was made in RGB
+            if all(found.settings.get(k, "rgb" if k == "basis" else None) == expected.get(k) for k in SET_KEYS):
                 sets[kind] = found
                 continue
         started = time.perf_counter()
         sets[kind] = condense(
             train, images_per_class=settings["images_per_class"], lam=kind_lam, estimator=estimator,
-            arch=arch, outer_steps=settings["outer_steps"],
+            arch=arch, outer_steps=settings["outer_steps"], basis=settings["basis"],
             checkpoint=res.condense_checkpoint(out, kind), device=device, seed=seed, show_progress=show_progress,
         )
         sets[kind].settings["wall_seconds_this_run"] = round(time.perf_counter() - started, 2)

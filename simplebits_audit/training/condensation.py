@@ -61,9 +61,10 @@ CONDENSE_DEFAULTS: dict[str, Any] = {
 #: How the synthetic images start: "noise" (grey plus ``init_scale`` * N(0, 1) logits, the DC paper's
 #: start) or "real" (a random real image of the class per synthetic image, as DC's real initialisation).
 INITS = ("noise", "real")
-#: What the optimised logits of a colour image are: "rgb" (one per channel) or "luma-chroma" (the green
-#: logit, and the red and blue logits' differences from it: the estimator's planes G, R - G, B - G, so
-#: that an image whose colour the matching does not need can go grey; grey images: ignored).
+#: What the optimised logits of a colour image are: "rgb" (one per channel) or "luma-chroma" (channels
+#: (R - G, G, B - G) of the logits: the green logit and the red and blue logits' differences from it,
+#: after the estimator's planes G, R - G, B - G; zero differences are a grey pixel, so colour the
+#: matching does not need can go grey). Grey images always run in "rgb" (:func:`basis_for`).
 BASES = ("rgb", "luma-chroma")
 
 
@@ -266,8 +267,10 @@ def condense(
         bits; on ``stripes`` they also taught less (docs/design-log.md, "Dataset condensation").
     basis : {"rgb", "luma-chroma"}, optional
         What is optimised for a colour image (:data:`BASES`): a logit per channel, or the green
-        logit and the red and blue logits' differences from it (the estimator's planes), so that
-        colour the matching does not need can flatten out. Single-channel data ignore it.
+        logit and the red and blue logits' differences from it (after the estimator's planes G,
+        R - G, B - G), so that colour the matching does not need can flatten out. The ``init_scale``
+        noise is drawn in the basis's own parameters. Single-channel data run in "rgb". Default
+        :data:`CONDENSE_DEFAULTS` ("luma-chroma", since 2026-12-03).
     checkpoint : path, optional
         Resumable state, written atomically every ``checkpoint_every`` seconds (between outer
         steps), on Ctrl-C and at the end; if it exists, the run continues from it (with the same
@@ -374,9 +377,18 @@ def condense(
     return CondensedSet(final.cpu(), syn_labels, bits.cpu().float(), classes, card, history)
 
 
-def synthetic_pixels(logits: torch.Tensor, size: int, basis: str = "rgb") -> torch.Tensor:
-    """The synthetic images (N, C, size, size) in [0, 1] of pixel ``logits`` (N, C, r, r) in ``basis`` (:data:`BASES`),
-    upsampled bilinearly when r < size."""
+def _check_basis(logits: torch.Tensor, basis: str) -> None:
+    if basis not in BASES:
+        raise ValueError(f"basis: expected one of {BASES}, got {basis!r}")
+    if basis == "luma-chroma" and logits.shape[1] != 3:
+        raise ValueError(f"basis: 'luma-chroma' needs 3 channels, got logits of shape {tuple(logits.shape)}")
+
+
+def synthetic_pixels(logits: torch.Tensor, size: int, basis: str) -> torch.Tensor:
+    """The synthetic images (N, C, size, size) in [0, 1] of pixel ``logits`` (N, C, r, r) in ``basis`` (:data:`BASES`;
+    "luma-chroma": channels (R - G, G, B - G), C = 3), upsampled bilinearly when r < size. ``ValueError`` naming
+    ``basis`` for an unknown basis or a channel count it does not fit."""
+    _check_basis(logits, basis)
     if basis == "luma-chroma":  # (R - G, G, B - G) logits -> (R, G, B) logits
         green = logits[:, 1:2]
         logits = torch.cat([logits[:, 0:1] + green, green, logits[:, 2:3] + green], 1)
@@ -392,7 +404,8 @@ def basis_for(basis: str, channels: int) -> str:
 
 
 def to_basis(logits: torch.Tensor, basis: str) -> torch.Tensor:
-    """RGB pixel logits (N, C, r, r) in ``basis``: the inverse of :func:`synthetic_pixels`' change of basis."""
+    """RGB pixel logits (N, C, r, r) in ``basis`` (see :func:`synthetic_pixels`, whose change of basis it inverts)."""
+    _check_basis(logits, basis)
     if basis != "luma-chroma":
         return logits
     green = logits[:, 1:2]

@@ -170,6 +170,25 @@ def test_luma_chroma_basis_round_trips_and_lets_colour_go_grey(data):
     assert starts[1].settings["basis"] == "luma-chroma"
     one_channel = (data.images[:, :1], data.labels)
     assert condense(one_channel, **TINY, basis="luma-chroma").settings["basis"] == "rgb"  # nothing to decorrelate in one plane
+    with pytest.raises(ValueError, match="^basis"):
+        condense_module.synthetic_pixels(logits[:, :1], 8, "luma-chroma")
+    with pytest.raises(ValueError, match="^basis"):
+        condense_module.to_basis(logits, "yuv")
+
+
+def test_every_image_of_a_luma_chroma_run_is_read_in_that_basis_and_its_key_says_so(data, tmp_path, monkeypatch):
+    seen = []
+    real = condense_module.synthetic_pixels
+    monkeypatch.setattr(condense_module, "synthetic_pixels", lambda logits, size, basis: seen.append(basis) or real(logits, size, basis))
+    condense(data, **TINY, basis="luma-chroma", checkpoint=tmp_path / "lc.ckpt")
+    # matching (match_steps per network), the network's steps between them, and the final images
+    assert seen == ["luma-chroma"] * (TINY["outer_steps"] * (2 * TINY["match_steps"] - 1) + 1)
+    monkeypatch.undo()
+    condense(data, **TINY, basis="rgb", checkpoint=tmp_path / "rgb.ckpt")
+    condense((data.images[:, :1], data.labels), **TINY, basis="luma-chroma", checkpoint=tmp_path / "grey.ckpt")
+    keys = {name: json.loads(torch.load(tmp_path / f"{name}.ckpt", weights_only=True)["run_key"]) for name in ("lc", "rgb", "grey")}
+    # An RGB (or grey) run's key has no basis, as before the option existed, so its old checkpoints still resume.
+    assert keys["lc"]["basis"] == "luma-chroma" and "basis" not in keys["rgb"] and "basis" not in keys["grey"]
 
 
 @pytest.mark.parametrize(("option", "value"), [
@@ -270,6 +289,13 @@ def test_command_line_on_grey_images_runs_in_rgb_basis_and_reuses_its_sets(tmp_p
     assert run_cli(*args).returncode == 0
     again = json.loads((out / "condense.json").read_text())["sets"]["simplified"]["settings"]
     assert again["wall_seconds_this_run"] == first["wall_seconds_this_run"]  # reused, not condensed again
+    # A set saved before the basis existed (no "basis" in its settings) was made in RGB: still reused.
+    saved = CondensedSet.load(out / "condensed.pt")
+    del saved.settings["basis"]
+    saved.save(out / "condensed.pt")
+    assert run_cli(*args).returncode == 0
+    last = json.loads((out / "condense.json").read_text())["sets"]["simplified"]["settings"]
+    assert last["wall_seconds_this_run"] == first["wall_seconds_this_run"]
 
 
 @pytest.mark.slow
