@@ -156,6 +156,7 @@ def main() -> None:
                         help="what a removed mask cell becomes (the train job's reference; default training's 'auto')")
     parser.add_argument("--warmup", type=float, default=None, help="share of the joint steps before the simplifier starts (a diagnostic)")
     parser.add_argument("--testbed-n", type=int, default=None, help="training images per testbed (default: its train size)")
+    parser.add_argument("--arch", default=None, help="the classifier's architecture (the train job's --arch; default: smallcnn)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0, help="the train job's seed (data draw, validation images, initialisation)")
     parser.add_argument("--out", type=Path, default=OUT)
@@ -169,7 +170,7 @@ def main() -> None:
     for name in args.testbeds:
         started = time.perf_counter()
         train_job(name, args.out / name, budgets=args.budgets, lams=args.lams, epochs=args.epochs, warmup=args.warmup,
-                  reference=args.reference, seed=args.seed, testbed_n=args.testbed_n,
+                  reference=args.reference, seed=args.seed, testbed_n=args.testbed_n, **({"arch": args.arch} if args.arch else {}),
                   show_progress=True)
         console.print(f"{name}: done in {(time.perf_counter() - started) / 60:.1f} min (this call; finished lambdas are reloaded)")
         records[name] = read_tradeoff(args.out / name)

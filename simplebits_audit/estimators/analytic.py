@@ -261,6 +261,61 @@ def _coder_planes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     return v, v.detach(), torch.full((1, 1, 1, 1), 128.0, device=x.device, dtype=x.dtype)
 
 
+def snap_to_prediction(pixels: torch.Tensor, near: int) -> torch.Tensor:
+    """``pixels`` with every coded residual of at most ``near`` grey levels set to 0: a near-lossless pass for this coder.
+
+    ``pixels`` (B, C, H, W), C = 1 or 3, 8-bit values in [0, 1]. In the coder's planes (G, R - G,
+    B - G, or the grey plane) and its causal order, each pixel whose value differs from its MED
+    prediction (:func:`med_predict`, from the already-snapped W, N and NW) by at most ``near`` takes
+    the prediction; larger residuals are kept as they are. Returns (B, C, H, W) 8-bit values in
+    [0, 1]: each plane moves by at most ``near`` levels (R and B by at most 2 * ``near``, as R = (R -
+    G) + G), clamped to [0, 255]. ``near=0`` returns the rounded input. Where the pass changes a
+    pixel, its residual becomes the coder's cheapest, 0; it can make a later pixel's context scale
+    smaller, so a caller that must not add bits compares (as :func:`~simplebits_audit.training.
+    condensation.condense` does, per image).
+
+    Why: bits minimised by gradient descent through 8-bit rounding leave flat regions dithered by
+    a level or two, since the straight-through gradient cannot make residuals exactly 0
+    (docs/design-log.md, "Dataset condensation"). Source: the near-lossless mode of LOCO-I / JPEG-LS
+    (Weinberger, Seroussi & Sapiro 2000), which quantises every residual to a step of 2 * NEAR + 1;
+    here only the residuals within ``near`` change (a dead zone), the rest stay lossless.
+    ``ValueError`` naming ``near`` or ``pixels`` for a negative tolerance or an unsupported shape.
+    """
+    if isinstance(near, bool) or not isinstance(near, int) or near < 0:
+        raise ValueError(f"near: expected a whole number of grey levels >= 0, got {near!r}")
+    if pixels.dim() != 4 or pixels.shape[1] not in (1, 3):
+        raise ValueError(f"pixels: expected (B, 1 or 3, H, W), got {tuple(pixels.shape)}")
+    v = (pixels.detach().float() * 255).round()
+    if near == 0:
+        return v / 255
+    colour = v.shape[1] == 3
+    planes = torch.cat([v[:, 1:2], v[:, 0:1] - v[:, 1:2], v[:, 2:3] - v[:, 1:2]], 1) if colour else v.clone()
+    start = torch.tensor([128.0, 0.0, 0.0] if colour else [128.0], device=v.device).view(1, -1)
+    h, w = planes.shape[-2:]
+    out = planes
+    corner = out[:, :, 0, 0]
+    out[:, :, 0, 0] = torch.where((corner - start).abs() <= near, start.expand_as(corner), corner)
+    # Anti-diagonals in order: a pixel's causal neighbours W, N and NW all lie on earlier ones, so each diagonal is
+    # one vectorised step and the result equals a raster-order pass.
+    for d in range(1, h + w - 1):
+        i = torch.arange(max(0, d - w + 1), min(d, h - 1) + 1, device=v.device)
+        j = d - i
+        west, north = out[:, :, i, (j - 1).clamp(min=0)], out[:, :, (i - 1).clamp(min=0), j]
+        northwest = out[:, :, (i - 1).clamp(min=0), (j - 1).clamp(min=0)]
+        first_row, first_col = (i == 0), (j == 0)  # the coder's border rules (:func:`_med`)
+        north = torch.where(first_row, west, north)
+        northwest = torch.where(first_row, west, torch.where(first_col, north, northwest))
+        west = torch.where(first_col, north, west)
+        lo, hi = torch.minimum(west, north), torch.maximum(west, north)
+        pred = torch.where(northwest >= hi, lo, torch.where(northwest <= lo, hi, west + north - northwest))
+        current = out[:, :, i, j]
+        out[:, :, i, j] = torch.where((current - pred).abs() <= near, pred, current)
+    if colour:
+        green = out[:, 0:1]
+        out = torch.cat([out[:, 1:2] + green, green, out[:, 2:3] + green], 1)
+    return (out.clamp(0, 255) / 255).to(pixels.dtype)
+
+
 class AnalyticCoder(BitEstimator):
     """Median-edge predictor + subtract-green + locally scaled discretised Laplace, mixed with a uniform.
 

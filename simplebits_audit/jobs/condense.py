@@ -29,6 +29,7 @@ from ..training.condensation import (
     basis_for,
     condense,
     evaluate_condensed,
+    finish_images,
 )
 from ..training.data import data_fingerprint
 from .checks import check_out_dir
@@ -37,7 +38,9 @@ from .sources import AuditSource, hold_out, load_labelled, open_source
 
 #: Settings of a finished set that must agree with the command's for the set to be reused.
 SET_KEYS = ("lam", "outer_steps", "match_steps", "inner_steps", "real_batch", "lr", "init_scale",
-    "images_per_class", "arch", "seed", "estimator", "data", "basis")
+    "images_per_class", "arch", "seed", "estimator", "data", "basis", "near")
+#: What a finished set saved before a setting existed was made with.
+SET_KEYS_BEFORE = {"basis": "rgb", "near": 0}
 #: Row names of :func:`~simplebits_audit.training.evaluate_condensed` -> what the report calls them.
 ROW_TITLES = {"condensed": "condensed, simplified", "without bits term": "condensed without bits term", "random real": "random real subset"}
 
@@ -140,14 +143,21 @@ def run_condense(
         path = out / res.CONDENSED_FILES[kind]
         if path.is_file():
             found = CondensedSet.load(path)
-            # a set saved before the basis existed was made in RGB
-            if all(found.settings.get(k, "rgb" if k == "basis" else None) == expected.get(k) for k in SET_KEYS):
+            made = {k: found.settings.get(k, SET_KEYS_BEFORE.get(k)) for k in SET_KEYS}
+            if all(made[k] == expected.get(k) for k in SET_KEYS):
                 sets[kind] = found
+                continue
+            if made["near"] == 0 and all(made[k] == expected.get(k) for k in SET_KEYS if k != "near"):
+                # Made without the near-lossless pass, the same otherwise: the pass is condense's last step, so only it runs.
+                images, bits, snapped = finish_images(found.images, expected["near"], estimator)
+                sets[kind] = CondensedSet(images, found.labels, bits.float(), found.classes,
+                                          {**found.settings, "near": expected["near"], "near_snapped": snapped}, found.history)
+                sets[kind].save(path)
                 continue
         started = time.perf_counter()
         sets[kind] = condense(
             train, images_per_class=settings["images_per_class"], lam=kind_lam, estimator=estimator,
-            arch=arch, outer_steps=settings["outer_steps"], basis=settings["basis"],
+            arch=arch, outer_steps=settings["outer_steps"], basis=settings["basis"], near=settings["near"],
             checkpoint=res.condense_checkpoint(out, kind), device=device, seed=seed, show_progress=show_progress,
         )
         sets[kind].settings["wall_seconds_this_run"] = round(time.perf_counter() - started, 2)

@@ -46,6 +46,7 @@ from .._helpers import run_device, seeded
 from .._io import load_saved, save_torch
 from ..codecs import codec_bits
 from ..estimators import BitEstimator, resolve_estimator
+from ..estimators.analytic import snap_to_prediction
 from ..simplification.common import round_8bit
 from .data import data_fingerprint, labelled_tensors
 from .loop import ResumableRun, check_checkpoint_every, cosine_decay, step_seed
@@ -57,6 +58,7 @@ FORMAT = 1
 CONDENSE_DEFAULTS: dict[str, Any] = {
     "lam": 0.5, "outer_steps": 120, "match_steps": 5, "inner_steps": 5, "real_batch": 32, "lr": 0.1, "net_lr": 0.01,
     "init_scale": 0.2, "schedule": "cosine", "warmup": 0.0, "init": "noise", "resolution": None, "basis": "luma-chroma",
+    "near": 2,
 }
 #: How the synthetic images start: "noise" (grey plus ``init_scale`` * N(0, 1) logits, the DC paper's
 #: start) or "real" (a random real image of the class per synthetic image, as DC's real initialisation).
@@ -161,7 +163,7 @@ def condense_settings(
     *, images_per_class: int = 10, lam: float | None = None, arch: str = "convnet", outer_steps: int | None = None,
     match_steps: int | None = None, inner_steps: int | None = None, real_batch: int | None = None, lr: float | None = None,
     init_scale: float | None = None, schedule: str | None = None, warmup: float | None = None, init: str | None = None,
-    resolution: int | None = None, basis: str | None = None, seed: int = 0,
+    resolution: int | None = None, basis: str | None = None, near: int | None = None, seed: int = 0,
 ) -> dict[str, Any]:
     """The settings :func:`condense` runs with (defaults filled in), checked: ``ValueError`` naming a bad argument.
 
@@ -176,6 +178,9 @@ def condense_settings(
     settings["init"] = CONDENSE_DEFAULTS["init"] if init is None else init
     settings["resolution"] = CONDENSE_DEFAULTS["resolution"] if resolution is None else resolution
     settings["basis"] = CONDENSE_DEFAULTS["basis"] if basis is None else basis
+    settings["near"] = CONDENSE_DEFAULTS["near"] if near is None else near
+    if isinstance(settings["near"], bool) or not isinstance(settings["near"], int) or settings["near"] < 0:
+        raise ValueError(f"near: expected a whole number of grey levels >= 0, got {settings['near']!r}")
     if settings["basis"] not in BASES:
         raise ValueError(f"basis: expected one of {BASES}, got {settings['basis']!r}")
     if settings["resolution"] is not None:
@@ -218,6 +223,7 @@ def condense(
     init: str | None = None,
     resolution: int | None = None,
     basis: str | None = None,
+    near: int | None = None,
     checkpoint: str | Path | None = None,
     checkpoint_every: float = 30.0,
     device: str | torch.device | None = None,
@@ -271,6 +277,14 @@ def condense(
         R - G, B - G), so that colour the matching does not need can flatten out. The ``init_scale``
         noise is drawn in the basis's own parameters. Single-channel data run in "rgb". Default
         :data:`CONDENSE_DEFAULTS` ("luma-chroma", since 2026-12-03).
+    near : int, optional
+        After the last step, each image's coded residuals of at most ``near`` grey levels are set
+        to 0 (:func:`~simplebits_audit.estimators.analytic.snap_to_prediction`: a near-lossless
+        pass; each colour plane moves by at most ``near`` levels), and an image keeps the pass only
+        where ``estimator`` rates it cheaper (:func:`finish_images`). Gradient descent through the
+        8-bit rounding leaves flat regions dithered by a level or two, which the pass removes; 0
+        turns it off. Not part of the checkpoint's key: the steps before it are the same. Default
+        :data:`CONDENSE_DEFAULTS` (2, since 2026-12-03, chosen on ``stripes``).
     checkpoint : path, optional
         Resumable state, written atomically every ``checkpoint_every`` seconds (between outer
         steps), on Ctrl-C and at the end; if it exists, the run continues from it (with the same
@@ -291,7 +305,7 @@ def condense(
     """
     settings = condense_settings(images_per_class=images_per_class, lam=lam, arch=arch, outer_steps=outer_steps, match_steps=match_steps,
                                  inner_steps=inner_steps, real_batch=real_batch, lr=lr, init_scale=init_scale, schedule=schedule,
-                                 warmup=warmup, init=init, resolution=resolution, basis=basis, seed=seed)
+                                 warmup=warmup, init=init, resolution=resolution, basis=basis, near=near, seed=seed)
     check_checkpoint_every(checkpoint_every)
     images, labels, classes = labelled_tensors(data)
     if images.shape[-1] != images.shape[-2]:
@@ -330,9 +344,10 @@ def condense(
     # so outer_steps may grow; a cosine schedule depends on it.
     grows = settings["schedule"] == "constant" and settings["warmup"] == 0
     # "seeds": checkpoints written before the draws followed training.loop.step_seed are refused, not resumed with mixed draws.
-    # (a full-resolution RGB run's key has no "resolution" and "basis", as before the options existed: its checkpoints still resume)
+    # (a full-resolution RGB run's key has no "resolution" and "basis", as before the options existed: its checkpoints still resume;
+    # "near" acts after the last step, so a checkpoint resumes under any)
     run_key = {**{k: v for k, v in settings.items()
-                  if (k != "outer_steps" or not grows) and (k, v) not in (("resolution", None), ("basis", "rgb"))},
+                  if (k != "outer_steps" or not grows) and k != "near" and (k, v) not in (("resolution", None), ("basis", "rgb"))},
                "estimator": estimator.name, "data": fingerprint,
                "n_classes": n_classes, "seeds": "step_seed"}
     run = ResumableRun(checkpoint, run_key, total=settings["outer_steps"], total_name="outer_steps", checkpoint_every=checkpoint_every,
@@ -370,11 +385,25 @@ def condense(
         warnings.warn(f"condense: {skipped} image updates were skipped (non-finite loss or gradient)", stacklevel=2)
 
     with torch.no_grad():
-        final = round_8bit(synthetic_pixels(logits.detach(), size, basis), False)
-        bits = estimator.bits(final)
+        final, bits, snapped = finish_images(round_8bit(synthetic_pixels(logits.detach(), size, basis), False), settings["near"], estimator)
     card = {**settings, "estimator": estimator.name, "n_classes": n_classes, "data": fingerprint, "real_images": len(labels),
-            "seconds": round(seconds, 2), "skipped_updates": skipped, "torch_threads": torch.get_num_threads(), "device": str(device)}
+            "seconds": round(seconds, 2), "skipped_updates": skipped, "torch_threads": torch.get_num_threads(), "device": str(device),
+            "near_snapped": snapped}
     return CondensedSet(final.cpu(), syn_labels, bits.cpu().float(), classes, card, history)
+
+
+@torch.no_grad()
+def finish_images(images: torch.Tensor, near: int, estimator: BitEstimator) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """:func:`condense`'s last step on its 8-bit images (N, C, H, W): the near-lossless pass of ``near`` levels
+    (:func:`~simplebits_audit.estimators.analytic.snap_to_prediction`) kept on the images that ``estimator`` rates
+    cheaper after it. Returns the images, their bits (N,) and how many took the pass."""
+    bits = estimator.bits(images)
+    if near == 0:
+        return images, bits, 0
+    snapped = snap_to_prediction(images, near).to(images.device)
+    snapped_bits = estimator.bits(snapped)
+    take = snapped_bits < bits
+    return torch.where(take.view(-1, 1, 1, 1), snapped, images), torch.where(take, snapped_bits, bits), int(take.sum())
 
 
 def _check_basis(logits: torch.Tensor, basis: str) -> None:
@@ -584,6 +613,7 @@ def evaluate_condensed(
 
 
 __all__ = [
-    "CONDENSE_DEFAULTS", "EVALUATE_DEFAULTS", "CondensedSet", "condense", "condense_settings", "evaluate_condensed", "matching_distance",
+    "CONDENSE_DEFAULTS", "EVALUATE_DEFAULTS", "CondensedSet", "condense", "condense_settings", "evaluate_condensed", "finish_images",
+    "matching_distance",
     "BASES", "basis_for", "random_subset", "synthetic_pixels", "to_basis",
 ]

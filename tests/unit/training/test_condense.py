@@ -14,7 +14,9 @@ import torch
 from PIL import Image
 
 from simplebits_audit import testbeds
-from simplebits_audit.training.condensation import CondensedSet, condense, evaluate_condensed, matching_distance
+from simplebits_audit.estimators import AnalyticCoder
+from simplebits_audit.estimators.analytic import snap_to_prediction
+from simplebits_audit.training.condensation import CondensedSet, condense, evaluate_condensed, finish_images, matching_distance
 
 from ...helpers import run_cli
 
@@ -50,7 +52,7 @@ def test_shapes_ranges_and_settings(tiny, data):
 
 def test_real_init_starts_from_real_images_of_each_class(data):
     # With a negligible learning rate the set stays where it started: each image a real one of its class.
-    start = condense(data, **{**TINY, "lr": 1e-9, "lam": 0.0}, init="real")
+    start = condense(data, **{**TINY, "lr": 1e-9, "lam": 0.0}, init="real", near=0)  # near=0: the start itself
     real = (data.images * 255).round() / 255
     for image, label in zip(start.images, start.labels):
         same_class = real[data.labels == label]
@@ -139,14 +141,14 @@ def test_bits_term_lowers_bits(data):
 
 
 def test_a_coarse_resolution_makes_full_size_images_upsampled_from_its_grid(data):
-    coarse = condense(data, **TINY, resolution=8)
+    coarse = condense(data, **TINY, resolution=8, near=0)  # near=0: the upsampled grid itself
     assert coarse.images.shape == (4, 3, 32, 32) and coarse.settings["resolution"] == 8
     # Bilinear from an 8 x 8 grid: each row is linear between the grid's sample centres (x = 1.5, 5.5, ...), so the
     # second difference centred on pixels 3, 4, 7, 8, ... vanishes, up to 8-bit rounding (at most 2 levels).
     second = coarse.images.diff(n=2, dim=-1)  # index i is centred on pixel i + 1
     inside = [i for i in range(second.shape[-1]) if i % 4 in (2, 3)]
     assert second[..., inside].abs().max() <= 2.01 / 255
-    full = condense(data, **TINY)
+    full = condense(data, **TINY, near=0)
     assert full.images.diff(n=2, dim=-1)[..., inside].abs().max() > 10 / 255  # full resolution is not so constrained
     with pytest.raises(ValueError, match="^resolution"):
         condense(data, **TINY, resolution=64)
@@ -191,10 +193,32 @@ def test_every_image_of_a_luma_chroma_run_is_read_in_that_basis_and_its_key_says
     assert keys["lc"]["basis"] == "luma-chroma" and "basis" not in keys["rgb"] and "basis" not in keys["grey"]
 
 
+def test_the_near_lossless_pass_is_kept_only_where_it_pays_and_resumes_any_checkpoint(data, tmp_path):
+    coder = AnalyticCoder()
+    # A flat image a level off in a third of its pixels (the pass pays) and a noise image (it may not): per image, the cheaper.
+    g = torch.Generator().manual_seed(0)
+    flat = (120 + (torch.rand(1, 3, 32, 32, generator=g) < 1 / 3).float()) / 255
+    noise = torch.randint(0, 256, (1, 3, 32, 32), generator=g) / 255
+    images = torch.cat([flat, noise])
+    finished, bits, snapped = finish_images(images, 2, coder)
+    before, after = coder.bits(images), coder.bits(snap_to_prediction(images, 2))
+    assert torch.allclose(bits, torch.minimum(before, after)) and torch.allclose(bits, coder.bits(finished))
+    assert snapped == int((after < before).sum()) and snapped >= 1 and bits[0] < 0.5 * before[0]
+    for row, took in enumerate((after < before).tolist()):
+        assert torch.equal(finished[row], snap_to_prediction(images, 2)[row] if took else images[row])
+    assert finish_images(images, 0, coder)[2] == 0 and torch.equal(finish_images(images, 0, coder)[0], images)
+    # The pass follows the last step, so it is not in the checkpoint's key: a finished run resumes under another near.
+    plain = condense(data, **TINY, near=0, checkpoint=tmp_path / "run.ckpt")
+    again = condense(data, **TINY, near=2, checkpoint=tmp_path / "run.ckpt")
+    assert torch.equal(again.images, finish_images(plain.images, 2, coder)[0])
+    assert again.settings["near"] == 2 and plain.settings["near"] == 0 and plain.settings["near_snapped"] == 0
+    assert "near" not in json.loads(torch.load(tmp_path / "run.ckpt", weights_only=True)["run_key"])
+
+
 @pytest.mark.parametrize(("option", "value"), [
     ("images_per_class", 0), ("lam", -1.0), ("lam", math.nan), ("outer_steps", 0), ("match_steps", 1.5), ("arch", "resnet"),
     ("lr", 0.0), ("real_batch", 0), ("schedule", "step"), ("warmup", 2.0), ("seed", "zero"),
-    ("checkpoint_every", 0), ("resolution", 0), ("basis", "yuv"),
+    ("checkpoint_every", 0), ("resolution", 0), ("basis", "yuv"), ("near", -1), ("near", 1.5),
 ])
 def test_bad_arguments_name_themselves(data, option, value):
     with pytest.raises((ValueError, TypeError), match=option):
@@ -296,6 +320,15 @@ def test_command_line_on_grey_images_runs_in_rgb_basis_and_reuses_its_sets(tmp_p
     assert run_cli(*args).returncode == 0
     last = json.loads((out / "condense.json").read_text())["sets"]["simplified"]["settings"]
     assert last["wall_seconds_this_run"] == first["wall_seconds_this_run"]
+    # A set saved before the near-lossless pass existed (no "near": made without it) takes the pass alone, not a new run.
+    saved = CondensedSet.load(out / "condensed.pt")
+    del saved.settings["near"]
+    saved.images = (saved.images * 255 + (torch.rand(saved.images.shape, generator=torch.Generator().manual_seed(0)) < 0.3)).clamp(0, 255) / 255
+    saved.save(out / "condensed.pt")
+    assert run_cli(*args).returncode == 0
+    resnapped = CondensedSet.load(out / "condensed.pt")
+    assert resnapped.settings["near"] == 2 and resnapped.settings["wall_seconds_this_run"] == first["wall_seconds_this_run"]
+    assert torch.equal(resnapped.images, finish_images(saved.images, 2, AnalyticCoder())[0])
 
 
 @pytest.mark.slow
