@@ -323,7 +323,8 @@ def test_command_line_on_grey_images_runs_in_rgb_basis_and_reuses_its_sets(tmp_p
     # A set saved before the near-lossless pass existed (no "near": made without it) takes the pass alone, not a new run.
     saved = CondensedSet.load(out / "condensed.pt")
     del saved.settings["near"]
-    saved.images = (saved.images * 255 + (torch.rand(saved.images.shape, generator=torch.Generator().manual_seed(0)) < 0.3)).clamp(0, 255) / 255
+    dither = torch.rand(saved.images.shape, generator=torch.Generator().manual_seed(0)) < 0.3
+    saved.images = (saved.images * 255 + dither).clamp(0, 255) / 255
     saved.save(out / "condensed.pt")
     assert run_cli(*args).returncode == 0
     resnapped = CondensedSet.load(out / "condensed.pt")
