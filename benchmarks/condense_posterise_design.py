@@ -1,4 +1,4 @@
-"""Design trials on a finished condensation (issue #23, ``stripes``): polish it with the bits term, or posterise it.
+"""Design trials on a finished condensation (issue #23, ``stripes``): polish it with the bits term, posterise it, or snap it.
 
 Both start from a set written by ``benchmarks/condense_design.py`` (its checkpoint in
 ``benchmarks/out/condense_design/``, by default the unpenalised 300-step set ``plain-s300``) and
@@ -6,13 +6,17 @@ print test accuracy (3 ConvNets, 300 epochs, 1000 test images), estimator bpd an
 
 * ``polish LAM STEPS LR WARMUP``: more outer steps of gradient matching with the bits term
   (lam ramped over WARMUP of the steps, cosine learning rate from LR);
-* ``posterise``: each image's colours clustered by k-means into k = 2, 3, 4 colours.
+* ``posterise``: each image's colours clustered by k-means into k = 2, 3, 4 colours;
+* ``near``: the near-lossless pass at tolerances 0-3 (``estimators.analytic.snap_to_prediction``),
+  per image where the estimator rates it cheaper (``condense``'s last step, ``finish_images``);
+  the checkpoint's images as ``condense`` made them before the pass existed.
 
 Results and verdict: docs/design-log.md, "The analytic coder's uniform part".
 
     python benchmarks/condense_design.py --testbed stripes --lam 0 --outer-steps 300 --name plain-s300
     python benchmarks/condense_posterise_design.py polish 2 200 0.05 0.3
     python benchmarks/condense_posterise_design.py posterise
+    python benchmarks/condense_posterise_design.py near --start stripes-lc-default
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from simplebits_audit.training.condensation import (
     _outer_step,
     condense_settings,
     evaluate_condensed,
+    finish_images,
     synthetic_pixels,
 )
 
@@ -64,7 +69,7 @@ def score(images: torch.Tensor, labels: torch.Tensor, test, estimator) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("trial", choices=("polish", "posterise"))
+    parser.add_argument("trial", choices=("polish", "posterise", "near"))
     parser.add_argument("args", nargs="*", type=float, help="polish: LAM STEPS LR WARMUP")
     parser.add_argument("--start", default="stripes-plain-s300", help="checkpoint name under benchmarks/out/condense_design/")
     args = parser.parse_args()
@@ -75,6 +80,12 @@ def main() -> None:
     logits = start["logits"].clone()
     basis = json.loads(start["run_key"]).get("basis", "rgb")  # the checkpoint's own (a key without one is an RGB run)
     labels = torch.arange(2).repeat_interleave(len(logits) // 2)
+    if args.trial == "near":
+        base = round_8bit(synthetic_pixels(logits, 32, basis), False)
+        for near in (0, 1, 2, 3):
+            images, _, snapped = finish_images(base, near, estimator)
+            print(json.dumps({"start": args.start, "near": near, "snapped": snapped, **score(images, labels, test, estimator)}), flush=True)
+        return
     if args.trial == "posterise":
         base = round_8bit(synthetic_pixels(logits, 32, basis), False)
         for k in (0, 2, 3, 4):
