@@ -7,6 +7,10 @@ print test accuracy (3 ConvNets, 300 epochs, 1000 test images), estimator bpd an
 * ``polish LAM STEPS LR WARMUP``: more outer steps of gradient matching with the bits term
   (lam ramped over WARMUP of the steps, cosine learning rate from LR);
 * ``posterise``: each image's colours clustered by k-means into k = 2, 3, 4 colours;
+* ``descend``: the diagnostic behind ``near``: 100 steps of gradient descent on the bits alone
+  (straight-through 8-bit rounding, as ``condense``; Adam at lr 0.005 and SGD at lr 1e-5 on the
+  summed bits) from the set, printing the estimator's bpd and the share of pixels equal to their W
+  and N neighbours every 25 steps;
 * ``near``: the near-lossless pass at tolerances 0-3 (``estimators.analytic.snap_to_prediction``),
   per image where the estimator rates it cheaper (``condense``'s last step, ``finish_images``);
   the checkpoint's images as ``condense`` made them before the pass existed.
@@ -17,6 +21,7 @@ Results and verdict: docs/design-log.md, "The analytic coder's uniform part".
     python benchmarks/condense_posterise_design.py polish 2 200 0.05 0.3
     python benchmarks/condense_posterise_design.py posterise
     python benchmarks/condense_posterise_design.py near --start stripes-lc-default
+    python benchmarks/condense_posterise_design.py descend --start stripes-lc-default
 """
 
 from __future__ import annotations
@@ -69,7 +74,7 @@ def score(images: torch.Tensor, labels: torch.Tensor, test, estimator) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("trial", choices=("polish", "posterise", "near"))
+    parser.add_argument("trial", choices=("polish", "posterise", "near", "descend"))
     parser.add_argument("args", nargs="*", type=float, help="polish: LAM STEPS LR WARMUP")
     parser.add_argument("--start", default="stripes-plain-s300", help="checkpoint name under benchmarks/out/condense_design/")
     args = parser.parse_args()
@@ -80,6 +85,23 @@ def main() -> None:
     logits = start["logits"].clone()
     basis = json.loads(start["run_key"]).get("basis", "rgb")  # the checkpoint's own (a key without one is an RGB run)
     labels = torch.arange(2).repeat_interleave(len(logits) // 2)
+    if args.trial == "descend":
+        for name, lr in (("adam", 0.005), ("sgd", 1e-5)):
+            z = logits.clone().requires_grad_(True)
+            optimizer = torch.optim.Adam([z], lr=lr) if name == "adam" else torch.optim.SGD([z], lr=lr)
+            for step in range(101):
+                images = round_8bit(synthetic_pixels(z, 32, basis), True)
+                bits = estimator.bits(images)
+                if step % 25 == 0:
+                    q = images.detach() * 255
+                    flat = ((q[..., 1:, 1:] == q[..., 1:, :-1]) & (q[..., 1:, 1:] == q[..., :-1, 1:])).all(1).float().mean()
+                    bpd = float(bits.detach().mean()) / images[0].numel()
+                    print(json.dumps({"start": args.start, "optimiser": name, "lr": lr, "step": step, "bpd": round(bpd, 3),
+                                      "flat": round(float(flat), 3)}), flush=True)
+                optimizer.zero_grad()
+                (bits.mean() / images[0].numel() if name == "adam" else bits.sum()).backward()
+                optimizer.step()
+        return
     if args.trial == "near":
         base = round_8bit(synthetic_pixels(logits, 32, basis), False)
         for near in (0, 1, 2, 3):

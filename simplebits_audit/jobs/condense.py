@@ -149,8 +149,8 @@ def run_condense(
                 continue
             if made["near"] == 0 and all(made[k] == expected.get(k) for k in SET_KEYS if k != "near"):
                 # Made without the near-lossless pass, the same otherwise: the pass is condense's last step, so only it runs.
-                images, bits, snapped = finish_images(found.images, expected["near"], estimator)
-                sets[kind] = CondensedSet(images, found.labels, bits.float(), found.classes,
+                images, bits, snapped = finish_images(found.images.to(device or "cpu"), expected["near"], estimator)
+                sets[kind] = CondensedSet(images.cpu(), found.labels, bits.cpu().float(), found.classes,
                                           {**found.settings, "near": expected["near"], "near_snapped": snapped}, found.history)
                 sets[kind].save(path)
                 continue
