@@ -15,7 +15,8 @@ print test accuracy (3 ConvNets, 300 epochs, 1000 test images), estimator bpd an
   per image where the estimator rates it cheaper (``condense``'s last step, ``finish_images``);
   the checkpoint's images as ``condense`` made them before the pass existed.
 
-Results and verdict: docs/design-log.md, "The analytic coder's uniform part".
+Results and verdict: docs/design-log.md, "The analytic coder's uniform part" (polish, posterise) and
+"Dataset condensation", "A near-lossless last step" (near, descend).
 
     python benchmarks/condense_design.py --testbed stripes --lam 0 --outer-steps 300 --name plain-s300
     python benchmarks/condense_posterise_design.py polish 2 200 0.05 0.3

@@ -104,6 +104,7 @@ LIBRARY_DEFAULTS: dict[str, Callable[[], Any]] = {
     "condense.ipc": lambda: signature_default(CONDENSE_SETTINGS, "images_per_class"),
     "condense.lam": lambda: constant(CONDENSE_DEFAULTS, "lam"),
     "condense.outer_steps": lambda: constant(CONDENSE_DEFAULTS, "outer_steps"),
+    "condense.near": lambda: constant(CONDENSE_DEFAULTS, "near"),
     "condense.arch": lambda: signature_default(CONDENSE_SETTINGS, "arch"),
     "condense.held_out": lambda: signature_default(CONDENSE_JOB, "held_out"),
     "condense.baselines": lambda: constant(CONDENSE_OPTIONS, "baselines"),

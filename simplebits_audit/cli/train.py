@@ -189,6 +189,9 @@ def condense(
     lam: float | None = typer.Option(None,
         help="Weight of the bits term against the gradient-matching distance (default {library:condense.lam})."),
     outer_steps: int | None = typer.Option(None, help="Fresh networks to match gradients on (default {library:condense.outer_steps})."),
+    near: int | None = typer.Option(None,
+        help="Last step: coded residuals of at most this many grey levels set to 0, per image where it saves bits; "
+        "0: off (default {library:condense.near})."),
     arch: str | None = typer.Option(
         None, help="Network matched and evaluated: convnet (instance norm) or smallcnn (batch norm) (default {library:condense.arch})."),
     test_data: str | None = typer.Option(None, "--test",
@@ -224,7 +227,7 @@ def condense(
     from simplebits_audit.jobs.options import CondenseOptions
     from simplebits_audit.results import REPORT_FILE
 
-    condensation = CondenseOptions(**given(images_per_class=images_per_class, lam=lam, arch=arch, outer_steps=outer_steps,
+    condensation = CondenseOptions(**given(images_per_class=images_per_class, lam=lam, arch=arch, outer_steps=outer_steps, near=near,
                                            baselines=baselines, n_models=n_models, epochs=epochs))
     results = run_condense(data, out, condensation=condensation, run=run_options(), estimator=estimator,
         test_data=test_data, testbed_n=testbed_n,

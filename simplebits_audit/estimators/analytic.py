@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from .._validation import check_pixel_images
 from .base import BitEstimator
 
 _LOG2 = math.log(2.0)
@@ -268,10 +269,12 @@ def snap_to_prediction(pixels: torch.Tensor, near: int) -> torch.Tensor:
     B - G, or the grey plane) and its causal order, each pixel whose value differs from its MED
     prediction (:func:`med_predict`, from the already-snapped W, N and NW) by at most ``near`` takes
     the prediction; larger residuals are kept as they are. Returns (B, C, H, W) 8-bit values in
-    [0, 1]: each plane moves by at most ``near`` levels (R and B by at most 2 * ``near``, as R = (R -
-    G) + G), clamped to [0, 255]. ``near=0`` returns the rounded input. Where the pass changes a
-    pixel, its residual becomes the coder's cheapest, 0; it can make a later pixel's context scale
-    smaller, so a caller that must not add bits compares (as :func:`~simplebits_audit.training.
+    [0, 1], in ``pixels``' dtype: each coded plane moves by at most ``near`` levels (R and B by at
+    most 2 * ``near``, as R = (R - G) + G). ``near=0`` returns the rounded input. Where the pass
+    changes a pixel, its residual becomes the coder's cheapest, 0. Two exceptions to "every residual
+    within ``near`` is 0": where R or B leave [0, 255] they are clamped after the pass, and the
+    clamped pixel keeps a small residual; and a pixel's new value changes the context scale of later
+    pixels. So a caller that must not add bits compares (as :func:`~simplebits_audit.training.
     condensation.condense` does, per image).
 
     Why: bits minimised by gradient descent through 8-bit rounding leave flat regions dithered by
@@ -279,15 +282,15 @@ def snap_to_prediction(pixels: torch.Tensor, near: int) -> torch.Tensor:
     (docs/design-log.md, "Dataset condensation"). Source: the near-lossless mode of LOCO-I / JPEG-LS
     (Weinberger, Seroussi & Sapiro 2000), which quantises every residual to a step of 2 * NEAR + 1;
     here only the residuals within ``near`` change (a dead zone), the rest stay lossless.
-    ``ValueError`` naming ``near`` or ``pixels`` for a negative tolerance or an unsupported shape.
+    ``ValueError`` naming ``near`` for a negative or fractional tolerance; ``ValueError`` or
+    ``TypeError`` naming ``pixels`` for anything but a non-empty float batch in [0, 1].
     """
     if isinstance(near, bool) or not isinstance(near, int) or near < 0:
         raise ValueError(f"near: expected a whole number of grey levels >= 0, got {near!r}")
-    if pixels.dim() != 4 or pixels.shape[1] not in (1, 3):
-        raise ValueError(f"pixels: expected (B, 1 or 3, H, W), got {tuple(pixels.shape)}")
+    pixels = check_pixel_images(pixels, "pixels")
     v = (pixels.detach().float() * 255).round()
     if near == 0:
-        return v / 255
+        return (v / 255).to(pixels.dtype)
     colour = v.shape[1] == 3
     planes = torch.cat([v[:, 1:2], v[:, 0:1] - v[:, 1:2], v[:, 2:3] - v[:, 1:2]], 1) if colour else v.clone()
     start = torch.tensor([128.0, 0.0, 0.0] if colour else [128.0], device=v.device).view(1, -1)

@@ -308,7 +308,7 @@ class CondenseOptions:
 
     Attributes
     ----------
-    images_per_class, lam, arch, outer_steps : optional
+    images_per_class, lam, arch, outer_steps, near : optional
         As :func:`~simplebits_audit.training.condense`; None: its defaults
         (:func:`~simplebits_audit.training.condensation.condense_settings`,
         :data:`~simplebits_audit.training.CONDENSE_DEFAULTS`).
@@ -332,6 +332,7 @@ class CondenseOptions:
     lam: float | None = None
     arch: str | None = None
     outer_steps: int | None = None
+    near: int | None = None
     baselines: bool = True
     n_models: int | None = None
     epochs: int | None = None
@@ -343,7 +344,8 @@ class CondenseOptions:
     def settings(self, seed: int) -> dict[str, Any]:
         """The condensation's settings with the training layer's defaults filled in,
         checked (:func:`~simplebits_audit.training.condensation.condense_settings`)."""
-        given = {"images_per_class": self.images_per_class, "lam": self.lam, "arch": self.arch, "outer_steps": self.outer_steps}
+        given = {"images_per_class": self.images_per_class, "lam": self.lam, "arch": self.arch, "outer_steps": self.outer_steps,
+                 "near": self.near}
         return condense_settings(**{k: v for k, v in given.items() if v is not None}, seed=seed)
 
     def evaluation(self) -> dict[str, int]:

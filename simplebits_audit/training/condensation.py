@@ -280,7 +280,8 @@ def condense(
     near : int, optional
         After the last step, each image's coded residuals of at most ``near`` grey levels are set
         to 0 (:func:`~simplebits_audit.estimators.analytic.snap_to_prediction`: a near-lossless
-        pass; each colour plane moves by at most ``near`` levels), and an image keeps the pass only
+        pass; each of the coder's planes G, R - G, B - G moves by at most ``near`` levels, R and B by at
+        most 2 * ``near``), and an image keeps the pass only
         where ``estimator`` rates it cheaper (:func:`finish_images`). Gradient descent through the
         8-bit rounding leaves flat regions dithered by a level or two, which the pass removes; 0
         turns it off. Not part of the checkpoint's key: the steps before it are the same. Default

@@ -51,10 +51,29 @@ def _dithered(channels: int, seed: int = 0) -> torch.Tensor:
 
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("near", [1, 3])
-def test_equals_a_pixel_by_pixel_raster_pass(channels, near):
+@pytest.mark.parametrize("size", [(7, 9), (1, 6), (5, 1)])
+def test_equals_a_pixel_by_pixel_raster_pass(channels, near, size):
     g = torch.Generator().manual_seed(channels * 10 + near)
-    x = torch.randint(40, 60, (2, channels, 7, 9), generator=g) / 255
+    x = torch.randint(40, 60, (2, channels, *size), generator=g) / 255
     assert torch.equal(snap_to_prediction(x, near), _raster_reference(x, near))
+
+
+def test_the_first_pixel_is_predicted_as_the_coder_starts():
+    # The coder predicts the corner as grey 128 with no colour (planes G, R - G, B - G = 128, 0, 0).
+    x = torch.full((1, 3, 2, 2), 200 / 255)
+    x[0, :, 0, 0] = torch.tensor([127.0, 126.0, 128.0]) / 255  # planes 126, 1, 2: all within 2 of the start
+    assert torch.equal((snap_to_prediction(x, 2)[0, :, 0, 0] * 255).round(), torch.tensor([128.0, 128.0, 128.0]))
+    # near 1: G (2 off) and B - G (2) are kept, R - G (1) goes to 0, so R = G
+    assert torch.equal((snap_to_prediction(x, 1)[0, :, 0, 0] * 255).round(), torch.tensor([126.0, 126.0, 128.0]))
+
+
+def test_saturated_images_stay_in_range_move_little_and_get_cheaper():
+    # Near black and white, R = (R - G) + G can leave [0, 255] after the pass and is clamped (documented).
+    x = torch.cat([_dithered(3) * 0 + _dithered(3, seed=1) - 89 / 255, _dithered(3, seed=2) + 84 / 255]).clamp(0, 1)
+    y = snap_to_prediction(x, 2)
+    assert y.min() >= 0 and y.max() <= 1
+    assert (_planes(y) - _planes(x)).abs().max() <= 2 and ((y - x) * 255).abs().max() <= 4 + 1e-4
+    assert AnalyticCoder().bits(y).sum() < 0.5 * AnalyticCoder().bits(x).sum()
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -86,3 +105,8 @@ def test_near_zero_is_the_rounded_image_and_bad_arguments_name_themselves():
             snap_to_prediction(x, near)
     with pytest.raises(ValueError, match="^pixels"):
         snap_to_prediction(torch.rand(2, 2, 8, 8), 1)
+    with pytest.raises(ValueError, match="^pixels"):
+        snap_to_prediction(torch.rand(2, 3, 0, 8), 1)
+    with pytest.raises(TypeError, match="^pixels"):
+        snap_to_prediction(torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8), 1)  # 0-255 integers, not [0, 1]
+    assert snap_to_prediction(x.double(), 0).dtype == snap_to_prediction(x.double(), 1).dtype == torch.float64

@@ -330,6 +330,12 @@ def test_command_line_on_grey_images_runs_in_rgb_basis_and_reuses_its_sets(tmp_p
     resnapped = CondensedSet.load(out / "condensed.pt")
     assert resnapped.settings["near"] == 2 and resnapped.settings["wall_seconds_this_run"] == first["wall_seconds_this_run"]
     assert torch.equal(resnapped.images, finish_images(saved.images, 2, AnalyticCoder())[0])
+    # One that differs in another setting too is condensed again, with the command's --near (0: no pass).
+    del resnapped.settings["near"]
+    resnapped.save(out / "condensed.pt")
+    assert run_cli(*args, "--lam", "0.7", "--near", "0").returncode == 0
+    remade = CondensedSet.load(out / "condensed.pt").settings
+    assert remade["lam"] == 0.7 and remade["near"] == 0 and remade["near_snapped"] == 0
 
 
 @pytest.mark.slow
