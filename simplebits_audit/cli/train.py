@@ -190,8 +190,9 @@ def condense(
         help="Weight of the bits term against the gradient-matching distance (default {library:condense.lam})."),
     outer_steps: int | None = typer.Option(None, help="Fresh networks to match gradients on (default {library:condense.outer_steps})."),
     near: int | None = typer.Option(None,
-        help="Last step: coded residuals of at most this many grey levels set to 0, per image where it saves bits; "
-        "0: off (default {library:condense.near})."),
+        help="Last step, near-lossless: the residuals against the analytic coder's prediction of at most this many "
+        "grey levels are set to 0 (G moves by at most NEAR levels, R and B by at most 2 x NEAR), per image where it saves "
+        "bits; 0: off (default {library:condense.near})."),
     arch: str | None = typer.Option(
         None, help="Network matched and evaluated: convnet (instance norm) or smallcnn (batch norm) (default {library:condense.arch})."),
     test_data: str | None = typer.Option(None, "--test",
@@ -226,6 +227,7 @@ def condense(
     from simplebits_audit.jobs.condense import run_condense
     from simplebits_audit.jobs.options import CondenseOptions
     from simplebits_audit.results import REPORT_FILE
+    from simplebits_audit.training.condensation import near_pass_summary
 
     condensation = CondenseOptions(**given(images_per_class=images_per_class, lam=lam, arch=arch, outer_steps=outer_steps, near=near,
                                            baselines=baselines, n_models=n_models, epochs=epochs))
@@ -239,6 +241,9 @@ def condense(
                           f"{row['bpd']:.3f}", f"{row['webp_bpd']:.3f}",
                           "—" if row.get("jxl_bpd") is None else f"{row['jxl_bpd']:.3f}")  # runs resumed from before JPEG-XL
         console.print(table)
+        for kind, written in results["sets"].items():
+            if (near := near_pass_summary(written["settings"])) is not None:
+                console.print(f"{kind}: {near}", markup=False)
     console.print(f"report: {out / REPORT_FILE}")
 
 

@@ -149,9 +149,9 @@ def run_condense(
                 continue
             if made["near"] == 0 and all(made[k] == expected.get(k) for k in SET_KEYS if k != "near"):
                 # Made without the near-lossless pass, the same otherwise: the pass is condense's last step, so only it runs.
-                images, bits, snapped = finish_images(found.images.to(device or "cpu"), expected["near"], estimator)
+                images, bits, near_pass = finish_images(found.images.to(device or "cpu"), expected["near"], estimator)
                 sets[kind] = CondensedSet(images.cpu(), found.labels, bits.cpu().float(), found.classes,
-                                          {**found.settings, "near": expected["near"], "near_snapped": snapped}, found.history)
+                                          {**found.settings, "near": expected["near"], **near_pass}, found.history)
                 sets[kind].save(path)
                 continue
         started = time.perf_counter()

@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 
 from .._io import atomic_write
 from ..results import CONDENSE_KINDS, REPORT_FILE, read_condense_results
+from ..training.condensation import near_pass_summary
 from ._html import esc, figure_html, fmt, img_tag, page, table_html
 
 #: Section titles of the two kinds of condensed set.
@@ -57,6 +58,7 @@ def _gallery(out_dir: Path, kind: str, written: dict[str, Any], classes: list[st
         f'<p class="sub">mean {written["bpd_mean"]:.3f} bits / dim (estimator), {written["webp_bpd_mean"]:.3f} (WebP lossless)'
         + ("" if written.get("jxl_bpd_mean") is None else f', {written["jxl_bpd_mean"]:.3f} (JPEG-XL lossless)')
         + f'; condensed in {fmt(written.get("seconds"), 0)} s. '
+        + ("" if (near := near_pass_summary(written.get("settings") or {})) is None else esc(near[0].upper() + near[1:]) + ". ")
         + "Under each image: its bits (estimator) and its lossless file sizes in bits.</p>"
     ) + "".join(rows)
 

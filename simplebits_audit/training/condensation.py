@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -178,9 +179,7 @@ def condense_settings(
     settings["init"] = CONDENSE_DEFAULTS["init"] if init is None else init
     settings["resolution"] = CONDENSE_DEFAULTS["resolution"] if resolution is None else resolution
     settings["basis"] = CONDENSE_DEFAULTS["basis"] if basis is None else basis
-    settings["near"] = CONDENSE_DEFAULTS["near"] if near is None else near
-    if isinstance(settings["near"], bool) or not isinstance(settings["near"], int) or settings["near"] < 0:
-        raise ValueError(f"near: expected a whole number of grey levels >= 0, got {settings['near']!r}")
+    settings["near"] = _grey_levels(CONDENSE_DEFAULTS["near"] if near is None else near)
     if settings["basis"] not in BASES:
         raise ValueError(f"basis: expected one of {BASES}, got {settings['basis']!r}")
     if settings["resolution"] is not None:
@@ -386,25 +385,58 @@ def condense(
         warnings.warn(f"condense: {skipped} image updates were skipped (non-finite loss or gradient)", stacklevel=2)
 
     with torch.no_grad():
-        final, bits, snapped = finish_images(round_8bit(synthetic_pixels(logits.detach(), size, basis), False), settings["near"], estimator)
+        rounded = round_8bit(synthetic_pixels(logits.detach(), size, basis), False)
+        final, bits, near_pass = finish_images(rounded, settings["near"], estimator)
     card = {**settings, "estimator": estimator.name, "n_classes": n_classes, "data": fingerprint, "real_images": len(labels),
             "seconds": round(seconds, 2), "skipped_updates": skipped, "torch_threads": torch.get_num_threads(), "device": str(device),
-            "near_snapped": snapped}
+            **near_pass}
     return CondensedSet(final.cpu(), syn_labels, bits.cpu().float(), classes, card, history)
 
 
 @torch.no_grad()
-def finish_images(images: torch.Tensor, near: int, estimator: BitEstimator) -> tuple[torch.Tensor, torch.Tensor, int]:
+def finish_images(images: torch.Tensor, near: int, estimator: BitEstimator) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
     """:func:`condense`'s last step on its 8-bit images (N, C, H, W): the near-lossless pass of ``near`` levels
     (:func:`~simplebits_audit.estimators.analytic.snap_to_prediction`) kept on the images that ``estimator`` rates
-    cheaper after it. Returns the images, their bits (N,) and how many took the pass."""
+    cheaper after it.
+
+    Returns the images, their bits (N,) and what the pass did, for the set's card: ``near_snapped`` (how many
+    images took it) and ``near_bits_before`` / ``near_bits_after`` (the mean bits per image before and after).
+    ``ValueError`` naming ``near`` unless it is a whole number >= 0.
+    """
+    near = _grey_levels(near)
     bits = estimator.bits(images)
     if near == 0:
-        return images, bits, 0
+        return images, bits, {"near_snapped": 0}
     snapped = snap_to_prediction(images, near).to(images.device)
     snapped_bits = estimator.bits(snapped)
     take = snapped_bits < bits
-    return torch.where(take.view(-1, 1, 1, 1), snapped, images), torch.where(take, snapped_bits, bits), int(take.sum())
+    kept_bits = torch.where(take, snapped_bits, bits)
+    return torch.where(take.view(-1, 1, 1, 1), snapped, images), kept_bits, {
+        "near_snapped": int(take.sum()), "near_bits_before": round(float(bits.double().mean()), 2),
+        "near_bits_after": round(float(kept_bits.double().mean()), 2)}
+
+
+def near_pass_summary(settings: dict[str, Any]) -> str | None:
+    """One line on what a condensed set's near-lossless pass did, from its card (``settings``); None for a set
+    made without the pass, or before its card recorded the bits (2026-12-03)."""
+    if not settings.get("near") or "near_bits_before" not in settings:
+        return None
+    before, after = settings["near_bits_before"], settings["near_bits_after"]
+    return (f"near-lossless last step (near {settings['near']}): {settings['near_snapped']} image(s) took it, "
+            f"{before:.0f} -> {after:.0f} bits per image on average ({after / max(before, 1e-9):.2f}x)")
+
+
+def _grey_levels(near: Any) -> int:
+    """``near`` as an int: any whole number (2, 2.0, a NumPy integer) >= 0; ``ValueError`` naming it otherwise."""
+    if isinstance(near, numbers.Integral) and not isinstance(near, bool):
+        value = int(near)
+    elif isinstance(near, numbers.Real) and not isinstance(near, bool) and float(near).is_integer():
+        value = int(near)
+    else:
+        raise ValueError(f"near: expected a whole number of grey levels >= 0, got {near!r}")
+    if value < 0:
+        raise ValueError(f"near: expected a whole number of grey levels >= 0, got {near!r}")
+    return value
 
 
 def _check_basis(logits: torch.Tensor, basis: str) -> None:
@@ -614,7 +646,8 @@ def evaluate_condensed(
 
 
 __all__ = [
-    "CONDENSE_DEFAULTS", "EVALUATE_DEFAULTS", "CondensedSet", "condense", "condense_settings", "evaluate_condensed", "finish_images",
+    "CONDENSE_DEFAULTS", "EVALUATE_DEFAULTS", "CondensedSet", "condense", "condense_settings", "evaluate_condensed",
+    "near_pass_summary", "finish_images",
     "matching_distance",
     "BASES", "basis_for", "random_subset", "synthetic_pixels", "to_basis",
 ]

@@ -16,7 +16,14 @@ from PIL import Image
 from simplebits_audit import testbeds
 from simplebits_audit.estimators import AnalyticCoder
 from simplebits_audit.estimators.analytic import snap_to_prediction
-from simplebits_audit.training.condensation import CondensedSet, condense, evaluate_condensed, finish_images, matching_distance
+from simplebits_audit.training.condensation import (
+    CondensedSet,
+    condense,
+    evaluate_condensed,
+    finish_images,
+    matching_distance,
+    near_pass_summary,
+)
 
 from ...helpers import run_cli
 
@@ -200,25 +207,40 @@ def test_the_near_lossless_pass_is_kept_only_where_it_pays_and_resumes_any_check
     flat = (120 + (torch.rand(1, 3, 32, 32, generator=g) < 1 / 3).float()) / 255
     noise = torch.randint(0, 256, (1, 3, 32, 32), generator=g) / 255
     images = torch.cat([flat, noise])
-    finished, bits, snapped = finish_images(images, 2, coder)
+    finished, bits, near_pass = finish_images(images, 2, coder)
     before, after = coder.bits(images), coder.bits(snap_to_prediction(images, 2))
     assert torch.allclose(bits, torch.minimum(before, after)) and torch.allclose(bits, coder.bits(finished))
-    assert snapped == int((after < before).sum()) and snapped >= 1 and bits[0] < 0.5 * before[0]
+    assert near_pass["near_snapped"] == int((after < before).sum()) >= 1 and bits[0] < 0.5 * before[0]
+    # The card says what the pass did: the mean bits per image before it and after it.
+    assert near_pass["near_bits_before"] == pytest.approx(float(before.mean()), abs=0.01)
+    assert near_pass["near_bits_after"] == pytest.approx(float(bits.mean()), abs=0.01)
+    assert near_pass["near_bits_after"] < near_pass["near_bits_before"]
+    summary = near_pass_summary({"near": 2, **near_pass})
+    assert f"{near_pass['near_snapped']} image(s)" in summary and f"{near_pass['near_bits_before']:.0f} -> " in summary
+    assert near_pass_summary({"near": 0, "near_snapped": 0}) is None and near_pass_summary({"near": 2, "near_snapped": 1}) is None
     for row, took in enumerate((after < before).tolist()):
         assert torch.equal(finished[row], snap_to_prediction(images, 2)[row] if took else images[row])
-    assert finish_images(images, 0, coder)[2] == 0 and torch.equal(finish_images(images, 0, coder)[0], images)
+    off = finish_images(images, 0, coder)
+    assert off[2] == {"near_snapped": 0} and torch.equal(off[0], images)
+    # Any whole number is a number of levels (a float from a config file, a NumPy integer); anything else names near.
+    for whole in (2.0, np.int64(2)):
+        assert torch.equal(finish_images(images, whole, coder)[0], finished)
+    for bad in (1.5, -1, True, "2", math.inf):
+        with pytest.raises(ValueError, match="near"):
+            finish_images(images, bad, coder)
     # The pass follows the last step, so it is not in the checkpoint's key: a finished run resumes under another near.
     plain = condense(data, **TINY, near=0, checkpoint=tmp_path / "run.ckpt")
-    again = condense(data, **TINY, near=2, checkpoint=tmp_path / "run.ckpt")
+    again = condense(data, **TINY, near=2.0, checkpoint=tmp_path / "run.ckpt")
     assert torch.equal(again.images, finish_images(plain.images, 2, coder)[0])
-    assert again.settings["near"] == 2 and plain.settings["near"] == 0 and plain.settings["near_snapped"] == 0
+    assert again.settings["near"] == 2 and type(again.settings["near"]) is int
+    assert plain.settings["near"] == 0 and plain.settings["near_snapped"] == 0
     assert "near" not in json.loads(torch.load(tmp_path / "run.ckpt", weights_only=True)["run_key"])
 
 
 @pytest.mark.parametrize(("option", "value"), [
     ("images_per_class", 0), ("lam", -1.0), ("lam", math.nan), ("outer_steps", 0), ("match_steps", 1.5), ("arch", "resnet"),
     ("lr", 0.0), ("real_batch", 0), ("schedule", "step"), ("warmup", 2.0), ("seed", "zero"),
-    ("checkpoint_every", 0), ("resolution", 0), ("basis", "yuv"), ("near", -1), ("near", 1.5),
+    ("checkpoint_every", 0), ("resolution", 0), ("basis", "yuv"), ("near", -1), ("near", 1.5), ("near", "2"),
 ])
 def test_bad_arguments_name_themselves(data, option, value):
     with pytest.raises((ValueError, TypeError), match=option):
@@ -324,12 +346,18 @@ def test_command_line_on_grey_images_runs_in_rgb_basis_and_reuses_its_sets(tmp_p
     saved = CondensedSet.load(out / "condensed.pt")
     del saved.settings["near"]
     dither = torch.rand(saved.images.shape, generator=torch.Generator().manual_seed(0)) < 0.3
-    saved.images = (saved.images * 255 + dither).clamp(0, 255) / 255
+    saved.images = (120 + dither.float()) / 255  # flat but dithered by a level: the pass pays
     saved.save(out / "condensed.pt")
     assert run_cli(*args).returncode == 0
     resnapped = CondensedSet.load(out / "condensed.pt")
     assert resnapped.settings["near"] == 2 and resnapped.settings["wall_seconds_this_run"] == first["wall_seconds_this_run"]
     assert torch.equal(resnapped.images, finish_images(saved.images, 2, AnalyticCoder())[0])
+    # The report says what the pass did to the set (the dithered image gets cheaper).
+    assert resnapped.settings["near_snapped"] >= 1 and resnapped.settings["near_bits_after"] < resnapped.settings["near_bits_before"]
+    assert "Near-lossless last step (near 2): " in (out / "report.html").read_text()
+    shown = run_cli(*[a for a in args if a != "--quiet"])  # the sets are reused: only the evaluation's table and this line
+    line = f"simplified: near-lossless last step (near 2): {resnapped.settings['near_snapped']} image(s) took it"
+    assert line in " ".join(shown.stdout.split()), shown.stdout
     # One that differs in another setting too is condensed again, with the command's --near (0: no pass).
     del resnapped.settings["near"]
     resnapped.save(out / "condensed.pt")
