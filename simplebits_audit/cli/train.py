@@ -242,8 +242,8 @@ def condense(
                           "—" if row.get("jxl_bpd") is None else f"{row['jxl_bpd']:.3f}")  # runs resumed from before JPEG-XL
         console.print(table)
         for kind, written in results["sets"].items():
-            if (near := near_pass_summary(written["settings"])) is not None:
-                console.print(f"{kind}: {near}", markup=False)
+            if (line := near_pass_summary(written["settings"])) is not None:
+                console.print(f"{kind}: {line}", markup=False)
     console.print(f"report: {out / REPORT_FILE}")
 
 

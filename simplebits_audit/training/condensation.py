@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import reprlib
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -400,7 +401,8 @@ def finish_images(images: torch.Tensor, near: int, estimator: BitEstimator) -> t
     cheaper after it.
 
     Returns the images, their bits (N,) and what the pass did, for the set's card: ``near_snapped`` (how many
-    images took it) and ``near_bits_before`` / ``near_bits_after`` (the mean bits per image before and after).
+    images took it) and, when ``near`` > 0, ``near_bits_before`` / ``near_bits_after`` (the mean bits per image
+    before and after).
     ``ValueError`` naming ``near`` unless it is a whole number >= 0.
     """
     near = _grey_levels(near)
@@ -433,9 +435,9 @@ def _grey_levels(near: Any) -> int:
     elif isinstance(near, numbers.Real) and not isinstance(near, bool) and float(near).is_integer():
         value = int(near)
     else:
-        raise ValueError(f"near: expected a whole number of grey levels >= 0, got {near!r}")
-    if value < 0:
-        raise ValueError(f"near: expected a whole number of grey levels >= 0, got {near!r}")
+        raise ValueError(f"near: expected a whole number of grey levels in [0, 510], got {reprlib.repr(near)}")
+    if not 0 <= value <= 510:  # a residual is at most 510 levels (a difference plane): more means nothing more
+        raise ValueError(f"near: expected a whole number of grey levels in [0, 510], got {reprlib.repr(near)}")
     return value
 
 
