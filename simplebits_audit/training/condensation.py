@@ -403,7 +403,7 @@ def finish_images(images: torch.Tensor, near: int, estimator: BitEstimator) -> t
     Returns the images, their bits (N,) and what the pass did, for the set's card: ``near_snapped`` (how many
     images took it) and, when ``near`` > 0, ``near_bits_before`` / ``near_bits_after`` (the mean bits per image
     before and after).
-    ``ValueError`` naming ``near`` unless it is a whole number >= 0.
+    ``ValueError`` naming ``near`` unless it is a whole number in [0, 510].
     """
     near = _grey_levels(near)
     bits = estimator.bits(images)
@@ -429,16 +429,13 @@ def near_pass_summary(settings: dict[str, Any]) -> str | None:
 
 
 def _grey_levels(near: Any) -> int:
-    """``near`` as an int: any whole number (2, 2.0, a NumPy integer) >= 0; ``ValueError`` naming it otherwise."""
-    if isinstance(near, numbers.Integral) and not isinstance(near, bool):
-        value = int(near)
-    elif isinstance(near, numbers.Real) and not isinstance(near, bool) and float(near).is_integer():
-        value = int(near)
-    else:
+    """``near`` as an int in [0, 510] (a difference plane's largest residual: more changes nothing): any whole number
+    (2, 2.0, a NumPy integer); ``ValueError`` naming it otherwise."""
+    whole = not isinstance(near, bool) and (
+        isinstance(near, numbers.Integral) or (isinstance(near, numbers.Real) and float(near).is_integer()))
+    if not whole or not 0 <= int(near) <= 510:
         raise ValueError(f"near: expected a whole number of grey levels in [0, 510], got {reprlib.repr(near)}")
-    if not 0 <= value <= 510:  # a residual is at most 510 levels (a difference plane): more means nothing more
-        raise ValueError(f"near: expected a whole number of grey levels in [0, 510], got {reprlib.repr(near)}")
-    return value
+    return int(near)
 
 
 def _check_basis(logits: torch.Tensor, basis: str) -> None:
