@@ -29,8 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from simplebits_audit import testbeds
-    from simplebits_audit.simplification.common import round_8bit
-    from simplebits_audit.training.condensation import random_subset
+    from simplebits_audit.training.condensation import random_real_set
     from simplebits_audit.training.networks import accuracy, train_network
 
     train, test = testbeds.load(args.testbed, "train"), testbeds.load(args.testbed, "test")
@@ -42,8 +41,7 @@ def main() -> None:
     for ipc in (int(v) for v in args.ipc.split(",")):
         start, accs = time.perf_counter(), []
         for k in range(args.n_models):  # the subsets and seeds evaluate_condensed's "random real" row uses
-            idx = random_subset(train.labels, ipc, n_classes, k)
-            net = train_network(round_8bit(train.images[idx], False), train.labels[idx], n_classes, seed=k)
+            net = train_network(*random_real_set(train.images, train.labels, ipc, n_classes, k), n_classes, seed=k)
             accs.append(100 * accuracy(net, test_x, test_y))
         t = torch.tensor(accs)
         table.add_row(str(ipc), f"{t.mean():.1f} ± {t.std():.1f}", " / ".join(f"{a:.1f}" for a in accs),

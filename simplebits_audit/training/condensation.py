@@ -541,6 +541,13 @@ def random_subset(labels: torch.Tensor, images_per_class: int, n_classes: int, s
     return torch.cat(picks)
 
 
+def random_real_set(images: torch.Tensor, labels: torch.Tensor, images_per_class: int, n_classes: int,
+                    seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The "random real" row's training set for one seed: :func:`random_subset`'s images (N, C, H, W) rounded to 8 bits, labels (N,)."""
+    idx = random_subset(labels, images_per_class, n_classes, seed)
+    return round_8bit(images[idx], False), labels[idx]
+
+
 def evaluate_condensed(
     condensed: CondensedSet,
     test_data: Any,
@@ -621,11 +628,7 @@ def evaluate_condensed(
         for name, (x, y) in rows.items():
             accs, shown = [], None
             for k in range(n_models):
-                if name == "random real":
-                    idx = random_subset(y, ipc, n_classes, seed + k)
-                    xs, ys = round_8bit(x[idx], False), y[idx]
-                else:
-                    xs, ys = x, y
+                xs, ys = random_real_set(x, y, ipc, n_classes, seed + k) if name == "random real" else (x, y)
                 shown = xs if shown is None else shown
                 net = train_network(xs, ys, n_classes, arch=arch, epochs=epochs, seed=seed + k, device=device)
                 accs.append(accuracy(net, test_images, test_labels))
@@ -648,5 +651,5 @@ __all__ = [
     "CONDENSE_DEFAULTS", "EVALUATE_DEFAULTS", "CondensedSet", "condense", "condense_settings", "evaluate_condensed",
     "near_pass_summary", "finish_images",
     "matching_distance",
-    "BASES", "basis_for", "random_subset", "synthetic_pixels", "to_basis",
+    "BASES", "basis_for", "random_real_set", "random_subset", "synthetic_pixels", "to_basis",
 ]
