@@ -82,6 +82,7 @@ LIBRARY_DEFAULTS: dict[str, Callable[[], Any]] = {
     "compare.randomisation": lambda: constant(SCORING_OPTIONS, "randomisation"),
     "simplifier.lam": lambda: constant(TRAINING_DEFAULTS, "lam"),
     "simplifier.margin": lambda: constant(TRAINING_DEFAULTS, "margin"),
+    "simplifier.deletion": lambda: constant(TRAINING_DEFAULTS, "deletion"),
     "simplifier.steps": lambda: constant(TRAINING_DEFAULTS, "steps"),
     "simplifier.batch_size": lambda: constant(TRAINING_DEFAULTS, "batch_size"),
     "simplifier.held_out": lambda: signature_default(SIMPLIFIER_JOB, "held_out"),

@@ -71,6 +71,9 @@ def train_simplifier(
     lam: float | None = typer.Option(None, help="Weight of the bits term (default {library:simplifier.lam})."),
     margin: float | None = typer.Option(
         None, help="Log-probability margin the simplified image must keep before bits are charged (default {library:simplifier.margin})."),
+    deletion: float | None = typer.Option(
+        None, help="Weight of the deletion term, which orders the map below the kept cells by what else the answer rests on "
+        "(default {library:simplifier.deletion})."),
     steps: int | None = typer.Option(None, help="Training steps (default {library:simplifier.steps})."),
     batch_size: int | None = typer.Option(None, help="Images per step, per process (default {library:simplifier.batch_size})."),
     held_out: float | None = typer.Option(
@@ -98,7 +101,8 @@ def train_simplifier(
     device = process_device()
     simplifier = train_simplifier_job(
         net.load(device), data, out, model_options=ModelOptions(preprocessing=prep, **head_options), run=run_options(device),
-        estimator=estimator, lam=lam, margin=margin, steps=steps, batch_size=batch_size, testbed_n=testbed_n, **given(held_out=held_out),
+        estimator=estimator, lam=lam, margin=margin, deletion=deletion, steps=steps, batch_size=batch_size, testbed_n=testbed_n,
+        **given(held_out=held_out),
     )
     if not is_main_process():  # under torchrun rank 0 reports
         return

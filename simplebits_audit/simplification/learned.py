@@ -157,12 +157,15 @@ class Simplifier(nn.Module):
         """The simple end (B, C, H, W), 8-bit: each image's mean colour by default."""
         return reference_image(pixels, self.config["reference"])
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+    def forward(self, pixels: torch.Tensor, with_logits: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Simplified pixel images (B, C, H, W), rounded to 8 bits (straight-through: differentiable).
 
-        ``pixels`` (B, C, H, W) in [0, 1], C = ``in_channels``.
+        ``pixels`` (B, C, H, W) in [0, 1], C = ``in_channels``. With ``with_logits`` also the mask
+        logits (B, 1, h, w) (:meth:`simplify_with_logits`, through ``forward`` so that a
+        DistributedDataParallel wrapper sees the call).
         """
-        return self.simplify_with_logits(pixels)[0]
+        simplified, logits = self.simplify_with_logits(pixels)
+        return (simplified, logits) if with_logits else simplified
 
     def simplify_with_logits(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`forward`'s simplified images and the mask logits (B, 1, h, w) they came from (one pass)."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -29,7 +30,7 @@ from .._validation import check_pixel_images
 from ..estimators import BitEstimator, resolve_estimator
 from ..simplification.common import Classifier, Decision, round_8bit
 from ..simplification.heads import check_head, check_outputs, probabilities
-from ..simplification.learned import Simplifier, model_fingerprint
+from ..simplification.learned import Simplifier, grid_mask, model_fingerprint
 from ..spaces import make_spaces
 from .data import Batches, labelled_tensors
 from .loop import ResumableRun, check_checkpoint_every, rank_and_world, step_seed
@@ -37,13 +38,40 @@ from .loop import ResumableRun, check_checkpoint_every, rank_and_world, step_see
 #: Below this held-out top-1 kept, :func:`train_simplifier` warns.
 LOW_KEPT = 0.8
 #: Defaults of :func:`train_simplifier` (measured choices: README, "Learned simplifier").
-TRAINING_DEFAULTS: dict[str, Any] = {"lam": 1.0, "margin": 2.0, "steps": 4000, "batch_size": 32, "lr": 2e-3}
+TRAINING_DEFAULTS: dict[str, Any] = {"lam": 1.0, "margin": 2.0, "steps": 4000, "batch_size": 32, "lr": 2e-3, "deletion": 0.0}
+#: The deletion term removes, per image, this share of the mask grid's highest-ranked cells, drawn uniformly.
+DELETION_SHARES = (0.0, 0.5)
+#: Sharpness of the deletion term's soft rank, in mask-logit units (a cell one unit above the share's
+#: boundary is 73 % removed).
+DELETION_TEMPERATURE = 1.0
+
+
+def deletion_images(net: Simplifier, x: torch.Tensor, logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """8-bit images ``x`` (B, C, H, W) with their highest-ranked mask cells removed: the deletion game's images.
+
+    Per image a share k ~ U(:data:`DELETION_SHARES`) of the grid's cells, those with the largest
+    mask ``logits`` (B, 1, h, w), are blended towards the simplifier's reference, through a soft
+    rank (a sigmoid of each logit's distance from the k-th largest, :data:`DELETION_TEMPERATURE`)
+    so that the gradient reaches the logits near the boundary; rounded straight-through.
+    Only the order of the logits matters, not their level: the returned image's mask (the level)
+    is left to the sufficiency and bits terms.
+    """
+    b, cells = logits.shape[0], logits[0].numel()
+    lo, hi = DELETION_SHARES
+    share = (lo + (hi - lo) * torch.rand(b, generator=generator)).to(logits.device)
+    # The boundary moves with the logits (not detached): a shift of every logit leaves the images unchanged, so the
+    # term cannot raise the mask's level, only reorder it (detached, it pushed every logit up: all bits kept).
+    ranked = logits.flatten(1).sort(1, descending=True).values
+    boundary = ranked.gather(1, (share * cells).long().clamp(0, cells - 1)[:, None]).view(b, 1, 1, 1)
+    removed = grid_mask((logits - boundary) / DELETION_TEMPERATURE, x.shape[-2:])
+    return round_8bit((1 - removed) * x + removed * net.reference(x), True)
 
 
 def simplifier_loss(
     simplifier: nn.Module, classifier: Classifier, estimator: BitEstimator, pixels: torch.Tensor, *,
     lam: float, margin: float, objective: str = "kl", labels: torch.Tensor | None = None,
     temperature: tuple[float, float] = (1.0, 1.5), generator: torch.Generator | None = None, head: str = "softmax", threshold: float = 0.5,
+    deletion: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The training objective on one batch of pixel images (B, C, H, W): mean loss (in bits per dimension) and stats.
 
@@ -51,15 +79,19 @@ def simplifier_loss(
     ``labels``. The bits term of an image counts only while its simplified version keeps the top
     class (the label for ``"ce"``) by a log-probability ``margin`` (sigmoid ``head``: every kept
     label stays on its side of ``threshold`` by ``margin`` in log-odds; see
-    :class:`~simplebits_audit.simplification.heads.Decision`).
+    :class:`~simplebits_audit.simplification.heads.Decision`). With ``deletion`` > 0 the loss adds
+    ``deletion * softplus(margin)`` of :func:`deletion_images` (the answer should fall once the
+    highest-ranked cells are removed: the deletion game of Fong & Vedaldi 2017, the destroyer term
+    of Dabkowski & Gal 2017), which orders the cells below the kept ones by what else the answer rests on.
     """
+    generator = generator or torch.Generator().manual_seed(0)
     with torch.no_grad():
         logits_before = classifier.logits(pixels)
     target = None if labels is None or objective == "kl" else labels.to(pixels.device)
     decision = Decision.of(logits_before, target, head=head, threshold=threshold)
-    simplified = simplifier(pixels)
+    simplified, mask_logits = simplifier(pixels, with_logits=True)
     logits = classifier.logits(simplified)
-    task = decision.task_loss(logits, objective, temperature, generator or torch.Generator().manual_seed(0))
+    task = decision.task_loss(logits, objective, temperature, generator)
     bpd = estimator.bpd(simplified)
     gap = decision.margin(logits)
     # An image the classifier was less sure of than ``margin`` must keep its own original gap.
@@ -67,12 +99,19 @@ def simplifier_loss(
     holds = (gap >= required).detach()
     with torch.no_grad():
         bpd_before = estimator.bpd(round_8bit(pixels, False))
-    loss = (task + lam * holds.to(bpd.dtype) * bpd).mean()
+    per_image = task + lam * holds.to(bpd.dtype) * bpd
+    stats: dict[str, float] = {}
+    if deletion > 0:
+        net = getattr(simplifier, "module", simplifier)  # under DistributedDataParallel
+        deleted_margin = decision.margin(classifier.logits(deletion_images(net, round_8bit(pixels, False), mask_logits, generator)))
+        per_image = per_image + deletion * F.softplus(deleted_margin)
+        stats["deletion_kept"] = float((deleted_margin.detach() >= 0).float().mean())
+    loss = per_image.mean()
     stats = {
         "loss": float(loss.detach()), "task": float(task.detach().mean()), "bpd": float(bpd.detach().mean()),
         "bits_kept": float((bpd.detach() / bpd_before).mean()),
         "top1_kept": float(decision.kept(probabilities(logits.detach(), head), "top1").float().mean()),
-        "margin_held": float(holds.float().mean()),
+        "margin_held": float(holds.float().mean()), **stats,
     }
     return loss, stats
 
@@ -114,6 +153,7 @@ def train_simplifier(
     steps: int | None = None,
     batch_size: int | None = None,
     lr: float | None = None,
+    deletion: float | None = None,
     objective: str = "kl",
     head: str = "softmax",
     threshold: float = 0.5,
@@ -146,6 +186,10 @@ def train_simplifier(
         The bits term of an image is charged only while its simplified version keeps the top class
         by this log-probability margin (nats). Larger keeps more predictions, removes fewer bits.
         Default 2 (an image the classifier was less sure of keeps its own original margin).
+    deletion : float, optional
+        Weight of the deletion term (:func:`simplifier_loss`): the answer should fall once the
+        mask's highest-ranked cells are removed, so that the cells below the kept ones are ordered by
+        what else the answer rests on (the map's order; the returned image is the mask's). Default 0.
     steps, batch_size, lr : optional
         Adam steps, images per step (per process under ``torchrun``), learning rate. Defaults:
         :data:`TRAINING_DEFAULTS`.
@@ -181,14 +225,14 @@ def train_simplifier(
         held out. Under ``torchrun`` every process trains its share of each batch
         (DistributedDataParallel, gloo on CPU, nccl on GPU) and returns the same network.
     """
-    options = {"lam": lam, "margin": margin, "steps": steps, "batch_size": batch_size, "lr": lr}
+    options = {"lam": lam, "margin": margin, "steps": steps, "batch_size": batch_size, "lr": lr, "deletion": deletion}
     settings = {k: TRAINING_DEFAULTS[k] if v is None else v for k, v in options.items()}
     if objective not in ("kl", "ce"):
         raise ValueError(f"objective: expected 'kl' or 'ce', got {objective!r}")
     check_head(head, threshold)
     if not callable(forward_func):
         raise TypeError("forward_func: must be callable (a model or a function returning logits)")
-    for name in ("lam", "margin"):
+    for name in ("lam", "margin", "deletion"):
         if not (isinstance(settings[name], (int, float)) and math.isfinite(settings[name]) and settings[name] >= 0):
             raise ValueError(f"{name}: expected a finite number >= 0, got {settings[name]!r}")
     for name in ("steps", "batch_size"):
@@ -256,7 +300,7 @@ def train_simplifier(
         generator = torch.Generator().manual_seed(step_seed(seed, step, rank, 1))
         loss, stats = simplifier_loss(
             model, classifier, estimator, images.to(device), lam=settings["lam"], margin=settings["margin"], objective=objective,
-            labels=labels, generator=generator, head=head, threshold=threshold,
+            labels=labels, generator=generator, head=head, threshold=threshold, deletion=settings["deletion"],
         )
         optimizer.zero_grad(set_to_none=True)
         # Gradients for the simplifier only: nothing accumulates in the classifier's parameters,

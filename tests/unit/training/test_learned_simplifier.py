@@ -153,7 +153,8 @@ def test_training_takes_datasets_and_batches(model):
 
 def test_training_refuses_bad_arguments(model, data):
     for kwargs, name in [({"lam": -1.0}, "lam"), ({"margin": float("nan")}, "margin"), ({"steps": 0}, "steps"),
-                         ({"batch_size": 1.5}, "batch_size"), ({"lr": 0.0}, "lr"), ({"objective": "mse"}, "objective")]:
+                         ({"batch_size": 1.5}, "batch_size"), ({"lr": 0.0}, "lr"), ({"objective": "mse"}, "objective"),
+                         ({"deletion": -0.5}, "deletion")]:
         with pytest.raises(ValueError, match=name):
             train_simplifier(model, data, **kwargs)
     with pytest.raises(TypeError, match="data"):
@@ -162,6 +163,38 @@ def test_training_refuses_bad_arguments(model, data):
         train_simplifier(model, data * 255)
     with pytest.raises(ValueError, match="objective"):
         train_simplifier(model, data, objective="ce", steps=1)  # a bare tensor has no labels
+
+
+def test_deletion_images_remove_the_top_ranked_cells_whatever_the_level(test_images):
+    s = Simplifier(mask_size=4)
+    x = torch.round(test_images[:2] * 255) / 255
+    logits = torch.arange(16.0).view(1, 1, 4, 4).repeat(2, 1, 1, 1) * 3  # one cell per rank, 3 logit units apart
+    deleted = learned.deletion_images(s, x, logits, torch.Generator().manual_seed(0))
+    shifted = learned.deletion_images(s, x, logits - 40.0, torch.Generator().manual_seed(0))
+    assert torch.equal(deleted, shifted)  # only the order counts, not the mask's level
+    ref = s.reference(x)
+    moved = ((deleted - x).abs().sum(1) / (ref - x).abs().sum(1).clamp_min(1e-6))[:, 4:-4, 4:-4]  # away from the cells' blurred edges
+    assert torch.allclose(moved[:, :2, :2].mean(), torch.tensor(0.0), atol=0.05)  # the lowest-ranked cell stays
+    assert moved[:, -2:, -2:].mean() > 0.9  # the highest-ranked cell goes (a share below 1/16 still takes most of it)
+
+
+def test_the_deletion_term_orders_the_mask_and_cannot_raise_its_level(model, data):
+    """Its gradient on the mask logits sums to zero per image: a shift of every logit changes nothing."""
+    s = Simplifier()
+    grid = torch.nn.Parameter(torch.randn(8, 1, 16, 16))
+    s.mask_logits = lambda pixels: grid  # the logits themselves, to read their gradient
+    classifier = learned.Classifier(model, learned.make_spaces(None, None), ())
+    grads = []
+    for deletion in (0.0, 1.0):
+        grid.grad = None
+        loss, stats = learned.simplifier_loss(s, classifier, learned.resolve_estimator(None), data[:8], lam=0.0, margin=2.0,
+                                              generator=torch.Generator().manual_seed(1), deletion=deletion)
+        loss.backward()
+        grads.append(grid.grad.clone())
+        assert ("deletion_kept" in stats) == (deletion > 0)
+    deletion_grad = grads[1] - grads[0]  # the same images and temperature: the difference is the deletion term's
+    assert deletion_grad.abs().sum() > 0
+    assert deletion_grad.flatten(1).sum(1).abs().max() < 1e-4 * deletion_grad.abs().flatten(1).sum(1).max()
 
 
 # ---------------------------------------------------------------------------------------------
