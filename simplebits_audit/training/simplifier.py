@@ -6,10 +6,11 @@ Per image the objective is the mask engine's,
     KL(f(x) || f(x'))  +  lambda * gate * bpd(x')
 
 where the frozen classifier f is softened by a random temperature and ``gate`` charges the bits
-term only while x' keeps f's top class by a log-probability ``margin`` (:func:`simplifier_loss`).
-The network and its one-pass inference engine live in
-:mod:`~simplebits_audit.simplification.learned`; this module only trains and scores it, in the
-shared resumable-run loop (:mod:`~simplebits_audit.training.loop`).
+term only while x' keeps f's top class by a log-probability ``margin`` (:func:`simplifier_loss`);
+with ``deletion`` > 0 also the deletion game on the mask's order (:func:`deletion_images`). The
+network and its one-pass inference engine live in :mod:`~simplebits_audit.simplification.learned`;
+this module only trains and scores it, in the shared resumable-run loop
+(:mod:`~simplebits_audit.training.loop`).
 """
 
 from __future__ import annotations
@@ -340,4 +341,7 @@ def train_simplifier(
     return net
 
 
-__all__ = ["LOW_KEPT", "TRAINING_DEFAULTS", "evaluate_simplifier", "simplifier_loss", "train_simplifier"]
+__all__ = [
+    "DELETION_SHARES", "DELETION_TEMPERATURE", "LOW_KEPT", "TRAINING_DEFAULTS", "deletion_images", "evaluate_simplifier", "simplifier_loss",
+    "train_simplifier",
+]
