@@ -165,36 +165,57 @@ def test_training_refuses_bad_arguments(model, data):
         train_simplifier(model, data, objective="ce", steps=1)  # a bare tensor has no labels
 
 
-def test_deletion_images_remove_the_top_ranked_cells_whatever_the_level(test_images):
+def test_deletion_images_remove_the_top_ranked_cells_whatever_the_shift():
     s = Simplifier(mask_size=4)
-    x = torch.round(test_images[:2] * 255) / 255
+    x = (torch.arange(16).view(4, 4) + torch.arange(4).view(4, 1)) % 2  # a 4 x 4 checkerboard: one pixel per cell,
+    x = x.float().expand(2, 3, 4, 4)  # every pixel 0.5 from the mean colour
     logits = torch.arange(16.0).view(1, 1, 4, 4).repeat(2, 1, 1, 1) * 3  # one cell per rank, 3 logit units apart
-    deleted = learned.deletion_images(s, x, logits, torch.Generator().manual_seed(0))
-    shifted = learned.deletion_images(s, x, logits - 40.0, torch.Generator().manual_seed(0))
-    assert torch.equal(deleted, shifted)  # only the order counts, not the mask's level
-    ref = s.reference(x)
-    moved = ((deleted - x).abs().sum(1) / (ref - x).abs().sum(1).clamp_min(1e-6))[:, 4:-4, 4:-4]  # away from the cells' blurred edges
-    assert torch.allclose(moved[:, :2, :2].mean(), torch.tensor(0.0), atol=0.05)  # the lowest-ranked cell stays
-    assert moved[:, -2:, -2:].mean() > 0.9  # the highest-ranked cell goes (a share below 1/16 still takes most of it)
+    shares = torch.tensor([0.25, 0.5])  # the top 4 and the top 8 of the 16 cells
+    deleted = learned.deletion_images(s, x, logits, shares)
+    assert torch.equal(deleted, learned.deletion_images(s, x, logits - 40.0, shares))  # a shift of every logit changes nothing
+    removed = ((deleted - x).abs() / (s.reference(x) - x).abs())[:, 0].flatten(1)  # 0 kept .. 1 removed, cells in rank order
+    for row, n in enumerate((4, 8)):
+        assert (removed[row, 16 - n:] > 0.9).all(), removed[row]  # the n top-ranked cells go
+        assert removed[row, 15 - n] == pytest.approx(0.5, abs=0.01)  # the boundary's own cell half-way
+        assert (removed[row, : 15 - n] < 0.1).all(), removed[row]  # the rest stays
+    with pytest.raises(ValueError, match="shares"):
+        learned.deletion_images(s, x, logits, shares[:1])
 
 
-def test_the_deletion_term_orders_the_mask_and_cannot_raise_its_level(model, data):
-    """Its gradient on the mask logits sums to zero per image: a shift of every logit changes nothing."""
+def test_the_deletion_term_reorders_the_mask_and_cannot_shift_it(model, data):
+    """The loss adds deletion * softplus(margin) of the deletion images; its gradient on the mask logits sums to zero per image."""
     s = Simplifier()
     grid = torch.nn.Parameter(torch.randn(8, 1, 16, 16))
     s.mask_logits = lambda pixels: grid  # the logits themselves, to read their gradient
     classifier = learned.Classifier(model, learned.make_spaces(None, None), ())
-    grads = []
-    for deletion in (0.0, 1.0):
+    images = data[:8]
+    grads, losses = [], []
+    for deletion in (0.0, 0.5):
         grid.grad = None
-        loss, stats = learned.simplifier_loss(s, classifier, learned.resolve_estimator(None), data[:8], lam=0.0, margin=2.0,
+        loss, stats = learned.simplifier_loss(s, classifier, learned.resolve_estimator(None), images, lam=0.0, margin=2.0,
                                               generator=torch.Generator().manual_seed(1), deletion=deletion)
         loss.backward()
         grads.append(grid.grad.clone())
+        losses.append(float(loss.detach()))
         assert ("deletion_kept" in stats) == (deletion > 0)
+    # The same draws as the loss: the temperature first, then the shares.
+    generator = torch.Generator().manual_seed(1)
+    torch.rand((), generator=generator)
+    with torch.no_grad():
+        x = torch.round(images * 255) / 255
+        deleted = learned.deletion_images(s, x, grid, learned.deletion_shares(8, generator))
+        decision = learned.Decision.of(model(x), None)
+        margin = decision.margin(model(deleted))
+    assert losses[1] - losses[0] == pytest.approx(0.5 * float(torch.nn.functional.softplus(margin).mean()), rel=1e-4)
     deletion_grad = grads[1] - grads[0]  # the same images and temperature: the difference is the deletion term's
     assert deletion_grad.abs().sum() > 0
     assert deletion_grad.flatten(1).sum(1).abs().max() < 1e-4 * deletion_grad.abs().flatten(1).sum(1).max()
+
+
+def test_training_with_the_deletion_term_records_it(model, data):
+    s = train_simplifier(model, data, steps=4, batch_size=8, deletion=0.5)
+    assert s.card["deletion"] == 0.5 and 0 <= s.card["final_running"]["deletion_kept"] <= 1
+    assert "deletion_kept" not in train_simplifier(model, data, steps=2, batch_size=8).card["final_running"]
 
 
 # ---------------------------------------------------------------------------------------------
