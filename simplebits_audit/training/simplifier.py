@@ -112,13 +112,14 @@ def simplifier_loss(
     # An image the classifier was less sure of than ``margin`` must keep its own original gap.
     required = torch.minimum(decision.margin(logits_before), torch.full_like(gap, margin))
     holds = (gap >= required).detach()
+    original_8bit = round_8bit(pixels, False)
     with torch.no_grad():
-        bpd_before = estimator.bpd(round_8bit(pixels, False))
+        bpd_before = estimator.bpd(original_8bit)
     per_image = task + lam * holds.to(bpd.dtype) * bpd
     stats: dict[str, float] = {}
     if deletion > 0:
         net = getattr(simplifier, "module", simplifier)  # under DistributedDataParallel
-        deleted = deletion_images(net, round_8bit(pixels, False), mask_logits, deletion_shares(len(pixels), generator))
+        deleted = deletion_images(net, original_8bit, mask_logits, deletion_shares(len(pixels), generator))
         deleted_margin = decision.margin(classifier.logits(deleted))
         per_image = per_image + deletion * F.softplus(deleted_margin)
         stats["deletion_kept"] = float((deleted_margin.detach() >= 0).float().mean())
