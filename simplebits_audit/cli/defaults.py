@@ -27,6 +27,7 @@ SCORING_OPTIONS = "simplebits_audit.jobs.options:ScoringOptions"
 AUDIT_JOB = "simplebits_audit.jobs.audit:run_audit"
 SIMPLIFIER_JOB = "simplebits_audit.jobs.simplifier:train_simplifier_job"
 TRAINING_DEFAULTS = "simplebits_audit.training.simplifier:TRAINING_DEFAULTS"
+ORDER_SHARE = "simplebits_audit.training.simplifier:ORDER_SHARE"
 ESTIMATOR_CONFIG = "simplebits_audit.estimators.training:TrainingConfig"
 TRAIN_JOB = "simplebits_audit.jobs.train:train_job"
 TRAIN_OPTIONS = "simplebits_audit.jobs.options:TrainOptions"
@@ -83,6 +84,7 @@ LIBRARY_DEFAULTS: dict[str, Callable[[], Any]] = {
     "simplifier.lam": lambda: constant(TRAINING_DEFAULTS, "lam"),
     "simplifier.margin": lambda: constant(TRAINING_DEFAULTS, "margin"),
     "simplifier.deletion": lambda: constant(TRAINING_DEFAULTS, "deletion"),
+    "simplifier.order_steps": lambda: f"{constant(ORDER_SHARE):g} x --steps",
     "simplifier.steps": lambda: constant(TRAINING_DEFAULTS, "steps"),
     "simplifier.batch_size": lambda: constant(TRAINING_DEFAULTS, "batch_size"),
     "simplifier.held_out": lambda: signature_default(SIMPLIFIER_JOB, "held_out"),

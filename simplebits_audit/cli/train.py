@@ -74,6 +74,9 @@ def train_simplifier(
     deletion: float | None = typer.Option(
         None, help="Weight of the deletion term, which orders the map below the kept cells by what else the answer rests on "
         "(default {library:simplifier.deletion})."),
+    order_steps: int | None = typer.Option(
+        None, help="Steps of the order head, trained after the mask with the mask frozen: it ranks the pixels the simplified "
+        "image takes from the reference in the map, and changes nothing else (default {library:simplifier.order_steps})."),
     steps: int | None = typer.Option(None, help="Training steps (default {library:simplifier.steps})."),
     batch_size: int | None = typer.Option(None, help="Images per step, per process (default {library:simplifier.batch_size})."),
     held_out: float | None = typer.Option(
@@ -101,7 +104,8 @@ def train_simplifier(
     device = process_device()
     simplifier = train_simplifier_job(
         net.load(device), data, out, model_options=ModelOptions(preprocessing=prep, **head_options), run=run_options(device),
-        estimator=estimator, lam=lam, margin=margin, deletion=deletion, steps=steps, batch_size=batch_size, testbed_n=testbed_n,
+        estimator=estimator, lam=lam, margin=margin, deletion=deletion, order_steps=order_steps, steps=steps,
+        batch_size=batch_size, testbed_n=testbed_n,
         **given(held_out=held_out),
     )
     if not is_main_process():  # under torchrun rank 0 reports

@@ -73,7 +73,7 @@ from ..simplification.factorised import AXES, kept_axis_maps, region_reference
 from ..simplification.heads import probabilities
 from ..simplification.learned import load_simplifier
 from ..simplification.mask import reference_image
-from ..simplification.result import refine_ties
+from ..simplification.result import HALF_LEVEL, refine_ties
 from ..spaces import Spaces, make_spaces
 
 ATTRIBUTIONS = ("auto", "mask", "retained", "ablation", "survival", "bits_removed", "kept", *AXES)
@@ -145,7 +145,13 @@ def _mask_reference(result: SimplificationResult) -> torch.Tensor:
 
 
 def _mask_map(result: SimplificationResult) -> torch.Tensor:
-    """The returned image's mask, its ties ranked by the mean mask along the path (:func:`refine_ties`)."""
+    """The returned image's mask, its ties ranked by the mean mask along the path (:func:`refine_ties`).
+
+    With a learned simplifier's order head, the pixels the returned image takes from the reference
+    (mask below :data:`HALF_LEVEL`) are one tie, ranked by ``removed_order``: still below every kept pixel.
+    """
+    if result.removed_order is not None:
+        return refine_ties(torch.where(result.mask < HALF_LEVEL, torch.zeros_like(result.mask), result.mask), result.removed_order)
     return result.mask if result.mask_mean is None else refine_ties(result.mask, result.mask_mean)
 
 

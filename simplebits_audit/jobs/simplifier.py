@@ -94,6 +94,7 @@ def train_simplifier_job(
     lam: float | None = None,
     margin: float | None = None,
     deletion: float | None = None,
+    order_steps: int | None = None,
     steps: int | None = None,
     batch_size: int | None = None,
     testbed_n: int | None = None,
@@ -121,7 +122,7 @@ def train_simplifier_job(
         training and scored at the end; 0 scores training images instead (the card says so).
     split : {"train", "test"}
         Which split of a testbed to train on.
-    lam, margin, deletion, steps, batch_size : optional
+    lam, margin, deletion, order_steps, steps, batch_size : optional
         As :func:`~simplebits_audit.train_simplifier`.
     testbed_n : int, optional
         Number of testbed images.
@@ -152,8 +153,9 @@ def train_simplifier_job(
     try:
         held_out_images = torch.stack([SourceImages(source, scored)[i] for i in range(len(scored))]) if scored else None
         simplifier = train_simplifier(
-            model, SourceImages(source, train_items), estimator=estimator, lam=lam, margin=margin, deletion=deletion, steps=steps,
-            batch_size=batch_size, held_out=held_out_images, normalization=preprocessing.normalization, checkpoint=checkpoint_path(out),
+            model, SourceImages(source, train_items), estimator=estimator, lam=lam, margin=margin, deletion=deletion,
+            order_steps=order_steps, steps=steps, batch_size=batch_size, held_out=held_out_images,
+            normalization=preprocessing.normalization, checkpoint=checkpoint_path(out),
             data_description=f"{source.name} ({len(train_items)} training images, {len(scored)} held out)", device=device,
             seed=seed, show_progress=run.show_progress, head=mo.head, threshold=mo.threshold,
         )

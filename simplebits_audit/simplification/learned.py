@@ -69,6 +69,10 @@ class Simplifier(nn.Module):
         The mask's value everywhere before training, in (0, 1). Near 1 (the default, 0.9) training
         starts close to the identity, as the paper's simplifier does, and removes bits from there;
         from 0.5 it fell into the flat reference on ``shortcut`` and ``stripes`` (README).
+    order : bool
+        Add the order head (:meth:`order_logits`), which ranks the cells the mask does not keep in
+        the map (trained after the mask by :func:`~simplebits_audit.training.train_simplifier`'s
+        ``order_steps``). Off, the map below the kept pixels is the mask's own values, most of them 0.
     binary : bool
         Each grid cell keeps the original or takes the reference, nothing between: in evaluation
         mode a cell is kept where the mask is above 0.5; in training mode with the mask's value as
@@ -92,6 +96,7 @@ class Simplifier(nn.Module):
         reference: str = "mean",
         mask_init: float = 0.9,
         binary: bool = False,
+        order: bool = False,
     ) -> None:
         super().__init__()
         if in_channels not in (1, 3):
@@ -118,6 +123,9 @@ class Simplifier(nn.Module):
         self.head = nn.Conv2d(2 * w, 1, 1)
         nn.init.zeros_(self.head.weight)
         nn.init.constant_(self.head.bias, math.log(mask_init / (1 - mask_init)))
+        self.order_head: nn.Conv2d | None = None
+        if order:
+            self.add_order_head()
         self.card: dict[str, Any] = {}
         #: A binary mask's sampling temperature in training mode (lowered towards 0 the samples become the threshold).
         self.temperature = 1.0
@@ -125,15 +133,49 @@ class Simplifier(nn.Module):
         self._checked: set[int] = set()
         self._copies: dict[str, Simplifier] = {}
 
-    def mask_logits(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Mask logits (B, 1, h, w) on the coarse grid (``mask_size``, at most the image size)."""
-        h, w = pixels.shape[-2:]
+    def add_order_head(self) -> None:
+        """Add the order head (zero-initialised: every cell ranks level until it is trained); no-op if present.
+
+        Zeros, not a random draw: adding it leaves the global random stream, and so a training
+        run's draws, as they were.
+        """
+        if self.order_head is None:
+            width = self.head.in_channels
+            self.order_head = nn.Conv2d(width, 1, 1).to(self.head.weight.device)
+            nn.init.zeros_(self.order_head.weight)
+            nn.init.zeros_(self.order_head.bias)
+            self.config["order"] = True
+
+    def features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The trunk's features (B, 2 * width, H / 2, W / 2) that the heads read."""
         mean = pixels.mean((2, 3), keepdim=True)
         feats = self.local(torch.cat([pixels, pixels - mean], 1))
-        feats = F.relu(feats + self.context(feats.mean((2, 3)))[..., None, None])
-        logits = self.head(feats)
-        grid = (min(self.config["mask_size"], h), min(self.config["mask_size"], w))
+        return F.relu(feats + self.context(feats.mean((2, 3)))[..., None, None])
+
+    def _to_grid(self, logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+        grid = (min(self.config["mask_size"], size[0]), min(self.config["mask_size"], size[1]))
         return F.adaptive_avg_pool2d(logits, grid) if logits.shape[-2:] != grid else logits
+
+    def mask_logits(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Mask logits (B, 1, h, w) on the coarse grid (``mask_size``, at most the image size)."""
+        return self._to_grid(self.head(self.features(pixels)), pixels.shape[-2:])
+
+    def mask_and_order_logits(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`mask_logits` and :meth:`order_logits` (None without the order head) from one trunk pass."""
+        feats = self.features(pixels)
+        mask = self._to_grid(self.head(feats), pixels.shape[-2:])
+        return mask, None if self.order_head is None else self._to_grid(self.order_head(feats), pixels.shape[-2:])
+
+    def order_logits(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The order head's scores (B, 1, h, w) on the mask's grid: higher = removing the cell lowers the answer more.
+
+        They rank only the cells the mask does not keep (the map's order below the kept pixels,
+        :func:`removed_order`); the returned image never depends on them. Raises ValueError
+        without the order head (``order=True`` or :meth:`add_order_head`).
+        """
+        if self.order_head is None:
+            raise ValueError("order: this simplifier has no order head (train it with train_simplifier(order_steps=...))")
+        return self._to_grid(self.order_head(self.features(pixels)), pixels.shape[-2:])
 
     def mask(self, pixels: torch.Tensor) -> torch.Tensor:
         """The mask (B, 1, H, W) in [0, 1]: 1 keeps the original's pixel, 0 takes the reference's."""
@@ -286,7 +328,7 @@ def learned_engine(run: RunContext, config: SimplifyConfig, simplifier: Simplifi
     classifier, estimator, pixels, decision = run.classifier, run.estimator, run.pixels, run.decision
     original_8bit = round_8bit(pixels, False)
     with torch.no_grad():
-        grid = simplifier.mask_logits(original_8bit)
+        grid, order = simplifier.mask_and_order_logits(original_8bit)
     if config.refine_steps > 0:
         refine = dataclasses.replace(
             config, steps=config.refine_steps, **{k: simplifier.config[k] for k in ("mask_size", "mask_init", "reference")},
@@ -341,7 +383,24 @@ def learned_engine(run: RunContext, config: SimplifyConfig, simplifier: Simplifi
         )
         path.add(fallback, fallback_map.flatten(1).sum(1), fallback_probs, lam, mask=fallback_mask, label="learned mask shifted until kept",
                  bits_map=fallback_map)
-    return path.result(run, active=torch.ones(len(pixels), dtype=torch.bool, device=pixels.device), steps=0)
+    result = path.result(run, active=torch.ones(len(pixels), dtype=torch.bool, device=pixels.device), steps=0)
+    if order is not None:
+        result.removed_order = removed_order(order, pixels.shape[-2:])
+    return result
+
+
+def removed_order(order_logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """The order head's scores (B, 1, h, w) -> the map's order (B, 1, H, W) in [0, 1] per image, upsampled bilinearly.
+
+    Scaled to [0, 1] per image (not a sigmoid, which would tie the far ends again); an image whose
+    scores are all equal (an untrained head) gets 0.5 everywhere: no order.
+    """
+    flat = order_logits.flatten(1)
+    lo, hi = flat.amin(1).view(-1, 1, 1, 1), flat.amax(1).view(-1, 1, 1, 1)
+    span = hi - lo
+    scaled = torch.where(span > 0, (order_logits - lo) / span.clamp_min(torch.finfo(span.dtype).tiny), torch.full_like(order_logits, 0.5))
+    return scaled if tuple(scaled.shape[-2:]) == tuple(size) else F.interpolate(scaled, size=tuple(size), mode="bilinear",
+                                                                                  align_corners=False)
 
 
 def load_simplifier(
@@ -378,4 +437,4 @@ def as_simplifier(simplifier: Simplifier | str | Path, forward_func: ForwardFunc
     return simplifier
 
 
-__all__ = ["MASK_OFFSETS", "Simplifier", "as_simplifier", "learned_engine", "load_simplifier", "model_fingerprint"]
+__all__ = ["MASK_OFFSETS", "Simplifier", "as_simplifier", "learned_engine", "load_simplifier", "model_fingerprint", "removed_order"]

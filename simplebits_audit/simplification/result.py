@@ -68,6 +68,12 @@ class SimplificationResult:
         much of the path kept each pixel. Ranks the pixels that ``mask`` ties (an insertion
         snapshot's mask is binary): the ``"mask"`` map (:func:`refine_ties`). ``None`` where
         ``mask`` is.
+    removed_order : Tensor (B, 1, H, W) or None
+        The learned simplifier's order head (``Simplifier(order=True)``), in [0, 1] per image,
+        higher = removing the pixel lowered the answer more: ranks, in the ``"mask"`` map, the
+        pixels the returned image takes from the reference (``mask`` below :data:`HALF_LEVEL`);
+        it never changes the returned image. ``None`` for the other engines and for a simplifier
+        without the order head.
     kept_labels : Tensor (B, K) bool or None
         Sigmoid head only: the labels whose side (on or off) the returned image must keep, i.e.
         what was explained: the ``target`` label when one was given, otherwise every label that
@@ -108,6 +114,7 @@ class SimplificationResult:
     path_labels: list[str] | None = None
     axis_masks: dict[str, torch.Tensor] | None = None
     mask_mean: torch.Tensor | None = None
+    removed_order: torch.Tensor | None = None
     kept_labels: torch.Tensor | None = None
 
     @property
@@ -171,6 +178,9 @@ class SimplificationResult:
 
 #: the most a refined map moves a mask value (:func:`refine_ties`)
 TIE_BREAK = 1e-3
+#: A mask below this moves the returned 8-bit pixel from the reference's by less than half a level, so
+#: the pixel is the reference's: the ``"mask"`` map treats such pixels as one tie (:attr:`SimplificationResult.removed_order`).
+HALF_LEVEL = 0.5 / 255
 
 
 def refine_ties(mask: torch.Tensor, order: torch.Tensor) -> torch.Tensor:

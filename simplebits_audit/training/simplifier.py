@@ -7,7 +7,9 @@ Per image the objective is the mask engine's,
 
 where the frozen classifier f is softened by a random temperature and ``gate`` charges the bits
 term only while x' keeps f's top class by a log-probability ``margin`` (:func:`simplifier_loss`);
-with ``deletion`` > 0 also the deletion game on the mask's order (:func:`deletion_images`). The
+with ``deletion`` > 0 also the deletion game on the mask's order (:func:`deletion_images`). With
+``order_steps`` > 0 an order head is then trained, the mask frozen, by the deletion game on the
+cells the mask does not keep (:func:`order_loss`): the map's order below the kept pixels. The
 network and its one-pass inference engine live in :mod:`~simplebits_audit.simplification.learned`;
 this module only trains and scores it, in the shared resumable-run loop
 (:mod:`~simplebits_audit.training.loop`).
@@ -32,6 +34,7 @@ from ..estimators import BitEstimator, resolve_estimator
 from ..simplification.common import Classifier, Decision, round_8bit
 from ..simplification.heads import check_head, check_outputs, probabilities
 from ..simplification.learned import Simplifier, grid_mask, model_fingerprint
+from ..simplification.result import HALF_LEVEL
 from ..spaces import make_spaces
 from .data import Batches, labelled_tensors
 from .loop import ResumableRun, check_checkpoint_every, rank_and_world, step_seed
@@ -39,7 +42,12 @@ from .loop import ResumableRun, check_checkpoint_every, rank_and_world, step_see
 #: Below this held-out top-1 kept, :func:`train_simplifier` warns.
 LOW_KEPT = 0.8
 #: Defaults of :func:`train_simplifier` (measured choices: README, "Learned simplifier").
-TRAINING_DEFAULTS: dict[str, Any] = {"lam": 1.0, "margin": 2.0, "steps": 4000, "batch_size": 32, "lr": 2e-3, "deletion": 0.0}
+TRAINING_DEFAULTS: dict[str, Any] = {
+    "lam": 1.0, "margin": 2.0, "steps": 4000, "batch_size": 32, "lr": 2e-3, "deletion": 0.0, "order_steps": None,
+}
+#: ``order_steps=None`` trains the order head for this share of the mask's ``steps`` (1000 after the default 4000:
+#: chosen on the design testbeds, docs/design-log.md).
+ORDER_SHARE = 0.25
 #: The deletion term's share of the mask grid's cells, drawn per image uniformly from this range.
 DELETION_SHARES = (0.0, 0.5)
 #: Sharpness of the deletion term's soft rank, in mask-logit units (a cell one unit above the
@@ -71,12 +79,65 @@ def deletion_images(net: Simplifier, x: torch.Tensor, logits: torch.Tensor, shar
     b, cells = logits.shape[0], logits[0].numel()
     if not (b == len(x) == len(shares)):
         raise ValueError(f"logits, shares: expected {len(x)} rows (one per image), got {b} and {len(shares)}")
+    return _remove_top(net, x, logits, (shares.to(logits.device) * cells).long())
+
+
+def _remove_top(net: Simplifier, x: torch.Tensor, logits: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """``x`` with the ``n`` (B,) highest ``logits`` cells removed through the soft rank of :func:`deletion_images`."""
+    b, cells = logits.shape[0], logits[0].numel()
     # The boundary moves with the logits (not detached): detached, the term pushed every logit up (all bits kept).
     ranked = logits.flatten(1).sort(1, descending=True).values
-    index = (shares.to(logits.device) * cells).long().clamp(0, cells - 1)
-    boundary = ranked.gather(1, index[:, None]).view(b, 1, 1, 1)
+    boundary = ranked.gather(1, n.clamp(0, cells - 1)[:, None]).view(b, 1, 1, 1)
     removed = grid_mask((logits - boundary) / DELETION_TEMPERATURE, x.shape[-2:])
     return round_8bit((1 - removed) * x + removed * net.reference(x), True)
+
+
+#: How far above every other cell :func:`order_images` ranks the kept cells, in logit units (removed to 1 - 1e-13).
+_KEPT_ABOVE = 30.0
+
+
+def order_images(net: Simplifier, x: torch.Tensor, mask_logits: torch.Tensor, order_logits: torch.Tensor,
+                 shares: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The deletion game on the map's order: 8-bit images ``x`` (B, C, H, W) with the mask's kept cells removed, then
+    the order head's top share of the others; and which images have cells left to order, (B,) bool.
+
+    The map ranks every kept cell (sigmoid(``mask_logits``) >= :data:`HALF_LEVEL`, (B, 1, h, w))
+    first and the others by ``order_logits`` (same shape), so removing its top ranks removes the
+    kept cells and then n = kept + floor(``shares`` * unkept) cells in all, ``shares`` (B,) in [0, 1);
+    the cells below the kept ones go through :func:`deletion_images`' soft rank. Rounded straight-through.
+    """
+    kept = torch.sigmoid(mask_logits.detach()) >= HALF_LEVEL
+    n_kept = kept.flatten(1).sum(1)
+    unkept = kept[0].numel() - n_kept
+    top = order_logits.detach().flatten(1).amax(1).view(-1, 1, 1, 1)
+    ranked = torch.where(kept, top + _KEPT_ABOVE, order_logits)
+    n = n_kept + (shares.to(order_logits.device) * unkept).long()
+    return _remove_top(net, x, ranked, n), unkept > 0
+
+
+def order_loss(
+    net: Simplifier, classifier: Classifier, pixels: torch.Tensor, *, generator: torch.Generator, head: str = "softmax",
+    threshold: float = 0.5,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The order head's objective on one batch of pixel images (B, C, H, W): mean softplus(margin) of :func:`order_images`.
+
+    The answer should fall once the map's top ranks are removed (the deletion game of Fong &
+    Vedaldi 2017 on the cells the mask does not keep); the mask, the trunk and so the returned
+    images are fixed (no gradient reaches them). Images whose mask keeps every cell count 0. Stats:
+    ``order_loss`` and ``order_kept``, the share of those images whose answer survives the removal.
+    """
+    x = round_8bit(pixels, False)
+    with torch.no_grad():
+        feats = net.features(x)
+        mask_logits = net._to_grid(net.head(feats), x.shape[-2:])
+        decision = Decision.of(classifier.logits(x), None, head=head, threshold=threshold)
+    order_logits = net._to_grid(net.order_head(feats), x.shape[-2:])
+    images, has_cells = order_images(net, x, mask_logits, order_logits, deletion_shares(len(x), generator))
+    margin = decision.margin(classifier.logits(images))
+    weight = has_cells.to(margin.dtype)
+    loss = (weight * F.softplus(margin)).sum() / weight.sum().clamp_min(1)
+    kept = float(((margin.detach() >= 0) & has_cells).float().sum() / has_cells.float().sum().clamp_min(1))
+    return loss, {"order_loss": float(loss.detach()), "order_kept": kept}
 
 
 def simplifier_loss(
@@ -171,6 +232,7 @@ def train_simplifier(
     batch_size: int | None = None,
     lr: float | None = None,
     deletion: float | None = None,
+    order_steps: int | None = None,
     objective: str = "kl",
     head: str = "softmax",
     threshold: float = 0.5,
@@ -208,9 +270,17 @@ def train_simplifier(
         mask's highest-ranked cells are removed, so that the cells below the kept ones are ordered by
         what else the answer rests on (the map's order; the returned image is the mask's). Default 0;
         on the report testbeds 1 raised the map's AUROC at 1.3-1.8x the bits kept (docs/design-log.md).
+    order_steps : int, optional
+        After the mask's ``steps``, this many Adam steps train an order head with everything else
+        frozen (:func:`order_loss`, the deletion game on the cells the mask does not keep): the map
+        then ranks the pixels the returned image takes from the reference by it, and the returned
+        images, bits and kept answers are exactly those without it. Default: :data:`ORDER_SHARE`
+        of ``steps`` (1000 after 4000); 0 trains no order head (the map below the kept pixels is
+        then the mask's own values, mostly tied at 0). With a trained ``simplifier`` and
+        ``steps=0``, only its order head is trained (give ``order_steps``).
     steps, batch_size, lr : optional
         Adam steps, images per step (per process under ``torchrun``), learning rate. Defaults:
-        :data:`TRAINING_DEFAULTS`.
+        :data:`TRAINING_DEFAULTS`. ``steps`` may be 0 only with a ``simplifier`` and ``order_steps`` > 0.
     objective : {"kl", "ce"}
         Keep the classifier's own predicted distribution (no labels needed) or the labels.
     head, threshold : optional
@@ -247,12 +317,14 @@ def train_simplifier(
     ------
     ValueError
         Before training, naming the argument: ``lam``, ``margin`` or ``deletion`` negative or not
-        finite, ``steps`` or ``batch_size`` not a positive integer, ``lr`` not positive, an unknown
+        finite, ``steps`` or ``batch_size`` not a positive integer (``steps`` 0 see above),
+        ``order_steps`` not an integer >= 0, ``lr`` not positive, an unknown
         ``objective`` or ``head``, images outside [0, 1], a classifier with no gradient path.
     RuntimeError
         Before training: called where autograd is off, or autograd failing through the classifier.
     """
-    options = {"lam": lam, "margin": margin, "steps": steps, "batch_size": batch_size, "lr": lr, "deletion": deletion}
+    options = {"lam": lam, "margin": margin, "steps": steps, "batch_size": batch_size, "lr": lr, "deletion": deletion,
+               "order_steps": order_steps}
     settings = {k: TRAINING_DEFAULTS[k] if v is None else v for k, v in options.items()}
     if objective not in ("kl", "ce"):
         raise ValueError(f"objective: expected 'kl' or 'ce', got {objective!r}")
@@ -262,8 +334,14 @@ def train_simplifier(
     for name in ("lam", "margin", "deletion"):  # ValueError naming the option
         if not (isinstance(settings[name], (int, float)) and math.isfinite(settings[name]) and settings[name] >= 0):
             raise ValueError(f"{name}: expected a finite number >= 0, got {settings[name]!r}")
+    if settings["order_steps"] is None and isinstance(settings["steps"], int):
+        settings["order_steps"] = int(ORDER_SHARE * settings["steps"])
+    if not (isinstance(settings["order_steps"], int) and not isinstance(settings["order_steps"], bool) and settings["order_steps"] >= 0):
+        raise ValueError(f"order_steps: expected an integer >= 0, got {settings['order_steps']!r}")
     for name in ("steps", "batch_size"):
-        if not (isinstance(settings[name], int) and settings[name] >= 1):
+        if not (isinstance(settings[name], int) and not isinstance(settings[name], bool) and settings[name] >= 1):
+            if name == "steps" and settings[name] == 0 and simplifier is not None and settings["order_steps"] > 0:
+                continue  # only the order head of a trained simplifier
             raise ValueError(f"{name}: expected a positive integer, got {settings[name]!r}")
     if not (settings["lr"] > 0):
         raise ValueError(f"lr: expected a positive learning rate, got {settings['lr']!r}")
@@ -304,26 +382,50 @@ def train_simplifier(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = simplifier if simplifier is not None else Simplifier(in_channels=first.shape[1])
+    mask_steps, order_steps = settings["steps"], settings["order_steps"]
+    if order_steps > 0:
+        net.add_order_head()  # zeros: the mask's training below draws exactly what it drew without it
     net = net.to(device).train().requires_grad_(True)
     optimizer = torch.optim.Adam(net.parameters(), lr=settings["lr"])
     fingerprint = model_fingerprint(forward_func)
-    # ``steps`` may change between runs: training longer from a checkpoint equals training longer from the start.
+    # ``steps`` may change between runs (training longer from a checkpoint equals training longer from the start),
+    # unless an order phase follows it: where the mask's steps end is then part of the run.
     run_key = {
-        # deletion only when on: a checkpoint written before the option existed still resumes
-        **{k: v for k, v in settings.items() if k != "steps" and not (k == "deletion" and v == 0)},
+        # deletion and order_steps only when on: a checkpoint written before the options existed still resumes
+        **{k: v for k, v in settings.items() if not (k in ("deletion", "order_steps") and v == 0) and (k != "steps" or order_steps > 0)},
         "objective": objective, "head": head, "threshold": threshold, "seed": seed,
         "world": world, "model_fingerprint": fingerprint, "config": net.config, "estimator": estimator.name,
         "data": data_description or type(data).__name__,
     }
-    run = ResumableRun(checkpoint, run_key, total=settings["steps"], checkpoint_every=checkpoint_every, device=device)
+    run = ResumableRun(checkpoint, run_key, total=mask_steps + order_steps, checkpoint_every=checkpoint_every, device=device)
     state = run.resume()
     if state is not None:
         net.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
-    model = nn.parallel.DistributedDataParallel(net) if world > 1 else net
+    # The order head has no gradient in the mask's steps: DistributedDataParallel must expect that.
+    model = nn.parallel.DistributedDataParallel(net, find_unused_parameters=net.order_head is not None) if world > 1 else net
     running: dict[str, float] = {}
 
     def take_step(step: int) -> str:
+        return take_mask_step(step) if step < mask_steps else take_order_step(step - mask_steps)
+
+    def take_order_step(step: int) -> str:
+        nonlocal running
+        images, _ = batches(step)  # numbered from 0 in this phase: the same draws after any number of mask steps
+        generator = torch.Generator().manual_seed(step_seed(seed, step, rank, 2))
+        loss, stats = order_loss(net, classifier, images.to(device), generator=generator, head=head, threshold=threshold)
+        optimizer.zero_grad(set_to_none=True)
+        params = list(net.order_head.parameters())
+        loss.backward(inputs=params)
+        if world > 1:  # outside the DistributedDataParallel wrapper: average the head's gradients by hand
+            for p in params:
+                torch.distributed.all_reduce(p.grad)
+                p.grad /= world
+        optimizer.step()  # the frozen parts have no gradient, so Adam leaves them as they are
+        running = {**running, **{k: 0.95 * running.get(k, v) + 0.05 * v for k, v in stats.items()}}  # each phase its own keys
+        return f"order: answers kept after removal {running['order_kept']:.0%}"
+
+    def take_mask_step(step: int) -> str:
         nonlocal running
         images, labels = batches(step)
         generator = torch.Generator().manual_seed(step_seed(seed, step, rank, 1))
@@ -336,7 +438,7 @@ def train_simplifier(
         # even when forward_func is a plain function wrapping a module.
         loss.backward(inputs=list(net.parameters()))
         optimizer.step()
-        running = {k: 0.95 * running.get(k, v) + 0.05 * v for k, v in stats.items()}
+        running = {**running, **{k: 0.95 * running.get(k, v) + 0.05 * v for k, v in stats.items()}}  # each phase its own keys
         return f"bits kept {running['bits_kept']:.2f}  top-1 kept {running['top1_kept']:.0%}"
 
     with model_guard(forward_func):
@@ -370,6 +472,6 @@ def train_simplifier(
 
 
 __all__ = [
-    "DELETION_SHARES", "DELETION_TEMPERATURE", "LOW_KEPT", "TRAINING_DEFAULTS", "deletion_images", "deletion_shares",
-    "evaluate_simplifier", "simplifier_loss", "train_simplifier",
+    "DELETION_SHARES", "DELETION_TEMPERATURE", "LOW_KEPT", "ORDER_SHARE", "TRAINING_DEFAULTS", "deletion_images", "deletion_shares",
+    "evaluate_simplifier", "order_images", "order_loss", "simplifier_loss", "train_simplifier",
 ]

@@ -13,7 +13,7 @@ import torch
 
 from simplebits_audit import SimpleBits, Simplifier, simplify, testbeds, train_simplifier
 from simplebits_audit.explainers import explain
-from simplebits_audit.simplification.learned import MASK_OFFSETS, model_fingerprint
+from simplebits_audit.simplification.learned import MASK_OFFSETS, model_fingerprint, removed_order
 from simplebits_audit.training import simplifier as learned
 from simplebits_audit.training.simplifier import evaluate_simplifier
 
@@ -111,12 +111,13 @@ def test_training_simplifies_and_leaves_the_model_alone(model, data, test_images
 
 @pytest.mark.slow
 def test_training_is_seeded_and_resumes_exactly(model, data, tmp_path, monkeypatch):
-    straight = train_simplifier(model, data, seed=4, **FAST)
+    fast = {**FAST, "order_steps": 0}  # the mask alone: with an order phase, the mask's length is part of the run (below)
+    straight = train_simplifier(model, data, seed=4, **fast)
     ckpt = tmp_path / "run.ckpt"
     # Half the steps, then the rest from the checkpoint (training longer = resuming with more steps).
-    train_simplifier(model, data, seed=4, checkpoint=ckpt, steps=20, batch_size=16)
+    train_simplifier(model, data, seed=4, checkpoint=ckpt, steps=20, batch_size=16, order_steps=0)
     assert torch.load(ckpt, weights_only=True)["step"] == 20
-    resumed = train_simplifier(model, data, seed=4, checkpoint=ckpt, **FAST)
+    resumed = train_simplifier(model, data, seed=4, checkpoint=ckpt, **fast)
     for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), k
     # Ctrl-C mid-run: the checkpoint holds the finished steps, and the rerun ends where the straight run did.
@@ -132,14 +133,14 @@ def test_training_is_seeded_and_resumes_exactly(model, data, tmp_path, monkeypat
     ckpt2 = tmp_path / "killed.ckpt"
     monkeypatch.setattr(learned, "simplifier_loss", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train_simplifier(model, data, seed=4, checkpoint=ckpt2, **FAST)
+        train_simplifier(model, data, seed=4, checkpoint=ckpt2, **fast)
     monkeypatch.setattr(learned, "simplifier_loss", real_loss)
     assert torch.load(ckpt2, weights_only=True)["step"] == 12
-    again = train_simplifier(model, data, seed=4, checkpoint=ckpt2, **FAST)
+    again = train_simplifier(model, data, seed=4, checkpoint=ckpt2, **fast)
     for a, b in zip(straight.state_dict().values(), again.state_dict().values()):
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="checkpoint"):
-        train_simplifier(model, data, seed=5, checkpoint=ckpt2, **FAST)  # another seed is another run
+        train_simplifier(model, data, seed=5, checkpoint=ckpt2, **fast)  # another seed is another run
 
 
 def test_training_takes_datasets_and_batches(model):
@@ -216,6 +217,147 @@ def test_training_with_the_deletion_term_records_it(model, data):
     s = train_simplifier(model, data, steps=4, batch_size=8, deletion=0.5)
     assert s.card["deletion"] == 0.5 and 0 <= s.card["final_running"]["deletion_kept"] <= 1
     assert "deletion_kept" not in train_simplifier(model, data, steps=2, batch_size=8).card["final_running"]
+
+
+def _copy(simplifier: Simplifier, order: bool = True) -> Simplifier:
+    """A copy; with ``order=False`` without its order head."""
+    twin = Simplifier(**{k: v for k, v in simplifier.config.items() if order or k != "order"})
+    twin.load_state_dict({k: v for k, v in simplifier.state_dict().items() if order or not k.startswith("order_head.")})
+    twin.card = dict(simplifier.card)
+    return twin.eval()
+
+
+def test_order_images_remove_the_kept_cells_then_the_order_heads_top_share():
+    s = Simplifier(mask_size=4)
+    x = (torch.arange(16).view(4, 4) + torch.arange(4).view(4, 1)) % 2  # the checkerboard above: one pixel per cell
+    x = x.float().expand(3, 3, 4, 4)
+    mask_logits = torch.full((3, 1, 4, 4), -40.0)
+    mask_logits[:, :, 0, :2] = 5.0  # two kept cells, (0, 0) and (0, 1)
+    mask_logits[2] = 5.0  # the third image keeps every cell: nothing to order
+    order = torch.arange(16.0).view(1, 1, 4, 4).repeat(3, 1, 1, 1) * 3  # the last cells rank highest
+    order[:, :, 0, :2] = -100.0  # the kept cells' own scores do not matter
+    shares = torch.tensor([0.0, 4 / 14, 0.5])  # none and 4 of the 14 unkept cells
+    deleted, has_cells = learned.order_images(s, x, mask_logits, order, shares)
+    assert has_cells.tolist() == [True, True, False]
+    removed = ((deleted - x).abs() / (s.reference(x) - x).abs())[:, 0].flatten(1)
+    assert (removed[:2, :2] > 0.99).all()  # the kept cells always go first
+    assert removed[0, 15] == pytest.approx(0.5, abs=0.01) and (removed[0, 2:15] < 0.1).all()  # then the boundary, half
+    assert (removed[1, 12:] > 0.9).all() and removed[1, 11] == pytest.approx(0.5, abs=0.01) and (removed[1, 2:11] < 0.1).all()
+    again, _ = learned.order_images(s, x, mask_logits, order - 40.0, shares)
+    assert torch.equal(deleted[:2], again[:2])  # a shift of the order changes nothing
+
+
+def test_the_order_head_changes_the_map_below_the_kept_pixels_and_nothing_else(model, data, trained, test_images):
+    plain = _copy(trained, order=False)
+    with torch.no_grad():  # 40 steps keep every cell; a lower mask leaves cells to order, as a trained simplifier does
+        plain.head.bias -= 12.0
+    with warnings.catch_warnings():  # the lowered mask keeps few answers, and says so
+        warnings.simplefilter("ignore")
+        ordered = train_simplifier(model, data, simplifier=_copy(plain), steps=0, order_steps=30, batch_size=16)  # trains in place
+    assert ordered.config["order"] is True and ordered.card["order_steps"] == 30
+    for name, tensor in plain.state_dict().items():  # the trunk and the mask head are left exactly as they were
+        assert torch.equal(tensor, ordered.state_dict()[name]), name
+    assert ordered.order_head.weight.abs().sum() > 0  # and the head learned something
+    sb_plain, sb_ordered = (SimpleBits(model, simplifier=s, refine_steps=0) for s in (plain, ordered))
+    target = model(test_images).argmax(1)
+    map_plain, r_plain = sb_plain.attribute(test_images, target=target, return_result=True)
+    map_ordered, r_ordered = sb_ordered.attribute(test_images, target=target, return_result=True)
+    assert r_plain.removed_order is None and r_ordered.removed_order.shape == (len(test_images), 1, 32, 32)
+    for field in ("simplified", "mask", "bits_after", "kept", "probs_after"):  # the same returned images
+        assert torch.equal(getattr(r_plain, field), getattr(r_ordered, field)), field
+    mask, m = r_ordered.mask, map_ordered[:, :1]
+    unkept = mask < learned.HALF_LEVEL
+    assert not torch.equal(m, map_plain[:, :1])
+    assert torch.equal(m[~unkept], mask[~unkept])  # the kept pixels keep their mask as the map
+    for i in range(len(mask)):  # every kept pixel ranks above every pixel the returned image takes from the reference
+        if unkept[i].any() and (~unkept[i]).any():
+            assert m[i][~unkept[i]].min() > m[i][unkept[i]].max()
+    with torch.no_grad():
+        x = torch.round(test_images * 255) / 255
+        same = torch.round((torch.where(unkept, 0.0, mask) * x + (1 - torch.where(unkept, 0.0, mask)) * plain.reference(x)) * 255) / 255
+    assert torch.equal(same, r_ordered.simplified)  # those pixels are the reference's: the map may order them freely
+
+
+def test_the_order_loss_rewards_ranking_the_evidence_first():
+    """A classifier that reads one corner: the head's gradient pushes that cell's score up."""
+    class Corner(torch.nn.Module):
+        def forward(self, x):
+            v = x[:, :, :8, :8].mean((1, 2, 3))
+            return torch.stack([20 * v, 10 * torch.ones_like(v)], 1)
+    s = Simplifier(mask_size=4, order=True)
+    s.head.bias.data.fill_(-40.0)  # the mask keeps nothing: every cell is ordered
+    x = torch.zeros(4, 3, 32, 32)
+    x[:, :, :8, :8] = 1.0  # the evidence in cell (0, 0) on a dark image
+    classifier = learned.Classifier(Corner(), learned.make_spaces(None, None), ())
+    loss, stats = learned.order_loss(s, classifier, x, generator=torch.Generator().manual_seed(0))
+    loss.backward()
+    grad = s.order_head.bias.grad
+    assert grad is not None and 0 <= stats["order_kept"] <= 1
+    scores = torch.nn.Parameter(torch.zeros(4, 1, 4, 4))
+    images, _ = learned.order_images(s, torch.round(x * 255) / 255, torch.full((4, 1, 4, 4), -40.0), scores, torch.full((4,), 0.3))
+    margin = learned.Decision.of(Corner()(x), None).margin(Corner()(images))
+    torch.nn.functional.softplus(margin).sum().backward()
+    assert scores.grad[:, 0, 0, 0].lt(0).all()  # descending raises the evidence cell's score: removed first
+    assert scores.grad.flatten(1).sum(1).abs().max() < 1e-4 * scores.grad.abs().flatten(1).sum(1).max()  # a shift does nothing
+
+
+def test_order_steps_leave_the_masks_training_as_it_was(model, data):
+    a = train_simplifier(model, data, steps=3, batch_size=8)
+    b = train_simplifier(model, data, steps=3, batch_size=8, order_steps=2)
+    for name, tensor in a.state_dict().items():
+        assert torch.equal(tensor, b.state_dict()[name]), name
+    assert "order_head.weight" in b.state_dict() and 0 <= b.card["final_running"]["order_kept"] <= 1
+    with pytest.raises(ValueError, match="order_steps"):
+        train_simplifier(model, data, order_steps=-1)
+    with pytest.raises(ValueError, match="steps"):
+        train_simplifier(model, data, steps=0, order_steps=2)  # a new network needs the mask's steps
+
+
+def test_the_order_phase_resumes_exactly_and_equals_ordering_a_trained_simplifier(model, data, tmp_path, monkeypatch):
+    kwargs = {"seed": 2, "steps": 4, "batch_size": 8, "order_steps": 6}
+    def low() -> Simplifier:  # a mask that keeps little from the start, so the order head has cells to learn on; one init
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return Simplifier(mask_init=0.001)
+
+    straight = train_simplifier(model, data, simplifier=low(), **kwargs)
+    assert straight.order_head.weight.abs().sum() > 0
+    calls = {"n": 0}
+    real_loss = learned.order_loss
+
+    def interrupted(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real_loss(*args, **kw)
+
+    ckpt = tmp_path / "order.ckpt"
+    monkeypatch.setattr(learned, "order_loss", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_simplifier(model, data, simplifier=low(), checkpoint=ckpt, **kwargs)
+    monkeypatch.setattr(learned, "order_loss", real_loss)
+    assert torch.load(ckpt, weights_only=True)["step"] == 4 + 3  # the mask's steps and three of the order head's
+    again = train_simplifier(model, data, simplifier=low(), checkpoint=ckpt, **kwargs)
+    for k, a in straight.state_dict().items():
+        assert torch.equal(a, again.state_dict()[k]), k
+    # The order phase of a whole run is the order phase of its mask alone, trained later (steps=0).
+    mask_only = train_simplifier(model, data, simplifier=low(), seed=2, steps=4, batch_size=8, order_steps=0)
+    later = train_simplifier(model, data, simplifier=mask_only, seed=2, steps=0, order_steps=6, batch_size=8)
+    for k, a in straight.state_dict().items():
+        assert torch.equal(a, later.state_dict()[k]), k
+    with pytest.raises(ValueError, match="checkpoint"):  # the mask's length is part of a run with an order phase
+        train_simplifier(model, data, simplifier=low(), checkpoint=ckpt, **{**kwargs, "steps": 5})
+
+
+def test_a_simplifier_with_an_order_head_saves_and_loads(model, data, tmp_path, test_images):
+    s = Simplifier(order=True)
+    s.order_head.bias.data.fill_(0.5)
+    loaded = Simplifier.load(s.save(tmp_path / "o.pt"))
+    assert loaded.config["order"] is True and torch.equal(loaded.order_head.bias, s.order_head.bias)
+    with pytest.raises(ValueError, match="order"):
+        Simplifier().order_logits(test_images)
+    flat = removed_order(torch.zeros(2, 1, 4, 4), (8, 8))  # an untrained head orders nothing
+    assert torch.equal(flat, torch.full((2, 1, 8, 8), 0.5))
 
 
 # ---------------------------------------------------------------------------------------------
