@@ -500,7 +500,7 @@ def quality(args: argparse.Namespace, console: Console) -> dict | None:
         data = testbeds.load(name, "test", n=args.quality, seed=QUALITY_SEED)
         model = testbeds.load_classifier(name)
         head = "sigmoid" if name in testbeds.SIGMOID_HEADS else "softmax"
-        methods = [m for m in QUALITY_METHODS if m != "simplebits_learned" or _has_simplifier(name)]
+        methods = [m for m in args.quality_methods.split(",") if m != "simplebits_learned" or _has_simplifier(name)]
         options = {"simplebits_learned": {"simplifier": Simplifier.pretrained(name)}} if "simplebits_learned" in methods else {}
         decided, aux = shortcut_images(name, args.shortcut_pool, model, head)
         n = len(data)
@@ -549,8 +549,8 @@ GRID_SWEEP = (8, 16, 32, 64)
 def grid_sweep(args: argparse.Namespace, console: Console) -> dict | None:
     """Localisation against mask cell size: SimpleBits with each grid of :data:`GRID_SWEEP` on the
     quality testbeds (``--quality`` test images, seed 11): map AUROC, predictions kept, bits kept.
-    None without ``--quality``."""
-    if not args.quality:
+    None without ``--quality`` or without ``simplebits`` among ``--quality-methods``."""
+    if not args.quality or "simplebits" not in args.quality_methods.split(","):
         return None
     from simplebits_audit import simplify, testbeds
     from simplebits_audit.explainers import attribution_map
@@ -629,6 +629,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--quality", type=int, default=0, metavar="N",
                         help="also score maps on N test images of photo-objects and radiograph (0: skip)")
     parser.add_argument("--only-quality", action="store_true", help="skip the cost cells (with --quality)")
+    parser.add_argument("--quality-methods", default=",".join(QUALITY_METHODS), help="comma-separated maps of the quality section, "
+                        f"from {', '.join(QUALITY_METHODS)} (default: all)")
     parser.add_argument("--quality-testbeds", default=",".join(QUALITY_TESTBEDS), help="comma-separated, from "
                         f"{', '.join(QUALITY_TESTBEDS)}")
     parser.add_argument("--shortcut-pool", type=int, default=256, metavar="N",

@@ -3,12 +3,15 @@
     python scripts/train_testbed_simplifiers.py                      # every testbed, library defaults
     python scripts/train_testbed_simplifiers.py shortcut --steps 4000
     python scripts/train_testbed_simplifiers.py --rescore digits-on-photos photo-objects shortcut stripes   # cards only
+    python scripts/train_testbed_simplifiers.py --add-order digits-on-photos shortcut   # an order head on a shipped mask
 
 Each simplifier is trained against the shipped classifier of its testbed on the train split
 (``train_simplifier`` at its defaults, seed 0; resumable from ``scripts/out/``) and scored on 512
 test images (seed 1): top-1 kept and bits kept of the network's output, WebP size kept, and the
 localisation AUROC of its mask where the testbed has ground truth. Load one with
-``Simplifier.pretrained(name)``.
+``Simplifier.pretrained(name)``. ``--add-order`` trains only the order head of a shipped simplifier
+that has none (``train_simplifier(simplifier=..., steps=0)``, a quarter of its card's steps): its
+returned images, and so its card's scores, stay as they are.
 """
 
 from __future__ import annotations
@@ -78,14 +81,35 @@ def rescore(name: str) -> dict:
     return _save(name, simplifier, card)
 
 
+def add_order(name: str) -> dict:
+    """Train the order head of a shipped simplifier (its mask frozen) and record it on the card."""
+    from simplebits_audit.training.simplifier import ORDER_SHARE
+
+    simplifier, model = Simplifier.pretrained(name), testbeds.load_classifier(name)
+    if simplifier.order_head is not None:
+        raise SystemExit(f"{name}: the shipped simplifier already has an order head")
+    card = dict(simplifier.card)
+    order_steps = int(ORDER_SHARE * card["steps"])
+    STATE.mkdir(parents=True, exist_ok=True)
+    ordered = train_simplifier(
+        model, testbeds.load(name, "train").images, simplifier=simplifier, steps=0, order_steps=order_steps, seed=card.get("seed", 0),
+        head=card.get("head", "softmax"), checkpoint=STATE / f"simplifier-{name}-order.ckpt", show_progress=True,
+        held_out=testbeds.load(name, "test", n=64, seed=1).images,  # the card keeps its 512-image scores: the mask is unchanged
+    )
+    card.update(order_steps=order_steps, order_training_seconds=ordered.card["training_seconds"],
+                order_final_running=ordered.card["final_running"])
+    return _save(name, ordered, card)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", default=testbeds.list_testbeds(shipped_classifier=True))
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the library default)")
     parser.add_argument("--rescore", action="store_true", help="only score the shipped simplifiers again and rewrite their cards")
+    parser.add_argument("--add-order", action="store_true", help="only train the order head of shipped simplifiers that have none")
     args = parser.parse_args()
     for name in args.names:
-        card = rescore(name) if args.rescore else train_one(name, args.steps)
+        card = rescore(name) if args.rescore else add_order(name) if args.add_order else train_one(name, args.steps)
         print(json.dumps({"testbed": name, **card["held_out"], "training_seconds": card["training_seconds"]}))
 
 

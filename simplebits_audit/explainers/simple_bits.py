@@ -19,7 +19,10 @@ What the map means (``attribution=``):
     the mask ties (an insertion snapshot's mask is binary) are ranked by the mean mask along the
     path, moving no value by more than 0.001 and never reordering what the mask orders
     (:func:`~simplebits_audit.simplification.result.refine_ties`); a constant mask (nothing
-    needed, or everything) stays constant.
+    needed, or everything) stays constant. With a learned simplifier that has an order head (the
+    default of :func:`~simplebits_audit.training.train_simplifier`), the pixels whose mask is below
+    half an 8-bit level (the returned image has the reference's value there) are one tie, ranked
+    by the head: what else the answer rests on, by the deletion game. Still below every kept pixel.
 ``"retained"``
     How much of each pixel the simplified image still shows: ``m * |x - r|`` (max over channels)
     for the engines with a mask (mask m; r the simple reference they blend towards, the
