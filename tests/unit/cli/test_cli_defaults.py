@@ -40,6 +40,7 @@ from simplebits_audit.training import (
 )
 from simplebits_audit.training.condensation import condense_settings
 from simplebits_audit.training.joint import JOINT_SIMPLIFIER
+from simplebits_audit.training.simplifier import ORDER_SHARE
 
 
 def _default(function, parameter):
@@ -63,7 +64,8 @@ EXPECTED = {
               "--attribution": default(ExplainOptions, "attribution"), "--batch-size": default(ExplainOptions, "batch_size"),
               "--predict-batch-size": _default(run_audit, "predict_batch_size"), **HEAD, **ENGINE},
     "train-simplifier": {"--lam": TRAINING_DEFAULTS["lam"], "--margin": TRAINING_DEFAULTS["margin"],
-                         "--deletion": TRAINING_DEFAULTS["deletion"], "--steps": TRAINING_DEFAULTS["steps"],
+                         "--deletion": TRAINING_DEFAULTS["deletion"], "--order-steps": ORDER_SHARE,  # a share of --steps
+                         "--steps": TRAINING_DEFAULTS["steps"],
                          "--batch-size": TRAINING_DEFAULTS["batch_size"], "--held-out": _default(train_simplifier_job, "held_out"), **HEAD},
     "train-estimator": {"--arch": _config("arch"), "--steps": _config("steps"), "--batch-size": _config("batch_size"),
                         "--crop-size": _config("crop_size"), "--lr": _config("lr"), "--checkpoint-every": _config("checkpoint_every")},
@@ -189,7 +191,7 @@ def calls(monkeypatch):
     (["audit", "data", "-m", "m.ts"], "run_audit",
      ["select", "explain", "attribution", "batch_size", "predict_batch_size", "head", "threshold"], []),
     (["train-simplifier", "data", "-m", "m.ts"], "train_simplifier_job",
-     ["held_out", "head", "threshold"], ["lam", "margin", "deletion", "steps", "batch_size"]),
+     ["held_out", "head", "threshold"], ["lam", "margin", "deletion", "order_steps", "steps", "batch_size"]),
     (["train", "data"], "train_job", ["arch", "lams", "val_share"], ["epochs", "batch_size", "lr", "margin", "val_n", "reference"]),
     (["condense", "data"], "run_condense",
      ["images_per_class", "arch", "held_out", "baselines"], ["lam", "outer_steps", "n_models", "epochs"]),
@@ -229,7 +231,7 @@ def test_given_options_are_passed_on(calls):
     assert model.head == "sigmoid" and model.threshold == 0.3
     result = CliRunner().invoke(cli.app, ["compare", "x.png", "-m", "m.ts", "--no-randomisation"])
     assert calls["compare_files"][1]["randomisation"] is False
-    result = CliRunner().invoke(cli.app, ["train-simplifier", "data", "-m", "m.ts", "--deletion", "0.5"])
-    assert calls["train_simplifier_job"][1]["deletion"] == 0.5
+    result = CliRunner().invoke(cli.app, ["train-simplifier", "data", "-m", "m.ts", "--deletion", "0.5", "--order-steps", "12"])
+    assert calls["train_simplifier_job"][1]["deletion"] == 0.5 and calls["train_simplifier_job"][1]["order_steps"] == 12
     result = CliRunner().invoke(cli.app, ["explain", "x.png", "-m", "m.ts", "--head", "tanh"])
     assert result.exit_code == 2 and "--head" in result.output
