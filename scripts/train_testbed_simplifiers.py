@@ -88,17 +88,15 @@ def add_order(name: str) -> dict:
     simplifier, model = Simplifier.pretrained(name), testbeds.load_classifier(name)
     if simplifier.order_head is not None:
         raise SystemExit(f"{name}: the shipped simplifier already has an order head")
-    card = dict(simplifier.card)
+    card = simplifier.card
     order_steps = int(ORDER_SHARE * card["steps"])
     STATE.mkdir(parents=True, exist_ok=True)
+    # steps=0: the card keeps its mask's scores (the mask is unchanged) and gains the order head's fields
     ordered = train_simplifier(
         model, testbeds.load(name, "train").images, simplifier=simplifier, steps=0, order_steps=order_steps, seed=card.get("seed", 0),
         head=card.get("head", "softmax"), checkpoint=STATE / f"simplifier-{name}-order.ckpt", show_progress=True,
-        held_out=testbeds.load(name, "test", n=64, seed=1).images,  # the card keeps its 512-image scores: the mask is unchanged
     )
-    card.update(order_steps=order_steps, order_training_seconds=ordered.card["training_seconds"],
-                order_final_running=ordered.card["final_running"])
-    return _save(name, ordered, card)
+    return _save(name, ordered, ordered.card)
 
 
 def main() -> None:

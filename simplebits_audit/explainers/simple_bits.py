@@ -154,7 +154,11 @@ def _mask_map(result: SimplificationResult) -> torch.Tensor:
     (mask below :data:`HALF_LEVEL`) are one tie, ranked by ``removed_order``: still below every kept pixel.
     """
     if result.removed_order is not None:
-        return refine_ties(torch.where(result.mask < HALF_LEVEL, torch.zeros_like(result.mask), result.mask), result.removed_order)
+        unkept = result.mask < HALF_LEVEL
+        # the head orders only the unkept pixels; ties among kept ones (e.g. at exactly 1) keep the path's order
+        kept_order = result.mask if result.mask_mean is None else result.mask_mean
+        floored = torch.where(unkept, torch.zeros_like(result.mask), result.mask)
+        return refine_ties(floored, torch.where(unkept, result.removed_order, kept_order))
     return result.mask if result.mask_mean is None else refine_ties(result.mask, result.mask_mean)
 
 

@@ -141,7 +141,8 @@ class Simplifier(nn.Module):
         """
         if self.order_head is None:
             width = self.head.in_channels
-            self.order_head = nn.Conv2d(width, 1, 1).to(self.head.weight.device)
+            with torch.random.fork_rng(devices=[]):  # Conv2d draws its own init before the zeros replace it
+                self.order_head = nn.Conv2d(width, 1, 1).to(self.head.weight.device)
             nn.init.zeros_(self.order_head.weight)
             nn.init.zeros_(self.order_head.bias)
             self.config["order"] = True

@@ -97,16 +97,17 @@ _KEPT_ABOVE = 30.0
 
 
 def order_images(net: Simplifier, x: torch.Tensor, mask_logits: torch.Tensor, order_logits: torch.Tensor,
-                 shares: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                 shares: torch.Tensor, level: float = HALF_LEVEL) -> tuple[torch.Tensor, torch.Tensor]:
     """The deletion game on the map's order: 8-bit images ``x`` (B, C, H, W) with the mask's kept cells removed, then
     the order head's top share of the others; and which images have cells left to order, (B,) bool.
 
-    The map ranks every kept cell (sigmoid(``mask_logits``) >= :data:`HALF_LEVEL`, (B, 1, h, w))
+    The map ranks every kept cell (sigmoid(``mask_logits``) >= ``level``, (B, 1, h, w): :data:`HALF_LEVEL`
+    for a soft mask, 0.5 for a binary one, whose returned image keeps only the cells above it)
     first and the others by ``order_logits`` (same shape), so removing its top ranks removes the
     kept cells and then n = kept + floor(``shares`` * unkept) cells in all, ``shares`` (B,) in [0, 1);
     the cells below the kept ones go through :func:`deletion_images`' soft rank. Rounded straight-through.
     """
-    kept = torch.sigmoid(mask_logits.detach()) >= HALF_LEVEL
+    kept = torch.sigmoid(mask_logits.detach()) >= level
     n_kept = kept.flatten(1).sum(1)
     unkept = kept[0].numel() - n_kept
     top = order_logits.detach().flatten(1).amax(1).view(-1, 1, 1, 1)
@@ -132,7 +133,8 @@ def order_loss(
         mask_logits = net._to_grid(net.head(feats), x.shape[-2:])
         decision = Decision.of(classifier.logits(x), None, head=head, threshold=threshold)
     order_logits = net._to_grid(net.order_head(feats), x.shape[-2:])
-    images, has_cells = order_images(net, x, mask_logits, order_logits, deletion_shares(len(x), generator))
+    level = 0.5 if net.config.get("binary") else HALF_LEVEL  # what the returned image keeps
+    images, has_cells = order_images(net, x, mask_logits, order_logits, deletion_shares(len(x), generator), level)
     margin = decision.margin(classifier.logits(images))
     weight = has_cells.to(margin.dtype)
     loss = (weight * F.softplus(margin)).sum() / weight.sum().clamp_min(1)
@@ -334,15 +336,21 @@ def train_simplifier(
     for name in ("lam", "margin", "deletion"):  # ValueError naming the option
         if not (isinstance(settings[name], (int, float)) and math.isfinite(settings[name]) and settings[name] >= 0):
             raise ValueError(f"{name}: expected a finite number >= 0, got {settings[name]!r}")
-    if settings["order_steps"] is None and isinstance(settings["steps"], int):
+    def is_count(value: Any, least: int) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+    # steps first: order_steps' default is read from it
+    if not is_count(settings["steps"], 0):
+        raise ValueError(f"steps: expected a positive integer, got {settings['steps']!r}")
+    if settings["order_steps"] is None:
         settings["order_steps"] = int(ORDER_SHARE * settings["steps"])
-    if not (isinstance(settings["order_steps"], int) and not isinstance(settings["order_steps"], bool) and settings["order_steps"] >= 0):
+    if not is_count(settings["order_steps"], 0):
         raise ValueError(f"order_steps: expected an integer >= 0, got {settings['order_steps']!r}")
-    for name in ("steps", "batch_size"):
-        if not (isinstance(settings[name], int) and not isinstance(settings[name], bool) and settings[name] >= 1):
-            if name == "steps" and settings[name] == 0 and simplifier is not None and settings["order_steps"] > 0:
-                continue  # only the order head of a trained simplifier
-            raise ValueError(f"{name}: expected a positive integer, got {settings[name]!r}")
+    if settings["steps"] == 0 and not (simplifier is not None and settings["order_steps"] > 0):
+        raise ValueError("steps: expected a positive integer, got 0 (0 only trains the order head of a given simplifier: "
+                         "pass simplifier= and order_steps > 0)")
+    if not is_count(settings["batch_size"], 1):
+        raise ValueError(f"batch_size: expected a positive integer, got {settings['batch_size']!r}")
     if not (settings["lr"] > 0):
         raise ValueError(f"lr: expected a positive learning rate, got {settings['lr']!r}")
     check_checkpoint_every(checkpoint_every)
@@ -383,6 +391,8 @@ def train_simplifier(
         torch.manual_seed(seed)
         net = simplifier if simplifier is not None else Simplifier(in_channels=first.shape[1])
     mask_steps, order_steps = settings["steps"], settings["order_steps"]
+    if mask_steps == 0:
+        net.check_classifier(forward_func)  # warns if the mask was trained against another classifier
     if order_steps > 0:
         net.add_order_head()  # zeros: the mask's training below draws exactly what it drew without it
     net = net.to(device).train().requires_grad_(True)
@@ -396,6 +406,9 @@ def train_simplifier(
         "objective": objective, "head": head, "threshold": threshold, "seed": seed,
         "world": world, "model_fingerprint": fingerprint, "config": net.config, "estimator": estimator.name,
         "data": data_description or type(data).__name__,
+        # an order-only run resumes onto the network it started from, not another of the same configuration
+        # (its frozen parts: training in place leaves them as they were, so a rerun with the same object resumes)
+        **({"start": model_fingerprint(nn.ModuleList([net.local, net.context, net.head]))} if mask_steps == 0 else {}),
     }
     run = ResumableRun(checkpoint, run_key, total=mask_steps + order_steps, checkpoint_every=checkpoint_every, device=device)
     state = run.resume()
@@ -450,6 +463,11 @@ def train_simplifier(
     seconds = run.seconds
 
     net.eval().requires_grad_(False)
+    if mask_steps == 0 and net.card:
+        # Only the order head was trained: the card's mask, training and held-out scores are still the network's.
+        net.card = {**net.card, "order_steps": order_steps, "order_training_seconds": round(seconds, 1), "processes": world,
+                    "order_final_running": {k: round(v, 4) for k, v in running.items()}}
+        return net
     scored = held_out if held_out is not None else batches.sample(256)
     scores = evaluate_simplifier(net, forward_func, scored.to(device), estimator=estimator, normalization=normalization,
                                  transforms=transforms, head=head, threshold=threshold)

@@ -255,6 +255,9 @@ def test_the_order_head_changes_the_map_below_the_kept_pixels_and_nothing_else(m
         warnings.simplefilter("ignore")
         ordered = train_simplifier(model, data, simplifier=_copy(plain), steps=0, order_steps=30, batch_size=16)  # trains in place
     assert ordered.config["order"] is True and ordered.card["order_steps"] == 30
+    # the card still describes the mask it was trained with: only the order head's fields are added
+    same = lambda card: {k: v for k, v in card.items() if not k.startswith("order_") and k != "processes"}  # noqa: E731
+    assert same(ordered.card) == same(plain.card) and ordered.card["steps"] == plain.card["steps"] == 40
     for name, tensor in plain.state_dict().items():  # the trunk and the mask head are left exactly as they were
         assert torch.equal(tensor, ordered.state_dict()[name]), name
     assert ordered.order_head.weight.abs().sum() > 0  # and the head learned something
@@ -291,8 +294,7 @@ def test_the_order_loss_rewards_ranking_the_evidence_first():
     classifier = learned.Classifier(Corner(), learned.make_spaces(None, None), ())
     loss, stats = learned.order_loss(s, classifier, x, generator=torch.Generator().manual_seed(0))
     loss.backward()
-    grad = s.order_head.bias.grad
-    assert grad is not None and 0 <= stats["order_kept"] <= 1
+    assert s.order_head.weight.grad.abs().sum() > 0 and 0 <= stats["order_kept"] <= 1  # the zero head still learns
     scores = torch.nn.Parameter(torch.zeros(4, 1, 4, 4))
     images, _ = learned.order_images(s, torch.round(x * 255) / 255, torch.full((4, 1, 4, 4), -40.0), scores, torch.full((4,), 0.3))
     margin = learned.Decision.of(Corner()(x), None).margin(Corner()(images))
@@ -309,6 +311,9 @@ def test_order_steps_leave_the_masks_training_as_it_was(model, data):
     assert "order_head.weight" in b.state_dict() and 0 <= b.card["final_running"]["order_kept"] <= 1
     with pytest.raises(ValueError, match="order_steps"):
         train_simplifier(model, data, order_steps=-1)
+    for steps in (-8, 4.0, True):  # the error names steps, not the order_steps read from it
+        with pytest.raises(ValueError, match="^steps"):
+            train_simplifier(model, data, steps=steps)
     with pytest.raises(ValueError, match="steps"):
         train_simplifier(model, data, steps=0, order_steps=2)  # a new network needs the mask's steps
 
@@ -347,6 +352,15 @@ def test_the_order_phase_resumes_exactly_and_equals_ordering_a_trained_simplifie
         assert torch.equal(a, later.state_dict()[k]), k
     with pytest.raises(ValueError, match="checkpoint"):  # the mask's length is part of a run with an order phase
         train_simplifier(model, data, simplifier=low(), checkpoint=ckpt, **{**kwargs, "steps": 5})
+
+
+def test_adding_the_order_head_draws_nothing_from_the_global_generator():
+    torch.manual_seed(0)
+    Simplifier()
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    Simplifier(order=True)
+    assert torch.equal(torch.rand(3), expected)
 
 
 def test_a_simplifier_with_an_order_head_saves_and_loads(model, data, tmp_path, test_images):
