@@ -161,11 +161,14 @@ class Simplifier(nn.Module):
         """Mask logits (B, 1, h, w) on the coarse grid (``mask_size``, at most the image size)."""
         return self._to_grid(self.head(self.features(pixels)), pixels.shape[-2:])
 
+    def heads(self, feats: torch.Tensor, size: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The mask logits and the order head's scores (None without it), (B, 1, h, w) each, from :meth:`features` of images of ``size``."""
+        mask = self._to_grid(self.head(feats), size)
+        return mask, None if self.order_head is None else self._to_grid(self.order_head(feats), size)
+
     def mask_and_order_logits(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """:meth:`mask_logits` and :meth:`order_logits` (None without the order head) from one trunk pass."""
-        feats = self.features(pixels)
-        mask = self._to_grid(self.head(feats), pixels.shape[-2:])
-        return mask, None if self.order_head is None else self._to_grid(self.order_head(feats), pixels.shape[-2:])
+        return self.heads(self.features(pixels), pixels.shape[-2:])
 
     def order_logits(self, pixels: torch.Tensor) -> torch.Tensor:
         """The order head's scores (B, 1, h, w) on the mask's grid: higher = removing the cell lowers the answer more.
@@ -176,7 +179,7 @@ class Simplifier(nn.Module):
         """
         if self.order_head is None:
             raise ValueError("order: this simplifier has no order head (train it with train_simplifier(order_steps=...))")
-        return self._to_grid(self.order_head(self.features(pixels)), pixels.shape[-2:])
+        return self.heads(self.features(pixels), pixels.shape[-2:])[1]
 
     def mask(self, pixels: torch.Tensor) -> torch.Tensor:
         """The mask (B, 1, H, W) in [0, 1]: 1 keeps the original's pixel, 0 takes the reference's."""

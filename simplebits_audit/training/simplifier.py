@@ -129,10 +129,9 @@ def order_loss(
     """
     x = round_8bit(pixels, False)
     with torch.no_grad():
-        feats = net.features(x)
-        mask_logits = net._to_grid(net.head(feats), x.shape[-2:])
+        feats = net.features(x)  # frozen: only the order head learns
         decision = Decision.of(classifier.logits(x), None, head=head, threshold=threshold)
-    order_logits = net._to_grid(net.order_head(feats), x.shape[-2:])
+    mask_logits, order_logits = net.heads(feats, x.shape[-2:])  # order_images detaches the mask's
     level = 0.5 if net.config.get("binary") else HALF_LEVEL  # what the returned image keeps
     images, has_cells = order_images(net, x, mask_logits, order_logits, deletion_shares(len(x), generator), level)
     margin = decision.margin(classifier.logits(images))
