@@ -66,12 +66,16 @@ def read_utf8(path: str | Path, name: str) -> str:
                          "save it as UTF-8") from None
 
 
-def load_saved(path: str | Path, *, what: str, missing: str, version: int, key: str, name: str = "path") -> dict[str, Any]:
+def load_saved(path: str | Path, *, what: str, missing: str, version: int | tuple[int, ...], key: str,
+               name: str = "path") -> dict[str, Any]:
     """A dict written with :func:`save_torch` (a ``"format"`` version and ``key`` among its entries), read weights-only.
 
-    ``ValueError`` naming ``name`` when the file is missing (``"<name>: <missing> at <path>"``),
-    unreadable or not ``what`` (e.g. "a simplifier written by Simplifier.save").
+    ``version``: the format, or the formats, this version of the package reads. ``ValueError``
+    naming ``name`` when the file is missing (``"<name>: <missing> at <path>"``), unreadable, not
+    ``what`` (e.g. "a simplifier written by Simplifier.save"), or ``what`` in a format not read here
+    (a newer package wrote it: the message says so rather than failing later on its contents).
     """
+    versions = (version,) if isinstance(version, int) else tuple(version)
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{name}: {missing} at {str(path)!r}")
@@ -81,8 +85,12 @@ def load_saved(path: str | Path, *, what: str, missing: str, version: int, key: 
         # The class only: torch's text runs to several lines and advises weights_only=False, which would run the file's code.
         kind = type(err).__name__
         raise ValueError(f"{name}: {str(path)!r} is not {what} ({kind}: not a weights-only checkpoint of this kind)") from None
-    if not isinstance(saved, dict) or saved.get("format") != version or key not in saved:
+    if not isinstance(saved, dict) or key not in saved or not isinstance(saved.get("format"), int):
         raise ValueError(f"{name}: {str(path)!r} is not {what}")
+    if saved["format"] not in versions:
+        newer = "a newer" if saved["format"] > max(versions) else "an older"
+        raise ValueError(f"{name}: {str(path)!r} is {what} in format {saved['format']}, written by {newer} simplebits-audit; "
+                         f"this version reads format {' and '.join(map(str, versions))}")
     return saved
 
 

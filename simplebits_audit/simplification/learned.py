@@ -46,8 +46,10 @@ from .heads import probabilities
 from .mask import REFERENCES, blend, mask_engine, reference_image
 from .result import SimplificationResult
 
-#: What :meth:`Simplifier.load` reads: the format version written by :meth:`Simplifier.save`.
-FORMAT = 1
+#: The formats :meth:`Simplifier.load` reads. :meth:`Simplifier.save` writes 1 for a simplifier without an
+#: order head (older versions read it) and 2 with one, so that a version without order heads refuses the
+#: file by its format rather than failing on the unknown ``order`` option.
+FORMAT, FORMATS = 2, (1, 2)
 
 
 class Simplifier(nn.Module):
@@ -131,7 +133,7 @@ class Simplifier(nn.Module):
         self.temperature = 1.0
         # Caches of as_simplifier (not state): classifiers already checked, copies on other devices.
         self._checked: set[int] = set()
-        self._copies: dict[str, Simplifier] = {}
+        self._copies: dict[str, tuple[Simplifier, tuple]] = {}
 
     def add_order_head(self) -> None:
         """Add the order head (zero-initialised: every cell ranks level until it is trained); no-op if present.
@@ -233,7 +235,8 @@ class Simplifier(nn.Module):
     def save(self, path: str | Path) -> Path:
         """Write weights, configuration and card atomically (loads with ``weights_only=True``)."""
         state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
-        return save_torch({"format": FORMAT, "config": dict(self.config), "state_dict": state, "card": json.dumps(self.card)}, path)
+        fmt = FORMAT if self.order_head is not None else 1
+        return save_torch({"format": fmt, "config": dict(self.config), "state_dict": state, "card": json.dumps(self.card)}, path)
 
     @classmethod
     def load(cls, path: str | Path, *, forward_func: ForwardFunc | None = None, device: str | torch.device | None = None,
@@ -245,7 +248,8 @@ class Simplifier(nn.Module):
         frozen parameters.
         """
         ckpt = load_saved(
-            path, what="a simplifier written by Simplifier.save", missing="no simplifier file", version=FORMAT, key="state_dict", name=name,
+            path, what="a simplifier written by Simplifier.save", missing="no simplifier file", version=FORMATS, key="state_dict",
+            name=name,
         )
         simplifier = cls(**ckpt["config"])
         simplifier.load_state_dict(ckpt["state_dict"])
@@ -431,13 +435,17 @@ def as_simplifier(simplifier: Simplifier | str | Path, forward_func: ForwardFunc
         simplifier.check_classifier(forward_func)
         simplifier._checked.add(id(forward_func))
     if next(simplifier.parameters()).device != device:
-        # A copy on the inputs' device: the user's module stays where it is.
-        if str(device) not in simplifier._copies:
+        # A copy on the inputs' device: the user's module stays where it is. Remade when the module has changed
+        # since (a head added, weights trained or loaded in place: tensors' version counters move on in-place writes).
+        stamp = tuple((name, t.data_ptr(), t._version) for name, t in (*simplifier.named_parameters(), *simplifier.named_buffers()))
+        twin, made_from = simplifier._copies.get(str(device), (None, None))
+        if twin is None or made_from != stamp:
             twin = Simplifier(**simplifier.config)
             twin.load_state_dict(simplifier.state_dict())
-            twin.card = simplifier.card
-            simplifier._copies[str(device)] = twin.to(device).eval().requires_grad_(False)
-        simplifier = simplifier._copies[str(device)]
+            twin = twin.to(device).eval().requires_grad_(False)
+            simplifier._copies[str(device)] = (twin, stamp)
+        twin.card = simplifier.card
+        simplifier = twin
     return simplifier
 
 

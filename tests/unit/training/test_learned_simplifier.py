@@ -13,7 +13,7 @@ import torch
 
 from simplebits_audit import SimpleBits, Simplifier, simplify, testbeds, train_simplifier
 from simplebits_audit.explainers import explain
-from simplebits_audit.simplification.learned import MASK_OFFSETS, model_fingerprint, removed_order
+from simplebits_audit.simplification.learned import MASK_OFFSETS, as_simplifier, load_simplifier, model_fingerprint, removed_order
 from simplebits_audit.training import simplifier as learned
 from simplebits_audit.training.simplifier import evaluate_simplifier
 
@@ -372,6 +372,35 @@ def test_a_simplifier_with_an_order_head_saves_and_loads(model, data, tmp_path, 
         Simplifier().order_logits(test_images)
     flat = removed_order(torch.zeros(2, 1, 4, 4), (8, 8))  # an untrained head orders nothing
     assert torch.equal(flat, torch.full((2, 1, 8, 8), 0.5))
+
+
+def test_the_file_format_says_whether_an_older_version_can_read_it(tmp_path):
+    # format 1 without an order head (older versions read it), 2 with one; both load here
+    for order, fmt in ((False, 1), (True, 2)):
+        path = Simplifier(order=order).save(tmp_path / f"{order}.pt")
+        assert torch.load(path, weights_only=True)["format"] == fmt
+        assert (Simplifier.load(path).order_head is not None) is order
+    saved = torch.load(path, weights_only=True)
+    saved["format"] = 3  # a newer version's file: refused by its format, before its contents
+    torch.save(saved, tmp_path / "newer.pt")
+    with pytest.raises(ValueError, match=r"^simplifier: '.*newer\.pt' is a simplifier written by Simplifier\.save in format 3, "
+                                         r"written by a newer simplebits-audit; this version reads format 1 and 2$"):
+        load_simplifier(tmp_path / "newer.pt")
+
+
+def test_the_device_copy_follows_changes_to_the_simplifier_made_after_it():
+    s = Simplifier()
+    meta = torch.device("meta")  # another device without a GPU: the copy's structure is what is checked
+    first = as_simplifier(s, None, 3, meta)
+    assert as_simplifier(s, None, 3, meta) is first and first.order_head is None
+    s.add_order_head()
+    with_head = as_simplifier(s, None, 3, meta)
+    assert with_head is not first and with_head.order_head is not None
+    with torch.no_grad():
+        s.head.bias.add_(1.0)  # trained or loaded in place
+    assert as_simplifier(s, None, 3, meta) is not with_head
+    s.card = {"steps": 7}
+    assert as_simplifier(s, None, 3, meta).card == {"steps": 7}
 
 
 # ---------------------------------------------------------------------------------------------
