@@ -12,6 +12,8 @@ localisation flag, :data:`HAS_LOCALISATION`).
   MNIST + CIFAR-10 blend); mask = strokes; the photo is everywhere, inside the strokes too.
 - ``shortcut``: digits-on-photos plus a corner marker whose colour gives the label away in the train
   split and is shuffled in the test split (``variant=`` chooses); mask = the marker square.
+- ``twin-digits``: the same digit drawn twice (two samples of the class) on a photo crop; mask =
+  both copies' strokes. Either copy names the digit: the evidence is redundant (issue #23).
 
 Two testbeds for classifiers with sigmoid heads (:data:`SIGMOID_HEADS`: one logit per label, not
 class indices; ``list_testbeds()`` lists them only on request). The jobs take ``radiograph``,
@@ -64,7 +66,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .._helpers import DECLARED_CLASSES, DECLARED_HEAD
-from . import blended_digits, cues, digits_on_photos, faint_regions, multilabel, photo_objects, radiograph, shortcut, stripes
+from . import blended_digits, cues, digits_on_photos, faint_regions, multilabel, photo_objects, radiograph, shortcut, stripes, twin_digits
 from .classifier import ARCHITECTURES, SmallCNN, build_classifier, train_classifier
 
 
@@ -106,6 +108,7 @@ TESTBEDS: dict[str, tuple[Callable, list[str], dict[str, int]]] = {
     "stripes": (stripes.generate, list(stripes.CLASSES), {"train": 6000, "test": 1000}),
     "shortcut": (shortcut.generate, [str(d) for d in range(10)], {"train": 6000, "test": 1000}),
     "blended-digits": (blended_digits.generate, [str(d) for d in range(10)], {"train": 6000, "test": 1000}),
+    "twin-digits": (twin_digits.generate, [str(d) for d in range(10)], {"train": 6000, "test": 1000}),
     "radiograph": (radiograph.generate, list(radiograph.CLASSES), {"train": 4000, "test": 500}),
     "digits-stripes": (multilabel.generate, list(multilabel.CLASSES), {"train": 6000, "test": 1000}),
     "faint-regions": (faint_regions.generate, list(faint_regions.CLASSES), {"train": 4000, "test": 500}),
@@ -117,7 +120,8 @@ TESTBEDS: dict[str, tuple[Callable, list[str], dict[str, int]]] = {
 WITHOUT_CLASSIFIER: tuple[str, ...] = ("faint-regions",)
 #: the class-index testbeds' localisation flags (``stripes``: the mask is the whole image); a testbed
 #: not listed localises (``radiograph``: the opacity, ``digits-stripes``: the digit)
-HAS_LOCALISATION: dict[str, bool] = {"digits-on-photos": True, "stripes": False, "shortcut": True, "blended-digits": True}
+HAS_LOCALISATION: dict[str, bool] = {"digits-on-photos": True, "stripes": False, "shortcut": True, "blended-digits": True,
+                                     "twin-digits": True}
 #: testbeds with variants: name -> allowed ``variant`` values (None is always allowed)
 VARIANTS: dict[str, tuple[str, ...]] = {
     "shortcut": shortcut.VARIANTS, "radiograph": radiograph.VARIANTS, "photo-objects": photo_objects.VARIANTS,
@@ -135,7 +139,7 @@ CUE_AXES: dict[str, str] = dict(cues.CUE_AXES)
 #: reported on report testbeds, which no design choice of that setting looked at. The report set
 #: holds every testbed of the heads, real-sizes and which-information issues. (The factorised
 #: engine's choices used the cue testbeds' *train split*, seed 1: docs/design-log.md.)
-DESIGN_TESTBEDS: tuple[str, ...] = ("digits-on-photos", "shortcut", "stripes", "blended-digits", "faint-regions")
+DESIGN_TESTBEDS: tuple[str, ...] = ("digits-on-photos", "shortcut", "stripes", "blended-digits", "faint-regions", "twin-digits")
 REPORT_TESTBEDS: tuple[str, ...] = (
     "radiograph", "digits-stripes", "photo-objects", "colour-cue", "texture-cue", "shape-cue", "cue-conflict-shape", "cue-conflict-colour",
 )

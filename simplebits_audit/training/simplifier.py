@@ -103,11 +103,13 @@ def order_images(net: Simplifier, x: torch.Tensor, mask_logits: torch.Tensor, or
 
     The map ranks every kept cell (sigmoid(``mask_logits``) >= ``level``, (B, 1, h, w): :data:`HALF_LEVEL`
     for a soft mask, 0.5 for a binary one, whose returned image keeps only the cells above it)
-    first and the others by ``order_logits`` (same shape), so removing its top ranks removes the
+    first and the others by ``order_logits`` (the same shape, or finer: the mask is then upsampled
+    to it as the returned image's is), so removing its top ranks removes the
     kept cells and then n = kept + floor(``shares`` * unkept) cells in all, ``shares`` (B,) in [0, 1);
     the cells below the kept ones go through :func:`deletion_images`' soft rank. Rounded straight-through.
     """
-    kept = torch.sigmoid(mask_logits.detach()) >= level
+    # kept where the returned image keeps the pixel, at the order's resolution (the mask's grid for today's head)
+    kept = grid_mask(mask_logits.detach(), order_logits.shape[-2:]) >= level
     n_kept = kept.flatten(1).sum(1)
     unkept = kept[0].numel() - n_kept
     top = order_logits.detach().flatten(1).amax(1).view(-1, 1, 1, 1)

@@ -27,9 +27,10 @@ def _validity():
 
 def test_registry():
     assert set(testbeds.list_testbeds()) == {
-        "digits-on-photos", "stripes", "shortcut", "blended-digits", "photo-objects", "faint-regions", *testbeds.CUE_AXES,
+        "digits-on-photos", "stripes", "shortcut", "blended-digits", "twin-digits", "photo-objects", "faint-regions", *testbeds.CUE_AXES,
     }
-    assert testbeds.HAS_LOCALISATION == {"digits-on-photos": True, "stripes": False, "shortcut": True, "blended-digits": True}
+    assert testbeds.HAS_LOCALISATION == {"digits-on-photos": True, "stripes": False, "shortcut": True, "blended-digits": True,
+                                         "twin-digits": True}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -85,6 +86,24 @@ def test_blended_digits_are_half_glyph_half_photo():
     outside = (data.images * ~data.masks).flatten(1).sum(1) / (3 * (~data.masks).flatten(1).sum(1))
     assert ((inside - outside).abs() > 0.25).float().mean() > 0.9
     assert 0.3 < ((inside - outside) > 0).float().mean() < 0.7  # white and black strokes alike: brightness does not tell
+
+
+def test_twin_digits_draw_the_digit_twice_and_either_copy_names_it():
+    data = testbeds.load("twin-digits", "test", n=200, seed=0)
+    first, second = data.aux_masks["first"], data.aux_masks["second"]
+    assert data.has_localisation and torch.equal(data.masks, first | second)
+    assert (first.flatten(1).any(1) & second.flatten(1).any(1)).all()  # both copies visible on every image
+    # two placements, not one glyph twice: the copies share few of their stroke pixels
+    overlap = (first & second).flatten(1).sum(1) / torch.minimum(first.flatten(1).sum(1), second.flatten(1).sum(1))
+    assert float(overlap.median()) < 0.2
+    # either copy alone names the digit: the shipped classifier, with one copy's strokes replaced by the
+    # image's mean colour, still answers the label well above chance (10 %) for each copy
+    model = testbeds.load_classifier("twin-digits")
+    mean = data.images.mean((2, 3), keepdim=True)
+    with torch.no_grad():
+        for gone in (first & ~second, second & ~first):
+            acc = float((model(torch.where(gone, mean, data.images)).argmax(1) == data.labels).float().mean())
+            assert acc > 0.5, acc
 
 
 def test_stripes_labels_match_orientation():
@@ -151,7 +170,7 @@ def test_shipped_classifier_reaches_its_card_accuracy(name):
     assert abs(acc - p) <= 3.5 * math.sqrt(p * (1 - p) / 200) + 0.01, (acc, p)
 
 
-@pytest.mark.parametrize("name", ["digits-on-photos", "blended-digits"])
+@pytest.mark.parametrize("name", ["digits-on-photos", "blended-digits", "twin-digits"])
 def test_trivial_maps_do_not_localise_digits(name):
     validity = _validity()
     data = testbeds.load(name, "test", n=64, seed=validity.EVAL_SEED)

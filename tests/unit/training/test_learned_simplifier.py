@@ -247,6 +247,19 @@ def test_order_images_remove_the_kept_cells_then_the_order_heads_top_share():
     assert torch.equal(deleted[:2], again[:2])  # a shift of the order changes nothing
 
 
+def test_an_order_finer_than_the_mask_grid_ranks_what_the_upsampled_mask_does_not_keep():
+    s = Simplifier(mask_size=2)
+    x = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    mask_logits = torch.tensor([[[[9.0, -40.0], [-40.0, -40.0]]]])  # one kept cell of the 2 x 2 grid
+    kept = learned.grid_mask(mask_logits, (4, 4)) >= learned.HALF_LEVEL  # where the returned image keeps the original
+    order = torch.arange(16.0).view(1, 1, 4, 4)  # per pixel: the last pixels rank highest
+    deleted, has_cells = learned.order_images(s, x, mask_logits, order, torch.tensor([0.0]))
+    removed = ((deleted - x).abs() / (s.reference(x) - x).abs().clamp_min(1e-6)).amax(1)[0]
+    assert has_cells.tolist() == [True]
+    assert (removed[kept[0, 0]] > 0.99).all()  # with no share the kept pixels go (the best-ranked other one half, the boundary)
+    assert int((removed > 0.99).sum()) == int(kept.sum())
+
+
 def test_the_order_head_changes_the_map_below_the_kept_pixels_and_nothing_else(model, data, trained, test_images):
     plain = _copy(trained, order=False)
     with torch.no_grad():  # 40 steps keep every cell; a lower mask leaves cells to order, as a trained simplifier does
