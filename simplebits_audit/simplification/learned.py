@@ -30,6 +30,7 @@ import hashlib
 import json
 import math
 import warnings
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -132,8 +133,16 @@ class Simplifier(nn.Module):
         #: A binary mask's sampling temperature in training mode (lowered towards 0 the samples become the threshold).
         self.temperature = 1.0
         # Caches of as_simplifier (not state): classifiers already checked, copies on other devices.
-        self._checked: set[int] = set()
+        self._checked: weakref.WeakSet[nn.Module] = weakref.WeakSet()
         self._copies: dict[str, tuple[Simplifier, tuple]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # as_simplifier's caches are not state, and weak references do not pickle (torch.save of the module, spawn)
+        return {**super().__getstate__(), "_checked": None, "_copies": {}}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._checked = weakref.WeakSet()
 
     def add_order_head(self) -> None:
         """Add the order head (zero-initialised: every cell ranks level until it is trained); no-op if present.
@@ -431,9 +440,12 @@ def as_simplifier(simplifier: Simplifier | str | Path, forward_func: ForwardFunc
     simplifier = load_simplifier(simplifier, device=device)
     if simplifier.config["in_channels"] != channels:
         raise ValueError(f"simplifier: made for {simplifier.config['in_channels']}-channel images, the inputs have {channels}")
-    if id(forward_func) not in simplifier._checked:
+    # Keyed by the classifier's module, held weakly: an id could be reused by another model once the first is freed,
+    # which then went unchecked. A plain function has no weights to check.
+    module = module_of(forward_func)
+    if module is not None and module not in simplifier._checked:
         simplifier.check_classifier(forward_func)
-        simplifier._checked.add(id(forward_func))
+        simplifier._checked.add(module)
     if next(simplifier.parameters()).device != device:
         # A copy on the inputs' device: the user's module stays where it is. Remade when the module has changed
         # since (a head added, weights trained or loaded in place: tensors' version counters move on in-place writes).

@@ -401,6 +401,24 @@ def test_the_file_format_says_whether_an_older_version_can_read_it(tmp_path):
         load_simplifier(tmp_path / "newer.pt")
 
 
+def test_the_classifier_check_runs_once_per_live_module_and_the_simplifier_still_pickles(monkeypatch, tmp_path):
+    import gc
+
+    s, calls = Simplifier(), []
+    monkeypatch.setattr(s, "check_classifier", lambda f: calls.append(f) or True)
+    first, second = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    for f in (first, first, first.forward, second, lambda x: x):  # a bound method is its module's; a function has no weights
+        as_simplifier(s, f, 3, torch.device("cpu"))
+    assert calls == [first, second]
+    del first, f, calls[:]
+    gc.collect()
+    assert len(s._checked) == 1  # held weakly: a freed classifier leaves, and a new one at its address is checked
+    monkeypatch.undo()  # the stand-in check is an instance attribute, which would not pickle
+    torch.save(s, tmp_path / "whole.pt")  # the caches are not pickled
+    again = torch.load(tmp_path / "whole.pt", weights_only=False)
+    assert len(again._checked) == 0 and torch.equal(again.head.bias, s.head.bias)
+
+
 def test_the_device_copy_follows_changes_to_the_simplifier_made_after_it():
     s = Simplifier()
     meta = torch.device("meta")  # another device without a GPU: the copy's structure is what is checked
