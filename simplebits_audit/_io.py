@@ -72,8 +72,8 @@ def load_saved(path: str | Path, *, what: str, missing: str, version: int | tupl
 
     ``version``: the format, or the formats, this version of the package reads. ``ValueError``
     naming ``name`` when the file is missing (``"<name>: <missing> at <path>"``), unreadable, not
-    ``what`` (e.g. "a simplifier written by Simplifier.save"), or ``what`` in a format not read here
-    (a newer package wrote it: the message says so rather than failing later on its contents).
+    ``what`` (e.g. "a simplifier written by Simplifier.save"), or in a format above every one read
+    here (a newer package wrote it: the message says so rather than failing later on its contents).
     """
     versions = (version,) if isinstance(version, int) else tuple(version)
     path = Path(path)
@@ -85,12 +85,14 @@ def load_saved(path: str | Path, *, what: str, missing: str, version: int | tupl
         # The class only: torch's text runs to several lines and advises weights_only=False, which would run the file's code.
         kind = type(err).__name__
         raise ValueError(f"{name}: {str(path)!r} is not {what} ({kind}: not a weights-only checkpoint of this kind)") from None
-    if not isinstance(saved, dict) or key not in saved or not isinstance(saved.get("format"), int):
+    fmt = saved.get("format") if isinstance(saved, dict) else None
+    # the format first: a newer version's file may name its entries otherwise
+    if isinstance(fmt, int) and not isinstance(fmt, bool) and fmt > max(versions):
+        formats = f"formats {' and '.join(map(str, versions))}" if len(versions) > 1 else f"format {versions[0]}"
+        raise ValueError(f"{name}: {str(path)!r} is {what} in format {fmt}, written by a newer simplebits-audit; "
+                         f"this version reads {formats}")
+    if fmt not in versions or key not in saved:
         raise ValueError(f"{name}: {str(path)!r} is not {what}")
-    if saved["format"] not in versions:
-        newer = "a newer" if saved["format"] > max(versions) else "an older"
-        raise ValueError(f"{name}: {str(path)!r} is {what} in format {saved['format']}, written by {newer} simplebits-audit; "
-                         f"this version reads format {' and '.join(map(str, versions))}")
     return saved
 
 

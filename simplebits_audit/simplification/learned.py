@@ -25,6 +25,7 @@ where the sigmoid saturates and no gradient returns.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -447,14 +448,17 @@ def as_simplifier(simplifier: Simplifier | str | Path, forward_func: ForwardFunc
         simplifier.check_classifier(forward_func)
         simplifier._checked.add(module)
     if next(simplifier.parameters()).device != device:
-        # A copy on the inputs' device: the user's module stays where it is. Remade when the module has changed
-        # since (a head added, weights trained or loaded in place: tensors' version counters move on in-place writes).
-        stamp = tuple((name, t.data_ptr(), t._version) for name, t in (*simplifier.named_parameters(), *simplifier.named_buffers()))
+        # A copy on the inputs' device: the user's module stays where it is. Remade when the module has changed since
+        # (a head added, the configuration, weights trained or loaded in place: in-place writes move a tensor's version
+        # counter; writes through ``.data`` and to inference tensors do not, and go unnoticed).
+        stamp = (json.dumps(simplifier.config, sort_keys=True), tuple(
+            (name, t.data_ptr(), None if t.is_inference() else t._version)
+            for name, t in (*simplifier.named_parameters(), *simplifier.named_buffers())
+        ))
         twin, made_from = simplifier._copies.get(str(device), (None, None))
         if twin is None or made_from != stamp:
-            twin = Simplifier(**simplifier.config)
-            twin.load_state_dict(simplifier.state_dict())
-            twin = twin.to(device).eval().requires_grad_(False)
+            # a deep copy, not a new network: the same class, and no draw from the global random stream
+            twin = copy.deepcopy(simplifier).to(device).eval().requires_grad_(False)
             simplifier._copies[str(device)] = (twin, stamp)
         twin.card = simplifier.card
         simplifier = twin

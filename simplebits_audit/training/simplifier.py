@@ -104,12 +104,20 @@ def order_images(net: Simplifier, x: torch.Tensor, mask_logits: torch.Tensor, or
     The map ranks every kept cell (sigmoid(``mask_logits``) >= ``level``, (B, 1, h, w): :data:`HALF_LEVEL`
     for a soft mask, 0.5 for a binary one, whose returned image keeps only the cells above it)
     first and the others by ``order_logits`` (the same shape, or finer: the mask is then upsampled
-    to it as the returned image's is), so removing its top ranks removes the
+    to it as the returned image's is, a binary mask's cells as they are in evaluation), so removing its top ranks removes the
     kept cells and then n = kept + floor(``shares`` * unkept) cells in all, ``shares`` (B,) in [0, 1);
     the cells below the kept ones go through :func:`deletion_images`' soft rank. Rounded straight-through.
     """
-    # kept where the returned image keeps the pixel, at the order's resolution (the mask's grid for today's head)
-    kept = grid_mask(mask_logits.detach(), order_logits.shape[-2:]) >= level
+    # kept where the returned image keeps the pixel, at the order's resolution (the mask's grid for today's head):
+    # a binary simplifier's image upsamples its evaluation mask (cells above 0.5), a soft one the sigmoid
+    size = order_logits.shape[-2:]
+    if net.config.get("binary"):
+        cells = (torch.sigmoid(mask_logits.detach()) > 0.5).to(order_logits.dtype)
+        if cells.shape[-2:] != size:
+            cells = F.interpolate(cells, size=tuple(size), mode="bilinear", align_corners=False)
+        kept = cells >= level
+    else:
+        kept = grid_mask(mask_logits.detach(), size) >= level
     n_kept = kept.flatten(1).sum(1)
     unkept = kept[0].numel() - n_kept
     top = order_logits.detach().flatten(1).amax(1).view(-1, 1, 1, 1)

@@ -258,6 +258,13 @@ def test_an_order_finer_than_the_mask_grid_ranks_what_the_upsampled_mask_does_no
     assert has_cells.tolist() == [True]
     assert (removed[kept[0, 0]] > 0.99).all()  # with no share the kept pixels go (the best-ranked other one half, the boundary)
     assert int((removed > 0.99).sum()) == int(kept.sum())
+    # a binary simplifier keeps what its evaluation mask keeps: cells above 0.5, upsampled as they are
+    binary = Simplifier(mask_size=2, binary=True)
+    faint = torch.tensor([[[[0.01, -5.0], [-5.0, -5.0]]]])  # one cell barely above 0.5: kept whole, then blurred
+    returned_keeps = binary.eval().grid_to_mask(faint, (4, 4)) >= 0.5
+    deleted, _ = learned.order_images(binary, x, faint, order, torch.tensor([0.0]), level=0.5)
+    removed = ((deleted - x).abs() / (binary.reference(x) - x).abs().clamp_min(1e-6)).amax(1)[0]
+    assert torch.equal(removed > 0.99, returned_keeps[0, 0])
 
 
 def test_the_order_head_changes_the_map_below_the_kept_pixels_and_nothing_else(model, data, trained, test_images):
@@ -397,8 +404,16 @@ def test_the_file_format_says_whether_an_older_version_can_read_it(tmp_path):
     saved["format"] = 3  # a newer version's file: refused by its format, before its contents
     torch.save(saved, tmp_path / "newer.pt")
     with pytest.raises(ValueError, match=r"^simplifier: '.*newer\.pt' is a simplifier written by Simplifier\.save in format 3, "
-                                         r"written by a newer simplebits-audit; this version reads format 1 and 2$"):
+                                         r"written by a newer simplebits-audit; this version reads formats 1 and 2$"):
         load_simplifier(tmp_path / "newer.pt")
+    del saved["state_dict"]  # a newer version may name its entries otherwise: still refused by its format
+    torch.save(saved, tmp_path / "renamed.pt")
+    with pytest.raises(ValueError, match="in format 3, written by a newer"):
+        load_simplifier(tmp_path / "renamed.pt")
+    saved["format"], saved["state_dict"] = 0, {}  # below the first format: no version wrote it
+    torch.save(saved, tmp_path / "zero.pt")
+    with pytest.raises(ValueError, match=r"^simplifier: '.*zero\.pt' is not a simplifier written by Simplifier\.save$"):
+        load_simplifier(tmp_path / "zero.pt")
 
 
 def test_the_classifier_check_runs_once_per_live_module_and_the_simplifier_still_pickles(monkeypatch, tmp_path):
@@ -432,6 +447,20 @@ def test_the_device_copy_follows_changes_to_the_simplifier_made_after_it():
     assert as_simplifier(s, None, 3, meta) is not with_head
     s.card = {"steps": 7}
     assert as_simplifier(s, None, 3, meta).card == {"steps": 7}
+    stale = as_simplifier(s, None, 3, meta)
+    s.config["reference"] = "grey"  # the configuration is part of what the copy was made from
+    assert as_simplifier(s, None, 3, meta) is not stale
+    torch.manual_seed(0)
+    expected = torch.rand(2)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        s.head.bias.add_(1.0)
+    assert as_simplifier(s, None, 3, meta).config["reference"] == "grey"  # remade, drawing nothing from the global stream
+    assert torch.equal(torch.rand(2), expected)
+    with torch.inference_mode():  # a simplifier loaded for inference: its tensors have no version counter
+        frozen = Simplifier()
+    as_simplifier(frozen, None, 3, meta)
+    assert as_simplifier(frozen, None, 3, meta) is frozen._copies["meta"][0]
 
 
 # ---------------------------------------------------------------------------------------------
