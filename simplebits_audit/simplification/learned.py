@@ -197,15 +197,18 @@ class Simplifier(nn.Module):
         """The mask (B, 1, H, W) in [0, 1]: 1 keeps the original's pixel, 0 takes the reference's."""
         return self.grid_to_mask(self.mask_logits(pixels), pixels.shape[-2:])
 
-    def grid_to_mask(self, logits: torch.Tensor, size: Sequence[int], offset: float | torch.Tensor = 0.0) -> torch.Tensor:
+    def grid_to_mask(self, logits: torch.Tensor, size: Sequence[int], offset: float | torch.Tensor = 0.0, *,
+                     evaluation: bool | None = None) -> torch.Tensor:
         """Mask logits (B, 1, h, w) (shifted by ``offset``: a number or one per image, (B, 1, 1, 1)) -> the mask (B, 1, H, W),
-        binarised if the simplifier is ``binary``."""
+        binarised if the simplifier is ``binary``: cells drawn in training, above 0.5 in evaluation
+        (``evaluation``; default: ``not self.training``)."""
         if not self.config.get("binary"):
             return grid_mask(logits, size, offset)
-        soft = torch.sigmoid((logits + offset) / (self.temperature if self.training else 1.0))
+        evaluation = not self.training if evaluation is None else evaluation
+        soft = torch.sigmoid((logits + offset) / (1.0 if evaluation else self.temperature))
         # Training: each cell kept with probability ``soft`` (a deterministic threshold flipped every cell of
         # a uniform image such as stripes at once, and the classifier never saw a partial one); evaluation: soft > 0.5.
-        binary = torch.bernoulli(soft.detach()) if self.training else (soft > 0.5).to(soft.dtype)
+        binary = (soft > 0.5).to(soft.dtype) if evaluation else torch.bernoulli(soft.detach())
         hard = soft + (binary - soft).detach()  # straight-through
         return (
             hard if tuple(hard.shape[-2:]) == tuple(size) else F.interpolate(hard, size=tuple(size), mode="bilinear", align_corners=False)

@@ -72,6 +72,19 @@ def paste_alpha(glyph: torch.Tensor, side: int, rng: np.random.Generator, size: 
     return alpha.clone().unsqueeze(0)
 
 
+def stroke_fill(mean: torch.Tensor, sampler: photos.CropSampler, rng: np.random.Generator) -> torch.Tensor:
+    """The strokes' colour (N, C, H, W) in [0, 1] for backgrounds of mean colour ``mean`` (N, C, 1, 1).
+
+    That mean shifted by :data:`STROKE_SHIFT` brighter or darker (a fair coin per image, from
+    ``rng``), plus a faint texture from another crop of ``sampler``: neither colour nor brightness
+    gives the digit away on average. Draws the texture first, then the coins.
+    """
+    n = len(mean)
+    texture = sampler.sample(n)
+    shift = torch.from_numpy(rng.choice([-STROKE_SHIFT, STROKE_SHIFT], n)).float().view(n, 1, 1, 1)
+    return (mean + shift + 0.15 * (texture - texture.mean((1, 2, 3), keepdim=True))).clamp(0, 1)
+
+
 def generate(n: int, split: str, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     rng = np.random.default_rng([seed, 0 if split == "train" else 1])
     glyph_images, glyph_labels = digit_glyphs(split)
@@ -83,12 +96,7 @@ def generate(n: int, split: str, seed: int) -> tuple[torch.Tensor, torch.Tensor,
     # Backgrounds squeezed into [0.3, 0.7] so that a digit brighter *or* darker than its
     # background always fits; the sign of the shift is then a fair coin on every image.
     background = 0.3 + 0.4 * sampler.sample(n)
-    texture = sampler.sample(n)
-    shift = torch.from_numpy(rng.choice([-STROKE_SHIFT, STROKE_SHIFT], n)).float().view(n, 1, 1, 1)
-    # Strokes: the background's own mean colour, shifted brighter or darker at random, with a
-    # faint photo texture, so neither colour nor brightness gives the digit away on average.
-    fill = background.mean((2, 3), keepdim=True) + shift
-    texture = (fill + 0.15 * (texture - texture.mean((1, 2, 3), keepdim=True))).clamp(0, 1)
+    texture = stroke_fill(background.mean((2, 3), keepdim=True), sampler, rng)
 
     sides = rng.integers(DIGIT_SIDES[0], DIGIT_SIDES[1] + 1, n)
     alpha = torch.stack([paste_alpha(glyphs[i], int(sides[i]), rng) for i in range(n)]).clamp(0, 1)

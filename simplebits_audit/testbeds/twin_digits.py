@@ -47,9 +47,7 @@ def generate(n: int, split: str, seed: int) -> tuple[torch.Tensor, torch.Tensor,
     images = background
     copies = []
     for copy in range(2):
-        texture = sampler.sample(n)
-        shift = torch.from_numpy(rng.choice([-digits_on_photos.STROKE_SHIFT, digits_on_photos.STROKE_SHIFT], n)).float().view(n, 1, 1, 1)
-        fill = (mean + shift + 0.15 * (texture - texture.mean((1, 2, 3), keepdim=True))).clamp(0, 1)
+        fill = digits_on_photos.stroke_fill(mean, sampler, rng)
         sides = rng.integers(DIGIT_SIDES[0], DIGIT_SIDES[1] + 1, n)
         alpha = torch.stack([digits_on_photos.paste_alpha(glyphs[i, copy], int(sides[i]), rng, SIZE, MIN_VISIBLE)
                              for i in range(n)]).clamp(0, 1)

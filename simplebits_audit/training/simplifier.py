@@ -109,15 +109,8 @@ def order_images(net: Simplifier, x: torch.Tensor, mask_logits: torch.Tensor, or
     the cells below the kept ones go through :func:`deletion_images`' soft rank. Rounded straight-through.
     """
     # kept where the returned image keeps the pixel, at the order's resolution (the mask's grid for today's head):
-    # a binary simplifier's image upsamples its evaluation mask (cells above 0.5), a soft one the sigmoid
-    size = order_logits.shape[-2:]
-    if net.config.get("binary"):
-        cells = (torch.sigmoid(mask_logits.detach()) > 0.5).to(order_logits.dtype)
-        if cells.shape[-2:] != size:
-            cells = F.interpolate(cells, size=tuple(size), mode="bilinear", align_corners=False)
-        kept = cells >= level
-    else:
-        kept = grid_mask(mask_logits.detach(), size) >= level
+    # the mask the returned image is made with (a binary simplifier's evaluation cells, even while training)
+    kept = net.grid_to_mask(mask_logits.detach(), order_logits.shape[-2:], evaluation=True) >= level
     n_kept = kept.flatten(1).sum(1)
     unkept = kept[0].numel() - n_kept
     top = order_logits.detach().flatten(1).amax(1).view(-1, 1, 1, 1)
