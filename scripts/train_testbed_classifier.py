@@ -50,6 +50,7 @@ DEFAULTS = {"n": 8000, "epochs": 6, "batch_size": 32, "lr": 2e-3, "width": 32, "
 TESTBED_DEFAULTS = {
     "radiograph": {"n": 4000, "epochs": 6, "width": 16, "pools": 4, "input_pool": 2},
     "digits-stripes": {"n": 8000, "epochs": 6},
+    "faint-regions": {"n": 4000, "epochs": 6, "width": 16, "pools": 4, "input_pool": 2},  # radiograph's 128 px architecture
 }
 
 

@@ -36,7 +36,7 @@ architectures (its shipped classifier is a ``mobilenet_v3_small``):
   split, with its mask in ``aux_masks["stamp"]`` (``variant=`` chooses where it appears).
 
 A design testbed larger than 32 px (:mod:`.faint_regions`, issue #23), on which training's defaults
-for large images are chosen (no shipped classifier):
+for large images are chosen (its shipped SmallCNN: radiograph's 128 px architecture):
 
 - ``faint-regions``: 3 x 128 x 128; label = none / a brighter / a darker soft region (an ellipse of
   12-32 px semi-axes, 0.15-0.3 on every channel) somewhere on a photo crop; mask = the region.
@@ -116,8 +116,8 @@ TESTBEDS: dict[str, tuple[Callable, list[str], dict[str, int]]] = {
     **{name: (cues.GENERATORS[name], list(cues.CLASSES[cue]), {"train": 6000, "test": 1000})
         for name, (cue, _) in cues.TESTBED_CUES.items()},
 }
-#: testbeds without a shipped classifier (design testbeds for training, where the train job trains its own)
-WITHOUT_CLASSIFIER: tuple[str, ...] = ("faint-regions",)
+#: testbeds without a shipped classifier (none since ``faint-regions`` got one, 2026-12-04; the train job trains its own)
+WITHOUT_CLASSIFIER: tuple[str, ...] = ()
 #: the class-index testbeds' localisation flags (``stripes``: the mask is the whole image); a testbed
 #: not listed localises (``radiograph``: the opacity, ``digits-stripes``: the digit)
 HAS_LOCALISATION: dict[str, bool] = {"digits-on-photos": True, "stripes": False, "shortcut": True, "blended-digits": True,
