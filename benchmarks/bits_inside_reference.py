@@ -14,8 +14,10 @@ the image's bits, over the mask's share of the image; 1 = no preference; ``jobs.
 * ``flat outside the mask``: each original with every pixel outside the mask set to the image's mean
   colour (the ceiling of a simplification that keeps exactly the object).
 
-Only images with a non-empty mask count (``radiograph``: the positives). On ``--n`` test images,
-seed 11 (no default was chosen on it).
+Only images with a non-empty mask count; on a sigmoid testbed (``radiograph``) only the positives the
+classifier calls positive (a positive it calls negative is explained as a negative, whose answer
+says nothing about what a positive needs; the script prints how many were left out). The ratio is of
+means over the images, as in ``jobs.train``. On ``--n`` test images, seed 11 (no default was chosen on it).
 
     python benchmarks/bits_inside_reference.py                          # radiograph and the three cue testbeds
     python benchmarks/bits_inside_reference.py --testbeds radiograph --references mean,mosaic
@@ -51,6 +53,10 @@ def run(testbed: str, n: int, batch: int, references: list[str]) -> list[dict]:
     sigmoid = testbeds.classifier_card(testbed).get("head", "softmax") == "sigmoid"
     with torch.no_grad():
         logits = model(images)
+    if sigmoid:
+        called = logits[:, 0] > 0
+        print(f"{testbed}: {int(keep.sum())} positives, {int((~called).sum())} called negative (left out)")
+        images, masks, logits = images[called], masks[called], logits[called]
     targets = torch.zeros(len(images), dtype=torch.long) if sigmoid else logits.argmax(1)
     estimator = load_estimator(None)
     candidates = [("original", images)]

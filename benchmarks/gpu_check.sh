@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check for issue #21: run once on a machine with one CUDA GPU, within 7 minutes (about 4 on an H200).
+# GPU check for issue #21: run once on a machine with one CUDA GPU, within 7 minutes (an estimated 4 on an H200).
 #
 # Usage, from the repository root, after `make venv` (the repo's .venv must exist):
 #
@@ -14,8 +14,7 @@
 # CUDA, so here they must run, and a skip is reported as a failure) and the cost benchmark on the
 # GPU for the issue's target cells (ResNet-50 and ViT-B/16 at 224 px, the single-channel CNN at
 # 1024 px), writing OUT_DIR/pytest-cuda.txt, OUT_DIR/scale-cuda.txt and OUT_DIR/scale-cuda.json.
-# Put the tables in the README / docs/benchmarks.md ("Scale") with this script's name.
-# TorchRay's extremal perturbation is measured only if `torchray` is importable (optional).
+# Put the tables in the README / docs/benchmarks.md ("GPU") with this script's name.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -41,7 +40,7 @@ echo "== benchmarks/scale.py --device cuda (target cells)"
 # Each cell is saved to the JSON as it finishes: at the time limit the finished cells are kept
 # (then: python benchmarks/scale.py --tables-from "$OUT/scale-cuda.json"). Each method runs in its own
 # process, which starts CUDA afresh (about 14 s a method on an H200 on 2026-12-04): occlusion, which
-# no target names, is left out, and the limit is 300 s (170 s ran out at the ViT's fifth method).
+# no target names, is left out, and the limit is 300 s (170 s ran out during the ViT's sixth method).
 status=0
 timeout 300 "$PY" benchmarks/scale.py --device cuda --cells resnet50:224,vit_b_16:224,radiograph-cnn:1024 \
     --methods simplebits,learned,ig,ig_bounded,gradcam --cell-timeout 90 --out "$OUT/scale-cuda.json" 2>&1 | tee "$OUT/scale-cuda.txt" || status=$?

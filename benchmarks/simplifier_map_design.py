@@ -121,11 +121,14 @@ def main() -> None:
             simplifier = Simplifier.load(path, forward_func=model)
         else:
             held_out = testbeds.load(testbed, "test", n=256, seed=2).images  # neither scored sample
-            # a checkpoint beside the file: a stopped run resumes (at 128 px training takes an hour or more)
+            # a checkpoint beside the file: a stopped run resumes (at 128 px training takes an hour or more); removed once
+            # the simplifier is saved, so that a later run without --reuse trains afresh with the code of its day
+            checkpoint = path.with_suffix(".ckpt")
             simplifier = train_simplifier(model, testbeds.load(testbed, "train").images, held_out=held_out, head=head, deletion=weight,
                                           steps=args.steps, seed=args.train_seed, data_description=f"testbed {testbed}, train split",
-                                          checkpoint=path.with_suffix(".ckpt"))
+                                          checkpoint=checkpoint)
             simplifier.save(path)
+            checkpoint.unlink(missing_ok=True)
         variants = [(f"learned, deletion {weight:g}", simplifier)]
         if args.order_steps:
             ordered_path = path.with_name(path.stem + f"-order{args.order_steps}.pt")

@@ -46,7 +46,7 @@ def _validity():
 
 #: defaults of the class-index testbeds (the shipped ones were trained with the options in their cards)
 DEFAULTS = {"n": 8000, "epochs": 6, "batch_size": 32, "lr": 2e-3, "width": 32, "pools": 3, "input_pool": 1}
-#: the sigmoid-head testbeds' own defaults (explicit options override them)
+#: the sigmoid-head testbeds' and the 128 px ``faint-regions``' own defaults (explicit options override them)
 TESTBED_DEFAULTS = {
     "radiograph": {"n": 4000, "epochs": 6, "width": 16, "pools": 4, "input_pool": 2},
     "digits-stripes": {"n": 8000, "epochs": 6},
