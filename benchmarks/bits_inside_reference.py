@@ -4,7 +4,7 @@
 The target asks a jointly trained classifier's simplified images to put their bits on the object.
 This script measures the same ratio (the estimator's bits inside the ground-truth mask, as a share of
 the image's bits, over the mask's share of the image; 1 = no preference; ``jobs.train``'s
-``inside_ratio``) where no training is involved:
+``inside_ratio``, :func:`~simplebits_audit.jobs.train.bits_inside_mask`) where no training is involved:
 
 * ``original``: the test images themselves;
 * ``per-image engine``: ``SimpleBits`` at its defaults explaining the shipped classifier (target = the
@@ -33,16 +33,7 @@ from rich.table import Table
 
 from simplebits_audit import SimpleBits, testbeds
 from simplebits_audit.estimators import load_estimator
-from simplebits_audit.metrics import relevance_mass
-
-
-def inside_ratio(bits_map: torch.Tensor, masks: torch.Tensor) -> tuple[float, float, float]:
-    """(mean share of the bits inside the mask, mean mask share, their ratio) over images with a mask."""
-    inside = relevance_mass(bits_map, masks)
-    scored = ~torch.isnan(inside)
-    share = float(masks[scored].float().flatten(1).mean(1).mean())
-    inside = float(inside[scored].mean())
-    return inside, share, inside / share
+from simplebits_audit.jobs.train import bits_inside_mask
 
 
 def run(testbed: str, n: int, batch: int, references: list[str]) -> list[dict]:
@@ -50,7 +41,7 @@ def run(testbed: str, n: int, batch: int, references: list[str]) -> list[dict]:
     keep = data.masks.flatten(1).any(1)
     images, masks = data.images[keep], data.masks[keep]
     model = testbeds.load_classifier(testbed).eval()
-    sigmoid = testbeds.classifier_card(testbed).get("head", "softmax") == "sigmoid"
+    sigmoid = testbed in testbeds.SIGMOID_HEADS
     with torch.no_grad():
         logits = model(images)
     if sigmoid:
@@ -73,9 +64,9 @@ def run(testbed: str, n: int, batch: int, references: list[str]) -> list[dict]:
         x = (x * 255).round() / 255
         with torch.no_grad():
             bits_map = torch.cat([estimator.bits_map(chunk) for chunk in x.split(batch)])
-        inside, share, ratio = inside_ratio(bits_map, masks)
+        scores = bits_inside_mask(bits_map, masks)
         rows.append({"testbed": testbed, "images": name, "n": len(images), "bits_kept": float((bits_map.flatten(1).sum(1)).mean()),
-                     "inside": inside, "share": share, "ratio": ratio})
+                     "inside": scores["bits_inside_mask"], "share": scores["mask_share"], "ratio": scores["inside_ratio"]})
     originals = rows[0]["bits_kept"]
     for row in rows:
         row["bits_kept"] /= originals

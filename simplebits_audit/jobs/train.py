@@ -45,6 +45,20 @@ VAL_IMAGES = 500
 RESUME_SETTINGS = ("data", "arch", *JOINT_DEFAULTS, "reference", "estimator", "seed", "val_share", "testbed_n", "val_n", "preprocessing")
 
 
+def bits_inside_mask(bits_map: torch.Tensor, masks: torch.Tensor) -> dict[str, float]:
+    """How much of the images' bits lie on their ground-truth masks, over the images with a mask.
+
+    ``bits_map`` (B, 1, H, W) and ``masks`` (B, 1, H, W) bool. Returns ``bits_inside_mask`` (mean
+    share of each image's bits inside its mask, Arras et al.'s relevance mass), ``mask_share`` (the
+    masks' mean share of the image) and ``inside_ratio`` (their quotient: 1 = no preference).
+    """
+    inside = relevance_mass(bits_map, masks)
+    scored = ~torch.isnan(inside)  # images with a mask (and bits): both means over the same images
+    share = float(masks[scored].float().flatten(1).mean(1).mean())
+    inside = float(inside[scored].mean())
+    return {"bits_inside_mask": inside, "mask_share": share, "inside_ratio": inside / share}
+
+
 @torch.no_grad()
 def curve_points(
     curve: Tradeoff, val_images: torch.Tensor, val_masks: torch.Tensor | None, estimator: BitEstimator, n_examples: int = 8,
@@ -78,11 +92,7 @@ def curve_points(
             extra["val_delta_se"] = paired_difference(right[name], ref_right)[1]
         if val_masks is not None and bool(val_masks.any()):
             bits_map = torch.cat([estimator.bits_map(chunk.to(device)).cpu() for chunk in simplified.split(256)])
-            inside = relevance_mass(bits_map, val_masks)
-            scored = ~torch.isnan(inside)  # images with a mask (and bits): both means over the same images
-            share = float(val_masks[scored].float().flatten(1).mean(1).mean())
-            inside = float(inside[scored].mean())
-            extra.update({"bits_inside_mask": inside, "mask_share": share, "inside_ratio": inside / share})
+            extra.update(bits_inside_mask(bits_map, val_masks))
         points.append({**point, **extra})
         examples[name] = np.stack(to_uint8_images(simplified[:n_examples]))
     return points, examples

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
@@ -53,13 +51,7 @@ def test_deterministic_by_seed_and_split():
     assert not torch.equal(train.images, a.images)
 
 
-def test_shipped_classifier_reaches_its_card_accuracy():
-    card = testbeds.classifier_card("faint-regions")
-    model = testbeds.load_classifier("faint-regions")
-    assert not model.training and sum(p.numel() for p in model.parameters()) == card["parameters"]
-    assert card["config"]["size"] == 128 and card["config"]["n_classes"] == 3
-    data = testbeds.load("faint-regions", "test", n=200, seed=0)
-    with torch.no_grad():
-        acc = float((model(data.images).argmax(1) == data.labels).float().mean())
-    p = card["test_accuracy"]  # 200 images: 3.5 binomial standard errors, as for the 32 px testbeds
-    assert abs(acc - p) <= 3.5 * math.sqrt(p * (1 - p) / 200) + 0.01, (acc, p)
+def test_shipped_classifier_takes_128_px_and_names_three_classes():
+    # its accuracy against the card: test_testbeds.py's test_shipped_classifier_reaches_its_card_accuracy
+    config = testbeds.classifier_card("faint-regions")["config"]
+    assert config["size"] == 128 and config["n_classes"] == 3

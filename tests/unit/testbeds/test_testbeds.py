@@ -157,7 +157,7 @@ def test_unknown_classifier_names_the_argument():
         testbeds.classifier_card("nope")
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [*NAMES, "faint-regions"])
 def test_shipped_classifier_reaches_its_card_accuracy(name):
     card = testbeds.classifier_card(name)
     model = testbeds.load_classifier(name)
