@@ -34,8 +34,9 @@ if TYPE_CHECKING:
     from simplebits_audit.jobs.options import ExplainOptions, ModelOptions, RunOptions
     from simplebits_audit.preprocessing import Preprocessing
 
-console = Console()
-err_console = Console(stderr=True)
+# soft_wrap: a line (a path, a one-line error) is never broken at the terminal's width; tables still fit it
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 # ------------------------------------------------------------------------------------------
