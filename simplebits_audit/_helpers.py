@@ -101,6 +101,9 @@ def resolve_target(
             logits = check_logits(predict(), batch)
         return logits.argmax(1) if device is None else logits.argmax(1).to(device)
     if isinstance(target, torch.Tensor):
+        if target.dtype == torch.bool or target.is_floating_point() or target.is_complex():
+            # .long() would truncate 1.7 to 1 and read True as class 1: a silent wrong target
+            raise ValueError(f"{name}: expected a tensor of integer class indices, got dtype {target.dtype}")
         t = target.detach().flatten().long().cpu()
     elif isinstance(target, int) and not isinstance(target, bool):
         t = torch.tensor([target])

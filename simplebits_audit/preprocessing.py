@@ -140,13 +140,21 @@ def load_labels(path: str | Path) -> list[str]:
                 raise ValueError(f"labels: {str(path)!r} maps non-integer keys; expected {{\"0\": \"cat\", ...}}") from None
             if [k for k, _ in items] != list(range(len(items))):
                 raise ValueError(f"labels: {str(path)!r} must number the classes 0..{len(items) - 1} without gaps")
-            return [v for _, v in items]
+            return _named([v for _, v in items], path, "class")
         if isinstance(data, list):
-            return [str(v) for v in data]
+            return _named([str(v) for v in data], path, "entry")
         raise ValueError(f"labels: {str(path)!r} holds a {type(data).__name__}; expected a list or an object")
     names = [line.strip() for line in text.splitlines()]
     while names and not names[-1]:
         names.pop()
     if not names:
         raise ValueError(f"labels: {str(path)!r} is empty")
+    return _named(names, path, "line")
+
+
+def _named(names: list[str], path: Path, unit: str) -> list[str]:
+    """``names`` if none is blank: a blank line would shift every later class onto the wrong index, silently."""
+    blank = [i for i, n in enumerate(names) if not n.strip()]
+    if blank:
+        raise ValueError(f"labels: {str(path)!r} {unit} {blank[0] + 1} is blank; every class needs a name")
     return names

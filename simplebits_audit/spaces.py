@@ -35,10 +35,18 @@ class Spaces:
         if bool((std_t <= 0).any()):
             raise ValueError("normalization: every std must be positive")
 
+        def fits(x: torch.Tensor) -> None:
+            # else broadcasting fails deep inside torch, or (one image channel) silently spreads it over the values
+            if mean_t.numel() != 1 and (x.dim() != 4 or x.shape[1] != mean_t.numel()):
+                raise ValueError(f"normalization: {mean_t.numel()} values per mean and std, but the images have "
+                                 f"{x.shape[1] if x.dim() == 4 else 'no'} channels (expected (B, {mean_t.numel()}, H, W))")
+
         def to_pixels(x: torch.Tensor) -> torch.Tensor:
+            fits(x)
             return x * std_t.to(x) + mean_t.to(x)
 
         def to_model(x: torch.Tensor) -> torch.Tensor:
+            fits(x)
             return (x - mean_t.to(x)) / std_t.to(x)
 
         return cls(to_pixels, to_model)

@@ -14,6 +14,7 @@ commands in :mod:`~simplebits_audit.cli.explaining` (explain, compare, audit),
 from __future__ import annotations
 
 import sys
+import traceback
 
 import typer
 
@@ -84,16 +85,22 @@ def _asked_for_debug(argv: list[str]) -> bool:
 
 
 #: library parameters whose command-line option has another name
-LIBRARY_NAMES = {"name_or_path": "estimator", "parameterization": "engine", "class_names": "labels", "layer": "gradcam_layer"}
+LIBRARY_NAMES = {"name_or_path": "estimator", "parameterization": "engine", "class_names": "labels", "layer": "gradcam_layer",
+                 "forward_func": "model", "method_options": "gradcam_layer"}
+
+#: options whose value may come from somewhere other than their flag (class names from the data's folders):
+#: a message names them as the flag only when the user typed it
+FROM_ELSEWHERE = {"labels"}
 
 
 def flag_message(message: str, argv: list[str]) -> str:
     """``message`` with its leading library parameter names (``batch_size: ...``, ``mean and std: ...``) written as
     the command's flags (``--batch-size: ...``, ``--mean and --std: ...``).
 
-    The library's errors name its parameters; on the command line the user typed a flag. A message
-    naming anything the user did not type as an option (a positional argument such as ``data``, or
-    class names that came from the data's folders rather than ``--labels``) stays as it is.
+    The library's errors name its parameters; on the command line the user typed a flag, or should
+    have (``weights: ...`` for a missing ``--weights``). A message naming anything that is not an
+    option of the command (a positional argument such as ``data``), or class names that came from
+    the data's folders rather than ``--labels``, stays as it is.
     """
     names, sep, rest = message.partition(": ")
     command = next((a for a in argv if a in COMMANDS), None)
@@ -103,7 +110,7 @@ def flag_message(message: str, argv: list[str]) -> str:
     flags: dict[str, str] = {}
     typed = {a.split("=", 1)[0] for a in argv if a.startswith("-")}
     for param in typer.main.get_command(app).commands[command].params:
-        if param.param_type_name == "option" and typed & set(param.opts):
+        if param.param_type_name == "option" and (typed & set(param.opts) or param.name not in FROM_ELSEWHERE):
             flag = max(param.opts, key=len)
             flags |= {opt.lstrip("-").replace("-", "_"): flag for opt in param.opts} | {param.name: flag}
     written = [flags.get(LIBRARY_NAMES.get(p, p), flags.get(p)) for p in parts]
@@ -124,7 +131,7 @@ def main() -> None:
         sys.exit(130)
     except Exception as err:  # noqa: BLE001 -- the one place errors become messages
         if session.debug or _asked_for_debug(sys.argv[1:]):
-            raise
+            traceback.print_exc()  # then the same one line and exit code as without --debug
         if hasattr(err, "show") and hasattr(err, "exit_code"):  # a usage error from typer's click
             if type(err).__name__ == "NoArgsIsHelpError":  # a command without arguments: its help
                 err.show()

@@ -111,7 +111,7 @@ ATTRIBUTION = typer.Option(
 IMAGES = typer.Argument(..., help="Image files (any format Pillow reads), or testbed images: testbed:NAME:INDEX "
                         "(image INDEX of the testbed's test split, as an audit of testbed:NAME at its default --seed and "
                         "--testbed-n numbers them).")
-TESTBED_N = typer.Option(None, help="Number of images when DATA is a testbed.")
+TESTBED_N = typer.Option(None, help="Number of images when DATA is a testbed (default: the whole split the command reads).")
 
 
 def out_option(default: Path, help: str) -> Any:

@@ -210,7 +210,11 @@ def class_index(target_name: str, class_names: Sequence[str] | None) -> int:
         raise ValueError("target_name: needs class names (labels / --labels)")
     if target_name not in class_names:
         raise ValueError(f"target_name: {target_name!r} is not a class name; e.g. {list(class_names)[:5]}")
-    return list(class_names).index(target_name)
+    # Names may repeat (ImageNet has two "crane"s): then the name alone does not say which class.
+    indices = [i for i, n in enumerate(class_names) if n == target_name]
+    if len(indices) > 1:
+        raise ValueError(f"target_name: {target_name!r} names classes {indices}; give the index instead (target / --target)")
+    return indices[0]
 
 
 def head_options(

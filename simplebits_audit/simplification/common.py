@@ -52,6 +52,7 @@ class Classifier:
 
     def __init__(self, forward_func: ForwardFunc, spaces: Spaces, extra_args: tuple, input_dtype: torch.dtype = torch.float32) -> None:
         self.forward_func, self.spaces, self.extra_args, self.input_dtype = forward_func, spaces, extra_args, input_dtype
+        self.answered = False  # until the first call returns, a failure is about the inputs (their shape), not the run
 
     def logits(self, pixels: torch.Tensor, extra_args: tuple | None = None) -> torch.Tensor:
         """Logits (B, K), float32, of pixel images (B, C, H, W) (``extra_args``: other rows' forward arguments)."""
@@ -64,6 +65,14 @@ class Classifier:
                     "forward_func: BatchNorm in training mode cannot take a batch of 1 image; call model.eval() before explaining"
                 ) from err
             raise
+        except RuntimeError as err:  # torch's shape errors name no argument: on the first call, say whose call failed, on what
+            if self.answered or isinstance(err, torch.OutOfMemoryError):
+                raise
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+            cause = lines[-1] if lines else "RuntimeError"
+            raise ValueError(f"forward_func: failed on model inputs of shape {tuple(pixels.shape)} ({cause}); "
+                             "does the model take images of this size and number of channels?") from err
+        self.answered = True
         return check_logits(out, pixels.shape[0]).float()
 
     def check_gradient_path(self, pixels: torch.Tensor, decision: Decision) -> None:

@@ -54,10 +54,10 @@ def test_corrupt_image_and_unknown_estimator(tmp_path, image_folder):
     assert res.returncode == 2 and "not a readable image" in res.stderr
     res = run("bits", str(image_folder / "img0.png"), "--estimator", "nope")
     assert res.returncode == 2 and "error: --estimator: " in res.stderr
-    res = run("--debug", "bits", str(corrupt))
-    assert res.returncode != 0 and "Traceback" in res.stderr
+    res = run("--debug", "bits", str(corrupt))  # the traceback, then the same line and exit code
+    assert res.returncode == 2 and "Traceback" in res.stderr and res.stderr.rstrip().splitlines()[-1].startswith("error: ")
     res = run("bits", str(corrupt), "--debug")  # global options after the command too
-    assert res.returncode != 0 and "Traceback" in res.stderr
+    assert res.returncode == 2 and "Traceback" in res.stderr
 
 
 def test_global_options_after_the_command(image_folder):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from simplebits_audit.models import load_model
+from simplebits_audit.models import check_classifier_output, load_model
 from simplebits_audit.testbeds import SmallCNN
 
 
@@ -43,6 +43,9 @@ def test_torch_export(reference, tmp_path):
     path = tmp_path / "m.pt2"
     torch.export.save(torch.export.export(model, (x,)), path)
     _same(load_model(path), x, y)  # exported in eval mode: loads in eval mode (its graph fixes the behaviour)
+    # exported for a batch of len(x): one image fails, and the error says how to export it
+    with pytest.raises(ValueError, match=r"model: failed on an input of shape .*exported for a fixed batch size.*dynamic_shapes"):
+        check_classifier_output(load_model(path), x[:1])
 
 
 class _RunsCode:

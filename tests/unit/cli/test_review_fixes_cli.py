@@ -173,6 +173,15 @@ def test_flag_message_leaves_other_messages_alone():
     assert flag_message("data: 'nope' does not exist", ["condense", "nope"]) == "data: 'nope' does not exist"  # a positional
     assert flag_message("batch_size: expected a positive number", ["bits", "x.png"]) == "batch_size: expected a positive number"
     assert flag_message("not a parameter: at all", ["explain"]) == "not a parameter: at all"
+    # the library's names for what the user typed, and an option to add that was not typed, are written as the flags
+    assert flag_message("mean and std: give both or neither", ["explain", "x.png", "--mean", "0.5"]) == (
+        "--mean and --std: give both or neither")
+    assert flag_message("forward_func: the logits do not depend on the image", ["explain", "x.png", "--model", "m.ts"]) == (
+        "--model: the logits do not depend on the image")
+    assert flag_message("weights: resnet18 builds an architecture", ["explain", "x.png", "--model", "resnet18"]) == (
+        "--weights: resnet18 builds an architecture")
+    assert flag_message("method_options: 'gradcam' is not among the baselines", ["explain", "x.png", "--gradcam-layer", "l"]) == (
+        "--gradcam-layer: 'gradcam' is not among the baselines")
 
 
 @pytest.mark.parametrize(("args", "expected"), [

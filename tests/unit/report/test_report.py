@@ -216,6 +216,22 @@ def test_preprocessing_and_labels(tmp_path):
     assert load_labels(tmp_path / "l.txt") == load_labels(tmp_path / "l.json") == ["cat", "dog"]
     with pytest.raises(ValueError, match="labels"):
         load_labels(tmp_path / "gap.json")
+    # a blank name in the middle would shift every later class onto the wrong index
+    (tmp_path / "blank.txt").write_text("cat\n\ndog\n")
+    (tmp_path / "blank.json").write_text('["cat", " ", "dog"]')
+    with pytest.raises(ValueError, match=r"labels: .*blank.txt' line 2 is blank"):
+        load_labels(tmp_path / "blank.txt")
+    with pytest.raises(ValueError, match=r"labels: .*blank.json' entry 2 is blank"):
+        load_labels(tmp_path / "blank.json")
+
+
+def test_a_target_name_that_names_two_classes_asks_for_the_index():
+    from simplebits_audit.jobs.checks import class_index
+
+    names = ["crane", "heron", "crane"]  # ImageNet names two classes "crane"
+    assert class_index("heron", names) == 1
+    with pytest.raises(ValueError, match=r"target_name: 'crane' names classes \[0, 2\]; give the index instead"):
+        class_index("crane", names)
 
 
 def test_the_chosen_snapshot_agrees_with_lambda_when_images_tie():

@@ -226,6 +226,13 @@ def test_chunked_batch_checks_target_before_any_chunk(bright_dark_model, photos1
     assert calls == [2]  # one forward pass of two images, for the number of classes
 
 
+@pytest.mark.parametrize("target", [torch.tensor([1.7, 0.2]), torch.tensor([True, False]), torch.tensor([1.0, 0.0])])
+def test_a_target_tensor_that_is_not_integer_is_refused_not_truncated(bright_dark_model, photos16, target):
+    # .long() would read 1.7 as class 1 and True as class 1: the explanation of a class nobody asked for
+    with pytest.raises(ValueError, match=r"target: expected a tensor of integer class indices, got dtype torch\.(float32|bool)"):
+        simplify(bright_dark_model, photos16[:2], target, steps=2, estimator="analytic")
+
+
 class _PooledBatchNorm(torch.nn.Module):
     """BatchNorm1d after global pooling: in training mode it refuses a batch of one image."""
 
@@ -293,3 +300,14 @@ def test_the_auto_reference_is_the_mosaic_on_large_images_only():
     assert torch.equal(reference_image(small, "auto"), reference_image(small, "mean"))
     assert [resolve_reference("auto", s) for s in ((side, side), (side - 1, 4 * side), (32, 32))] == ["mosaic", "mean", "mean"]
     assert resolve_reference("blur", (8, 8)) == "blur"
+
+
+def test_wrong_channels_size_or_normalization_are_one_clear_error_naming_the_argument(photos16):
+    # torch's own messages name no argument; the library says whose call failed, and on what
+    rgb = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 14 * 14, 3))
+    with pytest.raises(ValueError, match=r"forward_func: failed on model inputs of shape \(2, 1, 16, 16\)"):
+        simplify(rgb, photos16[:2, :1], steps=2, estimator="analytic")
+    with pytest.raises(ValueError, match=r"forward_func: failed on model inputs of shape \(2, 3, 20, 20\)"):
+        simplify(rgb, torch.nn.functional.interpolate(photos16[:2], size=(20, 20)), steps=2, estimator="analytic")
+    with pytest.raises(ValueError, match=r"normalization: 2 values per mean and std, but the images have 3 channels"):
+        simplify(rgb, photos16[:2], normalization=([0.5, 0.5], [0.2, 0.2]), steps=2, estimator="analytic")
