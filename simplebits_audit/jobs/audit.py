@@ -61,6 +61,8 @@ from .simplifier import train_simplifier_job
 from .sources import AuditItem, AuditSource, open_source
 
 EXPLAIN_CHOICES = ("true", "pred", "both")
+#: without a terminal (a log file, CI) the progress bar draws nothing: a plain line at most this often instead
+PLAIN_PROGRESS_SECONDS = 30.0
 #: settings that change results: a rerun into the same folder must agree on them
 RESULT_SETTINGS = (
     "data", "n_items", "select", "limit", "explain", "baselines", "estimator", "attribution", "batch_size", "seed", "simplify",
@@ -337,6 +339,8 @@ def run_audit(
             pending = [(k, b) for k, b in enumerate(batches) if not all(e.id in done for e in b)]
             mine = pending[world.rank :: world.size]
             task = progress.add_task("simplifying", total=sum(len(b) for _, b in mine))
+            plain = show_progress and world.is_main and not progress.console.is_terminal
+            total, started, said = sum(len(b) for _, b in mine), time.perf_counter(), time.perf_counter()
             for k, batch in mine:
                 t0 = time.perf_counter()
                 x = preprocessing.to_model(torch.stack([source.load(e.item) for e in batch]).to(device))
@@ -363,6 +367,10 @@ def run_audit(
                 timing["write_seconds"] += time.perf_counter() - t0
                 timing["explained_this_run"] += len(batch)
                 progress.advance(task, len(batch))
+                if plain and (time.perf_counter() - said >= PLAIN_PROGRESS_SECONDS or timing["explained_this_run"] == total):
+                    said = time.perf_counter()
+                    progress.console.print(f"simplifying: {timing['explained_this_run']} / {total} explanations "
+                                           f"({said - started:.0f} s)", highlight=False)
 
         # ---- 4. merge, summarise, report (rank 0)
         timing["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
