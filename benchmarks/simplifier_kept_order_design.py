@@ -2,7 +2,7 @@
 
 The map of a learned simplifier puts every pixel the returned image keeps (mask >= ``HALF_LEVEL``) above every pixel it
 does not, orders the unkept ones by the order head, and the kept ones by the mask itself. But a soft mask saturates: on
-the design testbeds 31-51 % of the kept pixels sit at exactly 1.0 in float32, one tie the map cannot rank. Candidates for
+the design testbeds 18-54 % of the kept pixels sit at exactly 1.0 in float32, one tie the map cannot rank. Candidates for
 the kept pixels' order (kept above unkept and the head's order below stay as they are):
 
 * ``today``: the mask, its ties by the mean mask along the path (every mask on the path is 1 there too);

@@ -120,6 +120,23 @@ def resolve_target(
     return t if device is None else t.to(device)
 
 
+def export_hint(message: str) -> str | None:
+    """How to fix a model call that failed with ``message``, where the cause is known: a ``torch.export`` archive
+    traced on one batch size fails on any other with a guard on ``size()[0]``."""
+    if "Guard failed" in message and "size()[0]" in message:
+        return "the model was exported for a fixed batch size: export it with a dynamic batch dimension (dynamic_shapes)"
+    return None
+
+
+def class_index_of(value: str, names: Sequence[str], name: str, instead: str) -> int:
+    """The index of class ``value`` (one of ``names``); ``ValueError`` naming ``name`` when two classes share it
+    (ImageNet names two classes "crane"): taking the first would explain, select or label the wrong class silently."""
+    found = [i for i, n in enumerate(names) if n == value]
+    if len(found) > 1:
+        raise ValueError(f"{name}: {value!r} names classes {found}; {instead}")
+    return found[0]
+
+
 def check_target_range(target: torch.Tensor, n_classes: int, name: str = "target") -> None:
     """``ValueError`` naming ``name`` if an index of ``target`` lies outside [0, n_classes)."""
     if bool((target < 0).any()) or bool((target >= n_classes).any()):

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._helpers import check_logits
+from ._helpers import check_logits, export_hint
 
 
 def _load_state_dict(weights: str | Path | None, spec: str) -> dict:
@@ -270,8 +270,8 @@ def check_classifier_output(model, inputs: torch.Tensor, *, name: str = "model",
         if "channels" in str(err) and channels in (1, 3):  # the usual cause: grey images and an RGB model, or the reverse
             hint = ("; a one-channel model needs grey images (--grayscale)" if channels == 3
                     else "; an RGB model needs RGB images (drop --grayscale)")
-        elif "Guard failed" in str(err) and "size()[0]" in str(err):  # a torch.export archive traced on one batch size
-            hint = "; the model was exported for a fixed batch size: export it with a dynamic batch dimension (dynamic_shapes)"
+        elif export_hint(str(err)):
+            hint = f"; {export_hint(str(err))}"
         raise ValueError(
             f"{name}: failed on an input of shape {tuple(inputs.shape)} ({err.__class__.__name__}: {last_line(err)}){hint}"
         ) from None

@@ -8,7 +8,7 @@ model is called; the explainer gets ``normalization`` to move between the two sp
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,21 +140,22 @@ def load_labels(path: str | Path) -> list[str]:
                 raise ValueError(f"labels: {str(path)!r} maps non-integer keys; expected {{\"0\": \"cat\", ...}}") from None
             if [k for k, _ in items] != list(range(len(items))):
                 raise ValueError(f"labels: {str(path)!r} must number the classes 0..{len(items) - 1} without gaps")
-            return _named([v for _, v in items], path, "class")
+            return _named([v for _, v in items], path, lambda i: f"key {str(i)!r}")
         if isinstance(data, list):
-            return _named([str(v) for v in data], path, "entry")
+            return _named([str(v) for v in data], path, lambda i: f"entry {i + 1}")
         raise ValueError(f"labels: {str(path)!r} holds a {type(data).__name__}; expected a list or an object")
     names = [line.strip() for line in text.splitlines()]
     while names and not names[-1]:
         names.pop()
     if not names:
         raise ValueError(f"labels: {str(path)!r} is empty")
-    return _named(names, path, "line")
+    return _named(names, path, lambda i: f"line {i + 1}")
 
 
-def _named(names: list[str], path: Path, unit: str) -> list[str]:
-    """``names`` if none is blank: a blank line would shift every later class onto the wrong index, silently."""
+def _named(names: list[str], path: Path, where: Callable[[int], str]) -> list[str]:
+    """``names`` if none is blank (``where(i)`` says where class ``i`` is written): a blank line would shift every
+    later class onto the wrong index, silently."""
     blank = [i for i, n in enumerate(names) if not n.strip()]
     if blank:
-        raise ValueError(f"labels: {str(path)!r} {unit} {blank[0] + 1} is blank; every class needs a name")
+        raise ValueError(f"labels: {str(path)!r} {where(blank[0])} is blank; every class needs a name")
     return names

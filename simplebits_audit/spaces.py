@@ -37,9 +37,10 @@ class Spaces:
 
         def fits(x: torch.Tensor) -> None:
             # else broadcasting fails deep inside torch, or (one image channel) silently spreads it over the values
-            if mean_t.numel() != 1 and (x.dim() != 4 or x.shape[1] != mean_t.numel()):
+            # (a tensor of another shape is the inputs' check's to refuse, by their name)
+            if mean_t.numel() != 1 and x.dim() == 4 and x.shape[1] != mean_t.numel():
                 raise ValueError(f"normalization: {mean_t.numel()} values per mean and std, but the images have "
-                                 f"{x.shape[1] if x.dim() == 4 else 'no'} channels (expected (B, {mean_t.numel()}, H, W))")
+                                 f"{x.shape[1]} channels (expected (B, {mean_t.numel()}, H, W))")
 
         def to_pixels(x: torch.Tensor) -> torch.Tensor:
             fits(x)

@@ -88,9 +88,9 @@ def _asked_for_debug(argv: list[str]) -> bool:
 LIBRARY_NAMES = {"name_or_path": "estimator", "parameterization": "engine", "class_names": "labels", "layer": "gradcam_layer",
                  "forward_func": "model", "method_options": "gradcam_layer"}
 
-#: options whose value may come from somewhere other than their flag (class names from the data's folders):
-#: a message names them as the flag only when the user typed it
-FROM_ELSEWHERE = {"labels"}
+#: options a message may name without being about their flag (class names from the data's folders;
+#: ``method_options`` also carries ``--engine``): written as the flag only when the user typed it
+FROM_ELSEWHERE = {"labels", "gradcam_layer"}
 
 
 def flag_message(message: str, argv: list[str]) -> str:

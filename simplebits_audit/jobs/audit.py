@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from rich.progress import Progress
 
+from .._helpers import class_index_of
 from .._io import save_json
 from ..estimators import BitEstimator
 from ..explainers import SIMPLEBITS, get_spec
@@ -98,7 +99,7 @@ class Selection:
             return cls(kind, threshold=p)
         if kind == "class" and value:
             if class_names and value in class_names:
-                return cls(kind, class_index=list(class_names).index(value))
+                return cls(kind, class_index=class_index_of(value, list(class_names), "select", "use class:INDEX"))
             if value.isdigit():
                 return cls(kind, class_index=int(value))
             raise ValueError(f"select: class {value!r} is not a class name; e.g. {list(class_names or [])[:5]}")

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .._helpers import DECLARED_CLASSES, TargetLike, module_of, resolve_target, run_device
+from .._helpers import DECLARED_CLASSES, TargetLike, class_index_of, module_of, resolve_target, run_device
 from .._io import check_parent
 from ..estimators import BitEstimator, resolve_estimator
 from ..explainers import EXPLAINERS, SIMPLEBITS, Context, check_methods, explain, get_spec, list_explainers
@@ -210,11 +210,7 @@ def class_index(target_name: str, class_names: Sequence[str] | None) -> int:
         raise ValueError("target_name: needs class names (labels / --labels)")
     if target_name not in class_names:
         raise ValueError(f"target_name: {target_name!r} is not a class name; e.g. {list(class_names)[:5]}")
-    # Names may repeat (ImageNet has two "crane"s): then the name alone does not say which class.
-    indices = [i for i, n in enumerate(class_names) if n == target_name]
-    if len(indices) > 1:
-        raise ValueError(f"target_name: {target_name!r} names classes {indices}; give the index instead (target / --target)")
-    return indices[0]
+    return class_index_of(target_name, class_names, "target_name", "give the index instead (target / --target)")
 
 
 def head_options(

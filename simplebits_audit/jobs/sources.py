@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from .._helpers import class_index_of
 from .._io import read_utf8
 from ..preprocessing import Preprocessing
 
@@ -106,7 +107,7 @@ def _image_folder(root: Path, preprocessing: Preprocessing | None, class_names: 
     if class_names is not None:
         names = list(class_names)
         if all(c in names for c in classes):  # folders named after classes: index by the given order
-            class_to_idx = {c: names.index(c) for c in classes}
+            class_to_idx = {c: class_index_of(c, names, name, "give the classes unique names (--labels)") for c in classes}
         elif len(classes) != len(names):  # otherwise the sorted folders must line up with the names
             raise ValueError(f"{name}: {len(classes)} class folders, {len(names)} class names (--labels)"
                 ", and the folder names are not class names")
@@ -136,7 +137,7 @@ def _csv(path: Path, class_names: list[str] | None, preprocessing: Preprocessing
         if not value:
             label = None
         elif names is not None and value in names:
-            label = names.index(value)
+            label = class_index_of(value, names, name, "write its class index instead")
         elif value.lstrip("-").isdigit():
             label = int(value)
         else:

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .._helpers import ForwardFunc, check_logits
+from .._helpers import ForwardFunc, check_logits, export_hint
 from ..estimators import BitEstimator
 from ..spaces import Spaces
 from .heads import Decision, Keep, check_keep, probabilities
@@ -65,13 +65,17 @@ class Classifier:
                     "forward_func: BatchNorm in training mode cannot take a batch of 1 image; call model.eval() before explaining"
                 ) from err
             raise
-        except RuntimeError as err:  # torch's shape errors name no argument: on the first call, say whose call failed, on what
-            if self.answered or isinstance(err, torch.OutOfMemoryError):
+        except (RuntimeError, AssertionError) as err:
+            # torch's shape errors (and torch.export's batch guard) name no argument: on the first call, say whose call
+            # failed, on what; anything else (a dtype, a device, the model's own error, out of memory) goes on as it is
+            text = str(err)
+            if self.answered or isinstance(err, torch.cuda.OutOfMemoryError) or not any(
+                    k in text for k in ("shape", "size", "channels", "mat1", "Guard failed")):
                 raise
-            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-            cause = lines[-1] if lines else "RuntimeError"
-            raise ValueError(f"forward_func: failed on model inputs of shape {tuple(pixels.shape)} ({cause}); "
-                             "does the model take images of this size and number of channels?") from err
+            lines = [line.strip() for line in text.splitlines() if line.strip()]
+            cause = lines[-1] if lines else type(err).__name__
+            hint = export_hint(text) or "does the model take images of this size and number of channels?"
+            raise ValueError(f"forward_func: failed on model inputs of shape {tuple(pixels.shape)} ({cause}); {hint}") from err
         self.answered = True
         return check_logits(out, pixels.shape[0]).float()
 

@@ -182,6 +182,9 @@ def test_flag_message_leaves_other_messages_alone():
         "--weights: resnet18 builds an architecture")
     assert flag_message("method_options: 'gradcam' is not among the baselines", ["explain", "x.png", "--gradcam-layer", "l"]) == (
         "--gradcam-layer: 'gradcam' is not among the baselines")
+    # method_options also carries --engine (compare): not blamed on --gradcam-layer unless that was typed
+    assert flag_message("method_options: 'simplebits' is not among the methods", ["compare", "x.png", "--engine", "factorised"]) == (
+        "method_options: 'simplebits' is not among the methods")
 
 
 @pytest.mark.parametrize(("args", "expected"), [

@@ -223,15 +223,31 @@ def test_preprocessing_and_labels(tmp_path):
         load_labels(tmp_path / "blank.txt")
     with pytest.raises(ValueError, match=r"labels: .*blank.json' entry 2 is blank"):
         load_labels(tmp_path / "blank.json")
+    (tmp_path / "blank-keys.json").write_text('{"0": "cat", "1": " ", "2": "dog"}')
+    with pytest.raises(ValueError, match=r"labels: .*blank-keys.json' key '1' is blank"):
+        load_labels(tmp_path / "blank-keys.json")
 
 
-def test_a_target_name_that_names_two_classes_asks_for_the_index():
+def test_a_class_name_that_names_two_classes_is_refused_wherever_a_name_picks_a_class(tmp_path):
+    # ImageNet names two classes "crane": the first match would explain, select or label the wrong one, silently
+    from simplebits_audit.jobs import Selection, open_source
     from simplebits_audit.jobs.checks import class_index
 
-    names = ["crane", "heron", "crane"]  # ImageNet names two classes "crane"
+    names = ["crane", "heron", "crane"]
     assert class_index("heron", names) == 1
     with pytest.raises(ValueError, match=r"target_name: 'crane' names classes \[0, 2\]; give the index instead"):
         class_index("crane", names)
+    with pytest.raises(ValueError, match=r"select: 'crane' names classes \[0, 2\]; use class:INDEX"):
+        Selection.parse("class:crane", names)
+    assert Selection.parse("class:heron", names).class_index == 1
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    (tmp_path / "list.csv").write_text("a.png,crane\n")
+    with pytest.raises(ValueError, match=r"data: 'crane' names classes \[0, 2\]; write its class index instead"):
+        open_source(tmp_path / "list.csv", class_names=names)
+    (tmp_path / "folder" / "crane").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "folder" / "crane" / "a.png")
+    with pytest.raises(ValueError, match=r"data: 'crane' names classes \[0, 2\]; give the classes unique names"):
+        open_source(tmp_path / "folder", class_names=names)
 
 
 def test_the_chosen_snapshot_agrees_with_lambda_when_images_tie():

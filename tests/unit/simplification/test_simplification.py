@@ -304,10 +304,17 @@ def test_the_auto_reference_is_the_mosaic_on_large_images_only():
 
 def test_wrong_channels_size_or_normalization_are_one_clear_error_naming_the_argument(photos16):
     # torch's own messages name no argument; the library says whose call failed, and on what
-    rgb = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 14 * 14, 3))
+    rgb = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 14 * 14, 3)).eval()
     with pytest.raises(ValueError, match=r"forward_func: failed on model inputs of shape \(2, 1, 16, 16\)"):
         simplify(rgb, photos16[:2, :1], steps=2, estimator="analytic")
     with pytest.raises(ValueError, match=r"forward_func: failed on model inputs of shape \(2, 3, 20, 20\)"):
         simplify(rgb, torch.nn.functional.interpolate(photos16[:2], size=(20, 20)), steps=2, estimator="analytic")
     with pytest.raises(ValueError, match=r"normalization: 2 values per mean and std, but the images have 3 channels"):
         simplify(rgb, photos16[:2], normalization=([0.5, 0.5], [0.2, 0.2]), steps=2, estimator="analytic")
+    # a torch.export archive traced on one batch size fails on another with an AssertionError: named, with the fix
+    exported = torch.export.export(rgb, (photos16[:1],)).module()
+    with pytest.raises(ValueError, match=r"forward_func: failed on model inputs of shape \(2, 3, 16, 16\).*dynamic batch dimension"):
+        simplify(exported, photos16[:2], steps=2, estimator="analytic")
+    # anything else the model raises (here a dtype) is not blamed on the inputs' shape: it goes on as it was
+    with pytest.raises(RuntimeError, match="should be the same"):
+        simplify(rgb, photos16[:2].double(), steps=2, estimator="analytic")
