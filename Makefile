@@ -25,7 +25,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=15
 
-# The unit tests without the slow ones: under 2 minutes on 2 cores (CI runs everything).
+# The unit tests without the integration and slow ones: a few minutes on 2 cores.
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not integration and not slow"
 

@@ -93,6 +93,7 @@ def test_screenshot(report, tmp_path):
         assert colours is not None and len(colours) > 50  # a rendered page, not a blank one
 
 
+@pytest.mark.slow
 def test_audit_report_renders(tmp_path):
     out = tmp_path / "audit"
     res = subprocess.run(
@@ -111,6 +112,7 @@ def test_audit_report_renders(tmp_path):
     chromium((out / "report.html").as_uri(), tmp_path / "profile2", "--window-size=1300,1600", f"--screenshot={ARTIFACTS / 'audit.png'}")
 
 
+@pytest.mark.slow
 def test_train_report_renders(tmp_path):
     out = tmp_path / "train"
     res = subprocess.run(

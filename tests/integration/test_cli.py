@@ -47,6 +47,7 @@ def test_bad_image_is_one_clear_line(bad, tmp_path):
     assert len(res.stderr.strip().splitlines()) == 1 and "IMAGES" in res.stderr
 
 
+@pytest.mark.slow
 def test_corrupt_image_and_unknown_estimator(tmp_path, image_folder):
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"\x89PNG not really")
@@ -60,6 +61,7 @@ def test_corrupt_image_and_unknown_estimator(tmp_path, image_folder):
     assert res.returncode == 2 and "Traceback" in res.stderr
 
 
+@pytest.mark.slow
 def test_global_options_after_the_command(image_folder):
     res = run("bits", str(image_folder / "img0.png"), "--estimator", "analytic", "--seed", "3", "--device", "cpu", "--quiet")
     assert res.returncode == 0, res.stderr
@@ -85,6 +87,7 @@ def test_hoisting_keeps_command_options_and_values():
     assert hoist_global_options(["--help"]) == ["--help"]
 
 
+@pytest.mark.slow
 def test_train_estimator_then_use_it(image_folder, tmp_path):
     out = tmp_path / "mine.pt"
     res = run("--quiet", "train-estimator", str(image_folder), "--out", str(out),
@@ -115,6 +118,7 @@ def user_files(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_explain_writes_report_and_rebuilds_it(user_files, tmp_path):
     out = tmp_path / "out"
     images = [str(user_files / "digit0.png"), str(user_files / "digit1.png")]
@@ -159,6 +163,7 @@ def test_explain_refuses_bad_input_before_writing(user_files, tmp_path, case, ex
     assert not out.exists()  # nothing half-written
 
 
+@pytest.mark.slow
 def test_compare_prints_and_writes_the_table(user_files, tmp_path):
     import csv
 

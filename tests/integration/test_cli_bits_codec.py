@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from simplebits_audit import testbeds
@@ -10,6 +11,7 @@ from simplebits_audit import testbeds
 from ..helpers import run_cli
 
 
+@pytest.mark.slow
 def test_bits_encode_then_decode_restores_the_image(tmp_path):
     image = testbeds.load("digits-on-photos", "test", n=1, seed=0).images[0]
     array = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from simplebits_audit import testbeds
@@ -19,6 +20,7 @@ def _digit_png(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_explain_takes_a_gradcam_layer_and_refuses_the_stem(tmp_path):
     png = _digit_png(tmp_path)
     common = ["explain", str(png), "--model", "testbed:digits-on-photos", "--baselines", "gradcam", "--steps", "2", "--quiet"]

@@ -59,6 +59,7 @@ def test_reference_outputs(reference):
     assert not list(reference.glob("results.rank*"))
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_sigkill_then_rerun_equals_uninterrupted(reference, tmp_path):
     out = tmp_path / "killed"
@@ -85,6 +86,7 @@ def test_sigkill_then_rerun_equals_uninterrupted(reference, tmp_path):
     _same_run(out, reference)
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_torchrun_two_processes_equal_one(reference, tmp_path):
     out = tmp_path / "two"
@@ -156,6 +158,7 @@ def test_csv_source_and_selection(folder, tmp_path):
         open_source(tmp_path / "nothing-here")
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_memory_stays_bounded_while_streaming(tmp_path):
     """Peak memory of an audit over 3000 images is within a few MB of one over 300."""

@@ -284,6 +284,7 @@ def _image_folder(root, classes, n=6):
             Image.fromarray(np.clip(base + rng.integers(0, 30, base.shape), 0, 255).astype(np.uint8)).save(root / name / f"{i}.png")
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_command_line_writes_images_json_report_and_resumes(tmp_path):
     classes = ['a<b>"x', "c&d"]
@@ -321,6 +322,7 @@ def test_command_line_writes_images_json_report_and_resumes(tmp_path):
     assert res.returncode == 2 and "error: --ipc: " in res.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_command_line_on_grey_images_runs_in_rgb_basis_and_reuses_its_sets(tmp_path):
     # The default basis (luma-chroma) means nothing for one plane: the sets say "rgb", and a rerun must find them.

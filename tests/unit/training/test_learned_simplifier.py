@@ -586,6 +586,7 @@ def test_simplebits_and_registry_use_the_simplifier(model, trained, test_images,
 # the job and the command line
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_cli_train_simplifier_then_audit_with_it(tmp_path):
     out = tmp_path / "s.pt"
@@ -625,6 +626,7 @@ def test_audit_auto_trains_once_and_reuses_the_file(tmp_path, monkeypatch, model
     assert (tmp_path / "simplifier.pt").stat().st_mtime_ns == stamp
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_torchrun_trains_one_simplifier_over_two_processes(tmp_path):
     out = tmp_path / "ddp.pt"

@@ -530,6 +530,7 @@ def test_build_architecture_names_the_argument():
             build_architecture(arch, 10, size=30)
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_cli_train_writes_models_curve_and_report_and_resumes(tmp_path):
     out = tmp_path / "run"
@@ -632,6 +633,7 @@ def test_train_report_escapes_user_strings(tmp_path):
     assert "—" in tradeoff_page(record, {})
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_torchrun_trains_each_budget_over_two_processes(tmp_path):
     import subprocess
