@@ -127,6 +127,8 @@ def run_condense(
     if int(test_labels.max()) >= n_classes or int(test_labels.min()) < 0:
         raise ValueError(f"test_data: labels up to {int(test_labels.max())}, but the training data has {n_classes} classes")
     classes = [str(c) for c in source.class_names] if source.class_names else [str(c) for c in range(n_classes)]
+    if n_classes < 2:  # every model trained on it would score 100 %: a number that says nothing
+        raise ValueError(f"data: {source.name!r} has one class ({classes[0]!r}); condensation needs at least two")
     if empty := sorted(set(range(n_classes)) - set(train_labels.tolist())):  # before the output folder exists
         raise ValueError(f"data: no training images of class(es) {[classes[c] for c in empty]} among {n_classes} classes; "
                          "every class needs real images to match (with class_names / --labels, one name per class of the data)")

@@ -9,6 +9,8 @@ continues where it stopped; under ``torchrun`` every process trains on its share
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,23 @@ class SourceImages(Dataset):
             except ValueError:
                 continue
         raise ValueError(f"data: none of the {len(self.items)} images of {self.source.name!r} is readable")
+
+
+def files_fingerprint(items: list[AuditItem]) -> str | None:
+    """A short hash of the items' files (path, size, modification time), None for items without files (a testbed):
+    a checkpoint of the same folder whose images changed is then refused, not resumed (the library reads only
+    a dataset's first and last images)."""
+    paths = [it.path for it in items if it.path is not None]
+    if not paths:
+        return None
+    digest = hashlib.sha256()
+    for path in paths:
+        try:
+            stat = os.stat(path)
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{path}\0missing\n".encode())
+    return digest.hexdigest()[:12]
 
 
 def check_shapes(source: AuditSource) -> None:
@@ -156,7 +175,8 @@ def train_simplifier_job(
             model, SourceImages(source, train_items), estimator=estimator, lam=lam, margin=margin, deletion=deletion,
             order_steps=order_steps, steps=steps, batch_size=batch_size, held_out=held_out_images,
             normalization=preprocessing.normalization, checkpoint=checkpoint_path(out),
-            data_description=f"{source.name} ({len(train_items)} training images, {len(scored)} held out)", device=device,
+            data_description=f"{source.name} ({len(train_items)} training images, {len(scored)} held out"
+                             + (f"; files {files}" if (files := files_fingerprint(train_items + scored)) else "") + ")", device=device,
             seed=seed, show_progress=run.show_progress, head=mo.head, threshold=mo.threshold,
         )
         if world.is_main:

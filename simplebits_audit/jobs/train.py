@@ -33,6 +33,7 @@ from ..preprocessing import Preprocessing
 from ..results import TRAIN_SETTINGS_FILE, strength_name, write_tradeoff
 from ..simplification.heads import head_of_labels
 from ..simplification.mask import resolve_reference
+from ..training.data import data_fingerprint
 from ..training.joint import JOINT_DEFAULTS, JOINT_SIMPLIFIER, Tradeoff, paired_difference, tradeoff
 from .checks import check_out_dir, check_resume
 from .distributed import join_world
@@ -190,9 +191,15 @@ def train_job(
     # The reference for this data's size ("auto": the mosaic from 128 px), so that the folder names what its runs
     # blend towards; folders written before it was resolved saved None for the flat mean, the default then.
     settings["reference"] = resolve_reference(training.reference or JOINT_SIMPLIFIER["reference"], tuple(train_x.shape))
-    check_resume(out / TRAIN_SETTINGS_FILE, settings, ["reference"], "a training run", saved_none={"reference": "mean"})
+    # What was read, not only where from: a folder whose images changed is refused, not resumed with its old runs
+    # (folders written before the fingerprint was recorded are taken as they are).
+    settings["data_fingerprint"] = data_fingerprint(torch.cat([train_x, val_x]), torch.cat([train_y, val_y]))[:16]
+    check_resume(out / TRAIN_SETTINGS_FILE, settings, ["reference", "data_fingerprint"], "a training run",
+                 saved_none={"reference": "mean", "data_fingerprint": settings["data_fingerprint"]})
     # Label rows (a multi-label testbed): one sigmoid logit per label; class indices: one softmax logit per class.
     n_classes = train_y.shape[1] if train_y.dim() == 2 else max(len(class_names or []), int(train_y.max()) + 1, int(val_y.max()) + 1)
+    if n_classes < 2:  # else the architecture's one output is blamed on --arch
+        raise ValueError(f"data: {train_source.name!r} has one class; training a classifier needs at least two")
     channels, size = train_x.shape[1], train_x.shape[-1]
     probe = build_architecture(arch, n_classes, channels, size)
     check_classifier_output(probe.eval(), train_x[:2], name="arch", images="data")

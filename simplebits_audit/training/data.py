@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 from .._validation import check_pixel_images
 from .loop import step_seed
 
-__all__ = ["Batches", "collate", "collate_batch", "data_fingerprint", "dataset_tensors", "labelled_tensors"]
+__all__ = ["Batches", "collate", "collate_batch", "content_fingerprint", "data_fingerprint", "dataset_tensors", "labelled_tensors"]
 
 
 def labelled_tensors(
@@ -68,6 +68,31 @@ def data_fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
     digest.update((images.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy().tobytes())
     digest.update(labels.detach().cpu().long().numpy().tobytes())
     return digest.hexdigest()
+
+
+def content_fingerprint(data: Any) -> str:
+    """What a resumable run trained on, so that a checkpoint of other data is refused rather than reused silently.
+
+    Data held as tensors (a tensor of images, a ``TensorDataset``, a testbed): all of it
+    (:func:`data_fingerprint`). Any other dataset, which would have to be read whole: its length and
+    its first and last images, which tell another set of images apart but not one changed image in
+    between (the command line adds its files' sizes and times). A loader without ``len`` and
+    indexing: its type only. The same on every process of a distributed run.
+    """
+    tensors = dataset_tensors(data)
+    if tensors is not None:
+        return data_fingerprint(*tensors)[:16]
+    if isinstance(data, torch.Tensor):
+        return data_fingerprint(data, torch.zeros(0))[:16]
+    digest = hashlib.sha256(type(data).__name__.encode())
+    if hasattr(data, "__len__") and hasattr(data, "__getitem__") and len(data) > 0:
+        digest.update(str(len(data)).encode())
+        for i in (0, len(data) - 1):
+            item = data[i]
+            image = item[0] if isinstance(item, (tuple, list)) else item
+            if isinstance(image, torch.Tensor):
+                digest.update((image.detach().cpu().float().clamp(0, 1) * 255).round().to(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def dataset_tensors(data: Any) -> tuple[torch.Tensor, torch.Tensor] | None:

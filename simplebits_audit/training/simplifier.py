@@ -36,7 +36,7 @@ from ..simplification.heads import check_head, check_outputs, probabilities
 from ..simplification.learned import Simplifier, grid_mask, model_fingerprint
 from ..simplification.result import HALF_LEVEL
 from ..spaces import make_spaces
-from .data import Batches, labelled_tensors
+from .data import Batches, content_fingerprint, labelled_tensors
 from .loop import ResumableRun, check_checkpoint_every, rank_and_world, step_seed
 
 #: Below this held-out top-1 kept, :func:`train_simplifier` warns.
@@ -407,7 +407,7 @@ def train_simplifier(
         **{k: v for k, v in settings.items() if not (k in ("deletion", "order_steps") and v == 0) and (k != "steps" or order_steps > 0)},
         "objective": objective, "head": head, "threshold": threshold, "seed": seed,
         "world": world, "model_fingerprint": fingerprint, "config": net.config, "estimator": estimator.name,
-        "data": data_description or type(data).__name__,
+        "data": data_description or type(data).__name__, "data_fingerprint": content_fingerprint(data),
         # an order-only run resumes onto the network it started from, not another of the same configuration
         # (its frozen parts: training in place leaves them as they were, so a rerun with the same object resumes)
         **({"start": model_fingerprint(nn.ModuleList([net.local, net.context, net.head]))} if mask_steps == 0 else {}),

@@ -141,6 +141,9 @@ def test_training_is_seeded_and_resumes_exactly(model, data, tmp_path, monkeypat
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="checkpoint"):
         train_simplifier(model, data, seed=5, checkpoint=ckpt2, **fast)  # another seed is another run
+    # other images of the same kind and number are other data: refused, not the finished run handed back
+    with pytest.raises(ValueError, match="checkpoint.*data_fingerprint"):
+        train_simplifier(model, data.flip(-1), seed=4, checkpoint=ckpt2, **fast)
 
 
 def test_training_takes_datasets_and_batches(model):
@@ -690,3 +693,26 @@ def test_learned_simplifier_example():
     rows = module["main"](n=128, n_per_image=16)
     learned = rows["learned simplifier"]
     assert learned["top1_kept"] == 1.0 and learned["mask_on_marker"] > 5 * learned["marker_area"]
+
+
+def test_the_command_line_job_refuses_a_checkpoint_of_a_folder_whose_images_changed(model, tmp_path):
+    # the library reads a dataset's first and last images only; the job adds its files' sizes and times
+    import os
+
+    from PIL import Image
+
+    from simplebits_audit.jobs.simplifier import train_simplifier_job
+
+    images = testbeds.load(TESTBED, "test", n=12, seed=0).images
+    for i, image in enumerate(images):
+        folder = tmp_path / "data" / f"c{i % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((image.permute(1, 2, 0) * 255).round().byte().numpy()).save(folder / f"{i:02d}.png")
+    small = {"steps": 4, "order_steps": 0, "batch_size": 4, "held_out": 0.0}
+    train_simplifier_job(model, tmp_path / "data", tmp_path / "s.pt", **small)
+    train_simplifier_job(model, tmp_path / "data", tmp_path / "s.pt", **small)  # unchanged: the finished run again
+    middle = sorted((tmp_path / "data").rglob("*.png"))[5]
+    Image.fromarray((255 - images[5].permute(1, 2, 0) * 255).round().byte().numpy()).save(middle)
+    os.utime(middle, ns=(0, 10**18))  # a new modification time whatever the file system's resolution
+    with pytest.raises(ValueError, match=r"checkpoint: .* other settings \(\['data'\]\)"):
+        train_simplifier_job(model, tmp_path / "data", tmp_path / "s.pt", **small)

@@ -665,3 +665,39 @@ def test_paired_difference_is_the_mean_and_se_of_the_differences_and_refuses_one
         paired_difference(run[:1], ref[:1])
     with pytest.raises(ValueError, match="same images"):
         paired_difference(run, ref[:3])
+
+
+def test_a_folder_whose_images_changed_is_refused_not_resumed_with_its_old_runs(tmp_path):
+    # train.json named the folder only: changed images of the same names reloaded the finished runs, silently
+    from PIL import Image
+
+    from simplebits_audit.jobs.train import train_job
+
+    data = testbeds.load(TESTBED, "test", n=24, seed=0)
+    for i, (image, label) in enumerate(zip(data.images, data.labels.tolist())):
+        folder = tmp_path / "data" / f"class{label % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((image.permute(1, 2, 0) * 255).round().byte().numpy()).save(folder / f"{i:02d}.png")
+    small = {"epochs": 1, "batch_size": 8, "val_n": 6, "budgets": "1"}
+    train_job(tmp_path / "data", tmp_path / "run", **small)
+    train_job(tmp_path / "data", tmp_path / "run", **small)  # the same images: resumed
+    first = sorted((tmp_path / "data").rglob("*.png"))[0]
+    Image.fromarray((255 - data.images[0].permute(1, 2, 0) * 255).round().byte().numpy()).save(first)
+    with pytest.raises(ValueError, match=r"out: .* other settings \(data_fingerprint\)"):
+        train_job(tmp_path / "data", tmp_path / "run", **small)
+
+
+def test_one_class_is_refused_by_name_for_training_and_condensation(tmp_path):
+    from PIL import Image
+
+    from simplebits_audit.jobs.condense import run_condense
+    from simplebits_audit.jobs.train import train_job
+
+    (tmp_path / "one" / "cat").mkdir(parents=True)
+    for i in range(20):
+        Image.new("RGB", (32, 32), (10 * i, 0, 0)).save(tmp_path / "one" / "cat" / f"{i}.png")
+    with pytest.raises(ValueError, match=r"data: .* has one class; training a classifier needs at least two"):
+        train_job(tmp_path / "one", tmp_path / "t", epochs=1, batch_size=4, val_n=4, budgets="1")
+    with pytest.raises(ValueError, match=r"data: .* has one class \('cat'\); condensation needs at least two"):
+        run_condense(tmp_path / "one", tmp_path / "c", images_per_class=1, outer_steps=1, n_models=1, epochs=1)
+    assert not (tmp_path / "t").exists() and not (tmp_path / "c").exists()
