@@ -127,8 +127,9 @@ def _csv(path: Path, class_names: list[str] | None, preprocessing: Preprocessing
     names = list(class_names) if class_names else None
     raw = [r[1].strip() for r in rows if len(r) > 1 and r[1].strip()]
     if names is None and raw and not all(v.lstrip("-").isdigit() for v in raw):
-        # The model's class order cannot be guessed from names: ask for it.
-        raise ValueError(f"{name}: {str(path)!r} gives labels as class names; pass the model's class names in order (--labels)")
+        # The class order (which index each name is) cannot be guessed from names: ask for it.
+        raise ValueError(f"{name}: {str(path)!r} gives labels as class names, whose order cannot be guessed; give the class "
+                         "names in order (class_names, --labels where the command has it) or write class indices")
     entries = []
     for line, row in enumerate(rows, start=1):
         file = Path(row[0].strip())
