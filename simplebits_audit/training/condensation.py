@@ -114,6 +114,11 @@ class CondensedSet:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def __repr__(self) -> str:  # the dataclass's would print every image
+        shape = "x".join(map(str, self.images.shape[1:]))
+        return (f"CondensedSet({len(self)} images of {shape}, {len(self.classes)} classes, "
+                f"{float(self.bits.sum()):.0f} bits, lam {self.settings.get('lam')})")
+
     @property
     def bpd(self) -> torch.Tensor:
         """Bits per dimension of each image (N,)."""

@@ -82,6 +82,9 @@ def test_save_load_roundtrip_weights_only(tiny, tmp_path):
         CondensedSet.load(tmp_path / "junk.pt")
     with pytest.raises(ValueError, match="path"):
         CondensedSet.load(tmp_path / "missing.pt")
+    # printed, a set says what it is in one line, not every pixel
+    text = repr(back)
+    assert text.startswith(f"CondensedSet({len(tiny)} images of ") and "\n" not in text and len(text) < 120
 
 
 def test_seeded_and_leaves_global_rng_alone(tiny, data):
