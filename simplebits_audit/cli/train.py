@@ -20,6 +20,7 @@ from .options import (
     TESTBED_N,
     ModelFile,
     console,
+    err_console,
     head_group,
     model_file_group,
     out_option,
@@ -184,6 +185,8 @@ def train(
     best = record["simplest_within_2pt"]
     console.print(f"simplest within 2 points of {record['reference']}: {best}" if best is not None
                   else "no run within 2 points of the reference")
+    if skipped := record["settings"].get("skipped_images"):  # said even with --quiet: the data is not all there
+        err_console.print(f"warning: {skipped} image(s) could not be read and were left out (tradeoff.json: settings.skipped_images)")
     console.print(f"report: {out / REPORT_FILE}")
 
 
@@ -252,6 +255,9 @@ def condense(
         for kind, written in results["sets"].items():
             if (line := near_pass_summary(written["settings"])) is not None:
                 console.print(f"{kind}: {line}", markup=False)
+    if skipped := results["data"]["skipped"]:  # said even with --quiet: the data is not all there
+        err_console.print(f"warning: {len(skipped)} image(s) could not be read and were left out, e.g. {skipped[0]} "
+                          "(condense.json: data.skipped)", markup=False, highlight=False)
     console.print(f"report: {out / REPORT_FILE}")
 
 

@@ -25,7 +25,7 @@ from simplebits_audit.training.condensation import (
     near_pass_summary,
 )
 
-from ...helpers import run_cli
+from ...helpers import cli_in_process, run_cli
 
 # The package exports the function ``condense``, which hides the module of the same name.
 condense_module = importlib.import_module("simplebits_audit.training.condensation")
@@ -379,3 +379,21 @@ def test_example_runs(tmp_path):
     rows = module["main"](str(tmp_path / "c.png"), n_train=60, n_test=40, images_per_class=1, outer_steps=1, n_models=1, epochs=1)
     assert set(rows) == {"condensed", "without bits term", "random real"}
     assert (tmp_path / "c.png").is_file() and (tmp_path / "c_without_bits.png").is_file()
+
+
+def test_unreadable_images_left_out_are_said_even_when_quiet(tmp_path, capsys):
+    # they were recorded in condense.json only: the command ended as if every image had been used
+    _image_folder(tmp_path / "data", ["a", "b"])
+    (tmp_path / "data" / "a" / "broken.png").write_bytes(b"not a png")
+    code, err = cli_in_process(capsys, "--quiet", "condense", str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--ipc", "1",
+                               "--outer-steps", "1", "--n-models", "1", "--epochs", "1", "--held-out", "0.25", "--no-baselines")
+    assert code == 0, err
+    assert [line for line in err if line.startswith("warning: ")] == [
+        "warning: 1 image(s) could not be read and were left out, e.g. a/broken.png "
+        "(condense.json: data.skipped)"], err
+    # train says it too (its folder holds the count)
+    code, err = cli_in_process(capsys, "--quiet", "train", str(tmp_path / "data"), "--out", str(tmp_path / "train"), "--budget", "1",
+                               "--epochs", "1", "--batch-size", "4", "--val-n", "4")
+    assert code == 0, err
+    assert [line for line in err if line.startswith("warning: ")] == [
+        "warning: 1 image(s) could not be read and were left out (tradeoff.json: settings.skipped_images)"], err
