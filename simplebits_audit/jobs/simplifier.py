@@ -162,7 +162,8 @@ def train_simplifier_job(
         source = data
     else:
         # only the images are used (the model's own answers are kept), so a multi-label testbed is fine
-        source = open_source(data, preprocessing=preprocessing, testbed_n=testbed_n, seed=seed, split=split, multilabel=True)
+        source = open_source(data, preprocessing=preprocessing, testbed_n=testbed_n, seed=seed, split=split, multilabel=True,
+                             sorted_names=True)
     items = list(source.items)
     train_items, scored = hold_out(items, held_out, MAX_HELD_OUT)
     if not train_items:

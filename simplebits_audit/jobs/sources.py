@@ -117,7 +117,8 @@ def _image_folder(root: Path, preprocessing: Preprocessing | None, class_names: 
     return FileSource(str(root), entries, list(class_names) if class_names is not None else classes, preprocessing)
 
 
-def _csv(path: Path, class_names: list[str] | None, preprocessing: Preprocessing | None, name: str = "data") -> FileSource:
+def _csv(path: Path, class_names: list[str] | None, preprocessing: Preprocessing | None, name: str = "data",
+         sorted_names: bool = False) -> FileSource:
     text = read_utf8(path, name)  # decoded whole: an error's offset is the file's (a text stream's is its buffer's)
     rows = [r for r in csv.reader(io.StringIO(text, newline="")) if r and any(c.strip() for c in r)]
     if rows and [c.strip().lower() for c in rows[0][:2]] == ["path", "label"]:
@@ -126,7 +127,9 @@ def _csv(path: Path, class_names: list[str] | None, preprocessing: Preprocessing
         raise ValueError(f"{name}: {str(path)!r} has no rows; expected 'path,label' lines")
     names = list(class_names) if class_names else None
     raw = [r[1].strip() for r in rows if len(r) > 1 and r[1].strip()]
-    if names is None and raw and not all(v.lstrip("-").isdigit() for v in raw):
+    if names is None and raw and not all(v.lstrip("-").isdigit() for v in raw) and sorted_names:
+        names = sorted(set(raw))  # a classifier trained from these labels takes their order as an ImageFolder does
+    elif names is None and raw and not all(v.lstrip("-").isdigit() for v in raw):
         # The class order (which index each name is) cannot be guessed from names: ask for it.
         raise ValueError(f"{name}: {str(path)!r} gives labels as class names, whose order cannot be guessed; give the class "
                          "names in order (class_names, --labels where the command has it) or write class indices")
@@ -197,6 +200,7 @@ def open_source(
     split: str = "test",
     multilabel: bool = False,
     name: str = "data",
+    sorted_names: bool = False,
 ) -> AuditSource:
     """Open ``data``: an ImageFolder directory, a ``.csv`` of ``path,label``, or a testbed name.
 
@@ -205,7 +209,9 @@ def open_source(
     ``class_names`` (e.g. from ``--labels``) override the folder names / CSV label names; a
     testbed gives its ``split`` (the test split by default: what an audit looks at). Multi-label
     testbeds (a row of labels per image) only with ``multilabel`` (the jobs that
-    take them: train, train-simplifier).
+    take them: train, train-simplifier). ``sorted_names``: a CSV labelled by class names, without
+    ``class_names``, takes them in sorted order, as an ImageFolder its folders (the jobs whose
+    classes the data defines or that use no labels: train, train-simplifier); else it is refused.
     """
 
     text = str(data)
@@ -213,7 +219,7 @@ def open_source(
     if path.is_dir():
         source: AuditSource = _image_folder(path, preprocessing, class_names, name)
     elif path.is_file() and path.suffix.lower() == ".csv":
-        source = _csv(path, list(class_names) if class_names else None, preprocessing, name)
+        source = _csv(path, list(class_names) if class_names else None, preprocessing, name, sorted_names)
     elif text.removeprefix("testbed:") in _multilabel_testbeds() and not multilabel:
         raise ValueError(f"{name}: {text!r} is a multi-label testbed (a row of labels per image), which only `simplebits train` and "
                          "`train-simplifier` take; "

@@ -172,7 +172,7 @@ def train_job(
         val_source = open_source(name, testbed_n=val_images, seed=seed + 1, split="test", multilabel=True)
         train_items, val_items = list(train_source.items), list(val_source.items)
     else:
-        train_source = val_source = open_source(data, preprocessing=preprocessing, seed=seed)
+        train_source = val_source = open_source(data, preprocessing=preprocessing, seed=seed, sorted_names=True)
         unlabelled = sum(it.label is None for it in train_source.items)
         if unlabelled:
             raise ValueError(f"data: training needs a label for every image; {unlabelled} of {train_source.name!r} have none")

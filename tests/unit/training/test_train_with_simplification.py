@@ -701,3 +701,24 @@ def test_one_class_is_refused_by_name_for_training_and_condensation(tmp_path):
     with pytest.raises(ValueError, match=r"data: .* has one class \('cat'\); condensation needs at least two"):
         run_condense(tmp_path / "one", tmp_path / "c", images_per_class=1, outer_steps=1, n_models=1, epochs=1)
     assert not (tmp_path / "t").exists() and not (tmp_path / "c").exists()
+
+
+def test_a_csv_labelled_by_class_names_trains_with_them_in_sorted_order(tmp_path):
+    # train has no --labels (it defines the classes): it was refused, told to pass --labels
+    from PIL import Image
+
+    from simplebits_audit.jobs.sources import open_source
+    from simplebits_audit.jobs.train import train_job
+
+    data = testbeds.load(TESTBED, "test", n=20, seed=0)
+    rows = []
+    for i, (image, label) in enumerate(zip(data.images, data.labels.tolist())):
+        Image.fromarray((image.permute(1, 2, 0) * 255).round().byte().numpy()).save(tmp_path / f"{i}.png")
+        rows.append(f"{i}.png,{'zebra' if label % 2 else 'ant'}")
+    (tmp_path / "list.csv").write_text("\n".join(rows) + "\n")
+    source = open_source(tmp_path / "list.csv", sorted_names=True)
+    assert source.class_names == ["ant", "zebra"] and [it.label for it in source.items] == [v % 2 for v in data.labels.tolist()]
+    with pytest.raises(ValueError, match="whose order cannot be guessed"):
+        open_source(tmp_path / "list.csv")  # an audit explains a model: its class order must be given
+    record = train_job(tmp_path / "list.csv", tmp_path / "run", epochs=1, batch_size=4, val_n=4, budgets="1")
+    assert record["settings"]["class_names"] == ["ant", "zebra"]
