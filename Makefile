@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint venv clean
+.PHONY: demo test test-slow test-fast lint venv clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +21,14 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/simplebits demo
 
-# --durations: every CI log lists the slowest tests (the suite should stay near 10 minutes on 2 cores).
+# The suite without the long tests (marked slow): under 10 minutes on 2 cores. CI runs it, then test-slow.
+# --durations: every CI log lists the slowest tests.
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -m "not slow" --durations=15
+
+# The long tests (a command run end to end, torchrun, the browser, a kill and resume): CI runs them after `make test`.
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow --durations=15
 
 # The unit tests without the integration and slow ones: a few minutes on 2 cores.
 test-fast: $(STAMP)
