@@ -120,6 +120,14 @@ def resolve_target(
     return t if device is None else t.to(device)
 
 
+def last_line(err: BaseException) -> str:
+    """The last non-empty line of an error's message: TorchScript puts its traceback first and the cause last
+    (its last line often repeats the error's class, ``RuntimeError: ...``: said once)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    line = lines[-1] if lines else err.__class__.__name__
+    return line.removeprefix(f"{err.__class__.__name__}: ")
+
+
 def export_hint(message: str) -> str | None:
     """How to fix a model call that failed with ``message``, where the cause is known: a ``torch.export`` archive
     traced on one batch size fails on any other with a guard on ``size()[0]``."""

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._helpers import check_logits, export_hint
+from ._helpers import check_logits, export_hint, last_line
 
 
 def _load_state_dict(weights: str | Path | None, spec: str) -> dict:
@@ -270,8 +270,8 @@ def check_classifier_output(model, inputs: torch.Tensor, *, name: str = "model",
         if "channels" in str(err) and channels in (1, 3):  # the usual cause: grey images and an RGB model, or the reverse
             hint = ("; a one-channel model needs grey images (--grayscale)" if channels == 3
                     else "; an RGB model needs RGB images (drop --grayscale)")
-        elif export_hint(str(err)):
-            hint = f"; {export_hint(str(err))}"
+        elif fix := export_hint(str(err)):
+            hint = f"; {fix}"
         raise ValueError(
             f"{name}: failed on an input of shape {tuple(inputs.shape)} ({err.__class__.__name__}: {last_line(err)}){hint}"
         ) from None
@@ -283,14 +283,6 @@ def check_classifier_output(model, inputs: torch.Tensor, *, name: str = "model",
             f"{name}: output is NaN or infinite on {images} of shape {tuple(inputs.shape)}; check the model and its preprocessing"
         )
     return int(out.shape[1])
-
-
-def last_line(err: BaseException) -> str:
-    """The last non-empty line of an error's message: TorchScript puts its traceback first and the cause last
-    (its last line often repeats the error's class, ``RuntimeError: ...``: said once)."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    line = lines[-1] if lines else err.__class__.__name__
-    return line.removeprefix(f"{err.__class__.__name__}: ")
 
 
 def _smallest_working_side(model, inputs: torch.Tensor) -> int | None:

@@ -339,9 +339,10 @@ def run_audit(
             # result depends only on its index k, not on which rank runs it.
             pending = [(k, b) for k, b in enumerate(batches) if not all(e.id in done for e in b)]
             mine = pending[world.rank :: world.size]
-            task = progress.add_task("simplifying", total=sum(len(b) for _, b in mine))
+            total = sum(len(b) for _, b in mine)
+            task = progress.add_task("simplifying", total=total)
             plain = show_progress and world.is_main and not progress.console.is_terminal
-            total, started, said = sum(len(b) for _, b in mine), time.perf_counter(), time.perf_counter()
+            started = said = time.perf_counter()
             for k, batch in mine:
                 t0 = time.perf_counter()
                 x = preprocessing.to_model(torch.stack([source.load(e.item) for e in batch]).to(device))

@@ -193,7 +193,7 @@ def train_job(
     settings["reference"] = resolve_reference(training.reference or JOINT_SIMPLIFIER["reference"], tuple(train_x.shape))
     # What was read, not only where from: a folder whose images changed is refused, not resumed with its old runs
     # (folders written before the fingerprint was recorded are taken as they are).
-    settings["data_fingerprint"] = data_fingerprint(torch.cat([train_x, val_x]), torch.cat([train_y, val_y]))[:16]
+    settings["data_fingerprint"] = f"{data_fingerprint(train_x, train_y)[:16]}-{data_fingerprint(val_x, val_y)[:16]}"
     check_resume(out / TRAIN_SETTINGS_FILE, settings, ["reference", "data_fingerprint"], "a training run",
                  saved_none={"reference": "mean", "data_fingerprint": settings["data_fingerprint"]})
     # Label rows (a multi-label testbed): one sigmoid logit per label; class indices: one softmax logit per class.

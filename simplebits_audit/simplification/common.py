@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .._helpers import ForwardFunc, check_logits, export_hint
+from .._helpers import ForwardFunc, check_logits, export_hint, last_line
 from ..estimators import BitEstimator
 from ..spaces import Spaces
 from .heads import Decision, Keep, check_keep, probabilities
@@ -72,10 +72,8 @@ class Classifier:
             if self.answered or isinstance(err, torch.cuda.OutOfMemoryError) or not any(
                     k in text for k in ("shape", "size", "channels", "mat1", "Guard failed")):
                 raise
-            lines = [line.strip() for line in text.splitlines() if line.strip()]
-            cause = lines[-1] if lines else type(err).__name__
             hint = export_hint(text) or "does the model take images of this size and number of channels?"
-            raise ValueError(f"forward_func: failed on model inputs of shape {tuple(pixels.shape)} ({cause}); {hint}") from err
+            raise ValueError(f"forward_func: failed on model inputs of shape {tuple(pixels.shape)} ({last_line(err)}); {hint}") from err
         self.answered = True
         return check_logits(out, pixels.shape[0]).float()
 
