@@ -112,6 +112,9 @@ def train_simplifier(
     if not is_main_process():  # under torchrun rank 0 reports
         return
     card = simplifier.card
+    if skipped := card.get("skipped_images"):  # said even with --quiet: the data is not all there
+        err_console.print(f"warning: {skipped['count']} image(s) could not be read and were left out, e.g. {skipped['first']} "
+                          "(the simplifier's card: skipped_images)", markup=False, highlight=False)
     scores = card["held_out"]
     kept = "top-1 kept" if card.get("head", "softmax") == "softmax" else "labels kept on their side"
     console.print(f"{scores['images']} {'training' if held_out == 0 else 'held-out'} images: {kept} {100 * scores['top1_kept']:.1f}%, "

@@ -387,7 +387,11 @@ def check_resume(path: Path, settings: Mapping[str, Any], keys: Sequence[str], w
     for key, meant in (saved_none or {}).items():
         if previous.get(key) is None:
             previous[key] = meant
-    changed = [k for k in keys if previous.get(k) != json.loads(json.dumps(settings.get(k)))]
+    refuse_changed(path.parent, what, [k for k in keys if previous.get(k) != json.loads(json.dumps(settings.get(k)))])
+
+
+def refuse_changed(folder: Path, what: str, changed: Sequence[str]) -> None:
+    """``ValueError`` naming ``out`` and the ``changed`` settings, if any: a job never replaces finished work made otherwise."""
     if changed:
-        raise ValueError(f"out: {str(path.parent)!r} holds {what} with other settings ({', '.join(changed)}); "
+        raise ValueError(f"out: {str(folder)!r} holds {what} with other settings ({', '.join(changed)}); "
                          "rerun with the same ones to resume, or use a new --out")

@@ -32,7 +32,7 @@ from ..training.condensation import (
     finish_images,
 )
 from ..training.data import data_fingerprint
-from .checks import check_out_dir
+from .checks import check_out_dir, refuse_changed
 from .options import CondenseOptions, RunOptions, take_options
 from .sources import AuditSource, hold_out, load_labelled, open_source
 
@@ -139,23 +139,22 @@ def run_condense(
     settings["basis"] = basis_for(settings["basis"], train_images.shape[1])  # what the sets are made in (and the report says)
     wanted = {"simplified": settings["lam"], **({"without_bits": 0.0} if baselines else {})}
     fingerprint = data_fingerprint(train_images, train_labels)
+    expected = {kind: {**settings, "lam": kind_lam, "estimator": estimator.name, "data": fingerprint} for kind, kind_lam in wanted.items()}
+    found = _finished_sets(out, expected)  # refuses sets made otherwise before any condensation starts
     sets: dict[str, CondensedSet] = {}
     for kind, kind_lam in wanted.items():
-        expected = {**settings, "lam": kind_lam, "estimator": estimator.name, "data": fingerprint}
         path = out / res.CONDENSED_FILES[kind]
-        if path.is_file():
-            found = CondensedSet.load(path)
-            made = {k: found.settings.get(k, SET_KEYS_BEFORE.get(k)) for k in SET_KEYS}
-            if all(made[k] == expected.get(k) for k in SET_KEYS):
-                sets[kind] = found
-                continue
-            if made["near"] == 0 and all(made[k] == expected.get(k) for k in SET_KEYS if k != "near"):
+        if kind in found:
+            made = {k: found[kind].settings.get(k, SET_KEYS_BEFORE.get(k)) for k in SET_KEYS}
+            if made["near"] == expected[kind]["near"]:
+                sets[kind] = found[kind]
+            else:
                 # Made without the near-lossless pass, the same otherwise: the pass is condense's last step, so only it runs.
-                images, bits, near_pass = finish_images(found.images.to(device or "cpu"), expected["near"], estimator)
-                sets[kind] = CondensedSet(images.cpu(), found.labels, bits.cpu().float(), found.classes,
-                                          {**found.settings, "near": expected["near"], **near_pass}, found.history)
+                images, bits, near_pass = finish_images(found[kind].images.to(device or "cpu"), expected[kind]["near"], estimator)
+                sets[kind] = CondensedSet(images.cpu(), found[kind].labels, bits.cpu().float(), found[kind].classes,
+                                          {**found[kind].settings, "near": expected[kind]["near"], **near_pass}, found[kind].history)
                 sets[kind].save(path)
-                continue
+            continue
         started = time.perf_counter()
         sets[kind] = condense(
             train, images_per_class=settings["images_per_class"], lam=kind_lam, estimator=estimator,
@@ -203,6 +202,25 @@ def run_condense(
     res.write_condense_results(out, results)
     write_condense_report(out)
     return results
+
+
+def _finished_sets(out: Path, expected: dict[str, dict[str, Any]]) -> dict[str, CondensedSet]:
+    """The finished sets in ``out`` that the command can reuse, by kind; ``ValueError`` naming ``out`` for one made otherwise.
+
+    A set differing only in ``near`` is reusable when it was made without the pass (``near`` 0):
+    the pass is condense's last step and runs alone. Any other difference would mean condensing again
+    over a finished set, which is refused instead (it may have taken hours)."""
+    found = {}
+    for kind, wanted in expected.items():
+        path = out / res.CONDENSED_FILES[kind]
+        if not path.is_file():
+            continue
+        finished = CondensedSet.load(path)
+        made = {k: finished.settings.get(k, SET_KEYS_BEFORE.get(k)) for k in SET_KEYS}
+        changed = [k for k in SET_KEYS if made[k] != wanted.get(k) and not (k == "near" and made[k] == 0)]
+        refuse_changed(out, f"a finished condensed set ({res.CONDENSED_FILES[kind]})", changed)
+        found[kind] = finished
+    return found
 
 
 class _Data:

@@ -30,20 +30,28 @@ MAX_HELD_OUT = 512
 
 
 class SourceImages(Dataset):
-    """A source's images (pixels, C x H x W) as a map-style Dataset; an unreadable image is replaced by the next readable one."""
+    """A source's images (pixels, C x H x W) as a map-style Dataset.
+
+    The job leaves out files whose header cannot be read before training (:func:`check_files`). A
+    file that passes that look but fails to decode (a truncated image) is replaced by the next
+    readable one, so that a long run does not end mid-way, and its id is added to ``replaced``: the
+    job says so and the simplifier's card records it.
+    """
 
     def __init__(self, source: AuditSource, items: list[AuditItem]) -> None:
         self.source, self.items = source, items
+        self.replaced: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, i: int) -> torch.Tensor:
         for k in range(len(self.items)):
+            item = self.items[(i + k) % len(self.items)]
             try:
-                return self.source.load(self.items[(i + k) % len(self.items)])
+                return self.source.load(item)
             except ValueError:
-                continue
+                self.replaced.add(item.id)
         raise ValueError(f"data: none of the {len(self.items)} images of {self.source.name!r} is readable")
 
 
@@ -64,25 +72,30 @@ def files_fingerprint(items: list[AuditItem]) -> str | None:
     return digest.hexdigest()[:12]
 
 
-def check_shapes(source: AuditSource) -> None:
-    """Refuse a file source whose images come out of its preprocessing at different sizes (``ValueError`` naming ``data``).
+def check_files(source: AuditSource) -> list[str]:
+    """The ids of a file source's images whose header cannot be read (to leave out); ``ValueError`` naming
+    ``data`` if the others come out of its preprocessing at different sizes.
 
-    Training stacks them into batches, so torch's own error would come only when such a batch is drawn,
-    mid-training. Only the files' headers are read; a crop (every image comes out crop x crop) and a
-    testbed (one size) need no look. An unreadable file is left to :class:`SourceImages`, which skips it.
+    Training stacks images into batches, so torch's own error would come only when such a batch is
+    drawn, mid-training, and a file left to fail then would have to be replaced in its batch. Only the
+    files' headers are read; a testbed (one size, no files) needs no look.
     """
     from PIL import Image
 
+    if not isinstance(source, FileSource):
+        return []
     prep = source.preprocessing
-    if not isinstance(source, FileSource) or prep.crop is not None:
-        return
     shapes: dict[tuple[int, int], tuple[int, int]] = {}  # file (H, W) -> after the preprocessing
     first: tuple[str, tuple[int, int]] | None = None
+    unreadable = []
     for item in source.items:
         try:
             with Image.open(item.path) as im:
                 w, h = im.size
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+            unreadable.append(item.id)
+            continue
+        if prep.crop is not None:  # every image comes out crop x crop
             continue
         if (h, w) not in shapes:  # the resize itself on a meta tensor: its output size, exactly, without pixels
             shapes[h, w] = tuple(prep.apply(torch.empty(1, 1, h, w, device="meta")).shape[-2:])
@@ -92,6 +105,7 @@ def check_shapes(source: AuditSource) -> None:
         elif shape != first[1]:
             raise ValueError(f"data: images of different sizes in {source.name!r} ({first[0]!r} {first[1][0]} x {first[1][1]}, "
                              f"{item.id!r} {shape[0]} x {shape[1]}); give --size and --crop so that they agree")
+    return unreadable
 
 
 def checkpoint_path(out: str | Path) -> Path:
@@ -164,22 +178,29 @@ def train_simplifier_job(
         # only the images are used (the model's own answers are kept), so a multi-label testbed is fine
         source = open_source(data, preprocessing=preprocessing, testbed_n=testbed_n, seed=seed, split=split, multilabel=True,
                              sorted_names=True)
-    items = list(source.items)
+    unreadable = set(check_files(source))
+    items = [it for it in source.items if it.id not in unreadable]
+    if not items:
+        raise ValueError(f"data: none of the {len(unreadable)} images of {source.name!r} is readable")
     train_items, scored = hold_out(items, held_out, MAX_HELD_OUT)
     if not train_items:
         raise ValueError(f"data: {source.name!r} has no images left to train on after holding out {held_out:.0%}")
-    check_shapes(source)
     world, device = join_world(job_device(model, run.device))
     try:
-        held_out_images = torch.stack([SourceImages(source, scored)[i] for i in range(len(scored))]) if scored else None
+        held_out_source, train_source = SourceImages(source, scored), SourceImages(source, train_items)
+        held_out_images = torch.stack([held_out_source[i] for i in range(len(scored))]) if scored else None
         simplifier = train_simplifier(
-            model, SourceImages(source, train_items), estimator=estimator, lam=lam, margin=margin, deletion=deletion,
+            model, train_source, estimator=estimator, lam=lam, margin=margin, deletion=deletion,
             order_steps=order_steps, steps=steps, batch_size=batch_size, held_out=held_out_images,
             normalization=preprocessing.normalization, checkpoint=checkpoint_path(out),
             data_description=f"{source.name} ({len(train_items)} training images, {len(scored)} held out"
                              + (f"; files {files}" if (files := files_fingerprint(train_items + scored)) else "") + ")", device=device,
             seed=seed, show_progress=run.show_progress, head=mo.head, threshold=mo.threshold,
         )
+        if skipped := sorted(unreadable | train_source.replaced | held_out_source.replaced):
+            # what the CLI warns about; a replaced image stood in for by the next one counted twice in its batches
+            simplifier.card["skipped_images"] = {"count": len(skipped), "first": skipped[0],
+                                                  "replaced_in_batches": len(train_source.replaced | held_out_source.replaced)}
         if world.is_main:
             simplifier.save(out)
         world.barrier()
@@ -188,4 +209,4 @@ def train_simplifier_job(
     return simplifier
 
 
-__all__ = ["MAX_HELD_OUT", "SourceImages", "check_shapes", "checkpoint_path", "train_simplifier_job"]
+__all__ = ["MAX_HELD_OUT", "SourceImages", "check_files", "checkpoint_path", "train_simplifier_job"]

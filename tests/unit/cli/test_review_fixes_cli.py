@@ -11,9 +11,10 @@ from simplebits_audit._io import load_saved
 from simplebits_audit.cli.main import hoist_global_options
 from simplebits_audit.jobs import bits as bits_job
 from simplebits_audit.jobs import simplifier as simplifier_job
-from simplebits_audit.jobs.simplifier import check_shapes, train_simplifier_job
+from simplebits_audit.jobs.simplifier import SourceImages, check_files, train_simplifier_job
 from simplebits_audit.jobs.sources import open_source
 from simplebits_audit.preprocessing import Preprocessing, load_labels
+from simplebits_audit.simplification.learned import Simplifier
 
 from ...helpers import cli_in_process as cli
 
@@ -97,10 +98,45 @@ def test_train_simplifier_refuses_mixed_image_sizes_before_training(tmp_path, ca
     assert not (tmp_path / "s.pt").exists() and not (tmp_path / "s.pt.ckpt").exists()
     # the size alone keeps each aspect ratio: still two sizes; a crop makes them agree
     with pytest.raises(ValueError, match=r"'b/zz_big\.png' 38 x 32\)"):
-        check_shapes(open_source(tmp_path / "data", preprocessing=Preprocessing(size=32)))
-    check_shapes(open_source(tmp_path / "data", preprocessing=Preprocessing(size=32, crop=32)))
-    (tmp_path / "data" / "b" / "zz_big.png").write_bytes(b"not an image")  # unreadable files are skipped, as in training
-    check_shapes(open_source(tmp_path / "data"))
+        check_files(open_source(tmp_path / "data", preprocessing=Preprocessing(size=32)))
+    assert check_files(open_source(tmp_path / "data", preprocessing=Preprocessing(size=32, crop=32))) == []
+    (tmp_path / "data" / "b" / "zz_big.png").write_bytes(b"not an image")  # unreadable files are named, to leave out
+    assert check_files(open_source(tmp_path / "data")) == ["b/zz_big.png"]
+
+
+def test_train_simplifier_leaves_unreadable_images_out_and_says_so(tmp_path, capsys, monkeypatch):
+    # it used to put the next readable image in an unreadable one's place (counted twice) and say nothing
+    for i in range(4):
+        _png(tmp_path / "data" / "a" / f"a{i}.png", 32, 32)
+        _png(tmp_path / "data" / "b" / f"b{i}.png", 32, 32)
+    (tmp_path / "data" / "a" / "a1.png").write_bytes(b"not an image")
+    whole = (tmp_path / "data" / "b" / "b2.png").read_bytes()
+    (tmp_path / "data" / "b" / "b2.png").write_bytes(whole[: len(whole) // 2])  # a readable header, a truncated image
+    seen = {}
+
+    def _training(model, data, **kwargs):  # what train_simplifier is given, then a simplifier without training
+        seen["ids"] = [it.id for it in data.items]
+        seen["images"] = [data[i] for i in range(len(data))]
+        simplifier = Simplifier(in_channels=3)
+        simplifier.card.update(held_out={"images": 1, "top1_kept": 1.0, "bits_kept": 1.0}, steps=0, training_seconds=0)
+        return simplifier
+
+    monkeypatch.setattr(simplifier_job, "train_simplifier", _training)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 2))
+    simplifier = train_simplifier_job(model, tmp_path / "data", tmp_path / "s.pt", held_out=0)
+    assert "a/a1.png" not in seen["ids"] and len(seen["ids"]) == 7
+    assert simplifier.card["skipped_images"] == {"count": 2, "first": "a/a1.png", "replaced_in_batches": 1}
+    assert Simplifier.load(tmp_path / "s.pt").card["skipped_images"]["count"] == 2
+    # the truncated one is read as its successor, and recorded
+    source = open_source(tmp_path / "data")
+    images = SourceImages(source, [it for it in source.items if it.id in ("b/b2.png", "b/b3.png")])
+    assert torch.equal(images[0], images[1]) and images.replaced == {"b/b2.png"}
+    # the command says it on stderr, even with --quiet
+    code, err = cli(capsys, "--quiet", "train-simplifier", str(tmp_path / "data"), "--model", "testbed:stripes",
+                    "--out", str(tmp_path / "c.pt"), "--held-out", "0")
+    assert code == 0, err
+    assert [line for line in err if line.startswith("warning: ")] == [
+        "warning: 2 image(s) could not be read and were left out, e.g. a/a1.png (the simplifier's card: skipped_images)"], err
 
 
 @pytest.mark.parametrize("val_n", ["0", "-3"])

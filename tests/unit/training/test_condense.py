@@ -364,12 +364,14 @@ def test_command_line_on_grey_images_runs_in_rgb_basis_and_reuses_its_sets(tmp_p
     shown = run_cli(*[a for a in args if a != "--quiet"])  # the sets are reused: only the evaluation's table and this line
     line = f"simplified: near-lossless last step (near 2): {resnapped.settings['near_snapped']} image(s) took it"
     assert line in " ".join(shown.stdout.split()), shown.stdout
-    # One that differs in another setting too is condensed again, with the command's --near (0: no pass).
-    del resnapped.settings["near"]
-    resnapped.save(out / "condensed.pt")
-    assert run_cli(*args, "--lam", "0.7", "--near", "0").returncode == 0
-    remade = CondensedSet.load(out / "condensed.pt").settings
-    assert remade["lam"] == 0.7 and remade["near"] == 0 and remade["near_snapped"] == 0
+    # One that differs in another setting is refused, not condensed again over the finished set (it may have taken hours).
+    before = (out / "condensed.pt").read_bytes()
+    refused = run_cli(*args, "--lam", "0.7")
+    assert refused.returncode == 2 and "other settings (lam)" in refused.stderr and "--out" in refused.stderr, refused.stderr
+    # and so is another tolerance over a set that took the pass (the pass cannot be undone)
+    refused = run_cli(*args, "--near", "0")
+    assert refused.returncode == 2 and "other settings (near)" in refused.stderr, refused.stderr
+    assert (out / "condensed.pt").read_bytes() == before
 
 
 @pytest.mark.slow
