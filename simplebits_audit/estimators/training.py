@@ -16,11 +16,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
 
 from .. import photos as photo_data
 from .._helpers import luminance
 from .._io import check_parent, save_json, save_torch
+from .._progress import JobProgress
 from ..codecs import codec_bpd
 from . import ARCHITECTURES, BitEstimator
 
@@ -148,12 +149,13 @@ def train_estimator(
 
     model.train()
     t0 = time.perf_counter()
-    with Progress(
+    with JobProgress(
         TextColumn("[bold]training {task.fields[arch]}"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total} loss {task.fields[loss]:.3f} bpd"),
         TimeRemainingColumn(),
         disable=not show_progress,
+        transient=False,
     ) as progress:
         task = progress.add_task("train", total=config.steps, completed=start_step, arch=config.arch, loss=float("nan"))
         for step in range(start_step, config.steps):

@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.progress import Progress
 
 from .._helpers import class_index_of
 from .._io import save_json
+from .._progress import JobProgress
 from ..estimators import BitEstimator
 from ..explainers import SIMPLEBITS, get_spec
 from ..preprocessing import Preprocessing
@@ -62,8 +62,6 @@ from .simplifier import train_simplifier_job
 from .sources import AuditItem, AuditSource, open_source
 
 EXPLAIN_CHOICES = ("true", "pred", "both")
-#: without a terminal (a log file, CI) the progress bar draws nothing: a plain line at most this often instead
-PLAIN_PROGRESS_SECONDS = 30.0
 #: settings that change results: a rerun into the same folder must agree on them
 RESULT_SETTINGS = (
     "data", "n_items", "select", "limit", "explain", "baselines", "estimator", "attribution", "batch_size", "seed", "simplify",
@@ -135,7 +133,7 @@ class _Entry:
 
 
 def _predict(model, source: AuditSource, preprocessing: Preprocessing, world: World, device, batch_size: int, shape: tuple,
-             progress: Progress | None, head: str = "softmax", threshold: float = 0.5):
+             progress: JobProgress | None, head: str = "softmax", threshold: float = 0.5):
     """(index, pred, confidence) for this rank's readable items, and (index, reason) for the others.
 
     ``pred`` and ``confidence`` follow the output head (:func:`~simplebits_audit.jobs.answers.decide`).
@@ -315,7 +313,7 @@ def run_audit(
             t0 = time.perf_counter()
             options[explainer]["simplifier"] = _simplifier(simplifier, model, source, out, mo, replace(run, device=device), estimator)
             timing["simplifier_seconds"] = time.perf_counter() - t0
-        with Progress(disable=not (show_progress and world.is_main), transient=True) as progress:
+        with JobProgress(disable=not (show_progress and world.is_main)) as progress:
             # ---- 1. predict everything (each rank its share), gather the small results
             t0 = time.perf_counter()
             shape = tuple(first.shape)  # one reference size for every rank
@@ -341,8 +339,6 @@ def run_audit(
             mine = pending[world.rank :: world.size]
             total = sum(len(b) for _, b in mine)
             task = progress.add_task("simplifying", total=total)
-            plain = show_progress and world.is_main and not progress.console.is_terminal
-            started = said = time.perf_counter()
             for k, batch in mine:
                 t0 = time.perf_counter()
                 x = preprocessing.to_model(torch.stack([source.load(e.item) for e in batch]).to(device))
@@ -369,10 +365,6 @@ def run_audit(
                 timing["write_seconds"] += time.perf_counter() - t0
                 timing["explained_this_run"] += len(batch)
                 progress.advance(task, len(batch))
-                if plain and (time.perf_counter() - said >= PLAIN_PROGRESS_SECONDS or timing["explained_this_run"] == total):
-                    said = time.perf_counter()
-                    progress.console.print(f"simplifying: {timing['explained_this_run']} / {total} explanations "
-                                           f"({said - started:.0f} s)", highlight=False)
 
         # ---- 4. merge, summarise, report (rank 0)
         timing["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

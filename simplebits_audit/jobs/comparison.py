@@ -37,11 +37,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.progress import Progress
 
 from .. import metrics as M
 from .._helpers import TargetLike, as_tuple, check_inputs, check_logits, model_guard, resolve_target, slice_args
 from .._io import atomic_write, save_json
+from .._progress import JobProgress
 from .._validation import check_pixel_images
 from ..estimators import BitEstimator, resolve_estimator
 from ..explainers import SIMPLEBITS, SIMPLEBITS_LEARNED, Context, attribute, check_methods, explain, get_spec, list_explainers
@@ -358,7 +358,7 @@ def compare(
                            **method_options.get(name, {})).map
         return explain_map
 
-    with model_guard(model), Progress(disable=not show_progress, transient=True) as progress:
+    with model_guard(model), JobProgress(disable=not show_progress) as progress:
         task = progress.add_task("explaining", total=len(methods))
         explained = explain_batch(
             model, x, t, methods, context=context, method_options=method_options, additional_forward_args=additional_forward_args,

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.progress import Progress
 
 from .._helpers import TargetLike
 from .._io import atomic_write
+from .._progress import JobProgress
 from .._validation import check_pixel_images
 from ..results import REPORT_FILE, explain_image_folders, prune_image_folders, read_explain_results, safe_stem, write_explain_results
 from ..simplification.learned import load_simplifier
@@ -133,7 +133,7 @@ def explain_images(
 
     seconds = dict.fromkeys(checked.methods, 0.0)
     records: list[dict[str, Any]] = []
-    with Progress(disable=not run.show_progress, transient=True) as progress:
+    with JobProgress(disable=not run.show_progress) as progress:
         task = progress.add_task("explaining", total=n)
         for start in range(0, n, batch_size):
             sl = slice(start, start + batch_size)

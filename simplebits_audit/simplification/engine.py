@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.progress import Progress
 
 from .._helpers import ForwardFunc, Transform, as_tuple, check_target_range, model_guard, module_of, resolve_target, seeded
+from .._progress import JobProgress
 from .._validation import check_finite, check_pixel_images
 from ..estimators import BitEstimator, Glow, resolve_estimator
 from ..spaces import make_spaces
@@ -303,7 +303,7 @@ def _continuation(run: RunContext, config: SimplifyConfig, params: Any) -> Simpl
         bits_map_before = estimator.bits_map(original_8bit)
     path = PathRecorder(original_8bit, bits_map_before, decision.probs_before)
 
-    with Progress(disable=not run.show_progress, transient=True) as progress:
+    with JobProgress(disable=not run.show_progress) as progress:
         task = progress.add_task("simplifying", total=steps)
         for step, lam in enumerate(lambdas):
             with torch.enable_grad():

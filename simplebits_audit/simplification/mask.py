@@ -27,8 +27,8 @@ from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
-from rich.progress import Progress
 
+from .._progress import JobProgress
 from .common import PathRecorder, RunContext, guarded_step, round_8bit, snapshot_steps
 from .config import REFERENCES, SimplifyConfig, mask_grid
 from .heads import probabilities
@@ -253,7 +253,7 @@ def mask_continuation(
     best_image, best_probs, best_masks = original_8bit.clone(), decision.probs_before.clone(), full.clone()
     active = torch.ones(batch, dtype=torch.bool, device=device)
 
-    with Progress(disable=not run.show_progress, transient=True) as progress:
+    with JobProgress(disable=not run.show_progress) as progress:
         task = progress.add_task(description, total=steps)
         for step, lam in enumerate(lambdas):
             with torch.enable_grad():

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from rich.progress import Progress
 from torch import nn
+
+from .._progress import JobProgress
 
 #: torchvision architectures a shipped testbed checkpoint may name in its ``"arch"`` key (built with
 #: its ``"config"`` as keyword arguments, random weights, then the checkpoint's state dict)
@@ -126,7 +127,7 @@ def train_classifier(
     steps = epochs * ((len(labels) + batch_size - 1) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
     model.train()
-    with Progress(disable=not show_progress, transient=True) as progress:
+    with JobProgress(disable=not show_progress) as progress:
         task = progress.add_task("training classifier", total=steps)
         for _ in range(epochs):
             for idx in torch.randperm(len(labels)).split(batch_size):

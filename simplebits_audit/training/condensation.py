@@ -42,10 +42,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from rich.progress import Progress
 
 from .._helpers import run_device, seeded
 from .._io import load_saved, save_torch
+from .._progress import JobProgress
 from ..codecs import codec_bits
 from ..estimators import BitEstimator, resolve_estimator
 from ..estimators.analytic import snap_to_prediction
@@ -628,7 +628,7 @@ def evaluate_condensed(
         rows["random real"] = real
     dims = math.prod(condensed.images.shape[1:])
     results: dict[str, dict[str, Any]] = {}
-    with Progress(disable=not show_progress, transient=True) as progress:
+    with JobProgress(disable=not show_progress) as progress:
         task = progress.add_task("training evaluation classifiers", total=n_models * len(rows))
         for name, (x, y) in rows.items():
             accs, shown = [], None

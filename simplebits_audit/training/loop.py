@@ -33,10 +33,11 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
 
 from .._helpers import DeferredInterrupt
 from .._io import save_torch
+from .._progress import JobProgress
 
 __all__ = [
     "ResumableRun", "changed_settings", "channels_last_fits", "check_checkpoint_every", "progress_bar", "rank_and_world",
@@ -117,11 +118,11 @@ def changed_settings(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
     return sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
 
 
-def progress_bar(show: bool) -> Progress:
+def progress_bar(show: bool) -> JobProgress:
     """The training progress bar: description, bar, steps done / total, the setting's ``stats`` text, time left."""
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("{task.fields[stats]}"), TimeRemainingColumn()]
-    return Progress(*columns, disable=not show, transient=True)
+    return JobProgress(*columns, disable=not show)
 
 
 class ResumableRun:

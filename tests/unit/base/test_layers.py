@@ -21,7 +21,7 @@ PACKAGE = ROOT / "simplebits_audit"
 #: lowest first; a name is a module or a package (everything inside it)
 LAYERS: list[tuple[str, ...]] = [
     ("_validation",),
-    ("_helpers", "_io", "spaces", "images", "photos", "codecs", "preprocessing"),
+    ("_helpers", "_io", "_progress", "spaces", "images", "photos", "codecs", "preprocessing"),
     ("estimators", "testbeds", "entropy_coding"),
     ("models", "simplification"),
     ("metrics",),

@@ -188,15 +188,14 @@ def test_memory_stays_bounded_while_streaming(tmp_path):
 
 def test_without_a_terminal_progress_is_plain_lines(tmp_path, capsys, monkeypatch):
     # rich's bar draws nothing into a log file: a long audit would be silent there
-    from simplebits_audit import testbeds
-    from simplebits_audit.jobs import audit
+    from simplebits_audit import _progress, testbeds
     from simplebits_audit.jobs.options import RunOptions
 
-    monkeypatch.setattr(audit, "PLAIN_PROGRESS_SECONDS", 0.0)
+    monkeypatch.setattr(_progress, "PLAIN_PROGRESS_SECONDS", 0.0)
     run_audit(testbeds.load_classifier("stripes"), "stripes", tmp_path / "a", testbed_n=8, select="all", limit=4, batch_size=2,
               simplify_options={"steps": 2}, run=RunOptions(show_progress=True))
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("simplifying: ")]
-    assert [line.split(" (")[0] for line in lines] == ["simplifying: 2 / 4 explanations", "simplifying: 4 / 4 explanations"]
+    assert [line.split(" (")[0] for line in lines] == ["simplifying: 2 / 4", "simplifying: 4 / 4"]
     run_audit(testbeds.load_classifier("stripes"), "stripes", tmp_path / "b", testbed_n=8, select="all", limit=2, batch_size=2,
               simplify_options={"steps": 2})  # show_progress off (--quiet): nothing
     assert "simplifying: " not in capsys.readouterr().out

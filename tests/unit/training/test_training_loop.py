@@ -142,3 +142,34 @@ def test_channels_last_only_where_the_classifier_answers_alike_and_the_model_is_
     assert not channels_last_fits(small, probe.flatten(2))  # not images
     monkeypatch.setattr(loop, "CHANNELS_LAST", False)
     assert not channels_last_fits(small, probe)
+
+
+def test_without_a_terminal_a_training_run_prints_plain_lines(capsys, monkeypatch):
+    # rich's bar draws nothing into a log file (nohup, CI): a long run said nothing until it ended
+    from simplebits_audit import _progress
+
+    monkeypatch.setattr(_progress, "PLAIN_PROGRESS_SECONDS", 0.0)
+    run = ResumableRun(None, SETTINGS, total=3, checkpoint_every=3600)
+    run.run(lambda step: f"loss {step}", lambda: {}, description="toy", show_progress=True)
+    lines = [line.rsplit(" (", 1)[0] for line in capsys.readouterr().out.splitlines()]
+    assert lines == ["toy: 1 / 3 (loss 0)", "toy: 2 / 3 (loss 1)", "toy: 3 / 3 (loss 2)"]
+    monkeypatch.setattr(_progress, "PLAIN_PROGRESS_SECONDS", 3600.0)  # the default spacing: the last line only
+    ResumableRun(None, SETTINGS, total=3, checkpoint_every=3600).run(lambda step: "", lambda: {}, description="toy", show_progress=True)
+    assert [line.rsplit(" (", 1)[0] for line in capsys.readouterr().out.splitlines()] == ["toy: 3 / 3"]
+    ResumableRun(None, SETTINGS, total=3, checkpoint_every=3600).run(lambda step: "", lambda: {}, description="toy")  # quiet
+    assert capsys.readouterr().out == ""
+
+
+def test_in_a_terminal_the_bar_alone_no_plain_lines():
+    import io
+
+    from rich.console import Console
+
+    from simplebits_audit._progress import JobProgress
+
+    buffer = io.StringIO()
+    with JobProgress(console=Console(file=buffer, force_terminal=True), every=0) as progress:
+        task = progress.add_task("toy", total=2)
+        progress.advance(task)
+        progress.advance(task)
+    assert not progress.plain and "toy: 2 / 2" not in buffer.getvalue()
