@@ -8,6 +8,7 @@ and the image operations several methods share (blur, superpixels, segment means
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -170,7 +171,7 @@ def module_of(forward_func: object) -> nn.Module | None:
 
 
 @contextlib.contextmanager
-def model_guard(forward_func: object) -> Iterator[None]:
+def model_guard(forward_func: object, stacklevel: int = 3) -> Iterator[None]:
     """Restore every parameter's ``requires_grad`` and ``.grad``, every module's mode and, for a
     model with modules in training mode, every buffer on exit (even after an error).
 
@@ -178,7 +179,8 @@ def model_guard(forward_func: object) -> Iterator[None]:
     respect to the image only, but hooks and ``requires_grad`` juggling must never leak into the
     user's model, and a forward pass in training mode moves BatchNorm's running statistics (SPEC
     section 4). A model with modules in training mode gets a warning. A bound method of a module
-    (``model.forward``) guards that module; any other callable: no-op.
+    (``model.forward``) guards that module; any other callable: no-op. ``stacklevel``: the
+    warning's, for a caller that is itself a wrapper (:func:`guarded`).
     """
     forward_func = module_of(forward_func)
     if forward_func is None or id(forward_func) in _GUARDED:
@@ -187,7 +189,7 @@ def model_guard(forward_func: object) -> Iterator[None]:
     modes = [(m, m.training) for m in forward_func.modules()]
     training = any(mode for _, mode in modes)
     if training:
-        warnings.warn("forward_func is in training mode; explanations of eval-mode behaviour need model.eval()", stacklevel=3)
+        warnings.warn("forward_func is in training mode; explanations of eval-mode behaviour need model.eval()", stacklevel=stacklevel)
     params = list(forward_func.parameters())
     flags = [p.requires_grad for p in params]
     grads = [p.grad for p in params]
@@ -206,6 +208,19 @@ def model_guard(forward_func: object) -> Iterator[None]:
         for m, mode in modes:
             if m.training != mode:  # only what changed: a torch.export module refuses train() at all
                 m.train(mode)
+
+
+def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` (whose first argument is ``forward_func``) run inside one :func:`model_guard`: its own
+    guards of the same model are then no-ops, so a training-mode model is warned about once per call,
+    not once per stage."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with model_guard(args[0] if args else kwargs.get("forward_func"), stacklevel=4):
+            return func(*args, **kwargs)
+
+    return wrapper
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import sys
 import traceback
+import warnings
+from typing import Any
 
 import typer
 
@@ -120,6 +122,21 @@ def flag_message(message: str, argv: list[str]) -> str:
 def main() -> None:
     """Console-script entry point: one-line errors unless ``--debug``."""
     sys.argv[1:] = hoist_global_options(sys.argv[1:])
+    with warnings.catch_warnings():  # restores Python's own display afterwards (a caller in the same process)
+        warnings.showwarning = _one_line_warning
+        _run()
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+                      line: str | None = None) -> None:
+    """A library warning on the command line: ``warning: ...`` on stderr, its parameter names as flags, no source line."""
+    if session.debug:  # where it came from, as Python shows it
+        print(warnings.formatwarning(message, category, filename, lineno, line), end="", file=sys.stderr)
+        return
+    print(f"warning: {flag_message(str(message), sys.argv[1:])}", file=sys.stderr)
+
+
+def _run() -> None:
     try:
         app(standalone_mode=False, prog_name="simplebits")
     except (typer.Exit, SystemExit) as stop:

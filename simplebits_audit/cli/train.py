@@ -6,6 +6,7 @@ calls one job and prints its result (under torchrun: rank 0 prints).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -101,17 +102,24 @@ def train_simplifier(
     from simplebits_audit.jobs.distributed import is_main_process
     from simplebits_audit.jobs.options import ModelOptions
     from simplebits_audit.jobs.simplifier import train_simplifier_job
+    from simplebits_audit.training.simplifier import LOW_KEPT
 
     device = process_device()
-    simplifier = train_simplifier_job(
-        net.load(device), data, out, model_options=ModelOptions(preprocessing=prep, **head_options), run=run_options(device),
-        estimator=estimator, lam=lam, margin=margin, deletion=deletion, order_steps=order_steps, steps=steps,
-        batch_size=batch_size, testbed_n=testbed_n,
-        **given(held_out=held_out),
-    )
+    with warnings.catch_warnings():  # the library's low-kept warning names library options; said below in flags
+        warnings.filterwarnings("ignore", message="train_simplifier: the trained simplifier keeps the prediction on only")
+        simplifier = train_simplifier_job(
+            net.load(device), data, out, model_options=ModelOptions(preprocessing=prep, **head_options), run=run_options(device),
+            estimator=estimator, lam=lam, margin=margin, deletion=deletion, order_steps=order_steps, steps=steps,
+            batch_size=batch_size, testbed_n=testbed_n,
+            **given(held_out=held_out),
+        )
     if not is_main_process():  # under torchrun rank 0 reports
         return
     card = simplifier.card
+    if "held_out" in card and card["held_out"]["top1_kept"] < LOW_KEPT:
+        err_console.print(f"warning: the simplifier keeps the model's answer on only {card['held_out']['top1_kept']:.0%} of the scored "
+                          "images; explanations fall back towards the original for the others. A smaller --lam or a larger --margin "
+                          "keeps more", markup=False, highlight=False)
     if skipped := card.get("skipped_images"):  # said even with --quiet: the data is not all there
         err_console.print(f"warning: {skipped['count']} image(s) could not be read and were left out, e.g. {skipped['first']} "
                           "(the simplifier's card: skipped_images)", markup=False, highlight=False)

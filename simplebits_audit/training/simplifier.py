@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from .._helpers import ForwardFunc, Transform, model_guard, module_of, run_device
+from .._helpers import ForwardFunc, Transform, guarded, model_guard, module_of, run_device
 from .._validation import check_pixel_images
 from ..estimators import BitEstimator, resolve_estimator
 from ..simplification.common import Classifier, Decision, round_8bit
@@ -225,6 +225,7 @@ def evaluate_simplifier(
     return {"top1_kept": float(torch.cat(same).float().mean()), "bits_kept": float(torch.cat(ratios).mean()), "images": len(images)}
 
 
+@guarded
 def train_simplifier(
     forward_func: ForwardFunc,
     data: Any,
@@ -486,7 +487,7 @@ def train_simplifier(
             f"train_simplifier: the trained simplifier keeps the prediction on only {scores['top1_kept']:.0%} of the scored images "
             f"(bits kept {scores['bits_kept']:.2f}); simplify() falls back towards the original for the others. A smaller lam, "
             "a larger margin or refine_steps keep more",
-            stacklevel=2,
+            stacklevel=3,  # the caller of the @guarded wrapper
         )
     return net
 

@@ -263,3 +263,29 @@ def test_condense_with_more_class_names_than_classes_writes_nothing(tmp_path, ca
     code, err = cli(capsys, "condense", "stripes", "--ipc", "1", "--labels", str(labels), "--out", str(tmp_path / "out"))
     assert code == 2 and len(err) == 1 and "no training images of class(es) ['c']" in err[0], err
     assert not (tmp_path / "out").exists()
+
+
+def test_warnings_on_the_command_line_are_one_line_in_flags(tmp_path, capsys, monkeypatch):
+    # they were Python's two-line warnings (a source path, a code line) naming library options the command does not have
+    import warnings
+
+    for i in range(2):
+        _png(tmp_path / "data" / "a" / f"a{i}.png", 32, 32)
+        _png(tmp_path / "data" / "b" / f"b{i}.png", 32, 32)
+
+    def _training(model, data, **kwargs):
+        warnings.warn("train_simplifier: the trained simplifier keeps the prediction on only 50% of the scored images "
+                      "(bits kept 0.03); ... A smaller lam, a larger margin or refine_steps keep more", stacklevel=2)
+        warnings.warn("lam: a library warning naming an option", stacklevel=2)
+        simplifier = Simplifier(in_channels=3)
+        simplifier.card.update(held_out={"images": 2, "top1_kept": 0.5, "bits_kept": 0.03}, steps=0, training_seconds=0)
+        return simplifier
+
+    monkeypatch.setattr(simplifier_job, "train_simplifier", _training)
+    code, err = cli(capsys, "--quiet", "train-simplifier", str(tmp_path / "data"), "--model", "testbed:stripes",
+                    "--out", str(tmp_path / "c.pt"), "--held-out", "0")
+    assert code == 0, err
+    assert err == ["warning: --lam: a library warning naming an option",
+                   "warning: the simplifier keeps the model's answer on only 50% of the scored images; explanations fall back "
+                   "towards the original for the others. A smaller --lam or a larger --margin keeps more"], err
+    assert warnings.showwarning.__module__ == "warnings"  # Python's own display is back after the command

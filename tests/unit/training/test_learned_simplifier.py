@@ -540,9 +540,12 @@ def test_training_leaves_a_wrapped_or_train_mode_model_alone(data):
     assert_unchanged(before, model)
     model.train()
     before = snapshot(model)
-    with pytest.warns(UserWarning, match="training mode"):
-        train_simplifier(model, data, steps=5, batch_size=8)
+    with pytest.warns(UserWarning, match="training mode") as caught:
+        train_simplifier(model, data, steps=5, batch_size=8, order_steps=2)
     assert_unchanged(before, model)  # BatchNorm statistics included
+    # said once, at the caller's line (it was said once per stage: training, order head, scoring)
+    said = [w for w in caught if "training mode" in str(w.message)]
+    assert len(said) == 1 and said[0].filename == __file__, [(w.filename, w.lineno) for w in said]
 
 
 def test_training_against_a_torchscript_or_bound_classifier(model, data):
