@@ -272,24 +272,30 @@ def run_device(module: object, device: str | torch.device | None = None, *, must
 
 
 class DeferredInterrupt:
-    """Ctrl-C (SIGINT) inside ``with DeferredInterrupt() as stop`` only sets ``stop.requested``.
+    """Ctrl-C (SIGINT) or a polite kill (SIGTERM, as sent by ``kill``, ``timeout``, a batch scheduler or a
+    container's stop) inside ``with DeferredInterrupt() as stop`` only sets ``stop.requested``.
 
     A training loop checks it between steps, saves a consistent checkpoint and raises
     ``KeyboardInterrupt`` itself, so that an interrupt in the middle of a step (between the
-    optimiser's update and the step counter, or during validation) cannot save a torn state. Off
-    the main thread (where signal handlers cannot be set) it does nothing.
+    optimiser's update and the step counter, or during validation) cannot save a torn state, and a
+    terminated job loses no finished step. Off the main thread (where signal handlers cannot be
+    set) it does nothing.
     """
+
+    SIGNALS = ("SIGINT", "SIGTERM")
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> DeferredInterrupt:
         import signal
         import threading
 
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for name in self.SIGNALS:
+                number = getattr(signal, name)
+                self._previous[number] = signal.signal(number, self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
@@ -298,8 +304,8 @@ class DeferredInterrupt:
     def __exit__(self, *exc: Any) -> None:
         import signal
 
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for number, previous in self._previous.items():
+            signal.signal(number, previous)
 
 
 #: ITU-R BT.601 luma weights of R, G, B

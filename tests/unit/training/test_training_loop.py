@@ -15,7 +15,7 @@ from simplebits_audit.training.loop import ResumableRun, changed_settings, chann
 SETTINGS = {"lr": 0.1, "seed": 3, "sizes": (2, 3)}
 
 
-def toy_run(checkpoint, total=10, settings=SETTINGS, fail_at=None, sigint_at=None, boundary=None):
+def toy_run(checkpoint, total=10, settings=SETTINGS, fail_at=None, sigint_at=None, boundary=None, signal_number=signal.SIGINT):
     """A seeded random walk of one tensor: every step's draw follows from (seed, step) alone."""
     run = ResumableRun(checkpoint, settings, total=total, checkpoint_every=3600)
     weights = torch.zeros(4)
@@ -28,7 +28,7 @@ def toy_run(checkpoint, total=10, settings=SETTINGS, fail_at=None, sigint_at=Non
         if step == fail_at:
             raise KeyboardInterrupt  # an interrupt raised inside a step, before it changes anything
         if step == sigint_at:
-            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C while the step runs: it finishes, then the run stops
+            os.kill(os.getpid(), signal_number)  # a real Ctrl-C while the step runs: it finishes, then the run stops
         generator = torch.Generator().manual_seed(step_seed(settings["seed"], step, 0))
         weights.add_(settings["lr"] * torch.randn(4, generator=generator))
         trace.append(float(weights.sum()))
@@ -47,6 +47,10 @@ def test_resume_after_an_interruption_equals_the_uninterrupted_run(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         toy_run(ckpt, sigint_at=6)
     assert torch.load(ckpt, weights_only=True)["step"] == 7  # the step running at Ctrl-C finished first
+    with pytest.raises(KeyboardInterrupt):  # a polite kill (SIGTERM: kill, timeout, a scheduler) saves the same way
+        toy_run(ckpt, sigint_at=8, signal_number=signal.SIGTERM)
+    assert torch.load(ckpt, weights_only=True)["step"] == 9
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handlers are put back
     resumed, trace, run = toy_run(ckpt)
     assert torch.equal(resumed, straight) and trace == straight_trace
     assert run.step == 10 and torch.load(ckpt, weights_only=True)["step"] == 10
