@@ -52,7 +52,7 @@ class JobProgress(Progress):
     def _say(self, task_id: TaskID) -> None:
         if not self.plain or task_id in self._finished:
             return
-        task = self._tasks[task_id]
+        task = next(t for t in self.tasks if t.id == task_id)
         now = time.perf_counter()
         done = task.total is not None and task.completed >= task.total
         if not done and now - self._said[task_id] < self.every:

@@ -104,6 +104,8 @@ def train_simplifier(
     from simplebits_audit.jobs.simplifier import train_simplifier_job
     from simplebits_audit.training.simplifier import LOW_KEPT
 
+    if steps == 0:  # the library's 0 trains only a given simplifier's order head, which the command cannot be given
+        raise ValueError("steps: expected a positive integer, got 0")
     device = process_device()
     with warnings.catch_warnings():  # the library's low-kept warning names library options; said below in flags
         warnings.filterwarnings("ignore", message="train_simplifier: the trained simplifier keeps the prediction on only")

@@ -289,3 +289,10 @@ def test_warnings_on_the_command_line_are_one_line_in_flags(tmp_path, capsys, mo
                    "warning: the simplifier keeps the model's answer on only 50% of the scored images; explanations fall back "
                    "towards the original for the others. A smaller --lam or a larger --margin keeps more"], err
     assert warnings.showwarning.__module__ == "warnings"  # Python's own display is back after the command
+
+
+def test_train_simplifier_steps_0_is_refused_in_the_command_s_terms(tmp_path, capsys, monkeypatch):
+    # the library's message told the user to pass simplifier= and order_steps, which the command does not take
+    monkeypatch.setattr(simplifier_job, "train_simplifier", _no_work)
+    code, err = cli(capsys, "train-simplifier", "stripes", "--model", "testbed:stripes", "--out", str(tmp_path / "s.pt"), "--steps", "0")
+    assert code == 2 and err == ["error: --steps: expected a positive integer, got 0"], err
