@@ -154,6 +154,8 @@ def check_target_range(target: torch.Tensor, n_classes: int, name: str = "target
 
 # Models currently inside a guard: a nested guard (SimpleBits inside a job) neither warns nor snapshots twice.
 _GUARDED: set[int] = set()
+# Models inside a :func:`guarded` call, which has warned already: its guards still restore, without warning again.
+_WARNED: set[int] = set()
 
 
 #: The attribute by which a model declares the head it was trained with ("softmax" or "sigmoid"; set on the
@@ -171,7 +173,7 @@ def module_of(forward_func: object) -> nn.Module | None:
 
 
 @contextlib.contextmanager
-def model_guard(forward_func: object, stacklevel: int = 3) -> Iterator[None]:
+def model_guard(forward_func: object) -> Iterator[None]:
     """Restore every parameter's ``requires_grad`` and ``.grad``, every module's mode and, for a
     model with modules in training mode, every buffer on exit (even after an error).
 
@@ -179,8 +181,7 @@ def model_guard(forward_func: object, stacklevel: int = 3) -> Iterator[None]:
     respect to the image only, but hooks and ``requires_grad`` juggling must never leak into the
     user's model, and a forward pass in training mode moves BatchNorm's running statistics (SPEC
     section 4). A model with modules in training mode gets a warning. A bound method of a module
-    (``model.forward``) guards that module; any other callable: no-op. ``stacklevel``: the
-    warning's, for a caller that is itself a wrapper (:func:`guarded`).
+    (``model.forward``) guards that module; any other callable: no-op.
     """
     forward_func = module_of(forward_func)
     if forward_func is None or id(forward_func) in _GUARDED:
@@ -188,8 +189,8 @@ def model_guard(forward_func: object, stacklevel: int = 3) -> Iterator[None]:
         return
     modes = [(m, m.training) for m in forward_func.modules()]
     training = any(mode for _, mode in modes)
-    if training:
-        warnings.warn("forward_func is in training mode; explanations of eval-mode behaviour need model.eval()", stacklevel=stacklevel)
+    if training and id(forward_func) not in _WARNED:
+        _warn_training(stacklevel=4)
     params = list(forward_func.parameters())
     flags = [p.requires_grad for p in params]
     grads = [p.grad for p in params]
@@ -210,15 +211,27 @@ def model_guard(forward_func: object, stacklevel: int = 3) -> Iterator[None]:
                 m.train(mode)
 
 
+def _warn_training(stacklevel: int) -> None:
+    warnings.warn("forward_func is in training mode; explanations of eval-mode behaviour need model.eval()", stacklevel=stacklevel)
+
+
 def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``func`` (whose first argument is ``forward_func``) run inside one :func:`model_guard`: its own
-    guards of the same model are then no-ops, so a training-mode model is warned about once per call,
-    not once per stage."""
+    """``func`` (whose first argument is ``forward_func``) warns about a model in training mode once, at
+    its caller's line, instead of once per stage; each stage's own :func:`model_guard` still restores
+    the model when it ends (a stage may read the model, e.g. its fingerprint, after another ran it)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with model_guard(args[0] if args else kwargs.get("forward_func"), stacklevel=4):
+        module = module_of(args[0] if args else kwargs.get("forward_func"))
+        if module is None or id(module) in _WARNED or id(module) in _GUARDED:
             return func(*args, **kwargs)
+        if any(m.training for m in module.modules()):
+            _warn_training(stacklevel=3)
+        _WARNED.add(id(module))
+        try:
+            return func(*args, **kwargs)
+        finally:
+            _WARNED.discard(id(module))
 
     return wrapper
 

@@ -546,6 +546,13 @@ def test_training_leaves_a_wrapped_or_train_mode_model_alone(data):
     # said once, at the caller's line (it was said once per stage: training, order head, scoring)
     said = [w for w in caught if "training mode" in str(w.message)]
     assert len(said) == 1 and said[0].filename == __file__, [(w.filename, w.lineno) for w in said]
+    # each stage still restores the model when it ends: the card's fingerprint is the model's own (BatchNorm statistics
+    # moved by the gradient check stayed moved until the call ended, and the simplifier then warned of "another classifier")
+    trained = train_simplifier(model, data, steps=3, batch_size=8, order_steps=0)
+    assert trained.card["model_fingerprint"] == model_fingerprint(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trained.check_classifier(model)
 
 
 def test_training_against_a_torchscript_or_bound_classifier(model, data):
