@@ -291,11 +291,11 @@ class DeferredInterrupt:
     A training loop checks it between steps, saves a consistent checkpoint and raises
     ``KeyboardInterrupt`` itself, so that an interrupt in the middle of a step (between the
     optimiser's update and the step counter, or during validation) cannot save a torn state, and a
-    terminated job loses no finished step. Off the main thread (where signal handlers cannot be
-    set) it does nothing.
+    terminated job loses no finished step. A second signal acts at once, as it would without the
+    guard (a step that never ends can still be stopped). SIGTERM is taken only where nobody else
+    handles it (its default action): a caller's own handler (a scheduler's requeue) is left alone.
+    Off the main thread (where signal handlers cannot be set) it does nothing.
     """
-
-    SIGNALS = ("SIGINT", "SIGTERM")
 
     def __init__(self) -> None:
         self.requested = False
@@ -306,19 +306,33 @@ class DeferredInterrupt:
         import threading
 
         if threading.current_thread() is threading.main_thread():
-            for name in self.SIGNALS:
-                number = getattr(signal, name)
-                self._previous[number] = signal.signal(number, self._handle)
+            self._previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._handle)
+            if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+                self._previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        self.requested = True
+        import os
+        import signal
 
-    def __exit__(self, *exc: Any) -> None:
+        if not self.requested:
+            self.requested = True
+            return
+        self._restore()  # the second one: what the signal does without the guard, now
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        os.kill(os.getpid(), signum)
+
+    def _restore(self) -> None:
         import signal
 
         for number, previous in self._previous.items():
-            signal.signal(number, previous)
+            if previous is not None:  # None: a handler not set from Python, which cannot be put back
+                signal.signal(number, previous)
+        self._previous = {}
+
+    def __exit__(self, *exc: Any) -> None:
+        self._restore()
 
 
 #: ITU-R BT.601 luma weights of R, G, B

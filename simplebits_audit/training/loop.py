@@ -195,6 +195,16 @@ class ResumableRun:
         if self.checkpoint is not None and self.rank == 0:
             save_torch({"run_key": json.dumps(self.key), **state, "step": self.step, "seconds": self.seconds}, self.checkpoint)
 
+    def _any_rank(self, requested: bool) -> bool:
+        """Whether any process was interrupted: under torchrun every rank stops at the same step (a rank that
+        stopped alone would leave the others waiting in the next step's all-reduce, and nothing saved)."""
+        if self.world == 1 or not dist.is_initialized():
+            return requested
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+        flag = torch.tensor([int(requested)], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
     def run(
         self, take_step: Callable[[int], str], state: Callable[[], dict[str, Any]], *, description: str, show_progress: bool = False,
         boundary: Callable[[int], bool] | None = None,
@@ -215,7 +225,7 @@ class ResumableRun:
                     if (boundary is not None and boundary(self.step)) or time.perf_counter() - last_saved > self.every:
                         self.save(state())
                         last_saved = time.perf_counter()
-                    if stop.requested:  # Ctrl-C lands between steps: the checkpoint never holds half a step
+                    if self._any_rank(stop.requested):  # lands between steps: the checkpoint never holds half a step
                         raise KeyboardInterrupt
                     if self.step >= self.total:
                         break

@@ -177,3 +177,56 @@ def test_in_a_terminal_the_bar_alone_no_plain_lines():
         progress.advance(task)
         progress.advance(task)
     assert not progress.plain and "toy: 2 / 2" not in buffer.getvalue()
+
+
+def _interrupted_rank(rank: int, store: str, checkpoint: str, steps_file: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        run = ResumableRun(checkpoint, SETTINGS, total=20, checkpoint_every=3600)
+        stop_at = {1: 3}.get(rank)  # only rank 1 is interrupted (one rank's Ctrl-C, or SIGTERM reaching it first)
+
+        def take_step(step: int) -> str:
+            if step == stop_at:
+                os.kill(os.getpid(), signal.SIGINT)
+            flag = torch.ones(1)
+            dist.all_reduce(flag)  # what DDP's backward does every step: a rank that stopped alone would hang the other
+            return ""
+
+        try:
+            run.run(take_step, lambda: {}, description="toy")
+        except KeyboardInterrupt:
+            pass
+        with open(f"{steps_file}.{rank}", "w") as f:
+            f.write(str(run.step))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_under_torchrun_every_rank_stops_at_the_same_step(tmp_path):
+    import torch.multiprocessing as mp
+
+    ckpt, steps = tmp_path / "run.ckpt", tmp_path / "steps"
+    mp.start_processes(_interrupted_rank, args=(str(tmp_path / "store"), str(ckpt), str(steps)), nprocs=2, start_method="fork")
+    stopped = [int((tmp_path / f"steps.{r}").read_text()) for r in (0, 1)]
+    assert stopped == [4, 4], stopped  # rank 1 finished its step 3; rank 0 stopped with it instead of waiting in step 4
+    assert torch.load(ckpt, weights_only=True)["step"] == 4  # and rank 0 saved it
+
+
+def test_a_second_signal_acts_at_once_and_a_caller_s_sigterm_handler_is_left_alone():
+    from simplebits_audit._helpers import DeferredInterrupt
+
+    with pytest.raises(KeyboardInterrupt), DeferredInterrupt() as stop:  # a step that never ends can still be stopped
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.requested
+        os.kill(os.getpid(), signal.SIGINT)
+        pytest.fail("the second Ctrl-C was deferred too")
+    seen = []
+    previous = signal.signal(signal.SIGTERM, lambda *a: seen.append("caller"))  # a scheduler's requeue handler, say
+    try:
+        with DeferredInterrupt() as stop:
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert seen == ["caller"] and not stop.requested
+    finally:
+        signal.signal(signal.SIGTERM, previous)
