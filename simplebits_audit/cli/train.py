@@ -102,13 +102,13 @@ def train_simplifier(
     from simplebits_audit.jobs.distributed import is_main_process
     from simplebits_audit.jobs.options import ModelOptions
     from simplebits_audit.jobs.simplifier import train_simplifier_job
-    from simplebits_audit.training.simplifier import LOW_KEPT
+    from simplebits_audit.training.simplifier import LOW_KEPT, LowKeptWarning
 
     if steps == 0:  # the library's 0 trains only a given simplifier's order head, which the command cannot be given
         raise ValueError("steps: expected a positive integer, got 0")
     device = process_device()
     with warnings.catch_warnings():  # the library's low-kept warning names library options; said below in flags
-        warnings.filterwarnings("ignore", message="train_simplifier: the trained simplifier keeps the prediction on only")
+        warnings.simplefilter("ignore", LowKeptWarning)
         simplifier = train_simplifier_job(
             net.load(device), data, out, model_options=ModelOptions(preprocessing=prep, **head_options), run=run_options(device),
             estimator=estimator, lam=lam, margin=margin, deletion=deletion, order_steps=order_steps, steps=steps,
@@ -123,7 +123,8 @@ def train_simplifier(
                           "images; explanations fall back towards the original for the others. A smaller --lam or a larger --margin "
                           "keeps more", markup=False, highlight=False)
     if skipped := card.get("skipped_images"):  # said even with --quiet: the data is not all there
-        err_console.print(f"warning: {skipped['count']} image(s) could not be read and were left out, e.g. {skipped['first']} "
+        err_console.print(f"warning: {skipped['count']} image(s) could not be read ({skipped['left_out']} left out, "
+                          f"{skipped['replaced_in_batches']} replaced in their batches by the next image), e.g. {skipped['first']} "
                           "(the simplifier's card: skipped_images)", markup=False, highlight=False)
     scores = card["held_out"]
     kept = "top-1 kept" if card.get("head", "softmax") == "softmax" else "labels kept on their side"

@@ -197,10 +197,11 @@ def train_simplifier_job(
                              + (f"; files {files}" if (files := files_fingerprint(train_items + scored)) else "") + ")", device=device,
             seed=seed, show_progress=run.show_progress, head=mo.head, threshold=mo.threshold,
         )
-        if skipped := sorted(unreadable | train_source.replaced | held_out_source.replaced):
-            # what the CLI warns about; a replaced image stood in for by the next one counted twice in its batches
-            simplifier.card["skipped_images"] = {"count": len(skipped), "first": skipped[0],
-                                                  "replaced_in_batches": len(train_source.replaced | held_out_source.replaced)}
+        # every rank's (a truncated file may be drawn on one rank only); a replaced image's place went to the next one
+        replaced = set().union(*world.all_gather(sorted(train_source.replaced | held_out_source.replaced))) - unreadable
+        if skipped := sorted(unreadable | replaced):  # what the CLI warns about
+            simplifier.card["skipped_images"] = {"count": len(skipped), "first": skipped[0], "left_out": len(unreadable),
+                                                  "replaced_in_batches": len(replaced)}
         if world.is_main:
             simplifier.save(out)
         world.barrier()

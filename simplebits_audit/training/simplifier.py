@@ -41,6 +41,10 @@ from .loop import ResumableRun, check_checkpoint_every, rank_and_world, step_see
 
 #: Below this held-out top-1 kept, :func:`train_simplifier` warns.
 LOW_KEPT = 0.8
+
+
+class LowKeptWarning(UserWarning):
+    """A trained simplifier keeps the prediction on fewer than :data:`LOW_KEPT` of the scored images."""
 #: Defaults of :func:`train_simplifier` (measured choices: README, "Learned simplifier").
 TRAINING_DEFAULTS: dict[str, Any] = {
     "lam": 1.0, "margin": 2.0, "steps": 4000, "batch_size": 32, "lr": 2e-3, "deletion": 0.0, "order_steps": None,
@@ -483,16 +487,16 @@ def train_simplifier(
         "parameters": net.num_parameters, "final_running": {k: round(v, 4) for k, v in running.items()},
     }
     if scores["top1_kept"] < LOW_KEPT:
-        warnings.warn(
+        warnings.warn(LowKeptWarning(
             f"train_simplifier: the trained simplifier keeps the prediction on only {scores['top1_kept']:.0%} of the scored images "
             f"(bits kept {scores['bits_kept']:.2f}); simplify() falls back towards the original for the others. A smaller lam, "
-            "a larger margin or refine_steps keep more",
+            "a larger margin or refine_steps keep more"),
             stacklevel=3,  # the caller of the @guarded wrapper
         )
     return net
 
 
 __all__ = [
-    "DELETION_SHARES", "DELETION_TEMPERATURE", "LOW_KEPT", "ORDER_SHARE", "TRAINING_DEFAULTS", "deletion_images", "deletion_shares",
-    "evaluate_simplifier", "order_images", "order_loss", "simplifier_loss", "train_simplifier",
+    "DELETION_SHARES", "DELETION_TEMPERATURE", "LOW_KEPT", "ORDER_SHARE", "LowKeptWarning", "TRAINING_DEFAULTS", "deletion_images",
+    "deletion_shares", "evaluate_simplifier", "order_images", "order_loss", "simplifier_loss", "train_simplifier",
 ]

@@ -125,7 +125,7 @@ def test_train_simplifier_leaves_unreadable_images_out_and_says_so(tmp_path, cap
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 2))
     simplifier = train_simplifier_job(model, tmp_path / "data", tmp_path / "s.pt", held_out=0)
     assert "a/a1.png" not in seen["ids"] and len(seen["ids"]) == 7
-    assert simplifier.card["skipped_images"] == {"count": 2, "first": "a/a1.png", "replaced_in_batches": 1}
+    assert simplifier.card["skipped_images"] == {"count": 2, "first": "a/a1.png", "left_out": 1, "replaced_in_batches": 1}
     assert Simplifier.load(tmp_path / "s.pt").card["skipped_images"]["count"] == 2
     # the truncated one is read as its successor, and recorded
     source = open_source(tmp_path / "data")
@@ -136,7 +136,8 @@ def test_train_simplifier_leaves_unreadable_images_out_and_says_so(tmp_path, cap
                     "--out", str(tmp_path / "c.pt"), "--held-out", "0")
     assert code == 0, err
     assert [line for line in err if line.startswith("warning: ")] == [
-        "warning: 2 image(s) could not be read and were left out, e.g. a/a1.png (the simplifier's card: skipped_images)"], err
+        "warning: 2 image(s) could not be read (1 left out, 1 replaced in their batches by the next image), e.g. a/a1.png "
+        "(the simplifier's card: skipped_images)"], err
 
 
 @pytest.mark.parametrize("val_n", ["0", "-3"])
@@ -274,8 +275,6 @@ def test_warnings_on_the_command_line_are_one_line_in_flags(tmp_path, capsys, mo
         _png(tmp_path / "data" / "b" / f"b{i}.png", 32, 32)
 
     def _training(model, data, **kwargs):
-        warnings.warn("train_simplifier: the trained simplifier keeps the prediction on only 50% of the scored images "
-                      "(bits kept 0.03); ... A smaller lam, a larger margin or refine_steps keep more", stacklevel=2)
         warnings.warn("lam: a library warning naming an option", stacklevel=2)
         simplifier = Simplifier(in_channels=3)
         simplifier.card.update(held_out={"images": 2, "top1_kept": 0.5, "bits_kept": 0.03}, steps=0, training_seconds=0)
@@ -296,3 +295,14 @@ def test_train_simplifier_steps_0_is_refused_in_the_command_s_terms(tmp_path, ca
     monkeypatch.setattr(simplifier_job, "train_simplifier", _no_work)
     code, err = cli(capsys, "train-simplifier", "stripes", "--model", "testbed:stripes", "--out", str(tmp_path / "s.pt"), "--steps", "0")
     assert code == 2 and err == ["error: --steps: expected a positive integer, got 0"], err
+
+
+def test_train_simplifier_s_low_kept_warning_is_said_once_in_flags(tmp_path, capsys, monkeypatch):
+    # the real library warning (every simplifier counts as low here), not a copy of its text
+    from simplebits_audit.training import simplifier as training_simplifier
+
+    monkeypatch.setattr(training_simplifier, "LOW_KEPT", 1.01)
+    code, err = cli(capsys, "--quiet", "train-simplifier", "stripes", "--model", "testbed:stripes", "--testbed-n", "16",
+                    "--steps", "2", "--order-steps", "0", "--batch-size", "4", "--out", str(tmp_path / "s.pt"))
+    assert code == 0, err
+    assert len(err) == 1 and err[0].startswith("warning: the simplifier keeps the model's answer on only ") and "--lam" in err[0], err
