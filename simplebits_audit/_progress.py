@@ -28,7 +28,8 @@ class JobProgress(Progress):
     def __init__(self, *columns: Any, disable: bool = False, transient: bool = True,
                  every: float | None = None, **kwargs: Any) -> None:
         console = kwargs.get("console") or get_console()
-        self.plain = not disable and not console.is_terminal
+        # a notebook draws the bar (it is no terminal to rich); a dumb terminal draws nothing (it is one)
+        self.plain = not disable and not console.is_jupyter and (not console.is_terminal or console.is_dumb_terminal)
         # without a terminal the live display draws nothing but a blank line at its end: the plain lines replace it
         super().__init__(*columns, disable=disable or self.plain, transient=transient, **kwargs)
         self.every = PLAIN_PROGRESS_SECONDS if every is None else every
@@ -49,12 +50,18 @@ class JobProgress(Progress):
         super().advance(task_id, advance)
         self._say(task_id)
 
-    def _say(self, task_id: TaskID) -> None:
+    def stop(self) -> None:
+        """Stop; a task not yet said to be complete (no total, interrupted, resumed already done) gets its last line."""
+        for task_id in list(self._said):
+            self._say(task_id, last=True)
+        super().stop()
+
+    def _say(self, task_id: TaskID, last: bool = False) -> None:
         if not self.plain or task_id in self._finished:
             return
         task = next(t for t in self.tasks if t.id == task_id)
         now = time.perf_counter()
-        done = task.total is not None and task.completed >= task.total
+        done = last or (task.total is not None and task.completed >= task.total)
         if not done and now - self._said[task_id] < self.every:
             return
         if done:

@@ -157,7 +157,8 @@ def train_estimator(
         disable=not show_progress,
         transient=False,
     ) as progress:
-        task = progress.add_task("train", total=config.steps, completed=start_step, arch=config.arch, loss=float("nan"))
+        task = progress.add_task(f"training {config.arch}", total=config.steps, completed=start_step, arch=config.arch,
+                                 loss=float("nan"), stats="")
         for step in range(start_step, config.steps):
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * schedule(step)
@@ -170,7 +171,7 @@ def train_estimator(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
             optimizer.step()
-            progress.update(task, advance=1, loss=loss.item())
+            progress.update(task, advance=1, loss=loss.item(), stats=f"loss {loss.item():.3f} bpd")
             done = step + 1
             if done % config.checkpoint_every == 0 or done == config.steps:
                 elapsed += time.perf_counter() - t0

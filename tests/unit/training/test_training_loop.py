@@ -230,3 +230,22 @@ def test_a_second_signal_acts_at_once_and_a_caller_s_sigterm_handler_is_left_alo
         assert seen == ["caller"] and not stop.requested
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_plain_progress_says_every_task_s_last_line_and_leaves_notebooks_their_bar():
+    import io
+
+    from rich.console import Console
+
+    from simplebits_audit._progress import JobProgress
+
+    buffer = io.StringIO()
+    with JobProgress(console=Console(file=buffer), every=3600) as progress:
+        endless = progress.add_task("reading", total=None)  # no total: never "complete"
+        progress.advance(endless, 2)
+        progress.add_task("resumed", total=5, completed=5)  # already done when resumed: never advanced
+        stopped = progress.add_task("interrupted", total=10)
+        progress.advance(stopped, 3)
+    assert [line.rsplit(" (", 1)[0] for line in buffer.getvalue().splitlines()] == ["reading: 2", "resumed: 5 / 5", "interrupted: 3 / 10"]
+    assert not JobProgress(console=Console(file=io.StringIO(), force_jupyter=True)).plain  # a notebook shows rich's own bar
+    assert JobProgress(console=Console(file=io.StringIO(), force_terminal=True, _environ={"TERM": "dumb"})).plain  # draws nothing
