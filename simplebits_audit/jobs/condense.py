@@ -140,19 +140,19 @@ def run_condense(
     wanted = {"simplified": settings["lam"], **({"without_bits": 0.0} if baselines else {})}
     fingerprint = data_fingerprint(train_images, train_labels)
     expected = {kind: {**settings, "lam": kind_lam, "estimator": estimator.name, "data": fingerprint} for kind, kind_lam in wanted.items()}
-    found = _finished_sets(out, expected)  # refuses sets made otherwise before any condensation starts
+    found = finished_sets(out, expected)  # refuses sets made otherwise before any condensation starts
     sets: dict[str, CondensedSet] = {}
     for kind, kind_lam in wanted.items():
         path = out / res.CONDENSED_FILES[kind]
         if kind in found:
-            made = {k: found[kind].settings.get(k, SET_KEYS_BEFORE.get(k)) for k in SET_KEYS}
-            if made["near"] == expected[kind]["near"]:
-                sets[kind] = found[kind]
+            finished, near_pass_due = found[kind]
+            if not near_pass_due:
+                sets[kind] = finished
             else:
                 # Made without the near-lossless pass, the same otherwise: the pass is condense's last step, so only it runs.
-                images, bits, near_pass = finish_images(found[kind].images.to(device or "cpu"), expected[kind]["near"], estimator)
-                sets[kind] = CondensedSet(images.cpu(), found[kind].labels, bits.cpu().float(), found[kind].classes,
-                                          {**found[kind].settings, "near": expected[kind]["near"], **near_pass}, found[kind].history)
+                images, bits, near_pass = finish_images(finished.images.to(device or "cpu"), expected[kind]["near"], estimator)
+                sets[kind] = CondensedSet(images.cpu(), finished.labels, bits.cpu().float(), finished.classes,
+                                          {**finished.settings, "near": expected[kind]["near"], **near_pass}, finished.history)
                 sets[kind].save(path)
             continue
         started = time.perf_counter()
@@ -204,8 +204,9 @@ def run_condense(
     return results
 
 
-def _finished_sets(out: Path, expected: dict[str, dict[str, Any]]) -> dict[str, CondensedSet]:
-    """The finished sets in ``out`` that the command can reuse, by kind; ``ValueError`` naming ``out`` for one made otherwise.
+def finished_sets(out: Path, expected: dict[str, dict[str, Any]]) -> dict[str, tuple[CondensedSet, bool]]:
+    """The finished sets in ``out`` that the command can reuse, by kind, each with whether it still needs
+    the near-lossless pass; ``ValueError`` naming ``out`` for one made otherwise.
 
     A set differing only in ``near`` is reusable when it was made without the pass (``near`` 0):
     the pass is condense's last step and runs alone. Any other difference would mean condensing again
@@ -219,7 +220,7 @@ def _finished_sets(out: Path, expected: dict[str, dict[str, Any]]) -> dict[str, 
         made = {k: finished.settings.get(k, SET_KEYS_BEFORE.get(k)) for k in SET_KEYS}
         changed = [k for k in SET_KEYS if made[k] != wanted.get(k) and not (k == "near" and made[k] == 0)]
         refuse_changed(out, f"a finished condensed set ({res.CONDENSED_FILES[kind]})", changed)
-        found[kind] = finished
+        found[kind] = (finished, made["near"] != wanted.get("near"))
     return found
 
 
@@ -240,4 +241,4 @@ def _previous(out: Path) -> dict[str, Any]:
         return {}
 
 
-__all__ = ["ROW_TITLES", "SET_KEYS", "run_condense"]
+__all__ = ["ROW_TITLES", "SET_KEYS", "finished_sets", "run_condense"]

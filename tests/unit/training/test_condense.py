@@ -399,3 +399,29 @@ def test_unreadable_images_left_out_are_said_even_when_quiet(tmp_path, capsys):
     assert code == 0, err
     assert [line for line in err if line.startswith("warning: ")] == [
         "warning: 1 image(s) could not be read and were left out (tradeoff.json: settings.skipped_images)"], err
+
+
+def test_a_finished_set_made_otherwise_is_refused_not_replaced(tmp_path):
+    # condense used to condense again over it; only a set made without the near-lossless pass is finished by the pass alone
+    from simplebits_audit.jobs.condense import SET_KEYS, finished_sets
+    from simplebits_audit.results import CONDENSED_FILES
+
+    made = {k: 1 for k in SET_KEYS} | {"lam": 0.5, "near": 0}
+    for kind, lam in (("simplified", 0.5), ("without_bits", 0.0)):
+        CondensedSet(torch.rand(2, 3, 8, 8), torch.tensor([0, 1]), torch.ones(2), ["a", "b"], {**made, "lam": lam}).save(
+            tmp_path / CONDENSED_FILES[kind])
+    wanted = {"simplified": {**made, "near": 2}, "without_bits": {**made, "lam": 0.0, "near": 2}}
+    found = finished_sets(tmp_path, wanted)
+    assert {kind: due for kind, (_, due) in found.items()} == {"simplified": True, "without_bits": True}  # the pass alone
+    assert {kind: due for kind, (_, due) in finished_sets(tmp_path, {"simplified": made}).items()} == {"simplified": False}
+    for kind, changed in (("simplified", {"lam": 0.7}), ("without_bits", {"seed": 2}), ("simplified", {"data": "other images"})):
+        expected = (rf"^out: .* holds a finished condensed set \({CONDENSED_FILES[kind]}\) with other settings "
+                    rf"\({next(iter(changed))}\); rerun with the same ones to resume, or use a new --out$")
+        with pytest.raises(ValueError, match=expected):
+            finished_sets(tmp_path, {**wanted, kind: {**wanted[kind], **changed}})
+    # a set that took the pass is not made again for another tolerance (the pass cannot be undone)
+    CondensedSet(torch.rand(2, 3, 8, 8), torch.tensor([0, 1]), torch.ones(2), ["a", "b"], {**made, "near": 2}).save(
+        tmp_path / CONDENSED_FILES["simplified"])
+    with pytest.raises(ValueError, match=r"other settings \(near\)"):
+        finished_sets(tmp_path, {"simplified": {**made, "near": 0}})
+    assert finished_sets(tmp_path / "empty", wanted) == {}
