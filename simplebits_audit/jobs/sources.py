@@ -106,8 +106,14 @@ def _image_folder(root: Path, preprocessing: Preprocessing | None, class_names: 
     # Every file with an image extension is listed; unreadable ones are recorded as skipped later.
     if class_names is not None:
         names = list(class_names)
-        if all(c in names for c in classes):  # folders named after classes: index by the given order
+        named = [c for c in classes if c in names]
+        if len(named) == len(classes):  # folders named after classes: index by the given order
             class_to_idx = {c: class_index_of(c, names, name, "give the classes unique names (--labels)") for c in classes}
+        elif named:  # some folders are class names, others not: taken in order, a named folder could get another's name
+            others = [c for c in classes if c not in names]
+            raise ValueError(f"{name}: class folders {others[:3]} are not among the class names (--labels), while "
+                             f"{named[:3]} are; name every folder after its class, or give names that match no folder "
+                             "(the sorted folders then take them in order)")
         elif len(classes) != len(names):  # otherwise the sorted folders must line up with the names
             raise ValueError(f"{name}: {len(classes)} class folders, {len(names)} class names (--labels)"
                 ", and the folder names are not class names")

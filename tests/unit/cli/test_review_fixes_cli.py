@@ -306,3 +306,17 @@ def test_train_simplifier_s_low_kept_warning_is_said_once_in_flags(tmp_path, cap
                     "--steps", "2", "--order-steps", "0", "--batch-size", "4", "--out", str(tmp_path / "s.pt"))
     assert code == 0, err
     assert len(err) == 1 and err[0].startswith("warning: the simplifier keeps the model's answer on only ") and "--lam" in err[0], err
+
+
+def test_labels_that_name_some_folders_but_not_all_are_refused(tmp_path):
+    # they were applied to the sorted folders by position: every coffee/ image was labelled "cat"
+    for folder in ("astronaut", "chelsea", "coffee", "rocket"):
+        _png(tmp_path / "data" / folder / "0.png", 8, 8)
+    with pytest.raises(ValueError, match=r"^data: class folders \['chelsea'\] are not among the class names \(--labels\), "
+                                         r"while \['astronaut', 'coffee', 'rocket'\] are; name every folder"):
+        open_source(tmp_path / "data", class_names=["astronaut", "coffee", "cat", "rocket"])
+    # every folder named: by name, in the given order; none named: the sorted folders in order, as before
+    source = open_source(tmp_path / "data", class_names=["rocket", "coffee", "chelsea", "astronaut"])
+    assert {it.id: it.label for it in source.items} == {"astronaut/0.png": 3, "chelsea/0.png": 2, "coffee/0.png": 1, "rocket/0.png": 0}
+    source = open_source(tmp_path / "data", class_names=["a", "b", "c", "d"])
+    assert [it.label for it in source.items] == [0, 1, 2, 3]
