@@ -196,6 +196,7 @@ def audit(
     """
     from simplebits_audit.jobs import run_audit
     from simplebits_audit.results import REPORT_FILE
+    from simplebits_audit.simplification.heads import NON_TOP_TARGET_FRACTION
 
     device = process_device()  # under torchrun each rank takes its own GPU
     summary = run_audit(
@@ -212,6 +213,9 @@ def audit(
         console.print(f"{summary['items']} images, {len(summary['skipped'])} skipped, accuracy {acc}; "
                       f"{summary['explained']} explanations, kept {100 * (summary['kept_rate'] or 0):.0f}%, "
                       f"bits/dim {summary['bpd_before'] or 0:.3f} -> {summary['bpd_after'] or 0:.3f}")
+        if summary.get("not_prediction_targets"):  # "kept" then means less than the prediction kept
+            console.print(f"{summary['not_prediction_targets']} of the explanations are of a target that was not the prediction: "
+                          f"kept means its probability stayed at least {NON_TOP_TARGET_FRACTION:.0%} of what it was")
         if summary["shortcut"]:
             s = summary["shortcut"]
             console.print(f"mask: {100 * s['mask_area_share']:.1f}% of the area, "

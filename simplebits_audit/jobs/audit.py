@@ -495,6 +495,8 @@ def _summary(source, predictions, skipped, entries, records, n_classes, timings,
         "selected_images": len({e.item.index for e in entries}),
         "explained": len(records),
         "kept_rate": _mean([float(r["kept"]) for r in records]),
+        # explanations of a class that was not the prediction: "kept" means its probability stayed >= 90 % of what it was
+        "not_prediction_targets": sum(1 for r in records if "labels" not in r and r["target"] != r["pred_before"]),
         "bpd_before": _mean([r["bpd_before"] for r in ok]),
         "bpd_after": _mean([r["bpd_after"] for r in ok]),
         "bits_retained": _mean([r["bits_retained"] for r in ok]),

@@ -84,6 +84,27 @@ def status_text(record: dict) -> str:
     return f"{status} (nothing needed: the reference image alone gets this answer)" if record.get("nothing_needed") else status
 
 
+def kept_title(record: dict) -> str:
+    """What "kept" means for a record: the prediction, a target that was not the prediction, or a sigmoid head's labels."""
+    from ..simplification.heads import NON_TOP_TARGET_FRACTION
+
+    if "explained" in record:
+        return "explained labels kept on their side"
+    if "labels" not in record and record["target"] != record["pred_before"]:
+        return f"target kept (not the prediction: at least {NON_TOP_TARGET_FRACTION:.0%} of its probability)"
+    return "prediction kept"
+
+
+def kept_note(not_prediction: int, explained: int) -> str:
+    """The audit's note on its kept rate when some explained targets were not the prediction (empty when none were)."""
+    from ..simplification.heads import NON_TOP_TARGET_FRACTION
+
+    if not not_prediction:
+        return ""
+    return (f" ({not_prediction} of {explained} explanations are of a target that was not the prediction: for them kept means "
+            f"its probability stayed at least {NON_TOP_TARGET_FRACTION:.0%} of what it was, even if the prediction changed)")
+
+
 #: the real codecs a record's ``{key}_bpd_before`` / ``_after`` fields hold, with their names in reports
 CODEC_NAMES = {"webp": "WebP", "jxl": "JPEG-XL"}
 

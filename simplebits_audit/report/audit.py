@@ -15,7 +15,20 @@ import plotly.graph_objects as go
 
 from .._io import atomic_write
 from ..results import REPORT_FILE, answer_before_after, explained_name, load_arrays, map_title, read_audit
-from ._html import codec_change, esc, figure_html, fmt, img_tag, label_facts, page, plot_text, png_bytes, status_text, table_html
+from ._html import (
+    codec_change,
+    esc,
+    figure_html,
+    fmt,
+    img_tag,
+    kept_note,
+    label_facts,
+    page,
+    plot_text,
+    png_bytes,
+    status_text,
+    table_html,
+)
 from .information import audit_information_html, kept_shares, profile_sentence
 from .path import PATH_CSS, path_strip_html
 
@@ -71,7 +84,8 @@ def _overview(summary: dict[str, Any]) -> str:
         ["images", f"{summary['items']} ({summary['readable']} readable, {len(summary['skipped'])} skipped)"],
         ["accuracy", "—" if summary["accuracy"] is None else f"{100 * summary['accuracy']:.1f}%"],
         ["selected / explanations", f"{summary['selected_images']} / {summary['explained']}"],
-        ["prediction kept after simplification", "—" if summary["kept_rate"] is None else f"{100 * summary['kept_rate']:.1f}%"],
+        ["answer kept after simplification", "—" if summary["kept_rate"] is None else f"{100 * summary['kept_rate']:.1f}%"
+         + kept_note(summary.get("not_prediction_targets") or 0, summary["explained"])],
         ["bits per dim, original → simplified", f"{fmt(summary['bpd_before'])} → {fmt(summary['bpd_after'])}"],
         ["bits retained (mean)", "—" if summary["bits_retained"] is None else f"{100 * summary['bits_retained']:.1f}%"],
         ["seconds: predict / simplify / write",

@@ -8,7 +8,7 @@ from typing import Any
 
 from .._io import atomic_write
 from ..results import REPORT_FILE, answer_before_after, explained_name, load_arrays, read_explain_results
-from ._html import codec_change, esc, figure_html, fmt, label_facts, page, status_text, table_html
+from ._html import codec_change, esc, figure_html, fmt, kept_title, label_facts, page, status_text, table_html
 from .figures import panels_figure, topk_figure, tradeoff_figure
 from .information import information_html
 from .path import PATH_CSS, path_strip_html
@@ -47,8 +47,7 @@ def _image_section(out_dir: Path, index: int, record: dict[str, Any], map_keys: 
         ["bits", f"{record['bits_before']:.0f} → {record['bits_after']:.0f} ({100 * record['bits_retained']:.0f}% retained)"],
         ["bits per dim", f"{fmt(record['bpd_before'])} → {fmt(record['bpd_after'])}"],
         ["lossless files, bits/dim", codec_change(record)],
-        ["prediction kept" if "explained" not in record else "explained labels kept on their side",
-         "yes" if record["kept"] else '<span class="bad">no</span>'],
+        [kept_title(record), "yes" if record["kept"] else '<span class="bad">no</span>'],
         ["lambda chosen", fmt(record["lambda"])],
         ["status", esc(status_text(record))],
     ]

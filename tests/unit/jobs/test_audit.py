@@ -252,3 +252,22 @@ def test_a_blocked_gradient_fails_before_the_audit_writes_anything(folder, tmp_p
     with pytest.raises(ValueError, match="zero everywhere"):
         run_audit(Rounded().eval(), folder, out, select="all", simplify_options={"steps": 2}, batch_size=4)
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_target_that_was_not_the_prediction_is_not_reported_as_the_prediction_kept(tmp_path):
+    # the report said "prediction kept 100 %" when the explained true label (not the prediction) kept 90 % of its probability
+    from simplebits_audit import testbeds
+
+    out = tmp_path / "a"
+    summary = run_audit(testbeds.load_classifier("digits-on-photos"), "digits-on-photos", out, testbed_n=64, select="misclassified",
+                        explain="true", limit=2, batch_size=2, simplify_options={"steps": 2})
+    records = _records(out)
+    assert summary["explained"] == 2 and all(r["target"] != r["pred_before"] for r in records)
+    assert summary["not_prediction_targets"] == 2
+    page = (out / "report.html").read_text()
+    assert "prediction kept" not in page and "answer kept after simplification" in page
+    assert "2 of 2 explanations are of a target that was not the prediction" in page
+    from simplebits_audit.report._html import kept_title  # the explain report's line per image
+
+    assert kept_title(records[0]) == "target kept (not the prediction: at least 90% of its probability)"
+    assert kept_title({**records[0], "target": records[0]["pred_before"]}) == "prediction kept"
