@@ -172,6 +172,34 @@ def module_of(forward_func: object) -> nn.Module | None:
     return module if isinstance(module, nn.Module) else None
 
 
+def exported_in_training_mode(module: nn.Module) -> bool | None:
+    """Whether a ``torch.export`` graph (ATen operators) runs dropout or batch norm in training mode, from the
+    ``train`` / ``training`` arguments of its calls; None for any other module (its flags tell).
+
+    An exported module says ``training=True`` whatever it was exported in, and refuses ``eval()``: its
+    graph fixes what it does."""
+    graph = getattr(module, "graph", None)
+    if not isinstance(module, torch.fx.GraphModule) or graph is None:
+        return None
+    calls = [n for n in graph.nodes if n.op == "call_function"]
+    if not any(str(n.target).startswith("aten.") for n in calls):  # a torch.fx trace of torch functions: its modules' flags tell
+        return None
+    for node in calls:
+        name = str(node.target)
+        if ("dropout" in name or "batch_norm" in name) and "no_training" not in name:
+            key, index = ("train", 2) if "dropout" in name else ("training", 5)
+            flag = node.kwargs.get(key, node.args[index] if len(node.args) > index else None)
+            if flag is not False:
+                return True
+    return False
+
+
+def in_training_mode(module: nn.Module) -> bool:
+    """Whether ``module`` computes in training mode: its modules' flags, or an exported graph's own calls."""
+    exported = exported_in_training_mode(module)
+    return any(m.training for m in module.modules()) if exported is None else exported
+
+
 @contextlib.contextmanager
 def model_guard(forward_func: object) -> Iterator[None]:
     """Restore every parameter's ``requires_grad`` and ``.grad``, every module's mode and, for a
@@ -188,9 +216,9 @@ def model_guard(forward_func: object) -> Iterator[None]:
         yield
         return
     modes = [(m, m.training) for m in forward_func.modules()]
-    training = any(mode for _, mode in modes)
+    training = in_training_mode(forward_func)
     if training and id(forward_func) not in _WARNED:
-        _warn_training(stacklevel=4)
+        _warn_training(forward_func, stacklevel=4)
     params = list(forward_func.parameters())
     flags = [p.requires_grad for p in params]
     grads = [p.grad for p in params]
@@ -211,8 +239,9 @@ def model_guard(forward_func: object) -> Iterator[None]:
                 m.train(mode)
 
 
-def _warn_training(stacklevel: int) -> None:
-    warnings.warn("forward_func is in training mode; explanations of eval-mode behaviour need model.eval()", stacklevel=stacklevel)
+def _warn_training(module: nn.Module, stacklevel: int) -> None:
+    remedy = "export it again after model.eval()" if exported_in_training_mode(module) else "call model.eval() first"
+    warnings.warn(f"forward_func is in training mode; explanations of eval-mode behaviour need {remedy}", stacklevel=stacklevel)
 
 
 def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -225,8 +254,8 @@ def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
         module = module_of(args[0] if args else kwargs.get("forward_func"))
         if module is None or id(module) in _WARNED or id(module) in _GUARDED:
             return func(*args, **kwargs)
-        if any(m.training for m in module.modules()):
-            _warn_training(stacklevel=3)
+        if in_training_mode(module):
+            _warn_training(module, stacklevel=3)
         _WARNED.add(id(module))
         try:
             return func(*args, **kwargs)

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._helpers import check_logits, export_hint, last_line
+from ._helpers import check_logits, export_hint, exported_in_training_mode, last_line
 
 
 def _load_state_dict(weights: str | Path | None, spec: str) -> dict:
@@ -80,9 +80,9 @@ def _from_file(path: Path, trust_pickle: bool) -> nn.Module:
             module = torch.export.load(str(path)).module()
         except Exception as err:
             raise ValueError(f"model: {str(path)!r} is not a readable torch.export archive ({err.__class__.__name__}: {err})") from None
-        if not _exported_in_training_mode(module):
+        if not exported_in_training_mode(module):
             # A reloaded export says training=True whatever it was exported in, and eval() is not supported on it; its
-            # graph fixes the behaviour, so the flags are set to what the graph does (no spurious training-mode warning).
+            # graph fixes the behaviour, so the flags are set to what the graph does.
             for m in module.modules():
                 m.training = False
         return module
@@ -105,21 +105,6 @@ def _from_file(path: Path, trust_pickle: bool) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise ValueError(f"model: {str(path)!r} holds a {type(model).__name__}, not an nn.Module (a state dict needs an architecture)")
     return model
-
-
-def _exported_in_training_mode(module: nn.Module) -> bool:
-    """Whether an exported graph runs dropout or batch norm in training mode (their ``train`` / ``training`` argument)."""
-    graph = getattr(module, "graph", None)
-    if graph is None:
-        return True  # unknown: keep torch's flag, and the guard's warning
-    for node in graph.nodes:
-        name = str(node.target)
-        if node.op == "call_function" and ("dropout" in name or "batch_norm" in name) and "no_training" not in name:
-            key, index = ("train", 2) if "dropout" in name else ("training", 5)
-            flag = node.kwargs.get(key, node.args[index] if len(node.args) > index else None)
-            if flag is not False:
-                return True
-    return False
 
 
 def _import_here_too(module_name: str) -> Any:
@@ -304,6 +289,9 @@ def check_not_training(model, *, name: str = "model") -> None:
     their running statistics on every call (other train-mode layers are only noisy, and simplify warns)."""
     if not isinstance(model, nn.Module):
         return
+    if exported_in_training_mode(model):  # eval() cannot change an exported graph: the export itself must be redone
+        raise ValueError(f"{name}: was exported in training mode (its graph runs dropout or batch norm on batch statistics, so "
+                         "every answer depends on the batch); export it again after model.eval()")
     if any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats for m in model.modules()):
         raise ValueError(
             f"{name}: has BatchNorm layers in training mode, whose statistics every call would change; call model.eval() first"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
 
-from simplebits_audit.models import check_classifier_output, load_model
+from simplebits_audit import simplify
+from simplebits_audit.models import check_classifier_output, check_not_training, load_model
 from simplebits_audit.testbeds import SmallCNN
 
 
@@ -163,6 +166,19 @@ def test_an_export_made_in_eval_mode_loads_as_eval_mode_and_one_made_in_training
         getattr(net, mode)()
         torch.export.save(torch.export.export(net, (torch.rand(2, 3, 8, 8),)), tmp_path / f"{mode}.pt2")
         assert load_model(tmp_path / f"{mode}.pt2").training == (mode == "train")
+    # the job's check refuses the training-mode export (it only warned: eval() cannot change an exported graph, and its
+    # answers depended on the batch); the library warns with a remedy that works, and not for an eval-mode export
+    check_not_training(load_model(tmp_path / "eval.pt2"))
+    with pytest.raises(ValueError, match=r"^model: was exported in training mode .*; export it again after model\.eval\(\)$"):
+        check_not_training(load_model(tmp_path / "train.pt2"))
+    x = torch.rand(2, 3, 8, 8)
+    with pytest.warns(UserWarning, match="export it again after model.eval"):
+        simplify(load_model(tmp_path / "train.pt2"), x, target=0, steps=1)
+    eval_export = torch.export.load(str(tmp_path / "eval.pt2")).module()  # as a library user gets it: training=True flags
+    assert eval_export.training
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        simplify(eval_export, x, target=0, steps=1)
 
 
 def test_a_factory_in_the_current_folder_is_found(tmp_path, monkeypatch):
