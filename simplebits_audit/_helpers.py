@@ -240,7 +240,7 @@ def model_guard(forward_func: object) -> Iterator[None]:
 
 
 def _warn_training(module: nn.Module, stacklevel: int) -> None:
-    remedy = "export it again after model.eval()" if exported_in_training_mode(module) else "call model.eval() first"
+    remedy = "the model exported again after model.eval()" if exported_in_training_mode(module) else "model.eval()"
     warnings.warn(f"forward_func is in training mode; explanations of eval-mode behaviour need {remedy}", stacklevel=stacklevel)
 
 

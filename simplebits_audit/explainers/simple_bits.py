@@ -316,6 +316,8 @@ class SimpleBits(Attribution):
         if attribution == "colour" and (image.dim() != 4 or image.shape[1] != 3):
             raise ValueError(f"attribution: 'colour' needs 3-channel images (B, 3, H, W), got {tuple(image.shape)}")
         forward_args = tuple(rest) + as_tuple(additional_forward_args) or None
+        if image.numel() == 0:
+            raise ValueError(f"inputs: an empty batch, shape {tuple(image.shape)}")
         if out_of_range != "error":
             image = self._clamp(image, strict=out_of_range == "auto")
         if isinstance(target, tuple):

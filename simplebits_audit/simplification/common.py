@@ -69,6 +69,9 @@ class Classifier:
             # torch's shape errors (and torch.export's batch guard) name no argument: on the first call, say whose call
             # failed, on what; anything else (a dtype, a device, the model's own error, out of memory) goes on as it is
             text = str(err)
+            if not self.answered and ("should be the same" in text or "expected scalar type" in text.lower()):  # a dtype
+                raise ValueError(f"forward_func: failed on model inputs of dtype {str(self.input_dtype).replace('torch.', '')} "
+                                 f"({last_line(err)}); give the images in the model's dtype (e.g. inputs.float())") from err
             if self.answered or isinstance(err, torch.cuda.OutOfMemoryError) or not any(
                     k in text for k in ("shape", "size", "channels", "mat1", "Guard failed")):
                 raise
@@ -97,7 +100,14 @@ class Classifier:
                                "gradients with respect to the image: call it outside inference_mode")
         x = pixels.detach().clone().requires_grad_(True)
         with torch.enable_grad():
-            logits = self.logits(x)
+            try:
+                logits = self.logits(x)
+            except RuntimeError as err:
+                if "requires grad" not in str(err):
+                    raise
+                raise ValueError(f"forward_func: cannot run on an image that needs gradients ({last_line(err)}); simplification needs "
+                                 "the logits to reach the image through autograd (no numpy, .detach() or torch.no_grad inside forward)"
+                                 ) from err
             weights = torch.rand(logits.shape[1], generator=torch.Generator().manual_seed(0)).add_(0.5).to(logits.device)
             if decision.head == "softmax":
                 score = ((logits - logits.gather(1, decision.target.view(-1, 1).to(logits.device))) * weights).sum()

@@ -162,6 +162,8 @@ def simplify(
         raise TypeError("forward_func: must be callable (a model or a function returning logits)")
     if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4:
         raise ValueError(f"inputs: expected a tensor of shape (B, C, H, W), got {getattr(inputs, 'shape', type(inputs).__name__)}")
+    if inputs.numel() == 0:
+        raise ValueError(f"inputs: an empty batch, shape {tuple(inputs.shape)}")
     check_finite(inputs, "inputs")
     spaces = make_spaces(normalization, transforms)
     # Everything outside the model runs in float32 (bits of a bf16 image differ, and bf16 cannot

@@ -172,7 +172,7 @@ def test_an_export_made_in_eval_mode_loads_as_eval_mode_and_one_made_in_training
     with pytest.raises(ValueError, match=r"^model: was exported in training mode .*; export it again after model\.eval\(\)$"):
         check_not_training(load_model(tmp_path / "train.pt2"))
     x = torch.rand(2, 3, 8, 8)
-    with pytest.warns(UserWarning, match="export it again after model.eval"):
+    with pytest.warns(UserWarning, match="need the model exported again after model.eval"):
         simplify(load_model(tmp_path / "train.pt2"), x, target=0, steps=1)
     eval_export = torch.export.load(str(tmp_path / "eval.pt2")).module()  # as a library user gets it: training=True flags
     assert eval_export.training

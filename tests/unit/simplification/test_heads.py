@@ -191,10 +191,13 @@ class Detached(nn.Module):
         out = self.head(self.conv(x).mean((2, 3)))
         if self.mode == "numpy":
             out = torch.from_numpy(out.detach().numpy().copy())
+        if self.mode == "plain numpy":  # .numpy() without .detach(): torch's own error on a tensor that needs gradients
+            out = torch.from_numpy(out.numpy().copy())
         return out
 
 
-@pytest.mark.parametrize("mode, message", [("detach", "no gradient path"), ("numpy", "no gradient path"), ("round", "zero everywhere")])
+@pytest.mark.parametrize("mode, message", [("detach", "no gradient path"), ("numpy", "no gradient path"), ("round", "zero everywhere"),
+                                           ("plain numpy", r"^forward_func: cannot run on an image that needs gradients .*no numpy")])
 def test_blocked_gradient_is_an_error_before_any_work(mode, message):
     x = torch.rand(2, 3, 16, 16)
     with pytest.raises(ValueError, match=message):
@@ -329,3 +332,15 @@ def test_simplebits_map_changes_when_the_model_is_reinitialised():
     # ranking with the trained model's map: counted as 0.
     score = torch.where(torch.isnan(rho), torch.zeros_like(rho), rho)
     assert float(score.mean()) < 0.3, rho
+
+
+def test_an_empty_batch_and_a_dtype_the_model_cannot_take_are_one_line_errors():
+    # torch's own errors came out: "min(): Expected reduction dim ..." and "Input type (double) and bias type (float) ..."
+    model = Detached("none")
+    x = torch.rand(2, 3, 16, 16)
+    for call in (lambda: SimpleBits(model).attribute(x[:0], target=0), lambda: simplify(model, x[:0])):
+        with pytest.raises(ValueError, match=r"^inputs: an empty batch, shape \(0, 3, 16, 16\)$"):
+            call()
+    with pytest.raises(ValueError, match=r"^forward_func: failed on model inputs of dtype float64 \(.*\); give the images in the "
+                                         r"model's dtype \(e\.g\. inputs\.float\(\)\)$"):
+        SimpleBits(model).attribute(x.double(), target=0, steps=1)
