@@ -244,12 +244,14 @@ def check_classifier_output(model, inputs: torch.Tensor, *, name: str = "model",
         with torch.no_grad():
             out = model(inputs)
     except Exception as err:  # the user's model may raise anything
-        side = _smallest_working_side(model, inputs)
         h, w = inputs.shape[-2:]
-        if side is not None:
+        if (side := _smallest_working_side(model, inputs)) is not None:
             raise ValueError(
                 f"{images}: {h} x {w} pixels is too small for the model (it runs on {side} x {side}); resize the images (--size {side})"
             ) from None
+        if (side := _smallest_working_side(model, inputs, below=True)) is not None:  # a model made for one size, say
+            raise ValueError(f"{images}: the model fails on {h} x {w} pixels and runs on {side} x {side} "
+                             f"({err.__class__.__name__}: {last_line(err)}); resize the images (--size {side} --crop {side})") from None
         channels = inputs.shape[1]
         hint = ""
         if "channels" in str(err) and channels in (1, 3):  # the usual cause: grey images and an RGB model, or the reverse
@@ -270,10 +272,11 @@ def check_classifier_output(model, inputs: torch.Tensor, *, name: str = "model",
     return int(out.shape[1])
 
 
-def _smallest_working_side(model, inputs: torch.Tensor) -> int | None:
-    """The smallest of :data:`PROBE_SIDES` above the image's sides on which ``model`` runs, or None."""
+def _smallest_working_side(model, inputs: torch.Tensor, below: bool = False) -> int | None:
+    """The smallest of :data:`PROBE_SIDES` above the image's sides (``below``: under its larger side) on which
+    ``model`` runs, or None."""
     for side in PROBE_SIDES:
-        if side <= min(inputs.shape[-2:]):
+        if (side >= max(inputs.shape[-2:])) if below else (side <= min(inputs.shape[-2:])):
             continue
         try:
             with torch.no_grad():

@@ -27,6 +27,17 @@ class _Vector(torch.nn.Module):
         return x.mean((1, 2, 3))
 
 
+class _Fixed32(torch.nn.Module):
+    """A classifier made for 32 x 32 images only (a flatten into a linear layer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(3 * 32 * 32, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.flatten(1))
+
+
 class _Pair(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = torch.stack([x.mean((1, 2, 3)), -x.mean((1, 2, 3))], 1)
@@ -43,7 +54,7 @@ def files(tmp_path_factory):
     """Models (TorchScript, as users save them) and image files, good and bad."""
     root = tmp_path_factory.mktemp("preflight")
     torch.jit.save(torch.jit.script(testbeds.load_classifier("digits-on-photos")), str(root / "model.ts"))
-    for name, module in (("vector", _Vector()), ("pair", _Pair()), ("nan", _NaN())):
+    for name, module in (("vector", _Vector()), ("pair", _Pair()), ("nan", _NaN()), ("fixed32", _Fixed32())):
         torch.jit.save(torch.jit.script(module.eval()), str(root / f"{name}.ts"))
     image = testbeds.load("digits-on-photos", "test", n=1, seed=2).images[0]
     rgb = (image.permute(1, 2, 0) * 255).round().byte().numpy()
@@ -52,6 +63,7 @@ def files(tmp_path_factory):
     Image.fromarray(rgb).convert("L").save(root / "gray.png")
     Image.fromarray(rgb[..., 0].astype(np.uint16) * 257).save(root / "sixteen.png")  # 16-bit grayscale
     Image.new("RGB", (1, 1), (200, 30, 30)).save(root / "tiny.png")
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(root / "big.png")
     Image.new("RGB", (1100, 1000), (90, 90, 90)).save(root / "huge.png")  # 1.1 megapixels
     data = (root / "ok.png").read_bytes()
     (root / "truncated.png").write_bytes(data[: len(data) // 2])
@@ -65,6 +77,8 @@ def files(tmp_path_factory):
     [
         ("tiny.png", "model.ts", [], "images: 1 x 1 pixels is too small for the model (it runs on 32 x 32); resize the images (--size 32)"),
         ("ok.png", "nan.ts", [], "model: output is NaN or infinite"),
+        ("big.png", "fixed32.ts", [], "images: the model fails on 64 x 64 pixels and runs on 32 x 32 (RuntimeError: mat1 and mat2 "),
+        ("big.png", "fixed32.ts", [], "; resize the images (--size 32 --crop 32)"),
         ("huge.png", "model.ts", [], "images: 1000 x 1100 pixels (1.1 megapixels) is far larger than classifiers take"),
         ("truncated.png", "model.ts", [], "is not a readable image (image file is truncated)"),
         ("empty.png", "model.ts", [], "is not a readable image"),
