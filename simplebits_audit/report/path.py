@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..results import path_order
+from ..results import finite_or_none, path_order
 from ._html import esc, img_tag, png_bytes
 
 #: Style of the strip (added to a page's head only when the page shows one).
@@ -63,10 +63,14 @@ def path_strip_html(record: dict[str, Any], arrays: dict[str, np.ndarray], *, si
     chosen = record.get("path_chosen")
     target = esc(record["target_name"])
     figures = []
+    original_bpd = finite_or_none(record["path_bpd"][0])
     for position, s in enumerate(path_order(record)):
         kept = bool(record["path_kept"][s])
-        classes = ["snap"] + (["chosen"] if s == chosen else []) + ([] if kept else ["lost"])
-        marks = (["chosen"] if s == chosen else []) + ([] if kept else ["not kept"])
+        bpd_s = finite_or_none(record["path_bpd"][s])
+        # a mid-optimisation image can be noisier than the original: it sorts left of the original, and says so
+        costlier = s != 0 and original_bpd is not None and bpd_s is not None and bpd_s > original_bpd
+        classes = ["snap"] + (["chosen"] if s == chosen else []) + ([] if kept else ["lost"]) + (["costlier"] if costlier else [])
+        marks = (["chosen"] if s == chosen else []) + ([] if kept else ["not kept"]) + (["more bits than the original"] if costlier else [])
         label = record["path_labels"][s]
         bpd, prob = _num(record["path_bpd"][s]), _num(record["path_target_prob"][s])
         alt = f"{label}: {bpd} bits per dim, p({record['target_name']}) {prob}"
@@ -78,8 +82,10 @@ def path_strip_html(record: dict[str, Any], arrays: dict[str, np.ndarray], *, si
             f"<figcaption>{esc(label)}<br>{bpd} bpd<br>p {prob}{mark}</figcaption></figure>"
         )
     return (
-        f'<div class="path" data-snapshots="{len(figures)}"><p class="sub">Path from the simplest snapshot (left, fewest bits) '
-        f"to the original (right): bits per dim (bpd) and the probability p of <b>{target}</b>. Framed: the image returned; "
+        f'<div class="path" data-snapshots="{len(figures)}"><p class="sub">The path\'s snapshots by their bits, from the simplest '
+        f"(left, fewest bits) up, then the original (right): bits per dim (bpd) and the probability p of <b>{target}</b>. "
+        "A snapshot marked \"more bits than the original\" is an image from the middle of the optimisation that costs more than "
+        "the original itself. Framed: the image returned; "
         "faded and dashed: the prediction was not kept. What appears first from the left is what the model needed first.</p>"
         f'<div class="path-strip">{"".join(figures)}</div></div>'
     )

@@ -141,6 +141,10 @@ def _check_strips(out, records, html, *, width):
         assert [i for c, _, i, _, _ in snaps if "chosen" in c.split()] == [str(r["path_chosen"])]
         assert [i for c, _, i, _, _ in snaps if "lost" in c.split()] == [str(i) for i in indices if not r["path_kept"][i]]
         assert strip.count('class="mark"') == sum(1 for c, *_ in snaps if c != "snap")
+        # a snapshot costing more than the original (it sits left of it) says so
+        costlier = [i for i in indices if i != 0 and r["path_bpd"][i] is not None and r["path_bpd"][i] > r["path_bpd"][0]]
+        assert [int(i) for c, _, i, _, _ in snaps if "costlier" in c.split()] == costlier
+        assert strip.count("more bits than the original</span>") + strip.count("· more bits than the original") >= len(costlier)
         assert strip.count("<figcaption>") == n and strip.count(" bpd<br>p ") == n
         for label in r["path_labels"]:
             assert f"<figcaption>{label}<br>" in strip
@@ -267,3 +271,17 @@ def test_the_chosen_snapshot_agrees_with_lambda_when_images_tie():
     assert float(r.path_lambdas[1]) != float(r.path_lambdas[0])
     assert [chosen_snapshot(tied, i) for i in range(2)] == [1, 1]
     assert chosen_snapshot(dataclasses.replace(tied, lambda_chosen=r.path_lambdas[0].repeat(2)), 0) == 0
+
+
+def test_a_snapshot_costing_more_than_the_original_says_so():
+    # the caption said "from the simplest to the original" while such a snapshot sat left of the original, unexplained
+    from simplebits_audit.report.path import path_strip_html
+
+    record = {"path_bpd": [1.4, 1.0, 1.7, None], "path_labels": ["original", "step 30", "step 3", "step 1"],
+              "path_target_prob": [0.9, 0.8, 0.85, 0.9], "path_kept": [True, True, True, True], "path_chosen": 1, "target_name": "cat"}
+    strip = path_strip_html(record, {"path_images": np.zeros((4, 3, 4, 4), np.uint8)})
+    order = [int(i) for i in re.findall(r'data-index="(\d+)"', strip)]
+    assert order == [1, 2, 3, 0]  # by bits, unknown bits just before the original, the original last
+    costlier = re.findall(r'<figure class="([^"]*)"[^>]*data-index="(\d+)"', strip)
+    assert [i for c, i in costlier if "costlier" in c.split()] == ["2"]
+    assert strip.count("more bits than the original</span>") == 1
