@@ -213,6 +213,11 @@ def audit(
         console.print(f"{summary['items']} images, {len(summary['skipped'])} skipped, accuracy {acc}; "
                       f"{summary['explained']} explanations, kept {100 * (summary['kept_rate'] or 0):.0f}%, "
                       f"bits/dim {summary['bpd_before'] or 0:.3f} -> {summary['bpd_after'] or 0:.3f}")
+        if Path(data).is_dir() and model_opts.class_names is None and summary.get("class_names"):
+            # the classes are the folders in sorted order (torchvision's rule): said, since a model trained otherwise looks wrong
+            order = ", ".join(f"{i} {name}" for i, name in enumerate(summary["class_names"][:10]))
+            console.print(f"classes from the folders, in sorted order (--labels names them otherwise): {order}"
+                          + (", ..." if len(summary["class_names"]) > 10 else ""), markup=False, highlight=False)
         if summary.get("not_prediction_targets"):  # "kept" then means less than the prediction kept
             console.print(f"{summary['not_prediction_targets']} of the explanations are of a target that was not the prediction: "
                           f"kept means its probability stayed at least {NON_TOP_TARGET_FRACTION:.0%} of what it was")

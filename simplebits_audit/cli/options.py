@@ -289,7 +289,7 @@ def engine_group(
         None, "--engine", metavar="[{library:simplify.engines}]",
         help="What the simplification optimises (default {library:simplify.engine}). factorised: colour, fine detail and region "
              "separately; records and the report then carry one map per axis and "
-             "the information profile (which information the model needed)."),
+             "the information profile (which information the model needed). latent needs --estimator glow."),
 ) -> Engine:
     """Steps, the bit estimator, per-baseline options, the engine (only those given)."""
     return Engine(steps, estimator, {"gradcam": {"layer": gradcam_layer}} if gradcam_layer else {}, engine)

@@ -320,3 +320,21 @@ def test_labels_that_name_some_folders_but_not_all_are_refused(tmp_path):
     assert {it.id: it.label for it in source.items} == {"astronaut/0.png": 3, "chelsea/0.png": 2, "coffee/0.png": 1, "rocket/0.png": 0}
     source = open_source(tmp_path / "data", class_names=["a", "b", "c", "d"])
     assert [it.label for it in source.items] == [0, 1, 2, 3]
+
+
+def test_an_audit_of_a_folder_without_labels_says_the_class_order_it_used(tmp_path, capsys):
+    # the sorted folders are the classes (torchvision's rule): a model trained in another order looked wrong, silently
+    import sys
+
+    from simplebits_audit.cli.main import main
+
+    for folder in ("zeta", "alpha"):
+        _png(tmp_path / "data" / folder / "0.png", 32, 32)
+    argv, sys.argv = sys.argv, ["simplebits", "audit", str(tmp_path / "data"), "--model", "testbed:stripes", "--limit", "1",
+                                "--steps", "2", "--out", str(tmp_path / "out")]
+    try:
+        main()
+    finally:
+        sys.argv = argv
+    out = capsys.readouterr().out
+    assert "classes from the folders, in sorted order (--labels names them otherwise): 0 alpha, 1 zeta" in " ".join(out.split()), out
