@@ -133,7 +133,7 @@ def compare(
     Example: ``simplebits compare a.png b.png --model model.ts --methods simplebits,ig,occlusion``.
     """
     from simplebits_audit.explainers import SIMPLEBITS
-    from simplebits_audit.jobs.comparison import DEFAULT_METHODS, compare_files
+    from simplebits_audit.jobs.comparison import DEFAULT_METHODS, METRICS, compare_files
     from simplebits_audit.results import COMPARISON_CSV_FILE
 
     # --engine is SimpleBits's (the learned simplifier has its own): its region map is the one scored
@@ -145,9 +145,10 @@ def compare(
     )
     rows = result.to_rows()
     # One column per method (metrics as rows) keeps the table readable in a terminal.
-    table = Table("metric", *(r["method"] + (" (ref.)" if r["reference"] else "") for r in rows))
+    table = Table("metric (^ higher is better, v lower)", *(r["method"] + (" (ref.)" if r["reference"] else "") for r in rows))
     for metric in [c for c in rows[0] if c not in ("method", "reference")]:
-        table.add_row(metric,
+        direction = {True: " ^", False: " v"}.get(False if metric == "rank" else METRICS.get(metric), "")  # rank 1: the best
+        table.add_row(metric + direction + (" (share of images)" if metric == "randomisation_undefined" else ""),
             *("-" if r[metric] is None else f"{r[metric]:.3g}" if isinstance(r[metric], float) else str(r[metric]) for r in rows))
     if not session.quiet:
         console.print(table)
