@@ -67,7 +67,7 @@ class Classifier:
             raise
         except (RuntimeError, AssertionError) as err:
             # torch's shape errors (and torch.export's batch guard) name no argument: on the first call, say whose call
-            # failed, on what; anything else (a dtype, a device, the model's own error, out of memory) goes on as it is
+            # failed, on what (a dtype too); anything else (a device, the model's own error, out of memory) goes on as it is
             text = str(err)
             if not self.answered and ("should be the same" in text or "expected scalar type" in text.lower()):  # a dtype
                 raise ValueError(f"forward_func: failed on model inputs of dtype {str(self.input_dtype).replace('torch.', '')} "
