@@ -5,8 +5,9 @@
 1. **Predict** every image (streaming, batched; unreadable images are recorded as skipped). The
    prediction follows the model's output head (:mod:`~simplebits_audit.jobs.answers`): the top
    class of a softmax; for ``head="sigmoid"`` the decision of a single-logit model
-   (``p >= threshold``: class 1, with ``--labels`` e.g. ``negative,positive``) or the most
-   probable label of a multi-label one.
+   (``p >= threshold``: class 1, with ``--labels`` e.g. ``negative,positive``) or, for ordering
+   and selection, the most probable label of a multi-label one (whose explained prediction keeps
+   every label on its side; it gets no accuracy).
 2. **Select** images (``misclassified`` by default, ``all``, ``low-confidence:P``, ``class:NAME``,
    plus ``limit``) and give each one or two targets (``explain``: true label, prediction, both).
 3. **Simplify** the selection in fixed batches; batch ``k`` belongs to rank ``k % world_size``
@@ -204,8 +205,10 @@ def run_audit(
         name in the report. With ``head="sigmoid"`` a single-logit (binary) model's prediction is
         its decision, 1 when ``p >= threshold``, compared with labels 0/1 (class names: the two
         decisions, e.g. an ImageFolder with ``negative/`` and ``positive/``); it has one answer to
-        keep, so ``explain`` must be ``"pred"``. A multi-label model's prediction is its most
-        probable label. Records list every label's probability before and after and which labels are on.
+        keep, so ``explain`` must be ``"pred"``. A multi-label model's explained prediction keeps
+        every label on its side (as :func:`~simplebits_audit.jobs.explain_images`); ``explain`` is
+        ``"pred"`` or ``"true"`` (one label kept), ``select`` not ``"misclassified"``, and the
+        summary has no accuracy. Records list every label's probability before and after and which labels are on.
     explain_options : ExplainOptions, optional
         As for :func:`simplebits_audit.jobs.explain_images`; its ``batch_size`` is the images per
         simplification batch, and its ``simplifier`` may also be ``"auto"``: train one on the
@@ -274,6 +277,15 @@ def run_audit(
         if binary and explain != "pred":
             raise ValueError("explain: a single-logit (sigmoid) model has one answer to keep, its decision; "
                              f"use explain='pred' (--explain pred), not {explain!r}")
+        # A multi-label model's answer is every label on its side: explaining its prediction keeps them all (as explain
+        # does), and no single predicted class can be compared with an image's one label.
+        multilabel = head == "sigmoid" and not binary
+        if multilabel and explain == "both":
+            raise ValueError("explain: a multi-label (sigmoid) model's prediction is every label on its side, explained apart "
+                             "from a single true label; use explain='pred' or 'true' (--explain pred|true), not 'both'")
+        if multilabel and selection.kind == "misclassified":
+            raise ValueError("select: 'misclassified' compares one predicted class with one label; a multi-label (sigmoid) "
+                             "model's prediction is every label on its side: use --select all, low-confidence:P or class:NAME")
         n_classes = checked.n_decisions
         if selection.kind == "class" and not 0 <= selection.class_index < n_classes:
             raise ValueError(f"select: class index {selection.class_index} is out of range for {n_classes} classes")
@@ -343,7 +355,8 @@ def run_audit(
                 t0 = time.perf_counter()
                 x = preprocessing.to_model(torch.stack([source.load(e.item) for e in batch]).to(device))
                 # A single-logit model's answer is its one logit (label 0), whichever side of the threshold it is on.
-                targets = torch.tensor([0 if binary else e.target for e in batch], device=device)
+                targets = (None if multilabel and explain == "pred"  # every label kept on its side
+                           else torch.tensor([0 if binary else e.target for e in batch], device=device))
                 explained = explain_batch(model, x, targets, checked.methods, context=checked.context(seed + k), method_options=options,
                                           n_classes=checked.n_classes)
                 timing["simplify_seconds"] += time.perf_counter() - t0
@@ -374,7 +387,7 @@ def run_audit(
         if world.is_main:
             t0 = time.perf_counter()
             records = _merge(out, entries)
-            summary = _summary(source, predictions, skipped, entries, records, n_classes, timings, world.size)
+            summary = _summary(source, predictions, skipped, entries, records, n_classes, timings, world.size, multilabel)
             save_json(summary, out / AUDIT_SUMMARY_FILE)
             write_audit_report(out)
             summary["timing"]["merge_and_report_seconds"] = time.perf_counter() - t0
@@ -448,11 +461,12 @@ def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def _summary(source, predictions, skipped, entries, records, n_classes, timings, world_size) -> dict[str, Any]:
+def _summary(source, predictions, skipped, entries, records, n_classes, timings, world_size, multilabel=False) -> dict[str, Any]:
     from ..report.information import summarise_information
 
     names = source.class_names
-    labelled = [(source.items[i].label, p) for i, p, _ in predictions if source.items[i].label is not None]
+    # a multi-label model's most probable label is no prediction to score against one label: no accuracy, no confusion
+    labelled = [] if multilabel else [(source.items[i].label, p) for i, p, _ in predictions if source.items[i].label is not None]
     confusion = [[0] * n_classes for _ in range(n_classes)]
     for label, pred in labelled:
         if 0 <= label < n_classes:

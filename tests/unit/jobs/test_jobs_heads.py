@@ -273,3 +273,25 @@ def test_image_arguments_edge_cases(tmp_path, monkeypatch):
         load_image_arguments(["testbed:radiograph:0", "testbed:stripes:0"])  # no file: no --size hint
     with pytest.raises(ValueError, match="^images: testbed images are used as they are, in colour; --grayscale"):
         load_image_arguments(["testbed:stripes:0"], Preprocessing(grayscale=True))
+
+
+def test_a_multilabel_audit_keeps_every_label_and_scores_no_accuracy(tmp_path):
+    # it explained (and kept) only the most probable label while reporting "kept", and scored that label against one CSV label
+    data = testbeds.load("digits-stripes", "test", n=4, seed=3)
+    rows = []
+    for i, image in enumerate(data.images):
+        Image.fromarray((image.permute(1, 2, 0) * 255).round().byte().numpy()).save(tmp_path / f"m{i}.png")
+        rows.append(f"m{i}.png,{i % 2}")
+    (tmp_path / "list.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    model = testbeds.load_classifier("digits-stripes")
+    for refused, message in (({"select": "misclassified"}, "^select: 'misclassified' compares one predicted class"),
+                             ({"select": "all", "explain": "both"}, "^explain: a multi-label")):
+        with pytest.raises(ValueError, match=message):
+            run_audit(model, tmp_path / "list.csv", tmp_path / "refused", head="sigmoid", estimator="analytic", **refused)
+    summary = run_audit(model, tmp_path / "list.csv", tmp_path / "audit", select="all", head="sigmoid", estimator="analytic",
+                        simplify_options={"steps": 3})
+    assert summary["accuracy"] is None and summary["confusion_matrix"] is None
+    records = [json.loads(line) for line in (tmp_path / "audit" / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 4 and any(len(r["on_before"]) > 1 for r in records)
+    for r in records:  # every label that was on was explained, as explain does without a target
+        assert r["kept_labels"] == r["on_before"], r
