@@ -347,7 +347,11 @@ def preflight(
     fields = SimplifyConfig.fields()
     for name in names:  # a simplifier's option values (steps, engine, ...), not only their names: an audit checks them only per batch
         if get_spec(name).simplifies:
-            make_config(None, {k: v for k, v in method_options.get(name, {}).items() if k in fields})
+            config = make_config(None, {k: v for k, v in method_options.get(name, {}).items() if k in fields})
+            learns = method_options.get(name, {}).get("simplifier") is not None or (learned and name == explainer)
+            if learns and config.parameterization != "mask":  # simplify() says so too, but only once the first batch runs
+                raise ValueError(f"simplifier: a learned simplifier predicts a mask; it cannot run parameterization="
+                                 f"{config.parameterization!r} (--engine {config.parameterization}): drop one of them")
     spaces = make_spaces(preprocessing.normalization)
     checked = Preflight(device, n_classes, targets, names, spaces, est, head, float(threshold))
     if explainer is not None and _optimises(method_options.get(explainer, {}), learned):

@@ -338,3 +338,21 @@ def test_an_audit_of_a_folder_without_labels_says_the_class_order_it_used(tmp_pa
         sys.argv = argv
     out = capsys.readouterr().out
     assert "classes from the folders, in sorted order (--labels names them otherwise): 0 alpha, 1 zeta" in " ".join(out.split()), out
+
+
+@pytest.mark.parametrize("command", ["audit", "explain"])
+def test_a_learned_simplifier_with_another_engine_is_refused_before_any_work(tmp_path, capsys, monkeypatch, command):
+    # an audit predicted every image, then failed naming a library parameter (or, with nothing selected, accepted it silently)
+    from simplebits_audit.jobs import audit as audit_job
+
+    monkeypatch.setattr(audit_job, "_predict", _no_work)
+    _png(tmp_path / "data" / "a" / "0.png", 32, 32)
+    _png(tmp_path / "data" / "b" / "0.png", 32, 32)
+    simplifier = tmp_path / "s.pt"
+    Simplifier(in_channels=3).save(simplifier)
+    data = str(tmp_path / "data") if command == "audit" else str(tmp_path / "data" / "a" / "0.png")
+    code, err = cli(capsys, "--quiet", command, data, "--model", "testbed:stripes", "--simplifier", str(simplifier),
+                    "--engine", "factorised", "--out", str(tmp_path / "out"))
+    assert code == 2 and err == ["error: --simplifier: a learned simplifier predicts a mask; it cannot run parameterization="
+                                 "'factorised' (--engine factorised): drop one of them"], err
+    assert not (tmp_path / "out").exists()
