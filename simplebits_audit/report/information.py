@@ -152,7 +152,9 @@ def _group(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     def per_axis(key: str) -> dict[str, float | None]:
         return {axis: _mean([finite_or_none(r["information"]["axes"].get(axis, {}).get(key)) for r in records]) for axis in AXES}
 
-    return {"n": len(records), "kept_inside": per_axis("kept_inside"), "bits_removed": per_axis("bits_removed"),
+    defined = {axis: sum(finite_or_none(r["information"]["axes"].get(axis, {}).get("kept_inside")) is not None for r in records)
+               for axis in AXES}
+    return {"n": len(records), "n_defined": defined, "kept_inside": per_axis("kept_inside"), "bits_removed": per_axis("bits_removed"),
             "codec_bits_removed": per_axis("codec_bits_removed")}
 
 
@@ -177,7 +179,7 @@ def takeaway(summary: dict[str, Any]) -> str:
                 if (w := wrong["kept_inside"][axis]) is not None and (c := right["kept_inside"][axis]) is not None]
         if gaps:
             _, axis, w, c = max(gaps)
-            counts = f"n = {wrong['n']} vs {right['n']}"
+            counts = f"n = {wrong['n_defined'][axis]} vs {right['n_defined'][axis]}"  # the images each mean is over
             if abs(w - c) < SAME_WITHIN:
                 return (
                     "misclassified and correct images keep about the same information "
@@ -186,8 +188,14 @@ def takeaway(summary: dict[str, Any]) -> str:
             lean = "lean on" if w > c else "lean less on"
             return f"misclassified images {lean} {axis} ({w:.2f} kept vs {c:.2f} for correct ones; {counts})"
     everything = summary["all"]
-    return f"over {everything['n']} explained image(s): " + profile_sentence(everything["kept_inside"],
-        summary.get("region", "whole image"))
+    region = summary.get("region", "whole image")
+    # colour and detail are read where the region was kept: say on how many images, when not on all (one image's
+    # shares are not the model's habit)
+    read = max(everything["n_defined"]["colour"], everything["n_defined"]["detail"])
+    head = f"over {everything['n']} explained image(s)"
+    if 0 < read < everything["n"]:
+        head += f" (colour and detail read on the {read} that needed part of the {region}; the others needed none of it)"
+    return f"{head}: " + profile_sentence(everything["kept_inside"], region)
 
 
 def summarise_information(records: Sequence[dict[str, Any]], class_names: Sequence[str] | None = None) -> dict[str, Any] | None:
@@ -253,7 +261,7 @@ def audit_information_html(summary: dict[str, Any]) -> str:
     rows = []
     for label, groups in (("all", {"all": info["all"]}), ("error type", info["by_error"]), ("class", info["by_class"])):
         for name, g in groups.items():
-            rows.append([esc(label), esc(name), g["n"], *[fmt(g["kept_inside"][a]) for a in AXES],
+            rows.append([esc(label), esc(name), g["n"], *[f"{fmt(g['kept_inside'][a])} (n {g['n_defined'][a]})" for a in AXES],
                          *[fmt(g["bits_removed"][a], 0) for a in AXES]])
     header = ["by", "group", "images", *[f"{a} kept" for a in AXES], *[f"{a} bits removed" for a in AXES]]
     charts = [f"<div><h3>By error type</h3>{_groups_figure(info['by_error'], 'fig-info-error')}</div>"]
@@ -262,7 +270,8 @@ def audit_information_html(summary: dict[str, Any]) -> str:
     return (
         f'<h2>Which information the model needed</h2><p class="note"><b>{esc(info["takeaway"])}</b>.</p>'
         f'<p class="sub">Mean share of each kind of information kept, over {info["n"]} explanation(s) with a profile; colour and '
-        f"detail are read where the region was kept, inside the {esc(info['region'])}. Bits removed: the estimator's, mean per image.</p>"
+        f"detail are read where the region was kept, inside the {esc(info['region'])}, so each mean is over the images that kept "
+        "some of it (n). Bits removed: the estimator's, mean per image (0 where nothing was removed).</p>"
         '<div style="display:flex;flex-wrap:wrap;gap:1rem">' + "".join(charts) + "</div>"
         + table_html(header, rows, raw=True)
     )

@@ -101,6 +101,7 @@ def test_the_audit_summary_aggregates_per_class_and_error_type_and_says_what_dif
     assert {k: g["n"] for k, g in summary["by_class"].items()} == {"cat": 2, "<dog>": 2, "cow": 1}
     assert summary["by_class"]["cat"]["kept_inside"]["colour"] == pytest.approx(0.5)
     assert summary["takeaway"] == "misclassified images lean on colour (0.71 kept vs 0.32 for correct ones; n = 2 vs 2)"
+    assert wrong["n_defined"] == {"colour": 2, "detail": 1, "region": 2}
     # computed from the data: swap which images were wrong and the sentence turns round
     swapped = [dict(r, pred_before=r["label"] if r["label"] != r["pred_before"] else 1 - r["label"]) if r.get("label") is not None else r
                for r in records[:4]]
@@ -116,6 +117,11 @@ def test_without_two_error_types_the_takeaway_says_what_all_images_kept():
         "over 2 explained image(s): colour kept (0.70), detail dropped (0.15); 0.20 of the ground-truth mask needed"
     )
     assert summarise_information([{"label": 0, "pred_before": 0}]) is None
+    # one image of three needed anything: the sentence says its shares are that one image's
+    one = summarise_information([_record(0, 0, 0.07, 0.13, 0.1), _record(1, 1, None, None, 0.0), _record(0, 0, None, None, 0.0)])
+    assert one["takeaway"] == ("over 3 explained image(s) (colour and detail read on the 1 that needed part of the ground-truth mask; "
+                               "the others needed none of it): leans on detail (0.13 kept) over colour (0.07); "
+                               "0.03 of the ground-truth mask needed")
     assert takeaway(summary) == summary["takeaway"]
 
 
