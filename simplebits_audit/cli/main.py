@@ -136,16 +136,18 @@ def _one_line_warning(message: Warning | str, category: type[Warning], filename:
     print(f"warning: {flag_message(str(message), sys.argv[1:])}", file=sys.stderr)
 
 
+#: The exit code of an interrupted command (128 + SIGINT, as shells report Ctrl-C).
+INTERRUPTED = 130
+
+
 def _run() -> None:
     try:
-        app(standalone_mode=False, prog_name="simplebits")
+        code = app(standalone_mode=False, prog_name="simplebits")
     except (typer.Exit, SystemExit) as stop:
         code = getattr(stop, "exit_code", getattr(stop, "code", 0))
         sys.exit(code or 0)
     except (typer.Abort, KeyboardInterrupt):
-        # Resumable jobs (audit, train-simplifier) have saved their progress.
-        err_console.print("interrupted (audit, train-simplifier and condense continue where they stopped when rerun)")
-        sys.exit(130)
+        _interrupted()
     except Exception as err:  # noqa: BLE001 -- the one place errors become messages
         if session.debug or _asked_for_debug(sys.argv[1:]):
             traceback.print_exc()  # then the same one line and exit code as without --debug
@@ -160,6 +162,18 @@ def _run() -> None:
             sys.exit(err.exit_code)
         print(f"error: {flag_message(str(err), sys.argv[1:])}", file=sys.stderr)  # one line, never wrapped
         sys.exit(2)
+    # Outside standalone mode typer turns Ctrl-C (and a job's KeyboardInterrupt after SIGTERM) into a returned 130,
+    # and any Exit into its returned code: the command exited 0 after an interruption, silently.
+    if code == INTERRUPTED:
+        _interrupted()
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+def _interrupted() -> None:
+    # Resumable jobs (audit, train-simplifier, train, condense) have saved their progress.
+    err_console.print("interrupted (audit, train-simplifier, train and condense continue where they stopped when rerun)")
+    sys.exit(INTERRUPTED)
 
 
 __all__ = ["COMMANDS", "LIBRARY_DEFAULTS", "LIBRARY_NAMES", "app", "flag_message", "hoist_global_options", "main", "resolve_help"]

@@ -356,3 +356,13 @@ def test_a_learned_simplifier_with_another_engine_is_refused_before_any_work(tmp
     assert code == 2 and err == ["error: --simplifier: a learned simplifier predicts a mask; it cannot run parameterization="
                                  "'factorised' (--engine factorised): drop one of them"], err
     assert not (tmp_path / "out").exists()
+
+
+def test_an_interrupted_command_says_so_and_exits_130(tmp_path, capsys, monkeypatch):
+    # typer returned 130 instead of raising outside standalone mode: Ctrl-C or SIGTERM ended a run with exit code 0, silently
+    def _interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # what a training run raises after saving its checkpoint on Ctrl-C or SIGTERM
+
+    monkeypatch.setattr(simplifier_job, "train_simplifier", _interrupted)
+    code, err = cli(capsys, "train-simplifier", "stripes", "--model", "testbed:stripes", "--out", str(tmp_path / "s.pt"))
+    assert code == 130 and err[-1].startswith("interrupted ("), err
