@@ -196,7 +196,8 @@ def audit(
       simplebits audit colour-cue --model testbed:colour-cue --select all --engine factorised --limit 16
     """
     from simplebits_audit.jobs import run_audit
-    from simplebits_audit.results import REPORT_FILE
+    from simplebits_audit.results import AUDIT_SIMPLIFIER_FILE, REPORT_FILE
+    from simplebits_audit.simplification import Simplifier
     from simplebits_audit.simplification.heads import NON_TOP_TARGET_FRACTION
 
     device = process_device()  # under torchrun each rank takes its own GPU
@@ -212,8 +213,14 @@ def audit(
     if not session.quiet:
         acc = "-" if summary["accuracy"] is None else f"{100 * summary['accuracy']:.1f}%"
         console.print(f"{summary['items']} images, {len(summary['skipped'])} skipped, accuracy {acc}; "
-                      f"{summary['explained']} explanations, kept {100 * (summary['kept_rate'] or 0):.0f}%, "
-                      f"bits/dim {summary['bpd_before'] or 0:.3f} -> {summary['bpd_after'] or 0:.3f}")
+                      + (f"{summary['explained']} explanations, kept {100 * summary['kept_rate']:.0f}%, "
+                         f"bits/dim {_num(summary['bpd_before'])} -> {_num(summary['bpd_after'])}" if summary["explained"]
+                         else "nothing selected to explain (--select all explains every image)"))
+        if simplifier == "auto" and (trained := Path(out) / AUDIT_SIMPLIFIER_FILE).is_file():  # what train-simplifier says
+            scores = Simplifier.load(trained).card.get("held_out") or {}
+            if scores:
+                console.print(f"learned simplifier ({trained}): {scores['images']} held-out images, answers kept "
+                              f"{100 * scores['top1_kept']:.1f}%, bits kept {scores['bits_kept']:.3f}", markup=False, highlight=False)
         if Path(data).is_dir() and model_opts.class_names is None and summary.get("class_names"):
             # the classes are the folders in sorted order (torchvision's rule): said, since a model trained otherwise looks wrong
             order = ", ".join(f"{i} {name}" for i, name in enumerate(summary["class_names"][:10]))
@@ -230,6 +237,11 @@ def audit(
         if summary.get("information"):  # --engine factorised
             console.print(f"which information: {summary['information']['takeaway']}")
     console.print(f"report: {out / REPORT_FILE}")
+
+
+def _num(value: float | None) -> str:
+    """A summary's mean for the terminal: "-" where no explanation had one (all non-finite)."""
+    return "-" if value is None else f"{value:.3f}"
 
 
 __all__ = ["audit", "compare", "explain"]

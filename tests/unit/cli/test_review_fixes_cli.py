@@ -366,3 +366,43 @@ def test_an_interrupted_command_says_so_and_exits_130(tmp_path, capsys, monkeypa
     monkeypatch.setattr(simplifier_job, "train_simplifier", _interrupted)
     code, err = cli(capsys, "train-simplifier", "stripes", "--model", "testbed:stripes", "--out", str(tmp_path / "s.pt"))
     assert code == 130 and err[-1].startswith("interrupted ("), err
+
+
+def test_an_audit_with_an_auto_simplifier_prints_its_held_out_scores(tmp_path, capsys, monkeypatch):
+    # they were only in the simplifier's card; train-simplifier prints them
+    import sys
+
+    from simplebits_audit.cli.main import main
+    from simplebits_audit.jobs import audit as audit_job
+
+    def _trained(model, source, path, **kwargs):  # a simplifier without training, with the card training would write
+        simplifier = Simplifier(in_channels=3)
+        simplifier.card.update(held_out={"images": 6, "top1_kept": 0.5, "bits_kept": 0.25})
+        simplifier.save(path)
+        return simplifier
+
+    monkeypatch.setattr(audit_job, "train_simplifier_job", _trained)
+    argv, sys.argv = sys.argv, ["simplebits", "audit", "stripes", "--model", "testbed:stripes", "--testbed-n", "8", "--limit", "1",
+                                "--select", "all", "--simplifier", "auto", "--out", str(tmp_path / "out")]
+    try:
+        main()
+    finally:
+        sys.argv = argv
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"learned simplifier ({tmp_path / 'out' / 'simplifier.pt'}): 6 held-out images, answers kept 50.0%, bits kept 0.250" in out
+
+
+def test_an_audit_that_explains_nothing_says_so_instead_of_zeros(tmp_path, capsys):
+    # it printed "0 explanations, kept 0%, bits/dim 0.000 -> 0.000"
+    import sys
+
+    from simplebits_audit.cli.main import main
+
+    argv, sys.argv = sys.argv, ["simplebits", "audit", "stripes", "--model", "testbed:stripes", "--testbed-n", "4", "--steps", "2",
+                                "--out", str(tmp_path / "out")]  # the stripes classifier gets these 4 right: none misclassified
+    try:
+        main()
+    finally:
+        sys.argv = argv
+    out = " ".join(capsys.readouterr().out.split())
+    assert "accuracy 100.0%; nothing selected to explain (--select all explains every image)" in out and "kept 0%" not in out
