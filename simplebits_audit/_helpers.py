@@ -189,7 +189,10 @@ def exported_in_training_mode(module: nn.Module) -> bool | None:
         if ("dropout" in name or "batch_norm" in name) and "no_training" not in name:
             key, index = ("train", 2) if "dropout" in name else ("training", 5)
             flag = node.kwargs.get(key, node.args[index] if len(node.args) > index else None)
-            if flag is not False:
+            # a batch norm without running statistics (track_running_stats=False) uses batch statistics in eval mode too:
+            # its training flag is True whatever the model's mode, and exporting again cannot change it
+            untracked = "batch_norm" in name and len(node.args) > 3 and node.args[3] is None
+            if flag is not False and not untracked:
                 return True
     return False
 
@@ -313,6 +316,10 @@ def run_device(module: object, device: str | torch.device | None = None, *, must
     return module_device
 
 
+class ForcedInterrupt(KeyboardInterrupt):
+    """A second Ctrl-C while a step runs: raised wherever the code is, so the state may hold half a step and must not be saved."""
+
+
 class DeferredInterrupt:
     """Ctrl-C (SIGINT) or a polite kill (SIGTERM, as sent by ``kill``, ``timeout``, a batch scheduler or a
     container's stop) inside ``with DeferredInterrupt() as stop`` only sets ``stop.requested``.
@@ -349,15 +356,15 @@ class DeferredInterrupt:
             return
         self._restore()  # the second one: what the signal does without the guard, now
         if signum == signal.SIGINT:
-            raise KeyboardInterrupt
+            raise ForcedInterrupt
         os.kill(os.getpid(), signum)
 
     def _restore(self) -> None:
         import signal
 
         for number, previous in self._previous.items():
-            if previous is not None:  # None: a handler not set from Python, which cannot be put back
-                signal.signal(number, previous)
+            # None: a handler not set from Python, which cannot be put back: the default rather than ours
+            signal.signal(number, signal.SIG_DFL if previous is None else previous)
         self._previous = {}
 
     def __exit__(self, *exc: Any) -> None:

@@ -293,8 +293,8 @@ def check_not_training(model, *, name: str = "model") -> None:
     if not isinstance(model, nn.Module):
         return
     if exported_in_training_mode(model):  # eval() cannot change an exported graph: the export itself must be redone
-        raise ValueError(f"{name}: was exported in training mode (its graph runs dropout or batch norm on batch statistics, so "
-                         "every answer depends on the batch); export it again after model.eval()")
+        raise ValueError(f"{name}: was exported in training mode (its graph runs dropout or batch norm in training mode: "
+                         "answers that are random or depend on the batch); export it again after model.eval()")
     if any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats for m in model.modules()):
         raise ValueError(
             f"{name}: has BatchNorm layers in training mode, whose statistics every call would change; call model.eval() first"

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .._helpers import ForwardFunc, check_logits, export_hint, last_line
+from .._helpers import ForwardFunc, check_logits, export_hint, last_line, module_of
 from ..estimators import BitEstimator
 from ..spaces import Spaces
 from .heads import Decision, Keep, check_keep, probabilities
@@ -69,9 +69,13 @@ class Classifier:
             # torch's shape errors (and torch.export's batch guard) name no argument: on the first call, say whose call
             # failed, on what (a dtype too); anything else (a device, the model's own error, out of memory) goes on as it is
             text = str(err)
-            if not self.answered and ("should be the same" in text or "expected scalar type" in text.lower()):  # a dtype
-                raise ValueError(f"forward_func: failed on model inputs of dtype {str(self.input_dtype).replace('torch.', '')} "
-                                 f"({last_line(err)}); give the images in the model's dtype (e.g. inputs.float())") from err
+            model_dtype = next((p.dtype for p in module.parameters()), None) if (module := module_of(self.forward_func)) else None
+            if (not self.answered and model_dtype is not None and model_dtype != self.input_dtype
+                    and ("should be the same" in text or "expected scalar type" in text.lower())):  # a dtype, not a device
+                dtype = str(model_dtype).replace("torch.", "")
+                raise ValueError(f"forward_func: failed on model inputs of dtype {str(self.input_dtype).replace('torch.', '')}, "
+                                 f"the model's weights are {dtype} ({last_line(err)}); give images of the model's dtype "
+                                 f"(inputs.to(torch.{dtype}))") from err
             if self.answered or isinstance(err, torch.cuda.OutOfMemoryError) or not any(
                     k in text for k in ("shape", "size", "channels", "mat1", "Guard failed")):
                 raise
@@ -103,6 +107,9 @@ class Classifier:
             try:
                 logits = self.logits(x)
             except RuntimeError as err:
+                if "in-place" in str(err) or "inplace" in str(err):
+                    raise ValueError(f"forward_func: changes its input in place ({last_line(err)}); simplification passes an image "
+                                     "that needs gradients: write x = x - ... instead of x.sub_(...) inside forward") from err
                 if "requires grad" not in str(err):
                     raise
                 raise ValueError(f"forward_func: cannot run on an image that needs gradients ({last_line(err)}); simplification needs "

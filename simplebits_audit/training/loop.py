@@ -35,7 +35,7 @@ import torch
 import torch.distributed as dist
 from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
 
-from .._helpers import DeferredInterrupt
+from .._helpers import DeferredInterrupt, ForcedInterrupt
 from .._io import save_torch
 from .._progress import JobProgress
 
@@ -232,6 +232,8 @@ class ResumableRun:
                     stats = take_step(self.step)
                     self.step += 1
                     progress.update(task, advance=1, stats=stats)
+            except ForcedInterrupt:
+                raise  # a second Ctrl-C mid-step: the state may hold half a step; the last checkpoint stays
             except KeyboardInterrupt:
                 # The checkpoint holds every finished step; running again resumes there.
                 self.save(state())

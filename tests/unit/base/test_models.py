@@ -169,6 +169,11 @@ def test_an_export_made_in_eval_mode_loads_as_eval_mode_and_one_made_in_training
     # the job's check refuses the training-mode export (it only warned: eval() cannot change an exported graph, and its
     # answers depended on the batch); the library warns with a remedy that works, and not for an eval-mode export
     check_not_training(load_model(tmp_path / "eval.pt2"))
+    # a batch norm without running statistics runs on batch statistics in eval mode too: no export can change it, not refused
+    untracked = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, track_running_stats=False), nn.Flatten(), nn.LazyLinear(2))
+    untracked(torch.rand(2, 3, 8, 8))
+    torch.export.save(torch.export.export(untracked.eval(), (torch.rand(2, 3, 8, 8),)), tmp_path / "untracked.pt2")
+    check_not_training(load_model(tmp_path / "untracked.pt2"))
     with pytest.raises(ValueError, match=r"^model: was exported in training mode .*; export it again after model\.eval\(\)$"):
         check_not_training(load_model(tmp_path / "train.pt2"))
     x = torch.rand(2, 3, 8, 8)

@@ -341,6 +341,24 @@ def test_an_empty_batch_and_a_dtype_the_model_cannot_take_are_one_line_errors():
     for call in (lambda: SimpleBits(model).attribute(x[:0], target=0), lambda: simplify(model, x[:0])):
         with pytest.raises(ValueError, match=r"^inputs: an empty batch, shape \(0, 3, 16, 16\)$"):
             call()
-    with pytest.raises(ValueError, match=r"^forward_func: failed on model inputs of dtype float64 \(.*\); give the images in the "
-                                         r"model's dtype \(e\.g\. inputs\.float\(\)\)$"):
+    with pytest.raises(ValueError, match=r"^forward_func: failed on model inputs of dtype float64, the model's weights are float32 "
+                                         r"\(.*\); give images of the model's dtype \(inputs\.to\(torch\.float32\)\)$"):
         SimpleBits(model).attribute(x.double(), target=0, steps=1)
+    with pytest.raises(ValueError, match=r"weights are bfloat16 .*\(inputs\.to\(torch\.bfloat16\)\)$"):  # the advice names the real dtype
+        simplify(Detached("none").to(torch.bfloat16), x, target=0, steps=1)
+
+
+class InPlace(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3)
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x.sub_(0.5)  # the image the engine passes needs gradients: torch refuses the in-place change
+        return self.conv(x).mean((2, 3))
+
+
+def test_a_forward_that_changes_its_input_in_place_is_told_so():
+    with pytest.raises(ValueError, match=r"^forward_func: changes its input in place \(.*\); .*write x = x - \.\.\. instead"):
+        simplify(InPlace(), torch.rand(2, 3, 16, 16), target=0, steps=1)

@@ -180,9 +180,12 @@ def test_in_a_terminal_the_bar_alone_no_plain_lines():
 
 
 def _interrupted_rank(rank: int, store: str, checkpoint: str, steps_file: str) -> None:
+    from datetime import timedelta
+
     import torch.distributed as dist
 
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    # a regression fails in a minute, not after gloo's 30-minute default
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2, timeout=timedelta(seconds=60))
     try:
         run = ResumableRun(checkpoint, SETTINGS, total=20, checkpoint_every=3600)
         stop_at = {1: 3}.get(rank)  # only rank 1 is interrupted (one rank's Ctrl-C, or SIGTERM reaching it first)
@@ -249,3 +252,24 @@ def test_plain_progress_says_every_task_s_last_line_and_leaves_notebooks_their_b
     assert [line.rsplit(" (", 1)[0] for line in buffer.getvalue().splitlines()] == ["reading: 2", "resumed: 5 / 5", "interrupted: 3 / 10"]
     assert not JobProgress(console=Console(file=io.StringIO(), force_jupyter=True)).plain  # a notebook shows rich's own bar
     assert JobProgress(console=Console(file=io.StringIO(), force_terminal=True, _environ={"TERM": "dumb"})).plain  # draws nothing
+
+
+def test_a_second_ctrl_c_inside_a_step_keeps_the_last_whole_checkpoint(tmp_path):
+    # the forced interrupt lands mid-step: saving then wrote a state holding half a step (its update, not its count)
+    from simplebits_audit._helpers import ForcedInterrupt
+
+    ckpt = tmp_path / "run.ckpt"
+    run = ResumableRun(ckpt, SETTINGS, total=10, checkpoint_every=3600)
+    trace: list[int] = []
+
+    def take_step(step: int) -> str:
+        trace.append(step)  # the update
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)  # the second one acts at once, here, after the update
+        return ""
+
+    with pytest.raises(ForcedInterrupt):
+        run.run(take_step, lambda: {"trace": list(trace)}, description="toy", boundary=lambda step: True)  # saved before every step
+    saved = torch.load(ckpt, weights_only=True)
+    assert saved["step"] == 3 and saved["trace"] == [0, 1, 2]  # whole steps only
