@@ -244,6 +244,8 @@ def check_classifier_output(model, inputs: torch.Tensor, *, name: str = "model",
         with torch.no_grad():
             out = model(inputs)
     except Exception as err:  # the user's model may raise anything
+        if isinstance(err, torch.cuda.OutOfMemoryError):  # not a size the model refuses: no other size to suggest
+            raise
         h, w = inputs.shape[-2:]
         if (side := _smallest_working_side(model, inputs)) is not None:
             raise ValueError(
@@ -273,9 +275,9 @@ def check_classifier_output(model, inputs: torch.Tensor, *, name: str = "model",
 
 
 def _smallest_working_side(model, inputs: torch.Tensor, below: bool = False) -> int | None:
-    """The smallest of :data:`PROBE_SIDES` above the image's sides (``below``: under its larger side) on which
-    ``model`` runs, or None."""
-    for side in PROBE_SIDES:
+    """The smallest of :data:`PROBE_SIDES` above the image's sides on which ``model`` runs, or None; ``below``:
+    the largest under the image's larger side (the nearest size the model takes)."""
+    for side in (reversed(PROBE_SIDES) if below else PROBE_SIDES):
         if (side >= max(inputs.shape[-2:])) if below else (side <= min(inputs.shape[-2:])):
             continue
         try:

@@ -67,7 +67,7 @@ EXPLAIN_CHOICES = ("true", "pred", "both")
 RESULT_SETTINGS = (
     "data", "n_items", "select", "limit", "explain", "baselines", "estimator", "attribution", "batch_size", "seed", "simplify",
     "model", "preprocessing", "top_k", "class_names", "explainer", "simplifier", "head", "threshold",
-    "baseline_options",
+    "baseline_options", "kept_labels",
 )
 
 
@@ -302,6 +302,8 @@ def run_audit(
             settings["explainer"] = explainer
         if head != "softmax":  # only recorded when set, so that audits written before the option can resume
             settings.update({"head": head, "threshold": float(threshold)})
+        if multilabel and explain == "pred":  # earlier multi-label audits kept only the top label: not resumed into
+            settings["kept_labels"] = "every label on its side"
         if eo.baseline_options:  # only recorded when set (as head), JSON-able values only
             settings["baseline_options"] = {k: {o: str(v) for o, v in d.items()} for k, d in eo.baseline_options.items()}
         if simplifier is not None:

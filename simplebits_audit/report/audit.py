@@ -29,7 +29,7 @@ from ._html import (
     status_text,
     table_html,
 )
-from .information import audit_information_html, kept_shares, profile_sentence
+from .information import audit_information_html, error_type, kept_shares, profile_sentence
 from .path import PATH_CSS, path_strip_html
 
 #: Images shown in the gallery and detail sections (the rest stay in results.jsonl).
@@ -113,7 +113,7 @@ def _gallery(out_dir: Path, records: Sequence[dict[str, Any]]) -> str:
     head = ["image", "original", "simplified", "SimpleBits", "label", "prediction", "explained", "confidence", "bits retained", "kept"]
     rows = []
     for r in records:
-        wrong = r.get("label") is not None and r["label"] != r["pred_before"]
+        wrong = error_type(r) == "misclassified"  # a multi-label record's top label is not scored
         cells = [
             (f'<a href="#d-{esc(r["id"])}">{esc(r["name"])}</a>', esc(r["name"])),
             (img_tag(_png(out_dir, r["files"]["original"], 64), "original", width=64), ""),

@@ -159,8 +159,9 @@ def _group(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def error_type(record: dict[str, Any]) -> str:
-    """``"correct"``, ``"misclassified"`` (label known, original prediction differs) or ``"unlabelled"``."""
-    if record.get("label") is None:
+    """``"correct"``, ``"misclassified"`` (label known, original prediction differs) or ``"unlabelled"`` (no label, or a
+    multi-label record: its most probable label is no prediction to score against one label)."""
+    if record.get("label") is None or len(record.get("labels") or ()) > 1:
         return "unlabelled"
     return "correct" if record["label"] == record["pred_before"] else "misclassified"
 
@@ -261,7 +262,9 @@ def audit_information_html(summary: dict[str, Any]) -> str:
     rows = []
     for label, groups in (("all", {"all": info["all"]}), ("error type", info["by_error"]), ("class", info["by_class"])):
         for name, g in groups.items():
-            rows.append([esc(label), esc(name), g["n"], *[f"{fmt(g['kept_inside'][a])} (n {g['n_defined'][a]})" for a in AXES],
+            counts = g.get("n_defined", {})  # summaries written before the counts: the means alone
+            rows.append([esc(label), esc(name), g["n"], *[fmt(g["kept_inside"][a]) + (f" (n {counts[a]})" if a in counts else "")
+                                                          for a in AXES],
                          *[fmt(g["bits_removed"][a], 0) for a in AXES]])
     header = ["by", "group", "images", *[f"{a} kept" for a in AXES], *[f"{a} bits removed" for a in AXES]]
     charts = [f"<div><h3>By error type</h3>{_groups_figure(info['by_error'], 'fig-info-error')}</div>"]

@@ -295,3 +295,15 @@ def test_a_multilabel_audit_keeps_every_label_and_scores_no_accuracy(tmp_path):
     assert len(records) == 4 and any(len(r["on_before"]) > 1 for r in records)
     for r in records:  # every label that was on was explained, as explain does without a target
         assert r["kept_labels"] == r["on_before"], r
+    # a folder of the earlier behaviour (the top label only, no such setting) is not resumed into with mixed meanings
+    settings_file = tmp_path / "audit" / "audit.json"
+    settings = json.loads(settings_file.read_text())
+    assert settings.pop("kept_labels") == "every label on its side"
+    settings_file.write_text(json.dumps(settings))
+    with pytest.raises(ValueError, match=r"other settings \(kept_labels\)"):
+        run_audit(model, tmp_path / "list.csv", tmp_path / "audit", select="all", head="sigmoid", estimator="analytic",
+                  simplify_options={"steps": 3})
+    # no multi-label record is scored as misclassified in the which-information split or the gallery
+    from simplebits_audit.report.information import error_type
+
+    assert {error_type(r) for r in records if len(r["labels"]) > 1} == {"unlabelled"}

@@ -188,3 +188,14 @@ def test_the_cli_engine_option_reaches_the_jobs_and_the_refusal_is_one_line(monk
     assert code == 2 and len(lines) == 1 and lines[0].startswith(
         "error: --attribution: 'colour' needs the factorised engine (--engine factorised")
     assert not (tmp_path / "x").exists()
+
+
+def test_a_summary_written_before_the_counts_still_renders():
+    # simplebits report on an older factorised audit folder raised KeyError: 'n_defined'
+    from simplebits_audit.report.information import audit_information_html
+
+    info = summarise_information([_record(0, 0, 0.8, 0.1, 0.3), _record(1, 1, 0.6, 0.2, 0.1)])
+    for group in [info["all"], *info["by_error"].values(), *info["by_class"].values()]:
+        del group["n_defined"]
+    html = audit_information_html({"information": info})
+    assert "Which information the model needed" in html and "<td>0.700</td>" in html  # the mean, without its count
