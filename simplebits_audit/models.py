@@ -247,11 +247,11 @@ def check_classifier_output(model, inputs: torch.Tensor, *, name: str = "model",
         if isinstance(err, torch.cuda.OutOfMemoryError):  # not a size the model refuses: no other size to suggest
             raise
         h, w = inputs.shape[-2:]
-        if (side := _smallest_working_side(model, inputs)) is not None:
+        if (side := _working_side(model, inputs)) is not None:
             raise ValueError(
                 f"{images}: {h} x {w} pixels is too small for the model (it runs on {side} x {side}); resize the images (--size {side})"
             ) from None
-        if (side := _smallest_working_side(model, inputs, below=True)) is not None:  # a model made for one size, say
+        if (side := _working_side(model, inputs, below=True)) is not None:  # a model made for one size, say
             raise ValueError(f"{images}: the model fails on {h} x {w} pixels and runs on {side} x {side} "
                              f"({err.__class__.__name__}: {last_line(err)}); resize the images (--size {side} --crop {side})") from None
         channels = inputs.shape[1]
@@ -274,9 +274,9 @@ def check_classifier_output(model, inputs: torch.Tensor, *, name: str = "model",
     return int(out.shape[1])
 
 
-def _smallest_working_side(model, inputs: torch.Tensor, below: bool = False) -> int | None:
-    """The smallest of :data:`PROBE_SIDES` above the image's sides on which ``model`` runs, or None; ``below``:
-    the largest under the image's larger side (the nearest size the model takes)."""
+def _working_side(model, inputs: torch.Tensor, below: bool = False) -> int | None:
+    """The smallest of :data:`PROBE_SIDES` above the image's sides on which ``model`` runs (``below``: the largest
+    under its larger side, the nearest size the model takes), or None."""
     for side in (reversed(PROBE_SIDES) if below else PROBE_SIDES):
         if (side >= max(inputs.shape[-2:])) if below else (side <= min(inputs.shape[-2:])):
             continue

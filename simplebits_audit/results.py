@@ -100,6 +100,12 @@ def answer_before_after(record: dict[str, Any], arrow: str = "->") -> str:
     return f"{record['pred_before_name']} {arrow} {record['pred_after_name']}"
 
 
+def target_not_predicted(record: dict[str, Any]) -> bool:
+    """Whether a softmax record explains a class that was not the prediction: its "kept" then means the
+    target kept :data:`~simplebits_audit.simplification.heads.NON_TOP_TARGET_FRACTION` of its probability."""
+    return "labels" not in record and record["target"] != record["pred_before"]
+
+
 def explained_name(record: dict[str, Any]) -> str:
     """What a record's simplification explained, as text: its ``explained`` labels (multi-label sigmoid), else its target's name."""
     return str(record.get("explained") or record["target_name"])

@@ -69,7 +69,7 @@ def explain(
       simplebits explain testbed:stripes:3 --model testbed:stripes
     """
     from simplebits_audit.jobs import explain_images
-    from simplebits_audit.results import answer_before_after, explained_name, labels_on_before_after
+    from simplebits_audit.results import answer_before_after, explained_name, labels_on_before_after, target_not_predicted
     from simplebits_audit.simplification.heads import NON_TOP_TARGET_FRACTION
 
     result = explain_images(
@@ -87,7 +87,7 @@ def explain(
                           f"{r['jxl_bpd_before']:.3f} -> {r['jxl_bpd_after']:.3f}")
         console.print(table)
         for r in result.records:
-            if "labels" not in r and r["target"] != r["pred_before"]:  # "kept" then means less than the prediction kept
+            if target_not_predicted(r):  # "kept" then means less than the prediction kept
                 console.print(f"{r['name']}: the target {r['target_name']} was not the prediction (p {r['prob_target_before']:.3g}): "
                               f"kept means its probability stayed at least {NON_TOP_TARGET_FRACTION:.0%} of that")
             if r.get("nothing_needed"):  # a flat map is then the right answer, not a failure

@@ -50,6 +50,7 @@ from ..results import (
     rank_results_file,
     read_records,
     results_files,
+    target_not_predicted,
     write_records,
 )
 from ..simplification import Simplifier
@@ -302,7 +303,8 @@ def run_audit(
             settings["explainer"] = explainer
         if head != "softmax":  # only recorded when set, so that audits written before the option can resume
             settings.update({"head": head, "threshold": float(threshold)})
-        if multilabel and explain == "pred":  # earlier multi-label audits kept only the top label: not resumed into
+        every_label = multilabel and explain == "pred"  # the prediction of a multi-label model: every label on its side
+        if every_label:  # earlier multi-label audits kept only the top label: not resumed into
             settings["kept_labels"] = "every label on its side"
         if eo.baseline_options:  # only recorded when set (as head), JSON-able values only
             settings["baseline_options"] = {k: {o: str(v) for o, v in d.items()} for k, d in eo.baseline_options.items()}
@@ -357,8 +359,7 @@ def run_audit(
                 t0 = time.perf_counter()
                 x = preprocessing.to_model(torch.stack([source.load(e.item) for e in batch]).to(device))
                 # A single-logit model's answer is its one logit (label 0), whichever side of the threshold it is on.
-                targets = (None if multilabel and explain == "pred"  # every label kept on its side
-                           else torch.tensor([0 if binary else e.target for e in batch], device=device))
+                targets = None if every_label else torch.tensor([0 if binary else e.target for e in batch], device=device)
                 explained = explain_batch(model, x, targets, checked.methods, context=checked.context(seed + k), method_options=options,
                                           n_classes=checked.n_classes)
                 timing["simplify_seconds"] += time.perf_counter() - t0
@@ -512,7 +513,7 @@ def _summary(source, predictions, skipped, entries, records, n_classes, timings,
         "explained": len(records),
         "kept_rate": _mean([float(r["kept"]) for r in records]),
         # explanations of a class that was not the prediction: "kept" means its probability stayed >= 90 % of what it was
-        "not_prediction_targets": sum(1 for r in records if "labels" not in r and r["target"] != r["pred_before"]),
+        "not_prediction_targets": sum(map(target_not_predicted, records)),
         "bpd_before": _mean([r["bpd_before"] for r in ok]),
         "bpd_after": _mean([r["bpd_after"] for r in ok]),
         "bits_retained": _mean([r["bits_retained"] for r in ok]),

@@ -16,6 +16,9 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..results import target_not_predicted
+from ..simplification.heads import NON_TOP_TARGET_FRACTION
+
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1200px; padding: 1.5rem; color: #1d1d1f; }
 h1 { font-size: 1.5rem; margin-bottom: .2rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
@@ -86,19 +89,15 @@ def status_text(record: dict) -> str:
 
 def kept_title(record: dict) -> str:
     """What "kept" means for a record: the prediction, a target that was not the prediction, or a sigmoid head's labels."""
-    from ..simplification.heads import NON_TOP_TARGET_FRACTION
-
     if "explained" in record:
         return "explained labels kept on their side"
-    if "labels" not in record and record["target"] != record["pred_before"]:
+    if target_not_predicted(record):
         return f"target kept (not the prediction: at least {NON_TOP_TARGET_FRACTION:.0%} of its probability)"
     return "prediction kept"
 
 
 def kept_note(not_prediction: int, explained: int) -> str:
     """The audit's note on its kept rate when some explained targets were not the prediction (empty when none were)."""
-    from ..simplification.heads import NON_TOP_TARGET_FRACTION
-
     if not not_prediction:
         return ""
     return (f" ({not_prediction} of {explained} explanations are of a target that was not the prediction: for them kept means "
